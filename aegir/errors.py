@@ -1,0 +1,71 @@
+"""The one family of expected failures.
+
+Every failure an operator can cause or meet (a bad inventory, a host that does
+not answer, a command that exits non-zero, a refused action) is an
+`AegirError`: its `str()` is the whole message, one or a few lines, naming the
+host, the file and line, or the command, its exit code and the tail of stderr.
+Tasks turn these into `invoke.Exit` at their boundary; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: How many lines of a failed command's stderr end up in its message.
+STDERR_TAIL_LINES = 5
+
+
+class AegirError(Exception):
+    """An expected failure; `str(err)` is the message shown to the operator."""
+
+    def __init__(self, message: str, *, host: str | None = None) -> None:
+        self.host = host
+        self.message = message
+        super().__init__(f"{host}: {message}" if host else message)
+
+
+class InventoryError(AegirError):
+    """A hosts.yml problem, located as ``file:line: sentence``."""
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {message}")
+
+
+class TargetError(AegirError):
+    """A ``-H`` value that names no host or group of the inventory."""
+
+
+class UnreachableError(AegirError):
+    """The host could not be reached or logged into (DNS, TCP, SSH auth)."""
+
+
+class HostKeyError(UnreachableError):
+    """The host's SSH key is not in known_hosts (or does not match)."""
+
+
+class RefusedError(AegirError):
+    """A safety check refuses an action (say why and how to proceed)."""
+
+
+@dataclass(frozen=True)
+class _Tail:
+    text: str
+
+    def __str__(self) -> str:
+        lines = [ln for ln in self.text.strip().splitlines() if ln.strip()]
+        return "\n".join("  | " + ln for ln in lines[-STDERR_TAIL_LINES:])
+
+
+class CommandError(AegirError):
+    """A command exited non-zero: host + command + exit code + stderr tail."""
+
+    def __init__(self, host: str, command: str, exited: int, stderr: str = "") -> None:
+        self.command = command
+        self.exited = exited
+        self.stderr = stderr
+        tail = str(_Tail(stderr))
+        message = f"`{command}` exited {exited}" + (f"\n{tail}" if tail else "")
+        super().__init__(message, host=host)

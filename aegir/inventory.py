@@ -1,0 +1,536 @@
+"""hosts.yml -> typed, validated `Host` objects.
+
+The inventory names every hypervisor, how to reach it (SSH address, user,
+port, or ``connection: local`` for this machine), its groups, its ``/srv``, its
+LUKS device, how Docker is started, and its addressing plan: an admin IPv4,
+service IPv4s, an IPv6 prefix (a ``/56`` in the runbook) holding the admin IPv6
+and one service IPv6 per service IPv4.
+
+Every mistake is reported as ``file:line: sentence`` (an `InventoryError`),
+never as a traceback. Sections owned by one namespace (``fw:``, ``update:``)
+are kept as plain mappings on the host and validated by their owner, which
+can still point at the right line through `Inventory.line_of`.
+
+Search order: ``--inventory`` flag, ``$AEGIR_INVENTORY``, ``./hosts.yml``,
+``/etc/aegir/hosts.yml``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import shlex
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterable, Iterator, Mapping
+
+import yaml
+
+from .errors import InventoryError, TargetError
+from .sh import NAME_RE
+
+IPv4 = ipaddress.IPv4Address
+IPv6 = ipaddress.IPv6Address
+IPv6Net = ipaddress.IPv6Network
+
+SEARCH_PATHS = ("./hosts.yml", "/etc/aegir/hosts.yml")
+DEFAULT_DOCKER_START = ("systemctl", "start", "docker")
+#: Sections validated by the namespace that owns them.
+SECTIONS = ("fw", "update")
+
+#: Keys a host may set, and whether `defaults:` may set them too.
+HOST_KEYS: dict[str, bool] = {
+    "connection": True,
+    "address": False,
+    "user": True,
+    "port": True,
+    "groups": True,
+    "srv": True,
+    "luks": True,
+    "docker_start": True,
+    "docker_host": True,
+    "known_hosts": True,
+    "identity": True,
+    "sudo": True,
+    "admin_ipv4": False,
+    "service_ipv4": False,
+    "ipv6_prefix": False,
+    "admin_ipv6": False,
+    "service_ipv6": False,
+    **{s: True for s in SECTIONS},
+}
+TOP_KEYS = ("defaults", "hosts")
+LUKS_KEYS = ("device", "name")
+
+
+@dataclass(frozen=True)
+class Host:
+    """One hypervisor as the inventory describes it."""
+
+    name: str
+    connection: str = "ssh"  # "ssh" or "local"
+    address: str | None = None  # what SSH connects to
+    user: str | None = None
+    port: int = 22
+    groups: tuple[str, ...] = ()
+    srv: str = "/srv"
+    luks_device: str | None = None
+    luks_name: str = "data"
+    docker_start: tuple[str, ...] = DEFAULT_DOCKER_START
+    docker_host: str | None = None  # DOCKER_HOST on that host; None = its default socket
+    known_hosts: str = "~/.ssh/known_hosts"
+    identity: str | None = None
+    sudo: bool = False  # prefix privileged commands with `sudo -n`
+    admin_ipv4: IPv4 | None = None
+    service_ipv4: tuple[IPv4, ...] = ()
+    ipv6_prefix: IPv6Net | None = None
+    admin_ipv6: IPv6 | None = None
+    service_ipv6: tuple[IPv6, ...] = ()
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
+    origin: str = ""  # "hosts.yml:12", for messages
+
+    @property
+    def is_local(self) -> bool:
+        return self.connection == "local"
+
+    @property
+    def ssh_target(self) -> str:
+        """``user@address:port`` as an operator would type it."""
+        user = f"{self.user}@" if self.user else ""
+        addr = self.address or self.name
+        if ":" in addr:
+            addr = f"[{addr}]"
+        return f"{user}{addr}:{self.port}"
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """The host's ``fw:``/``update:`` mapping (empty when absent)."""
+        return self.sections.get(name, MappingProxyType({}))
+
+    def srv_path(self, *parts: str) -> str:
+        """A path under this host's /srv: ``host.srv_path("apps", "x")``."""
+        return "/".join([self.srv.rstrip("/") or "", *parts]) if parts else self.srv
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The validated hosts of one hosts.yml, plus where each key was written."""
+
+    path: str
+    hosts: tuple[Host, ...]
+    lines: Mapping[tuple[Any, ...], int] = field(default_factory=dict, compare=False)
+
+    def __iter__(self) -> Iterator[Host]:
+        return iter(self.hosts)
+
+    def __len__(self) -> int:
+        return len(self.hosts)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.hosts)
+
+    @property
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Group name -> member host names, in inventory order."""
+        out: dict[str, list[str]] = {}
+        for h in self.hosts:
+            for g in h.groups:
+                out.setdefault(g, []).append(h.name)
+        return {g: tuple(m) for g, m in out.items()}
+
+    def get(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise TargetError(self._unknown(name))
+
+    def line_of(self, *path: Any) -> int | None:
+        """The line of the deepest written key along `path` (1-based), if any."""
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.lines:
+                return self.lines[path[:n]]
+        return None
+
+    def error(self, path: tuple[Any, ...], message: str) -> InventoryError:
+        """An `InventoryError` pointing at the key at `path`."""
+        return InventoryError(self.path, self.line_of(*path), message)
+
+    def resolve(self, spec: str | Iterable[str] | None) -> tuple[Host, ...]:
+        """Targets for ``-H``: host names, group names, raw ``user@host:port``.
+
+        ``None`` or empty means every host. Order is kept, duplicates dropped.
+        """
+        if spec is None:
+            return self.hosts
+        words = [w.strip() for w in (spec.split(",") if isinstance(spec, str) else spec)]
+        words = [w for w in words if w]
+        if not words:
+            return self.hosts
+        groups = self.groups
+        out: list[Host] = []
+        for w in words:
+            if w == "all":
+                found = list(self.hosts)
+            elif w in self.names:
+                found = [self.get(w)]
+            elif w in groups:
+                found = [self.get(n) for n in groups[w]]
+            elif _looks_raw(w):
+                found = [self._raw(w)]
+            else:
+                raise TargetError(self._unknown(w))
+            out.extend(h for h in found if h not in out)
+        return tuple(out)
+
+    def _unknown(self, word: str) -> str:
+        groups = sorted(self.groups)
+        close = difflib.get_close_matches(word, [*self.names, *groups], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return (
+            f"unknown host or group {word!r}{hint} in {self.path}; "
+            f"hosts: {', '.join(self.names) or '-'}; groups: {', '.join(groups) or '-'}; "
+            "or give user@host:port"
+        )
+
+    def _raw(self, word: str) -> Host:
+        user, addr, port = parse_raw_target(word)
+        for h in self.hosts:  # a raw address that is an inventory host keeps its plan
+            if addr in {h.address, str(h.admin_ipv4), str(h.admin_ipv6), h.name}:
+                return replace(h, user=user or h.user, port=port or h.port)
+        return Host(name=word, address=addr, user=user, port=port or 22, origin="-H")
+
+
+_RAW_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:@\s\[\]]+))(?::(?P<port>\d+))?$")
+
+
+def _looks_raw(word: str) -> bool:
+    return any(ch in word for ch in "@:.[")
+
+
+def parse_raw_target(word: str) -> tuple[str | None, str, int | None]:
+    """``user@host:port`` / ``[v6]:port`` -> (user, address, port)."""
+    if word.count(":") > 1 and not word.startswith("[") and "[" not in word:
+        try:  # a bare IPv6 address
+            return None, str(IPv6(word.split("@")[-1])), None
+        except ValueError:
+            pass
+    m = _RAW_RE.match(word)
+    if not m:
+        raise TargetError(f"cannot read target {word!r}: expected user@host:port or user@[v6]:port")
+    port = int(m["port"]) if m["port"] else None
+    if port is not None and not 0 < port < 65536:
+        raise TargetError(f"target {word!r}: port {port} is out of range")
+    return m["user"], m["v6"] or m["host"], port
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def find(explicit: str | None = None) -> str:
+    """The inventory path to use, by the search order; raise if none exists."""
+    candidates = [explicit] if explicit else []
+    env = os.environ.get("AEGIR_INVENTORY")
+    if env and not explicit:
+        candidates.append(env)
+    if candidates:
+        path = candidates[0]
+        if not Path(path).is_file():
+            raise InventoryError(path, None, "no such inventory file")
+        return path
+    for p in SEARCH_PATHS:
+        if Path(p).is_file():
+            return p
+    raise InventoryError(
+        "hosts.yml", None,
+        "no inventory found (looked for --inventory, $AEGIR_INVENTORY, "
+        + ", ".join(SEARCH_PATHS) + ")",
+    )
+
+
+def load(path: str | None = None) -> Inventory:
+    """Find, read and validate the inventory."""
+    real = find(path)
+    try:
+        text = Path(real).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(real, None, f"cannot read: {exc}") from None
+    return parse(text, real)
+
+
+def parse(text: str, path: str = "hosts.yml") -> Inventory:
+    """Validate inventory `text` (as read from `path`) into an `Inventory`."""
+    data, lines = _read_yaml(text, path)
+    return _Validator(path, lines).inventory(data)
+
+
+def _read_yaml(text: str, path: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        what = exc.problem or exc.context or "invalid YAML"
+        raise InventoryError(path, line, f"invalid YAML: {what}") from None
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError) as exc:
+        raise InventoryError(path, None, f"invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _walk(node, (), lines, path, depth=0)
+    return data, lines
+
+
+def _walk(node: yaml.Node, here: tuple[Any, ...], lines: dict, path: str, depth: int) -> None:
+    if depth > 20:
+        return
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode) or k.value == "<<":
+                continue
+            key = k.value
+            line = k.start_mark.line + 1
+            if key in seen:
+                raise InventoryError(path, line, f"duplicate key {key!r} (first written at line {seen[key]})")
+            seen[key] = line
+            lines[(*here, key)] = line
+            _walk(v, (*here, key), lines, path, depth + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            lines[(*here, i)] = v.start_mark.line + 1
+            _walk(v, (*here, i), lines, path, depth + 1)
+
+
+@dataclass
+class _Validator:
+    path: str
+    lines: dict[tuple[Any, ...], int]
+
+    def fail(self, where: tuple[Any, ...], message: str) -> InventoryError:
+        line = None
+        for n in range(len(where), 0, -1):
+            if where[:n] in self.lines:
+                line = self.lines[where[:n]]
+                break
+        return InventoryError(self.path, line, message)
+
+    # -- structure ----------------------------------------------------------
+
+    def inventory(self, data: Any) -> Inventory:
+        if data is None:
+            raise self.fail((), "the inventory is empty: it needs a 'hosts:' mapping")
+        if not isinstance(data, dict):
+            raise self.fail((), f"the top level must be a mapping with 'hosts:', not a {_kind(data)}")
+        self.unknown_keys(data, TOP_KEYS, (), "top-level key")
+        defaults = data.get("defaults") or {}
+        if not isinstance(defaults, dict):
+            raise self.fail(("defaults",), f"'defaults' must be a mapping, not a {_kind(defaults)}")
+        for key in defaults:
+            if key in HOST_KEYS and not HOST_KEYS[key]:
+                raise self.fail(("defaults", key), f"'{key}' is per host and cannot be in 'defaults'")
+        self.unknown_keys(defaults, HOST_KEYS, ("defaults",), "key in defaults")
+        hosts = data.get("hosts")
+        if not isinstance(hosts, dict) or not hosts:
+            raise self.fail(("hosts",) if "hosts" in data else (), "'hosts' must be a non-empty mapping of host name -> settings")
+        parsed = [self.host(name, spec, defaults) for name, spec in hosts.items()]
+        self.fleet(parsed)
+        return Inventory(self.path, tuple(parsed), MappingProxyType(dict(self.lines)))
+
+    def unknown_keys(self, mapping: dict, allowed: Iterable[str], where: tuple[Any, ...], what: str) -> None:
+        allowed = list(allowed)
+        for key in mapping:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(allowed)})"
+                raise self.fail((*where, key), f"unknown {what} {key!r}{hint}")
+
+    # -- one host -------------------------------------------------------------
+
+    def host(self, name: Any, spec: Any, defaults: dict) -> Host:
+        at = ("hosts", name)
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise self.fail(at, f"host name {name!r} must be letters, digits, '_', '.', '-'")
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, dict):
+            raise self.fail(at, f"host {name!r} must be a mapping of settings, not a {_kind(spec)}")
+        self.unknown_keys(spec, HOST_KEYS, at, f"key for host {name!r}:")
+        merged: dict[str, Any] = {**defaults, **spec}
+        for s in SECTIONS:  # sections merge one level deep
+            if isinstance(defaults.get(s), dict) and isinstance(spec.get(s), dict):
+                merged[s] = {**defaults[s], **spec[s]}
+
+        def where(key: str) -> tuple[Any, ...]:
+            return (*at, key) if key in spec else ("defaults", key) if key in defaults else at
+
+        def get_str(key: str, default: str | None = None) -> str | None:
+            v = merged.get(key, default)
+            if v is not None and not isinstance(v, str):
+                raise self.fail(where(key), f"{name}: '{key}' must be a string, not a {_kind(v)}")
+            return v
+
+        connection = get_str("connection", "ssh")
+        if connection not in ("ssh", "local"):
+            raise self.fail(where("connection"), f"{name}: connection must be 'ssh' or 'local', not {connection!r}")
+        port = merged.get("port", 22)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise self.fail(where("port"), f"{name}: port must be an integer from 1 to 65535, not {port!r}")
+        groups = merged.get("groups", [])
+        if isinstance(groups, str):
+            groups = [groups]
+        if not isinstance(groups, list) or not all(isinstance(g, str) and NAME_RE.match(g) for g in groups):
+            raise self.fail(where("groups"), f"{name}: groups must be a list of names")
+        srv = get_str("srv", "/srv") or "/srv"
+        if not srv.startswith("/"):
+            raise self.fail(where("srv"), f"{name}: srv must be an absolute path, not {srv!r}")
+        luks = merged.get("luks") or {}
+        if not isinstance(luks, dict):
+            raise self.fail(where("luks"), f"{name}: luks must be a mapping with 'device' and 'name'")
+        self.unknown_keys(luks, LUKS_KEYS, where("luks"), f"key in {name}'s luks:")
+        luks_device = luks.get("device")
+        luks_name = luks.get("name", "data")
+        if luks_device is not None and (not isinstance(luks_device, str) or not luks_device.startswith("/")):
+            raise self.fail(where("luks"), f"{name}: luks.device must be an absolute path like /dev/md2")
+        if not isinstance(luks_name, str) or not NAME_RE.match(luks_name):
+            raise self.fail(where("luks"), f"{name}: luks.name must be a simple mapping name like 'data'")
+        start = merged.get("docker_start", list(DEFAULT_DOCKER_START))
+        if isinstance(start, str):
+            try:
+                start = shlex.split(start)
+            except ValueError as exc:
+                raise self.fail(where("docker_start"), f"{name}: docker_start: {exc}") from None
+        if not isinstance(start, list) or not start or not all(isinstance(a, str) for a in start):
+            raise self.fail(where("docker_start"), f"{name}: docker_start must be a command line or an argv list")
+        sudo = merged.get("sudo", False)
+        if not isinstance(sudo, bool):
+            raise self.fail(where("sudo"), f"{name}: sudo must be true or false")
+        sections: dict[str, Mapping[str, Any]] = {}
+        for s in SECTIONS:
+            if s in merged and merged[s] is not None:
+                if not isinstance(merged[s], dict):
+                    raise self.fail(where(s), f"{name}: '{s}' must be a mapping")
+                sections[s] = MappingProxyType(dict(merged[s]))
+
+        admin4 = self.addr(merged, "admin_ipv4", IPv4, name, where)
+        service4 = self.addrs(merged, "service_ipv4", IPv4, name, where)
+        prefix = self.prefix(merged, name, where)
+        admin6 = self.addr(merged, "admin_ipv6", IPv6, name, where)
+        service6 = self.addrs(merged, "service_ipv6", IPv6, name, where)
+        for key, addrs in (("admin_ipv6", [admin6] if admin6 else []), ("service_ipv6", service6)):
+            for a in addrs:
+                if prefix is None:
+                    raise self.fail(where(key), f"{name}: {key} {a} given without an ipv6_prefix to hold it")
+                if a not in prefix:
+                    raise self.fail(where(key), f"{name}: {key} {a} is outside the host's prefix {prefix}")
+        if (service4 or service6) and len(service4) != len(service6):
+            raise self.fail(
+                where("service_ipv6") if "service_ipv6" in spec else where("service_ipv4"),
+                f"{name}: {len(service4)} service IPv4(s) but {len(service6)} service IPv6(s); "
+                "they must pair one to one",
+            )
+        address = get_str("address")
+        if address is None and connection == "ssh":
+            address = str(admin4) if admin4 else str(admin6) if admin6 else name
+        return Host(
+            name=name,
+            connection=connection,
+            address=address,
+            user=get_str("user"),
+            port=port,
+            groups=tuple(groups),
+            srv=srv.rstrip("/") or "/",
+            luks_device=luks_device,
+            luks_name=luks_name,
+            docker_start=tuple(start),
+            docker_host=get_str("docker_host"),
+            known_hosts=get_str("known_hosts", "~/.ssh/known_hosts") or "~/.ssh/known_hosts",
+            identity=get_str("identity"),
+            sudo=sudo,
+            admin_ipv4=admin4,
+            service_ipv4=tuple(service4),
+            ipv6_prefix=prefix,
+            admin_ipv6=admin6,
+            service_ipv6=tuple(service6),
+            sections=MappingProxyType(sections),
+            origin=f"{self.path}:{self.lines.get(at, '?')}",
+        )
+
+    def addr(self, merged: dict, key: str, kind: type, name: str, where: Any) -> Any:
+        v = merged.get(key)
+        if v is None:
+            return None
+        try:
+            return kind(str(v)) if isinstance(v, str) else _bad()
+        except ValueError:
+            family = "IPv4" if kind is IPv4 else "IPv6"
+            raise self.fail(where(key), f"{name}: {key} {v!r} is not an {family} address") from None
+
+    def addrs(self, merged: dict, key: str, kind: type, name: str, where: Any) -> list[Any]:
+        v = merged.get(key)
+        if v is None:
+            return []
+        items = v if isinstance(v, list) else [v]
+        out = []
+        for i, item in enumerate(items):
+            a = self.addr({key: item}, key, kind, name, lambda k: (*where(k), i) if isinstance(v, list) else where(k))
+            if a in out:
+                raise self.fail(where(key), f"{name}: {key} lists {a} twice")
+            out.append(a)
+        return out
+
+    def prefix(self, merged: dict, name: str, where: Any) -> IPv6Net | None:
+        v = merged.get("ipv6_prefix")
+        if v is None:
+            return None
+        try:
+            net = IPv6Net(str(v), strict=True) if isinstance(v, str) else _bad()
+        except ValueError as exc:
+            raise self.fail(where("ipv6_prefix"), f"{name}: ipv6_prefix {v!r} is not an IPv6 network ({exc})") from None
+        if net.prefixlen > 64:
+            raise self.fail(where("ipv6_prefix"), f"{name}: ipv6_prefix {net} is longer than /64 (the runbook gives each host a /56)")
+        return net
+
+    # -- the fleet ------------------------------------------------------------
+
+    def fleet(self, hosts: list[Host]) -> None:
+        names = {h.name for h in hosts}
+        for h in hosts:
+            for g in h.groups:
+                if g in names:
+                    raise self.fail(("hosts", h.name, "groups"), f"{h.name}: group {g!r} has the name of a host")
+        owner: dict[Any, tuple[str, str]] = {}
+        for h in hosts:
+            for key, addrs in (
+                ("admin_ipv4", [h.admin_ipv4]), ("service_ipv4", h.service_ipv4),
+                ("admin_ipv6", [h.admin_ipv6]), ("service_ipv6", h.service_ipv6),
+            ):
+                for a in addrs:
+                    if a is None:
+                        continue
+                    if a in owner:
+                        other, okey = owner[a]
+                        raise self.fail(("hosts", h.name, key), f"{h.name}: {key} {a} is already {other}'s {okey}")
+                    owner[a] = (h.name, key)
+        with_prefix = [h for h in hosts if h.ipv6_prefix is not None]
+        for i, a in enumerate(with_prefix):
+            for b in with_prefix[i + 1:]:
+                if a.ipv6_prefix.overlaps(b.ipv6_prefix):  # type: ignore[union-attr]
+                    raise self.fail(
+                        ("hosts", b.name, "ipv6_prefix"),
+                        f"{b.name}: ipv6_prefix {b.ipv6_prefix} overlaps {a.name}'s {a.ipv6_prefix}",
+                    )
+        locals_ = [h.name for h in hosts if h.is_local]
+        if len(locals_) > 1:
+            raise self.fail(("hosts", locals_[1], "connection"), f"{locals_[1]}: only one host can be 'connection: local' (also {locals_[0]})")
+
+
+def _bad() -> Any:
+    raise ValueError("not a string")
+
+
+def _kind(v: Any) -> str:
+    return {dict: "mapping", list: "list", str: "string", int: "number", float: "number",
+            bool: "boolean", type(None): "null"}.get(type(v), type(v).__name__)

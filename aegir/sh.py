@@ -1,0 +1,127 @@
+"""Commands as data: argv lists, one quoting function, validated names, secrets on stdin.
+
+A `Cmd` is what aegir runs on a host. It is built by a pure function, tested as
+an exact string (`Cmd.line`), and run by `run()` through an Invoke `Context`
+(local) or a Fabric `Connection` (remote) alike. Secrets never enter argv: they
+travel as `stdin` and are masked from every message.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+from .errors import AegirError, CommandError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from invoke import Context
+    from invoke.runners import Result
+
+#: Names that reach a shell or a path (apps, services, databases, mappings).
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def check_name(kind: str, value: str) -> str:
+    """Return `value` if it is a safe name (letters, digits, ``_ . -``), else raise.
+
+    >>> check_name("app", "mastodon")
+    'mastodon'
+    """
+    if not isinstance(value, str) or not NAME_RE.match(value) or value in {".", ".."}:
+        raise AegirError(
+            f"invalid {kind} name {value!r}: use letters, digits, '_', '.', '-' "
+            "(at most 63, not starting with a symbol)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Cmd:
+    """One command: its argv, optional environment, stdin and a timeout.
+
+    `stdin` is sent to the process and closed; it is where secrets go, and it
+    never appears in `line`, logs or errors.
+    """
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    stdin: str | None = field(default=None, repr=False)
+    timeout: float | None = None
+    sudo: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.argv or not all(isinstance(a, str) for a in self.argv):
+            raise TypeError(f"argv must be a non-empty sequence of str, got {self.argv!r}")
+
+    @classmethod
+    def of(cls, *argv: str, **kw: object) -> "Cmd":
+        """`Cmd.of("df", "-B1", "/")` reads like the command line it is."""
+        return cls(tuple(argv), **kw)  # type: ignore[arg-type]
+
+    @property
+    def full_argv(self) -> tuple[str, ...]:
+        """argv with the environment (``env K=V``) and ``sudo -n`` prefixes applied."""
+        argv: tuple[str, ...] = self.argv
+        if self.env:
+            argv = ("env", *(f"{k}={v}" for k, v in sorted(self.env.items())), *argv)
+        if self.sudo:
+            argv = ("sudo", "-n", "--", *argv)
+        return argv
+
+    @property
+    def line(self) -> str:
+        """The shell line that runs this command, quoted by `shlex.join`."""
+        return shlex.join(self.full_argv)
+
+    def __str__(self) -> str:
+        return self.line
+
+
+def shell(script: str, *args: str) -> Cmd:
+    """A POSIX ``sh -c`` script whose variable parts arrive as ``$1 $2 …``.
+
+    For the few probes that need a pipe or a loop: the script is a constant,
+    the data are positional arguments, so nothing is ever interpolated.
+    """
+    return Cmd(("sh", "-c", script, "sh", *args))
+
+
+def mask(text: str, secrets: Sequence[str]) -> str:
+    """Replace every secret in `text` by ``****``."""
+    for s in secrets:
+        if s:
+            text = text.replace(s, "****")
+    return text
+
+
+def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True) -> "Result":
+    """Run `cmd` through `c` (local Context or Fabric Connection), output captured.
+
+    Raises `CommandError` (host, command line, exit code, stderr tail) when the
+    command fails and `check` is true; otherwise returns the Result whatever
+    its exit code. stdin is closed after `cmd.stdin` is sent (or at once).
+    """
+    secrets = [cmd.stdin] if cmd.stdin else []
+    try:
+        result = c.run(
+            cmd.line,
+            hide=True,
+            warn=True,
+            echo=False,
+            pty=False,
+            in_stream=io.StringIO(cmd.stdin or ""),
+            echo_stdin=False,
+            timeout=cmd.timeout,
+        )
+    except Exception as exc:  # invoke.CommandTimedOut, UnexpectedExit...
+        from invoke.exceptions import CommandTimedOut
+
+        if isinstance(exc, CommandTimedOut):
+            raise CommandError(host, cmd.line, -1, f"timed out after {cmd.timeout}s") from None
+        raise
+    if check and result.exited != 0:
+        raise CommandError(host, cmd.line, result.exited, mask(result.stderr, secrets))
+    return result
