@@ -1,0 +1,152 @@
+"""A Docker SDK client for one host: its local socket, or through the SSH connection.
+
+For a remote host, the Docker API travels over the Fabric connection aegir has
+already opened (and whose host key it has already checked): each HTTP
+connection is an SSH channel running ``docker system dial-stdio`` on the host,
+as ``docker -H ssh://`` does. No second SSH login, no silent host-key policy.
+
+`DockerUnavailable` says, on one line, that a host has no answering daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .errors import AegirError
+from .sh import Cmd
+
+if TYPE_CHECKING:  # pragma: no cover
+    import docker
+
+    from .fleet import HostContext
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+API_TIMEOUT = 60
+
+
+class DockerUnavailable(AegirError):
+    """The host's Docker daemon does not answer (not installed, stopped, no socket)."""
+
+
+def docker_cli(docker_host: str | None, *args: str) -> Cmd:
+    """A ``docker`` CLI command aimed at the host's daemon.
+
+    >>> docker_cli(None, "system", "dial-stdio").line
+    'docker system dial-stdio'
+    >>> docker_cli("unix:///run/d.sock", "system", "dial-stdio").line
+    'docker -H unix:///run/d.sock system dial-stdio'
+    """
+    return Cmd(("docker", *(["-H", docker_host] if docker_host else []), *args))
+
+
+def client_for(hc: "HostContext") -> "docker.DockerClient":
+    """A connected `docker.DockerClient` for `hc`'s host, or `DockerUnavailable`."""
+    import docker
+    from docker.errors import DockerException
+
+    host = hc.host
+    try:
+        if host.is_local:
+            url = host.docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+            client = docker.DockerClient(base_url=url, version="auto", timeout=API_TIMEOUT)
+        else:
+            client = _over_ssh(hc, docker_cli(host.docker_host, "system", "dial-stdio").line)
+    except DockerException as exc:
+        raise DockerUnavailable(f"Docker is not answering: {_reason(exc)}", host=host.name) from None
+    return client
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    for needle, reason in (
+        ("No such file or directory", "no Docker socket (daemon not running or not installed)"),
+        ("Connection refused", "connection refused (daemon not running)"),
+        ("command not found", "the docker CLI is not installed on the host"),
+    ):
+        if needle in text:
+            return reason
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _over_ssh(hc: "HostContext", command: str) -> "docker.DockerClient":
+    import docker
+    from docker.errors import DockerException
+
+    adapter = _DialAdapter(hc.c, command)
+    # Build the API client without letting it open its own SSH session
+    # (use_ssh_client=True only spawns `ssh` lazily, at first request), then put
+    # our adapter where the SDK mounts its own SSH adapter, and ask the version.
+    api = docker.APIClient(base_url="ssh://aegir", version="1.41", use_ssh_client=True,
+                           timeout=API_TIMEOUT)
+    api._custom_adapter.close()
+    api._custom_adapter = adapter
+    api.mount("http+docker://ssh", adapter)
+    try:
+        api._version = api._retrieve_server_version()
+    except DockerException as exc:
+        # Ask the CLI why: its message names the socket and the cause.
+        probe = hc.run(docker_cli(hc.host.docker_host, "version", "--format", "{{.Server.Version}}"), check=False)
+        detail = (probe.stderr or str(exc)).strip().splitlines()
+        raise DockerException(detail[-1] if detail else str(exc)) from None
+    client = docker.DockerClient.__new__(docker.DockerClient)
+    client.api = api
+    return client
+
+
+def _make_adapter_classes() -> tuple[type, type, type]:
+    import urllib3
+    from docker.transport.basehttpadapter import BaseHTTPAdapter
+    from docker.transport.sshconn import SSHConnection, SSHConnectionPool
+
+    class DialConnection(SSHConnection):
+        def __init__(self, transport: Any, timeout: float, command: str) -> None:
+            super().__init__(ssh_transport=transport, timeout=timeout)
+            self.command = command
+
+        def connect(self) -> None:
+            chan = self.ssh_transport.open_session()
+            chan.settimeout(self.timeout)
+            chan.exec_command(self.command)
+            self.sock = chan
+
+    class DialPool(SSHConnectionPool):
+        def __init__(self, transport: Any, timeout: float, maxsize: int, command: str) -> None:
+            super().__init__(ssh_client=None, timeout=timeout, maxsize=maxsize)
+            self.ssh_transport = transport
+            self.command = command
+
+        def _new_conn(self) -> DialConnection:
+            return DialConnection(self.ssh_transport, self.timeout, self.command)
+
+    class DialAdapter(BaseHTTPAdapter):
+        def __init__(self, conn: Any, command: str, timeout: float = API_TIMEOUT, maxsize: int = 8) -> None:
+            self.conn = conn
+            self.command = command
+            self.timeout = timeout
+            self.maxsize = maxsize
+            self.pools = urllib3._collections.RecentlyUsedContainer(4, dispose_func=lambda p: p.close())
+            self._lock = threading.Lock()
+            super().__init__()
+
+        def get_connection(self, url: str, proxies: Any = None) -> DialPool:
+            with self._lock:
+                pool = self.pools.get(url)
+                if pool is None:
+                    self.conn.open()  # no-op when already connected
+                    pool = DialPool(self.conn.transport, self.timeout, self.maxsize, self.command)
+                    self.pools[url] = pool
+                return pool
+
+    return DialConnection, DialPool, DialAdapter
+
+
+_classes: tuple[type, type, type] | None = None
+
+
+def _DialAdapter(conn: Any, command: str) -> Any:  # noqa: N802 - a factory standing for a class
+    global _classes
+    if _classes is None:  # built on first use: importing docker costs ~0.15 s
+        _classes = _make_adapter_classes()
+    return _classes[2](conn, command)

@@ -1,0 +1,177 @@
+"""Disk facts: filesystems (`df`), Compose project sizes (`du`), Docker's accounting.
+
+Each fact is a command builder and a pure parser; `tests/unit/test_facts_disk.py`
+checks both on recorded output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..sh import Cmd, shell
+
+#: Where Compose projects live under /srv, in start-up order.
+PROJECT_KINDS = ("core", "apps", "users")
+PROJECT_PARTS = ("data", "db", "wal")
+
+
+@dataclass(frozen=True)
+class Filesystem:
+    """One `df` row, sizes in bytes."""
+
+    source: str
+    target: str
+    size: int
+    used: int
+    free: int
+
+
+@dataclass(frozen=True)
+class Filesystems:
+    """`/` and the filesystem holding /srv; `srv_state` says whether /srv is its own mount."""
+
+    root: Filesystem | None
+    srv: Filesystem | None
+    srv_state: str  # "mounted" | "not mounted" | "missing"
+
+
+def df_cmd(srv: str) -> Cmd:
+    """``df`` of / and /srv, in bytes, in a layout that does not depend on the locale."""
+    return Cmd(("df", "-B1", "--output=source,size,used,avail,target", "/", srv), env={"LC_ALL": "C"})
+
+
+def parse_df(stdout: str, stderr: str, srv: str) -> Filesystems:
+    """Read `df_cmd` output. /srv not being its own mount point is 'not mounted'."""
+    rows: list[Filesystem] = []
+    for line in stdout.splitlines()[1:]:
+        parts = line.split(None, 4)
+        if len(parts) == 5 and all(p.isdigit() for p in parts[1:4]):
+            rows.append(Filesystem(parts[0], parts[4], int(parts[1]), int(parts[2]), int(parts[3])))
+    root = rows[0] if rows else None
+    if f"{srv}: No such file or directory" in stderr or f"'{srv}': No such file or directory" in stderr:
+        return Filesystems(root, None, "missing")
+    srv_row = rows[1] if len(rows) > 1 else None
+    if srv_row is None or srv_row.target != srv:
+        return Filesystems(root, None, "not mounted")
+    return Filesystems(root, srv_row, "mounted")
+
+
+@dataclass(frozen=True)
+class ProjectSize:
+    """A project folder's size and that of its data/db/wal folders (None: absent)."""
+
+    kind: str
+    name: str
+    total: int
+    data: int | None = None
+    db: int | None = None
+    wal: int | None = None
+
+    @property
+    def path(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+_DU_SCRIPT = """\
+cd "$1" 2>/dev/null || exit 0
+set --
+for d in core/*/ apps/*/ users/*/; do [ -d "$d" ] && set -- "$@" "${d%/}"; done
+[ "$#" -eq 0 ] || exec du -B1 -x -d1 -- "$@"
+"""
+
+
+def du_cmd(srv: str) -> Cmd:
+    """``du`` of every folder under core/ apps/ users/ and its direct subfolders, one pass."""
+    return shell(_DU_SCRIPT, srv)
+
+
+def parse_du(stdout: str) -> tuple[ProjectSize, ...]:
+    """Read `du_cmd` output (``bytes<TAB>kind/name[/part]``), largest project first."""
+    totals: dict[tuple[str, str], int] = {}
+    parts: dict[tuple[str, str], dict[str, int]] = {}
+    for line in stdout.splitlines():
+        size, _, path = line.partition("\t")
+        if not size.isdigit():
+            continue
+        bits = path.split("/")
+        if len(bits) < 2 or bits[0] not in PROJECT_KINDS:
+            continue
+        key = (bits[0], bits[1])
+        if len(bits) == 2:
+            totals[key] = int(size)
+        elif len(bits) == 3 and bits[2] in PROJECT_PARTS:
+            parts.setdefault(key, {})[bits[2]] = int(size)
+    out = [ProjectSize(k, n, t, **parts.get((k, n), {})) for (k, n), t in totals.items()]
+    return tuple(sorted(out, key=lambda p: (-p.total, p.path)))
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One line of ``docker system df``: how many, how many in use, bytes, reclaimable bytes."""
+
+    count: int
+    active: int
+    size: int
+    reclaimable: int
+
+
+@dataclass(frozen=True)
+class DockerUsage:
+    images: Usage
+    containers: Usage
+    volumes: Usage
+    build_cache: Usage
+
+    @property
+    def size(self) -> int:
+        return self.images.size + self.containers.size + self.volumes.size + self.build_cache.size
+
+    @property
+    def reclaimable(self) -> int:
+        return (self.images.reclaimable + self.containers.reclaimable
+                + self.volumes.reclaimable + self.build_cache.reclaimable)
+
+
+def parse_docker_df(df: Mapping[str, Any]) -> DockerUsage:
+    """Docker's ``/system/df`` answer -> the four lines of ``docker system df``.
+
+    Same arithmetic as the docker CLI: images reclaim what no container uses,
+    containers what stopped ones wrote, volumes what no container references,
+    build cache what is neither in use nor shared.
+    """
+    images = df.get("Images") or []
+    layers = int(df.get("LayersSize") or 0)
+    used_images = [i for i in images if (i.get("Containers") or 0) > 0]
+    in_use = sum(max(0, (i.get("Size") or 0) - max(0, i.get("SharedSize") or 0)) for i in used_images)
+    containers = df.get("Containers") or []
+    volumes = df.get("Volumes") or []
+
+    def vsize(v: Mapping[str, Any]) -> int:
+        return max(0, ((v.get("UsageData") or {}).get("Size")) or 0)
+
+    def vrefs(v: Mapping[str, Any]) -> int:
+        return max(0, ((v.get("UsageData") or {}).get("RefCount")) or 0)
+
+    cache = df.get("BuildCache") or []
+    return DockerUsage(
+        images=Usage(len(images), len(used_images), layers, max(0, layers - in_use)),
+        containers=Usage(
+            len(containers),
+            sum(1 for c in containers if c.get("State") == "running"),
+            sum(c.get("SizeRw") or 0 for c in containers),
+            sum(c.get("SizeRw") or 0 for c in containers if c.get("State") != "running"),
+        ),
+        volumes=Usage(
+            len(volumes),
+            sum(1 for v in volumes if vrefs(v) > 0),
+            sum(vsize(v) for v in volumes),
+            sum(vsize(v) for v in volumes if vrefs(v) == 0),
+        ),
+        build_cache=Usage(
+            len(cache),
+            sum(1 for b in cache if b.get("InUse")),
+            sum(b.get("Size") or 0 for b in cache if not b.get("Shared")),
+            sum(b.get("Size") or 0 for b in cache if not b.get("InUse") and not b.get("Shared")),
+        ),
+    )

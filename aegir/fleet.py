@@ -1,0 +1,242 @@
+"""Run one function per host, in parallel, and collect one result per host.
+
+`each(c, hosts, fn)` opens a `HostContext` for every host (an Invoke
+`Context` for the local host, a Fabric `Connection` otherwise), calls
+``fn(hc)`` in a bounded thread pool, never stops at the first failure, and
+returns an `Outcome` per host in inventory order: its value, or why it
+failed (unreachable, refused host key, a command that failed, ...).
+
+SSH host keys are checked against the host's known_hosts file; an unknown key
+is refused with the command that lets the operator check and accept it.
+Nothing is ever added to known_hosts silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Generic, Sequence, TypeVar
+
+from . import sh
+from .errors import AegirError, CommandError, HostKeyError, UnreachableError
+from .inventory import Host
+from .report import Progress
+from .sh import Cmd
+
+if TYPE_CHECKING:  # pragma: no cover
+    import docker
+    from invoke import Context
+    from invoke.runners import Result
+
+T = TypeVar("T")
+
+DEFAULT_LIMIT = 32
+CONNECT_TIMEOUT = 10
+
+
+@dataclass
+class HostContext:
+    """One host as a per-host function sees it: its inventory entry and a live context.
+
+    ``hc.run(cmd)`` runs a `Cmd` there (raising `CommandError` on failure);
+    ``hc.docker()`` is a Docker SDK client for that host's daemon, opened once.
+    """
+
+    host: Host
+    c: "Context"
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    def run(self, cmd: Cmd, *, check: bool = True) -> "Result":
+        """Run `cmd` on the host; on a ``sudo: true`` host, through ``sudo -n``.
+
+        Every aegir command is an admin command, so a sudo host runs all of them
+        as root; `CommandError` (host, line, exit code, stderr tail) on failure.
+        """
+        if self.host.sudo and not cmd.sudo:
+            cmd = dataclasses.replace(cmd, sudo=True)
+        return sh.run(self.c, cmd, host=self.host.name, check=check)
+
+    def docker(self) -> "docker.DockerClient":
+        """The Docker SDK client of this host (cached for this context)."""
+        if "docker" not in self._cache:
+            from .docker import client_for
+
+            self._cache["docker"] = client_for(self)
+        return self._cache["docker"]
+
+    def cached(self, key: str, compute: Callable[[], T]) -> T:
+        """Memoise a per-host fact for the life of this context (e.g. Compose flavour)."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def close(self) -> None:
+        client = self._cache.pop("docker", None)
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # closing a broken client must not mask the result
+                pass
+        closer = getattr(self.c, "close", None)
+        if closer is not None:
+            closer()
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What happened on one host: a value, or an error message and its kind."""
+
+    host: Host
+    value: T | None = None
+    error: str | None = None
+    kind: str = "ok"  # ok | unreachable | failed | bug
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == "ok"
+
+    @property
+    def status(self) -> str:
+        """One cell for a table: 'ok', or the kind and reason."""
+        return "ok" if self.ok else f"{self.kind.upper()}: {self.error}"
+
+
+def failed(outcomes: Sequence[Outcome[Any]]) -> list[Outcome[Any]]:
+    """The outcomes that are not ok."""
+    return [o for o in outcomes if not o.ok]
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+class _RefuseUnknown:
+    """Paramiko host-key policy: refuse with a message saying how to accept."""
+
+    def __init__(self, host: Host, known_hosts: str) -> None:
+        self.host = host
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        addr = self.host.address or self.host.name
+        port = self.host.port
+        scan = f"ssh-keyscan {'-p %d ' % port if port != 22 else ''}{addr}"
+        raise HostKeyError(
+            f"unknown SSH host key {key.get_name()} {key.fingerprint} for {hostname}, "
+            f"not in {self.known_hosts}; check that fingerprint out of band, then accept it "
+            f"with: {scan} >> {self.known_hosts}",
+            host=self.host.name,
+        )
+
+
+def open_context(c: "Context", host: Host) -> HostContext:
+    """Connect to `host` (no-op for the local one) and wrap it in a `HostContext`.
+
+    Raises `UnreachableError`/`HostKeyError` with a one-line reason.
+    """
+    if host.is_local:
+        from invoke import Context
+
+        return HostContext(host, Context(config=c.config))
+    from fabric import Connection
+    from paramiko.ssh_exception import (AuthenticationException, BadHostKeyException,
+                                        NoValidConnectionsError, SSHException)
+
+    known_hosts = os.path.expanduser(host.known_hosts)
+    kwargs: dict[str, Any] = {}
+    if host.identity:
+        kwargs["key_filename"] = [os.path.expanduser(host.identity)]
+    timeout = c.config.get("timeouts", {}).get("connect") or CONNECT_TIMEOUT
+    conn = Connection(
+        host.address or host.name,
+        user=host.user,
+        port=host.port,
+        config=c.config,
+        connect_timeout=timeout,
+        connect_kwargs=kwargs,
+    )
+    keys = conn.client.get_host_keys()
+    if os.path.exists(known_hosts):
+        keys.load(known_hosts)
+    conn.client.set_missing_host_key_policy(_RefuseUnknown(host, known_hosts))
+    where = host.ssh_target
+    try:
+        conn.open()
+    except HostKeyError:
+        raise
+    except BadHostKeyException as exc:
+        raise HostKeyError(
+            f"SSH host key for {where} does NOT match {known_hosts} "
+            f"(got {exc.key.get_name()} {exc.key.fingerprint}); refusing to connect",
+            host=host.name,
+        ) from None
+    except AuthenticationException as exc:
+        raise UnreachableError(f"SSH authentication failed for {where}: {exc}", host=host.name) from None
+    except NoValidConnectionsError as exc:
+        reasons = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
+        raise UnreachableError(f"cannot connect to {where}: {reasons}", host=host.name) from None
+    except (socket.timeout, TimeoutError):
+        raise UnreachableError(f"cannot connect to {where}: timed out after {timeout}s", host=host.name) from None
+    except (socket.gaierror, OSError, SSHException, EOFError) as exc:
+        raise UnreachableError(f"cannot connect to {where}: {exc or type(exc).__name__}", host=host.name) from None
+    return HostContext(host, conn)
+
+
+# --------------------------------------------------------------------------- fan-out
+
+
+def each(
+    c: "Context",
+    hosts: Sequence[Host],
+    fn: Callable[[HostContext], T],
+    *,
+    label: str = "aegir",
+    limit: int | None = None,
+) -> list[Outcome[T]]:
+    """Run ``fn(hc)`` on every host in parallel; one `Outcome` per host, in order.
+
+    At most `limit` hosts at once (default ``aegir.parallel`` from the config,
+    else 32). A host that cannot be reached, or whose `fn` raises an
+    `AegirError`, gets an outcome saying why; the others carry on. Any other
+    exception is a bug: its traceback goes to stderr and the row says so.
+    """
+    if limit is None:
+        limit = int((c.config.get("aegir") or {}).get("parallel") or DEFAULT_LIMIT)
+    limit = max(1, min(limit, len(hosts) or 1))
+
+    def one(host: Host) -> Outcome[T]:
+        start = time.monotonic()
+        hc: HostContext | None = None
+        try:
+            hc = open_context(c, host)
+            value = fn(hc)
+            return Outcome(host, value, seconds=time.monotonic() - start)
+        except UnreachableError as exc:
+            return Outcome(host, error=exc.message, kind="unreachable", seconds=time.monotonic() - start)
+        except AegirError as exc:
+            return Outcome(host, error=exc.message, kind="failed", seconds=time.monotonic() - start)
+        except Exception as exc:  # a bug: keep the other hosts' results, show the traceback
+            traceback.print_exc(file=sys.stderr)
+            return Outcome(host, error=f"internal error {type(exc).__name__}: {exc}", kind="bug",
+                           seconds=time.monotonic() - start)
+        finally:
+            if hc is not None:
+                hc.close()
+            progress.done(host.name)
+
+    with Progress(label, [h.name for h in hosts]) as progress:
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="aegir") as pool:
+            return list(pool.map(one, hosts))
+
+
+__all__ = ["HostContext", "Outcome", "each", "failed", "open_context", "CommandError"]

@@ -1,0 +1,147 @@
+"""Output: tables on stdout (tabulate), JSON for scripts, progress on stderr.
+
+Every report goes through `emit`: ``--format table`` (default) prints one
+table per section, ``--format json`` prints the same data as one JSON
+document. Progress goes to stderr only, and only when work lasts more than a
+second, so a quick report prints nothing but its table.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import asdict, is_dataclass
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from typing import Any, Iterable, Sequence, TextIO
+
+FORMATS = ("table", "json")
+FORMAT_HELP = "Output format: 'table' (default) or 'json'."
+
+_UNITS = ("B", "K", "M", "G", "T", "P")
+
+
+def check_format(fmt: str) -> str:
+    """Validate a ``--format`` value (raises `AegirError`)."""
+    from .errors import AegirError
+
+    if fmt not in FORMATS:
+        raise AegirError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    return fmt
+
+
+def human(n: int | float | None) -> str:
+    """Bytes as a short IEC size: ``human(1536) == '1.5K'``; None -> '-'."""
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in _UNITS:
+        if abs(size) < 1024 or unit == _UNITS[-1]:
+            if unit == "B":
+                return f"{int(size)}B"
+            return f"{size:.1f}{unit}" if abs(size) < 10 else f"{size:.0f}{unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A plain-text table (tabulate's 'simple' style), '-' for missing cells."""
+    from tabulate import tabulate
+
+    return tabulate(
+        [["-" if v is None else v for v in r] for r in rows],
+        headers=list(headers),
+        tablefmt="simple",
+        disable_numparse=True,
+    )
+
+
+def jsonable(obj: Any) -> Any:
+    """Dataclasses, tuples, addresses -> plain JSON values."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (IPv4Address, IPv6Address, IPv6Network)):
+        return str(obj)
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    """Stable, indented JSON of `obj` (see `jsonable`)."""
+    return json.dumps(jsonable(obj), indent=2, sort_keys=False, default=str)
+
+
+def emit(fmt: str, *, data: Any, text: str, out: TextIO | None = None) -> None:
+    """Print `text` (table format) or `data` as JSON, on stdout."""
+    out = out or sys.stdout
+    print(dumps(data) if fmt == "json" else text, file=out)
+    out.flush()
+
+
+class Progress:
+    """``with Progress("disk.report", names) as p: ... p.done(name)``.
+
+    After `delay` seconds, and then every `every` seconds while work remains,
+    writes ``label: 2/3 done, waiting for hyp3`` on stderr (rewriting one line
+    on a terminal). Silent for work that finishes within `delay`.
+    """
+
+    def __init__(self, label: str, names: Sequence[str], *, delay: float = 1.0,
+                 every: float = 1.0, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.pending = list(names)
+        self.total = len(names)
+        self.delay = delay
+        self.every = every
+        self.stream = stream or sys.stderr
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._shown = False
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> "Progress":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self._shown and self._tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def done(self, name: str) -> None:
+        with self._lock:
+            if name in self.pending:
+                self.pending.remove(name)
+
+    @property
+    def _tty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def line(self) -> str:
+        with self._lock:
+            waiting = ", ".join(self.pending[:5]) + (" …" if len(self.pending) > 5 else "")
+            done = self.total - len(self.pending)
+        return f"{self.label}: {done}/{self.total} done" + (f", waiting for {waiting}" if waiting else "")
+
+    def _loop(self) -> None:
+        start = time.monotonic()
+        if self._stop.wait(self.delay):
+            return
+        while True:
+            msg = self.line()
+            if self._tty:
+                self.stream.write("\r\033[K" + msg)
+            else:
+                self.stream.write(msg + "\n")
+            self.stream.flush()
+            self._shown = True
+            if self._stop.wait(self.every if self._tty else max(self.every, 5.0)):
+                return
+            if time.monotonic() - start > 86400:  # pragma: no cover - safety net
+                return

@@ -1,0 +1,11 @@
+"""aegir's task namespaces, assembled into the collection `tasks.py` exposes.
+
+One module per namespace; a namespace is listed once its first real task lands.
+"""
+
+from invoke import Collection
+
+from . import disk
+
+namespace = Collection()
+namespace.add_collection(disk.ns)

@@ -1,0 +1,65 @@
+"""What every task module shares: targets from -H, --dry, the error boundary.
+
+A task body has one shape: targets -> facts -> plan -> show -> stop if dry ->
+act -> check again. `task` turns `AegirError` into a one-line `invoke.Exit`;
+anything else escaping a task is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import invoke
+from invoke import Exit
+
+from ..errors import AegirError, InventoryError, TargetError
+from ..fleet import Outcome, failed
+from ..inventory import Host, Inventory, load
+
+#: Exit codes: 0 all fine, 1 something failed or needs attention, 2 bad input/config.
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    """`invoke.task`, plus the boundary that prints an `AegirError` as one line."""
+
+    def decorate(fn: Callable[..., Any]) -> invoke.Task:
+        @functools.wraps(fn)
+        def body(c: invoke.Context, *a: Any, **kw: Any) -> Any:
+            try:
+                return fn(c, *a, **kw)
+            except (InventoryError, TargetError) as exc:
+                raise Exit(f"aegir: {exc}", code=EXIT_USAGE) from None
+            except AegirError as exc:
+                raise Exit(f"aegir: {exc}", code=EXIT_PROBLEM) from None
+
+        return invoke.task(**kwargs)(body)
+
+    if len(args) == 1 and callable(args[0]) and not kwargs:
+        return decorate(args[0])
+    return decorate
+
+
+def inventory(c: invoke.Context) -> Inventory:
+    """The inventory chosen by --inventory / $AEGIR_INVENTORY / the search path."""
+    return load((c.config.get("aegir") or {}).get("inventory"))
+
+
+def targets(c: invoke.Context) -> tuple[Host, ...]:
+    """The hosts named by -H (hosts, groups, user@host:port), or every host."""
+    return inventory(c).resolve((c.config.get("aegir") or {}).get("hosts"))
+
+
+def is_dry(c: invoke.Context, flag: bool = False) -> bool:
+    """True under the task's own --dry or the program's --dry."""
+    return bool(flag or (c.config.get("aegir") or {}).get("dry"))
+
+
+def exit_if_failed(outcomes: Sequence[Outcome[Any]], *, problems: bool = False) -> None:
+    """Exit 1 when a host failed (its row already says why) or `problems` is set."""
+    bad = failed(outcomes)
+    if bad or problems:
+        names = ", ".join(o.host.name for o in bad)
+        raise Exit(f"aegir: failed on {names}" if bad else None, code=EXIT_PROBLEM)
