@@ -1,0 +1,72 @@
+"""The `inv` program: Invoke's CLI with Fabric's flags, reading tasks.py, -H handed to tasks."""
+
+from __future__ import annotations
+
+import json
+
+from tests.helpers import REPO, run_inv
+
+
+def test_list_shows_the_namespaces_tasks_with_their_first_docstring_line():
+    out = run_inv("--list").stdout
+    assert "disk.report" in out
+    assert "Show disk usage per host" in out
+
+
+def test_help_of_a_task_shows_every_flag_with_its_help():
+    out = run_inv("--help", "disk.report").stdout
+    assert "Usage: inv [--core-opts] disk.report [--options]" in out
+    assert "--format=STRING" in out and "Output format: 'table' (default) or 'json'." in out
+    assert "--top=INT" in out
+
+
+def test_core_help_has_fabric_connection_flags_and_the_inventory_flag():
+    out = run_inv("--help").stdout
+    for flag in ("-H STRING, --hosts=STRING", "-i, --identity", "-S STRING, --ssh-config=STRING",
+                 "-t INT, --connect-timeout=INT", "--prompt-for-login-password", "--inventory=STRING",
+                 "-R, --dry"):
+        assert flag in out, flag
+
+
+def test_bash_completion_script_names_both_programs():
+    out = run_inv("--print-completion-script", "bash")
+    assert out.returncode == 0
+    assert "complete -F _complete_inv -o default inv aegir" in out.stdout
+
+
+def test_an_unknown_host_is_refused_with_the_known_names_and_exit_code_2():
+    res = run_inv("-H", "hyp1", "disk.report", inventory=REPO / "hosts.yml")
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert "aegir: unknown host or group 'hyp1'" in res.stderr
+    assert "hosts: local" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_a_broken_inventory_is_one_line_with_file_and_line(tmp_path):
+    bad = tmp_path / "hosts.yml"
+    bad.write_text("hosts:\n  local:\n    conection: local\n")
+    res = run_inv("disk.report", inventory=bad)
+    assert res.returncode == 2
+    assert res.stderr.strip() == (f"aegir: {bad}:3: unknown key for host 'local': 'conection' "
+                                  "(did you mean 'connection'?)")
+
+
+def test_disk_report_runs_on_the_local_host_of_the_shipped_inventory():
+    res = run_inv("disk.report", "--format", "json", inventory=REPO / "hosts.yml")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    [local] = data["hosts"]
+    assert local["host"] == "local" and local["status"] == "ok"
+    assert local["root"]["target"] == "/" and local["root"]["size"] > 0
+    assert local["srv_state"] in ("mounted", "not mounted", "missing")
+
+
+def test_the_program_finds_tasks_py_from_a_subdirectory_like_stock_inv():
+    res = run_inv("--list", cwd=REPO / "tests" / "unit")
+    assert "disk.report" in res.stdout
+
+
+def test_stock_invoke_would_not_know_h_but_ours_does():
+    res = run_inv("-H", "local", "--list")
+    assert res.returncode == 0 and "No idea what '-H' is" not in res.stderr

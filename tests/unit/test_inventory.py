@@ -1,0 +1,224 @@
+"""The inventory: hosts.yml -> validated Host objects, every mistake a one-line file:line error."""
+
+from __future__ import annotations
+
+import ipaddress
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from aegir.errors import InventoryError, TargetError
+from aegir.inventory import Host, load, parse, parse_raw_target
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = """\
+defaults:
+  user: root
+  known_hosts: /etc/aegir/known_hosts
+hosts:
+  local:
+    connection: local
+  hyp1:
+    groups: [prod, eu]
+    luks: {device: /dev/md2}
+    admin_ipv4: 192.0.2.11
+    service_ipv4: [192.0.2.111, 192.0.2.112]
+    ipv6_prefix: 2001:db8:0:100::/56
+    admin_ipv6: 2001:db8:0:100::1
+    service_ipv6: [2001:db8:0:100::11, 2001:db8:0:100::12]
+    fw: {ssh_sources: [198.51.100.0/24]}
+  hyp2:
+    address: hyp2.example.org
+    port: 2222
+    groups: [prod]
+    docker_start: /usr/local/bin/start-docker --fast
+    admin_ipv4: 192.0.2.12
+"""
+
+
+def test_a_good_inventory_gives_typed_hosts_with_defaults_applied():
+    inv = parse(GOOD, "hosts.yml")
+    assert inv.names == ("local", "hyp1", "hyp2")
+    local, hyp1, hyp2 = inv.hosts
+    assert local.is_local and local.user == "root"
+    assert hyp1.address == "192.0.2.11"  # SSH goes to the admin IPv4 by default
+    assert hyp1.known_hosts == "/etc/aegir/known_hosts"
+    assert hyp1.luks_device == "/dev/md2" and hyp1.luks_name == "data"
+    assert hyp1.service_ipv6 == (ipaddress.IPv6Address("2001:db8:0:100::11"), ipaddress.IPv6Address("2001:db8:0:100::12"))
+    assert hyp1.ipv6_prefix == ipaddress.IPv6Network("2001:db8:0:100::/56")
+    assert dict(hyp1.section("fw")) == {"ssh_sources": ["198.51.100.0/24"]}
+    assert hyp2.ssh_target == "root@hyp2.example.org:2222"
+    assert hyp2.docker_start == ("/usr/local/bin/start-docker", "--fast")
+    assert hyp1.docker_start == ("systemctl", "start", "docker")
+    assert hyp1.origin == "hosts.yml:7"
+    assert inv.line_of("hosts", "hyp1", "admin_ipv6") == 13
+
+
+def test_the_shipped_example_inventory_has_exactly_one_live_host_local():
+    inv = load(str(REPO / "hosts.yml"))
+    assert [(h.name, h.connection) for h in inv] == [("local", "local")]
+
+
+def test_targets_resolve_names_groups_and_raw_addresses_in_order_without_duplicates():
+    inv = parse(GOOD)
+    assert [h.name for h in inv.resolve(None)] == ["local", "hyp1", "hyp2"]
+    assert [h.name for h in inv.resolve("hyp2,prod")] == ["hyp2", "hyp1"]
+    assert [h.name for h in inv.resolve("all")] == ["local", "hyp1", "hyp2"]
+    raw = inv.resolve("admin@203.0.113.9:2200")[0]
+    assert (raw.name, raw.user, raw.address, raw.port) == ("admin@203.0.113.9:2200", "admin", "203.0.113.9", 2200)
+    # a raw address that belongs to an inventory host keeps that host's plan
+    known = inv.resolve("ops@192.0.2.11")[0]
+    assert (known.name, known.user, known.service_ipv4[0]) == ("hyp1", "ops", ipaddress.IPv4Address("192.0.2.111"))
+
+
+def test_an_unknown_target_is_refused_with_the_known_names_and_a_suggestion():
+    with pytest.raises(TargetError) as err:
+        parse(GOOD, "hosts.yml").resolve("hyp3")
+    msg = str(err.value)
+    assert "unknown host or group 'hyp3'" in msg
+    assert "did you mean 'hyp2'?" in msg
+    assert "hosts: local, hyp1, hyp2; groups: eu, prod" in msg
+
+
+@pytest.mark.parametrize("word, expected", [
+    ("hyp.example.org", (None, "hyp.example.org", None)),
+    ("root@hyp:22", ("root", "hyp", 22)),
+    ("[2001:db8::1]:2222", (None, "2001:db8::1", 2222)),
+    ("ops@[2001:db8::1]", ("ops", "2001:db8::1", None)),
+    ("2001:db8::1", (None, "2001:db8::1", None)),
+])
+def test_raw_targets_are_read_like_ssh_reads_them(word, expected):
+    assert parse_raw_target(word) == expected
+
+
+def test_a_raw_target_with_a_bad_port_is_refused():
+    with pytest.raises(TargetError, match="port 70000 is out of range"):
+        parse_raw_target("root@hyp:70000")
+
+
+HOST = "hosts:\n  hyp1:\n"
+
+# (yaml text, expected message: "file:line: sentence")
+BAD = [
+    ("", "hosts.yml: the inventory is empty: it needs a 'hosts:' mapping"),
+    ("- hyp1\n", "hosts.yml: the top level must be a mapping with 'hosts:', not a list"),
+    ("hosts: [a, b]\n", "hosts.yml:1: 'hosts' must be a non-empty mapping of host name -> settings"),
+    ("hostz: {}\n", "hosts.yml:1: unknown top-level key 'hostz' (did you mean 'hosts'?)"),
+    ("hosts:\n  hyp1: {}\n  hyp1: {}\n", "hosts.yml:3: duplicate key 'hyp1' (first written at line 2)"),
+    (HOST + "    adress: 192.0.2.1\n", "hosts.yml:3: unknown key for host 'hyp1': 'adress' (did you mean 'address'?)"),
+    (HOST + "    admin_ipv4: 192.0.2.300\n", "hosts.yml:3: hyp1: admin_ipv4 '192.0.2.300' is not an IPv4 address"),
+    (HOST + "    admin_ipv4: 2001:db8::1\n", "hosts.yml:3: hyp1: admin_ipv4 '2001:db8::1' is not an IPv4 address"),
+    (HOST + "    service_ipv4: [192.0.2.5, nope]\n", "hosts.yml:3: hyp1: service_ipv4 'nope' is not an IPv4 address"),
+    (HOST + "    ipv6_prefix: 2001:db8::1/56\n",
+     "hosts.yml:3: hyp1: ipv6_prefix '2001:db8::1/56' is not an IPv6 network (2001:db8::1/56 has host bits set)"),
+    (HOST + "    ipv6_prefix: 2001:db8::/120\n",
+     "hosts.yml:3: hyp1: ipv6_prefix 2001:db8::/120 is longer than /64 (the runbook gives each host a /56)"),
+    (HOST + "    ipv6_prefix: 2001:db8:0:100::/56\n    admin_ipv6: 2001:db8:1::1\n",
+     "hosts.yml:4: hyp1: admin_ipv6 2001:db8:1::1 is outside the host's prefix 2001:db8:0:100::/56"),
+    (HOST + "    admin_ipv6: 2001:db8::1\n", "hosts.yml:3: hyp1: admin_ipv6 2001:db8::1 given without an ipv6_prefix to hold it"),
+    (HOST + "    service_ipv4: [192.0.2.5, 192.0.2.6]\n    ipv6_prefix: 2001:db8::/56\n    service_ipv6: [2001:db8::5]\n",
+     "hosts.yml:5: hyp1: 2 service IPv4(s) but 1 service IPv6(s); they must pair one to one"),
+    (HOST + "    admin_ipv4: 192.0.2.5\n  hyp2:\n    service_ipv4: [192.0.2.5]\n    ipv6_prefix: 2001:db8:1::/56\n    service_ipv6: [2001:db8:1::5]\n",
+     "hosts.yml:5: hyp2: service_ipv4 192.0.2.5 is already hyp1's admin_ipv4"),
+    (HOST + "    ipv6_prefix: 2001:db8::/56\n  hyp2:\n    ipv6_prefix: 2001:db8::/48\n",
+     "hosts.yml:5: hyp2: ipv6_prefix 2001:db8::/48 overlaps hyp1's 2001:db8::/56"),
+    (HOST + "    port: 70000\n", "hosts.yml:3: hyp1: port must be an integer from 1 to 65535, not 70000"),
+    (HOST + "    port: '22'\n", "hosts.yml:3: hyp1: port must be an integer from 1 to 65535, not '22'"),
+    (HOST + "    connection: telnet\n", "hosts.yml:3: hyp1: connection must be 'ssh' or 'local', not 'telnet'"),
+    (HOST + "    srv: srv\n", "hosts.yml:3: hyp1: srv must be an absolute path, not 'srv'"),
+    (HOST + "    luks: {device: md2}\n", "hosts.yml:3: hyp1: luks.device must be an absolute path like /dev/md2"),
+    (HOST + "    luks: {dev: /dev/md2}\n", "hosts.yml:3: unknown key in hyp1's luks: 'dev' (did you mean 'device'?)"),
+    (HOST + "    groups: [hyp1]\n", "hosts.yml:3: hyp1: group 'hyp1' has the name of a host"),
+    ("defaults:\n  admin_ipv4: 192.0.2.1\nhosts:\n  hyp1: {}\n",
+     "hosts.yml:2: 'admin_ipv4' is per host and cannot be in 'defaults'"),
+    ("hosts:\n  'bad name': {}\n", "hosts.yml:2: host name 'bad name' must be letters, digits, '_', '.', '-'"),
+    ("hosts:\n  hyp1: [a]\n", "hosts.yml:2: host 'hyp1' must be a mapping of settings, not a list"),
+    ("hosts:\n  hyp1:\n    user: [root]\n", "hosts.yml:3: hyp1: 'user' must be a string, not a list"),
+    ("hosts:\n  a: {connection: local}\n  b: {connection: local}\n",
+     "hosts.yml:3: b: only one host can be 'connection: local' (also a)"),
+    ("hosts:\n  hyp1: {fw: [ssh]}\n", "hosts.yml:2: hyp1: 'fw' must be a mapping"),
+    ("hosts:\n  hyp1: {\n", "hosts.yml:3: invalid YAML: expected the node content, but found '<stream end>'"),
+    ("hosts:\n\tbad: tab\n", "hosts.yml:2: invalid YAML: found character '\\t' that cannot start any token"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD, ids=[m.split(": ", 1)[1][:50] for _, m in BAD])
+def test_a_bad_inventory_gives_one_line_with_file_and_line(text, message):
+    with pytest.raises(InventoryError) as err:
+        parse(text, "hosts.yml")
+    assert str(err.value) == message
+    assert "\n" not in str(err.value)
+
+
+def test_there_are_at_least_fifteen_distinct_bad_inventories():
+    assert len({m for _, m in BAD}) >= 15
+
+
+def test_load_follows_the_search_order(tmp_path, monkeypatch):
+    (tmp_path / "hosts.yml").write_text("hosts:\n  cwd: {connection: local}\n")
+    other = tmp_path / "other.yml"
+    other.write_text("hosts:\n  env: {connection: local}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AEGIR_INVENTORY", raising=False)
+    assert load().names == ("cwd",)
+    monkeypatch.setenv("AEGIR_INVENTORY", str(other))
+    assert load().names == ("env",)
+    explicit = tmp_path / "explicit.yml"
+    explicit.write_text("hosts:\n  flag: {connection: local}\n")
+    assert load(str(explicit)).names == ("flag",)
+    with pytest.raises(InventoryError, match="missing.yml: no such inventory file"):
+        load(str(tmp_path / "missing.yml"))
+
+
+def test_a_missing_inventory_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AEGIR_INVENTORY", raising=False)
+    if Path("/etc/aegir/hosts.yml").exists():
+        pytest.skip("this machine has /etc/aegir/hosts.yml")
+    with pytest.raises(InventoryError, match=r"no inventory found \(looked for --inventory, \$AEGIR_INVENTORY, ./hosts.yml, /etc/aegir/hosts.yml\)"):
+        load()
+
+
+def test_sections_merge_defaults_one_level_deep():
+    inv = parse("defaults:\n  fw: {a: 1, b: 2}\nhosts:\n  h: {fw: {b: 3}}\n")
+    assert dict(inv.hosts[0].section("fw")) == {"a": 1, "b": 3}
+    assert dict(inv.hosts[0].section("update")) == {}
+
+
+def test_srv_paths_are_built_under_the_hosts_srv():
+    assert Host("h", srv="/data").srv_path("apps", "x") == "/data/apps/x"
+    assert Host("h").srv_path() == "/srv"
+
+
+yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.text(max_size=12),
+                         st.sampled_from(["192.0.2.1", "2001:db8::/56", "2001:db8::1", "local", "/srv", "ssh"]))
+yaml_keys = st.one_of(st.sampled_from(["hosts", "defaults", "hyp1", "hyp2", "admin_ipv4", "service_ipv4",
+                                       "ipv6_prefix", "admin_ipv6", "service_ipv6", "connection", "port",
+                                       "groups", "luks", "device", "fw", "srv"]), st.text(max_size=6))
+yaml_values = st.recursive(yaml_scalars, lambda kids: st.one_of(st.lists(kids, max_size=4),
+                                                                st.dictionaries(yaml_keys, kids, max_size=5)),
+                           max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(yaml_values)
+def test_random_structures_never_raise_anything_but_an_inventory_error(value):
+    import yaml
+
+    text = yaml.safe_dump(value)
+    try:
+        parse(text, "fuzz.yml")
+    except InventoryError as exc:
+        assert str(exc).startswith("fuzz.yml")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("hosts:{}[]-, \n\t'\"&*!|>%@`#?0123456789abcdefgh.:/")), max_size=80))
+def test_random_text_never_raises_anything_but_an_inventory_error(text):
+    try:
+        parse(text, "fuzz.yml")
+    except InventoryError as exc:
+        assert str(exc).startswith("fuzz.yml")

@@ -1,0 +1,51 @@
+"""Output helpers: sizes, tables, JSON, progress on stderr."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from aegir.errors import AegirError
+from aegir.report import Progress, check_format, dumps, human, table
+
+
+@pytest.mark.parametrize("n, text", [(None, "-"), (0, "0B"), (1023, "1023B"), (1536, "1.5K"),
+                                     (10 * 1024**2, "10M"), (5 * 1024**4, "5.0T")])
+def test_sizes_are_short_iec_units(n, text):
+    assert human(n) == text
+
+
+def test_tables_show_missing_cells_as_dashes():
+    assert table(["A", "B"], [["x", None]]).splitlines() == ["A    B", "---  ---", "x    -"]
+
+
+def test_json_handles_dataclasses_and_addresses():
+    @dataclass(frozen=True)
+    class Row:
+        addr: ipaddress.IPv6Address
+        tags: tuple[str, ...]
+
+    assert json.loads(dumps([Row(ipaddress.IPv6Address("2001:db8::1"), ("a",))])) == [
+        {"addr": "2001:db8::1", "tags": ["a"]}]
+
+
+def test_an_unknown_format_is_refused():
+    with pytest.raises(AegirError, match="--format must be one of table, json, not 'yaml'"):
+        check_format("yaml")
+
+
+def test_progress_is_silent_for_quick_work_and_speaks_after_the_delay():
+    quiet = io.StringIO()
+    with Progress("t", ["a"], delay=0.5, stream=quiet) as p:
+        p.done("a")
+    assert quiet.getvalue() == ""
+    slow = io.StringIO()
+    with Progress("disk.report", ["hyp1", "hyp2"], delay=0.05, every=0.05, stream=slow) as p:
+        p.done("hyp1")
+        time.sleep(0.2)
+    assert "disk.report: 1/2 done, waiting for hyp2" in slow.getvalue()

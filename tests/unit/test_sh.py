@@ -1,0 +1,71 @@
+"""Commands as data: exact command lines, validated names, secrets kept off argv."""
+
+from __future__ import annotations
+
+import pytest
+from invoke import Context
+
+from aegir import sh
+from aegir.errors import AegirError, CommandError
+from aegir.sh import Cmd
+
+
+def test_a_command_line_is_its_argv_quoted_by_shlex():
+    assert Cmd.of("du", "-s", "/srv/apps/my app").line == "du -s '/srv/apps/my app'"
+
+
+def test_environment_and_sudo_become_argv_prefixes():
+    cmd = Cmd(("df", "/"), env={"LC_ALL": "C", "A": "1"}, sudo=True)
+    assert cmd.line == "sudo -n -- env A=1 LC_ALL=C df /"
+
+
+def test_a_shell_script_takes_its_data_as_positional_arguments():
+    cmd = sh.shell('cd "$1" && ls', "/srv/x; rm -rf /")
+    assert cmd.line == "sh -c 'cd \"$1\" && ls' sh '/srv/x; rm -rf /'"
+
+
+def test_stdin_never_shows_in_the_line_or_the_repr():
+    cmd = Cmd.of("cryptsetup", "luksOpen", "--key-file=-", "/dev/md2", "data", stdin="s3cret")
+    assert "s3cret" not in cmd.line and "s3cret" not in repr(cmd)
+
+
+@pytest.mark.parametrize("name", ["mastodon", "front", "a.b-c_d", "x" * 63])
+def test_safe_names_pass(name):
+    assert sh.check_name("app", name) == name
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "-rf", "a/b", "a b", "$(reboot)", "x" * 64, "é"])
+def test_unsafe_names_are_refused_with_the_rule(name):
+    with pytest.raises(AegirError, match="invalid app name"):
+        sh.check_name("app", name)
+
+
+def test_an_empty_argv_is_a_bug_not_a_command():
+    with pytest.raises(TypeError):
+        Cmd(())
+
+
+def test_run_sends_stdin_and_returns_output():
+    result = sh.run(Context(), Cmd.of("sh", "-c", "read x; echo got:$x", stdin="hello\n"), host="local")
+    assert result.stdout == "got:hello\n"
+
+
+def test_a_failing_command_names_host_command_exit_code_and_stderr_tail_with_secrets_masked():
+    script = "for i in 1 2 3 4 5 6 7; do echo line$i >&2; done; read pw; echo \"bad $pw\" >&2; exit 3"
+    with pytest.raises(CommandError) as err:
+        sh.run(Context(), Cmd(("sh", "-c", script), stdin="hunter2\n"), host="hyp9")
+    msg = str(err.value)
+    assert msg.startswith("hyp9: `sh -c ")
+    assert "exited 3" in msg
+    assert "line1" not in msg and "line4" in msg  # the last 5 lines only
+    assert "bad ****" in msg and "hunter2" not in msg
+    assert err.value.exited == 3
+
+
+def test_a_command_that_does_not_read_stdin_does_not_hang():
+    assert sh.run(Context(), Cmd.of("cat"), host="local").stdout == ""
+
+
+def test_a_timeout_is_a_command_error():
+    with pytest.raises(CommandError, match="timed out after 0.5s"):
+        sh.run(Context(), Cmd(("sleep", "5"), timeout=0.5), host="local")
