@@ -1,0 +1,87 @@
+"""Fleet fan-out: every host gets a result, failures become rows, parallelism is bounded.
+
+Real SSH behaviour (host keys, a stopped sshd) is tested in the lab: tests/test_disk.py.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from invoke import Context
+
+from aegir import fleet
+from aegir.cli import AegirConfig
+from aegir.errors import AegirError
+from aegir.inventory import Host
+from aegir.sh import Cmd
+
+
+@pytest.fixture
+def c() -> Context:
+    return Context(config=AegirConfig(lazy=True))
+
+
+def local(name: str) -> Host:
+    return Host(name, connection="local")
+
+
+def test_every_host_gets_an_outcome_in_order_and_one_failure_does_not_stop_the_others(c):
+    def fn(hc: fleet.HostContext) -> str:
+        if hc.name == "b":
+            hc.run(Cmd.of("sh", "-c", "echo no space left >&2; exit 4"))
+        return hc.run(Cmd.of("echo", hc.name)).stdout.strip()
+
+    outs = fleet.each(c, [local("a"), local("b"), local("c")], fn)
+    assert [(o.host.name, o.kind, o.value) for o in outs] == [("a", "ok", "a"), ("b", "failed", None), ("c", "ok", "c")]
+    assert outs[1].error == "`sh -c 'echo no space left >&2; exit 4'` exited 4\n  | no space left"
+    assert [o.host.name for o in fleet.failed(outs)] == ["b"]
+
+
+def test_parallelism_is_bounded(c):
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def fn(hc: fleet.HostContext) -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+
+    fleet.each(c, [local(f"h{i}") for i in range(6)], fn, limit=2)
+    assert peak[0] == 2
+    peak[0] = 0
+    fleet.each(c, [local(f"h{i}") for i in range(6)], fn)
+    assert peak[0] == 6  # default bound (32) lets all six run at once
+
+
+def test_a_bug_in_one_host_keeps_the_others_and_shows_its_traceback(c, capsys):
+    def fn(hc: fleet.HostContext) -> int:
+        return 1 // (hc.name != "boom")
+
+    outs = fleet.each(c, [local("ok"), local("boom")], fn)
+    assert [o.kind for o in outs] == ["ok", "bug"]
+    assert outs[1].error == "internal error ZeroDivisionError: integer division or modulo by zero"
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_an_aegir_error_is_a_failed_row_with_its_message(c):
+    def fn(hc: fleet.HostContext) -> None:
+        raise AegirError("refusing: /srv is not mounted", host=hc.name)
+
+    [out] = fleet.each(c, [local("x")], fn)
+    assert (out.kind, out.error, out.status) == ("failed", "refusing: /srv is not mounted",
+                                                 "FAILED: refusing: /srv is not mounted")
+
+
+def test_a_host_whose_ssh_port_is_closed_is_unreachable_with_the_reason(c):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    host = Host("dead", address="127.0.0.1", port=port, user="root")
+    [out] = fleet.each(c, [host], lambda hc: "never")
+    assert out.kind == "unreachable"
+    assert out.error == f"cannot connect to root@127.0.0.1:{port}: Connection refused"
