@@ -1,0 +1,159 @@
+"""A running lab host (and the client namespace), as tests use them.
+
+Commands run *inside* a host through ``nsenter`` into its init's network,
+mount and UTS namespaces (and its root and cwd, ready for a chroot variant);
+Docker is reached from the root namespace through the init's view of the
+host's private /run: ``unix:///proc/<pid>/root/run/docker.sock``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .hostfiles import HostOptions, HostPaths
+from .images import Image
+from .plan import HostPlan
+from .procs import ProcId
+
+if TYPE_CHECKING:
+    import docker
+
+_CHUNK = 1 << 20
+
+
+class CommandFailed(subprocess.CalledProcessError):
+    """A command in a lab namespace exited non-zero; says where, what, and stderr's tail."""
+
+    def __init__(self, where: str, done: subprocess.CompletedProcess[str]) -> None:
+        super().__init__(done.returncode, done.args, done.stdout, done.stderr)
+        self.where = where
+
+    def __str__(self) -> str:
+        tail = (self.stderr or self.stdout or "").strip()[-600:]
+        return f"{self.where}: {shlex.join(self.cmd[self.cmd.index('--') + 1:])} exited {self.returncode}: {tail}"
+
+
+def run_entered(enter: Sequence[str], argv: Sequence[str], where: str, *, check: bool, input: str | None,
+                timeout: float) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([*enter, "--", *argv], input=input, capture_output=True, text=True, timeout=timeout,
+                          stdin=None if input is not None else subprocess.DEVNULL)
+    if check and done.returncode != 0:
+        raise CommandFailed(where, done)
+    return done
+
+
+@dataclass(frozen=True)
+class Client:
+    """The client namespace: the Internet, as seen by the lab's hosts."""
+
+    netns: str
+
+    def run(self, argv: Sequence[str], check: bool = True, input: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run `argv` in the client namespace; raise `CommandFailed` if it fails and `check`."""
+        return run_entered(["nsenter", f"--net=/run/netns/{self.netns}"], argv, f"client {self.netns}",
+                           check=check, input=input, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """One fake hypervisor: its names and addresses, its init, its files."""
+
+    addresses: HostPlan
+    options: HostOptions
+    paths: HostPaths
+    init: ProcId
+    images: tuple[Image, ...] = ()
+    loop_device: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.addresses.name
+
+    @property
+    def pid(self) -> int:
+        """The host's init: every namespace of the host is reachable through it."""
+        return self.init.pid
+
+    @property
+    def srv_dir(self) -> Path:
+        """Where /srv's data comes from: the bound folder, or the ext4 image (variant "loop")."""
+        return self.paths.srv_dir if self.options.srv == "bind" else self.paths.srv_image
+
+    @property
+    def docker_start(self) -> tuple[str, ...]:
+        """The inventory's ``docker_start`` for this host."""
+        return (str(self.paths.bin / "start-docker"),)
+
+    @property
+    def docker_url(self) -> str:
+        return f"unix:///proc/{self.pid}/root/run/docker.sock"
+
+    def root(self, path: str = "/") -> Path:
+        """`path` as the host sees it, from the root namespace (``/proc/<pid>/root/...``)."""
+        return Path(f"/proc/{self.pid}/root") / path.lstrip("/")
+
+    def run(self, argv: Sequence[str], check: bool = True, input: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run `argv` inside the host; raise `CommandFailed` if it fails and `check`."""
+        enter = ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", "-r", "-w"]
+        return run_entered(enter, argv, f"lab host {self.name}", check=check, input=input, timeout=timeout)
+
+    def docker_client(self, timeout: int = 30) -> docker.DockerClient:
+        """A Docker SDK client on this host's dockerd (from the root namespace)."""
+        import docker
+
+        return docker.DockerClient(base_url=self.docker_url, timeout=timeout)
+
+    def start_docker(self) -> None:
+        """Start dockerd as the inventory's docker_start would, then load the lab images it lacks."""
+        self.run(self.docker_start, timeout=40)
+        self.load_images()
+
+    def stop_docker(self) -> None:
+        """Stop dockerd (its containers stop with it); with start_docker, a daemon restart."""
+        self.run([str(self.paths.bin / "stop-docker")], timeout=40)
+
+    def docker_running(self) -> bool:
+        return self.run(["docker", "version"], check=False).returncode == 0
+
+    def start_sshd(self) -> None:
+        self.run([str(self.paths.bin / "start-sshd")])
+
+    def stop_sshd(self) -> None:
+        self.run([str(self.paths.bin / "stop-sshd")])
+
+    def load_images(self) -> None:
+        """``docker load`` the lab's images this host's dockerd does not have yet."""
+        import docker
+
+        client = self.docker_client()
+        try:
+            for image in self.images:
+                try:
+                    client.images.get(image.tag)
+                except docker.errors.ImageNotFound:
+                    client.images.load(image.tarball.read_bytes())
+        finally:
+            client.close()
+
+    def write(self, path_in_srv: str, content: bytes | str | int) -> Path:
+        """Write a file under the host's /srv (mounted); an int writes that many real bytes.
+
+        Returns the path as seen from the root namespace.
+        """
+        target = self.root("/srv") / path_in_srv.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, int):
+            with target.open("wb") as f:
+                left = content
+                while left > 0:
+                    left -= f.write(b"\0" * min(left, _CHUNK))
+        else:
+            target.write_bytes(content.encode() if isinstance(content, str) else content)
+        return target

@@ -1,0 +1,106 @@
+"""The init of one lab host (stdlib only; run as a script, not imported).
+
+Started by the lab as::
+
+    nsenter --net=/run/netns/<prefix>-<host> \\
+      unshare --mount --uts --propagation private \\
+      python -I -S hostinit.py <host>/spec.json <ready-fd>
+
+so it already sits in the host's network namespace and in fresh, private
+mount and UTS namespaces. It then makes the host:
+
+1. becomes a child subreaper, so daemons that detach stay in its process tree;
+2. sets the hostname;
+3. mounts a sysfs of this netns on /sys (keeping the cgroup mounts Docker needs);
+4. mounts a private tmpfs on /run: /run/docker.sock, /run/sshd, Docker's
+   containerd are this host's own, at their stock paths;
+5. bind-mounts the host's /etc/hostname and /etc/fstab;
+6. bind-mounts /srv (variant "bind"; variant "loop" leaves it to ``mount /srv``);
+7. runs the start scripts (sshd, then dockerd unless told not to);
+8. says ``ready`` (or ``error: …``) on the ready fd, then reaps orphans until
+   SIGTERM.
+
+``rootfs`` in the spec is the extension point for a host whose ``/`` is a
+chroot (debootstrap): it would be prepared and pivoted into between steps 5
+and 6. Not implemented yet, so it is refused.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def sh(*argv: str) -> None:
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {(done.stderr or done.stdout).strip()[-400:]}")
+
+
+def setup(spec: dict) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    os.chdir("/")
+    socket.sethostname(spec["name"])
+    keep = os.path.join(spec["dir"], ".cgroup")
+    os.makedirs(keep, exist_ok=True)
+    sh("mount", "--rbind", "/sys/fs/cgroup", keep)
+    sh("mount", "-t", "sysfs", "sysfs", "/sys")
+    sh("mount", "--move", keep, "/sys/fs/cgroup")
+    sh("mount", "-t", "tmpfs", "-o", "mode=755,nosuid,nodev", "tmpfs", "/run")
+    for d in ("/run/sshd", "/run/lock"):
+        os.makedirs(d, exist_ok=True)
+    for target, source in spec["etc"].items():
+        sh("mount", "--bind", source, target)
+    if spec.get("rootfs"):
+        raise NotImplementedError("rootfs (a chroot as the host's /) is not implemented yet")
+    if spec.get("srv_bind"):
+        os.makedirs("/srv", exist_ok=True)
+        sh("mount", "--bind", spec["srv_bind"], "/srv")
+    for script in spec["start"]:
+        sh(script)
+
+
+def reap_forever() -> None:
+    def reap(*_: object) -> None:
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+
+    signal.signal(signal.SIGCHLD, reap)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    reap()
+    while True:
+        signal.pause()
+
+
+def main() -> None:
+    spec_path, ready_fd = sys.argv[1], int(sys.argv[2])
+    started = time.monotonic()
+    try:
+        with open(spec_path, encoding="utf-8") as f:
+            spec = json.load(f)
+        setup(spec)
+    except Exception as exc:  # reported to the lab, which raises it
+        os.write(ready_fd, f"error: {exc}\n".encode())
+        sys.exit(1)
+    os.write(ready_fd, f"ready {time.monotonic() - started:.2f}\n".encode())
+    os.close(ready_fd)
+    print(f"{spec['name']}: ready", flush=True)
+    reap_forever()
+
+
+if __name__ == "__main__":
+    main()

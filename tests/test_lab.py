@@ -1,0 +1,276 @@
+"""The lab itself is real: separate hosts, real SSH, real Docker, real routes,
+and nothing left behind when it stops."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from aegir import inventory
+from tests.lab import CommandFailed, Lab, LabHost
+from tests.lab.procs import ProcId, netns_inode
+from tests.lab.state import LabState
+from tests.lab.teardown import leftovers, loop_devices
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ssh(lab: Lab, host: LabHost, address: object = None, known_hosts: Path | None = None) -> paramiko.SSHClient:
+    """A paramiko session as root, checking the host key against known_hosts (no auto-add)."""
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(known_hosts or lab.known_hosts))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(str(address or host.addresses.admin_ipv4), port=host.options.ssh_port, username="root",
+                   key_filename=str(lab.identity), look_for_keys=False, allow_agent=False, timeout=10)
+    return client
+
+
+def ssh_run(client: paramiko.SSHClient, command: str) -> str:
+    _, stdout, stderr = client.exec_command(command, timeout=30)
+    out, err = stdout.read().decode(), stderr.read().decode()
+    assert stdout.channel.recv_exit_status() == 0, f"{command!r} failed: {err}"
+    return out.strip()
+
+
+def test_each_host_has_its_own_hostname_and_srv(lab: Lab) -> None:
+    for host in lab.hosts:
+        host.write("whoami.txt", host.name)
+    for host in lab.hosts:
+        assert host.run(["hostname"]).stdout.strip() == host.name
+        assert host.run(["cat", "/etc/hostname"]).stdout.strip() == host.name
+        assert host.run(["cat", "/srv/whoami.txt"]).stdout == host.name
+        assert (host.srv_dir / "whoami.txt").read_text() == host.name
+    assert os.uname().nodename not in {h.name for h in lab.hosts}
+
+
+def test_each_host_sits_in_its_own_network_namespace(lab: Lab) -> None:
+    inodes = {h.name: netns_inode(f"/run/netns/{h.addresses.netns}") for h in lab.hosts}
+    for host in lab.hosts:
+        assert host.run(["readlink", "/proc/self/ns/net"]).stdout.strip() == f"net:[{inodes[host.name]}]"
+    assert len(set(inodes.values())) == len(lab.hosts)
+
+
+def test_ssh_logs_in_with_the_lab_key_on_both_admin_addresses(lab: Lab) -> None:
+    for host in lab.hosts:
+        for address in (host.addresses.admin_ipv4, host.addresses.admin_ipv6):
+            with ssh(lab, host, address) as client:
+                assert ssh_run(client, "hostname") == host.name
+                assert ssh_run(client, "id -u") == "0"
+                netns = ssh_run(client, "readlink /proc/self/ns/net")
+            assert netns == f"net:[{netns_inode(f'/run/netns/{host.addresses.netns}')}]"
+
+
+def test_a_host_key_that_does_not_match_known_hosts_is_refused(lab: Lab, tmp_path: Path) -> None:
+    hyp1, hyp2 = lab.hosts[:2]
+    hyp2_key = [line.split(" ", 1)[1] for line in lab.known_hosts.read_text().splitlines()
+                if line.startswith(f"{hyp2.addresses.admin_ipv4} ")][0]
+    forged = tmp_path / "known_hosts"
+    forged.write_text(f"{hyp1.addresses.admin_ipv4} {hyp2_key}\n")
+    with pytest.raises(paramiko.BadHostKeyException):
+        ssh(lab, hyp1, known_hosts=forged)
+    forged.write_text("")
+    with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
+        ssh(lab, hyp1, known_hosts=forged)
+
+
+def test_sshd_accepts_keys_only(lab: Lab) -> None:
+    host = lab.hosts[0]
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(lab.known_hosts))
+    with pytest.raises(paramiko.AuthenticationException):
+        client.connect(str(host.addresses.admin_ipv4), username="root", password="root",
+                       look_for_keys=False, allow_agent=False, timeout=10)
+
+
+def test_docker_answers_in_each_host_with_its_own_data_root(lab: Lab) -> None:
+    ids = set()
+    for host in lab.hosts:
+        with closing(host.docker_client()) as client:
+            info = client.info()
+            tags = {t for image in client.images.list() for t in image.tags}
+        assert (info["Name"], info["DockerRootDir"]) == (host.name, "/srv/docker")
+        assert (host.srv_dir / "docker" / "overlay2").is_dir()
+        assert "aegir-lab/busybox:latest" in tags
+        ids.add(info["ID"])
+    assert len(ids) == len(lab.hosts)
+
+
+def test_docker_and_compose_answer_over_ssh_at_the_stock_socket(lab: Lab) -> None:
+    host = lab.hosts[1]
+    with ssh(lab, host) as client:
+        assert ssh_run(client, "docker info --format '{{.Name}} {{.DockerRootDir}}'") == f"{host.name} /srv/docker"
+        assert ssh_run(client, "docker compose version --short").startswith("2.")
+
+
+def test_a_busybox_container_answers_http_on_its_bridge_and_on_its_global_ipv6(lab: Lab) -> None:
+    host = lab.hosts[0]
+    with closing(host.docker_client()) as client:
+        container = client.containers.run(
+            "aegir-lab/busybox:latest", ["sh", "-c", "echo hello from $(hostname) > /var/www/index.html; "
+                                         "exec httpd -f -p 80 -h /var/www"],
+            hostname="web", detach=True, remove=True)
+        try:
+            container.reload()
+            net = container.attrs["NetworkSettings"]
+            page = host.run(["busybox", "wget", "-q", "-O", "-", f"http://{net['IPAddress']}/"]).stdout
+            assert page == "hello from web\n"
+            assert ipaddress.IPv6Address(net["GlobalIPv6Address"]) in host.addresses.containers_ipv6
+            from_internet = lab.client.run(["busybox", "wget", "-q", "-O", "-",
+                                            f"http://[{net['GlobalIPv6Address']}]/"]).stdout
+            assert from_internet == "hello from web\n"
+        finally:
+            container.stop(timeout=5)
+
+
+def test_the_client_reaches_every_service_address(lab: Lab) -> None:
+    for host in lab.hosts:
+        for address in (host.addresses.service_ipv4, host.addresses.service_ipv6):
+            lab.client.run(["ping", "-c", "1", "-W", "2", str(address)])
+
+
+def test_hosts_reach_the_internet_through_the_client(lab: Lab) -> None:
+    host = lab.hosts[2]
+    host.run(["ping", "-c", "1", "-W", "2", str(lab.names.client_ipv4)])
+    host.run(["ping", "-c", "1", "-W", "2", "2001:db8:ff::200"])
+
+
+def test_the_generated_inventory_is_accepted_by_aegir(lab: Lab) -> None:
+    inv = inventory.load(str(lab.inventory_path))
+    assert inv.names == tuple(h.name for h in lab.hosts)
+    for host, entry in zip(lab.hosts, inv, strict=True):
+        assert (entry.address, entry.user, entry.port) == (str(host.addresses.admin_ipv4), "root", 22)
+        assert entry.docker_start == host.docker_start
+        assert (entry.identity, entry.known_hosts) == (str(lab.identity), str(lab.known_hosts))
+        assert entry.service_ipv6 == (host.addresses.service_ipv6,)
+        assert entry.admin_ipv6 in entry.ipv6_prefix
+    assert inv.groups == {"lab": inv.names}
+
+
+def test_docker_started_over_ssh_survives_the_session_and_restarts(lab: Lab) -> None:
+    host = lab.hosts[2]
+    with closing(host.docker_client()) as client:
+        client.containers.run("aegir-lab/busybox:latest", ["sleep", "600"], name="survivor", detach=True,
+                              restart_policy={"Name": "always"})
+    host.stop_docker()
+    assert not host.docker_running()
+    with ssh(lab, host) as client:
+        ssh_run(client, " ".join(host.docker_start))
+    assert host.docker_running()
+    with closing(host.docker_client()) as client:
+        survivor = client.containers.get("survivor")
+        assert survivor.status == "running"
+        survivor.remove(force=True)
+
+
+def test_sshd_can_be_stopped_and_started(lab: Lab) -> None:
+    host = lab.hosts[1]
+    host.stop_sshd()
+    try:
+        with pytest.raises(paramiko.ssh_exception.NoValidConnectionsError):
+            ssh(lab, host)
+    finally:
+        host.start_sshd()
+    with ssh(lab, host) as client:
+        assert ssh_run(client, "hostname") == host.name
+
+
+def test_the_loop_variant_starts_unmounted_and_mounts_srv_from_fstab(lab: Lab) -> None:
+    with lab.extra_host(srv="loop") as host:
+        assert host.run(["mountpoint", "-q", "/srv"], check=False).returncode != 0
+        assert not host.docker_running()
+        with pytest.raises(CommandFailed, match="/srv is not mounted"):
+            host.start_docker()
+        host.run(["mount", "/srv"])
+        source, fstype = host.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE", "/srv"]).stdout.split()
+        assert (source, fstype) == (host.loop_device, "ext4")
+        assert loop_devices()[source] == str(host.srv_dir)
+        host.start_docker()
+        with closing(host.docker_client()) as client:
+            assert client.info()["DockerRootDir"] == "/srv/docker"
+        with ssh(lab, host) as session:
+            assert ssh_run(session, "hostname") == host.name
+        assert host.name in inventory.load(str(lab.inventory_path)).names
+        record = (host.init, host.loop_device, host.addresses)
+    init, loop, addresses = record
+    assert not init.alive()
+    assert loop not in loop_devices()
+    assert addresses.netns not in subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout
+    assert not Path(f"/sys/class/net/{addresses.veth}").exists()
+    assert addresses.name not in inventory.load(str(lab.inventory_path)).names
+
+
+def test_state_json_records_what_teardown_needs(lab: Lab) -> None:
+    state = json.loads((lab.workdir / "state.json").read_text())
+    assert state["prefix"] == lab.prefix and state["owner"] == os.getpid()
+    assert [h["init"]["pid"] for h in state["hosts"]] == [h.pid for h in lab.hosts]
+    assert {h["netns"] for h in state["hosts"]} == {h.addresses.netns for h in lab.hosts}
+
+
+# -- runs last: the session lab is stopped first, these start labs of their own --------------
+
+
+def _lab_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tests.lab", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=True)
+
+
+def _pids_of(state: LabState) -> list[ProcId]:
+    """The inits and every daemon they started, as recorded."""
+    found = [h.init for h in state.hosts if h.init]
+    for h in state.hosts:
+        for pidfile in ("docker.pid", "sshd.pid"):
+            path = Path(h.dir) / pidfile
+            if path.exists() and (proc := ProcId.of(int(path.read_text()))):
+                found.append(proc)
+    return found
+
+
+@pytest.mark.lab_exclusive
+def test_up_then_down_by_hand_leaves_nothing_behind(no_lab: None, tmp_path: Path) -> None:
+    workdir = tmp_path / "lab"
+    up = _lab_cli("up", "-n", "2", "--prefix", "aegirhand", "--workdir", str(workdir))
+    assert "AEGIR_INVENTORY=" in up.stdout and "inv disk.report" in up.stdout
+    state = LabState.load(workdir)
+    assert state is not None and [h.name for h in state.hosts] == ["hyp1", "hyp2"]
+    pids = _pids_of(state)
+    assert len(pids) == 6 and all(p.alive() for p in pids)
+    assert "hyp2" in _lab_cli("status", "--prefix", "aegirhand", "--workdir", str(workdir)).stdout
+    _lab_cli("down", "--prefix", "aegirhand", "--workdir", str(workdir))
+    assert [p for p in pids if p.alive()] == []
+    assert leftovers("aegirhand", workdir) == []
+
+
+@pytest.mark.lab_exclusive
+def test_a_crashed_lab_is_ended_by_the_next_start_even_without_its_state(no_lab: None, tmp_path: Path) -> None:
+    workdir = tmp_path / "lab"
+    _lab_cli("up", "-n", "2", "--prefix", "aegircrash", "--workdir", str(workdir), "--loop", "hyp2")
+    state = LabState.load(workdir)
+    assert state is not None
+    busy = state.hosts[1]  # loop variant: mount it, start Docker and a container, as a test would
+    enter = ["nsenter", "-t", str(busy.init.pid), "-n", "-m", "-u", "--"]
+    subprocess.run([*enter, "mount", "/srv"], check=True)
+    subprocess.run([*enter, f"{busy.dir}/bin/start-docker"], check=True)
+    subprocess.run([*enter, "docker", "load", "-i", str(next(Path("/var/cache/aegir-lab").glob("*busybox*.tar")))],
+                   check=True, capture_output=True)
+    subprocess.run([*enter, "docker", "run", "-d", "aegir-lab/busybox", "sleep", "600"], check=True, capture_output=True)
+    pids = _pids_of(state)
+    (workdir / "state.json").unlink()  # the crash also lost the state: only names are left to go by
+
+    with Lab.start(1, prefix="aegircrash", workdir=workdir) as fresh:
+        assert [p for p in pids if p.alive()] == []
+        assert busy.loop_device not in loop_devices()
+        assert [h.name for h in fresh.hosts] == ["hyp1"]
+        assert fresh.hosts[0].run(["hostname"]).stdout.strip() == "hyp1"
+        new_pids = _pids_of(LabState.load(workdir))
+    assert [p for p in new_pids if p.alive()] == []
+    assert leftovers("aegircrash", workdir) == []
+    assert not workdir.exists()
+
