@@ -1,0 +1,498 @@
+"""Compose projects on a host: discovery (one round trip), containers (one API call), status.
+
+* **Discovery** -- `discover_cmd` lists every project folder under
+  ``SRV/core``, ``SRV/apps`` and ``SRV/users`` (a folder holding
+  ``compose.yaml``, ``compose.yml``, ``docker-compose.yaml`` or
+  ``docker-compose.yml``) with its compose file's text and its ``.env`` mode, in
+  one shell round trip; `parse_discovery` turns that into `Project`s plus
+  warnings (folder without a compose file, several compose files, a ``name:``
+  that differs from the folder, a folder Compose would rename).
+* **Containers** -- `parse_containers` reads the Docker API's container list
+  (``GET /containers/json?all=1``, one call per host for every project): each
+  Compose container carries ``com.docker.compose.project.working_dir``, which
+  ties it to its folder whatever ``-p`` or ``name:`` said.
+* **Status** -- `project_status` compares what a project's compose file
+  expects with its containers; `find_orphans` lists Compose projects whose
+  folder is outside the project folders or gone.
+
+Everything here is pure (text or dicts in, frozen dataclasses out) and is
+unit-tested on recorded output in tests/unit/data/compose_*.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+from ..compose import LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, LABEL_WORKING_DIR
+from ..errors import AegirError
+from ..sh import Cmd, check_name, shell
+from .disk import PROJECT_KINDS
+
+#: Compose's own order of preference when a folder holds several files.
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+ENV_FILE = ".env"
+
+
+# --------------------------------------------------------------------------- projects
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service a compose file asks for, and how many containers it should run."""
+
+    name: str
+    replicas: int = 1
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class Project:
+    """One Compose project folder: ``SRV/<kind>/<folder>``.
+
+    Its Compose project name is the folder's name (`compose_name`), whatever
+    the file's ``name:`` says. `services` are those started by a plain
+    ``up`` (services behind ``profiles:`` are not expected to run).
+    """
+
+    kind: str  # core | apps | users
+    folder: str
+    dir: str  # absolute: /srv/apps/cloud
+    file: str  # compose file name in `dir`
+    env_mode: int | None = None  # permission bits of .env; None: no .env
+    declared_name: str | None = None  # the file's top-level `name:`
+    services: tuple[Service, ...] = ()
+    error: str | None = None  # unreadable compose file or invalid YAML
+    compose_text: str = field(default="", repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        """The Compose project name: the folder's name as Compose normalises it."""
+        return compose_name(self.folder)
+
+    @property
+    def path(self) -> str:
+        """``kind/folder``: how tables and ``NAME`` arguments spell it."""
+        return f"{self.kind}/{self.folder}"
+
+    @property
+    def compose_path(self) -> str:
+        return f"{self.dir}/{self.file}"
+
+    @property
+    def env_path(self) -> str | None:
+        return f"{self.dir}/{ENV_FILE}" if self.env_mode is not None else None
+
+    @property
+    def expected(self) -> tuple[str, ...]:
+        """Services a plain ``up`` starts (at least one replica)."""
+        return tuple(s.name for s in self.services if s.replicas > 0)
+
+
+def compose_name(folder: str) -> str:
+    """The project name Compose derives from a folder name (lower case, ``[a-z0-9_-]``).
+
+    >>> compose_name("Nextcloud.prod")
+    'nextcloudprod'
+    """
+    return re.sub(r"[^a-z0-9_-]+", "", folder.lower()).lstrip("_-")
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What `discover_cmd` found under one host's /srv."""
+
+    srv: str
+    projects: tuple[Project, ...]
+    warnings: tuple[str, ...] = ()
+    srv_missing: bool = False
+    #: ``.env`` texts by project path, only when asked (`discover_cmd(with_env=True)`).
+    envs: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def by_path(self) -> dict[str, Project]:
+        return {p.path: p for p in self.projects}
+
+
+_DISCOVER_SCRIPT = """\
+cd "$1" 2>/dev/null || { echo X; exit 0; }
+for kind in core apps users; do
+  for d in "$kind"/*/; do
+    [ -d "$d" ] || continue
+    d=${d%/}
+    files=
+    for f in compose.yaml compose.yml docker-compose.yaml docker-compose.yml; do
+      [ -f "$d/$f" ] && files="$files${files:+,}$f"
+    done
+    if [ -z "$files" ]; then printf 'N\\t%s\\n' "$d"; continue; fi
+    mode=-
+    [ -f "$d/.env" ] && mode=$(stat -c %a "$d/.env" 2>/dev/null || echo '?')
+    printf 'P\\t%s\\t%s\\t%s\\t' "$d" "$files" "$mode"
+    if [ -r "$d/${files%%,*}" ]; then base64 < "$d/${files%%,*}" | tr -d '\\n'; else printf '!'; fi
+    printf '\\n'
+    if [ "$2" = env ] && [ -f "$d/.env" ]; then
+      printf 'E\\t%s\\t' "$d"; base64 < "$d/.env" 2>/dev/null | tr -d '\\n'; printf '\\n'
+    fi
+  done
+done
+"""
+
+
+def discover_cmd(srv: str, *, with_env: bool = False) -> Cmd:
+    """List every project under SRV/{core,apps,users} with its compose text, in one round trip.
+
+    Lines: ``P<TAB>kind/folder<TAB>file[,file…]<TAB>env-mode<TAB>base64(compose)`` (``!``:
+    unreadable),
+    ``N<TAB>kind/folder`` (no compose file), ``E<TAB>kind/folder<TAB>base64(.env)``
+    (only `with_env`: lint reads the .env files, status never does), ``X`` (no SRV).
+    """
+    return shell(_DISCOVER_SCRIPT, srv, "env" if with_env else "")
+
+
+def _b64(text: str) -> str | None:
+    try:
+        return base64.b64decode(text, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+
+
+def parse_discovery(stdout: str, srv: str) -> Discovery:
+    """Read `discover_cmd` output into a `Discovery` (projects in kind order, then by name)."""
+    srv = srv.rstrip("/") or "/"
+    projects: list[Project] = []
+    warnings: list[str] = []
+    envs: dict[str, str] = {}
+    for line in stdout.splitlines():
+        tag, _, rest = line.partition("\t")
+        if tag == "X":
+            return Discovery(srv, (), (f"{srv} does not exist or cannot be entered",), srv_missing=True)
+        parts = rest.split("\t")
+        path = parts[0]
+        kind, _, folder = path.partition("/")
+        if kind not in PROJECT_KINDS or not folder:
+            continue
+        try:
+            check_name("project folder", folder)
+        except AegirError as exc:
+            warnings.append(f"{srv}/{path}: skipped: {exc}")
+            continue
+        if tag == "N":
+            warnings.append(f"{srv}/{path}: no compose file ({', '.join(COMPOSE_FILES)})")
+        elif tag == "E" and len(parts) == 2:
+            text = _b64(parts[1])
+            if text is not None:
+                envs[path] = text
+        elif tag == "P" and len(parts) == 4:
+            project, notes = _project(srv, kind, folder, parts[1].split(","), parts[2], parts[3])
+            projects.append(project)
+            warnings.extend(notes)
+    order = {k: i for i, k in enumerate(PROJECT_KINDS)}
+    projects.sort(key=lambda p: (order[p.kind], p.folder))
+    return Discovery(srv, tuple(projects), tuple(warnings), envs=envs)
+
+
+def _project(srv: str, kind: str, folder: str, files: list[str], mode: str, b64: str) -> tuple[Project, list[str]]:
+    d = f"{srv}/{kind}/{folder}"
+    notes: list[str] = []
+    file = files[0]
+    if len(files) > 1:
+        notes.append(f"{d}: several compose files ({', '.join(files)}); using {file}, as Compose does")
+    env_mode = int(mode, 8) if re.fullmatch(r"[0-7]{3,4}", mode) else None
+    if mode == "?":
+        notes.append(f"{d}/.env: cannot read its mode")
+    text = _b64(b64) if b64 != "!" else None
+    if text is None:
+        return Project(kind, folder, d, file, env_mode, error=f"{file}: cannot read it"), notes
+    spec = parse_compose_spec(text)
+    if spec.error:
+        return Project(kind, folder, d, file, env_mode, error=f"{file}:{spec.error}", compose_text=text), notes
+    name = compose_name(folder)
+    if name != folder:
+        notes.append(f"{d}: Compose names this project {name!r}, not {folder!r} (lower case, [a-z0-9_-])")
+    if spec.name is not None and spec.name != name:
+        notes.append(f"{d}/{file}:{spec.name_line}: name: {spec.name!r} differs from the folder; "
+                     f"aegir runs it as {name!r}")
+    return Project(kind, folder, d, file, env_mode, spec.name, spec.services, compose_text=text), notes
+
+
+@dataclass(frozen=True)
+class ComposeSpec:
+    """The parts of a compose file status needs: `name:` and the services `up` starts."""
+
+    name: str | None = None
+    name_line: int | None = None
+    services: tuple[Service, ...] = ()
+    error: str | None = None  # "LINE: problem" when the YAML cannot be read
+
+
+def parse_compose_spec(text: str) -> ComposeSpec:
+    """Read a compose file's ``name:`` and services (replicas from ``deploy.replicas``/``scale``).
+
+    Services with ``profiles:`` are left out: a plain ``up`` does not start them.
+    """
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        return ComposeSpec(error=f"{mark.line + 1 if mark else '?'}: invalid YAML: {exc.problem or exc.context}")
+    except yaml.YAMLError as exc:
+        return ComposeSpec(error=f"?: invalid YAML: {exc}")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return ComposeSpec(error="1: the top level is not a mapping")
+    name_line = None
+    if isinstance(node, yaml.MappingNode):
+        for k, _ in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == "name":
+                name_line = k.start_mark.line + 1
+    raw = data.get("services") or {}
+    if not isinstance(raw, dict):
+        return ComposeSpec(error="?: 'services' is not a mapping")
+    services = []
+    for sname, svc in raw.items():
+        svc = svc if isinstance(svc, dict) else {}
+        if svc.get("profiles"):
+            continue
+        replicas = 1
+        deploy = svc.get("deploy") if isinstance(svc.get("deploy"), dict) else {}
+        for value in (deploy.get("replicas"), svc.get("scale")):
+            if isinstance(value, int) and not isinstance(value, bool):
+                replicas = value
+        image = svc.get("image") if isinstance(svc.get("image"), str) else None
+        services.append(Service(str(sname), replicas, image))
+    name = data.get("name")
+    return ComposeSpec(None if name is None else str(name), name_line, tuple(services))
+
+
+# --------------------------------------------------------------------------- selecting
+
+
+def split_names(names: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"cloud, users/wiki"`` -> ``("cloud", "users/wiki")``; each part validated.
+
+    A name is a folder name, or ``kind/folder`` to pick one kind.
+    """
+    if not names:
+        return ()
+    words = names.replace(",", " ").split() if isinstance(names, str) else list(names)
+    out: list[str] = []
+    for w in words:
+        kind, sep, folder = w.rpartition("/")
+        if sep and kind not in PROJECT_KINDS:
+            raise AegirError(f"invalid project {w!r}: the part before '/' must be one of {', '.join(PROJECT_KINDS)}")
+        check_name("project", folder)
+        if w not in out:
+            out.append(w)
+    return tuple(out)
+
+
+def select(projects: Sequence[Project], names: Sequence[str] = (), kinds: Sequence[str] = PROJECT_KINDS,
+           *, host: str | None = None) -> tuple[tuple[Project, ...], tuple[str, ...]]:
+    """The projects `names` designate among `projects` of `kinds`, and the names not found.
+
+    No names: every project of `kinds`. A bare name that matches in two kinds
+    (``apps/x`` and ``users/x``) is ambiguous and raises `AegirError`.
+    """
+    pool = [p for p in projects if p.kind in kinds]
+    if not names:
+        return tuple(pool), ()
+    chosen: list[Project] = []
+    missing: list[str] = []
+    for n in names:
+        hits = [p for p in pool if (p.path == n if "/" in n else p.folder == n)]
+        if len(hits) > 1:
+            raise AegirError(f"{n!r} is ambiguous: {', '.join(p.path for p in hits)}; name one of them", host=host)
+        if not hits:
+            missing.append(n)
+        elif hits[0] not in chosen:
+            chosen.append(hits[0])
+    return tuple(chosen), tuple(missing)
+
+
+# --------------------------------------------------------------------------- containers
+
+
+@dataclass(frozen=True)
+class Container:
+    """A Compose container, as one row of the Docker API's container list."""
+
+    id: str
+    name: str
+    project: str  # com.docker.compose.project
+    working_dir: str  # com.docker.compose.project.working_dir
+    service: str
+    state: str  # running, exited, restarting, created, paused, dead, removing
+    health: str = ""  # healthy, unhealthy, starting, ""
+    exit_code: int | None = None
+    image_id: str = ""
+    oneoff: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+_EXIT_RE = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")
+_HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+
+
+def parse_containers(rows: Iterable[Mapping[str, Any]]) -> tuple[Container, ...]:
+    """Read ``client.api.containers(all=True, filters={"label": LABEL_PROJECT})``.
+
+    The list endpoint has no exit code or health field: both come from its
+    ``Status`` text (``Exited (137) 2 minutes ago``, ``Up 5 minutes (unhealthy)``).
+    """
+    out = []
+    for r in rows:
+        labels = r.get("Labels") or {}
+        if LABEL_PROJECT not in labels:
+            continue
+        status = str(r.get("Status") or "")
+        m = _EXIT_RE.match(status)
+        h = _HEALTH_RE.search(status)
+        names = r.get("Names") or []
+        out.append(Container(
+            id=str(r.get("Id") or "")[:12],
+            name=(names[0].lstrip("/") if names else ""),
+            project=labels.get(LABEL_PROJECT, ""),
+            working_dir=labels.get(LABEL_WORKING_DIR, ""),
+            service=labels.get(LABEL_SERVICE, ""),
+            state=str(r.get("State") or "").lower(),
+            health=("starting" if h.group(1) == "health: starting" else h.group(1)) if h else "",
+            exit_code=int(m.group(1)) if m else None,
+            image_id=str(r.get("ImageID") or ""),
+            oneoff=str(labels.get(LABEL_ONEOFF, "False")).lower() == "true",
+        ))
+    return tuple(sorted(out, key=lambda c: (c.working_dir, c.service, c.name)))
+
+
+def image_created(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """``client.api.images()`` -> image ID -> creation time (Unix seconds)."""
+    return {str(r.get("Id")): int(r.get("Created") or 0) for r in rows if r.get("Id")}
+
+
+# --------------------------------------------------------------------------- status
+
+
+#: Project states; only "up" and "empty" are fine.
+STATES = ("up", "empty", "unhealthy", "partial", "down", "error")
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    """One project's health: services running/expected, problems, age of its oldest image."""
+
+    kind: str
+    name: str
+    dir: str
+    state: str  # one of STATES
+    expected: tuple[str, ...]
+    running: tuple[str, ...]
+    problems: tuple[str, ...] = ()
+    containers: int = 0
+    image_age: int | None = None  # seconds since the oldest image in use was built
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("up", "empty")
+
+    @property
+    def path(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    @property
+    def services(self) -> str:
+        """``running/expected``, e.g. ``2/3``."""
+        return f"{len(self.running)}/{len(self.expected)}"
+
+
+def project_status(p: Project, containers: Sequence[Container], images: Mapping[str, int], now: float) -> ProjectStatus:
+    """Compare what `p`'s compose file expects with its containers (matched by working dir)."""
+    mine = [c for c in containers if c.working_dir == p.dir and not c.oneoff]
+    expected = p.expected
+    running = tuple(s for s in expected if any(c.service == s and c.running for c in mine))
+    problems: list[str] = []
+    if p.error:
+        problems.append(p.error)
+    sick = False
+    for c in mine:
+        if c.state == "restarting":
+            problems.append(f"{c.service} restarting (exit {c.exit_code})")
+            sick = True
+        elif c.running and c.health == "unhealthy":
+            problems.append(f"{c.service} unhealthy")
+            sick = True
+        elif c.state in ("exited", "dead"):
+            problems.append(f"{c.service} exited ({c.exit_code})" if c.exit_code is not None else f"{c.service} {c.state}")
+        elif not c.running:
+            problems.append(f"{c.service} {c.state}")
+        if not p.error and c.service not in {s.name for s in p.services}:
+            problems.append(f"{c.service}: not in {p.file}")
+    for s in expected:
+        if not any(c.service == s for c in mine):
+            problems.append(f"{s} missing")
+    created = [images[c.image_id] for c in mine if c.image_id in images]
+    age = int(now - min(created)) if created else None
+    if p.error:
+        state = "error"
+    elif not expected:
+        state = "empty" if not any(c.running for c in mine) else "up"
+    elif not running:
+        state = "down"
+    elif len(running) < len(expected):
+        state = "partial"
+    elif sick:
+        state = "unhealthy"
+    else:
+        state = "up"
+    return ProjectStatus(p.kind, p.folder, p.dir, state, expected, running, tuple(dict.fromkeys(problems)),
+                         len(mine), age)
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A Compose project with containers whose folder is not a project folder under /srv."""
+
+    project: str
+    working_dir: str
+    reason: str  # "outside SRV/{core,apps,users}" | "folder gone" | "no working_dir label"
+    running: int
+    containers: int
+
+
+def find_orphans(discovery: Discovery, containers: Sequence[Container]) -> tuple[Orphan, ...]:
+    """Compose projects whose working dir is outside ``SRV/{core,apps,users}/*`` or no longer a project."""
+    known = {p.dir for p in discovery.projects}
+    srv = discovery.srv.rstrip("/")
+    groups: dict[tuple[str, str], list[Container]] = {}
+    for c in containers:
+        if c.working_dir not in known:
+            groups.setdefault((c.project, c.working_dir), []).append(c)
+    out = []
+    for (project, wd), cs in sorted(groups.items()):
+        parts = wd[len(srv) + 1:].split("/") if wd.startswith(srv + "/") else []
+        if not wd:
+            reason = "no working_dir label"
+        elif len(parts) == 2 and parts[0] in PROJECT_KINDS:
+            reason = "folder gone"
+        else:
+            reason = f"outside {srv}/{{{','.join(PROJECT_KINDS)}}}"
+        out.append(Orphan(project, wd, reason, sum(1 for c in cs if c.running), len(cs)))
+    return tuple(out)
+
+
+def age_text(seconds: int | None) -> str | None:
+    """``93784`` -> ``'1d'``; minutes under an hour, hours under a day, then days."""
+    if seconds is None:
+        return None
+    s = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"

@@ -1,0 +1,172 @@
+"""Compose project status for one host and its fleet table: the API `core`, `apps` and `boot` share.
+
+Usage, from any namespace::
+
+    outcomes = fleet.each(c, hosts, lambda hc: gather_status(hc, kinds=("core",)), label="x.status")
+    emit(fmt, data=status_json(outcomes), text=render_status(outcomes))
+    exit_if_failed(outcomes, problems=has_problems(outcomes))
+
+`gather_status(hc)` costs one SSH round trip (discovery, `discover_cmd`) and
+two Docker API calls (all Compose containers, all images), however many
+projects the host has: no ``compose ps`` per project.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .compose import LABEL_PROJECT
+from .facts.disk import PROJECT_KINDS
+from .facts.projects import (Container, Discovery, Orphan, ProjectStatus, age_text, discover_cmd,
+                             find_orphans, image_created, parse_containers, parse_discovery,
+                             project_status, select)
+from .report import table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .fleet import HostContext, Outcome
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    """The status of one host's Compose projects (core first, then apps, then users).
+
+    `projects` follow `PROJECT_KINDS` order, then folder name. `missing` are
+    names asked for that this host does not have; `orphans` are only looked
+    for when no names were given.
+    """
+
+    host: str
+    srv: str
+    projects: tuple[ProjectStatus, ...]
+    orphans: tuple[Orphan, ...] = ()
+    warnings: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when every project is up (or expects nothing)."""
+        return all(p.ok for p in self.projects)
+
+
+def discover(hc: "HostContext", *, with_env: bool = False) -> Discovery:
+    """Discover `hc`'s projects (one round trip; memoised for the run unless `with_env`)."""
+    def probe() -> Discovery:
+        out = hc.run(discover_cmd(hc.host.srv, with_env=with_env))
+        return parse_discovery(out.stdout, hc.host.srv)
+
+    return probe() if with_env else hc.cached("projects.discovery", probe)
+
+
+def containers(hc: "HostContext") -> tuple[Container, ...]:
+    """Every Compose container of the host: one Docker API call (`parse_containers`)."""
+    rows = hc.docker().api.containers(all=True, filters={"label": LABEL_PROJECT})
+    return parse_containers(rows)
+
+
+def gather_status(hc: "HostContext", names: Sequence[str] = (), kinds: Sequence[str] = PROJECT_KINDS,
+                  *, fresh: bool = False) -> HostStatus:
+    """Read the status of `hc`'s projects of `kinds` (all of them, or those `names` designate).
+
+    One round trip lists the projects, one Docker call lists every Compose
+    container, one more lists the images (for their age). `fresh` forgets a
+    discovery memoised earlier in this run (after ``apps.new``, say).
+    """
+    if fresh:
+        hc._cache.pop("projects.discovery", None)
+    disc = discover(hc)
+    chosen, missing = select(disc.projects, names, kinds, host=hc.name)
+    found = containers(hc)
+    images = image_created(hc.docker().api.images()) if found else {}
+    now = time.time()
+    rows = tuple(project_status(p, found, images, now) for p in chosen)
+    orphans = find_orphans(disc, found) if not names else ()
+    return HostStatus(hc.name, disc.srv, rows, orphans, disc.warnings, missing)
+
+
+def has_problems(outcomes: Sequence["Outcome[HostStatus]"]) -> bool:
+    """True when a project is not up on a host that answered, or a name was found nowhere."""
+    return any(o.value is not None and not o.value.ok for o in outcomes) or bool(missing_everywhere(outcomes))
+
+
+def missing_everywhere(outcomes: Sequence["Outcome[Any]"]) -> tuple[str, ...]:
+    """Names no host that answered has (a typo, or the wrong -H)."""
+    answered = [o.value for o in outcomes if o.value is not None and hasattr(o.value, "missing")]
+    if not answered:
+        return ()
+    first = answered[0].missing
+    return tuple(n for n in first if all(n in v.missing for v in answered))
+
+
+def _kind_order(kind: str) -> int:
+    return PROJECT_KINDS.index(kind) if kind in PROJECT_KINDS else len(PROJECT_KINDS)
+
+
+def render_status(outcomes: Sequence["Outcome[HostStatus]"]) -> str:
+    """The fleet table: core rows first (every host), then apps, then users; then orphans, warnings.
+
+    A host that failed gets one row saying why. Columns: HOST KIND PROJECT
+    SERVICES (running/expected) STATE IMAGE AGE PROBLEMS.
+    """
+    rows: list[tuple[Any, ...]] = []
+    failed_rows = []
+    for i, o in enumerate(outcomes):
+        if o.value is None:
+            failed_rows.append([o.host.name, None, None, None, o.kind.upper(), None, o.error])
+            continue
+        for p in o.value.projects:
+            rows.append((_kind_order(p.kind), i, p.name,
+                         [o.host.name, p.kind, p.name, p.services, p.state, age_text(p.image_age),
+                          "; ".join(p.problems) or None]))
+    body = [r[-1] for r in sorted(rows, key=lambda r: r[:3])] + failed_rows
+    out = [table(["HOST", "KIND", "PROJECT", "SERVICES", "STATE", "IMAGE AGE", "PROBLEMS"], body)
+           if body else "no Compose projects found"]
+    orphans = [[o.host.name, x.project, x.working_dir or None, f"{x.running}/{x.containers}", x.reason]
+               for o in outcomes if o.value for x in o.value.orphans]
+    if orphans:
+        out += ["", "Orphans (Compose projects without a project folder):",
+                table(["HOST", "PROJECT", "WORKING DIR", "RUNNING", "WHY"], orphans)]
+    notes = [f"{o.host.name}: {w}" for o in outcomes if o.value for w in o.value.warnings]
+    nowhere = missing_everywhere(outcomes)
+    if nowhere:
+        notes.append(f"not found on any target host: {', '.join(nowhere)}")
+    if notes:
+        out += ["", *("warning: " + n for n in notes)]
+    counts = _counts(outcomes)
+    out += ["", f"{counts['up']}/{counts['projects']} projects up on {counts['hosts_ok']}/{counts['hosts']} hosts"
+                + (f"; {counts['projects'] - counts['up']} need attention" if counts['up'] < counts['projects'] else "")]
+    return "\n".join(out)
+
+
+def _counts(outcomes: Sequence["Outcome[HostStatus]"]) -> dict[str, int]:
+    vals = [o.value for o in outcomes if o.value is not None]
+    return {
+        "hosts": len(outcomes),
+        "hosts_ok": sum(1 for o in outcomes if o.ok),
+        "projects": sum(len(v.projects) for v in vals),
+        "up": sum(1 for v in vals for p in v.projects if p.ok),
+    }
+
+
+def status_json(outcomes: Sequence["Outcome[HostStatus]"]) -> dict[str, Any]:
+    """The same report for scripts: ``{"hosts": [...], "missing": [...], "total": {...}}``."""
+    hosts = []
+    for o in outcomes:
+        entry: dict[str, Any] = {"host": o.host.name, "status": o.kind, "error": o.error}
+        v = o.value
+        if v is not None:
+            entry.update(
+                srv=v.srv,
+                ok=v.ok,
+                projects=[{
+                    "kind": p.kind, "name": p.name, "dir": p.dir, "state": p.state, "ok": p.ok,
+                    "expected": list(p.expected), "running": list(p.running), "containers": p.containers,
+                    "problems": list(p.problems), "image_age_seconds": p.image_age,
+                } for p in sorted(v.projects, key=lambda p: (_kind_order(p.kind), p.name))],
+                orphans=list(v.orphans),
+                warnings=list(v.warnings),
+                missing=list(v.missing),
+            )
+        hosts.append(entry)
+    return {"hosts": hosts, "missing": list(missing_everywhere(outcomes)), "total": _counts(outcomes)}
