@@ -202,6 +202,7 @@ def each(
     *,
     label: str = "aegir",
     limit: int | None = None,
+    serial: bool = False,
 ) -> list[Outcome[T]]:
     """Run ``fn(hc)`` on every host in parallel; one `Outcome` per host, in order.
 
@@ -209,6 +210,10 @@ def each(
     else 32). A host that cannot be reached, or whose `fn` raises an
     `AegirError`, gets an outcome saying why; the others carry on. Any other
     exception is a bug: its traceback goes to stderr and the row says so.
+
+    ``serial=True`` runs the hosts one after another in the calling thread,
+    with no progress line: for interactive work (a prompt owns the terminal,
+    Ctrl-C reaches it, prompts come in inventory order).
     """
     if limit is None:
         limit = int((c.config.get("aegir") or {}).get("parallel") or DEFAULT_LIMIT)
@@ -234,6 +239,9 @@ def each(
                 hc.close()
             progress.done(host.name)
 
+    if serial:
+        progress = Progress(label, [])  # never started: nothing may write over a prompt
+        return [one(h) for h in hosts]
     with Progress(label, [h.name for h in hosts]) as progress:
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="aegir") as pool:
             return list(pool.map(one, hosts))

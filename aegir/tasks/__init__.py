@@ -5,7 +5,8 @@ One module per namespace; a namespace is listed once its first real task lands.
 
 from invoke import Collection
 
-from . import disk
+from . import boot, disk
 
 namespace = Collection()
 namespace.add_collection(disk.ns)
+namespace.add_collection(boot.ns)
