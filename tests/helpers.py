@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
 import subprocess
 import sys
+import tempfile
+import termios
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,3 +34,128 @@ def run_inv(*args: str, inventory: str | os.PathLike[str] | None = None, cwd: st
         cwd=str(cwd or REPO), env=full_env, input=input if input is not None else "",
         capture_output=True, text=True, timeout=timeout,
     )
+
+
+# --------------------------------------------------------------------------- terminals and /proc (boot.unlock)
+
+
+@dataclass(frozen=True)
+class TtyRun:
+    """What an operator at a terminal saw, plus the program's separate stdout/stderr."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    screen: str  # everything written on the terminal (prompts), \r removed
+    prompts: int  # how many prompts were answered
+
+
+def run_inv_on_tty(*args: str, inventory: str | os.PathLike[str], typed: Sequence[str] = (),
+                   terminal: bool = True, input: str = "", timeout: float = 120) -> TtyRun:
+    """Run ``inv ARGS`` with a real pseudo-terminal as its controlling terminal.
+
+    /dev/tty in the program is the pty's slave side; stdin/stdout/stderr are
+    pipes, as under a script. Each time the terminal shows a prompt (a line
+    ending in ``: ``) the next string of `typed` is typed, with Enter. With
+    ``terminal=False`` the program runs in a new session without any
+    controlling terminal (opening /dev/tty fails), as under cron or CI.
+    """
+    master, slave = os.openpty() if terminal else (None, None)
+    slave_path = os.ttyname(slave) if slave is not None else None
+
+    def take_terminal() -> None:  # in the child, after setsid(): the pty becomes its terminal
+        if slave_path is not None:
+            fd = os.open(slave_path, os.O_RDWR)
+            fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
+            os.close(fd)
+
+    full_env = {**os.environ, "AEGIR_INVENTORY": str(inventory)}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "aegir", *args], cwd=str(REPO), env=full_env,
+                                stdin=subprocess.PIPE, stdout=out, stderr=err, text=True,
+                                start_new_session=True, preexec_fn=take_terminal)
+        assert proc.stdin is not None
+        proc.stdin.write(input)
+        proc.stdin.close()
+        screen, answered = b"", 0
+        left = list(typed)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                done = proc.poll() is not None
+                if master is not None:
+                    while select.select([master], [], [], 0 if done else 0.05)[0]:
+                        try:
+                            chunk = os.read(master, 4096)
+                        except OSError:  # EIO: no process holds the terminal any more
+                            chunk = b""
+                        if not chunk:
+                            break
+                        screen += chunk
+                        if left and screen.endswith(b": "):
+                            os.write(master, left.pop(0).encode() + b"\n")
+                            answered += 1
+                elif not done:
+                    time.sleep(0.05)
+                if done:
+                    break
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    raise TimeoutError(f"inv {' '.join(args)} did not finish in {timeout}s; screen: {screen!r}")
+        finally:
+            proc.wait()
+            for fd in (master, slave):
+                if fd is not None:
+                    os.close(fd)
+        out.seek(0)
+        err.seek(0)
+        return TtyRun(proc.returncode, out.read(), err.read(), screen.decode(errors="replace").replace("\r", ""),
+                      answered)
+
+
+class ProcScan:
+    """Scan every process's command line and environment, in a thread, for secrets.
+
+    ``with ProcScan(secret, watch="cryptsetup") as scan: ...``; afterwards
+    `scan.hits` lists (pid, file, text around it) where a secret was found, and
+    `scan.watched` the distinct command lines containing `watch` that the scan
+    caught (proof that it looked while the sensitive command ran).
+    """
+
+    def __init__(self, *secrets: str, watch: str) -> None:
+        self.secrets = [s.encode() for s in secrets if s]
+        self.watch = watch.encode()
+        self.hits: list[tuple[int, str, str]] = []
+        self.watched: dict[int, str] = {}
+        self.passes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> "ProcScan":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit() or int(entry.name) == me:
+                    continue
+                for what in ("cmdline", "environ"):
+                    try:
+                        with open(f"/proc/{entry.name}/{what}", "rb") as f:
+                            data = f.read()
+                    except OSError:
+                        continue
+                    for s in self.secrets:
+                        at = data.find(s)
+                        if at >= 0 and (int(entry.name), what) not in {h[:2] for h in self.hits}:
+                            near = data[max(0, at - 40):at + len(s) + 10].replace(b"\0", b" ")
+                            self.hits.append((int(entry.name), what, near.decode(errors="replace")))
+                    if what == "cmdline" and self.watch in data:
+                        self.watched[int(entry.name)] = data.replace(b"\0", b" ").decode(errors="replace").strip()
+            self.passes += 1
