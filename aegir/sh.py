@@ -97,6 +97,13 @@ def mask(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
+class _Feed(io.StringIO):
+    """Stdin for `run`: Invoke reads a non-terminal stream one character per 10 ms; give it 64 KiB."""
+
+    def read(self, size: int | None = -1) -> str:
+        return super().read(1 << 16)
+
+
 def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True) -> "Result":
     """Run `cmd` through `c` (local Context or Fabric Connection), output captured.
 
@@ -112,7 +119,7 @@ def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True) -> "Result":
             warn=True,
             echo=False,
             pty=False,
-            in_stream=io.StringIO(cmd.stdin or ""),
+            in_stream=_Feed(cmd.stdin or ""),
             echo_stdin=False,
             timeout=cmd.timeout,
         )
