@@ -6,7 +6,9 @@ One module per namespace; a namespace is listed once its first real task lands.
 from invoke import Collection
 
 from . import boot, disk
+from . import fw
 
 namespace = Collection()
 namespace.add_collection(disk.ns)
 namespace.add_collection(boot.ns)
+namespace.add_collection(fw.ns)

@@ -1,0 +1,117 @@
+"""Exposures + settings -> the nftables ruleset text, through a Jinja2 template.
+
+The template shipped with aegir (``aegir/fw/nftables.nft.j2``) is used unless
+the host has ``<srv>/templates/nftables.nft.j2``. Every value reaching the
+template is an element string built here (addresses, networks, ports), so a
+template only arranges them. A template that does not parse or render raises
+`TemplateError` naming ``file:line``; rendering is deterministic (same input,
+same bytes), which is what "nothing changed" is measured against.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Sequence
+
+import jinja2
+
+from ..errors import AegirError
+from ..inventory import Host
+from .model import Exposures, admin_addresses
+from .settings import Rule, Settings
+
+TEMPLATE_NAME = "nftables.nft.j2"
+PACKAGED = f"aegir/fw/{TEMPLATE_NAME}"
+
+
+class TemplateError(AegirError):
+    """The ruleset template does not parse or does not render (``file:line: why``)."""
+
+
+@dataclass(frozen=True)
+class Template:
+    """A template's source and where it came from (for messages)."""
+
+    source: str
+    origin: str
+
+    @property
+    def is_packaged(self) -> bool:
+        return self.origin == PACKAGED
+
+
+def override_path(host: Host) -> str:
+    """Where a host's own template lives: ``<srv>/templates/nftables.nft.j2``."""
+    return host.srv_path("templates", TEMPLATE_NAME)
+
+
+def packaged() -> Template:
+    """The template shipped with aegir."""
+    return Template(resources.files("aegir.fw").joinpath(TEMPLATE_NAME).read_text(encoding="utf-8"), PACKAGED)
+
+
+@lru_cache(maxsize=8)
+def _compile(source: str, origin: str) -> jinja2.Template:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    try:
+        return env.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{origin}:{exc.lineno}: template error: {exc.message}") from None
+
+
+def context(host: Host, settings: Settings, exposures: Exposures) -> dict[str, Any]:
+    """What the template sees: element strings per IP version, and the warnings."""
+
+    def rules(rs: Sequence[Rule], v: int) -> list[str]:
+        return [f"{r.net} . {r.proto} . {r.ports}" for r in rs if r.family == v]
+
+    admin = admin_addresses(host)
+    text: dict[Any, str] = {}  # str() of an address is slow; a host has few, a container one or two
+
+    def t(a: Any) -> str:
+        found = text.get(a)
+        if found is None:
+            found = text[a] = str(a)
+        return found
+
+    dnat = {v: exposures.of(v) for v in (4, 6)}
+    return {
+        "host": host.name,
+        "ssh_port": settings.ssh_port,
+        "admin": {v: [str(a) for a in admin[v]] for v in (4, 6)},
+        "ssh_from": {v: [str(n) for n in settings.sources(v)] for v in (4, 6)},
+        "peers": {v: [str(a) for a in settings.ipsec_peers if a.version == v] for v in (4, 6)},
+        "inputs": {v: rules(settings.input, v) for v in (4, 6)},
+        "outputs": {v: rules(settings.output, v) for v in (4, 6)},
+        "interfaces": list(settings.container_interfaces),
+        "dnat": {v: [f"{t(e.host_addr)} . {e.proto} . {e.host_port} : {t(e.target_addr)} . {e.target_port}"
+                     for e in dnat[v]] for v in (4, 6)},
+        "dnat_notes": {v: [e.container for e in dnat[v]] for v in (4, 6)},
+        "exposed": {v: [f"{t(a)} . {p} . {port}" for a, p, port in exposures.targets(v)] for v in (4, 6)},
+        "warnings": [w.replace("\n", " ") for w in exposures.warnings],
+    }
+
+
+def render(host: Host, settings: Settings, exposures: Exposures, template: Template | None = None) -> str:
+    """The ruleset text for `host` (raises `TemplateError` with the template's file:line)."""
+    tpl = template or packaged()
+    compiled = _compile(tpl.source, tpl.origin)
+    try:
+        return compiled.render(context(host, settings, exposures))
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{tpl.origin}:{_line(tpl) or '?'}: template error: {exc}") from None
+
+
+def _line(tpl: Template) -> int | None:
+    """The template line being rendered when the current exception was raised."""
+    tb = sys.exc_info()[2]
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line

@@ -1,0 +1,433 @@
+"""Prove a ruleset never drops SSH to the admin addresses, by evaluating it for those packets.
+
+The ruleset is nft's own JSON (``nft -j list table inet aegir``), so what is
+checked is what the kernel holds, whatever template produced it. `evaluate`
+walks the base chains of one hook in priority order for one `Packet` and
+returns every outcome the packet may meet. It is conservative: a match it
+cannot decide (an interface name, a mark, a rate limit) may or may not match,
+and both branches are followed; a statement it does not know may do anything.
+So "accepted" means accepted on every branch.
+
+`ssh_packets` builds the SSH packets an operator sends (from each admin source,
+or from anywhere, to each admin address, as a new connection and as an
+established one) and sshd's replies; `ssh_problems` reports each way one of
+them could be dropped, or rewritten (DNATed) on its way to sshd.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ACCEPT, DROP, DNAT, CONTINUE, UNKNOWN = "accept", "drop", "dnat", "continue", "unknown"
+END = "end"  # leave the current chain (return, or the end of a goto'd chain)
+#: Statements that neither decide nor change where a packet goes.
+PASSIVE = {"counter", "log", "comment", "notrack", "quota", "limit", "set", "meta_set", "mangle_mark"}
+#: Placeholders when a family has no admin address / no admin source.
+NOWHERE = {4: ipaddress.IPv4Address("198.18.0.22"), 6: ipaddress.IPv6Address("2001:db8:ffff:ffff::22")}
+ANYONE = {4: ipaddress.IPv4Address("203.0.113.77"), 6: ipaddress.IPv6Address("2001:db8:ffff:fffe::77")}
+
+
+class _Maybe:
+    """The value of a field the evaluator cannot know (an interface name...)."""
+
+    def __repr__(self) -> str:
+        return "MAYBE"
+
+
+MAYBE: Any = _Maybe()
+_ABSENT = object()  # the packet has no such header: the rule cannot match
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One TCP packet as the firewall sees it on the way in."""
+
+    saddr: Addr
+    daddr: Addr
+    dport: int
+    sport: int = 50022
+    proto: str = "tcp"
+    ct_state: str = "new"
+    outbound: bool = False  # sent by the host (output hook) rather than received
+
+    def reply(self) -> "Packet":
+        """The host's answer to this packet, leaving through the output hook."""
+        return Packet(self.daddr, self.saddr, self.sport, self.dport, self.proto, self.ct_state, True)
+
+    @property
+    def version(self) -> int:
+        return self.daddr.version
+
+    def __str__(self) -> str:
+        src = f"[{self.saddr}]" if self.version == 6 else str(self.saddr)
+        dst = f"[{self.daddr}]" if self.version == 6 else str(self.daddr)
+        way = "reply " if self.outbound else ""
+        return f"{way}{self.proto} {src}:{self.sport} -> {dst}:{self.dport} ({self.ct_state})"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What may happen to the packet, and where (``chain input, rule 3``)."""
+
+    kind: str
+    where: str = ""
+
+
+@dataclass
+class Ruleset:
+    """The parts of nft's JSON the evaluator needs: chains, their rules, named sets."""
+
+    chains: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rules: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any] | Sequence[Any]) -> "Ruleset":
+        """Read ``nft -j list table ...`` output (already decoded)."""
+        items = doc.get("nftables", []) if isinstance(doc, Mapping) else doc
+        rs = cls()
+        for item in items:
+            if "chain" in item:
+                c = item["chain"]
+                rs.chains[_key(c, c["name"])] = c
+                rs.rules.setdefault(_key(c, c["name"]), [])
+            elif "rule" in item:
+                r = item["rule"]
+                rs.rules.setdefault(_key(r, r["chain"]), []).append(r.get("expr") or [])
+            elif "set" in item or "map" in item:
+                s = item.get("set") or item.get("map")
+                rs.sets[_key(s, s["name"])] = s
+        return rs
+
+    def base_chains(self, hook: str, family: int) -> list[str]:
+        """Keys of the base chains on `hook` a packet of IP `family` traverses, by priority."""
+        fams = {"inet", "ip" if family == 4 else "ip6"}
+        found = [(int(c.get("prio", 0)), k) for k, c in self.chains.items()
+                 if c.get("hook") == hook and c.get("family") in fams]
+        return [k for _, k in sorted(found)]
+
+
+def _key(obj: Mapping[str, Any], name: str) -> str:
+    return f"{obj.get('family')} {obj.get('table')} {name}"
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(rs: Ruleset, packet: Packet, hook: str) -> set[Outcome]:
+    """Every outcome `packet` may meet on `hook`: one per base chain that can end it.
+
+    A base chain that accepts hands the packet to the next one; ACCEPT is in the
+    result only if every base chain may accept.
+    """
+    result: set[Outcome] = set()
+    chains = rs.base_chains(hook, packet.version)
+    for key in chains:
+        if hook in ("prerouting", "postrouting", "output") and rs.chains[key].get("type") == "nat" \
+                and packet.ct_state != "new":
+            continue  # nat chains only see the first packet of a connection
+        outs = _chain(rs, key, packet, depth=0)
+        policy = rs.chains[key].get("policy", "accept")
+        for o in outs:
+            if o.kind == CONTINUE:
+                result.add(Outcome(ACCEPT if policy == "accept" else DROP, f"{_name(key)} policy {policy}"))
+            else:
+                result.add(o)
+    if not chains:
+        result.add(Outcome(ACCEPT, f"no {hook} chain"))
+    return {o for o in result if o.kind != ACCEPT} or {Outcome(ACCEPT)}
+
+
+def _name(key: str) -> str:
+    return "chain " + key.split(" ", 2)[2]
+
+
+def _chain(rs: Ruleset, key: str, p: Packet, depth: int) -> set[Outcome]:
+    if depth > 16:
+        return {Outcome(UNKNOWN, f"{_name(key)}: jumps nested too deep")}
+    rules = rs.rules.get(key, [])
+    # outcomes from rule i to the end, computed from the end: linear in the rule count
+    after: set[Outcome] = {Outcome(CONTINUE)}
+    for i in range(len(rules) - 1, -1, -1):
+        where = f"{_name(key)}, rule {i + 1}"
+        m = _matches(rs, key, rules[i], p)
+        if m is False:
+            continue
+        taken = _statements(rs, key, rules[i], p, where, depth)
+        if CONTINUE in {o.kind for o in taken}:
+            taken = {o for o in taken if o.kind != CONTINUE} | after
+        after = taken if m is True else taken | after
+    return {Outcome(CONTINUE, o.where) if o.kind == END else o for o in after}
+
+
+def _statements(rs: Ruleset, key: str, exprs: list[dict[str, Any]], p: Packet, where: str,
+                depth: int) -> set[Outcome]:
+    for e in exprs:
+        kind = next(iter(e))
+        arg = e[kind]
+        if kind == "match":
+            continue
+        if kind in PASSIVE:
+            continue
+        if kind == "accept":
+            return {Outcome(ACCEPT, where)}
+        if kind in ("drop", "reject"):
+            return {Outcome(DROP, where)}
+        if kind == "return":
+            return {Outcome(END, where)}
+        if kind == "continue":
+            continue
+        if kind in ("jump", "goto"):
+            target = _key_like(key, arg["target"])
+            inner = _chain(rs, target, p, depth + 1)
+            if kind == "goto":  # falling off a goto'd chain ends the calling chain too
+                return {Outcome(END, o.where) if o.kind == CONTINUE else o for o in inner}
+            return inner
+        if kind in ("dnat", "redirect"):
+            found = _dnat_applies(rs, key, arg or {}, p)
+            if found is False:
+                return {Outcome(CONTINUE, where)}
+            return {Outcome(DNAT, where)}
+        if kind in ("snat", "masquerade"):
+            return {Outcome(ACCEPT, where)}  # source rewriting does not stop the packet
+        return {Outcome(UNKNOWN, f"{where}: cannot evaluate statement {kind!r}")}
+    return {Outcome(CONTINUE, where)}
+
+
+def _key_like(key: str, name: str) -> str:
+    fam, table, _ = key.split(" ", 2)
+    return f"{fam} {table} {name}"
+
+
+def _dnat_applies(rs: Ruleset, key: str, arg: Mapping[str, Any], p: Packet) -> bool | Any:
+    """Whether a dnat statement rewrites `p`: a map lookup that misses does not."""
+    fam = arg.get("family")
+    if fam in ("ip", "ip6") and (fam == "ip") != (p.version == 4):
+        return False
+    addr = arg.get("addr")
+    if isinstance(addr, Mapping) and "map" in addr:
+        lookup = addr["map"]
+        value = _value(lookup.get("key"), p)
+        if value is _ABSENT:
+            return False
+        return _member(rs, key, value, lookup.get("data"))
+    return True
+
+
+def _matches(rs: Ruleset, key: str, exprs: list[dict[str, Any]], p: Packet) -> bool | Any:
+    """True, False or MAYBE: do all the rule's matches hold for `p`?"""
+    result: bool | Any = True
+    for e in exprs:
+        if "match" in e:
+            m = _match(rs, key, e["match"], p)
+        elif "limit" in e or "quota" in e:
+            m = MAYBE
+        else:
+            continue
+        if m is False:
+            return False
+        if m is MAYBE:
+            result = MAYBE
+    return result
+
+
+def _match(rs: Ruleset, key: str, m: Mapping[str, Any], p: Packet) -> bool | Any:
+    value = _value(m.get("left"), p)
+    if value is _ABSENT:
+        return False  # nft's implicit dependency (e.g. `meta l4proto udp`) fails first
+    op = m.get("op", "==")
+    right = m.get("right")
+    if op == "in" and isinstance(value, frozenset):  # flags: ct state, ct status
+        wanted = set(right) if isinstance(right, list) else {right}
+        return bool(value & wanted)
+    if isinstance(value, frozenset):
+        got = _member_flags(value, right)
+        return _negate(got) if op == "!=" else got
+    found = _member(rs, key, value, right)
+    if op == "==" or op == "in":
+        return found
+    if op == "!=":
+        return _negate(found)
+    if op in ("<", ">", "<=", ">=") and isinstance(value, int) and isinstance(right, int):
+        return {"<": value < right, ">": value > right, "<=": value <= right, ">=": value >= right}[op]
+    return MAYBE
+
+
+def _negate(v: bool | Any) -> bool | Any:
+    return MAYBE if v is MAYBE else not v
+
+
+def _member_flags(value: frozenset, right: Any) -> bool:
+    if isinstance(right, Mapping) and "set" in right:
+        return any(_member_flags(value, r) for r in right["set"])
+    wanted = set(right) if isinstance(right, list) else {right}
+    return value == frozenset(wanted)
+
+
+def _value(left: Any, p: Packet) -> Any:
+    """The packet's value for a JSON expression; MAYBE when unknown, _ABSENT when no such header."""
+    if not isinstance(left, Mapping):
+        return MAYBE
+    if "concat" in left:
+        parts = [_value(x, p) for x in left["concat"]]
+        if any(x is _ABSENT for x in parts):
+            return _ABSENT
+        return tuple(parts)
+    if "payload" in left:
+        proto, fld = left["payload"].get("protocol"), left["payload"].get("field")
+        if proto in ("ip", "ip6"):
+            if (proto == "ip") != (p.version == 4):
+                return _ABSENT
+            return {"saddr": p.saddr, "daddr": p.daddr}.get(fld, MAYBE)
+        if proto in (p.proto, "th"):
+            return {"sport": p.sport, "dport": p.dport}.get(fld, MAYBE)
+        if proto in ("tcp", "udp", "sctp", "udplite", "dccp", "icmp", "icmpv6", "esp", "ah", "igmp"):
+            return _ABSENT
+        return MAYBE
+    if "meta" in left:
+        k = left["meta"].get("key")
+        if k == "l4proto":
+            return p.proto
+        if k == "nfproto":
+            return "ipv4" if p.version == 4 else "ipv6"
+        if k in ("oifname", "oif", "oiftype") and not p.outbound:
+            return ""  # a packet for this host has no output interface
+        if k in ("iifname", "iif", "iiftype") and p.outbound:
+            return ""  # nor has a packet the host sends an input interface
+        return MAYBE
+    if "ct" in left:
+        k = left["ct"].get("key")
+        if k == "state":
+            return frozenset({p.ct_state})
+        if k == "status":
+            return frozenset({"confirmed", "seen-reply", "assured"} if p.ct_state == "established" else set())
+        if k == "direction":
+            return "original"
+        return MAYBE
+    return MAYBE
+
+
+def _member(rs: Ruleset, key: str, value: Any, right: Any) -> bool | Any:
+    """Is `value` in `right` (a literal, an anonymous set, a prefix, a range, or ``@named``)?"""
+    if value is MAYBE:
+        return MAYBE
+    if isinstance(right, str) and right.startswith("@"):
+        s = rs.sets.get(_key_like(key, right[1:]))
+        if s is None:
+            return MAYBE
+        elems = s.get("elem") or []
+        if s.get("map") is not None or "map" in s:
+            elems = [e[0] if isinstance(e, list) else e for e in elems]
+        return _any(value, elems)
+    if isinstance(right, Mapping) and "set" in right:
+        return _any(value, right["set"])
+    return _one(value, right)
+
+
+def _any(value: Any, elems: Iterable[Any]) -> bool | Any:
+    maybe = False
+    for e in elems:
+        r = _one(value, e)
+        if r is True:
+            return True
+        maybe = maybe or r is MAYBE
+    return MAYBE if maybe else False
+
+
+def _one(value: Any, elem: Any) -> bool | Any:
+    if isinstance(elem, Mapping) and "elem" in elem:  # {"elem": {"val": ..., "timeout": ...}}
+        elem = elem["elem"].get("val")
+    if isinstance(value, tuple):
+        parts = elem.get("concat") if isinstance(elem, Mapping) else None
+        if not isinstance(parts, list) or len(parts) != len(value):
+            return MAYBE
+        results = [_one(v, e) for v, e in zip(value, parts)]
+        if False in results:
+            return False
+        return MAYBE if MAYBE in results else True
+    if value is MAYBE:
+        return MAYBE
+    if isinstance(elem, Mapping):
+        if "prefix" in elem:
+            try:
+                net = ipaddress.ip_network(f"{elem['prefix']['addr']}/{elem['prefix']['len']}", strict=False)
+            except (ValueError, KeyError, TypeError):
+                return MAYBE
+            return isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)) \
+                and value.version == net.version and value in net
+        if "range" in elem:
+            lo, hi = elem["range"]
+            lo, hi = _coerce(value, lo), _coerce(value, hi)
+            if lo is None or hi is None:
+                return MAYBE
+            return lo <= value <= hi
+        return MAYBE
+    other = _coerce(value, elem)
+    if other is None:
+        return MAYBE
+    return other == value
+
+
+_PROTO_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "ipv6-icmp": 58, "esp": 50}
+
+
+def _coerce(value: Any, elem: Any) -> Any:
+    """`elem` as the type of `value`, or None if it cannot be compared."""
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        try:
+            a = ipaddress.ip_address(elem)
+        except ValueError:
+            return None
+        return a if a.version == value.version else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return elem if isinstance(elem, int) and not isinstance(elem, bool) else None
+    if isinstance(value, str):
+        if value in _PROTO_NUMBERS and isinstance(elem, int):
+            return value if _PROTO_NUMBERS[value] == elem else ""
+        return elem if isinstance(elem, str) else None
+    return None
+
+
+# --------------------------------------------------------------------------- SSH
+
+
+def ssh_packets(admin: Mapping[int, Sequence[Addr]], sources: Mapping[int, Sequence[Any]],
+                port: int) -> list[Packet]:
+    """The SSH packets an operator sends: every admin source to every admin address, new and established.
+
+    Their replies are checked too (`Packet.reply`): when the ruleset first
+    loads connection tracking, a running session's next packet is seen as new.
+
+    A family without an admin address is checked against a placeholder
+    address; one without admin sources, from an arbitrary Internet address.
+    """
+    out = []
+    for v in (4, 6):
+        dsts = list(admin.get(v) or []) or [NOWHERE[v]]
+        srcs = [next(iter(n.hosts()), n.network_address) if hasattr(n, "hosts") else n
+                for n in (sources.get(v) or [])] or [ANYONE[v]]
+        for d in dsts:
+            for s in srcs:
+                for state in ("new", "established"):
+                    out.append(Packet(s, d, port, ct_state=state))
+                    out.append(out[-1].reply())
+    return out
+
+
+def ssh_problems(rs: Ruleset, packets: Iterable[Packet]) -> list[str]:
+    """One sentence per way an SSH packet could be dropped or redirected; empty when safe."""
+    problems = []
+    for p in packets:
+        for hook in (("output", "postrouting") if p.outbound else ("prerouting", "input")):
+            for o in sorted(evaluate(rs, p, hook), key=lambda o: (o.kind, o.where)):
+                if o.kind == ACCEPT:
+                    continue
+                verb = {DROP: "dropped", DNAT: "redirected (DNAT)"}.get(o.kind, "possibly dropped")
+                problems.append(f"SSH {p} could be {verb} by {o.where or hook}")
+    return problems

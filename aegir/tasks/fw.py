@@ -1,0 +1,202 @@
+"""Firewall: the nftables ruleset rendered from each host's running containers.
+
+Only published ports reach containers (DNAT to the container, IPv4 and IPv6),
+containers reach each other and the Internet, the host accepts SSH on its admin
+addresses (always), the ICMP the network needs and its inventory allow-lists.
+`fw.apply` checks with ``nft -c`` and swaps ``table inet aegir`` atomically;
+`fw.watch` does it on every container change.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from invoke import Collection
+
+from .. import fleet
+from ..errors import AegirError
+from ..fw import host as fwhost
+from ..fw import nft
+from ..fw.model import load_inspect
+from ..fw.render import Template
+from ..fw.settings import for_host
+from ..fw.watch import Options, Watcher
+from ..report import FORMAT_HELP, check_format, emit, jsonable, table
+from .base import exit_if_failed, inventory, is_dry, targets, task
+
+TEMPLATE_HELP = "Render with this local Jinja2 template instead of the host's or aegir's."
+
+
+def _template(path: str | None) -> Template | None:
+    if not path:
+        return None
+    try:
+        return Template(Path(path).read_text(encoding="utf-8"), path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AegirError(f"cannot read template {path}: {exc}") from None
+
+
+def _exposures(fw: fwhost.Firewall) -> list[dict[str, Any]]:
+    return [{"container": e.container, "proto": e.proto, "host_addr": e.host_addr, "host_port": e.host_port,
+             "target_addr": e.target_addr, "target_port": e.target_port} for e in fw.exposures.items]
+
+
+def _builder(inv: Any, template: Template | None) -> Any:
+    def build(hc: fleet.HostContext) -> fwhost.Firewall:
+        fw = fwhost.build(hc, inv)
+        if template is None:
+            return fw
+        return fwhost.plan(hc.host, fw.settings, fw.exposures.containers, fw.state, template)
+    return build
+
+
+def _failures(outcomes: Sequence[fleet.Outcome[Any]]) -> str:
+    return "\n".join(f"{o.host.name}: {o.status}" for o in outcomes if not o.ok)
+
+
+@task(help={"from_json": "Render from a saved `docker inspect` array (FILE) instead of the live host; "
+                         "needs no Docker and no connection.",
+            "template": TEMPLATE_HELP, "format": FORMAT_HELP})
+def render(c, from_json=None, template=None, format="table"):
+    """Print the ruleset each host would get from its running containers."""
+    fmt = check_format(format)
+    inv, tpl = inventory(c), _template(template)
+    if from_json:
+        hosts = targets(c)
+        if len(hosts) != 1:
+            raise AegirError(f"--from-json describes one host; pick it with -H (of {', '.join(h.name for h in hosts)})")
+        try:
+            text = Path(from_json).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AegirError(f"cannot read {from_json}: {exc}") from None
+        fw = fwhost.plan(hosts[0], for_host(inv, hosts[0]), load_inspect(text, from_json), None, tpl)
+        outcomes = [fleet.Outcome(hosts[0], fw)]
+    else:
+        outcomes = fleet.each(c, targets(c), _builder(inv, tpl), label="fw.render")
+    ok = [o for o in outcomes if o.value is not None]
+    data = {"hosts": [{"host": o.host.name, "status": o.kind, "error": o.error,
+                       **({"ruleset": o.value.text, "exposures": _exposures(o.value),
+                           "warnings": list(o.value.exposures.warnings)} if o.value else {})}
+                      for o in outcomes]}
+    texts = [o.value.text if len(outcomes) == 1 else f"# ==== {o.host.name} ====\n{o.value.text}" for o in ok]
+    emit(fmt, data=data, text="\n".join(texts).rstrip("\n"))
+    if len(ok) != len(outcomes):
+        print(_failures(outcomes), file=sys.stderr)
+    exit_if_failed(outcomes)
+
+
+@task(help={"template": TEMPLATE_HELP, "format": FORMAT_HELP})
+def diff(c, template=None, format="table"):
+    """Show how each host's ruleset would change against its live one."""
+    fmt = check_format(format)
+    outcomes = fleet.each(c, targets(c), _builder(inventory(c), _template(template)), label="fw.diff")
+    data, parts = [], []
+    for o in outcomes:
+        fw = o.value
+        if fw is None:
+            data.append({"host": o.host.name, "status": o.kind, "error": o.error})
+            parts.append(f"{o.host.name}: {o.status}")
+            continue
+        assert fw.state is not None
+        d = fw.diff()
+        data.append({"host": o.host.name, "status": o.kind, "live": fw.state.status, "changed": fw.changed,
+                     "diff": d})
+        head = f"{o.host.name}: live table {fw.state.status}; {len(fw.exposures.items)} exposures"
+        parts.append(head + (f"\n{d}" if d else "") +
+                     ("" if fw.changed else "; nothing to do") +
+                     ("; re-apply needed (live table differs)" if fw.changed and not d else ""))
+    emit(fmt, data={"hosts": data}, text="\n".join(parts))
+    exit_if_failed(outcomes)
+
+
+@task(help={"dry": "Show what would change; apply nothing.", "template": TEMPLATE_HELP, "format": FORMAT_HELP})
+def apply(c, dry=False, template=None, format="table"):
+    """Check each host's ruleset with `nft -c` and apply it atomically (nothing to do if unchanged)."""
+    fmt = check_format(format)
+    dry = is_dry(c, dry)
+    build = _builder(inventory(c), _template(template))
+
+    def one(hc: fleet.HostContext) -> tuple[fwhost.Firewall, nft.Applied | None]:
+        fw = build(hc)
+        return fw, None if dry else fwhost.apply(hc, fw)
+
+    outcomes = fleet.each(c, targets(c), one, label="fw.apply")
+    rows, data = [], []
+    for o in outcomes:
+        if o.value is None:
+            rows.append([o.host.name, None, None, o.status])
+            data.append({"host": o.host.name, "status": o.kind, "error": o.error})
+            continue
+        fw, done = o.value
+        if done is None:
+            result = "would apply (dry)" if fw.changed else "nothing to do"
+        elif done.changed:
+            result = f"applied in {done.seconds:.2f}s ({done.reason}: +{len(done.added)} -{len(done.removed)} lines)"
+        else:
+            result = "nothing to do"
+        warn = "; ".join(fw.exposures.warnings)
+        rows.append([o.host.name, len(fw.exposures.containers), len(fw.exposures.items),
+                     result + (f"; warnings: {warn}" if warn else "")])
+        data.append({"host": o.host.name, "status": o.kind, "result": result, "dry": dry,
+                     "changed": bool(done.changed) if done else fw.changed, **fwhost.summary(fw),
+                     "added": list(done.added) if done else [], "removed": list(done.removed) if done else []})
+    emit(fmt, data={"hosts": data}, text=table(["HOST", "CONTAINERS", "EXPOSURES", "RESULT"], rows))
+    exit_if_failed(outcomes)
+
+
+@task(help={"format": FORMAT_HELP})
+def status(c, format="table"):
+    """List what each host publishes (address:port -> container) and whether its live table is in sync."""
+    fmt = check_format(format)
+    outcomes = fleet.each(c, targets(c), _builder(inventory(c), None), label="fw.status")
+    hosts, rows, data = [], [], []
+    for o in outcomes:
+        fw = o.value
+        if fw is None:
+            hosts.append([o.host.name, None, None, None, o.status])
+            data.append({"host": o.host.name, "status": o.kind, "error": o.error})
+            continue
+        assert fw.state is not None
+        hosts.append([o.host.name, fw.state.status, "yes" if fw.changed else "no", len(fw.exposures.items),
+                      "; ".join(fw.exposures.warnings) or "ok"])
+        rows += [[o.host.name, e.container, e.proto, f"{_hp(e.host_addr, e.host_port)}",
+                  _hp(e.target_addr, e.target_port)] for e in fw.exposures.items]
+        data.append({"host": o.host.name, "status": o.kind, "pending": fw.changed, **fwhost.summary(fw),
+                     "exposures": _exposures(fw)})
+    text = table(["HOST", "LIVE TABLE", "PENDING", "EXPOSURES", "STATUS"], hosts)
+    if rows:
+        text += "\n\n" + table(["HOST", "CONTAINER", "PROTO", "PUBLISHED ON", "CONTAINER ADDRESS"], rows)
+    emit(fmt, data=jsonable({"hosts": data}), text=text)
+    exit_if_failed(outcomes)
+
+
+def _hp(addr: Any, port: int) -> str:
+    return f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+
+
+@task(help={"resync": "Seconds between full resyncs (default 300).",
+            "debounce": "Seconds of quiet that end a burst of events (default 0.1).",
+            "max_delay": "Longest wait after an event before applying (default 0.5)."})
+def watch(c, resync=300.0, debounce=0.1, max_delay=0.5):
+    """Keep one host's firewall in step with its containers, on Docker events, until SIGTERM."""
+    inv = inventory(c)
+    hosts = targets(c)
+    if len(hosts) != 1:
+        raise AegirError(f"fw.watch watches one host; pick it with -H (of {', '.join(h.name for h in hosts)})")
+    opts = Options(resync=float(resync), debounce=float(debounce), max_delay=float(max_delay))
+    hc = fleet.open_context(c, hosts[0])
+    watcher = Watcher(hc, inv, opts, log=lambda line: print(line, flush=True))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: watcher.stop())
+    try:
+        watcher.run()
+    finally:
+        hc.close()
+
+
+ns = Collection("fw")
+for _t in (render, diff, apply, status, watch):
+    ns.add_task(_t)

@@ -1,0 +1,385 @@
+"""fw end to end: real packets from the lab's client namespace (the Internet) to a lab host whose
+dockerd runs with --iptables=false --ip6tables=false --userland-proxy=false --ipv6, so aegir's
+ruleset is the only thing publishing anything.
+
+The tests use a host of their own (``fw``), added to the session lab and removed at the end, since
+they replace its firewall; SSH from the admin side is checked after every apply.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+import pytest
+import yaml
+
+from tests.helpers import REPO, run_inv
+from tests.lab import Lab, LabHost
+from tests.lab.plan import BRIDGE_IPV6, CLIENT_IPV6
+
+pytestmark = pytest.mark.timeout(300)
+IMAGE = "aegir-lab/busybox:latest"
+CGI = '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n'
+TEMPLATE = "templates/nftables.nft.j2"
+
+# Run in the client namespace: fetch a URL (prints the body, exit 1 if no answer), or wait until a
+# TCP port answers and print when (time.monotonic is the same clock in every process).
+CLIENT = textwrap.dedent("""\
+    import socket, sys, time, urllib.request
+    if sys.argv[1] == "get":
+        try:
+            print(urllib.request.urlopen(sys.argv[2], timeout=float(sys.argv[3])).read().decode().strip())
+        except Exception as exc:
+            print(type(exc).__name__, exc); sys.exit(1)
+    else:  # wait ADDR PORT SECONDS
+        addr, port, deadline = sys.argv[2], int(sys.argv[3]), time.monotonic() + float(sys.argv[4])
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((addr, port), timeout=0.05).close()
+                print(time.monotonic()); sys.exit(0)
+            except OSError:
+                time.sleep(0.01)
+        sys.exit(1)
+""")
+
+
+@dataclass
+class FwLab:
+    """The lab, the host under test, its inventories (over SSH, and local for fw.watch) and helpers."""
+
+    lab: Lab
+    host: LabHost
+    inventory: Path
+    local_inventory: Path
+    client_script: Path
+
+    @property
+    def service4(self) -> str:
+        return str(self.host.addresses.service_ipv4)
+
+    @property
+    def service6(self) -> str:
+        return str(self.host.addresses.service_ipv6)
+
+    def docker(self, *args: str) -> str:
+        return self.host.run(["docker", *args], timeout=60).stdout.strip()
+
+    def get(self, url: str, timeout: float = 1.5) -> str | None:
+        """The body `url` answers to the client namespace, or None when nothing answers."""
+        done = self.lab.client.run([sys.executable, str(self.client_script), "get", url, str(timeout)],
+                                   check=False, timeout=timeout + 10)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    def inv(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_inv(*args, inventory=self.inventory, timeout=120)
+
+    def apply(self) -> dict:
+        """``fw.apply --format json``, which must succeed; then SSH must still work."""
+        done = self.inv("fw.apply", "--format", "json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert_ssh_works(self)
+        return json.loads(done.stdout)["hosts"][0]
+
+    def live(self) -> str:
+        return self.host.run(["nft", "-s", "list", "table", "inet", "aegir"], check=False).stdout
+
+
+def ssh(fw: FwLab, address: str, timeout: float = 5) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(fw.lab.known_hosts))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(address, port=fw.host.options.ssh_port, username="root", key_filename=str(fw.lab.identity),
+                   look_for_keys=False, allow_agent=False, timeout=timeout, banner_timeout=timeout,
+                   auth_timeout=timeout)
+    return client
+
+
+def run_over(client: paramiko.SSHClient, command: str) -> str:
+    _, out, _ = client.exec_command(command, timeout=10)
+    text = out.read().decode().strip()
+    assert out.channel.recv_exit_status() == 0
+    return text
+
+
+def assert_ssh_works(fw: FwLab) -> None:
+    """A new SSH session from the admin side works on the admin IPv4 and IPv6."""
+    for address in (fw.host.addresses.admin_ipv4, fw.host.addresses.admin_ipv6):
+        client = ssh(fw, str(address))
+        try:
+            assert run_over(client, "hostname") == fw.host.name
+        finally:
+            client.close()
+
+
+def client_address(seen: str) -> str:
+    return seen.strip("[]").removeprefix("::ffff:")
+
+
+@pytest.fixture(scope="module")
+def fw(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FwLab]:
+    host = lab.add_host("fw")
+    try:
+        tmp = tmp_path_factory.mktemp("fw")
+        entry = lab.inventory_data([host])
+        entry["hosts"]["fw"]["fw"] = {"admin_sources": [str(lab.names.bridge_ipv4), str(BRIDGE_IPV6)]}
+        (tmp / "hosts.yml").write_text(yaml.safe_dump(entry))
+        local = {k: v for k, v in entry["hosts"]["fw"].items() if k not in ("address", "port", "docker_start")}
+        (tmp / "local.yml").write_text(yaml.safe_dump({"hosts": {"fw": {**local, "connection": "local"}}}))
+        (tmp / "client.py").write_text(CLIENT)
+        cgi = host.write("fwtest/www/cgi-bin/ip", CGI)
+        os.chmod(cgi, 0o755)
+        host.write("fwtest/www/hello", "hello\n")
+        yield FwLab(lab, host, tmp / "hosts.yml", tmp / "local.yml", tmp / "client.py")
+    finally:
+        lab.remove_host(host)
+
+
+@pytest.fixture(scope="module")
+def served(fw: FwLab) -> FwLab:
+    """web publishes 80 as 8080 (and listens on 81 too); hidden publishes nothing; other is on a second network."""
+    www = ["-v", "/srv/fwtest/www:/www", IMAGE]
+    fw.docker("run", "-d", "--name", "web", "-p", "8080:80", *www, "sh", "-c",
+              "httpd -p 81 -h /www; exec httpd -f -p 80 -h /www")
+    fw.docker("run", "-d", "--name", "hidden", *www, "httpd", "-f", "-p", "80", "-h", "/www")
+    prefix = fw.host.addresses.ipv6_prefix
+    net6 = ipaddress.IPv6Network((int(prefix.network_address) + (2 << 64), 64))
+    fw.docker("network", "create", "--ipv6", "--subnet", f"172.30.{fw.host.addresses.index}.0/24",
+              "--subnet", str(net6), "appnet")
+    fw.docker("run", "-d", "--name", "other", "--network", "appnet", IMAGE, "sleep", "3600")
+    return fw
+
+
+def addresses_of(fw: FwLab, name: str) -> tuple[str, str]:
+    out = fw.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.GlobalIPv6Address}}", name)
+    v4, v6 = out.split()
+    return v4, v6
+
+
+# --------------------------------------------------------------------------- no lab needed
+
+
+def test_render_from_a_saved_inspect_needs_no_docker_and_no_connection(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("hosts:\n  gone:\n    address: 192.0.2.254\n    admin_ipv4: 192.0.2.254\n"
+                         "    service_ipv4: [198.51.100.101]\n    ipv6_prefix: 2001:db8:0:100::/56\n"
+                         "    service_ipv6: ['2001:db8:0:100::11']\n")
+    saved = REPO / "tests/unit/data/fw_inspect_lab.json"
+    done = run_inv("fw.render", "--from-json", str(saved), inventory=inventory, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "198.51.100.101 . tcp . 8080 : 172.30.0.2 . 80,  # web" in done.stdout
+    assert done.stdout.startswith("# aegir firewall for gone")
+    as_json = json.loads(run_inv("fw.render", "--from-json", str(saved), "--format", "json",
+                                 inventory=inventory, timeout=30).stdout)
+    assert len(as_json["hosts"][0]["exposures"]) == 14
+
+
+# --------------------------------------------------------------------------- packets
+
+
+def test_only_published_ports_answer_and_containers_see_the_client(served: FwLab) -> None:
+    fw = served
+    _, web6 = addresses_of(fw, "web")
+    _, hidden6 = addresses_of(fw, "hidden")
+    before = ssh(fw, str(fw.host.addresses.admin_ipv4))  # a session older than the firewall
+    # Without aegir's ruleset nothing is published and every container is wide open over IPv6:
+    assert fw.live() == ""
+    assert fw.get(f"http://{fw.service4}:8080/hello") is None
+    assert fw.get(f"http://[{hidden6}]:80/hello") == "hello"
+
+    result = fw.apply()
+    assert result["changed"] and result["exposures"] == 2
+
+    assert client_address(fw.get(f"http://{fw.service4}:8080/cgi-bin/ip")) == str(fw.lab.names.client_ipv4)
+    assert client_address(fw.get(f"http://[{fw.service6}]:8080/cgi-bin/ip")) == str(CLIENT_IPV6)
+    assert fw.get(f"http://[{web6}]:80/hello") == "hello"  # the published container port, on its global IPv6
+    assert fw.get(f"http://{fw.service4}:81/hello") is None  # an unpublished port of the same container
+    assert fw.get(f"http://[{web6}]:81/hello") is None  # ... on the container's global IPv6
+    assert fw.get(f"http://[{hidden6}]:80/hello") is None  # any port of a container publishing nothing
+    assert run_over(before, "hostname") == fw.host.name  # the older session survived the first apply
+    before.close()
+
+
+def test_containers_reach_each_other_and_the_outside(served: FwLab) -> None:
+    fw = served
+    outside = fw.lab.workdir / "fw-outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "hello").write_text("outside\n")
+    server = subprocess.Popen(["nsenter", f"--net=/run/netns/{fw.lab.client.netns}", sys.executable, "-m",
+                               "http.server", "--bind", "::", "--directory", str(outside), "8000"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        fw.apply()
+        request = "printf 'GET /hello HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {} {} | tail -n 1"
+        hidden4, _ = addresses_of(fw, "hidden")
+        for _ in range(50):  # the server is up
+            if fw.get(f"http://{fw.lab.names.client_ipv4}:8000/hello") == "outside":
+                break
+            time.sleep(0.1)
+        assert fw.docker("exec", "web", "sh", "-c", request.format(fw.lab.names.client_ipv4, 8000)) == "outside"
+        assert fw.docker("exec", "web", "sh", "-c", request.format(CLIENT_IPV6, 8000)) == "outside"
+        assert fw.docker("exec", "other", "sh", "-c", request.format(hidden4, 80)) == "hello"  # across networks
+        assert fw.docker("exec", "other", "sh", "-c", request.format(fw.service4, 8080)) == "hello"  # hairpin
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_ssh_is_refused_from_the_internet_but_not_from_the_admin_side(served: FwLab) -> None:
+    fw = served
+    fw.apply()
+    probe = fw.lab.client.run([sys.executable, str(fw.client_script), "wait",
+                               str(fw.host.addresses.admin_ipv4), "22", "1"], check=False)
+    assert probe.returncode == 1  # admin_sources lists the admin workstation only
+    assert_ssh_works(fw)
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def test_applying_again_is_nothing_to_do_and_a_hand_edit_is_undone(served: FwLab) -> None:
+    fw = served
+    fw.apply()
+    kept = fw.host.root("/srv/conf/aegir-fw/last-good.nft").stat().st_mtime_ns
+    assert fw.apply()["result"] == "nothing to do"
+    assert fw.host.root("/srv/conf/aegir-fw/last-good.nft").stat().st_mtime_ns == kept
+    assert "nothing to do" in fw.inv("fw.diff").stdout
+
+    fw.host.run(["nft", "add", "rule", "inet", "aegir", "input", "tcp", "dport", "9999", "accept"])
+    assert "live table changed since last apply" in fw.inv("fw.diff").stdout
+    assert fw.apply()["result"].startswith("applied")
+    assert "9999" not in fw.live()
+
+
+def test_a_broken_template_or_an_nft_error_leaves_the_live_ruleset(served: FwLab) -> None:
+    fw = served
+    fw.apply()
+    live = fw.live()
+    broken = {
+        "{% for e in dnat[4] %}\n": "nftables.nft.j2:1: template error: Unexpected end of template",
+        "table inet aegir {}\ndelete table inet aegir\ntable inet aegir {\n\tchain input {\n"
+        "\t\ttype filter hook input priority filter; policy drop;\n\t\ttcp dport {{ ssh_port }} acept\n\t}\n}\n":
+            "Error: syntax error",
+        "table inet aegir {}\ndelete table inet aegir\ntable inet aegir {\n\tchain input {\n"
+        "\t\ttype filter hook input priority filter; policy drop;\n\t}\n}\n":
+            "refused: this ruleset could lock SSH out",
+    }
+    try:
+        for template, message in broken.items():
+            fw.host.write(TEMPLATE, template)
+            done = fw.inv("fw.apply")
+            assert done.returncode == 1, done.stdout
+            assert message in done.stdout
+            assert fw.live() == live
+            assert fw.get(f"http://{fw.service4}:8080/hello") == "hello"
+            assert_ssh_works(fw)
+        assert "nothing changed" in done.stdout
+    finally:
+        fw.host.root(f"/srv/{TEMPLATE}").unlink()
+    assert fw.apply()["result"] == "nothing to do"
+
+
+def test_status_lists_what_each_host_publishes(served: FwLab) -> None:
+    fw = served
+    fw.apply()
+    done = fw.inv("fw.status", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    host = json.loads(done.stdout)["hosts"][0]
+    assert (host["live"], host["pending"]) == ("in sync", False)
+    assert sorted((e["container"], e["host_addr"], e["host_port"]) for e in host["exposures"]) == [
+        ("web", fw.service4, 8080), ("web", fw.service6, 8080)]
+    table = fw.inv("fw.status").stdout
+    assert f"{fw.service4}:8080" in table and "in sync" in table
+
+
+# --------------------------------------------------------------------------- fw.watch
+
+
+class Watch:
+    """``fw.watch`` running inside the lab host (nsenter), with a local inventory."""
+
+    def __init__(self, fw: FwLab, log: Path) -> None:
+        self.log = log
+        enter = ["nsenter", "-t", str(fw.host.pid), "-n", "-m", "-u", "--"]
+        cmd = f"cd {REPO} && exec {sys.executable} -m aegir --inventory {fw.local_inventory} fw.watch --resync 30"
+        self.proc = subprocess.Popen([*enter, "sh", "-c", cmd], stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    def wait_for(self, text: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log.read_text():
+            assert self.proc.poll() is None, f"fw.watch exited {self.proc.returncode}: {self.log.read_text()}"
+            assert time.monotonic() < deadline, f"no {text!r} in fw.watch's log:\n{self.log.read_text()}"
+            time.sleep(0.05)
+
+
+def reachable_after(fw: FwLab, port: int, start: list[str], within: float = 5) -> float:
+    """Seconds from the container's start (``docker run -d`` returning) until its port answers the client."""
+    probe = subprocess.Popen(["nsenter", f"--net=/run/netns/{fw.lab.client.netns}", sys.executable,
+                              str(fw.client_script), "wait", fw.service4, str(port), str(within + 5)],
+                             stdout=subprocess.PIPE, text=True)
+    time.sleep(0.2)  # the probe is polling
+    fw.docker(*start)
+    started = time.monotonic()
+    out, _ = probe.communicate(timeout=within + 15)
+    assert probe.returncode == 0, f"port {port} never answered"
+    return float(out) - started
+
+
+def dnat_gone_after(fw: FwLab, port: int, stop: list[str]) -> float:
+    fw.docker(*stop)
+    stopped = time.monotonic()
+    while f". {port} :" in fw.host.run(["nft", "list", "map", "inet", "aegir", "dnat4"]).stdout:
+        assert time.monotonic() - stopped < 10, f"port {port} still published"
+        time.sleep(0.02)
+    return time.monotonic() - stopped
+
+
+def test_watch_follows_containers_within_a_second_and_survives_a_daemon_restart(served: FwLab,
+                                                                                  tmp_path: Path) -> None:
+    fw = served
+    www = ["-v", "/srv/fwtest/www:/www", IMAGE, "httpd", "-f", "-p", "80", "-h", "/www"]
+    fw.docker("run", "-d", "--name", "keeper", "--restart", "always", "-p", "8383:80", *www)
+    watch = Watch(fw, tmp_path / "watch.log")
+    try:
+        watch.wait_for(" start: ")
+        assert fw.get(f"http://{fw.service4}:8383/hello") == "hello"  # resynced at start
+
+        up = reachable_after(fw, 8181, ["run", "-d", "--name", "new1", "-p", "8181:80", *www])
+        down = dnat_gone_after(fw, 8181, ["rm", "-f", "new1"])
+        print(f"fw.watch: container start -> reachable {up:.3f} s; removal -> rule gone {down:.3f} s")
+        assert up < 1.0 and down < 1.0
+        assert fw.get(f"http://{fw.service4}:8181/hello", timeout=1) is None
+        watch.wait_for("-new1 tcp/")
+
+        fw.host.stop_docker()
+        watch.wait_for("Docker event stream lost")
+        fw.host.start_docker()  # keeper comes back (restart: always), likely on a new address
+        watch.wait_for("reconnected")
+        deadline = time.monotonic() + 15
+        while fw.get(f"http://{fw.service4}:8383/hello", timeout=0.5) != "hello":
+            assert time.monotonic() < deadline, watch.log.read_text()
+        up = reachable_after(fw, 8282, ["run", "-d", "--name", "new2", "-p", "8282:80", *www])
+        assert up < 1.0, f"after the daemon restart, a new container took {up:.2f} s"
+        assert_ssh_works(fw)
+
+        watch.proc.send_signal(signal.SIGTERM)
+        assert watch.proc.wait(timeout=10) == 0
+        assert watch.log.read_text().rstrip().endswith("stopped")
+        changes = [ln for ln in watch.log.read_text().splitlines() if " applied in " in ln]
+        assert changes and all(ln.count("\n") == 0 and " fw.watch fw: " in ln for ln in changes)
+    finally:
+        if watch.proc.poll() is None:
+            watch.proc.kill()
+            watch.proc.wait()
+        for name in ("keeper", "new1", "new2"):
+            fw.host.run(["docker", "rm", "-f", name], check=False)

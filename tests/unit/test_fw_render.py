@@ -1,0 +1,94 @@
+"""Rendering: the exposures and settings through the shipped (or the host's) Jinja2 template."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from aegir import inventory
+from aegir.fw import host as fwhost
+from aegir.fw import nft, render
+from aegir.fw.model import load_inspect, parse_container
+from aegir.fw.settings import for_host
+from bench.fw import synthetic_inspect
+
+DATA = Path(__file__).parent / "data"
+INV = inventory.load(str(DATA / "fw_hosts.yml"))
+HOST = INV.get("hyp1")
+SETTINGS = for_host(INV, HOST)
+
+
+def containers():
+    return load_inspect((DATA / "fw_inspect_lab.json").read_text())
+
+
+def rules(text: str) -> list[str]:
+    """The rule lines of the ruleset's chains (not set elements, not chain headers)."""
+    body = text.split("\tchain input {", 1)[1]
+    return [ln.strip() for ln in body.splitlines()
+            if ln.startswith("\t\t") and not ln.strip().startswith(("type ", "#", "}"))]
+
+
+def test_the_recorded_containers_render_to_the_reviewed_ruleset():
+    text = fwhost.plan(HOST, SETTINGS, containers()).text
+    assert text == (DATA / "fw_hyp1.nft").read_text()
+
+
+def test_the_table_is_replaced_in_one_transaction():
+    text = fwhost.plan(HOST, SETTINGS, containers()).text
+    body = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert body[:3] == ["table inet aegir {}", "delete table inet aegir", "table inet aegir {"]
+    assert text.count("table ") == 3
+
+
+def test_the_rendering_does_not_depend_on_the_order_docker_lists_containers():
+    assert fwhost.plan(HOST, SETTINGS, containers()).text == fwhost.plan(HOST, SETTINGS, containers()[::-1]).text
+
+
+def test_the_rule_count_does_not_grow_with_containers():
+    small = fwhost.plan(HOST, SETTINGS, [parse_container(d) for d in synthetic_inspect(1)]).text
+    big = fwhost.plan(HOST, SETTINGS, [parse_container(d) for d in synthetic_inspect(1000)]).text
+    assert rules(small) == rules(big)
+    assert len(rules(big)) == 35  # input 14, forward 5, output 12, nat 4
+    assert big.count(" : 10.128.") == 3000  # DNAT map elements instead
+
+
+def test_ssh_to_the_admin_addresses_is_the_first_input_rule():
+    assert rules(fwhost.plan(HOST, SETTINGS, containers()).text)[:2] == [
+        "ip daddr @admin4 tcp dport 22 ip saddr @ssh_from4 accept",
+        "ip6 daddr @admin6 tcp dport 22 accept",  # no IPv6 admin source given: open to all
+    ]
+
+
+def test_a_host_without_admin_addresses_accepts_ssh_on_any_address():
+    local = inventory.parse("hosts:\n  here:\n    connection: local\n    port: 2222\n")
+    text = fwhost.plan(local.get("here"), for_host(local, local.get("here")), []).text
+    assert rules(text)[:2] == ["meta nfproto ipv4 tcp dport 2222 accept", "meta nfproto ipv6 tcp dport 2222 accept"]
+
+
+def test_the_host_template_wins_over_the_shipped_one():
+    state = nft.State("table inet aegir { }  # {{ host }} {{ dnat[4] | length }}\n", None, None, nft.ABSENT)
+    fw = fwhost.plan(HOST, SETTINGS, containers(), state)
+    assert fw.text == "table inet aegir { }  # hyp1 8\n"
+    assert fw.template == "hyp1:/srv/templates/nftables.nft.j2"
+
+
+def test_a_template_that_does_not_parse_is_reported_at_its_line():
+    tpl = render.Template("table inet aegir {\n{% for x in dnat[4] %}\n", "hyp1:/srv/templates/nftables.nft.j2")
+    with pytest.raises(render.TemplateError,
+                       match=r"^hyp1:/srv/templates/nftables.nft.j2:2: template error: Unexpected end of template"):
+        fwhost.plan(HOST, SETTINGS, containers(), template=tpl)
+
+
+def test_a_template_using_an_unknown_name_is_reported_at_its_line():
+    tpl = render.Template("# ok\n# ok\n{{ exposures_v4 }}\n", "custom.j2")
+    with pytest.raises(render.TemplateError, match=r"^custom.j2:3: template error: 'exposures_v4' is undefined"):
+        fwhost.plan(HOST, SETTINGS, containers(), template=tpl)
+
+
+def test_warnings_are_comments_at_the_top():
+    text = fwhost.plan(HOST, SETTINGS, containers()).text
+    assert re.findall(r"^# warning: .*$", text, re.M) == [
+        "# warning: v4app: no IPv6 address: tcp/[2001:db8:0:100::11]:8181 is not published"]

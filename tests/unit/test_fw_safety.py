@@ -1,0 +1,244 @@
+"""SSH to the admin addresses is never dropped: the evaluator, and a proof on many generated inputs.
+
+The generated rulesets are loaded by the real nft into a scratch network
+namespace (``unshare -n``) and read back as nft's JSON, so what is checked is
+what the kernel accepted, not the template's text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aegir import inventory
+from aegir.fw import host as fwhost
+from aegir.fw import render
+from aegir.fw.model import parse_container
+from aegir.fw.safety import ACCEPT, DNAT, DROP, Packet, Ruleset, evaluate, ssh_problems
+from aegir.fw.settings import for_host
+
+ip = ipaddress.ip_address
+needs_nft = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("unshare"),
+                               reason="loading a ruleset needs root, nft and unshare (a scratch netns)")
+
+
+def loaded(text: str) -> Ruleset:
+    """`text` applied by nft in a throwaway network namespace, read back as JSON."""
+    done = subprocess.run(["unshare", "-n", "sh", "-c", "nft -f - && nft -s -j list table inet aegir"],
+                          input=text, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, f"nft rejected the ruleset:\n{done.stderr}"
+    return Ruleset.from_json(json.loads(done.stdout))
+
+
+def kinds(outcomes) -> set[str]:
+    return {o.kind for o in outcomes}
+
+
+def rs_of(*rules: list, policy: str = "drop", hook: str = "input", sets: tuple = ()) -> Ruleset:
+    """A hand-written one-chain ruleset in nft's JSON shape."""
+    items: list = [{"chain": {"family": "inet", "table": "t", "name": "c", "type": "filter", "hook": hook,
+                              "prio": 0, "policy": policy}}]
+    items += [{"chain": {"family": "inet", "table": "t", "name": "sub"}}]
+    items += [{"set": {"family": "inet", "table": "t", **s}} for s in sets]
+    items += [{"rule": {"family": "inet", "table": "t", "chain": chain, "expr": expr}} for chain, expr in rules]
+    return Ruleset.from_json({"nftables": items})
+
+
+def match(left: dict, right, op: str = "==") -> dict:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+DPORT = {"payload": {"protocol": "tcp", "field": "dport"}}
+DADDR = {"payload": {"protocol": "ip", "field": "daddr"}}
+SADDR6 = {"payload": {"protocol": "ip6", "field": "saddr"}}
+IIF = {"meta": {"key": "iifname"}}
+SSH = Packet(ip("203.0.113.5"), ip("192.0.2.11"), 22)
+
+
+# --------------------------------------------------------------------------- the evaluator
+
+
+def test_a_matching_accept_accepts_and_the_policy_catches_the_rest():
+    rs = rs_of(("c", [match(DPORT, 22), {"accept": None}]))
+    assert kinds(evaluate(rs, SSH, "input")) == {ACCEPT}
+    assert kinds(evaluate(rs, Packet(SSH.saddr, SSH.daddr, 80), "input")) == {DROP}
+
+
+def test_a_drop_that_may_match_is_a_problem_even_if_an_accept_follows():
+    rs = rs_of(("c", [match(IIF, "eth9"), {"drop": None}]), ("c", [match(DPORT, 22), {"accept": None}]))
+    assert kinds(evaluate(rs, SSH, "input")) == {DROP}
+
+
+def test_an_accept_that_may_match_does_not_prove_anything():
+    rs = rs_of(("c", [match(IIF, "eth0"), {"accept": None}]))
+    assert kinds(evaluate(rs, SSH, "input")) == {DROP}
+
+
+def test_a_rule_for_another_family_or_protocol_cannot_match():
+    rs = rs_of(("c", [match(SADDR6, "::/0"), {"drop": None}]),
+               ("c", [match({"payload": {"protocol": "udp", "field": "dport"}}, 22), {"drop": None}]),
+               ("c", [{"accept": None}]))
+    assert kinds(evaluate(rs, SSH, "input")) == {ACCEPT}
+
+
+def test_named_sets_prefixes_ranges_and_concatenations_are_looked_up():
+    sets = ({"name": "nets", "type": "ipv4_addr", "elem": [{"prefix": {"addr": "192.0.2.0", "len": 24}}]},
+            {"name": "svc", "type": ["ipv4_addr", "inet_proto", "inet_service"],
+             "elem": [{"concat": ["192.0.2.11", "tcp", {"range": [20, 25]}]}]})
+    concat = {"concat": [DADDR, {"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}]}
+    rs = rs_of(("c", [match(DADDR, "@nets"), match(concat, "@svc"), {"accept": None}]), sets=sets)
+    assert kinds(evaluate(rs, SSH, "input")) == {ACCEPT}
+    assert kinds(evaluate(rs, Packet(SSH.saddr, SSH.daddr, 26), "input")) == {DROP}
+
+
+def test_jumps_return_and_goto_follow_nft():
+    back = rs_of(("c", [{"jump": {"target": "sub"}}]), ("sub", [{"return": None}]), ("c", [{"accept": None}]))
+    assert kinds(evaluate(back, SSH, "input")) == {ACCEPT}
+    gone = rs_of(("c", [{"goto": {"target": "sub"}}]), ("c", [{"accept": None}]))  # sub falls off: chain ends
+    assert kinds(evaluate(gone, SSH, "input")) == {DROP}
+    dropped = rs_of(("c", [{"jump": {"target": "sub"}}]), ("sub", [match(DPORT, 22), {"drop": None}]),
+                    ("c", [{"accept": None}]))
+    assert kinds(evaluate(dropped, SSH, "input")) == {DROP}
+
+
+def test_an_unknown_statement_may_do_anything():
+    rs = rs_of(("c", [{"queue": {"num": 1}}]), ("c", [{"accept": None}]))
+    assert kinds(evaluate(rs, SSH, "input")) == {"unknown"}
+
+
+def test_ct_state_flags_are_matched_as_nft_does():
+    state = {"ct": {"key": "state"}}
+    rs = rs_of(("c", [match(state, ["established", "related"], "in"), {"accept": None}]))
+    assert kinds(evaluate(rs, Packet(SSH.saddr, SSH.daddr, 22, ct_state="established"), "input")) == {ACCEPT}
+    assert kinds(evaluate(rs, SSH, "input")) == {DROP}
+
+
+# --------------------------------------------------------------------------- real rulesets
+
+DATA = Path(__file__).parent / "data"
+
+
+def ruleset_for(containers: list[dict], fw: str = "{}", template: render.Template | None = None):
+    data = yaml.safe_load((DATA / "fw_hosts.yml").read_text())
+    data["hosts"]["hyp1"]["fw"] = yaml.safe_load(fw)
+    inv = inventory.parse(yaml.safe_dump(data))
+    host = inv.get("hyp1")
+    fw_ = fwhost.plan(host, for_host(inv, host), [parse_container(c) for c in containers], template=template)
+    return fw_, loaded(fw_.text)
+
+
+def web(host_ip: str, host_port: int, port: int = 80) -> dict:
+    b = {f"{port}/tcp": [{"HostIp": host_ip, "HostPort": str(host_port)}]}
+    return {"Id": "w", "Name": "/web", "State": {"Running": True}, "HostConfig": {"PortBindings": b},
+            "NetworkSettings": {"Ports": b, "Networks": {"bridge": {
+                "IPAddress": "172.18.1.2", "GlobalIPv6Address": "2001:db8:0:101::2"}}}}
+
+
+@needs_nft
+def test_the_shipped_ruleset_accepts_ssh_publishes_ports_and_guards_the_rest():
+    fw, rs = ruleset_for([web("", 8080), web("198.51.100.101", 22, 2222)])
+    assert ssh_problems(rs, fwhost.ssh_packets(fw.host, fw.settings)) == []
+    internet = ip("203.0.113.5")
+    assert kinds(evaluate(rs, Packet(internet, ip("198.51.100.101"), 8080), "prerouting")) == {DNAT}
+    assert kinds(evaluate(rs, Packet(internet, ip("198.51.100.101"), 22), "prerouting")) == {DNAT}
+    assert kinds(evaluate(rs, Packet(internet, ip("198.51.100.11"), 22), "prerouting")) == {ACCEPT}
+    assert kinds(evaluate(rs, Packet(internet, ip("172.18.1.2"), 80), "forward")) == {ACCEPT}
+    assert DROP in kinds(evaluate(rs, Packet(internet, ip("2001:db8:0:101::2"), 81), "forward"))
+    assert kinds(evaluate(rs, Packet(internet, ip("198.51.100.11"), 80), "input")) == {DROP}
+
+
+@needs_nft
+def test_a_template_that_drops_ssh_is_caught():
+    text = render.packaged().source.replace("# SSH to the admin addresses comes first",
+                                            "tcp dport 22 drop\n\t\t#")
+    fw, rs = ruleset_for([], template=render.Template(text, "bad.j2"))
+    problems = ssh_problems(rs, fwhost.ssh_packets(fw.host, fw.settings))
+    assert problems and all("could be dropped by chain input, rule 1" in p for p in problems if "reply" not in p)
+
+
+@needs_nft
+def test_a_template_that_redirects_ssh_is_caught():
+    text = render.packaged().source.replace("dnat ip to ip daddr", "tcp dport 22 dnat ip to 172.18.1.2\n\t\tdnat ip to ip daddr")
+    fw, rs = ruleset_for([], template=render.Template(text, "bad.j2"))
+    assert any("redirected (DNAT) by chain prerouting, rule 1" in p
+               for p in ssh_problems(rs, fwhost.ssh_packets(fw.host, fw.settings)))
+
+
+# --------------------------------------------------------------------------- generated inputs
+
+v4 = st.integers(1, 250).map(lambda i: f"198.51.100.{i}")
+v6 = st.integers(1, 0xFFFF).map(lambda i: f"2001:db8:0:100::{i:x}")
+ports = st.sampled_from([22, 2222, 80, 443, 8080, 53]) | st.integers(1, 65535)
+host_ports = st.sampled_from([22, 2222, 80, 443]) | ports  # often the SSH port
+often = st.sampled_from([True, True, True, False])
+
+
+@st.composite
+def hosts(draw):
+    """An inventory host (admin and service addresses, some absent) and its fw: section."""
+    admin4, *service4 = draw(st.lists(v4, min_size=2, max_size=3, unique=True))
+    admin6, *service6 = draw(st.lists(v6, min_size=1 + len(service4), max_size=1 + len(service4), unique=True))
+    lines = ["hosts:", "  hyp1:", "    ipv6_prefix: 2001:db8:0:100::/56"]
+    if draw(often):
+        lines.append(f"    admin_ipv4: {admin4}")
+    if draw(often):
+        lines.append(f"    admin_ipv6: '{admin6}'")
+    lines += [f"    service_ipv4: {service4}", f"    service_ipv6: {service6}"]
+    if draw(st.sampled_from([False, False, True])):  # aegir may reach the host on a service address
+        lines.append(f"    address: {draw(st.sampled_from(service4))}")
+    fw = {"ssh_port": draw(st.sampled_from([22, 2222]))}
+    sources = draw(st.lists(st.sampled_from(["203.0.113.0/24", "192.0.2.7", "2001:db8:ff::/48", "10.0.0.0/8"]),
+                            max_size=3))
+    if sources:
+        fw["admin_sources"] = sources
+    fw["input"] = draw(st.lists(st.sampled_from(["tcp/9100 from 192.0.2.0/24", "udp/51820", "tcp/22"]),
+                                max_size=3, unique=True))
+    fw["output"] = draw(st.lists(st.sampled_from(["udp/53", "tcp/443", "tcp/22", "tcp/25 to 192.0.2.25"]),
+                                 max_size=4, unique=True))
+    lines.append(f"    fw: {json.dumps(fw)}")
+    lines += ["  hyp2:", "    admin_ipv4: 192.0.2.99"]
+    inv = inventory.parse("\n".join(lines) + "\n")
+    return inv, inv.get("hyp1"), admin4, admin6, service4, service6
+
+
+@st.composite
+def containers(draw, addresses: list[str]):
+    """Running and stopped containers publishing anywhere: service, admin, foreign, loopback, every address."""
+    out = []
+    for i in range(draw(st.integers(0, 6))):
+        bindings: dict = {}
+        for _ in range(draw(st.integers(0, 4))):
+            key = f"{draw(ports)}/{draw(st.sampled_from(['tcp', 'tcp', 'udp']))}"
+            host_ip = draw(st.sampled_from(["", "0.0.0.0", "::", "127.0.0.1", *addresses]))
+            bindings.setdefault(key, []).append({"HostIp": host_ip, "HostPort": str(draw(host_ports))})
+        out.append({"Id": f"c{i}", "Name": f"/c{i}", "State": {"Running": draw(often)},
+                    "HostConfig": {"PortBindings": bindings},
+                    "NetworkSettings": {"Ports": bindings, "Networks": {"bridge": {
+                        "IPAddress": f"172.18.1.{i + 2}",
+                        "GlobalIPv6Address": draw(st.sampled_from(["", *[f"2001:db8:0:101::{i + 2}"] * 3]))}}}})
+    return out
+
+
+@needs_nft
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_no_generated_input_renders_a_ruleset_that_drops_ssh(data):
+    inv, host, admin4, admin6, service4, service6 = data.draw(hosts())
+    addresses = [admin4, admin6, *service4, *service6, "203.0.113.9"]
+    cs = [parse_container(c) for c in data.draw(containers(addresses))]
+    settings_ = for_host(inv, host)
+    fw = fwhost.plan(host, settings_, cs)
+    rs = loaded(fw.text)  # nft accepts every generated ruleset
+    assert ssh_problems(rs, fwhost.ssh_packets(host, settings_)) == []
+    for e in fw.exposures.items:  # and the check is not vacuous: published ports are DNATed
+        assert kinds(evaluate(rs, Packet(ip("203.0.113.5"), e.host_addr, e.host_port, proto=e.proto),
+                              "prerouting")) == {DNAT}
