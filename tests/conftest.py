@@ -5,7 +5,8 @@ stopped at the end of the session whatever happened (fixture finalizer, plus
 ``atexit`` and SIGTERM/SIGHUP turned into KeyboardInterrupt so pytest
 unwinds). A run killed outright leaves a stale lab, which the next
 ``Lab.start`` ends first. Tests using the lab are marked ``lab`` (deselect
-with ``-m "not lab"``).
+with ``-m "not lab"``). One lab runs per machine: a session waits up to
+``$AEGIR_LAB_WAIT`` seconds (default 900) for another process's lab to stop.
 """
 
 from __future__ import annotations
@@ -13,19 +14,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import FrameType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `tests.lab` importable under a plain `pytest` too
-    sys.path.insert(0, str(ROOT))
-
-from tests.lab import Lab  # noqa: E402
-from tests.lab.teardown import leftovers  # noqa: E402
+from tests.lab import Lab
+from tests.lab.teardown import leftovers
 
 LAB_PREFIX = "aegirlab"
 _session_lab: dict[str, Lab] = {}
@@ -65,7 +60,7 @@ def lab() -> Iterator[Lab]:
     if reason := lab_unavailable():
         pytest.skip(reason)
     handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    running = Lab.start(3, prefix=LAB_PREFIX)
+    running = Lab.start(3, prefix=LAB_PREFIX, wait=float(os.environ.get("AEGIR_LAB_WAIT", "900")))
     _session_lab["lab"] = running
     try:
         yield running

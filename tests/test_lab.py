@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -15,9 +16,11 @@ import paramiko
 import pytest
 
 from aegir import inventory
-from tests.lab import CommandFailed, Lab, LabHost
+from tests.lab import CommandFailed, Lab, LabHost, eventually
+from tests.lab.keys import known_host_name
+from tests.lab.plan import LabNames
 from tests.lab.procs import ProcId, netns_inode
-from tests.lab.state import LabState
+from tests.lab.state import LabState, MachineLock
 from tests.lab.teardown import leftovers, loop_devices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +43,25 @@ def ssh_run(client: paramiko.SSHClient, command: str) -> str:
     return out.strip()
 
 
+def test_the_addressing_plan_follows_the_runbook_on_documentation_prefixes() -> None:
+    hyp10 = LabNames("aegirlab").host("hyp10", 10)
+    assert (str(hyp10.admin_ipv4), str(hyp10.service_ipv4)) == ("192.0.2.20", "192.0.2.110")
+    assert str(hyp10.ipv6_prefix) == "2001:db8:0:a00::/56"
+    assert (str(hyp10.admin_ipv6), str(hyp10.service_ipv6)) == ("2001:db8:0:a00::1", "2001:db8:0:a00::11")
+    assert str(hyp10.containers_ipv6) == "2001:db8:0:a01::/64"
+    assert hyp10.containers_ipv6.subnet_of(hyp10.ipv6_prefix)
+    assert (hyp10.netns, hyp10.veth) == ("aegirlab-hyp10", "aegirlab-h10")
+
+
+def test_the_lab_link_is_not_a_subnet_this_machine_already_uses(lab: Lab) -> None:
+    links = json.loads(subprocess.run(["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True,
+                                      check=True).stdout)
+    others = [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network
+              for link in links if link["ifname"] != lab.names.bridge for a in link.get("addr_info", [])]
+    assert others and not [n for n in others if n.overlaps(lab.names.link4)]
+    assert lab.hosts[0].addresses.admin_ipv4 in lab.names.link4
+
+
 def test_each_host_has_its_own_hostname_and_srv(lab: Lab) -> None:
     for host in lab.hosts:
         host.write("whoami.txt", host.name)
@@ -56,6 +78,18 @@ def test_each_host_sits_in_its_own_network_namespace(lab: Lab) -> None:
     for host in lab.hosts:
         assert host.run(["readlink", "/proc/self/ns/net"]).stdout.strip() == f"net:[{inodes[host.name]}]"
     assert len(set(inodes.values())) == len(lab.hosts)
+
+
+def test_each_host_has_its_own_nftables_ruleset(lab: Lab) -> None:
+    hyp1, hyp2 = lab.hosts[:2]
+    hyp1.run(["nft", "add", "table", "inet", "aegir_lab_probe"])
+    try:
+        assert "aegir_lab_probe" in hyp1.run(["nft", "list", "tables"]).stdout
+        assert "aegir_lab_probe" not in hyp2.run(["nft", "list", "tables"]).stdout
+        here = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+        assert "aegir_lab_probe" not in here
+    finally:
+        hyp1.run(["nft", "delete", "table", "inet", "aegir_lab_probe"])
 
 
 def test_ssh_logs_in_with_the_lab_key_on_both_admin_addresses(lab: Lab) -> None:
@@ -79,6 +113,21 @@ def test_a_host_key_that_does_not_match_known_hosts_is_refused(lab: Lab, tmp_pat
     forged.write_text("")
     with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
         ssh(lab, hyp1, known_hosts=forged)
+
+
+def test_known_hosts_names_an_address_bare_on_port_22_and_bracketed_elsewhere() -> None:
+    assert known_host_name("192.0.2.11") == "192.0.2.11"
+    assert known_host_name("2001:db8:0:100::1") == "2001:db8:0:100::1"
+    assert known_host_name("2001:db8:0:100::1", 2222) == "[2001:db8:0:100::1]:2222"
+
+
+def test_a_host_on_another_ssh_port_is_known_by_address_and_port(lab: Lab) -> None:
+    with lab.extra_host(ssh_port=2222) as host:
+        assert f"[{host.addresses.admin_ipv6}]:2222 ssh-ed25519 " in lab.known_hosts.read_text()
+        for address in (host.addresses.admin_ipv4, host.addresses.admin_ipv6):
+            with ssh(lab, host, address) as client:
+                assert ssh_run(client, "hostname") == host.name
+        assert inventory.load(str(lab.inventory_path)).get(host.name).port == 2222
 
 
 def test_sshd_accepts_keys_only(lab: Lab) -> None:
@@ -120,7 +169,8 @@ def test_a_busybox_container_answers_http_on_its_bridge_and_on_its_global_ipv6(l
         try:
             container.reload()
             net = container.attrs["NetworkSettings"]
-            page = host.run(["busybox", "wget", "-q", "-O", "-", f"http://{net['IPAddress']}/"]).stdout
+            url = f"http://{net['IPAddress']}/"
+            page = eventually(lambda: host.run(["busybox", "wget", "-q", "-O", "-", url]).stdout)
             assert page == "hello from web\n"
             assert ipaddress.IPv6Address(net["GlobalIPv6Address"]) in host.addresses.containers_ipv6
             from_internet = lab.client.run(["busybox", "wget", "-q", "-O", "-",
@@ -204,6 +254,8 @@ def test_the_loop_variant_starts_unmounted_and_mounts_srv_from_fstab(lab: Lab) -
     assert loop not in loop_devices()
     assert addresses.netns not in subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout
     assert not Path(f"/sys/class/net/{addresses.veth}").exists()
+    assert str(addresses.first64) not in subprocess.run(["ip", "-6", "route"], capture_output=True, text=True).stdout
+    assert str(addresses.first64) not in lab.client.run(["ip", "-6", "route"]).stdout
     assert addresses.name not in inventory.load(str(lab.inventory_path)).names
 
 
@@ -217,9 +269,20 @@ def test_state_json_records_what_teardown_needs(lab: Lab) -> None:
 # -- runs last: the session lab is stopped first, these start labs of their own --------------
 
 
-def _lab_cli(*args: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def lab_lock(no_lab: None) -> Iterator[MachineLock]:
+    """The machine's lab lock, held by this test, so no other session ends its labs under it."""
+    lock = MachineLock()
+    lock.acquire(wait=900)
+    yield lock
+    lock.release()
+
+
+def _lab_cli(lock: MachineLock, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m tests.lab ARGS``, sharing this test's lab lock."""
+    env, fds = lock.lend()
     return subprocess.run([sys.executable, "-m", "tests.lab", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, check=True)
+                          timeout=120, check=True, env={**os.environ, **env}, pass_fds=fds)
 
 
 def _pids_of(state: LabState) -> list[ProcId]:
@@ -234,24 +297,25 @@ def _pids_of(state: LabState) -> list[ProcId]:
 
 
 @pytest.mark.lab_exclusive
-def test_up_then_down_by_hand_leaves_nothing_behind(no_lab: None, tmp_path: Path) -> None:
+def test_up_then_down_by_hand_leaves_nothing_behind(lab_lock: MachineLock, tmp_path: Path) -> None:
     workdir = tmp_path / "lab"
-    up = _lab_cli("up", "-n", "2", "--prefix", "aegirhand", "--workdir", str(workdir))
+    up = _lab_cli(lab_lock, "up", "-n", "2", "--prefix", "aegirhand", "--workdir", str(workdir))
     assert "AEGIR_INVENTORY=" in up.stdout and "inv disk.report" in up.stdout
     state = LabState.load(workdir)
     assert state is not None and [h.name for h in state.hosts] == ["hyp1", "hyp2"]
     pids = _pids_of(state)
     assert len(pids) == 6 and all(p.alive() for p in pids)
-    assert "hyp2" in _lab_cli("status", "--prefix", "aegirhand", "--workdir", str(workdir)).stdout
-    _lab_cli("down", "--prefix", "aegirhand", "--workdir", str(workdir))
+    assert "hyp2" in _lab_cli(lab_lock, "status", "--prefix", "aegirhand", "--workdir", str(workdir)).stdout
+    _lab_cli(lab_lock, "down", "--prefix", "aegirhand", "--workdir", str(workdir))
     assert [p for p in pids if p.alive()] == []
     assert leftovers("aegirhand", workdir) == []
 
 
 @pytest.mark.lab_exclusive
-def test_a_crashed_lab_is_ended_by_the_next_start_even_without_its_state(no_lab: None, tmp_path: Path) -> None:
+def test_a_crashed_lab_is_ended_by_the_next_start_even_without_its_state(lab_lock: MachineLock,
+                                                                         tmp_path: Path) -> None:
     workdir = tmp_path / "lab"
-    _lab_cli("up", "-n", "2", "--prefix", "aegircrash", "--workdir", str(workdir), "--loop", "hyp2")
+    _lab_cli(lab_lock, "up", "-n", "2", "--prefix", "aegircrash", "--workdir", str(workdir), "--loop", "hyp2")
     state = LabState.load(workdir)
     assert state is not None
     busy = state.hosts[1]  # loop variant: mount it, start Docker and a container, as a test would
@@ -260,7 +324,8 @@ def test_a_crashed_lab_is_ended_by_the_next_start_even_without_its_state(no_lab:
     subprocess.run([*enter, f"{busy.dir}/bin/start-docker"], check=True)
     subprocess.run([*enter, "docker", "load", "-i", str(next(Path("/var/cache/aegir-lab").glob("*busybox*.tar")))],
                    check=True, capture_output=True)
-    subprocess.run([*enter, "docker", "run", "-d", "aegir-lab/busybox", "sleep", "600"], check=True, capture_output=True)
+    subprocess.run([*enter, "docker", "run", "-d", "aegir-lab/busybox", "sleep", "600"], check=True,
+                   capture_output=True)
     pids = _pids_of(state)
     (workdir / "state.json").unlink()  # the crash also lost the state: only names are left to go by
 

@@ -15,5 +15,6 @@ from .host import Client, CommandFailed, LabHost
 from .hostfiles import HostOptions
 from .lab import Lab
 from .state import LabError
+from .waiting import eventually
 
-__all__ = ["Client", "CommandFailed", "HostOptions", "Lab", "LabError", "LabHost"]
+__all__ = ["Client", "CommandFailed", "HostOptions", "Lab", "LabError", "LabHost", "eventually"]

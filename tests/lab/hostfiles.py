@@ -178,9 +178,11 @@ def scripts(plan: HostPlan, paths: HostPaths) -> dict[str, str]:
     """``bin/`` scripts, run *inside* the host (over SSH, or by LabHost via nsenter)."""
     q = shlex.quote
     pid, log = q(str(paths.docker_pid)), q(str(paths.docker_log))
+    # A process counts as gone once it is a zombie: whoever adopted it may reap it late.
+    alive = """alive() { s=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) && [ "$s" != Z ]; }\n"""
     wait_gone = """\
 i=0
-while kill -0 "$pid" 2>/dev/null; do
+while alive "$pid"; do
   i=$((i + 1)); [ $i -lt 300 ] || { echo "$0: $pid still running after 30 s" >&2; exit 1; }
   sleep 0.1
 done
@@ -192,7 +194,7 @@ done
 # `systemctl start docker`; return once its socket answers, fail after 20 s.
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 answers() {{ [ -S /run/docker.sock ] && docker -H unix:///run/docker.sock version >/dev/null 2>&1; }}
-running() {{ [ -s {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null; }}
+{alive}running() {{ [ -s {pid} ] && alive "$(cat {pid})"; }}
 if running && answers; then exit 0; fi
 if ! mountpoint -q /srv; then
   echo "start-docker: /srv is not mounted on $(hostname) (Docker's data-root is /srv/docker)" >&2
@@ -216,7 +218,7 @@ done
 [ -s {pid} ] || exit 0
 pid=$(cat {pid})
 kill -TERM "$pid" 2>/dev/null || exit 0
-{wait_gone}""",
+{alive}{wait_gone}""",
         "start-sshd": f"""\
 #!/bin/sh
 # Start sshd in lab host {plan.name} (it detaches and writes its PidFile).
@@ -229,7 +231,7 @@ exec /usr/sbin/sshd -f {q(str(paths.sshd_config))} -E {q(str(paths.dir / "sshd.l
 [ -s {q(str(paths.sshd_pid))} ] || exit 0
 pid=$(cat {q(str(paths.sshd_pid))})
 kill -TERM "$pid" 2>/dev/null || exit 0
-{wait_gone}""",
+{alive}{wait_gone}""",
     }
 
 

@@ -57,7 +57,8 @@ def busybox_image(cache: Path = CACHE_DIR) -> Image:
     entries = [Entry(d, mode=0o1777 if d == "tmp" else 0o755) for d in dirs]
     entries.append(Entry("bin/busybox", binary))
     entries += [Entry(a, link="/bin/busybox") for a in applets if a != "bin/busybox"]
-    entries.append(Entry("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n", 0o644))
+    passwd = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
+    entries.append(Entry("etc/passwd", passwd, 0o644))
     entries.append(Entry("etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644))
     return scratch_image(BUSYBOX_TAG, entries, cmd=["sh"], cache=cache)
 

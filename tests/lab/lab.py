@@ -52,6 +52,10 @@ class Lab:
         self._stopped = False
         self.owner: int | None = None  # the pid that stops the lab at exit; None: left to the next start
 
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else f"{self.names.link4}, hosts {', '.join(h.name for h in self.hosts)}"
+        return f"<Lab {self.prefix} in {self.workdir}: {state}>"
+
     # -- life cycle -------------------------------------------------------------
 
     @classmethod
@@ -141,6 +145,7 @@ class Lab:
         """Stop one host (by pid, like `stop`) and drop it from the inventory."""
         host = self.host(host) if isinstance(host, str) else host
         teardown.stop_host(self._record(host))
+        net.remove_host_routes(self.names, host.addresses)
         self.hosts = [h for h in self.hosts if h.name != host.name]
         popen = self._inits.pop(host.name, None)
         if popen is not None:

@@ -63,7 +63,7 @@ def add_host_link(names: LabNames, host: HostPlan) -> None:
         "net.ipv6.conf.default.accept_dad": "0",
     })
     ip_batch([
-        f"link add {host.veth} type veth peer name eth0 netns {host.netns}",
+        f"link add {host.veth} type veth peer name eth0 address {host.mac} netns {host.netns}",
         f"link set {host.veth} master {names.bridge} up",
         *_routes_to(host, names.bridge),
     ])
@@ -81,10 +81,18 @@ def add_host_link(names: LabNames, host: HostPlan) -> None:
     ip_batch(_routes_to(host, "eth0"), names.client_netns)
 
 
+def remove_host_routes(names: LabNames, host: HostPlan) -> None:
+    """Drop the root's and the client's routes to a removed host (they sit on the bridge, not its veth)."""
+    for netns, dev in ((None, names.bridge), (names.client_netns, "eth0")):
+        for route in _routes_to(host, dev):
+            argv = ["ip", *(["-n", netns] if netns else []), *route.replace("route replace", "route del").split()]
+            subprocess.run(argv, capture_output=True)
+
+
 def _routes_to(host: HostPlan, dev: str) -> list[str]:
     return [
-        f"route add {host.first64} dev {dev}",
-        f"route add {host.ipv6_prefix} via {host.admin_ipv6} dev {dev}",
+        f"route replace {host.first64} dev {dev}",
+        f"route replace {host.ipv6_prefix} via {host.admin_ipv6} dev {dev}",
     ]
 
 

@@ -53,6 +53,11 @@ class HostPlan:
         return f"{self.prefix}-h{self.index}"
 
     @property
+    def mac(self) -> str:
+        """The host's eth0 MAC: fixed per index, so a re-created host does not meet stale ARP/ND caches."""
+        return f"02:ae:00:00:00:{self.index:02x}"
+
+    @property
     def cgroup(self) -> str:
         """Docker's ``cgroup-parent``: every container process of this host is under it."""
         return f"{self.prefix}-{self.name}"

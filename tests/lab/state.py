@@ -20,10 +20,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from .procs import ProcId
 
 LAB_ROOT = Path(os.environ.get("AEGIR_LAB_ROOT", "/tmp/aegir-lab"))
+LOCK_FD_ENV = "AEGIR_LAB_LOCK_FD"
 
 
 class LabError(RuntimeError):
@@ -99,14 +101,59 @@ def unregister(prefix: str) -> None:
 
 
 class MachineLock:
-    """The one-lab-per-machine flock; held by the process that owns the running lab."""
+    """The one-lab-per-machine flock, held by the process that owns the running lab.
+
+    The kernel drops it when that process dies. Within the holder it is shared,
+    not taken twice: a second `MachineLock` in the same process joins the held
+    lock, and so does a child started with `lend`'s environment and fd (flock
+    belongs to the open file, which the child then shares). That lets a test
+    holding the lab run ``python -m tests.lab`` without racing other sessions.
+    """
+
+    _fd: ClassVar[int | None] = None  # the locked open file, while this process holds it
+    _holders: ClassVar[int] = 0
 
     def __init__(self, path: Path = LAB_ROOT / ".lock") -> None:
         self.path = path
-        self.fd: int | None = None
+        self.held = False
 
     def acquire(self, wait: float) -> None:
-        """Take the lock, waiting up to `wait` seconds for another lab's owner to finish."""
+        """Take (or join) the lock, waiting up to `wait` seconds for another lab's owner to finish."""
+        cls = type(self)
+        if cls._holders == 0:
+            cls._fd = self._borrowed() or self._take(wait)
+        cls._holders += 1
+        self.held = True
+
+    def release(self) -> None:
+        cls = type(self)
+        if not self.held or cls._fd is None:
+            return
+        self.held = False
+        cls._holders -= 1
+        if cls._holders == 0:
+            os.close(cls._fd)  # never LOCK_UN: a lender's lock must outlive its borrower
+            cls._fd = None
+
+    def lend(self) -> tuple[dict[str, str], tuple[int, ...]]:
+        """Environment and ``pass_fds`` for a child process that should join this lock."""
+        fd = type(self)._fd
+        if not self.held or fd is None:
+            raise LabError("lend() needs the lock held")
+        return {LOCK_FD_ENV: str(fd)}, (fd,)
+
+    def _borrowed(self) -> int | None:
+        try:
+            fd = int(os.environ.get(LOCK_FD_ENV, ""))
+            mine, lock = os.fstat(fd), os.stat(self.path)
+            if (mine.st_dev, mine.st_ino) != (lock.st_dev, lock.st_ino):
+                return None
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # succeeds only on the lender's open file
+        except (ValueError, OSError):
+            return None
+        return fd
+
+    def _take(self, wait: float) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         deadline, told = time.monotonic() + wait, False
@@ -126,10 +173,4 @@ class MachineLock:
                 time.sleep(0.5)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.ftruncate(self.fd, 0)
-            os.close(self.fd)
-            self.fd = None
+        return fd
