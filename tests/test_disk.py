@@ -1,0 +1,128 @@
+"""disk.report end to end in the lab, over real SSH to real sshd and dockerd."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import run_inv
+
+MiB = 1024 * 1024
+
+
+def report(lab, *args: str, inventory: Path | None = None):
+    res = run_inv(*args, "disk.report", "--format", "json", inventory=inventory or lab.inventory_path)
+    return res, (json.loads(res.stdout) if res.stdout.strip() else None)
+
+
+def inventory_with(lab, tmp_path: Path, **defaults: str) -> Path:
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    data["defaults"].update(defaults)
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_h_names_one_host_and_only_that_host_is_reported(lab):
+    res, data = report(lab, "-H", "hyp1")
+    assert res.returncode == 0, res.stderr
+    assert [h["host"] for h in data["hosts"]] == ["hyp1"]
+
+
+def test_every_host_reports_the_sizes_written_into_its_srv(lab):
+    hyp = {h.name: h for h in lab.hosts}
+    for n, name in enumerate(["hyp1", "hyp2", "hyp3"], start=1):
+        hyp[name].write(f"apps/blob{n}/data/file", n * MiB)
+        hyp[name].write(f"apps/blob{n}/wal/binlog", n * 100 * 1024)
+        hyp[name].write(f"core/front/conf/traefik.yml", "entryPoints: {}\n")
+
+    res, data = report(lab)
+    assert res.returncode == 0, res.stderr
+    by_host = {h["host"]: h for h in data["hosts"]}
+    assert list(by_host) == ["hyp1", "hyp2", "hyp3"]
+    for n, name in enumerate(["hyp1", "hyp2", "hyp3"], start=1):
+        host = by_host[name]
+        assert host["status"] == "ok" and host["srv_state"] == "mounted"
+        [blob] = [p for p in host["projects"] if p["name"] == f"blob{n}"]
+        # du counts allocated blocks: the bytes written plus at most a few directory blocks
+        assert n * MiB <= blob["data"] <= n * MiB + 16 * 1024
+        assert n * 100 * 1024 <= blob["wal"] <= n * 100 * 1024 + 16 * 1024
+        assert blob["db"] is None and blob["kind"] == "apps"
+        assert blob["total"] >= blob["data"] + blob["wal"]
+        assert any(p["kind"] == "core" and p["name"] == "front" for p in host["projects"])
+        assert host["docker"]["images"]["count"] >= 1  # the lab's busybox image, via the Docker API over SSH
+        assert host["docker_error"] is None
+    assert data["total"]["hosts_ok"] == 3
+    assert data["total"]["projects"] == sum(p["total"] for h in data["hosts"] for p in h["projects"])
+
+
+def test_the_table_has_one_row_per_host_and_the_fleet_total(lab):
+    res = run_inv("disk.report", inventory=lab.inventory_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[:3] == ["HOST", "/", "/srv"]
+    assert [ln.split()[0] for ln in lines[2:5]] == ["hyp1", "hyp2", "hyp3"]
+    assert lines[-1].startswith("fleet: 3/3 hosts;")
+
+
+def test_a_host_with_sshd_stopped_is_a_row_saying_unreachable_and_the_others_still_report(lab):
+    hyp2 = lab.host("hyp2")
+    hyp2.stop_sshd()
+    try:
+        res, data = report(lab)
+    finally:
+        hyp2.start_sshd()
+    assert res.returncode == 1
+    rows = {h["host"]: h for h in data["hosts"]}
+    assert rows["hyp1"]["status"] == rows["hyp3"]["status"] == "ok"
+    assert rows["hyp2"]["status"] == "unreachable"
+    assert rows["hyp2"]["error"].startswith(f"cannot connect to root@{hyp2.addresses.admin_ipv4}:22: ")
+    assert "Connection refused" in rows["hyp2"]["error"]
+    assert res.stderr.strip().endswith("aegir: failed on hyp2")
+
+
+def test_an_unknown_host_key_is_refused_with_how_to_accept_it(lab, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    res, data = report(lab, "-H", "hyp1", inventory=inventory_with(lab, tmp_path, known_hosts=str(empty)))
+    assert res.returncode == 1
+    [row] = data["hosts"]
+    assert row["status"] == "unreachable"
+    assert row["error"].startswith("unknown SSH host key ssh-ed25519 ")
+    assert f"not in {empty}" in row["error"]
+    assert row["error"].endswith(f"accept it with: ssh-keyscan {lab.host('hyp1').addresses.admin_ipv4} >> {empty}")
+    assert empty.read_text() == ""  # nothing was added behind the operator's back
+
+
+def test_a_changed_host_key_is_refused(lab, tmp_path):
+    hyp1, hyp2 = (lab.host(n).addresses.admin_ipv4 for n in ("hyp1", "hyp2"))
+    known = lab.known_hosts.read_text().splitlines()
+    hyp1_key = next(ln for ln in known if ln.startswith(f"{hyp1} "))
+    hyp2_key = next(ln for ln in known if ln.startswith(f"{hyp2} ")).split(" ", 1)[1]
+    forged = tmp_path / "known_hosts"
+    forged.write_text(f"{hyp1} {hyp2_key}\n")  # hyp1's address with hyp2's key
+    assert hyp1_key != forged.read_text().strip()
+    res, data = report(lab, "-H", "hyp1", inventory=inventory_with(lab, tmp_path, known_hosts=str(forged)))
+    assert res.returncode == 1
+    assert "does NOT match" in data["hosts"][0]["error"]
+
+
+def test_a_host_without_docker_or_srv_gets_a_row_that_says_so(lab, tmp_path):
+    with lab.extra_host(srv="loop", docker=False) as bare:
+        res, data = report(lab, "-H", bare.name)
+    assert res.returncode == 0, res.stderr
+    [row] = data["hosts"]
+    assert row["status"] == "ok"
+    assert row["srv_state"] == "not mounted" and row["srv"] is None
+    assert row["docker"] is None
+    assert row["docker_error"].startswith("Docker is not answering")
+
+
+@pytest.mark.parametrize("template", ["root@{}:22", "{}"])
+def test_a_raw_address_of_an_inventory_host_reports_as_that_host(lab, template):
+    res, data = report(lab, "-H", template.format(lab.host("hyp3").addresses.admin_ipv4))
+    assert res.returncode == 0, res.stderr
+    assert [h["host"] for h in data["hosts"]] == ["hyp3"]
