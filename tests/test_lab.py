@@ -16,7 +16,7 @@ import paramiko
 import pytest
 
 from aegir import inventory
-from tests.lab import CommandFailed, Lab, LabHost, eventually
+from tests.lab import CommandFailed, Lab, LabError, LabHost, eventually
 from tests.lab.keys import known_host_name
 from tests.lab.plan import LabNames
 from tests.lab.procs import ProcId, netns_inode
@@ -238,7 +238,12 @@ def test_the_loop_variant_starts_unmounted_and_mounts_srv_from_fstab(lab: Lab) -
         assert not host.docker_running()
         with pytest.raises(CommandFailed, match="/srv is not mounted"):
             host.start_docker()
+        with pytest.raises(LabError, match="/srv is not mounted"):
+            host.write("stray.txt", "would land in this machine's /srv")
         host.run(["mount", "/srv"])
+        assert host.srv_mounted()
+        host.write("kept.txt", "on the image")
+        assert not Path("/srv/kept.txt").exists() and not Path("/srv/stray.txt").exists()
         source, fstype = host.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE", "/srv"]).stdout.split()
         assert (source, fstype) == (host.loop_device, "ext4")
         assert loop_devices()[source] == str(host.srv_dir)

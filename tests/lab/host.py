@@ -19,6 +19,7 @@ from .hostfiles import HostOptions, HostPaths
 from .images import Image
 from .plan import HostPlan
 from .procs import ProcId
+from .state import LabError
 
 if TYPE_CHECKING:
     import docker
@@ -142,11 +143,18 @@ class LabHost:
         finally:
             client.close()
 
+    def srv_mounted(self) -> bool:
+        """Whether something is mounted on the host's /srv (its mount table, not a guess by device)."""
+        mountinfo = Path(f"/proc/{self.pid}/mountinfo").read_text()
+        return any(line.split()[4] == "/srv" for line in mountinfo.splitlines())
+
     def write(self, path_in_srv: str, content: bytes | str | int) -> Path:
-        """Write a file under the host's /srv (mounted); an int writes that many real bytes.
+        """Write a file under the host's /srv, which must be mounted; an int writes that many real bytes.
 
         Returns the path as seen from the root namespace.
         """
+        if not self.srv_mounted():  # else the write would land in this machine's own /srv
+            raise LabError(f"/srv is not mounted on lab host {self.name}; mount it first")
         target = self.root("/srv") / path_in_srv.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, int):
