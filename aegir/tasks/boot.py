@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from invoke import Collection
+from invoke import Collection, Exit
 
 from .. import fleet
 from ..boot import (DONE, FAILED, MIN_FREE_PERCENT, OK, SKIPPED, STEPS, WOULD, CheckItem, SrvFacts, StepResult,
@@ -32,7 +33,7 @@ from ..report import FORMAT_HELP, check_format, emit, table
 from ..secrets import Prompter, retry
 from ..status import HostStatus, gather_status, has_problems, render_status, status_json
 from ..sh import Cmd
-from .base import exit_if_failed, is_dry, targets, task
+from .base import EXIT_PROBLEM, exit_if_failed, is_dry, targets, task
 
 DRY_HELP = "Show what would be done (facts are still read); change nothing."
 MIN_FREE_HELP = f"Free space /srv must keep, in percent (default {MIN_FREE_PERCENT:g})."
@@ -62,7 +63,6 @@ def docker_info(hc: fleet.HostContext) -> Mapping[str, Any] | None:
     try:
         return hc.docker().info()
     except (DockerUnavailable, DockerException, RequestException, OSError, EOFError):  # EOFError: SSH closed
-        hc._cache.pop("docker", None)
         return None
 
 
@@ -196,7 +196,7 @@ def docker_step(hc: fleet.HostContext, *, act: bool, min_free: float, timeout: f
 
 
 def status_result(st: HostStatus) -> StepResult:
-    """Issue 3's `HostStatus` of one host as a step: ok when every project is up."""
+    """A host's Compose status (`aegir.status.HostStatus`) as a step: ok when every project is up."""
     down = [p for p in st.projects if not p.ok]
     if down:
         names = ", ".join(f"{p.path} ({p.state} {p.services})" for p in down)
@@ -282,12 +282,17 @@ def _rows(outcomes: Sequence[fleet.Outcome[StepResult]], step: str) -> list[list
         if r is None:
             rows.append([o.host.name, step, o.kind.upper(), o.error])
             continue
-        detail = r.detail
-        if r.state == WOULD and r.commands:
-            detail += "\nwould run: " + "\n           ".join(r.commands)
-        detail += "".join(f"\nwarning: {w}" for w in r.warnings)
-        rows.append([o.host.name, r.step, r.state.upper() if r.state == FAILED else r.state, detail])
+        rows.append([o.host.name, r.step, *_cells(r)])
     return rows
+
+
+def _cells(r: StepResult) -> list[str]:
+    """RESULT and DETAIL cells: failures in capitals; planned commands and warnings under the detail."""
+    detail = r.detail
+    if r.state == WOULD and r.commands:
+        detail += "\nwould run: " + "\n           ".join(r.commands)
+    detail += "".join(f"\nwarning: {w}" for w in r.warnings)
+    return [r.state.upper() if r.state == FAILED else r.state, detail]
 
 
 def step_table(outcomes: Sequence[fleet.Outcome[StepResult]], step: str) -> str:
@@ -390,7 +395,7 @@ STEP_LABELS = {"unlock": "open the LUKS volume", "mount": "mount /srv", "check":
 
 def _run_step(c: Any, step: str, hosts: Sequence[Any], *, act: bool, prompter: Prompter, min_free: float,
               timeout: float) -> tuple[Outcomes, list[Any]]:
-    """One step on `hosts`; for `status`, also issue 3's per-host status outcomes."""
+    """One step on `hosts`; for `status`, also the per-host `HostStatus` outcomes (for their table)."""
     label = f"boot.all: {step}"
     if step == "unlock":
         return run_unlock(c, hosts, dry=not act, test=False, prompter=prompter), []
@@ -406,6 +411,66 @@ def _run_step(c: Any, step: str, hosts: Sequence[Any], *, act: bool, prompter: P
             for o in full], full
 
 
+@dataclass(frozen=True)
+class HostBoot:
+    """What `boot.all` did on one host: its steps, and the step that raised, if one did."""
+
+    host: str
+    steps: tuple[StepResult, ...]
+    error: tuple[str, str] | None = None  # (step, message)
+
+    @property
+    def up(self) -> bool:
+        return self.error is None and all(r.ok for r in self.steps)
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.host, self.steps, self.error)
+
+
+def run_all(c: Any, hosts: Sequence[Any], *, act: bool, prompter: Prompter, min_free: float,
+            timeout: float) -> tuple[list[HostBoot], list[fleet.Outcome[HostStatus]]]:
+    """Every step in order on the hosts still standing; and the status outcomes, if any host got there."""
+    results: dict[str, list[StepResult]] = {h.name: [] for h in hosts}
+    errors: dict[str, tuple[str, str]] = {}
+    full: list[fleet.Outcome[HostStatus]] = []
+    for step in STEPS:
+        alive = [h for h in hosts if h.name not in errors and all(r.ok for r in results[h.name])]
+        ready = [h for h in alive if not any(r.state == WOULD for r in results[h.name])]
+        for h in alive:
+            if h not in ready:  # --dry: an earlier step would act first, this one cannot be planned yet
+                results[h.name].append(StepResult(step, WOULD, f"{STEP_LABELS[step]}, after the steps above"))
+        if not ready:
+            continue
+        outcomes, status = _run_step(c, step, ready, act=act, prompter=prompter, min_free=min_free, timeout=timeout)
+        full = status or full
+        for o in outcomes:
+            if o.value is None:
+                errors[o.host.name] = (step, o.error or o.kind)
+            else:
+                results[o.host.name].append(o.value)
+    return [HostBoot(h.name, tuple(results[h.name]), errors.get(h.name)) for h in hosts], full
+
+
+def render_all(boots: Sequence[HostBoot], full: Sequence[fleet.Outcome[HostStatus]]) -> str:
+    """The steps table, the Compose status table, and one verdict line per host."""
+    rows: list[list[Any]] = []
+    for b in boots:
+        rows += [[b.host, r.step, *_cells(r)] for r in b.steps]
+        if b.error:
+            rows.append([b.host, b.error[0], "FAILED", b.error[1]])
+    text = table(["HOST", "STEP", "RESULT", "DETAIL"], rows)
+    if full:
+        text += "\n\n" + render_status(full)
+    return text + "\n\n" + "\n".join(b.verdict for b in boots)
+
+
+def all_json(boots: Sequence[HostBoot], full: Sequence[fleet.Outcome[HostStatus]]) -> dict[str, Any]:
+    return {"hosts": [{"host": b.host, "up": b.up, "verdict": b.verdict, "steps": b.steps,
+                       "error": dict(zip(("step", "message"), b.error)) if b.error else None} for b in boots],
+            "status": status_json(full) if full else None}
+
+
 @task(name="all", help={"format": FORMAT_HELP, "dry": DRY_HELP, "min_free": MIN_FREE_HELP,
                         "timeout": TIMEOUT_HELP, "same_passphrase": UNLOCK_HELP["same_passphrase"],
                         "passphrase_stdin": UNLOCK_HELP["passphrase_stdin"]})
@@ -413,46 +478,13 @@ def all_(c, format="table", dry=False, same_passphrase=False, passphrase_stdin=F
          min_free=MIN_FREE_PERCENT, timeout=60):
     """Run the start-up in order: unlock, mount, check, docker, status; a host stops at its first failure."""
     fmt = check_format(format)
-    act = not is_dry(c, dry)
     prompter = Prompter(same=same_passphrase, stream=sys.stdin if passphrase_stdin else None)
-    hosts = targets(c)
-    results: dict[str, list[StepResult]] = {h.name: [] for h in hosts}
-    errors: dict[str, tuple[str, str]] = {}
-    rows: list[list[Any]] = []
-    full: list[Any] = []
-    for step in STEPS:
-        alive = [h for h in hosts if h.name not in errors and all(r.ok for r in results[h.name])]
-        ready = [h for h in alive if not any(r.state == WOULD for r in results[h.name])]
-        for h in alive:
-            if h not in ready:  # --dry: an earlier step would act first, this one cannot be planned yet
-                results[h.name].append(StepResult(step, WOULD, f"{STEP_LABELS[step]}, after the steps above"))
-        outcomes, full = _run_step(c, step, ready, act=act, prompter=prompter, min_free=float(min_free),
-                                   timeout=float(timeout)) if ready else ([], full)
-        for o in outcomes:
-            if o.value is None:
-                errors[o.host.name] = (step, o.error or o.kind)
-            else:
-                results[o.host.name].append(o.value)
-    for h in hosts:
-        one = [fleet.Outcome(h, r) for r in results[h.name]]
-        if h.name in errors:
-            step, error = errors[h.name]
-            one.append(fleet.Outcome(h, None, error, "failed"))
-            rows += _rows(one[:-1], step) + [[h.name, step, "FAILED", error]]
-        else:
-            rows += _rows(one, "")
-    verdicts = {h.name: verdict(h.name, results[h.name], errors.get(h.name)) for h in hosts}
-    up = {h.name: h.name not in errors and all(r.ok for r in results[h.name]) for h in hosts}
-    text = table(["HOST", "STEP", "RESULT", "DETAIL"], rows)
-    if full:
-        text += "\n\n" + render_status(full)
-    text += "\n\n" + "\n".join(verdicts.values())
-    data = {"hosts": [{"host": h.name, "up": up[h.name], "verdict": verdicts[h.name],
-                       "steps": results[h.name], "error": dict(zip(("step", "message"), errors[h.name]))
-                       if h.name in errors else None} for h in hosts],
-            "status": status_json(full) if full else None}
-    emit(fmt, data=data, text=text)
-    exit_if_failed([], problems=not all(up.values()))
+    boots, full = run_all(c, targets(c), act=not is_dry(c, dry), prompter=prompter, min_free=float(min_free),
+                          timeout=float(timeout))
+    emit(fmt, data=all_json(boots, full), text=render_all(boots, full))
+    down = [b.host for b in boots if not b.up]
+    if down:
+        raise Exit(f"aegir: not up: {', '.join(down)}", code=EXIT_PROBLEM)
 
 
 ns = Collection("boot")
