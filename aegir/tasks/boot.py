@@ -32,7 +32,7 @@ from ..facts.boot import (EXIT_WRONG_PASSPHRASE, DataRoot, cat_cmd, daemon_json_
 from ..report import FORMAT_HELP, check_format, emit, table
 from ..secrets import Prompter, retry
 from ..status import HostStatus, gather_status, has_problems, render_status, status_json
-from ..sh import Cmd
+from ..sh import Cmd, mask
 from .base import EXIT_PROBLEM, exit_if_failed, is_dry, targets, task
 
 DRY_HELP = "Show what would be done (facts are still read); change nothing."
@@ -122,7 +122,7 @@ def unlock_step(hc: fleet.HostContext, *, test: bool, prompter: Prompter | None)
         if r.exited == EXIT_WRONG_PASSPHRASE:
             return False
         if r.exited != 0:
-            raise CommandError(host.name, cmd.line, r.exited, r.stderr)
+            raise CommandError(host.name, cmd.line, r.exited, mask(r.stderr, [passphrase]))
         return True
 
     tries = retry(prompter, host.name, device, attempt)
