@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import AegirError
@@ -100,12 +101,21 @@ class Exposures:
     warnings: tuple[str, ...] = ()
 
     def of(self, version: int) -> tuple[Exposure, ...]:
-        return tuple(e for e in self.items if e.version == version)
+        """The exposures on the host's IPv4 (4) or IPv6 (6) addresses, in order."""
+        return self._by_version[version]
 
     def targets(self, version: int) -> tuple[tuple[Addr, str, int], ...]:
         """The distinct ``container address . proto . port`` the forward chain lets through."""
-        seen = {(e.target_addr, e.proto, e.target_port) for e in self.items if e.version == version}
-        return tuple(sorted(seen, key=lambda t: (int(t[0]), t[1], t[2])))
+        seen = {(e.target_addr, e.proto, e.target_port) for e in self.of(version)}
+        rank = {a: int(a) for a in {t[0] for t in seen}}
+        return tuple(sorted(seen, key=lambda t: (rank[t[0]], t[1], t[2])))
+
+    @cached_property
+    def _by_version(self) -> dict[int, tuple[Exposure, ...]]:
+        split: dict[int, list[Exposure]] = {4: [], 6: []}
+        for e in self.items:
+            split[6 if isinstance(e.host_addr, ipaddress.IPv6Address) else 4].append(e)
+        return {v: tuple(es) for v, es in split.items()}
 
 
 def _hostport(addr: Addr, port: int) -> str:
@@ -240,7 +250,8 @@ def expose(containers: Iterable[Container], host: Host) -> Exposures:
                              f"published by {other.container}: kept {other.container}'s")
                     continue
                 items[e.key] = e
-    ordered = sorted(items.values(), key=lambda e: (e.version, int(e.host_addr), e.proto, e.host_port))
+    rank = {a: (a.version, int(a)) for a in {k[0] for k in items}}  # few host addresses: sort keys once
+    ordered = sorted(items.values(), key=lambda e: (rank[e.host_addr], e.proto, e.host_port))
     return Exposures(tuple(ordered), tuple(running), tuple(warnings))
 
 

@@ -70,12 +70,14 @@ def context(host: Host, settings: Settings, exposures: Exposures) -> dict[str, A
         return [f"{r.net} . {r.proto} . {r.ports}" for r in rs if r.family == v]
 
     admin = admin_addresses(host)
-    text: dict[Any, str] = {}  # str() of an address is slow; a host has few, a container one or two
+    # str() (and hash()) of an address is slow, and the same few objects come back (a host has few
+    # addresses, a container one or two): remember them by identity for this rendering
+    text: dict[int, str] = {}
 
     def t(a: Any) -> str:
-        found = text.get(a)
+        found = text.get(id(a))
         if found is None:
-            found = text[a] = str(a)
+            found = text[id(a)] = str(a)
         return found
 
     dnat = {v: exposures.of(v) for v in (4, 6)}

@@ -103,11 +103,15 @@ def diff(c, template=None, format="table"):
         assert fw.state is not None
         d = fw.diff()
         data.append({"host": o.host.name, "status": o.kind, "live": fw.state.status, "changed": fw.changed,
-                     "diff": d})
+                     "diff": d, "warnings": list(fw.exposures.warnings)})
         head = f"{o.host.name}: live table {fw.state.status}; {len(fw.exposures.items)} exposures"
-        parts.append(head + (f"\n{d}" if d else "") +
-                     ("" if fw.changed else "; nothing to do") +
-                     ("; re-apply needed (live table differs)" if fw.changed and not d else ""))
+        if not fw.changed:
+            parts.append(f"{head}; nothing to do")
+        elif d:
+            parts.append(f"{head}; fw.apply would change:\n{d.rstrip()}")
+        else:
+            parts.append(f"{head}; same ruleset as the last apply: fw.apply would load it again")
+        parts += [f"{o.host.name}: warning: {w}" for w in fw.exposures.warnings]
     emit(fmt, data={"hosts": data}, text="\n".join(parts))
     exit_if_failed(outcomes)
 
@@ -178,15 +182,17 @@ def _hp(addr: Any, port: int) -> str:
 
 
 @task(help={"resync": "Seconds between full resyncs (default 300).",
-            "debounce": "Seconds of quiet that end a burst of events (default 0.1).",
-            "max_delay": "Longest wait after an event before applying (default 0.5)."})
-def watch(c, resync=300.0, debounce=0.1, max_delay=0.5):
+            "debounce": "Milliseconds of quiet that end a burst of events (default 100).",
+            "max_delay": "Longest wait after an event before applying, in milliseconds (default 500)."})
+def watch(c, resync=300, debounce=100, max_delay=500):
     """Keep one host's firewall in step with its containers, on Docker events, until SIGTERM."""
     inv = inventory(c)
     hosts = targets(c)
     if len(hosts) != 1:
         raise AegirError(f"fw.watch watches one host; pick it with -H (of {', '.join(h.name for h in hosts)})")
-    opts = Options(resync=float(resync), debounce=float(debounce), max_delay=float(max_delay))
+    if min(resync, debounce, max_delay) <= 0:
+        raise AegirError("--resync, --debounce and --max-delay must be positive")
+    opts = Options(resync=float(resync), debounce=debounce / 1000, max_delay=max_delay / 1000)
     hc = fleet.open_context(c, hosts[0])
     watcher = Watcher(hc, inv, opts, log=lambda line: print(line, flush=True))
     for sig in (signal.SIGTERM, signal.SIGINT):

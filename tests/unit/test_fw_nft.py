@@ -34,13 +34,13 @@ def test_keep_promotes_the_candidate_and_records_the_live_hash():
     cmd = nft.keep_cmd(STATE)
     assert cmd.argv[-1] == STATE
     assert 'mv -f -- "$1/candidate.nft" "$1/last-good.nft"' in cmd.argv[2]
-    assert "nft -s -j list table inet aegir | sha256sum" in cmd.argv[2]
+    assert "nft -a -t -s list table inet aegir | sha256sum" in cmd.argv[2]
 
 
 def test_the_probe_reads_template_last_good_hash_and_live_hash_in_one_command():
     cmd = nft.probe_cmd("/srv/templates/nftables.nft.j2", STATE)
     assert cmd.argv[-2:] == ("/srv/templates/nftables.nft.j2", STATE)
-    assert "nft -s -j list table inet aegir 2>/dev/null | sha256sum" in cmd.argv[2]
+    assert "nft -a -t -s list table inet aegir 2>/dev/null | sha256sum" in cmd.argv[2]
 
 
 def test_a_fresh_host_has_nothing_loaded_and_nothing_kept():
