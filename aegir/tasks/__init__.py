@@ -7,8 +7,10 @@ from invoke import Collection
 
 from . import boot, disk
 from . import fw
+from . import update
 
 namespace = Collection()
 namespace.add_collection(disk.ns)
 namespace.add_collection(boot.ns)
 namespace.add_collection(fw.ns)
+namespace.add_collection(update.ns)

@@ -38,8 +38,8 @@ class HostOptions:
     docker: start dockerd at boot (ignored for ``srv="loop"``: it needs /srv).
     ssh_port: sshd's port on the admin addresses.
     srv_size: size of the loop image in bytes (sparse).
-    rootfs: the host's ``/``; None shares this machine's. Extension point for a
-      debootstrap chroot (apt tests): hostinit.py refuses it until implemented.
+    rootfs: a Debian root to use as the host's ``/`` (an overlay of it, so it
+      stays unchanged; see tests/lab/debian_root.py); None shares this machine's.
     """
 
     srv: SrvKind = "bind"

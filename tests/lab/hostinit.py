@@ -20,9 +20,11 @@ mount and UTS namespaces. It then makes the host:
 8. says ``ready`` (or ``error: …``) on the ready fd, then reaps orphans until
    SIGTERM.
 
-``rootfs`` in the spec is the extension point for a host whose ``/`` is a
-chroot (debootstrap): it would be prepared and pivoted into between steps 5
-and 6. Not implemented yet, so it is refused.
+``rootfs`` in the spec makes a host whose ``/`` is a Debian root of its own
+(tests/lab/debian_root.py): after step 4, an overlay of that (read-only)
+tree, writes kept in ``<host>/rootfs.upper``, becomes the namespace's ``/``
+by ``pivot_root``, with /proc, /sys, /dev, /run, the lab's workdir and the
+Compose CLI plugin bound in at the same paths, so steps 5-8 run unchanged.
 """
 
 from __future__ import annotations
@@ -58,15 +60,38 @@ def setup(spec: dict) -> None:
     sh("mount", "-t", "tmpfs", "-o", "mode=755,nosuid,nodev", "tmpfs", "/run")
     for d in ("/run/sshd", "/run/lock"):
         os.makedirs(d, exist_ok=True)
+    if spec.get("rootfs"):
+        enter_rootfs(spec)
     for target, source in spec["etc"].items():
         sh("mount", "--bind", source, target)
-    if spec.get("rootfs"):
-        raise NotImplementedError("rootfs (a chroot as the host's /) is not implemented yet")
     if spec.get("srv_bind"):
         os.makedirs("/srv", exist_ok=True)
         sh("mount", "--bind", spec["srv_bind"], "/srv")
     for script in spec["start"]:
         sh(script)
+
+
+def enter_rootfs(spec: dict) -> None:
+    """Pivot into an overlay of ``spec["rootfs"]``; the lab's paths stay where they were."""
+    new = os.path.join(spec["dir"], "rootfs")
+    upper, work = new + ".upper", new + ".work"
+    for d in (new, upper, work):
+        os.makedirs(d, exist_ok=True)
+    sh("mount", "-t", "overlay", "overlay", "-o", f"lowerdir={spec['rootfs']},upperdir={upper},workdir={work}", new)
+    binds = [("--rbind", d) for d in ("/proc", "/sys", "/dev", "/run")] + [("--bind", os.path.dirname(spec["dir"]))]
+    binds += [("--bind", d) for d in ("/usr/local/lib/docker/cli-plugins",) if os.path.isdir(d)]
+    for how, path in binds:
+        os.makedirs(new + path, exist_ok=True)
+        sh("mount", how, path, new + path)
+    for target in spec["etc"]:
+        if not os.path.exists(new + target):
+            open(new + target, "a").close()
+    os.makedirs(os.path.join(new, ".oldroot"), exist_ok=True)
+    os.chdir(new)
+    sh("pivot_root", ".", ".oldroot")
+    os.chdir("/")
+    sh("umount", "-l", "/.oldroot")
+    os.rmdir("/.oldroot")
 
 
 def reap_forever() -> None:

@@ -1,0 +1,12 @@
+"""Debian updates, as the runbook does them: review, tell users, apply, check.
+
+- `config`: the inventory's ``update:`` section (crucial units, notifier).
+- `scripts`: which units a package's maintainer scripts restart on upgrade.
+- `classify`: docker / crucial / reboot / security / other, with reasons.
+- `review`: the facts of one host (apt-get -s, dpkg -S, systemctl show) and its review.
+- `records`: what is remembered on the host (review, announcement, apply) and the checks on it.
+- `notify`: the announcement's text and its notifiers (command on the host, HTTP POST).
+- `apply`: the non-interactive upgrade and the checks after it.
+
+The facts (commands and parsers) are in `aegir.facts.apt`; the tasks in `aegir.tasks.update`.
+"""

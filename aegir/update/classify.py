@@ -1,0 +1,246 @@
+"""Classify each package of an upgrade, and explain why (pure: facts in, review out).
+
+Kinds, most serious first; a package gets every kind that applies and is
+shown under the first:
+
+- ``docker``: it is the Docker engine (docker.io, containerd, runc, ...), or it
+  ships (or its scripts restart) a unit that docker.service or docker.socket
+  ``Requires=``, ``BindsTo=``, ``Requisite=`` or is ``PartOf=``: restarting
+  that unit restarts or stops Docker. Running containers stop with Docker
+  unless ``live-restore`` is on, which the reason says.
+- ``crucial``: its maintainer scripts restart a unit that is active on the
+  host and in the crucial list (`aegir.update.config`).
+- ``reboot``: it takes effect only after a reboot (kernel, libc, systemd...).
+- ``security``: apt takes it from a security archive.
+- ``other``: none of those (restarts of non-crucial units are mentioned).
+
+``docker`` and ``crucial`` packages make the upgrade *risky*.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from ..facts.apt import PackageInfo, Simulation, Unit
+from .config import UpdateConfig
+from .scripts import Restart, restarts
+
+KINDS = ("docker", "crucial", "reboot", "security", "other")
+RISKY = ("docker", "crucial")
+DOCKER_UNITS = ("docker.service", "docker.socket")
+#: Dependencies through which restarting (or stopping) a unit restarts (or stops) Docker.
+RESTART_DEPS = ("Requires", "BindsTo", "Requisite", "PartOf")
+_RESTARTABLE = (".service", ".socket")
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What `aegir.update.review.gather` read on one host."""
+
+    simulation: Simulation
+    held: tuple[str, ...] = ()
+    packages: Mapping[str, PackageInfo] = field(default_factory=dict)
+    units: Mapping[str, Unit] = field(default_factory=dict)
+    unit_owners: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # unit -> packages
+    live_restore: bool | None = None
+    docker_error: str | None = None
+    dist: bool = False
+
+
+@dataclass(frozen=True)
+class PackageReview:
+    """One package of the upgrade: versions, origin, kinds (most serious first), reasons."""
+
+    name: str
+    old: str | None
+    new: str
+    origin: str
+    kinds: tuple[str, ...]
+    reasons: tuple[str, ...]
+    restarts: tuple[str, ...] = ()  # units its upgrade restarts
+    crucial: tuple[str, ...] = ()  # those of them that are active and crucial
+
+    @property
+    def kind(self) -> str:
+        return self.kinds[0]
+
+    @property
+    def risky(self) -> bool:
+        return self.kind in RISKY
+
+
+@dataclass(frozen=True)
+class HostReview:
+    """The review of one host's upgrade."""
+
+    packages: tuple[PackageReview, ...] = ()
+    held: tuple[str, ...] = ()
+    kept_back: tuple[str, ...] = ()
+    removals: tuple[str, ...] = ()
+    docker_deps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    live_restore: bool | None = None
+    docker_error: str | None = None
+    dist: bool = False
+
+    @property
+    def risky(self) -> bool:
+        return any(p.risky for p in self.packages)
+
+    def of_kind(self, kind: str) -> tuple[PackageReview, ...]:
+        return tuple(p for p in self.packages if p.kind == kind)
+
+    @property
+    def versions(self) -> dict[str, tuple[str | None, str]]:
+        return {p.name: (p.old, p.new) for p in self.packages}
+
+    def effects(self) -> tuple[str, ...]:
+        """What the upgrade does that users notice, one phrase each."""
+        out = []
+        docker = self.of_kind("docker")
+        if docker:
+            out.append("would restart docker via " + ", ".join(p.name for p in docker))
+        crucial: dict[str, list[str]] = {}
+        for p in self.of_kind("crucial"):
+            for u in p.crucial:
+                crucial.setdefault(u, []).append(p.name)
+        for unit, pkgs in crucial.items():
+            out.append(f"would restart {unit} via {', '.join(pkgs)}")
+        return tuple(out)
+
+    def headline(self) -> str:
+        """``would restart docker via containerd`` / ``3 upgrades, nothing risky`` / ``nothing to upgrade``."""
+        if not self.packages:
+            return "nothing to upgrade"
+        effects = self.effects()
+        if effects:
+            return "; ".join(effects)
+        reboot = " (reboot needed after)" if self.of_kind("reboot") else ""
+        return f"{len(self.packages)} upgrade{'s' if len(self.packages) != 1 else ''}, nothing risky{reboot}"
+
+
+def docker_dependencies(units: Mapping[str, Unit]) -> dict[str, tuple[str, ...]]:
+    """Units whose restart restarts Docker -> how (``docker.service Requires=``).
+
+    Only services and sockets: packages do not restart targets, slices or mounts.
+    """
+    out: dict[str, list[str]] = {}
+    for name in DOCKER_UNITS:
+        unit = units.get(name)
+        if unit is None or not unit.loaded:
+            continue
+        for dep in RESTART_DEPS:
+            for other in unit.deps.get(dep, ()):
+                if other.endswith(_RESTARTABLE) and other not in DOCKER_UNITS:
+                    out.setdefault(other, []).append(f"{name} {dep}=")
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _names(unit: str, units: Mapping[str, Unit]) -> set[str]:
+    info = units.get(unit)
+    return {unit, *(info.names if info else ()), *((info.id,) if info else ())}
+
+
+def _live_restore_note(live_restore: bool | None, docker_error: str | None) -> str:
+    if live_restore:
+        return "containers keep running (live-restore is on)"
+    if live_restore is False:
+        return "running containers stop and restart with it (live-restore is off)"
+    return f"live-restore unknown ({docker_error or 'Docker did not say'})"
+
+
+def classify(facts: HostFacts, config: UpdateConfig) -> HostReview:
+    """Classify every package `facts.simulation` would upgrade."""
+    units = facts.units
+    docker_deps = docker_dependencies(units)
+    shipped_by: dict[str, set[str]] = {}
+    for unit, pkgs in facts.unit_owners.items():
+        for p in pkgs:
+            shipped_by.setdefault(p, set()).add(unit)
+    crucial = set(config.crucial_units)
+    note = _live_restore_note(facts.live_restore, facts.docker_error)
+    reviews = []
+    for up in facts.simulation.upgrades:
+        info = facts.packages.get(up.name) or PackageInfo(up.name)
+        restarted: tuple[Restart, ...] = restarts(info.scripts)
+        by_unit = {r.unit: r for r in restarted}
+        kinds: list[str] = []
+        reasons: list[str] = []
+        if up.name in config.docker_packages:
+            kinds.append("docker")
+            how = "; ".join(f"restarts {r.unit} ({r})" for r in restarted)
+            reasons.append(f"Docker engine package{': ' + how if how else ''}; {note}")
+        ships = set(info.units) | shipped_by.get(up.name, set())
+        explained = {r.unit for r in restarted} if "docker" in kinds else set()
+        for dep_unit, how in sorted(docker_deps.items()):
+            names = _names(dep_unit, units)
+            shipped, restarting = bool(names & ships), dep_unit in by_unit
+            if not (shipped or restarting):
+                continue
+            if "docker" not in kinds:
+                kinds.append("docker")
+            what = (f"ships {dep_unit}" if shipped else f"touches {dep_unit}") + f", which {' and '.join(how)}"
+            if restarting:
+                what += f", and restarts it ({by_unit[dep_unit]})"
+            reasons.append(f"{what}; {note}")
+            explained.add(dep_unit)
+        for r in restarted:
+            if r.unit in DOCKER_UNITS:
+                if "docker" not in kinds:
+                    kinds.append("docker")
+                reasons.append(f"restarts {r.unit} ({r}); {note}")
+                explained.add(r.unit)
+        crucial_restarts = []
+        for r in restarted:
+            info_u = units.get(r.unit)
+            if info_u is None or not info_u.active:
+                continue
+            if _names(r.unit, units) & crucial:
+                crucial_restarts.append(r.unit)
+                if r.unit not in explained:
+                    reasons.append(f"restarts {r.unit}, active and crucial ({r})")
+            else:
+                reasons.append(f"restarts {r.unit}, active but not crucial ({r})")
+        if crucial_restarts and "crucial" not in kinds:
+            kinds.append("crucial")
+        if any(fnmatch.fnmatchcase(up.name, pat) for pat in config.reboot_packages):
+            kinds.append("reboot")
+            reasons.append("takes effect after a reboot")
+        if up.security:
+            kinds.append("security")
+            reasons.append(f"security update ({up.origin})")
+        if info.download_error:
+            reasons.append(f"could not read its scripts: {info.download_error}")
+        if not kinds:
+            kinds.append("other")
+            if not any(r.startswith("restarts") for r in reasons):
+                reasons.append("restarts nothing crucial")
+        reviews.append(PackageReview(up.name, up.old, up.new, up.origin, tuple(kinds), tuple(reasons),
+                                     tuple(r.unit for r in restarted), tuple(crucial_restarts)))
+    order = {k: i for i, k in enumerate(KINDS)}
+    reviews.sort(key=lambda p: (order[p.kind], p.name))
+    held = set(facts.held)
+    return HostReview(
+        packages=tuple(reviews),
+        held=tuple(sorted(held)),
+        kept_back=tuple(k for k in facts.simulation.kept_back if k not in held),
+        removals=facts.simulation.removals,
+        docker_deps=docker_deps,
+        live_restore=facts.live_restore,
+        docker_error=facts.docker_error,
+        dist=facts.dist,
+    )
+
+
+def fleet_summary(results: Sequence[tuple[str, HostReview | None, str | None]]) -> str:
+    """``3 hosts: hyp2 would restart docker via containerd; hyp1 nothing to upgrade; hyp3 FAILED``."""
+    parts = []
+    for host, review, error in results:
+        if review is None:
+            first = (error or "").strip().splitlines()[0][:120] if (error or "").strip() else ""
+            parts.append(f"{host} failed ({first})" if first else f"{host} failed")
+        else:
+            parts.append(f"{host} {review.headline()}")
+    n = len(results)
+    return f"{n} host{'s' if n != 1 else ''}: " + "; ".join(parts)

@@ -1,0 +1,134 @@
+"""Tables and JSON for `update.review`, `update.announce` and `update.apply`."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..fleet import Outcome
+from ..report import table
+from .apply import ApplyPlan, ApplyResult
+from .classify import HostReview, fleet_summary
+from .review import Reviewed
+
+#: update.review's exit codes (the runbook's "review before apt upgrade").
+EXIT_CLEAN, EXIT_RISKY, EXIT_ERROR = 0, 1, 2
+
+
+def review_exit(outcomes: Sequence[Outcome[Reviewed]]) -> int:
+    """2 when a host could not be reviewed, else 1 when an upgrade is risky, else 0."""
+    if any(not o.ok for o in outcomes):
+        return EXIT_ERROR
+    return EXIT_RISKY if any(o.value and o.value.review.risky for o in outcomes) else EXIT_CLEAN
+
+
+def summary(outcomes: Sequence[Outcome[Reviewed]]) -> str:
+    return fleet_summary([(o.host.name, o.value.review if o.value else None, o.error) for o in outcomes])
+
+
+def _live_restore(r: HostReview) -> str:
+    if r.live_restore is None:
+        return f"unknown ({r.docker_error})" if r.docker_error else "-"
+    return "on" if r.live_restore else "off"
+
+
+def render_review(outcomes: Sequence[Outcome[Reviewed]]) -> str:
+    """A row per package (kind, why), held/kept-back rows, a row per host, the fleet line."""
+    rows: list[list[Any]] = []
+    hosts: list[list[Any]] = []
+    for o in outcomes:
+        if o.value is None:
+            hosts.append([o.host.name, None, None, None, o.status])
+            continue
+        r = o.value.review
+        for p in r.packages:
+            rows.append([o.host.name, p.name, p.old or "(new)", p.new, p.origin or None,
+                         "+".join(p.kinds), "; ".join(p.reasons)])
+        rows += [[o.host.name, name, None, None, None, "held", "held (apt-mark hold): not upgraded"]
+                 for name in r.held]
+        rows += [[o.host.name, name, None, None, None, "kept back",
+                  "needs packages `upgrade` does not install (see --dist)"] for name in r.kept_back]
+        hosts.append([o.host.name, len(r.packages), "yes" if r.risky else "no", _live_restore(r), r.headline()])
+    out = []
+    if rows:
+        out += [table(["HOST", "PACKAGE", "OLD", "NEW", "ORIGIN", "KIND", "WHY"], rows), ""]
+    out += [table(["HOST", "UPGRADES", "RISKY", "LIVE-RESTORE", "REVIEW"], hosts), "", summary(outcomes)]
+    return "\n".join(out)
+
+
+def review_json(outcomes: Sequence[Outcome[Reviewed]]) -> dict[str, Any]:
+    hosts = []
+    for o in outcomes:
+        entry: dict[str, Any] = {"host": o.host.name, "status": o.kind, "error": o.error}
+        if o.value is not None:
+            r = o.value.review
+            entry.update(
+                risky=r.risky, headline=r.headline(), effects=list(r.effects()), dist=r.dist,
+                live_restore=r.live_restore, docker_error=r.docker_error,
+                packages=[{"name": p.name, "old": p.old, "new": p.new, "origin": p.origin, "kind": p.kind,
+                           "kinds": list(p.kinds), "reasons": list(p.reasons), "restarts": list(p.restarts),
+                           "risky": p.risky} for p in r.packages],
+                held=list(r.held), kept_back=list(r.kept_back), removals=list(r.removals),
+                docker_dependencies={k: list(v) for k, v in r.docker_deps.items()},
+                recorded=o.value.path, digest=o.value.record.digest,
+            )
+        hosts.append(entry)
+    return {"hosts": hosts, "summary": summary(outcomes),
+            "risky": any(h.get("risky") for h in hosts), "exit": review_exit(outcomes)}
+
+
+def render_plan(outcomes: Sequence[Outcome[ApplyPlan]]) -> str:
+    rows = []
+    for o in outcomes:
+        if o.value is None:
+            rows.append([o.host.name, None, None, None, o.status])
+            continue
+        p = o.value
+        rows.append([o.host.name, len(p.upgrading), ", ".join(p.hold) or None, ", ".join(p.risky) or None,
+                     p.note or "ok"])
+    return table(["HOST", "UPGRADES", "HELD NOW", "RISKY", "PLAN"], rows)
+
+
+def plan_json(outcomes: Sequence[Outcome[ApplyPlan]]) -> list[dict[str, Any]]:
+    out = []
+    for o in outcomes:
+        entry: dict[str, Any] = {"host": o.host.name, "status": o.kind, "error": o.error}
+        if o.value is not None:
+            entry.update(upgrading={k: list(v) for k, v in o.value.upgrading.items()}, hold=list(o.value.hold),
+                         risky=list(o.value.risky), note=o.value.note, review=o.value.record.digest)
+        out.append(entry)
+    return out
+
+
+def render_apply(outcomes: Sequence[Outcome[ApplyResult]]) -> str:
+    rows, stale = [], []
+    for o in outcomes:
+        r = o.value
+        if r is None:
+            rows.append([o.host.name, None, None, None, None, None, o.status])
+            continue
+        docker = "answering" if r.docker_ok else "NOT answering"
+        running = f"{len(r.containers_after)}/{len(r.containers_before)}"
+        rows.append([o.host.name, len(r.upgraded), docker, running, ", ".join(r.projects) or None, r.log,
+                     "; ".join([*r.problems, *r.notes]) or "ok"])
+        stale += [[o.host.name, s.pid, s.command, s.unit, " ".join(s.files)] for s in r.stale]
+    out = [table(["HOST", "UPGRADED", "DOCKER", "CONTAINERS", "PROJECTS", "LOG", "STATUS"], rows)]
+    if stale:
+        out += ["", "Processes still running replaced files (restart them):",
+                table(["HOST", "PID", "COMMAND", "UNIT", "DELETED FILES"], stale)]
+    return "\n".join(out)
+
+
+def apply_json(outcomes: Sequence[Outcome[ApplyResult]]) -> dict[str, Any]:
+    hosts = []
+    for o in outcomes:
+        entry: dict[str, Any] = {"host": o.host.name, "status": o.kind, "error": o.error}
+        r = o.value
+        if r is not None:
+            entry.update(upgraded={k: list(v) for k, v in r.upgraded.items()}, log=r.log, docker_ok=r.docker_ok,
+                         docker_error=r.docker_error, projects=list(r.projects),
+                         containers_before=list(r.containers_before), containers_after=list(r.containers_after),
+                         needs_restart=[{"pid": s.pid, "command": s.command, "unit": s.unit, "files": list(s.files)}
+                                        for s in r.stale],
+                         left=list(r.left), problems=list(r.problems), notes=list(r.notes))
+        hosts.append(entry)
+    return {"hosts": hosts}

@@ -1,0 +1,105 @@
+"""`update.review` on one host: read the facts, classify, record the review on the host.
+
+Round trips: ``apt-get update`` (with ``--refresh``), ``apt-get -s``,
+``apt-mark showhold``, one script that downloads the new packages to read
+their units and maintainer scripts (`aegir.facts.apt.package_info_cmd`), one
+or two ``systemctl show`` and one ``dpkg -S``; plus Docker's ``info`` for
+live-restore. Nothing on the host changes but the review record.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..docker import DockerUnavailable
+from ..errors import AegirError, CommandError, STDERR_TAIL_LINES
+from ..facts.apt import (PackageInfo, dpkg_search_cmd, owners, package_info_cmd, parse_dpkg_search,
+                         parse_package_info, parse_showhold, parse_simulation, parse_units, showhold_cmd,
+                         simulate_cmd, systemctl_show_cmd, update_cmd)
+from ..fleet import HostContext
+from ..sh import Cmd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from invoke.runners import Result
+from .classify import DOCKER_UNITS, HostFacts, HostReview, classify, docker_dependencies
+from .config import UpdateConfig
+from .records import REVIEW_PATH, ReviewRecord, write_cmd
+
+
+def step(hc: HostContext, cmd: Cmd, what: str, *, check: bool = True) -> "Result":
+    """Run `cmd`; a failure says `what` failed (exit code, stderr tail), not the whole script."""
+    try:
+        return hc.run(cmd, check=check)
+    except CommandError as exc:
+        tail = [ln for ln in exc.stderr.strip().splitlines() if ln.strip()][-STDERR_TAIL_LINES:]
+        raise AegirError(f"{what} failed (exit {exc.exited})" + "".join(f"\n  | {ln}" for ln in tail),
+                         host=hc.name) from None
+
+
+def live_restore(hc: HostContext) -> tuple[bool | None, str | None]:
+    """Docker's live-restore setting, or (None, why Docker did not say)."""
+    try:
+        info = hc.docker().info()
+    except DockerUnavailable as exc:
+        return None, exc.message
+    except Exception as exc:  # the SDK's errors: the review goes on without it
+        return None, f"Docker info failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return bool(info.get("LiveRestoreEnabled")), None
+
+
+def gather(hc: HostContext, config: UpdateConfig, *, refresh: bool = False, dist: bool = False) -> HostFacts:
+    """Read everything `classify` needs from `hc`'s host (read-only, but for apt's lists)."""
+    if refresh:
+        hc.run(update_cmd())
+    simulation = parse_simulation(hc.run(simulate_cmd(dist)).stdout)
+    held = parse_showhold(hc.run(showhold_cmd()).stdout)
+    packages: dict[str, PackageInfo] = {}
+    if simulation.upgrades:
+        wanted = {u.name: u.new for u in simulation.upgrades}
+        packages = parse_package_info(step(hc, package_info_cmd(wanted), "reading the new packages").stdout)
+    shipped = sorted({u for p in packages.values() for u in p.units})
+    asked = list(dict.fromkeys([*DOCKER_UNITS, *config.crucial_units, *shipped]))
+    units = parse_units(hc.run(systemctl_show_cmd(asked)).stdout)
+    deps = docker_dependencies(units)
+    missing = [u for u in deps if u not in units]
+    if missing:
+        units.update(parse_units(hc.run(systemctl_show_cmd(missing)).stdout))
+    fragments = {u: units[u].fragment_path for u in deps if u in units and units[u].fragment_path}
+    unit_owners: dict[str, tuple[str, ...]] = {}
+    if fragments:
+        found = parse_dpkg_search(hc.run(dpkg_search_cmd(fragments.values()), check=False).stdout)
+        by_path = owners(fragments.values(), found)
+        unit_owners = {u: by_path[p] for u, p in fragments.items()}
+    restore, docker_error = live_restore(hc) if simulation.upgrades else (None, None)
+    return HostFacts(simulation, held, packages, units, unit_owners, restore, docker_error, dist)
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    """One host's review and the record written on it."""
+
+    review: HostReview
+    record: ReviewRecord
+    path: str = REVIEW_PATH
+
+
+def record_of(review: HostReview, *, now: float, by: str) -> ReviewRecord:
+    return ReviewRecord(
+        time=now, dist=review.dist, versions=review.versions,
+        kinds={p.name: p.kind for p in review.packages},
+        risky=tuple(p.name for p in review.packages if p.risky),
+        effects=review.effects(),
+        reasons={p.name: p.reasons for p in review.packages},
+        held=review.held, by=by,
+    )
+
+
+def review_host(hc: HostContext, config: UpdateConfig, *, refresh: bool, dist: bool, by: str,
+                now: float | None = None) -> Reviewed:
+    """Review `hc`'s upgrade and record it on the host for `update.apply`."""
+    review = classify(gather(hc, config, refresh=refresh, dist=dist), config)
+    record = record_of(review, now=time.time() if now is None else now, by=by)
+    hc.run(write_cmd(REVIEW_PATH, record.to_json()))
+    return Reviewed(review, record)

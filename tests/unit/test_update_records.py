@@ -1,0 +1,98 @@
+"""What update.apply checks before it upgrades: a fresh review of the same package set, an announcement."""
+
+from __future__ import annotations
+
+import pytest
+
+from aegir.errors import AegirError, RefusedError
+from aegir.update.apply import log_path, upgrade_cmd
+from aegir.update.notify import Interruption, compose_text, interruptions
+from aegir.update.records import (AnnounceRecord, ReviewRecord, check_announced, check_review, read_cmd,
+                                  version_changes, write_cmd)
+
+NOW = 1_800_000_000.0
+VERSIONS = {"containerd": ("1.6.20~ds1-1", "1.6.20~ds1-2"), "libfoo1": ("1.0-1", "1.0-2")}
+RECORD = ReviewRecord(time=NOW - 600, dist=False, versions=VERSIONS, kinds={"containerd": "docker", "libfoo1": "other"},
+                      risky=("containerd",), effects=("would restart docker via containerd",))
+
+
+def test_a_record_survives_its_json():
+    again = ReviewRecord.from_json(RECORD.to_json(), "hyp1")
+    assert again == RECORD and again.digest == RECORD.digest
+    assert ReviewRecord.from_json("", "hyp1") is None
+    with pytest.raises(AegirError, match="update-review.json is unreadable"):
+        ReviewRecord.from_json("{}", "hyp1")
+
+
+def test_the_digest_depends_on_versions_and_mode():
+    other = ReviewRecord(NOW, False, {**VERSIONS, "libfoo1": ("1.0-1", "1.0-3")})
+    assert other.digest != RECORD.digest
+    assert ReviewRecord(NOW, True, VERSIONS).digest != ReviewRecord(NOW, False, VERSIONS).digest
+
+
+def test_apply_goes_on_with_a_fresh_review_of_the_same_set():
+    assert check_review(RECORD, dict(VERSIONS), host="hyp1", now=NOW) is RECORD
+
+
+def test_apply_refuses_without_a_review():
+    with pytest.raises(RefusedError, match="no review of this upgrade on the host: run `inv update.review` first"):
+        check_review(None, VERSIONS, host="hyp1", now=NOW)
+
+
+def test_apply_refuses_a_review_older_than_an_hour():
+    with pytest.raises(RefusedError, match="the review is 61 min old"):
+        check_review(ReviewRecord(NOW - 3660, False, VERSIONS), VERSIONS, host="hyp1", now=NOW)
+
+
+def test_apply_refuses_when_the_package_set_changed_and_says_how():
+    now = {"containerd": VERSIONS["containerd"], "libfoo1": ("1.0-1", "1.0-3"), "newpkg": ("1", "2")}
+    with pytest.raises(RefusedError) as err:
+        check_review(RECORD, now, host="hyp1", now=NOW)
+    assert str(err.value) == ("hyp1: the package set changed since the review: libfoo1: reviewed 1.0-1 -> 1.0-2, "
+                              "now 1.0-1 -> 1.0-3; newpkg 2 is new since the review; run `inv update.review` again")
+    assert version_changes(VERSIONS, {}) == ["containerd 1.6.20~ds1-2 is no longer to be upgraded",
+                                             "libfoo1 1.0-2 is no longer to be upgraded"]
+
+
+def test_a_risky_upgrade_needs_an_announcement_of_the_same_set_or_force():
+    with pytest.raises(RefusedError, match=r"risky \(would restart docker via containerd\) and was not announced"):
+        check_announced(RECORD, None, VERSIONS, force=False, host="hyp1")
+    stale = AnnounceRecord(NOW, "0123456789abcdef", "old news")
+    with pytest.raises(RefusedError, match="--hold containerd"):
+        check_announced(RECORD, stale, VERSIONS, force=False, host="hyp1")
+    assert check_announced(RECORD, AnnounceRecord(NOW, RECORD.digest, "tonight"), VERSIONS, force=False,
+                           host="hyp1") is None
+    assert check_announced(RECORD, None, VERSIONS, force=True, host="hyp1").endswith("because of --force")
+
+
+def test_holding_the_risky_packages_makes_an_announcement_unnecessary():
+    assert check_announced(RECORD, None, {"libfoo1": VERSIONS["libfoo1"]}, force=False, host="hyp1") is None
+
+
+def test_records_are_read_and_written_without_interpolating_anything():
+    assert read_cmd("/var/lib/aegir/update-review.json").line == \
+        "sh -c '[ ! -e \"$1\" ] || cat -- \"$1\"' sh /var/lib/aegir/update-review.json"
+    cmd = write_cmd("/var/lib/aegir/update-review.json", '{"x": 1}')
+    assert cmd.stdin == '{"x": 1}' and '{"x": 1}' not in cmd.line
+
+
+def test_the_upgrade_keeps_conffiles_asks_nothing_and_logs_on_the_host():
+    cmd = upgrade_cmd("/var/log/aegir/update-x.log", dist=False)
+    assert cmd.line.startswith("env APT_LISTCHANGES_FRONTEND=none DEBIAN_FRONTEND=noninteractive LC_ALL=C "
+                               "NEEDRESTART_MODE=l sh -c ")
+    assert cmd.line.endswith("sh /var/log/aegir/update-x.log apt-get -y -q -o Dpkg::Options::=--force-confdef "
+                             "-o Dpkg::Options::=--force-confold upgrade")
+    assert log_path(NOW) == "/var/log/aegir/update-20270115T080000Z.log"
+
+
+def test_the_announcement_names_each_service_and_its_interruption():
+    cuts = interruptions(RECORD, ["apps/cloud", "core/front"], live_restore=False)
+    assert cuts == (Interruption("apps/cloud", "stops and restarts with Docker (containerd): about a minute"),
+                    Interruption("core/front", "stops and restarts with Docker (containerd): about a minute"))
+    text = compose_text("hyp1", "Security updates tonight.", "22:00 UTC", RECORD, cuts)
+    assert text == ("Security updates tonight.\nWhen: 22:00 UTC\n"
+                    "hyp1: 2 packages upgraded; would restart docker via containerd\n"
+                    "  - apps/cloud: stops and restarts with Docker (containerd): about a minute\n"
+                    "  - core/front: stops and restarts with Docker (containerd): about a minute\n")
+    kept = interruptions(RECORD, ["apps/cloud"], live_restore=True)
+    assert kept[0].expected.startswith("keeps running (live-restore)")
