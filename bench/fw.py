@@ -68,19 +68,6 @@ def synthetic_inspect(n: int, ports: int = 3, *, first_port: int = 10000) -> lis
 
 # --------------------------------------------------------------------------- (a) latency
 
-WAIT = textwrap.dedent("""\
-    import socket, sys, time
-    addr, port, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((addr, port), timeout=0.05).close()
-            print(time.monotonic()); sys.exit(0)
-        except OSError:
-            time.sleep(0.01)
-    sys.exit(1)
-""")
-
-
 def inside(host: Any, command: str, log: Path) -> subprocess.Popen[bytes]:
     """Run a shell command in the lab host, from the repository, in a process group of its own."""
     enter = ["nsenter", "-t", str(host.pid), "-n", "-m", "-u", "--"]
@@ -102,7 +89,7 @@ def end(proc: subprocess.Popen[bytes]) -> None:
 def start_to_live(lab: Any, host: Any, probe: Path, port: int, within: float) -> float:
     """Start a container publishing `port`; seconds until the client namespace gets an answer."""
     wait = subprocess.Popen(["nsenter", f"--net=/run/netns/{lab.client.netns}", sys.executable, str(probe),
-                             str(host.addresses.service_ipv4), str(port), str(within)],
+                             "wait", str(host.addresses.service_ipv4), str(port), str(within)],
                             stdout=subprocess.PIPE, text=True)
     time.sleep(0.2)  # the client is polling
     host.run(["docker", "run", "-d", "--name", f"b{port}", "-p", f"{port}:80", IMAGE,
@@ -187,9 +174,10 @@ def main() -> None:
     import yaml
 
     from tests.lab import Lab
+    from tests.test_fw import CLIENT  # the same client as the end-to-end tests
 
     work = Path(tempfile.mkdtemp(prefix="aegir-fw-bench-"))
-    (work / "wait.py").write_text(WAIT)
+    (work / "wait.py").write_text(CLIENT)
     (work / "scale.py").write_text(SCALE)
     with Lab.start(1, prefix="aegirfwb") as lab:
         host = lab.hosts[0]

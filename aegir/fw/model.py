@@ -84,8 +84,9 @@ class Exposure:
         return self.host_addr.version
 
     @property
-    def key(self) -> tuple[Addr, str, int]:
-        return (self.host_addr, self.proto, self.host_port)
+    def key(self) -> tuple[int, int, str, int]:
+        """What two exposures may not share (the host's address, proto, port), as a fast sort key."""
+        return (*_rank(self.host_addr), self.proto, self.host_port)
 
     def __str__(self) -> str:
         return f"{self.container} {self.proto}/{_hostport(self.host_addr, self.host_port)}" \
@@ -106,9 +107,9 @@ class Exposures:
 
     def targets(self, version: int) -> tuple[tuple[Addr, str, int], ...]:
         """The distinct ``container address . proto . port`` the forward chain lets through."""
-        seen = {(e.target_addr, e.proto, e.target_port) for e in self.of(version)}
-        rank = {a: int(a) for a in {t[0] for t in seen}}
-        return tuple(sorted(seen, key=lambda t: (rank[t[0]], t[1], t[2])))
+        seen = {(int(e.target_addr), e.proto, e.target_port): (e.target_addr, e.proto, e.target_port)
+                for e in self.of(version)}
+        return tuple(seen[k] for k in sorted(seen))
 
     @cached_property
     def _by_version(self) -> dict[int, tuple[Exposure, ...]]:
@@ -116,6 +117,11 @@ class Exposures:
         for e in self.items:
             split[6 if isinstance(e.host_addr, ipaddress.IPv6Address) else 4].append(e)
         return {v: tuple(es) for v, es in split.items()}
+
+
+def _rank(addr: Addr) -> tuple[int, int]:
+    """(4 or 6, the address as an integer): orders and compares addresses without hashing them (slow)."""
+    return (6 if isinstance(addr, ipaddress.IPv6Address) else 4, int(addr))
 
 
 def _hostport(addr: Addr, port: int) -> str:
@@ -221,7 +227,7 @@ def expose(containers: Iterable[Container], host: Host) -> Exposures:
     service: dict[int, tuple[Addr, ...]] = {4: tuple(a for a in host.service_ipv4 if a not in admin),
                                             6: tuple(a for a in host.service_ipv6 if a not in admin)}
     running = sorted((c for c in containers if c.running), key=lambda c: (c.name, c.id))
-    items: dict[tuple[Addr, str, int], Exposure] = {}
+    items: dict[tuple[int, int, str, int], Exposure] = {}
     warnings: list[str] = [f"{a} is a service address but also where SSH reaches the host: nothing is published on it"
                            for a in (*host.service_ipv4, *host.service_ipv6) if a in admin]
 
@@ -250,8 +256,7 @@ def expose(containers: Iterable[Container], host: Host) -> Exposures:
                              f"published by {other.container}: kept {other.container}'s")
                     continue
                 items[e.key] = e
-    rank = {a: (a.version, int(a)) for a in {k[0] for k in items}}  # few host addresses: sort keys once
-    ordered = sorted(items.values(), key=lambda e: (rank[e.host_addr], e.proto, e.host_port))
+    ordered = [items[k] for k in sorted(items)]
     return Exposures(tuple(ordered), tuple(running), tuple(warnings))
 
 
