@@ -104,8 +104,10 @@ class _Feed(io.StringIO):
         return super().read(1 << 16)
 
 
-def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True) -> "Result":
+def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True, stream: bool = False) -> "Result":
     """Run `cmd` through `c` (local Context or Fabric Connection), output captured.
+
+    `stream` also prints the output as it comes (``logs --follow``).
 
     Raises `CommandError` (host, command line, exit code, stderr tail) when the
     command fails and `check` is true; otherwise returns the Result whatever
@@ -115,7 +117,7 @@ def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True) -> "Result":
     try:
         result = c.run(
             cmd.line,
-            hide=True,
+            hide=not stream,
             warn=True,
             echo=False,
             pty=False,

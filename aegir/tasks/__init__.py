@@ -7,10 +7,13 @@ from invoke import Collection
 
 from . import boot, disk
 from . import fw
+from . import apps, core
 from . import update
 
 namespace = Collection()
 namespace.add_collection(disk.ns)
 namespace.add_collection(boot.ns)
 namespace.add_collection(fw.ns)
+namespace.add_collection(core.ns)
+namespace.add_collection(apps.ns)
 namespace.add_collection(update.ns)

@@ -232,3 +232,11 @@ def test_orphans_are_projects_outside_the_project_folders_or_whose_folder_is_gon
                                            (86400 * 400, "400d")])
 def test_ages_are_short(seconds, text):
     assert age_text(seconds) == text
+
+
+def test_image_creation_times_come_from_the_api_image_list():
+    from aegir.facts.projects import image_created
+
+    images = image_created(json.loads((DATA / "compose_images_api.json").read_text()))
+    assert images == {"sha256:fcdc443063bed0bf21c3a5fc37d9034f0926ad1d3a3d7b15774b4d3920a0b3a8": 946684800}
+    assert {c.image_id for c in containers()} == set(images)

@@ -1,0 +1,324 @@
+"""Compose lifecycle on one host: plan (exact commands), act (bounded parallel), verify (Docker API).
+
+`plan_host` turns names into `Step`s (one Compose command each, from
+`aegir.compose`); `run_steps` runs them, several projects at once up to a
+bound (or one after the other, stopping at the first failure, for core);
+`verify` reads the containers again through the Docker API and says whether
+each project reached the state its action promises:
+
+=========  ==============================================================
+up         every expected service running, none unhealthy or restarting
+down       no container left
+restart    every container of the (chosen) services started after the act
+pull       the images of the project's services, before -> after
+=========  ==============================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from . import compose
+from .errors import AegirError, RefusedError
+from .facts.projects import Project, project_status, select
+from .report import table
+from .sh import Cmd
+from .status import HostStatus, containers, discover, gather_status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .fleet import HostContext, Outcome
+
+ACTIONS = ("up", "down", "restart", "pull")
+#: How long `verify` waits for containers to settle after ``up``/``restart``.
+SETTLE_SECONDS = 10.0
+#: The core project started before every other one.
+FRONT = "front"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One Compose command for one project."""
+
+    project: Project
+    action: str
+    cmd: Cmd
+    services: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step did: ``planned``, ``done``, ``failed`` or ``skipped``; the state after, and why."""
+
+    project: str  # kind/folder
+    action: str
+    command: str
+    result: str
+    state: str = ""
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.result in ("planned", "done")
+
+
+@dataclass(frozen=True)
+class HostActions:
+    """The steps of one host, in plan order, and the names it does not have."""
+
+    host: str
+    rows: tuple[StepResult, ...]
+    missing: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+
+def core_order(projects: Sequence[Project]) -> list[Project]:
+    """Core projects in start order: ``front`` first, then by folder name."""
+    return sorted(projects, key=lambda p: (p.folder != FRONT, p.folder))
+
+
+def _shown(hc: "HostContext", cmd: Cmd) -> str:
+    """The line that will really run there (``sudo -n`` on a sudo host)."""
+    return (dataclasses.replace(cmd, sudo=True) if hc.host.sudo else cmd).line
+
+
+def build_step(hc: "HostContext", p: Project, action: str, services: Sequence[str] = (), *,
+               ignore_failures: bool = False) -> Step:
+    """The `Step` for `action` on `p` with the host's Compose flavour."""
+    fl = compose.flavour(hc)
+    dh = hc.host.docker_host
+    if action == "up":
+        cmd = compose.up(fl, p, services, docker_host=dh)
+    elif action == "down":
+        cmd = compose.down(fl, p, docker_host=dh)
+    elif action == "restart":
+        cmd = compose.restart(fl, p, services, docker_host=dh)
+    elif action == "pull":
+        cmd = dataclasses.replace(compose.pull(fl, p, services, ignore_failures=ignore_failures, docker_host=dh),
+                                  timeout=1800)
+    else:  # pragma: no cover - callers pass ACTIONS
+        raise ValueError(action)
+    return Step(p, action, cmd, tuple(services))
+
+
+def check_core_up(hc: "HostContext") -> HostStatus:
+    """Refuse (`RefusedError`) when a core project of `hc` is not up; return the core status."""
+    core = gather_status(hc, kinds=("core",))
+    down = [p for p in core.projects if not p.ok]
+    if down:
+        what = ", ".join(f"{p.path} is {p.state} ({p.services})" for p in down)
+        raise RefusedError(f"core first: {what}; start it with `inv core.up`, or pass --force", host=hc.name)
+    return core
+
+
+def plan_apps(hc: "HostContext", names: Sequence[str], action: str, services: Sequence[str] = (), *,
+              ignore_failures: bool = False) -> tuple[list[Step], tuple[str, ...]]:
+    """Steps for apps.* on `hc`: the named apps/users projects, and the names `hc` lacks.
+
+    A name that designates a core project is refused: core projects are
+    started by ``core.up`` in their own order.
+    """
+    disc = discover(hc)
+    chosen, missing = select(disc.projects, names, host=hc.name)
+    core = [p.path for p in chosen if p.kind == "core"]
+    if core:
+        raise RefusedError(f"{', '.join(core)}: a core project; apps.* act on apps/ and users/ "
+                           "(core projects start with `inv core.up`)", host=hc.name)
+    return [build_step(hc, p, action, services, ignore_failures=ignore_failures) for p in chosen], missing
+
+
+def plan_core(hc: "HostContext") -> list[Step]:
+    """``up -d`` for every core project of `hc`, ``front`` first."""
+    disc = discover(hc)
+    return [build_step(hc, p, "up") for p in core_order([p for p in disc.projects if p.kind == "core"])]
+
+
+def planned(hc: "HostContext", steps: Sequence[Step]) -> tuple[StepResult, ...]:
+    """The plan as rows (``--dry``): each step's exact command."""
+    return tuple(StepResult(s.project.path, s.action, _shown(hc, s.cmd), "planned") for s in steps)
+
+
+# --------------------------------------------------------------------------- acting
+
+
+@dataclass(frozen=True)
+class _Before:
+    started: dict[str, str]  # container id -> StartedAt, for restart
+    images: dict[str, str]  # image reference -> image id, for pull
+
+
+def _image_ref(ref: str) -> str:
+    """``busybox`` -> ``busybox:latest`` (a digest or a tag is kept)."""
+    return ref if "@" in ref or ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
+
+
+def _images_of(hc: "HostContext", p: Project) -> dict[str, str]:
+    """The project's image references -> local image ID ("" when not present)."""
+    refs = {_image_ref(s.image) for s in p.services if s.image}
+    out = dict.fromkeys(sorted(refs), "")
+    for img in hc.docker().api.images():
+        for tag in img.get("RepoTags") or ():
+            if tag in refs:
+                out[tag] = img["Id"]
+    return out
+
+
+def _started(hc: "HostContext", p: Project, services: Sequence[str]) -> dict[str, str]:
+    api = hc.docker().api
+    out = {}
+    for c in containers(hc):
+        if c.working_dir == p.dir and not c.oneoff and (not services or c.service in services):
+            out[c.id] = api.inspect_container(c.id)["State"]["StartedAt"]
+    return out
+
+
+def _before(hc: "HostContext", step: Step) -> _Before:
+    started = _started(hc, step.project, step.services) if step.action == "restart" else {}
+    images = _images_of(hc, step.project) if step.action == "pull" else {}
+    return _Before(started, images)
+
+
+def run_step(hc: "HostContext", step: Step) -> StepResult:
+    """Run one step and verify it through the Docker API."""
+    line = _shown(hc, step.cmd)
+    try:
+        before = _before(hc, step)
+        result = hc.run(step.cmd, check=False)
+    except AegirError as exc:
+        return StepResult(step.project.path, step.action, line, "failed", detail=exc.message)
+    if result.exited != 0:
+        tail = [ln.strip() for ln in result.stderr.strip().splitlines() if ln.strip()]
+        state = _state(hc, step.project)
+        return StepResult(step.project.path, step.action, line, "failed", state,
+                          f"exited {result.exited}: {tail[-1] if tail else 'no message'}")
+    ok, state, detail = verify(hc, step, before)
+    ignored = [ln.strip() for ln in result.stderr.splitlines() if " Error " in ln or ln.strip().startswith("Error")]
+    if step.action == "pull" and ignored:  # --ignore-pull-failures: say what was ignored
+        detail += f"; ignored: {ignored[-1]}"
+    return StepResult(step.project.path, step.action, line, "done" if ok else "failed", state, detail)
+
+
+def _state(hc: "HostContext", p: Project) -> str:
+    s = project_status(p, containers(hc), {}, time.time())
+    return f"{s.state} {s.services}"
+
+
+def verify(hc: "HostContext", step: Step, before: _Before, *, settle: float = SETTLE_SECONDS) -> tuple[bool, str, str]:
+    """Did `step` reach its promised state? (ok, state, detail), read through the Docker API."""
+    p = step.project
+    deadline = time.monotonic() + settle
+    while True:
+        found = containers(hc)
+        s = project_status(p, found, {}, time.time())
+        state = f"{s.state} {s.services}"
+        mine = [c for c in found if c.working_dir == p.dir and not c.oneoff]
+        if step.action == "up":
+            ok, detail = s.ok, "; ".join(s.problems) or "running"
+        elif step.action == "down":
+            ok, detail = not mine, ("no container left" if not mine else f"{len(mine)} containers remain")
+        elif step.action == "restart":
+            after = _started(hc, p, step.services)
+            stale = [cid for cid, t in after.items() if before.started.get(cid) == t]
+            # A whole-project restart must leave the project up; a service restart only that service.
+            ok = not stale and bool(after) and (s.ok or bool(step.services))
+            detail = (f"{len(after)} containers restarted" if not stale
+                      else f"{len(stale)} containers not restarted") + (
+                          f"; {'; '.join(s.problems)}" if s.problems else "")
+        else:  # pull
+            after_images = _images_of(hc, p)
+            changed = [r for r, i in after_images.items() if before.images.get(r) != i]
+            ok = True
+            detail = (f"updated: {', '.join(sorted(changed))}" if changed
+                      else f"images unchanged ({len(after_images)})")
+            return ok, state, detail
+        if ok or time.monotonic() >= deadline:
+            return ok, state, detail
+        time.sleep(0.5)
+
+
+def run_steps(hc: "HostContext", steps: Sequence[Step], *, parallel: int = 4, stop_on_failure: bool = False,
+              runner: Callable[["HostContext", Step], StepResult] | None = None) -> tuple[StepResult, ...]:
+    """Run `steps` with `runner` (default `run_step`): up to `parallel` at once, results in plan order.
+
+    With `stop_on_failure` (core start-up) the steps run one by one and those
+    after a failure are ``skipped``.
+    """
+    runner = runner or run_step
+    if stop_on_failure:
+        out: list[StepResult] = []
+        failed_at: str | None = None
+        for s in steps:
+            if failed_at:
+                out.append(StepResult(s.project.path, s.action, _shown(hc, s.cmd), "skipped",
+                                      detail=f"not started: {failed_at} failed"))
+                continue
+            out.append(runner(hc, s))
+            if not out[-1].ok:
+                failed_at = out[-1].project
+        return tuple(out)
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(steps) or 1)), thread_name_prefix="compose") as pool:
+        return tuple(pool.map(lambda s: runner(hc, s), steps))
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def render_actions(outcomes: Sequence["Outcome[HostActions]"], *, dry: bool) -> str:
+    """One table for the fleet: a row per host x project (the exact command under --dry)."""
+    from .status import missing_everywhere
+
+    rows: list[list[Any]] = []
+    for o in outcomes:
+        v = o.value
+        if v is None:
+            rows.append([o.host.name, None, None, o.kind.upper(), o.error] if not dry
+                        else [o.host.name, None, None, f"{o.kind.upper()}: {o.error}"])
+            continue
+        for r in v.rows:
+            rows.append([o.host.name, r.project, r.action, r.command] if dry
+                        else [o.host.name, r.project, r.action, r.result, f"{r.state}: {r.detail}" if r.state else r.detail])
+    if dry:
+        text = table(["HOST", "PROJECT", "ACTION", "COMMAND (--dry: not run)"], rows) if rows else "nothing to do"
+    else:
+        text = table(["HOST", "PROJECT", "ACTION", "RESULT", "STATE / DETAIL"], rows) if rows else "nothing to do"
+    notes = [f"{o.host.name}: {w}" for o in outcomes if o.value for w in o.value.warnings]
+    nowhere = missing_everywhere(outcomes)
+    if nowhere:
+        notes.append(f"not found on any target host: {', '.join(nowhere)}")
+    return "\n".join([text, *("warning: " + n for n in notes)])
+
+
+def actions_json(outcomes: Sequence["Outcome[HostActions]"], *, dry: bool) -> dict[str, Any]:
+    from .status import missing_everywhere
+
+    return {
+        "dry": dry,
+        "hosts": [{
+            "host": o.host.name, "status": o.kind, "error": o.error,
+            "steps": [dataclasses.asdict(r) for r in o.value.rows] if o.value else [],
+            "missing": list(o.value.missing) if o.value else [],
+        } for o in outcomes],
+        "missing": list(missing_everywhere(outcomes)),
+    }
+
+
+def actions_failed(outcomes: Sequence["Outcome[HostActions]"]) -> bool:
+    """True when a step failed or was skipped, or a name was found on no host."""
+    from .status import missing_everywhere
+
+    return any(o.value is not None and not o.value.ok for o in outcomes) or bool(missing_everywhere(outcomes))
+
+
+def host_actions(hc: "HostContext", plan: Callable[[], tuple[list[Step], tuple[str, ...]]], *, dry: bool,
+                 parallel: int = 4, stop_on_failure: bool = False) -> HostActions:
+    """Plan on `hc`, then show it (`dry`) or run and verify it."""
+    steps, missing = plan()
+    rows = planned(hc, steps) if dry else run_steps(hc, steps, parallel=parallel, stop_on_failure=stop_on_failure)
+    return HostActions(hc.name, rows, missing, discover(hc).warnings)

@@ -1,0 +1,448 @@
+"""Publishability lint: a compose file says nothing site-specific, its .env says the rest.
+
+The runbook wants every ``docker-compose.yml`` publishable: the domain names,
+addresses, e-mail addresses and secrets of the site come from ``.env`` through
+``${VAR}`` references. `lint_texts` checks one project's files (pure: text in,
+`Finding`s out, each with file, line and rule); `lint_host` reads the files on
+a host (one round trip for all projects) and adds Compose's own verdict
+(``compose config --quiet``, built by `aegir.compose`).
+
+Rules (``Finding.rule``):
+
+``domain``         a literal domain name (not in ``image:``, not a file name)
+``email``          a literal e-mail address
+``public-ip``      a literal public IP address; documentation ranges
+                   (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32)
+                   count as public, private/loopback/link-local ones do not
+``secret``         a key that looks secret (password, secret, token, key…) with
+                   a literal value instead of a ``${VAR}`` reference
+``undefined-var``  ``${VAR}`` (or ``$VAR``, ``${VAR:?…}``) without a default and
+                   missing from .env
+``unused-env``     a .env key nothing uses (``COMPOSE_*``/``DOCKER_*`` are Compose's
+                   own; an ``env_file: .env`` uses every key)
+``env-mode``       a world-readable .env
+``env-syntax``     a .env line python-dotenv cannot parse
+``yaml``           a compose file that is not valid YAML
+``compose-config`` a compose file ``compose config`` rejects
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import yaml
+from dotenv.parser import parse_stream
+
+from . import compose
+from .facts.disk import PROJECT_KINDS
+from .facts.projects import ENV_FILE, Project, select
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .fleet import HostContext, Outcome
+
+RULES = ("yaml", "compose-config", "domain", "email", "public-ip", "secret", "undefined-var",
+         "unused-env", "env-mode", "env-syntax")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One lint finding: where (file, 1-based line or None for the whole file), which rule, why."""
+
+    file: str
+    line: int | None
+    rule: str
+    message: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+# --------------------------------------------------------------------------- variables
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One ``$VAR``/``${VAR…}`` reference: its name and operator (``""``, ``-``, ``:-``, ``?``, ``:?``, ``+``, ``:+``)."""
+
+    name: str
+    op: str = ""
+
+    @property
+    def has_default(self) -> bool:
+        return self.op in ("-", ":-", "+", ":+")
+
+
+_NAME = re.compile(r"[_A-Za-z][_A-Za-z0-9]*")
+_OP = re.compile(r":?[-?+]")
+
+
+def refs(text: str) -> list[Ref]:
+    """The variable references in `text`, as Compose interpolates them (``$$`` is a literal ``$``).
+
+    Defaults are scanned too: ``${A:-${B}}`` refers to A and (when A is unset) B.
+    """
+    out: list[Ref] = []
+    i = 0
+    while i < len(text):
+        if text[i] != "$":
+            i += 1
+            continue
+        nxt = text[i + 1:i + 2]
+        if nxt == "$":
+            i += 2
+        elif nxt == "{":
+            m = _NAME.match(text, i + 2)
+            if not m:
+                i += 2
+                continue
+            op_m = _OP.match(text, m.end())
+            op = op_m.group(0) if op_m else ""
+            j, depth = (op_m.end() if op_m else m.end()), 1
+            start = j
+            while j < len(text) and depth:
+                depth += {"{": 1, "}": -1}.get(text[j], 0)
+                j += 1
+            out.append(Ref(m.group(0), op))
+            if op:
+                out.extend(refs(text[start:j - 1]))
+            i = j
+        else:
+            m = _NAME.match(text, i + 1)
+            if m:
+                out.append(Ref(m.group(0)))
+                i = m.end()
+            else:
+                i += 1
+    return out
+
+
+def _strip_refs(text: str) -> str:
+    """`text` with ``$$`` and bare ``$VAR``/``${VAR}`` references blanked (defaults are kept: they are literal)."""
+    text = text.replace("$$", "  ")
+    text = re.sub(r"\$\{[_A-Za-z][_A-Za-z0-9]*\}", lambda m: " " * len(m.group(0)), text)
+    text = re.sub(r"\$\{[_A-Za-z][_A-Za-z0-9]*:?[-?+]", lambda m: " " * len(m.group(0)), text)
+    return re.sub(r"\$[_A-Za-z][_A-Za-z0-9]*", lambda m: " " * len(m.group(0)), text)
+
+
+# --------------------------------------------------------------------------- literals
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}")
+_DOMAIN = re.compile(r"(?<![A-Za-z0-9_.-])(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*[A-Za-z0-9](?![A-Za-z0-9_-])")
+_IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.])")
+_IPV6 = re.compile(r"(?<![0-9A-Fa-f:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Fa-f:])")
+
+#: Last labels that make a dotted word a file name, not a domain.
+FILE_SUFFIXES = frozenset("""
+conf cfg config yml yaml json toml ini env properties sh bash py js mjs ts rb php pl lua go sql txt md
+rst log pid sock pem crt cert key csr der p12 pfx html htm css xml db sqlite sqlite3 tar gz tgz bz2 xz
+zip jar war so d example sample dist tmpl tpl j2 jinja service socket timer lock bak old orig png jpg
+jpeg gif svg ico webp woff woff2 ttf otf map wasm conf-available local lan internal localhost test
+invalid home arpa
+""".split())
+
+#: Documentation ranges stand for public addresses in examples: flag them.
+_DOC_NETS = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
+
+#: Values of these keys are never site data (image references name a registry).
+_SKIP_LITERALS = frozenset({"image"})
+
+
+def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable, or in a documentation range (which stands for a public address)."""
+    return any(ip in n for n in _DOC_NETS if n.version == ip.version) or ip.is_global
+
+
+def _literals(text: str) -> Iterator[tuple[str, str, int]]:
+    """(rule, literal, offset) for every e-mail address, domain name and public IP in `text`."""
+    plain = _strip_refs(text)
+    for m in _EMAIL.finditer(plain):
+        yield "email", m.group(0), m.start()
+    plain = _EMAIL.sub(lambda m: " " * len(m.group(0)), plain)
+    for m in _DOMAIN.finditer(plain):
+        word = m.group(0)
+        labels = word.split(".")
+        before = plain[max(0, m.start() - 3):m.start()]
+        if before.endswith("/") and not before.endswith("://"):
+            continue  # a path component: ./conf/nginx.conf
+        if labels[-1].lower() in FILE_SUFFIXES or not labels[-1].isalpha() or len(labels[-1]) < 2:
+            continue
+        yield "domain", word, m.start()
+    for rx in (_IPV4, _IPV6):
+        for m in rx.finditer(plain):
+            try:
+                ip = ipaddress.ip_address(m.group(0))
+            except ValueError:
+                continue
+            if is_public(ip):
+                yield "public-ip", m.group(0), m.start()
+
+
+_SECRET_WORDS = frozenset({"password", "passwd", "pass", "pwd", "secret", "token", "key", "apikey",
+                           "credential", "credentials", "salt", "privatekey"})
+_NOT_SECRET_LAST = frozenset({"file", "path", "dir", "length", "len", "size", "type", "format", "algorithm",
+                              "header", "enabled", "name", "id", "url_path"})
+_BOOLS = frozenset({"", "true", "false", "yes", "no", "on", "off", "null", "~"})
+
+
+def looks_secret(key: str) -> bool:
+    """``DB_PASSWORD``, ``secretKey``, ``api-token`` -> True; ``SSL_KEY_FILE``, ``monkey`` -> False."""
+    words = [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", key)]
+    return bool(words) and words[-1] not in _NOT_SECRET_LAST and any(w in _SECRET_WORDS for w in words)
+
+
+# --------------------------------------------------------------------------- walking YAML
+
+
+@dataclass(frozen=True)
+class _Scalar:
+    keys: tuple[str, ...]  # the mapping keys leading to it
+    key: str | None  # its own key: mapping key, or K of a "K=V" list item
+    value: str
+    line: int
+    in_list: bool
+
+
+def _scalars(node: yaml.Node, keys: tuple[str, ...] = (), seen: set[int] | None = None) -> Iterator[_Scalar]:
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias repeats its anchor: report the anchor once
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            kname = str(k.value) if isinstance(k, yaml.ScalarNode) else "?"
+            if isinstance(v, yaml.ScalarNode):
+                yield _Scalar((*keys, kname), kname, str(v.value), _line(v), False)
+            else:
+                yield from _scalars(v, (*keys, kname), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            if isinstance(item, yaml.ScalarNode):
+                value = str(item.value)
+                key = value.split("=", 1)[0] if "=" in value and _NAME.fullmatch(value.split("=", 1)[0].replace(".", "_").replace("-", "_")) else None
+                yield _Scalar(keys, key, value, _line(item), True)
+            else:
+                yield from _scalars(item, keys, seen)
+
+
+def _line(node: yaml.ScalarNode) -> int:
+    # A block scalar (| or >) starts on the line after its indicator.
+    return node.start_mark.line + (2 if node.style in ("|", ">") else 1)
+
+
+def _offset_line(s: _Scalar, offset: int) -> int:
+    return s.line + s.value[:offset].count("\n")
+
+
+# --------------------------------------------------------------------------- the lint
+
+
+@dataclass(frozen=True)
+class EnvFile:
+    """A parsed .env: key -> line, references its values make, syntax errors."""
+
+    keys: dict[str, int]
+    refs: frozenset[str]
+    errors: tuple[int, ...]
+
+
+def parse_env(text: str) -> EnvFile:
+    """Read a .env with python-dotenv's parser, keeping each key's line."""
+    keys: dict[str, int] = {}
+    used: set[str] = set()
+    errors: list[int] = []
+    for b in parse_stream(io.StringIO(text)):
+        s = b.original.string
+        line = b.original.line + s[:len(s) - len(s.lstrip())].count("\n")
+        if b.error:
+            errors.append(line)
+        elif b.key is not None:
+            keys.setdefault(b.key, line)
+            used.update(r.name for r in refs(b.value or ""))
+    return EnvFile(keys, frozenset(used), tuple(errors))
+
+
+def _uses_env_file(data: object) -> bool:
+    """True when a service loads .env wholesale (``env_file: .env``)."""
+    services = data.get("services") if isinstance(data, dict) else None
+    for svc in (services or {}).values() if isinstance(services, dict) else ():
+        ef = svc.get("env_file") if isinstance(svc, dict) else None
+        items = ef if isinstance(ef, list) else [ef]
+        for item in items:
+            path = item.get("path") if isinstance(item, dict) else item
+            if isinstance(path, str) and path.strip() in (ENV_FILE, f"./{ENV_FILE}"):
+                return True
+    return False
+
+
+def lint_texts(compose_file: str, compose_text: str, env_file: str, env_text: str | None,
+               env_mode: int | None) -> list[Finding]:
+    """Lint one project's compose text and .env (None: no .env); findings sorted by file, line, rule."""
+    found: list[Finding] = []
+    env = parse_env(env_text) if env_text is not None else EnvFile({}, frozenset(), ())
+    try:
+        root = yaml.compose(compose_text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(compose_text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        return [Finding(compose_file, mark.line + 1 if mark else None, "yaml",
+                        f"not valid YAML: {exc.problem or exc.context}")]
+    scalars = list(_scalars(root)) if root is not None else []
+    used: set[str] = set(env.refs)
+    for s in scalars:
+        for r in refs(s.value):
+            used.add(r.name)
+            if not r.has_default and r.name not in env.keys:
+                how = "required" if "?" in r.op else "used without a default"
+                found.append(Finding(compose_file, s.line, "undefined-var",
+                                     f"${{{r.name}}} is {how} and missing from {ENV_FILE}"))
+        if s.key and looks_secret(s.key):
+            value = s.value.split("=", 1)[1] if s.in_list else s.value
+            if value.strip().lower() not in _BOOLS and not refs(value):
+                found.append(Finding(compose_file, s.line, "secret",
+                                     f"{s.key} has a literal value: take it from {ENV_FILE} (${{{_var(s.key)}}})"))
+        if s.keys and s.keys[-1] in _SKIP_LITERALS and not s.in_list:
+            continue
+        text = s.value.split("=", 1)[1] if s.in_list and s.key else s.value
+        shift = len(s.value) - len(text)
+        for rule, literal, offset in _literals(text):
+            what = {"email": "e-mail address", "domain": "domain name", "public-ip": "public IP address"}[rule]
+            found.append(Finding(compose_file, _offset_line(s, offset + shift), rule,
+                                 f"literal {what} {literal!r}: take it from {ENV_FILE}"))
+    if env_text is not None:
+        if env_mode is not None and env_mode & 0o004:
+            found.append(Finding(env_file, None, "env-mode",
+                                 f"world-readable (mode {env_mode:04o}): chmod 600 {env_file}"))
+        for line in env.errors:
+            found.append(Finding(env_file, line, "env-syntax", "python-dotenv cannot parse this line"))
+        if not _uses_env_file(data):
+            for key, line in env.keys.items():
+                if key not in used and not key.startswith(("COMPOSE_", "DOCKER_")):
+                    found.append(Finding(env_file, line, "unused-env", f"{key} is never used by {compose_file.rsplit('/', 1)[-1]}"))
+    return sorted(set(found), key=lambda f: (f.file != compose_file, f.file, f.line or 0, f.rule, f.message))
+
+
+def _var(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", key).upper()
+
+
+_LINE_RE = re.compile(r"\bline (\d+)\b")
+
+
+def config_finding(compose_file: str, exited: int, stderr: str) -> Finding | None:
+    """Compose's verdict: None when ``config --quiet`` passed, else its last error line."""
+    if exited == 0:
+        return None
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip() and not ln.lstrip().startswith(("WARN", "level=warn"))]
+    message = lines[-1] if lines else f"exited {exited}"
+    m = _LINE_RE.search(message)
+    return Finding(compose_file, int(m.group(1)) if m else None, "compose-config", f"compose config: {message}")
+
+
+# --------------------------------------------------------------------------- on a host
+
+
+@dataclass(frozen=True)
+class ProjectLint:
+    """The findings for one project of a host."""
+
+    kind: str
+    name: str
+    findings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True)
+class HostLint:
+    host: str
+    projects: tuple[ProjectLint, ...]
+    missing: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def findings(self) -> int:
+        return sum(len(p.findings) for p in self.projects)
+
+
+def lint_project(hc: "HostContext", p: Project, env_text: str | None) -> ProjectLint:
+    """Lint `p` on `hc`: its texts, then ``compose config --quiet`` (skipped when the YAML is broken)."""
+    findings = lint_texts(p.compose_path, p.compose_text, f"{p.dir}/{ENV_FILE}", env_text, p.env_mode)
+    if p.error and not p.compose_text:
+        findings = [Finding(p.compose_path, None, "yaml", p.error)]
+    if not any(f.rule == "yaml" for f in findings):
+        cmd = compose.config_check(compose.flavour(hc), p, docker_host=hc.host.docker_host)
+        result = hc.run(cmd, check=False)
+        extra = config_finding(p.compose_path, result.exited, result.stderr)
+        if extra:
+            findings = [extra, *findings]
+    return ProjectLint(p.kind, p.folder, tuple(findings))
+
+
+def lint_host(hc: "HostContext", names: Sequence[str] = (), kinds: Sequence[str] = PROJECT_KINDS,
+              *, parallel: int = 4) -> HostLint:
+    """Lint the projects of `hc` (all of `kinds`, or those `names` designate).
+
+    The compose files and .env files come in one round trip (`discover_cmd`
+    with the .env texts); ``compose config`` runs once per project, at most
+    `parallel` at a time.
+    """
+    from .status import discover
+
+    disc = discover(hc, with_env=True)
+    chosen, missing = select(disc.projects, names, kinds, host=hc.name)
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        results = list(pool.map(lambda p: lint_project(hc, p, disc.envs.get(p.path)), chosen))
+    return HostLint(hc.name, tuple(results), missing, disc.warnings)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def render_lint(outcomes: Sequence["Outcome[HostLint]"]) -> str:
+    """One table of findings for the fleet (HOST FILE:LINE RULE MESSAGE), then a summary line."""
+    from .report import table
+    from .status import missing_everywhere
+
+    rows = []
+    for o in outcomes:
+        if o.value is None:
+            rows.append([o.host.name, None, o.kind.upper(), o.error])
+            continue
+        rows.extend([o.host.name, f.where, f.rule, f.message] for p in o.value.projects for f in p.findings)
+    vals = [o.value for o in outcomes if o.value is not None]
+    n_projects = sum(len(v.projects) for v in vals)
+    n_findings = sum(v.findings for v in vals)
+    out = [table(["HOST", "FILE:LINE", "RULE", "MESSAGE"], rows) if rows else "no findings"]
+    notes = [f"{o.host.name}: {w}" for o in outcomes if o.value for w in o.value.warnings]
+    nowhere = missing_everywhere(outcomes)
+    if nowhere:
+        notes.append(f"not found on any target host: {', '.join(nowhere)}")
+    out += ["warning: " + n for n in notes]
+    out += ["", f"{n_findings} findings in {n_projects} projects on {len(vals)}/{len(outcomes)} hosts"]
+    return "\n".join(out)
+
+
+def lint_json(outcomes: Sequence["Outcome[HostLint]"]) -> dict[str, Any]:
+    from .status import missing_everywhere
+
+    return {
+        "hosts": [{
+            "host": o.host.name, "status": o.kind, "error": o.error,
+            "projects": [{"kind": p.kind, "name": p.name, "findings": list(p.findings)}
+                         for p in (o.value.projects if o.value else ())],
+            "missing": list(o.value.missing) if o.value else [],
+            "warnings": list(o.value.warnings) if o.value else [],
+        } for o in outcomes],
+        "missing": list(missing_everywhere(outcomes)),
+        "findings": sum(o.value.findings for o in outcomes if o.value),
+    }
+
+
+def has_findings(outcomes: Sequence["Outcome[HostLint]"]) -> bool:
+    from .status import missing_everywhere
+
+    return any(o.value is not None and o.value.findings for o in outcomes) or bool(missing_everywhere(outcomes))

@@ -1,0 +1,38 @@
+"""Core: the infrastructure Compose projects under /srv/core (core/front first), started before any app."""
+
+from __future__ import annotations
+
+from invoke import Collection
+
+from .. import fleet
+from ..lifecycle import actions_failed, actions_json, host_actions, plan_core, render_actions
+from ..report import FORMAT_HELP, check_format, emit
+from ..status import gather_status, has_problems, render_status, status_json
+from .base import exit_if_failed, is_dry, targets, task
+
+
+@task(help={"format": FORMAT_HELP})
+def status(c, format="table"):
+    """Show the state of the core projects on every host; exit 1 when one is not fully up."""
+    fmt = check_format(format)
+    outcomes = fleet.each(c, targets(c), lambda hc: gather_status(hc, kinds=("core",)), label="core.status")
+    emit(fmt, data=status_json(outcomes), text=render_status(outcomes))
+    exit_if_failed(outcomes, problems=has_problems(outcomes))
+
+
+@task(help={"dry": "Print the exact Compose commands and stop.", "format": FORMAT_HELP})
+def up(c, dry=False, format="table"):
+    """Bring up every core project, front first, one after the other; stop a host at its first failure."""
+    fmt = check_format(format)
+    dry = is_dry(c, dry)
+    outcomes = fleet.each(
+        c, targets(c),
+        lambda hc: host_actions(hc, lambda: (plan_core(hc), ()), dry=dry, stop_on_failure=True),
+        label="core.up")
+    emit(fmt, data=actions_json(outcomes, dry=dry), text=render_actions(outcomes, dry=dry))
+    exit_if_failed(outcomes, problems=actions_failed(outcomes))
+
+
+ns = Collection("core")
+ns.add_task(status)
+ns.add_task(up)

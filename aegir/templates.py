@@ -1,0 +1,162 @@
+"""Service templates: ``SRV/templates/T`` -> a new project folder ``SRV/apps/NAME`` (or ``users/``).
+
+A template folder holds a compose file, optionally ``conf/`` and a
+``.env.example``. `plan_new` is the list of commands that make a project
+from it, none of which can overwrite anything: the project folder is made
+with ``mkdir`` (no ``-p``: it fails if the folder exists), everything else
+goes inside it. ``.env`` is installed with mode 0600 from the first byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import AegirError, RefusedError
+from .facts.projects import COMPOSE_FILES, ENV_FILE
+from .sh import Cmd, check_name, shell
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .fleet import HostContext
+
+TEMPLATES_DIR = "templates"
+ENV_EXAMPLE = ".env.example"
+
+
+@dataclass(frozen=True)
+class Template:
+    """One template folder: its compose file (None: not a usable template), .env.example, conf/."""
+
+    name: str
+    dir: str
+    file: str | None
+    env_example: bool = False
+    conf: bool = False
+
+
+_LIST_SCRIPT = """\
+cd "$1" 2>/dev/null || { echo X; exit 0; }
+for d in */; do
+  [ -d "$d" ] || continue
+  d=${d%/}
+  f=-
+  for c in compose.yaml compose.yml docker-compose.yaml docker-compose.yml; do
+    if [ -f "$d/$c" ]; then f=$c; break; fi
+  done
+  e=-; [ -f "$d/.env.example" ] && e=y
+  k=-; [ -d "$d/conf" ] && k=y
+  printf 'T\\t%s\\t%s\\t%s\\t%s\\n' "$d" "$f" "$e" "$k"
+done
+"""
+
+
+def templates_dir(srv: str) -> str:
+    return f"{srv.rstrip('/')}/{TEMPLATES_DIR}"
+
+
+def list_cmd(srv: str) -> Cmd:
+    """List the folders of SRV/templates with their compose file, .env.example and conf/."""
+    return shell(_LIST_SCRIPT, templates_dir(srv))
+
+
+def parse_list(stdout: str, srv: str) -> tuple[Template, ...] | None:
+    """Read `list_cmd` output; None when SRV/templates does not exist."""
+    out = []
+    for line in stdout.splitlines():
+        if line == "X":
+            return None
+        parts = line.split("\t")
+        if len(parts) != 5 or parts[0] != "T":
+            continue
+        _, name, f, e, k = parts
+        out.append(Template(name, f"{templates_dir(srv)}/{name}", None if f == "-" else f, e == "y", k == "y"))
+    return tuple(sorted(out, key=lambda t: t.name))
+
+
+def project_dir(srv: str, name: str, *, users: bool = False) -> str:
+    """``SRV/apps/NAME`` or ``SRV/users/NAME`` (NAME validated)."""
+    check_name("project", name)
+    return f"{srv.rstrip('/')}/{'users' if users else 'apps'}/{name}"
+
+
+def plan_new(t: Template, dest: str) -> list[Cmd]:
+    """The commands making `dest` from `t`; each fails rather than overwrite.
+
+    >>> [c.line for c in plan_new(Template("web", "/srv/templates/web", "docker-compose.yml"), "/srv/apps/blog")]
+    ['mkdir -m 0755 -- /srv/apps/blog', 'cp -p -- /srv/templates/web/docker-compose.yml /srv/apps/blog/docker-compose.yml', 'mkdir -m 0755 -- /srv/apps/blog/data']
+    """
+    if t.file is None or t.file not in COMPOSE_FILES:
+        raise ValueError(f"template {t.name} has no compose file")
+    steps = [
+        Cmd.of("mkdir", "-m", "0755", "--", dest),
+        Cmd.of("cp", "-p", "--", f"{t.dir}/{t.file}", f"{dest}/{t.file}"),
+    ]
+    if t.conf:
+        steps.append(Cmd.of("cp", "-Rp", "--", f"{t.dir}/conf", f"{dest}/conf"))
+    if t.env_example:
+        steps.append(Cmd.of("install", "-m", "0600", "--", f"{t.dir}/{ENV_EXAMPLE}", f"{dest}/{ENV_FILE}"))
+    steps.append(Cmd.of("mkdir", "-m", "0755", "--", f"{dest}/data"))
+    return steps
+
+
+# --------------------------------------------------------------------------- on a host
+
+
+@dataclass(frozen=True)
+class NewProject:
+    """What ``apps.new`` did (or would do) on one host: each command and its result, then the check."""
+
+    host: str
+    project: str  # apps/NAME or users/NAME
+    steps: tuple[tuple[str, str], ...]  # (command line, "planned" | "done" | "failed: …" | "not run")
+    verified: str = ""  # what discovery shows afterwards
+
+    @property
+    def ok(self) -> bool:
+        return all(r in ("planned", "done") for _, r in self.steps) and not self.verified.startswith("NOT")
+
+
+def list_templates(hc: "HostContext") -> tuple[Template, ...] | None:
+    """The templates of `hc` (one round trip); None when SRV/templates does not exist."""
+    return parse_list(hc.run(list_cmd(hc.host.srv)).stdout, hc.host.srv)
+
+
+def new_project(hc: "HostContext", name: str, template: str, *, users: bool = False, dry: bool = False) -> NewProject:
+    """Make SRV/apps/NAME (or users/NAME) from SRV/templates/TEMPLATE; refuse if it exists."""
+    from .status import discover
+
+    check_name("template", template)
+    dest = project_dir(hc.host.srv, name, users=users)
+    path = f"{'users' if users else 'apps'}/{name}"
+    listed = list_templates(hc)
+    if listed is None:
+        raise AegirError(f"{templates_dir(hc.host.srv)} does not exist", host=hc.name)
+    found = {t.name: t for t in listed}
+    t = found.get(template)
+    if t is None:
+        raise AegirError(f"no template {template!r} in {templates_dir(hc.host.srv)} "
+                         f"(have: {', '.join(found) or 'none'})", host=hc.name)
+    if t.file is None:
+        raise AegirError(f"template {t.dir} has no compose file ({', '.join(COMPOSE_FILES)})", host=hc.name)
+    if hc.run(Cmd.of("test", "-e", dest), check=False).exited == 0:
+        raise RefusedError(f"{dest} already exists: apps.new never overwrites; pick another name", host=hc.name)
+    cmds = plan_new(t, dest)
+    if dry:
+        return NewProject(hc.name, path, tuple((c.line, "planned") for c in cmds))
+    results: list[tuple[str, str]] = []
+    for cmd in cmds:
+        if results and results[-1][1] != "done":
+            results.append((cmd.line, "not run"))
+            continue
+        r = hc.run(cmd, check=False)
+        tail = r.stderr.strip().splitlines()
+        results.append((cmd.line, "done" if r.exited == 0 else f"failed: exited {r.exited}: {tail[-1] if tail else ''}"))
+    hc._cache.pop("projects.discovery", None)
+    p = discover(hc).by_path().get(path)
+    if p is None:
+        verified = f"NOT found by discovery under {hc.host.srv}"
+    elif t.env_example and p.env_mode != 0o600:
+        verified = f"NOT private: .env has mode {p.env_mode and oct(p.env_mode)}"
+    else:
+        verified = f"{p.path}: {p.file}, services {', '.join(p.expected) or '-'}" + (", .env 0600" if p.env_mode else "")
+    return NewProject(hc.name, path, tuple(results), verified)

@@ -1,0 +1,284 @@
+"""Publishability lint: a table of compose/.env pairs, each with the exact findings (file, line, rule).
+
+The last tests run the whole lint on real files with the real Compose binary
+(``compose config`` needs no Docker daemon), through a local host context.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from invoke import Context
+
+from aegir import fleet
+from aegir.cli import AegirConfig
+from aegir.inventory import Host
+from aegir.lint import Finding, config_finding, lint_host, lint_texts, looks_secret, refs, Ref
+
+C = "/srv/apps/x/docker-compose.yml"
+E = "/srv/apps/x/.env"
+
+CASES = [
+    # (id, compose text, .env text (None: no .env), .env mode, [(file, line, rule)])
+    ("clean: site data only through variables", """\
+services:
+  web:
+    image: ghcr.io/acme/web:1.2.3
+    environment:
+      DOMAIN: ${DOMAIN}
+      DB_PASSWORD: ${DB_PASSWORD}
+      SSL_KEY_FILE: /run/secrets/tls.key
+    volumes:
+      - ./conf/nginx.conf:/etc/nginx/nginx.conf:ro
+    ports:
+      - "127.0.0.1:8080:80"
+    command: ["sh", "-c", "echo $$HOME ${GREETING:-hello}"]
+""", "DOMAIN=cloud.example.org\nDB_PASSWORD=s3cret\n", 0o600, []),
+
+    ("a literal domain in a Traefik rule", """\
+services:
+  web:
+    image: aegir-lab/busybox:latest
+    labels:
+      - traefik.enable=true
+      - traefik.http.routers.web.rule=Host(`cloud.example.org`)
+""", None, None, [(C, 6, "domain")]),
+
+    ("a literal e-mail address", """\
+services:
+  web:
+    image: aegir-lab/busybox:latest
+    environment:
+      - ADMIN_EMAIL=admin@tedomum.net
+""", None, None, [(C, 5, "email")]),
+
+    ("a public IPv4 address in ports; private ones are fine", """\
+services:
+  web:
+    image: aegir-lab/busybox:latest
+    ports:
+      - "127.0.0.1:8080:80"
+      - "192.0.2.111:443:443"
+networks:
+  back:
+    ipam:
+      config:
+        - subnet: 10.20.0.0/16
+""", None, None, [(C, 6, "public-ip")]),
+
+    ("a bracketed IPv6 service address", """\
+services:
+  web:
+    image: aegir-lab/busybox:latest
+    ports:
+      - "[2001:db8:0:100::11]:443:443"
+""", None, None, [(C, 5, "public-ip")]),
+
+    ("a literal password in a mapping; a reference and a key file are fine", """\
+services:
+  db:
+    image: mariadb:11
+    environment:
+      MARIADB_PASSWORD: hunter2
+      MARIADB_ROOT_PASSWORD: ${DB_ROOT_PASSWORD}
+      MARIADB_PASSWORD_FILE: /run/secrets/db
+""", "DB_ROOT_PASSWORD=x\n", 0o600, [(C, 5, "secret")]),
+
+    ("a literal secret in a K=V list", """\
+services:
+  app:
+    image: aegir-lab/busybox:latest
+    environment:
+      - RAILS_ENV=production
+      - SECRET_KEY_BASE=0123456789abcdef
+      - apiToken=abc
+""", None, None, [(C, 6, "secret"), (C, 7, "secret")]),
+
+    ("a variable without default missing from .env", """\
+services:
+  app:
+    image: aegir-lab/busybox:latest
+    environment:
+      SMTP_HOST: ${SMTP_HOST}
+      PORT: ${PORT:-25}
+      OPTIONAL: ${OPTIONAL:+set}
+""", "", 0o600, [(C, 5, "undefined-var")]),
+
+    ("a required variable missing, and a bare $VAR", """\
+services:
+  app:
+    image: aegir-lab/busybox:latest
+    command: ["run", "--token", "${API_TOKEN:?set API_TOKEN in .env}"]
+    working_dir: $APP_HOME
+""", None, None, [(C, 4, "undefined-var"), (C, 5, "undefined-var")]),
+
+    (".env keys nothing uses; COMPOSE_* are Compose's own", """\
+services:
+  app:
+    image: aegir-lab/busybox:latest
+    environment:
+      DOMAIN: ${DOMAIN}
+""", "COMPOSE_PROJECT_NAME=x\nDOMAIN=a.example.org\n\n# old\nLEGACY_URL=http://old.example.org\n", 0o600,
+     [(E, 5, "unused-env")]),
+
+    ("env_file: .env uses every key", """\
+services:
+  app:
+    image: aegir-lab/busybox:latest
+    env_file: .env
+""", "LOCAL_DOMAIN=a.example.org\nOTP_SECRET=x\n", 0o600, []),
+
+    ("a world-readable .env", """\
+services:
+  app:
+    image: aegir-lab/busybox:latest
+    environment:
+      DOMAIN: ${DOMAIN}
+""", "DOMAIN=a.example.org\n", 0o644, [(E, None, "env-mode")]),
+
+    ("a compose file that is not YAML", """\
+services:
+  app:
+    image: aegir-lab/busybox:latest
+    environment: [
+""", None, None, [(C, 5, "yaml")]),
+
+    ("a .env line python-dotenv cannot parse", """\
+services:
+  app:
+    image: ${IMAGE}
+""", "IMAGE=aegir-lab/busybox:latest\nthis is not a binding\n", 0o600, [(E, 2, "env-syntax")]),
+
+    ("image names, file names and paths are not domains", """\
+services:
+  app:
+    image: registry.example.org/team/app:2.1
+    volumes:
+      - ./conf/app.conf:/etc/app/app.conf
+      - ./data:/var/lib/app
+    command: ["python3.11", "manage.py", "--config", "settings.yml", "--version", "1.2.3.4b"]
+""", None, None, []),
+
+    ("a domain on the third line of a block scalar", """\
+services:
+  app:
+    image: aegir-lab/busybox:latest
+    entrypoint:
+      - sh
+      - -c
+      - |
+        set -e
+        echo starting
+        wget -q https://updates.tedomum.net/feed
+""", None, None, [(C, 10, "domain")]),
+
+    ("a literal domain in a default value is still literal", """\
+services:
+  app:
+    image: aegir-lab/busybox:latest
+    environment:
+      SMTP: ${SMTP_HOST:-smtp.tedomum.net}
+""", None, None, [(C, 5, "domain")]),
+
+    ("an anchor reused by an alias is reported once", """\
+x-env: &env
+  CONTACT: postmaster@tedomum.net
+services:
+  a:
+    image: aegir-lab/busybox:latest
+    environment: *env
+  b:
+    image: aegir-lab/busybox:latest
+    environment: *env
+""", None, None, [(C, 2, "email")]),
+]
+
+
+@pytest.mark.parametrize("compose_text, env_text, mode, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_lint_finds_exactly_what_the_table_says(compose_text, env_text, mode, expected):
+    found = lint_texts(C, compose_text, E, env_text, mode)
+    assert [(f.file, f.line, f.rule) for f in found] == expected
+
+
+def test_the_table_has_at_least_twelve_pairs_clean_and_dirty():
+    assert len(CASES) >= 12
+    assert any(not c[4] for c in CASES) and sum(1 for c in CASES if c[4]) >= 12
+
+
+def test_messages_say_what_and_how_to_fix_without_repeating_a_secret():
+    found = lint_texts(C, CASES[5][1], E, CASES[5][2], 0o600)
+    assert found == [Finding(C, 5, "secret", "MARIADB_PASSWORD has a literal value: take it from .env (${MARIADB_PASSWORD})")]
+    assert "hunter2" not in str(found)
+    found = lint_texts(C, CASES[8][1], E, None, None)
+    assert found[0].message == "${API_TOKEN} is required and missing from .env"
+    assert lint_texts(C, CASES[11][1], E, CASES[11][2], 0o644)[0].message == f"world-readable (mode 0644): chmod 600 {E}"
+    assert lint_texts(C, CASES[1][1], E, None, None)[0].message == "literal domain name 'cloud.example.org': take it from .env"
+
+
+def test_references_follow_compose_interpolation():
+    assert refs("$$HOME ${A} $B ${C:-x} ${D-y} ${E:?no} ${F:+z} ${G:-${H}}") == [
+        Ref("A"), Ref("B"), Ref("C", ":-"), Ref("D", "-"), Ref("E", ":?"), Ref("F", ":+"), Ref("G", ":-"), Ref("H")]
+
+
+@pytest.mark.parametrize("key, secret", [("DB_PASSWORD", True), ("secretKey", True), ("api-token", True),
+                                         ("AWS_SECRET_ACCESS_KEY", True), ("SSL_KEY_FILE", False),
+                                         ("monkey", False), ("KEYCLOAK_URL", False), ("PASSWORD_LENGTH", False)])
+def test_secret_looking_keys(key, secret):
+    assert looks_secret(key) is secret
+
+
+def test_compose_config_errors_become_findings_with_their_line():
+    f = config_finding(C, 15, "yaml: line 7: mapping values are not allowed in this context\n")
+    assert f == Finding(C, 7, "compose-config", "compose config: yaml: line 7: mapping values are not allowed in this context")
+    assert config_finding(C, 0, "") is None
+
+
+# --------------------------------------------------------------------------- real files, real Compose
+
+
+@pytest.fixture
+def local(tmp_path, monkeypatch):
+    """A local host whose /srv is a temporary folder; Compose from this venv if the plugin is absent."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    srv = tmp_path / "srv"
+    hc = fleet.open_context(Context(config=AegirConfig(lazy=True)), Host("local", connection="local", srv=str(srv)))
+    yield srv, hc
+    hc.close()
+
+
+def write(path: Path, text: str, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def test_lint_reads_the_host_files_and_asks_compose_config(local):
+    srv, hc = local
+    write(srv / "apps/good/docker-compose.yml", "services:\n  web:\n    image: ${IMAGE}\n")
+    write(srv / "apps/good/.env", "IMAGE=aegir-lab/busybox:latest\n")
+    write(srv / "apps/bad/docker-compose.yml", "services:\n  web:\n    image: x\n    bogus: 1\n")
+    write(srv / "core/front/docker-compose.yml", "services:\n  proxy:\n    image: x\n    labels: [a=b]\n"
+          "    environment:\n      - ACME_EMAIL=admin@tedomum.net\n")
+    write(srv / "core/front/.env", "UNUSED=1\n", 0o644)
+    result = lint_host(hc)
+    by_name = {p.name: p.findings for p in result.projects}
+    assert by_name["good"] == ()
+    assert [(f.file, f.line, f.rule) for f in by_name["bad"]] == [(f"{srv}/apps/bad/docker-compose.yml", None, "compose-config")]
+    assert by_name["bad"][0].message == (f"compose config: validating {srv}/apps/bad/docker-compose.yml: "
+                                         "services.web additional properties 'bogus' not allowed")
+    assert [(f.file, f.line, f.rule) for f in by_name["front"]] == [
+        (f"{srv}/core/front/docker-compose.yml", 6, "email"),
+        (f"{srv}/core/front/.env", None, "env-mode"),
+        (f"{srv}/core/front/.env", 1, "unused-env"),
+    ]
+
+
+def test_lint_of_named_projects_only(local):
+    srv, hc = local
+    write(srv / "apps/a/docker-compose.yml", "services:\n  web:\n    image: x\n    hostname: a.tedomum.net\n")
+    write(srv / "apps/b/docker-compose.yml", "services:\n  web:\n    image: x\n")
+    result = lint_host(hc, ("b", "nope"))
+    assert [p.name for p in result.projects] == ["b"] and result.missing == ("nope",)

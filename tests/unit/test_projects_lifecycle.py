@@ -1,0 +1,134 @@
+"""Lifecycle plans and their execution order; templates; the status and action tables."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from types import SimpleNamespace
+
+from aegir.facts.projects import Project, ProjectStatus, Service
+from aegir.fleet import Outcome
+from aegir.inventory import Host
+from aegir.lifecycle import HostActions, Step, StepResult, core_order, render_actions, run_steps
+from aegir.sh import Cmd
+from aegir.status import HostStatus, has_problems, render_status, status_json
+from aegir.templates import Template, parse_list, plan_new
+
+
+def p(folder: str, kind: str = "core") -> Project:
+    return Project(kind, folder, f"/srv/{kind}/{folder}", "docker-compose.yml")
+
+
+def test_core_projects_start_with_front_then_in_name_order():
+    assert [x.folder for x in core_order([p("dns"), p("adm"), p("front"), p("mail")])] == ["front", "adm", "dns", "mail"]
+
+
+def steps(n: int) -> list[Step]:
+    return [Step(p(f"app{i}", "apps"), "up", Cmd.of("true")) for i in range(n)]
+
+
+def test_several_projects_run_at_once_up_to_the_bound_and_results_keep_plan_order():
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def runner(hc, s):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.1 if s.project.folder != "app0" else 0.3)  # the first one finishes last
+        with lock:
+            running[0] -= 1
+        return StepResult(s.project.path, s.action, s.cmd.line, "done")
+
+    out = run_steps(None, steps(7), parallel=3, runner=runner)
+    assert peak[0] == 3
+    assert [r.project for r in out] == [f"apps/app{i}" for i in range(7)]
+
+
+def test_core_start_up_stops_at_the_first_failure_and_skips_the_rest():
+    ran = []
+
+    def runner(hc, s):
+        ran.append(s.project.folder)
+        return StepResult(s.project.path, "up", s.cmd.line, "failed" if s.project.folder == "app1" else "done")
+
+    out = run_steps(SimpleNamespace(host=Host("hyp1")), steps(4), stop_on_failure=True, runner=runner)
+    assert ran == ["app0", "app1"]
+    assert [(r.project, r.result, r.detail) for r in out] == [
+        ("apps/app0", "done", ""), ("apps/app1", "failed", ""),
+        ("apps/app2", "skipped", "not started: apps/app1 failed"),
+        ("apps/app3", "skipped", "not started: apps/app1 failed")]
+
+
+H1, H2 = Host("hyp1"), Host("hyp2")
+
+
+def test_dry_run_tables_show_the_exact_command_of_every_step():
+    rows = (StepResult("apps/cloud", "down", "docker compose -p cloud down", "planned"),)
+    text = render_actions([Outcome(H1, HostActions("hyp1", rows)), Outcome(H2, error="cannot connect", kind="unreachable")],
+                          dry=True)
+    assert text.splitlines() == [
+        "HOST    PROJECT     ACTION    COMMAND (--dry: not run)",
+        "------  ----------  --------  ----------------------------",
+        "hyp1    apps/cloud  down      docker compose -p cloud down",
+        "hyp2    -           -         UNREACHABLE: cannot connect",
+    ]
+
+
+def test_names_no_host_has_are_said_once_for_the_fleet():
+    a = Outcome(H1, HostActions("hyp1", (), missing=("clud", "wiki")))
+    b = Outcome(H2, HostActions("hyp2", (), missing=("clud",)))
+    assert render_actions([a, b], dry=False).splitlines()[-1] == "warning: not found on any target host: clud"
+
+
+def status_of(*projects: ProjectStatus) -> HostStatus:
+    return HostStatus("hyp1", "/srv", projects)
+
+
+def test_the_status_table_puts_every_core_row_first_then_apps_then_users():
+    a = Outcome(H1, HostStatus("hyp1", "/srv", (
+        ProjectStatus("core", "front", "/srv/core/front", "up", ("proxy",), ("proxy",), image_age=90000),
+        ProjectStatus("apps", "cloud", "/srv/apps/cloud", "partial", ("web", "db"), ("web",), ("db exited (137)",)),
+    )))
+    b = Outcome(H2, HostStatus("hyp2", "/srv", (
+        ProjectStatus("core", "front", "/srv/core/front", "up", ("proxy",), ("proxy",)),
+        ProjectStatus("users", "blog", "/srv/users/blog", "up", ("blog",), ("blog",)),
+    )))
+    lines = render_status([a, b]).splitlines()
+    assert [ln.split()[:5] for ln in lines[2:6]] == [
+        ["hyp1", "core", "front", "1/1", "up"], ["hyp2", "core", "front", "1/1", "up"],
+        ["hyp1", "apps", "cloud", "1/2", "partial"], ["hyp2", "users", "blog", "1/1", "up"]]
+    assert lines[2].split()[5] == "1d" and lines[4].endswith("db exited (137)")
+    assert lines[-1] == "3/4 projects up on 2/2 hosts; 1 need attention"
+    assert has_problems([a, b]) and not has_problems([b])
+    assert status_json([a, b])["hosts"][0]["projects"][1]["problems"] == ["db exited (137)"]
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def test_a_new_project_is_made_by_commands_that_cannot_overwrite():
+    t = Template("static", "/srv/templates/static", "docker-compose.yml", env_example=True, conf=True)
+    assert [c.line for c in plan_new(t, "/srv/users/site")] == [
+        "mkdir -m 0755 -- /srv/users/site",
+        "cp -p -- /srv/templates/static/docker-compose.yml /srv/users/site/docker-compose.yml",
+        "cp -Rp -- /srv/templates/static/conf /srv/users/site/conf",
+        "install -m 0600 -- /srv/templates/static/.env.example /srv/users/site/.env",
+        "mkdir -m 0755 -- /srv/users/site/data",
+    ]
+
+
+def test_templates_are_listed_with_what_they_hold(tmp_path):
+    from aegir.templates import list_cmd
+
+    (tmp_path / "templates/static/conf").mkdir(parents=True)
+    (tmp_path / "templates/static/compose.yaml").write_text("services: {}\n")
+    (tmp_path / "templates/static/.env.example").write_text("DOMAIN=\n")
+    (tmp_path / "templates/notes").mkdir()
+    out = subprocess.run(list_cmd(str(tmp_path)).line, shell=True, capture_output=True, text=True).stdout
+    assert parse_list(out, str(tmp_path)) == (
+        Template("notes", f"{tmp_path}/templates/notes", None),
+        Template("static", f"{tmp_path}/templates/static", "compose.yaml", env_example=True, conf=True),
+    )
+    out = subprocess.run(list_cmd(str(tmp_path / "nope")).line, shell=True, capture_output=True, text=True).stdout
+    assert parse_list(out, str(tmp_path / "nope")) is None
