@@ -74,11 +74,12 @@ def plan(host: Host, settings: Settings, containers: Iterable[Container],
     return Firewall(host, settings, exposures, render.render(host, settings, exposures, tpl), tpl.origin, state)
 
 
-def build(hc: "HostContext", inv: Inventory) -> Firewall:
-    """Facts and plan of one live host: settings, containers, state, ruleset."""
+def build(hc: "HostContext", inv: Inventory, template: render.Template | None = None) -> Firewall:
+    """Facts and plan of one live host: settings, containers, state, ruleset (through `template`
+    if given, else the host's or aegir's)."""
     settings = for_host(inv, hc.host)
     state = read_state(hc, settings)
-    return plan(hc.host, settings, running_containers(hc.docker()), state)
+    return plan(hc.host, settings, running_containers(hc.docker()), state, template)
 
 
 def ssh_packets(host: Host, settings: Settings) -> list[safety.Packet]:

@@ -89,8 +89,8 @@ class Exposure:
         return (*_rank(self.host_addr), self.proto, self.host_port)
 
     def __str__(self) -> str:
-        return f"{self.container} {self.proto}/{_hostport(self.host_addr, self.host_port)}" \
-               f"->{_hostport(self.target_addr, self.target_port)}"
+        return f"{self.container} {self.proto}/{hostport(self.host_addr, self.host_port)}" \
+               f"->{hostport(self.target_addr, self.target_port)}"
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,8 @@ def _rank(addr: Addr) -> tuple[int, int]:
     return (6 if isinstance(addr, ipaddress.IPv6Address) else 4, int(addr))
 
 
-def _hostport(addr: Addr, port: int) -> str:
+def hostport(addr: Addr, port: int) -> str:
+    """``192.0.2.1:80`` or ``[2001:db8::1]:80``."""
     return f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
 
 
@@ -246,13 +247,13 @@ def expose(containers: Iterable[Container], host: Host) -> Exposures:
                 target = c.address(addr.version)
                 if target is None:
                     warn(f"{c.name}: no IPv{addr.version} address: "
-                         f"{b.proto}/{_hostport(addr, b.host_port)} is not published")
+                         f"{b.proto}/{hostport(addr, b.host_port)} is not published")
                     continue
                 e = Exposure(addr, b.proto, b.host_port, c.name, target, b.container_port)
                 other = items.get(e.key)
                 if other is not None:
                     if other != e:
-                        warn(f"{c.name}: {b.proto}/{_hostport(addr, b.host_port)} is already "
+                        warn(f"{c.name}: {b.proto}/{hostport(addr, b.host_port)} is already "
                              f"published by {other.container}: kept {other.container}'s")
                     continue
                 items[e.key] = e

@@ -89,7 +89,6 @@ class Watcher:
         self.applied: Exposures | None = None
         self.state: nft.State | None = None
         self.settings = for_host(inv, hc.host)
-        self.applies = 0
 
     # -- public ---------------------------------------------------------------
 
@@ -114,7 +113,6 @@ class Watcher:
                 if self._stop.wait(backoff):
                     break
                 backoff = min(backoff * 2, self.opt.backoff_max)
-                reason = "reconnected"
                 continue
             backoff = self.opt.backoff_min
             self.resync(reason)
@@ -146,6 +144,9 @@ class Watcher:
             except NotFound:
                 self.containers.pop(cid, None)
                 continue
+            except Exception as exc:  # the daemon is going away: the reconnection resyncs
+                self.log(f"events: cannot inspect {cid[:12]} ({_why(exc)}); waiting for a resync")
+                return
             if c.running:
                 self.containers[c.id] = c
             else:
@@ -171,7 +172,6 @@ class Watcher:
             return
         added, removed = changes(self.applied, fw.exposures)
         self.applied = fw.exposures
-        self.applies += 1
         self.state = replace(self.state, last_good=fw.text, kept_hash=done.live_hash,
                              live_hash=done.live_hash or self.state.live_hash)
         what = " ".join([*(f"+{a}" for a in added), *(f"-{r}" for r in removed)]) or \

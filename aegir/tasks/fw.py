@@ -20,11 +20,11 @@ from .. import fleet
 from ..errors import AegirError
 from ..fw import host as fwhost
 from ..fw import nft
-from ..fw.model import load_inspect
+from ..fw.model import hostport, load_inspect
 from ..fw.render import Template
 from ..fw.settings import for_host
 from ..fw.watch import Options, Watcher
-from ..report import FORMAT_HELP, check_format, emit, jsonable, table
+from ..report import FORMAT_HELP, check_format, emit, table
 from .base import exit_if_failed, inventory, is_dry, targets, task
 
 TEMPLATE_HELP = "Render with this local Jinja2 template instead of the host's or aegir's."
@@ -39,18 +39,8 @@ def _template(path: str | None) -> Template | None:
         raise AegirError(f"cannot read template {path}: {exc}") from None
 
 
-def _exposures(fw: fwhost.Firewall) -> list[dict[str, Any]]:
-    return [{"container": e.container, "proto": e.proto, "host_addr": e.host_addr, "host_port": e.host_port,
-             "target_addr": e.target_addr, "target_port": e.target_port} for e in fw.exposures.items]
-
-
 def _builder(inv: Any, template: Template | None) -> Any:
-    def build(hc: fleet.HostContext) -> fwhost.Firewall:
-        fw = fwhost.build(hc, inv)
-        if template is None:
-            return fw
-        return fwhost.plan(hc.host, fw.settings, fw.exposures.containers, fw.state, template)
-    return build
+    return lambda hc: fwhost.build(hc, inv, template)
 
 
 def _failures(outcomes: Sequence[fleet.Outcome[Any]]) -> str:
@@ -78,7 +68,7 @@ def render(c, from_json=None, template=None, format="table"):
         outcomes = fleet.each(c, targets(c), _builder(inv, tpl), label="fw.render")
     ok = [o for o in outcomes if o.value is not None]
     data = {"hosts": [{"host": o.host.name, "status": o.kind, "error": o.error,
-                       **({"ruleset": o.value.text, "exposures": _exposures(o.value),
+                       **({"ruleset": o.value.text, "exposures": list(o.value.exposures.items),
                            "warnings": list(o.value.exposures.warnings)} if o.value else {})}
                       for o in outcomes]}
     texts = [o.value.text if len(outcomes) == 1 else f"# ==== {o.host.name} ====\n{o.value.text}" for o in ok]
@@ -166,19 +156,15 @@ def status(c, format="table"):
         assert fw.state is not None
         hosts.append([o.host.name, fw.state.status, "yes" if fw.changed else "no", len(fw.exposures.items),
                       "; ".join(fw.exposures.warnings) or "ok"])
-        rows += [[o.host.name, e.container, e.proto, f"{_hp(e.host_addr, e.host_port)}",
-                  _hp(e.target_addr, e.target_port)] for e in fw.exposures.items]
+        rows += [[o.host.name, e.container, e.proto, hostport(e.host_addr, e.host_port),
+                  hostport(e.target_addr, e.target_port)] for e in fw.exposures.items]
         data.append({"host": o.host.name, "status": o.kind, "pending": fw.changed, **fwhost.summary(fw),
-                     "exposures": _exposures(fw)})
+                     "exposures": list(fw.exposures.items)})
     text = table(["HOST", "LIVE TABLE", "PENDING", "EXPOSURES", "STATUS"], hosts)
     if rows:
         text += "\n\n" + table(["HOST", "CONTAINER", "PROTO", "PUBLISHED ON", "CONTAINER ADDRESS"], rows)
-    emit(fmt, data=jsonable({"hosts": data}), text=text)
+    emit(fmt, data={"hosts": data}, text=text)
     exit_if_failed(outcomes)
-
-
-def _hp(addr: Any, port: int) -> str:
-    return f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
 
 
 @task(help={"resync": "Seconds between full resyncs (default 300).",
