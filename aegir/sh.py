@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from .errors import AegirError, CommandError
+from .errors import AegirError, CommandError, UnreachableError
 
 if TYPE_CHECKING:  # pragma: no cover
     from invoke import Context
@@ -104,6 +104,15 @@ class _Feed(io.StringIO):
         return super().read(1 << 16)
 
 
+def _connection_lost(c: "Context", exc: Exception) -> bool:
+    """True when `exc` is a remote context's SSH connection dropping mid-command."""
+    if not hasattr(c, "transport"):  # a local Context: OSError there is a bug or a missing shell
+        return False
+    from paramiko.ssh_exception import SSHException
+
+    return isinstance(exc, (EOFError, OSError, SSHException))
+
+
 def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True, stream: bool = False) -> "Result":
     """Run `cmd` through `c` (local Context or Fabric Connection), output captured.
 
@@ -125,11 +134,14 @@ def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True, stream: bool =
             echo_stdin=False,
             timeout=cmd.timeout,
         )
-    except Exception as exc:  # invoke.CommandTimedOut, UnexpectedExit...
+    except Exception as exc:  # invoke.CommandTimedOut, a dropped SSH connection...
         from invoke.exceptions import CommandTimedOut
 
         if isinstance(exc, CommandTimedOut):
             raise CommandError(host, cmd.line, -1, f"timed out after {cmd.timeout}s") from None
+        if _connection_lost(c, exc):
+            raise UnreachableError(f"SSH connection lost while running `{cmd.line}`: "
+                                   f"{exc or type(exc).__name__}", host=host) from None
         raise
     if check and result.exited != 0:
         raise CommandError(host, cmd.line, result.exited, mask(result.stderr, secrets))

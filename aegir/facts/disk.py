@@ -36,13 +36,30 @@ class Filesystems:
     srv_state: str  # "mounted" | "not mounted" | "missing"
 
 
-def df_cmd(srv: str) -> Cmd:
-    """``df`` of / and /srv, in bytes, in a layout that does not depend on the locale."""
-    return Cmd(("df", "-B1", "--output=source,size,used,avail,target", "/", srv), env={"LC_ALL": "C"})
+_USAGE_SCRIPT = """\
+LC_ALL=C df -B1 --output=source,size,used,avail,target / "$1"
+echo '@@du'
+cd "$1" 2>/dev/null || exit 0
+set --
+for d in core/*/ apps/*/ users/*/; do [ -d "$d" ] && set -- "$@" "${d%/}"; done
+[ "$#" -eq 0 ] || exec du -B1 -x -d1 -- "$@"
+"""
+
+
+def usage_cmd(srv: str) -> Cmd:
+    """One probe, one SSH session: ``df`` of / and /srv in bytes, then ``du`` of every
+    folder under core/ apps/ users/ and its direct subfolders (a single pass)."""
+    return shell(_USAGE_SCRIPT, srv)
+
+
+def split_usage(stdout: str) -> tuple[str, str]:
+    """`usage_cmd` output -> (df part, du part)."""
+    df, _, du = stdout.partition("@@du\n")
+    return df, du
 
 
 def parse_df(stdout: str, stderr: str, srv: str) -> Filesystems:
-    """Read `df_cmd` output. /srv not being its own mount point is 'not mounted'."""
+    """Read the df part of `usage_cmd` output. /srv not being its own mount point is 'not mounted'."""
     rows: list[Filesystem] = []
     for line in stdout.splitlines()[1:]:
         parts = line.split(None, 4)
@@ -73,21 +90,8 @@ class ProjectSize:
         return f"{self.kind}/{self.name}"
 
 
-_DU_SCRIPT = """\
-cd "$1" 2>/dev/null || exit 0
-set --
-for d in core/*/ apps/*/ users/*/; do [ -d "$d" ] && set -- "$@" "${d%/}"; done
-[ "$#" -eq 0 ] || exec du -B1 -x -d1 -- "$@"
-"""
-
-
-def du_cmd(srv: str) -> Cmd:
-    """``du`` of every folder under core/ apps/ users/ and its direct subfolders, one pass."""
-    return shell(_DU_SCRIPT, srv)
-
-
 def parse_du(stdout: str) -> tuple[ProjectSize, ...]:
-    """Read `du_cmd` output (``bytes<TAB>kind/name[/part]``), largest project first."""
+    """Read the du part of `usage_cmd` output (``bytes<TAB>kind/name[/part]``), largest project first."""
     totals: dict[tuple[str, str], int] = {}
     parts: dict[tuple[str, str], dict[str, int]] = {}
     for line in stdout.splitlines():

@@ -9,8 +9,9 @@ from invoke import Collection
 
 from .. import fleet
 from ..docker import DockerUnavailable
-from ..facts.disk import (DockerUsage, Filesystems, ProjectSize, df_cmd, du_cmd, parse_df,
-                          parse_docker_df, parse_du)
+from ..errors import CommandError
+from ..facts.disk import (DockerUsage, Filesystems, ProjectSize, parse_df, parse_docker_df, parse_du,
+                          split_usage, usage_cmd)
 from ..report import FORMAT_HELP, check_format, emit, human, table
 from .base import exit_if_failed, targets, task
 
@@ -29,17 +30,16 @@ class HostDisk:
 def gather(hc: fleet.HostContext) -> HostDisk:
     """Read the disk facts of one host (read-only)."""
     srv = hc.host.srv
-    df = hc.run(df_cmd(srv), check=False)
-    filesystems = parse_df(df.stdout, df.stderr, srv)
+    cmd = usage_cmd(srv)
+    probe = hc.run(cmd, check=False)
+    df_text, du_text = split_usage(probe.stdout)
+    filesystems = parse_df(df_text, probe.stderr, srv)
     if filesystems.root is None:
-        hc.run(df_cmd(srv))  # raise with the command's own error
+        raise CommandError(hc.name, cmd.line, probe.exited, probe.stderr)
+    projects: tuple[ProjectSize, ...] = parse_du(du_text)
     warnings: list[str] = []
-    projects: tuple[ProjectSize, ...] = ()
-    if filesystems.srv_state != "missing":
-        du = hc.run(du_cmd(srv), check=False)
-        projects = parse_du(du.stdout)
-        if du.exited != 0 and du.stderr.strip():
-            warnings.append("du: " + du.stderr.strip().splitlines()[-1])
+    if probe.exited != 0 and probe.stderr.strip() and filesystems.srv_state != "missing":
+        warnings.append(probe.stderr.strip().splitlines()[-1])
     try:
         usage: DockerUsage | None = parse_docker_df(hc.docker().df())
         error = None
@@ -80,8 +80,8 @@ def render(outcomes: Sequence[fleet.Outcome[HostDisk]], top: int) -> str:
     if prows:
         out += ["", table(["HOST", "PROJECT", "TOTAL", "DATA", "DB", "WAL"], prows)]
     t = totals(outcomes)
-    out += ["", f"fleet: {t['hosts_ok']}/{t['hosts']} hosts; /srv used {human(t['srv_used'])} "
-                f"of {human(t['srv_size'])}; docker {human(t['docker_size'])} "
+    srv = f"/srv used {human(t['srv_used'])} of {human(t['srv_size'])}" if t["srv_size"] else "no /srv mounted"
+    out += ["", f"fleet: {t['hosts_ok']}/{t['hosts']} hosts; {srv}; docker {human(t['docker_size'])} "
                 f"({human(t['docker_reclaimable'])} reclaimable); projects {human(t['projects'])}"]
     return "\n".join(out)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aegir.facts.disk import (Filesystem, ProjectSize, Usage, df_cmd, du_cmd, parse_df, parse_docker_df,
-                              parse_du)
+from aegir.facts.disk import (Filesystem, ProjectSize, Usage, parse_df, parse_docker_df, parse_du, split_usage,
+                              usage_cmd)
 
 DATA = Path(__file__).parent / "data"
 
@@ -22,8 +22,17 @@ Filesystem         1B-blocks        Used      Avail Mounted on
 """
 
 
-def test_df_asks_for_bytes_in_a_fixed_layout():
-    assert df_cmd("/srv").line == "env LC_ALL=C df -B1 --output=source,size,used,avail,target / /srv"
+def test_one_probe_asks_df_for_bytes_in_a_fixed_layout_then_du_with_srv_as_an_argument():
+    cmd = usage_cmd("/srv")
+    assert cmd.argv[:2] == ("sh", "-c") and cmd.argv[3:] == ("sh", "/srv")
+    script = cmd.argv[2].splitlines()
+    assert script[0] == 'LC_ALL=C df -B1 --output=source,size,used,avail,target / "$1"'
+    assert script[-1] == '[ "$#" -eq 0 ] || exec du -B1 -x -d1 -- "$@"'
+
+
+def test_the_probe_output_splits_into_its_df_and_du_parts():
+    assert split_usage(DF_MOUNTED + "@@du\n8192\tcore/front\n") == (DF_MOUNTED, "8192\tcore/front\n")
+    assert split_usage(DF_MOUNTED) == (DF_MOUNTED, "")
 
 
 def test_a_mounted_srv_is_its_own_filesystem():
@@ -42,12 +51,6 @@ def test_a_missing_srv_is_said_so():
     head = DF_NOT_MOUNTED.splitlines()
     fs = parse_df("\n".join(head[:2]) + "\n", "df: /srv: No such file or directory\n", "/srv")
     assert (fs.srv_state, fs.root.target) == ("missing", "/")
-
-
-def test_du_walks_core_apps_users_once_with_data_as_positional_argument():
-    cmd = du_cmd("/srv")
-    assert cmd.argv[:2] == ("sh", "-c") and cmd.argv[-1] == "/srv"
-    assert 'exec du -B1 -x -d1 -- "$@"' in cmd.argv[2]
 
 
 def test_du_output_becomes_projects_largest_first_with_their_parts():
