@@ -1,0 +1,211 @@
+"""update.review / announce / apply end to end, on lab hosts whose / is a Debian 12 root of their own.
+
+Real apt, real dpkg: each host (tests/lab/debian_root.py) is an overlay of a
+cached ``debootstrap`` root with docker.io, openssh-server and systemd, and
+fake stage-1 packages installed; hyp4's local repositories hold their
+stage-2 versions and a repacked real containerd (tests/lab/lab_packages.py);
+hyp5's hold nothing newer. The fake packages never reach this machine's dpkg
+database (checked at the end). systemd is not running in the hosts: their
+``systemctl show`` comes from systemd's offline loader and the hosts'
+processes (tests/lab/systemctl-lab.pl).
+
+The tests run in file order on the same two hosts: review, refusals,
+announcement, apply, checks.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import run_inv
+from tests.lab import Lab, LabHost, debian_root, lab_packages
+from tests.lab.aptrepo import FakePackage, build, write_repo
+
+IMAGE = "aegir-lab/busybox:latest"
+WEB = f"services:\n  web:\n    image: {IMAGE}\n    command: [\"httpd\", \"-f\", \"-p\", \"80\"]\n"
+NOTIFY = ["sh", "-c", "cat > /var/tmp/aegir-announcement; echo delivered"]
+LAB_KINDS = {
+    "aegir-lab-dockdep": "docker", "containerd": "docker", "aegir-lab-beacon": "crucial",
+    "linux-image-aegir-lab": "reboot", "libaegirlab-sec1": "security", "libaegirlab1": "other",
+}
+
+
+@pytest.fixture(scope="module")
+def deb(lab: Lab, tmp_path_factory) -> dict:
+    """hyp4 (upgrades waiting, a Compose app running) and hyp5 (up to date), and an inventory of both."""
+    busy = debian_root.add_debian_host(lab)
+    quiet = debian_root.add_debian_host(lab, upgrades=False)
+    try:
+        busy.write("apps/web/docker-compose.yml", WEB)
+        busy.run(["sh", "-c", "cd /srv/apps/web && docker compose up -d"], timeout=60)
+        data = lab.inventory_data([busy, quiet])
+        data["defaults"]["update"] = {"extra_crucial_units": ["aegir-lab-beacon.service"], "notify": {"command": NOTIFY}}
+        path = tmp_path_factory.mktemp("update") / "hosts.yml"
+        path.write_text(yaml.safe_dump(data))
+        yield {"busy": busy, "quiet": quiet, "inventory": path}
+    finally:
+        lab.remove_host(busy)
+        lab.remove_host(quiet)
+
+
+def inv(deb: dict, *args: str, inventory: Path | None = None):
+    res = run_inv(*args, inventory=inventory or deb["inventory"])
+    data = json.loads(res.stdout) if "--format" in args and res.stdout.strip().startswith("{") else None
+    return res, data
+
+
+def dpkg_version(host: LabHost, package: str) -> str:
+    return host.run(["dpkg-query", "-W", "-f", "${Version}", package]).stdout
+
+
+def test_review_classifies_each_upgrade_from_real_apt_and_dpkg(deb):
+    res, data = inv(deb, "-H", "hyp4", "update.review", "--refresh", "--format", "json")
+    assert res.returncode == 1, res.stderr  # risky
+    [host] = data["hosts"]
+    assert {p["name"]: p["kind"] for p in host["packages"]} == LAB_KINDS
+    by_name = {p["name"]: p for p in host["packages"]}
+    assert by_name["containerd"]["old"] == dpkg_version(deb["busy"], "containerd")
+    assert by_name["containerd"]["new"].endswith("+aegirlab1")
+    assert by_name["aegir-lab-dockdep"]["reasons"][0].startswith(
+        "ships aegir-lab-dockdep.service, which docker.service Requires=, and restarts it")
+    assert "running containers stop and restart with it (live-restore is off)" in by_name["containerd"]["reasons"][0]
+    assert by_name["libaegirlab-sec1"]["origin"] == "Debian-Security:12/lab-security"
+    assert host["docker_dependencies"] == {"aegir-lab-dockdep.service": ["docker.service Requires="]}
+    assert (host["held"], host["kept_back"], host["live_restore"]) == (["aegir-lab-held"], ["aegir-lab-newdep"], False)
+    recorded = json.loads(deb["busy"].root("/var/lib/aegir/update-review.json").read_text())
+    assert recorded["digest"] == host["digest"] and set(recorded["versions"]) == set(LAB_KINDS)
+
+
+def test_review_prints_a_table_and_one_fleet_line_and_exits_by_risk(deb):
+    res, _ = inv(deb, "update.review")
+    assert res.returncode == 1, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == (
+        "2 hosts: hyp4 would restart docker via aegir-lab-dockdep, containerd; would restart "
+        "aegir-lab-beacon.service via aegir-lab-beacon; hyp5 nothing to upgrade")
+    assert "aegir-lab-held" in res.stdout and "held (apt-mark hold): not upgraded" in res.stdout
+    assert run_inv("-H", "hyp5", "update.review", inventory=deb["inventory"]).returncode == 0
+    broken = run_inv("-H", "hyp5,root@192.0.2.99:22", "update.review", inventory=deb["inventory"])
+    assert broken.returncode == 2 and "root@192.0.2.99:22 failed" in broken.stdout
+
+
+def test_review_dist_upgrade_takes_the_kept_back_package_and_its_new_dependency(deb):
+    res, data = inv(deb, "-H", "hyp4", "update.review", "--dist", "--format", "json")
+    assert res.returncode == 1, res.stderr
+    [host] = data["hosts"]
+    by_name = {p["name"]: p for p in host["packages"]}
+    assert by_name["aegir-lab-newdep"]["new"] == "1.1-1" and by_name["aegir-lab-extra"]["old"] is None
+    assert host["kept_back"] == [] and host["held"] == ["aegir-lab-held"] and host["dist"] is True
+
+
+def test_apply_refuses_when_the_package_set_changed_since_the_review(deb, tmp_path):
+    busy = deb["busy"]
+    assert inv(deb, "-H", "hyp4", "update.review")[0].returncode == 1
+    repo = busy.root(lab_packages.REPO_DIR)
+    newer = build(FakePackage("libaegirlab1", "1.0-3", files={"/usr/lib/aegir-lab/libaegirlab.so.1": "1.0-3\n"}), tmp_path)
+    built = write_repo(tmp_path / "repo", [*repo.glob("*.deb"), newer], lab_packages.LAB_RELEASE)
+    subprocess.run(["cp", "-a", f"{built}/.", str(repo)], check=True)  # apt-ftparchive cannot index in /proc/<pid>/root
+    busy.run(["apt-get", "update", "-q"], timeout=120)
+    res, _ = inv(deb, "-H", "hyp4", "update.apply", "--yes")
+    assert res.returncode == 1
+    assert ("the package set changed since the review: libaegirlab1: reviewed 1.0-1 -> 1.0-2, now 1.0-1 -> 1.0-3"
+            in res.stdout), res.stdout
+    assert dpkg_version(busy, "libaegirlab1") == "1.0-1"
+
+
+def test_apply_refuses_a_risky_upgrade_nobody_announced(deb):
+    assert inv(deb, "-H", "hyp4", "update.review")[0].returncode == 1
+    res, data = inv(deb, "-H", "hyp4", "update.apply", "--yes", "--format", "json")
+    assert res.returncode == 1
+    assert "was not announced: run `inv update.announce --message ...` first" in data["plan"][0]["error"]
+    assert not data["applied"] and dpkg_version(deb["busy"], "aegir-lab-beacon") == "1.0-1"
+
+
+def test_announce_tells_users_per_service_through_the_host_command(deb):
+    res, data = inv(deb, "-H", "hyp4", "update.announce", "--message", "Upgrades tonight.", "--when", "22:00 UTC",
+                    "--format", "json")
+    assert res.returncode == 0, res.stderr
+    [host] = data["hosts"]
+    assert host["notifier"] == "command" and host["response"] == "exit 0: delivered"
+    told = deb["busy"].root("/var/tmp/aegir-announcement").read_text()
+    assert told.startswith("Upgrades tonight.\nWhen: 22:00 UTC\nhyp4: 6 packages upgraded; would restart docker via")
+    assert "  - apps/web: stops and restarts with Docker (aegir-lab-dockdep, containerd): about a minute" in told
+    assert "  - aegir-lab-beacon.service: restarts (aegir-lab-beacon): a few seconds" in told
+    recorded = json.loads(deb["busy"].root("/var/lib/aegir/update-announce.json").read_text())
+    assert recorded["message"] == "Upgrades tonight." and recorded["when"] == "22:00 UTC"
+
+
+def test_announce_can_post_json_to_an_http_notifier(deb, tmp_path):
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        data = yaml.safe_load(deb["inventory"].read_text())
+        data["defaults"]["update"]["notify"] = {"url": f"http://127.0.0.1:{server.server_port}/hook"}
+        path = tmp_path / "hosts.yml"
+        path.write_text(yaml.safe_dump(data))
+        assert run_inv("-H", "hyp5", "update.review", inventory=path).returncode == 0
+        res = run_inv("-H", "hyp5", "update.announce", "--message", "Routine upgrade.", inventory=path)
+    finally:
+        server.shutdown()
+    assert res.returncode == 0, res.stdout + res.stderr
+    [doc] = received
+    assert (doc["host"], doc["message"], doc["interruptions"]) == ("hyp5", "Routine upgrade.", [])
+    assert "hyp5: 0 packages upgraded; no service interruption expected" in doc["text"]
+
+
+def test_apply_upgrades_for_real_then_checks_docker_the_apps_and_stale_processes(deb):
+    busy = deb["busy"]
+    res, data = inv(deb, "-H", "hyp4", "update.apply", "--yes", "--format", "json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    [host] = data["hosts"]
+    assert set(host["upgraded"]) == set(LAB_KINDS)
+    for name, (_, new) in host["upgraded"].items():
+        assert dpkg_version(busy, name) == new  # real dpkg, in the host's own database
+    assert dpkg_version(busy, "aegir-lab-held") == "1.0-1"
+    assert host["docker_ok"] and host["projects"] == ["apps/web up"]
+    assert host["containers_before"] == host["containers_after"] != []
+    # the running containerd and the app's shim still map the binaries the upgrade replaced
+    assert sorted((p["command"], p["files"]) for p in host["needs_restart"]) == [
+        ("containerd", ["/usr/bin/containerd"]), ("containerd-shim", ["/usr/bin/containerd-shim-runc-v2"])]
+    log = busy.root(host["log"]).read_text()
+    assert "Setting up containerd (" in log and log.rstrip().endswith("# exit 0")
+    assert host["left"] == [] and host["problems"] == []
+    again = run_inv("-H", "hyp4", "update.apply", "--yes", inventory=deb["inventory"])
+    assert again.returncode == 1 and "no review of this upgrade on the host" in again.stdout
+
+
+def test_holding_the_risky_packages_needs_no_announcement(deb):
+    quiet = deb["quiet"]
+    debian_root.publish_upgrades(quiet.root(), debian_root.cached_root() / debian_root.CONTAINERD_DEB,
+                                 quiet.paths.dir / "debs")
+    assert run_inv("-H", "hyp5", "update.review", "--refresh", inventory=deb["inventory"]).returncode == 1
+    res, data = inv(deb, "-H", "hyp5", "update.apply", "--yes", "--hold", "containerd", "--hold",
+                    "aegir-lab-dockdep,aegir-lab-beacon", "--format", "json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert set(data["hosts"][0]["upgraded"]) == {"linux-image-aegir-lab", "libaegirlab-sec1", "libaegirlab1"}
+    assert "+aegirlab1" not in dpkg_version(quiet, "containerd")
+    assert quiet.run(["apt-mark", "showhold"]).stdout.split() == ["aegir-lab-held"]  # holds were for this run
+
+
+def test_this_machines_dpkg_database_never_saw_the_lab_packages(deb):
+    own = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\n"], capture_output=True, text=True).stdout.split()
+    assert not [p for p in own if p.startswith(("aegir-lab", "libaegirlab", "linux-image-aegir-lab"))]
+    containerd = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "containerd"], capture_output=True, text=True)
+    assert "aegirlab" not in containerd.stdout
