@@ -294,7 +294,15 @@ arch=$(dpkg --print-architecture)
 for spec in "$@"; do
   name=${spec%%=*}
   echo "@@aegir@@ package $name"
-  if apt-get download -q "$spec" >/dev/null 2>"$dir/err"; then
+  # Only packages that may touch a service are downloaded: those not installed
+  # yet, and those whose installed version ships a unit or an init script, or
+  # whose scripts call a service manager.
+  if dpkg-query -W "$name" >/dev/null 2>&1 \
+     && ! dpkg-query -L "$name" 2>/dev/null | grep -qE '/systemd/system/[^/]+[.](service|socket)$|^/etc/init[.]d/' \
+     && ! cat "/var/lib/dpkg/info/$name".* "/var/lib/dpkg/info/$name:$arch".* 2>/dev/null \
+          | grep -qE 'deb-systemd-invoke|invoke-rc[.]d|systemctl'; then
+    echo "@@aegir@@ skipped"
+  elif apt-get download -q "$spec" >/dev/null 2>"$dir/err"; then
     for deb in "$dir"/"$name"_*.deb; do
       echo "@@aegir@@ new-files"
       dpkg-deb -c "$deb" | awk '{print $6}'
@@ -322,7 +330,13 @@ exit 0
 def package_info_cmd(versions: Mapping[str, str]) -> Cmd:
     """Download the new packages (``apt-get download name=version``, in a temporary
     folder removed afterwards) and print their file lists and maintainer scripts,
-    and those of the installed versions, between ``@@aegir@@`` marks."""
+    and those of the installed versions, between ``@@aegir@@`` marks.
+
+    A package whose installed version ships no unit or init script and whose
+    scripts call no service manager (a plain library, say) is not downloaded:
+    its section says ``skipped``. The upgrade's own download is what apt
+    does later; the review reads only what can restart something.
+    """
     specs = []
     for name, version in versions.items():
         check_package(name)
@@ -347,7 +361,8 @@ def units_in(files: Iterable[str]) -> tuple[str, ...]:
     found: list[str] = []
     for f in files:
         if m := _UNIT_PATH_RE.match(f.strip()):
-            found.append(m[1])
+            if "@." not in m[1]:  # a template (foo@.service) is never active itself
+                found.append(m[1])
         elif m := _INITD_RE.match(f.strip()):
             found.append(f"{m[1]}.service")
     return tuple(dict.fromkeys(found))

@@ -47,6 +47,7 @@ class HostFacts:
     live_restore: bool | None = None
     docker_error: str | None = None
     dist: bool = False
+    systemd: bool = True  # False: systemd is not running, unit states are unknown
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class HostReview:
     live_restore: bool | None = None
     docker_error: str | None = None
     dist: bool = False
+    warnings: tuple[str, ...] = ()
 
     @property
     def risky(self) -> bool:
@@ -194,6 +196,14 @@ def classify(facts: HostFacts, config: UpdateConfig) -> HostReview:
         crucial_restarts = []
         for r in restarted:
             info_u = units.get(r.unit)
+            if not facts.systemd:  # states unknown: a crucial unit counts as active
+                if r.unit in crucial:
+                    crucial_restarts.append(r.unit)
+                    if r.unit not in explained:
+                        reasons.append(f"restarts {r.unit}, crucial, state unknown ({r})")
+                elif r.unit.endswith(".service"):
+                    reasons.append(f"restarts {r.unit} if it runs, not crucial ({r})")
+                continue
             if info_u is None or not info_u.active:
                 continue
             if _names(r.unit, units) & crucial:
@@ -230,6 +240,9 @@ def classify(facts: HostFacts, config: UpdateConfig) -> HostReview:
         live_restore=facts.live_restore,
         docker_error=facts.docker_error,
         dist=facts.dist,
+        warnings=() if facts.systemd else (
+            "systemd is not running: unit states and Docker's unit dependencies are unknown; "
+            "restarts of crucial units are counted as risky",),
     )
 
 

@@ -51,7 +51,9 @@ def render_review(outcomes: Sequence[Outcome[Reviewed]]) -> str:
     out = []
     if rows:
         out += [table(["HOST", "PACKAGE", "OLD", "NEW", "ORIGIN", "KIND", "WHY"], rows), ""]
-    out += [table(["HOST", "UPGRADES", "RISKY", "LIVE-RESTORE", "REVIEW"], hosts), "", summary(outcomes)]
+    out += [table(["HOST", "UPGRADES", "RISKY", "LIVE-RESTORE", "REVIEW"], hosts)]
+    out += [f"warning: {o.host.name}: {w}" for o in outcomes if o.value for w in o.value.review.warnings]
+    out += ["", summary(outcomes)]
     return "\n".join(out)
 
 
@@ -69,7 +71,7 @@ def review_json(outcomes: Sequence[Outcome[Reviewed]]) -> dict[str, Any]:
                            "risky": p.risky} for p in r.packages],
                 held=list(r.held), kept_back=list(r.kept_back), removals=list(r.removals),
                 docker_dependencies={k: list(v) for k, v in r.docker_deps.items()},
-                recorded=o.value.path, digest=o.value.record.digest,
+                recorded=o.value.path, digest=o.value.record.digest, warnings=list(r.warnings),
             )
         hosts.append(entry)
     return {"hosts": hosts, "summary": summary(outcomes),

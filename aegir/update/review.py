@@ -28,6 +28,10 @@ from .config import UpdateConfig
 from .records import REVIEW_PATH, ReviewRecord, write_cmd
 
 
+#: systemctl's words when systemd is not PID 1 (a container, a chroot, this CI machine).
+NO_SYSTEMD = ("has not been booted with systemd", "Failed to connect to bus")
+
+
 def step(hc: HostContext, cmd: Cmd, what: str, *, check: bool = True) -> "Result":
     """Run `cmd`; a failure says `what` failed (exit code, stderr tail), not the whole script."""
     try:
@@ -61,7 +65,13 @@ def gather(hc: HostContext, config: UpdateConfig, *, refresh: bool = False, dist
         packages = parse_package_info(step(hc, package_info_cmd(wanted), "reading the new packages").stdout)
     shipped = sorted({u for p in packages.values() for u in p.units})
     asked = list(dict.fromkeys([*DOCKER_UNITS, *config.crucial_units, *shipped]))
-    units = parse_units(hc.run(systemctl_show_cmd(asked)).stdout)
+    shown = hc.run(systemctl_show_cmd(asked), check=False)
+    systemd = not (shown.exited != 0 and any(s in shown.stderr for s in NO_SYSTEMD))
+    if not systemd:  # a container or chroot: no unit states, no Docker dependencies to read
+        units = {}
+    else:
+        units = parse_units(step(hc, systemctl_show_cmd(asked), "systemctl show").stdout if shown.exited
+                            else shown.stdout)
     deps = docker_dependencies(units)
     missing = [u for u in deps if u not in units]
     if missing:
@@ -73,7 +83,7 @@ def gather(hc: HostContext, config: UpdateConfig, *, refresh: bool = False, dist
         by_path = owners(fragments.values(), found)
         unit_owners = {u: by_path[p] for u, p in fragments.items()}
     restore, docker_error = live_restore(hc) if simulation.upgrades else (None, None)
-    return HostFacts(simulation, held, packages, units, unit_owners, restore, docker_error, dist)
+    return HostFacts(simulation, held, packages, units, unit_owners, restore, docker_error, dist, systemd)
 
 
 @dataclass(frozen=True)

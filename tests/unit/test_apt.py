@@ -160,3 +160,14 @@ def test_needrestart_lists_the_processes_mapping_replaced_files():
     assert (procs[0].command, procs[0].unit, procs[0].files) == ("containerd", None, ("/usr/bin/containerd",))
     row = parse_needrestart("812\tsshd\tssh.service\t/usr/lib/x86_64-linux-gnu/libssl.so.3 /usr/sbin/sshd\n")[0]
     assert row.unit == "ssh.service" and row.files == ("/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/sbin/sshd")
+
+
+def test_a_real_hypervisor_like_upgrade_of_117_packages_parses_line_by_line():
+    """apt_bookworm_machine_upgrade.txt: `apt-get -s upgrade` of this Debian 12 machine (see apt_README.md)."""
+    stdout = recorded("apt_bookworm_machine_upgrade.txt")[0]
+    sim = parse_simulation(stdout)
+    assert len(sim.upgrades) == stdout.count("\nInst ") + stdout.startswith("Inst ") == 117
+    pam = sim.versions["libpam-modules-bin"]  # its line ends with "[libpam-modules:amd64 on ...] [...]"
+    assert pam == ("1.5.2-6+deb12u1", "1.5.2-6+deb12u2")
+    krb = next(u for u in sim.upgrades if u.name == "krb5-locales")
+    assert [str(o) for o in krb.origins] == ["Debian:12.15/oldstable", "Debian-Security:12/oldstable-security"]
