@@ -31,6 +31,7 @@ class AegirConfig(FabricConfig):
         defaults = FabricConfig.global_defaults()
         return merge_dicts(defaults, {
             "tasks": {"collection_name": "tasks"},
+            "timeouts": {"connect": 10},  # seconds; -t or ssh_config ConnectTimeout override it
             "aegir": {"hosts": None, "inventory": None, "dry": False, "parallel": 32},
         })
 
@@ -62,6 +63,9 @@ class AegirProgram(Fab):
         }
         if dry:  # aegir's --dry reads facts: commands still run, tasks stop before acting
             self.config._overrides.setdefault("run", {})["dry"] = False
+        timeout = self.config._overrides.get("connect_kwargs", {}).pop("timeout", None)
+        if timeout:  # Fab puts -t in connect_kwargs; Connection wants it as connect_timeout
+            self.config._overrides.setdefault("timeouts", {})["connect"] = timeout
         self.config.merge()
 
 

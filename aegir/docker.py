@@ -74,7 +74,7 @@ def _over_ssh(hc: "HostContext", command: str) -> "docker.DockerClient":
     import docker
     from docker.errors import DockerException
 
-    adapter = _DialAdapter(hc.c, command)
+    adapter = _DialAdapter(hc, command)
     # Build the API client without letting it open its own SSH session
     # (use_ssh_client=True only spawns `ssh` lazily, at first request), then put
     # our adapter where the SDK mounts its own SSH adapter, and ask the version.
@@ -121,8 +121,8 @@ def _make_adapter_classes() -> tuple[type, type, type]:
             return DialConnection(self.ssh_transport, self.timeout, self.command)
 
     class DialAdapter(BaseHTTPAdapter):
-        def __init__(self, conn: Any, command: str, timeout: float = API_TIMEOUT, maxsize: int = 8) -> None:
-            self.conn = conn
+        def __init__(self, hc: Any, command: str, timeout: float = API_TIMEOUT, maxsize: int = 8) -> None:
+            self.hc = hc
             self.command = command
             self.timeout = timeout
             self.maxsize = maxsize
@@ -134,8 +134,8 @@ def _make_adapter_classes() -> tuple[type, type, type]:
             with self._lock:
                 pool = self.pools.get(url)
                 if pool is None:
-                    self.conn.open()  # no-op when already connected
-                    pool = DialPool(self.conn.transport, self.timeout, self.maxsize, self.command)
+                    self.hc.connect()  # reconnects if needed; failures are UnreachableError
+                    pool = DialPool(self.hc.c.transport, self.timeout, self.maxsize, self.command)
                     self.pools[url] = pool
                 return pool
 
@@ -145,8 +145,8 @@ def _make_adapter_classes() -> tuple[type, type, type]:
 _classes: tuple[type, type, type] | None = None
 
 
-def _DialAdapter(conn: Any, command: str) -> Any:  # noqa: N802 - a factory standing for a class
+def _DialAdapter(hc: "HostContext", command: str) -> Any:  # noqa: N802 - a factory standing for a class
     global _classes
     if _classes is None:  # built on first use: importing docker costs ~0.15 s
         _classes = _make_adapter_classes()
-    return _classes[2](conn, command)
+    return _classes[2](hc, command)

@@ -14,6 +14,7 @@ Nothing is ever added to known_hosts silently.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import socket
 import sys
@@ -37,7 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
 T = TypeVar("T")
 
 DEFAULT_LIMIT = 32
-CONNECT_TIMEOUT = 10
 
 
 @dataclass
@@ -73,6 +73,17 @@ class HostContext:
 
             self._cache["docker"] = client_for(self)
         return self._cache["docker"]
+
+    def connect(self) -> None:
+        """(Re)open the SSH connection if it is not up; no-op for the local host.
+
+        Every failure to connect becomes `UnreachableError` (or `HostKeyError`)
+        with a one-line reason, whether at the start or on a reconnect (the
+        Docker API calls this before each new channel).
+        """
+        if self.host.is_local or self.c.is_connected:
+            return
+        _connect(self.c, self.host)
 
     def cached(self, key: str, compute: Callable[[], T]) -> T:
         """Memoise a per-host fact for the life of this context (e.g. Compose flavour)."""
@@ -149,27 +160,36 @@ def open_context(c: "Context", host: Host) -> HostContext:
 
         return HostContext(host, Context(config=c.config))
     from fabric import Connection
-    from paramiko.ssh_exception import (AuthenticationException, BadHostKeyException,
-                                        NoValidConnectionsError, SSHException)
 
+    # paramiko logs its own tracebacks for failed handshakes on stderr; the
+    # outcome row already says why (a handler configured by --debug still sees them).
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
     known_hosts = os.path.expanduser(host.known_hosts)
     kwargs: dict[str, Any] = {}
     if host.identity:
         kwargs["key_filename"] = [os.path.expanduser(host.identity)]
-    timeout = c.config.get("timeouts", {}).get("connect") or CONNECT_TIMEOUT
-    conn = Connection(
+    conn = Connection(  # connect timeout: ssh_config's ConnectTimeout, else timeouts.connect (-t)
         host.address or host.name,
         user=host.user,
         port=host.port,
         config=c.config,
-        connect_timeout=timeout,
         connect_kwargs=kwargs,
     )
     keys = conn.client.get_host_keys()
     if os.path.exists(known_hosts):
         keys.load(known_hosts)
     conn.client.set_missing_host_key_policy(_RefuseUnknown(host, known_hosts))
+    hc = HostContext(host, conn)
+    hc.connect()
+    return hc
+
+
+def _connect(conn: Any, host: Host) -> None:
+    from paramiko.ssh_exception import (AuthenticationException, BadHostKeyException,
+                                        NoValidConnectionsError, SSHException)
+
     where = host.ssh_target
+    known_hosts = os.path.expanduser(host.known_hosts)
     try:
         conn.open()
     except HostKeyError:
@@ -186,10 +206,10 @@ def open_context(c: "Context", host: Host) -> HostContext:
         reasons = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
         raise UnreachableError(f"cannot connect to {where}: {reasons}", host=host.name) from None
     except (socket.timeout, TimeoutError):
-        raise UnreachableError(f"cannot connect to {where}: timed out after {timeout}s", host=host.name) from None
+        raise UnreachableError(f"cannot connect to {where}: timed out after {conn.connect_timeout}s",
+                               host=host.name) from None
     except (socket.gaierror, OSError, SSHException, EOFError) as exc:
         raise UnreachableError(f"cannot connect to {where}: {exc or type(exc).__name__}", host=host.name) from None
-    return HostContext(host, conn)
 
 
 # --------------------------------------------------------------------------- fan-out

@@ -70,3 +70,18 @@ def test_the_program_finds_tasks_py_from_a_subdirectory_like_stock_inv():
 def test_stock_invoke_would_not_know_h_but_ours_does():
     res = run_inv("-H", "local", "--list")
     assert res.returncode == 0 and "No idea what '-H' is" not in res.stderr
+
+
+def test_connect_timeout_flag_reaches_ssh_and_a_dead_raw_target_is_an_unreachable_row():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = run_inv("-t", "3", "-H", f"root@127.0.0.1:{port}", "disk.report", "--format", "json",
+                  inventory=REPO / "hosts.yml")
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    [row] = json.loads(res.stdout)["hosts"]
+    assert row["status"] == "unreachable"
+    assert row["error"] == f"cannot connect to root@127.0.0.1:{port}: Connection refused"
