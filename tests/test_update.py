@@ -91,8 +91,9 @@ def test_review_prints_a_table_and_one_fleet_line_and_exits_by_risk(deb):
         "aegir-lab-beacon.service via aegir-lab-beacon; hyp5 nothing to upgrade")
     assert "aegir-lab-held" in res.stdout and "held (apt-mark hold): not upgraded" in res.stdout
     assert run_inv("-H", "hyp5", "update.review", inventory=deb["inventory"]).returncode == 0
-    broken = run_inv("-H", "hyp5,root@192.0.2.99:22", "update.review", inventory=deb["inventory"])
-    assert broken.returncode == 2 and "root@192.0.2.99:22 failed" in broken.stdout
+    closed = "root@127.0.0.1:1"  # nothing listens there: refused at once
+    broken = run_inv("-H", f"hyp5,{closed}", "update.review", inventory=deb["inventory"])
+    assert broken.returncode == 2 and f"{closed} failed (cannot connect to" in broken.stdout
 
 
 def test_review_dist_upgrade_takes_the_kept_back_package_and_its_new_dependency(deb):
@@ -172,6 +173,9 @@ def test_announce_can_post_json_to_an_http_notifier(deb, tmp_path):
 
 def test_apply_upgrades_for_real_then_checks_docker_the_apps_and_stale_processes(deb):
     busy = deb["busy"]
+    unasked = run_inv("-H", "hyp4", "update.apply", inventory=deb["inventory"])  # stdin is not a terminal
+    assert unasked.returncode == 1 and "pass --yes to upgrade without a prompt" in unasked.stderr
+    assert dpkg_version(busy, "libaegirlab1") == "1.0-1"
     res, data = inv(deb, "-H", "hyp4", "update.apply", "--yes", "--format", "json")
     assert res.returncode == 0, res.stdout + res.stderr
     [host] = data["hosts"]
