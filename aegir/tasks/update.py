@@ -43,15 +43,20 @@ def _operator() -> str:
 @task(help={"refresh": "Run `apt-get update` first.", "dist": "Review `dist-upgrade` instead of `upgrade`.",
             "format": FORMAT_HELP})
 def review(c, refresh=False, dist=False, format="table"):
-    """Review what `apt upgrade` would do: what restarts Docker or a crucial daemon, and why."""
+    """Review what `apt upgrade` would do: what restarts Docker or a crucial daemon, and why.
+
+    The review is recorded on each host (/var/lib/aegir/update-review.json) for
+    update.apply, except under the program's --dry. Exit 0: nothing risky,
+    1: an upgrade restarts Docker or a crucial unit, 2: a host could not be reviewed.
+    """
     fmt = check_format(format)
     try:
         configs, hosts = _configs(c)
     except AegirError as exc:
         raise Exit(f"aegir: {exc}", code=EXIT_ERROR) from None
-    now, by = time.time(), _operator()
+    now, by, record = time.time(), _operator(), not is_dry(c)
     outcomes = fleet.each(c, hosts, lambda hc: review_host(hc, configs[hc.name], refresh=refresh, dist=dist,
-                                                           by=by, now=now), label="update.review")
+                                                           by=by, now=now, record=record), label="update.review")
     emit(fmt, data=review_json(outcomes), text=render_review(outcomes))
     code = review_exit(outcomes)
     if code:
@@ -94,7 +99,13 @@ def _confirm(question: str, yes: bool) -> None:
             "force": "Apply a risky upgrade that was not announced.", "dry": "Check and show the plan; change nothing.",
             "format": FORMAT_HELP})
 def apply(c, yes=False, hold=None, force=False, dry=False, format="table"):
-    """Apply the reviewed upgrade (non-interactive, conffiles kept), then check Docker and the services."""
+    """Apply the reviewed upgrade (non-interactive, conffiles kept), then check Docker and the services.
+
+    Runs what was reviewed (upgrade, or dist-upgrade after `update.review --dist`),
+    only if the review is less than an hour old and apt would still upgrade the
+    very same packages; a risky upgrade also needs `update.announce` (or --force).
+    The transcript stays on the host, under /var/log/aegir.
+    """
     fmt = check_format(format)
     holds = tuple(check_package(p) for h in (hold or []) for p in h.split(",") if p)
     _, hosts = _configs(c)

@@ -92,7 +92,7 @@ class Reviewed:
 
     review: HostReview
     record: ReviewRecord
-    path: str = REVIEW_PATH
+    path: str | None = REVIEW_PATH  # None: not recorded (--dry)
 
 
 def record_of(review: HostReview, *, now: float, by: str) -> ReviewRecord:
@@ -107,9 +107,10 @@ def record_of(review: HostReview, *, now: float, by: str) -> ReviewRecord:
 
 
 def review_host(hc: HostContext, config: UpdateConfig, *, refresh: bool, dist: bool, by: str,
-                now: float | None = None) -> Reviewed:
-    """Review `hc`'s upgrade and record it on the host for `update.apply`."""
+                now: float | None = None, record: bool = True) -> Reviewed:
+    """Review `hc`'s upgrade and record it on the host for `update.apply` (unless not `record`)."""
     review = classify(gather(hc, config, refresh=refresh, dist=dist), config)
-    record = record_of(review, now=time.time() if now is None else now, by=by)
-    hc.run(write_cmd(REVIEW_PATH, record.to_json()))
-    return Reviewed(review, record)
+    kept = record_of(review, now=time.time() if now is None else now, by=by)
+    if record:
+        hc.run(write_cmd(REVIEW_PATH, kept.to_json()))
+    return Reviewed(review, kept, REVIEW_PATH if record else None)
