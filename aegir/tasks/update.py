@@ -26,13 +26,12 @@ from ..update.notify import announce_host
 from ..update.report import (EXIT_ERROR, apply_json, plan_json, render_apply, render_plan, render_review,
                              review_exit, review_json)
 from ..update.review import review_host
-from .base import exit_if_failed, inventory, is_dry, task
+from .base import exit_if_failed, inventory, is_dry, targets, task
 
 
 def _configs(c) -> tuple[dict[str, update_config.UpdateConfig], tuple]:
     """The target hosts and each one's validated ``update:`` section (inventory errors exit 2)."""
-    inv = inventory(c)
-    hosts = inv.resolve((c.config.get("aegir") or {}).get("hosts"))
+    inv, hosts = inventory(c), targets(c)
     return {h.name: update_config.for_host(h, inv) for h in hosts}, tuple(hosts)
 
 
