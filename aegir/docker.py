@@ -131,12 +131,14 @@ def _make_adapter_classes() -> tuple[type, type, type]:
             super().__init__()
 
         def get_connection(self, url: str, proxies: Any = None) -> DialPool:
+            # One pool for every URL: all requests go to the same daemon, and a new
+            # connection costs an SSH session (requests keys pools by full URL).
             with self._lock:
-                pool = self.pools.get(url)
+                pool = self.pools.get("daemon")
                 if pool is None:
                     self.hc.connect()  # reconnects if needed; failures are UnreachableError
                     pool = DialPool(self.hc.c.transport, self.timeout, self.maxsize, self.command)
-                    self.pools[url] = pool
+                    self.pools["daemon"] = pool
                 return pool
 
     return DialConnection, DialPool, DialAdapter

@@ -14,6 +14,7 @@ projects the host has: no ``compose ps`` per project.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -69,16 +70,23 @@ def gather_status(hc: "HostContext", names: Sequence[str] = (), kinds: Sequence[
                   *, fresh: bool = False) -> HostStatus:
     """Read the status of `hc`'s projects of `kinds` (all of them, or those `names` designate).
 
-    One round trip lists the projects, one Docker call lists every Compose
-    container, one more lists the images (for their age). `fresh` forgets a
+    One round trip lists the projects while, at the same time, one Docker call
+    lists every Compose container and one more the images (for their age). `fresh` forgets a
     discovery memoised earlier in this run (after ``apps.new``, say).
     """
     if fresh:
         hc._cache.pop("projects.discovery", None)
-    disc = discover(hc)
+
+    def docker_facts() -> tuple[tuple[Container, ...], dict[str, int]]:
+        found = containers(hc)
+        return found, (image_created(hc.docker().api.images()) if found else {})
+
+    # The discovery round trip and the Docker API (its own SSH channel) overlap.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="status") as pool:
+        facts = pool.submit(docker_facts)
+        disc = discover(hc)
+        found, images = facts.result()
     chosen, missing = select(disc.projects, names, kinds, host=hc.name)
-    found = containers(hc)
-    images = image_created(hc.docker().api.images()) if found else {}
     now = time.time()
     rows = tuple(project_status(p, found, images, now) for p in chosen)
     orphans = find_orphans(disc, found) if not names else ()

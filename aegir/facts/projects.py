@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import re
+import tarfile
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -120,6 +122,8 @@ class Discovery:
 
 _DISCOVER_SCRIPT = """\
 cd "$1" 2>/dev/null || { echo X; exit 0; }
+with_env=$2
+set --
 for kind in core apps users; do
   for d in "$kind"/*/; do
     [ -d "$d" ] || continue
@@ -129,82 +133,104 @@ for kind in core apps users; do
       [ -f "$d/$f" ] && files="$files${files:+,}$f"
     done
     if [ -z "$files" ]; then printf 'N\\t%s\\n' "$d"; continue; fi
-    mode=-
-    [ -f "$d/.env" ] && mode=$(stat -c %a "$d/.env" 2>/dev/null || echo '?')
-    printf 'P\\t%s\\t%s\\t%s\\t' "$d" "$files" "$mode"
-    if [ -r "$d/${files%%,*}" ]; then base64 < "$d/${files%%,*}" | tr -d '\\n'; else printf '!'; fi
-    printf '\\n'
-    if [ "$2" = env ] && [ -f "$d/.env" ]; then
-      printf 'E\\t%s\\t' "$d"; base64 < "$d/.env" 2>/dev/null | tr -d '\\n'; printf '\\n'
-    fi
+    printf 'P\\t%s\\t%s\\n' "$d" "$files"
+    set -- "$@" "$d/${files%%,*}"
+    [ "$with_env" = env ] && [ -f "$d/.env" ] && set -- "$@" "$d/.env"
   done
 done
+stat -c 'M %a %n' -- core/*/.env apps/*/.env users/*/.env 2>/dev/null
+[ "$#" -eq 0 ] && exit 0
+printf 'T\\t'
+tar -chf - -- "$@" 2>/dev/null | base64 | tr -d '\\n'
+printf '\\n'
 """
 
 
 def discover_cmd(srv: str, *, with_env: bool = False) -> Cmd:
     """List every project under SRV/{core,apps,users} with its compose text, in one round trip.
 
-    Lines: ``P<TAB>kind/folder<TAB>file[,file…]<TAB>env-mode<TAB>base64(compose)`` (``!``:
-    unreadable),
-    ``N<TAB>kind/folder`` (no compose file), ``E<TAB>kind/folder<TAB>base64(.env)``
-    (only `with_env`: lint reads the .env files, status never does), ``X`` (no SRV).
+    The script forks a fixed number of processes however many projects there
+    are: one ``stat`` for every ``.env`` mode, one ``tar`` of every compose file
+    (and, only `with_env`, of every ``.env``: lint reads them, status never does).
+    Lines: ``P<TAB>kind/folder<TAB>file[,file…]``, ``N<TAB>kind/folder`` (no compose
+    file), ``M mode kind/folder/.env``, ``T<TAB>base64(tar)``, ``X`` (no SRV).
     """
     return shell(_DISCOVER_SCRIPT, srv, "env" if with_env else "")
 
 
-def _b64(text: str) -> str | None:
+def _untar(b64: str) -> dict[str, bytes]:
+    """The members of the base64 tar stream (a truncated stream keeps what it holds)."""
     try:
-        return base64.b64decode(text, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        return None
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return {}
+    out: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            for m in tar:
+                f = tar.extractfile(m) if m.isfile() else None
+                if f is not None:
+                    out[m.name] = f.read()
+    except tarfile.TarError:
+        pass
+    return out
 
 
 def parse_discovery(stdout: str, srv: str) -> Discovery:
     """Read `discover_cmd` output into a `Discovery` (projects in kind order, then by name)."""
     srv = srv.rstrip("/") or "/"
-    projects: list[Project] = []
+    found: list[tuple[str, str, list[str]]] = []
+    modes: dict[str, str] = {}
+    members: dict[str, bytes] = {}
     warnings: list[str] = []
-    envs: dict[str, str] = {}
     for line in stdout.splitlines():
         tag, _, rest = line.partition("\t")
+        parts = rest.split("\t")
         if tag == "X":
             return Discovery(srv, (), (f"{srv} does not exist or cannot be entered",), srv_missing=True)
-        parts = rest.split("\t")
-        path = parts[0]
-        kind, _, folder = path.partition("/")
-        if kind not in PROJECT_KINDS or not folder:
+        if tag == "T":
+            members = _untar(rest)
+            continue
+        if line.startswith("M "):
+            mode, _, env_path = line[2:].partition(" ")
+            modes[env_path.rsplit("/", 1)[0]] = mode
+            continue
+        kind, _, folder = parts[0].partition("/")
+        if tag not in ("N", "P") or kind not in PROJECT_KINDS or not folder:
             continue
         try:
             check_name("project folder", folder)
         except AegirError as exc:
-            warnings.append(f"{srv}/{path}: skipped: {exc}")
+            warnings.append(f"{srv}/{parts[0]}: skipped: {exc}")
             continue
         if tag == "N":
-            warnings.append(f"{srv}/{path}: no compose file ({', '.join(COMPOSE_FILES)})")
-        elif tag == "E" and len(parts) == 2:
-            text = _b64(parts[1])
-            if text is not None:
-                envs[path] = text
-        elif tag == "P" and len(parts) == 4:
-            project, notes = _project(srv, kind, folder, parts[1].split(","), parts[2], parts[3])
-            projects.append(project)
-            warnings.extend(notes)
+            warnings.append(f"{srv}/{parts[0]}: no compose file ({', '.join(COMPOSE_FILES)})")
+        elif len(parts) == 2:
+            found.append((kind, folder, parts[1].split(",")))
+    projects: list[Project] = []
+    envs: dict[str, str] = {}
+    for kind, folder, files in found:
+        path = f"{kind}/{folder}"
+        raw = members.get(f"{path}/{files[0]}")
+        project, notes = _project(srv, kind, folder, files, modes.get(path, "-"),
+                                  None if raw is None else raw.decode("utf-8", "replace"))
+        projects.append(project)
+        warnings.extend(notes)
+        env = members.get(f"{path}/{ENV_FILE}")
+        if env is not None:
+            envs[path] = env.decode("utf-8", "replace")
     order = {k: i for i, k in enumerate(PROJECT_KINDS)}
     projects.sort(key=lambda p: (order[p.kind], p.folder))
     return Discovery(srv, tuple(projects), tuple(warnings), envs=envs)
 
 
-def _project(srv: str, kind: str, folder: str, files: list[str], mode: str, b64: str) -> tuple[Project, list[str]]:
+def _project(srv: str, kind: str, folder: str, files: list[str], mode: str, text: str | None) -> tuple[Project, list[str]]:
     d = f"{srv}/{kind}/{folder}"
     notes: list[str] = []
     file = files[0]
     if len(files) > 1:
         notes.append(f"{d}: several compose files ({', '.join(files)}); using {file}, as Compose does")
     env_mode = int(mode, 8) if re.fullmatch(r"[0-7]{3,4}", mode) else None
-    if mode == "?":
-        notes.append(f"{d}/.env: cannot read its mode")
-    text = _b64(b64) if b64 != "!" else None
     if text is None:
         return Project(kind, folder, d, file, env_mode, error=f"{file}: cannot read it"), notes
     spec = parse_compose_spec(text)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -73,11 +76,30 @@ def test_expected_services_leave_out_profiles_and_count_replicas(srv):
 def test_discovery_warns_about_names_files_and_folders_it_cannot_use(srv):
     d = parse_discovery(run_discovery(srv), str(srv))
     assert d.warnings == (
-        f"{srv}/apps/cloud/compose.yaml:1: name: 'nextcloud' differs from the folder; aegir runs it as 'cloud'",
         f"{srv}/apps/notes: no compose file (compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml)",
+        f"{srv}/apps/cloud/compose.yaml:1: name: 'nextcloud' differs from the folder; aegir runs it as 'cloud'",
         f"{srv}/apps/twice: several compose files (compose.yml, docker-compose.yml); using compose.yml, as Compose does",
         f"{srv}/users/Wiki.Team: Compose names this project 'wikiteam', not 'Wiki.Team' (lower case, [a-z0-9_-])",
     )
+
+
+def tar_line(files: dict[str, str]) -> str:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return "T\t" + base64.b64encode(buf.getvalue()).decode() + "\n"
+
+
+def test_a_compose_file_tar_could_not_read_is_a_project_in_error():
+    """tar leaves out what it cannot read (root reads everything, so this output is made by hand)."""
+    text = "P\tapps/a\tdocker-compose.yml\nP\tapps/b\tcompose.yaml\n" + tar_line(
+        {"apps/a/docker-compose.yml": "services: {web: {image: x}}\n"})
+    d = parse_discovery(text, "/srv").by_path()
+    assert d["apps/a"].expected == ("web",)
+    assert (d["apps/b"].error, d["apps/b"].services) == ("compose.yaml: cannot read it", ())
 
 
 def test_a_compose_file_that_is_not_yaml_is_a_project_in_error(srv):
