@@ -66,7 +66,7 @@ def containers(hc: "HostContext") -> tuple[Container, ...]:
     return parse_containers(rows)
 
 
-def gather_status(hc: "HostContext", names: Sequence[str] = (), kinds: Sequence[str] = PROJECT_KINDS,
+def gather_status(hc: "HostContext", names: Sequence[str] | None = (), kinds: Sequence[str] = PROJECT_KINDS,
                   *, fresh: bool = False) -> HostStatus:
     """Read the status of `hc`'s projects of `kinds` (all of them, or those `names` designate).
 
@@ -86,7 +86,7 @@ def gather_status(hc: "HostContext", names: Sequence[str] = (), kinds: Sequence[
         facts = pool.submit(docker_facts)
         disc = discover(hc)
         found, images = facts.result()
-    chosen, missing = select(disc.projects, names, kinds, host=hc.name)
+    chosen, missing = select(disc.projects, names or (), kinds, host=hc.name)
     now = time.time()
     rows = tuple(project_status(p, found, images, now) for p in chosen)
     orphans = find_orphans(disc, found) if not names else ()

@@ -183,6 +183,34 @@ def test_a_container_stopped_by_hand_shows_in_the_report_and_exits_non_zero(two)
     assert running_services(b, "/srv/apps/cloud") == {"web", "db"}
 
 
+SICK = (f"services:\n  main:\n    image: {IMAGE}\n    command: [\"sleep\", \"86400\"]\n"
+        "    healthcheck:\n      test: [\"CMD\", \"false\"]\n      interval: 1s\n      retries: 1\n")
+
+
+def test_an_unhealthy_container_is_reported_as_dockers_healthcheck_says(two):
+    a, _, inv = two
+    a.write("apps/sick/docker-compose.yml", SICK)
+    try:
+        assert inv_json(inv, "apps.up", "sick", "-H", a.name).returncode in (0, 1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            result = inv_json(inv, "apps.status", "--names", "sick", "-H", a.name)
+            if rows(result)[(a.name, "apps/sick")]["state"] == "unhealthy":
+                break
+            time.sleep(1)
+        client = a.docker_client()
+        try:
+            health = client.api.inspect_container("sick-main-1")["State"]["Health"]["Status"]
+        finally:
+            client.close()
+        sick = rows(result)[(a.name, "apps/sick")]
+        assert (health, sick["state"], sick["problems"], result.returncode) == (
+            "unhealthy", "unhealthy", ["main unhealthy"], 1)
+    finally:
+        assert inv_json(inv, "apps.down", "sick", "-H", a.name).returncode == 0
+        shutil.rmtree(a.root("/srv/apps/sick"))
+
+
 def test_orphans_are_compose_projects_outside_srv_or_whose_folder_is_gone(two):
     a, _, inv = two
     a.write("conf/scratch/compose.yaml", WIKI)
@@ -312,8 +340,21 @@ def test_logs_print_a_projects_output_from_the_host(two):
     assert "cloud web ready" in result.stdout
     both = run_inv("apps.logs", "cloud", "--service", "web", inventory=inv)
     assert both.stdout.count("cloud web ready") >= 2 and "==> " in both.stdout
-    follow = run_inv("apps.logs", "cloud", "--follow", inventory=inv)
-    assert follow.returncode == 1 and "--follow streams one host, choose it with -H" in follow.stderr
+    refused = run_inv("apps.logs", "cloud", "--follow", inventory=inv)
+    assert refused.returncode == 1 and "--follow streams one host, choose it with -H" in refused.stderr
+
+
+def test_logs_follow_streams_until_interrupted(two):
+    a, _, inv = two
+    env = {**os.environ, "AEGIR_INVENTORY": str(inv)}
+    follow = subprocess.Popen([sys.executable, "-m", "aegir", "-H", a.name, "apps.logs", "cloud", "-s", "web", "-f"],
+                              cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    try:
+        first = follow.stdout.readline()  # arrives while the command is still following
+        assert "cloud web ready" in first and follow.poll() is None
+    finally:
+        follow.terminate()
+        follow.wait(timeout=30)
 
 
 # --------------------------------------------------------------------------- lint and templates
