@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import compose
 from .errors import AegirError, RefusedError
-from .facts.projects import Project, project_status, select
+from .facts.projects import Project, project_status, select, warnings_about
 from .report import table
 from .sh import Cmd
 from .status import HostStatus, containers, discover, gather_status
@@ -321,4 +321,5 @@ def host_actions(hc: "HostContext", plan: Callable[[], tuple[list[Step], tuple[s
     """Plan on `hc`, then show it (`dry`) or run and verify it."""
     steps, missing = plan()
     rows = planned(hc, steps) if dry else run_steps(hc, steps, parallel=parallel, stop_on_failure=stop_on_failure)
-    return HostActions(hc.name, rows, missing, discover(hc).warnings)
+    notes = warnings_about(discover(hc), [s.project for s in steps], all_of_kinds=False)
+    return HostActions(hc.name, rows, missing, notes)

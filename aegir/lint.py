@@ -40,7 +40,7 @@ from dotenv.parser import parse_stream
 
 from . import compose
 from .facts.disk import PROJECT_KINDS
-from .facts.projects import ENV_FILE, Project, select
+from .facts.projects import ENV_FILE, Project, select, warnings_about
 
 if TYPE_CHECKING:  # pragma: no cover
     from .fleet import HostContext, Outcome
@@ -396,7 +396,7 @@ def lint_host(hc: "HostContext", names: Sequence[str] = (), kinds: Sequence[str]
     chosen, missing = select(disc.projects, names, kinds, host=hc.name)
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         results = list(pool.map(lambda p: lint_project(hc, p, disc.envs.get(p.path)), chosen))
-    return HostLint(hc.name, tuple(results), missing, disc.warnings)
+    return HostLint(hc.name, tuple(results), missing, warnings_about(disc, chosen, kinds, all_of_kinds=not names))
 
 
 # --------------------------------------------------------------------------- the report

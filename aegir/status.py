@@ -22,7 +22,7 @@ from .compose import LABEL_PROJECT
 from .facts.disk import PROJECT_KINDS
 from .facts.projects import (Container, Discovery, Orphan, ProjectStatus, age_text, discover_cmd,
                              find_orphans, image_created, parse_containers, parse_discovery,
-                             project_status, select)
+                             project_status, select, warnings_about)
 from .report import table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,7 +90,8 @@ def gather_status(hc: "HostContext", names: Sequence[str] | None = (), kinds: Se
     now = time.time()
     rows = tuple(project_status(p, found, images, now) for p in chosen)
     orphans = find_orphans(disc, found) if not names else ()
-    return HostStatus(hc.name, disc.srv, rows, orphans, disc.warnings, missing)
+    notes = warnings_about(disc, chosen, kinds, all_of_kinds=not names)
+    return HostStatus(hc.name, disc.srv, rows, orphans, notes, missing)
 
 
 def has_problems(outcomes: Sequence["Outcome[HostStatus]"]) -> bool:

@@ -341,6 +341,25 @@ def select(projects: Sequence[Project], names: Sequence[str] = (), kinds: Sequen
     return tuple(chosen), tuple(missing)
 
 
+def warnings_about(disc: Discovery, chosen: Sequence[Project], kinds: Sequence[str] = PROJECT_KINDS,
+                   *, all_of_kinds: bool = True) -> tuple[str, ...]:
+    """The discovery warnings a report on `chosen` should show.
+
+    A warning about a folder is kept when that folder is one of `chosen`, or,
+    with `all_of_kinds` (no names asked), when it is under one of `kinds`;
+    warnings about /srv itself are always kept.
+    """
+    paths = {p.path for p in chosen}
+    out = []
+    for w in disc.warnings:
+        rest = w[len(disc.srv) + 1:] if w.startswith(disc.srv + "/") else ""
+        kind, _, folder = rest.partition("/")
+        folder = re.split(r"[/:]", folder, maxsplit=1)[0]
+        if kind not in PROJECT_KINDS or f"{kind}/{folder}" in paths or (all_of_kinds and kind in kinds):
+            out.append(w)
+    return tuple(out)
+
+
 # --------------------------------------------------------------------------- containers
 
 

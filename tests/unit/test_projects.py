@@ -113,6 +113,19 @@ def test_env_texts_travel_only_when_asked_for(srv):
     assert parse_discovery(run_discovery(srv, True), str(srv)).envs == {"apps/cloud": "DOMAIN=cloud.example.org\n"}
 
 
+def test_reports_show_the_warnings_about_what_they_cover(srv):
+    from aegir.facts.projects import warnings_about
+
+    d = parse_discovery(run_discovery(srv), str(srv))
+    cloud = [d.by_path()["apps/cloud"]]
+    assert [w.split(": ")[0] for w in warnings_about(d, cloud, all_of_kinds=False)] == [
+        f"{srv}/apps/cloud/compose.yaml:1"]
+    assert [w.split(": ")[0].split("/")[-1] for w in warnings_about(d, (), ("users",))] == ["Wiki.Team"]
+    assert len(warnings_about(d, ())) == len(d.warnings) == 4
+    gone = parse_discovery(run_discovery(srv / "nope"), str(srv / "nope"))
+    assert warnings_about(gone, (), ("core",)) == gone.warnings
+
+
 def test_a_missing_srv_is_said_not_failed(tmp_path):
     d = parse_discovery(run_discovery(tmp_path / "nope"), str(tmp_path / "nope"))
     assert d.srv_missing and d.projects == ()
