@@ -1,10 +1,11 @@
 """Compose lifecycle on one host: plan (exact commands), act (bounded parallel), verify (Docker API).
 
-`plan_host` turns names into `Step`s (one Compose command each, from
-`aegir.compose`); `run_steps` runs them, several projects at once up to a
-bound (or one after the other, stopping at the first failure, for core);
-`verify` reads the containers again through the Docker API and says whether
-each project reached the state its action promises:
+`plan_apps`/`plan_core` turn names into `Step`s (one Compose command each,
+from `aegir.compose`); `host_actions` shows them (``--dry``) or has
+`run_steps` run them, several projects at once up to a bound (or one after
+the other, stopping at the first failure, for core); `verify` reads the
+containers again through the Docker API and says whether each project
+reached the state its action promises:
 
 =========  ==============================================================
 up         every expected service running, none unhealthy or restarting
