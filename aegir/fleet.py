@@ -210,6 +210,17 @@ def _connect(conn: Any, host: Host) -> None:
                                host=host.name) from None
     except (socket.gaierror, OSError, SSHException, EOFError) as exc:
         raise UnreachableError(f"cannot connect to {where}: {exc or type(exc).__name__}", host=host.name) from None
+    _no_delay(conn.transport.sock)
+
+
+def _no_delay(sock: Any) -> None:
+    """Turn Nagle off, as OpenSSH does: every channel open is a small request
+    answered by a small reply, and Nagle + delayed ACKs stall each one ~40 ms."""
+    if isinstance(sock, socket.socket):  # not through a ProxyCommand or a gateway channel
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------------------- fan-out

@@ -98,20 +98,20 @@ def cgroup_dirs(name: str) -> list[Path]:
 def pids_in_cgroup(name: str) -> set[int]:
     out = set()
     for top in cgroup_dirs(name):
-        for procs in top.rglob("cgroup.procs"):
-            try:
-                out.update(int(p) for p in procs.read_text().split())
-            except OSError:
-                pass
+        for here, _dirs, files in os.walk(top):  # os.walk skips folders that vanish mid-walk
+            if "cgroup.procs" in files:
+                try:
+                    out.update(int(p) for p in Path(here, "cgroup.procs").read_text().split())
+                except OSError:
+                    pass
     return out
 
 
 def remove_cgroup(name: str) -> None:
     """rmdir the (emptied) cgroup `name` and its children, deepest first."""
     for top in cgroup_dirs(name):
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            _rmdir(d)
-        _rmdir(top)
+        for here, _dirs, _files in os.walk(top, topdown=False):  # deepest first; vanished ones skipped
+            _rmdir(Path(here))
 
 
 def _rmdir(d: Path) -> None:
