@@ -156,6 +156,7 @@ class ProcScan:
                         if at >= 0 and (int(entry.name), what) not in {h[:2] for h in self.hits}:
                             near = data[max(0, at - 40):at + len(s) + 10].replace(b"\0", b" ")
                             self.hits.append((int(entry.name), what, near.decode(errors="replace")))
-                    if what == "cmdline" and self.watch in data:
-                        self.watched[int(entry.name)] = data.replace(b"\0", b" ").decode(errors="replace").strip()
+                    joined = data.replace(b"\0", b" ")  # argv is NUL-separated: b"cryptsetup\0open"
+                    if what == "cmdline" and self.watch in joined:
+                        self.watched[int(entry.name)] = joined.decode(errors="replace").strip()
             self.passes += 1

@@ -36,7 +36,8 @@ import yaml
 
 from tests.helpers import ProcScan, run_inv_on_tty
 
-ITERATIONS = "200000"
+# Slow enough (~0.35 s a try) that the /proc scan reliably sees every cryptsetup it vouches for.
+ITERATIONS = "1000000"
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,10 @@ mount and UTS namespaces. It then makes the host:
 3. mounts a sysfs of this netns on /sys (keeping the cgroup mounts Docker needs);
 4. mounts a private tmpfs on /run: /run/docker.sock, /run/sshd, Docker's
    containerd are this host's own, at their stock paths;
-5. bind-mounts the host's /etc/hostname and /etc/fstab, and gives root a home
-   of its own (an empty tmpfs on /root): a hypervisor does not run this
-   machine's ~/.bashrc (here: `pyenv init`, ~0.09 s of CPU) in every SSH session;
+5. bind-mounts the host's /etc/hostname and /etc/fstab, and an empty file over
+   /root/.bashrc: a hypervisor does not run this machine's ~/.bashrc (here:
+   `pyenv init`, ~0.06 s of CPU) in every SSH session (the rest of /root stays:
+   the venv's python links into /root/.pyenv);
 6. bind-mounts /srv (variant "bind"; variant "loop" leaves it to ``mount /srv``);
 7. runs the start scripts (sshd, then dockerd unless told not to);
 8. says ``ready`` (or ``error: …``) on the ready fd, then reaps orphans until
@@ -64,8 +65,10 @@ def setup(spec: dict) -> None:
         os.makedirs(d, exist_ok=True)
     if spec.get("rootfs"):
         enter_rootfs(spec)
-    else:
-        sh("mount", "-t", "tmpfs", "-o", "mode=700,nosuid,nodev", "tmpfs", "/root")
+    elif os.path.isfile("/root/.bashrc"):
+        empty = os.path.join(spec["dir"], "bashrc")
+        open(empty, "w").close()
+        sh("mount", "--bind", empty, "/root/.bashrc")
     for target, source in spec["etc"].items():
         sh("mount", "--bind", source, target)
     if spec.get("srv_bind"):
