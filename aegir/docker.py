@@ -134,11 +134,11 @@ def _make_adapter_classes() -> tuple[type, type, type]:
             # One pool for every URL: all requests go to the same daemon, and a new
             # connection costs an SSH session (requests keys pools by full URL).
             with self._lock:
+                self.hc.connect()  # reconnects if the SSH link dropped; failures are UnreachableError
                 pool = self.pools.get("daemon")
-                if pool is None:
-                    self.hc.connect()  # reconnects if needed; failures are UnreachableError
+                if pool is None or pool.ssh_transport is not self.hc.c.transport:
                     pool = DialPool(self.hc.c.transport, self.timeout, self.maxsize, self.command)
-                    self.pools["daemon"] = pool
+                    self.pools["daemon"] = pool  # replaces (and closes) a pool on a dead transport
                 return pool
 
     return DialConnection, DialPool, DialAdapter
