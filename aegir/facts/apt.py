@@ -141,6 +141,10 @@ def parse_simulation(stdout: str) -> Simulation:
     ``Inst name [old] (new Origin:Ver/Suite[, ...] [arch])`` -> `Upgrade`;
     ``Remv name [old]`` -> removal; the "kept back" list (held packages and
     upgrades needing new packages) -> `kept_back`.
+
+    An ``Inst`` line it cannot read is an `AegirError`, never skipped: a
+    package missing here would be missing from the review, and from the
+    check `update.apply` makes before apt upgrades it anyway.
     """
     upgrades: list[Upgrade] = []
     removals: list[str] = []
@@ -158,6 +162,8 @@ def parse_simulation(stdout: str) -> Simulation:
         elif m := _INST_RE.match(line):
             origins = tuple(Origin.parse(o) for o in (m["origins"] or "").split(", ") if o.strip())
             upgrades.append(Upgrade(m["name"], m["new"], m["old"], m["arch"], origins))
+        elif line.startswith("Inst "):
+            raise AegirError(f"cannot read this line of apt-get -s: {line.strip()[:200]!r}")
         elif m := _REMV_RE.match(line):
             removals.append(m["name"])
         elif re.match(r"^\d+ upgraded, ", line):

@@ -171,3 +171,9 @@ def test_a_real_hypervisor_like_upgrade_of_117_packages_parses_line_by_line():
     assert pam == ("1.5.2-6+deb12u1", "1.5.2-6+deb12u2")
     krb = next(u for u in sim.upgrades if u.name == "krb5-locales")
     assert [str(o) for o in krb.origins] == ["Debian:12.15/oldstable", "Debian-Security:12/oldstable-security"]
+
+
+def test_an_inst_line_that_cannot_be_read_stops_the_review_instead_of_dropping_the_package():
+    """A package left out here would be upgraded by update.apply without having been reviewed."""
+    with pytest.raises(AegirError, match=r"cannot read this line of apt-get -s: 'Inst containerd \[1.6\] 1.7'"):
+        parse_simulation("Inst libfoo1 [1.0-1] (1.0-2 Debian:12.5/stable [amd64])\nInst containerd [1.6] 1.7\n")
