@@ -149,6 +149,21 @@ def _port_key(key: str) -> tuple[int, str] | None:
     return int(port), proto
 
 
+def _unspecified(asked: Sequence[Any], host_port: int) -> bool:
+    """Was `host_port` requested without a host address (``"8080:80"``, ``"8000-8010:80"``, ``"80"``)?"""
+    for r in asked:
+        r = r or {}
+        if r.get("HostIp"):
+            continue
+        wanted = str(r.get("HostPort") or "")
+        lo, _, hi = wanted.partition("-")
+        if not wanted:  # a port Docker picks: it cannot be told apart, count it as asked
+            return True
+        if lo.isdigit() and int(lo) <= host_port <= int(hi if hi.isdigit() else lo):
+            return True
+    return False
+
+
 def parse_container(data: Mapping[str, Any]) -> Container:
     """One ``docker inspect`` object -> `Container` (missing fields read as empty)."""
     settings = data.get("NetworkSettings") or {}
@@ -169,14 +184,15 @@ def parse_container(data: Mapping[str, Any]) -> Container:
         if parsed is None or not entries:
             continue
         port, proto = parsed
-        # "80:80" is recorded as HostIp "" but reported as 0.0.0.0 and :: once running
-        unspecified = any(not (r or {}).get("HostIp") for r in requested.get(key) or [])
+        asked = requested.get(key) or []
         for b in entries:
             host_port = str((b or {}).get("HostPort") or "")
             if not host_port.isdigit():
                 continue
             host_ip = str((b or {}).get("HostIp") or "")
-            if unspecified and host_ip in ("0.0.0.0", "::"):
+            # "80:80" is recorded as HostIp "" but reported as 0.0.0.0 and :: once running; an explicit
+            # "0.0.0.0:81:80" next to it stays IPv4 only: match the request by its host port
+            if host_ip in ("0.0.0.0", "::") and _unspecified(asked, int(host_port)):
                 host_ip = ""
             new = Binding(proto, port, host_ip, int(host_port))
             if new not in bindings:

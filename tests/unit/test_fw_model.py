@@ -148,6 +148,17 @@ def test_a_host_without_service_addresses_publishes_nothing_and_says_why():
     assert "web: tcp/*:8080: the host has no service address to publish it on" in ex.warnings
 
 
+def test_an_ipv4_only_binding_stays_ipv4_only_next_to_an_unaddressed_one_of_the_same_port():
+    # -p 0.0.0.0:80:80 -p 8080:80: Docker reports 0.0.0.0:80, 0.0.0.0:8080 and :::8080
+    c = parse_container(container("v4web", {"80/tcp": [
+        {"HostIp": "0.0.0.0", "HostPort": "80"}, {"HostIp": "0.0.0.0", "HostPort": "8080"},
+        {"HostIp": "::", "HostPort": "8080"}]}, requested={"80/tcp": [
+            {"HostIp": "0.0.0.0", "HostPort": "80"}, {"HostIp": "", "HostPort": "8080"}]}))
+    assert lines(expose([c], HOST)) == ["v4web tcp/198.51.100.101:80->172.18.1.9:80",
+                                        "v4web tcp/198.51.100.101:8080->172.18.1.9:80",
+                                        "v4web tcp/[2001:db8:0:100::11]:8080->[2001:db8:0:101::9]:80"]
+
+
 def test_ephemeral_host_ports_take_the_port_docker_chose():
     c = parse_container(container("eph", {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "49153"}]},
                                   requested={"80/tcp": [{"HostIp": "", "HostPort": ""}]}))
