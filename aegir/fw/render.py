@@ -114,10 +114,12 @@ def render(host: Host, settings: Settings, exposures: Exposures, template: Templ
     """The ruleset text for `host` (raises `TemplateError` with the template's file:line)."""
     tpl = template or packaged()
     compiled = _compile(tpl.source, tpl.origin)
+    values = context(host, settings, exposures)
     try:
-        return compiled.render(context(host, settings, exposures))
-    except jinja2.TemplateError as exc:
-        raise TemplateError(f"{tpl.origin}:{_line(tpl) or '?'}: template error: {exc}") from None
+        return compiled.render(values)
+    except Exception as exc:  # a template is code: `{{ dnat[4] + 1 }}` raises TypeError, not a jinja2 error
+        why = exc if isinstance(exc, jinja2.TemplateError) else f"{type(exc).__name__}: {exc}"
+        raise TemplateError(f"{tpl.origin}:{_line(tpl) or '?'}: template error: {why}") from None
 
 
 def _line(tpl: Template) -> int | None:

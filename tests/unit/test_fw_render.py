@@ -88,6 +88,13 @@ def test_a_template_using_an_unknown_name_is_reported_at_its_line():
         fwhost.plan(HOST, SETTINGS, containers(), template=tpl)
 
 
+def test_a_template_that_fails_while_rendering_is_a_template_error_at_its_line():
+    # not a jinja2 error: without this, fw.watch died on it and fw.apply called it a bug
+    tpl = render.Template("# ok\n{{ dnat[4] + 1 }}\n", "custom.j2")
+    with pytest.raises(render.TemplateError, match=r"^custom.j2:2: template error: TypeError: can only concatenate"):
+        fwhost.plan(HOST, SETTINGS, containers(), template=tpl)
+
+
 def test_warnings_are_comments_at_the_top():
     text = fwhost.plan(HOST, SETTINGS, containers()).text
     assert re.findall(r"^# warning: .*$", text, re.M) == [
