@@ -10,7 +10,8 @@ The loop, for one host:
    most `max_delay` after the first event), re-inspect only the containers
    named by the events, render, apply (nothing happens if the ruleset is the same);
 3. every `resync` seconds, resync fully (catches anything missed, and a ruleset
-   changed by hand);
+   changed by hand); a resync that failed, or an event whose container could
+   not be inspected, is retried sooner (`backoff_min` doubling up to `backoff_max`);
 4. when the stream breaks (the daemon restarts), reconnect with exponential
    backoff and resync fully;
 5. `stop()` (SIGTERM) ends the loop after the current step.
@@ -89,6 +90,8 @@ class Watcher:
         self.applied: Exposures | None = None
         self.state: nft.State | None = None
         self.settings = for_host(inv, hc.host)
+        self._last_resync = time.monotonic()
+        self._retry: float | None = None  # seconds until the next try after a failed resync
 
     # -- public ---------------------------------------------------------------
 
@@ -123,14 +126,17 @@ class Watcher:
 
     def resync(self, reason: str) -> None:
         """Inspect every running container, re-read the host's state, apply."""
+        self._last_resync = time.monotonic()
         try:
             assert self._client is not None
             self.containers = {c.id: c for c in fwhost.running_containers(self._client)}
             self.settings = for_host(self.inv, self.hc.host)
             self.state = fwhost.read_state(self.hc, self.settings)
         except Exception as exc:
-            self.log(f"resync ({reason}) failed: {_why(exc)}")
+            self._retry = min(self._retry * 2, self.opt.backoff_max) if self._retry else self.opt.backoff_min
+            self.log(f"resync ({reason}) failed: {_why(exc)}; retrying in {min(self._retry, self.opt.resync):g}s")
             return
+        self._retry = None
         self._apply(reason)
 
     def update(self, ids: set[str]) -> None:
@@ -144,8 +150,9 @@ class Watcher:
             except NotFound:
                 self.containers.pop(cid, None)
                 continue
-            except Exception as exc:  # the daemon is going away: the reconnection resyncs
-                self.log(f"events: cannot inspect {cid[:12]} ({_why(exc)}); waiting for a resync")
+            except Exception as exc:  # the daemon is going away (the reconnection resyncs), or a hiccup
+                self.log(f"events: cannot inspect {cid[:12]} ({_why(exc)}); resyncing")
+                self.resync("events")
                 return
             if c.running:
                 self.containers[c.id] = c
@@ -212,13 +219,12 @@ class Watcher:
 
     def _follow(self) -> None:
         """Handle events until the stream breaks or stop(); resync when due."""
-        next_resync = time.monotonic() + self.opt.resync
         while not self._stop.is_set():
+            due = self._last_resync + min(self._retry or self.opt.resync, self.opt.resync)
             try:
-                item = self.events.get(timeout=max(0.0, next_resync - time.monotonic()))
+                item = self.events.get(timeout=max(0.0, due - time.monotonic()))
             except queue.Empty:
-                self.resync("periodic")
-                next_resync = time.monotonic() + self.opt.resync
+                self.resync("retry" if self._retry else "periodic")
                 continue
             if item is _STOP:
                 return

@@ -1,4 +1,4 @@
-"""The watcher's pure parts: which container an event is about, bursts, and one-line change logs."""
+"""The watcher: which container an event is about, bursts, one-line change logs, and its pace after a failure."""
 
 from __future__ import annotations
 
@@ -95,3 +95,36 @@ def test_changes_are_the_exposures_added_and_removed():
 def test_a_log_line_is_one_line():
     assert one_line("`nft -f x` exited 1\n  | x:3:1-5: Error: syntax error\n") == \
         "`nft -f x` exited 1 | | x:3:1-5: Error: syntax error"
+
+
+class _DaemonDown:
+    """A Docker client whose daemon does not answer (what the watcher sees during a restart)."""
+
+    class api:  # noqa: N801 - the SDK's attribute name
+        @staticmethod
+        def containers(**_):
+            raise ConnectionError("connection refused")
+
+
+def test_a_failed_resync_is_retried_with_backoff_not_at_the_next_periodic_resync():
+    from invoke import Context
+
+    from aegir import fleet
+    from aegir.cli import AegirConfig
+    from aegir.fw.watch import Options, Watcher
+
+    inv = inventory.parse("hosts:\n  h:\n    connection: local\n")
+    hc = fleet.HostContext(inv.get("h"), Context(config=AegirConfig(lazy=True)))
+    lines: list[str] = []
+    w = Watcher(hc, inv, Options(resync=300, backoff_min=0.05, backoff_max=0.2), log=lines.append)
+    w._client = _DaemonDown()
+    w.resync("start")
+    follow = threading.Thread(target=w._follow)
+    follow.start()
+    time.sleep(0.8)
+    w.stop()
+    follow.join(timeout=5)
+    retries = [ln for ln in lines if "resync (retry) failed: connection refused" in ln]
+    assert lines[0].endswith("resync (start) failed: connection refused; retrying in 0.05s")
+    assert len(retries) >= 3 and retries[0].endswith("retrying in 0.1s") and retries[-1].endswith("retrying in 0.2s")
+    assert not follow.is_alive()
