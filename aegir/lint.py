@@ -9,13 +9,15 @@ a host (one round trip for all projects) and adds Compose's own verdict
 
 Rules (``Finding.rule``):
 
-``domain``         a literal domain name (not in ``image:``, not a file name)
+``domain``         a literal domain name (not in ``image:``, not a file name),
+                   also after a reference or a wildcard (``${SUB}.example.org``)
 ``email``          a literal e-mail address
 ``public-ip``      a literal public IP address; documentation ranges
                    (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32)
                    count as public, private/loopback/link-local ones do not
-``secret``         a key that looks secret (password, secret, token, key…) with
-                   a literal value instead of a ``${VAR}`` reference
+``secret``         a key that looks secret (password, passphrase, secret, token,
+                   key…) with a literal value instead of a ``${VAR}`` reference
+                   (a literal default, ``${PW:-changeme}``, is a literal too)
 ``undefined-var``  ``${VAR}`` (or ``$VAR``, ``${VAR:?…}``) without a default and
                    missing from .env
 ``unused-env``     a .env key nothing uses (``COMPOSE_*``/``DOCKER_*`` are Compose's
@@ -82,44 +84,49 @@ _NAME = re.compile(r"[_A-Za-z][_A-Za-z0-9]*")
 _OP = re.compile(r":?[-?+]")
 
 
+def _scan(text: str) -> Iterator[tuple[str, Ref | None, str]]:
+    """`text` as Compose reads it: (literal text, None, "") and (``""``, reference, its default or message) pieces."""
+    i = 0
+    while i < len(text):
+        nxt = text[i + 1:i + 2] if text[i] == "$" else ""
+        m = _NAME.match(text, i + (2 if nxt == "{" else 1)) if nxt not in ("", "$") else None
+        if m is None:  # plain text; ``$$`` is a literal ``$``
+            yield text[i], None, ""
+            i += 2 if nxt == "$" else 1
+        elif nxt != "{":  # $VAR
+            yield "", Ref(m.group(0)), ""
+            i = m.end()
+        else:  # ${VAR}, ${VAR:-default}, ${VAR:?message}...
+            op_m = _OP.match(text, m.end())
+            j = start = op_m.end() if op_m else m.end()
+            depth = 1
+            while j < len(text) and depth:
+                depth += {"{": 1, "}": -1}.get(text[j], 0)
+                j += 1
+            yield "", Ref(m.group(0), op_m.group(0) if op_m else ""), text[start:j - 1] if op_m else ""
+            i = j
+
+
 def refs(text: str) -> list[Ref]:
     """The variable references in `text`, as Compose interpolates them (``$$`` is a literal ``$``).
 
     Defaults are scanned too: ``${A:-${B}}`` refers to A and (when A is unset) B.
     """
     out: list[Ref] = []
-    i = 0
-    while i < len(text):
-        if text[i] != "$":
-            i += 1
-            continue
-        nxt = text[i + 1:i + 2]
-        if nxt == "$":
-            i += 2
-        elif nxt == "{":
-            m = _NAME.match(text, i + 2)
-            if not m:
-                i += 2
-                continue
-            op_m = _OP.match(text, m.end())
-            op = op_m.group(0) if op_m else ""
-            j, depth = (op_m.end() if op_m else m.end()), 1
-            start = j
-            while j < len(text) and depth:
-                depth += {"{": 1, "}": -1}.get(text[j], 0)
-                j += 1
-            out.append(Ref(m.group(0), op))
-            if op:
-                out.extend(refs(text[start:j - 1]))
-            i = j
-        else:
-            m = _NAME.match(text, i + 1)
-            if m:
-                out.append(Ref(m.group(0)))
-                i = m.end()
-            else:
-                i += 1
+    for _, ref, inner in _scan(text):
+        if ref is not None:
+            out += [ref, *refs(inner)]
     return out
+
+
+def literal_part(text: str) -> str:
+    """What of `text` is written in the file: references removed, their defaults kept, ``?`` messages dropped.
+
+    >>> literal_part("${DB_PASSWORD:-hunter2}"), literal_part("${A}"), literal_part("${A:?set A}")
+    ('hunter2', '', '')
+    """
+    return "".join(plain if ref is None else literal_part(inner) if "?" not in ref.op else ""
+                   for plain, ref, inner in _scan(text))
 
 
 def _strip_refs(text: str) -> str:
@@ -135,6 +142,7 @@ def _strip_refs(text: str) -> str:
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}")
 _DOMAIN = re.compile(r"(?<![A-Za-z0-9_.-])(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*[A-Za-z0-9](?![A-Za-z0-9_-])")
 _IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.])")
+_LEADING_DOT = re.compile(r"(?<![A-Za-z0-9_./-])\.(?=[A-Za-z0-9_])")
 _IPV6 = re.compile(r"(?<![0-9A-Fa-f:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Fa-f:])")
 
 #: Last labels that make a dotted word a file name, not a domain.
@@ -164,6 +172,8 @@ def _literals(text: str) -> Iterator[tuple[str, str, int]]:
     for m in _EMAIL.finditer(plain):
         yield "email", m.group(0), m.start()
     plain = _EMAIL.sub(lambda m: " " * len(m.group(0)), plain)
+    # a dot after a reference, a wildcard or nothing starts a domain too: ${SUB}.example.org, *.example.org
+    plain = _LEADING_DOT.sub(" ", plain)
     for m in _DOMAIN.finditer(plain):
         word = m.group(0)
         labels = word.split(".")
@@ -185,15 +195,18 @@ def _literals(text: str) -> Iterator[tuple[str, str, int]]:
 
 _SECRET_WORDS = frozenset({"password", "passwd", "pass", "pwd", "secret", "token", "key", "apikey",
                            "credential", "credentials", "salt", "privatekey"})
+#: Words secret even inside another (DBPASSWORD, BORG_PASSPHRASE, ACCESSTOKEN); `key` is not (monkey).
+_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "credential")
 _NOT_SECRET_LAST = frozenset({"file", "path", "dir", "length", "len", "size", "type", "format", "algorithm",
                               "header", "enabled", "name", "id", "url_path"})
 _BOOLS = frozenset({"", "true", "false", "yes", "no", "on", "off", "null", "~"})
 
 
 def looks_secret(key: str) -> bool:
-    """``DB_PASSWORD``, ``secretKey``, ``api-token`` -> True; ``SSL_KEY_FILE``, ``monkey`` -> False."""
+    """``DB_PASSWORD``, ``secretKey``, ``BORG_PASSPHRASE`` -> True; ``SSL_KEY_FILE``, ``monkey`` -> False."""
     words = [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", key)]
-    return bool(words) and words[-1] not in _NOT_SECRET_LAST and any(w in _SECRET_WORDS for w in words)
+    return bool(words) and words[-1] not in _NOT_SECRET_LAST and any(
+        w in _SECRET_WORDS or any(part in w for part in _SECRET_PARTS) for w in words)
 
 
 # --------------------------------------------------------------------------- walking YAML
@@ -303,7 +316,7 @@ def lint_texts(compose_file: str, compose_text: str, env_file: str, env_text: st
                                      f"${{{r.name}}} is {how} and missing from {ENV_FILE}"))
         if s.key and looks_secret(s.key):
             value = s.value.split("=", 1)[1] if s.in_list else s.value
-            if value.strip().lower() not in _BOOLS and not refs(value):
+            if literal_part(value).strip().lower() not in _BOOLS:  # "hunter2", "${PW:-hunter2}", "x${Y}"
                 found.append(Finding(compose_file, s.line, "secret",
                                      f"{s.key} has a literal value: take it from {ENV_FILE} (${{{_var(s.key)}}})"))
         if s.keys and s.keys[-1] in _SKIP_LITERALS and not s.in_list:

@@ -183,6 +183,32 @@ services:
       SMTP: ${SMTP_HOST:-smtp.tedomum.net}
 """, None, None, [(C, 5, "domain")]),
 
+    ("a literal domain after a reference, a wildcard or a leading dot", """\
+services:
+  app:
+    image: aegir-lab/busybox:latest
+    environment:
+      PUBLIC_URL: https://${APP}.tedomum.net/
+      CORS: https://${SUB:-www}.tedomum.net
+      COOKIE_DOMAIN: .tedomum.net
+      ALLOWED_HOSTS: "*.tedomum.net"
+      CONFIG: ./conf/.app.conf
+""", "APP=cloud\nSUB=www\n", 0o600, [(C, 5, "domain"), (C, 6, "domain"), (C, 7, "domain"), (C, 8, "domain")]),
+
+    ("a secret as a default, half literal, or under a compound key", """\
+services:
+  app:
+    image: aegir-lab/busybox:latest
+    environment:
+      DB_PASSWORD: ${DB_PASSWORD:-changeme}
+      REDIS_PASSWORD: hunter2${SUFFIX}
+      BORG_PASSPHRASE: correct horse
+      DBPASSWORD: hunter2
+      SMTP_PASSWORD: ${SMTP_PASSWORD:?set it in .env}
+      API_TOKEN: ${API_TOKEN:-}
+""", "DB_PASSWORD=a\nSUFFIX=b\nSMTP_PASSWORD=c\n", 0o600,
+     [(C, 5, "secret"), (C, 6, "secret"), (C, 7, "secret"), (C, 8, "secret")]),
+
     ("an anchor reused by an alias is reported once", """\
 x-env: &env
   CONTACT: postmaster@tedomum.net
@@ -224,7 +250,8 @@ def test_references_follow_compose_interpolation():
 
 
 @pytest.mark.parametrize("key, secret", [("DB_PASSWORD", True), ("secretKey", True), ("api-token", True),
-                                         ("AWS_SECRET_ACCESS_KEY", True), ("SSL_KEY_FILE", False),
+                                         ("AWS_SECRET_ACCESS_KEY", True), ("BORG_PASSPHRASE", True),
+                                         ("MYSQLPASSWORD", True), ("SSL_KEY_FILE", False),
                                          ("monkey", False), ("KEYCLOAK_URL", False), ("PASSWORD_LENGTH", False)])
 def test_secret_looking_keys(key, secret):
     assert looks_secret(key) is secret
