@@ -458,10 +458,15 @@ class ProjectStatus:
 
 
 def project_status(p: Project, containers: Sequence[Container], images: Mapping[str, int], now: float) -> ProjectStatus:
-    """Compare what `p`'s compose file expects with its containers (matched by working dir)."""
+    """Compare what `p`'s compose file expects with its containers (matched by working dir).
+
+    A service counts as running when all its replicas run; "down" means no expected service runs at all.
+    """
     mine = [c for c in containers if c.working_dir == p.dir and not c.oneoff]
     expected = p.expected
-    running = tuple(s for s in expected if any(c.service == s and c.running for c in mine))
+    wanted = {s.name: s.replicas for s in p.services}
+    up = {s: sum(1 for c in mine if c.service == s and c.running) for s in expected}
+    running = tuple(s for s in expected if up[s] >= wanted[s])  # every replica runs
     problems: list[str] = []
     if p.error:
         problems.append(p.error)
@@ -482,13 +487,15 @@ def project_status(p: Project, containers: Sequence[Container], images: Mapping[
     for s in expected:
         if not any(c.service == s for c in mine):
             problems.append(f"{s} missing")
+        elif 0 < up[s] < wanted[s]:
+            problems.append(f"{s} {up[s]}/{wanted[s]} replicas running")
     created = [images[c.image_id] for c in mine if c.image_id in images]
     age = int(now - min(created)) if created else None
     if p.error:
         state = "error"
     elif not expected:
         state = "empty" if not any(c.running for c in mine) else "up"
-    elif not running:
+    elif not any(up.values()):
         state = "down"
     elif len(running) < len(expected):
         state = "partial"

@@ -225,6 +225,16 @@ def test_no_running_service_is_down_and_a_missing_container_is_named():
     assert (s.state, s.problems) == ("down", ("web exited (0)", "db missing"))
 
 
+def test_a_service_with_a_replica_down_is_not_running_and_the_project_is_partial():
+    scaled = Project("apps", "cloud", "/srv/apps/cloud", "docker-compose.yml",
+                     services=(Service("web"), Service("worker", replicas=2)))
+    s = project_status(scaled, [c("web"), c("worker"), c("worker", "exited", code=137)], {}, now=0)
+    assert (s.state, s.services, s.problems, s.ok) == (
+        "partial", "1/2", ("worker exited (137)", "worker 1/2 replicas running"), False)
+    s = project_status(scaled, [c("web", "exited", code=1), c("worker")], {}, now=0)
+    assert (s.state, s.running) == ("partial", ())  # something runs: not "down"
+
+
 def test_unhealthy_or_restarting_containers_are_a_problem_even_when_all_run():
     s = project_status(CLOUD, [c("web", health="unhealthy"), c("db")], {}, now=0)
     assert (s.state, s.problems, s.ok) == ("unhealthy", ("web unhealthy",), False)
