@@ -69,18 +69,20 @@ class ApplyPlan:
 
     @property
     def risky(self) -> tuple[str, ...]:
-        return tuple(p for p in self.record.risky if p in self.upgrading)
+        return tuple(p for p in self.record.risky
+                     if p in self.upgrading or (p in self.record.removals and p not in self.hold))
 
 
 def plan(hc: HostContext, *, hold: Sequence[str] = (), force: bool = False, now: float | None = None) -> ApplyPlan:
     """Check the review (fresh, same package set) and the announcement; `RefusedError` if not."""
     record = ReviewRecord.from_json(hc.run(read_cmd(REVIEW_PATH)).stdout, hc.name)
     current = parse_simulation(hc.run(simulate_cmd(record.dist if record else False)).stdout)
-    record = check_review(record, current.versions, host=hc.name, now=now)
+    record = check_review(record, current.versions, host=hc.name, removals=current.removals, now=now)
     upgrading = {k: v for k, v in record.versions.items() if k not in hold}
     announcement = AnnounceRecord.from_json(hc.run(read_cmd(ANNOUNCE_PATH)).stdout)
-    note = check_announced(record, announcement, upgrading, force=force, host=hc.name)
-    return ApplyPlan(record, upgrading, tuple(p for p in hold if p in record.versions), note)
+    removing = {p for p in record.removals if p not in hold}
+    note = check_announced(record, announcement, set(upgrading) | removing, force=force, host=hc.name)
+    return ApplyPlan(record, upgrading, tuple(p for p in hold if p in record.versions or p in record.removals), note)
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,10 @@ def apply(hc: HostContext, p: ApplyPlan, *, now: float | None = None) -> ApplyRe
     if newly_held:
         hc.run(hold_cmd(newly_held))
     try:
-        current = parse_simulation(hc.run(simulate_cmd(p.record.dist)).stdout).versions
+        simulation = parse_simulation(hc.run(simulate_cmd(p.record.dist)).stdout)
+        current = simulation.versions
         unreviewed = [f"{k} {v[1]}" for k, v in current.items() if p.record.versions.get(k) != v]
+        unreviewed += [f"removal of {r}" for r in simulation.removals if r not in p.record.removals]
         if unreviewed:
             raise RefusedError("with the holds, apt would also upgrade what was not reviewed: "
                                + ", ".join(unreviewed) + "; run `inv update.review` again", host=hc.name)

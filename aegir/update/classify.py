@@ -14,7 +14,8 @@ shown under the first:
 - ``security``: apt takes it from a security archive.
 - ``other``: none of those (restarts of non-crucial units are mentioned).
 
-``docker`` and ``crucial`` packages make the upgrade *risky*.
+``docker`` and ``crucial`` packages make the upgrade *risky*, and so does a
+dist-upgrade that removes a Docker engine package (`HostReview.docker_removals`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class HostReview:
     held: tuple[str, ...] = ()
     kept_back: tuple[str, ...] = ()
     removals: tuple[str, ...] = ()
+    docker_removals: tuple[str, ...] = ()  # removals that stop Docker (Docker engine packages)
     docker_deps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     live_restore: bool | None = None
     docker_error: str | None = None
@@ -88,7 +90,7 @@ class HostReview:
 
     @property
     def risky(self) -> bool:
-        return any(p.risky for p in self.packages)
+        return any(p.risky for p in self.packages) or bool(self.docker_removals)
 
     def of_kind(self, kind: str) -> tuple[PackageReview, ...]:
         return tuple(p for p in self.packages if p.kind == kind)
@@ -100,6 +102,8 @@ class HostReview:
     def effects(self) -> tuple[str, ...]:
         """What the upgrade does that users notice, one phrase each."""
         out = []
+        if self.docker_removals:
+            out.append("would stop docker: removes " + ", ".join(self.docker_removals))
         docker = self.of_kind("docker")
         if docker:
             out.append("would restart docker via " + ", ".join(p.name for p in docker))
@@ -113,7 +117,7 @@ class HostReview:
 
     def headline(self) -> str:
         """``would restart docker via containerd`` / ``3 upgrades, nothing risky`` / ``nothing to upgrade``."""
-        if not self.packages:
+        if not self.packages and not self.removals:
             return "nothing to upgrade"
         effects = self.effects()
         if effects:
@@ -236,6 +240,7 @@ def classify(facts: HostFacts, config: UpdateConfig) -> HostReview:
         held=tuple(sorted(held)),
         kept_back=tuple(k for k in facts.simulation.kept_back if k not in held),
         removals=facts.simulation.removals,
+        docker_removals=tuple(r for r in facts.simulation.removals if r.split(":")[0] in config.docker_packages),
         docker_deps=docker_deps,
         live_restore=facts.live_restore,
         docker_error=facts.docker_error,

@@ -1,9 +1,10 @@
 """What `update` remembers on each host, under /var/lib/aegir, and the checks `apply` makes.
 
 - ``update-review.json``: the last review (when, by whom, upgrade or
-  dist-upgrade, every package with its old and new version and kind).
-  `update.apply` refuses without one made in the last hour for the very same
-  package set (`check_review`).
+  dist-upgrade, every package with its old and new version and kind, and
+  the packages a dist-upgrade removes). `update.apply` refuses without one
+  made in the last hour for the very same package set, removals included
+  (`check_review`).
 - ``update-announce.json``: the last announcement (message, when, and the
   digest of the package set it announced). A risky upgrade needs one for the
   reviewed set, or ``--force``.
@@ -20,7 +21,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..errors import AegirError, RefusedError
 from ..sh import Cmd, shell
@@ -50,9 +51,12 @@ def retire_review_cmd() -> Cmd:
     return shell('[ ! -e "$1" ] || mv -f -- "$1" "${1%.json}.applied.json"', REVIEW_PATH)
 
 
-def digest(versions: Versions, dist: bool) -> str:
-    """A short fingerprint of a package set (name, old, new) and its mode."""
-    text = json.dumps([dist, sorted((k, list(v)) for k, v in versions.items())])
+def digest(versions: Versions, dist: bool, removals: Sequence[str] = ()) -> str:
+    """A short fingerprint of a package set (name, old, new), its mode and what it removes."""
+    data: list[Any] = [dist, sorted((k, list(v)) for k, v in versions.items())]
+    if removals:  # only then: the digests of sets without removals stay what they were
+        data.append(sorted(removals))
+    text = json.dumps(data)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -69,10 +73,11 @@ class ReviewRecord:
     reasons: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     held: tuple[str, ...] = ()
     by: str = ""
+    removals: tuple[str, ...] = ()  # packages a dist-upgrade removes
 
     @property
     def digest(self) -> str:
-        return digest(self.versions, self.dist)
+        return digest(self.versions, self.dist, self.removals)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -94,6 +99,7 @@ class ReviewRecord:
                 effects=tuple(d.get("effects", ())),
                 reasons={k: tuple(v) for k, v in d.get("reasons", {}).items()},
                 held=tuple(d.get("held", ())), by=str(d.get("by", "")),
+                removals=tuple(str(r) for r in d.get("removals", ())),
             )
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             raise AegirError(f"{REVIEW_PATH} is unreadable ({exc}); run update.review again", host=host) from None
@@ -141,14 +147,23 @@ def version_changes(reviewed: Versions, current: Versions) -> list[str]:
     return lines
 
 
+def removal_changes(reviewed: Sequence[str], current: Sequence[str]) -> list[str]:
+    """What differs between two sets of removals, one line per package."""
+    return ([f"{name} would now be removed" for name in sorted(set(current) - set(reviewed))]
+            + [f"{name} is no longer to be removed" for name in sorted(set(reviewed) - set(current))])
+
+
 def age_text(seconds: float) -> str:
     minutes = int(seconds // 60)
     return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
 
 
-def check_review(record: ReviewRecord | None, current: Versions, *, host: str,
+def check_review(record: ReviewRecord | None, current: Versions, *, host: str, removals: Sequence[str] = (),
                  now: float | None = None, max_age: float = MAX_AGE) -> ReviewRecord:
-    """The review `apply` may use, or `RefusedError` saying why not and what to run."""
+    """The review `apply` may use, or `RefusedError` saying why not and what to run.
+
+    `current` and `removals` are what apt would do now (``apt-get -s``).
+    """
     now = time.time() if now is None else now
     if record is None:
         raise RefusedError("no review of this upgrade on the host: run `inv update.review` first", host=host)
@@ -156,7 +171,7 @@ def check_review(record: ReviewRecord | None, current: Versions, *, host: str,
     if age > max_age:
         raise RefusedError(f"the review is {age_text(age)} old (more than {age_text(max_age)}): "
                            "run `inv update.review` again", host=host)
-    changes = version_changes(record.versions, current)
+    changes = version_changes(record.versions, current) + removal_changes(record.removals, removals)
     if changes:
         raise RefusedError("the package set changed since the review: " + "; ".join(changes)
                            + "; run `inv update.review` again", host=host)
@@ -167,8 +182,8 @@ def check_announced(record: ReviewRecord, announcement: AnnounceRecord | None, u
                     force: bool, host: str) -> str | None:
     """None if `apply` may go on; raise `RefusedError` for a risky, unannounced upgrade.
 
-    `upgrading` is the set of packages that will really be upgraded (the
-    review's minus ``--hold``). Returns a note when ``--force`` overrides.
+    `upgrading` is the set of packages that will really be upgraded or
+    removed (the review's minus ``--hold``). Returns a note when ``--force`` overrides.
     """
     risky = [p for p in record.risky if p in upgrading]
     if not risky:

@@ -47,6 +47,9 @@ def render_review(outcomes: Sequence[Outcome[Reviewed]]) -> str:
                  for name in r.held]
         rows += [[o.host.name, name, None, None, None, "kept back",
                   "needs packages `upgrade` does not install (see --dist)"] for name in r.kept_back]
+        rows += [[o.host.name, name, None, "(removed)", None, "REMOVED",
+                  "dist-upgrade removes it" + ("; a Docker engine package: Docker stops"
+                                               if name in r.docker_removals else "")] for name in r.removals]
         hosts.append([o.host.name, len(r.packages), "yes" if r.risky else "no", _live_restore(r), r.headline()])
     out = []
     if rows:
@@ -70,6 +73,7 @@ def review_json(outcomes: Sequence[Outcome[Reviewed]]) -> dict[str, Any]:
                            "kinds": list(p.kinds), "reasons": list(p.reasons), "restarts": list(p.restarts),
                            "risky": p.risky} for p in r.packages],
                 held=list(r.held), kept_back=list(r.kept_back), removals=list(r.removals),
+                docker_removals=list(r.docker_removals),
                 docker_dependencies={k: list(v) for k, v in r.docker_deps.items()},
                 recorded=o.value.path, digest=o.value.record.digest, warnings=list(r.warnings),
             )

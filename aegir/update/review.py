@@ -99,10 +99,10 @@ def record_of(review: HostReview, *, now: float, by: str) -> ReviewRecord:
     return ReviewRecord(
         time=now, dist=review.dist, versions=review.versions,
         kinds={p.name: p.kind for p in review.packages},
-        risky=tuple(p.name for p in review.packages if p.risky),
+        risky=(*(p.name for p in review.packages if p.risky), *review.docker_removals),
         effects=review.effects(),
         reasons={p.name: p.reasons for p in review.packages},
-        held=review.held, by=by,
+        held=review.held, by=by, removals=review.removals,
     )
 
 

@@ -136,3 +136,15 @@ def test_a_bad_notifier_is_refused(notify, message):
     inv = parse(f"hosts:\n  h:\n    address: h\n    update:\n      notify: {notify}\n", "hosts.yml")
     with pytest.raises(InventoryError, match=message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")):
         for_host(inv.get("h"), inv)
+
+
+def test_a_dist_upgrade_removing_the_docker_engine_is_risky_and_said_first():
+    facts = lab_facts()
+    upgrades = tuple(u for u in facts.simulation.upgrades if u.name == "libaegirlab1")
+    sim = replace(facts.simulation, upgrades=upgrades, removals=("docker.io", "oldtool"))
+    review = classify(replace(facts, simulation=sim, dist=True), LAB)
+    assert review.risky and review.docker_removals == ("docker.io",)
+    assert review.headline() == "would stop docker: removes docker.io"
+    harmless = classify(replace(facts, simulation=replace(sim, removals=("oldtool",)), dist=True), LAB)
+    assert not harmless.risky and harmless.headline() == "1 upgrade, nothing risky"
+

@@ -96,3 +96,23 @@ def test_the_announcement_names_each_service_and_its_interruption():
                     "  - core/front: stops and restarts with Docker (containerd): about a minute\n")
     kept = interruptions(RECORD, ["apps/cloud"], live_restore=True)
     assert kept[0].expected.startswith("keeps running (live-restore)")
+
+
+def test_a_dist_upgrade_that_now_removes_a_package_is_refused_though_the_versions_are_the_same():
+    """apt-get dist-upgrade removes what its Remv lines say: that is part of the reviewed set too."""
+    record = ReviewRecord(NOW - 600, True, VERSIONS, removals=("oldtool",))
+    assert ReviewRecord.from_json(record.to_json(), "hyp1") == record
+    assert record.digest != ReviewRecord(NOW - 600, True, VERSIONS).digest
+    assert ReviewRecord(NOW, False, VERSIONS).digest == RECORD.digest  # sets without removals keep their digest
+    assert check_review(record, VERSIONS, removals=["oldtool"], host="hyp1", now=NOW) is record
+    with pytest.raises(RefusedError) as err:
+        check_review(record, VERSIONS, removals=["docker.io"], host="hyp1", now=NOW)
+    assert str(err.value) == ("hyp1: the package set changed since the review: docker.io would now be removed; "
+                              "oldtool is no longer to be removed; run `inv update.review` again")
+
+
+def test_a_risky_removal_needs_an_announcement_too():
+    record = ReviewRecord(NOW - 600, True, VERSIONS, risky=("docker.io",), removals=("docker.io",),
+                          effects=("would stop docker: removes docker.io",))
+    with pytest.raises(RefusedError, match=r"risky \(would stop docker: removes docker.io\) and was not announced"):
+        check_announced(record, None, {*VERSIONS, "docker.io"}, force=False, host="hyp1")
