@@ -309,7 +309,10 @@ for spec in "$@"; do
           | grep -qE 'deb-systemd-invoke|invoke-rc[.]d|systemctl'; then
     echo "@@aegir@@ skipped"
   elif apt-get download -q "$spec" >/dev/null 2>"$dir/err"; then
-    for deb in "$dir"/"$name"_*.deb; do
+    got=
+    for deb in "$dir"/"${name%%:*}"_*.deb; do  # libfoo:i386 downloads as libfoo_<version>_i386.deb
+      [ -f "$deb" ] || continue
+      got=1
       echo "@@aegir@@ new-files"
       dpkg-deb -c "$deb" | awk '{print $6}'
       mkdir "$dir/ctl" && dpkg-deb -e "$deb" "$dir/ctl"
@@ -318,6 +321,7 @@ for spec in "$@"; do
       done
       rm -rf "$dir/ctl" "$deb"
     done
+    [ -n "$got" ] || echo "@@aegir@@ download-failed"
   else
     echo "@@aegir@@ download-failed"; tail -n 2 "$dir/err"
   fi

@@ -5,13 +5,15 @@ Round trips: ``apt-get update`` (with ``--refresh``), ``apt-get -s``,
 their units and maintainer scripts (`aegir.facts.apt.package_info_cmd`), one
 or two ``systemctl show`` and one ``dpkg -S``; plus Docker's ``info`` for
 live-restore. Nothing on the host changes but the review record.
+A package whose new version cannot be downloaded and read fails the
+review (exit 2): what its scripts would restart is unknown.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from ..docker import DockerUnavailable
 from ..errors import AegirError, CommandError, STDERR_TAIL_LINES
@@ -53,6 +55,20 @@ def live_restore(hc: HostContext) -> tuple[bool | None, str | None]:
     return bool(info.get("LiveRestoreEnabled")), None
 
 
+def check_read(wanted: Mapping[str, str], packages: Mapping[str, PackageInfo], *, host: str) -> None:
+    """Raise when a package's new version could not be downloaded and read.
+
+    What its maintainer scripts restart is then unknown: calling it "nothing
+    risky" would be a guess, so the review fails (exit 2) and says which.
+    """
+    unread = {n: (packages[n].download_error if n in packages else None) or "no answer" for n in wanted
+              if n not in packages or packages[n].download_error}
+    if unread:
+        raise AegirError("cannot review: could not read the maintainer scripts of "
+                         + "; ".join(f"{n} {wanted[n]} ({why.strip().splitlines()[-1]})" for n, why in unread.items()),
+                         host=host)
+
+
 def gather(hc: HostContext, config: UpdateConfig, *, refresh: bool = False, dist: bool = False) -> HostFacts:
     """Read everything `classify` needs from `hc`'s host (read-only, but for apt's lists)."""
     if refresh:
@@ -63,6 +79,7 @@ def gather(hc: HostContext, config: UpdateConfig, *, refresh: bool = False, dist
     if simulation.upgrades:
         wanted = {u.name: u.new for u in simulation.upgrades}
         packages = parse_package_info(step(hc, package_info_cmd(wanted), "reading the new packages").stdout)
+        check_read(wanted, packages, host=hc.name)
     shipped = sorted({u for p in packages.values() for u in p.units})
     asked = list(dict.fromkeys([*DOCKER_UNITS, *config.crucial_units, *shipped]))
     shown = hc.run(systemctl_show_cmd(asked), check=False)

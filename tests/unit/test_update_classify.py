@@ -148,3 +148,17 @@ def test_a_dist_upgrade_removing_the_docker_engine_is_risky_and_said_first():
     harmless = classify(replace(facts, simulation=replace(sim, removals=("oldtool",)), dist=True), LAB)
     assert not harmless.risky and harmless.headline() == "1 upgrade, nothing risky"
 
+
+def test_a_package_whose_new_version_could_not_be_read_fails_the_review_instead_of_passing_as_harmless():
+    from aegir.errors import AegirError
+    from aegir.update.review import check_read
+
+    out = ("@@aegir@@ package foo\n@@aegir@@ download-failed\nE: Can't find a source to download version '2' of "
+           "'foo:amd64'\n@@aegir@@ old-files\n/lib/systemd/system/foo.service\n@@aegir@@ package bar\n"
+           "@@aegir@@ skipped\n@@aegir@@ old-files\n")
+    packages = parse_package_info(out)
+    check_read({"bar": "1"}, packages, host="hyp1")
+    with pytest.raises(AegirError) as err:
+        check_read({"foo": "2", "bar": "1", "baz": "3"}, packages, host="hyp1")
+    assert str(err.value) == ("hyp1: cannot review: could not read the maintainer scripts of foo 2 (E: Can't find a "
+                              "source to download version '2' of 'foo:amd64'); baz 3 (no answer)")
