@@ -105,6 +105,31 @@ def test_boot_docker_refuses_while_srv_is_not_mounted_and_docker_stays_stopped(v
     assert not vault.docker_running() and not srv_mounted(vault)
 
 
+def test_no_probe_connects_to_dockers_socket_while_no_dockerd_runs(vault, inventory):
+    """On Debian, docker.socket stays enabled after `systemctl disable docker`: the first connection to
+    /run/docker.sock starts Docker, on an unmounted /srv too. systemd does not run in the lab, so a
+    listener on vault's /run/docker.sock stands for that socket and records every connection."""
+    make_down(vault)
+    pid = vault.run(["sh", "-c", 'socat UNIX-LISTEN:/run/docker.sock,fork SYSTEM:"echo hit >> /run/docker-sock-hits" '
+                     '</dev/null >/dev/null 2>&1 & echo $!; i=0; while [ ! -S /run/docker.sock ] && [ $i -lt 50 ]; '
+                     'do i=$((i + 1)); sleep 0.1; done']).stdout.strip()
+    try:
+        check, data = inv(inventory, "boot.check")
+        docker, _ = inv(inventory, "boot.docker", "--dry")
+        status, status_data = inv(inventory, "boot.status")
+        hits = vault.run(["sh", "-c", "cat /run/docker-sock-hits 2>/dev/null; :"]).stdout
+        vault.run(["sh", "-c", "echo | socat - UNIX-CONNECT:/run/docker.sock; sleep 0.2"])
+        heard = vault.run(["cat", "/run/docker-sock-hits"]).stdout
+    finally:
+        vault.run(["kill", pid], check=False)
+        vault.run(["rm", "-f", "/run/docker.sock", "/run/docker-sock-hits"])
+    assert hits == "" and heard == "hit\n"  # nothing connected, and the listener did hear a connection
+    assert check.returncode == docker.returncode == status.returncode == 1
+    assert "data-root" in {i["name"] for i in one(data)["items"]}
+    assert status_data["hosts"][0]["error"] == "Docker is not running (no dockerd process): run boot.docker"
+    assert inventory[1].read_text() == ""
+
+
 def test_mount_check_docker_status_bring_a_stopped_host_up_and_a_second_boot_all_does_nothing(vault, inventory):
     make_down(vault)
 

@@ -25,10 +25,10 @@ from ..boot import (DONE, FAILED, MIN_FREE_PERCENT, OK, SKIPPED, STEPS, WOULD, C
                     verify_problems)
 from ..docker import DockerUnavailable
 from ..errors import AegirError, CommandError
-from ..facts.boot import (EXIT_WRONG_PASSPHRASE, DataRoot, cat_cmd, daemon_json_cmd, findmnt_cmd, fstab_cmd,
-                          is_luks_cmd, listing_cmd, losetup_cmd, luks_open_cmd, luks_status_cmd, luks_test_cmd,
-                          parse_cat, parse_daemon_json, parse_docker_info, parse_findmnt, parse_is_luks,
-                          parse_listing, parse_losetup, parse_luks_status)
+from ..facts.boot import (EXIT_WRONG_PASSPHRASE, DataRoot, cat_cmd, daemon_json_cmd, dockerd_cmd, findmnt_cmd,
+                          fstab_cmd, is_luks_cmd, listing_cmd, losetup_cmd, luks_open_cmd, luks_status_cmd,
+                          luks_test_cmd, parse_cat, parse_daemon_json, parse_docker_info, parse_dockerd,
+                          parse_findmnt, parse_is_luks, parse_listing, parse_losetup, parse_luks_status)
 from ..report import FORMAT_HELP, check_format, emit, table
 from ..secrets import Prompter, retry
 from ..status import HostStatus, gather_status, has_problems, render_status, status_json
@@ -55,11 +55,24 @@ def _probe(hc: fleet.HostContext, cmd: Cmd, ok: Sequence[int] = (0, 1)) -> Any:
     return r
 
 
+def dockerd_running(hc: fleet.HostContext) -> bool:
+    """Does a dockerd process run on the host? Asked of /proc, without touching Docker's socket."""
+    r = hc.run(dockerd_cmd(), check=False)
+    return parse_dockerd(r.exited, r.stderr)
+
+
 def docker_info(hc: fleet.HostContext) -> Mapping[str, Any] | None:
-    """``docker info`` through the SDK, or None when the daemon does not answer."""
+    """``docker info`` through the SDK, or None when the daemon does not answer.
+
+    None without connecting when no dockerd process runs: a connection to the
+    socket of systemd's docker.socket would start Docker (socket activation),
+    and a read-only probe must never be what starts it on an unmounted /srv.
+    """
     from docker.errors import DockerException
     from requests.exceptions import RequestException
 
+    if not dockerd_running(hc):
+        return None
     try:
         return hc.docker().info()
     except (DockerUnavailable, DockerException, RequestException, OSError, EOFError):  # EOFError: SSH closed
@@ -193,6 +206,13 @@ def docker_step(hc: fleet.HostContext, *, act: bool, min_free: float, timeout: f
     check_started(host, root)
     return StepResult("docker", DONE, f"started Docker (answered after {took:.1f}s, data-root {root.path})",
                       (plan.command.line,))
+
+
+def status_of(hc: fleet.HostContext) -> HostStatus:
+    """The Compose status (`gather_status`), asked of Docker only once a dockerd process runs."""
+    if not dockerd_running(hc):
+        raise DockerUnavailable("Docker is not running (no dockerd process): run boot.docker", host=hc.name)
+    return gather_status(hc)
 
 
 def status_result(st: HostStatus) -> StepResult:
@@ -363,7 +383,7 @@ def docker(c, format="table", dry=False, min_free=MIN_FREE_PERCENT, timeout=60):
 def status(c, format="table"):
     """Show every Compose project's state, core first, then apps and users."""
     fmt = check_format(format)
-    outcomes = fleet.each(c, targets(c), gather_status, label="boot.status")
+    outcomes = fleet.each(c, targets(c), status_of, label="boot.status")
     emit(fmt, data=status_json(outcomes), text=render_status(outcomes))
     exit_if_failed(outcomes, problems=has_problems(outcomes))
 
@@ -406,7 +426,7 @@ def _run_step(c: Any, step: str, hosts: Sequence[Any], *, act: bool, prompter: P
     if step == "docker":
         return fleet.each(c, hosts, lambda hc: docker_step(hc, act=act, min_free=min_free, timeout=timeout),
                           label=label), []
-    full = fleet.each(c, hosts, gather_status, label=label)
+    full = fleet.each(c, hosts, status_of, label=label)
     return [fleet.Outcome(o.host, status_result(o.value) if o.value else None, o.error, o.kind, o.seconds)
             for o in full], full
 

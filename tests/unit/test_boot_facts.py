@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from aegir.errors import AegirError
-from aegir.facts.boot import (DataRoot, Listing, LuksMapping, Mount, cat_cmd, daemon_json_cmd, findmnt_cmd,
-                              fstab_cmd, is_luks_cmd, listing_cmd, losetup_cmd, luks_open_cmd, luks_status_cmd,
-                              luks_test_cmd, parse_cat, parse_daemon_json, parse_docker_info, parse_findmnt,
-                              parse_is_luks, parse_listing, parse_losetup, parse_luks_status)
+from aegir.facts.boot import (DataRoot, Listing, LuksMapping, Mount, cat_cmd, daemon_json_cmd, dockerd_cmd,
+                              findmnt_cmd, fstab_cmd, is_luks_cmd, listing_cmd, losetup_cmd, luks_open_cmd,
+                              luks_status_cmd, luks_test_cmd, parse_cat, parse_daemon_json, parse_docker_info,
+                              parse_dockerd, parse_findmnt, parse_is_luks, parse_listing, parse_losetup,
+                              parse_luks_status)
 
 DATA = Path(__file__).parent / "data"
 
@@ -168,3 +169,12 @@ def test_a_broken_daemon_json_is_reported():
 
 def test_a_running_daemon_says_its_own_data_root():
     assert parse_docker_info({"DockerRootDir": "/srv/docker"}) == DataRoot("/srv/docker", "docker info", True)
+
+
+def test_whether_dockerd_runs_is_read_from_proc_never_from_dockers_socket():
+    """tests/test_boot.py proves it end to end: a listener on the socket hears nothing."""
+    cmd = dockerd_cmd()
+    assert cmd.argv[:2] == ("sh", "-c") and "docker.sock" not in cmd.line and "grep -lx dockerd" in cmd.line
+    assert parse_dockerd(0, "") is True and parse_dockerd(1, "") is False
+    with pytest.raises(AegirError, match="cannot tell whether dockerd runs: sh: 1: grep: not found"):
+        parse_dockerd(127, "sh: 1: grep: not found\n")
