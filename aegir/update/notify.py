@@ -129,11 +129,11 @@ def announce_host(hc: "HostContext", notifier: Notifier | None, *, message: str,
     record = ReviewRecord.from_json(hc.run(read_cmd(REVIEW_PATH)).stdout, hc.name)
     if record is None:
         raise RefusedError("no review to announce: run `inv update.review` first", host=hc.name)
-    try:
-        services = services_of(hc.docker().containers.list(), hc.host.srv) if record.risky else ()
+    restore, why = live_restore(hc) if record.risky else (None, None)
+    try:  # only once live_restore found Docker running: asking its socket may start it
+        services = services_of(hc.docker().containers.list(), hc.host.srv) if record.risky and not why else ()
     except DockerUnavailable:
         services = ()
-    restore, _ = live_restore(hc) if record.risky else (None, None)
     cuts = interruptions(record, services, restore)
     text = compose_text(hc.name, message, when, record, cuts)
     if dry:

@@ -20,6 +20,7 @@ from ..errors import AegirError, CommandError, STDERR_TAIL_LINES
 from ..facts.apt import (PackageInfo, dpkg_search_cmd, owners, package_info_cmd, parse_dpkg_search,
                          parse_package_info, parse_showhold, parse_simulation, parse_units, showhold_cmd,
                          simulate_cmd, systemctl_show_cmd, update_cmd)
+from ..facts.boot import dockerd_cmd, parse_dockerd
 from ..fleet import HostContext
 from ..sh import Cmd
 
@@ -45,7 +46,15 @@ def step(hc: HostContext, cmd: Cmd, what: str, *, check: bool = True) -> "Result
 
 
 def live_restore(hc: HostContext) -> tuple[bool | None, str | None]:
-    """Docker's live-restore setting, or (None, why Docker did not say)."""
+    """Docker's live-restore setting, or (None, why Docker did not say).
+
+    Docker is asked only when a dockerd process runs: a connection to the
+    socket of systemd's docker.socket would start it (on a host rebooted but
+    not unlocked yet, onto the unencrypted root disk).
+    """
+    r = hc.run(dockerd_cmd(), check=False)
+    if not parse_dockerd(r.exited, r.stderr):
+        return None, "Docker is not running (no dockerd process)"
     try:
         info = hc.docker().info()
     except DockerUnavailable as exc:
