@@ -344,6 +344,14 @@ def test_logs_print_a_projects_output_from_the_host(two):
     assert refused.returncode == 1 and "--follow streams one host, choose it with -H" in refused.stderr
 
 
+def test_a_tail_that_is_not_a_number_is_refused_in_one_line(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(f"hosts:\n  local:\n    connection: local\n    srv: {tmp_path}\n")
+    result = run_inv("apps.logs", "cloud", "--tail", "ten", inventory=inventory, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "aegir: --tail must be a number of lines (0 or more), not 'ten'" in result.stderr
+
+
 def test_logs_follow_streams_until_interrupted(two):
     a, _, inv = two
     env = {**os.environ, "AEGIR_INVENTORY": str(inv)}

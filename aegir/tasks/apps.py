@@ -97,6 +97,8 @@ def logs(c, name, service="", follow=False, tail=None):
     if len(wanted) != 1:
         raise AegirError("apps.logs takes exactly one project")
     svcs = tuple(s for s in service.replace(",", " ").split() if s)
+    if tail is not None and not str(tail).isdigit():
+        raise AegirError(f"--tail must be a number of lines (0 or more), not {tail!r}")
     found = fleet.each(c, targets(c), lambda hc: select(discover(hc).projects, wanted, host=hc.name)[0],
                        label="apps.logs")
     for o in found:
