@@ -11,7 +11,7 @@ reached the state its action promises:
 up         every expected service running, none unhealthy or restarting
 down       no container left
 restart    every container of the (chosen) services started after the act
-pull       the images of the project's services, before -> after
+pull       the images of the project's services, before -> after (an ``image: ${VAR}`` is said unchecked)
 =========  ==============================================================
 """
 
@@ -155,14 +155,26 @@ class _Before:
     images: dict[str, str]  # image reference -> image id, for pull
 
 
-def _image_ref(ref: str) -> str:
-    """``busybox`` -> ``busybox:latest`` (a digest or a tag is kept)."""
+_HUB = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/")
+
+
+def image_ref(ref: str) -> str | None:
+    """An ``image:`` as Docker's RepoTags spell it: ``busybox`` and ``docker.io/library/busybox`` ->
+    ``busybox:latest`` (a digest or a tag is kept); None when Compose interpolates it (``${IMAGE}``)."""
+    if "$" in ref:
+        return None
+    ref = next((ref[len(h):] for h in _HUB if ref.startswith(h)), ref)
     return ref if "@" in ref or ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
+
+
+def _unchecked(p: Project) -> list[str]:
+    """The project's ``image:`` values `verify` cannot read from the file (interpolated)."""
+    return sorted({s.image for s in p.services if s.image and image_ref(s.image) is None})
 
 
 def _images_of(hc: "HostContext", p: Project) -> dict[str, str]:
     """The project's image references -> local image ID ("" when not present)."""
-    refs = {_image_ref(s.image) for s in p.services if s.image}
+    refs = {r for s in p.services if s.image and (r := image_ref(s.image))}
     out = dict.fromkeys(sorted(refs), "")
     for img in hc.docker().api.images():
         for tag in img.get("RepoTags") or ():
@@ -238,6 +250,8 @@ def verify(hc: "HostContext", step: Step, before: _Before, *, settle: float = SE
             ok = True
             detail = (f"updated: {', '.join(sorted(changed))}" if changed
                       else f"images unchanged ({len(after_images)})")
+            if _unchecked(p):
+                detail += f"; not checked (interpolated): {', '.join(_unchecked(p))}"
             return ok, state, detail
         if ok or time.monotonic() >= deadline:
             return ok, state, detail

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from aegir.facts.projects import Project, ProjectStatus, Service
 from aegir.fleet import Outcome
 from aegir.inventory import Host
-from aegir.lifecycle import HostActions, Step, StepResult, core_order, render_actions, run_steps
+from aegir.lifecycle import HostActions, Step, StepResult, core_order, image_ref, render_actions, run_steps
 from aegir.sh import Cmd
 from aegir.status import HostStatus, has_problems, render_status, status_json
 from aegir.templates import Template, parse_list, plan_new
@@ -22,6 +22,13 @@ def p(folder: str, kind: str = "core") -> Project:
 
 def test_core_projects_start_with_front_then_in_name_order():
     assert [x.folder for x in core_order([p("dns"), p("adm"), p("front"), p("mail")])] == ["front", "adm", "dns", "mail"]
+
+
+def test_pull_compares_images_as_docker_tags_them_and_never_guesses_an_interpolated_one():
+    assert [image_ref(r) for r in ("busybox", "docker.io/library/busybox", "docker.io/acme/web:2",
+                                   "ghcr.io/acme/web", "registry:5000/web", "x@sha256:ab", "${IMAGE}")] == [
+        "busybox:latest", "busybox:latest", "acme/web:2", "ghcr.io/acme/web:latest", "registry:5000/web:latest",
+        "x@sha256:ab", None]
 
 
 def steps(n: int) -> list[Step]:
