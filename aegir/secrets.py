@@ -2,7 +2,9 @@
 
 The LUKS passphrase is read from the operator's terminal (``/dev/tty``, so a
 redirected stdin or stdout changes nothing) with echo off, or, when asked for
-with ``--passphrase-stdin``, one line per try from standard input. It is
+with ``--passphrase-stdin``, one line per try from standard input (a
+terminal there is still read without echo: ``--passphrase-stdin`` typed by
+habit at a prompt must not show the passphrase on screen). It is
 handed to the command that needs it as its stdin (`aegir.sh.Cmd.stdin`) and
 nowhere else: not argv, not the environment, not a message. With no terminal
 and no other source, the answer is a clear refusal, never a silent fallback
@@ -87,7 +89,7 @@ class Prompter:
             prompt = f"{host}: LUKS passphrase for {device}{every}: "
         else:
             prompt = f"{host}: wrong passphrase, try {attempt} of {self.tries}: "
-        if self.stream is None:
+        if self.stream is None or _is_terminal(self.stream):
             passphrase = read_secret(prompt, self.tty)
         else:
             if attempt > 1:
@@ -105,6 +107,13 @@ class Prompter:
         """Remember a passphrase that worked, for the next hosts under ``same``."""
         if self.same:
             self._shared = passphrase
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def retry(prompter: Prompter, host: str, device: str, attempt: Callable[[str], bool]) -> int:

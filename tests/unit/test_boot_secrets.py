@@ -11,6 +11,7 @@ import io
 import os
 import select
 import termios
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
@@ -157,3 +158,24 @@ def test_passphrases_from_stdin_are_lines_and_running_out_is_a_refusal():
 def test_an_empty_passphrase_is_not_tried():
     with pytest.raises(NoPassphrase, match="empty passphrase: nothing tried"):
         Prompter(stream=io.StringIO("\n")).ask("hyp1", "/dev/md2", 1)
+
+
+def test_passphrase_stdin_on_a_terminal_is_still_read_without_echo(tty):
+    """--passphrase-stdin typed at a prompt by habit: the terminal must not show the passphrase."""
+    master, path, _ = tty
+    got: list[str] = []
+    with open(path, "r") as stdin:
+        p = Prompter(stream=stdin, tty=path)
+        reader = threading.Thread(target=lambda: got.append(p.ask("hyp1", "/dev/md2", 1)), daemon=True)
+        reader.start()
+        screen, deadline = b"", time.monotonic() + 2
+        while not screen.rstrip(b" ").endswith(b":") and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.05)[0]:
+                screen += os.read(master, 4096)
+        os.write(master, b"s3cret pass\n")  # typed, prompt or not
+        reader.join(2)
+        while select.select([master], [], [], 0.1)[0]:
+            screen += os.read(master, 4096)
+    assert got == ["s3cret pass"]
+    assert b"s3cret" not in screen
+    assert screen.decode().replace("\r", "") == "hyp1: LUKS passphrase for /dev/md2: \n"
