@@ -32,6 +32,7 @@ ANNOUNCE_PATH = f"{STATE_DIR}/update-announce.json"
 APPLY_PATH = f"{STATE_DIR}/update-apply.json"
 LOG_DIR = "/var/log/aegir"
 MAX_AGE = 3600.0  # a review older than this is stale
+MAX_SKEW = 300.0  # a review dated further ahead than this was written by a clock that is wrong
 
 Versions = Mapping[str, tuple[str | None, str]]
 
@@ -168,6 +169,10 @@ def check_review(record: ReviewRecord | None, current: Versions, *, host: str, r
     if record is None:
         raise RefusedError("no review of this upgrade on the host: run `inv update.review` first", host=host)
     age = now - record.time
+    if age < -MAX_SKEW:  # else a clock running ahead would keep a review "fresh" for hours
+        raise RefusedError(f"the review is dated {age_text(-age)} in the future (written by "
+                           f"{record.by or 'another machine'} with a clock ahead of this one's): "
+                           "run `inv update.review` again", host=host)
     if age > max_age:
         raise RefusedError(f"the review is {age_text(age)} old (more than {age_text(max_age)}): "
                            "run `inv update.review` again", host=host)

@@ -44,6 +44,13 @@ def test_apply_refuses_a_review_older_than_an_hour():
         check_review(ReviewRecord(NOW - 3660, False, VERSIONS), VERSIONS, host="hyp1", now=NOW)
 
 
+def test_apply_refuses_a_review_dated_in_the_future_by_a_clock_running_ahead():
+    ahead = ReviewRecord(NOW + 86400, False, VERSIONS, by="alice@laptop")
+    with pytest.raises(RefusedError, match=r"the review is dated 24 h in the future \(written by alice@laptop"):
+        check_review(ahead, VERSIONS, host="hyp1", now=NOW)
+    assert check_review(ReviewRecord(NOW + 60, False, VERSIONS), VERSIONS, host="hyp1", now=NOW)  # small skew
+
+
 def test_apply_refuses_when_the_package_set_changed_and_says_how():
     now = {"containerd": VERSIONS["containerd"], "libfoo1": ("1.0-1", "1.0-3"), "newpkg": ("1", "2")}
     with pytest.raises(RefusedError) as err:
