@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import compose
 from .errors import AegirError, RefusedError
-from .facts.projects import Project, project_status, select, warnings_about
+from .facts.projects import Project, name_clashes, project_status, select, warnings_about
 from .report import table
 from .sh import Cmd
 from .status import HostStatus, containers, discover, gather_status
@@ -132,13 +132,25 @@ def plan_apps(hc: "HostContext", names: Sequence[str], action: str, services: Se
     if core:
         raise RefusedError(f"{', '.join(core)}: a core project; apps.* act on apps/ and users/ "
                            "(core projects start with `inv core.up`)", host=hc.name)
+    _refuse_clashes(hc, disc.projects, chosen)
     return [build_step(hc, p, action, services, ignore_failures=ignore_failures) for p in chosen], missing
+
+
+def _refuse_clashes(hc: "HostContext", projects: Sequence[Project], chosen: Sequence[Project]) -> None:
+    """Refuse (`RefusedError`) to act on a project whose Compose name another folder shares."""
+    clashes = name_clashes(projects)
+    bad = sorted({" and ".join(clashes[p.name]) for p in chosen if p.name in clashes})
+    if bad:
+        raise RefusedError(f"{'; '.join(bad)} are the same Compose project to Compose (one name): acting on one "
+                           "would recreate or remove the other's containers; rename one folder", host=hc.name)
 
 
 def plan_core(hc: "HostContext") -> list[Step]:
     """``up -d`` for every core project of `hc`, ``front`` first."""
     disc = discover(hc)
-    return [build_step(hc, p, "up") for p in core_order([p for p in disc.projects if p.kind == "core"])]
+    core = core_order([p for p in disc.projects if p.kind == "core"])
+    _refuse_clashes(hc, disc.projects, core)
+    return [build_step(hc, p, "up") for p in core]
 
 
 def planned(hc: "HostContext", steps: Sequence[Step]) -> tuple[StepResult, ...]:

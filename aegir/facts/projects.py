@@ -221,7 +221,25 @@ def parse_discovery(stdout: str, srv: str) -> Discovery:
             envs[path] = env.decode("utf-8", "replace")
     order = {k: i for i, k in enumerate(PROJECT_KINDS)}
     projects.sort(key=lambda p: (order[p.kind], p.folder))
+    clashes = name_clashes(projects)
+    for p in projects:
+        if p.name in clashes:
+            others = ", ".join(q for q in clashes[p.name] if q != p.path)
+            warnings.append(f"{p.dir}: Compose project {p.name!r} is also {others}: the same project to Compose, "
+                            "so aegir does not start or stop it; rename one folder")
     return Discovery(srv, tuple(projects), tuple(warnings), envs=envs)
+
+
+def name_clashes(projects: Iterable[Project]) -> dict[str, tuple[str, ...]]:
+    """Compose project names that several folders share (``apps/cloud``, ``users/cloud``) -> their paths.
+
+    Compose knows a project by its name only: ``up`` in one folder would recreate the other's
+    containers of the same service, ``down`` would remove them.
+    """
+    by_name: dict[str, list[str]] = {}
+    for p in projects:
+        by_name.setdefault(p.name, []).append(p.path)
+    return {n: tuple(paths) for n, paths in by_name.items() if len(paths) > 1}
 
 
 def _project(srv: str, kind: str, folder: str, files: list[str], mode: str, text: str | None) -> tuple[Project, list[str]]:

@@ -139,3 +139,35 @@ def test_templates_are_listed_with_what_they_hold(tmp_path):
     )
     out = subprocess.run(list_cmd(str(tmp_path / "nope")).line, shell=True, capture_output=True, text=True).stdout
     assert parse_list(out, str(tmp_path / "nope")) is None
+
+
+# --------------------------------------------------------------------------- one Compose name, two folders
+
+
+def test_two_folders_with_one_compose_name_are_warned_about_and_never_acted_on(tmp_path):
+    """apps/cloud and users/cloud are both `-p cloud`: `up` in one would recreate the other's containers."""
+    import pytest
+    from invoke import Context
+
+    from aegir import fleet
+    from aegir.cli import AegirConfig
+    from aegir.errors import RefusedError
+    from aegir.lifecycle import plan_apps
+
+    for path in ("apps/cloud", "users/cloud", "apps/wiki"):
+        (tmp_path / path).mkdir(parents=True)
+        (tmp_path / path / "docker-compose.yml").write_text("services:\n  web:\n    image: x\n")
+    hc = fleet.open_context(Context(config=AegirConfig(lazy=True)),
+                            Host("local", connection="local", srv=str(tmp_path)))
+    try:
+        from aegir.status import discover
+
+        assert [w for w in discover(hc).warnings if "also" in w] == [
+            f"{tmp_path}/apps/cloud: Compose project 'cloud' is also users/cloud: the same project to Compose, "
+            "so aegir does not start or stop it; rename one folder",
+            f"{tmp_path}/users/cloud: Compose project 'cloud' is also apps/cloud: the same project to Compose, "
+            "so aegir does not start or stop it; rename one folder"]
+        with pytest.raises(RefusedError, match=r"apps/cloud and users/cloud are the same Compose project"):
+            plan_apps(hc, ("users/cloud",), "down")
+    finally:
+        hc.close()
