@@ -184,6 +184,15 @@ def test_render_from_a_saved_inspect_needs_no_docker_and_no_connection(tmp_path:
     assert len(as_json["hosts"][0]["exposures"]) == 14
 
 
+def test_watch_has_no_dry_run_and_refuses_one(tmp_path: Path) -> None:
+    # the Docker socket does not exist: should the refusal go, the watcher could only retry, never apply here
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(f"hosts:\n  here:\n    connection: local\n    docker_host: unix://{tmp_path}/none.sock\n")
+    done = run_inv("--dry", "fw.watch", inventory=inventory, timeout=30)
+    assert done.returncode == 1
+    assert "fw.watch applies a ruleset at every change and has no dry run" in done.stderr
+
+
 # --------------------------------------------------------------------------- packets
 
 

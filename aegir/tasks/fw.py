@@ -172,6 +172,9 @@ def status(c, format="table"):
             "max_delay": "Longest wait after an event before applying, in milliseconds (default 500)."})
 def watch(c, resync=300, debounce=100, max_delay=500):
     """Keep one host's firewall in step with its containers, on Docker events, until SIGTERM."""
+    if is_dry(c):
+        raise AegirError("fw.watch applies a ruleset at every change and has no dry run: "
+                         "see what it would apply with `inv fw.diff`")
     inv = inventory(c)
     hosts = targets(c)
     if len(hosts) != 1:
