@@ -298,6 +298,28 @@ def test_a_broken_template_or_an_nft_error_leaves_the_live_ruleset(served: FwLab
     assert fw.apply()["result"] == "nothing to do"
 
 
+def test_an_apply_that_would_lock_out_the_next_login_is_rolled_back(served: FwLab, tmp_path: Path) -> None:
+    """admin_sources without this machine: every static check passes (SSH is allowed, from the
+    sources configured), the running session survives, but a new login would fail. fw.apply
+    opens one, fails, and puts the last good ruleset back through the running session."""
+    fw = served
+    fw.apply()
+    live = fw.live()
+    data = yaml.safe_load(fw.inventory.read_text())
+    data["hosts"]["fw"]["fw"]["admin_sources"] = [str(fw.lab.names.client_ipv4), str(CLIENT_IPV6)]
+    wrong = tmp_path / "hosts.yml"
+    wrong.write_text(yaml.safe_dump(data))
+    done = run_inv("-t", "3", "fw.apply", "--format", "json", inventory=wrong, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    [row] = json.loads(done.stdout)["hosts"]
+    assert row["status"] == "failed"
+    assert row["error"].startswith("rolled back: after the apply a new SSH connection failed (cannot connect to ")
+    assert row["error"].endswith("; the last good ruleset is live again")
+    assert fw.live() == live
+    assert_ssh_works(fw)
+    assert fw.apply()["result"] == "nothing to do"  # the last good ruleset and its hash are back too
+
+
 def test_status_lists_what_each_host_publishes(served: FwLab) -> None:
     fw = served
     fw.apply()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
+from ..errors import RefusedError, UnreachableError
 from ..inventory import Host, Inventory
 from . import nft, render, safety
 from .model import Container, Exposures, admin_addresses, expose, parse_container
@@ -97,6 +98,27 @@ def apply(hc: "HostContext", fw: Firewall) -> nft.Applied:
     assert fw.state is not None, "apply needs the host's state (use build)"
     prove = None if fw.template == render.PACKAGED else ssh_packets(fw.host, fw.settings)
     return nft.apply(hc, fw.text, fw.state, fw.settings.state_dir, prove)
+
+
+def verify_ssh(c: Any, hc: "HostContext", fw: Firewall) -> None:
+    """After an apply, a *new* SSH connection must still get in, or the apply is undone.
+
+    The running session survives any ruleset (connection tracking), so it is
+    the way back: a wrong ``ssh_port`` or ``admin_sources`` that leaves out the
+    operator's own address would pass every static check and lock out the next
+    login. No-op for the local host.
+    """
+    if hc.host.is_local:
+        return
+    from ..fleet import open_context
+
+    try:
+        open_context(c, hc.host).close()
+    except UnreachableError as exc:
+        assert fw.state is not None
+        undone = nft.rollback(hc, fw.state, fw.settings.state_dir)
+        raise RefusedError(f"rolled back: after the apply a new SSH connection failed ({exc.message}); {undone}",
+                           host=hc.name) from None
 
 
 def summary(fw: Firewall) -> dict[str, Any]:

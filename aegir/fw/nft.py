@@ -216,6 +216,22 @@ def apply(hc: "HostContext", text: str, state: State, state_dir: str,
     return Applied(True, added, removed, time.monotonic() - start, reason=why, live_hash=live_hash)
 
 
+def rollback(hc: "HostContext", state: State, state_dir: str) -> str:
+    """Undo an apply: load the last good ruleset again, or drop aegir's table when there was none.
+
+    `state` is what the host held before the apply. Returns what was done, for messages.
+    """
+    if state.last_good is None:
+        hc.run(Cmd.of("nft", "delete", "table", *TABLE.split()), check=False)
+        hc.run(Cmd.of("rm", "-f", "--", f"{state_dir}/{LAST_GOOD}", f"{state_dir}/live.sha256"))
+        return "aegir's table is removed (there was no earlier ruleset)"
+    candidate = f"{state_dir}/{CANDIDATE}"
+    hc.run(write_cmd(state_dir, CANDIDATE, state.last_good))
+    _nft(hc, apply_cmd(candidate), candidate)
+    hc.run(keep_cmd(state_dir))
+    return "the last good ruleset is live again"
+
+
 def _nft(hc: "HostContext", cmd: Cmd, candidate: str) -> str:
     try:
         return hc.run(cmd).stdout

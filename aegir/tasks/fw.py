@@ -108,14 +108,24 @@ def diff(c, template=None, format="table"):
 
 @task(help={"dry": "Show what would change; apply nothing.", "template": TEMPLATE_HELP, "format": FORMAT_HELP})
 def apply(c, dry=False, template=None, format="table"):
-    """Check each host's ruleset with `nft -c` and apply it atomically (nothing to do if unchanged)."""
+    """Check each host's ruleset with `nft -c` and apply it atomically (nothing to do if unchanged).
+
+    After an apply, a new SSH connection must get in; if it does not (say an
+    admin_sources that leaves out this machine), the last good ruleset is put
+    back through the running session and the host's row says so.
+    """
     fmt = check_format(format)
     dry = is_dry(c, dry)
     build = _builder(inventory(c), _template(template))
 
     def one(hc: fleet.HostContext) -> tuple[fwhost.Firewall, nft.Applied | None]:
         fw = build(hc)
-        return fw, None if dry else fwhost.apply(hc, fw)
+        if dry:
+            return fw, None
+        done = fwhost.apply(hc, fw)
+        if done.changed:
+            fwhost.verify_ssh(c, hc, fw)  # a new login still works, or the apply is undone
+        return fw, done
 
     outcomes = fleet.each(c, targets(c), one, label="fw.apply")
     rows, data = [], []
