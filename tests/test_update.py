@@ -16,6 +16,7 @@ announcement, apply, checks.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -213,3 +214,18 @@ def test_this_machines_dpkg_database_never_saw_the_lab_packages(deb):
     assert not [p for p in own if p.startswith(("aegir-lab", "libaegirlab", "linux-image-aegir-lab"))]
     containerd = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "containerd"], capture_output=True, text=True)
     assert "aegirlab" not in containerd.stdout
+
+
+def test_a_dry_review_does_not_refresh_the_package_lists(deb):
+    """The program's --dry changes nothing, not even apt's lists: --refresh is skipped, and said so.
+    A real --refresh afterwards does touch the lists, so the first check could have failed."""
+    quiet = deb["quiet"]
+    lists = [p for p in quiet.root("/var/lib/apt/lists").iterdir() if p.is_file() and p.name != "lock"]
+    for p in lists:
+        os.utime(p, ns=(0, 0))
+    res = run_inv("--dry", "-H", "hyp5", "update.review", "--refresh", inventory=deb["inventory"])
+    assert res.returncode in (0, 1), res.stdout + res.stderr
+    assert "--dry: not running `apt-get update`" in res.stderr
+    assert [p.stat().st_mtime_ns for p in lists] == [0] * len(lists)
+    run_inv("-H", "hyp5", "update.review", "--refresh", inventory=deb["inventory"])
+    assert any(p.stat().st_mtime_ns != 0 for p in quiet.root("/var/lib/apt/lists").iterdir() if p.is_file())

@@ -45,7 +45,7 @@ def review(c, refresh=False, dist=False, format="table"):
     """Review what `apt upgrade` would do: what restarts Docker or a crucial daemon, and why.
 
     The review is recorded on each host (/var/lib/aegir/update-review.json) for
-    update.apply, except under the program's --dry. Exit 0: nothing risky,
+    update.apply, except under the program's --dry (which also skips --refresh). Exit 0: nothing risky,
     1: an upgrade restarts Docker or a crucial unit, 2: a host could not be reviewed.
     """
     fmt = check_format(format)
@@ -54,6 +54,9 @@ def review(c, refresh=False, dist=False, format="table"):
     except AegirError as exc:
         raise Exit(f"aegir: {exc}", code=EXIT_ERROR) from None
     now, by, record = time.time(), _operator(), not is_dry(c)
+    if refresh and not record:
+        print("aegir: --dry: not running `apt-get update`; reviewing the package lists as they are", file=sys.stderr)
+        refresh = False
     outcomes = fleet.each(c, hosts, lambda hc: review_host(hc, configs[hc.name], refresh=refresh, dist=dist,
                                                            by=by, now=now, record=record), label="update.review")
     emit(fmt, data=review_json(outcomes), text=render_review(outcomes))
