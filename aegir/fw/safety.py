@@ -53,6 +53,7 @@ class Packet:
     proto: str = "tcp"
     ct_state: str = "new"
     outbound: bool = False  # sent by the host (output hook) rather than received
+    dnat: bool = False  # already destination-NATed in prerouting (ct status dnat), as seen in forward
 
     def reply(self) -> "Packet":
         """The host's answer to this packet, leaving through the output hook."""
@@ -304,7 +305,8 @@ def _value(left: Any, p: Packet) -> Any:
         if k == "state":
             return frozenset({p.ct_state})
         if k == "status":
-            return frozenset({"confirmed", "seen-reply", "assured"} if p.ct_state == "established" else set())
+            status = {"confirmed", "seen-reply", "assured"} if p.ct_state == "established" else set()
+            return frozenset(status | ({"dnat"} if p.dnat else set()))
         if k == "direction":
             return "original"
         return MAYBE

@@ -151,7 +151,9 @@ def test_the_shipped_ruleset_accepts_ssh_publishes_ports_and_guards_the_rest():
     assert kinds(evaluate(rs, Packet(internet, ip("198.51.100.101"), 8080), "prerouting")) == {DNAT}
     assert kinds(evaluate(rs, Packet(internet, ip("198.51.100.101"), 22), "prerouting")) == {DNAT}
     assert kinds(evaluate(rs, Packet(internet, ip("198.51.100.11"), 22), "prerouting")) == {ACCEPT}
-    assert kinds(evaluate(rs, Packet(internet, ip("172.18.1.2"), 80), "forward")) == {ACCEPT}
+    # IPv4 reaches a container only through the dnat maps: DNATed, forwarded; straight to it, dropped
+    assert kinds(evaluate(rs, Packet(internet, ip("172.18.1.2"), 80, dnat=True), "forward")) == {ACCEPT}
+    assert kinds(evaluate(rs, Packet(internet, ip("172.18.1.2"), 80), "forward")) == {DROP}
     assert DROP in kinds(evaluate(rs, Packet(internet, ip("2001:db8:0:101::2"), 81), "forward"))
     assert kinds(evaluate(rs, Packet(internet, ip("198.51.100.11"), 80), "input")) == {DROP}
 
