@@ -221,9 +221,16 @@ kill -TERM "$pid" 2>/dev/null || exit 0
 {alive}{wait_gone}""",
         "start-sshd": f"""\
 #!/bin/sh
-# Start sshd in lab host {plan.name} (it detaches and writes its PidFile).
+# Start sshd in lab host {plan.name}; return once it listens. sshd detaches
+# before it binds its sockets and writes its PidFile after: wait for the file.
 mkdir -p /run/sshd
-exec /usr/sbin/sshd -f {q(str(paths.sshd_config))} -E {q(str(paths.dir / "sshd.log"))}
+rm -f {q(str(paths.sshd_pid))}
+/usr/sbin/sshd -f {q(str(paths.sshd_config))} -E {q(str(paths.dir / "sshd.log"))} || exit
+i=0
+while [ ! -s {q(str(paths.sshd_pid))} ]; do
+  i=$((i + 1)); [ "$i" -le 200 ] || {{ echo "sshd did not start (see sshd.log)" >&2; exit 1; }}
+  sleep 0.05
+done
 """,
         "stop-sshd": f"""\
 #!/bin/sh
