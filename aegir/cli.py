@@ -13,6 +13,9 @@ the hosts (``c.run`` really runs) and stop before acting.
 
 from __future__ import annotations
 
+import os
+import sys
+
 from invoke import Argument, Executor
 from invoke.config import merge_dicts
 from fabric import Config as FabricConfig
@@ -85,4 +88,8 @@ program = make_program()
 
 def main() -> None:
     """Console entry point for ``inv`` and ``aegir``."""
-    program.run()
+    try:
+        program.run()
+    except BrokenPipeError:  # `inv --list | head` closed our stdout: not worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

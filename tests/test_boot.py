@@ -207,6 +207,45 @@ def test_boot_all_stops_a_host_at_its_first_failure(vault, inventory, tmp_path):
     assert not vault.docker_running()
 
 
+def test_after_a_reboot_docker_starts_behind_a_firewall_that_publishes_nothing(vault, inventory):
+    """The kernel forgets the ruleset at a reboot; containers with `restart: always` come back with
+    Docker, and with --ip6tables=false their global IPv6 would be open until fw.watch applies. On a
+    host whose firewall aegir manages, boot.docker loads aegir's ruleset with no container published
+    first; fw.apply then publishes what runs."""
+    make_down(vault)
+    assert inv(inventory, "boot.mount")[0].returncode == 0
+    res, data = inv(inventory, "boot.docker")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "firewall" not in one(data)["result"]["detail"]  # aegir does not manage its firewall yet
+    vault.run(["docker", "run", "-d", "--name", "pub", "--restart", "always", "-p", "8081:80",
+               "aegir-lab/busybox:latest", "httpd", "-f", "-p", "80"])
+    dnat4 = ["nft", "list", "map", "inet", "aegir", "dnat4"]
+    try:
+        assert run_inv("-H", "vault", "fw.apply", inventory=inventory[0]).returncode == 0
+        assert ". tcp . 8081 :" in vault.run(dnat4).stdout
+
+        make_down(vault)  # a reboot: Docker stopped, /srv unmounted, and no ruleset in the kernel
+        vault.run(["nft", "delete", "table", "inet", "aegir"])
+        assert inv(inventory, "boot.mount")[0].returncode == 0
+        res, data = inv(inventory, "boot.docker", "--dry")
+        planned = one(data)["result"]
+        assert planned["detail"].endswith("; first aegir's firewall with no container published")
+        assert planned["commands"][0] == "nft -f /srv/conf/aegir-fw/candidate.nft"
+        assert vault.run(dnat4, check=False).returncode != 0  # --dry loaded nothing
+
+        res, data = inv(inventory, "boot.docker")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert one(data)["result"]["detail"].endswith("; firewall loaded with no container published")
+        assert vault.run(["docker", "inspect", "-f", "{{.State.Running}}", "pub"]).stdout.strip() == "true"
+        assert ". tcp . 8081 :" not in vault.run(dnat4).stdout  # running, but not published yet
+        assert run_inv("-H", "vault", "fw.apply", inventory=inventory[0]).returncode == 0
+        assert ". tcp . 8081 :" in vault.run(dnat4).stdout
+    finally:
+        vault.run(["docker", "rm", "-f", "pub"], check=False)
+        vault.run(["nft", "delete", "table", "inet", "aegir"], check=False)
+        vault.run(["rm", "-rf", "/srv/conf/aegir-fw"], check=False)
+
+
 def test_the_operators_command_line_works_exactly_as_written(lab):
     """``inv -H hyp1 boot.mount``, the installed `inv` script itself, run from the repository."""
     inv_script = Path(sys.executable).with_name("inv")

@@ -83,6 +83,23 @@ def build(hc: "HostContext", inv: Inventory, template: render.Template | None = 
     return plan(hc.host, settings, running_containers(hc.docker()), state, template)
 
 
+def before_docker(hc: "HostContext", inv: Inventory) -> Firewall | None:
+    """The firewall to load before Docker starts: aegir's ruleset with no container published.
+
+    Only for a host whose firewall aegir manages (it has a last good ruleset
+    under /srv); None otherwise. After a reboot the kernel has no aegir table,
+    and with ``--ip6tables=false`` every container's global IPv6 would be open
+    until fw.watch (or fw.apply) renders the real ruleset. The last good one is
+    not reused: containers may come back with other addresses, and its DNAT
+    would send a port to the wrong container.
+    """
+    settings = for_host(inv, hc.host)
+    state = read_state(hc, settings)
+    if state.last_good is None:
+        return None
+    return plan(hc.host, settings, (), state)
+
+
 def ssh_packets(host: Host, settings: Settings) -> list[safety.Packet]:
     """The SSH packets that must always get through to `host`."""
     return safety.ssh_packets(admin_addresses(host),

@@ -2,7 +2,8 @@
 
 After a reboot: `boot.unlock` (the LUKS passphrase, typed at the terminal),
 `boot.mount` (/srv), `boot.check` (mount point, folders, Docker's data-root,
-free space), `boot.docker` (only on a mounted and checked /srv), `boot.status`
+free space), `boot.docker` (only on a mounted and checked /srv; where aegir
+manages the firewall, a ruleset with no container published goes first), `boot.status`
 (the Compose projects, core first), or `boot.all` for all of them in order,
 a host stopping at its first failure. Every step says when there is nothing
 to do, so running it again is safe. `boot.guard` installs a systemd drop-in
@@ -25,6 +26,8 @@ from ..boot import (DONE, FAILED, MIN_FREE_PERCENT, OK, SKIPPED, STEPS, WOULD, C
                     verify_problems)
 from ..docker import DockerUnavailable
 from ..errors import AegirError, CommandError
+from ..fw import host as fwhost
+from ..fw import nft
 from ..facts.boot import (EXIT_WRONG_PASSPHRASE, DataRoot, cat_cmd, daemon_json_cmd, dockerd_cmd, findmnt_cmd,
                           fstab_cmd, is_luks_cmd, listing_cmd, losetup_cmd, luks_open_cmd, luks_status_cmd,
                           luks_test_cmd, parse_cat, parse_daemon_json, parse_docker_info, parse_dockerd,
@@ -33,7 +36,7 @@ from ..report import FORMAT_HELP, check_format, emit, table
 from ..secrets import Prompter, retry
 from ..status import HostStatus, gather_status, has_problems, render_status, status_json
 from ..sh import Cmd, mask
-from .base import EXIT_PROBLEM, exit_if_failed, is_dry, targets, task
+from .base import EXIT_PROBLEM, exit_if_failed, inventory, is_dry, targets, task
 
 DRY_HELP = "Show what would be done (facts are still read); change nothing."
 MIN_FREE_HELP = f"Free space /srv must keep, in percent (default {MIN_FREE_PERCENT:g})."
@@ -191,21 +194,34 @@ def wait_for_docker(hc: fleet.HostContext, timeout: float) -> tuple[DataRoot, fl
         time.sleep(0.5)
 
 
-def docker_step(hc: fleet.HostContext, *, act: bool, min_free: float, timeout: float) -> StepResult:
-    """Start Docker only on a mounted and checked /srv; wait until it answers; check its data-root."""
+def docker_step(c: Any, hc: fleet.HostContext, *, act: bool, min_free: float, timeout: float) -> StepResult:
+    """Start Docker only on a mounted and checked /srv; wait until it answers; check its data-root.
+
+    A host whose firewall aegir manages first gets aegir's ruleset with no
+    container published (`aegir.fw.host.before_docker`), checked and verified
+    like fw.apply: nothing is exposed until fw.watch or fw.apply publishes.
+    """
     host = hc.host
     facts = read_srv(hc)
     plan = plan_docker(host, check_items(host, facts, min_free), facts.data_root)
     if plan.action == "already":
         return StepResult("docker", OK, plan.detail)
     assert plan.command is not None
+    fw = fwhost.before_docker(hc, inventory(c))
+    firewall = (nft.apply_cmd(f"{fw.settings.state_dir}/{nft.CANDIDATE}").line,) if fw and fw.changed else ()
+    commands = (*firewall, plan.command.line)
     if not act:
-        return StepResult("docker", WOULD, plan.detail, (plan.command.line,))
+        note = "; first aegir's firewall with no container published" if firewall else ""
+        return StepResult("docker", WOULD, plan.detail + note, commands)
+    if fw is not None and firewall:
+        fwhost.apply(hc, fw)
+        fwhost.verify_ssh(c, hc, fw)
     hc.run(plan.command)
     root, took = wait_for_docker(hc, timeout)
     check_started(host, root)
-    return StepResult("docker", DONE, f"started Docker (answered after {took:.1f}s, data-root {root.path})",
-                      (plan.command.line,))
+    shut = "; firewall loaded with no container published" if firewall else ""
+    return StepResult("docker", DONE, f"started Docker (answered after {took:.1f}s, data-root {root.path}){shut}",
+                      commands)
 
 
 def status_of(hc: fleet.HostContext) -> HostStatus:
@@ -373,7 +389,7 @@ def docker(c, format="table", dry=False, min_free=MIN_FREE_PERCENT, timeout=60):
     """Start Docker, only if /srv is mounted and checked, and wait until it answers."""
     fmt = check_format(format)
     act = not is_dry(c, dry)
-    outcomes = fleet.each(c, targets(c), lambda hc: docker_step(hc, act=act, min_free=float(min_free),
+    outcomes = fleet.each(c, targets(c), lambda hc: docker_step(c, hc, act=act, min_free=float(min_free),
                                                                 timeout=float(timeout)), label="boot.docker")
     show_steps(fmt, outcomes, "docker")
     exit_if_step_failed(outcomes)
@@ -424,7 +440,7 @@ def _run_step(c: Any, step: str, hosts: Sequence[Any], *, act: bool, prompter: P
     if step == "check":
         return fleet.each(c, hosts, lambda hc: check_result(check_step(hc, min_free=min_free)), label=label), []
     if step == "docker":
-        return fleet.each(c, hosts, lambda hc: docker_step(hc, act=act, min_free=min_free, timeout=timeout),
+        return fleet.each(c, hosts, lambda hc: docker_step(c, hc, act=act, min_free=min_free, timeout=timeout),
                           label=label), []
     full = fleet.each(c, hosts, status_of, label=label)
     return [fleet.Outcome(o.host, status_result(o.value) if o.value else None, o.error, o.kind, o.seconds)
