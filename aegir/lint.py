@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import yaml
-from dotenv.parser import parse_stream
 
 from . import compose
 from .facts.disk import PROJECT_KINDS
@@ -266,6 +265,8 @@ class EnvFile:
 
 def parse_env(text: str) -> EnvFile:
     """Read a .env with python-dotenv's parser, keeping each key's line."""
+    from dotenv.parser import parse_stream  # imported here: not on `inv --list`'s path
+
     keys: dict[str, int] = {}
     used: set[str] = set()
     errors: list[int] = []

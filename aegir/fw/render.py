@@ -16,12 +16,15 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Sequence
 
-import jinja2
+from typing import TYPE_CHECKING
 
 from ..errors import AegirError
 from ..inventory import Host
 from .model import Exposures, admin_addresses
 from .settings import Rule, Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    import jinja2  # imported when a ruleset is rendered: not on `inv --list`'s path
 
 TEMPLATE_NAME = "nftables.nft.j2"
 PACKAGED = f"aegir/fw/{TEMPLATE_NAME}"
@@ -65,7 +68,9 @@ def elements(items: Sequence[str], notes: Sequence[str] | None = None) -> str:
 
 
 @lru_cache(maxsize=8)
-def _compile(source: str, origin: str) -> jinja2.Template:
+def _compile(source: str, origin: str) -> "jinja2.Template":
+    import jinja2
+
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              autoescape=False)
     env.filters["elements"] = elements
@@ -112,6 +117,8 @@ def context(host: Host, settings: Settings, exposures: Exposures) -> dict[str, A
 
 def render(host: Host, settings: Settings, exposures: Exposures, template: Template | None = None) -> str:
     """The ruleset text for `host` (raises `TemplateError` with the template's file:line)."""
+    import jinja2
+
     tpl = template or packaged()
     compiled = _compile(tpl.source, tpl.origin)
     values = context(host, settings, exposures)
