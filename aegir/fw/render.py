@@ -41,10 +41,6 @@ class Template:
     source: str
     origin: str
 
-    @property
-    def is_packaged(self) -> bool:
-        return self.origin == PACKAGED
-
 
 def override_path(host: Host) -> str:
     """Where a host's own template lives: ``<srv>/templates/nftables.nft.j2``."""
