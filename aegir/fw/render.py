@@ -106,7 +106,8 @@ def context(host: Host, settings: Settings, exposures: Exposures) -> dict[str, A
         "dnat": {v: [f"{t(e.host_addr)} . {e.proto} . {e.host_port} : {t(e.target_addr)} . {e.target_port}"
                      for e in dnat[v]] for v in (4, 6)},
         "dnat_notes": {v: [e.container for e in dnat[v]] for v in (4, 6)},
-        "exposed": {v: [f"{t(a)} . {p} . {port}" for a, p, port in exposures.targets(v)] for v in (4, 6)},
+        # IPv6 only: an IPv4 container address is private, reached through the dnat maps alone
+        "exposed": {6: [f"{t(a)} . {p} . {port}" for a, p, port in exposures.targets(6)]},
         "warnings": [w.replace("\n", " ") for w in exposures.warnings],
     }
 
