@@ -79,7 +79,6 @@ class Watcher:
     def __init__(self, hc: "HostContext", inv: Inventory, options: Options = Options(),
                  log: Callable[[str], None] = print) -> None:
         self.hc = hc
-        self.inv = inv
         self.opt = options
         self._log = log
         self.events: "queue.Queue[Any]" = queue.Queue()
@@ -130,7 +129,6 @@ class Watcher:
         try:
             assert self._client is not None
             self.containers = {c.id: c for c in fwhost.running_containers(self._client)}
-            self.settings = for_host(self.inv, self.hc.host)
             self.state = fwhost.read_state(self.hc, self.settings)
         except Exception as exc:
             self._retry = min(self._retry * 2, self.opt.backoff_max) if self._retry else self.opt.backoff_min
