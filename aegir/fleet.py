@@ -40,6 +40,14 @@ T = TypeVar("T")
 DEFAULT_LIMIT = 32
 
 
+def as_run(host: Host, cmd: Cmd) -> Cmd:
+    """`cmd` as it runs on `host`: through ``sudo -n`` on a ``sudo: true`` host.
+
+    Every aegir command is an admin command, so a sudo host runs all of them as root.
+    """
+    return dataclasses.replace(cmd, sudo=True) if host.sudo and not cmd.sudo else cmd
+
+
 @dataclass
 class HostContext:
     """One host as a per-host function sees it: its inventory entry and a live context.
@@ -56,15 +64,12 @@ class HostContext:
     def name(self) -> str:
         return self.host.name
 
-    def run(self, cmd: Cmd, *, check: bool = True) -> "Result":
-        """Run `cmd` on the host; on a ``sudo: true`` host, through ``sudo -n``.
+    def run(self, cmd: Cmd, *, check: bool = True, stream: bool = False) -> "Result":
+        """Run `cmd` on the host, as `as_run` spells it; `stream` also prints its output as it comes.
 
-        Every aegir command is an admin command, so a sudo host runs all of them
-        as root; `CommandError` (host, line, exit code, stderr tail) on failure.
+        `CommandError` (host, line, exit code, stderr tail) on failure.
         """
-        if self.host.sudo and not cmd.sudo:
-            cmd = dataclasses.replace(cmd, sudo=True)
-        return sh.run(self.c, cmd, host=self.host.name, check=check)
+        return sh.run(self.c, as_run(self.host, cmd), host=self.host.name, check=check, stream=stream)
 
     def docker(self) -> "docker.DockerClient":
         """The Docker SDK client of this host (cached for this context)."""
@@ -278,4 +283,4 @@ def each(
             return list(pool.map(one, hosts))
 
 
-__all__ = ["HostContext", "Outcome", "each", "failed", "open_context", "CommandError"]
+__all__ = ["HostContext", "Outcome", "as_run", "each", "failed", "open_context", "CommandError"]

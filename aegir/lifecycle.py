@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from . import compose
 from .errors import AegirError, RefusedError
 from .facts.projects import Project, name_clashes, project_status, select, warnings_about
+from .fleet import as_run
 from .report import table
 from .sh import Cmd
 from .status import HostStatus, containers, discover, gather_status
@@ -87,7 +88,7 @@ def core_order(projects: Sequence[Project]) -> list[Project]:
 
 def _shown(hc: "HostContext", cmd: Cmd) -> str:
     """The line that will really run there (``sudo -n`` on a sudo host)."""
-    return (dataclasses.replace(cmd, sudo=True) if hc.host.sudo else cmd).line
+    return as_run(hc.host, cmd).line
 
 
 def build_step(hc: "HostContext", p: Project, action: str, services: Sequence[str] = (), *,

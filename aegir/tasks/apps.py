@@ -7,12 +7,11 @@ host that has it; a name no target host has is an error.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from invoke import Collection
 
-from .. import compose, fleet, sh
+from .. import compose, fleet
 from ..errors import AegirError
 from ..facts.projects import select, split_names
 from ..lifecycle import (actions_failed, actions_json, check_core_up, host_actions, plan_apps,
@@ -117,8 +116,7 @@ def logs(c, name, service="", follow=False, tail=None):
                                tail=None if tail is None else int(tail), docker_host=host.docker_host)
             if len(where) > 1:
                 print(f"==> {host.name} {project.path} <==", flush=True)
-            cmd = dataclasses.replace(cmd, sudo=True) if host.sudo else cmd
-            sh.run(hc.c, cmd, host=host.name, stream=True)
+            hc.run(cmd, stream=True)
         finally:
             hc.close()
     if any(not o.ok for o in found):
