@@ -70,8 +70,7 @@ def synthetic_inspect(n: int, ports: int = 3, *, first_port: int = 10000) -> lis
 
 def inside(host: Any, command: str, log: Path) -> subprocess.Popen[bytes]:
     """Run a shell command in the lab host, from the repository, in a process group of its own."""
-    enter = ["nsenter", "-t", str(host.pid), "-n", "-m", "-u", "--"]
-    return subprocess.Popen([*enter, "sh", "-c", f"cd {REPO} && {command}"], stdout=log.open("w"),
+    return subprocess.Popen(host.command(["sh", "-c", f"cd {REPO} && {command}"]), stdout=log.open("w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -88,8 +87,8 @@ def end(proc: subprocess.Popen[bytes]) -> None:
 
 def start_to_live(lab: Any, host: Any, probe: Path, port: int, within: float) -> float:
     """Start a container publishing `port`; seconds until the client namespace gets an answer."""
-    wait = subprocess.Popen(["nsenter", f"--net=/run/netns/{lab.client.netns}", sys.executable, str(probe),
-                             "wait", str(host.addresses.service_ipv4), str(port), str(within)],
+    wait = subprocess.Popen(lab.client.command([sys.executable, str(probe), "wait",
+                                                str(host.addresses.service_ipv4), str(port), str(within)]),
                             stdout=subprocess.PIPE, text=True)
     time.sleep(0.2)  # the client is polling
     host.run(["docker", "run", "-d", "--name", f"b{port}", "-p", f"{port}:80", IMAGE,
@@ -205,9 +204,9 @@ def main() -> None:
 
         for name in [c for c in host.run(["docker", "ps", "-aq"]).stdout.split()]:
             host.run(["docker", "rm", "-f", name])
-        enter = ["nsenter", "-t", str(host.pid), "-n", "-m", "-u", "--"]
-        done = subprocess.run([*enter, sys.executable, str(work / "scale.py"), str(REPO), str(work / "local.yml"),
-                               *map(str, SIZES)], capture_output=True, text=True, cwd=REPO)
+        done = subprocess.run(host.command([sys.executable, str(work / "scale.py"), str(REPO),
+                                            str(work / "local.yml"), *map(str, SIZES)]),
+                              capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"scale run failed:\n{done.stderr}")
         rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

@@ -224,8 +224,8 @@ def test_containers_reach_each_other_and_the_outside(served: FwLab) -> None:
     outside = fw.lab.workdir / "fw-outside"
     outside.mkdir(exist_ok=True)
     (outside / "hello").write_text("outside\n")
-    server = subprocess.Popen(["nsenter", f"--net=/run/netns/{fw.lab.client.netns}", sys.executable, "-m",
-                               "http.server", "--bind", "::", "--directory", str(outside), "8000"],
+    server = subprocess.Popen(fw.lab.client.command([sys.executable, "-m", "http.server", "--bind", "::",
+                                                     "--directory", str(outside), "8000"]),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         fw.apply()
@@ -341,9 +341,9 @@ class Watch:
 
     def __init__(self, fw: FwLab, log: Path) -> None:
         self.log = log
-        enter = ["nsenter", "-t", str(fw.host.pid), "-n", "-m", "-u", "--"]
         cmd = f"cd {REPO} && exec {sys.executable} -m aegir --inventory {fw.local_inventory} fw.watch --resync 30"
-        self.proc = subprocess.Popen([*enter, "sh", "-c", cmd], stdout=log.open("w"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(fw.host.command(["sh", "-c", cmd]), stdout=log.open("w"),
+                                     stderr=subprocess.STDOUT)
 
     def wait_for(self, text: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -355,8 +355,8 @@ class Watch:
 
 def reachable_after(fw: FwLab, port: int, start: list[str], within: float = 5) -> float:
     """Seconds from the container's start (``docker run -d`` returning) until its port answers the client."""
-    probe = subprocess.Popen(["nsenter", f"--net=/run/netns/{fw.lab.client.netns}", sys.executable,
-                              str(fw.client_script), "wait", fw.service4, str(port), str(within + 5)],
+    probe = subprocess.Popen(fw.lab.client.command([sys.executable, str(fw.client_script), "wait", fw.service4,
+                                                    str(port), str(within + 5)]),
                              stdout=subprocess.PIPE, text=True)
     time.sleep(0.2)  # the probe is polling
     fw.docker(*start)

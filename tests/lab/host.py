@@ -39,9 +39,10 @@ class CommandFailed(subprocess.CalledProcessError):
         return f"{self.where}: {shlex.join(self.cmd[self.cmd.index('--') + 1:])} exited {self.returncode}: {tail}"
 
 
-def run_entered(enter: Sequence[str], argv: Sequence[str], where: str, *, check: bool, input: str | None,
+def run_entered(command: Sequence[str], where: str, *, check: bool, input: str | None,
                 timeout: float) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([*enter, "--", *argv], input=input, capture_output=True, text=True, timeout=timeout,
+    """Run `command` (an ``nsenter … -- argv`` line) and capture its output."""
+    done = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout,
                           stdin=None if input is not None else subprocess.DEVNULL)
     if check and done.returncode != 0:
         raise CommandFailed(where, done)
@@ -54,11 +55,14 @@ class Client:
 
     netns: str
 
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """`argv` entering the client namespace: for a process `run` does not wait for (Popen)."""
+        return ["nsenter", f"--net=/run/netns/{self.netns}", "--", *argv]
+
     def run(self, argv: Sequence[str], check: bool = True, input: str | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run `argv` in the client namespace; raise `CommandFailed` if it fails and `check`."""
-        return run_entered(["nsenter", f"--net=/run/netns/{self.netns}"], argv, f"client {self.netns}",
-                           check=check, input=input, timeout=timeout)
+        return run_entered(self.command(argv), f"client {self.netns}", check=check, input=input, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -99,11 +103,14 @@ class LabHost:
         """`path` as the host sees it, from the root namespace (``/proc/<pid>/root/...``)."""
         return Path(f"/proc/{self.pid}/root") / path.lstrip("/")
 
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """`argv` entering the host (network, mount, UTS, root, cwd of its init): for a Popen."""
+        return ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", "-r", "-w", "--", *argv]
+
     def run(self, argv: Sequence[str], check: bool = True, input: str | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run `argv` inside the host; raise `CommandFailed` if it fails and `check`."""
-        enter = ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", "-r", "-w"]
-        return run_entered(enter, argv, f"lab host {self.name}", check=check, input=input, timeout=timeout)
+        return run_entered(self.command(argv), f"lab host {self.name}", check=check, input=input, timeout=timeout)
 
     def docker_client(self, timeout: int = 30) -> docker.DockerClient:
         """A Docker SDK client on this host's dockerd (from the root namespace)."""
