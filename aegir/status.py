@@ -51,12 +51,17 @@ class HostStatus:
         return all(p.ok for p in self.projects)
 
 
-def discover(hc: "HostContext", *, with_env: bool = False) -> Discovery:
-    """Discover `hc`'s projects (one round trip; memoised for the run unless `with_env`)."""
+def discover(hc: "HostContext", *, with_env: bool = False, fresh: bool = False) -> Discovery:
+    """Discover `hc`'s projects (one round trip; memoised for the run unless `with_env`).
+
+    `fresh` forgets a discovery memoised earlier in this run (after ``apps.new``, say).
+    """
     def probe() -> Discovery:
         out = hc.run(discover_cmd(hc.host.srv, with_env=with_env))
         return parse_discovery(out.stdout, hc.host.srv)
 
+    if fresh:
+        hc._cache.pop("projects.discovery", None)
     return probe() if with_env else hc.cached("projects.discovery", probe)
 
 
@@ -66,16 +71,13 @@ def containers(hc: "HostContext") -> tuple[Container, ...]:
     return parse_containers(rows)
 
 
-def gather_status(hc: "HostContext", names: Sequence[str] | None = (), kinds: Sequence[str] = PROJECT_KINDS,
-                  *, fresh: bool = False) -> HostStatus:
+def gather_status(hc: "HostContext", names: Sequence[str] | None = (),
+                  kinds: Sequence[str] = PROJECT_KINDS) -> HostStatus:
     """Read the status of `hc`'s projects of `kinds` (all of them, or those `names` designate).
 
     One round trip lists the projects while, at the same time, one Docker call
-    lists every Compose container and one more the images (for their age). `fresh` forgets a
-    discovery memoised earlier in this run (after ``apps.new``, say).
+    lists every Compose container and one more the images (for their age).
     """
-    if fresh:
-        hc._cache.pop("projects.discovery", None)
 
     def docker_facts() -> tuple[tuple[Container, ...], dict[str, int]]:
         found = containers(hc)

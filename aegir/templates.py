@@ -151,8 +151,7 @@ def new_project(hc: "HostContext", name: str, template: str, *, users: bool = Fa
         r = hc.run(cmd, check=False)
         tail = r.stderr.strip().splitlines()
         results.append((cmd.line, "done" if r.exited == 0 else f"failed: exited {r.exited}: {tail[-1] if tail else ''}"))
-    hc._cache.pop("projects.discovery", None)
-    p = discover(hc).by_path().get(path)
+    p = discover(hc, fresh=True).by_path().get(path)
     if p is None:
         verified = f"NOT found by discovery under {hc.host.srv}"
     elif t.env_example and p.env_mode != 0o600:
