@@ -13,7 +13,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import paramiko
+
+    from tests.lab import Lab, LabHost
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,6 +39,34 @@ def run_inv(*args: str, inventory: str | os.PathLike[str] | None = None, cwd: st
         cwd=str(cwd or REPO), env=full_env, input=input if input is not None else "",
         capture_output=True, text=True, timeout=timeout,
     )
+
+
+# --------------------------------------------------------------------------- SSH to a lab host, as the operator
+
+
+def lab_ssh(lab: "Lab", host: "LabHost", address: object = None, *, known_hosts: Path | None = None,
+            timeout: float = 10) -> "paramiko.SSHClient":
+    """A new paramiko session as root on `host` (its admin IPv4 unless `address`), with the lab's key.
+
+    The host key is checked against `known_hosts` (default: the lab's), never added.
+    """
+    import paramiko
+
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(known_hosts or lab.known_hosts))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(str(address or host.addresses.admin_ipv4), port=host.options.ssh_port, username="root",
+                   key_filename=str(lab.identity), look_for_keys=False, allow_agent=False, timeout=timeout,
+                   banner_timeout=timeout, auth_timeout=timeout)
+    return client
+
+
+def ssh_run(client: "paramiko.SSHClient", command: str, timeout: float = 30) -> str:
+    """Run `command` in the session; its stdout, stripped (asserts it exits 0)."""
+    _, stdout, stderr = client.exec_command(command, timeout=timeout)
+    out, err = stdout.read().decode(), stderr.read().decode()
+    assert stdout.channel.recv_exit_status() == 0, f"{command!r} failed: {err}"
+    return out.strip()
 
 
 # --------------------------------------------------------------------------- terminals and /proc (boot.unlock)

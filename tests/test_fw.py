@@ -20,11 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import paramiko
 import pytest
 import yaml
 
-from tests.helpers import REPO, run_inv
+from tests.helpers import REPO, lab_ssh, run_inv, ssh_run
 from tests.lab import Lab, LabHost
 from tests.lab.plan import BRIDGE_IPV6, CLIENT_IPV6
 
@@ -95,31 +94,11 @@ class FwLab:
         return self.host.run(["nft", "-s", "list", "table", "inet", "aegir"], check=False).stdout
 
 
-def ssh(fw: FwLab, address: str, timeout: float = 5) -> paramiko.SSHClient:
-    client = paramiko.SSHClient()
-    client.load_host_keys(str(fw.lab.known_hosts))
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(address, port=fw.host.options.ssh_port, username="root", key_filename=str(fw.lab.identity),
-                   look_for_keys=False, allow_agent=False, timeout=timeout, banner_timeout=timeout,
-                   auth_timeout=timeout)
-    return client
-
-
-def run_over(client: paramiko.SSHClient, command: str) -> str:
-    _, out, _ = client.exec_command(command, timeout=10)
-    text = out.read().decode().strip()
-    assert out.channel.recv_exit_status() == 0
-    return text
-
-
 def assert_ssh_works(fw: FwLab) -> None:
     """A new SSH session from the admin side works on the admin IPv4 and IPv6."""
     for address in (fw.host.addresses.admin_ipv4, fw.host.addresses.admin_ipv6):
-        client = ssh(fw, str(address))
-        try:
-            assert run_over(client, "hostname") == fw.host.name
-        finally:
-            client.close()
+        with lab_ssh(fw.lab, fw.host, address, timeout=5) as client:
+            assert ssh_run(client, "hostname", timeout=10) == fw.host.name
 
 
 def client_address(seen: str) -> str:
@@ -200,7 +179,7 @@ def test_only_published_ports_answer_and_containers_see_the_client(served: FwLab
     fw = served
     _, web6 = addresses_of(fw, "web")
     _, hidden6 = addresses_of(fw, "hidden")
-    before = ssh(fw, str(fw.host.addresses.admin_ipv4))  # a session older than the firewall
+    before = lab_ssh(fw.lab, fw.host, timeout=5)  # a session older than the firewall
     # Without aegir's ruleset nothing is published and every container is wide open over IPv6:
     assert fw.live() == ""
     assert fw.get(f"http://{fw.service4}:8080/hello") is None
@@ -215,7 +194,7 @@ def test_only_published_ports_answer_and_containers_see_the_client(served: FwLab
     assert fw.get(f"http://{fw.service4}:81/hello") is None  # an unpublished port of the same container
     assert fw.get(f"http://[{web6}]:81/hello") is None  # ... on the container's global IPv6
     assert fw.get(f"http://[{hidden6}]:80/hello") is None  # any port of a container publishing nothing
-    assert run_over(before, "hostname") == fw.host.name  # the older session survived the first apply
+    assert ssh_run(before, "hostname", timeout=10) == fw.host.name  # the older session survived the first apply
     before.close()
 
 

@@ -16,7 +16,8 @@ import paramiko
 import pytest
 
 from aegir import inventory
-from tests.lab import CommandFailed, Lab, LabError, LabHost, eventually
+from tests.helpers import lab_ssh, ssh_run
+from tests.lab import CommandFailed, Lab, LabError, eventually
 from tests.lab.keys import known_host_name
 from tests.lab.plan import LabNames
 from tests.lab.procs import ProcId, netns_inode
@@ -24,23 +25,6 @@ from tests.lab.state import LabState, MachineLock
 from tests.lab.teardown import leftovers, loop_devices
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def ssh(lab: Lab, host: LabHost, address: object = None, known_hosts: Path | None = None) -> paramiko.SSHClient:
-    """A paramiko session as root, checking the host key against known_hosts (no auto-add)."""
-    client = paramiko.SSHClient()
-    client.load_host_keys(str(known_hosts or lab.known_hosts))
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(str(address or host.addresses.admin_ipv4), port=host.options.ssh_port, username="root",
-                   key_filename=str(lab.identity), look_for_keys=False, allow_agent=False, timeout=10)
-    return client
-
-
-def ssh_run(client: paramiko.SSHClient, command: str) -> str:
-    _, stdout, stderr = client.exec_command(command, timeout=30)
-    out, err = stdout.read().decode(), stderr.read().decode()
-    assert stdout.channel.recv_exit_status() == 0, f"{command!r} failed: {err}"
-    return out.strip()
 
 
 def test_the_addressing_plan_follows_the_runbook_on_documentation_prefixes() -> None:
@@ -95,7 +79,7 @@ def test_each_host_has_its_own_nftables_ruleset(lab: Lab) -> None:
 def test_ssh_logs_in_with_the_lab_key_on_both_admin_addresses(lab: Lab) -> None:
     for host in lab.hosts:
         for address in (host.addresses.admin_ipv4, host.addresses.admin_ipv6):
-            with ssh(lab, host, address) as client:
+            with lab_ssh(lab, host, address) as client:
                 assert ssh_run(client, "hostname") == host.name
                 assert ssh_run(client, "id -u") == "0"
                 netns = ssh_run(client, "readlink /proc/self/ns/net")
@@ -109,10 +93,10 @@ def test_a_host_key_that_does_not_match_known_hosts_is_refused(lab: Lab, tmp_pat
     forged = tmp_path / "known_hosts"
     forged.write_text(f"{hyp1.addresses.admin_ipv4} {hyp2_key}\n")
     with pytest.raises(paramiko.BadHostKeyException):
-        ssh(lab, hyp1, known_hosts=forged)
+        lab_ssh(lab, hyp1, known_hosts=forged)
     forged.write_text("")
     with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
-        ssh(lab, hyp1, known_hosts=forged)
+        lab_ssh(lab, hyp1, known_hosts=forged)
 
 
 def test_known_hosts_names_an_address_bare_on_port_22_and_bracketed_elsewhere() -> None:
@@ -125,7 +109,7 @@ def test_a_host_on_another_ssh_port_is_known_by_address_and_port(lab: Lab) -> No
     with lab.extra_host(ssh_port=2222) as host:
         assert f"[{host.addresses.admin_ipv6}]:2222 ssh-ed25519 " in lab.known_hosts.read_text()
         for address in (host.addresses.admin_ipv4, host.addresses.admin_ipv6):
-            with ssh(lab, host, address) as client:
+            with lab_ssh(lab, host, address) as client:
                 assert ssh_run(client, "hostname") == host.name
         assert inventory.load(str(lab.inventory_path)).get(host.name).port == 2222
 
@@ -154,7 +138,7 @@ def test_docker_answers_in_each_host_with_its_own_data_root(lab: Lab) -> None:
 
 def test_docker_and_compose_answer_over_ssh_at_the_stock_socket(lab: Lab) -> None:
     host = lab.hosts[1]
-    with ssh(lab, host) as client:
+    with lab_ssh(lab, host) as client:
         assert ssh_run(client, "docker info --format '{{.Name}} {{.DockerRootDir}}'") == f"{host.name} /srv/docker"
         assert ssh_run(client, "docker compose version --short").startswith("2.")
 
@@ -211,7 +195,7 @@ def test_docker_started_over_ssh_survives_the_session_and_restarts(lab: Lab) -> 
                               restart_policy={"Name": "always"})
     host.stop_docker()
     assert not host.docker_running()
-    with ssh(lab, host) as client:
+    with lab_ssh(lab, host) as client:
         ssh_run(client, " ".join(host.docker_start))
     assert host.docker_running()
     with closing(host.docker_client()) as client:
@@ -225,10 +209,10 @@ def test_sshd_can_be_stopped_and_started(lab: Lab) -> None:
     host.stop_sshd()
     try:
         with pytest.raises(paramiko.ssh_exception.NoValidConnectionsError):
-            ssh(lab, host)
+            lab_ssh(lab, host)
     finally:
         host.start_sshd()
-    with ssh(lab, host) as client:
+    with lab_ssh(lab, host) as client:
         assert ssh_run(client, "hostname") == host.name
 
 
@@ -250,7 +234,7 @@ def test_the_loop_variant_starts_unmounted_and_mounts_srv_from_fstab(lab: Lab) -
         host.start_docker()
         with closing(host.docker_client()) as client:
             assert client.info()["DockerRootDir"] == "/srv/docker"
-        with ssh(lab, host) as session:
+        with lab_ssh(lab, host) as session:
             assert ssh_run(session, "hostname") == host.name
         assert host.name in inventory.load(str(lab.inventory_path)).names
         record = (host.init, host.loop_device, host.addresses)
