@@ -29,7 +29,7 @@ from .facts.projects import Project, name_clashes, project_status, select, warni
 from .fleet import as_run
 from .report import table
 from .sh import Cmd
-from .status import HostStatus, containers, discover, gather_status
+from .status import HostStatus, containers, discover, gather_status, missing_everywhere, warning_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from .fleet import HostContext, Outcome
@@ -300,8 +300,6 @@ def run_steps(hc: "HostContext", steps: Sequence[Step], *, parallel: int = 4, st
 
 def render_actions(outcomes: Sequence["Outcome[HostActions]"], *, dry: bool) -> str:
     """One table for the fleet: a row per host x project (the exact command under --dry)."""
-    from .status import missing_everywhere
-
     rows: list[list[Any]] = []
     for o in outcomes:
         v = o.value
@@ -316,16 +314,10 @@ def render_actions(outcomes: Sequence["Outcome[HostActions]"], *, dry: bool) -> 
         text = table(["HOST", "PROJECT", "ACTION", "COMMAND (--dry: not run)"], rows) if rows else "nothing to do"
     else:
         text = table(["HOST", "PROJECT", "ACTION", "RESULT", "STATE / DETAIL"], rows) if rows else "nothing to do"
-    notes = [f"{o.host.name}: {w}" for o in outcomes if o.value for w in o.value.warnings]
-    nowhere = missing_everywhere(outcomes)
-    if nowhere:
-        notes.append(f"not found on any target host: {', '.join(nowhere)}")
-    return "\n".join([text, *("warning: " + n for n in notes)])
+    return "\n".join([text, *warning_lines(outcomes)])
 
 
 def actions_json(outcomes: Sequence["Outcome[HostActions]"], *, dry: bool) -> dict[str, Any]:
-    from .status import missing_everywhere
-
     return {
         "dry": dry,
         "hosts": [{
@@ -339,8 +331,6 @@ def actions_json(outcomes: Sequence["Outcome[HostActions]"], *, dry: bool) -> di
 
 def actions_failed(outcomes: Sequence["Outcome[HostActions]"]) -> bool:
     """True when a step failed or was skipped, or a name was found on no host."""
-    from .status import missing_everywhere
-
     return any(o.value is not None and not o.value.ok for o in outcomes) or bool(missing_everywhere(outcomes))
 
 

@@ -42,6 +42,8 @@ import yaml
 from . import compose
 from .facts.disk import PROJECT_KINDS
 from .facts.projects import ENV_FILE, Project, select, warnings_about
+from .report import table
+from .status import discover, missing_everywhere, warning_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from .fleet import HostContext, Outcome
@@ -404,8 +406,6 @@ def lint_host(hc: "HostContext", names: Sequence[str] = (), kinds: Sequence[str]
     with the .env texts); ``compose config`` runs once per project, at most
     `parallel` at a time.
     """
-    from .status import discover
-
     disc = discover(hc, with_env=True)
     chosen, missing = select(disc.projects, names, kinds, host=hc.name)
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
@@ -418,9 +418,6 @@ def lint_host(hc: "HostContext", names: Sequence[str] = (), kinds: Sequence[str]
 
 def render_lint(outcomes: Sequence["Outcome[HostLint]"]) -> str:
     """One table of findings for the fleet (HOST FILE:LINE RULE MESSAGE), then a summary line."""
-    from .report import table
-    from .status import missing_everywhere
-
     rows = []
     for o in outcomes:
         if o.value is None:
@@ -431,18 +428,12 @@ def render_lint(outcomes: Sequence["Outcome[HostLint]"]) -> str:
     n_projects = sum(len(v.projects) for v in vals)
     n_findings = sum(v.findings for v in vals)
     out = [table(["HOST", "FILE:LINE", "RULE", "MESSAGE"], rows) if rows else "no findings"]
-    notes = [f"{o.host.name}: {w}" for o in outcomes if o.value for w in o.value.warnings]
-    nowhere = missing_everywhere(outcomes)
-    if nowhere:
-        notes.append(f"not found on any target host: {', '.join(nowhere)}")
-    out += ["warning: " + n for n in notes]
+    out += warning_lines(outcomes)
     out += ["", f"{n_findings} findings in {n_projects} projects on {len(vals)}/{len(outcomes)} hosts"]
     return "\n".join(out)
 
 
 def lint_json(outcomes: Sequence["Outcome[HostLint]"]) -> dict[str, Any]:
-    from .status import missing_everywhere
-
     return {
         "hosts": [{
             "host": o.host.name, "status": o.kind, "error": o.error,
@@ -457,6 +448,4 @@ def lint_json(outcomes: Sequence["Outcome[HostLint]"]) -> dict[str, Any]:
 
 
 def has_findings(outcomes: Sequence["Outcome[HostLint]"]) -> bool:
-    from .status import missing_everywhere
-
     return any(o.value is not None and o.value.findings for o in outcomes) or bool(missing_everywhere(outcomes))

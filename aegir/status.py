@@ -110,6 +110,15 @@ def missing_everywhere(outcomes: Sequence["Outcome[Any]"]) -> tuple[str, ...]:
     return tuple(n for n in first if all(n in v.missing for v in answered))
 
 
+def warning_lines(outcomes: Sequence["Outcome[Any]"]) -> list[str]:
+    """``warning: HOST: …`` for each host's discovery warnings, then the names no host has."""
+    notes = [f"{o.host.name}: {w}" for o in outcomes if o.value for w in o.value.warnings]
+    nowhere = missing_everywhere(outcomes)
+    if nowhere:
+        notes.append(f"not found on any target host: {', '.join(nowhere)}")
+    return ["warning: " + n for n in notes]
+
+
 def _kind_order(kind: str) -> int:
     return PROJECT_KINDS.index(kind) if kind in PROJECT_KINDS else len(PROJECT_KINDS)
 
@@ -138,12 +147,9 @@ def render_status(outcomes: Sequence["Outcome[HostStatus]"]) -> str:
     if orphans:
         out += ["", "Orphans (Compose projects without a project folder):",
                 table(["HOST", "PROJECT", "WORKING DIR", "RUNNING", "WHY"], orphans)]
-    notes = [f"{o.host.name}: {w}" for o in outcomes if o.value for w in o.value.warnings]
-    nowhere = missing_everywhere(outcomes)
-    if nowhere:
-        notes.append(f"not found on any target host: {', '.join(nowhere)}")
-    if notes:
-        out += ["", *("warning: " + n for n in notes)]
+    warnings = warning_lines(outcomes)
+    if warnings:
+        out += ["", *warnings]
     counts = _counts(outcomes)
     out += ["", f"{counts['up']}/{counts['projects']} projects up on {counts['hosts_ok']}/{counts['hosts']} hosts"
                 + (f"; {counts['projects'] - counts['up']} need attention" if counts['up'] < counts['projects'] else "")]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from .errors import AegirError, RefusedError
 from .facts.projects import COMPOSE_FILES, ENV_FILE
 from .sh import Cmd, check_name, shell
+from .status import discover
 
 if TYPE_CHECKING:  # pragma: no cover
     from .fleet import HostContext
@@ -123,8 +124,6 @@ def list_templates(hc: "HostContext") -> tuple[Template, ...] | None:
 
 def new_project(hc: "HostContext", name: str, template: str, *, users: bool = False, dry: bool = False) -> NewProject:
     """Make SRV/apps/NAME (or users/NAME) from SRV/templates/TEMPLATE; refuse if it exists."""
-    from .status import discover
-
     check_name("template", template)
     dest = project_dir(hc.host.srv, name, users=users)
     path = f"{'users' if users else 'apps'}/{name}"
