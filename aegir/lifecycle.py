@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import compose
 from .errors import AegirError, RefusedError
-from .facts.projects import Project, name_clashes, project_status, select, warnings_about
+from .facts.projects import Container, Project, name_clashes, project_status, select, warnings_about
 from .fleet import as_run
 from .report import table
 from .sh import Cmd
@@ -196,10 +196,12 @@ def _images_of(hc: "HostContext", p: Project) -> dict[str, str]:
     return out
 
 
-def _started(hc: "HostContext", p: Project, services: Sequence[str]) -> dict[str, str]:
+def _started(hc: "HostContext", p: Project, services: Sequence[str],
+             found: Sequence[Container] | None = None) -> dict[str, str]:
+    """StartedAt of `p`'s containers (of `services`), among `found` (default: listed now)."""
     api = hc.docker().api
     out = {}
-    for c in containers(hc):
+    for c in containers(hc) if found is None else found:
         if c.working_dir == p.dir and not c.oneoff and (not services or c.service in services):
             out[c.id] = api.inspect_container(c.id)["State"]["StartedAt"]
     return out
@@ -250,7 +252,7 @@ def verify(hc: "HostContext", step: Step, before: _Before, *, settle: float = SE
         elif step.action == "down":
             ok, detail = not mine, ("no container left" if not mine else f"{len(mine)} containers remain")
         elif step.action == "restart":
-            after = _started(hc, p, step.services)
+            after = _started(hc, p, step.services, found)
             stale = [cid for cid, t in after.items() if before.started.get(cid) == t]
             # A whole-project restart must leave the project up; a service restart only that service.
             ok = not stale and bool(after) and (s.ok or bool(step.services))
@@ -263,8 +265,9 @@ def verify(hc: "HostContext", step: Step, before: _Before, *, settle: float = SE
             ok = True
             detail = (f"updated: {', '.join(sorted(changed))}" if changed
                       else f"images unchanged ({len(after_images)})")
-            if _unchecked(p):
-                detail += f"; not checked (interpolated): {', '.join(_unchecked(p))}"
+            unchecked = _unchecked(p)
+            if unchecked:
+                detail += f"; not checked (interpolated): {', '.join(unchecked)}"
             return ok, state, detail
         if ok or time.monotonic() >= deadline:
             return ok, state, detail
