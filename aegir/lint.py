@@ -386,9 +386,10 @@ class HostLint:
 
 def lint_project(hc: "HostContext", p: Project, env_text: str | None) -> ProjectLint:
     """Lint `p` on `hc`: its texts, then ``compose config --quiet`` (skipped when the YAML is broken)."""
-    findings = lint_texts(p.compose_path, p.compose_text, f"{p.dir}/{ENV_FILE}", env_text, p.env_mode)
-    if p.error and not p.compose_text:
+    if p.error and not p.compose_text:  # tar could not read it: nothing to lint
         findings = [Finding(p.compose_path, None, "yaml", p.error)]
+    else:
+        findings = lint_texts(p.compose_path, p.compose_text, f"{p.dir}/{ENV_FILE}", env_text, p.env_mode)
     if not any(f.rule == "yaml" for f in findings):
         cmd = compose.config_check(compose.flavour(hc), p, docker_host=hc.host.docker_host)
         result = hc.run(cmd, check=False)
