@@ -15,6 +15,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .errors import AegirError
+from .facts.boot import dockerd_cmd, parse_dockerd
 from .sh import Cmd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,6 +57,25 @@ def client_for(hc: "HostContext") -> "docker.DockerClient":
     except DockerException as exc:
         raise DockerUnavailable(f"Docker is not answering: {_reason(exc)}", host=host.name) from None
     return client
+
+
+def running_info(hc: "HostContext") -> dict[str, Any]:
+    """Docker's ``info``, asked only once a ``dockerd`` process runs on the host.
+
+    A connection to the socket systemd's ``docker.socket`` listens on *starts*
+    Docker (socket activation), on an unmounted /srv too; so /proc is asked
+    first (`aegir.facts.boot.dockerd_cmd`). No dockerd: `DockerUnavailable`;
+    the SDK's own errors pass through.
+    """
+    if not dockerd_running(hc):
+        raise DockerUnavailable("Docker is not running (no dockerd process)", host=hc.name)
+    return hc.docker().info()
+
+
+def dockerd_running(hc: "HostContext") -> bool:
+    """Does a ``dockerd`` process run on the host? Asked of /proc, never of Docker's socket."""
+    r = hc.run(dockerd_cmd(), check=False)
+    return parse_dockerd(r.exited, r.stderr)
 
 
 def _reason(exc: Exception) -> str:

@@ -24,13 +24,13 @@ from ..boot import (DONE, FAILED, MIN_FREE_PERCENT, OK, SKIPPED, STEPS, WOULD, C
                     blocking, check_items, check_started, guard_dropin, guard_paths, guard_problems,
                     install_file_cmd, plan_docker, plan_guard, plan_mount, plan_unlock, verdict, verify_cmd,
                     verify_problems)
-from ..docker import DockerUnavailable
+from ..docker import DockerUnavailable, dockerd_running, running_info
 from ..errors import AegirError, CommandError
 from ..fw import host as fwhost
 from ..fw import nft
-from ..facts.boot import (EXIT_WRONG_PASSPHRASE, DataRoot, cat_cmd, daemon_json_cmd, dockerd_cmd, findmnt_cmd,
+from ..facts.boot import (EXIT_WRONG_PASSPHRASE, DataRoot, cat_cmd, daemon_json_cmd, findmnt_cmd,
                           fstab_cmd, is_luks_cmd, listing_cmd, losetup_cmd, luks_open_cmd, luks_status_cmd,
-                          luks_test_cmd, parse_cat, parse_daemon_json, parse_docker_info, parse_dockerd,
+                          luks_test_cmd, parse_cat, parse_daemon_json, parse_docker_info,
                           parse_findmnt, parse_is_luks, parse_listing, parse_losetup, parse_luks_status)
 from ..report import FORMAT_HELP, check_format, emit, table
 from ..secrets import Prompter, retry
@@ -58,26 +58,17 @@ def _probe(hc: fleet.HostContext, cmd: Cmd, ok: Sequence[int] = (0, 1)) -> Any:
     return r
 
 
-def dockerd_running(hc: fleet.HostContext) -> bool:
-    """Does a dockerd process run on the host? Asked of /proc, without touching Docker's socket."""
-    r = hc.run(dockerd_cmd(), check=False)
-    return parse_dockerd(r.exited, r.stderr)
-
-
 def docker_info(hc: fleet.HostContext) -> Mapping[str, Any] | None:
     """``docker info`` through the SDK, or None when the daemon does not answer.
 
-    None without connecting when no dockerd process runs: a connection to the
-    socket of systemd's docker.socket would start Docker (socket activation),
-    and a read-only probe must never be what starts it on an unmounted /srv.
+    None without connecting when no dockerd process runs (`running_info`): a
+    read-only probe must never be what starts Docker on an unmounted /srv.
     """
     from docker.errors import DockerException
     from requests.exceptions import RequestException
 
-    if not dockerd_running(hc):
-        return None
     try:
-        return hc.docker().info()
+        return running_info(hc)
     except (DockerUnavailable, DockerException, RequestException, OSError, EOFError):  # EOFError: SSH closed
         return None
 

@@ -15,12 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
-from ..docker import DockerUnavailable
+from ..docker import DockerUnavailable, running_info
 from ..errors import AegirError, CommandError, STDERR_TAIL_LINES
 from ..facts.apt import (PackageInfo, dpkg_search_cmd, owners, package_info_cmd, parse_dpkg_search,
                          parse_package_info, parse_showhold, parse_simulation, parse_units, showhold_cmd,
                          simulate_cmd, systemctl_show_cmd, update_cmd)
-from ..facts.boot import dockerd_cmd, parse_dockerd
 from ..fleet import HostContext
 from ..sh import Cmd
 
@@ -52,11 +51,8 @@ def live_restore(hc: HostContext) -> tuple[bool | None, str | None]:
     socket of systemd's docker.socket would start it (on a host rebooted but
     not unlocked yet, onto the unencrypted root disk).
     """
-    r = hc.run(dockerd_cmd(), check=False)
-    if not parse_dockerd(r.exited, r.stderr):
-        return None, "Docker is not running (no dockerd process)"
     try:
-        info = hc.docker().info()
+        info = running_info(hc)
     except DockerUnavailable as exc:
         return None, exc.message
     except Exception as exc:  # the SDK's errors: the review goes on without it
