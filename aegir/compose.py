@@ -38,7 +38,6 @@ LABEL_PROJECT = "com.docker.compose.project"
 LABEL_WORKING_DIR = "com.docker.compose.project.working_dir"
 LABEL_SERVICE = "com.docker.compose.service"
 LABEL_ONEOFF = "com.docker.compose.oneoff"
-LABEL_CONFIG_FILES = "com.docker.compose.project.config_files"
 
 
 class ComposeMissing(AegirError):

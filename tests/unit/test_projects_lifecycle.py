@@ -7,7 +7,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from aegir.facts.projects import Project, ProjectStatus, Service
+from aegir.facts.projects import Project, ProjectStatus
 from aegir.fleet import Outcome
 from aegir.inventory import Host
 from aegir.lifecycle import HostActions, Step, StepResult, core_order, image_ref, render_actions, run_steps
