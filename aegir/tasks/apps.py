@@ -19,7 +19,7 @@ from ..lifecycle import (actions_failed, actions_json, check_core_up, host_actio
 from ..lint import has_findings, lint_host, lint_json, render_lint
 from ..report import FORMAT_HELP, check_format, emit, table
 from ..status import discover, gather_status, has_problems, render_status, status_json
-from ..templates import list_templates, new_project
+from ..templates import list_templates, new_project, templates_dir
 from .base import exit_if_failed, is_dry, targets, task
 
 NAMES_HELP = "Projects: folder names or kind/folder, comma-separated (e.g. cloud,users/wiki)."
@@ -140,7 +140,7 @@ def templates(c, format="table"):
     outcomes = fleet.each(c, targets(c), list_templates, label="apps.templates")
     rows = [[o.host.name, t.name, t.file or "MISSING", "yes" if t.env_example else "no", "yes" if t.conf else "no"]
             for o in outcomes if o.value for t in o.value]
-    rows += [[o.host.name, None, f"no {o.host.srv_path('templates')}", None, None] for o in outcomes
+    rows += [[o.host.name, None, f"no {templates_dir(o.host.srv)}", None, None] for o in outcomes
              if o.ok and o.value is None]
     rows += [[o.host.name, None, f"{o.kind.upper()}: {o.error}", None, None] for o in outcomes if not o.ok]
     data = {"hosts": [{"host": o.host.name, "status": o.kind, "error": o.error, "templates": list(o.value or ())}
