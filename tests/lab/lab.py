@@ -23,7 +23,7 @@ from . import net, teardown
 from .host import Client, LabHost
 from .hostfiles import HostOptions, HostPaths, SrvKind, write_host_files
 from .images import Image, busybox_image
-from .keys import keygen, known_hosts_lines
+from .keys import keygen, known_hosts_lines, public_key
 from .plan import MAX_INDEX, LabNames, check_host_name, check_prefix
 from .procs import ProcId, netns_inode
 from .state import HostRecord, LabError, LabState, MachineLock, default_workdir, registered_labs
@@ -322,8 +322,7 @@ class Lab:
     def _write_access_files(self) -> None:
         lines = []
         for h in self.hosts:
-            key = (h.paths.host_key.with_name(h.paths.host_key.name + ".pub")).read_text().split()[:2]
             a = h.addresses
-            lines += known_hosts_lines(" ".join(key), [a.admin_ipv4, a.admin_ipv6], h.options.ssh_port)
+            lines += known_hosts_lines(public_key(h.paths.host_key), [a.admin_ipv4, a.admin_ipv6], h.options.ssh_port)
         self.known_hosts.write_text("".join(f"{line}\n" for line in lines))
         self.write_inventory()
