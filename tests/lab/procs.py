@@ -32,13 +32,18 @@ class ProcId:
         return start_time(self.pid) == self.start
 
 
-def start_time(pid: int) -> int | None:
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, …), or None if gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def start_time(pid: int) -> int | None:
+    fields = _stat(pid)
+    if fields is None or fields[0] == "Z":
         return None  # a zombie is as good as gone
     return int(fields[19])
 
@@ -70,12 +75,9 @@ def descendants(pids: Iterable[int]) -> set[int]:
     """`pids` and all their descendants."""
     children: dict[int, list[int]] = {}
     for pid in all_pids():
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(pid)
+        fields = _stat(pid)
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(pid)
     out, todo = set(), list(pids)
     while todo:
         pid = todo.pop()
@@ -85,14 +87,19 @@ def descendants(pids: Iterable[int]) -> set[int]:
     return out
 
 
-def cgroup_dirs(name: str) -> list[Path]:
-    """The top-level cgroup `name` in every mounted hierarchy (v1 and v2)."""
-    dirs = []
+def cgroup_mounts() -> list[Path]:
+    """Where every cgroup hierarchy (v1 and v2) is mounted."""
+    mounts = []
     for line in Path("/proc/self/mounts").read_text().splitlines():
         _src, target, fstype, *_ = line.split()
-        if fstype in ("cgroup", "cgroup2") and (Path(target) / name).is_dir():
-            dirs.append(Path(target) / name)
-    return dirs
+        if fstype in ("cgroup", "cgroup2"):
+            mounts.append(Path(target))
+    return mounts
+
+
+def cgroup_dirs(name: str) -> list[Path]:
+    """The top-level cgroup `name` in every mounted hierarchy (v1 and v2)."""
+    return [top / name for top in cgroup_mounts() if (top / name).is_dir()]
 
 
 def pids_in_cgroup(name: str) -> set[int]:

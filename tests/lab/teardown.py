@@ -137,13 +137,11 @@ def _dockerd(rec: HostRecord, inode: int | None) -> procs.ProcId | None:
 
 def _cgroups_named(prefix: str) -> list[str]:
     out: set[str] = set()
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        _src, target, fstype, *_ = line.split()
-        if fstype in ("cgroup", "cgroup2"):
-            try:
-                out.update(p.name for p in Path(target).iterdir() if p.is_dir() and p.name.startswith(f"{prefix}-"))
-            except OSError:
-                pass
+    for top in procs.cgroup_mounts():
+        try:
+            out.update(p.name for p in top.iterdir() if p.is_dir() and p.name.startswith(f"{prefix}-"))
+        except OSError:
+            pass
     return sorted(out)
 
 
