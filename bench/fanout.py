@@ -1,6 +1,7 @@
 """Benchmark: disk.report fans out in parallel; `inv --list` starts fast.
 
-Run as root: ``.venv/bin/python bench/fanout.py`` (starts its own 6-host lab).
+Run as root, under the lab lock: ``flock /tmp/aegir-lab.lock .venv/bin/python bench/fanout.py``
+(starts its own 6-host lab, ``aegirbench``, and stops it).
 
 1. Wall time of ``inv disk.report`` over 1, 3 and 6 lab hosts (real SSH, real
    dockerd), median of `REPEAT` runs, and the same 6 hosts with the fleet bound
