@@ -87,17 +87,11 @@ def end(proc: subprocess.Popen[bytes]) -> None:
 
 def start_to_live(lab: Any, host: Any, probe: Path, port: int, within: float) -> float:
     """Start a container publishing `port`; seconds until the client namespace gets an answer."""
-    wait = subprocess.Popen(lab.client.command([sys.executable, str(probe), "wait",
-                                                str(host.addresses.service_ipv4), str(port), str(within)]),
-                            stdout=subprocess.PIPE, text=True)
-    time.sleep(0.2)  # the client is polling
-    host.run(["docker", "run", "-d", "--name", f"b{port}", "-p", f"{port}:80", IMAGE,
-              "httpd", "-f", "-p", "80", "-h", "/"])
-    started = time.monotonic()
-    out, _ = wait.communicate(timeout=within + 30)
-    if wait.returncode != 0:
-        raise RuntimeError(f"port {port} did not answer within {within} s")
-    return float(out) - started
+    from tests.test_fw import answers_after  # the same measure as the end-to-end test's
+
+    return answers_after(lab.client, probe, str(host.addresses.service_ipv4), port,
+                         lambda: host.run(["docker", "run", "-d", "--name", f"b{port}", "-p", f"{port}:80", IMAGE,
+                                           "httpd", "-f", "-p", "80", "-h", "/"]), within)
 
 
 def latencies(lab: Any, host: Any, probe: Path, first_port: int, samples: int, within: float,

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.helpers import REPO, lab_ssh, run_inv, ssh_run
-from tests.lab import Lab, LabHost
+from tests.lab import Client, Lab, LabHost
 from tests.lab.plan import BRIDGE_IPV6, CLIENT_IPV6
 
 pytestmark = pytest.mark.timeout(300)
@@ -332,17 +332,23 @@ class Watch:
             time.sleep(0.05)
 
 
-def reachable_after(fw: FwLab, port: int, start: list[str], within: float = 5) -> float:
-    """Seconds from the container's start (``docker run -d`` returning) until its port answers the client."""
-    probe = subprocess.Popen(fw.lab.client.command([sys.executable, str(fw.client_script), "wait", fw.service4,
-                                                    str(port), str(within + 5)]),
+def answers_after(client: Client, script: Path, address: str, port: int, start: Callable[[], object],
+                  within: float) -> float:
+    """Seconds from `start()` returning until ``address:port`` answers the client namespace (`CLIENT`
+    polls it from before the start; bench/fw.py measures with this too)."""
+    probe = subprocess.Popen(client.command([sys.executable, str(script), "wait", address, str(port), str(within)]),
                              stdout=subprocess.PIPE, text=True)
     time.sleep(0.2)  # the probe is polling
-    fw.docker(*start)
+    start()
     started = time.monotonic()
-    out, _ = probe.communicate(timeout=within + 15)
+    out, _ = probe.communicate(timeout=within + 30)
     assert probe.returncode == 0, f"port {port} never answered"
     return float(out) - started
+
+
+def reachable_after(fw: FwLab, port: int, start: list[str], within: float = 5) -> float:
+    """Seconds from the container's start (``docker run -d`` returning) until its port answers the client."""
+    return answers_after(fw.lab.client, fw.client_script, fw.service4, port, lambda: fw.docker(*start), within + 5)
 
 
 def dnat_gone_after(fw: FwLab, port: int, stop: list[str]) -> float:
