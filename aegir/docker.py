@@ -59,15 +59,16 @@ def client_for(hc: "HostContext") -> "docker.DockerClient":
     return client
 
 
-def running_info(hc: "HostContext") -> dict[str, Any]:
+def running_info(hc: "HostContext", running: bool | None = None) -> dict[str, Any]:
     """Docker's ``info``, asked only once a ``dockerd`` process runs on the host.
 
     A connection to the socket systemd's ``docker.socket`` listens on *starts*
     Docker (socket activation), on an unmounted /srv too; so /proc is asked
-    first (`aegir.facts.boot.dockerd_cmd`). No dockerd: `DockerUnavailable`;
-    the SDK's own errors pass through.
+    first (`aegir.facts.boot.dockerd_cmd`), unless the caller already did
+    (`running`: its answer). No dockerd: `DockerUnavailable`; the SDK's own
+    errors pass through.
     """
-    if not dockerd_running(hc):
+    if not (dockerd_running(hc) if running is None else running):
         raise DockerUnavailable("Docker is not running (no dockerd process)", host=hc.name)
     return hc.docker().info()
 

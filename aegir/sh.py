@@ -89,6 +89,49 @@ def shell(script: str, *args: str) -> Cmd:
     return Cmd(("sh", "-c", script, "sh", *args))
 
 
+_BATCH_SCRIPT = r"""for line in "$@"; do
+  { err=$(eval "$line" 2>&1 >&3 3>&- </dev/null); rc=$?; } 3>&1
+  printf '\036%s\n%s\036' "$rc" "$err"
+done
+"""
+
+
+def batch(cmds: Sequence[Cmd]) -> Cmd:
+    """Several read-only probes in one round trip; `split_batch` gives back each one's answer.
+
+    Each command runs in turn, whatever the others' exit codes; its stdout,
+    then ``\\036 EXIT-CODE \\n STDERR \\036``, is printed. The probes must carry
+    no stdin and no timeout of their own.
+    """
+    if any(c.stdin is not None or c.timeout is not None for c in cmds):
+        raise ValueError("batch: commands with stdin or a timeout cannot be batched")
+    return shell(_BATCH_SCRIPT, *(c.line for c in cmds))
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One command's answer within a `batch`: the fields of an Invoke Result the parsers read."""
+
+    stdout: str
+    stderr: str
+    exited: int
+
+
+def split_batch(stdout: str, count: int) -> tuple[Reply, ...]:
+    """The answers of the `count` commands of a `batch`, in order (`AegirError` if unreadable)."""
+    parts = stdout.split("\036")
+    try:
+        if len(parts) != 2 * count + 1 or parts[-1]:
+            raise ValueError
+        replies = []
+        for out, tail in zip(parts[0::2], parts[1::2]):
+            code, _, err = tail.partition("\n")
+            replies.append(Reply(out, err, int(code)))
+    except ValueError:
+        raise AegirError(f"cannot read the answers of {count} batched commands: {stdout[-200:]!r}") from None
+    return tuple(replies)
+
+
 def mask(text: str, secrets: Sequence[str]) -> str:
     """Replace every secret in `text` by ``****``."""
     for s in secrets:

@@ -28,14 +28,14 @@ from ..docker import DockerUnavailable, dockerd_running, running_info
 from ..errors import AegirError, CommandError
 from ..fw import host as fwhost
 from ..fw import nft
-from ..facts.boot import (EXIT_WRONG_PASSPHRASE, DataRoot, cat_cmd, daemon_json_cmd, findmnt_cmd,
+from ..facts.boot import (EXIT_WRONG_PASSPHRASE, DataRoot, cat_cmd, daemon_json_cmd, dockerd_cmd, findmnt_cmd,
                           fstab_cmd, is_luks_cmd, listing_cmd, losetup_cmd, luks_open_cmd, luks_status_cmd,
-                          luks_test_cmd, parse_cat, parse_daemon_json, parse_docker_info,
+                          luks_test_cmd, parse_cat, parse_daemon_json, parse_docker_info, parse_dockerd,
                           parse_findmnt, parse_is_luks, parse_listing, parse_losetup, parse_luks_status)
 from ..report import FORMAT_HELP, check_format, emit, table
 from ..secrets import Prompter, retry
 from ..status import HostStatus, gather_status, has_problems, render_status, status_json
-from ..sh import Cmd, mask
+from ..sh import Cmd, Reply, batch, mask, split_batch
 from .base import EXIT_PROBLEM, exit_if_failed, inventory, is_dry, targets, task
 
 DRY_HELP = "Show what would be done (facts are still read); change nothing."
@@ -50,51 +50,73 @@ UNLOCK_HELP = {
 # --------------------------------------------------------------------------- facts
 
 
-def _probe(hc: fleet.HostContext, cmd: Cmd, ok: Sequence[int] = (0, 1)) -> Any:
-    """Run a read-only probe whose exit codes in `ok` are answers, not failures."""
-    r = hc.run(cmd, check=False)
+def _answer(hc: fleet.HostContext, cmd: Cmd, r: Any, ok: Sequence[int] = (0, 1)) -> Any:
+    """`r`, what the read-only probe `cmd` answered, unless its exit code is not one of the answers in `ok`."""
     if r.exited not in ok:
         raise CommandError(hc.name, cmd.line, r.exited, r.stderr)
     return r
 
 
-def docker_info(hc: fleet.HostContext) -> Mapping[str, Any] | None:
+def _probe(hc: fleet.HostContext, cmd: Cmd, ok: Sequence[int] = (0, 1)) -> Any:
+    """Run a read-only probe whose exit codes in `ok` are answers, not failures."""
+    return _answer(hc, cmd, hc.run(cmd, check=False), ok)
+
+
+def _probes(hc: fleet.HostContext, probes: Mapping[str, Cmd]) -> dict[str, Reply]:
+    """Run read-only probes in one round trip (`aegir.sh.batch`): name -> its answer, unchecked."""
+    return dict(zip(probes, split_batch(hc.run(batch(list(probes.values()))).stdout, len(probes))))
+
+
+def docker_info(hc: fleet.HostContext, running: bool | None = None) -> Mapping[str, Any] | None:
     """``docker info`` through the SDK, or None when the daemon does not answer.
 
-    None without connecting when no dockerd process runs (`running_info`): a
-    read-only probe must never be what starts Docker on an unmounted /srv.
+    None without connecting when no dockerd process runs (`running_info`;
+    `running`: the answer of `dockerd_cmd`, when already asked): a read-only
+    probe must never be what starts Docker on an unmounted /srv.
     """
     from docker.errors import DockerException
     from requests.exceptions import RequestException
 
     try:
-        return running_info(hc)
+        return running_info(hc, running)
     except (DockerUnavailable, DockerException, RequestException, OSError, EOFError):  # EOFError: SSH closed
         return None
 
 
 def read_srv(hc: fleet.HostContext, *, docker: bool = True) -> SrvFacts:
-    """The /srv facts: mounted and fstab entries, `ls /srv`, loop backing files, mapping, data-root."""
+    """The /srv facts: mounted and fstab entries, `ls /srv`, loop backing files, mapping, data-root.
+
+    One round trip asks them all (and whether dockerd runs, and daemon.json);
+    then Docker itself is asked its data-root if it runs.
+    """
     host = hc.host
-    r = _probe(hc, findmnt_cmd(host.srv))
+    probes = {"mounted": findmnt_cmd(host.srv), "fstab": fstab_cmd(host.srv), "listing": listing_cmd(host.srv),
+              "loops": losetup_cmd()}
+    if host.luks_device:
+        probes["mapping"] = luks_status_cmd(host.luks_name)
+    if docker:
+        probes.update(dockerd=dockerd_cmd(), daemon_json=daemon_json_cmd())
+    got = _probes(hc, probes)
+    r = _answer(hc, probes["mounted"], got["mounted"])
     mounted = parse_findmnt(r.stdout, r.exited)
-    r = _probe(hc, fstab_cmd(host.srv))
+    r = _answer(hc, probes["fstab"], got["fstab"])
     fstab = parse_findmnt(r.stdout, r.exited)
-    r = _probe(hc, listing_cmd(host.srv), ok=(0, 1, 2))
+    r = _answer(hc, probes["listing"], got["listing"], ok=(0, 1, 2))
     listing = parse_listing(r.stdout, r.exited)
-    loops = parse_losetup(hc.run(losetup_cmd()).stdout) \
+    loops = parse_losetup(_answer(hc, probes["loops"], got["loops"], ok=(0,)).stdout) \
         if mounted is not None and mounted.source.startswith("/dev/loop") else {}
     mapping = None
     if host.luks_device:
-        r = hc.run(luks_status_cmd(host.luks_name), check=False)
+        r = got["mapping"]
         mapping = parse_luks_status(host.luks_name, r.stdout, r.stderr, r.exited)
     data_root = DataRoot(None, "unknown")
     if docker:
-        info = docker_info(hc)
+        r = got["dockerd"]
+        info = docker_info(hc, running=parse_dockerd(r.exited, r.stderr))
         if info is not None:
             data_root = parse_docker_info(info)
         else:
-            r = hc.run(daemon_json_cmd(), check=False)
+            r = got["daemon_json"]
             data_root = parse_daemon_json(parse_cat(r.stdout, r.stderr, r.exited))
     return SrvFacts(mounted, fstab, listing, data_root, loops, mapping)
 
@@ -108,10 +130,13 @@ def unlock_step(hc: fleet.HostContext, *, test: bool, prompter: Prompter | None)
     device = host.luks_device
     is_luks = mapping = None
     if device:
-        r = hc.run(is_luks_cmd(device), check=False)
-        is_luks = parse_is_luks(device, r.exited, r.stderr)
+        probes = {"is_luks": is_luks_cmd(device)}
         if not test:
-            r = hc.run(luks_status_cmd(host.luks_name), check=False)
+            probes["mapping"] = luks_status_cmd(host.luks_name)
+        got = _probes(hc, probes)
+        is_luks = parse_is_luks(device, got["is_luks"].exited, got["is_luks"].stderr)
+        if not test:
+            r = got["mapping"]
             mapping = parse_luks_status(host.luks_name, r.stdout, r.stderr, r.exited)
     plan = plan_unlock(host, is_luks, mapping, test=test)
     if plan.action == "skip":

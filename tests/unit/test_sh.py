@@ -69,3 +69,22 @@ def test_a_command_that_does_not_read_stdin_does_not_hang():
 def test_a_timeout_is_a_command_error():
     with pytest.raises(CommandError, match="timed out after 0.5s"):
         sh.run(Context(), Cmd(("sleep", "5"), timeout=0.5), host="local")
+
+
+def test_a_batch_runs_every_probe_in_one_round_trip_and_gives_each_its_own_answer():
+    probes = [Cmd.of("printf", "a\nb"), sh.shell("echo out; echo err >&2; exit 3"),
+              Cmd(("ls", "--", "/nonexistent"), env={"LC_ALL": "C"}), Cmd.of("echo", "$(reboot); it's")]
+    cmd = sh.batch(probes)
+    assert cmd.argv[-4:] == tuple(p.line for p in probes)  # data as positional arguments, never in the script
+    out = sh.split_batch(sh.run(Context(), cmd, host="local").stdout, len(probes))
+    assert out[0] == sh.Reply("a\nb", "", 0)
+    assert out[1] == sh.Reply("out\n", "err", 3)
+    assert out[2].exited == 2 and "No such file or directory" in out[2].stderr and out[2].stdout == ""
+    assert out[3] == sh.Reply("$(reboot); it's\n", "", 0)
+
+
+def test_a_batch_refuses_what_it_cannot_carry_and_an_unreadable_answer_is_an_error():
+    with pytest.raises(ValueError):
+        sh.batch([Cmd.of("cat", stdin="secret")])
+    with pytest.raises(AegirError, match="cannot read the answers of 2 batched commands"):
+        sh.split_batch("x\0360\n\036", 2)
