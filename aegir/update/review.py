@@ -34,14 +34,18 @@ from .records import REVIEW_PATH, ReviewRecord, write_cmd
 NO_SYSTEMD = ("has not been booted with systemd", "Failed to connect to bus")
 
 
-def step(hc: HostContext, cmd: Cmd, what: str, *, check: bool = True) -> "Result":
+def step(hc: HostContext, cmd: Cmd, what: str) -> "Result":
     """Run `cmd`; a failure says `what` failed (exit code, stderr tail), not the whole script."""
     try:
-        return hc.run(cmd, check=check)
+        return hc.run(cmd)
     except CommandError as exc:
-        tail = [ln for ln in exc.stderr.strip().splitlines() if ln.strip()][-STDERR_TAIL_LINES:]
-        raise AegirError(f"{what} failed (exit {exc.exited})" + "".join(f"\n  | {ln}" for ln in tail),
-                         host=hc.name) from None
+        raise _step_failed(hc, what, exc.exited, exc.stderr) from None
+
+
+def _step_failed(hc: HostContext, what: str, exited: int, stderr: str) -> AegirError:
+    """The error `step` raises: `what` failed, its exit code and the tail of its stderr."""
+    tail = [ln for ln in stderr.strip().splitlines() if ln.strip()][-STDERR_TAIL_LINES:]
+    return AegirError(f"{what} failed (exit {exited})" + "".join(f"\n  | {ln}" for ln in tail), host=hc.name)
 
 
 def live_restore(hc: HostContext) -> tuple[bool | None, str | None]:
@@ -89,11 +93,9 @@ def gather(hc: HostContext, config: UpdateConfig, *, refresh: bool = False, dist
     asked = list(dict.fromkeys([*DOCKER_UNITS, *config.crucial_units, *shipped]))
     shown = hc.run(systemctl_show_cmd(asked), check=False)
     systemd = not (shown.exited != 0 and any(s in shown.stderr for s in NO_SYSTEMD))
-    if not systemd:  # a container or chroot: no unit states, no Docker dependencies to read
-        units = {}
-    else:
-        units = parse_units(step(hc, systemctl_show_cmd(asked), "systemctl show").stdout if shown.exited
-                            else shown.stdout)
+    if systemd and shown.exited:
+        raise _step_failed(hc, "systemctl show", shown.exited, shown.stderr)
+    units = parse_units(shown.stdout) if systemd else {}  # no systemd (a container, a chroot): no unit states
     deps = docker_dependencies(units)
     missing = [u for u in deps if u not in units]
     if missing:
