@@ -18,6 +18,7 @@ from invoke import Collection
 
 from .. import fleet
 from ..errors import AegirError
+from ..inventory import Host
 from ..fw import host as fwhost
 from ..fw import nft
 from ..fw.model import hostport, load_inspect
@@ -30,13 +31,24 @@ from .base import exit_if_failed, inventory, is_dry, targets, task
 TEMPLATE_HELP = "Render with this local Jinja2 template instead of the host's or aegir's."
 
 
-def _template(path: str | None) -> Template | None:
-    if not path:
-        return None
+def _read(path: str, what: str = "") -> str:
+    """A local file's text, or `AegirError` saying why not."""
     try:
-        return Template(Path(path).read_text(encoding="utf-8"), path)
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise AegirError(f"cannot read template {path}: {exc}") from None
+        raise AegirError(f"cannot read {what}{path}: {exc}") from None
+
+
+def _template(path: str | None) -> Template | None:
+    return Template(_read(path, "template "), path) if path else None
+
+
+def _one_host(c: Any, why: str) -> Host:
+    """The single host -H names, or `AegirError` (`why` says what needs one host)."""
+    hosts = targets(c)
+    if len(hosts) != 1:
+        raise AegirError(f"{why}; pick it with -H (of {', '.join(h.name for h in hosts)})")
+    return hosts[0]
 
 
 def _builder(inv: Any, template: Template | None) -> Any:
@@ -55,15 +67,9 @@ def render(c, from_json=None, template=None, format="table"):
     fmt = check_format(format)
     inv, tpl = inventory(c), _template(template)
     if from_json:
-        hosts = targets(c)
-        if len(hosts) != 1:
-            raise AegirError(f"--from-json describes one host; pick it with -H (of {', '.join(h.name for h in hosts)})")
-        try:
-            text = Path(from_json).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AegirError(f"cannot read {from_json}: {exc}") from None
-        fw = fwhost.plan(hosts[0], for_host(inv, hosts[0]), load_inspect(text, from_json), None, tpl)
-        outcomes = [fleet.Outcome(hosts[0], fw)]
+        host = _one_host(c, "--from-json describes one host")
+        fw = fwhost.plan(host, for_host(inv, host), load_inspect(_read(from_json), from_json), None, tpl)
+        outcomes = [fleet.Outcome(host, fw)]
     else:
         outcomes = fleet.each(c, targets(c), _builder(inv, tpl), label="fw.render")
     ok = [o for o in outcomes if o.value is not None]
@@ -186,13 +192,11 @@ def watch(c, resync=300, debounce=100, max_delay=500):
         raise AegirError("fw.watch applies a ruleset at every change and has no dry run: "
                          "see what it would apply with `inv fw.diff`")
     inv = inventory(c)
-    hosts = targets(c)
-    if len(hosts) != 1:
-        raise AegirError(f"fw.watch watches one host; pick it with -H (of {', '.join(h.name for h in hosts)})")
+    host = _one_host(c, "fw.watch watches one host")
     if min(resync, debounce, max_delay) <= 0:
         raise AegirError("--resync, --debounce and --max-delay must be positive")
     opts = Options(resync=float(resync), debounce=debounce / 1000, max_delay=max_delay / 1000)
-    hc = fleet.open_context(c, hosts[0])
+    hc = fleet.open_context(c, host)
     watcher = Watcher(hc, inv, opts, log=lambda line: print(line, flush=True))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: watcher.stop())
