@@ -17,7 +17,7 @@ from __future__ import annotations
 import configparser
 import posixpath
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from .errors import AegirError, RefusedError
@@ -324,20 +324,6 @@ def plan_guard(paths: Sequence[tuple[str, str]], current: Mapping[str, str | Non
         action = "install" if have is None else "already" if have == wanted else "replace"
         out.append(GuardFile(unit, path, action))
     return tuple(out)
-
-
-_INSTALL_SCRIPT = """\
-set -e
-mkdir -p -- "$(dirname -- "$1")"
-cat > "$1.aegir-new"
-chmod 0644 "$1.aegir-new"
-mv -f -- "$1.aegir-new" "$1"
-"""
-
-
-def install_file_cmd(path: str, text: str) -> Cmd:
-    """Write `text` (sent on stdin) to `path` atomically, mode 0644, creating its folder."""
-    return replace(shell(_INSTALL_SCRIPT, path), stdin=text)
 
 
 _VERIFY_SCRIPT = """\

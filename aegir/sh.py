@@ -89,6 +89,20 @@ def shell(script: str, *args: str) -> Cmd:
     return Cmd(("sh", "-c", script, "sh", *args))
 
 
+_WRITE_SCRIPT = """\
+set -e
+mkdir -p -- "$(dirname -- "$1")"
+cat > "$1.aegir-new"
+chmod 0644 "$1.aegir-new"
+mv -f -- "$1.aegir-new" "$1"
+"""
+
+
+def write_file_cmd(path: str, text: str) -> Cmd:
+    """Write `text` (sent on stdin) to `path` atomically, mode 0644, creating its folder."""
+    return Cmd(shell(_WRITE_SCRIPT, path).argv, stdin=text)
+
+
 _BATCH_SCRIPT = r"""for line in "$@"; do
   { err=$(eval "$line" 2>&1 >&3 3>&- </dev/null); rc=$?; } 3>&1
   printf '\036%s\n%s\036' "$rc" "$err"

@@ -22,7 +22,7 @@ from invoke import Collection, Exit
 from .. import fleet
 from ..boot import (DONE, FAILED, MIN_FREE_PERCENT, OK, SKIPPED, STEPS, WOULD, CheckItem, SrvFacts, StepResult,
                     blocking, check_items, check_started, guard_dropin, guard_paths, guard_problems,
-                    install_file_cmd, plan_docker, plan_guard, plan_mount, plan_unlock, verdict, verify_cmd,
+                    plan_docker, plan_guard, plan_mount, plan_unlock, verdict, verify_cmd,
                     verify_problems)
 from ..docker import DockerUnavailable, dockerd_running, running_info
 from ..errors import AegirError, CommandError
@@ -35,7 +35,7 @@ from ..facts.boot import (EXIT_WRONG_PASSPHRASE, DataRoot, cat_cmd, daemon_json_
 from ..report import FORMAT_HELP, check_format, emit, table
 from ..secrets import Prompter, retry
 from ..status import HostStatus, gather_status, has_problems, render_status, status_json
-from ..sh import Cmd, Reply, batch, mask, split_batch
+from ..sh import Cmd, Reply, batch, mask, split_batch, write_file_cmd
 from .base import EXIT_PROBLEM, exit_if_failed, inventory, is_dry, targets, task
 
 DRY_HELP = "Show what would be done (facts are still read); change nothing."
@@ -55,11 +55,6 @@ def _answer(hc: fleet.HostContext, cmd: Cmd, r: Any, ok: Sequence[int] = (0, 1))
     if r.exited not in ok:
         raise CommandError(hc.name, cmd.line, r.exited, r.stderr)
     return r
-
-
-def _probe(hc: fleet.HostContext, cmd: Cmd, ok: Sequence[int] = (0, 1)) -> Any:
-    """Run a read-only probe whose exit codes in `ok` are answers, not failures."""
-    return _answer(hc, cmd, hc.run(cmd, check=False), ok)
 
 
 def _probes(hc: fleet.HostContext, probes: Mapping[str, Cmd]) -> dict[str, Reply]:
@@ -261,12 +256,7 @@ def guard_step(hc: fleet.HostContext, *, root: str, act: bool) -> StepResult:
     host = hc.host
     wanted = guard_dropin(host.srv)
     paths = guard_paths(root)
-
-    def read(path: str) -> str | None:
-        r = _probe(hc, cat_cmd(path))
-        return parse_cat(r.stdout, r.stderr, r.exited)
-
-    plan = plan_guard(paths, {p: read(p) for _, p in paths}, wanted)
+    plan = plan_guard(paths, read_files(hc, [p for _, p in paths]), wanted)
     todo = [f for f in plan if f.action != "already"]
     shown = tuple(f"{f.action} {f.path}" for f in plan)
     if todo and not act:
@@ -274,7 +264,7 @@ def guard_step(hc: fleet.HostContext, *, root: str, act: bool) -> StepResult:
         return StepResult("guard", WOULD, "; ".join(shown), (*(f"write {f.path} (mode 0644)" for f in todo), *reload))
     warnings: list[str] = []
     for f in todo:
-        hc.run(install_file_cmd(f.path, wanted))
+        hc.run(write_file_cmd(f.path, wanted))
     if todo and root == "/":
         r = hc.run(Cmd(("systemctl", "daemon-reload")), check=False)
         if r.exited != 0:
@@ -286,12 +276,20 @@ def guard_step(hc: fleet.HostContext, *, root: str, act: bool) -> StepResult:
     return StepResult("guard", state, detail, tuple(f"install {f.path}" for f in todo), tuple(warnings))
 
 
+def read_files(hc: fleet.HostContext, paths: Sequence[str]) -> dict[str, str | None]:
+    """path -> its text (None: absent), all read in one round trip."""
+    probes = {p: cat_cmd(p) for p in paths}
+    texts = {}
+    for path, r in _probes(hc, probes).items():
+        r = _answer(hc, probes[path], r)
+        texts[path] = parse_cat(r.stdout, r.stderr, r.exited)
+    return texts
+
+
 def verify_guard(hc: fleet.HostContext, paths: Sequence[str], wanted: str) -> str:
     """Read the drop-ins back, parse them, and run ``systemd-analyze verify`` when the host has it."""
     srv = hc.host.srv
-    for path in paths:
-        r = _probe(hc, cat_cmd(path))
-        text = parse_cat(r.stdout, r.stderr, r.exited)
+    for path, text in read_files(hc, paths).items():
         if text != wanted:
             raise AegirError(f"{path} does not hold the guard after installing it", host=hc.name)
         problems = guard_problems(text, srv)
@@ -302,9 +300,9 @@ def verify_guard(hc: fleet.HostContext, paths: Sequence[str], wanted: str) -> st
     if r.exited == 127:
         return "parsed (systemd-analyze is not installed)"
     problems = verify_problems(r.stderr)
-    if problems or r.exited != 0:
-        if problems:
-            raise AegirError("systemd-analyze verify: " + "; ".join(problems), host=hc.name)
+    if problems:
+        raise AegirError("systemd-analyze verify: " + "; ".join(problems), host=hc.name)
+    if r.exited != 0:
         raise CommandError(hc.name, cmd.line, r.exited, r.stderr)
     return "verified by systemd-analyze"
 

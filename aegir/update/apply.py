@@ -22,10 +22,11 @@ from ..errors import AegirError, RefusedError
 from ..facts.apt import (APT_ENV, StaleProcess, check_package, needrestart_cmd, parse_needrestart,
                          parse_showhold, parse_simulation, showhold_cmd, simulate_cmd)
 from ..fleet import HostContext
-from ..sh import Cmd, shell
+from ..sh import Cmd, shell, write_file_cmd
+from ..status import gather_status
 from .review import step
 from .records import (ANNOUNCE_PATH, APPLY_PATH, LOG_DIR, REVIEW_PATH, AnnounceRecord, ReviewRecord,
-                      check_announced, check_review, read_cmd, retire_review_cmd, write_cmd)
+                      check_announced, check_review, read_cmd, retire_review_cmd)
 
 #: No prompt from apt, dpkg, debconf, needrestart or apt-listchanges.
 UPGRADE_ENV = {**APT_ENV, "NEEDRESTART_MODE": "l", "APT_LISTCHANGES_FRONTEND": "none"}
@@ -170,14 +171,12 @@ def apply(hc: HostContext, p: ApplyPlan, *, now: float | None = None) -> ApplyRe
     result = ApplyResult(current, log, error is None, error, projects, problems, before, after, stale, left, notes)
     record = {"time": now, "log": log, "upgraded": {k: list(v) for k, v in current.items()},
               "held": list(p.hold), "problems": list(result.problems), "review": p.record.digest}
-    hc.run(write_cmd(APPLY_PATH, json.dumps(record, indent=2, sort_keys=True) + "\n"))
+    hc.run(write_file_cmd(APPLY_PATH, json.dumps(record, indent=2, sort_keys=True) + "\n"))
     return result
 
 
 def _project_status(hc: HostContext) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Core and apps status through the Compose status API (issue 3's `aegir.status`)."""
-    from ..status import gather_status
-
     try:
         status = gather_status(hc, kinds=("core", "apps"))
     except AegirError as exc:

@@ -17,10 +17,12 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..compose import LABEL_PROJECT, LABEL_WORKING_DIR
+from ..docker import DockerUnavailable
 from ..errors import AegirError, RefusedError
-from ..sh import Cmd
+from ..sh import Cmd, write_file_cmd
 from .config import Notifier
-from .records import ReviewRecord
+from .records import ANNOUNCE_PATH, REVIEW_PATH, AnnounceRecord, ReviewRecord, read_cmd
+from .review import live_restore
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..fleet import HostContext
@@ -122,10 +124,6 @@ class Announced:
 def announce_host(hc: "HostContext", notifier: Notifier | None, *, message: str, when: str, dry: bool,
                   now: float) -> Announced:
     """Tell users what the reviewed upgrade of `hc` will do; record it on the host (unless `dry`)."""
-    from ..docker import DockerUnavailable
-    from .records import ANNOUNCE_PATH, REVIEW_PATH, AnnounceRecord, read_cmd, write_cmd
-    from .review import live_restore
-
     record = ReviewRecord.from_json(hc.run(read_cmd(REVIEW_PATH)).stdout, hc.name)
     if record is None:
         raise RefusedError("no review to announce: run `inv update.review` first", host=hc.name)
@@ -147,5 +145,5 @@ def announce_host(hc: "HostContext", notifier: Notifier | None, *, message: str,
         response = "exit 0" + (f": {first}" if first else "")
     else:
         response = post(notifier, payload(hc.name, message, when, text, record, cuts), host=hc.name)
-    hc.run(write_cmd(ANNOUNCE_PATH, AnnounceRecord(now, record.digest, message, when, notifier.kind, text).to_json()))
+    hc.run(write_file_cmd(ANNOUNCE_PATH, AnnounceRecord(now, record.digest, message, when, notifier.kind, text).to_json()))
     return Announced(text, notifier.kind, response, cuts, True)

@@ -42,11 +42,6 @@ def read_cmd(path: str) -> Cmd:
     return shell('[ ! -e "$1" ] || cat -- "$1"', path)
 
 
-def write_cmd(path: str, text: str) -> Cmd:
-    """Write `text` (sent on stdin) to `path` atomically, creating its folder."""
-    return Cmd(shell('mkdir -p -- "${1%/*}" && cat > "$1.tmp" && mv -f -- "$1.tmp" "$1"', path).argv, stdin=text)
-
-
 def retire_review_cmd() -> Cmd:
     """Rename the review an apply used, so that it cannot be applied twice."""
     return shell('[ ! -e "$1" ] || mv -f -- "$1" "${1%.json}.applied.json"', REVIEW_PATH)

@@ -21,13 +21,13 @@ from ..facts.apt import (PackageInfo, dpkg_search_cmd, owners, package_info_cmd,
                          parse_package_info, parse_showhold, parse_simulation, parse_units, showhold_cmd,
                          simulate_cmd, systemctl_show_cmd, update_cmd)
 from ..fleet import HostContext
-from ..sh import Cmd
+from ..sh import Cmd, write_file_cmd
 
 if TYPE_CHECKING:  # pragma: no cover
     from invoke.runners import Result
 from .classify import DOCKER_UNITS, HostFacts, HostReview, classify, docker_dependencies
 from .config import UpdateConfig
-from .records import REVIEW_PATH, ReviewRecord, write_cmd
+from .records import REVIEW_PATH, ReviewRecord
 
 
 #: systemctl's words when systemd is not PID 1 (a container, a chroot, this CI machine).
@@ -136,5 +136,5 @@ def review_host(hc: HostContext, config: UpdateConfig, *, refresh: bool, dist: b
     review = classify(gather(hc, config, refresh=refresh, dist=dist), config)
     kept = record_of(review, now=time.time() if now is None else now, by=by)
     if record:
-        hc.run(write_cmd(REVIEW_PATH, kept.to_json()))
+        hc.run(write_file_cmd(REVIEW_PATH, kept.to_json()))
     return Reviewed(review, kept, REVIEW_PATH if record else None)

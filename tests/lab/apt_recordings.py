@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from . import aptrepo, lab_packages
-from .debian_root import debian_mirror
+from .debian_root import chroot_run, debian_mirror
 
 DATA = Path(__file__).resolve().parent.parent / "unit" / "data"
 SUITES = {
@@ -38,17 +38,6 @@ SUITES = {
     "trixie": {"extra": ["libeot0=0.01-5+b2"]},
 }
 REPO_IN_ROOT = "/opt/aegir-lab-repo"
-
-
-def in_root(root: Path, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run `argv` chrooted in `root`, in a private mount namespace with /proc mounted."""
-    script = 'mount -t proc proc "$1/proc" && root=$1 && shift && exec chroot "$root" "$@"'
-    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-                           str(root), "env", "LC_ALL=C", "DEBIAN_FRONTEND=noninteractive", *argv],
-                          capture_output=True, text=True)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} in {root} exited {done.returncode}: {done.stderr[-800:]}")
-    return done
 
 
 def prepare(workdir: Path, suite: str) -> Path:
@@ -71,11 +60,11 @@ def prepare(workdir: Path, suite: str) -> Path:
     inbox.mkdir(parents=True, exist_ok=True)
     for deb in stage1:
         (inbox / deb.name).write_bytes(deb.read_bytes())
-    in_root(root, ["apt-get", "update", "-q"])
-    in_root(root, ["sh", "-c", "dpkg -i /tmp/aegir-stage1/*.deb"])
-    in_root(root, ["apt-mark", "hold", *lab_packages.HELD])
+    chroot_run(root, ["apt-get", "update", "-q"])
+    chroot_run(root, ["sh", "-c", "dpkg -i /tmp/aegir-stage1/*.deb"])
+    chroot_run(root, ["apt-mark", "hold", *lab_packages.HELD])
     if SUITES[suite]["extra"]:
-        in_root(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *SUITES[suite]["extra"]])
+        chroot_run(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *SUITES[suite]["extra"]])
     return root
 
 
@@ -90,7 +79,7 @@ def record(root: Path, suite: str) -> list[Path]:
     }
     written = []
     for what, argv in commands.items():
-        done = in_root(root, argv, check=False)
+        done = chroot_run(root, argv, check=False)
         out = DATA / f"apt_{suite}_{what}.txt"
         out.write_text(done.stdout + "--- stderr\n" + done.stderr + f"--- exit {done.returncode}\n")
         written.append(out)

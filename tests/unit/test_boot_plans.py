@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from aegir.boot import (DONE, FAILED, OK, SKIPPED, WOULD, SrvFacts, StepResult, blocking, check_items,
-                        check_started, guard_dropin, guard_paths, guard_problems, install_file_cmd, is_under,
+                        check_started, guard_dropin, guard_paths, guard_problems, is_under,
                         plan_docker, plan_guard, plan_mount, plan_unlock, verdict, verify_cmd, verify_problems)
 from aegir.errors import AegirError, RefusedError
 from aegir.facts.boot import DataRoot, Listing, LuksMapping, Mount
 from aegir.inventory import Host
+from aegir.sh import write_file_cmd
 
 DATA = Path(__file__).parent / "data"
 PLAIN = Host("hyp1", srv="/srv", docker_start=("/lab/bin/start-docker",))
@@ -268,7 +269,7 @@ def test_installing_twice_plans_nothing_the_second_time():
 
 
 def test_files_are_written_atomically_from_stdin():
-    cmd = install_file_cmd("/etc/x.d/a.conf", "[Unit]\n")
+    cmd = write_file_cmd("/etc/x.d/a.conf", "[Unit]\n")
     assert cmd.stdin == "[Unit]\n"
     assert cmd.argv[-2:] == ("sh", "/etc/x.d/a.conf")
     assert 'mv -f -- "$1.aegir-new" "$1"' in cmd.argv[2]

@@ -7,8 +7,9 @@ import pytest
 from aegir.errors import AegirError, RefusedError
 from aegir.update.apply import log_path, upgrade_cmd
 from aegir.update.notify import Interruption, compose_text, interruptions
+from aegir.sh import write_file_cmd
 from aegir.update.records import (AnnounceRecord, ReviewRecord, check_announced, check_review, read_cmd,
-                                  version_changes, write_cmd)
+                                  version_changes)
 
 NOW = 1_800_000_000.0
 VERSIONS = {"containerd": ("1.6.20~ds1-1", "1.6.20~ds1-2"), "libfoo1": ("1.0-1", "1.0-2")}
@@ -79,7 +80,7 @@ def test_holding_the_risky_packages_makes_an_announcement_unnecessary():
 def test_records_are_read_and_written_without_interpolating_anything():
     assert read_cmd("/var/lib/aegir/update-review.json").line == \
         "sh -c '[ ! -e \"$1\" ] || cat -- \"$1\"' sh /var/lib/aegir/update-review.json"
-    cmd = write_cmd("/var/lib/aegir/update-review.json", '{"x": 1}')
+    cmd = write_file_cmd("/var/lib/aegir/update-review.json", '{"x": 1}')
     assert cmd.stdin == '{"x": 1}' and '{"x": 1}' not in cmd.line
 
 
