@@ -1,5 +1,5 @@
 """``python -m aegir`` is the same program as ``inv`` and ``aegir``."""
 
-from .cli import main
+from aegir.cli import main
 
 main()

@@ -21,7 +21,7 @@ from invoke.config import merge_dicts
 from fabric import Config as FabricConfig
 from fabric.main import Fab
 
-from . import __version__
+from aegir import __version__
 
 
 class AegirConfig(FabricConfig):

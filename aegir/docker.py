@@ -12,16 +12,34 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import AegirError
-from .facts.boot import dockerd_cmd, parse_dockerd
-from .sh import Cmd
+from aegir.errors import AegirError
+from aegir.sh import Cmd, shell
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
 
-    from .fleet import HostContext
+    from invoke.runners import Result
+
+    from aegir.inventory import Host
+
+
+class HostContext(Protocol):
+    """What this module needs of `aegir.host.HostContext` (which sits above it)."""
+
+    host: "Host"
+    c: Any
+
+    @property
+    def name(self) -> str: ...
+
+    def run(self, cmd: Cmd, *, check: bool = True, stream: bool = False) -> "Result": ...
+
+    def connect(self) -> None: ...
+
+    def docker(self) -> "docker.DockerClient": ...
+
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 API_TIMEOUT = 60
@@ -59,12 +77,43 @@ def client_for(hc: "HostContext") -> "docker.DockerClient":
     return client
 
 
+_DOCKERD_SCRIPT = """\
+me=$(readlink /proc/self/ns/net) || exit 0
+for comm in $(grep -lx dockerd /proc/[0-9]*/comm 2>/dev/null); do
+  d=${comm%/comm}
+  state=$(cut -d' ' -f3 "$d/stat" 2>/dev/null) || continue  # gone meanwhile
+  [ "$state" != Z ] || continue  # exited, not reaped yet (its namespaces are gone)
+  ns=$(readlink "$d/ns/net" 2>/dev/null) || exit 0
+  [ "$ns" != "$me" ] || exit 0
+done
+exit 1
+"""
+
+
+def dockerd_cmd() -> Cmd:
+    """Exit 0 when a ``dockerd`` runs in this host's network namespace (not one in a container), else 1.
+
+    Read from /proc, never through Docker's socket: connecting to it while
+    systemd's ``docker.socket`` listens would start Docker. Whatever cannot be
+    read counts as running (the caller then asks Docker itself, as it would
+    have without this check).
+    """
+    return shell(_DOCKERD_SCRIPT)
+
+
+def parse_dockerd(exited: int, stderr: str) -> bool:
+    """True when `dockerd_cmd` found a dockerd; raise if the probe itself failed."""
+    if exited in (0, 1):
+        return exited == 0
+    raise AegirError(f"cannot tell whether dockerd runs: {stderr.strip() or f'exit code {exited}'}")
+
+
 def running_info(hc: "HostContext", running: bool | None = None) -> dict[str, Any]:
     """Docker's ``info``, asked only once a ``dockerd`` process runs on the host.
 
     A connection to the socket systemd's ``docker.socket`` listens on *starts*
     Docker (socket activation), on an unmounted /srv too; so /proc is asked
-    first (`aegir.facts.boot.dockerd_cmd`), unless the caller already did
+    first (`dockerd_cmd`), unless the caller already did
     (`running`: its answer). No dockerd: `DockerUnavailable`; the SDK's own
     errors pass through.
     """

@@ -29,8 +29,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
-from .errors import InventoryError, TargetError
-from .sh import NAME_RE
+from aegir.errors import InventoryError, TargetError
+from aegir.sh import NAME_RE
 
 IPv4 = ipaddress.IPv4Address
 IPv6 = ipaddress.IPv6Address
@@ -258,6 +258,11 @@ def load(path: str | None = None) -> Inventory:
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(real, None, f"cannot read: {exc}") from None
     return parse(text, real)
+
+
+def for_context(c: Any) -> "Inventory":
+    """The inventory an Invoke context was given (--inventory, $AEGIR_INVENTORY, the search path)."""
+    return load((c.config.get("aegir") or {}).get("inventory"))
 
 
 def parse(text: str, path: str = "hosts.yml") -> Inventory:

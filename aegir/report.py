@@ -24,7 +24,7 @@ _UNITS = ("B", "K", "M", "G", "T", "P")
 
 def check_format(fmt: str) -> str:
     """Validate a ``--format`` value (raises `AegirError`)."""
-    from .errors import AegirError
+    from aegir.errors import AegirError
 
     if fmt not in FORMATS:
         raise AegirError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")

@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from .errors import AegirError, CommandError, UnreachableError
+from aegir.errors import AegirError, CommandError, UnreachableError
 
 if TYPE_CHECKING:  # pragma: no cover
     from invoke import Context

@@ -120,7 +120,8 @@ SCALE = textwrap.dedent("""\
     import invoke
     sys.path.insert(0, sys.argv[1])
     from bench.fw import synthetic_inspect
-    from aegir import fleet, inventory
+    from aegir import inventory
+    from aegir.host import open_context
     from aegir.cli import AegirConfig
     from aegir.fw import host as fwhost, nft
     from aegir.fw.model import parse_container
@@ -128,7 +129,7 @@ SCALE = textwrap.dedent("""\
 
     inv = inventory.load(sys.argv[2])
     host = inv.hosts[0]
-    hc = fleet.open_context(invoke.Context(config=AegirConfig()), host)
+    hc = open_context(invoke.Context(config=AegirConfig()), host)
     settings = for_host(inv, host)
     REPEAT = 3
 

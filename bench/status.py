@@ -38,10 +38,10 @@ sys.path.insert(0, str(REPO))
 
 from invoke import Context  # noqa: E402
 
-from aegir import fleet  # noqa: E402
+from aegir.host import HostContext, open_context  # noqa: E402
 from aegir.cli import AegirConfig  # noqa: E402
 from aegir.inventory import Host, load  # noqa: E402
-from aegir.status import gather_status  # noqa: E402
+from aegir.compose.status import gather_status  # noqa: E402
 
 REPEAT = 5
 PROJECTS = 30
@@ -66,7 +66,7 @@ def on_host() -> None:
     local = Host("local", connection="local")
 
     def ours() -> None:
-        hc = fleet.open_context(c, local)
+        hc = open_context(c, local)
         try:
             assert len(gather_status(hc).projects) == PROJECTS
         finally:
@@ -98,7 +98,7 @@ def main() -> None:
 
         c = Context(config=AegirConfig(lazy=True))
         target = load(str(lab.inventory_path)).get(host.name)
-        hc = fleet.open_context(c, target)
+        hc = open_context(c, target)
         try:
             loop_out = hc.c.run(LOOP, hide=True)
             assert loop_out.stdout.count("Up ") == PROJECTS, loop_out.stdout
@@ -106,7 +106,7 @@ def main() -> None:
             assert len(status.projects) == PROJECTS and status.ok, status
 
             def ours() -> None:
-                fresh = fleet.HostContext(target, hc.c)  # no memoised discovery, a new Docker client
+                fresh = HostContext(target, hc.c)  # no memoised discovery, a new Docker client
                 try:
                     assert len(gather_status(fresh).projects) == PROJECTS
                 finally:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aegir.boot import guard_dropin
+from aegir.boot.plan import guard_dropin
 from tests.helpers import REPO, ProcScan, run_inv, run_inv_on_tty
 from tests.test_luks import ITERATIONS
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from invoke import Context
 
-from aegir import fleet, inventory
+from aegir import inventory
+from aegir.host import open_context
 from aegir.cli import AegirConfig
 from aegir.docker import DockerUnavailable
 
@@ -13,7 +14,7 @@ from aegir.docker import DockerUnavailable
 @pytest.fixture
 def hyp1(lab):
     host = inventory.load(str(lab.inventory_path)).get("hyp1")
-    hc = fleet.open_context(Context(config=AegirConfig(lazy=True)), host)
+    hc = open_context(Context(config=AegirConfig(lazy=True)), host)
     yield hc
     hc.close()
 
@@ -48,7 +49,7 @@ def test_a_dropped_ssh_connection_is_reopened_for_the_next_api_call(lab, hyp1):
 def test_a_stopped_daemon_is_docker_unavailable_with_the_clis_reason(lab):
     with lab.extra_host(docker=False) as bare:
         host = inventory.load(str(lab.inventory_path)).get(bare.name)
-        hc = fleet.open_context(Context(config=AegirConfig(lazy=True)), host)
+        hc = open_context(Context(config=AegirConfig(lazy=True)), host)
         try:
             with pytest.raises(DockerUnavailable) as err:
                 hc.docker()

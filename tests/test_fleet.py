@@ -13,6 +13,7 @@ import pytest
 from invoke import Context
 
 from aegir import fleet
+from aegir.host import HostContext
 from aegir.cli import AegirConfig
 from aegir.errors import AegirError
 from aegir.inventory import Host
@@ -29,7 +30,7 @@ def local(name: str) -> Host:
 
 
 def test_every_host_gets_an_outcome_in_order_and_one_failure_does_not_stop_the_others(c):
-    def fn(hc: fleet.HostContext) -> str:
+    def fn(hc: HostContext) -> str:
         if hc.name == "b":
             hc.run(Cmd.of("sh", "-c", "echo no space left >&2; exit 4"))
         return hc.run(Cmd.of("echo", hc.name)).stdout.strip()
@@ -43,7 +44,7 @@ def test_every_host_gets_an_outcome_in_order_and_one_failure_does_not_stop_the_o
 def test_parallelism_is_bounded(c):
     running, peak, lock = [0], [0], threading.Lock()
 
-    def fn(hc: fleet.HostContext) -> None:
+    def fn(hc: HostContext) -> None:
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
@@ -59,7 +60,7 @@ def test_parallelism_is_bounded(c):
 
 
 def test_a_bug_in_one_host_keeps_the_others_and_shows_its_traceback(c, capsys):
-    def fn(hc: fleet.HostContext) -> int:
+    def fn(hc: HostContext) -> int:
         return 1 // (hc.name != "boom")
 
     outs = fleet.each(c, [local("ok"), local("boom")], fn)
@@ -69,7 +70,7 @@ def test_a_bug_in_one_host_keeps_the_others_and_shows_its_traceback(c, capsys):
 
 
 def test_an_aegir_error_is_a_failed_row_with_its_message(c):
-    def fn(hc: fleet.HostContext) -> None:
+    def fn(hc: HostContext) -> None:
         raise AegirError("refusing: /srv is not mounted", host=hc.name)
 
     [out] = fleet.each(c, [local("x")], fn)

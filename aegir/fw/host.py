@@ -10,16 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..errors import RefusedError, UnreachableError
-from ..inventory import Host, Inventory
-from . import nft, render, safety
-from .model import Container, Exposures, admin_addresses, expose, parse_container
-from .settings import Settings, for_host
+from aegir.errors import RefusedError, UnreachableError
+from aegir.inventory import Host, Inventory
+from aegir.fw import nft, render, safety
+from aegir.fw.model import Container, Exposures, admin_addresses, expose, parse_container
+from aegir.fw.settings import Settings, for_host
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
 
-    from ..fleet import HostContext
+    from aegir.host import HostContext
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def verify_ssh(c: Any, hc: "HostContext", fw: Firewall) -> None:
     """
     if hc.host.is_local:
         return
-    from ..fleet import open_context
+    from aegir.host import open_context
 
     try:
         open_context(c, hc.host).close()

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..errors import AegirError
-from ..inventory import Host
+from aegir.errors import AegirError
+from aegir.inventory import Host
 
 Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -29,12 +29,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from ..errors import AegirError, CommandError, RefusedError
-from ..sh import Cmd, shell
-from . import safety
+from aegir.errors import AegirError, CommandError, RefusedError
+from aegir.sh import Cmd, shell
+from aegir.fw import safety
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..fleet import HostContext
+    from aegir.host import HostContext
 
 TABLE = "inet aegir"
 CANDIDATE = "candidate.nft"

@@ -18,10 +18,10 @@ from typing import Any, Sequence
 
 from typing import TYPE_CHECKING
 
-from ..errors import AegirError
-from ..inventory import Host
-from .model import Exposures, admin_addresses
-from .settings import Rule, Settings
+from aegir.errors import AegirError
+from aegir.inventory import Host
+from aegir.fw.model import Exposures, admin_addresses
+from aegir.fw.settings import Rule, Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     import jinja2  # imported when a ruleset is rendered: not on `inv --list`'s path

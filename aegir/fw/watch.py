@@ -29,18 +29,18 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..docker import client_for
-from ..errors import AegirError
-from ..inventory import Inventory
-from . import host as fwhost
-from . import nft
-from .model import Container, Exposures, parse_container
-from .settings import for_host
+from aegir.docker import client_for
+from aegir.errors import AegirError
+from aegir.inventory import Inventory
+from aegir.fw import host as fwhost
+from aegir.fw import nft
+from aegir.fw.model import Container, Exposures, parse_container
+from aegir.fw.settings import for_host
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
 
-    from ..fleet import HostContext
+    from aegir.host import HostContext
 
 EVENT_FILTERS = {
     "type": ["container", "network"],

@@ -5,10 +5,10 @@ One module per namespace; a namespace is listed once its first real task lands.
 
 from invoke import Collection
 
-from . import boot, disk
-from . import fw
-from . import apps, core
-from . import update
+from aegir.tasks import boot, disk
+from aegir.tasks import fw
+from aegir.tasks import apps, core
+from aegir.tasks import update
 
 namespace = Collection()
 namespace.add_collection(disk.ns)

@@ -11,16 +11,18 @@ from typing import Any
 
 from invoke import Collection
 
-from .. import compose, fleet
-from ..errors import AegirError
-from ..facts.projects import select, split_names
-from ..lifecycle import (actions_failed, actions_json, check_core_up, host_actions, plan_apps,
-                         render_actions)
-from ..lint import has_findings, lint_host, lint_json, render_lint
-from ..report import FORMAT_HELP, check_format, emit, table
-from ..status import discover, gather_status, has_problems, render_status, status_json
-from ..templates import list_templates, new_project, templates_dir
-from .base import exit_if_failed, is_dry, targets, task
+from aegir import fleet
+from aegir.host import HostContext, open_context
+
+from aegir.compose import cli as compose
+from aegir.errors import AegirError
+from aegir.compose.discovery import select, split_names
+from aegir.compose.lifecycle import actions_failed, actions_json, check_core_up, host_actions, plan_apps, render_actions
+from aegir.compose.lint import has_findings, lint_host, lint_json, render_lint
+from aegir.report import FORMAT_HELP, check_format, emit, table
+from aegir.compose.status import discover, gather_status, has_problems, render_status, status_json
+from aegir.compose.templates import list_templates, new_project, templates_dir
+from aegir.tasks.base import exit_if_failed, is_dry, targets, task
 
 NAMES_HELP = "Projects: folder names or kind/folder, comma-separated (e.g. cloud,users/wiki)."
 DRY_HELP = "Print the exact Compose commands and stop."
@@ -38,7 +40,7 @@ def _act(c: Any, label: str, names: str, action: str, fmt: str, dry: bool, paral
     svcs = tuple(s for s in services.replace(",", " ").split() if s)
     dry = is_dry(c, dry)
 
-    def one(hc: fleet.HostContext):
+    def one(hc: HostContext):
         def plan():
             steps, missing = plan_apps(hc, wanted, action, svcs, ignore_failures=ignore_failures)
             if steps and not force:
@@ -110,7 +112,7 @@ def logs(c, name, service="", follow=False, tail=None):
         raise AegirError(f"{wanted[0]} is on {', '.join(h.name for h, _ in where)}: "
                          "--follow streams one host, choose it with -H")
     for host, project in where:
-        hc = fleet.open_context(c, host)
+        hc = open_context(c, host)
         try:
             cmd = compose.logs(compose.flavour(hc), project, svcs, follow=follow,
                                tail=None if tail is None else int(tail), docker_host=host.docker_host)

@@ -13,9 +13,9 @@ from typing import Any, Callable, Sequence
 import invoke
 from invoke import Exit
 
-from ..errors import AegirError, InventoryError, TargetError
-from ..fleet import Outcome, failed
-from ..inventory import Host, Inventory, load
+from aegir.errors import AegirError, InventoryError, TargetError
+from aegir.fleet import Outcome, failed
+from aegir.inventory import Host, Inventory, for_context
 
 #: Exit codes: 0 all fine, 1 something failed or needs attention, 2 bad input/config.
 EXIT_PROBLEM = 1
@@ -44,7 +44,7 @@ def task(*args: Any, **kwargs: Any) -> Any:
 
 def inventory(c: invoke.Context) -> Inventory:
     """The inventory chosen by --inventory / $AEGIR_INVENTORY / the search path."""
-    return load((c.config.get("aegir") or {}).get("inventory"))
+    return for_context(c)
 
 
 def targets(c: invoke.Context) -> tuple[Host, ...]:

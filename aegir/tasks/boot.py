@@ -13,34 +13,23 @@ so that Docker cannot start before /srv is mounted, even outside aegir.
 from __future__ import annotations
 
 import sys
-import time
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 from invoke import Collection, Exit
 
-from .. import fleet
-from ..boot import (DONE, FAILED, MIN_FREE_PERCENT, OK, SKIPPED, STEPS, WOULD, CheckItem, SrvFacts, StepResult,
-                    blocking, check_items, check_started, guard_dropin, guard_paths, guard_problems,
-                    plan_docker, plan_guard, plan_mount, plan_unlock, verdict, verify_cmd,
-                    verify_problems)
-from ..docker import DockerUnavailable, dockerd_running, running_info
-from ..errors import AegirError, CommandError
-from ..fw import host as fwhost
-from ..fw import nft
-from ..facts.boot import (EXIT_WRONG_PASSPHRASE, DataRoot, cat_cmd, daemon_json_cmd, dockerd_cmd, findmnt_cmd,
-                          fstab_cmd, is_luks_cmd, listing_cmd, losetup_cmd, luks_open_cmd, luks_status_cmd,
-                          luks_test_cmd, parse_cat, parse_daemon_json, parse_docker_info, parse_dockerd,
-                          parse_findmnt, parse_is_luks, parse_listing, parse_losetup, parse_luks_status)
-from ..report import FORMAT_HELP, check_format, emit, table
-from ..secrets import Prompter, retry
-from ..status import HostStatus, gather_status, has_problems, render_status, status_json
-from ..sh import Cmd, Reply, batch, mask, split_batch, write_file_cmd
-from .base import EXIT_PROBLEM, exit_if_failed, inventory, is_dry, targets, task
+from aegir import fleet
+from aegir.boot.plan import MIN_FREE_PERCENT, StepResult, blocking, guard_dropin, guard_paths
+from aegir.boot.report import all_json, check_json, check_table, render_all, show_steps, step_json, step_table
+from aegir.boot.secrets import Prompter
+from aegir.boot.steps import DOCKER_TIMEOUT, check_step, guard_step, run_all, run_step
+from aegir.compose.status import has_problems, render_status, status_json
+from aegir.errors import AegirError
+from aegir.report import FORMAT_HELP, check_format, emit
+from aegir.tasks.base import EXIT_PROBLEM, exit_if_failed, is_dry, targets, task
 
 DRY_HELP = "Show what would be done (facts are still read); change nothing."
 MIN_FREE_HELP = f"Free space /srv must keep, in percent (default {MIN_FREE_PERCENT:g})."
-TIMEOUT_HELP = "Seconds to wait for the Docker daemon to answer after starting it (default 60)."
+TIMEOUT_HELP = f"Seconds to wait for the Docker daemon to answer after starting it (default {DOCKER_TIMEOUT})."
 UNLOCK_HELP = {
     "same_passphrase": "Ask the passphrase once and try it on every host (default: ask once per host).",
     "passphrase_stdin": "Read passphrases from standard input, one line per try, instead of the terminal.",
@@ -48,313 +37,6 @@ UNLOCK_HELP = {
 }
 
 # --------------------------------------------------------------------------- facts
-
-
-def _answer(hc: fleet.HostContext, cmd: Cmd, r: Any, ok: Sequence[int] = (0, 1)) -> Any:
-    """`r`, what the read-only probe `cmd` answered, unless its exit code is not one of the answers in `ok`."""
-    if r.exited not in ok:
-        raise CommandError(hc.name, cmd.line, r.exited, r.stderr)
-    return r
-
-
-def _probes(hc: fleet.HostContext, probes: Mapping[str, Cmd]) -> dict[str, Reply]:
-    """Run read-only probes in one round trip (`aegir.sh.batch`): name -> its answer, unchecked."""
-    return dict(zip(probes, split_batch(hc.run(batch(list(probes.values()))).stdout, len(probes))))
-
-
-def docker_info(hc: fleet.HostContext, running: bool | None = None) -> Mapping[str, Any] | None:
-    """``docker info`` through the SDK, or None when the daemon does not answer.
-
-    None without connecting when no dockerd process runs (`running_info`;
-    `running`: the answer of `dockerd_cmd`, when already asked): a read-only
-    probe must never be what starts Docker on an unmounted /srv.
-    """
-    from docker.errors import DockerException
-    from requests.exceptions import RequestException
-
-    try:
-        return running_info(hc, running)
-    except (DockerUnavailable, DockerException, RequestException, OSError, EOFError):  # EOFError: SSH closed
-        return None
-
-
-def read_srv(hc: fleet.HostContext, *, docker: bool = True) -> SrvFacts:
-    """The /srv facts: mounted and fstab entries, `ls /srv`, loop backing files, mapping, data-root.
-
-    One round trip asks them all (and whether dockerd runs, and daemon.json);
-    then Docker itself is asked its data-root if it runs.
-    """
-    host = hc.host
-    probes = {"mounted": findmnt_cmd(host.srv), "fstab": fstab_cmd(host.srv), "listing": listing_cmd(host.srv),
-              "loops": losetup_cmd()}
-    if host.luks_device:
-        probes["mapping"] = luks_status_cmd(host.luks_name)
-    if docker:
-        probes.update(dockerd=dockerd_cmd(), daemon_json=daemon_json_cmd())
-    got = _probes(hc, probes)
-    r = _answer(hc, probes["mounted"], got["mounted"])
-    mounted = parse_findmnt(r.stdout, r.exited)
-    r = _answer(hc, probes["fstab"], got["fstab"])
-    fstab = parse_findmnt(r.stdout, r.exited)
-    r = _answer(hc, probes["listing"], got["listing"], ok=(0, 1, 2))
-    listing = parse_listing(r.stdout, r.exited)
-    loops = parse_losetup(_answer(hc, probes["loops"], got["loops"], ok=(0,)).stdout) \
-        if mounted is not None and mounted.source.startswith("/dev/loop") else {}
-    mapping = None
-    if host.luks_device:
-        r = got["mapping"]
-        mapping = parse_luks_status(host.luks_name, r.stdout, r.stderr, r.exited)
-    data_root = DataRoot(None, "unknown")
-    if docker:
-        r = got["dockerd"]
-        info = docker_info(hc, running=parse_dockerd(r.exited, r.stderr))
-        if info is not None:
-            data_root = parse_docker_info(info)
-        else:
-            r = got["daemon_json"]
-            data_root = parse_daemon_json(parse_cat(r.stdout, r.stderr, r.exited))
-    return SrvFacts(mounted, fstab, listing, data_root, loops, mapping)
-
-
-# --------------------------------------------------------------------------- steps (one host)
-
-
-def unlock_step(hc: fleet.HostContext, *, test: bool, prompter: Prompter | None) -> StepResult:
-    """isLuks, mapping state, then (with a `prompter`) up to three tries of the passphrase."""
-    host = hc.host
-    device = host.luks_device
-    is_luks = mapping = None
-    if device:
-        probes = {"is_luks": is_luks_cmd(device)}
-        if not test:
-            probes["mapping"] = luks_status_cmd(host.luks_name)
-        got = _probes(hc, probes)
-        is_luks = parse_is_luks(device, got["is_luks"].exited, got["is_luks"].stderr)
-        if not test:
-            r = got["mapping"]
-            mapping = parse_luks_status(host.luks_name, r.stdout, r.stderr, r.exited)
-    plan = plan_unlock(host, is_luks, mapping, test=test)
-    if plan.action == "skip":
-        return StepResult("unlock", SKIPPED, plan.detail)
-    if plan.action == "already":
-        return StepResult("unlock", OK, plan.detail, warnings=plan.warnings)
-    if prompter is None:
-        return StepResult("unlock", WOULD, f"{plan.detail}; the passphrase is typed at the terminal "
-                          "and sent on stdin", (plan.command or "",))
-    assert device is not None
-
-    def attempt(passphrase: str) -> bool:
-        cmd = luks_test_cmd(device, passphrase) if test else luks_open_cmd(device, host.luks_name, passphrase)
-        r = hc.run(cmd, check=False)
-        if r.exited == EXIT_WRONG_PASSPHRASE:
-            return False
-        if r.exited != 0:
-            raise CommandError(host.name, cmd.line, r.exited, mask(r.stderr, [passphrase]))
-        return True
-
-    tries = retry(prompter, host.name, device, attempt)
-    if test:
-        return StepResult("unlock", OK, f"the passphrase opens {device} (try {tries} of {prompter.tries}); "
-                          "nothing activated", (plan.command or "",))
-    r = hc.run(luks_status_cmd(host.luks_name), check=False)
-    if not parse_luks_status(host.luks_name, r.stdout, r.stderr, r.exited).active:
-        raise AegirError(f"cryptsetup accepted the passphrase but {host.luks_name} is not active", host=host.name)
-    return StepResult("unlock", DONE, f"opened {device} as /dev/mapper/{host.luks_name}", (plan.command or "",))
-
-
-def mount_step(hc: fleet.HostContext, *, act: bool) -> StepResult:
-    """Mount /srv (fstab, or the opened mapping) unless it already is; check again after."""
-    host = hc.host
-    plan = plan_mount(host, read_srv(hc, docker=False))
-    if plan.action == "already":
-        return StepResult("mount", OK, plan.detail)
-    assert plan.command is not None
-    if not act:
-        return StepResult("mount", WOULD, plan.detail, (plan.command.line,), plan.warnings)
-    hc.run(plan.command)
-    after = read_srv(hc, docker=False).mounted
-    if after is None:
-        raise AegirError(f"`{plan.command.line}` succeeded but {host.srv} is still not a mount point", host=host.name)
-    return StepResult("mount", DONE, f"mounted {host.srv} ({after.source}, {after.fstype})",
-                      (plan.command.line,), plan.warnings)
-
-
-def check_step(hc: fleet.HostContext, *, min_free: float) -> tuple[CheckItem, ...]:
-    """The check table of one host (read-only)."""
-    return check_items(hc.host, read_srv(hc), min_free)
-
-
-def check_result(items: Sequence[CheckItem]) -> StepResult:
-    """The check table as one step: ok, or failed with what is wrong."""
-    stop = blocking(items)
-    warnings = tuple(f"{i.name}: {i.detail}" for i in items if i.status == "warning")
-    if stop:
-        return StepResult("check", FAILED, "; ".join(f"{i.name}: {i.detail}" for i in stop), warnings=warnings)
-    return StepResult("check", OK, "mount point, folders, data-root and free space are fine", warnings=warnings)
-
-
-def wait_for_docker(hc: fleet.HostContext, timeout: float) -> tuple[DataRoot, float]:
-    """Poll the daemon until it answers (`docker info`); its data-root and the seconds it took."""
-    start = time.monotonic()
-    while True:
-        info = docker_info(hc)
-        if info is not None:
-            return parse_docker_info(info), time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AegirError(f"Docker was started but did not answer within {timeout:g}s", host=hc.name)
-        time.sleep(0.5)
-
-
-def docker_step(c: Any, hc: fleet.HostContext, *, act: bool, min_free: float, timeout: float) -> StepResult:
-    """Start Docker only on a mounted and checked /srv; wait until it answers; check its data-root.
-
-    A host whose firewall aegir manages first gets aegir's ruleset with no
-    container published (`aegir.fw.host.before_docker`), checked and verified
-    like fw.apply: nothing is exposed until fw.watch or fw.apply publishes.
-    """
-    host = hc.host
-    facts = read_srv(hc)
-    plan = plan_docker(host, check_items(host, facts, min_free), facts.data_root)
-    if plan.action == "already":
-        return StepResult("docker", OK, plan.detail)
-    assert plan.command is not None
-    fw = fwhost.before_docker(hc, inventory(c))
-    firewall = (nft.apply_cmd(f"{fw.settings.state_dir}/{nft.CANDIDATE}").line,) if fw and fw.changed else ()
-    commands = (*firewall, plan.command.line)
-    if not act:
-        note = "; first aegir's firewall with no container published" if firewall else ""
-        return StepResult("docker", WOULD, plan.detail + note, commands)
-    if fw is not None and firewall:
-        fwhost.apply(hc, fw)
-        fwhost.verify_ssh(c, hc, fw)
-    hc.run(plan.command)
-    root, took = wait_for_docker(hc, timeout)
-    check_started(host, root)
-    shut = "; firewall loaded with no container published" if firewall else ""
-    return StepResult("docker", DONE, f"started Docker (answered after {took:.1f}s, data-root {root.path}){shut}",
-                      commands)
-
-
-def status_of(hc: fleet.HostContext) -> HostStatus:
-    """The Compose status (`gather_status`), asked of Docker only once a dockerd process runs."""
-    if not dockerd_running(hc):
-        raise DockerUnavailable("Docker is not running (no dockerd process): run boot.docker", host=hc.name)
-    return gather_status(hc)
-
-
-def status_result(st: HostStatus) -> StepResult:
-    """A host's Compose status (`aegir.status.HostStatus`) as a step: ok when every project is up."""
-    down = [p for p in st.projects if not p.ok]
-    if down:
-        names = ", ".join(f"{p.path} ({p.state} {p.services})" for p in down)
-        return StepResult("status", FAILED, f"{len(down)} of {len(st.projects)} projects not up: {names}")
-    return StepResult("status", OK, f"{len(st.projects)} projects up" if st.projects else "no Compose projects found")
-
-
-def guard_step(hc: fleet.HostContext, *, root: str, act: bool) -> StepResult:
-    """Install the drop-ins unless identical; reload systemd when at /; verify what is on disk."""
-    host = hc.host
-    wanted = guard_dropin(host.srv)
-    paths = guard_paths(root)
-    plan = plan_guard(paths, read_files(hc, [p for _, p in paths]), wanted)
-    todo = [f for f in plan if f.action != "already"]
-    shown = tuple(f"{f.action} {f.path}" for f in plan)
-    if todo and not act:
-        reload = ("systemctl daemon-reload",) if root == "/" else ()
-        return StepResult("guard", WOULD, "; ".join(shown), (*(f"write {f.path} (mode 0644)" for f in todo), *reload))
-    warnings: list[str] = []
-    for f in todo:
-        hc.run(write_file_cmd(f.path, wanted))
-    if todo and root == "/":
-        r = hc.run(Cmd(("systemctl", "daemon-reload")), check=False)
-        if r.exited != 0:
-            warnings.append("systemctl daemon-reload failed (the drop-in applies from the next reload or boot): "
-                            + (r.stderr.strip().splitlines() or ["?"])[-1])
-    how = verify_guard(hc, [p for _, p in paths], wanted)
-    state = DONE if todo else OK
-    detail = ("installed " + ", ".join(f.path for f in todo) if todo else "already installed") + f"; {how}"
-    return StepResult("guard", state, detail, tuple(f"install {f.path}" for f in todo), tuple(warnings))
-
-
-def read_files(hc: fleet.HostContext, paths: Sequence[str]) -> dict[str, str | None]:
-    """path -> its text (None: absent), all read in one round trip."""
-    probes = {p: cat_cmd(p) for p in paths}
-    texts = {}
-    for path, r in _probes(hc, probes).items():
-        r = _answer(hc, probes[path], r)
-        texts[path] = parse_cat(r.stdout, r.stderr, r.exited)
-    return texts
-
-
-def verify_guard(hc: fleet.HostContext, paths: Sequence[str], wanted: str) -> str:
-    """Read the drop-ins back, parse them, and run ``systemd-analyze verify`` when the host has it."""
-    srv = hc.host.srv
-    for path, text in read_files(hc, paths).items():
-        if text != wanted:
-            raise AegirError(f"{path} does not hold the guard after installing it", host=hc.name)
-        problems = guard_problems(text, srv)
-        if problems:
-            raise AegirError(f"{path}: {'; '.join(problems)}", host=hc.name)
-    cmd = verify_cmd(*paths)
-    r = hc.run(cmd, check=False)
-    if r.exited == 127:
-        return "parsed (systemd-analyze is not installed)"
-    problems = verify_problems(r.stderr)
-    if problems:
-        raise AegirError("systemd-analyze verify: " + "; ".join(problems), host=hc.name)
-    if r.exited != 0:
-        raise CommandError(hc.name, cmd.line, r.exited, r.stderr)
-    return "verified by systemd-analyze"
-
-
-# --------------------------------------------------------------------------- fleet runs
-
-
-Outcomes = list[fleet.Outcome[StepResult]]
-
-
-def run_unlock(c: Any, hosts: Sequence[Any], *, dry: bool, test: bool, prompter: Prompter) -> Outcomes:
-    """Plan on every host in parallel, then ask and unlock one host after another."""
-    first = fleet.each(c, hosts, lambda hc: unlock_step(hc, test=test, prompter=None), label="boot.unlock")
-    need = [o.host for o in first if o.ok and o.value is not None and o.value.state == WOULD]
-    if dry or not need:
-        return first
-    second = fleet.each(c, need, lambda hc: unlock_step(hc, test=test, prompter=prompter),
-                        label="boot.unlock", serial=True)
-    done = {o.host.name: o for o in second}
-    return [done.get(o.host.name, o) for o in first]
-
-
-def _rows(outcomes: Sequence[fleet.Outcome[StepResult]], step: str) -> list[list[Any]]:
-    rows = []
-    for o in outcomes:
-        r = o.value
-        if r is None:
-            rows.append([o.host.name, step, o.kind.upper(), o.error])
-            continue
-        rows.append([o.host.name, r.step, *_cells(r)])
-    return rows
-
-
-def _cells(r: StepResult) -> list[str]:
-    """RESULT and DETAIL cells: failures in capitals; planned commands and warnings under the detail."""
-    detail = r.detail
-    if r.state == WOULD and r.commands:
-        detail += "\nwould run: " + "\n           ".join(r.commands)
-    detail += "".join(f"\nwarning: {w}" for w in r.warnings)
-    return [r.state.upper() if r.state == FAILED else r.state, detail]
-
-
-def step_table(outcomes: Sequence[fleet.Outcome[StepResult]], step: str) -> str:
-    return table(["HOST", "STEP", "RESULT", "DETAIL"], _rows(outcomes, step))
-
-
-def step_json(outcomes: Sequence[fleet.Outcome[StepResult]]) -> list[dict[str, Any]]:
-    return [{"host": o.host.name, "status": o.kind, "error": o.error, "result": o.value} for o in outcomes]
-
-
-def show_steps(fmt: str, outcomes: Sequence[fleet.Outcome[StepResult]], step: str) -> None:
-    emit(fmt, data={"step": step, "hosts": step_json(outcomes)}, text=step_table(outcomes, step))
 
 
 def exit_if_step_failed(outcomes: Sequence[fleet.Outcome[StepResult]]) -> None:
@@ -369,7 +51,7 @@ def unlock(c, format="table", dry=False, same_passphrase=False, passphrase_stdin
     """Open each host's LUKS volume with the passphrase typed at the terminal (three tries)."""
     fmt = check_format(format)
     prompter = Prompter(same=same_passphrase, stream=sys.stdin if passphrase_stdin else None)
-    outcomes = run_unlock(c, targets(c), dry=is_dry(c, dry), test=test_passphrase, prompter=prompter)
+    outcomes, _ = run_step(c, "unlock", targets(c), act=not is_dry(c, dry), test=test_passphrase, prompter=prompter)
     show_steps(fmt, outcomes, "unlock")
     exit_if_step_failed(outcomes)
 
@@ -378,8 +60,7 @@ def unlock(c, format="table", dry=False, same_passphrase=False, passphrase_stdin
 def mount(c, format="table", dry=False):
     """Mount /srv (from /etc/fstab, or the opened LUKS mapping) unless it already is."""
     fmt = check_format(format)
-    act = not is_dry(c, dry)
-    outcomes = fleet.each(c, targets(c), lambda hc: mount_step(hc, act=act), label="boot.mount")
+    outcomes, _ = run_step(c, "mount", targets(c), act=not is_dry(c, dry))
     show_steps(fmt, outcomes, "mount")
     exit_if_step_failed(outcomes)
 
@@ -389,22 +70,16 @@ def check(c, format="table", min_free=MIN_FREE_PERCENT):
     """Check /srv: a mount point of the right device, its six folders, Docker's data-root, free space."""
     fmt = check_format(format)
     outcomes = fleet.each(c, targets(c), lambda hc: check_step(hc, min_free=float(min_free)), label="boot.check")
-    rows = [[o.host.name, i.name, i.status if i.status == "ok" else i.status.upper(), i.detail]
-            for o in outcomes if o.value for i in o.value]
-    rows += [[o.host.name, None, o.kind.upper(), o.error] for o in outcomes if o.value is None]
-    data = [{"host": o.host.name, "status": o.kind, "error": o.error, "items": o.value,
-             "ok": o.value is not None and not blocking(o.value)} for o in outcomes]
-    emit(fmt, data={"step": "check", "hosts": data}, text=table(["HOST", "CHECK", "RESULT", "DETAIL"], rows))
+    emit(fmt, data=check_json(outcomes), text=check_table(outcomes))
     exit_if_failed(outcomes, problems=any(o.value is not None and blocking(o.value) for o in outcomes))
 
 
 @task(help={"format": FORMAT_HELP, "dry": DRY_HELP, "min_free": MIN_FREE_HELP, "timeout": TIMEOUT_HELP})
-def docker(c, format="table", dry=False, min_free=MIN_FREE_PERCENT, timeout=60):
+def docker(c, format="table", dry=False, min_free=MIN_FREE_PERCENT, timeout=DOCKER_TIMEOUT):
     """Start Docker, only if /srv is mounted and checked, and wait until it answers."""
     fmt = check_format(format)
-    act = not is_dry(c, dry)
-    outcomes = fleet.each(c, targets(c), lambda hc: docker_step(c, hc, act=act, min_free=float(min_free),
-                                                                timeout=float(timeout)), label="boot.docker")
+    outcomes, _ = run_step(c, "docker", targets(c), act=not is_dry(c, dry), min_free=float(min_free),
+                           timeout=float(timeout))
     show_steps(fmt, outcomes, "docker")
     exit_if_step_failed(outcomes)
 
@@ -413,7 +88,7 @@ def docker(c, format="table", dry=False, min_free=MIN_FREE_PERCENT, timeout=60):
 def status(c, format="table"):
     """Show every Compose project's state, core first, then apps and users."""
     fmt = check_format(format)
-    outcomes = fleet.each(c, targets(c), status_of, label="boot.status")
+    _, outcomes = run_step(c, "status", targets(c), act=False)
     emit(fmt, data=status_json(outcomes), text=render_status(outcomes))
     exit_if_failed(outcomes, problems=has_problems(outcomes))
 
@@ -438,94 +113,11 @@ def guard(c, format="table", dry=False, root="/"):
     exit_if_step_failed(outcomes)
 
 
-#: What a step would do, for the steps a --dry run cannot plan yet (they follow a "would").
-STEP_LABELS = {"unlock": "open the LUKS volume", "mount": "mount /srv", "check": "check /srv",
-               "docker": "start Docker if the check passes", "status": "show the Compose projects"}
-
-
-def _run_step(c: Any, step: str, hosts: Sequence[Any], *, act: bool, prompter: Prompter, min_free: float,
-              timeout: float) -> tuple[Outcomes, list[Any]]:
-    """One step on `hosts`; for `status`, also the per-host `HostStatus` outcomes (for their table)."""
-    label = f"boot.all: {step}"
-    if step == "unlock":
-        return run_unlock(c, hosts, dry=not act, test=False, prompter=prompter), []
-    if step == "mount":
-        return fleet.each(c, hosts, lambda hc: mount_step(hc, act=act), label=label), []
-    if step == "check":
-        return fleet.each(c, hosts, lambda hc: check_result(check_step(hc, min_free=min_free)), label=label), []
-    if step == "docker":
-        return fleet.each(c, hosts, lambda hc: docker_step(c, hc, act=act, min_free=min_free, timeout=timeout),
-                          label=label), []
-    full = fleet.each(c, hosts, status_of, label=label)
-    return [fleet.Outcome(o.host, status_result(o.value) if o.value else None, o.error, o.kind, o.seconds)
-            for o in full], full
-
-
-@dataclass(frozen=True)
-class HostBoot:
-    """What `boot.all` did on one host: its steps, and the step that raised, if one did."""
-
-    host: str
-    steps: tuple[StepResult, ...]
-    error: tuple[str, str] | None = None  # (step, message)
-
-    @property
-    def up(self) -> bool:
-        return self.error is None and all(r.ok for r in self.steps)
-
-    @property
-    def verdict(self) -> str:
-        return verdict(self.host, self.steps, self.error)
-
-
-def run_all(c: Any, hosts: Sequence[Any], *, act: bool, prompter: Prompter, min_free: float,
-            timeout: float) -> tuple[list[HostBoot], list[fleet.Outcome[HostStatus]]]:
-    """Every step in order on the hosts still standing; and the status outcomes, if any host got there."""
-    results: dict[str, list[StepResult]] = {h.name: [] for h in hosts}
-    errors: dict[str, tuple[str, str]] = {}
-    full: list[fleet.Outcome[HostStatus]] = []
-    for step in STEPS:
-        alive = [h for h in hosts if h.name not in errors and all(r.ok for r in results[h.name])]
-        ready = [h for h in alive if not any(r.state == WOULD for r in results[h.name])]
-        for h in alive:
-            if h not in ready:  # --dry: an earlier step would act first, this one cannot be planned yet
-                results[h.name].append(StepResult(step, WOULD, f"{STEP_LABELS[step]}, after the steps above"))
-        if not ready:
-            continue
-        outcomes, status = _run_step(c, step, ready, act=act, prompter=prompter, min_free=min_free, timeout=timeout)
-        full = status or full
-        for o in outcomes:
-            if o.value is None:
-                errors[o.host.name] = (step, o.error or o.kind)
-            else:
-                results[o.host.name].append(o.value)
-    return [HostBoot(h.name, tuple(results[h.name]), errors.get(h.name)) for h in hosts], full
-
-
-def render_all(boots: Sequence[HostBoot], full: Sequence[fleet.Outcome[HostStatus]]) -> str:
-    """The steps table, the Compose status table, and one verdict line per host."""
-    rows: list[list[Any]] = []
-    for b in boots:
-        rows += [[b.host, r.step, *_cells(r)] for r in b.steps]
-        if b.error:
-            rows.append([b.host, b.error[0], "FAILED", b.error[1]])
-    text = table(["HOST", "STEP", "RESULT", "DETAIL"], rows)
-    if full:
-        text += "\n\n" + render_status(full)
-    return text + "\n\n" + "\n".join(b.verdict for b in boots)
-
-
-def all_json(boots: Sequence[HostBoot], full: Sequence[fleet.Outcome[HostStatus]]) -> dict[str, Any]:
-    return {"hosts": [{"host": b.host, "up": b.up, "verdict": b.verdict, "steps": b.steps,
-                       "error": dict(zip(("step", "message"), b.error)) if b.error else None} for b in boots],
-            "status": status_json(full) if full else None}
-
-
 @task(name="all", help={"format": FORMAT_HELP, "dry": DRY_HELP, "min_free": MIN_FREE_HELP,
                         "timeout": TIMEOUT_HELP, "same_passphrase": UNLOCK_HELP["same_passphrase"],
                         "passphrase_stdin": UNLOCK_HELP["passphrase_stdin"]})
 def all_(c, format="table", dry=False, same_passphrase=False, passphrase_stdin=False,
-         min_free=MIN_FREE_PERCENT, timeout=60):
+         min_free=MIN_FREE_PERCENT, timeout=DOCKER_TIMEOUT):
     """Run the start-up in order: unlock, mount, check, docker, status; a host stops at its first failure."""
     fmt = check_format(format)
     prompter = Prompter(same=same_passphrase, stream=sys.stdin if passphrase_stdin else None)

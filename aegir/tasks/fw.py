@@ -16,17 +16,18 @@ from typing import Any, Sequence
 
 from invoke import Collection
 
-from .. import fleet
-from ..errors import AegirError
-from ..inventory import Host
-from ..fw import host as fwhost
-from ..fw import nft
-from ..fw.model import hostport, load_inspect
-from ..fw.render import Template
-from ..fw.settings import for_host
-from ..fw.watch import Options, Watcher
-from ..report import FORMAT_HELP, check_format, emit, table
-from .base import exit_if_failed, inventory, is_dry, targets, task
+from aegir import fleet
+from aegir.host import HostContext, open_context
+from aegir.errors import AegirError
+from aegir.inventory import Host
+from aegir.fw import host as fwhost
+from aegir.fw import nft
+from aegir.fw.model import hostport, load_inspect
+from aegir.fw.render import Template
+from aegir.fw.settings import for_host
+from aegir.fw.watch import Options, Watcher
+from aegir.report import FORMAT_HELP, check_format, emit, table
+from aegir.tasks.base import exit_if_failed, inventory, is_dry, targets, task
 
 TEMPLATE_HELP = "Render with this local Jinja2 template instead of the host's or aegir's."
 
@@ -124,7 +125,7 @@ def apply(c, dry=False, template=None, format="table"):
     dry = is_dry(c, dry)
     build = _builder(inventory(c), _template(template))
 
-    def one(hc: fleet.HostContext) -> tuple[fwhost.Firewall, nft.Applied | None]:
+    def one(hc: HostContext) -> tuple[fwhost.Firewall, nft.Applied | None]:
         fw = build(hc)
         if dry:
             return fw, None
@@ -196,7 +197,7 @@ def watch(c, resync=300, debounce=100, max_delay=500):
     if min(resync, debounce, max_delay) <= 0:
         raise AegirError("--resync, --debounce and --max-delay must be positive")
     opts = Options(resync=float(resync), debounce=debounce / 1000, max_delay=max_delay / 1000)
-    hc = fleet.open_context(c, host)
+    hc = open_context(c, host)
     watcher = Watcher(hc, inv, opts, log=lambda line: print(line, flush=True))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: watcher.stop())

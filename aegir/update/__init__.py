@@ -8,5 +8,5 @@
 - `notify`: the announcement's text and its notifiers (command on the host, HTTP POST).
 - `apply`: the non-interactive upgrade and the checks after it.
 
-The facts (commands and parsers) are in `aegir.facts.apt`; the tasks in `aegir.tasks.update`.
+The facts (commands and parsers) are in `aegir.update.apt`; the tasks in `aegir.tasks.update`.
 """

@@ -5,7 +5,7 @@ set, and a risky upgrade without an announcement (unless forced). `apply`
 holds what ``--hold`` names for the duration of the run, runs
 ``apt-get upgrade`` (or ``dist-upgrade``, as reviewed) with no prompt and
 existing conffiles kept, logs the transcript on the host, then checks:
-Docker answers, the Compose projects are up (`aegir.status`), the
+Docker answers, the Compose projects are up (`aegir.compose.status`), the
 containers that ran before run again, and which processes still map
 deleted files (they need a restart).
 """
@@ -17,16 +17,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..docker import DockerUnavailable, client_for
-from ..errors import AegirError, RefusedError
-from ..facts.apt import (APT_ENV, StaleProcess, check_package, needrestart_cmd, parse_needrestart,
-                         parse_showhold, parse_simulation, showhold_cmd, simulate_cmd)
-from ..fleet import HostContext
-from ..sh import Cmd, shell, write_file_cmd
-from ..status import gather_status
-from .review import step
-from .records import (ANNOUNCE_PATH, APPLY_PATH, LOG_DIR, REVIEW_PATH, AnnounceRecord, ReviewRecord,
-                      check_announced, check_review, read_cmd, retire_review_cmd)
+from aegir.docker import DockerUnavailable, client_for
+from aegir.errors import AegirError, RefusedError
+from aegir.update.apt import APT_ENV, StaleProcess, check_package, needrestart_cmd, parse_needrestart, parse_showhold, parse_simulation, showhold_cmd, simulate_cmd
+from aegir.host import HostContext
+from aegir.sh import Cmd, shell, write_file_cmd
+from aegir.compose.status import gather_status
+from aegir.update.review import step
+from aegir.update.records import ANNOUNCE_PATH, APPLY_PATH, LOG_DIR, REVIEW_PATH, AnnounceRecord, ReviewRecord, check_announced, check_review, read_cmd, retire_review_cmd
 
 #: No prompt from apt, dpkg, debconf, needrestart or apt-listchanges.
 UPGRADE_ENV = {**APT_ENV, "NEEDRESTART_MODE": "l", "APT_LISTCHANGES_FRONTEND": "none"}
@@ -176,7 +174,7 @@ def apply(hc: HostContext, p: ApplyPlan, *, now: float | None = None) -> ApplyRe
 
 
 def _project_status(hc: HostContext) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Core and apps status through the Compose status API (issue 3's `aegir.status`)."""
+    """Core and apps status through the Compose status API (issue 3's `aegir.compose.status`)."""
     try:
         status = gather_status(hc, kinds=("core", "apps"))
     except AegirError as exc:

@@ -24,9 +24,9 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from ..facts.apt import PackageInfo, Simulation, Unit
-from .config import UpdateConfig
-from .scripts import Restart, restarts
+from aegir.update.apt import PackageInfo, Simulation, Unit
+from aegir.update.config import UpdateConfig
+from aegir.update.scripts import Restart, restarts
 
 KINDS = ("docker", "crucial", "reboot", "security", "other")
 RISKY = ("docker", "crucial")

@@ -26,9 +26,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..errors import AegirError
-from ..facts.apt import check_unit
-from ..inventory import Host, Inventory
+from aegir.errors import AegirError
+from aegir.update.apt import check_unit
+from aegir.inventory import Host, Inventory
 
 #: Units whose restart users notice (a unit's aliases count: sshd.service is ssh.service).
 DEFAULT_CRUCIAL_UNITS = (

@@ -16,16 +16,16 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..compose import LABEL_PROJECT, LABEL_WORKING_DIR
-from ..docker import DockerUnavailable
-from ..errors import AegirError, RefusedError
-from ..sh import Cmd, write_file_cmd
-from .config import Notifier
-from .records import ANNOUNCE_PATH, REVIEW_PATH, AnnounceRecord, ReviewRecord, read_cmd
-from .review import live_restore
+from aegir.compose.cli import LABEL_PROJECT, LABEL_WORKING_DIR
+from aegir.docker import DockerUnavailable
+from aegir.errors import AegirError, RefusedError
+from aegir.sh import Cmd, write_file_cmd
+from aegir.update.config import Notifier
+from aegir.update.records import ANNOUNCE_PATH, REVIEW_PATH, AnnounceRecord, ReviewRecord, read_cmd
+from aegir.update.review import live_restore
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..fleet import HostContext
+    from aegir.host import HostContext
 
 
 

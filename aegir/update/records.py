@@ -23,8 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-from ..errors import AegirError, RefusedError
-from ..sh import Cmd, shell
+from aegir.errors import AegirError, RefusedError
+from aegir.sh import Cmd, shell
 
 STATE_DIR = "/var/lib/aegir"
 REVIEW_PATH = f"{STATE_DIR}/update-review.json"

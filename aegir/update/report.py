@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..fleet import Outcome
-from ..report import table
-from .apply import ApplyPlan, ApplyResult
-from .classify import HostReview, fleet_summary
-from .review import Reviewed
+from aegir.fleet import Outcome
+from aegir.report import table
+from aegir.update.apply import ApplyPlan, ApplyResult
+from aegir.update.classify import HostReview, fleet_summary
+from aegir.update.review import Reviewed
 
 #: update.review's exit codes (the runbook's "review before apt upgrade").
 EXIT_CLEAN, EXIT_RISKY, EXIT_ERROR = 0, 1, 2

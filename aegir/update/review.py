@@ -2,7 +2,7 @@
 
 Round trips: ``apt-get update`` (with ``--refresh``), ``apt-get -s``,
 ``apt-mark showhold``, one script that downloads the new packages to read
-their units and maintainer scripts (`aegir.facts.apt.package_info_cmd`), one
+their units and maintainer scripts (`aegir.update.apt.package_info_cmd`), one
 or two ``systemctl show`` and one ``dpkg -S``; plus Docker's ``info`` for
 live-restore. Nothing on the host changes but the review record.
 A package whose new version cannot be downloaded and read fails the
@@ -15,19 +15,17 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
-from ..docker import DockerUnavailable, running_info
-from ..errors import AegirError, CommandError, STDERR_TAIL_LINES
-from ..facts.apt import (PackageInfo, dpkg_search_cmd, owners, package_info_cmd, parse_dpkg_search,
-                         parse_package_info, parse_showhold, parse_simulation, parse_units, showhold_cmd,
-                         simulate_cmd, systemctl_show_cmd, update_cmd)
-from ..fleet import HostContext
-from ..sh import Cmd, write_file_cmd
+from aegir.docker import DockerUnavailable, running_info
+from aegir.errors import AegirError, CommandError, STDERR_TAIL_LINES
+from aegir.update.apt import PackageInfo, dpkg_search_cmd, owners, package_info_cmd, parse_dpkg_search, parse_package_info, parse_showhold, parse_simulation, parse_units, showhold_cmd, simulate_cmd, systemctl_show_cmd, update_cmd
+from aegir.host import HostContext
+from aegir.sh import Cmd, write_file_cmd
 
 if TYPE_CHECKING:  # pragma: no cover
     from invoke.runners import Result
-from .classify import DOCKER_UNITS, HostFacts, HostReview, classify, docker_dependencies
-from .config import UpdateConfig
-from .records import REVIEW_PATH, ReviewRecord
+from aegir.update.classify import DOCKER_UNITS, HostFacts, HostReview, classify, docker_dependencies
+from aegir.update.config import UpdateConfig
+from aegir.update.records import REVIEW_PATH, ReviewRecord
 
 
 #: systemctl's words when systemd is not PID 1 (a container, a chroot, this CI machine).

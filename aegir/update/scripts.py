@@ -127,7 +127,7 @@ def restarts(scripts: Mapping[str, str]) -> tuple[Restart, ...]:
     """Units restarted when upgrading, from the package's maintainer scripts.
 
     `scripts` maps ``new-postinst``, ``old-prerm``, ... to their text
-    (`aegir.facts.apt.PackageInfo.scripts`).
+    (`aegir.update.apt.PackageInfo.scripts`).
     """
     found: dict[str, Restart] = {}
     stopped: dict[str, str] = {}

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import pytest
 
 from aegir.errors import AegirError, RefusedError
-from aegir.secrets import NoPassphrase, Prompter, read_secret, retry
+from aegir.boot.secrets import NoPassphrase, Prompter, read_secret, retry
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from aegir import compose
-from aegir.compose import ComposeMissing, ComposeOutputError, Flavour, PsEntry, parse_detect, parse_ps
+from aegir.compose import cli as compose
+from aegir.compose.cli import ComposeMissing, ComposeOutputError, Flavour, PsEntry, parse_detect, parse_ps
 from aegir.errors import AegirError
-from aegir.facts.projects import Project
+from aegir.compose.discovery import Project
 
 DATA = Path(__file__).parent / "data"
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from aegir import inventory
+from aegir.host import HostContext
 from aegir.fw.model import expose, parse_container
 from aegir.fw.watch import EVENT_FILTERS, burst, changes, container_of, one_line
 
@@ -108,13 +109,11 @@ class _DaemonDown:
 
 def test_a_failed_resync_is_retried_with_backoff_not_at_the_next_periodic_resync():
     from invoke import Context
-
-    from aegir import fleet
     from aegir.cli import AegirConfig
     from aegir.fw.watch import Options, Watcher
 
     inv = inventory.parse("hosts:\n  h:\n    connection: local\n")
-    hc = fleet.HostContext(inv.get("h"), Context(config=AegirConfig(lazy=True)))
+    hc = HostContext(inv.get("h"), Context(config=AegirConfig(lazy=True)))
     lines: list[str] = []
     w = Watcher(hc, inv, Options(resync=300, backoff_min=0.05, backoff_max=0.2), log=lines.append)
     w._client = _DaemonDown()

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from invoke import Context
 
-from aegir import fleet
+from aegir.host import open_context
 from aegir.cli import AegirConfig
 from aegir.inventory import Host
-from aegir.lint import Finding, config_finding, lint_host, lint_texts, looks_secret, refs, Ref
+from aegir.compose.lint import Finding, config_finding, lint_host, lint_texts, looks_secret, refs, Ref
 
 C = "/srv/apps/x/docker-compose.yml"
 E = "/srv/apps/x/.env"
@@ -271,7 +271,7 @@ def local(tmp_path, monkeypatch):
     """A local host whose /srv is a temporary folder; Compose from this venv if the plugin is absent."""
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     srv = tmp_path / "srv"
-    hc = fleet.open_context(Context(config=AegirConfig(lazy=True)), Host("local", connection="local", srv=str(srv)))
+    hc = open_context(Context(config=AegirConfig(lazy=True)), Host("local", connection="local", srv=str(srv)))
     yield srv, hc
     hc.close()
 

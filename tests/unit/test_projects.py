@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aegir.errors import AegirError
-from aegir.facts.projects import (Container, Project, Service, age_text, compose_name, discover_cmd,
+from aegir.compose.discovery import (Container, Project, Service, age_text, compose_name, discover_cmd,
                                   find_orphans, parse_compose_spec, parse_containers, parse_discovery,
                                   project_status, select, split_names)
 
@@ -114,7 +114,7 @@ def test_env_texts_travel_only_when_asked_for(srv):
 
 
 def test_reports_show_the_warnings_about_what_they_cover(srv):
-    from aegir.facts.projects import warnings_about
+    from aegir.compose.discovery import warnings_about
 
     d = parse_discovery(run_discovery(srv), str(srv))
     cloud = [d.by_path()["apps/cloud"]]
@@ -260,7 +260,7 @@ def test_a_project_whose_file_is_broken_is_in_error():
 
 
 def test_orphans_are_projects_outside_the_project_folders_or_whose_folder_is_gone():
-    from aegir.facts.projects import Discovery
+    from aegir.compose.discovery import Discovery
 
     disc = Discovery("/srv", (CLOUD, FRONT))
     found = [c("web"), c("proxy", wd="/srv/core/front", project="front"),
@@ -280,7 +280,7 @@ def test_ages_are_short(seconds, text):
 
 
 def test_image_creation_times_come_from_the_api_image_list():
-    from aegir.facts.projects import image_created
+    from aegir.compose.discovery import image_created
 
     images = image_created(json.loads((DATA / "compose_images_api.json").read_text()))
     assert images == {"sha256:fcdc443063bed0bf21c3a5fc37d9034f0926ad1d3a3d7b15774b4d3920a0b3a8": 946684800}

@@ -7,13 +7,14 @@ import threading
 import time
 from types import SimpleNamespace
 
-from aegir.facts.projects import Project, ProjectStatus
+from aegir.compose.discovery import Project, ProjectStatus
+from aegir.host import open_context
 from aegir.fleet import Outcome
 from aegir.inventory import Host
-from aegir.lifecycle import HostActions, Step, StepResult, core_order, image_ref, render_actions, run_steps
+from aegir.compose.lifecycle import HostActions, Step, StepResult, core_order, image_ref, render_actions, run_steps
 from aegir.sh import Cmd
-from aegir.status import HostStatus, has_problems, render_status, status_json
-from aegir.templates import Template, parse_list, plan_new
+from aegir.compose.status import HostStatus, has_problems, render_status, status_json
+from aegir.compose.templates import Template, parse_list, plan_new
 
 
 def p(folder: str, kind: str = "core") -> Project:
@@ -126,7 +127,7 @@ def test_a_new_project_is_made_by_commands_that_cannot_overwrite():
 
 
 def test_templates_are_listed_with_what_they_hold(tmp_path):
-    from aegir.templates import list_cmd
+    from aegir.compose.templates import list_cmd
 
     (tmp_path / "templates/static/conf").mkdir(parents=True)
     (tmp_path / "templates/static/compose.yaml").write_text("services: {}\n")
@@ -148,19 +149,17 @@ def test_two_folders_with_one_compose_name_are_warned_about_and_never_acted_on(t
     """apps/cloud and users/cloud are both `-p cloud`: `up` in one would recreate the other's containers."""
     import pytest
     from invoke import Context
-
-    from aegir import fleet
     from aegir.cli import AegirConfig
     from aegir.errors import RefusedError
-    from aegir.lifecycle import plan_apps
+    from aegir.compose.lifecycle import plan_apps
 
     for path in ("apps/cloud", "users/cloud", "apps/wiki"):
         (tmp_path / path).mkdir(parents=True)
         (tmp_path / path / "docker-compose.yml").write_text("services:\n  web:\n    image: x\n")
-    hc = fleet.open_context(Context(config=AegirConfig(lazy=True)),
+    hc = open_context(Context(config=AegirConfig(lazy=True)),
                             Host("local", connection="local", srv=str(tmp_path)))
     try:
-        from aegir.status import discover
+        from aegir.compose.status import discover
 
         assert [w for w in discover(hc).warnings if "also" in w] == [
             f"{tmp_path}/apps/cloud: Compose project 'cloud' is also users/cloud: the same project to Compose, "

@@ -5,7 +5,7 @@ addresses, e-mail addresses and secrets of the site come from ``.env`` through
 ``${VAR}`` references. `lint_texts` checks one project's files (pure: text in,
 `Finding`s out, each with file, line and rule); `lint_host` reads the files on
 a host (one round trip for all projects) and adds Compose's own verdict
-(``compose config --quiet``, built by `aegir.compose`).
+(``compose config --quiet``, built by `aegir.compose.cli`).
 
 Rules (``Finding.rule``):
 
@@ -39,14 +39,15 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import yaml
 
-from . import compose
-from .facts.disk import PROJECT_KINDS
-from .facts.projects import ENV_FILE, Project, select, warnings_about
-from .report import table
-from .status import discover, missing_everywhere, warning_lines
+from aegir.compose import cli as compose
+from aegir.layout import PROJECT_KINDS
+from aegir.compose.discovery import ENV_FILE, Project, select, warnings_about
+from aegir.report import table
+from aegir.compose.status import discover, missing_everywhere, warning_lines
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .fleet import HostContext, Outcome
+    from aegir.fleet import Outcome
+    from aegir.host import HostContext
 
 RULES = ("yaml", "compose-config", "domain", "email", "public-ip", "secret", "undefined-var",
          "unused-env", "env-mode", "env-syntax")

@@ -11,7 +11,7 @@ tests/unit/test_boot_facts.py). The commands:
 * ``ls -A1p /srv`` — the runbook's ``ls /srv``: what /srv holds;
 * ``cat /etc/docker/daemon.json`` — Docker's configured data-root, and
   Docker's own answer (``docker info``'s ``DockerRootDir``) once it runs;
-* `dockerd_cmd` — is a ``dockerd`` process running? Asked of /proc before
+* whether a ``dockerd`` process runs is asked of /proc (`aegir.docker.dockerd_cmd`) before
   Docker's socket is ever touched: a connection to the socket systemd's
   ``docker.socket`` listens on *starts* Docker (socket activation), on an
   unmounted /srv too.
@@ -27,11 +27,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..errors import AegirError
-from ..sh import Cmd, check_name, shell
+from aegir.errors import AegirError
+from aegir.layout import SRV_FOLDERS
+from aegir.sh import Cmd, check_name
 
 #: The folders the runbook keeps under /srv.
-SRV_FOLDERS = ("conf", "docker", "templates", "core", "apps", "users")
 #: Where Docker reads its daemon configuration (data-root, …).
 DAEMON_JSON = "/etc/docker/daemon.json"
 #: ``cryptsetup`` exit code for "No key available with this passphrase".
@@ -273,37 +273,6 @@ def parse_daemon_json(text: str | None) -> DataRoot:
         raise AegirError(f"{DAEMON_JSON} is not valid JSON: {exc}") from None
     path = (conf.get("data-root") or conf.get("graph")) if isinstance(conf, dict) else None
     return DataRoot(path, DAEMON_JSON) if isinstance(path, str) and path else DataRoot(None, "unknown")
-
-
-_DOCKERD_SCRIPT = """\
-me=$(readlink /proc/self/ns/net) || exit 0
-for comm in $(grep -lx dockerd /proc/[0-9]*/comm 2>/dev/null); do
-  d=${comm%/comm}
-  state=$(cut -d' ' -f3 "$d/stat" 2>/dev/null) || continue  # gone meanwhile
-  [ "$state" != Z ] || continue  # exited, not reaped yet (its namespaces are gone)
-  ns=$(readlink "$d/ns/net" 2>/dev/null) || exit 0
-  [ "$ns" != "$me" ] || exit 0
-done
-exit 1
-"""
-
-
-def dockerd_cmd() -> Cmd:
-    """Exit 0 when a ``dockerd`` runs in this host's network namespace (not one in a container), else 1.
-
-    Read from /proc, never through Docker's socket: connecting to it while
-    systemd's ``docker.socket`` listens would start Docker. Whatever cannot be
-    read counts as running (the caller then asks Docker itself, as it would
-    have without this check).
-    """
-    return shell(_DOCKERD_SCRIPT)
-
-
-def parse_dockerd(exited: int, stderr: str) -> bool:
-    """True when `dockerd_cmd` found a dockerd; raise if the probe itself failed."""
-    if exited in (0, 1):
-        return exited == 0
-    raise AegirError(f"cannot tell whether dockerd runs: {stderr.strip() or f'exit code {exited}'}")
 
 
 def parse_docker_info(info: Mapping[str, Any]) -> DataRoot:

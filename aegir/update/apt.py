@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from ..errors import AegirError
-from ..sh import Cmd, shell
+from aegir.errors import AegirError
+from aegir.sh import Cmd, shell
 
 #: apt/dpkg must neither prompt nor translate.
 APT_ENV = {"LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}

@@ -31,10 +31,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from ..compose import LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, LABEL_WORKING_DIR
-from ..errors import AegirError
-from ..sh import Cmd, check_name, shell
-from .disk import PROJECT_KINDS
+from aegir.compose.cli import LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, LABEL_WORKING_DIR
+from aegir.errors import AegirError
+from aegir.sh import Cmd, check_name, shell
+from aegir.layout import PROJECT_KINDS
 
 #: Compose's own order of preference when a folder holds several files.
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")

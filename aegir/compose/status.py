@@ -18,15 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .compose import LABEL_PROJECT
-from .facts.disk import PROJECT_KINDS
-from .facts.projects import (Container, Discovery, Orphan, ProjectStatus, age_text, discover_cmd,
-                             find_orphans, image_created, parse_containers, parse_discovery,
-                             project_status, select, warnings_about)
-from .report import table
+from aegir.compose.cli import LABEL_PROJECT
+from aegir.layout import PROJECT_KINDS
+from aegir.compose.discovery import Container, Discovery, Orphan, ProjectStatus, age_text, discover_cmd, find_orphans, image_created, parse_containers, parse_discovery, project_status, select, warnings_about
+from aegir.report import table
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .fleet import HostContext, Outcome
+    from aegir.fleet import Outcome
+    from aegir.host import HostContext
 
 
 @dataclass(frozen=True)

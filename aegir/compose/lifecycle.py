@@ -1,7 +1,7 @@
 """Compose lifecycle on one host: plan (exact commands), act (bounded parallel), verify (Docker API).
 
 `plan_apps`/`plan_core` turn names into `Step`s (one Compose command each,
-from `aegir.compose`); `host_actions` shows them (``--dry``) or has
+from `aegir.compose.cli`); `host_actions` shows them (``--dry``) or has
 `run_steps` run them, several projects at once up to a bound (or one after
 the other, stopping at the first failure, for core); `verify` reads the
 containers again through the Docker API and says whether each project
@@ -23,16 +23,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from . import compose
-from .errors import AegirError, RefusedError
-from .facts.projects import Container, Project, name_clashes, project_status, select, warnings_about
-from .fleet import as_run
-from .report import table
-from .sh import Cmd
-from .status import HostStatus, containers, discover, gather_status, missing_everywhere, warning_lines
+from aegir.compose import cli as compose
+from aegir.errors import AegirError, RefusedError
+from aegir.compose.discovery import Container, Project, name_clashes, project_status, select, warnings_about
+from aegir.host import as_run
+from aegir.report import table
+from aegir.sh import Cmd
+from aegir.compose.status import HostStatus, containers, discover, gather_status, missing_everywhere, warning_lines
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .fleet import HostContext, Outcome
+    from aegir.fleet import Outcome
+    from aegir.host import HostContext
 
 ACTIONS = ("up", "down", "restart", "pull")
 #: How long `verify` waits for containers to settle after ``up``/``restart``.

@@ -24,7 +24,7 @@ import termios
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
-from .errors import RefusedError
+from aegir.errors import RefusedError
 
 TTY = "/dev/tty"
 TRIES = 3

@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import AegirError, RefusedError
-from .facts.projects import COMPOSE_FILES, ENV_FILE
-from .sh import Cmd, check_name, shell
-from .status import discover
+from aegir.errors import AegirError, RefusedError
+from aegir.compose.discovery import COMPOSE_FILES, ENV_FILE
+from aegir.sh import Cmd, check_name, shell
+from aegir.compose.status import discover
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .fleet import HostContext
+    from aegir.host import HostContext
 
 TEMPLATES_DIR = "templates"
 ENV_EXAMPLE = ".env.example"

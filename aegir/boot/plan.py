@@ -2,7 +2,7 @@
 
 After a reboot an operator unlocks the LUKS volume, mounts /srv, checks it,
 starts Docker, then looks at the Compose projects (core first). Each step here
-is a pure function of the facts read from the host (`aegir.facts.boot`) and
+is a pure function of the facts read from the host (`aegir.boot.facts`) and
 of the inventory entry: it says "already so" (nothing to do), names the one
 command that would do it, or refuses with the reason and the way forward.
 The tasks (`aegir.tasks.boot`) read the facts, show the plan, stop under
@@ -20,12 +20,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from .errors import AegirError, RefusedError
-from .facts.boot import (SRV_FOLDERS, DataRoot, Listing, LuksMapping, Mount, luks_open_cmd,
-                         luks_test_cmd)
-from .inventory import Host
-from .report import human
-from .sh import Cmd, shell
+from aegir.errors import AegirError, RefusedError
+from aegir.layout import SRV_FOLDERS
+from aegir.boot.facts import DataRoot, Listing, LuksMapping, Mount, luks_open_cmd, luks_test_cmd
+from aegir.inventory import Host
+from aegir.report import human
+from aegir.sh import Cmd, shell
 
 #: The runbook's order.
 STEPS = ("unlock", "mount", "check", "docker", "status")

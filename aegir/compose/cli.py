@@ -10,12 +10,12 @@ Nothing else in aegir spells a Compose command: tasks ask this module for a
 * **Commands** -- every command names the project explicitly, so the current
   directory and a ``name:`` key in the file never decide anything:
   ``--project-directory DIR -f DIR/FILE -p NAME [--env-file DIR/.env]``. The
-  project name is the folder's name (see `aegir.facts.projects.compose_name`).
+  project name is the folder's name (see `aegir.compose.discovery.compose_name`).
 * **Output** -- `parse_ps` reads ``ps --format json`` in both shapes v2 has
   printed: one JSON array (v2.0 to v2.20) or one object per line (v2.21+).
 
 Status does not use ``compose ps`` at all (one Docker API call per host, see
-`aegir.facts.projects`); ``ps`` is here for the runbook's own loop
+`aegir.compose.discovery`); ``ps`` is here for the runbook's own loop
 (bench/status.py) and for scripts.
 """
 
@@ -26,12 +26,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .errors import AegirError
-from .sh import Cmd, check_name, shell
+from aegir.errors import AegirError
+from aegir.sh import Cmd, check_name, shell
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .facts.projects import Project
-    from .fleet import HostContext
+    from aegir.compose.discovery import Project
+    from aegir.host import HostContext
 
 #: Labels Compose puts on every container it creates.
 LABEL_PROJECT = "com.docker.compose.project"

@@ -6,14 +6,16 @@ checks both on recorded output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..sh import Cmd, shell
+from aegir.docker import DockerUnavailable
+from aegir.errors import CommandError
+from aegir.host import HostContext
+from aegir.layout import PROJECT_KINDS, PROJECT_PARTS
+from aegir.sh import Cmd, shell
 
 #: Where Compose projects live under /srv, in start-up order.
-PROJECT_KINDS = ("core", "apps", "users")
-PROJECT_PARTS = ("data", "db", "wal")
 
 
 @dataclass(frozen=True)
@@ -179,3 +181,38 @@ def parse_docker_df(df: Mapping[str, Any]) -> DockerUsage:
             sum(b.get("Size") or 0 for b in cache if not b.get("InUse") and not b.get("Shared")),
         ),
     )
+
+
+# --------------------------------------------------------------------------- read on a host
+
+
+@dataclass(frozen=True)
+class HostDisk:
+    """Everything `disk.report` knows about one host."""
+
+    filesystems: Filesystems
+    projects: tuple[ProjectSize, ...]
+    docker: DockerUsage | None
+    docker_error: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+
+def gather(hc: HostContext) -> HostDisk:
+    """Read the disk facts of one host (read-only)."""
+    srv = hc.host.srv
+    cmd = usage_cmd(srv)
+    probe = hc.run(cmd, check=False)
+    df_text, du_text = split_usage(probe.stdout)
+    filesystems = parse_df(df_text, probe.stderr, srv)
+    if filesystems.root is None:
+        raise CommandError(hc.name, cmd.line, probe.exited, probe.stderr)
+    projects: tuple[ProjectSize, ...] = parse_du(du_text)
+    warnings: list[str] = []
+    if probe.exited != 0 and probe.stderr.strip() and filesystems.srv_state != "missing":
+        warnings.append(probe.stderr.strip().splitlines()[-1])
+    try:
+        usage: DockerUsage | None = parse_docker_df(hc.docker().df())
+        error = None
+    except DockerUnavailable as exc:
+        usage, error = None, exc.message
+    return HostDisk(filesystems, projects, usage, error, tuple(warnings))

@@ -1,0 +1,374 @@
+"""Each boot step run against a host: read the facts, plan, act (unless dry), verify.
+
+The single tasks (``boot.mount``...) and ``boot.all`` go through the same
+`run_step`, so a step behaves the same alone or in the sequence.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from aegir import fleet
+from aegir.boot.facts import (EXIT_WRONG_PASSPHRASE, DataRoot, cat_cmd, daemon_json_cmd, findmnt_cmd, fstab_cmd,
+                              is_luks_cmd, listing_cmd, losetup_cmd, luks_open_cmd, luks_status_cmd, luks_test_cmd,
+                              parse_cat, parse_daemon_json, parse_docker_info, parse_findmnt, parse_is_luks,
+                              parse_listing, parse_losetup, parse_luks_status)
+from aegir.boot.plan import (DONE, FAILED, MIN_FREE_PERCENT, OK, SKIPPED, STEPS, WOULD, CheckItem, SrvFacts, StepResult, blocking,
+                             check_items, check_started, guard_dropin, guard_paths, guard_problems, plan_docker,
+                             plan_guard, plan_mount, plan_unlock, verdict, verify_cmd, verify_problems)
+from aegir.boot.secrets import Prompter, retry
+from aegir.compose.status import HostStatus, gather_status
+from aegir.docker import DockerUnavailable, dockerd_cmd, dockerd_running, parse_dockerd, running_info
+from aegir.errors import AegirError, CommandError
+from aegir.fw import host as fwhost
+from aegir.fw import nft
+from aegir.host import HostContext
+from aegir.inventory import for_context
+from aegir.sh import Cmd, Reply, batch, mask, split_batch, write_file_cmd
+
+#: Seconds to wait for the Docker daemon to answer after starting it.
+DOCKER_TIMEOUT = 60
+
+
+def _answer(hc: HostContext, cmd: Cmd, r: Any, ok: Sequence[int] = (0, 1)) -> Any:
+    """`r`, what the read-only probe `cmd` answered, unless its exit code is not one of the answers in `ok`."""
+    if r.exited not in ok:
+        raise CommandError(hc.name, cmd.line, r.exited, r.stderr)
+    return r
+
+
+def _probes(hc: HostContext, probes: Mapping[str, Cmd]) -> dict[str, Reply]:
+    """Run read-only probes in one round trip (`aegir.sh.batch`): name -> its answer, unchecked."""
+    return dict(zip(probes, split_batch(hc.run(batch(list(probes.values()))).stdout, len(probes))))
+
+
+def docker_info(hc: HostContext, running: bool | None = None) -> Mapping[str, Any] | None:
+    """``docker info`` through the SDK, or None when the daemon does not answer.
+
+    None without connecting when no dockerd process runs (`running_info`;
+    `running`: the answer of `dockerd_cmd`, when already asked): a read-only
+    probe must never be what starts Docker on an unmounted /srv.
+    """
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    try:
+        return running_info(hc, running)
+    except (DockerUnavailable, DockerException, RequestException, OSError, EOFError):  # EOFError: SSH closed
+        return None
+
+
+def read_srv(hc: HostContext, *, docker: bool = True) -> SrvFacts:
+    """The /srv facts: mounted and fstab entries, `ls /srv`, loop backing files, mapping, data-root.
+
+    One round trip asks them all (and whether dockerd runs, and daemon.json);
+    then Docker itself is asked its data-root if it runs.
+    """
+    host = hc.host
+    probes = {"mounted": findmnt_cmd(host.srv), "fstab": fstab_cmd(host.srv), "listing": listing_cmd(host.srv),
+              "loops": losetup_cmd()}
+    if host.luks_device:
+        probes["mapping"] = luks_status_cmd(host.luks_name)
+    if docker:
+        probes.update(dockerd=dockerd_cmd(), daemon_json=daemon_json_cmd())
+    got = _probes(hc, probes)
+    r = _answer(hc, probes["mounted"], got["mounted"])
+    mounted = parse_findmnt(r.stdout, r.exited)
+    r = _answer(hc, probes["fstab"], got["fstab"])
+    fstab = parse_findmnt(r.stdout, r.exited)
+    r = _answer(hc, probes["listing"], got["listing"], ok=(0, 1, 2))
+    listing = parse_listing(r.stdout, r.exited)
+    loops = parse_losetup(_answer(hc, probes["loops"], got["loops"], ok=(0,)).stdout) \
+        if mounted is not None and mounted.source.startswith("/dev/loop") else {}
+    mapping = None
+    if host.luks_device:
+        r = got["mapping"]
+        mapping = parse_luks_status(host.luks_name, r.stdout, r.stderr, r.exited)
+    data_root = DataRoot(None, "unknown")
+    if docker:
+        r = got["dockerd"]
+        info = docker_info(hc, running=parse_dockerd(r.exited, r.stderr))
+        if info is not None:
+            data_root = parse_docker_info(info)
+        else:
+            r = got["daemon_json"]
+            data_root = parse_daemon_json(parse_cat(r.stdout, r.stderr, r.exited))
+    return SrvFacts(mounted, fstab, listing, data_root, loops, mapping)
+
+
+# --------------------------------------------------------------------------- steps (one host)
+
+
+def unlock_step(hc: HostContext, *, test: bool, prompter: Prompter | None) -> StepResult:
+    """isLuks, mapping state, then (with a `prompter`) up to three tries of the passphrase."""
+    host = hc.host
+    device = host.luks_device
+    is_luks = mapping = None
+    if device:
+        probes = {"is_luks": is_luks_cmd(device)}
+        if not test:
+            probes["mapping"] = luks_status_cmd(host.luks_name)
+        got = _probes(hc, probes)
+        is_luks = parse_is_luks(device, got["is_luks"].exited, got["is_luks"].stderr)
+        if not test:
+            r = got["mapping"]
+            mapping = parse_luks_status(host.luks_name, r.stdout, r.stderr, r.exited)
+    plan = plan_unlock(host, is_luks, mapping, test=test)
+    if plan.action == "skip":
+        return StepResult("unlock", SKIPPED, plan.detail)
+    if plan.action == "already":
+        return StepResult("unlock", OK, plan.detail, warnings=plan.warnings)
+    if prompter is None:
+        return StepResult("unlock", WOULD, f"{plan.detail}; the passphrase is typed at the terminal "
+                          "and sent on stdin", (plan.command or "",))
+    assert device is not None
+
+    def attempt(passphrase: str) -> bool:
+        cmd = luks_test_cmd(device, passphrase) if test else luks_open_cmd(device, host.luks_name, passphrase)
+        r = hc.run(cmd, check=False)
+        if r.exited == EXIT_WRONG_PASSPHRASE:
+            return False
+        if r.exited != 0:
+            raise CommandError(host.name, cmd.line, r.exited, mask(r.stderr, [passphrase]))
+        return True
+
+    tries = retry(prompter, host.name, device, attempt)
+    if test:
+        return StepResult("unlock", OK, f"the passphrase opens {device} (try {tries} of {prompter.tries}); "
+                          "nothing activated", (plan.command or "",))
+    r = hc.run(luks_status_cmd(host.luks_name), check=False)
+    if not parse_luks_status(host.luks_name, r.stdout, r.stderr, r.exited).active:
+        raise AegirError(f"cryptsetup accepted the passphrase but {host.luks_name} is not active", host=host.name)
+    return StepResult("unlock", DONE, f"opened {device} as /dev/mapper/{host.luks_name}", (plan.command or "",))
+
+
+def mount_step(hc: HostContext, *, act: bool) -> StepResult:
+    """Mount /srv (fstab, or the opened mapping) unless it already is; check again after."""
+    host = hc.host
+    plan = plan_mount(host, read_srv(hc, docker=False))
+    if plan.action == "already":
+        return StepResult("mount", OK, plan.detail)
+    assert plan.command is not None
+    if not act:
+        return StepResult("mount", WOULD, plan.detail, (plan.command.line,), plan.warnings)
+    hc.run(plan.command)
+    after = read_srv(hc, docker=False).mounted
+    if after is None:
+        raise AegirError(f"`{plan.command.line}` succeeded but {host.srv} is still not a mount point", host=host.name)
+    return StepResult("mount", DONE, f"mounted {host.srv} ({after.source}, {after.fstype})",
+                      (plan.command.line,), plan.warnings)
+
+
+def check_step(hc: HostContext, *, min_free: float) -> tuple[CheckItem, ...]:
+    """The check table of one host (read-only)."""
+    return check_items(hc.host, read_srv(hc), min_free)
+
+
+def check_result(items: Sequence[CheckItem]) -> StepResult:
+    """The check table as one step: ok, or failed with what is wrong."""
+    stop = blocking(items)
+    warnings = tuple(f"{i.name}: {i.detail}" for i in items if i.status == "warning")
+    if stop:
+        return StepResult("check", FAILED, "; ".join(f"{i.name}: {i.detail}" for i in stop), warnings=warnings)
+    return StepResult("check", OK, "mount point, folders, data-root and free space are fine", warnings=warnings)
+
+
+def wait_for_docker(hc: HostContext, timeout: float) -> tuple[DataRoot, float]:
+    """Poll the daemon until it answers (`docker info`); its data-root and the seconds it took."""
+    start = time.monotonic()
+    while True:
+        info = docker_info(hc)
+        if info is not None:
+            return parse_docker_info(info), time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AegirError(f"Docker was started but did not answer within {timeout:g}s", host=hc.name)
+        time.sleep(0.5)
+
+
+def docker_step(c: Any, hc: HostContext, *, act: bool, min_free: float, timeout: float) -> StepResult:
+    """Start Docker only on a mounted and checked /srv; wait until it answers; check its data-root.
+
+    A host whose firewall aegir manages first gets aegir's ruleset with no
+    container published (`aegir.fw.host.before_docker`), checked and verified
+    like fw.apply: nothing is exposed until fw.watch or fw.apply publishes.
+    """
+    host = hc.host
+    facts = read_srv(hc)
+    plan = plan_docker(host, check_items(host, facts, min_free), facts.data_root)
+    if plan.action == "already":
+        return StepResult("docker", OK, plan.detail)
+    assert plan.command is not None
+    fw = fwhost.before_docker(hc, for_context(c))
+    firewall = (nft.apply_cmd(f"{fw.settings.state_dir}/{nft.CANDIDATE}").line,) if fw and fw.changed else ()
+    commands = (*firewall, plan.command.line)
+    if not act:
+        note = "; first aegir's firewall with no container published" if firewall else ""
+        return StepResult("docker", WOULD, plan.detail + note, commands)
+    if fw is not None and firewall:
+        fwhost.apply(hc, fw)
+        fwhost.verify_ssh(c, hc, fw)
+    hc.run(plan.command)
+    root, took = wait_for_docker(hc, timeout)
+    check_started(host, root)
+    shut = "; firewall loaded with no container published" if firewall else ""
+    return StepResult("docker", DONE, f"started Docker (answered after {took:.1f}s, data-root {root.path}){shut}",
+                      commands)
+
+
+def status_of(hc: HostContext) -> HostStatus:
+    """The Compose status (`gather_status`), asked of Docker only once a dockerd process runs."""
+    if not dockerd_running(hc):
+        raise DockerUnavailable("Docker is not running (no dockerd process): run boot.docker", host=hc.name)
+    return gather_status(hc)
+
+
+def status_result(st: HostStatus) -> StepResult:
+    """A host's Compose status (`aegir.compose.status.HostStatus`) as a step: ok when every project is up."""
+    down = [p for p in st.projects if not p.ok]
+    if down:
+        names = ", ".join(f"{p.path} ({p.state} {p.services})" for p in down)
+        return StepResult("status", FAILED, f"{len(down)} of {len(st.projects)} projects not up: {names}")
+    return StepResult("status", OK, f"{len(st.projects)} projects up" if st.projects else "no Compose projects found")
+
+
+def guard_step(hc: HostContext, *, root: str, act: bool) -> StepResult:
+    """Install the drop-ins unless identical; reload systemd when at /; verify what is on disk."""
+    host = hc.host
+    wanted = guard_dropin(host.srv)
+    paths = guard_paths(root)
+    plan = plan_guard(paths, read_files(hc, [p for _, p in paths]), wanted)
+    todo = [f for f in plan if f.action != "already"]
+    shown = tuple(f"{f.action} {f.path}" for f in plan)
+    if todo and not act:
+        reload = ("systemctl daemon-reload",) if root == "/" else ()
+        return StepResult("guard", WOULD, "; ".join(shown), (*(f"write {f.path} (mode 0644)" for f in todo), *reload))
+    warnings: list[str] = []
+    for f in todo:
+        hc.run(write_file_cmd(f.path, wanted))
+    if todo and root == "/":
+        r = hc.run(Cmd(("systemctl", "daemon-reload")), check=False)
+        if r.exited != 0:
+            warnings.append("systemctl daemon-reload failed (the drop-in applies from the next reload or boot): "
+                            + (r.stderr.strip().splitlines() or ["?"])[-1])
+    how = verify_guard(hc, [p for _, p in paths], wanted)
+    state = DONE if todo else OK
+    detail = ("installed " + ", ".join(f.path for f in todo) if todo else "already installed") + f"; {how}"
+    return StepResult("guard", state, detail, tuple(f"install {f.path}" for f in todo), tuple(warnings))
+
+
+def read_files(hc: HostContext, paths: Sequence[str]) -> dict[str, str | None]:
+    """path -> its text (None: absent), all read in one round trip."""
+    probes = {p: cat_cmd(p) for p in paths}
+    texts = {}
+    for path, r in _probes(hc, probes).items():
+        r = _answer(hc, probes[path], r)
+        texts[path] = parse_cat(r.stdout, r.stderr, r.exited)
+    return texts
+
+
+def verify_guard(hc: HostContext, paths: Sequence[str], wanted: str) -> str:
+    """Read the drop-ins back, parse them, and run ``systemd-analyze verify`` when the host has it."""
+    srv = hc.host.srv
+    for path, text in read_files(hc, paths).items():
+        if text != wanted:
+            raise AegirError(f"{path} does not hold the guard after installing it", host=hc.name)
+        problems = guard_problems(text, srv)
+        if problems:
+            raise AegirError(f"{path}: {'; '.join(problems)}", host=hc.name)
+    cmd = verify_cmd(*paths)
+    r = hc.run(cmd, check=False)
+    if r.exited == 127:
+        return "parsed (systemd-analyze is not installed)"
+    problems = verify_problems(r.stderr)
+    if problems:
+        raise AegirError("systemd-analyze verify: " + "; ".join(problems), host=hc.name)
+    if r.exited != 0:
+        raise CommandError(hc.name, cmd.line, r.exited, r.stderr)
+    return "verified by systemd-analyze"
+
+
+Outcomes = list[fleet.Outcome[StepResult]]
+
+
+def run_unlock(c: Any, hosts: Sequence[Any], *, dry: bool, test: bool, prompter: Prompter) -> Outcomes:
+    """Plan on every host in parallel, then ask and unlock one host after another."""
+    first = fleet.each(c, hosts, lambda hc: unlock_step(hc, test=test, prompter=None), label="boot.unlock")
+    need = [o.host for o in first if o.ok and o.value is not None and o.value.state == WOULD]
+    if dry or not need:
+        return first
+    second = fleet.each(c, need, lambda hc: unlock_step(hc, test=test, prompter=prompter),
+                        label="boot.unlock", serial=True)
+    done = {o.host.name: o for o in second}
+    return [done.get(o.host.name, o) for o in first]
+
+
+#: What a step would do, for the steps a --dry run cannot plan yet (they follow a "would").
+STEP_LABELS = {"unlock": "open the LUKS volume", "mount": "mount /srv", "check": "check /srv",
+               "docker": "start Docker if the check passes", "status": "show the Compose projects"}
+
+
+def run_step(c: Any, step: str, hosts: Sequence[Any], *, act: bool, prompter: Prompter | None = None,
+             min_free: float = MIN_FREE_PERCENT, timeout: float = DOCKER_TIMEOUT, test: bool = False,
+             label: str | None = None) -> tuple[Outcomes, list[Any]]:
+    """One step of `STEPS` on `hosts`, as ``boot.<step>`` and ``boot.all`` both run it.
+
+    For `status`, also the per-host `HostStatus` outcomes (for their table).
+    """
+    label = label or f"boot.{step}"
+    prompter = prompter or Prompter()
+    if step == "unlock":
+        return run_unlock(c, hosts, dry=not act, test=test, prompter=prompter), []
+    if step == "mount":
+        return fleet.each(c, hosts, lambda hc: mount_step(hc, act=act), label=label), []
+    if step == "check":
+        return fleet.each(c, hosts, lambda hc: check_result(check_step(hc, min_free=min_free)), label=label), []
+    if step == "docker":
+        return fleet.each(c, hosts, lambda hc: docker_step(c, hc, act=act, min_free=min_free, timeout=timeout),
+                          label=label), []
+    full = fleet.each(c, hosts, status_of, label=label)
+    return [fleet.Outcome(o.host, status_result(o.value) if o.value else None, o.error, o.kind, o.seconds)
+            for o in full], full
+
+
+@dataclass(frozen=True)
+class HostBoot:
+    """What `boot.all` did on one host: its steps, and the step that raised, if one did."""
+
+    host: str
+    steps: tuple[StepResult, ...]
+    error: tuple[str, str] | None = None  # (step, message)
+
+    @property
+    def up(self) -> bool:
+        return self.error is None and all(r.ok for r in self.steps)
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.host, self.steps, self.error)
+
+
+def run_all(c: Any, hosts: Sequence[Any], *, act: bool, prompter: Prompter, min_free: float,
+            timeout: float) -> tuple[list[HostBoot], list[fleet.Outcome[HostStatus]]]:
+    """Every step in order on the hosts still standing; and the status outcomes, if any host got there."""
+    results: dict[str, list[StepResult]] = {h.name: [] for h in hosts}
+    errors: dict[str, tuple[str, str]] = {}
+    full: list[fleet.Outcome[HostStatus]] = []
+    for step in STEPS:
+        alive = [h for h in hosts if h.name not in errors and all(r.ok for r in results[h.name])]
+        ready = [h for h in alive if not any(r.state == WOULD for r in results[h.name])]
+        for h in alive:
+            if h not in ready:  # --dry: an earlier step would act first, this one cannot be planned yet
+                results[h.name].append(StepResult(step, WOULD, f"{STEP_LABELS[step]}, after the steps above"))
+        if not ready:
+            continue
+        outcomes, status = run_step(c, step, ready, act=act, prompter=prompter, min_free=min_free, timeout=timeout,
+                                    label=f"boot.all: {step}")
+        full = status or full
+        for o in outcomes:
+            if o.value is None:
+                errors[o.host.name] = (step, o.error or o.kind)
+            else:
+                results[o.host.name].append(o.value)
+    return [HostBoot(h.name, tuple(results[h.name]), errors.get(h.name)) for h in hosts], full

@@ -1,0 +1,1 @@
+"""Disk: where the space goes on each hypervisor (/, /srv, Docker, projects)."""
