@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 import sys
 
-from invoke import Argument, Executor
-from invoke.config import merge_dicts
 from fabric import Config as FabricConfig
 from fabric.main import Fab
+from invoke import Argument, Executor
+from invoke.config import merge_dicts
 
 from aegir import __version__
 
@@ -45,10 +45,10 @@ class AegirProgram(Fab):
     def core_args(self) -> list[Argument]:
         args = super().core_args()
         for arg in args:
-            if arg.name == "hosts":
+            if "hosts" in arg.names:
                 arg.help = ("Comma-separated inventory hosts, groups, or user@host:port "
                             "(default: the task's targets, usually every host).")
-            if arg.name == "dry":
+            if "dry" in arg.names:
                 arg.help = "Show what would be done (facts are still read); change nothing."
         args.append(Argument(
             names=("inventory",),

@@ -19,7 +19,6 @@ from aegir.sh import Cmd, shell
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
-
     from invoke.runners import Result
 
     from aegir.inventory import Host
@@ -196,7 +195,7 @@ def _make_adapter_classes() -> tuple[type, type, type]:
             self.command = command
             self.timeout = timeout
             self.maxsize = maxsize
-            self.pools = urllib3._collections.RecentlyUsedContainer(4, dispose_func=lambda p: p.close())
+            self.pools: Any = urllib3._collections.RecentlyUsedContainer(4, dispose_func=lambda p: p.close())
             self._lock = threading.Lock()
             super().__init__()
 

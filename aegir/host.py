@@ -13,8 +13,9 @@ import dataclasses
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aegir import sh
 from aegir.errors import HostKeyError, UnreachableError
@@ -107,7 +108,7 @@ class _RefuseUnknown:
     def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
         addr = self.host.address or self.host.name
         port = self.host.port
-        scan = f"ssh-keyscan {'-p %d ' % port if port != 22 else ''}{addr}"
+        scan = f"ssh-keyscan {f'-p {port} ' if port != 22 else ''}{addr}"
         raise HostKeyError(
             f"unknown SSH host key {key.get_name()} {key.fingerprint} for {hostname}, "
             f"not in {self.known_hosts}; check that fingerprint out of band, then accept it "
@@ -151,8 +152,12 @@ def open_context(c: "Context", host: Host) -> HostContext:
 
 
 def _connect(conn: Any, host: Host) -> None:
-    from paramiko.ssh_exception import (AuthenticationException, BadHostKeyException,
-                                        NoValidConnectionsError, SSHException)
+    from paramiko.ssh_exception import (
+        AuthenticationException,
+        BadHostKeyException,
+        NoValidConnectionsError,
+        SSHException,
+    )
 
     where = host.ssh_target
     known_hosts = os.path.expanduser(host.known_hosts)
@@ -169,9 +174,9 @@ def _connect(conn: Any, host: Host) -> None:
     except AuthenticationException as exc:
         raise UnreachableError(f"SSH authentication failed for {where}: {exc}", host=host.name) from None
     except NoValidConnectionsError as exc:
-        reasons = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
+        reasons = "; ".join(sorted({getattr(e, 'strerror', None) or str(e) for e in exc.errors.values()}))
         raise UnreachableError(f"cannot connect to {where}: {reasons}", host=host.name) from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise UnreachableError(f"cannot connect to {where}: timed out after {conn.connect_timeout}s",
                                host=host.name) from None
     except (socket.gaierror, OSError, SSHException, EOFError) as exc:

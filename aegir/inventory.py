@@ -22,15 +22,16 @@ import ipaddress
 import os
 import re
 import shlex
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
-import yaml
-
+from aegir import yamldoc
 from aegir.errors import InventoryError, TargetError
 from aegir.sh import NAME_RE
+from aegir.yamldoc import YamlError
 
 IPv4 = ipaddress.IPv4Address
 IPv6 = ipaddress.IPv6Address
@@ -273,40 +274,10 @@ def parse(text: str, path: str = "hosts.yml") -> Inventory:
 
 def _read_yaml(text: str, path: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        what = exc.problem or exc.context or "invalid YAML"
-        raise InventoryError(path, line, f"invalid YAML: {what}") from None
-    except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError) as exc:
-        raise InventoryError(path, None, f"invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _walk(node, (), lines, path, depth=0)
-    return data, lines
-
-
-def _walk(node: yaml.Node, here: tuple[Any, ...], lines: dict, path: str, depth: int) -> None:
-    if depth > 20:
-        return
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        for k, v in node.value:
-            if not isinstance(k, yaml.ScalarNode) or k.value == "<<":
-                continue
-            key = k.value
-            line = k.start_mark.line + 1
-            if key in seen:
-                raise InventoryError(path, line, f"duplicate key {key!r} (first written at line {seen[key]})")
-            seen[key] = line
-            lines[(*here, key)] = line
-            _walk(v, (*here, key), lines, path, depth + 1)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            lines[(*here, i)] = v.start_mark.line + 1
-            _walk(v, (*here, i), lines, path, depth + 1)
+        doc = yamldoc.load(text)
+    except YamlError as exc:
+        raise InventoryError(path, exc.line, exc.problem) from None
+    return doc.data, doc.lines
 
 
 @dataclass
@@ -480,7 +451,8 @@ class _Validator:
         items = v if isinstance(v, list) else [v]
         out = []
         for i, item in enumerate(items):
-            a = self.addr({key: item}, key, kind, name, lambda k: (*where(k), i) if isinstance(v, list) else where(k))
+            a = self.addr({key: item}, key, kind, name,
+                          lambda k: (*where(k), i) if isinstance(v, list) else where(k))  # noqa: B023 - called at once
             if a in out:
                 raise self.fail(where(key), f"{name}: {key} lists {a} twice")
             out.append(a)
@@ -520,12 +492,12 @@ class _Validator:
                         raise self.fail(("hosts", h.name, key), f"{h.name}: {key} {a} is already {other}'s {okey}")
                     owner[a] = (h.name, key)
         with_prefix = [h for h in hosts if h.ipv6_prefix is not None]
-        for i, a in enumerate(with_prefix):
-            for b in with_prefix[i + 1:]:
-                if a.ipv6_prefix.overlaps(b.ipv6_prefix):  # type: ignore[union-attr]
+        for i, first in enumerate(with_prefix):
+            for second in with_prefix[i + 1:]:
+                if first.ipv6_prefix.overlaps(second.ipv6_prefix):  # type: ignore[union-attr,arg-type]
                     raise self.fail(
-                        ("hosts", b.name, "ipv6_prefix"),
-                        f"{b.name}: ipv6_prefix {b.ipv6_prefix} overlaps {a.name}'s {a.ipv6_prefix}",
+                        ("hosts", second.name, "ipv6_prefix"),
+                        f"{second.name}: ipv6_prefix {second.ipv6_prefix} overlaps {first.name}'s {first.ipv6_prefix}",
                     )
         locals_ = [h.name for h in hosts if h.is_local]
         if len(locals_) > 1:

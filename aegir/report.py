@@ -12,9 +12,10 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, is_dataclass
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, TextIO
 
 FORMATS = ("table", "json")
 FORMAT_HELP = "Output format: 'table' (default) or 'json'."
@@ -43,6 +44,18 @@ def human(n: int | float | None) -> str:
             return f"{size:.1f}{unit}" if abs(size) < 10 else f"{size:.0f}{unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def age(seconds: float | None) -> str | None:
+    """A duration as one short word, rounded down: ``age(93784) == '1d'``, ``age(3700) == '1h'``,
+    ``age(59) == '59s'``. None -> None (unknown)."""
+    if seconds is None:
+        return None
+    s = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

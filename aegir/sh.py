@@ -11,8 +11,9 @@ from __future__ import annotations
 import io
 import re
 import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from aegir.errors import AegirError, CommandError, UnreachableError
 
@@ -200,6 +201,7 @@ def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True, stream: bool =
             raise UnreachableError(f"SSH connection lost while running `{cmd.line}`: "
                                    f"{exc or type(exc).__name__}", host=host) from None
         raise
+    assert result is not None  # warn=True: Invoke returns the Result of a failed command too
     if check and result.exited != 0:
         raise CommandError(host, cmd.line, result.exited, mask(result.stderr, secrets))
     return result

@@ -38,10 +38,10 @@ sys.path.insert(0, str(REPO))
 
 from invoke import Context  # noqa: E402
 
-from aegir.host import HostContext, open_context  # noqa: E402
 from aegir.cli import AegirConfig  # noqa: E402
-from aegir.inventory import Host, load  # noqa: E402
 from aegir.compose.status import gather_status  # noqa: E402
+from aegir.host import HostContext, open_context  # noqa: E402
+from aegir.inventory import Host, load  # noqa: E402
 
 REPEAT = 5
 PROJECTS = 30

@@ -85,3 +85,24 @@ def test_connect_timeout_flag_reaches_ssh_and_a_dead_raw_target_is_an_unreachabl
     [row] = json.loads(res.stdout)["hosts"]
     assert row["status"] == "unreachable"
     assert row["error"] == f"cannot connect to root@127.0.0.1:{port}: Connection refused"
+
+
+def test_core_help_shows_aegirs_own_text_for_h():
+    out = " ".join(run_inv("--help").stdout.split())
+    assert "Comma-separated inventory hosts, groups, or user@host:port" in out
+    assert "Comma-separated host name(s) to execute tasks against" not in out  # Fabric's stock line
+
+
+def test_every_task_with_a_format_takes_it_as_f():
+    from aegir.tasks import namespace
+
+    with_format = []
+    for name in namespace.task_names:
+        task = namespace[name]
+        args = {a.name: a for a in task.get_arguments()}
+        if "format" in args:
+            with_format.append(name)
+            # update.apply spells every flag out (no -y, no -f for --force by a slip of the finger)
+            short = ("f",) if task.auto_shortflags else ()
+            assert args["format"].names == ("format", *short), (name, args["format"].names)
+    assert len(with_format) >= 20, with_format  # every report, every action

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from aegir.compose.cli import LABEL_PROJECT, LABEL_SERVICE, LABEL_WORKING_DIR
+from aegir.compose.state import LABEL_PROJECT, LABEL_SERVICE, LABEL_WORKING_DIR
 from tests.helpers import REPO, run_inv
 from tests.lab import Lab, LabHost
 

@@ -37,7 +37,7 @@ def test_every_host_reports_the_sizes_written_into_its_srv(lab):
     for n, name in enumerate(["hyp1", "hyp2", "hyp3"], start=1):
         hyp[name].write(f"apps/blob{n}/data/file", n * MiB)
         hyp[name].write(f"apps/blob{n}/wal/binlog", n * 100 * 1024)
-        hyp[name].write(f"core/front/conf/traefik.yml", "entryPoints: {}\n")
+        hyp[name].write("core/front/conf/traefik.yml", "entryPoints: {}\n")
 
     res, data = report(lab)
     assert res.returncode == 0, res.stderr

@@ -6,9 +6,9 @@ import pytest
 from invoke import Context
 
 from aegir import inventory
-from aegir.host import open_context
 from aegir.cli import AegirConfig
 from aegir.docker import DockerUnavailable
+from aegir.host import open_context
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import pytest
 from invoke import Context
 
 from aegir import fleet
-from aegir.host import HostContext
 from aegir.cli import AegirConfig
 from aegir.errors import AegirError
+from aegir.host import HostContext
 from aegir.inventory import Host
 from aegir.sh import Cmd
 

@@ -24,8 +24,9 @@ argv, the environment, a log or an error message.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from aegir.errors import AegirError
 from aegir.layout import SRV_FOLDERS

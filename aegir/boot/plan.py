@@ -17,13 +17,13 @@ from __future__ import annotations
 import configparser
 import posixpath
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
-from aegir.errors import AegirError, RefusedError
-from aegir.layout import SRV_FOLDERS
 from aegir.boot.facts import DataRoot, Listing, LuksMapping, Mount, luks_open_cmd, luks_test_cmd
+from aegir.errors import AegirError, RefusedError
 from aegir.inventory import Host
+from aegir.layout import SRV_FOLDERS
 from aegir.report import human
 from aegir.sh import Cmd, shell
 
@@ -86,7 +86,7 @@ def plan_unlock(host: Host, is_luks: bool | None, mapping: LuksMapping | None, *
         return UnlockPlan("test", f"check the passphrase of {device}; activate nothing",
                           luks_test_cmd(device).line)
     if mapping is not None and mapping.active:
-        warnings = ()
+        warnings: tuple[str, ...] = ()
         if mapping.device and mapping.device != device:
             warnings = (f"mapping {host.luks_name} is open on {mapping.device}, "
                         f"the inventory says {device}",)
@@ -131,7 +131,7 @@ def plan_mount(host: Host, facts: SrvFacts) -> MountPlan:
                            "run boot.unlock first", host=host.name)
     if not facts.listing.exists:
         raise RefusedError(f"the mount point {srv} does not exist", host=host.name)
-    warnings = ()
+    warnings: tuple[str, ...] = ()
     if facts.listing.entries:
         warnings = (f"{srv} already holds {facts.listing.entries} entries on the root disk "
                     "(written while it was not mounted?); the mount will hide them",)

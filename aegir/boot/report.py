@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from aegir import fleet
 from aegir.boot.plan import FAILED, WOULD, CheckItem, StepResult, blocking
@@ -12,7 +13,7 @@ from aegir.report import emit, table
 
 
 def _rows(outcomes: Sequence[fleet.Outcome[StepResult]], step: str) -> list[list[Any]]:
-    rows = []
+    rows: list[list[Any]] = []
     for o in outcomes:
         r = o.value
         if r is None:
@@ -64,7 +65,7 @@ def all_json(boots: Sequence[HostBoot], full: Sequence[fleet.Outcome[HostStatus]
 
 def check_table(outcomes: Sequence[fleet.Outcome[tuple[CheckItem, ...]]]) -> str:
     """``boot.check``: one row per host and check item, failures in capitals."""
-    rows = [[o.host.name, i.name, i.status if i.status == "ok" else i.status.upper(), i.detail]
+    rows: list[list[Any]] = [[o.host.name, i.name, i.status if i.status == "ok" else i.status.upper(), i.detail]
             for o in outcomes if o.value for i in o.value]
     rows += [[o.host.name, None, o.kind.upper(), o.error] for o in outcomes if o.value is None]
     return table(["HOST", "CHECK", "RESULT", "DETAIL"], rows)

@@ -21,8 +21,9 @@ import io
 import os
 import sys
 import termios
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import TextIO
 
 from aegir.errors import RefusedError
 

@@ -7,17 +7,58 @@ The single tasks (``boot.mount``...) and ``boot.all`` go through the same
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from aegir import fleet
-from aegir.boot.facts import (EXIT_WRONG_PASSPHRASE, DataRoot, cat_cmd, daemon_json_cmd, findmnt_cmd, fstab_cmd,
-                              is_luks_cmd, listing_cmd, losetup_cmd, luks_open_cmd, luks_status_cmd, luks_test_cmd,
-                              parse_cat, parse_daemon_json, parse_docker_info, parse_findmnt, parse_is_luks,
-                              parse_listing, parse_losetup, parse_luks_status)
-from aegir.boot.plan import (DONE, FAILED, MIN_FREE_PERCENT, OK, SKIPPED, STEPS, WOULD, CheckItem, SrvFacts, StepResult, blocking,
-                             check_items, check_started, guard_dropin, guard_paths, guard_problems, plan_docker,
-                             plan_guard, plan_mount, plan_unlock, verdict, verify_cmd, verify_problems)
+from aegir.boot.facts import (
+    EXIT_WRONG_PASSPHRASE,
+    DataRoot,
+    cat_cmd,
+    daemon_json_cmd,
+    findmnt_cmd,
+    fstab_cmd,
+    is_luks_cmd,
+    listing_cmd,
+    losetup_cmd,
+    luks_open_cmd,
+    luks_status_cmd,
+    luks_test_cmd,
+    parse_cat,
+    parse_daemon_json,
+    parse_docker_info,
+    parse_findmnt,
+    parse_is_luks,
+    parse_listing,
+    parse_losetup,
+    parse_luks_status,
+)
+from aegir.boot.plan import (
+    DONE,
+    FAILED,
+    MIN_FREE_PERCENT,
+    OK,
+    SKIPPED,
+    STEPS,
+    WOULD,
+    CheckItem,
+    SrvFacts,
+    StepResult,
+    blocking,
+    check_items,
+    check_started,
+    guard_dropin,
+    guard_paths,
+    guard_problems,
+    plan_docker,
+    plan_guard,
+    plan_mount,
+    plan_unlock,
+    verdict,
+    verify_cmd,
+    verify_problems,
+)
 from aegir.boot.secrets import Prompter, retry
 from aegir.compose.status import HostStatus, gather_status
 from aegir.docker import DockerUnavailable, dockerd_cmd, dockerd_running, parse_dockerd, running_info
@@ -138,8 +179,8 @@ def unlock_step(hc: HostContext, *, test: bool, prompter: Prompter | None) -> St
     if test:
         return StepResult("unlock", OK, f"the passphrase opens {device} (try {tries} of {prompter.tries}); "
                           "nothing activated", (plan.command or "",))
-    r = hc.run(luks_status_cmd(host.luks_name), check=False)
-    if not parse_luks_status(host.luks_name, r.stdout, r.stderr, r.exited).active:
+    status = hc.run(luks_status_cmd(host.luks_name), check=False)
+    if not parse_luks_status(host.luks_name, status.stdout, status.stderr, status.exited).active:
         raise AegirError(f"cryptsetup accepted the passphrase but {host.luks_name} is not active", host=host.name)
     return StepResult("unlock", DONE, f"opened {device} as /dev/mapper/{host.luks_name}", (plan.command or "",))
 

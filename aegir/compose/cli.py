@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from aegir.errors import AegirError
 from aegir.sh import Cmd, check_name, shell
@@ -34,10 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from aegir.host import HostContext
 
 #: Labels Compose puts on every container it creates.
-LABEL_PROJECT = "com.docker.compose.project"
-LABEL_WORKING_DIR = "com.docker.compose.project.working_dir"
-LABEL_SERVICE = "com.docker.compose.service"
-LABEL_ONEOFF = "com.docker.compose.oneoff"
 
 
 class ComposeMissing(AegirError):

@@ -1,4 +1,4 @@
-"""Compose projects on a host: discovery (one round trip), containers (one API call), status.
+"""Compose projects on a host: which there are (one round trip), and choosing among them by name.
 
 * **Discovery** -- `discover_cmd` lists every project folder under
   ``SRV/core``, ``SRV/apps`` and ``SRV/users`` (a folder holding
@@ -7,13 +7,6 @@
   one shell round trip; `parse_discovery` turns that into `Project`s plus
   warnings (folder without a compose file, several compose files, a ``name:``
   that differs from the folder, a folder Compose would rename).
-* **Containers** -- `parse_containers` reads the Docker API's container list
-  (``GET /containers/json?all=1``, one call per host for every project): each
-  Compose container carries ``com.docker.compose.project.working_dir``, which
-  ties it to its folder whatever ``-p`` or ``name:`` said.
-* **Status** -- `project_status` compares what a project's compose file
-  expects with its containers; `find_orphans` lists Compose projects whose
-  folder is outside the project folders or gone.
 
 Everything here is pure (text or dicts in, frozen dataclasses out) and is
 unit-tested on recorded output in tests/unit/data/compose_*.
@@ -26,15 +19,15 @@ import binascii
 import io
 import re
 import tarfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-import yaml
-
-from aegir.compose.cli import LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, LABEL_WORKING_DIR
+from aegir import yamldoc
 from aegir.errors import AegirError
-from aegir.sh import Cmd, check_name, shell
 from aegir.layout import PROJECT_KINDS
+from aegir.sh import Cmd, check_name, shell
+from aegir.yamldoc import YamlError
 
 #: Compose's own order of preference when a folder holds several files.
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
@@ -279,22 +272,13 @@ def parse_compose_spec(text: str) -> ComposeSpec:
     Services with ``profiles:`` are left out: a plain ``up`` does not start them.
     """
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        return ComposeSpec(error=f"{mark.line + 1 if mark else '?'}: invalid YAML: {exc.problem or exc.context}")
-    except yaml.YAMLError as exc:
-        return ComposeSpec(error=f"?: invalid YAML: {exc}")
-    if data is None:
-        data = {}
+        doc = yamldoc.load(text)
+    except YamlError as exc:
+        return ComposeSpec(error=str(exc))
+    data = {} if doc.data is None else doc.data
     if not isinstance(data, dict):
         return ComposeSpec(error="1: the top level is not a mapping")
-    name_line = None
-    if isinstance(node, yaml.MappingNode):
-        for k, _ in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.value == "name":
-                name_line = k.start_mark.line + 1
+    name_line = doc.lines.get(("name",))
     raw = data.get("services") or {}
     if not isinstance(raw, dict):
         return ComposeSpec(error="?: 'services' is not a mapping")
@@ -304,7 +288,7 @@ def parse_compose_spec(text: str) -> ComposeSpec:
         if svc.get("profiles"):
             continue
         replicas = 1
-        deploy = svc.get("deploy") if isinstance(svc.get("deploy"), dict) else {}
+        deploy: dict[str, Any] = svc["deploy"] if isinstance(svc.get("deploy"), dict) else {}
         for value in (deploy.get("replicas"), svc.get("scale")):
             if isinstance(value, int) and not isinstance(value, bool):
                 replicas = value
@@ -376,193 +360,3 @@ def warnings_about(disc: Discovery, chosen: Sequence[Project], kinds: Sequence[s
         if kind not in PROJECT_KINDS or f"{kind}/{folder}" in paths or (all_of_kinds and kind in kinds):
             out.append(w)
     return tuple(out)
-
-
-# --------------------------------------------------------------------------- containers
-
-
-@dataclass(frozen=True)
-class Container:
-    """A Compose container, as one row of the Docker API's container list."""
-
-    id: str
-    name: str
-    project: str  # com.docker.compose.project
-    working_dir: str  # com.docker.compose.project.working_dir
-    service: str
-    state: str  # running, exited, restarting, created, paused, dead, removing
-    health: str = ""  # healthy, unhealthy, starting, ""
-    exit_code: int | None = None
-    image_id: str = ""
-    oneoff: bool = False
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-
-_EXIT_RE = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")
-_HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)")
-
-
-def parse_containers(rows: Iterable[Mapping[str, Any]]) -> tuple[Container, ...]:
-    """Read ``client.api.containers(all=True, filters={"label": LABEL_PROJECT})``.
-
-    The list endpoint has no exit code or health field: both come from its
-    ``Status`` text (``Exited (137) 2 minutes ago``, ``Up 5 minutes (unhealthy)``).
-    """
-    out = []
-    for r in rows:
-        labels = r.get("Labels") or {}
-        if LABEL_PROJECT not in labels:
-            continue
-        status = str(r.get("Status") or "")
-        m = _EXIT_RE.match(status)
-        h = _HEALTH_RE.search(status)
-        names = r.get("Names") or []
-        out.append(Container(
-            id=str(r.get("Id") or "")[:12],
-            name=(names[0].lstrip("/") if names else ""),
-            project=labels.get(LABEL_PROJECT, ""),
-            working_dir=labels.get(LABEL_WORKING_DIR, ""),
-            service=labels.get(LABEL_SERVICE, ""),
-            state=str(r.get("State") or "").lower(),
-            health=("starting" if h.group(1) == "health: starting" else h.group(1)) if h else "",
-            exit_code=int(m.group(1)) if m else None,
-            image_id=str(r.get("ImageID") or ""),
-            oneoff=str(labels.get(LABEL_ONEOFF, "False")).lower() == "true",
-        ))
-    return tuple(sorted(out, key=lambda c: (c.working_dir, c.service, c.name)))
-
-
-def image_created(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """``client.api.images()`` -> image ID -> creation time (Unix seconds)."""
-    return {str(r.get("Id")): int(r.get("Created") or 0) for r in rows if r.get("Id")}
-
-
-# --------------------------------------------------------------------------- status
-
-
-#: Project states; only "up" and "empty" are fine.
-STATES = ("up", "empty", "unhealthy", "partial", "down", "error")
-
-
-@dataclass(frozen=True)
-class ProjectStatus:
-    """One project's health: services running/expected, problems, age of its oldest image."""
-
-    kind: str
-    name: str
-    dir: str
-    state: str  # one of STATES
-    expected: tuple[str, ...]
-    running: tuple[str, ...]
-    problems: tuple[str, ...] = ()
-    containers: int = 0
-    image_age: int | None = None  # seconds since the oldest image in use was built
-
-    @property
-    def ok(self) -> bool:
-        return self.state in ("up", "empty")
-
-    @property
-    def path(self) -> str:
-        return f"{self.kind}/{self.name}"
-
-    @property
-    def services(self) -> str:
-        """``running/expected``, e.g. ``2/3``."""
-        return f"{len(self.running)}/{len(self.expected)}"
-
-
-def project_status(p: Project, containers: Sequence[Container], images: Mapping[str, int], now: float) -> ProjectStatus:
-    """Compare what `p`'s compose file expects with its containers (matched by working dir).
-
-    A service counts as running when all its replicas run; "down" means no expected service runs at all.
-    """
-    mine = [c for c in containers if c.working_dir == p.dir and not c.oneoff]
-    expected = p.expected
-    wanted = {s.name: s.replicas for s in p.services}
-    up = {s: sum(1 for c in mine if c.service == s and c.running) for s in expected}
-    running = tuple(s for s in expected if up[s] >= wanted[s])  # every replica runs
-    problems: list[str] = []
-    if p.error:
-        problems.append(p.error)
-    sick = False
-    for c in mine:
-        if c.state == "restarting":
-            problems.append(f"{c.service} restarting (exit {c.exit_code})")
-            sick = True
-        elif c.running and c.health == "unhealthy":
-            problems.append(f"{c.service} unhealthy")
-            sick = True
-        elif c.state in ("exited", "dead"):
-            problems.append(f"{c.service} exited ({c.exit_code})" if c.exit_code is not None else f"{c.service} {c.state}")
-        elif not c.running:
-            problems.append(f"{c.service} {c.state}")
-        if not p.error and c.service not in {s.name for s in p.services}:
-            problems.append(f"{c.service}: not in {p.file}")
-    for s in expected:
-        if not any(c.service == s for c in mine):
-            problems.append(f"{s} missing")
-        elif 0 < up[s] < wanted[s]:
-            problems.append(f"{s} {up[s]}/{wanted[s]} replicas running")
-    created = [images[c.image_id] for c in mine if c.image_id in images]
-    age = int(now - min(created)) if created else None
-    if p.error:
-        state = "error"
-    elif not expected:
-        state = "empty" if not any(c.running for c in mine) else "up"
-    elif not any(up.values()):
-        state = "down"
-    elif len(running) < len(expected):
-        state = "partial"
-    elif sick:
-        state = "unhealthy"
-    else:
-        state = "up"
-    return ProjectStatus(p.kind, p.folder, p.dir, state, expected, running, tuple(dict.fromkeys(problems)),
-                         len(mine), age)
-
-
-@dataclass(frozen=True)
-class Orphan:
-    """A Compose project with containers whose folder is not a project folder under /srv."""
-
-    project: str
-    working_dir: str
-    reason: str  # "outside SRV/{core,apps,users}" | "folder gone" | "no working_dir label"
-    running: int
-    containers: int
-
-
-def find_orphans(discovery: Discovery, containers: Sequence[Container]) -> tuple[Orphan, ...]:
-    """Compose projects whose working dir is outside ``SRV/{core,apps,users}/*`` or no longer a project."""
-    known = {p.dir for p in discovery.projects}
-    srv = discovery.srv.rstrip("/")
-    groups: dict[tuple[str, str], list[Container]] = {}
-    for c in containers:
-        if c.working_dir not in known:
-            groups.setdefault((c.project, c.working_dir), []).append(c)
-    out = []
-    for (project, wd), cs in sorted(groups.items()):
-        parts = wd[len(srv) + 1:].split("/") if wd.startswith(srv + "/") else []
-        if not wd:
-            reason = "no working_dir label"
-        elif len(parts) == 2 and parts[0] in PROJECT_KINDS:
-            reason = "folder gone"
-        else:
-            reason = f"outside {srv}/{{{','.join(PROJECT_KINDS)}}}"
-        out.append(Orphan(project, wd, reason, sum(1 for c in cs if c.running), len(cs)))
-    return tuple(out)
-
-
-def age_text(seconds: int | None) -> str | None:
-    """``93784`` -> ``'1d'``; minutes under an hour, hours under a day, then days."""
-    if seconds is None:
-        return None
-    s = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{s // size}{unit}"
-    return f"{s}s"

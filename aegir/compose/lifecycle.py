@@ -1,6 +1,6 @@
 """Compose lifecycle on one host: plan (exact commands), act (bounded parallel), verify (Docker API).
 
-`plan_apps`/`plan_core` turn names into `Step`s (one Compose command each,
+`plan_apps`/`plan_core` turn names into `Action`s (one Compose command each,
 from `aegir.compose.cli`); `host_actions` shows them (``--dry``) or has
 `run_steps` run them, several projects at once up to a bound (or one after
 the other, stopping at the first failure, for core); `verify` reads the
@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from aegir.compose import cli as compose
+from aegir.compose.discovery import Project, name_clashes, select, warnings_about
+from aegir.compose.state import ProjectContainer, project_status
+from aegir.compose.status import HostStatus, containers, discover, gather_status, missing_everywhere, warning_lines
 from aegir.errors import AegirError, RefusedError
-from aegir.compose.discovery import Container, Project, name_clashes, project_status, select, warnings_about
 from aegir.host import as_run
 from aegir.report import table
 from aegir.sh import Cmd
-from aegir.compose.status import HostStatus, containers, discover, gather_status, missing_everywhere, warning_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.fleet import Outcome
@@ -43,7 +45,7 @@ FRONT = "front"
 
 
 @dataclass(frozen=True)
-class Step:
+class Action:
     """One Compose command for one project."""
 
     project: Project
@@ -53,7 +55,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class StepResult:
+class ActionResult:
     """What one step did: ``planned``, ``done``, ``failed`` or ``skipped``; the state after, and why."""
 
     project: str  # kind/folder
@@ -73,7 +75,7 @@ class HostActions:
     """The steps of one host, in plan order, and the names it does not have."""
 
     host: str
-    rows: tuple[StepResult, ...]
+    rows: tuple[ActionResult, ...]
     missing: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -93,8 +95,8 @@ def _shown(hc: "HostContext", cmd: Cmd) -> str:
 
 
 def build_step(hc: "HostContext", p: Project, action: str, services: Sequence[str] = (), *,
-               ignore_failures: bool = False) -> Step:
-    """The `Step` for `action` on `p` with the host's Compose flavour."""
+               ignore_failures: bool = False) -> Action:
+    """The `Action` for `action` on `p` with the host's Compose flavour."""
     fl = compose.flavour(hc)
     dh = hc.host.docker_host
     if action == "up":
@@ -108,7 +110,7 @@ def build_step(hc: "HostContext", p: Project, action: str, services: Sequence[st
                                   timeout=1800)
     else:  # pragma: no cover - callers pass ACTIONS
         raise ValueError(action)
-    return Step(p, action, cmd, tuple(services))
+    return Action(p, action, cmd, tuple(services))
 
 
 def check_core_up(hc: "HostContext") -> HostStatus:
@@ -122,7 +124,7 @@ def check_core_up(hc: "HostContext") -> HostStatus:
 
 
 def plan_apps(hc: "HostContext", names: Sequence[str], action: str, services: Sequence[str] = (), *,
-              ignore_failures: bool = False) -> tuple[list[Step], tuple[str, ...]]:
+              ignore_failures: bool = False) -> tuple[list[Action], tuple[str, ...]]:
     """Steps for apps.* on `hc`: the named apps/users projects, and the names `hc` lacks.
 
     A name that designates a core project is refused: core projects are
@@ -147,7 +149,7 @@ def _refuse_clashes(hc: "HostContext", projects: Sequence[Project], chosen: Sequ
                            "would recreate or remove the other's containers; rename one folder", host=hc.name)
 
 
-def plan_core(hc: "HostContext") -> list[Step]:
+def plan_core(hc: "HostContext") -> list[Action]:
     """``up -d`` for every core project of `hc`, ``front`` first."""
     disc = discover(hc)
     core = core_order([p for p in disc.projects if p.kind == "core"])
@@ -155,9 +157,9 @@ def plan_core(hc: "HostContext") -> list[Step]:
     return [build_step(hc, p, "up") for p in core]
 
 
-def planned(hc: "HostContext", steps: Sequence[Step]) -> tuple[StepResult, ...]:
+def planned(hc: "HostContext", steps: Sequence[Action]) -> tuple[ActionResult, ...]:
     """The plan as rows (``--dry``): each step's exact command."""
-    return tuple(StepResult(s.project.path, s.action, _shown(hc, s.cmd), "planned") for s in steps)
+    return tuple(ActionResult(s.project.path, s.action, _shown(hc, s.cmd), "planned") for s in steps)
 
 
 # --------------------------------------------------------------------------- acting
@@ -198,7 +200,7 @@ def _images_of(hc: "HostContext", p: Project) -> dict[str, str]:
 
 
 def _started(hc: "HostContext", p: Project, services: Sequence[str],
-             found: Sequence[Container] | None = None) -> dict[str, str]:
+             found: Sequence[ProjectContainer] | None = None) -> dict[str, str]:
     """StartedAt of `p`'s containers (of `services`), among `found` (default: listed now)."""
     api = hc.docker().api
     out = {}
@@ -208,30 +210,30 @@ def _started(hc: "HostContext", p: Project, services: Sequence[str],
     return out
 
 
-def _before(hc: "HostContext", step: Step) -> _Before:
+def _before(hc: "HostContext", step: Action) -> _Before:
     started = _started(hc, step.project, step.services) if step.action == "restart" else {}
     images = _images_of(hc, step.project) if step.action == "pull" else {}
     return _Before(started, images)
 
 
-def run_step(hc: "HostContext", step: Step) -> StepResult:
+def run_step(hc: "HostContext", step: Action) -> ActionResult:
     """Run one step and verify it through the Docker API."""
     line = _shown(hc, step.cmd)
     try:
         before = _before(hc, step)
         result = hc.run(step.cmd, check=False)
     except AegirError as exc:
-        return StepResult(step.project.path, step.action, line, "failed", detail=exc.message)
+        return ActionResult(step.project.path, step.action, line, "failed", detail=exc.message)
     if result.exited != 0:
         tail = [ln.strip() for ln in result.stderr.strip().splitlines() if ln.strip()]
         state = _state(hc, step.project)
-        return StepResult(step.project.path, step.action, line, "failed", state,
+        return ActionResult(step.project.path, step.action, line, "failed", state,
                           f"exited {result.exited}: {tail[-1] if tail else 'no message'}")
     ok, state, detail = verify(hc, step, before)
     ignored = [ln.strip() for ln in result.stderr.splitlines() if " Error " in ln or ln.strip().startswith("Error")]
     if step.action == "pull" and ignored:  # --ignore-pull-failures: say what was ignored
         detail += f"; ignored: {ignored[-1]}"
-    return StepResult(step.project.path, step.action, line, "done" if ok else "failed", state, detail)
+    return ActionResult(step.project.path, step.action, line, "done" if ok else "failed", state, detail)
 
 
 def _state(hc: "HostContext", p: Project) -> str:
@@ -239,7 +241,7 @@ def _state(hc: "HostContext", p: Project) -> str:
     return f"{s.state} {s.services}"
 
 
-def verify(hc: "HostContext", step: Step, before: _Before, *, settle: float = SETTLE_SECONDS) -> tuple[bool, str, str]:
+def verify(hc: "HostContext", step: Action, before: _Before, *, settle: float = SETTLE_SECONDS) -> tuple[bool, str, str]:
     """Did `step` reach its promised state? (ok, state, detail), read through the Docker API."""
     p = step.project
     deadline = time.monotonic() + settle
@@ -275,8 +277,8 @@ def verify(hc: "HostContext", step: Step, before: _Before, *, settle: float = SE
         time.sleep(0.5)
 
 
-def run_steps(hc: "HostContext", steps: Sequence[Step], *, parallel: int = 4, stop_on_failure: bool = False,
-              runner: Callable[["HostContext", Step], StepResult] | None = None) -> tuple[StepResult, ...]:
+def run_steps(hc: "HostContext", steps: Sequence[Action], *, parallel: int = 4, stop_on_failure: bool = False,
+              runner: Callable[["HostContext", Action], ActionResult] | None = None) -> tuple[ActionResult, ...]:
     """Run `steps` with `runner` (default `run_step`): up to `parallel` at once, results in plan order.
 
     With `stop_on_failure` (core start-up) the steps run one by one and those
@@ -284,11 +286,11 @@ def run_steps(hc: "HostContext", steps: Sequence[Step], *, parallel: int = 4, st
     """
     runner = runner or run_step
     if stop_on_failure:
-        out: list[StepResult] = []
+        out: list[ActionResult] = []
         failed_at: str | None = None
         for s in steps:
             if failed_at:
-                out.append(StepResult(s.project.path, s.action, _shown(hc, s.cmd), "skipped",
+                out.append(ActionResult(s.project.path, s.action, _shown(hc, s.cmd), "skipped",
                                       detail=f"not started: {failed_at} failed"))
                 continue
             out.append(runner(hc, s))
@@ -338,7 +340,7 @@ def actions_failed(outcomes: Sequence["Outcome[HostActions]"]) -> bool:
     return any(o.value is not None and not o.value.ok for o in outcomes) or bool(missing_everywhere(outcomes))
 
 
-def host_actions(hc: "HostContext", plan: Callable[[], tuple[list[Step], tuple[str, ...]]], *, dry: bool,
+def host_actions(hc: "HostContext", plan: Callable[[], tuple[list[Action], tuple[str, ...]]], *, dry: bool,
                  parallel: int = 4, stop_on_failure: bool = False) -> HostActions:
     """Plan on `hc`, then show it (`dry`) or run and verify it."""
     steps, missing = plan()

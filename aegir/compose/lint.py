@@ -33,17 +33,20 @@ from __future__ import annotations
 import io
 import ipaddress
 import re
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from aegir import yamldoc
 from aegir.compose import cli as compose
-from aegir.layout import PROJECT_KINDS
 from aegir.compose.discovery import ENV_FILE, Project, select, warnings_about
-from aegir.report import table
 from aegir.compose.status import discover, missing_everywhere, warning_lines
+from aegir.layout import PROJECT_KINDS
+from aegir.report import table
+from aegir.yamldoc import YamlError
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.fleet import Outcome
@@ -303,12 +306,10 @@ def lint_texts(compose_file: str, compose_text: str, env_file: str, env_text: st
     found: list[Finding] = []
     env = parse_env(env_text) if env_text is not None else EnvFile({}, frozenset(), ())
     try:
-        root = yaml.compose(compose_text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(compose_text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        return [Finding(compose_file, mark.line + 1 if mark else None, "yaml",
-                        f"not valid YAML: {exc.problem or exc.context}")]
+        doc = yamldoc.load(compose_text)
+    except YamlError as exc:
+        return [Finding(compose_file, exc.line, "yaml", exc.problem)]
+    data, root = doc.data, doc.node
     scalars = list(_scalars(root)) if root is not None else []
     used: set[str] = set(env.refs)
     for s in scalars:

@@ -14,14 +14,24 @@ projects the host has: no ``compose ps`` per project.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from aegir.compose.cli import LABEL_PROJECT
+from aegir.compose.discovery import Discovery, discover_cmd, parse_discovery, select, warnings_about
+from aegir.compose.state import (
+    LABEL_PROJECT,
+    Orphan,
+    ProjectContainer,
+    ProjectStatus,
+    find_orphans,
+    image_created,
+    parse_containers,
+    project_status,
+)
 from aegir.layout import PROJECT_KINDS
-from aegir.compose.discovery import Container, Discovery, Orphan, ProjectStatus, age_text, discover_cmd, find_orphans, image_created, parse_containers, parse_discovery, project_status, select, warnings_about
-from aegir.report import table
+from aegir.report import age, table
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.fleet import Outcome
@@ -64,7 +74,7 @@ def discover(hc: "HostContext", *, with_env: bool = False, fresh: bool = False) 
     return probe() if with_env else hc.cached("projects.discovery", probe)
 
 
-def containers(hc: "HostContext") -> tuple[Container, ...]:
+def containers(hc: "HostContext") -> tuple[ProjectContainer, ...]:
     """Every Compose container of the host: one Docker API call (`parse_containers`)."""
     rows = hc.docker().api.containers(all=True, filters={"label": LABEL_PROJECT})
     return parse_containers(rows)
@@ -78,7 +88,7 @@ def gather_status(hc: "HostContext", names: Sequence[str] | None = (),
     lists every Compose container and one more the images (for their age).
     """
 
-    def docker_facts() -> tuple[tuple[Container, ...], dict[str, int]]:
+    def docker_facts() -> tuple[tuple[ProjectContainer, ...], dict[str, int]]:
         found = containers(hc)
         return found, (image_created(hc.docker().api.images()) if found else {})
 
@@ -136,7 +146,7 @@ def render_status(outcomes: Sequence["Outcome[HostStatus]"]) -> str:
             continue
         for p in o.value.projects:
             rows.append((_kind_order(p.kind), i, p.name,
-                         [o.host.name, p.kind, p.name, p.services, p.state, age_text(p.image_age),
+                         [o.host.name, p.kind, p.name, p.services, p.state, age(p.image_age),
                           "; ".join(p.problems) or None]))
     body = [r[-1] for r in sorted(rows, key=lambda r: r[:3])] + failed_rows
     out = [table(["HOST", "KIND", "PROJECT", "SERVICES", "STATE", "IMAGE AGE", "PROBLEMS"], body)

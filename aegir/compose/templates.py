@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aegir.errors import AegirError, RefusedError
 from aegir.compose.discovery import COMPOSE_FILES, ENV_FILE
-from aegir.sh import Cmd, check_name, shell
 from aegir.compose.status import discover
+from aegir.errors import AegirError, RefusedError
+from aegir.sh import Cmd, check_name, shell
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.host import HostContext
@@ -25,7 +25,7 @@ ENV_EXAMPLE = ".env.example"
 
 
 @dataclass(frozen=True)
-class Template:
+class ServiceTemplate:
     """One template folder: its compose file (None: not a usable template), .env.example, conf/."""
 
     name: str
@@ -60,7 +60,7 @@ def list_cmd(srv: str) -> Cmd:
     return shell(_LIST_SCRIPT, templates_dir(srv))
 
 
-def parse_list(stdout: str, srv: str) -> tuple[Template, ...] | None:
+def parse_list(stdout: str, srv: str) -> tuple[ServiceTemplate, ...] | None:
     """Read `list_cmd` output; None when SRV/templates does not exist."""
     out = []
     for line in stdout.splitlines():
@@ -70,7 +70,7 @@ def parse_list(stdout: str, srv: str) -> tuple[Template, ...] | None:
         if len(parts) != 5 or parts[0] != "T":
             continue
         _, name, f, e, k = parts
-        out.append(Template(name, f"{templates_dir(srv)}/{name}", None if f == "-" else f, e == "y", k == "y"))
+        out.append(ServiceTemplate(name, f"{templates_dir(srv)}/{name}", None if f == "-" else f, e == "y", k == "y"))
     return tuple(sorted(out, key=lambda t: t.name))
 
 
@@ -80,10 +80,10 @@ def project_dir(srv: str, name: str, *, users: bool = False) -> str:
     return f"{srv.rstrip('/')}/{'users' if users else 'apps'}/{name}"
 
 
-def plan_new(t: Template, dest: str) -> list[Cmd]:
+def plan_new(t: ServiceTemplate, dest: str) -> list[Cmd]:
     """The commands making `dest` from `t`; each fails rather than overwrite.
 
-    >>> [c.line for c in plan_new(Template("web", "/srv/templates/web", "docker-compose.yml"), "/srv/apps/blog")]
+    >>> [c.line for c in plan_new(ServiceTemplate("web", "/srv/templates/web", "docker-compose.yml"), "/srv/apps/blog")]
     ['mkdir -m 0755 -- /srv/apps/blog', 'cp -p -- /srv/templates/web/docker-compose.yml /srv/apps/blog/docker-compose.yml', 'mkdir -m 0755 -- /srv/apps/blog/data']
     """
     if t.file is None or t.file not in COMPOSE_FILES:
@@ -117,7 +117,7 @@ class NewProject:
         return all(r in ("planned", "done") for _, r in self.steps) and not self.verified.startswith("NOT")
 
 
-def list_templates(hc: "HostContext") -> tuple[Template, ...] | None:
+def list_templates(hc: "HostContext") -> tuple[ServiceTemplate, ...] | None:
     """The templates of `hc` (one round trip); None when SRV/templates does not exist."""
     return parse_list(hc.run(list_cmd(hc.host.srv)).stdout, hc.host.srv)
 

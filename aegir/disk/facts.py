@@ -6,8 +6,9 @@ checks both on recorded output.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from aegir.docker import DockerUnavailable
 from aegir.errors import CommandError

@@ -7,14 +7,15 @@ hash: one command), the rendered ruleset. `apply` is the "act" half.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from aegir.errors import RefusedError, UnreachableError
-from aegir.inventory import Host, Inventory
 from aegir.fw import nft, render, safety
 from aegir.fw.model import Container, Exposures, admin_addresses, expose, parse_container
 from aegir.fw.settings import Settings, for_host
+from aegir.inventory import Host, Inventory
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker

@@ -26,12 +26,13 @@ import difflib
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from aegir.errors import AegirError, CommandError, RefusedError
-from aegir.sh import Cmd, shell
 from aegir.fw import safety
+from aegir.sh import Cmd, shell
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.host import HostContext
@@ -175,14 +176,15 @@ def diff(old: str | None, new: str, *, name: str = "ruleset") -> str:
 
 def changed_lines(old: str | None, new: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The lines added and removed between two rulesets, stripped (comments kept)."""
-    sm = difflib.SequenceMatcher(a=(old or "").splitlines(), b=new.splitlines(), autojunk=False)
+    before, after = (old or "").splitlines(), new.splitlines()
+    sm = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
     added: list[str] = []
     removed: list[str] = []
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
         if tag in ("delete", "replace"):
-            removed += [ln.strip() for ln in sm.a[i1:i2] if ln.strip()]
+            removed += [ln.strip() for ln in before[i1:i2] if ln.strip()]
         if tag in ("insert", "replace"):
-            added += [ln.strip() for ln in sm.b[j1:j2] if ln.strip()]
+            added += [ln.strip() for ln in after[j1:j2] if ln.strip()]
     return tuple(added), tuple(removed)
 
 

@@ -11,17 +11,16 @@ same bytes), which is what "nothing changed" is measured against.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Sequence
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aegir.errors import AegirError
-from aegir.inventory import Host
 from aegir.fw.model import Exposures, admin_addresses
 from aegir.fw.settings import Rule, Settings
+from aegir.inventory import Host
 
 if TYPE_CHECKING:  # pragma: no cover
     import jinja2  # imported when a ruleset is rendered: not on `inv --list`'s path

@@ -17,8 +17,9 @@ them could be dropped, or rewritten (DNATed) on its way to sshd.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -411,7 +412,7 @@ def ssh_packets(admin: Mapping[int, Sequence[Addr]], sources: Mapping[int, Seque
     """
     out = []
     for v in (4, 6):
-        dsts = list(admin.get(v) or []) or [NOWHERE[v]]
+        dsts = list(admin.get(v) or []) or [NOWHERE[v]]  # type: ignore[list-item]
         srcs = [next(iter(n.hosts()), n.network_address) if hasattr(n, "hosts") else n
                 for n in (sources.get(v) or [])] or [ANYONE[v]]
         for d in dsts:

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from aegir.inventory import Host, Inventory
 
@@ -125,7 +126,7 @@ def for_host(inv: Inventory, host: Host) -> Settings:
     for key, word in (("input", "from"), ("output", "to")):
         raw = fw.get(key)
         specs = DEFAULT_OUTPUT if raw is None and key == "output" else \
-            _as_list(raw, lambda: fail(key, "must be a list of rules like 'tcp/443'"))
+            _as_list(raw, lambda: fail(key, "must be a list of rules like 'tcp/443'"))  # noqa: B023 - called at once
         out: list[Rule] = []
         for i, spec in enumerate(specs):
             try:
@@ -157,7 +158,8 @@ def for_host(inv: Inventory, host: Host) -> Settings:
         raise fail("state_dir", f"must be an absolute path, not {state_dir!r}")
 
     # overlapping networks would be an interval conflict for nft: merge them
-    merged = tuple(n for v in (4, 6) for n in ipaddress.collapse_addresses(s for s in sources if s.version == v))
+    merged = tuple(n for v in (4, 6)
+                   for n in ipaddress.collapse_addresses(s for s in sources if s.version == v))  # type: ignore[type-var]
     return Settings(ssh_port, merged, rules["input"], rules["output"], peers, ifaces,
                     state_dir.rstrip("/") or "/")
 

@@ -26,16 +26,17 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from aegir.docker import client_for
 from aegir.errors import AegirError
-from aegir.inventory import Inventory
 from aegir.fw import host as fwhost
 from aegir.fw import nft
 from aegir.fw.model import Container, Exposures, parse_container
 from aegir.fw.settings import for_host
+from aegir.inventory import Inventory
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker

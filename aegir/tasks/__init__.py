@@ -5,10 +5,7 @@ One module per namespace; a namespace is listed once its first real task lands.
 
 from invoke import Collection
 
-from aegir.tasks import boot, disk
-from aegir.tasks import fw
-from aegir.tasks import apps, core
-from aegir.tasks import update
+from aegir.tasks import apps, boot, core, disk, fw, update
 
 namespace = Collection()
 namespace.add_collection(disk.ns)

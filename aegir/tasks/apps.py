@@ -12,16 +12,15 @@ from typing import Any
 from invoke import Collection
 
 from aegir import fleet
-from aegir.host import HostContext, open_context
-
 from aegir.compose import cli as compose
-from aegir.errors import AegirError
 from aegir.compose.discovery import select, split_names
 from aegir.compose.lifecycle import actions_failed, actions_json, check_core_up, host_actions, plan_apps, render_actions
 from aegir.compose.lint import has_findings, lint_host, lint_json, render_lint
-from aegir.report import FORMAT_HELP, check_format, emit, table
 from aegir.compose.status import discover, gather_status, has_problems, render_status, status_json
 from aegir.compose.templates import list_templates, new_project, templates_dir
+from aegir.errors import AegirError
+from aegir.host import HostContext, open_context
+from aegir.report import FORMAT_HELP, check_format, emit, table
 from aegir.tasks.base import exit_if_failed, is_dry, targets, task
 
 NAMES_HELP = "Projects: folder names or kind/folder, comma-separated (e.g. cloud,users/wiki)."

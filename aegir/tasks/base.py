@@ -8,7 +8,9 @@ anything else escaping a task is a bug and keeps its traceback.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import invoke
 from invoke import Exit
@@ -35,11 +37,27 @@ def task(*args: Any, **kwargs: Any) -> Any:
             except AegirError as exc:
                 raise Exit(f"aegir: {exc}", code=EXIT_PROBLEM) from None
 
+        body.__signature__ = _format_first(inspect.signature(fn))  # type: ignore[attr-defined]
         return invoke.task(**kwargs)(body)
 
     if len(args) == 1 and callable(args[0]) and not kwargs:
         return decorate(args[0])
     return decorate
+
+
+def _format_first(sig: inspect.Signature) -> inspect.Signature:
+    """`sig` with ``format`` first among the flags, so Invoke gives it ``-f`` on every task.
+
+    Invoke hands out short flags in signature order: ``apps.up(force, format)``
+    would otherwise get ``-f`` for --force and ``-o`` for --format.
+    """
+    params = list(sig.parameters.values())
+    fmt = next((p for p in params if p.name == "format"), None)
+    if fmt is None:
+        return sig
+    rest = [p for p in params if p is not fmt]
+    at = next((i for i, p in enumerate(rest) if p.default is not inspect.Parameter.empty), len(rest))
+    return sig.replace(parameters=[*rest[:at], fmt, *rest[at:]])
 
 
 def inventory(c: invoke.Context) -> Inventory:

@@ -13,7 +13,7 @@ so that Docker cannot start before /srv is mounted, even outside aegir.
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from invoke import Collection, Exit
 

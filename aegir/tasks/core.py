@@ -6,8 +6,8 @@ from invoke import Collection
 
 from aegir import fleet
 from aegir.compose.lifecycle import actions_failed, actions_json, host_actions, plan_core, render_actions
-from aegir.report import FORMAT_HELP, check_format, emit
 from aegir.compose.status import gather_status, has_problems, render_status, status_json
+from aegir.report import FORMAT_HELP, check_format, emit
 from aegir.tasks.base import exit_if_failed, is_dry, targets, task
 
 

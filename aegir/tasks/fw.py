@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from invoke import Collection
 
 from aegir import fleet
-from aegir.host import HostContext, open_context
 from aegir.errors import AegirError
-from aegir.inventory import Host
 from aegir.fw import host as fwhost
 from aegir.fw import nft
 from aegir.fw.model import hostport, load_inspect
 from aegir.fw.render import Template
 from aegir.fw.settings import for_host
 from aegir.fw.watch import Options, Watcher
+from aegir.host import HostContext, open_context
+from aegir.inventory import Host
 from aegir.report import FORMAT_HELP, check_format, emit, table
 from aegir.tasks.base import exit_if_failed, inventory, is_dry, targets, task
 

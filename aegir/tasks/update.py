@@ -17,15 +17,24 @@ from invoke import Collection, Exit
 
 from aegir import fleet
 from aegir.errors import AegirError
-from aegir.update.apt import check_package
 from aegir.report import FORMAT_HELP, check_format, emit, table
+from aegir.tasks.base import exit_if_failed, inventory, is_dry, targets, task
 from aegir.update import config as update_config
 from aegir.update.apply import apply as apply_host
 from aegir.update.apply import plan as plan_host
+from aegir.update.apt import check_package
 from aegir.update.notify import announce_host
-from aegir.update.report import EXIT_ERROR, apply_json, plan_json, render_apply, render_plan, render_review, review_exit, review_json
+from aegir.update.report import (
+    EXIT_ERROR,
+    apply_json,
+    plan_json,
+    render_apply,
+    render_plan,
+    render_review,
+    review_exit,
+    review_json,
+)
 from aegir.update.review import review_host
-from aegir.tasks.base import exit_if_failed, inventory, is_dry, targets, task
 
 
 def _configs(c) -> tuple[dict[str, update_config.UpdateConfig], tuple]:

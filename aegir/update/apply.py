@@ -14,17 +14,38 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
+from aegir.compose.status import gather_status
 from aegir.docker import DockerUnavailable, client_for
 from aegir.errors import AegirError, RefusedError
-from aegir.update.apt import APT_ENV, StaleProcess, check_package, needrestart_cmd, parse_needrestart, parse_showhold, parse_simulation, showhold_cmd, simulate_cmd
 from aegir.host import HostContext
 from aegir.sh import Cmd, shell, write_file_cmd
-from aegir.compose.status import gather_status
+from aegir.update.apt import (
+    APT_ENV,
+    StaleProcess,
+    check_package,
+    needrestart_cmd,
+    parse_needrestart,
+    parse_showhold,
+    parse_simulation,
+    showhold_cmd,
+    simulate_cmd,
+)
+from aegir.update.records import (
+    ANNOUNCE_PATH,
+    APPLY_PATH,
+    LOG_DIR,
+    REVIEW_PATH,
+    AnnounceRecord,
+    ReviewRecord,
+    check_announced,
+    check_review,
+    read_cmd,
+    retire_review_cmd,
+)
 from aegir.update.review import step
-from aegir.update.records import ANNOUNCE_PATH, APPLY_PATH, LOG_DIR, REVIEW_PATH, AnnounceRecord, ReviewRecord, check_announced, check_review, read_cmd, retire_review_cmd
 
 #: No prompt from apt, dpkg, debconf, needrestart or apt-listchanges.
 UPGRADE_ENV = {**APT_ENV, "NEEDRESTART_MODE": "l", "APT_LISTCHANGES_FRONTEND": "none"}

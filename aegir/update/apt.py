@@ -20,8 +20,8 @@ Tests: tests/unit/test_apt.py on outputs recorded on Debian 12 and 13.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 from aegir.errors import AegirError
 from aegir.sh import Cmd, shell

@@ -21,8 +21,8 @@ dist-upgrade that removes a Docker engine package (`HostReview.docker_removals`)
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from aegir.update.apt import PackageInfo, Simulation, Unit
 from aegir.update.config import UpdateConfig
@@ -175,8 +175,8 @@ def classify(facts: HostFacts, config: UpdateConfig) -> HostReview:
         reasons: list[str] = []
         if up.name in config.docker_packages:
             kinds.append("docker")
-            how = "; ".join(f"restarts {r.unit} ({r})" for r in restarted)
-            reasons.append(f"Docker engine package{': ' + how if how else ''}; {note}")
+            what = "; ".join(f"restarts {r.unit} ({r})" for r in restarted)
+            reasons.append(f"Docker engine package{': ' + what if what else ''}; {note}")
         ships = set(info.units) | shipped_by.get(up.name, set())
         explained = {r.unit for r in restarted} if "docker" in kinds else set()
         for dep_unit, how in sorted(docker_deps.items()):

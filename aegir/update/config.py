@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import difflib
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from aegir.errors import AegirError
-from aegir.update.apt import check_unit
 from aegir.inventory import Host, Inventory
+from aegir.update.apt import check_unit
 
 #: Units whose restart users notice (a unit's aliases count: sshd.service is ssh.service).
 DEFAULT_CRUCIAL_UNITS = (

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from aegir.compose.cli import LABEL_PROJECT, LABEL_WORKING_DIR
+from aegir.compose.state import LABEL_PROJECT, LABEL_WORKING_DIR
 from aegir.docker import DockerUnavailable
 from aegir.errors import AegirError, RefusedError
 from aegir.sh import Cmd, write_file_cmd

@@ -20,10 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from aegir.errors import AegirError, RefusedError
+from aegir.report import age
 from aegir.sh import Cmd, shell
 
 STATE_DIR = "/var/lib/aegir"
@@ -149,11 +151,6 @@ def removal_changes(reviewed: Sequence[str], current: Sequence[str]) -> list[str
             + [f"{name} is no longer to be removed" for name in sorted(set(reviewed) - set(current))])
 
 
-def age_text(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
-
-
 def check_review(record: ReviewRecord | None, current: Versions, *, host: str, removals: Sequence[str] = (),
                  now: float | None = None, max_age: float = MAX_AGE) -> ReviewRecord:
     """The review `apply` may use, or `RefusedError` saying why not and what to run.
@@ -163,13 +160,13 @@ def check_review(record: ReviewRecord | None, current: Versions, *, host: str, r
     now = time.time() if now is None else now
     if record is None:
         raise RefusedError("no review of this upgrade on the host: run `inv update.review` first", host=host)
-    age = now - record.time
-    if age < -MAX_SKEW:  # else a clock running ahead would keep a review "fresh" for hours
-        raise RefusedError(f"the review is dated {age_text(-age)} in the future (written by "
+    elapsed = now - record.time
+    if elapsed < -MAX_SKEW:  # else a clock running ahead would keep a review "fresh" for hours
+        raise RefusedError(f"the review is dated {age(-elapsed)} in the future (written by "
                            f"{record.by or 'another machine'} with a clock ahead of this one's): "
                            "run `inv update.review` again", host=host)
-    if age > max_age:
-        raise RefusedError(f"the review is {age_text(age)} old (more than {age_text(max_age)}): "
+    if elapsed > max_age:
+        raise RefusedError(f"the review is {age(elapsed)} old (more than {age(max_age)}): "
                            "run `inv update.review` again", host=host)
     changes = version_changes(record.versions, current) + removal_changes(record.removals, removals)
     if changes:

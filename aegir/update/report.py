@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from aegir.fleet import Outcome
 from aegir.report import table
@@ -83,7 +84,7 @@ def review_json(outcomes: Sequence[Outcome[Reviewed]]) -> dict[str, Any]:
 
 
 def render_plan(outcomes: Sequence[Outcome[ApplyPlan]]) -> str:
-    rows = []
+    rows: list[list[Any]] = []
     for o in outcomes:
         if o.value is None:
             rows.append([o.host.name, None, None, None, o.status])
@@ -106,7 +107,8 @@ def plan_json(outcomes: Sequence[Outcome[ApplyPlan]]) -> list[dict[str, Any]]:
 
 
 def render_apply(outcomes: Sequence[Outcome[ApplyResult]]) -> str:
-    rows, stale = [], []
+    rows: list[list[Any]] = []
+    stale: list[Any] = []
     for o in outcomes:
         r = o.value
         if r is None:

@@ -12,21 +12,35 @@ review (exit 2): what its scripts would restart is unknown.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from aegir.docker import DockerUnavailable, running_info
-from aegir.errors import AegirError, CommandError, STDERR_TAIL_LINES
-from aegir.update.apt import PackageInfo, dpkg_search_cmd, owners, package_info_cmd, parse_dpkg_search, parse_package_info, parse_showhold, parse_simulation, parse_units, showhold_cmd, simulate_cmd, systemctl_show_cmd, update_cmd
+from aegir.errors import STDERR_TAIL_LINES, AegirError, CommandError
 from aegir.host import HostContext
 from aegir.sh import Cmd, write_file_cmd
+from aegir.update.apt import (
+    PackageInfo,
+    dpkg_search_cmd,
+    owners,
+    package_info_cmd,
+    parse_dpkg_search,
+    parse_package_info,
+    parse_showhold,
+    parse_simulation,
+    parse_units,
+    showhold_cmd,
+    simulate_cmd,
+    systemctl_show_cmd,
+    update_cmd,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from invoke.runners import Result
 from aegir.update.classify import DOCKER_UNITS, HostFacts, HostReview, classify, docker_dependencies
 from aegir.update.config import UpdateConfig
 from aegir.update.records import REVIEW_PATH, ReviewRecord
-
 
 #: systemctl's words when systemd is not PID 1 (a container, a chroot, this CI machine).
 NO_SYSTEMD = ("has not been booted with systemd", "Failed to connect to bus")

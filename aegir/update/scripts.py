@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 #: Actions that restart a running unit.
 RESTART_ACTIONS = frozenset({"restart", "try-restart", "reload-or-restart", "try-reload-or-restart",

@@ -11,10 +11,10 @@ crash). By hand: ``python -m tests.lab up|status|down``.
 See DESIGN.md, "The lab"; plan.py has the addressing plan.
 """
 
-from .host import Client, CommandFailed, LabHost
-from .hostfiles import HostOptions
-from .lab import Lab
-from .state import LabError
-from .waiting import eventually
+from tests.lab.host import Client, CommandFailed, LabHost
+from tests.lab.hostfiles import HostOptions
+from tests.lab.lab import Lab
+from tests.lab.state import LabError
+from tests.lab.waiting import eventually
 
 __all__ = ["Client", "CommandFailed", "HostOptions", "Lab", "LabError", "LabHost", "eventually"]

@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import teardown
-from .lab import Lab
-from .procs import start_time
-from .state import LabError, LabState, MachineLock, default_workdir, registered_labs
+from tests.lab import teardown
+from tests.lab.lab import Lab
+from tests.lab.procs import start_time
+from tests.lab.state import LabError, LabState, MachineLock, default_workdir, registered_labs
 
 
 def main(argv: list[str] | None = None) -> int:

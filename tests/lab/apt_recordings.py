@@ -29,8 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import aptrepo, lab_packages
-from .debian_root import chroot_run, debian_mirror
+from tests.lab import aptrepo, lab_packages
+from tests.lab.debian_root import chroot_run, debian_mirror
 
 DATA = Path(__file__).resolve().parent.parent / "unit" / "data"
 SUITES = {

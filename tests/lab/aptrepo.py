@@ -22,9 +22,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 #: The debhelper 13 snippets, as dh_installsystemd writes them in bookworm.
 _ENABLE = """\

@@ -39,7 +39,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import aptrepo, lab_packages
+from tests.lab import aptrepo, lab_packages
 
 CACHE_DIR = Path(os.environ.get("AEGIR_LAB_CACHE", "/var/cache/aegir-lab")) / "debian-root"
 SUITE = "bookworm"

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .hostfiles import HostOptions, HostPaths
-from .images import Image
-from .plan import HostPlan
-from .procs import ProcId
-from .state import LabError
+from tests.lab.hostfiles import HostOptions, HostPaths
+from tests.lab.images import Image
+from tests.lab.plan import HostPlan
+from tests.lab.procs import ProcId
+from tests.lab.state import LabError
 
 if TYPE_CHECKING:
     import docker

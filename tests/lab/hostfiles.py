@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .plan import HostPlan
+from tests.lab.plan import HostPlan
 
 SrvKind = Literal["bind", "loop"]
 

@@ -19,15 +19,15 @@ from typing import Any
 
 import yaml
 
-from . import net, teardown
-from .host import Client, LabHost
-from .hostfiles import HostOptions, HostPaths, SrvKind, write_host_files
-from .images import Image, busybox_image
-from .keys import keygen, known_hosts_lines, public_key
-from .plan import MAX_INDEX, LabNames, check_host_name, check_prefix
-from .procs import ProcId, netns_inode
-from .state import HostRecord, LabError, LabState, MachineLock, default_workdir, registered_labs
-from .tools import ensure_compose_plugin, missing_tools
+from tests.lab import net, teardown
+from tests.lab.host import Client, LabHost
+from tests.lab.hostfiles import HostOptions, HostPaths, SrvKind, write_host_files
+from tests.lab.images import Image, busybox_image
+from tests.lab.keys import keygen, known_hosts_lines, public_key
+from tests.lab.plan import MAX_INDEX, LabNames, check_host_name, check_prefix
+from tests.lab.procs import ProcId, netns_inode
+from tests.lab.state import HostRecord, LabError, LabState, MachineLock, default_workdir, registered_labs
+from tests.lab.tools import ensure_compose_plugin, missing_tools
 
 HOSTINIT = Path(__file__).with_name("hostinit.py")
 READY_TIMEOUT = 60.0

@@ -19,7 +19,7 @@ Each one stands for a kind of upgrade `update.review` must classify:
 
 from __future__ import annotations
 
-from .aptrepo import FakePackage, Release
+from tests.lab.aptrepo import FakePackage, Release
 
 #: The repositories the host's sources.list names, as paths on the host.
 REPO_DIR = "/var/local/aegir-lab/repo"

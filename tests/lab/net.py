@@ -13,7 +13,7 @@ import json
 import subprocess
 from collections.abc import Sequence
 
-from .plan import BRIDGE_IPV6, CLIENT_IPV6, IPV4_LINKS, LAB_IPV6, LINK_IPV6, HostPlan, LabNames
+from tests.lab.plan import BRIDGE_IPV6, CLIENT_IPV6, IPV4_LINKS, LAB_IPV6, LINK_IPV6, HostPlan, LabNames
 
 
 def ip_batch(lines: Sequence[str], netns: str | None = None) -> None:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from .procs import ProcId
+from tests.lab.procs import ProcId
 
 LAB_ROOT = Path(os.environ.get("AEGIR_LAB_ROOT", "/tmp/aegir-lab"))
 LOCK_FD_ENV = "AEGIR_LAB_LOCK_FD"

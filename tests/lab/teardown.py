@@ -17,9 +17,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import net, procs
-from .plan import LabNames
-from .state import HostRecord, LabState, unregister
+from tests.lab import net, procs
+from tests.lab.plan import LabNames
+from tests.lab.state import HostRecord, LabState, unregister
 
 
 def stop_host(rec: HostRecord, *, docker_grace: float = 10.0) -> None:

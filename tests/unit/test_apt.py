@@ -7,10 +7,26 @@ from pathlib import Path
 import pytest
 
 from aegir.errors import AegirError
-from aegir.update.apt import (Origin, Upgrade, check_unit, dpkg_search_cmd, needrestart_cmd, owners,
-                             package_info_cmd, parse_dpkg_search, parse_needrestart, parse_package_info,
-                             parse_showhold, parse_simulation, parse_units, path_aliases, simulate_cmd,
-                             systemctl_show_cmd, units_in, update_cmd)
+from aegir.update.apt import (
+    Origin,
+    Upgrade,
+    check_unit,
+    dpkg_search_cmd,
+    needrestart_cmd,
+    owners,
+    package_info_cmd,
+    parse_dpkg_search,
+    parse_needrestart,
+    parse_package_info,
+    parse_showhold,
+    parse_simulation,
+    parse_units,
+    path_aliases,
+    simulate_cmd,
+    systemctl_show_cmd,
+    units_in,
+    update_cmd,
+)
 
 DATA = Path(__file__).parent / "data"
 

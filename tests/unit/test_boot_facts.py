@@ -12,13 +12,32 @@ from pathlib import Path
 
 import pytest
 
+from aegir.boot.facts import (
+    DataRoot,
+    Listing,
+    LuksMapping,
+    Mount,
+    cat_cmd,
+    daemon_json_cmd,
+    findmnt_cmd,
+    fstab_cmd,
+    is_luks_cmd,
+    listing_cmd,
+    losetup_cmd,
+    luks_open_cmd,
+    luks_status_cmd,
+    luks_test_cmd,
+    parse_cat,
+    parse_daemon_json,
+    parse_docker_info,
+    parse_findmnt,
+    parse_is_luks,
+    parse_listing,
+    parse_losetup,
+    parse_luks_status,
+)
 from aegir.docker import dockerd_cmd, parse_dockerd
 from aegir.errors import AegirError
-from aegir.boot.facts import (DataRoot, Listing, LuksMapping, Mount, cat_cmd, daemon_json_cmd,
-                              findmnt_cmd, fstab_cmd, is_luks_cmd, listing_cmd, losetup_cmd, luks_open_cmd,
-                              luks_status_cmd, luks_test_cmd, parse_cat, parse_daemon_json, parse_docker_info,
-                              parse_findmnt, parse_is_luks, parse_listing, parse_losetup,
-                              parse_luks_status)
 
 DATA = Path(__file__).parent / "data"
 

@@ -6,11 +6,31 @@ from pathlib import Path
 
 import pytest
 
-from aegir.boot.plan import (DONE, FAILED, OK, SKIPPED, WOULD, SrvFacts, StepResult, blocking, check_items,
-                        check_started, guard_dropin, guard_paths, guard_problems, is_under,
-                        plan_docker, plan_guard, plan_mount, plan_unlock, verdict, verify_cmd, verify_problems)
-from aegir.errors import AegirError, RefusedError
 from aegir.boot.facts import DataRoot, Listing, LuksMapping, Mount
+from aegir.boot.plan import (
+    DONE,
+    FAILED,
+    OK,
+    SKIPPED,
+    WOULD,
+    SrvFacts,
+    StepResult,
+    blocking,
+    check_items,
+    check_started,
+    guard_dropin,
+    guard_paths,
+    guard_problems,
+    is_under,
+    plan_docker,
+    plan_guard,
+    plan_mount,
+    plan_unlock,
+    verdict,
+    verify_cmd,
+    verify_problems,
+)
+from aegir.errors import AegirError, RefusedError
 from aegir.inventory import Host
 from aegir.sh import write_file_cmd
 

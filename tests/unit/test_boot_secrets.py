@@ -13,13 +13,13 @@ import select
 import termios
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
 
 import pytest
 
-from aegir.errors import AegirError, RefusedError
 from aegir.boot.secrets import NoPassphrase, Prompter, read_secret, retry
+from aegir.errors import AegirError, RefusedError
 
 
 @pytest.fixture
@@ -164,7 +164,7 @@ def test_passphrase_stdin_on_a_terminal_is_still_read_without_echo(tty):
     """--passphrase-stdin typed at a prompt by habit: the terminal must not show the passphrase."""
     master, path, _ = tty
     got: list[str] = []
-    with open(path, "r") as stdin:
+    with open(path) as stdin:
         p = Prompter(stream=stdin, tty=path)
         reader = threading.Thread(target=lambda: got.append(p.ask("hyp1", "/dev/md2", 1)), daemon=True)
         reader.start()

@@ -9,8 +9,8 @@ import pytest
 
 from aegir.compose import cli as compose
 from aegir.compose.cli import ComposeMissing, ComposeOutputError, Flavour, PsEntry, parse_detect, parse_ps
-from aegir.errors import AegirError
 from aegir.compose.discovery import Project
+from aegir.errors import AegirError
 
 DATA = Path(__file__).parent / "data"
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aegir.disk.facts import (Filesystem, ProjectSize, Usage, parse_df, parse_docker_df, parse_du, split_usage,
-                              usage_cmd)
+from aegir.disk.facts import Filesystem, ProjectSize, Usage, parse_df, parse_docker_df, parse_du, split_usage, usage_cmd
 
 DATA = Path(__file__).parent / "data"
 

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from aegir import inventory
-from aegir.host import HostContext
 from aegir.fw.model import expose, parse_container
 from aegir.fw.watch import EVENT_FILTERS, burst, changes, container_of, one_line
+from aegir.host import HostContext
 
 DATA = Path(__file__).parent / "data"
 HOST = inventory.parse("hosts:\n  h:\n    service_ipv4: [192.0.2.101]\n    ipv6_prefix: 2001:db8::/56\n"
@@ -109,6 +109,7 @@ class _DaemonDown:
 
 def test_a_failed_resync_is_retried_with_backoff_not_at_the_next_periodic_resync():
     from invoke import Context
+
     from aegir.cli import AegirConfig
     from aegir.fw.watch import Options, Watcher
 

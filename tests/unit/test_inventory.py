@@ -6,7 +6,8 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aegir.errors import InventoryError, TargetError
 from aegir.inventory import Host, load, parse, parse_raw_target

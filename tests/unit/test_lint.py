@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from invoke import Context
 
-from aegir.host import open_context
 from aegir.cli import AegirConfig
+from aegir.compose.lint import Finding, Ref, config_finding, lint_host, lint_texts, looks_secret, refs
+from aegir.host import open_context
 from aegir.inventory import Host
-from aegir.compose.lint import Finding, config_finding, lint_host, lint_texts, looks_secret, refs, Ref
 
 C = "/srv/apps/x/docker-compose.yml"
 E = "/srv/apps/x/.env"

@@ -11,10 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from aegir.compose.discovery import (
+    Project,
+    Service,
+    compose_name,
+    discover_cmd,
+    parse_compose_spec,
+    parse_discovery,
+    select,
+    split_names,
+)
+from aegir.compose.state import ProjectContainer, find_orphans, parse_containers, project_status
 from aegir.errors import AegirError
-from aegir.compose.discovery import (Container, Project, Service, age_text, compose_name, discover_cmd,
-                                  find_orphans, parse_compose_spec, parse_containers, parse_discovery,
-                                  project_status, select, split_names)
+from aegir.report import age
 
 DATA = Path(__file__).parent / "data"
 
@@ -186,7 +195,7 @@ def test_a_bare_name_in_two_kinds_is_ambiguous():
 # --------------------------------------------------------------------------- containers and status
 
 
-def containers() -> tuple[Container, ...]:
+def containers() -> tuple[ProjectContainer, ...]:
     return parse_containers(json.loads((DATA / "compose_containers_api.json").read_text()))
 
 
@@ -205,14 +214,14 @@ FRONT = Project("core", "front", "/srv/core/front", "docker-compose.yml", servic
 
 def c(service, state="running", wd="/srv/apps/cloud", health="", code=None, image="sha256:a", project="cloud",
       oneoff=False):
-    return Container(f"id-{service}-{state}", f"{project}-{service}-1", project, wd, service, state, health, code,
+    return ProjectContainer(f"id-{service}-{state}", f"{project}-{service}-1", project, wd, service, state, health, code,
                      image, oneoff)
 
 
 def test_a_project_with_every_service_running_is_up_and_knows_its_image_age():
     s = project_status(CLOUD, [c("web"), c("db")], {"sha256:a": 1000}, now=1000 + 3 * 86400 + 5)
     assert (s.state, s.services, s.problems, s.ok, s.image_age) == ("up", "2/2", (), True, 3 * 86400 + 5)
-    assert age_text(s.image_age) == "3d"
+    assert age(s.image_age) == "3d"
 
 
 def test_a_stopped_container_makes_the_project_partial_and_says_its_exit_code():
@@ -276,11 +285,11 @@ def test_orphans_are_projects_outside_the_project_folders_or_whose_folder_is_gon
 @pytest.mark.parametrize("seconds, text", [(None, None), (5, "5s"), (59, "59s"), (60, "1m"), (7200, "2h"),
                                            (86400 * 400, "400d")])
 def test_ages_are_short(seconds, text):
-    assert age_text(seconds) == text
+    assert age(seconds) == text
 
 
 def test_image_creation_times_come_from_the_api_image_list():
-    from aegir.compose.discovery import image_created
+    from aegir.compose.state import image_created
 
     images = image_created(json.loads((DATA / "compose_images_api.json").read_text()))
     assert images == {"sha256:fcdc443063bed0bf21c3a5fc37d9034f0926ad1d3a3d7b15774b4d3920a0b3a8": 946684800}

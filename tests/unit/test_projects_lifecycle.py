@@ -7,14 +7,15 @@ import threading
 import time
 from types import SimpleNamespace
 
-from aegir.compose.discovery import Project, ProjectStatus
-from aegir.host import open_context
-from aegir.fleet import Outcome
-from aegir.inventory import Host
-from aegir.compose.lifecycle import HostActions, Step, StepResult, core_order, image_ref, render_actions, run_steps
-from aegir.sh import Cmd
+from aegir.compose.discovery import Project
+from aegir.compose.lifecycle import Action, ActionResult, HostActions, core_order, image_ref, render_actions, run_steps
+from aegir.compose.state import ProjectStatus
 from aegir.compose.status import HostStatus, has_problems, render_status, status_json
-from aegir.compose.templates import Template, parse_list, plan_new
+from aegir.compose.templates import ServiceTemplate, parse_list, plan_new
+from aegir.fleet import Outcome
+from aegir.host import open_context
+from aegir.inventory import Host
+from aegir.sh import Cmd
 
 
 def p(folder: str, kind: str = "core") -> Project:
@@ -32,8 +33,8 @@ def test_pull_compares_images_as_docker_tags_them_and_never_guesses_an_interpola
         "x@sha256:ab", None]
 
 
-def steps(n: int) -> list[Step]:
-    return [Step(p(f"app{i}", "apps"), "up", Cmd.of("true")) for i in range(n)]
+def steps(n: int) -> list[Action]:
+    return [Action(p(f"app{i}", "apps"), "up", Cmd.of("true")) for i in range(n)]
 
 
 def test_several_projects_run_at_once_up_to_the_bound_and_results_keep_plan_order():
@@ -46,7 +47,7 @@ def test_several_projects_run_at_once_up_to_the_bound_and_results_keep_plan_orde
         time.sleep(0.1 if s.project.folder != "app0" else 0.3)  # the first one finishes last
         with lock:
             running[0] -= 1
-        return StepResult(s.project.path, s.action, s.cmd.line, "done")
+        return ActionResult(s.project.path, s.action, s.cmd.line, "done")
 
     out = run_steps(None, steps(7), parallel=3, runner=runner)
     assert peak[0] == 3
@@ -58,7 +59,7 @@ def test_core_start_up_stops_at_the_first_failure_and_skips_the_rest():
 
     def runner(hc, s):
         ran.append(s.project.folder)
-        return StepResult(s.project.path, "up", s.cmd.line, "failed" if s.project.folder == "app1" else "done")
+        return ActionResult(s.project.path, "up", s.cmd.line, "failed" if s.project.folder == "app1" else "done")
 
     out = run_steps(SimpleNamespace(host=Host("hyp1")), steps(4), stop_on_failure=True, runner=runner)
     assert ran == ["app0", "app1"]
@@ -72,7 +73,7 @@ H1, H2 = Host("hyp1"), Host("hyp2")
 
 
 def test_dry_run_tables_show_the_exact_command_of_every_step():
-    rows = (StepResult("apps/cloud", "down", "docker compose -p cloud down", "planned"),)
+    rows = (ActionResult("apps/cloud", "down", "docker compose -p cloud down", "planned"),)
     text = render_actions([Outcome(H1, HostActions("hyp1", rows)), Outcome(H2, error="cannot connect", kind="unreachable")],
                           dry=True)
     assert text.splitlines() == [
@@ -116,7 +117,7 @@ def test_the_status_table_puts_every_core_row_first_then_apps_then_users():
 
 
 def test_a_new_project_is_made_by_commands_that_cannot_overwrite():
-    t = Template("static", "/srv/templates/static", "docker-compose.yml", env_example=True, conf=True)
+    t = ServiceTemplate("static", "/srv/templates/static", "docker-compose.yml", env_example=True, conf=True)
     assert [c.line for c in plan_new(t, "/srv/users/site")] == [
         "mkdir -m 0755 -- /srv/users/site",
         "cp -p -- /srv/templates/static/docker-compose.yml /srv/users/site/docker-compose.yml",
@@ -135,8 +136,8 @@ def test_templates_are_listed_with_what_they_hold(tmp_path):
     (tmp_path / "templates/notes").mkdir()
     out = subprocess.run(list_cmd(str(tmp_path)).line, shell=True, capture_output=True, text=True).stdout
     assert parse_list(out, str(tmp_path)) == (
-        Template("notes", f"{tmp_path}/templates/notes", None),
-        Template("static", f"{tmp_path}/templates/static", "compose.yaml", env_example=True, conf=True),
+        ServiceTemplate("notes", f"{tmp_path}/templates/notes", None),
+        ServiceTemplate("static", f"{tmp_path}/templates/static", "compose.yaml", env_example=True, conf=True),
     )
     out = subprocess.run(list_cmd(str(tmp_path / "nope")).line, shell=True, capture_output=True, text=True).stdout
     assert parse_list(out, str(tmp_path / "nope")) is None
@@ -149,9 +150,10 @@ def test_two_folders_with_one_compose_name_are_warned_about_and_never_acted_on(t
     """apps/cloud and users/cloud are both `-p cloud`: `up` in one would recreate the other's containers."""
     import pytest
     from invoke import Context
+
     from aegir.cli import AegirConfig
-    from aegir.errors import RefusedError
     from aegir.compose.lifecycle import plan_apps
+    from aegir.errors import RefusedError
 
     for path in ("apps/cloud", "users/cloud", "apps/wiki"):
         (tmp_path / path).mkdir(parents=True)

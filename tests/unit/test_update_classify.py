@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from aegir.errors import InventoryError
-from aegir.update.apt import owners, parse_dpkg_search, parse_package_info, parse_simulation, parse_units
 from aegir.inventory import parse
+from aegir.update.apt import owners, parse_dpkg_search, parse_package_info, parse_simulation, parse_units
 from aegir.update.classify import HostFacts, classify, docker_dependencies, fleet_summary
 from aegir.update.config import DEFAULT_CRUCIAL_UNITS, UpdateConfig, for_host
 

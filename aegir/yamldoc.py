@@ -1,0 +1,130 @@
+"""YAML read once, with line numbers, within limits: the one loader for hosts.yml and compose files.
+
+`load(text)` composes the node tree once and builds the data from it (PyYAML's
+safe constructors), so a caller gets both the values and where each key was
+written (`YamlDoc.line`). Whatever the text holds, the outcome is a `YamlDoc`
+or a `YamlError` with a line and one sentence: never a traceback (control
+characters, deep nesting), never a hang (an "alias bomb" whose expansion
+would exceed `MAX_NODES` is refused before anything walks it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from aegir.errors import AegirError
+
+#: Nodes a document may expand to (aliases counted at each use) and how deep it may nest.
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+
+class YamlError(AegirError):
+    """A text that is not YAML aegir can read: `line` (1-based, or None) and `problem`."""
+
+    def __init__(self, line: int | None, problem: str) -> None:
+        self.line = line
+        self.problem = problem
+        super().__init__(f"{line if line else '?'}: {problem}")
+
+
+@dataclass(frozen=True)
+class YamlDoc:
+    """A YAML document: its data and the line of every mapping key and sequence item by path."""
+
+    data: Any
+    lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    node: yaml.Node | None = field(default=None, repr=False)  # the composed tree, for callers that walk it
+
+    def line(self, *path: Any) -> int | None:
+        """The line of `path` or of its nearest written ancestor (None: nowhere)."""
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.lines:
+                return self.lines[path[:n]]
+        return None
+
+
+def load(text: str) -> YamlDoc:
+    """Parse `text` (one document) into a `YamlDoc`, or raise `YamlError`.
+
+    A key written twice in one mapping is an error at its second line (YAML
+    says it is one; PyYAML would silently keep the last).
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return YamlDoc(None)
+        _check_size(node)
+        lines: dict[tuple[Any, ...], int] = {}
+        _walk(node, (), lines, 0)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise YamlError(mark.line + 1 if mark else None,
+                        f"invalid YAML: {exc.problem or exc.context or 'unreadable'}") from None
+    except yaml.YAMLError as exc:  # ReaderError: a control character, bad encoding
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise YamlError(None, f"invalid YAML: {first}") from None
+    except (RecursionError, ValueError, TypeError, OverflowError) as exc:
+        raise YamlError(None, f"invalid YAML: {type(exc).__name__}: {str(exc)[:200]}") from None
+    finally:
+        loader.dispose()
+    return YamlDoc(data, lines, node)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for kv in node.value for n in kv]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Refuse a document that nests deeper than `MAX_DEPTH` or expands beyond `MAX_NODES` nodes."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            sizes[key] = min(MAX_NODES + 1, 1 + sum(sizes[id(c)] for c in _children(node)))
+            if sizes[key] > MAX_NODES:
+                raise YamlError(node.start_mark.line + 1, f"the document expands to more than {MAX_NODES} "
+                                "nodes (aliases used over and over?)")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise YamlError(node.start_mark.line + 1, "a recursive alias")
+        if depth > MAX_DEPTH:
+            raise YamlError(node.start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in _children(node) if id(c) not in sizes)
+
+
+def _walk(node: yaml.Node, here: tuple[Any, ...], lines: dict[tuple[Any, ...], int], depth: int) -> None:
+    if depth > MAX_DEPTH:
+        return
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode) or k.value == "<<":
+                continue
+            line = k.start_mark.line + 1
+            if k.value in seen:
+                raise YamlError(line, f"duplicate key {k.value!r} (first written at line {seen[k.value]})")
+            seen[k.value] = line
+            lines[(*here, k.value)] = line
+            _walk(v, (*here, k.value), lines, depth + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            lines[(*here, i)] = v.start_mark.line + 1
+            _walk(v, (*here, i), lines, depth + 1)
