@@ -14,13 +14,27 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, is_dataclass
+from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 FORMATS = ("table", "json")
 FORMAT_HELP = "Output format: 'table' (default) or 'json'."
 
 _UNITS = ("B", "K", "M", "G", "T", "P")
+
+
+class Result(StrEnum):
+    """What an action did on one item, in every table and JSON report (one spelling each).
+
+    ``would``: the plan under ``--dry`` (or a step that waits for an earlier one).
+    """
+
+    OK = "ok"  # nothing to do: already so
+    DONE = "done"
+    WOULD = "would"
+    SKIPPED = "skipped"
+    FAILED = "failed"
 
 
 def check_format(fmt: str) -> str:
@@ -68,6 +82,38 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
         tablefmt="simple",
         disable_numparse=True,
     )
+
+
+class HostResult(Protocol):
+    """What a report needs of a `aegir.fleet.Outcome`: the host, ok or why not."""
+
+    @property
+    def host(self) -> Any: ...  # aegir.inventory.Host
+
+    @property
+    def kind(self) -> str: ...  # ok | unreachable | failed | bug
+
+    @property
+    def error(self) -> str | None: ...
+
+
+def host_entry(o: HostResult, **fields: Any) -> dict[str, Any]:
+    """One host of a report's JSON: ``{"host", "status", "error", **fields}`` (status: ok, unreachable, failed, bug)."""
+    return {"host": o.host.name, "status": o.kind, "error": o.error, **fields}
+
+
+def failed_row(o: HostResult, width: int, *, at: int = -1, reason_at: int | None = None) -> list[Any]:
+    """The table row of a host that failed or could not be reached: its name, empty cells, why.
+
+    Column `at` says ``UNREACHABLE: reason``; or, with `reason_at`, column `at`
+    holds the kind (``UNREACHABLE``) and column `reason_at` the reason.
+    """
+    row: list[Any] = [o.host.name, *([None] * (width - 1))]
+    if reason_at is None:
+        row[at] = f"{o.kind.upper()}: {o.error}"
+    else:
+        row[at], row[reason_at] = o.kind.upper(), o.error
+    return row
 
 
 def jsonable(obj: Any) -> Any:

@@ -24,14 +24,14 @@ from aegir.boot.facts import DataRoot, Listing, LuksMapping, Mount, luks_open_cm
 from aegir.errors import AegirError, RefusedError
 from aegir.inventory import Host
 from aegir.layout import SRV_FOLDERS
-from aegir.report import human
+from aegir.report import Result, human
 from aegir.sh import Cmd, shell
 
 #: The runbook's order.
 STEPS = ("unlock", "mount", "check", "docker", "status")
 #: Step states. ``ok``: already so, nothing done; ``done``: changed now;
 #: ``skipped``: does not apply to this host; ``would``: --dry; ``failed``: stop here.
-DONE, OK, SKIPPED, WOULD, FAILED = "done", "ok", "skipped", "would", "failed"
+DONE, OK, SKIPPED, WOULD, FAILED = Result.DONE, Result.OK, Result.SKIPPED, Result.WOULD, Result.FAILED
 #: Below this share of free space on /srv, `boot.check` reports a problem.
 MIN_FREE_PERCENT = 5  # an int: Invoke reads the flag by its default's type
 

@@ -9,7 +9,7 @@ from aegir import fleet
 from aegir.boot.plan import FAILED, WOULD, CheckItem, StepResult, blocking
 from aegir.boot.steps import HostBoot
 from aegir.compose.status import HostStatus, render_status, status_json
-from aegir.report import emit, table
+from aegir.report import emit, failed_row, host_entry, table
 
 
 def _rows(outcomes: Sequence[fleet.Outcome[StepResult]], step: str) -> list[list[Any]]:
@@ -17,7 +17,7 @@ def _rows(outcomes: Sequence[fleet.Outcome[StepResult]], step: str) -> list[list
     for o in outcomes:
         r = o.value
         if r is None:
-            rows.append([o.host.name, step, o.kind.upper(), o.error])
+            rows.append([o.host.name, step, *failed_row(o, 4, at=2, reason_at=3)[2:]])
             continue
         rows.append([o.host.name, r.step, *_cells(r)])
     return rows
@@ -37,7 +37,7 @@ def step_table(outcomes: Sequence[fleet.Outcome[StepResult]], step: str) -> str:
 
 
 def step_json(outcomes: Sequence[fleet.Outcome[StepResult]]) -> list[dict[str, Any]]:
-    return [{"host": o.host.name, "status": o.kind, "error": o.error, "result": o.value} for o in outcomes]
+    return [host_entry(o, result=o.value) for o in outcomes]
 
 
 def show_steps(fmt: str, outcomes: Sequence[fleet.Outcome[StepResult]], step: str) -> None:
@@ -67,10 +67,10 @@ def check_table(outcomes: Sequence[fleet.Outcome[tuple[CheckItem, ...]]]) -> str
     """``boot.check``: one row per host and check item, failures in capitals."""
     rows: list[list[Any]] = [[o.host.name, i.name, i.status if i.status == "ok" else i.status.upper(), i.detail]
             for o in outcomes if o.value for i in o.value]
-    rows += [[o.host.name, None, o.kind.upper(), o.error] for o in outcomes if o.value is None]
+    rows += [failed_row(o, 4, at=2, reason_at=3) for o in outcomes if o.value is None]
     return table(["HOST", "CHECK", "RESULT", "DETAIL"], rows)
 
 
 def check_json(outcomes: Sequence[fleet.Outcome[tuple[CheckItem, ...]]]) -> dict[str, Any]:
-    return {"step": "check", "hosts": [{"host": o.host.name, "status": o.kind, "error": o.error, "items": o.value,
-                                        "ok": o.value is not None and not blocking(o.value)} for o in outcomes]}
+    return {"step": "check", "hosts": [host_entry(o, items=o.value, ok=o.value is not None and not blocking(o.value))
+                                       for o in outcomes]}

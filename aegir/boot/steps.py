@@ -6,7 +6,6 @@ The single tasks (``boot.mount``...) and ``boot.all`` go through the same
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +66,7 @@ from aegir.fw import host as fwhost
 from aegir.fw import nft
 from aegir.host import HostContext
 from aegir.inventory import for_context
+from aegir.poll import until
 from aegir.sh import Cmd, Reply, batch, mask, split_batch, write_file_cmd
 
 #: Seconds to wait for the Docker daemon to answer after starting it.
@@ -218,14 +218,14 @@ def check_result(items: Sequence[CheckItem]) -> StepResult:
 
 def wait_for_docker(hc: HostContext, timeout: float) -> tuple[DataRoot, float]:
     """Poll the daemon until it answers (`docker info`); its data-root and the seconds it took."""
-    start = time.monotonic()
-    while True:
+    def answers() -> tuple[bool, Mapping[str, Any] | None]:
         info = docker_info(hc)
-        if info is not None:
-            return parse_docker_info(info), time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AegirError(f"Docker was started but did not answer within {timeout:g}s", host=hc.name)
-        time.sleep(0.5)
+        return info is not None, info
+
+    done, info, took = until(answers, timeout=timeout, interval=0.5)
+    if not done or info is None:
+        raise AegirError(f"Docker was started but did not answer within {timeout:g}s", host=hc.name)
+    return parse_docker_info(info), took
 
 
 def docker_step(c: Any, hc: HostContext, *, act: bool, min_free: float, timeout: float) -> StepResult:

@@ -30,7 +30,8 @@ from aegir.compose.state import ProjectContainer, project_status
 from aegir.compose.status import HostStatus, containers, discover, gather_status, missing_everywhere, warning_lines
 from aegir.errors import AegirError, RefusedError
 from aegir.host import as_run
-from aegir.report import table
+from aegir.poll import until
+from aegir.report import Result, failed_row, host_entry, table
 from aegir.sh import Cmd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,7 +57,7 @@ class Action:
 
 @dataclass(frozen=True)
 class ActionResult:
-    """What one step did: ``planned``, ``done``, ``failed`` or ``skipped``; the state after, and why."""
+    """What one step did: a `aegir.report.Result` (``would`` under --dry, ``done``, ``failed``, ``skipped``); the state after, and why."""
 
     project: str  # kind/folder
     action: str
@@ -67,7 +68,7 @@ class ActionResult:
 
     @property
     def ok(self) -> bool:
-        return self.result in ("planned", "done")
+        return self.result in (Result.WOULD, Result.DONE)
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def plan_core(hc: "HostContext") -> list[Action]:
 
 def planned(hc: "HostContext", steps: Sequence[Action]) -> tuple[ActionResult, ...]:
     """The plan as rows (``--dry``): each step's exact command."""
-    return tuple(ActionResult(s.project.path, s.action, _shown(hc, s.cmd), "planned") for s in steps)
+    return tuple(ActionResult(s.project.path, s.action, _shown(hc, s.cmd), Result.WOULD) for s in steps)
 
 
 # --------------------------------------------------------------------------- acting
@@ -223,17 +224,17 @@ def run_step(hc: "HostContext", step: Action) -> ActionResult:
         before = _before(hc, step)
         result = hc.run(step.cmd, check=False)
     except AegirError as exc:
-        return ActionResult(step.project.path, step.action, line, "failed", detail=exc.message)
+        return ActionResult(step.project.path, step.action, line, Result.FAILED, detail=exc.message)
     if result.exited != 0:
         tail = [ln.strip() for ln in result.stderr.strip().splitlines() if ln.strip()]
         state = _state(hc, step.project)
-        return ActionResult(step.project.path, step.action, line, "failed", state,
+        return ActionResult(step.project.path, step.action, line, Result.FAILED, state,
                           f"exited {result.exited}: {tail[-1] if tail else 'no message'}")
     ok, state, detail = verify(hc, step, before)
     ignored = [ln.strip() for ln in result.stderr.splitlines() if " Error " in ln or ln.strip().startswith("Error")]
     if step.action == "pull" and ignored:  # --ignore-pull-failures: say what was ignored
         detail += f"; ignored: {ignored[-1]}"
-    return ActionResult(step.project.path, step.action, line, "done" if ok else "failed", state, detail)
+    return ActionResult(step.project.path, step.action, line, Result.DONE if ok else Result.FAILED, state, detail)
 
 
 def _state(hc: "HostContext", p: Project) -> str:
@@ -243,38 +244,40 @@ def _state(hc: "HostContext", p: Project) -> str:
 
 def verify(hc: "HostContext", step: Action, before: _Before, *, settle: float = SETTLE_SECONDS) -> tuple[bool, str, str]:
     """Did `step` reach its promised state? (ok, state, detail), read through the Docker API."""
+    ok, (state, detail), _ = until(lambda: _check(hc, step, before), timeout=settle, interval=0.5)
+    return ok, state, detail
+
+
+def _check(hc: "HostContext", step: Action, before: _Before) -> tuple[bool, tuple[str, str]]:
+    """One look at whether `step` holds: (ok, (state, detail))."""
     p = step.project
-    deadline = time.monotonic() + settle
-    while True:
-        found = containers(hc)
-        s = project_status(p, found, {}, time.time())
-        state = f"{s.state} {s.services}"
-        mine = [c for c in found if c.working_dir == p.dir and not c.oneoff]
-        if step.action == "up":
-            ok, detail = s.ok, "; ".join(s.problems) or "running"
-        elif step.action == "down":
-            ok, detail = not mine, ("no container left" if not mine else f"{len(mine)} containers remain")
-        elif step.action == "restart":
-            after = _started(hc, p, step.services, found)
-            stale = [cid for cid, t in after.items() if before.started.get(cid) == t]
-            # A whole-project restart must leave the project up; a service restart only that service.
-            ok = not stale and bool(after) and (s.ok or bool(step.services))
-            detail = (f"{len(after)} containers restarted" if not stale
-                      else f"{len(stale)} containers not restarted") + (
-                          f"; {'; '.join(s.problems)}" if s.problems else "")
-        else:  # pull
-            after_images = _images_of(hc, p)
-            changed = [r for r, i in after_images.items() if before.images.get(r) != i]
-            ok = True
-            detail = (f"updated: {', '.join(sorted(changed))}" if changed
-                      else f"images unchanged ({len(after_images)})")
-            unchecked = _unchecked(p)
-            if unchecked:
-                detail += f"; not checked (interpolated): {', '.join(unchecked)}"
-            return ok, state, detail
-        if ok or time.monotonic() >= deadline:
-            return ok, state, detail
-        time.sleep(0.5)
+    found = containers(hc)
+    s = project_status(p, found, {}, time.time())
+    state = f"{s.state} {s.services}"
+    mine = [c for c in found if c.working_dir == p.dir and not c.oneoff]
+    if step.action == "up":
+        ok, detail = s.ok, "; ".join(s.problems) or "running"
+    elif step.action == "down":
+        ok, detail = not mine, ("no container left" if not mine else f"{len(mine)} containers remain")
+    elif step.action == "restart":
+        after = _started(hc, p, step.services, found)
+        stale = [cid for cid, t in after.items() if before.started.get(cid) == t]
+        # A whole-project restart must leave the project up; a service restart only that service.
+        ok = not stale and bool(after) and (s.ok or bool(step.services))
+        detail = (f"{len(after)} containers restarted" if not stale
+                  else f"{len(stale)} containers not restarted") + (
+                      f"; {'; '.join(s.problems)}" if s.problems else "")
+    else:  # pull
+        after_images = _images_of(hc, p)
+        changed = [r for r, i in after_images.items() if before.images.get(r) != i]
+        ok = True
+        detail = (f"updated: {', '.join(sorted(changed))}" if changed
+                  else f"images unchanged ({len(after_images)})")
+        unchecked = _unchecked(p)
+        if unchecked:
+            detail += f"; not checked (interpolated): {', '.join(unchecked)}"
+        return True, (state, detail)  # nothing to wait for
+    return ok, (state, detail)
 
 
 def run_steps(hc: "HostContext", steps: Sequence[Action], *, parallel: int = 4, stop_on_failure: bool = False,
@@ -290,7 +293,7 @@ def run_steps(hc: "HostContext", steps: Sequence[Action], *, parallel: int = 4, 
         failed_at: str | None = None
         for s in steps:
             if failed_at:
-                out.append(ActionResult(s.project.path, s.action, _shown(hc, s.cmd), "skipped",
+                out.append(ActionResult(s.project.path, s.action, _shown(hc, s.cmd), Result.SKIPPED,
                                       detail=f"not started: {failed_at} failed"))
                 continue
             out.append(runner(hc, s))
@@ -310,8 +313,7 @@ def render_actions(outcomes: Sequence["Outcome[HostActions]"], *, dry: bool) -> 
     for o in outcomes:
         v = o.value
         if v is None:
-            rows.append([o.host.name, None, None, o.kind.upper(), o.error] if not dry
-                        else [o.host.name, None, None, f"{o.kind.upper()}: {o.error}"])
+            rows.append(failed_row(o, 5, at=3, reason_at=4) if not dry else failed_row(o, 4))
             continue
         for r in v.rows:
             rows.append([o.host.name, r.project, r.action, r.command] if dry
@@ -326,11 +328,11 @@ def render_actions(outcomes: Sequence["Outcome[HostActions]"], *, dry: bool) -> 
 def actions_json(outcomes: Sequence["Outcome[HostActions]"], *, dry: bool) -> dict[str, Any]:
     return {
         "dry": dry,
-        "hosts": [{
-            "host": o.host.name, "status": o.kind, "error": o.error,
-            "steps": [dataclasses.asdict(r) for r in o.value.rows] if o.value else [],
-            "missing": list(o.value.missing) if o.value else [],
-        } for o in outcomes],
+        "hosts": [host_entry(
+            o,
+            steps=[dataclasses.asdict(r) for r in o.value.rows] if o.value else [],
+            missing=list(o.value.missing) if o.value else [],
+        ) for o in outcomes],
         "missing": list(missing_everywhere(outcomes)),
     }
 

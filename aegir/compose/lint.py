@@ -45,7 +45,7 @@ from aegir.compose import cli as compose
 from aegir.compose.discovery import ENV_FILE, Project, select, warnings_about
 from aegir.compose.status import discover, missing_everywhere, warning_lines
 from aegir.layout import PROJECT_KINDS
-from aegir.report import table
+from aegir.report import failed_row, host_entry, table
 from aegir.yamldoc import YamlError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -424,7 +424,7 @@ def render_lint(outcomes: Sequence["Outcome[HostLint]"]) -> str:
     rows = []
     for o in outcomes:
         if o.value is None:
-            rows.append([o.host.name, None, o.kind.upper(), o.error])
+            rows.append(failed_row(o, 4, at=2, reason_at=3))
             continue
         rows.extend([o.host.name, f.where, f.rule, f.message] for p in o.value.projects for f in p.findings)
     vals = [o.value for o in outcomes if o.value is not None]
@@ -438,13 +438,13 @@ def render_lint(outcomes: Sequence["Outcome[HostLint]"]) -> str:
 
 def lint_json(outcomes: Sequence["Outcome[HostLint]"]) -> dict[str, Any]:
     return {
-        "hosts": [{
-            "host": o.host.name, "status": o.kind, "error": o.error,
-            "projects": [{"kind": p.kind, "name": p.name, "findings": list(p.findings)}
-                         for p in (o.value.projects if o.value else ())],
-            "missing": list(o.value.missing) if o.value else [],
-            "warnings": list(o.value.warnings) if o.value else [],
-        } for o in outcomes],
+        "hosts": [host_entry(
+            o,
+            projects=[{"kind": p.kind, "name": p.name, "findings": list(p.findings)}
+                      for p in (o.value.projects if o.value else ())],
+            missing=list(o.value.missing) if o.value else [],
+            warnings=list(o.value.warnings) if o.value else [],
+        ) for o in outcomes],
         "missing": list(missing_everywhere(outcomes)),
         "findings": sum(o.value.findings for o in outcomes if o.value),
     }

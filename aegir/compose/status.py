@@ -31,7 +31,7 @@ from aegir.compose.state import (
     project_status,
 )
 from aegir.layout import PROJECT_KINDS
-from aegir.report import age, table
+from aegir.report import age, failed_row, host_entry, table
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.fleet import Outcome
@@ -142,7 +142,7 @@ def render_status(outcomes: Sequence["Outcome[HostStatus]"]) -> str:
     failed_rows = []
     for i, o in enumerate(outcomes):
         if o.value is None:
-            failed_rows.append([o.host.name, None, None, None, o.kind.upper(), None, o.error])
+            failed_rows.append(failed_row(o, 7, at=4, reason_at=6))
             continue
         for p in o.value.projects:
             rows.append((_kind_order(p.kind), i, p.name,
@@ -179,7 +179,7 @@ def status_json(outcomes: Sequence["Outcome[HostStatus]"]) -> dict[str, Any]:
     """The same report for scripts: ``{"hosts": [...], "missing": [...], "total": {...}}``."""
     hosts = []
     for o in outcomes:
-        entry: dict[str, Any] = {"host": o.host.name, "status": o.kind, "error": o.error}
+        entry = host_entry(o)
         v = o.value
         if v is not None:
             entry.update(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from aegir.compose.discovery import COMPOSE_FILES, ENV_FILE
 from aegir.compose.status import discover
 from aegir.errors import AegirError, RefusedError
+from aegir.report import Result
 from aegir.sh import Cmd, check_name, shell
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,12 +110,12 @@ class NewProject:
 
     host: str
     project: str  # apps/NAME or users/NAME
-    steps: tuple[tuple[str, str], ...]  # (command line, "planned" | "done" | "failed: …" | "not run")
+    steps: tuple[tuple[str, str], ...]  # (command line, "would" | "done" | "failed: …" | "not run")
     verified: str = ""  # what discovery shows afterwards
 
     @property
     def ok(self) -> bool:
-        return all(r in ("planned", "done") for _, r in self.steps) and not self.verified.startswith("NOT")
+        return all(r in (Result.WOULD, Result.DONE) for _, r in self.steps) and not self.verified.startswith("NOT")
 
 
 def list_templates(hc: "HostContext") -> tuple[ServiceTemplate, ...] | None:
@@ -141,15 +142,15 @@ def new_project(hc: "HostContext", name: str, template: str, *, users: bool = Fa
         raise RefusedError(f"{dest} already exists: apps.new never overwrites; pick another name", host=hc.name)
     cmds = plan_new(t, dest)
     if dry:
-        return NewProject(hc.name, path, tuple((c.line, "planned") for c in cmds))
+        return NewProject(hc.name, path, tuple((c.line, str(Result.WOULD)) for c in cmds))
     results: list[tuple[str, str]] = []
     for cmd in cmds:
-        if results and results[-1][1] != "done":
+        if results and results[-1][1] != Result.DONE:
             results.append((cmd.line, "not run"))
             continue
         r = hc.run(cmd, check=False)
         tail = r.stderr.strip().splitlines()
-        results.append((cmd.line, "done" if r.exited == 0 else f"failed: exited {r.exited}: {tail[-1] if tail else ''}"))
+        results.append((cmd.line, str(Result.DONE) if r.exited == 0 else f"failed: exited {r.exited}: {tail[-1] if tail else ''}"))
     p = discover(hc, fresh=True).by_path().get(path)
     if p is None:
         verified = f"NOT found by discovery under {hc.host.srv}"

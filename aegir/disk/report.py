@@ -7,7 +7,7 @@ from typing import Any
 
 from aegir import fleet
 from aegir.disk.facts import HostDisk
-from aegir.report import human, table
+from aegir.report import failed_row, host_entry, human, table
 
 
 def _fs_cell(fs: Any) -> str:
@@ -24,7 +24,7 @@ def render(outcomes: Sequence[fleet.Outcome[HostDisk]], top: int) -> str:
     for o in outcomes:
         d = o.value
         if d is None:
-            rows.append([o.host.name, None, None, None, None, None, None, o.status])
+            rows.append(failed_row(o, 8))
             continue
         fs = d.filesystems
         srv = _fs_cell(fs.srv) if fs.srv else f"{fs.srv_state}"
@@ -68,7 +68,7 @@ def as_json(outcomes: Sequence[fleet.Outcome[HostDisk]], top: int) -> dict[str, 
     hosts = []
     for o in outcomes:
         d = o.value
-        entry: dict[str, Any] = {"host": o.host.name, "status": o.kind, "error": o.error}
+        entry = host_entry(o)
         if d is not None:
             entry.update(
                 root=d.filesystems.root, srv=d.filesystems.srv, srv_state=d.filesystems.srv_state,

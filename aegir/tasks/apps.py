@@ -20,7 +20,7 @@ from aegir.compose.status import discover, gather_status, has_problems, render_s
 from aegir.compose.templates import list_templates, new_project, templates_dir
 from aegir.errors import AegirError
 from aegir.host import HostContext, open_context
-from aegir.report import FORMAT_HELP, check_format, emit, table
+from aegir.report import FORMAT_HELP, check_format, emit, failed_row, host_entry, table
 from aegir.tasks.base import exit_if_failed, is_dry, targets, task
 
 NAMES_HELP = "Projects: folder names or kind/folder, comma-separated (e.g. cloud,users/wiki)."
@@ -103,7 +103,7 @@ def logs(c, name, service="", follow=False, tail=None):
                        label="apps.logs")
     for o in found:
         if not o.ok:
-            print(f"{o.host.name}: {o.kind.upper()}: {o.error}")
+            print(f"{o.host.name}: {o.status}")
     where = [(o.host, o.value[0]) for o in found if o.value]
     if not where:
         raise AegirError(f"no project {wanted[0]!r} on any target host that answered")
@@ -143,9 +143,8 @@ def templates(c, format="table"):
             for o in outcomes if o.value for t in o.value]
     rows += [[o.host.name, None, f"no {templates_dir(o.host.srv)}", None, None] for o in outcomes
              if o.ok and o.value is None]
-    rows += [[o.host.name, None, f"{o.kind.upper()}: {o.error}", None, None] for o in outcomes if not o.ok]
-    data = {"hosts": [{"host": o.host.name, "status": o.kind, "error": o.error, "templates": list(o.value or ())}
-                      for o in outcomes]}
+    rows += [failed_row(o, 5, at=2) for o in outcomes if not o.ok]
+    data = {"hosts": [host_entry(o, templates=list(o.value or ())) for o in outcomes]}
     emit(fmt, data=data, text=table(["HOST", "TEMPLATE", "COMPOSE FILE", ".ENV.EXAMPLE", "CONF/"], rows)
          if rows else "no templates")
     exit_if_failed(outcomes)
@@ -165,11 +164,10 @@ def new(c, name, template, users=False, dry=False, format="table"):
     outcomes = fleet.each(c, hosts, lambda hc: new_project(hc, name, template, users=users, dry=dry),
                           label="apps.new")
     rows = [[o.host.name, o.value.project, line, result] for o in outcomes if o.value for line, result in o.value.steps]
-    rows += [[o.host.name, None, None, f"{o.kind.upper()}: {o.error}"] for o in outcomes if not o.ok]
+    rows += [failed_row(o, 4) for o in outcomes if not o.ok]
     text = table(["HOST", "PROJECT", "COMMAND", "RESULT"], rows)
     text += "".join(f"\nverified: {o.value.verified}" for o in outcomes if o.value and o.value.verified)
-    emit(fmt, data={"dry": dry, "hosts": [{"host": o.host.name, "status": o.kind, "error": o.error,
-                                           "result": o.value} for o in outcomes]}, text=text)
+    emit(fmt, data={"dry": dry, "hosts": [host_entry(o, result=o.value) for o in outcomes]}, text=text)
     exit_if_failed(outcomes, problems=any(o.value is not None and not o.value.ok for o in outcomes))
 
 

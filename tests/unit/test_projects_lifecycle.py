@@ -73,7 +73,7 @@ H1, H2 = Host("hyp1"), Host("hyp2")
 
 
 def test_dry_run_tables_show_the_exact_command_of_every_step():
-    rows = (ActionResult("apps/cloud", "down", "docker compose -p cloud down", "planned"),)
+    rows = (ActionResult("apps/cloud", "down", "docker compose -p cloud down", "would"),)
     text = render_actions([Outcome(H1, HostActions("hyp1", rows)), Outcome(H2, error="cannot connect", kind="unreachable")],
                           dry=True)
     assert text.splitlines() == [
