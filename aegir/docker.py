@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aegir.errors import AegirError
+from aegir.facts import Fact
 from aegir.sh import Cmd, shell
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,6 +40,10 @@ class HostContext(Protocol):
 
     def docker(self) -> "docker.DockerClient": ...
 
+    def fact(self, fact: Fact[T]) -> T: ...
+
+
+T = TypeVar("T")
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 API_TIMEOUT = 60
@@ -107,6 +112,11 @@ def parse_dockerd(exited: int, stderr: str) -> bool:
     raise AegirError(f"cannot tell whether dockerd runs: {stderr.strip() or f'exit code {exited}'}")
 
 
+def dockerd_fact() -> Fact[bool]:
+    """`dockerd_cmd` as a fact: asked afresh each time (Docker starts and stops under boot and update)."""
+    return Fact("docker.dockerd", dockerd_cmd(), lambda r: parse_dockerd(r.exited, r.stderr), None, cache=False)
+
+
 def running_info(hc: "HostContext", running: bool | None = None) -> dict[str, Any]:
     """Docker's ``info``, asked only once a ``dockerd`` process runs on the host.
 
@@ -123,8 +133,7 @@ def running_info(hc: "HostContext", running: bool | None = None) -> dict[str, An
 
 def dockerd_running(hc: "HostContext") -> bool:
     """Does a ``dockerd`` process run on the host? Asked of /proc, never of Docker's socket."""
-    r = hc.run(dockerd_cmd(), check=False)
-    return parse_dockerd(r.exited, r.stderr)
+    return hc.fact(dockerd_fact())
 
 
 def _reason(exc: Exception) -> str:

@@ -23,6 +23,13 @@ class AegirError(Exception):
         self.message = message
         super().__init__(f"{host}: {message}" if host else message)
 
+    def on(self, host: str) -> "AegirError":
+        """This error, said of `host` when it names none yet (a pure parser cannot know the host)."""
+        if self.host is None:
+            self.host = host
+            self.args = (f"{host}: {self.message}", *self.args[1:])
+        return self
+
 
 class InventoryError(AegirError):
     """A hosts.yml problem, located as ``file:line: sentence``."""

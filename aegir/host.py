@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import os
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import docker
     from invoke import Context
     from invoke.runners import Result
+
+    from aegir.facts import Fact
 
 T = TypeVar("T")
 
@@ -48,7 +49,8 @@ class HostContext:
 
     host: Host
     c: "Context"
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    _docker: Any = field(default=None, repr=False)
+    _facts: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -63,11 +65,11 @@ class HostContext:
 
     def docker(self) -> "docker.DockerClient":
         """The Docker SDK client of this host (cached for this context)."""
-        if "docker" not in self._cache:
+        if self._docker is None:
             from aegir.docker import client_for
 
-            self._cache["docker"] = client_for(self)
-        return self._cache["docker"]
+            self._docker = client_for(self)
+        return self._docker
 
     def connect(self) -> None:
         """(Re)open the SSH connection if it is not up; no-op for the local host.
@@ -80,14 +82,35 @@ class HostContext:
             return
         _connect(self.c, self.host)
 
-    def cached(self, key: str, compute: Callable[[], T]) -> T:
-        """Memoise a per-host fact for the life of this context (e.g. Compose flavour)."""
-        if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]
+    def fact(self, fact: "Fact[T]") -> T:
+        """One fact of this host (`aegir.facts`), asked once for the life of this context."""
+        return self.facts(fact)[0]
+
+    def facts(self, *facts: "Fact[Any]") -> tuple[Any, ...]:
+        """The parsed answers of `facts`, in order; those not known yet asked in one round trip.
+
+        A fact whose command exits with a code that is not one of its answers
+        raises `CommandError` (host, command, exit code, stderr tail).
+        """
+        missing = [f for f in facts if not f.cache or f.key not in self._facts]
+        if len(missing) == 1:
+            r = self.run(missing[0].cmd, check=False)
+            replies = [sh.Reply(r.stdout, r.stderr, r.exited)]
+        elif missing:
+            replies = list(sh.split_batch(self.run(sh.batch([f.cmd for f in missing])).stdout, len(missing)))
+        fresh = {id(f): f.read(reply, host=self.name) for f, reply in zip(missing, replies)} if missing else {}
+        for f in missing:
+            if f.cache:
+                self._facts[f.key] = fresh[id(f)]
+        return tuple(fresh[id(f)] if id(f) in fresh else self._facts[f.key] for f in facts)
+
+    def forget(self, *facts: "Fact[Any]") -> None:
+        """Drop what this context knows of `facts` (after a change): the next ask runs them again."""
+        for f in facts:
+            self._facts.pop(f.key, None)
 
     def close(self) -> None:
-        client = self._cache.pop("docker", None)
+        client, self._docker = self._docker, None
         if client is not None:
             try:
                 client.close()

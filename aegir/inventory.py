@@ -22,7 +22,7 @@ import ipaddress
 import os
 import re
 import shlex
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -116,6 +116,27 @@ class Host:
 
 
 @dataclass(frozen=True)
+class Section:
+    """One host's section of hosts.yml (``fw:``, ``update:``...), and where each of its keys was written."""
+
+    inventory: "Inventory"
+    host: Host
+    name: str
+    values: Mapping[str, Any]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def error(self, key: tuple[Any, ...], message: str) -> InventoryError:
+        """``file:line: HOST: SECTION.KEY: message``, at the host's own key or else the ``defaults:`` one."""
+        base: tuple[Any, ...] = ("hosts", self.host.name, self.name)
+        if (*base, key[0]) not in self.inventory.lines and ("defaults", self.name, key[0]) in self.inventory.lines:
+            base = ("defaults", self.name)
+        where = ".".join(map(str, (self.name, *key)))
+        return self.inventory.error((*base, *key), f"{self.host.name}: {where}: {message}")
+
+
+@dataclass(frozen=True)
 class Inventory:
     """The validated hosts of one hosts.yml, plus where each key was written."""
 
@@ -158,6 +179,20 @@ class Inventory:
     def error(self, path: tuple[Any, ...], message: str) -> InventoryError:
         """An `InventoryError` pointing at the key at `path`."""
         return InventoryError(self.path, self.line_of(*path), message)
+
+    def section(self, host: Host, name: str, keys: Sequence[str]) -> "Section":
+        """`host`'s ``name:`` section (its own over ``defaults:``), refused if it has a key not in `keys`.
+
+        Every area's settings (``fw:``, ``update:``...) are read through this:
+        one way to say which key is wrong, on which line, with "did you mean".
+        """
+        sec = Section(self, host, name, host.section(name))
+        for key in sec.values:
+            if key not in keys:
+                close = difflib.get_close_matches(str(key), keys, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(keys)}"
+                raise sec.error((key,), f"unknown key ({hint})")
+        return sec
 
     def resolve(self, spec: str | Iterable[str] | None) -> tuple[Host, ...]:
         """Targets for ``-H``: host names, group names, raw ``user@host:port``.

@@ -53,8 +53,9 @@ def load(text: str) -> YamlDoc:
     A key written twice in one mapping is an error at its second line (YAML
     says it is one; PyYAML would silently keep the last).
     """
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             return YamlDoc(None)
@@ -72,7 +73,8 @@ def load(text: str) -> YamlDoc:
     except (RecursionError, ValueError, TypeError, OverflowError) as exc:
         raise YamlError(None, f"invalid YAML: {type(exc).__name__}: {str(exc)[:200]}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return YamlDoc(data, lines, node)
 
 

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aegir.errors import AegirError
+from aegir.facts import Fact
 from aegir.layout import SRV_FOLDERS
-from aegir.sh import Cmd, check_name
+from aegir.sh import Cmd, Reply, check_name
 
 #: The folders the runbook keeps under /srv.
 #: Where Docker reads its daemon configuration (data-root, …).
@@ -279,3 +280,51 @@ def parse_daemon_json(text: str | None) -> DataRoot:
 def parse_docker_info(info: Mapping[str, Any]) -> DataRoot:
     """The data-root a running daemon reports (``docker info``: ``DockerRootDir``)."""
     return DataRoot(info.get("DockerRootDir") or None, "docker info", running=True)
+
+
+# --------------------------------------------------------------------------- as facts (aegir.facts)
+# Boot changes what these answer (unlock, mount, start Docker): they are asked afresh every time.
+
+
+def mounted_fact(srv: str) -> Fact[Mount | None]:
+    """What is mounted at `srv` (None: nothing)."""
+    return Fact("boot.mounted", findmnt_cmd(srv), lambda r: parse_findmnt(r.stdout, r.exited), (0, 1), cache=False)
+
+
+def fstab_fact(srv: str) -> Fact[Mount | None]:
+    """The fstab entry for `srv` (None: none)."""
+    return Fact("boot.fstab", fstab_cmd(srv), lambda r: parse_findmnt(r.stdout, r.exited), (0, 1), cache=False)
+
+
+def listing_fact(srv: str) -> Fact[Listing]:
+    """What `srv` holds (``ls -A1p``)."""
+    return Fact("boot.listing", listing_cmd(srv), lambda r: parse_listing(r.stdout, r.exited), (0, 1, 2),
+                cache=False)
+
+
+def losetup_fact() -> Fact[Reply]:
+    """``losetup --list``, unparsed: it is read (and must have worked) only when /srv is loop-mounted."""
+    return Fact("boot.losetup", losetup_cmd(), lambda r: r, None, cache=False)
+
+
+def mapping_fact(name: str) -> Fact[LuksMapping]:
+    """The state of the LUKS mapping `name`."""
+    return Fact("boot.mapping", luks_status_cmd(name), lambda r: parse_luks_status(name, r.stdout, r.stderr, r.exited),
+                None, cache=False)
+
+
+def is_luks_fact(device: str) -> Fact[bool]:
+    """Does `device` hold a LUKS header?"""
+    return Fact("boot.is_luks", is_luks_cmd(device), lambda r: parse_is_luks(device, r.exited, r.stderr), None,
+                cache=False)
+
+
+def file_fact(path: str) -> Fact[str | None]:
+    """The text of `path` on the host (None: absent)."""
+    return Fact("boot.file", cat_cmd(path), lambda r: parse_cat(r.stdout, r.stderr, r.exited), (0, 1), cache=False)
+
+
+def daemon_json_fact() -> Fact[str | None]:
+    """daemon.json's text (None: absent); `parse_daemon_json` reads it only when Docker cannot be asked."""
+    return Fact("boot.daemon_json", daemon_json_cmd(), lambda r: parse_cat(r.stdout, r.stderr, r.exited), None,
+                cache=False)

@@ -14,22 +14,19 @@ from aegir import fleet
 from aegir.boot.facts import (
     EXIT_WRONG_PASSPHRASE,
     DataRoot,
-    cat_cmd,
-    daemon_json_cmd,
-    findmnt_cmd,
-    fstab_cmd,
-    is_luks_cmd,
-    listing_cmd,
-    losetup_cmd,
+    daemon_json_fact,
+    file_fact,
+    fstab_fact,
+    is_luks_fact,
+    listing_fact,
+    losetup_fact,
     luks_open_cmd,
     luks_status_cmd,
     luks_test_cmd,
-    parse_cat,
+    mapping_fact,
+    mounted_fact,
     parse_daemon_json,
     parse_docker_info,
-    parse_findmnt,
-    parse_is_luks,
-    parse_listing,
     parse_losetup,
     parse_luks_status,
 )
@@ -60,29 +57,18 @@ from aegir.boot.plan import (
 )
 from aegir.boot.secrets import Prompter, retry
 from aegir.compose.status import HostStatus, gather_status
-from aegir.docker import DockerUnavailable, dockerd_cmd, dockerd_running, parse_dockerd, running_info
+from aegir.docker import DockerUnavailable, dockerd_fact, dockerd_running, running_info
 from aegir.errors import AegirError, CommandError
+from aegir.facts import Fact
 from aegir.fw import host as fwhost
 from aegir.fw import nft
 from aegir.host import HostContext
 from aegir.inventory import for_context
 from aegir.poll import until
-from aegir.sh import Cmd, Reply, batch, mask, split_batch, write_file_cmd
+from aegir.sh import Cmd, mask, write_file_cmd
 
 #: Seconds to wait for the Docker daemon to answer after starting it.
 DOCKER_TIMEOUT = 60
-
-
-def _answer(hc: HostContext, cmd: Cmd, r: Any, ok: Sequence[int] = (0, 1)) -> Any:
-    """`r`, what the read-only probe `cmd` answered, unless its exit code is not one of the answers in `ok`."""
-    if r.exited not in ok:
-        raise CommandError(hc.name, cmd.line, r.exited, r.stderr)
-    return r
-
-
-def _probes(hc: HostContext, probes: Mapping[str, Cmd]) -> dict[str, Reply]:
-    """Run read-only probes in one round trip (`aegir.sh.batch`): name -> its answer, unchecked."""
-    return dict(zip(probes, split_batch(hc.run(batch(list(probes.values()))).stdout, len(probes))))
 
 
 def docker_info(hc: HostContext, running: bool | None = None) -> Mapping[str, Any] | None:
@@ -108,34 +94,24 @@ def read_srv(hc: HostContext, *, docker: bool = True) -> SrvFacts:
     then Docker itself is asked its data-root if it runs.
     """
     host = hc.host
-    probes = {"mounted": findmnt_cmd(host.srv), "fstab": fstab_cmd(host.srv), "listing": listing_cmd(host.srv),
-              "loops": losetup_cmd()}
+    losetup = losetup_fact()
+    facts: list[Fact[Any]] = [mounted_fact(host.srv), fstab_fact(host.srv), listing_fact(host.srv), losetup]
     if host.luks_device:
-        probes["mapping"] = luks_status_cmd(host.luks_name)
+        facts.append(mapping_fact(host.luks_name))
     if docker:
-        probes.update(dockerd=dockerd_cmd(), daemon_json=daemon_json_cmd())
-    got = _probes(hc, probes)
-    r = _answer(hc, probes["mounted"], got["mounted"])
-    mounted = parse_findmnt(r.stdout, r.exited)
-    r = _answer(hc, probes["fstab"], got["fstab"])
-    fstab = parse_findmnt(r.stdout, r.exited)
-    r = _answer(hc, probes["listing"], got["listing"], ok=(0, 1, 2))
-    listing = parse_listing(r.stdout, r.exited)
-    loops = parse_losetup(_answer(hc, probes["loops"], got["loops"], ok=(0,)).stdout) \
-        if mounted is not None and mounted.source.startswith("/dev/loop") else {}
-    mapping = None
-    if host.luks_device:
-        r = got["mapping"]
-        mapping = parse_luks_status(host.luks_name, r.stdout, r.stderr, r.exited)
+        facts += [dockerd_fact(), daemon_json_fact()]
+    mounted, fstab, listing, loop_list, *rest = hc.facts(*facts)
+    mapping = rest.pop(0) if host.luks_device else None
+    loops: dict[str, str] = {}
+    if mounted is not None and mounted.source.startswith("/dev/loop"):
+        if loop_list.exited != 0:
+            raise CommandError(hc.name, losetup.cmd.line, loop_list.exited, loop_list.stderr)
+        loops = parse_losetup(loop_list.stdout)
     data_root = DataRoot(None, "unknown")
     if docker:
-        r = got["dockerd"]
-        info = docker_info(hc, running=parse_dockerd(r.exited, r.stderr))
-        if info is not None:
-            data_root = parse_docker_info(info)
-        else:
-            r = got["daemon_json"]
-            data_root = parse_daemon_json(parse_cat(r.stdout, r.stderr, r.exited))
+        running, daemon_json = rest
+        info = docker_info(hc, running=running)
+        data_root = parse_docker_info(info) if info is not None else parse_daemon_json(daemon_json)
     return SrvFacts(mounted, fstab, listing, data_root, loops, mapping)
 
 
@@ -148,14 +124,10 @@ def unlock_step(hc: HostContext, *, test: bool, prompter: Prompter | None) -> St
     device = host.luks_device
     is_luks = mapping = None
     if device:
-        probes = {"is_luks": is_luks_cmd(device)}
-        if not test:
-            probes["mapping"] = luks_status_cmd(host.luks_name)
-        got = _probes(hc, probes)
-        is_luks = parse_is_luks(device, got["is_luks"].exited, got["is_luks"].stderr)
-        if not test:
-            r = got["mapping"]
-            mapping = parse_luks_status(host.luks_name, r.stdout, r.stderr, r.exited)
+        if test:
+            is_luks = hc.fact(is_luks_fact(device))
+        else:
+            is_luks, mapping = hc.facts(is_luks_fact(device), mapping_fact(host.luks_name))
     plan = plan_unlock(host, is_luks, mapping, test=test)
     if plan.action == "skip":
         return StepResult("unlock", SKIPPED, plan.detail)
@@ -301,12 +273,7 @@ def guard_step(hc: HostContext, *, root: str, act: bool) -> StepResult:
 
 def read_files(hc: HostContext, paths: Sequence[str]) -> dict[str, str | None]:
     """path -> its text (None: absent), all read in one round trip."""
-    probes = {p: cat_cmd(p) for p in paths}
-    texts = {}
-    for path, r in _probes(hc, probes).items():
-        r = _answer(hc, probes[path], r)
-        texts[path] = parse_cat(r.stdout, r.stderr, r.exited)
-    return texts
+    return dict(zip(paths, hc.facts(*(file_fact(p) for p in paths))))
 
 
 def verify_guard(hc: HostContext, paths: Sequence[str], wanted: str) -> str:

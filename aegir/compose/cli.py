@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aegir.errors import AegirError
+from aegir.facts import Fact
 from aegir.sh import Cmd, check_name, shell
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,14 +113,13 @@ def parse_detect(stdout: str, *, host: str | None = None) -> Flavour:
     )
 
 
+#: Which Compose the host has: asked once per host and run.
+FLAVOUR = Fact("compose.flavour", detect_cmd(), lambda r: parse_detect(r.stdout), answers=None)
+
+
 def flavour(hc: "HostContext") -> Flavour:
-    """The host's Compose, detected once per host and run (``hc.cached``)."""
-
-    def probe() -> Flavour:
-        result = hc.run(detect_cmd(), check=False)
-        return parse_detect(result.stdout, host=hc.name)
-
-    return hc.cached("compose.flavour", probe)
+    """The host's Compose (`FLAVOUR`), detected once per host and run."""
+    return hc.fact(FLAVOUR)
 
 
 # --------------------------------------------------------------------------- commands

@@ -30,6 +30,7 @@ from aegir.compose.state import (
     parse_containers,
     project_status,
 )
+from aegir.facts import Fact
 from aegir.layout import PROJECT_KINDS
 from aegir.report import age, failed_row, host_entry, table
 
@@ -65,13 +66,12 @@ def discover(hc: "HostContext", *, with_env: bool = False, fresh: bool = False) 
 
     `fresh` forgets a discovery memoised earlier in this run (after ``apps.new``, say).
     """
-    def probe() -> Discovery:
-        out = hc.run(discover_cmd(hc.host.srv, with_env=with_env))
-        return parse_discovery(out.stdout, hc.host.srv)
-
+    srv = hc.host.srv
+    fact = Fact("compose.discovery", discover_cmd(srv, with_env=with_env), lambda r: parse_discovery(r.stdout, srv),
+                cache=not with_env)  # .env values are secrets: never kept
     if fresh:
-        hc._cache.pop("projects.discovery", None)
-    return probe() if with_env else hc.cached("projects.discovery", probe)
+        hc.forget(fact)
+    return hc.fact(fact)
 
 
 def containers(hc: "HostContext") -> tuple[ProjectContainer, ...]:

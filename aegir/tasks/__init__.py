@@ -1,6 +1,6 @@
 """aegir's task namespaces, assembled into the collection `tasks.py` exposes.
 
-One module per namespace; a namespace is listed once its first real task lands.
+One module per namespace (its docstring is the namespace help), assembled here in runbook order.
 """
 
 from invoke import Collection

@@ -21,7 +21,7 @@ from aegir.compose.templates import list_templates, new_project, templates_dir
 from aegir.errors import AegirError
 from aegir.host import HostContext, open_context
 from aegir.report import FORMAT_HELP, check_format, emit, failed_row, host_entry, table
-from aegir.tasks.base import exit_if_failed, is_dry, targets, task
+from aegir.tasks.base import exit_if_failed, fleet_report, is_dry, targets, task
 
 NAMES_HELP = "Projects: folder names or kind/folder, comma-separated (e.g. cloud,users/wiki)."
 DRY_HELP = "Print the exact Compose commands and stop."
@@ -55,11 +55,9 @@ def _act(c: Any, label: str, names: str, action: str, fmt: str, dry: bool, paral
 @task(help={"names": NAMES_HELP + " Default: every project.", "format": FORMAT_HELP})
 def status(c, names="", format="table"):
     """Show the state of every Compose project (core first): services, problems, image age."""
-    fmt = check_format(format)
     wanted = split_names(names)
-    outcomes = fleet.each(c, targets(c), lambda hc: gather_status(hc, wanted), label="apps.status")
-    emit(fmt, data=status_json(outcomes), text=render_status(outcomes))
-    exit_if_failed(outcomes, problems=has_problems(outcomes))
+    fleet_report(c, format, "apps.status", lambda hc: gather_status(hc, wanted),
+                 data=status_json, text=render_status, problems=has_problems)
 
 
 @task(help={"names": NAMES_HELP, "force": "Start even while a core project is down.", "dry": DRY_HELP,
@@ -127,11 +125,9 @@ def logs(c, name, service="", follow=False, tail=None):
 @task(help={"names": NAMES_HELP + " Default: every project.", "format": FORMAT_HELP})
 def lint(c, names="", format="table"):
     """Check that compose files are publishable: site data only through .env variables."""
-    fmt = check_format(format)
     wanted = split_names(names)
-    outcomes = fleet.each(c, targets(c), lambda hc: lint_host(hc, wanted), label="apps.lint")
-    emit(fmt, data=lint_json(outcomes), text=render_lint(outcomes))
-    exit_if_failed(outcomes, problems=has_findings(outcomes))
+    fleet_report(c, format, "apps.lint", lambda hc: lint_host(hc, wanted),
+                 data=lint_json, text=render_lint, problems=has_findings)
 
 
 @task(help={"format": FORMAT_HELP})

@@ -10,14 +10,19 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import invoke
 from invoke import Exit
 
+from aegir import fleet
 from aegir.errors import AegirError, InventoryError, TargetError
 from aegir.fleet import Outcome, failed
+from aegir.host import HostContext
 from aegir.inventory import Host, Inventory, for_context
+from aegir.report import check_format, emit
+
+T = TypeVar("T")
 
 #: Exit codes: 0 all fine, 1 something failed or needs attention, 2 bad input/config.
 EXIT_PROBLEM = 1
@@ -81,3 +86,17 @@ def exit_if_failed(outcomes: Sequence[Outcome[Any]], *, problems: bool = False) 
     if bad or problems:
         names = ", ".join(o.host.name for o in bad)
         raise Exit(f"aegir: failed on {names}" if bad else None, code=EXIT_PROBLEM)
+
+
+def fleet_report(c: invoke.Context, fmt: str, label: str, fn: Callable[[HostContext], T], *,
+                 data: Callable[[list[Outcome[T]]], Any], text: Callable[[list[Outcome[T]]], str],
+                 problems: Callable[[list[Outcome[T]]], bool] | None = None) -> list[Outcome[T]]:
+    """The body of a read-only report: `fn` on every target, one table (or JSON), exit 1 on a failed host.
+
+    `problems` says whether what was found needs attention (exit 1 as well).
+    """
+    fmt = check_format(fmt)
+    outcomes = fleet.each(c, targets(c), fn, label=label)
+    emit(fmt, data=data(outcomes), text=text(outcomes))
+    exit_if_failed(outcomes, problems=bool(problems and problems(outcomes)))
+    return outcomes

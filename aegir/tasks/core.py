@@ -8,16 +8,14 @@ from aegir import fleet
 from aegir.compose.lifecycle import actions_failed, actions_json, host_actions, plan_core, render_actions
 from aegir.compose.status import gather_status, has_problems, render_status, status_json
 from aegir.report import FORMAT_HELP, check_format, emit
-from aegir.tasks.base import exit_if_failed, is_dry, targets, task
+from aegir.tasks.base import exit_if_failed, fleet_report, is_dry, targets, task
 
 
 @task(help={"format": FORMAT_HELP})
 def status(c, format="table"):
     """Show the state of the core projects on every host; exit 1 when one is not fully up."""
-    fmt = check_format(format)
-    outcomes = fleet.each(c, targets(c), lambda hc: gather_status(hc, kinds=("core",)), label="core.status")
-    emit(fmt, data=status_json(outcomes), text=render_status(outcomes))
-    exit_if_failed(outcomes, problems=has_problems(outcomes))
+    fleet_report(c, format, "core.status", lambda hc: gather_status(hc, kinds=("core",)),
+                 data=status_json, text=render_status, problems=has_problems)
 
 
 @task(help={"dry": "Print the exact Compose commands and stop.", "format": FORMAT_HELP})

@@ -195,7 +195,7 @@ def apply(hc: HostContext, p: ApplyPlan, *, now: float | None = None) -> ApplyRe
 
 
 def _project_status(hc: HostContext) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Core and apps status through the Compose status API (issue 3's `aegir.compose.status`)."""
+    """Core and apps status through the Compose status report (`aegir.compose.status`)."""
     try:
         status = gather_status(hc, kinds=("core", "apps"))
     except AegirError as exc:

@@ -222,3 +222,23 @@ def test_random_text_never_raises_anything_but_an_inventory_error(text):
         parse(text, "fuzz.yml")
     except InventoryError as exc:
         assert str(exc).startswith("fuzz.yml")
+
+
+def test_a_section_names_its_unknown_key_on_its_line_with_a_suggestion():
+    from aegir.inventory import parse
+
+    inv = parse("defaults:\n  fw:\n    ssh_port: 22\nhosts:\n  hyp1:\n    address: 192.0.2.10\n"
+                "    fw:\n      ssh_prot: 2222\n", "hosts.yml")
+    with pytest.raises(InventoryError, match=r"^hosts.yml:8: hyp1: fw.ssh_prot: unknown key \(did you mean 'ssh_port'\?\)$"):
+        inv.section(inv.get("hyp1"), "fw", ("ssh_port", "admin_sources"))
+
+
+def test_a_section_error_points_at_the_defaults_line_when_the_host_inherits_the_key():
+    from aegir.inventory import parse
+
+    inv = parse("defaults:\n  update:\n    crucial_units: nope\nhosts:\n  hyp1:\n    address: 192.0.2.10\n",
+                "hosts.yml")
+    sec = inv.section(inv.get("hyp1"), "update", ("crucial_units",))
+    assert sec.get("crucial_units") == "nope"
+    assert str(sec.error(("crucial_units",), "must be a list")) == \
+        "hosts.yml:3: hyp1: update.crucial_units: must be a list"
