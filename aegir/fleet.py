@@ -4,6 +4,12 @@
 ``fn(hc)`` in a bounded thread pool, never stops at the first failure, and
 returns an `Outcome` per host in inventory order: its value, or why it failed
 (unreachable, refused host key, a command that failed, ...).
+
+``rolling=`` (an `aegir.inventory.Rolling`, from ``--serial`` or a group's
+``rolling:`` in hosts.yml) runs an action batch by batch instead: the first
+batch is the canary, a failed host stops the roll (unless ``keep_going``,
+which the canary ignores), and every host after it gets a ``skipped`` outcome
+saying it was not attempted, and why.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from aegir.errors import AegirError, UnreachableError
 from aegir.host import HostContext, open_context
-from aegir.inventory import Host
+from aegir.inventory import Host, Rolling
 from aegir.report import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +42,7 @@ class Outcome(Generic[T]):
     host: Host
     value: T | None = None
     error: str | None = None
-    kind: str = "ok"  # ok | unreachable | failed | bug
+    kind: str = "ok"  # ok | unreachable | failed | bug | skipped (a roll stopped before it)
     seconds: float = 0.0
 
     @property
@@ -62,6 +68,8 @@ def each(
     label: str = "aegir",
     limit: int | None = None,
     serial: bool = False,
+    rolling: Rolling | None = None,
+    stops: Callable[[T], bool] | None = None,
 ) -> list[Outcome[T]]:
     """Run ``fn(hc)`` on every host in parallel; one `Outcome` per host, in order.
 
@@ -73,12 +81,16 @@ def each(
     ``serial=True`` runs the hosts one after another in the calling thread,
     with no progress line: for interactive work (a prompt owns the terminal,
     Ctrl-C reaches it, prompts come in inventory order).
+
+    ``rolling`` runs the hosts batch by batch (see the module's docstring);
+    ``stops(value)`` says a host that did not fail should stop the roll too
+    (an upgrade after which Docker does not answer).
     """
     if limit is None:
         limit = int((c.config.get("aegir") or {}).get("parallel") or DEFAULT_LIMIT)
     limit = max(1, min(limit, len(hosts) or 1))
 
-    def one(host: Host) -> Outcome[T]:
+    def attempt(host: Host) -> Outcome[T]:
         start = time.monotonic()
         hc: HostContext | None = None
         try:
@@ -96,13 +108,45 @@ def each(
         finally:
             if hc is not None:
                 hc.close()
-            progress.done(host.name)
+
+    def one(host: Host) -> Outcome[T]:
+        outcome = attempt(host)
+        progress.done(host.name, outcome.kind)
+        return outcome
 
     if serial:
         progress = Progress(label, [])  # never started: nothing may write over a prompt
         return [one(h) for h in hosts]
     with Progress(label, [h.name for h in hosts]) as progress:
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="aegir") as pool:
-            return list(pool.map(one, hosts))
+            if rolling is None:
+                return list(pool.map(one, hosts))
+            return _roll(pool, hosts, one, rolling, progress, stops)
+
+
+def _roll(pool: ThreadPoolExecutor, hosts: Sequence[Host], one: Callable[[Host], Outcome[T]],
+          rolling: Rolling, progress: Progress, stops: Callable[[T], bool] | None) -> list[Outcome[T]]:
+    """Batch after batch; at a failure that stops the roll, every host left gets a `skipped` outcome."""
+    out: list[Outcome[T]] = []
+    batches = rolling.batches(hosts)
+    for i, batch in enumerate(batches):
+        done = list(pool.map(one, batch))
+        out.extend(done)
+        bad = [o.host.name for o in done if not o.ok or (stops is not None and stops(o.value))]  # type: ignore[arg-type]
+        if bad and (i == 0 or not rolling.keep_going) and i + 1 < len(batches):
+            left = [h for b in batches[i + 1:] for h in b]
+            why = stop_reason(bad, rolling, canary=i == 0 and len(batches) > 1)
+            for h in left:
+                progress.done(h.name, "not attempted")
+            return out + [Outcome(h, error=why, kind="skipped") for h in left]
+    return out
+
+
+def stop_reason(bad: Sequence[str], rolling: Rolling, *, canary: bool) -> str:
+    """Why the hosts after a failed batch were not attempted, in one sentence."""
+    which = ("the canary batch" if canary else rolling.spelled if rolling.origin == "--serial"
+             else f"the rolling setting of {rolling.origin}")
+    after = "" if canary or rolling.keep_going else "; --keep-going goes on past a failed host"
+    return f"not attempted: {', '.join(bad)} failed and {which} stops there{after}"
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from aegir import yamldoc
 from aegir.errors import InventoryError, TargetError
@@ -36,6 +36,8 @@ from aegir.yamldoc import YamlError
 IPv4 = ipaddress.IPv4Address
 IPv6 = ipaddress.IPv6Address
 IPv6Net = ipaddress.IPv6Network
+
+T = TypeVar("T")
 
 SEARCH_PATHS = ("./hosts.yml", "/etc/aegir/hosts.yml")
 DEFAULT_DOCKER_START = ("systemctl", "start", "docker")
@@ -63,8 +65,52 @@ HOST_KEYS: dict[str, bool] = {
     "service_ipv6": False,
     **{s: True for s in SECTIONS},
 }
-TOP_KEYS = ("defaults", "hosts")
+TOP_KEYS = ("defaults", "groups", "hosts")
 LUKS_KEYS = ("device", "name")
+#: Keys of one group under the top-level ``groups:`` mapping, and of its ``rolling:``.
+GROUP_KEYS = ("rolling",)
+ROLLING_KEYS = ("serial", "keep_going")
+
+
+@dataclass(frozen=True)
+class Rolling:
+    """How an action that changes hosts rolls over them: `size` hosts (or `percent` of them) at a time.
+
+    The first batch is the canary: a failure there stops the roll even with
+    `keep_going`; after it, a failed host stops the roll unless `keep_going`.
+    `origin` says where the setting came from (``--serial``, ``hosts.yml:4 (group prod)``).
+    """
+
+    size: int = 0  # hosts per batch; 0: use `percent`
+    percent: int = 0
+    keep_going: bool = False
+    origin: str = "--serial"
+
+    def batch_size(self, total: int) -> int:
+        """Hosts per batch for `total` targets (a percentage rounds up, at least one host)."""
+        if self.size:
+            return max(1, min(self.size, total or 1))
+        return max(1, -(-total * self.percent // 100))
+
+    def batches(self, hosts: Sequence[T]) -> list[list[T]]:
+        n = self.batch_size(len(hosts))
+        return [list(hosts[i:i + n]) for i in range(0, len(hosts), n)]
+
+    @property
+    def spelled(self) -> str:
+        """``--serial 1`` / ``--serial 25%`` as the operator would write it."""
+        return f"--serial {self.size}" if self.size else f"--serial {self.percent}%"
+
+
+def parse_serial(value: Any, origin: str = "--serial", keep_going: bool = False) -> Rolling:
+    """``1``, ``"2"``, ``"25%"`` -> `Rolling` (`ValueError` with a sentence for anything else)."""
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+    m = re.fullmatch(r"(\d+)(%?)", text or "")
+    if not m or int(m[1]) < 1 or (m[2] and int(m[1]) > 100):
+        raise ValueError(f"serial must be a number of hosts (1 or more) or a percentage (1% to 100%), not {value!r}")
+    n = int(m[1])
+    return Rolling(percent=n, keep_going=keep_going, origin=origin) if m[2] else \
+        Rolling(size=n, keep_going=keep_going, origin=origin)
 
 
 @dataclass(frozen=True)
@@ -143,6 +189,19 @@ class Inventory:
     path: str
     hosts: tuple[Host, ...]
     lines: Mapping[tuple[Any, ...], int] = field(default_factory=dict, compare=False)
+    rolling: Mapping[str, Rolling] = field(default_factory=dict)  # group -> its ``rolling:`` setting
+
+    def rolling_for(self, hosts: Sequence[Host]) -> Rolling | None:
+        """The most cautious ``rolling:`` of the groups `hosts` belong to (smallest batch), or None.
+
+        It rolls over all of `hosts`, members of that group or not; ``keep_going``
+        only when every group that sets it agrees.
+        """
+        found = [self.rolling[g] for g in dict.fromkeys(g for h in hosts for g in h.groups) if g in self.rolling]
+        if not found:
+            return None
+        first = min(found, key=lambda r: r.batch_size(len(hosts)))
+        return replace(first, keep_going=all(r.keep_going for r in found))
 
     def __iter__(self) -> Iterator[Host]:
         return iter(self.hosts)
@@ -348,7 +407,41 @@ class _Validator:
             raise self.fail(("hosts",) if "hosts" in data else (), "'hosts' must be a non-empty mapping of host name -> settings")
         parsed = [self.host(name, spec, defaults) for name, spec in hosts.items()]
         self.fleet(parsed)
-        return Inventory(self.path, tuple(parsed), MappingProxyType(dict(self.lines)))
+        rolling = self.groups(data.get("groups"), {g for h in parsed for g in h.groups})
+        return Inventory(self.path, tuple(parsed), MappingProxyType(dict(self.lines)), MappingProxyType(rolling))
+
+    def groups(self, groups: Any, known: set[str]) -> dict[str, Rolling]:
+        """The top-level ``groups:`` mapping: group name -> ``{rolling: {serial, keep_going}}``."""
+        if groups is None:
+            return {}
+        if not isinstance(groups, dict):
+            raise self.fail(("groups",), f"'groups' must be a mapping of group name -> settings, not a {_kind(groups)}")
+        out = {}
+        for name, spec in groups.items():
+            at = ("groups", name)
+            if name not in known:
+                close = difflib.get_close_matches(str(name), sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.fail(at, f"group {name!r} has no host in it{hint}")
+            if not isinstance(spec, dict):
+                raise self.fail(at, f"group {name!r} must be a mapping of settings, not a {_kind(spec)}")
+            self.unknown_keys(spec, GROUP_KEYS, at, f"key for group {name!r}:")
+            rolling = spec.get("rolling")
+            if rolling is None:
+                continue
+            if not isinstance(rolling, dict) or "serial" not in rolling:
+                raise self.fail((*at, "rolling"), f"group {name}: rolling must be a mapping with 'serial' "
+                                                  "(and optionally 'keep_going')")
+            self.unknown_keys(rolling, ROLLING_KEYS, (*at, "rolling"), f"key in group {name}'s rolling:")
+            keep_going = rolling.get("keep_going", False)
+            if not isinstance(keep_going, bool):
+                raise self.fail((*at, "rolling", "keep_going"), f"group {name}: rolling.keep_going must be true or false")
+            line = self.lines.get((*at, "rolling"), "?")
+            try:
+                out[name] = parse_serial(rolling["serial"], f"{self.path}:{line} (group {name})", keep_going)
+            except ValueError as exc:
+                raise self.fail((*at, "rolling", "serial"), f"group {name}: rolling.{exc}") from None
+        return out
 
     def unknown_keys(self, mapping: dict, allowed: Iterable[str], where: tuple[Any, ...], what: str) -> None:
         allowed = list(allowed)

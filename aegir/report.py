@@ -142,11 +142,13 @@ def emit(fmt: str, *, data: Any, text: str, out: TextIO | None = None) -> None:
 
 
 class Progress:
-    """``with Progress("disk.report", names) as p: ... p.done(name)``.
+    """``with Progress("disk.report", names) as p: ... p.done(name, "ok")``.
 
-    After `delay` seconds, and then every `every` seconds while work remains,
-    writes ``label: 2/3 done, waiting for hyp3`` on stderr (rewriting one line
-    on a terminal). Silent for work that finishes within `delay`.
+    On a terminal: after `delay` seconds, and then every `every` seconds while
+    work remains, rewrites one line ``label: 2/3 done, waiting for hyp3`` on
+    stderr. Elsewhere (a log, a pipe): once `delay` has passed, one line per
+    finished host, ``label: hyp2 failed (2/3)``, the hosts finished before it
+    included. Silent for work that finishes within `delay`.
     """
 
     def __init__(self, label: str, names: Sequence[str], *, delay: float = 1.0,
@@ -160,6 +162,8 @@ class Progress:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._shown = False
+        self._finished: list[tuple[str, str]] = []  # (name, how), not yet written (non-terminal)
+        self._live = False  # non-terminal: past `delay`, write each host as it finishes
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> "Progress":
@@ -173,10 +177,15 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
 
-    def done(self, name: str) -> None:
+    def done(self, name: str, how: str = "done") -> None:
+        """`name` finished; `how` is a word for the non-terminal line (ok, failed, not attempted...)."""
         with self._lock:
-            if name in self.pending:
-                self.pending.remove(name)
+            if name not in self.pending:
+                return
+            self.pending.remove(name)
+            self._finished.append((name, how))
+            if self._live:
+                self._flush_finished()
 
     @property
     def _tty(self) -> bool:
@@ -188,19 +197,28 @@ class Progress:
             done = self.total - len(self.pending)
         return f"{self.label}: {done}/{self.total} done" + (f", waiting for {waiting}" if waiting else "")
 
+    def _flush_finished(self) -> None:  # with self._lock held
+        done = self.total - len(self.pending) - len(self._finished)
+        for name, how in self._finished:
+            done += 1
+            self.stream.write(f"{self.label}: {name} {how} ({done}/{self.total})\n")
+        self._finished.clear()
+        self.stream.flush()
+
     def _loop(self) -> None:
-        start = time.monotonic()
         if self._stop.wait(self.delay):
             return
+        if not self._tty:
+            with self._lock:
+                self._live = True
+                self._flush_finished()
+            return
+        start = time.monotonic()
         while True:
-            msg = self.line()
-            if self._tty:
-                self.stream.write("\r\033[K" + msg)
-            else:
-                self.stream.write(msg + "\n")
+            self.stream.write("\r\033[K" + self.line())
             self.stream.flush()
             self._shown = True
-            if self._stop.wait(self.every if self._tty else max(self.every, 5.0)):
+            if self._stop.wait(self.every):
                 return
             if time.monotonic() - start > 86400:  # pragma: no cover - safety net
                 return

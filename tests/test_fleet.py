@@ -16,7 +16,7 @@ from aegir import fleet
 from aegir.cli import AegirConfig
 from aegir.errors import AegirError
 from aegir.host import HostContext
-from aegir.inventory import Host
+from aegir.inventory import Host, parse_serial
 from aegir.sh import Cmd
 
 
@@ -86,3 +86,58 @@ def test_a_host_whose_ssh_port_is_closed_is_unreachable_with_the_reason(c):
     [out] = fleet.each(c, [host], lambda hc: "never")
     assert out.kind == "unreachable"
     assert out.error == f"cannot connect to root@127.0.0.1:{port}: Connection refused"
+
+
+def _rolled(c, names: str, fail: set[str], rolling, seen: list[str] | None = None):
+    def fn(hc: HostContext) -> str:
+        if seen is not None:
+            seen.append(hc.name)
+        if hc.name in fail:
+            raise AegirError("apt-get upgrade exited 100", host=hc.name)
+        return hc.name
+
+    outs = fleet.each(c, [local(n) for n in names.split(",")], fn, rolling=rolling)
+    return [(o.host.name, o.kind) for o in outs], outs
+
+
+def test_a_roll_stops_at_the_first_failed_host_and_says_the_rest_were_not_attempted(c):
+    seen: list[str] = []
+    kinds, outs = _rolled(c, "a,b,c,d", {"b"}, parse_serial("1"), seen)
+    assert seen == ["a", "b"]  # one at a time, in inventory order, nothing after b
+    assert kinds == [("a", "ok"), ("b", "failed"), ("c", "skipped"), ("d", "skipped")]
+    assert outs[2].status == ("SKIPPED: not attempted: b failed and --serial 1 stops there; "
+                              "--keep-going goes on past a failed host")
+    assert [o.host.name for o in fleet.failed(outs)] == ["b", "c", "d"]  # exit 1: not attempted is not done
+
+
+def test_keep_going_goes_past_a_failed_host_but_never_past_a_failed_canary(c):
+    kinds, _ = _rolled(c, "a,b,c", {"b"}, parse_serial("1", keep_going=True))
+    assert kinds == [("a", "ok"), ("b", "failed"), ("c", "ok")]
+    kinds, outs = _rolled(c, "a,b,c", {"a"}, parse_serial("1", keep_going=True))
+    assert kinds == [("a", "failed"), ("b", "skipped"), ("c", "skipped")]
+    assert outs[1].error == "not attempted: a failed and the canary batch stops there"
+
+
+def test_a_percentage_rolls_in_batches_rounded_up_and_each_batch_runs_in_parallel(c):
+    batches: list[set[str]] = []
+    lock = threading.Lock()
+    started = threading.Barrier(2, timeout=5)  # a batch of two must run both hosts at once
+
+    def fn(hc: HostContext) -> None:
+        with lock:
+            if not batches or len(batches[-1]) == 2:
+                batches.append(set())
+            batches[-1].add(hc.name)
+        if hc.name != "e":
+            started.wait()
+
+    outs = fleet.each(c, [local(n) for n in "abcde"], fn, rolling=parse_serial("40%"))
+    assert [o.kind for o in outs] == ["ok"] * 5
+    assert batches == [{"a", "b"}, {"c", "d"}, {"e"}]
+
+
+def test_a_value_that_stops_a_roll_stops_it_like_a_failure(c):
+    outs = fleet.each(c, [local(n) for n in "abc"], lambda hc: hc.name == "a", rolling=parse_serial("1"),
+                      stops=lambda v: v is False)
+    assert [o.kind for o in outs] == ["ok", "ok", "skipped"]
+

@@ -7,6 +7,7 @@ anything else escaping a task is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from aegir import fleet
 from aegir.errors import AegirError, InventoryError, TargetError
 from aegir.fleet import Outcome, failed
 from aegir.host import HostContext
-from aegir.inventory import Host, Inventory, for_context
+from aegir.inventory import Host, Inventory, Rolling, for_context, parse_serial
 from aegir.report import check_format, emit
 
 T = TypeVar("T")
@@ -73,6 +74,33 @@ def inventory(c: invoke.Context) -> Inventory:
 def targets(c: invoke.Context) -> tuple[Host, ...]:
     """The hosts named by -H (hosts, groups, user@host:port), or every host."""
     return inventory(c).resolve((c.config.get("aegir") or {}).get("hosts"))
+
+
+#: The flags of every action that changes hosts: ``help={**ROLLING_HELP, ...}`` on the task,
+#: ``serial=None, keep_going=False`` in its signature, ``rolling=rolling(c, hosts, serial, keep_going)``
+#: to `aegir.fleet.each`.
+ROLLING_HELP = {
+    "serial": "Roll: change N hosts at a time, or a percentage (25%); the first batch is the canary, "
+              "a failed host stops the roll. Default: the targets' group 'rolling:' in hosts.yml, else all at once.",
+    "keep_going": "Rolling: go on after a host fails (a failed canary batch still stops the roll).",
+}
+
+
+def rolling(c: invoke.Context, hosts: Sequence[Host], serial: str | None = None,
+            keep_going: bool = False) -> Rolling | None:
+    """How an action rolls over `hosts`: ``--serial``, else their groups' ``rolling:``, else None (all at once).
+
+    `TargetError` (exit 2) for a --serial that is not N or N%.
+    """
+    if serial is not None:
+        try:
+            return parse_serial(serial, keep_going=keep_going)
+        except ValueError as exc:
+            raise TargetError(f"--{exc}") from None
+    found = inventory(c).rolling_for(hosts)
+    if found is not None and keep_going:
+        return dataclasses.replace(found, keep_going=True)
+    return found
 
 
 def is_dry(c: invoke.Context, flag: bool = False) -> bool:

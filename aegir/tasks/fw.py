@@ -28,7 +28,7 @@ from aegir.fw.watch import Options, Watcher
 from aegir.host import HostContext, open_context
 from aegir.inventory import Host
 from aegir.report import FORMAT_HELP, check_format, emit, table
-from aegir.tasks.base import exit_if_failed, inventory, is_dry, targets, task
+from aegir.tasks.base import ROLLING_HELP, exit_if_failed, inventory, is_dry, rolling, targets, task
 
 TEMPLATE_HELP = "Render with this local Jinja2 template instead of the host's or aegir's."
 
@@ -114,8 +114,9 @@ def diff(c, template=None, format="table"):
     exit_if_failed(outcomes)
 
 
-@task(help={"dry": "Show what would change; apply nothing.", "template": TEMPLATE_HELP, "format": FORMAT_HELP})
-def apply(c, dry=False, template=None, format="table"):
+@task(help={"dry": "Show what would change; apply nothing.", "template": TEMPLATE_HELP, "format": FORMAT_HELP,
+            **ROLLING_HELP})
+def apply(c, dry=False, template=None, format="table", serial=None, keep_going=False):
     """Check each host's ruleset with `nft -c` and apply it atomically (nothing to do if unchanged).
 
     After an apply, a new SSH connection must get in; if it does not (say an
@@ -135,7 +136,9 @@ def apply(c, dry=False, template=None, format="table"):
             fwhost.verify_ssh(c, hc, fw)  # a new login still works, or the apply is undone
         return fw, done
 
-    outcomes = fleet.each(c, targets(c), one, label="fw.apply")
+    hosts = targets(c)
+    roll = None if dry else rolling(c, hosts, serial, keep_going)
+    outcomes = fleet.each(c, hosts, one, label="fw.apply", rolling=roll)
     rows, data = [], []
     for o in outcomes:
         if o.value is None:

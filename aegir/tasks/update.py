@@ -18,7 +18,7 @@ from invoke import Collection, Exit
 from aegir import fleet
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit, table
-from aegir.tasks.base import exit_if_failed, inventory, is_dry, targets, task
+from aegir.tasks.base import ROLLING_HELP, exit_if_failed, inventory, is_dry, rolling, targets, task
 from aegir.update import config as update_config
 from aegir.update.apply import apply as apply_host
 from aegir.update.apply import plan as plan_host
@@ -107,8 +107,8 @@ def _confirm(question: str, yes: bool) -> None:
 @task(iterable=["hold"], auto_shortflags=False,
       help={"yes": "Do not ask for confirmation.", "hold": "Keep this package at its version (repeatable).",
             "force": "Apply a risky upgrade that was not announced.", "dry": "Check and show the plan; change nothing.",
-            "format": FORMAT_HELP})
-def apply(c, yes=False, hold=None, force=False, dry=False, format="table"):
+            "format": FORMAT_HELP, **ROLLING_HELP})
+def apply(c, yes=False, hold=None, force=False, dry=False, format="table", serial=None, keep_going=False):
     """Apply the reviewed upgrade (non-interactive, conffiles kept), then check Docker and the services.
 
     Runs what was reviewed (upgrade, or dist-upgrade after `update.review --dist`),
@@ -119,6 +119,7 @@ def apply(c, yes=False, hold=None, force=False, dry=False, format="table"):
     fmt = check_format(format)
     holds = tuple(check_package(p) for h in (hold or []) for p in h.split(",") if p)
     _, hosts = _configs(c)
+    roll = rolling(c, hosts, serial, keep_going)
     plans = fleet.each(c, hosts, lambda hc: plan_host(hc, hold=holds, force=force), label="update.apply")
     if fleet.failed(plans) or is_dry(c, dry):
         emit(fmt, data={"plan": plan_json(plans), "applied": False}, text=render_plan(plans))
@@ -128,7 +129,8 @@ def apply(c, yes=False, hold=None, force=False, dry=False, format="table"):
     _confirm(f"Upgrade {sum(len(p.value.upgrading) for p in plans)} packages on "
              f"{', '.join(o.host.name for o in plans)}?", yes)
     by_host = {o.host.name: o.value for o in plans}
-    outcomes = fleet.each(c, hosts, lambda hc: apply_host(hc, by_host[hc.name]), label="update.apply")
+    outcomes = fleet.each(c, hosts, lambda hc: apply_host(hc, by_host[hc.name]), label="update.apply",
+                          rolling=roll, stops=lambda r: bool(r.problems))
     emit(fmt, data={"plan": plan_json(plans), "applied": True, **apply_json(outcomes)}, text=render_apply(outcomes))
     exit_if_failed(outcomes, problems=any(o.value and o.value.problems for o in outcomes))
 

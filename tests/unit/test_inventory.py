@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aegir.errors import InventoryError, TargetError
-from aegir.inventory import Host, load, parse, parse_raw_target
+from aegir.inventory import Host, load, parse, parse_raw_target, parse_serial
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -100,6 +100,7 @@ def test_a_raw_target_with_a_bad_port_is_refused():
 
 
 HOST = "hosts:\n  hyp1:\n"
+GROUPED = "hosts:\n  hyp1: {groups: [prod]}\n  hyp2: {groups: [prod, canary]}\n"
 
 # (yaml text, expected message: "file:line: sentence")
 BAD = [
@@ -142,6 +143,18 @@ BAD = [
     ("hosts:\n  hyp1: {fw: [ssh]}\n", "hosts.yml:2: hyp1: 'fw' must be a mapping"),
     ("hosts:\n  hyp1: {\n", "hosts.yml:3: invalid YAML: expected the node content, but found '<stream end>'"),
     ("hosts:\n\tbad: tab\n", "hosts.yml:2: invalid YAML: found character '\\t' that cannot start any token"),
+    (GROUPED + "groups:\n  prdo: {rolling: {serial: 1}}\n", "hosts.yml:5: group 'prdo' has no host in it (did you mean 'prod'?)"),
+    (GROUPED + "groups:\n  prod: {roling: {serial: 1}}\n",
+     "hosts.yml:5: unknown key for group 'prod': 'roling' (did you mean 'rolling'?)"),
+    (GROUPED + "groups:\n  prod:\n    rolling:\n      serial: 0\n",
+     "hosts.yml:7: group prod: rolling.serial must be a number of hosts (1 or more) or a percentage (1% to 100%), not 0"),
+    (GROUPED + "groups:\n  prod:\n    rolling: {serial: 150%}\n",
+     "hosts.yml:6: group prod: rolling.serial must be a number of hosts (1 or more) or a percentage (1% to 100%), "
+     "not '150%'"),
+    (GROUPED + "groups:\n  prod:\n    rolling: {keep_going: true}\n",
+     "hosts.yml:6: group prod: rolling must be a mapping with 'serial' (and optionally 'keep_going')"),
+    (GROUPED + "groups:\n  prod:\n    rolling:\n      serial: 1\n      keep_going: 'yes'\n",
+     "hosts.yml:8: group prod: rolling.keep_going must be true or false"),
 ]
 
 
@@ -242,3 +255,20 @@ def test_a_section_error_points_at_the_defaults_line_when_the_host_inherits_the_
     assert sec.get("crucial_units") == "nope"
     assert str(sec.error(("crucial_units",), "must be a list")) == \
         "hosts.yml:3: hyp1: update.crucial_units: must be a list"
+
+
+def test_a_group_can_roll_its_actions_and_the_most_cautious_group_wins():
+    inv = parse(GROUPED + "groups:\n  prod:\n    rolling: {serial: 100%, keep_going: true}\n"
+                "  canary:\n    rolling: {serial: 1}\n", "hosts.yml")
+    prod = inv.rolling["prod"]
+    assert (prod.percent, prod.keep_going, prod.origin) == (100, True, "hosts.yml:6 (group prod)")
+    assert inv.rolling_for([inv.get("hyp1")]) == prod
+    both = inv.rolling_for(inv.hosts)  # hyp2 is also in canary: one at a time, and it does not keep going
+    assert (both.size, both.keep_going, both.origin) == (1, False, "hosts.yml:8 (group canary)")
+    assert parse(GROUPED, "hosts.yml").rolling_for(inv.hosts) is None
+
+
+@pytest.mark.parametrize("serial, total, batches", [("1", 3, [1, 1, 1]), ("2", 3, [2, 1]), ("25%", 5, [2, 2, 1]),
+                                                    ("100%", 3, [3]), ("10", 3, [3]), ("1%", 3, [1, 1, 1])])
+def test_serial_cuts_the_targets_into_batches(serial, total, batches):
+    assert [len(b) for b in parse_serial(serial).batches(list(range(total)))] == batches

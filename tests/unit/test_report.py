@@ -44,8 +44,25 @@ def test_progress_is_silent_for_quick_work_and_speaks_after_the_delay():
     with Progress("t", ["a"], delay=0.5, stream=quiet) as p:
         p.done("a")
     assert quiet.getvalue() == ""
-    slow = io.StringIO()
+    slow = Terminal()
     with Progress("disk.report", ["hyp1", "hyp2"], delay=0.05, every=0.05, stream=slow) as p:
         p.done("hyp1")
         time.sleep(0.2)
-    assert "disk.report: 1/2 done, waiting for hyp2" in slow.getvalue()
+    assert "\r\033[Kdisk.report: 1/2 done, waiting for hyp2" in slow.getvalue()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_non_terminal_is_one_line_per_finished_host_not_a_repeated_line():
+    err = io.StringIO()
+    with Progress("update.apply", ["a", "b", "c"], delay=0.05, every=0.01, stream=err) as p:
+        p.done("a", "ok")  # before the delay: written when it passes
+        time.sleep(0.2)
+        p.done("b", "failed")
+        time.sleep(0.1)
+        p.done("c", "not attempted")
+    assert err.getvalue().splitlines() == ["update.apply: a ok (1/3)", "update.apply: b failed (2/3)",
+                                           "update.apply: c not attempted (3/3)"]
