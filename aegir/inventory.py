@@ -253,32 +253,49 @@ class Inventory:
                 raise sec.error((key,), f"unknown key ({hint})")
         return sec
 
-    def resolve(self, spec: str | Iterable[str] | None) -> tuple[Host, ...]:
-        """Targets for ``-H``: host names, group names, raw ``user@host:port``.
+    def resolve(self, spec: str | Iterable[str] | None, exclude: str | Iterable[str] | None = None) -> tuple[Host, ...]:
+        """Targets for ``-H``: host names, group names, raw ``user@host:port``; ``!word`` leaves one out.
 
-        ``None`` or empty means every host. Order is kept, duplicates dropped.
+        ``None`` or empty means every host, and so does a spec of exclusions
+        only (``-H '!hyp3'``). `exclude` (``--exclude``) takes the same words,
+        without ``!``. Order is kept, duplicates dropped. An exclusion that names
+        nothing known is refused like an unknown target: a typo must not keep
+        a host in; leaving no host at all is refused too.
         """
-        if spec is None:
-            return self.hosts
-        words = [w.strip() for w in (spec.split(",") if isinstance(spec, str) else spec)]
-        words = [w for w in words if w]
-        if not words:
-            return self.hosts
-        groups = self.groups
+        words = _words(spec)
+        dropped = [w[1:].strip() for w in words if w.startswith("!")] + _words(exclude)
+        words = [w for w in words if not w.startswith("!")]
+        hosts = [h for w in words for h in self._match(w)] if words else list(self.hosts)
         out: list[Host] = []
-        for w in words:
-            if w == "all":
-                found = list(self.hosts)
-            elif w in self.names:
-                found = [self.get(w)]
-            elif w in groups:
-                found = [self.get(n) for n in groups[w]]
-            elif _looks_raw(w):
-                found = [self._raw(w)]
-            else:
-                raise TargetError(self._unknown(w))
-            out.extend(h for h in found if h not in out)
-        return tuple(out)
+        for h in hosts:
+            if h not in out:
+                out.append(h)
+        if not dropped:
+            return tuple(out)
+        gone = {h.name for w in dropped for h in self._match(w)}
+        left = tuple(h for h in out if h.name not in gone)
+        if not left:
+            raise TargetError(f"no host left: {', '.join(dropped)} excludes every target "
+                              f"({', '.join(h.name for h in out)})")
+        return left
+
+    def _match(self, word: str) -> list[Host]:
+        if word == "all":
+            return list(self.hosts)
+        if word in self.names:
+            return [self.get(word)]
+        groups = self.groups
+        if word in groups:
+            return [self.get(n) for n in groups[word]]
+        if _looks_raw(word):
+            return [self._raw(word)]
+        raise TargetError(self._unknown(word))
+
+    def completions(self, word: str) -> list[str]:
+        """What ``-H``/``--exclude`` may complete `word` with: ``prod,!hy`` -> ``prod,!hyp1``, ``prod,!hyp2``..."""
+        head, _, last = word.rpartition(",")
+        prefix = (head + "," if head else "") + ("!" if last.startswith("!") else "")
+        return [prefix + n for n in [*self.names, *sorted(self.groups), "all"]]
 
     def _unknown(self, word: str) -> str:
         groups = sorted(self.groups)
@@ -296,6 +313,13 @@ class Inventory:
             if addr in {h.address, str(h.admin_ipv4), str(h.admin_ipv6), h.name}:
                 return replace(h, user=user or h.user, port=port or h.port)
         return Host(name=word, address=addr, user=user, port=port or 22, origin="-H")
+
+
+def _words(spec: str | Iterable[str] | None) -> list[str]:
+    if spec is None:
+        return []
+    words = [w.strip() for w in (spec.split(",") if isinstance(spec, str) else spec)]
+    return [w for w in words if w and w != "!"]
 
 
 _RAW_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:@\s\[\]]+))(?::(?P<port>\d+))?$")

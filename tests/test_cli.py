@@ -106,3 +106,18 @@ def test_every_task_with_a_format_takes_it_as_f():
             short = ("f",) if task.auto_shortflags else ()
             assert args["format"].names == ("format", *short), (name, args["format"].names)
     assert len(with_format) >= 20, with_format  # every report, every action
+
+
+def test_shell_completion_offers_inventory_hosts_and_groups_after_h_and_exclude(tmp_path):
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("hosts:\n  hyp1: {groups: [prod]}\n  hyp2: {groups: [prod]}\n  web1: {}\n")
+    after_h = run_inv("--complete", "--", "inv", "-H", inventory=inv)
+    assert after_h.stdout.split() == ["hyp1", "hyp2", "web1", "prod", "all"]
+    partial = run_inv("--complete", "--", "inv", "-H", "prod,!hy", inventory=inv)
+    assert partial.stdout.split() == ["prod,!hyp1", "prod,!hyp2"]
+    exclude = run_inv("--complete", "--", "inv", "--exclude", "=", "w", inventory=inv)
+    assert exclude.stdout.split() == ["web1"]
+    tasks = run_inv("--complete", "--", "inv", "-H", "hyp1", "disk.", inventory=inv)
+    assert "disk.report" in tasks.stdout.split() and "hyp1" not in tasks.stdout.split()
+    broken = run_inv("--complete", "--", "inv", "-H", inventory=tmp_path / "missing.yml")
+    assert broken.returncode == 0 and broken.stdout == "" and "Traceback" not in broken.stderr

@@ -32,6 +32,20 @@ def test_h_names_one_host_and_only_that_host_is_reported(lab):
     assert [h["host"] for h in data["hosts"]] == ["hyp1"]
 
 
+def test_h_leaves_out_what_it_marks_with_a_bang_and_exclude_does_the_same(lab):
+    res, data = report(lab, "-H", "lab,!hyp2")
+    assert res.returncode == 0, res.stderr
+    assert [h["host"] for h in data["hosts"]] == ["hyp1", "hyp3"]
+    res, data = report(lab, "--exclude", "hyp1,hyp3")
+    assert res.returncode == 0, res.stderr
+    assert [h["host"] for h in data["hosts"]] == ["hyp2"]
+    typo = run_inv("-H", "!hyp22", "disk.report", inventory=lab.inventory_path)
+    assert typo.returncode == 2 and typo.stdout == ""  # refused before any connection: a typo keeps no host in
+    assert "unknown host or group 'hyp22' (did you mean 'hyp2'?)" in typo.stderr
+    everyone = run_inv("-H", "lab", "--exclude", "lab", "disk.report", inventory=lab.inventory_path)
+    assert everyone.returncode == 2 and "no host left: lab excludes every target (hyp1, hyp2, hyp3)" in everyone.stderr
+
+
 def test_every_host_reports_the_sizes_written_into_its_srv(lab):
     hyp = {h.name: h for h in lab.hosts}
     for n, name in enumerate(["hyp1", "hyp2", "hyp3"], start=1):

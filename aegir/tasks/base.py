@@ -72,8 +72,9 @@ def inventory(c: invoke.Context) -> Inventory:
 
 
 def targets(c: invoke.Context) -> tuple[Host, ...]:
-    """The hosts named by -H (hosts, groups, user@host:port), or every host."""
-    return inventory(c).resolve((c.config.get("aegir") or {}).get("hosts"))
+    """The hosts named by -H (hosts, groups, user@host:port, ``!`` to leave out), or every host; less --exclude."""
+    settings = c.config.get("aegir") or {}
+    return inventory(c).resolve(settings.get("hosts"), settings.get("exclude"))
 
 
 #: The flags of every action that changes hosts: ``help={**ROLLING_HELP, ...}`` on the task,

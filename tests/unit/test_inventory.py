@@ -74,6 +74,25 @@ def test_targets_resolve_names_groups_and_raw_addresses_in_order_without_duplica
     assert (known.name, known.user, known.service_ipv4[0]) == ("hyp1", "ops", ipaddress.IPv4Address("192.0.2.111"))
 
 
+def test_a_bang_or_exclude_leaves_hosts_and_groups_out():
+    inv = parse(GOOD, "hosts.yml")
+    assert [h.name for h in inv.resolve("prod,!hyp2")] == ["hyp1"]
+    assert [h.name for h in inv.resolve("!prod")] == ["local"]  # exclusions only: from every host
+    assert [h.name for h in inv.resolve(None, "local")] == ["hyp1", "hyp2"]
+    assert [h.name for h in inv.resolve("all", ["hyp1", "hyp2"])] == ["local"]
+    assert [h.name for h in inv.resolve("prod,!192.0.2.11")] == ["hyp2"]  # an address names its host
+    with pytest.raises(TargetError, match="unknown host or group 'hyp3'"):
+        inv.resolve("prod,!hyp3")
+    with pytest.raises(TargetError, match=r"no host left: prod excludes every target \(hyp1, hyp2\)"):
+        inv.resolve("prod", "prod")
+
+
+def test_completion_offers_hosts_groups_and_keeps_what_was_typed_before_the_last_comma():
+    inv = parse(GOOD, "hosts.yml")
+    assert inv.completions("") == ["local", "hyp1", "hyp2", "eu", "prod", "all"]
+    assert inv.completions("prod,!h")[:3] == ["prod,!local", "prod,!hyp1", "prod,!hyp2"]
+
+
 def test_an_unknown_target_is_refused_with_the_known_names_and_a_suggestion():
     with pytest.raises(TargetError) as err:
         parse(GOOD, "hosts.yml").resolve("hyp3")
