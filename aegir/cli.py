@@ -22,7 +22,7 @@ from fabric.main import Fab
 from invoke import Argument, Executor, Exit
 from invoke.config import merge_dicts
 
-from aegir import __version__
+from aegir import __version__, report
 
 
 class AegirConfig(FabricConfig):
@@ -57,6 +57,10 @@ class AegirProgram(Fab):
             help="Comma-separated hosts or groups to leave out of the targets (as '!name' in -H).",
         ))
         args.append(Argument(
+            names=("verbose",), kind=bool, default=False,
+            help="Print the full text of table cells cut to fit the terminal, after the table.",
+        ))
+        args.append(Argument(
             names=("inventory",),
             help="Inventory file (default: $AEGIR_INVENTORY, ./hosts.yml, /etc/aegir/hosts.yml).",
         ))
@@ -74,6 +78,7 @@ class AegirProgram(Fab):
 
     def update_config(self) -> None:  # type: ignore[override]
         super().update_config()
+        report.configure(verbose=bool(self.args.verbose.value))
         dry = bool(self.args.dry.value)
         self.config._overrides["aegir"] = {
             "hosts": self.args.hosts.value,

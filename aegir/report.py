@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Any, Protocol, TextIO
@@ -72,16 +72,133 @@ def age(seconds: float | None) -> str | None:
     return f"{s}s"
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A plain-text table (tabulate's 'simple' style), '-' for missing cells."""
+#: Lines a wrapped cell may take before it is cut with "…".
+CELL_LINES = 3
+#: No column is narrowed below this (or its header, or its widest cell if narrower).
+MIN_COLUMN = 8
+_GAP = 2  # tabulate's 'simple' style puts two spaces between columns
+
+
+@dataclass
+class Display:
+    """How tables are shown: `width` (None: never cut), `verbose` (full text of cut cells after the table).
+
+    The program sets them once (`configure`): the terminal's width, or
+    ``$COLUMNS``; nothing is cut when stdout is neither.
+    """
+
+    width: int | None = None
+    verbose: bool = False
+
+
+display = Display()
+
+
+def configure(*, verbose: bool = False, stream: TextIO | None = None) -> None:
+    """Set `display` for this run: ``--verbose``, and the width of ``$COLUMNS`` or of `stream`'s terminal."""
+    import os
+
+    display.verbose = verbose
+    display.width = None
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        display.width = int(env)
+        return
+    stream = stream or sys.stdout
+    try:
+        if stream.isatty():
+            display.width = os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, width: int | None = None,
+          verbose: bool | None = None) -> str:
+    """A plain-text table (tabulate's 'simple' style), '-' for missing cells, that fits `width` columns.
+
+    `width` defaults to `display.width` (the terminal). When the table is wider,
+    the widest columns are narrowed, their long cells wrapped over up to
+    `CELL_LINES` lines and cut with "…"; a last line says how many cells were
+    cut, or (`verbose`, default ``--verbose``) a detail block gives their full text.
+    """
     from tabulate import tabulate
 
-    return tabulate(
-        [["-" if v is None else v for v in r] for r in rows],
-        headers=list(headers),
-        tablefmt="simple",
-        disable_numparse=True,
-    )
+    cells = [["-" if v is None else str(v) for v in r] for r in rows]
+    heads = list(headers)
+    width = display.width if width is None else width
+    verbose = display.verbose if verbose is None else verbose
+    cut: list[tuple[str, str, str]] = []  # (first cell of the row, header, full text)
+    if width and cells:
+        limits = _fit(heads, cells, width)
+        heads = [_wrap(h, max(1, limits[i] - 2))[0] if len(h) + 2 > limits[i] else h for i, h in enumerate(heads)]
+        for r in cells:
+            key = r[0]
+            for i, limit in enumerate(limits[:len(r)]):
+                if _widest(r[i]) > limit:
+                    short, whole = _wrap(r[i], limit)
+                    if not whole:
+                        cut.append((key, " ".join(headers[i].split()) if i < len(headers) else str(i), r[i]))
+                    r[i] = short
+    text = tabulate(cells, headers=heads, tablefmt="simple", disable_numparse=True)
+    if not cut:
+        return text
+    if verbose:
+        return "\n".join([text, "", "In full:", *(f"{key} {head}: {full}" for key, head, full in cut)])
+    many = len(cut) > 1
+    return (f"{text}\n({len(cut)} cell{'s' if many else ''} cut to fit {width} columns: "
+            f"--verbose or --format json show{'s' if not many else ''} {'them' if many else 'it'} in full)")
+
+
+def _widest(cell: str) -> int:
+    return max((len(line) for line in cell.splitlines()), default=0)
+
+
+def _fit(headers: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> list[int]:
+    """Per column, its width once the table is made to fit `width`.
+
+    Headers wrap at their spaces first; then the widest columns give way, none
+    below `MIN_COLUMN` (or its header's longest word); the first column (the
+    host, or what names the row) keeps its width up to 32. tabulate's 'simple'
+    style makes a column at least its header + 2 wide.
+    """
+    n = max(len(headers), *(len(r) for r in cells))
+    heads = [*headers, *[""] * (n - len(headers))]
+    widest = [max((_widest(r[i]) for r in cells if i < len(r)), default=0) for i in range(n)]
+    word = [max((len(w) for w in heads[i].split()), default=0) + 2 for i in range(n)]
+    budget = width - _GAP * (n - 1)
+    natural = [max(len(heads[i]) + 2, widest[i]) for i in range(n)]
+    if sum(natural) <= budget:
+        return natural
+    natural = [max(word[i], widest[i]) for i in range(n)]  # headers wrapped
+    if sum(natural) <= budget:
+        return natural
+    floor = [min(natural[i], max(MIN_COLUMN, word[i])) for i in range(n)]
+    floor[0] = min(natural[0], 32)
+
+    def total(cap: int) -> int:
+        return sum(max(floor[i], min(natural[i], cap)) for i in range(n))
+
+    low, high = 0, max(natural)  # the largest cap that fits
+    while low < high:
+        mid = (low + high + 1) // 2
+        if total(mid) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return [max(floor[i], min(natural[i], low)) for i in range(n)]
+
+
+def _wrap(cell: str, limit: int) -> tuple[str, bool]:
+    """`cell` in lines of at most `limit` characters, at most `CELL_LINES` of them; and whether all of it is there."""
+    import textwrap
+
+    lines = [part for line in cell.splitlines()
+             for part in (textwrap.wrap(line, limit, break_long_words=True, break_on_hyphens=False) or [""])]
+    if len(lines) <= CELL_LINES:
+        return "\n".join(lines), True
+    kept = lines[:CELL_LINES]
+    kept[-1] = kept[-1][:limit - 1] + "…"
+    return "\n".join(kept), False
 
 
 class HostResult(Protocol):

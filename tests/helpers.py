@@ -30,9 +30,11 @@ def run_inv(*args: str, inventory: str | os.PathLike[str] | None = None, cwd: st
     """Run ``inv ARGS`` (this checkout's program) and capture its output.
 
     `inventory` sets $AEGIR_INVENTORY; the working directory defaults to the
-    repository, so ``tasks.py`` is found like stock ``inv`` finds it.
+    repository, so ``tasks.py`` is found like stock ``inv`` finds it. Stdout is
+    a pipe and $COLUMNS is unset (unless `env` sets it): tables are never cut.
     """
-    full_env = {**os.environ, **(env or {})}
+    full_env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # tables are not cut unless a test asks
+    full_env.update(env or {})
     if inventory is not None:
         full_env["AEGIR_INVENTORY"] = str(inventory)
     return subprocess.run(

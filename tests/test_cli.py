@@ -121,3 +121,26 @@ def test_shell_completion_offers_inventory_hosts_and_groups_after_h_and_exclude(
     assert "disk.report" in tasks.stdout.split() and "hyp1" not in tasks.stdout.split()
     broken = run_inv("--complete", "--", "inv", "-H", inventory=tmp_path / "missing.yml")
     assert broken.returncode == 0 and broken.stdout == "" and "Traceback" not in broken.stderr
+
+
+def test_tables_fit_the_terminal_and_the_full_text_is_in_verbose_and_json():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    target = f"root@127.0.0.1:{port}"
+    reason = f"UNREACHABLE: cannot connect to {target}: Connection refused"
+    narrow = {"COLUMNS": "100"}
+    cut = run_inv("-H", target, "disk.report", inventory=REPO / "hosts.yml", env=narrow)
+    table, _, rest = cut.stdout.partition("\n\n")
+    assert max(len(line) for line in table.splitlines()) <= 100, table
+    assert reason not in cut.stdout and table.splitlines()[-1] == (
+        "(1 cell cut to fit 100 columns: --verbose or --format json shows it in full)")
+    verbose = run_inv("--verbose", "-H", target, "disk.report", inventory=REPO / "hosts.yml", env=narrow)
+    assert f"In full:\n{target} STATUS: {reason}\n" in verbose.stdout
+    data = json.loads(run_inv("-H", target, "disk.report", "--format", "json", inventory=REPO / "hosts.yml",
+                              env=narrow).stdout)
+    assert data["hosts"][0]["error"] == reason.removeprefix("UNREACHABLE: ")
+    wide = run_inv("-H", target, "disk.report", inventory=REPO / "hosts.yml")  # a pipe, no $COLUMNS: not cut
+    assert reason in wide.stdout

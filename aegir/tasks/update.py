@@ -48,8 +48,9 @@ def _operator() -> str:
 
 
 @task(help={"refresh": "Run `apt-get update` first.", "dist": "Review `dist-upgrade` instead of `upgrade`.",
+            "all": "List every package (default: what needs a decision, then a count per class).",
             "format": FORMAT_HELP})
-def review(c, refresh=False, dist=False, format="table"):
+def review(c, refresh=False, dist=False, all_=False, format="table"):
     """Review what `apt upgrade` would do: what restarts Docker or a crucial daemon, and why.
 
     The review is recorded on each host (/var/lib/aegir/update-review.json) for
@@ -67,7 +68,7 @@ def review(c, refresh=False, dist=False, format="table"):
         refresh = False
     outcomes = fleet.each(c, hosts, lambda hc: review_host(hc, configs[hc.name], refresh=refresh, dist=dist,
                                                            by=by, now=now, record=record), label="update.review")
-    emit(fmt, data=review_json(outcomes), text=render_review(outcomes))
+    emit(fmt, data=review_json(outcomes), text=render_review(outcomes, every=all_))
     code = review_exit(outcomes)
     if code:
         raise Exit(code=code)

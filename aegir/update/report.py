@@ -8,7 +8,7 @@ from typing import Any
 from aegir.fleet import Outcome
 from aegir.report import table
 from aegir.update.apply import ApplyPlan, ApplyResult
-from aegir.update.classify import HostReview, fleet_summary
+from aegir.update.classify import HostReview, PackageReview, fleet_summary
 from aegir.update.review import Reviewed
 
 #: update.review's exit codes (the runbook's "review before apt upgrade").
@@ -32,29 +32,55 @@ def _live_restore(r: HostReview) -> str:
     return "on" if r.live_restore else "off"
 
 
-def render_review(outcomes: Sequence[Outcome[Reviewed]]) -> str:
-    """A row per package (kind, why), held/kept-back rows, a row per host, the fleet line."""
+#: The package classes, most serious first (`PackageReview.kind`).
+CLASSES = ("docker", "crucial", "reboot", "security", "other")
+
+
+def needs_decision(p: PackageReview) -> bool:
+    """A package the operator must look at before `apt upgrade`: it restarts Docker or a crucial unit, or needs a reboot."""
+    return p.risky or "reboot" in p.kinds
+
+
+def class_counts(r: HostReview) -> str:
+    """``6 upgrades: 2 docker, 1 crucial, 1 reboot, 1 security, 1 other``."""
+    counts = [(k, len(r.of_kind(k))) for k in CLASSES]
+    return f"{len(r.packages)} upgrades: " + ", ".join(f"{n} {k}" for k, n in counts if n)
+
+
+def render_review(outcomes: Sequence[Outcome[Reviewed]], *, every: bool = False) -> str:
+    """What needs a decision first: the risky and reboot packages, held, kept back and removed ones;
+    then a count per class and host, a row per host, the fleet line. `every`: a row for every package."""
     rows: list[list[Any]] = []
     hosts: list[list[Any]] = []
+    counts: list[str] = []
     for o in outcomes:
         if o.value is None:
             hosts.append([o.host.name, None, None, None, o.status])
             continue
         r = o.value.review
         for p in r.packages:
-            rows.append([o.host.name, p.name, p.old or "(new)", p.new, p.origin or None,
-                         "+".join(p.kinds), "; ".join(p.reasons)])
-        rows += [[o.host.name, name, None, None, None, "held", "held (apt-mark hold): not upgraded"]
+            if every or needs_decision(p):
+                rows.append([o.host.name, p.name, p.old or "(new)", p.new, *([p.origin or None] if every else []),
+                             "+".join(p.kinds), "; ".join(p.reasons)])
+        pad = [None] if every else []
+        rows += [[o.host.name, name, None, None, *pad, "held", "held (apt-mark hold): not upgraded"]
                  for name in r.held]
-        rows += [[o.host.name, name, None, None, None, "kept back",
+        rows += [[o.host.name, name, None, None, *pad, "kept back",
                   "needs packages `upgrade` does not install (see --dist)"] for name in r.kept_back]
-        rows += [[o.host.name, name, None, "(removed)", None, "REMOVED",
+        rows += [[o.host.name, name, None, "(removed)", *pad, "REMOVED",
                   "dist-upgrade removes it" + ("; a Docker engine package: Docker stops"
                                                if name in r.docker_removals else "")] for name in r.removals]
         hosts.append([o.host.name, len(r.packages), "yes" if r.risky else "no", _live_restore(r), r.headline()])
+        if r.packages:
+            hidden = 0 if every else sum(not needs_decision(p) for p in r.packages)
+            counts.append(f"{o.host.name}: {class_counts(r)}"
+                          + (f" ({hidden} not listed: update.review --all lists every package)" if hidden else ""))
     out = []
     if rows:
-        out += [table(["HOST", "PACKAGE", "OLD", "NEW", "ORIGIN", "KIND", "WHY"], rows), ""]
+        head = ["HOST", "PACKAGE", "OLD", "NEW", *(["ORIGIN"] if every else []), "KIND", "WHY"]
+        out += [table(head, rows), ""]
+    if counts:
+        out += [*counts, ""]
     out += [table(["HOST", "UPGRADES", "RISKY", "LIVE-RESTORE", "REVIEW"], hosts)]
     out += [f"warning: {o.host.name}: {w}" for o in outcomes if o.value for w in o.value.review.warnings]
     out += ["", summary(outcomes)]

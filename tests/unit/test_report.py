@@ -66,3 +66,36 @@ def test_progress_on_a_non_terminal_is_one_line_per_finished_host_not_a_repeated
         p.done("c", "not attempted")
     assert err.getvalue().splitlines() == ["update.apply: a ok (1/3)", "update.apply: b failed (2/3)",
                                            "update.apply: c not attempted (3/3)"]
+
+
+LONG = "FAILED: `apt-get -s upgrade` exited 100\n  | " + "E: Could not open lock file /var/lib/dpkg/lock - open (13) " * 30
+
+
+def test_a_table_that_fits_is_left_as_it_is():
+    rows = [["hyp1", "3", "ok"], ["hyp2", None, "a reason"]]
+    assert table(["HOST", "N", "STATUS"], rows, width=80) == table(["HOST", "N", "STATUS"], rows, width=None)
+
+
+def test_a_long_cell_is_wrapped_then_cut_so_that_every_line_fits_and_the_table_says_so():
+    text = table(["HOST", "UPGRADES", "REVIEW"], [["hyp1", "3", "ok"], ["hyp4", None, LONG]], width=80)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert len(lines) == 2 + 1 + 3 + 1  # header, rule, hyp1, three lines of hyp4, the note
+    assert lines[3].startswith("hyp4") and lines[5].endswith("…")
+    assert lines[-1] == "(1 cell cut to fit 80 columns: --verbose or --format json shows it in full)"
+
+
+def test_verbose_puts_the_full_text_of_each_cut_cell_after_the_table():
+    text = table(["HOST", "REVIEW"], [["hyp4", LONG], ["hyp5", "x" * 500]], width=60, verbose=True)
+    head, details = text.split("\n\nIn full:\n")
+    assert max(len(line) for line in head.splitlines()) <= 60
+    assert details == f"hyp4 REVIEW: {LONG}\nhyp5 REVIEW: {'x' * 500}"
+
+
+def test_the_widest_columns_give_way_first_and_short_ones_keep_their_width():
+    rows = [["hyp1", "apps/web", "y" * 200, "z" * 200]]  # more than three lines each: cut
+    text = table(["HOST", "PROJECT", "A", "B"], rows, width=100)
+    header = text.splitlines()[0]
+    assert header.startswith("HOST    PROJECT    A ")  # HOST and PROJECT keep their width
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "(2 cells cut to fit 100 columns: --verbose or --format json show them in full)" in text
