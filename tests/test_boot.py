@@ -139,6 +139,11 @@ def test_mount_check_docker_status_bring_a_stopped_host_up_and_a_second_boot_all
     assert (mount["state"], mount["detail"]) == ("done", f"mounted /srv ({vault.loop_device}, ext4)")
     assert mount["commands"] == ["mount /srv"]
     assert srv_mounted(vault)
+    plan = res.stderr.split("Plan:\n", 1)[1]  # shown before acting (on stderr: stdout is the JSON)
+    assert "vault   mount   would" in plan and "would run: mount /srv" in plan
+    again = run_inv("-H", "vault", "boot.mount", inventory=inventory[0])
+    assert again.returncode == 0 and "Plan:" not in again.stdout + again.stderr  # nothing to do: no plan
+    assert "/srv is already mounted" in again.stdout
 
     res, data = inv(inventory, "boot.check")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -151,6 +156,7 @@ def test_mount_check_docker_status_bring_a_stopped_host_up_and_a_second_boot_all
     docker = one(data)["result"]
     assert docker["state"] == "done" and docker["detail"].endswith("data-root /srv/docker)")
     assert inventory[1].read_text() == "start\n"
+    assert f"would run: {docker['commands'][0]}" in res.stderr.split("Plan:\n", 1)[1]
     assert vault.docker_running()
 
     res, data = inv(inventory, "boot.status")

@@ -6,7 +6,7 @@ The single tasks (``boot.mount``...) and ``boot.all`` go through the same
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -338,6 +338,22 @@ def run_step(c: Any, step: str, hosts: Sequence[Any], *, act: bool, prompter: Pr
     full = fleet.each(c, hosts, status_of, label=label)
     return [fleet.Outcome(o.host, status_result(o.value) if o.value else None, o.error, o.kind, o.seconds)
             for o in full], full
+
+
+def run_planned(c: Any, step: str, hosts: Sequence[Any], *, show: Callable[[Outcomes], None],
+                **kw: Any) -> Outcomes:
+    """`step` planned on every host first (read only) and its plan passed to `show` before anything is done;
+    then acted on the hosts with something to do. Nothing to do anywhere: the plan is the result, unshown.
+
+    The act re-reads the facts, so a host that changed in between is acted on as it is now.
+    """
+    planned, _ = run_step(c, step, hosts, act=False, **kw)
+    todo = [o.host for o in planned if o.value is not None and o.value.state == WOULD]
+    if not todo:
+        return planned
+    show(planned)
+    acted = {o.host.name: o for o in run_step(c, step, todo, act=True, **kw)[0]}
+    return [acted.get(o.host.name, o) for o in planned]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from aegir import fleet
 from aegir.boot.plan import MIN_FREE_PERCENT, StepResult, blocking, guard_dropin, guard_paths
 from aegir.boot.report import all_json, check_json, check_table, render_all, show_steps, step_json, step_table
 from aegir.boot.secrets import Prompter
-from aegir.boot.steps import DOCKER_TIMEOUT, check_step, guard_step, run_all, run_step
+from aegir.boot.steps import DOCKER_TIMEOUT, check_step, guard_step, run_all, run_planned, run_step
 from aegir.compose.status import has_problems, render_status, status_json
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit
@@ -43,6 +43,21 @@ def exit_if_step_failed(outcomes: Sequence[fleet.Outcome[StepResult]]) -> None:
     exit_if_failed(outcomes, problems=any(o.value is not None and not o.value.ok for o in outcomes))
 
 
+def _plan_then_act(c, fmt: str, step: str, dry: bool, **kw) -> None:
+    """Show the step's plan for every host before acting (on stderr under --format json), then its result."""
+    hosts = targets(c)
+    if is_dry(c, dry):
+        outcomes, _ = run_step(c, step, hosts, act=False, **kw)
+    else:
+        def show(planned: Sequence[fleet.Outcome[StepResult]]) -> None:
+            print(f"Plan:\n{step_table(planned, step)}\n", file=sys.stderr if fmt == "json" else sys.stdout,
+                  flush=True)
+
+        outcomes = run_planned(c, step, hosts, show=show, **kw)
+    show_steps(fmt, outcomes, step)
+    exit_if_step_failed(outcomes)
+
+
 # --------------------------------------------------------------------------- tasks
 
 
@@ -58,11 +73,8 @@ def unlock(c, format="table", dry=False, same_passphrase=False, passphrase_stdin
 
 @task(help={"format": FORMAT_HELP, "dry": DRY_HELP})
 def mount(c, format="table", dry=False):
-    """Mount /srv (from /etc/fstab, or the opened LUKS mapping) unless it already is."""
-    fmt = check_format(format)
-    outcomes, _ = run_step(c, "mount", targets(c), act=not is_dry(c, dry))
-    show_steps(fmt, outcomes, "mount")
-    exit_if_step_failed(outcomes)
+    """Mount /srv (from /etc/fstab, or the opened LUKS mapping) unless it already is; the plan shows first."""
+    _plan_then_act(c, check_format(format), "mount", dry)
 
 
 @task(help={"format": FORMAT_HELP, "min_free": MIN_FREE_HELP})
@@ -76,12 +88,8 @@ def check(c, format="table", min_free=MIN_FREE_PERCENT):
 
 @task(help={"format": FORMAT_HELP, "dry": DRY_HELP, "min_free": MIN_FREE_HELP, "timeout": TIMEOUT_HELP})
 def docker(c, format="table", dry=False, min_free=MIN_FREE_PERCENT, timeout=DOCKER_TIMEOUT):
-    """Start Docker, only if /srv is mounted and checked, and wait until it answers."""
-    fmt = check_format(format)
-    outcomes, _ = run_step(c, "docker", targets(c), act=not is_dry(c, dry), min_free=float(min_free),
-                           timeout=float(timeout))
-    show_steps(fmt, outcomes, "docker")
-    exit_if_step_failed(outcomes)
+    """Start Docker, only if /srv is mounted and checked, and wait until it answers; the plan shows first."""
+    _plan_then_act(c, check_format(format), "docker", dry, min_free=float(min_free), timeout=float(timeout))
 
 
 @task(help={"format": FORMAT_HELP})
