@@ -4,7 +4,8 @@ Only published ports reach containers (DNAT to the container, IPv4 and IPv6),
 containers reach each other and the Internet, the host accepts SSH on its admin
 addresses (always), the ICMP the network needs and its inventory allow-lists.
 `fw.apply` checks with ``nft -c`` and swaps ``table inet aegir`` atomically;
-`fw.watch` does it on every container change.
+`fw.watch` does it on every container change, and `fw.install` makes it a
+systemd service on each host (`fw.status` says whether it runs).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from invoke import Collection
 from aegir import fleet
 from aegir.errors import AegirError
 from aegir.fw import host as fwhost
+from aegir.fw import install as fwinstall
 from aegir.fw import nft
 from aegir.fw.model import hostport, load_inspect
 from aegir.fw.render import Template
@@ -27,7 +29,7 @@ from aegir.fw.settings import for_host
 from aegir.fw.watch import Options, Watcher
 from aegir.host import HostContext, open_context
 from aegir.inventory import Host
-from aegir.report import FORMAT_HELP, check_format, emit, table
+from aegir.report import FORMAT_HELP, check_format, emit, failed_row, host_entry, table
 from aegir.tasks.base import ROLLING_HELP, exit_if_failed, inventory, is_dry, rolling, targets, task
 
 TEMPLATE_HELP = "Render with this local Jinja2 template instead of the host's or aegir's."
@@ -162,30 +164,70 @@ def apply(c, dry=False, template=None, format="table", serial=None, keep_going=F
     exit_if_failed(outcomes)
 
 
+def _watcher(hc: HostContext) -> str:
+    """The watcher's unit on the host, as the WATCHER cell says it: ``active (enabled)``, ``not installed``..."""
+    try:
+        return fwinstall.read_state(hc).summary
+    except (AegirError, ValueError) as exc:
+        return f"unknown: {exc}"
+
+
 @task(help={"format": FORMAT_HELP})
 def status(c, format="table"):
-    """List what each host publishes (address:port -> container) and whether its live table is in sync."""
+    """List what each host publishes (address:port -> container), whether its live table is in sync
+    and whether the watcher (fw.install) runs."""
     fmt = check_format(format)
-    outcomes = fleet.each(c, targets(c), _builder(inventory(c), None), label="fw.status")
+    build = _builder(inventory(c), None)
+    outcomes = fleet.each(c, targets(c), lambda hc: (build(hc), _watcher(hc)), label="fw.status")
     hosts, rows, data = [], [], []
     for o in outcomes:
-        fw = o.value
-        if fw is None:
-            hosts.append([o.host.name, None, None, None, o.status])
+        if o.value is None:
+            hosts.append([o.host.name, None, None, None, None, o.status])
             data.append({"host": o.host.name, "status": o.kind, "error": o.error})
             continue
+        fw, watcher = o.value
         assert fw.state is not None
-        hosts.append([o.host.name, fw.state.status, "yes" if fw.changed else "no", len(fw.exposures.items),
+        hosts.append([o.host.name, fw.state.status, "yes" if fw.changed else "no", len(fw.exposures.items), watcher,
                       "; ".join(fw.exposures.warnings) or "ok"])
         rows += [[o.host.name, e.container, e.proto, hostport(e.host_addr, e.host_port),
                   hostport(e.target_addr, e.target_port)] for e in fw.exposures.items]
         data.append({"host": o.host.name, "status": o.kind, "pending": fw.changed, **fwhost.summary(fw),
-                     "exposures": list(fw.exposures.items)})
-    text = table(["HOST", "LIVE TABLE", "PENDING", "EXPOSURES", "STATUS"], hosts)
+                     "watcher": watcher, "exposures": list(fw.exposures.items)})
+    text = table(["HOST", "LIVE TABLE", "PENDING", "EXPOSURES", "WATCHER", "STATUS"], hosts)
     if rows:
         text += "\n\n" + table(["HOST", "CONTAINER", "PROTO", "PUBLISHED ON", "CONTAINER ADDRESS"], rows)
     emit(fmt, data={"hosts": data}, text=text)
     exit_if_failed(outcomes)
+
+
+@task(help={"dry": "Show what would be done; change nothing.", "format": FORMAT_HELP, **ROLLING_HELP})
+def install(c, dry=False, format="table", serial=None, keep_going=False):
+    """Install the watcher (fw.watch) as a systemd service on each host: write its unit, enable and start it.
+
+    Idempotent: a host whose unit is the shipped one, enabled and running, has
+    nothing to do. Where systemd does not run the host, the unit is written and
+    enabled but cannot start: the row says so and the exit code is 1.
+    """
+    fmt = check_format(format)
+    act = not is_dry(c, dry)
+    hosts = targets(c)
+    outcomes = fleet.each(c, hosts, lambda hc: fwinstall.install(hc, act=act), label="fw.install",
+                          rolling=rolling(c, hosts, serial, keep_going) if act else None, stops=lambda r: not r.ok)
+    rows, data = [], []
+    for o in outcomes:
+        r = o.value
+        if r is None:
+            rows.append(failed_row(o, 5, at=1, reason_at=4))
+            data.append(host_entry(o))
+            continue
+        done = ", ".join(r.did) or "nothing to do"
+        rows.append([o.host.name, r.result.upper() if not r.ok else r.result.value, r.state.enabled or None,
+                     r.state.active or None, done + (f"\n{r.problem}" if r.problem else "")])
+        data.append(host_entry(o, result=r.result.value, steps=list(r.did), unit=fwinstall.UNIT_PATH,
+                               booted=r.state.booted, enabled=r.state.enabled, active=r.state.active,
+                               problem=r.problem))
+    emit(fmt, data={"hosts": data}, text=table(["HOST", "RESULT", "ENABLED", "ACTIVE", "STEPS"], rows))
+    exit_if_failed(outcomes, problems=any(o.value is not None and not o.value.ok for o in outcomes))
 
 
 @task(help={"resync": "Seconds between full resyncs (default 300).",
@@ -212,5 +254,5 @@ def watch(c, resync=300, debounce=100, max_delay=500):
 
 
 ns = Collection("fw")
-for _t in (render, diff, apply, status, watch):
+for _t in (render, diff, apply, status, watch, install):
     ns.add_task(_t)
