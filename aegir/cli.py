@@ -2,7 +2,10 @@
 
 It reads ``tasks.py`` from the current directory (or above) like stock
 ``inv``, and adds Fabric's ``-H/--hosts``, ``-i``, ``-S``, ``-t`` and
-``--prompt-for-*`` flags plus ``--inventory``. Unlike ``fab``, ``-H`` does not
+``--prompt-for-*`` flags (as ``fab`` spells them) plus ``--exclude``,
+``--verbose`` and ``--inventory``. It is Invoke's `Program`, not Fabric's: Fabric
+and paramiko are imported at the first SSH connection only (`aegir.host`), so
+``inv --list`` and the tasks that do not connect never pay for them. Unlike ``fab``, ``-H`` does not
 run the task once per host in series: it is handed to the task (as
 ``c.config.aegir.hosts``), which resolves it against the inventory and fans
 out in parallel.
@@ -13,58 +16,70 @@ the hosts (``c.run`` really runs) and stop before acting.
 
 from __future__ import annotations
 
+import getpass
 import os
 import shlex
 import sys
 
-from fabric import Config as FabricConfig
-from fabric.main import Fab
-from invoke import Argument, Executor, Exit
+from invoke import Argument, Config, Executor, Exit, Program
 from invoke.config import merge_dicts
 
 from aegir import __version__, report
 
+#: The fleet's defaults, under ``aegir`` in the config.
+AEGIR_DEFAULTS = {"hosts": None, "exclude": None, "inventory": None, "dry": False, "parallel": 32, "verbose": False}
 
-class AegirConfig(FabricConfig):
-    """Fabric's config with aegir's defaults: collection ``tasks``, files ``aegir.*``."""
+
+class AegirConfig(Config):
+    """Invoke's config with aegir's defaults: collection ``tasks``, files ``aegir.*``, Fabric's connection keys.
+
+    It is a plain Invoke config so that a task that never connects never
+    imports Fabric or paramiko: `aegir.host` turns it into Fabric's (with the
+    operator's ssh_config) at the first SSH connection.
+    """
 
     prefix = "aegir"
 
     @staticmethod
     def global_defaults() -> dict:
-        defaults = FabricConfig.global_defaults()
-        return merge_dicts(defaults, {
+        return merge_dicts(Config.global_defaults(), {
             "tasks": {"collection_name": "tasks"},
             "timeouts": {"connect": 10},  # seconds; -t or ssh_config ConnectTimeout override it
-            "aegir": {"hosts": None, "exclude": None, "inventory": None, "dry": False, "parallel": 32},
+            "connect_kwargs": {},  # as Fabric's: -i, --prompt-for-* fill it
+            "ssh_config_path": None,  # -S
+            "aegir": dict(AEGIR_DEFAULTS),
         })
 
 
-class AegirProgram(Fab):
-    """`fabric.main.Fab` with Invoke's executor (one run per task) and aegir's flags."""
+class AegirProgram(Program):
+    """Invoke's `Program` with Fabric's connection flags (as ``fab`` has them) and aegir's own."""
 
     def core_args(self) -> list[Argument]:
         args = super().core_args()
         for arg in args:
-            if "hosts" in arg.names:
-                arg.help = ("Comma-separated inventory hosts, groups, or user@host:port; "
-                            "'!name' leaves a host or group out ('prod,!hyp3') "
-                            "(default: the task's targets, usually every host).")
             if "dry" in arg.names:
                 arg.help = "Show what would be done (facts are still read); change nothing."
-        args.append(Argument(
-            names=("exclude",),
-            help="Comma-separated hosts or groups to leave out of the targets (as '!name' in -H).",
-        ))
-        args.append(Argument(
-            names=("verbose",), kind=bool, default=False,
-            help="Print the full text of table cells cut to fit the terminal, after the table.",
-        ))
-        args.append(Argument(
-            names=("inventory",),
-            help="Inventory file (default: $AEGIR_INVENTORY, ./hosts.yml, /etc/aegir/hosts.yml).",
-        ))
-        return args
+        return args + [
+            Argument(names=("H", "hosts"),
+                     help="Comma-separated inventory hosts, groups, or user@host:port; "
+                          "'!name' leaves a host or group out ('prod,!hyp3') "
+                          "(default: the task's targets, usually every host)."),
+            Argument(names=("exclude",),
+                     help="Comma-separated hosts or groups to leave out of the targets (as '!name' in -H)."),
+            Argument(names=("i", "identity"), kind=list,
+                     help="Path to runtime SSH identity (key) file. May be given multiple times."),
+            Argument(names=("prompt-for-login-password",), kind=bool,
+                     help="Request an upfront SSH-auth password prompt."),
+            Argument(names=("prompt-for-passphrase",), kind=bool,
+                     help="Request an upfront SSH key passphrase prompt."),
+            Argument(names=("S", "ssh-config"), help="Path to runtime SSH config file."),
+            Argument(names=("t", "connect-timeout"), kind=int,
+                     help="Specifies default connection timeout, in seconds."),
+            Argument(names=("verbose",), kind=bool, default=False,
+                     help="Print the full text of table cells cut to fit the terminal, after the table."),
+            Argument(names=("inventory",),
+                     help="Inventory file (default: $AEGIR_INVENTORY, ./hosts.yml, /etc/aegir/hosts.yml)."),
+        ]
 
     def parse_cleanup(self) -> None:
         """Invoke's, plus shell completion of host and group names after -H and --exclude."""
@@ -77,20 +92,32 @@ class AegirProgram(Fab):
         super().parse_cleanup()
 
     def update_config(self) -> None:  # type: ignore[override]
-        super().update_config()
-        report.configure(verbose=bool(self.args.verbose.value))
+        super().update_config(merge=False)
+        verbose = bool(self.args.verbose.value)
+        report.configure(verbose=verbose)
         dry = bool(self.args.dry.value)
-        self.config._overrides["aegir"] = {
+        overrides = self.config._overrides
+        overrides["aegir"] = {
             "hosts": self.args.hosts.value,
             "exclude": self.args.exclude.value,
             "inventory": self.args.inventory.value,
             "dry": dry,
+            "verbose": verbose,
         }
         if dry:  # aegir's --dry reads facts: commands still run, tasks stop before acting
-            self.config._overrides.setdefault("run", {})["dry"] = False
-        timeout = self.config._overrides.get("connect_kwargs", {}).pop("timeout", None)
-        if timeout:  # Fab puts -t in connect_kwargs; Connection wants it as connect_timeout
-            self.config._overrides.setdefault("timeouts", {})["connect"] = timeout
+            overrides.setdefault("run", {})["dry"] = False
+        connect: dict = {}
+        if self.args.identity.value:
+            connect["key_filename"] = list(self.args.identity.value)
+        if self.args["connect-timeout"].value:  # Connection wants it as timeouts.connect
+            overrides["timeouts"] = {"connect": self.args["connect-timeout"].value}
+        if self.args["prompt-for-login-password"].value:
+            connect["password"] = getpass.getpass("Enter login password for use with SSH auth: ")
+        if self.args["prompt-for-passphrase"].value:
+            connect["passphrase"] = getpass.getpass("Enter passphrase for use unlocking SSH keys: ")
+        overrides["connect_kwargs"] = connect
+        if self.args["ssh-config"].value:
+            overrides["ssh_config_path"] = self.args["ssh-config"].value
         self.config.merge()
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -162,7 +163,7 @@ def open_context(c: "Context", host: Host) -> HostContext:
         host.address or host.name,
         user=host.user,
         port=host.port,
-        config=c.config,
+        config=fabric_config(c.config),
         connect_kwargs=kwargs,
     )
     keys = conn.client.get_host_keys()
@@ -172,6 +173,35 @@ def open_context(c: "Context", host: Host) -> HostContext:
     hc = HostContext(host, conn)
     hc.connect()
     return hc
+
+
+_fabric_configs: list[tuple[Any, Any]] = []  # (the program's config, its Fabric twin)
+_fabric_lock = threading.Lock()
+
+
+def fabric_config(config: Any) -> Any:
+    """Fabric's `Config` for the program's (Invoke's) `config`: once per run, with the operator's ssh_config.
+
+    The program keeps a plain Invoke config so that nothing imports Fabric or
+    paramiko before the first SSH connection. Fabric's defaults (its remote
+    runners, user, port) come in here; ``-S``/``ssh_config_path``, or else the
+    user's and the system's ssh_config files, are read once.
+    """
+    from fabric import Config as FabricConfig
+
+    if isinstance(config, FabricConfig):
+        return config
+    with _fabric_lock:
+        for mine, twin in _fabric_configs:
+            if mine is config:
+                return twin
+        twin = config.clone(into=FabricConfig)
+        connect = (config.get("timeouts") or {}).get("connect")
+        if connect is not None and twin.timeouts.connect is None:  # Fabric's default (None) went over ours
+            twin.timeouts.connect = connect
+        twin.load_ssh_config()
+        _fabric_configs.append((config, twin))
+        return twin
 
 
 def _connect(conn: Any, host: Host) -> None:

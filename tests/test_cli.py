@@ -144,3 +144,20 @@ def test_tables_fit_the_terminal_and_the_full_text_is_in_verbose_and_json():
     assert data["hosts"][0]["error"] == reason.removeprefix("UNREACHABLE: ")
     wide = run_inv("-H", target, "disk.report", inventory=REPO / "hosts.yml")  # a pipe, no $COLUMNS: not cut
     assert reason in wide.stdout
+
+
+def test_listing_tasks_and_a_task_that_does_not_connect_import_no_ssh_docker_or_jinja2(tmp_path):
+    """`inv --list`, `--help` and completion never pay for Fabric, paramiko, the Docker SDK or Jinja2;
+    a task on the local host (no SSH) never pays for Fabric (the Docker SDK imports paramiko itself)."""
+    heavy = {"fabric", "paramiko", "docker", "jinja2"}
+
+    def imported(*args: str) -> set[str]:
+        res = run_inv(*args, env={"PYTHONPROFILEIMPORTTIME": "1"}, inventory=REPO / "hosts.yml")
+        assert res.returncode == 0, res.stderr[-2000:]
+        return {line.split("|")[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+
+    assert not heavy & imported("--list")
+    assert not heavy & imported("--help", "update.apply")
+    assert not heavy & imported("-H", "local", "--complete", "--", "inv", "-H")
+    on_local = imported("-H", "local", "disk.report", "--format", "json")
+    assert "docker" in on_local and "fabric" not in on_local  # Docker's df, and no SSH
