@@ -6,3 +6,8 @@
 - `steps`: each step run against a host (read facts, plan, act, verify), in one table `STEP_TABLE`.
 - `report`: the boot table and JSON.
 """
+
+#: Free space /srv must keep, in percent (an int: Invoke reads the flag by its default's type).
+MIN_FREE_PERCENT = 5
+#: Seconds to wait for the Docker daemon to answer after starting it.
+DOCKER_TIMEOUT = 60

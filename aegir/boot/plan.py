@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from aegir.boot import MIN_FREE_PERCENT
 from aegir.boot.facts import DataRoot, Listing, LuksMapping, Mount, luks_open_cmd, luks_test_cmd
 from aegir.errors import AegirError, RefusedError
 from aegir.inventory import Host
@@ -32,8 +33,7 @@ STEPS = ("unlock", "mount", "check", "docker", "status")
 #: Step states. ``ok``: already so, nothing done; ``done``: changed now;
 #: ``skipped``: does not apply to this host; ``would``: --dry; ``failed``: stop here.
 DONE, OK, SKIPPED, WOULD, FAILED = Result.DONE, Result.OK, Result.SKIPPED, Result.WOULD, Result.FAILED
-#: Below this share of free space on /srv, `boot.check` reports a problem.
-MIN_FREE_PERCENT = 5  # an int: Invoke reads the flag by its default's type
+#: Below `MIN_FREE_PERCENT` of free space on /srv, `boot.check` reports a problem.
 
 
 @dataclass(frozen=True)

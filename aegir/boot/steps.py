@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aegir import fleet
+from aegir.boot import DOCKER_TIMEOUT
 from aegir.boot.facts import (
     EXIT_WRONG_PASSPHRASE,
     DataRoot,
@@ -66,9 +67,6 @@ from aegir.host import HostContext
 from aegir.inventory import for_context
 from aegir.poll import until
 from aegir.sh import Cmd, mask, write_file_cmd
-
-#: Seconds to wait for the Docker daemon to answer after starting it.
-DOCKER_TIMEOUT = 60
 
 
 def docker_info(hc: HostContext, running: bool | None = None) -> Mapping[str, Any] | None:

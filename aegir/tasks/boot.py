@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from invoke import Collection, Exit
 
 from aegir import fleet
-from aegir.boot.plan import MIN_FREE_PERCENT, StepResult, blocking, guard_dropin, guard_paths
-from aegir.boot.report import all_json, check_json, check_table, render_all, show_steps, step_json, step_table
-from aegir.boot.secrets import Prompter
-from aegir.boot.steps import DOCKER_TIMEOUT, check_step, guard_step, run_all, run_planned, run_step
-from aegir.compose.status import has_problems, render_status, status_json
+from aegir.boot import DOCKER_TIMEOUT, MIN_FREE_PERCENT
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit
 from aegir.tasks.base import EXIT_PROBLEM, exit_if_failed, is_dry, targets, task
@@ -30,6 +27,9 @@ from aegir.tasks.base import EXIT_PROBLEM, exit_if_failed, is_dry, targets, task
 DRY_HELP = "Show what would be done (facts are still read); change nothing."
 MIN_FREE_HELP = f"Free space /srv must keep, in percent (default {MIN_FREE_PERCENT:g})."
 TIMEOUT_HELP = f"Seconds to wait for the Docker daemon to answer after starting it (default {DOCKER_TIMEOUT})."
+if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
+    from aegir.boot.plan import StepResult
+
 UNLOCK_HELP = {
     "same_passphrase": "Ask the passphrase once and try it on every host (default: ask once per host).",
     "passphrase_stdin": "Read passphrases from standard input, one line per try, instead of the terminal.",
@@ -45,6 +45,9 @@ def exit_if_step_failed(outcomes: Sequence[fleet.Outcome[StepResult]]) -> None:
 
 def _plan_then_act(c, fmt: str, step: str, dry: bool, **kw) -> None:
     """Show the step's plan for every host before acting (on stderr under --format json), then its result."""
+    from aegir.boot.report import show_steps, step_table
+    from aegir.boot.steps import run_planned, run_step
+
     hosts = targets(c)
     if is_dry(c, dry):
         outcomes, _ = run_step(c, step, hosts, act=False, **kw)
@@ -64,6 +67,10 @@ def _plan_then_act(c, fmt: str, step: str, dry: bool, **kw) -> None:
 @task(help={"format": FORMAT_HELP, "dry": DRY_HELP, **UNLOCK_HELP})
 def unlock(c, format="table", dry=False, same_passphrase=False, passphrase_stdin=False, test_passphrase=False):
     """Open each host's LUKS volume with the passphrase typed at the terminal (three tries)."""
+    from aegir.boot.report import show_steps
+    from aegir.boot.secrets import Prompter
+    from aegir.boot.steps import run_step
+
     fmt = check_format(format)
     prompter = Prompter(same=same_passphrase, stream=sys.stdin if passphrase_stdin else None)
     outcomes, _ = run_step(c, "unlock", targets(c), act=not is_dry(c, dry), test=test_passphrase, prompter=prompter)
@@ -80,6 +87,10 @@ def mount(c, format="table", dry=False):
 @task(help={"format": FORMAT_HELP, "min_free": MIN_FREE_HELP})
 def check(c, format="table", min_free=MIN_FREE_PERCENT):
     """Check /srv: a mount point of the right device, its six folders, Docker's data-root, free space."""
+    from aegir.boot.plan import blocking
+    from aegir.boot.report import check_json, check_table
+    from aegir.boot.steps import check_step
+
     fmt = check_format(format)
     outcomes = fleet.each(c, targets(c), lambda hc: check_step(hc, min_free=float(min_free)), label="boot.check")
     emit(fmt, data=check_json(outcomes), text=check_table(outcomes))
@@ -95,6 +106,9 @@ def docker(c, format="table", dry=False, min_free=MIN_FREE_PERCENT, timeout=DOCK
 @task(help={"format": FORMAT_HELP})
 def status(c, format="table"):
     """Show every Compose project's state, core first, then apps and users."""
+    from aegir.boot.steps import run_step
+    from aegir.compose.status import has_problems, render_status, status_json
+
     fmt = check_format(format)
     _, outcomes = run_step(c, "status", targets(c), act=False)
     emit(fmt, data=status_json(outcomes), text=render_status(outcomes))
@@ -105,6 +119,10 @@ def status(c, format="table"):
             "root": "Install under this root directory instead of / (an image, a chroot); no reload then."})
 def guard(c, format="table", dry=False, root="/"):
     """Install a systemd drop-in so Docker cannot start before /srv is mounted."""
+    from aegir.boot.plan import guard_dropin, guard_paths
+    from aegir.boot.report import step_json, step_table
+    from aegir.boot.steps import guard_step
+
     fmt = check_format(format)
     if not root.startswith("/"):
         raise AegirError(f"--root must be an absolute path, not {root!r}")
@@ -127,6 +145,10 @@ def guard(c, format="table", dry=False, root="/"):
 def all_(c, format="table", dry=False, same_passphrase=False, passphrase_stdin=False,
          min_free=MIN_FREE_PERCENT, timeout=DOCKER_TIMEOUT):
     """Run the start-up in order: unlock, mount, check, docker, status; a host stops at its first failure."""
+    from aegir.boot.report import all_json, render_all
+    from aegir.boot.secrets import Prompter
+    from aegir.boot.steps import run_all
+
     fmt = check_format(format)
     prompter = Prompter(same=same_passphrase, stream=sys.stdin if passphrase_stdin else None)
     boots, full = run_all(c, targets(c), act=not is_dry(c, dry), prompter=prompter, min_free=float(min_free),

@@ -14,23 +14,21 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
 from aegir import fleet
 from aegir.errors import AegirError
-from aegir.fw import host as fwhost
-from aegir.fw import install as fwinstall
-from aegir.fw import nft
-from aegir.fw.model import hostport, load_inspect
-from aegir.fw.render import Template
-from aegir.fw.settings import for_host
-from aegir.fw.watch import Options, Watcher
 from aegir.host import HostContext, open_context
 from aegir.inventory import Host
 from aegir.report import FORMAT_HELP, check_format, emit, failed_row, host_entry, table
 from aegir.tasks.base import ROLLING_HELP, exit_if_failed, inventory, is_dry, rolling, targets, task
+
+if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
+    from aegir.fw import host as fwhost
+    from aegir.fw import nft
+    from aegir.fw.render import Template
 
 TEMPLATE_HELP = "Render with this local Jinja2 template instead of the host's or aegir's."
 
@@ -44,6 +42,8 @@ def _read(path: str, what: str = "") -> str:
 
 
 def _template(path: str | None) -> Template | None:
+    from aegir.fw.render import Template
+
     return Template(_read(path, "template "), path) if path else None
 
 
@@ -56,6 +56,8 @@ def _one_host(c: Any, why: str) -> Host:
 
 
 def _builder(inv: Any, template: Template | None) -> Any:
+    from aegir.fw import host as fwhost
+
     return lambda hc: fwhost.build(hc, inv, template)
 
 
@@ -68,6 +70,10 @@ def _failures(outcomes: Sequence[fleet.Outcome[Any]]) -> str:
             "template": TEMPLATE_HELP, "format": FORMAT_HELP})
 def render(c, from_json=None, template=None, format="table"):
     """Print the ruleset each host would get from its running containers."""
+    from aegir.fw import host as fwhost
+    from aegir.fw.model import load_inspect
+    from aegir.fw.settings import for_host
+
     fmt = check_format(format)
     inv, tpl = inventory(c), _template(template)
     if from_json:
@@ -125,6 +131,8 @@ def apply(c, dry=False, template=None, format="table", serial=None, keep_going=F
     admin_sources that leaves out this machine), the last good ruleset is put
     back through the running session and the host's row says so.
     """
+    from aegir.fw import host as fwhost
+
     fmt = check_format(format)
     dry = is_dry(c, dry)
     build = _builder(inventory(c), _template(template))
@@ -166,6 +174,8 @@ def apply(c, dry=False, template=None, format="table", serial=None, keep_going=F
 
 def _watcher(hc: HostContext) -> str:
     """The watcher's unit on the host, as the WATCHER cell says it: ``active (enabled)``, ``not installed``..."""
+    from aegir.fw import install as fwinstall
+
     try:
         return fwinstall.read_state(hc).summary
     except (AegirError, ValueError) as exc:
@@ -176,6 +186,9 @@ def _watcher(hc: HostContext) -> str:
 def status(c, format="table"):
     """List what each host publishes (address:port -> container), whether its live table is in sync
     and whether the watcher (fw.install) runs."""
+    from aegir.fw import host as fwhost
+    from aegir.fw.model import hostport
+
     fmt = check_format(format)
     build = _builder(inventory(c), None)
     outcomes = fleet.each(c, targets(c), lambda hc: (build(hc), _watcher(hc)), label="fw.status")
@@ -208,6 +221,8 @@ def install(c, dry=False, format="table", serial=None, keep_going=False):
     nothing to do. Where systemd does not run the host, the unit is written and
     enabled but cannot start: the row says so and the exit code is 1.
     """
+    from aegir.fw import install as fwinstall
+
     fmt = check_format(format)
     act = not is_dry(c, dry)
     hosts = targets(c)
@@ -235,6 +250,8 @@ def install(c, dry=False, format="table", serial=None, keep_going=False):
             "max_delay": "Longest wait after an event before applying, in milliseconds (default 500)."})
 def watch(c, resync=300, debounce=100, max_delay=500):
     """Keep one host's firewall in step with its containers, on Docker events, until SIGTERM."""
+    from aegir.fw.watch import Options, Watcher
+
     if is_dry(c):
         raise AegirError("fw.watch applies a ruleset at every change and has no dry run: "
                          "see what it would apply with `inv fw.diff`")

@@ -12,6 +12,7 @@ import getpass
 import socket
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from invoke import Collection, Exit
 
@@ -19,26 +20,15 @@ from aegir import fleet
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit, table
 from aegir.tasks.base import ROLLING_HELP, exit_if_failed, inventory, is_dry, rolling, targets, task
-from aegir.update import config as update_config
-from aegir.update.apply import apply as apply_host
-from aegir.update.apply import plan as plan_host
-from aegir.update.apt import check_package
-from aegir.update.notify import announce_host
-from aegir.update.report import (
-    EXIT_ERROR,
-    apply_json,
-    plan_json,
-    render_apply,
-    render_plan,
-    render_review,
-    review_exit,
-    review_json,
-)
-from aegir.update.review import review_host
+
+if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
+    from aegir.update.config import UpdateConfig
 
 
-def _configs(c) -> tuple[dict[str, update_config.UpdateConfig], tuple]:
+def _configs(c) -> tuple[dict[str, UpdateConfig], tuple]:
     """The target hosts and each one's validated ``update:`` section (inventory errors exit 2)."""
+    from aegir.update import config as update_config
+
     inv, hosts = inventory(c), targets(c)
     return {h.name: update_config.for_host(h, inv) for h in hosts}, tuple(hosts)
 
@@ -57,6 +47,9 @@ def review(c, refresh=False, dist=False, all_=False, format="table"):
     update.apply, except under the program's --dry (which also skips --refresh). Exit 0: nothing risky,
     1: an upgrade restarts Docker or a crucial unit, 2: a host could not be reviewed.
     """
+    from aegir.update.report import EXIT_ERROR, render_review, review_exit, review_json
+    from aegir.update.review import review_host
+
     fmt = check_format(format)
     try:
         configs, hosts = _configs(c)
@@ -78,6 +71,8 @@ def review(c, refresh=False, dist=False, all_=False, format="table"):
             "dry": "Print the announcement; send and record nothing.", "format": FORMAT_HELP})
 def announce(c, message="", when="", dry=False, format="table"):
     """Tell users what the reviewed update will interrupt, through the configured notifier."""
+    from aegir.update.notify import announce_host
+
     fmt = check_format(format)
     if not message.strip():
         raise AegirError("update.announce: --message is required")
@@ -117,6 +112,11 @@ def apply(c, yes=False, hold=None, force=False, dry=False, format="table", seria
     very same packages; a risky upgrade also needs `update.announce` (or --force).
     The transcript stays on the host, under /var/log/aegir.
     """
+    from aegir.update.apply import apply as apply_host
+    from aegir.update.apply import plan as plan_host
+    from aegir.update.apt import check_package
+    from aegir.update.report import apply_json, plan_json, render_apply, render_plan
+
     fmt = check_format(format)
     holds = tuple(check_package(p) for h in (hold or []) for p in h.split(",") if p)
     _, hosts = _configs(c)
