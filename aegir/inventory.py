@@ -239,7 +239,7 @@ class Inventory:
         return Host(name=word, address=addr, user=user, port=port or 22, origin="-H")
 
 
-_RAW_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:@\s\[\]]+))(?::(?P<port>\d+))?$")
+_RAW_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:@\s\[\]]+))(?::(?P<port>\d+))?\Z")
 
 
 def _looks_raw(word: str) -> bool:

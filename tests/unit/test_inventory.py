@@ -323,3 +323,9 @@ def test_a_section_error_points_at_the_defaults_line_when_the_host_inherits_the_
     assert sec.get("crucial_units") == "nope"
     assert str(sec.error(("crucial_units",), "must be a list")) == \
         "hosts.yml:3: hyp1: update.crucial_units: must be a list"
+
+
+@pytest.mark.parametrize("word", ["root@hyp1\n", "hyp1.example.org\n", "root@[2001:db8::1]:22\n"])
+def test_a_raw_target_ending_in_a_newline_is_refused(word):
+    with pytest.raises(TargetError, match="cannot read target"):
+        parse_raw_target(word)
