@@ -5,11 +5,14 @@ safe constructors), so a caller gets both the values and where each key was
 written (`YamlDoc.line`). Whatever the text holds, the outcome is a `YamlDoc`
 or a `YamlError` with a line and one sentence: never a traceback (control
 characters, deep nesting), never a hang (an "alias bomb" whose expansion
-would exceed `MAX_NODES` is refused before anything walks it).
+would exceed `MAX_NODES` is refused before anything walks it; more than
+`MAX_DEPTH` open brackets in a row are refused before PyYAML scans them, even
+inside a quoted string, where no real file has them).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +23,8 @@ from aegir.errors import AegirError
 #: Nodes a document may expand to (aliases counted at each use) and how deep it may nest.
 MAX_NODES = 100_000
 MAX_DEPTH = 64
+#: More than MAX_DEPTH flow openers in a row ("[[[[…"): nesting too deep, whatever follows.
+_OPENERS = re.compile(r"[\[{](?:[ \t\r\n]*[\[{]){" + str(MAX_DEPTH) + "}")
 
 
 class YamlError(AegirError):
@@ -53,6 +58,9 @@ def load(text: str) -> YamlDoc:
     A key written twice in one mapping is an error at its second line (YAML
     says it is one; PyYAML would silently keep the last).
     """
+    run = _OPENERS.search(text)
+    if run:  # PyYAML scans ahead 1,024 characters per open bracket, at O(depth) each: refuse before it starts
+        raise YamlError(text.count("\n", 0, run.start()) + 1, f"nested deeper than {MAX_DEPTH} levels")
     try:
         loader = _Loader(text)  # checks every character at once: a ReaderError is raised here
     except yaml.reader.ReaderError as exc:

@@ -448,6 +448,9 @@ def _masker(values: tuple[str, ...]) -> Callable[[str, str], str]:
         return i <= 0 or i >= len(text) or not (text[i - 1].isalnum() and text[i].isalnum())
 
     def sub(replacement: str, text: str) -> str:
+        grams = {text[i:i + k] for k in (1, 2, 3, 4) for i in range(len(text) - k + 1)}
+        if grams.isdisjoint(by_head) and grams.isdisjoint(short):  # most messages: no value in them at all
+            return text
         out: list[str] = []
         i = 0
         while i < len(text):
