@@ -3,8 +3,11 @@
 `open_context(c, host)` returns a `HostContext`: an Invoke `Context` for the
 local host, a Fabric `Connection` otherwise (a `Context` too, so code written
 against ``c.run`` works for both). SSH host keys are checked against the host's
-known_hosts file; an unknown key is refused with the command that lets the
-operator check and accept it. Nothing is ever added to known_hosts silently.
+known_hosts file, on every hop (a ``ProxyJump`` gateway too); an unknown key is
+refused with the command that lets the operator check and accept it, a key
+marked ``@revoked`` is refused outright. Nothing is ever added to known_hosts
+silently. ``@cert-authority`` lines are skipped (paramiko cannot check host
+certificates): such hosts need their own key lines.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -122,23 +126,127 @@ class HostContext:
             closer()
 
 
-class _RefuseUnknown:
-    """Paramiko host-key policy: refuse with a message saying how to accept."""
+@dataclass(frozen=True)
+class KnownHosts:
+    """A known_hosts file as aegir trusts it: key lines, and the keys marked ``@revoked``."""
 
-    def __init__(self, host: Host, known_hosts: str) -> None:
+    path: str
+    entries: tuple[Any, ...] = ()  # paramiko HostKeyEntry
+    revoked: frozenset[tuple[str, str]] = frozenset()  # (key type, base64)
+
+
+def read_known_hosts(path: str) -> KnownHosts:
+    """Read `path` (missing: empty) line by line, as OpenSSH does.
+
+    ``@revoked`` keys are collected (and never trusted, even when another line
+    lists them); ``@cert-authority`` lines and lines paramiko cannot read are
+    skipped instead of failing every host with a traceback.
+    """
+    from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
+    from paramiko.ssh_exception import SSHException
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return KnownHosts(path)
+    except OSError as exc:
+        raise HostKeyError(f"cannot read known_hosts {path}: {exc.strerror or exc}") from None
+    entries = []
+    revoked: set[tuple[str, str]] = set()
+    for line in lines:
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0].startswith("@"):
+            if words[0] == "@revoked" and len(words) >= 4:
+                revoked.add((words[2], words[3]))
+            continue
+        try:
+            entry = HostKeyEntry.from_line(line)
+        except (InvalidHostKey, SSHException, ValueError, TypeError):
+            entry = None
+        if entry is not None:
+            entries.append(entry)
+    keep = tuple(e for e in entries if (e.key.get_name(), e.key.get_base64()) not in revoked)
+    return KnownHosts(path, keep, frozenset(revoked))
+
+
+def keyscan_command(address: str, port: int, known_hosts: str) -> str:
+    """The command that appends `address`'s keys to `known_hosts`, quoted for a shell."""
+    argv = ["ssh-keyscan", *(["-p", str(port)] if port != 22 else []), address]
+    return f"{shlex.join(argv)} >> {shlex.quote(known_hosts)}"
+
+
+class _RefuseUnknown:
+    """Paramiko host-key policy: refuse an unknown key saying how to accept it, a revoked one outright."""
+
+    def __init__(self, host: Host, known: KnownHosts, address: str, port: int, hop: str = "") -> None:
         self.host = host
-        self.known_hosts = known_hosts
+        self.known = known
+        self.address = address
+        self.port = port
+        self.hop = hop  # "gateway " for a ProxyJump hop
 
     def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
-        addr = self.host.address or self.host.name
-        port = self.host.port
-        scan = f"ssh-keyscan {f'-p {port} ' if port != 22 else ''}{addr}"
+        if (key.get_name(), key.get_base64()) in self.known.revoked:
+            raise HostKeyError(
+                f"SSH host key {key.get_name()} {key.fingerprint} of {self.hop}{hostname} is marked "
+                f"@revoked in {self.known.path}; refusing to connect", host=self.host.name)
         raise HostKeyError(
-            f"unknown SSH host key {key.get_name()} {key.fingerprint} for {hostname}, "
-            f"not in {self.known_hosts}; check that fingerprint out of band, then accept it "
-            f"with: {scan} >> {self.known_hosts}",
+            f"unknown SSH host key {key.get_name()} {key.fingerprint} for {self.hop}{hostname}, "
+            f"not in {self.known.path}; check that fingerprint out of band, then accept it "
+            f"with: {keyscan_command(self.address, self.port, self.known.path)}",
             host=self.host.name,
         )
+
+
+def guard_host_keys(conn: Any, host: Host, known: KnownHosts) -> None:
+    """Check `conn`'s host key, and every gateway hop's, against `known` only.
+
+    Fabric gives each connection, the ``ProxyJump`` hops it builds included,
+    paramiko's auto-add policy: every hop gets aegir's refusing one instead.
+    """
+    from fabric import Connection
+
+    hop = ""
+    while isinstance(conn, Connection):
+        keys = conn.client.get_host_keys()
+        for entry in known.entries:
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
+        conn.client.set_missing_host_key_policy(_RefuseUnknown(host, known, conn.host, int(conn.port), hop))
+        conn, hop = conn.gateway, "gateway "
+
+
+def connect_kwargs(config: Any, host: Host) -> dict[str, Any] | None:
+    """What paramiko's ``connect`` gets: the config's (passphrase, password from the
+    ``--prompt-for-*`` flags) plus the host's ``identity``; None: the config's as they are.
+
+    Fabric uses a Connection's own `connect_kwargs` *instead of* the config's, so
+    giving only ``key_filename`` would drop the prompted passphrase.
+    """
+    if not host.identity:
+        return None
+    merged = {k: v for k, v in dict(config.get("connect_kwargs") or {}).items() if k != "key_filename"}
+    merged["key_filename"] = [os.path.expanduser(host.identity)]  # Fabric puts the config's key files first
+    return merged
+
+
+def connection_for(c: "Context", host: Host) -> Any:
+    """A Fabric `Connection` to `host`, not yet open, checking host keys on every hop."""
+    from fabric import Connection
+
+    config = fabric_config(c.config)
+    conn = Connection(  # connect timeout: ssh_config's ConnectTimeout, else timeouts.connect (-t)
+        host.address or host.name,
+        user=host.user,
+        port=host.port,
+        config=config,
+        connect_kwargs=connect_kwargs(config, host),
+    )
+    guard_host_keys(conn, host, read_known_hosts(os.path.expanduser(host.known_hosts)))
+    return conn
 
 
 def open_context(c: "Context", host: Host) -> HostContext:
@@ -150,27 +258,10 @@ def open_context(c: "Context", host: Host) -> HostContext:
         from invoke import Context
 
         return HostContext(host, Context(config=c.config))
-    from fabric import Connection
-
     # paramiko logs its own tracebacks for failed handshakes on stderr; the
     # outcome row already says why (a handler configured by --debug still sees them).
     logging.getLogger("paramiko").addHandler(logging.NullHandler())
-    known_hosts = os.path.expanduser(host.known_hosts)
-    kwargs: dict[str, Any] = {}
-    if host.identity:
-        kwargs["key_filename"] = [os.path.expanduser(host.identity)]
-    conn = Connection(  # connect timeout: ssh_config's ConnectTimeout, else timeouts.connect (-t)
-        host.address or host.name,
-        user=host.user,
-        port=host.port,
-        config=fabric_config(c.config),
-        connect_kwargs=kwargs,
-    )
-    keys = conn.client.get_host_keys()
-    if os.path.exists(known_hosts):
-        keys.load(known_hosts)
-    conn.client.set_missing_host_key_policy(_RefuseUnknown(host, known_hosts))
-    hc = HostContext(host, conn)
+    hc = HostContext(host, connection_for(c, host))
     hc.connect()
     return hc
 
@@ -219,8 +310,9 @@ def _connect(conn: Any, host: Host) -> None:
     except HostKeyError:
         raise
     except BadHostKeyException as exc:
+        hop = "" if exc.hostname in (host.address, host.name) else f" (through gateway {exc.hostname})"
         raise HostKeyError(
-            f"SSH host key for {where} does NOT match {known_hosts} "
+            f"SSH host key for {where}{hop} does NOT match {known_hosts} "
             f"(got {exc.key.get_name()} {exc.key.fingerprint}); refusing to connect",
             host=host.name,
         ) from None

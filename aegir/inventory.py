@@ -322,7 +322,7 @@ def _words(spec: str | Iterable[str] | None) -> list[str]:
     return [w for w in words if w and w != "!"]
 
 
-_RAW_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:@\s\[\]]+))(?::(?P<port>\d+))?$")
+_RAW_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:@\s\[\]]+))(?::(?P<port>\d+))?\Z")
 
 
 def _looks_raw(word: str) -> bool:
@@ -394,7 +394,7 @@ def _read_yaml(text: str, path: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     try:
         doc = yamldoc.load(text)
     except YamlError as exc:
-        raise InventoryError(path, exc.line, exc.problem) from None
+        raise InventoryError(path, exc.line or 1, exc.problem) from None
     return doc.data, doc.lines
 
 
@@ -404,7 +404,7 @@ class _Validator:
     lines: dict[tuple[Any, ...], int]
 
     def fail(self, where: tuple[Any, ...], message: str) -> InventoryError:
-        line = None
+        line = 1  # the document itself (empty, not a mapping) is at its first line
         for n in range(len(where), 0, -1):
             if where[:n] in self.lines:
                 line = self.lines[where[:n]]
@@ -419,7 +419,7 @@ class _Validator:
         if not isinstance(data, dict):
             raise self.fail((), f"the top level must be a mapping with 'hosts:', not a {_kind(data)}")
         self.unknown_keys(data, TOP_KEYS, (), "top-level key")
-        defaults = data.get("defaults") or {}
+        defaults = {} if data.get("defaults") is None else data["defaults"]
         if not isinstance(defaults, dict):
             raise self.fail(("defaults",), f"'defaults' must be a mapping, not a {_kind(defaults)}")
         for key in defaults:
@@ -479,8 +479,10 @@ class _Validator:
 
     def host(self, name: Any, spec: Any, defaults: dict) -> Host:
         at = ("hosts", name)
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise self.fail(at, f"host name {name!r} must be letters, digits, '_', '.', '-'")
+        if name in RESERVED_NAMES:
+            raise self.fail(at, f"{name!r} cannot be a host name: -H {name} already means every host")
         if spec is None:
             spec = {}
         if not isinstance(spec, dict):
@@ -498,6 +500,9 @@ class _Validator:
             v = merged.get(key, default)
             if v is not None and not isinstance(v, str):
                 raise self.fail(where(key), f"{name}: '{key}' must be a string, not a {_kind(v)}")
+            if v is not None and (v == "" or _CONTROL.search(v)):
+                raise self.fail(where(key), f"{name}: '{key}' must be a non-empty string without "
+                                            f"control characters (newlines, tabs), not {v!r}")
             return v
 
         connection = get_str("connection", "ssh")
@@ -509,20 +514,32 @@ class _Validator:
         groups = merged.get("groups", [])
         if isinstance(groups, str):
             groups = [groups]
-        if not isinstance(groups, list) or not all(isinstance(g, str) and NAME_RE.match(g) for g in groups):
-            raise self.fail(where("groups"), f"{name}: groups must be a list of names")
+        if not isinstance(groups, list) or not all(isinstance(g, str) and NAME_RE.fullmatch(g) for g in groups):
+            raise self.fail(where("groups"), f"{name}: groups must be a list of names "
+                                             "(letters, digits, '_', '.', '-')")
+        for g in groups:
+            if g in RESERVED_NAMES:
+                raise self.fail(where("groups"), f"{name}: {g!r} cannot be a group name: -H {g} already means every host")
         srv = get_str("srv", "/srv") or "/srv"
         if not srv.startswith("/"):
             raise self.fail(where("srv"), f"{name}: srv must be an absolute path, not {srv!r}")
-        luks = merged.get("luks") or {}
+        srv_parts = srv.rstrip("/").split("/")[1:]
+        if not _SRV_RE.fullmatch(srv) or not srv_parts or any(part in ("", ".", "..") for part in srv_parts):
+            raise self.fail(where("srv"), f"{name}: srv must be a folder below / without '.', '..' or '//', made of "
+                                          f"letters, digits and '_ . + @ : = , -' (like /srv), not {srv!r}")
+        user = get_str("user")
+        if user is not None and not _USER_RE.fullmatch(user):
+            raise self.fail(where("user"), f"{name}: user {user!r} is not a login name")
+        luks = {} if merged.get("luks") is None else merged["luks"]
         if not isinstance(luks, dict):
             raise self.fail(where("luks"), f"{name}: luks must be a mapping with 'device' and 'name'")
         self.unknown_keys(luks, LUKS_KEYS, where("luks"), f"key in {name}'s luks:")
         luks_device = luks.get("device")
         luks_name = luks.get("name", "data")
-        if luks_device is not None and (not isinstance(luks_device, str) or not luks_device.startswith("/")):
+        if luks_device is not None and (not isinstance(luks_device, str) or not _SRV_RE.fullmatch(luks_device)
+                                        or ".." in luks_device.split("/")):
             raise self.fail(where("luks"), f"{name}: luks.device must be an absolute path like /dev/md2")
-        if not isinstance(luks_name, str) or not NAME_RE.match(luks_name):
+        if not isinstance(luks_name, str) or not NAME_RE.fullmatch(luks_name):
             raise self.fail(where("luks"), f"{name}: luks.name must be a simple mapping name like 'data'")
         start = merged.get("docker_start", list(DEFAULT_DOCKER_START))
         if isinstance(start, str):
@@ -532,6 +549,9 @@ class _Validator:
                 raise self.fail(where("docker_start"), f"{name}: docker_start: {exc}") from None
         if not isinstance(start, list) or not start or not all(isinstance(a, str) for a in start):
             raise self.fail(where("docker_start"), f"{name}: docker_start must be a command line or an argv list")
+        if any(_CONTROL.search(a) for a in start) or not start[0] or start[0].startswith("-"):
+            raise self.fail(where("docker_start"), f"{name}: docker_start must name a program first and hold "
+                                                   "no control characters (newlines, tabs)")
         sudo = merged.get("sudo", False)
         if not isinstance(sudo, bool):
             raise self.fail(where("sudo"), f"{name}: sudo must be true or false")
@@ -560,13 +580,16 @@ class _Validator:
                 "they must pair one to one",
             )
         address = get_str("address")
+        if address is not None and not _is_address(address):
+            raise self.fail(where("address"), f"{name}: address {address!r} must be a host name or an IP address "
+                                              "(letters, digits, '.', '-', ':'; no spaces, no leading '-', no zone id)")
         if address is None and connection == "ssh":
             address = str(admin4) if admin4 else str(admin6) if admin6 else name
         return Host(
             name=name,
             connection=connection,
             address=address,
-            user=get_str("user"),
+            user=user,
             port=port,
             groups=tuple(groups),
             srv=srv.rstrip("/") or "/",
@@ -590,11 +613,17 @@ class _Validator:
         v = merged.get(key)
         if v is None:
             return None
+        family = "IPv4" if kind is IPv4 else "IPv6"
+        if isinstance(v, str) and "%" in v:
+            raise self.fail(where(key), f"{name}: {key} {v!r} has a zone id: give the address alone")
         try:
-            return kind(str(v)) if isinstance(v, str) else _bad()
+            a = kind(str(v)) if isinstance(v, str) and v == v.strip() else _bad()
         except ValueError:
-            family = "IPv4" if kind is IPv4 else "IPv6"
             raise self.fail(where(key), f"{name}: {key} {v!r} is not an {family} address") from None
+        bad = _special(a)
+        if bad:
+            raise self.fail(where(key), f"{name}: {key} {a} is {bad}: it cannot be a host's {key.split('_')[0]} address")
+        return a
 
     def addrs(self, merged: dict, key: str, kind: type, name: str, where: Any) -> list[Any]:
         v = merged.get(key)
@@ -615,9 +644,15 @@ class _Validator:
         if v is None:
             return None
         try:
-            net = IPv6Net(str(v), strict=True) if isinstance(v, str) else _bad()
+            net = IPv6Net(str(v), strict=True) if isinstance(v, str) and "%" not in v and v == v.strip() else _bad()
         except ValueError as exc:
             raise self.fail(where("ipv6_prefix"), f"{name}: ipv6_prefix {v!r} is not an IPv6 network ({exc})") from None
+        if net.prefixlen < MIN_PREFIXLEN:
+            raise self.fail(where("ipv6_prefix"), f"{name}: ipv6_prefix {net} is shorter than /{MIN_PREFIXLEN}: "
+                                                  "not one host's prefix (the runbook gives each host a /56)")
+        bad = _special(net.network_address) or ("link-local" if net.is_link_local else "")
+        if bad:
+            raise self.fail(where("ipv6_prefix"), f"{name}: ipv6_prefix {net} is {bad}, not a routable prefix")
         if net.prefixlen > 64:
             raise self.fail(where("ipv6_prefix"), f"{name}: ipv6_prefix {net} is longer than /64 (the runbook gives each host a /56)")
         return net
@@ -630,6 +665,17 @@ class _Validator:
             for g in h.groups:
                 if g in names:
                     raise self.fail(("hosts", h.name, "groups"), f"{h.name}: group {g!r} has the name of a host")
+        reached: dict[tuple[str, int], str] = {}
+        for h in hosts:
+            if h.is_local or h.address is None:
+                continue
+            spot = (_normal_address(h.address), h.port)
+            if spot in reached:
+                raise self.fail(("hosts", h.name, "address") if ("hosts", h.name, "address") in self.lines
+                                else ("hosts", h.name),
+                                f"{h.name}: address {h.address} (port {h.port}) is already {reached[spot]}'s: "
+                                "two inventory hosts cannot be one machine")
+            reached[spot] = h.name
         owner: dict[Any, tuple[str, str]] = {}
         for h in hosts:
             for key, addrs in (
@@ -654,6 +700,47 @@ class _Validator:
         locals_ = [h.name for h in hosts if h.is_local]
         if len(locals_) > 1:
             raise self.fail(("hosts", locals_[1], "connection"), f"{locals_[1]}: only one host can be 'connection: local' (also {locals_[0]})")
+
+
+#: Names -H gives a meaning of its own.
+RESERVED_NAMES = ("all",)
+#: The shortest IPv6 prefix one host may hold.
+MIN_PREFIXLEN = 32
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SRV_RE = re.compile(r"/[A-Za-z0-9_.+@:=,/-]*")
+_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?")
+
+
+def _is_address(text: str) -> bool:
+    """A DNS name or an IP literal SSH can be pointed at: no spaces, options, zone ids or shell words."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return len(text) <= 253 and bool(_HOSTNAME_RE.fullmatch(text)) and not text.startswith("-")
+    return "%" not in text
+
+
+def _normal_address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text.lower().rstrip(".")
+
+
+def _special(a: IPv4 | IPv6) -> str:
+    """Why `a` cannot be a host's admin or service address ("" when it can)."""
+    if a.is_unspecified:
+        return "the unspecified address"
+    if a.is_loopback:
+        return "a loopback address"
+    if a.is_multicast:
+        return "a multicast address"
+    if a == IPv4("255.255.255.255"):
+        return "the broadcast address"
+    if isinstance(a, IPv6) and a.ipv4_mapped is not None:
+        return "an IPv4-mapped address"
+    return ""
 
 
 def _bad() -> Any:

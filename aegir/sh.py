@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from invoke.runners import Result
 
 #: Names that reach a shell or a path (apps, services, databases, mappings).
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")  # \Z: "$" would accept a trailing newline
 
 
 def check_name(kind: str, value: str) -> str:

@@ -5,11 +5,14 @@ safe constructors), so a caller gets both the values and where each key was
 written (`YamlDoc.line`). Whatever the text holds, the outcome is a `YamlDoc`
 or a `YamlError` with a line and one sentence: never a traceback (control
 characters, deep nesting), never a hang (an "alias bomb" whose expansion
-would exceed `MAX_NODES` is refused before anything walks it).
+would exceed `MAX_NODES` is refused before anything walks it; more than
+`MAX_DEPTH` open brackets in a row are refused before PyYAML scans them, even
+inside a quoted string, where no real file has them).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +23,8 @@ from aegir.errors import AegirError
 #: Nodes a document may expand to (aliases counted at each use) and how deep it may nest.
 MAX_NODES = 100_000
 MAX_DEPTH = 64
+#: More than MAX_DEPTH flow openers in a row ("[[[[…"): nesting too deep, whatever follows.
+_OPENERS = re.compile(r"[\[{](?:[ \t\r\n]*[\[{]){" + str(MAX_DEPTH) + "}")
 
 
 class YamlError(AegirError):
@@ -53,9 +58,14 @@ def load(text: str) -> YamlDoc:
     A key written twice in one mapping is an error at its second line (YAML
     says it is one; PyYAML would silently keep the last).
     """
-    loader = None
+    run = _OPENERS.search(text)
+    if run:  # PyYAML scans ahead 1,024 characters per open bracket, at O(depth) each: refuse before it starts
+        raise YamlError(text.count("\n", 0, run.start()) + 1, f"nested deeper than {MAX_DEPTH} levels")
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)  # checks every character at once: a ReaderError is raised here
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(text, exc) from None
+    try:
         node = loader.get_single_node()
         if node is None:
             return YamlDoc(None)
@@ -67,15 +77,50 @@ def load(text: str) -> YamlDoc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlError(mark.line + 1 if mark else None,
                         f"invalid YAML: {exc.problem or exc.context or 'unreadable'}") from None
-    except yaml.YAMLError as exc:  # ReaderError: a control character, bad encoding
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise YamlError(None, f"invalid YAML: {first}") from None
-    except (RecursionError, ValueError, TypeError, OverflowError) as exc:
-        raise YamlError(None, f"invalid YAML: {type(exc).__name__}: {str(exc)[:200]}") from None
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(text, exc) from None
+    except RecursionError:
+        raise YamlError(loader.line + 1, f"invalid YAML: nested too deep (more than {MAX_DEPTH} levels)") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise YamlError(loader.where(), f"invalid YAML: {first}") from None
     finally:
-        if loader is not None:
-            loader.dispose()
+        loader.dispose()
     return YamlDoc(data, lines, node)
+
+
+def _reader_error(text: str, exc: yaml.reader.ReaderError) -> YamlError:
+    """A control character or an undecodable byte, at its line."""
+    line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
+    char = exc.character
+    what = f"U+{char:04X}" if isinstance(char, int) else repr(char)
+    return YamlError(line, f"invalid YAML: the character {what} is not allowed ({exc.reason})")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, remembering which node it was building when a constructor failed."""
+
+    building: yaml.Node | None = None
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        # Refuse deep nesting while composing: PyYAML's scanner costs O(depth) per token and
+        # its composer recurses, so a file of 2,000 '[' would take seconds, then overflow the stack.
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise YamlError(self.peek_event().start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        self.building = node
+        return super().construct_object(node, deep)
+
+    def where(self) -> int:
+        """The line of the node being built, else of the reader (1-based)."""
+        return self.building.start_mark.line + 1 if self.building is not None else self.line + 1
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

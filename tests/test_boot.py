@@ -151,7 +151,11 @@ def test_mount_check_docker_status_bring_a_stopped_host_up_and_a_second_boot_all
         "mount": "ok", "folders": "ok", "data-root": "warning", "free": "ok"}  # Docker stopped: data-root unknown
     assert one(data)["items"][0]["detail"] == f"/srv is mounted from {vault.loop_device} = {vault.paths.srv_image} (ext4)"
 
-    res, data = inv(inventory, "boot.docker")
+    res, data = inv(inventory, "boot.docker")  # the lab's daemon.json is not /etc/docker/daemon.json
+    assert res.returncode == 1 and one(data)["error"].startswith(
+        "not starting Docker: its data-root cannot be shown to be on /srv before it runs"), res.stdout + res.stderr
+    assert inventory[1].read_text() == "" and not vault.docker_running()
+    res, data = inv(inventory, "boot.docker", "--unknown-data-root")
     assert res.returncode == 0, res.stdout + res.stderr
     docker = one(data)["result"]
     assert docker["state"] == "done" and docker["detail"].endswith("data-root /srv/docker)")
@@ -178,14 +182,14 @@ def test_mount_check_docker_status_bring_a_stopped_host_up_and_a_second_boot_all
 def test_boot_all_from_a_reboot_dry_changes_nothing_then_brings_everything_up(vault, inventory):
     make_down(vault)
 
-    res = run_inv("-H", "vault", "boot.all", "--dry", inventory=inventory[0])
+    res = run_inv("-H", "vault", "boot.all", "--dry", "--unknown-data-root", inventory=inventory[0])
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.splitlines()[-1] == "vault: would run mount, check, docker, status (dry run: nothing changed)"
     assert "would run: mount /srv" in res.stdout
     assert not srv_mounted(vault) and not vault.docker_running()
 
     starts = inventory[1].read_text().count("start")
-    res = run_inv("-H", "vault", "boot.all", inventory=inventory[0])
+    res = run_inv("-H", "vault", "boot.all", "--unknown-data-root", inventory=inventory[0])
     assert res.returncode == 0, res.stdout + res.stderr
     verdict = res.stdout.splitlines()[-1]
     assert verdict.startswith(f"vault: up; mounted /srv ({vault.loop_device}, ext4); started Docker (answered after ")
@@ -220,7 +224,7 @@ def test_after_a_reboot_docker_starts_behind_a_firewall_that_publishes_nothing(v
     first; fw.apply then publishes what runs."""
     make_down(vault)
     assert inv(inventory, "boot.mount")[0].returncode == 0
-    res, data = inv(inventory, "boot.docker")
+    res, data = inv(inventory, "boot.docker", "--unknown-data-root")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "firewall" not in one(data)["result"]["detail"]  # aegir does not manage its firewall yet
     vault.run(["docker", "run", "-d", "--name", "pub", "--restart", "always", "-p", "8081:80",
@@ -233,13 +237,13 @@ def test_after_a_reboot_docker_starts_behind_a_firewall_that_publishes_nothing(v
         make_down(vault)  # a reboot: Docker stopped, /srv unmounted, and no ruleset in the kernel
         vault.run(["nft", "delete", "table", "inet", "aegir"])
         assert inv(inventory, "boot.mount")[0].returncode == 0
-        res, data = inv(inventory, "boot.docker", "--dry")
+        res, data = inv(inventory, "boot.docker", "--dry", "--unknown-data-root")
         planned = one(data)["result"]
         assert planned["detail"].endswith("; first aegir's firewall with no container published")
         assert planned["commands"][0] == "nft -f /srv/conf/aegir-fw/candidate.nft"
         assert vault.run(dnat4, check=False).returncode != 0  # --dry loaded nothing
 
-        res, data = inv(inventory, "boot.docker")
+        res, data = inv(inventory, "boot.docker", "--unknown-data-root")
         assert res.returncode == 0, res.stdout + res.stderr
         assert one(data)["result"]["detail"].endswith("; firewall loaded with no container published")
         assert vault.run(["docker", "inspect", "-f", "{{.State.Running}}", "pub"]).stdout.strip() == "true"

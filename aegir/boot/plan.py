@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aegir.boot import MIN_FREE_PERCENT
-from aegir.boot.facts import DataRoot, Listing, LuksMapping, Mount, luks_open_cmd, luks_test_cmd
+from aegir.boot.facts import DAEMON_JSON, DataRoot, Listing, LuksMapping, Mount, luks_open_cmd, luks_test_cmd
 from aegir.errors import AegirError, RefusedError
 from aegir.inventory import Host
 from aegir.layout import SRV_FOLDERS
@@ -219,7 +219,7 @@ def check_items(host: Host, facts: SrvFacts, min_free: float = MIN_FREE_PERCENT)
     if root.path is None:
         data_root = CheckItem("data-root", "warning", f"not known until Docker runs (no data-root in "
                               f"{root.source if root.source != 'unknown' else '/etc/docker/daemon.json'}); "
-                              "boot.docker checks it once the daemon answers")
+                              "boot.docker refuses to start it unless --unknown-data-root")
     elif not is_under(root.path, srv):
         data_root = CheckItem("data-root", "problem", f"{root.path} ({root.source}) is not on {srv}: "
                               "Docker would write application data to the root disk")
@@ -257,8 +257,20 @@ class DockerPlan:
     command: Cmd | None = None
 
 
-def plan_docker(host: Host, items: Sequence[CheckItem], data_root: DataRoot, *, timeout: float = 120) -> DockerPlan:
-    """Start Docker only when /srv is mounted and checked; refuse otherwise, saying why."""
+#: How ``boot.docker`` and ``boot.all`` spell the override of an unknown data-root.
+UNKNOWN_DATA_ROOT_FLAG = "--unknown-data-root"
+
+
+def plan_docker(host: Host, items: Sequence[CheckItem], data_root: DataRoot, *, timeout: float = 120,
+                unknown_data_root: bool = False) -> DockerPlan:
+    """Start Docker only when /srv is mounted and checked and its data-root is known to be on /srv;
+    refuse otherwise, saying why.
+
+    A stopped Docker whose data-root cannot be read (no ``data-root`` in
+    daemon.json: Docker's default is /var/lib/docker, on the root disk) is
+    refused unless `unknown_data_root` (``--unknown-data-root``): then it is
+    started and its data-root checked once it answers (`check_started`).
+    """
     if data_root.running:
         bad = [i for i in items if i.name == "data-root" and i.status == "problem"]
         if bad:
@@ -270,6 +282,12 @@ def plan_docker(host: Host, items: Sequence[CheckItem], data_root: DataRoot, *, 
         raise RefusedError(
             f"not starting Docker: {reasons}. Starting it now would write application data "
             f"to the unencrypted root disk; run boot.mount and boot.check first", host=host.name)
+    if data_root.path is None and not unknown_data_root:
+        raise RefusedError(
+            f"not starting Docker: its data-root cannot be shown to be on {host.srv} before it runs (no "
+            f"data-root in {DAEMON_JSON}, and Docker's default /var/lib/docker is on the root disk); set "
+            f"\"data-root\": \"{host.srv_path('docker')}\" there, or pass {UNKNOWN_DATA_ROOT_FLAG} to start it "
+            "and check its data-root once it answers", host=host.name)
     return DockerPlan("start", f"start Docker ({' '.join(host.docker_start)})",
                       Cmd(tuple(host.docker_start), timeout=timeout))
 

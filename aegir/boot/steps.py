@@ -198,7 +198,8 @@ def wait_for_docker(hc: HostContext, timeout: float) -> tuple[DataRoot, float]:
     return parse_docker_info(info), took
 
 
-def docker_step(c: Any, hc: HostContext, *, act: bool, min_free: float, timeout: float) -> StepResult:
+def docker_step(c: Any, hc: HostContext, *, act: bool, min_free: float, timeout: float,
+                unknown_data_root: bool = False) -> StepResult:
     """Start Docker only on a mounted and checked /srv; wait until it answers; check its data-root.
 
     A host whose firewall aegir manages first gets aegir's ruleset with no
@@ -207,7 +208,7 @@ def docker_step(c: Any, hc: HostContext, *, act: bool, min_free: float, timeout:
     """
     host = hc.host
     facts = read_srv(hc)
-    plan = plan_docker(host, check_items(host, facts, min_free), facts.data_root)
+    plan = plan_docker(host, check_items(host, facts, min_free), facts.data_root, unknown_data_root=unknown_data_root)
     if plan.action == "already":
         return StepResult("docker", OK, plan.detail)
     assert plan.command is not None
@@ -317,7 +318,7 @@ STEP_LABELS = {"unlock": "open the LUKS volume", "mount": "mount /srv", "check":
 
 def run_step(c: Any, step: str, hosts: Sequence[Any], *, act: bool, prompter: Prompter | None = None,
              min_free: float = MIN_FREE_PERCENT, timeout: float = DOCKER_TIMEOUT, test: bool = False,
-             label: str | None = None) -> tuple[Outcomes, list[Any]]:
+             label: str | None = None, unknown_data_root: bool = False) -> tuple[Outcomes, list[Any]]:
     """One step of `STEPS` on `hosts`, as ``boot.<step>`` and ``boot.all`` both run it.
 
     For `status`, also the per-host `HostStatus` outcomes (for their table).
@@ -331,8 +332,8 @@ def run_step(c: Any, step: str, hosts: Sequence[Any], *, act: bool, prompter: Pr
     if step == "check":
         return fleet.each(c, hosts, lambda hc: check_result(check_step(hc, min_free=min_free)), label=label), []
     if step == "docker":
-        return fleet.each(c, hosts, lambda hc: docker_step(c, hc, act=act, min_free=min_free, timeout=timeout),
-                          label=label), []
+        return fleet.each(c, hosts, lambda hc: docker_step(c, hc, act=act, min_free=min_free, timeout=timeout,
+                                                           unknown_data_root=unknown_data_root), label=label), []
     full = fleet.each(c, hosts, status_of, label=label)
     return [fleet.Outcome(o.host, status_result(o.value) if o.value else None, o.error, o.kind, o.seconds)
             for o in full], full
@@ -372,7 +373,7 @@ class HostBoot:
 
 
 def run_all(c: Any, hosts: Sequence[Any], *, act: bool, prompter: Prompter, min_free: float,
-            timeout: float) -> tuple[list[HostBoot], list[fleet.Outcome[HostStatus]]]:
+            timeout: float, unknown_data_root: bool = False) -> tuple[list[HostBoot], list[fleet.Outcome[HostStatus]]]:
     """Every step in order on the hosts still standing; and the status outcomes, if any host got there."""
     results: dict[str, list[StepResult]] = {h.name: [] for h in hosts}
     errors: dict[str, tuple[str, str]] = {}
@@ -386,7 +387,7 @@ def run_all(c: Any, hosts: Sequence[Any], *, act: bool, prompter: Prompter, min_
         if not ready:
             continue
         outcomes, status = run_step(c, step, ready, act=act, prompter=prompter, min_free=min_free, timeout=timeout,
-                                    label=f"boot.all: {step}")
+                                    label=f"boot.all: {step}", unknown_data_root=unknown_data_root)
         full = status or full
         for o in outcomes:
             if o.value is None:

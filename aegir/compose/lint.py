@@ -10,14 +10,17 @@ a host (one round trip for all projects) and adds Compose's own verdict
 Rules (``Finding.rule``):
 
 ``domain``         a literal domain name (not in ``image:``, not a file name),
-                   also after a reference or a wildcard (``${SUB}.example.org``)
+                   also after a reference or a wildcard (``${SUB}.example.org``),
+                   and as a mapping key (``extra_hosts: {cloud.example.org: …}``)
 ``email``          a literal e-mail address
 ``public-ip``      a literal public IP address; documentation ranges
                    (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32)
                    count as public, private/loopback/link-local ones do not
 ``secret``         a key that looks secret (password, passphrase, secret, token,
                    key…) with a literal value instead of a ``${VAR}`` reference
-                   (a literal default, ``${PW:-changeme}``, is a literal too)
+                   (a literal default, ``${PW:-changeme}``, is a literal too); in
+                   ``command``/``entrypoint``/``healthcheck.test`` also a secret-looking
+                   flag or assignment: ``--db-pass hunter2``, ``sh -c "PASSWORD=x run"``
 ``undefined-var``  ``${VAR}`` (or ``$VAR``, ``${VAR:?…}``) without a default and
                    missing from .env
 ``unused-env``     a .env key nothing uses (``COMPOSE_*``/``DOCKER_*`` are Compose's
@@ -26,14 +29,21 @@ Rules (``Finding.rule``):
 ``env-syntax``     a .env line python-dotenv cannot parse
 ``yaml``           a compose file that is not valid YAML
 ``compose-config`` a compose file ``compose config`` rejects
+
+No value of a project's ``.env`` is ever printed: every finding's message is
+masked (`EnvFile.mask`), Compose's own errors too, which quote interpolated
+values (``invalid hostPort: <the value>``).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import ipaddress
+import json
 import re
-from collections.abc import Iterator, Sequence
+import shlex
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -112,25 +122,32 @@ def _scan(text: str) -> Iterator[tuple[str, Ref | None, str]]:
             i = j
 
 
-def refs(text: str) -> list[Ref]:
+#: How deep defaults inside defaults (``${A:-${B:-…}}``) are followed; deeper ones are read as text.
+MAX_NESTING = 10
+
+
+def refs(text: str, _depth: int = 0) -> list[Ref]:
     """The variable references in `text`, as Compose interpolates them (``$$`` is a literal ``$``).
 
-    Defaults are scanned too: ``${A:-${B}}`` refers to A and (when A is unset) B.
+    Defaults are scanned too: ``${A:-${B}}`` refers to A and (when A is unset) B
+    (down to `MAX_NESTING` levels: a hostile file cannot exhaust the stack).
     """
     out: list[Ref] = []
     for _, ref, inner in _scan(text):
         if ref is not None:
-            out += [ref, *refs(inner)]
+            out += [ref, *(refs(inner, _depth + 1) if _depth < MAX_NESTING else [])]
     return out
 
 
-def literal_part(text: str) -> str:
+def literal_part(text: str, _depth: int = 0) -> str:
     """What of `text` is written in the file: references removed, their defaults kept, ``?`` messages dropped.
 
     >>> literal_part("${DB_PASSWORD:-hunter2}"), literal_part("${A}"), literal_part("${A:?set A}")
     ('hunter2', '', '')
     """
-    return "".join(plain if ref is None else literal_part(inner) if "?" not in ref.op else ""
+    if _depth > MAX_NESTING:
+        return text
+    return "".join(plain if ref is None else literal_part(inner, _depth + 1) if "?" not in ref.op else ""
                    for plain, ref, inner in _scan(text))
 
 
@@ -144,9 +161,11 @@ def _strip_refs(text: str) -> str:
 
 # --------------------------------------------------------------------------- literals
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}")
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])"  # starts at a word's start only: linear, not quadratic
+                    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}")
 _DOMAIN = re.compile(r"(?<![A-Za-z0-9_.-])(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*[A-Za-z0-9](?![A-Za-z0-9_-])")
 _IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.])")
+_LONG_WORD = re.compile(r"\S{300,}")
 _LEADING_DOT = re.compile(r"(?<![A-Za-z0-9_./-])\.(?=[A-Za-z0-9_])")
 _IPV6 = re.compile(r"(?<![0-9A-Fa-f:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Fa-f:])")
 
@@ -173,7 +192,9 @@ def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 def _literals(text: str) -> Iterator[tuple[str, str, int]]:
     """(rule, literal, offset) for every e-mail address, domain name and public IP in `text`."""
-    plain = _strip_refs(text)
+    # No domain (253) or e-mail address (254) is longer than this: blank longer words, so that
+    # the patterns' backtracking stays bounded on a hostile 100 kB word (48 s before).
+    plain = _LONG_WORD.sub(lambda m: " " * len(m.group(0)), _strip_refs(text))
     for m in _EMAIL.finditer(plain):
         yield "email", m.group(0), m.start()
     plain = _EMAIL.sub(lambda m: " " * len(m.group(0)), plain)
@@ -212,6 +233,96 @@ def looks_secret(key: str) -> bool:
     words = [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", key)]
     return bool(words) and words[-1] not in _NOT_SECRET_LAST and any(
         w in _SECRET_WORDS or any(part in w for part in _SECRET_PARTS) for w in words)
+
+
+#: Keys whose value is a command line: secrets hide in their arguments.
+_COMMAND_KEYS = frozenset({"command", "entrypoint", "test"})
+_SECRETISH = re.compile(r"(?i)pass|pwd|secret|token|key|credential|salt")
+_FLAG = re.compile(r"(-{1,2}[A-Za-z][A-Za-z0-9_.-]*)(?:=(.*))?", re.DOTALL)
+_ASSIGN = re.compile(r"([_A-Za-z][_A-Za-z0-9.-]*)=(.*)", re.DOTALL)
+
+
+def _is_literal(value: str) -> bool:
+    """A value written in the file: not a ``${VAR}`` reference, not a ``$$VAR`` the container's shell expands."""
+    text = literal_part(value).strip()
+    return text.lower() not in _BOOLS and not text.startswith("$")
+
+
+def _argument_secrets(argv: Sequence[str], *, split: bool) -> list[tuple[int, str]]:
+    """(index in `argv`, message) for each secret-looking flag or assignment with a literal value.
+
+    `argv` is an exec-form list, or (`split`) one command line. Caught:
+    ``--password=hunter2``, ``--db-pass hunter2``, ``DB_PASSWORD=x run``, and the
+    same inside a script argument (``sh -c "mysqld --password=x"``).
+    """
+    if not any(_SECRETISH.search(item) for item in argv):  # shlex reads ~100 kB/s: skip what cannot match
+        return []
+    tokens: list[tuple[int, str]] = []
+    for i, item in enumerate(argv):
+        if split or (" " in item.strip() and i > 0):  # a command line, or a script inside an argv
+            try:
+                words = shlex.split(item)
+            except ValueError:
+                words = item.split()
+            tokens.extend((i, w) for w in words)
+        else:
+            tokens.append((i, item))
+    out: list[tuple[int, str]] = []
+    for n, (i, tok) in enumerate(tokens):
+        flag = _FLAG.fullmatch(tok)
+        if flag and looks_secret(flag.group(1).lstrip("-")):
+            value = flag.group(2) if flag.group(2) is not None else (tokens[n + 1][1] if n + 1 < len(tokens) else "")
+            if (flag.group(2) is not None or not value.startswith("-")) and _is_literal(value):
+                out.append((i, _literal_secret(flag.group(1))))
+            continue
+        assign = _ASSIGN.fullmatch(tok)
+        if assign and looks_secret(assign.group(1)) and _is_literal(assign.group(2)):
+            out.append((i, _literal_secret(assign.group(1))))
+    return out
+
+
+def _literal_secret(key: str) -> str:
+    return f"{key} has a literal value: take it from {ENV_FILE} (${{{_var(key)}}})"
+
+
+#: Top-level domains a site's domain ends with (a key ending otherwise, like ``traefik.http.routers.x.rule``,
+#: is a dotted name, not a domain); any two-letter label counts too (country codes).
+_TLDS = frozenset("""
+com net org info biz io dev app cloud site online tech xyz eu social email space club pro name me tv cc co page
+blog network systems zone chat live media news one world host website link community coop asso
+""".split())
+
+#: First labels of reverse-DNS names (``com.docker.compose.project``).
+_REVERSE_DNS = frozenset({"com", "org", "net", "io"})
+
+
+def _domain_keys(root: yaml.Node | None) -> Iterator[tuple[str, int]]:
+    """Mapping keys that are a site's domain (``cloud.example.org: …``), with their lines.
+
+    Label-style keys (``traefik.http.routers.x.rule``) and reverse-DNS ones
+    (``org.opencontainers.image.source``, ``com.example.site.eu``) are names, not domains.
+    """
+    stack = [root] if root is not None else []
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode):
+                    for m in _DOMAIN.finditer(_strip_refs(str(k.value))):
+                        labels = m.group(0).lower().split(".")
+                        if _site_tld(labels[-1]) and labels[0] not in _REVERSE_DNS and labels[-1] not in FILE_SUFFIXES:
+                            yield m.group(0), k.start_mark.line + 1
+                stack.append(v)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
+def _site_tld(label: str) -> bool:
+    return label in _TLDS or (len(label) == 2 and label.isalpha())
 
 
 # --------------------------------------------------------------------------- walking YAML
@@ -262,29 +373,100 @@ def _offset_line(s: _Scalar, offset: int) -> int:
 
 @dataclass(frozen=True)
 class EnvFile:
-    """A parsed .env: key -> line, references its values make, syntax errors."""
+    """A parsed .env: key -> line, references its values make, syntax errors, the values (to mask)."""
 
     keys: dict[str, int]
     refs: frozenset[str]
     errors: tuple[int, ...]
+    values: tuple[str, ...] = ()  # as written and as interpolated: never printed
+
+    def mask(self, text: str) -> str:
+        """`text` with every value of this .env replaced by ``****``."""
+        return self._sub("****", text)
+
+    @functools.cached_property
+    def _sub(self) -> Callable[[str, str], str]:
+        return _masker(self.values)
 
 
 def parse_env(text: str) -> EnvFile:
-    """Read a .env with python-dotenv's parser, keeping each key's line."""
+    """Read a .env with python-dotenv's parser, keeping each key's line and every value."""
     from dotenv.parser import parse_stream  # imported here: not on `inv --list`'s path
+    from dotenv.variables import parse_variables
 
     keys: dict[str, int] = {}
     used: set[str] = set()
     errors: list[int] = []
+    pairs: list[tuple[str, str | None]] = []
+    values: set[str] = set()
     for b in parse_stream(io.StringIO(text)):
         s = b.original.string
         line = b.original.line + s[:len(s) - len(s.lstrip())].count("\n")
         if b.error:
             errors.append(line)
+            values.update(s.partition("=")[2].strip().strip("'\"").splitlines())  # unreadable: mask what follows '='
         elif b.key is not None:
             keys.setdefault(b.key, line)
             used.update(r.name for r in refs(b.value or ""))
-    return EnvFile(keys, frozenset(used), tuple(errors))
+            pairs.append((b.key, b.value))
+            values.add(b.value or "")
+            values.update(s.partition("=")[2].strip().strip("'\"").splitlines())
+    seen: dict[str, str | None] = {}  # the values Compose will see: ${A} inside B's value expanded
+    for key, value in pairs:  # (dotenv's resolve_variables copies os.environ once per key: quadratic)
+        seen[key] = None if value is None else "".join(atom.resolve(seen) for atom in parse_variables(value))
+        values.add(seen[key] or "")
+    return EnvFile(keys, frozenset(used), tuple(errors), tuple(sorted(v for v in values if v.strip())))
+
+
+def mask_values(text: str, values: Sequence[str]) -> str:
+    """Replace each of `values` in `text` by ``****``, longest first.
+
+    A value shorter than 4 characters is masked only as a whole word (so that
+    ``PORT=80`` does not turn ``line 180`` into ``line 1****``); longer ones wherever they appear.
+    """
+    return _masker(tuple(values))("****", text)
+
+
+@functools.lru_cache(maxsize=32)
+def _masker(values: tuple[str, ...]) -> Callable[[str, str], str]:
+    """A ``sub(replacement, text)`` for one .env's values, built once.
+
+    Leftmost, then longest value wins, as a regex alternation would; but values
+    are looked up by their first 4 characters, so 20,000 values cost no more
+    per character than 20 (a 20,000-way alternation took 28 s for one lint).
+    """
+    forms = {v.strip() for v in values} | {json.dumps(v.strip(), ensure_ascii=False)[1:-1] for v in values}
+    by_head: dict[str, list[str]] = {}
+    short: set[str] = set()
+    for w in sorted((w for w in forms if w), key=len, reverse=True):
+        if len(w) >= 4:
+            by_head.setdefault(w[:4], []).append(w)
+        else:
+            short.add(w)
+
+    def word_edge(text: str, i: int) -> bool:
+        return i <= 0 or i >= len(text) or not (text[i - 1].isalnum() and text[i].isalnum())
+
+    def sub(replacement: str, text: str) -> str:
+        grams = {text[i:i + k] for k in (1, 2, 3, 4) for i in range(len(text) - k + 1)}
+        if grams.isdisjoint(by_head) and grams.isdisjoint(short):  # most messages: no value in them at all
+            return text
+        out: list[str] = []
+        i = 0
+        while i < len(text):
+            hit = next((w for w in by_head.get(text[i:i + 4], ()) if text.startswith(w, i)), None)
+            if hit is None and short:
+                hit = next((text[i:i + k] for k in (3, 2, 1) if i + k <= len(text) and text[i:i + k] in short
+                            and word_edge(text, i) and word_edge(text, i + k)), None)
+            if hit is None:
+                out.append(text[i])
+                i += 1
+            else:
+                out.append(replacement)
+                i += len(hit)
+        return "".join(out)
+
+    return sub
 
 
 def _uses_env_file(data: object) -> bool:
@@ -302,9 +484,38 @@ def _uses_env_file(data: object) -> bool:
 
 def lint_texts(compose_file: str, compose_text: str, env_file: str, env_text: str | None,
                env_mode: int | None) -> list[Finding]:
-    """Lint one project's compose text and .env (None: no .env); findings sorted by file, line, rule."""
-    found: list[Finding] = []
+    """Lint one project's compose text and .env (None: no .env); findings sorted by file, line, rule.
+
+    No message holds a value of the .env (`masked`)."""
     env = parse_env(env_text) if env_text is not None else EnvFile({}, frozenset(), ())
+    return [masked(f, env) for f in _findings(compose_file, compose_text, env_file, env_text, env_mode, env)]
+
+
+def masked(f: Finding, env: EnvFile) -> Finding:
+    """`f` with no value of `env` in its message."""
+    message = env.mask(f.message)
+    return f if message == f.message else Finding(f.file, f.line, f.rule, message)
+
+
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def _masked_config(f: Finding, env: EnvFile, compose_text: str) -> Finding:
+    """Compose's verdict without .env values: each value masked, and so is every double-quoted
+    string of its message that the compose file does not hold (it came from interpolation:
+    ``mem_limit: ${MEM}`` gives ``parsing "<part of the value>"``)."""
+    def quoted(m: re.Match[str]) -> str:
+        inner = m.group(1)
+        return m.group(0) if not inner or inner in compose_text or inner == "****" else '"****"'
+
+    f = masked(f, env)
+    message = _QUOTED.sub(quoted, f.message)
+    return f if message == f.message else Finding(f.file, f.line, f.rule, message)
+
+
+def _findings(compose_file: str, compose_text: str, env_file: str, env_text: str | None, env_mode: int | None,
+              env: EnvFile) -> list[Finding]:
+    found: list[Finding] = []
     try:
         doc = yamldoc.load(compose_text)
     except YamlError as exc:
@@ -321,17 +532,23 @@ def lint_texts(compose_file: str, compose_text: str, env_file: str, env_text: st
                                      f"${{{r.name}}} is {how} and missing from {ENV_FILE}"))
         if s.key and looks_secret(s.key):
             value = s.value.split("=", 1)[1] if s.in_list else s.value
-            if literal_part(value).strip().lower() not in _BOOLS:  # "hunter2", "${PW:-hunter2}", "x${Y}"
-                found.append(Finding(compose_file, s.line, "secret",
-                                     f"{s.key} has a literal value: take it from {ENV_FILE} (${{{_var(s.key)}}})"))
+            if _is_literal(value):  # "hunter2", "${PW:-hunter2}", "x${Y}"; not "$$PW" (the container's own)
+                found.append(Finding(compose_file, s.line, "secret", _literal_secret(s.key)))
         if s.keys and s.keys[-1] in _SKIP_LITERALS and not s.in_list:
             continue
+        if s.keys and s.keys[-1] in _COMMAND_KEYS:  # "--password hunter2": a flag, then its value
+            argv = [s] if not s.in_list else [t for t in scalars if t.keys == s.keys and t.in_list]
+            if s is argv[0]:  # an exec-form list is read once, as one argv
+                found.extend(Finding(compose_file, argv[i].line, "secret", message)
+                             for i, message in _argument_secrets([t.value for t in argv], split=not s.in_list))
         text = s.value.split("=", 1)[1] if s.in_list and s.key else s.value
         shift = len(s.value) - len(text)
         for rule, literal, offset in _literals(text):
             what = {"email": "e-mail address", "domain": "domain name", "public-ip": "public IP address"}[rule]
             found.append(Finding(compose_file, _offset_line(s, offset + shift), rule,
                                  f"literal {what} {literal!r}: take it from {ENV_FILE}"))
+    found.extend(Finding(compose_file, line, "domain", f"literal domain name {word!r} as a key: take it from {ENV_FILE}")
+                 for word, line in _domain_keys(root))
     if env_text is not None:
         if env_mode is not None and env_mode & 0o004:
             found.append(Finding(env_file, None, "env-mode",
@@ -346,7 +563,7 @@ def lint_texts(compose_file: str, compose_text: str, env_file: str, env_text: st
 
 
 def _var(key: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", key).upper()
+    return re.sub(r"[^A-Za-z0-9_]", "_", key.lstrip("-")).upper()
 
 
 _LINE_RE = re.compile(r"\bline (\d+)\b")
@@ -396,8 +613,9 @@ def lint_project(hc: "HostContext", p: Project, env_text: str | None) -> Project
         cmd = compose.config_check(compose.flavour(hc), p, docker_host=hc.host.docker_host)
         result = hc.run(cmd, check=False)
         extra = config_finding(p.compose_path, result.exited, result.stderr)
-        if extra:
-            findings = [extra, *findings]
+        if extra:  # Compose quotes interpolated values in its errors: `invalid hostPort: <the .env value>`
+            env = parse_env(env_text) if env_text is not None else EnvFile({}, frozenset(), ())
+            findings = [_masked_config(extra, env, p.compose_text), *findings]
     return ProjectLint(p.kind, p.folder, tuple(findings))
 
 

@@ -121,20 +121,25 @@ class ProjectStatus:
 
     @property
     def services(self) -> str:
-        """``running/expected``, e.g. ``2/3``."""
-        return f"{len(self.running)}/{len(self.expected)}"
+        """``running/expected``, e.g. ``2/3``; ``2/?`` when the compose file cannot be read."""
+        expected = "?" if self.state == "error" and not self.expected else str(len(self.expected))
+        return f"{len(self.running)}/{expected}"
 
 
 def project_status(p: Project, containers: Sequence[ProjectContainer], images: Mapping[str, int], now: float) -> ProjectStatus:
     """Compare what `p`'s compose file expects with its containers (matched by working dir).
 
     A service counts as running when all its replicas run; "down" means no expected service runs at all.
+    When the compose file cannot be read (`Project.error`), what runs still
+    comes from Docker's labels: the services of its running containers.
     """
     mine = [c for c in containers if c.working_dir == p.dir and not c.oneoff]
     expected = p.expected
     wanted = {s.name: s.replicas for s in p.services}
     up = {s: sum(1 for c in mine if c.service == s and c.running) for s in expected}
     running = tuple(s for s in expected if up[s] >= wanted[s])  # every replica runs
+    if p.error:
+        running = tuple(sorted({c.service for c in mine if c.running}))
     problems: list[str] = []
     if p.error:
         problems.append(p.error)

@@ -2,7 +2,8 @@
 
 After a reboot: `boot.unlock` (the LUKS passphrase, typed at the terminal),
 `boot.mount` (/srv), `boot.check` (mount point, folders, Docker's data-root,
-free space), `boot.docker` (only on a mounted and checked /srv; where aegir
+free space), `boot.docker` (only on a mounted and checked /srv, with a data-root known to
+be on it: ``--unknown-data-root`` when daemon.json does not say; where aegir
 manages the firewall, a ruleset with no container published goes first), `boot.status`
 (the Compose projects, core first), or `boot.all` for all of them in order,
 a host stopping at its first failure. Every step says when there is nothing
@@ -26,6 +27,8 @@ from aegir.tasks.base import EXIT_PROBLEM, exit_if_failed, is_dry, targets, task
 
 DRY_HELP = "Show what would be done (facts are still read); change nothing."
 MIN_FREE_HELP = f"Free space /srv must keep, in percent (default {MIN_FREE_PERCENT:g})."
+UNKNOWN_ROOT_HELP = ("Start Docker even when its data-root cannot be read before it runs (no data-root in "
+                     "/etc/docker/daemon.json); it is checked once the daemon answers.")
 TIMEOUT_HELP = f"Seconds to wait for the Docker daemon to answer after starting it (default {DOCKER_TIMEOUT})."
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
     from aegir.boot.plan import StepResult
@@ -97,10 +100,12 @@ def check(c, format="table", min_free=MIN_FREE_PERCENT):
     exit_if_failed(outcomes, problems=any(o.value is not None and blocking(o.value) for o in outcomes))
 
 
-@task(help={"format": FORMAT_HELP, "dry": DRY_HELP, "min_free": MIN_FREE_HELP, "timeout": TIMEOUT_HELP})
-def docker(c, format="table", dry=False, min_free=MIN_FREE_PERCENT, timeout=DOCKER_TIMEOUT):
+@task(help={"format": FORMAT_HELP, "dry": DRY_HELP, "min_free": MIN_FREE_HELP, "timeout": TIMEOUT_HELP,
+            "unknown_data_root": UNKNOWN_ROOT_HELP})
+def docker(c, format="table", dry=False, min_free=MIN_FREE_PERCENT, timeout=DOCKER_TIMEOUT, unknown_data_root=False):
     """Start Docker, only if /srv is mounted and checked, and wait until it answers; the plan shows first."""
-    _plan_then_act(c, check_format(format), "docker", dry, min_free=float(min_free), timeout=float(timeout))
+    _plan_then_act(c, check_format(format), "docker", dry, min_free=float(min_free), timeout=float(timeout),
+                   unknown_data_root=unknown_data_root)
 
 
 @task(help={"format": FORMAT_HELP})
@@ -141,9 +146,9 @@ def guard(c, format="table", dry=False, root="/"):
 
 @task(name="all", help={"format": FORMAT_HELP, "dry": DRY_HELP, "min_free": MIN_FREE_HELP,
                         "timeout": TIMEOUT_HELP, "same_passphrase": UNLOCK_HELP["same_passphrase"],
-                        "passphrase_stdin": UNLOCK_HELP["passphrase_stdin"]})
+                        "passphrase_stdin": UNLOCK_HELP["passphrase_stdin"], "unknown_data_root": UNKNOWN_ROOT_HELP})
 def all_(c, format="table", dry=False, same_passphrase=False, passphrase_stdin=False,
-         min_free=MIN_FREE_PERCENT, timeout=DOCKER_TIMEOUT):
+         min_free=MIN_FREE_PERCENT, timeout=DOCKER_TIMEOUT, unknown_data_root=False):
     """Run the start-up in order: unlock, mount, check, docker, status; a host stops at its first failure."""
     from aegir.boot.report import all_json, render_all
     from aegir.boot.secrets import Prompter
@@ -152,7 +157,7 @@ def all_(c, format="table", dry=False, same_passphrase=False, passphrase_stdin=F
     fmt = check_format(format)
     prompter = Prompter(same=same_passphrase, stream=sys.stdin if passphrase_stdin else None)
     boots, full = run_all(c, targets(c), act=not is_dry(c, dry), prompter=prompter, min_free=float(min_free),
-                          timeout=float(timeout))
+                          timeout=float(timeout), unknown_data_root=unknown_data_root)
     emit(fmt, data=all_json(boots, full), text=render_all(boots, full))
     down = [b.host for b in boots if not b.up]
     if down:

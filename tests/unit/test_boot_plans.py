@@ -138,7 +138,7 @@ def test_a_mounted_and_complete_srv_passes_with_the_data_root_left_to_the_runnin
         "mount": ("ok", "/srv is mounted from /dev/loop3 (ext4)"),
         "folders": ("ok", "conf docker templates core apps users"),
         "data-root": ("warning", "not known until Docker runs (no data-root in /etc/docker/daemon.json); "
-                                 "boot.docker checks it once the daemon answers"),
+                                 "boot.docker refuses to start it unless --unknown-data-root"),
         "free": ("ok", "80G free of 100G (80%)"),
     }
     assert blocking(check_items(PLAIN, facts(m=mounted()))) == []
@@ -227,10 +227,26 @@ def test_is_under_is_path_arithmetic(path, root, expected):
 
 
 def test_docker_starts_with_the_inventory_command_only_on_a_checked_srv():
-    f = facts(m=mounted())
+    f = facts(m=mounted(), root=DataRoot("/srv/docker", "/etc/docker/daemon.json"))
     plan = plan_docker(PLAIN, check_items(PLAIN, f), f.data_root)
     assert (plan.action, plan.command.line, plan.command.timeout) == ("start", "/lab/bin/start-docker", 120)
     assert plan_docker(Host("x"), check_items(Host("x"), f), f.data_root).command.line == "systemctl start docker"
+
+
+def test_docker_with_a_data_root_it_cannot_read_is_refused_unless_the_operator_says_so():
+    f = facts(m=mounted())
+    with pytest.raises(RefusedError) as err:
+        plan_docker(PLAIN, check_items(PLAIN, f), f.data_root)
+    assert err.value.message == (
+        "not starting Docker: its data-root cannot be shown to be on /srv before it runs (no data-root in "
+        "/etc/docker/daemon.json, and Docker's default /var/lib/docker is on the root disk); set "
+        "\"data-root\": \"/srv/docker\" there, or pass --unknown-data-root to start it and check its data-root "
+        "once it answers")
+    plan = plan_docker(PLAIN, check_items(PLAIN, f), f.data_root, unknown_data_root=True)
+    assert (plan.action, plan.command.line) == ("start", "/lab/bin/start-docker")
+    elsewhere = facts(m=mounted(), root=DataRoot("/var/lib/docker", "/etc/docker/daemon.json"))
+    with pytest.raises(RefusedError, match="data-root: /var/lib/docker .* is not on /srv"):
+        plan_docker(PLAIN, check_items(PLAIN, elsewhere), elsewhere.data_root, unknown_data_root=True)
 
 
 def test_docker_is_not_started_on_an_unmounted_srv():

@@ -72,7 +72,7 @@ def test_yaml_is_read_once_with_the_line_of_every_key():
 @pytest.mark.parametrize("text, line, words", [
     ("a: 1\na: 2\n", 2, "duplicate key 'a' (first written at line 1)"),
     ("a: [1\n", 2, "invalid YAML"),
-    ("a: \x07\n", None, "invalid YAML"),
+    ("a: \x07\n", 1, "the character U+0007 is not allowed"),  # a control character has its line too
     ("a: " + "[" * 200 + "]" * 200 + "\n", 1, "nested deeper than"),
 ])
 def test_unreadable_yaml_is_one_error_with_its_line(text, line, words):

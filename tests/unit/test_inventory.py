@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 import pytest
@@ -123,8 +124,8 @@ GROUPED = "hosts:\n  hyp1: {groups: [prod]}\n  hyp2: {groups: [prod, canary]}\n"
 
 # (yaml text, expected message: "file:line: sentence")
 BAD = [
-    ("", "hosts.yml: the inventory is empty: it needs a 'hosts:' mapping"),
-    ("- hyp1\n", "hosts.yml: the top level must be a mapping with 'hosts:', not a list"),
+    ("", "hosts.yml:1: the inventory is empty: it needs a 'hosts:' mapping"),
+    ("- hyp1\n", "hosts.yml:1: the top level must be a mapping with 'hosts:', not a list"),
     ("hosts: [a, b]\n", "hosts.yml:1: 'hosts' must be a non-empty mapping of host name -> settings"),
     ("hostz: {}\n", "hosts.yml:1: unknown top-level key 'hostz' (did you mean 'hosts'?)"),
     ("hosts:\n  hyp1: {}\n  hyp1: {}\n", "hosts.yml:3: duplicate key 'hyp1' (first written at line 2)"),
@@ -225,35 +226,115 @@ def test_srv_paths_are_built_under_the_hosts_srv():
     assert Host("h").srv_path() == "/srv"
 
 
-yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.text(max_size=12),
+#: Values chosen to hurt: control characters, special and zone-id addresses, paths out of /srv, reserved names.
+hostile_strings = st.sampled_from([
+    "/srv\nExecStartPre=/bin/sh -c id", "/", "", "..", "/srv/../etc", "/srv x", "hyp1\n", "all", "root\n",
+    "127.0.0.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "::", "ff02::1", "fe80::1%eth0", "::/0",
+    "-oProxyCommand=id", "a;b", "a b", "fe80::/64", "\x1b[31m", "\u2028", "2001:db8::/56", "2001:db8::1",
+    "192.0.2.1", "/dev/md2", "data", "hyp1.example.org",
+])
+yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.text(max_size=12), hostile_strings,
                          st.sampled_from(["192.0.2.1", "2001:db8::/56", "2001:db8::1", "local", "/srv", "ssh"]))
 yaml_keys = st.one_of(st.sampled_from(["hosts", "defaults", "hyp1", "hyp2", "admin_ipv4", "service_ipv4",
                                        "ipv6_prefix", "admin_ipv6", "service_ipv6", "connection", "port",
-                                       "groups", "luks", "device", "fw", "srv"]), st.text(max_size=6))
+                                       "groups", "luks", "device", "name", "fw", "srv", "address", "user",
+                                       "docker_start", "all"]), st.text(max_size=6))
 yaml_values = st.recursive(yaml_scalars, lambda kids: st.one_of(st.lists(kids, max_size=4),
                                                                 st.dictionaries(yaml_keys, kids, max_size=5)),
                            max_leaves=25)
+host_keys = st.sampled_from(["address", "user", "srv", "groups", "luks", "admin_ipv4", "service_ipv4",
+                             "ipv6_prefix", "admin_ipv6", "service_ipv6", "docker_start", "known_hosts", "port"])
+host_specs = st.dictionaries(host_keys, st.one_of(hostile_strings, st.lists(hostile_strings, max_size=2),
+                                                  st.fixed_dictionaries({}, optional={"device": hostile_strings,
+                                                                                      "name": hostile_strings})),
+                             max_size=5)
+inventories = st.fixed_dictionaries({"hosts": st.dictionaries(st.one_of(hostile_strings, st.sampled_from(["hyp1", "hyp2"])),
+                                                              host_specs, min_size=1, max_size=3)})
+
+_WHERE = re.compile(r"fuzz\.yml:[1-9][0-9]*: \S")
+
+
+def _refused_with_a_line(exc: InventoryError) -> None:
+    assert _WHERE.match(str(exc)), str(exc)
+    assert "\n" not in str(exc)
+
+
+def _sound(host: Host) -> None:
+    """What a validated host may hold, whatever the text said."""
+    for text in (host.name, host.srv, host.address or "x", host.user or "x", host.luks_name, *host.groups,
+                 *host.docker_start, host.known_hosts):
+        assert text and not re.search(r"[\x00-\x1f\x7f]", text), text
+    assert host.srv.startswith("/") and host.srv != "/" and ".." not in host.srv.split("/") and " " not in host.srv
+    assert host.name != "all" and "all" not in host.groups
+    for a in (host.admin_ipv4, host.admin_ipv6, *host.service_ipv4, *host.service_ipv6):
+        if a is not None:
+            assert not (a.is_loopback or a.is_unspecified or a.is_multicast or str(a) == "255.255.255.255")
+    if host.ipv6_prefix is not None:
+        assert host.ipv6_prefix.prefixlen >= 32
+    if host.address:
+        assert not host.address.startswith("-") and not re.search(r"[\s;%]", host.address)
+
+
+def _parsed_or_refused(value: object) -> None:
+    """The YAML dump of `value` is refused with ``fuzz.yml:LINE: sentence`` or gives sound, distinct hosts."""
+    import yaml
+
+    try:
+        inv = parse(yaml.safe_dump(value, allow_unicode=True), "fuzz.yml")
+    except InventoryError as exc:
+        _refused_with_a_line(exc)
+        return
+    for host in inv:
+        _sound(host)
+    addresses = [(h.address, h.port) for h in inv if h.address]
+    assert len(addresses) == len(set(addresses))
 
 
 @settings(max_examples=300, deadline=None)
 @given(yaml_values)
 def test_random_structures_never_raise_anything_but_an_inventory_error(value):
-    import yaml
+    _parsed_or_refused(value)
 
-    text = yaml.safe_dump(value)
-    try:
-        parse(text, "fuzz.yml")
-    except InventoryError as exc:
-        assert str(exc).startswith("fuzz.yml")
+
+@settings(max_examples=400, deadline=None)
+@given(inventories)
+def test_hostile_values_are_refused_with_a_line_or_validated_into_sound_hosts(value):
+    _parsed_or_refused(value)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("hosts:{}[]-, \n\t'\"&*!|>%@`#?0123456789abcdefgh.:/")), max_size=80))
+@given(st.text(alphabet=st.sampled_from(list("hosts:{}[]-, \n\t'\"&*!|>%@`#?0123456789abcdefgh.:/\x00\x1b\x85")),
+               max_size=80))
 def test_random_text_never_raises_anything_but_an_inventory_error(text):
     try:
         parse(text, "fuzz.yml")
     except InventoryError as exc:
-        assert str(exc).startswith("fuzz.yml")
+        _refused_with_a_line(exc)
+
+
+@settings(max_examples=12, deadline=None)
+@given(inventories)
+def test_the_program_refuses_what_the_parser_refuses_with_file_and_line_never_a_traceback(value):
+    """``-H zz-none``: an accepted inventory ends in "unknown host", so no host is ever contacted."""
+    import tempfile
+
+    import yaml
+
+    from tests.helpers import run_inv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fuzz.yml"
+        path.write_text(yaml.safe_dump(value, allow_unicode=True), encoding="utf-8")
+        res = run_inv("-H", "zz-none", "disk.report", inventory=path, timeout=20)
+        try:
+            parse(path.read_text(encoding="utf-8"), str(path))
+            expected = "aegir: unknown host or group 'zz-none'"
+        except InventoryError as exc:
+            expected = f"aegir: {exc}\n"
+            assert re.fullmatch(rf"{re.escape(str(path))}:[1-9][0-9]*: [^\n]+", str(exc))
+    assert "Traceback" not in res.stderr
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith(expected), (res.stderr, expected)
 
 
 def test_a_section_names_its_unknown_key_on_its_line_with_a_suggestion():
@@ -291,3 +372,9 @@ def test_a_group_can_roll_its_actions_and_the_most_cautious_group_wins():
                                                     ("100%", 3, [3]), ("10", 3, [3]), ("1%", 3, [1, 1, 1])])
 def test_serial_cuts_the_targets_into_batches(serial, total, batches):
     assert [len(b) for b in parse_serial(serial).batches(list(range(total)))] == batches
+
+
+@pytest.mark.parametrize("word", ["root@hyp1\n", "hyp1.example.org\n", "root@[2001:db8::1]:22\n"])
+def test_a_raw_target_ending_in_a_newline_is_refused(word):
+    with pytest.raises(TargetError, match="cannot read target"):
+        parse_raw_target(word)

@@ -6,6 +6,7 @@ The last tests run the whole lint on real files with the real Compose binary
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -14,9 +15,20 @@ import pytest
 from invoke import Context
 
 from aegir.cli import AegirConfig
-from aegir.compose.lint import Finding, Ref, config_finding, lint_host, lint_texts, looks_secret, refs
+from aegir.compose.lint import (
+    Finding,
+    Ref,
+    config_finding,
+    lint_host,
+    lint_texts,
+    looks_secret,
+    mask_values,
+    parse_env,
+    refs,
+)
 from aegir.host import open_context
 from aegir.inventory import Host
+from tests.helpers import run_inv
 
 C = "/srv/apps/x/docker-compose.yml"
 E = "/srv/apps/x/.env"
@@ -220,6 +232,40 @@ services:
     image: aegir-lab/busybox:latest
     environment: *env
 """, None, None, [(C, 2, "email")]),
+
+    ("secrets in command arguments: flag=value, flag value, assignments, inside sh -c", """services:
+  db:
+    image: aegir-lab/busybox:latest
+    command: mysqld --root-password hunter2 --user=mysql
+  app:
+    image: aegir-lab/busybox:latest
+    command: ["serve", "--api-token=abc123", "--db-pass", "hunter2"]
+    entrypoint: ["sh", "-c", "ADMIN_PASSWORD=x exec app --secret-key s3"]
+    healthcheck:
+      test: ["CMD", "check", "--password", "hunter2"]
+""", None, None, [(C, 4, "secret"), (C, 7, "secret"), (C, 7, "secret"), (C, 8, "secret"), (C, 8, "secret"),
+                  (C, 10, "secret")]),
+
+    ("command arguments that only name a secret are fine", """services:
+  app:
+    image: aegir-lab/busybox:latest
+    command: ["serve", "--password-file", "/run/secrets/db", "--token", "${TOKEN}", "--secret=$$SECRET"]
+    entrypoint: app --password ${PW:?set PW} --key-file /k --verbose
+    healthcheck:
+      test: check --password --quiet
+""", "TOKEN=a\nPW=b\n", 0o600, []),
+
+    ("site domains used as mapping keys, not label names", """services:
+  app:
+    image: aegir-lab/busybox:latest
+    extra_hosts:
+      cloud.example.org: 10.0.0.2
+    labels:
+      www.tedomum.fr: "yes"
+      traefik.http.routers.app.rule: Host(`${DOMAIN}`)
+      org.opencontainers.image.source: x
+      com.example.site.eu: x
+""", "DOMAIN=a\n", 0o600, [(C, 5, "domain"), (C, 7, "domain")]),
 ]
 
 
@@ -309,3 +355,49 @@ def test_lint_of_named_projects_only(local):
     write(srv / "apps/b/docker-compose.yml", "services:\n  web:\n    image: x\n")
     result = lint_host(hc, ("b", "nope"))
     assert [p.name for p in result.projects] == ["b"] and result.missing == ("nope",)
+
+
+# --------------------------------------------------------------------------- .env values never printed
+
+
+def test_env_values_are_masked_longest_first_short_ones_only_as_words():
+    assert mask_values("invalid hostPort: hunter2x, line 180", ["hunter2", "hunter2x", "80"]) == \
+        "invalid hostPort: ****, line 180"
+    assert mask_values("port 80: bad; 8080 ok", ["80"]) == "port ****: bad; 8080 ok"
+    assert mask_values('parsing "a\\"b": bad', ['a"b']) == 'parsing "****": bad'
+
+
+def test_parse_env_keeps_raw_interpolated_and_unparsable_values_to_mask():
+    env = parse_env("A=abcd\nB=\"${A}-xyz\"\nC='quoted value'\nthis line is broken=oops\n")
+    assert {"abcd", "abcd-xyz", "quoted value"} <= set(env.values)
+    assert env.mask("got abcd-xyz and quoted value") == "got **** and ****"
+
+
+LEAKS = {  # project -> (compose text, .env text, the value Compose would echo)
+    "port": ('services:\n  web:\n    image: x\n    ports: ["${PORT}:80"]\n', "PORT=Tr0ub4dor&3\n", "Tr0ub4dor&3"),
+    "nested": ('services:\n  web:\n    image: x\n    ports: ["${B}:80"]\n', 'A=s3cr\nB="${A}et-xyz"\n',
+               "s3cret-xyz"),
+    "unit": ("services:\n  web:\n    image: x\n    mem_limit: ${MEM}\n", 'MEM="hunter\\"2q"\n', 'hunter\\"2'),
+    "utf8": ("services:\n  web:\n    image: x\n    cpus: ${CPU}\n", "CPU='päss wörd'\n", "päss wörd"),
+}
+
+
+def test_lint_never_prints_a_value_of_env_even_in_composes_own_errors(tmp_path):
+    """Through the real program and the real Compose: table and JSON, every project's finding is there, no value."""
+    srv = tmp_path / "srv"
+    for name, (compose_text, env_text, _) in LEAKS.items():
+        write(srv / f"apps/{name}/docker-compose.yml", compose_text)
+        write(srv / f"apps/{name}/.env", env_text)
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(f"hosts:\n  local:\n    connection: local\n    srv: {srv}\n")
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    table = run_inv("apps.lint", inventory=inventory, env=env, timeout=120)
+    as_json = run_inv("apps.lint", "--format", "json", inventory=inventory, env=env, timeout=120)
+    assert table.returncode == as_json.returncode == 1, table.stderr
+    found = {p["name"]: p["findings"] for p in json.loads(as_json.stdout)["hosts"][0]["projects"]}
+    for name, (_, env_text, echoed) in LEAKS.items():
+        config = [f["message"] for f in found[name] if f["rule"] == "compose-config"]
+        assert config and "****" in config[0], (name, found[name])
+        for out in (table.stdout + table.stderr, as_json.stdout + as_json.stderr):
+            for value in [echoed, *parse_env(env_text).values]:
+                assert value not in out and json.dumps(value)[1:-1] not in out, (name, value)

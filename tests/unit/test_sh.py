@@ -34,7 +34,7 @@ def test_safe_names_pass(name):
     assert sh.check_name("app", name) == name
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "-rf", "a/b", "a b", "$(reboot)", "x" * 64, "é"])
+@pytest.mark.parametrize("name", ["", ".", "..", "-rf", "a/b", "a b", "$(reboot)", "x" * 64, "é", "app\n"])
 def test_unsafe_names_are_refused_with_the_rule(name):
     with pytest.raises(AegirError, match="invalid app name"):
         sh.check_name("app", name)
