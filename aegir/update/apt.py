@@ -131,8 +131,13 @@ def showhold_cmd() -> Cmd:
 _INST_RE = re.compile(
     r"^Inst (?P<name>\S+)(?: \[(?P<old>[^\]]*)\])? \((?P<new>\S+)(?: (?P<origins>.*?))? \[(?P<arch>[^\]]+)\]\)"
     r"(?: \[.*\])?\s*$")
-_REMV_RE = re.compile(r"^Remv (?P<name>\S+)")
+_REMV_RE = re.compile(r"^Remv (?P<name>\S+)(?: \[[^\]]*\])*\s*$")
+_CONF_RE = re.compile(r"^Conf \S+ \(")
 _SECTION_RE = re.compile(r"^The following packages have been kept back:\s*$")
+#: The shape of an action line of ``apt-get -s`` (``Verb package [..]`` / ``(..)``): what apt's
+#: simulator prints for every change it would make. `parse_simulation` knows Inst, Conf and Remv;
+#: any other line of this shape is an action it does not understand.
+_ACTION_RE = re.compile(r"^[A-Z][a-z]{3} [a-z0-9][a-z0-9+.:-]*(?: [\[(]|\s*$)")
 
 
 def parse_simulation(stdout: str) -> Simulation:
@@ -142,9 +147,12 @@ def parse_simulation(stdout: str) -> Simulation:
     ``Remv name [old]`` -> removal; the "kept back" list (held packages and
     upgrades needing new packages) -> `kept_back`.
 
-    An ``Inst`` line it cannot read is an `AegirError`, never skipped: a
+    An action line it cannot read is an `AegirError`, never skipped: a
     package missing here would be missing from the review, and from the
-    check `update.apply` makes before apt upgrades it anyway.
+    check `update.apply` makes before apt changes it anyway. That includes
+    ``Purg`` (a host whose apt is set to purge, ``APT::Get::Purge``, would
+    delete the configuration of packages nobody reviewed for removal) and any
+    other ``Verb package ...`` line an apt version may print.
     """
     upgrades: list[Upgrade] = []
     removals: list[str] = []
@@ -162,10 +170,16 @@ def parse_simulation(stdout: str) -> Simulation:
         elif m := _INST_RE.match(line):
             origins = tuple(Origin.parse(o) for o in (m["origins"] or "").split(", ") if o.strip())
             upgrades.append(Upgrade(m["name"], m["new"], m["old"], m["arch"], origins))
-        elif line.startswith("Inst "):
-            raise AegirError(f"cannot read this line of apt-get -s: {line.strip()[:200]!r}")
         elif m := _REMV_RE.match(line):
             removals.append(m["name"])
+        elif _CONF_RE.match(line):
+            continue  # configures a package an Inst line above names
+        elif line.startswith("Purg "):
+            raise AegirError("apt would purge (remove with its configuration) "
+                             f"{line.split()[1]}: this host's apt is set to purge (APT::Get::Purge); "
+                             "unset it, then review again")
+        elif re.match(r"^(Inst|Remv|Conf)\b", line) or _ACTION_RE.match(line):
+            raise AegirError(f"cannot read this line of apt-get -s: {line.strip()[:200]!r}")
         elif re.match(r"^\d+ upgraded, ", line):
             summary = line.strip()
     return Simulation(tuple(upgrades), tuple(removals), tuple(kept), summary)

@@ -193,3 +193,36 @@ def test_an_inst_line_that_cannot_be_read_stops_the_review_instead_of_dropping_t
     """A package left out here would be upgraded by update.apply without having been reviewed."""
     with pytest.raises(AegirError, match=r"cannot read this line of apt-get -s: 'Inst containerd \[1.6\] 1.7'"):
         parse_simulation("Inst libfoo1 [1.0-1] (1.0-2 Debian:12.5/stable [amd64])\nInst containerd [1.6] 1.7\n")
+
+
+@pytest.mark.parametrize("line", [
+    "Inst containerd [1.6] 1.7",  # no parenthesis
+    "Remv",  # no package
+    "Remv containerd something else",
+    "Conf containerd",  # Conf always says (version ...)
+    "Dele containerd [1.6]",  # an action verb this parser does not know
+    "Kill libfoo1 (1.0 Debian:12/stable [amd64])",
+    "Unpk libfoo1",
+])
+def test_any_action_line_the_parser_does_not_know_fails_instead_of_being_skipped(line):
+    with pytest.raises(AegirError, match="cannot read this line of apt-get -s"):
+        parse_simulation(f"Inst libfoo1 [1.0-1] (1.0-2 Debian:12.5/stable [amd64])\n{line}\n")
+
+
+@pytest.mark.parametrize("line", ["Purg aegir-lab-dockdep [1.0-1]", "Purg aegir-lab-dockdep",
+                                  "Purg libfoo1:i386 [1.0-1] [libbar:i386 ]"])
+def test_a_purge_fails_the_review_and_names_the_setting_that_causes_it(line):
+    """With APT::Get::Purge apt prints Purg instead of Remv: the review stops instead of ignoring it."""
+    with pytest.raises(AegirError, match=r"apt would purge .* \(APT::Get::Purge\)"):
+        parse_simulation(f"Remv other [1]\n{line}\n")
+
+
+def test_the_lines_around_the_actions_are_not_taken_for_actions():
+    """Every line of the recorded outputs (summaries, lists, notes) reads without an error."""
+    for name in ("apt_bookworm_upgrade.txt", "apt_bookworm_dist_upgrade.txt", "apt_trixie_upgrade.txt",
+                 "apt_trixie_dist_upgrade.txt", "apt_bookworm_machine_upgrade.txt"):
+        parse_simulation(recorded(name)[0])
+    parse_simulation((DATA / "apt_lab_upgrade.txt").read_text())
+    sim = parse_simulation("NOTE: This is only a simulation!\nSome packages could not be installed.\n"
+                           "Need to get 12 kB of archives.\nRemv aegir-lab-dockdep [1.0-1]\n")
+    assert sim.removals == ("aegir-lab-dockdep",)
