@@ -46,6 +46,13 @@ def check_package(name: str) -> str:
     return name
 
 
+def check_version(version: object, package: str = "") -> str:
+    """`version` if it reads as a Debian version (letters, digits, ``.+~:-``), else `AegirError`."""
+    if not isinstance(version, str) or not _VERSION_RE.match(version):
+        raise AegirError(f"invalid version {version!r}" + (f" for {package}" if package else ""))
+    return version
+
+
 def check_unit(name: str) -> str:
     """`name` as a full unit name (``ssh`` -> ``ssh.service``), or `AegirError`."""
     full = name if isinstance(name, str) and name.rpartition(".")[2] in UNIT_TYPES else f"{name}.service"
@@ -364,8 +371,7 @@ def package_info_cmd(versions: Mapping[str, str]) -> Cmd:
     specs = []
     for name, version in versions.items():
         check_package(name)
-        if not _VERSION_RE.match(version):
-            raise AegirError(f"invalid version {version!r} for {name}")
+        check_version(version, name)
         specs.append(f"{name}={version}")
     return Cmd(shell(_INFO_SCRIPT, *specs).argv, env=APT_ENV, timeout=900)
 

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aegir.errors import AegirError, RefusedError
 from aegir.report import age
 from aegir.sh import Cmd, shell
+from aegir.update.apt import check_package, check_version
+from aegir.update.classify import KINDS
 
 STATE_DIR = "/var/lib/aegir"
 REVIEW_PATH = f"{STATE_DIR}/update-review.json"
@@ -49,18 +52,71 @@ def retire_review_cmd() -> Cmd:
     return shell('[ ! -e "$1" ] || mv -f -- "$1" "${1%.json}.applied.json"', REVIEW_PATH)
 
 
-def digest(versions: Versions, dist: bool, removals: Sequence[str] = ()) -> str:
-    """A short fingerprint of a package set (name, old, new), its mode and what it removes."""
-    data: list[Any] = [dist, sorted((k, list(v)) for k, v in versions.items())]
-    if removals:  # only then: the digests of sets without removals stay what they were
-        data.append(sorted(removals))
-    text = json.dumps(data)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _fingerprint(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def digest(versions: Versions, dist: bool, removals: Sequence[str] = (), risky: Sequence[str] = (),
+           kinds: Mapping[str, str] | None = None, effects: Sequence[str] = ()) -> str:
+    """A short fingerprint of what a review says about a package set: its mode, every package
+    (name, old, new) and what it removes, and what the announcement gate reads (which are
+    risky, their kinds, their effects). An announcement is bound to it."""
+    return _fingerprint([dist, sorted((k, list(v)) for k, v in versions.items()), sorted(removals),
+                         sorted(risky), sorted((kinds or {}).items()), list(effects)])
+
+
+def _fail(what: str, problem: str, host: str) -> AegirError:
+    return AegirError(f"{REVIEW_PATH}: {what} {problem}; run `inv update.review` again", host=host)
+
+
+def _typed(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], host: str, default: Any = None) -> Any:
+    if key not in d:
+        if default is None:
+            raise _fail(f"'{key}'", "is missing", host)
+        return default
+    value = d[key]
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise _fail(f"'{key}'", f"must be {names}, not {type(value).__name__} {str(value)[:40]!r}", host)
+    return value
+
+
+def _strings(d: Mapping[str, Any], key: str, host: str, check: Callable[[str], str] | None = None) -> tuple[str, ...]:
+    values = _typed(d, key, list, host, [])
+    for v in values:
+        if not isinstance(v, str):
+            raise _fail(f"'{key}'", f"must be a list of strings, holds {type(v).__name__} {str(v)[:40]!r}", host)
+        if check is not None:
+            try:
+                check(v)
+            except AegirError as exc:
+                raise _fail(f"'{key}'", f"holds an {exc.message}", host) from None
+    return tuple(values)
+
+
+def _versions(d: Mapping[str, Any], host: str) -> dict[str, tuple[str | None, str]]:
+    out: dict[str, tuple[str | None, str]] = {}
+    for name, pair in _typed(d, "versions", dict, host).items():
+        try:
+            check_package(name)
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise AegirError(f"must be [old, new], not {str(pair)[:60]!r}")
+            old, new = pair
+            out[name] = (None if old is None else check_version(old, name), check_version(new, name))
+        except AegirError as exc:
+            raise _fail(f"'versions' of {name[:60]!r}", exc.message, host) from None
+    return out
 
 
 @dataclass(frozen=True)
 class ReviewRecord:
-    """A review as stored on the host."""
+    """A review as stored on the host.
+
+    Read back with `from_json`, which checks the type of every field and the
+    ``checksum`` over all of them: a record edited or damaged on the host is
+    refused, never read leniently (a ``risky`` that is not a list of packages
+    would otherwise turn the announcement requirement off).
+    """
 
     time: float
     dist: bool
@@ -75,32 +131,63 @@ class ReviewRecord:
 
     @property
     def digest(self) -> str:
-        return digest(self.versions, self.dist, self.removals)
+        """The package set and what the gate reads of it (`digest`): what an announcement announced."""
+        return digest(self.versions, self.dist, self.removals, self.risky, self.kinds, self.effects)
 
-    def to_json(self) -> str:
+    def _data(self) -> dict[str, Any]:
         data = asdict(self)
         data["versions"] = {k: list(v) for k, v in self.versions.items()}
-        data["digest"] = self.digest
+        data["reasons"] = {k: list(v) for k, v in self.reasons.items()}
+        for key in ("risky", "effects", "held", "removals"):
+            data[key] = list(data[key])
+        return data
+
+    @property
+    def checksum(self) -> str:
+        """A fingerprint of every field, time and author included."""
+        return _fingerprint(self._data())
+
+    def to_json(self) -> str:
+        data = self._data()
+        data["digest"], data["checksum"] = self.digest, self.checksum
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str, host: str) -> "ReviewRecord | None":
-        """The record in `text`; None for an empty text; `AegirError` if unreadable."""
+        """The record in `text`; None for an empty text; `AegirError` naming the field otherwise."""
         if not text.strip():
             return None
         try:
             d = json.loads(text)
-            return cls(
-                time=float(d["time"]), dist=bool(d["dist"]),
-                versions={str(k): (v[0], str(v[1])) for k, v in d["versions"].items()},
-                kinds=dict(d.get("kinds", {})), risky=tuple(d.get("risky", ())),
-                effects=tuple(d.get("effects", ())),
-                reasons={k: tuple(v) for k, v in d.get("reasons", {}).items()},
-                held=tuple(d.get("held", ())), by=str(d.get("by", "")),
-                removals=tuple(str(r) for r in d.get("removals", ())),
-            )
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-            raise AegirError(f"{REVIEW_PATH} is unreadable ({exc}); run update.review again", host=host) from None
+        except ValueError as exc:
+            raise _fail("is not JSON", f"({exc})", host) from None
+        if not isinstance(d, dict):
+            raise _fail("is not a JSON object", "", host)
+        when = _typed(d, "time", (int, float), host)
+        if not math.isfinite(when):
+            raise _fail("'time'", f"must be a finite number, not {when!r}", host)
+        versions = _versions(d, host)
+        removals = _strings(d, "removals", host, check_package)
+        kinds = _typed(d, "kinds", dict, host, {})
+        for name, kind in kinds.items():
+            if name not in versions or kind not in KINDS:
+                raise _fail("'kinds'", f"holds {name[:60]!r}: {str(kind)[:40]!r} (a package of 'versions': "
+                            f"one of {', '.join(KINDS)})", host)
+        risky = _strings(d, "risky", host, check_package)
+        if stray := [p for p in risky if p not in versions and p not in removals]:
+            raise _fail("'risky'", f"names {', '.join(stray)}, neither upgraded nor removed", host)
+        reasons = _typed(d, "reasons", dict, host, {})
+        record = cls(
+            time=float(when), dist=_typed(d, "dist", bool, host), versions=versions, kinds=dict(kinds),
+            risky=risky, effects=_strings(d, "effects", host),
+            reasons={str(k): _strings(reasons, k, host) for k in reasons},
+            held=_strings(d, "held", host, check_package), by=_typed(d, "by", str, host, ""), removals=removals,
+        )
+        stored = _typed(d, "checksum", str, host)
+        if stored != record.checksum:
+            raise _fail("checksum", f"{stored[:20]!r} does not match its content ({record.checksum}): "
+                        "the record was edited or damaged", host)
+        return record
 
 
 @dataclass(frozen=True)

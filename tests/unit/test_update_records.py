@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 
 from aegir.errors import AegirError, RefusedError
 from aegir.sh import write_file_cmd
 from aegir.update.apply import log_path, upgrade_cmd
 from aegir.update.notify import Interruption, compose_text, interruptions
-from aegir.update.records import AnnounceRecord, ReviewRecord, check_announced, check_review, read_cmd, version_changes
+from aegir.update.records import (
+    AnnounceRecord,
+    ReviewRecord,
+    _fingerprint,  # noqa: PLC2701 - the checksum, recomputed for edited records
+    check_announced,
+    check_review,
+    read_cmd,
+    version_changes,
+)
 
 NOW = 1_800_000_000.0
 VERSIONS = {"containerd": ("1.6.20~ds1-1", "1.6.20~ds1-2"), "libfoo1": ("1.0-1", "1.0-2")}
@@ -20,7 +31,7 @@ def test_a_record_survives_its_json():
     again = ReviewRecord.from_json(RECORD.to_json(), "hyp1")
     assert again == RECORD and again.digest == RECORD.digest
     assert ReviewRecord.from_json("", "hyp1") is None
-    with pytest.raises(AegirError, match="update-review.json is unreadable"):
+    with pytest.raises(AegirError, match="update-review.json: 'time' is missing; run `inv update.review` again"):
         ReviewRecord.from_json("{}", "hyp1")
 
 
@@ -110,7 +121,7 @@ def test_a_dist_upgrade_that_now_removes_a_package_is_refused_though_the_version
     record = ReviewRecord(NOW - 600, True, VERSIONS, removals=("oldtool",))
     assert ReviewRecord.from_json(record.to_json(), "hyp1") == record
     assert record.digest != ReviewRecord(NOW - 600, True, VERSIONS).digest
-    assert ReviewRecord(NOW, False, VERSIONS).digest == RECORD.digest  # sets without removals keep their digest
+    assert replace(RECORD, time=NOW - 10, by="bob@laptop").digest == RECORD.digest  # a new review, the same set
     assert check_review(record, VERSIONS, removals=["oldtool"], host="hyp1", now=NOW) is record
     with pytest.raises(RefusedError) as err:
         check_review(record, VERSIONS, removals=["docker.io"], host="hyp1", now=NOW)
@@ -123,3 +134,75 @@ def test_a_risky_removal_needs_an_announcement_too():
                           effects=("would stop docker: removes docker.io",))
     with pytest.raises(RefusedError, match=r"risky \(would stop docker: removes docker.io\) and was not announced"):
         check_announced(record, None, {*VERSIONS, "docker.io"}, force=False, host="hyp1")
+
+
+def _edited(change, *, resum: bool = True) -> str:
+    """RECORD's JSON after `change(data)`; with `resum`, its checksum made to match again."""
+    data = json.loads(RECORD.to_json())
+    change(data)
+    if resum:
+        data.pop("checksum")
+        data.pop("digest")
+        data["checksum"] = _checksum_of(data)
+    return json.dumps(data)
+
+
+def _checksum_of(data: dict) -> str:
+    """What `ReviewRecord.checksum` computes: the fingerprint of every field."""
+    return _fingerprint(data)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d.update(risky="containerd"), "'risky' must be list, not str 'containerd'"),
+    (lambda d: d.update(risky=True), "'risky' must be list, not bool 'True'"),
+    (lambda d: d.update(risky=[{"containerd": 1}]), "'risky' must be a list of strings, holds dict"),
+    (lambda d: d.update(risky=["runc"]), "'risky' names runc, neither upgraded nor removed"),
+    (lambda d: d.update(risky=["Containerd;id"]), "'risky' holds an invalid package name"),
+    (lambda d: d.update(dist="no"), "'dist' must be bool, not str 'no'"),
+    (lambda d: d.update(time="1800000000"), "'time' must be int or float, not str"),
+    (lambda d: d.update(time=True), "'time' must be int or float, not bool"),
+    (lambda d: d.update(time=float("inf")), "'time' must be a finite number"),
+    (lambda d: d.update(versions=[]), "'versions' must be dict, not list"),
+    (lambda d: d["versions"].update(libfoo1="1.0-2"), "'versions' of 'libfoo1' must be \\[old, new\\]"),
+    (lambda d: d["versions"].update(libfoo1=["1.0-1", 2]), "'versions' of 'libfoo1' invalid version 2"),
+    (lambda d: d["versions"].update(libfoo1=["1.0-1", "1.0-2 && id"]), "invalid version '1.0-2 && id'"),
+    (lambda d: d["versions"].update({"bad name": ["1", "2"]}), "invalid package name 'bad name'"),
+    (lambda d: d.update(kinds={"containerd": "harmless"}), "'kinds' holds 'containerd': 'harmless'"),
+    (lambda d: d.update(kinds={"containerd": ["docker"]}), "'kinds' holds 'containerd'"),
+    (lambda d: d.update(effects="would restart docker"), "'effects' must be list, not str"),
+    (lambda d: d.update(removals=["docker.io", None]), "'removals' must be a list of strings, holds NoneType"),
+    (lambda d: d.update(held={"a": 1}), "'held' must be list, not dict"),
+    (lambda d: d.update(by=["x"]), "'by' must be str, not list"),
+    (lambda d: d.update(reasons={"containerd": "x"}), "'containerd' must be list, not str"),
+])
+def test_a_record_of_the_wrong_shape_is_refused_naming_the_field(change, message):
+    """Even with a checksum that matches: the types are checked one by one."""
+    with pytest.raises(AegirError, match=message):
+        ReviewRecord.from_json(_edited(change), "hyp1")
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d.update(risky=[]),  # the announcement requirement would be off
+    lambda d: d.update(time=NOW),  # a stale review made fresh
+    lambda d: d["versions"].update(libfoo1=["1.0-1", "1.0-3"]),
+    lambda d: d.update(effects=[]),
+    lambda d: d.update(kinds={"containerd": "other", "libfoo1": "other"}),
+    lambda d: d.update(removals=["oldtool"]),
+    lambda d: d.update(dist=True),
+    lambda d: d.pop("risky"),
+])
+def test_a_record_edited_without_its_checksum_is_refused(change):
+    with pytest.raises(AegirError, match="checksum '[0-9a-f]+' does not match its content .*edited or damaged"):
+        ReviewRecord.from_json(_edited(change, resum=False), "hyp1")
+
+
+@pytest.mark.parametrize("text", ["[]", "null", "1", '"x"', "{", '{"time": 1'])
+def test_a_record_that_is_not_a_json_object_is_refused(text):
+    with pytest.raises(AegirError, match="update-review.json: is not"):
+        ReviewRecord.from_json(text, "hyp1")
+
+
+def test_the_announcement_digest_covers_what_the_gate_reads():
+    for other in (replace(RECORD, risky=()), replace(RECORD, effects=()), replace(RECORD, kinds={}),
+                  replace(RECORD, removals=("x",)), replace(RECORD, dist=True)):
+        assert other.digest != RECORD.digest
