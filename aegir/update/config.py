@@ -129,7 +129,11 @@ def _notifier(value: Any, fail) -> Notifier | None:
     if (command is None) == (url is None):
         raise fail(("notify",), "needs exactly one of 'command' (run on the host) or 'url' (HTTP POST)")
     if isinstance(command, str):
-        command = shlex.split(command)
+        try:
+            command = shlex.split(command)
+        except ValueError as exc:  # "No closing quotation", "No escaped character"
+            raise fail(("notify", "command"), f"cannot be read as a command line ({str(exc).lower()}): "
+                       "close the quote, or write the command as a list of words") from None
     if command is not None and (not isinstance(command, list) or not command
                                 or not all(isinstance(w, str) for w in command)):
         raise fail(("notify", "command"), "must be a command line or a non-empty list of words")
