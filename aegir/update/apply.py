@@ -1,12 +1,15 @@
-"""`update.apply` on one host: check the review, upgrade non-interactively, check again.
+"""`update.apply` on one host: check the review, install exactly what it reviewed, check again.
 
-`plan` refuses (`RefusedError`) without a fresh review of the same package
-set, and a risky upgrade without an announcement (unless forced). `apply`
-holds what ``--hold`` names for the duration of the run, runs
-``apt-get upgrade`` (or ``dist-upgrade``, as reviewed) with no prompt and
-existing conffiles kept, logs the transcript on the host, then checks:
-Docker answers, the Compose projects are up (`aegir.compose.status`), the
-containers that ran before run again, and which processes still map
+`plan` refuses (`RefusedError`) without a fresh review, when apt can no
+longer install the reviewed versions alone (`aegir.update.install`), and a
+risky upgrade without an announcement (unless forced); it notes what changed
+in the package lists since the review (a newer version is left for the next
+review). `apply` runs the one gated script of `aegir.update.install`
+(``apt-get install name=version ... name-``, nothing else: ``--hold``
+only leaves names out of it), logs the transcript on the host, compares
+dpkg's state with the review (any difference is a problem: exit 1), then
+checks: Docker answers, the Compose projects are up (`aegir.compose.status`),
+the containers that ran before run again, and which processes still map
 deleted files (they need a restart).
 """
 
@@ -19,19 +22,17 @@ from dataclasses import dataclass, field
 
 from aegir.compose.status import gather_status
 from aegir.docker import DockerUnavailable, client_for
-from aegir.errors import AegirError, RefusedError
+from aegir.errors import AegirError, CommandError, RefusedError
 from aegir.host import HostContext
-from aegir.sh import Cmd, shell, write_file_cmd
-from aegir.update.apt import (
-    APT_ENV,
-    StaleProcess,
-    check_package,
-    needrestart_cmd,
-    parse_needrestart,
-    parse_showhold,
-    parse_simulation,
-    showhold_cmd,
-    simulate_cmd,
+from aegir.sh import write_file_cmd
+from aegir.update.apt import StaleProcess, needrestart_cmd, parse_needrestart, parse_simulation, simulate_cmd
+from aegir.update.install import (
+    differences,
+    exact_simulate_cmd,
+    expected_actions,
+    install_cmd,
+    installed,
+    parse_install,
 )
 from aegir.update.records import (
     ANNOUNCE_PATH,
@@ -40,38 +41,17 @@ from aegir.update.records import (
     REVIEW_PATH,
     AnnounceRecord,
     ReviewRecord,
+    Versions,
     check_announced,
     check_review,
     read_cmd,
+    removal_changes,
     retire_review_cmd,
+    version_changes,
 )
 from aegir.update.review import step
 
-#: No prompt from apt, dpkg, debconf, needrestart or apt-listchanges.
-UPGRADE_ENV = {**APT_ENV, "NEEDRESTART_MODE": "l", "APT_LISTCHANGES_FRONTEND": "none"}
 DOCKER_WAIT = 60.0
-
-_LOG_SCRIPT = """\
-log=$1; shift
-mkdir -p -- "${log%/*}" || exit 1
-echo "# aegir update.apply $(date -u +%Y-%m-%dT%H:%M:%SZ): $*" > "$log" || exit 1
-"$@" >> "$log" 2>&1 </dev/null
-rc=$?
-echo "# exit $rc" >> "$log"
-[ "$rc" -eq 0 ] || tail -n 15 "$log" >&2
-exit "$rc"
-"""
-
-
-def upgrade_cmd(log: str, dist: bool) -> Cmd:
-    """``apt-get -y upgrade`` keeping existing conffiles, its transcript in `log` on the host."""
-    argv = ("apt-get", "-y", "-q", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
-            "dist-upgrade" if dist else "upgrade")
-    return Cmd(shell(_LOG_SCRIPT, log, *argv).argv, env=UPGRADE_ENV, timeout=3600)
-
-
-def hold_cmd(packages: Sequence[str], hold: bool = True) -> Cmd:
-    return Cmd(("apt-mark", "hold" if hold else "unhold", *(check_package(p) for p in packages)), env=APT_ENV)
 
 
 def log_path(now: float) -> str:
@@ -86,23 +66,61 @@ class ApplyPlan:
     upgrading: dict[str, tuple[str | None, str]]
     hold: tuple[str, ...]  # --hold names this host would otherwise upgrade
     note: str | None = None  # e.g. "not announced: going on because of --force"
+    removing: tuple[str, ...] = ()
+    since: tuple[str, ...] = ()  # what apt would do differently now than at the review: not applied
 
     @property
     def risky(self) -> tuple[str, ...]:
-        return tuple(p for p in self.record.risky
-                     if p in self.upgrading or (p in self.record.removals and p not in self.hold))
+        return tuple(p for p in self.record.risky if p in self.upgrading or p in self.removing)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        since = ("changed since the review, left for the next one: " + "; ".join(self.since),) if self.since else ()
+        return (*((self.note,) if self.note else ()), *since)
+
+
+def exact_changes(upgrading: Versions, removing: Sequence[str], simulated: Versions,
+                  simulated_removals: Sequence[str], hold: Sequence[str] = ()) -> list[str]:
+    """Why apt cannot install the reviewed versions alone: what its simulation does differently."""
+    out = []
+    for name in sorted(set(upgrading) | set(simulated)):
+        want, got = upgrading.get(name), simulated.get(name)
+        if want == got:
+            continue
+        if want is None:
+            held = " (kept by --hold)" if name in hold else ""
+            out.append(f"it would also install {name} {got[1]}{held}")  # type: ignore[index]
+        elif got is None:
+            out.append(f"it would not install {name} {want[1]} (no longer available, or already installed)")
+        else:
+            out.append(f"{name}: reviewed {want[0] or 'new'} -> {want[1]}, it would do {got[0] or 'new'} -> {got[1]}")
+    out += [f"it would also remove {n}" for n in sorted(set(simulated_removals) - set(removing))]
+    out += [f"it would not remove {n}" for n in sorted(set(removing) - set(simulated_removals))]
+    return out
 
 
 def plan(hc: HostContext, *, hold: Sequence[str] = (), force: bool = False, now: float | None = None) -> ApplyPlan:
-    """Check the review (fresh, same package set) and the announcement; `RefusedError` if not."""
-    record = ReviewRecord.from_json(hc.run(read_cmd(REVIEW_PATH)).stdout, hc.name)
-    current = parse_simulation(hc.run(simulate_cmd(record.dist if record else False)).stdout)
-    record = check_review(record, current.versions, host=hc.name, removals=current.removals, now=now)
+    """Check the review (valid, fresh, still installable alone) and the announcement; `RefusedError` if not."""
+    record = check_review(ReviewRecord.from_json(hc.run(read_cmd(REVIEW_PATH)).stdout, hc.name),
+                          host=hc.name, now=now)
     upgrading = {k: v for k, v in record.versions.items() if k not in hold}
+    removing = tuple(p for p in record.removals if p not in hold)
+    if upgrading or removing:
+        try:
+            exact = parse_simulation(hc.run(exact_simulate_cmd(upgrading, removing)).stdout)
+        except CommandError as exc:
+            why = next((ln for ln in reversed(exc.stderr.splitlines()) if ln.startswith("E: ")), exc.stderr.strip())
+            raise RefusedError(f"apt cannot install the reviewed versions ({why[:300]}): "
+                               "run `inv update.review` again", host=hc.name) from None
+        if changes := exact_changes(upgrading, removing, exact.versions, exact.removals, hold):
+            raise RefusedError("apt cannot install the reviewed versions alone: " + "; ".join(changes)
+                               + "; run `inv update.review` again", host=hc.name)
+    current = parse_simulation(hc.run(simulate_cmd(record.dist)).stdout)
+    since = version_changes(record.versions, current.versions) + removal_changes(record.removals, current.removals)
     announcement = AnnounceRecord.from_json(hc.run(read_cmd(ANNOUNCE_PATH)).stdout)
-    removing = {p for p in record.removals if p not in hold}
-    note = check_announced(record, announcement, set(upgrading) | removing, force=force, host=hc.name)
-    return ApplyPlan(record, upgrading, tuple(p for p in hold if p in record.versions or p in record.removals), note)
+    note = check_announced(record, announcement, set(upgrading) | set(removing), force=force, host=hc.name)
+    return ApplyPlan(record, upgrading, tuple(p for p in hold if p in record.versions or p in record.removals), note,
+                     removing, tuple(since))
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,8 @@ class ApplyResult:
     stale: tuple[StaleProcess, ...] = ()
     left: tuple[str, ...] = ()  # still upgradable (held, kept back)
     notes: tuple[str, ...] = field(default=())
+    differences: tuple[str, ...] = ()  # where apt failed, or dpkg's state differs from the review
+
 
     @property
     def containers_lost(self) -> tuple[str, ...]:
@@ -127,7 +147,7 @@ class ApplyResult:
 
     @property
     def problems(self) -> tuple[str, ...]:
-        out = []
+        out = list(self.differences)
         if not self.docker_ok:
             out.append(f"Docker is not answering: {self.docker_error}")
         out += self.project_problems
@@ -160,36 +180,32 @@ def _wait_docker(hc: HostContext, before_ok: bool) -> tuple[tuple[str, ...], str
 
 
 def apply(hc: HostContext, p: ApplyPlan, *, now: float | None = None) -> ApplyResult:
-    """Upgrade the planned packages on `hc`, then run the checks; the transcript stays on the host."""
+    """Install exactly the planned versions on `hc`, compare dpkg with the review, then run the checks."""
     now = time.time() if now is None else now
     before, before_error = _running(hc)
-    already = set(parse_showhold(hc.run(showhold_cmd()).stdout))
-    newly_held = [x for x in p.hold if x not in already]
     log = log_path(now)
-    if newly_held:
-        hc.run(hold_cmd(newly_held))
-    try:
-        simulation = parse_simulation(hc.run(simulate_cmd(p.record.dist)).stdout)
-        current = simulation.versions
-        unreviewed = [f"{k} {v[1]}" for k, v in current.items() if p.record.versions.get(k) != v]
-        unreviewed += [f"removal of {r}" for r in simulation.removals if r not in p.record.removals]
-        if unreviewed:
-            raise RefusedError("with the holds, apt would also upgrade what was not reviewed: "
-                               + ", ".join(unreviewed) + "; run `inv update.review` again", host=hc.name)
-        step(hc, upgrade_cmd(log, p.record.dist), f"apt-get {'dist-upgrade' if p.record.dist else 'upgrade'} (log: {log})")
-    finally:
-        if newly_held:
-            hc.run(hold_cmd(newly_held, hold=False), check=False)
+    run = parse_install(step(hc, install_cmd(log, p.upgrading, p.removing), f"apt-get install (log: {log})").stdout)
+    if refused := run.refused(expected_actions(p.upgrading, p.removing)):
+        raise RefusedError("apt would not install the reviewed versions alone, nothing was changed: "
+                           + "; ".join(refused) + f"; run `inv update.review` again (log: {log})", host=hc.name)
+    found = differences(run, p.upgrading, p.removing)
+    apt_error = None
+    if run.exit != 0:
+        why = next((ln for ln in reversed(run.tail) if ln.startswith("E: ")), run.tail[-1] if run.tail else "")
+        apt_error = f"apt-get install failed (exit {run.exit}): {why}"
     hc.run(retire_review_cmd())
     after, error = _wait_docker(hc, before_error is None)
     projects, problems = _project_status(hc) if error is None else ((), ())
     stale = parse_needrestart(step(hc, needrestart_cmd(), "looking for processes to restart").stdout)
     left = tuple(parse_simulation(hc.run(simulate_cmd(p.record.dist)).stdout).versions)
-    notes = tuple(n for n in (p.note, f"Docker was not answering before the upgrade: {before_error}"
+    notes = tuple(n for n in (*p.notes, f"Docker was not answering before the upgrade: {before_error}"
                               if before_error else None) if n)
-    result = ApplyResult(current, log, error is None, error, projects, problems, before, after, stale, left, notes)
-    record = {"time": now, "log": log, "upgraded": {k: list(v) for k, v in current.items()},
-              "held": list(p.hold), "problems": list(result.problems), "review": p.record.digest}
+    upgraded = {k: v for k, v in p.upgrading.items() if run.after.get(k, ("", ""))[0] == v[1]}
+    result = ApplyResult(upgraded, log, error is None, error, projects, problems, before, after, stale, left, notes,
+                         differences=((apt_error,) if apt_error else ()) + found)
+    record = {"time": now, "log": log, "upgraded": {k: list(v) for k, v in upgraded.items()},
+              "removed": [r for r in p.removing if not installed(run.after.get(r, ("", "un"))[1])],
+              "held": list(p.hold), "problems": list(result.problems), "review": p.record.checksum}
     hc.run(write_file_cmd(APPLY_PATH, json.dumps(record, indent=2, sort_keys=True) + "\n"))
     return result
 

@@ -238,11 +238,11 @@ def removal_changes(reviewed: Sequence[str], current: Sequence[str]) -> list[str
             + [f"{name} is no longer to be removed" for name in sorted(set(reviewed) - set(current))])
 
 
-def check_review(record: ReviewRecord | None, current: Versions, *, host: str, removals: Sequence[str] = (),
-                 now: float | None = None, max_age: float = MAX_AGE) -> ReviewRecord:
-    """The review `apply` may use, or `RefusedError` saying why not and what to run.
+def check_review(record: ReviewRecord | None, *, host: str, now: float | None = None,
+                 max_age: float = MAX_AGE) -> ReviewRecord:
+    """The review `apply` may use (there is one, and it is fresh), or `RefusedError` saying why not and what to run.
 
-    `current` and `removals` are what apt would do now (``apt-get -s``).
+    Whether apt can still install its versions is `aegir.update.apply.plan`'s check.
     """
     now = time.time() if now is None else now
     if record is None:
@@ -255,10 +255,6 @@ def check_review(record: ReviewRecord | None, current: Versions, *, host: str, r
     if elapsed > max_age:
         raise RefusedError(f"the review is {age(elapsed)} old (more than {age(max_age)}): "
                            "run `inv update.review` again", host=host)
-    changes = version_changes(record.versions, current) + removal_changes(record.removals, removals)
-    if changes:
-        raise RefusedError("the package set changed since the review: " + "; ".join(changes)
-                           + "; run `inv update.review` again", host=host)
     return record
 
 

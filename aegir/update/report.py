@@ -117,7 +117,7 @@ def render_plan(outcomes: Sequence[Outcome[ApplyPlan]]) -> str:
             continue
         p = o.value
         rows.append([o.host.name, len(p.upgrading), ", ".join(p.hold) or None, ", ".join(p.risky) or None,
-                     p.note or "ok"])
+                     "; ".join(p.notes) or "ok"])
     return table(["HOST", "UPGRADES", "HELD NOW", "RISKY", "PLAN"], rows)
 
 
@@ -127,7 +127,8 @@ def plan_json(outcomes: Sequence[Outcome[ApplyPlan]]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"host": o.host.name, "status": o.kind, "error": o.error}
         if o.value is not None:
             entry.update(upgrading={k: list(v) for k, v in o.value.upgrading.items()}, hold=list(o.value.hold),
-                         risky=list(o.value.risky), note=o.value.note, review=o.value.record.digest)
+                         risky=list(o.value.risky), note=o.value.note, review=o.value.record.digest,
+                         removing=list(o.value.removing), changed_since_review=list(o.value.since))
         out.append(entry)
     return out
 
@@ -163,6 +164,7 @@ def apply_json(outcomes: Sequence[Outcome[ApplyResult]]) -> dict[str, Any]:
                          containers_before=list(r.containers_before), containers_after=list(r.containers_after),
                          needs_restart=[{"pid": s.pid, "command": s.command, "unit": s.unit, "files": list(s.files)}
                                         for s in r.stale],
-                         left=list(r.left), problems=list(r.problems), notes=list(r.notes))
+                         left=list(r.left), problems=list(r.problems), notes=list(r.notes),
+                         differences=list(r.differences))
         hosts.append(entry)
     return {"hosts": hosts}

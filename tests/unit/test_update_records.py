@@ -9,7 +9,7 @@ import pytest
 
 from aegir.errors import AegirError, RefusedError
 from aegir.sh import write_file_cmd
-from aegir.update.apply import log_path, upgrade_cmd
+from aegir.update.apply import log_path
 from aegir.update.notify import Interruption, compose_text, interruptions
 from aegir.update.records import (
     AnnounceRecord,
@@ -18,6 +18,7 @@ from aegir.update.records import (
     check_announced,
     check_review,
     read_cmd,
+    removal_changes,
     version_changes,
 )
 
@@ -42,34 +43,34 @@ def test_the_digest_depends_on_versions_and_mode():
 
 
 def test_apply_goes_on_with_a_fresh_review_of_the_same_set():
-    assert check_review(RECORD, dict(VERSIONS), host="hyp1", now=NOW) is RECORD
+    assert check_review(RECORD, host="hyp1", now=NOW) is RECORD
 
 
 def test_apply_refuses_without_a_review():
     with pytest.raises(RefusedError, match="no review of this upgrade on the host: run `inv update.review` first"):
-        check_review(None, VERSIONS, host="hyp1", now=NOW)
+        check_review(None, host="hyp1", now=NOW)
 
 
 def test_apply_refuses_a_review_older_than_an_hour():
     with pytest.raises(RefusedError, match="the review is 1h old"):
-        check_review(ReviewRecord(NOW - 3660, False, VERSIONS), VERSIONS, host="hyp1", now=NOW)
+        check_review(ReviewRecord(NOW - 3660, False, VERSIONS), host="hyp1", now=NOW)
 
 
 def test_apply_refuses_a_review_dated_in_the_future_by_a_clock_running_ahead():
     ahead = ReviewRecord(NOW + 86400, False, VERSIONS, by="alice@laptop")
     with pytest.raises(RefusedError, match=r"the review is dated 1d in the future \(written by alice@laptop"):
-        check_review(ahead, VERSIONS, host="hyp1", now=NOW)
-    assert check_review(ReviewRecord(NOW + 60, False, VERSIONS), VERSIONS, host="hyp1", now=NOW)  # small skew
+        check_review(ahead, host="hyp1", now=NOW)
+    assert check_review(ReviewRecord(NOW + 60, False, VERSIONS), host="hyp1", now=NOW)  # small skew
 
 
-def test_apply_refuses_when_the_package_set_changed_and_says_how():
+def test_what_changed_since_the_review_is_said_package_by_package():
     now = {"containerd": VERSIONS["containerd"], "libfoo1": ("1.0-1", "1.0-3"), "newpkg": ("1", "2")}
-    with pytest.raises(RefusedError) as err:
-        check_review(RECORD, now, host="hyp1", now=NOW)
-    assert str(err.value) == ("hyp1: the package set changed since the review: libfoo1: reviewed 1.0-1 -> 1.0-2, "
-                              "now 1.0-1 -> 1.0-3; newpkg 2 is new since the review; run `inv update.review` again")
+    assert version_changes(VERSIONS, now) == ["libfoo1: reviewed 1.0-1 -> 1.0-2, now 1.0-1 -> 1.0-3",
+                                              "newpkg 2 is new since the review"]
     assert version_changes(VERSIONS, {}) == ["containerd 1.6.20~ds1-2 is no longer to be upgraded",
                                              "libfoo1 1.0-2 is no longer to be upgraded"]
+    assert removal_changes(["oldtool"], ["docker.io"]) == ["docker.io would now be removed",
+                                                            "oldtool is no longer to be removed"]
 
 
 def test_a_risky_upgrade_needs_an_announcement_of_the_same_set_or_force():
@@ -94,12 +95,7 @@ def test_records_are_read_and_written_without_interpolating_anything():
     assert cmd.stdin == '{"x": 1}' and '{"x": 1}' not in cmd.line
 
 
-def test_the_upgrade_keeps_conffiles_asks_nothing_and_logs_on_the_host():
-    cmd = upgrade_cmd("/var/log/aegir/update-x.log", dist=False)
-    assert cmd.line.startswith("env APT_LISTCHANGES_FRONTEND=none DEBIAN_FRONTEND=noninteractive LC_ALL=C "
-                               "NEEDRESTART_MODE=l sh -c ")
-    assert cmd.line.endswith("sh /var/log/aegir/update-x.log apt-get -y -q -o Dpkg::Options::=--force-confdef "
-                             "-o Dpkg::Options::=--force-confold upgrade")
+def test_the_transcript_of_an_apply_is_named_after_its_time():
     assert log_path(NOW) == "/var/log/aegir/update-20270115T080000Z.log"
 
 
@@ -116,17 +112,13 @@ def test_the_announcement_names_each_service_and_its_interruption():
     assert kept[0].expected.startswith("keeps running (live-restore)")
 
 
-def test_a_dist_upgrade_that_now_removes_a_package_is_refused_though_the_versions_are_the_same():
+def test_a_dist_upgrade_removal_is_part_of_the_reviewed_set():
     """apt-get dist-upgrade removes what its Remv lines say: that is part of the reviewed set too."""
     record = ReviewRecord(NOW - 600, True, VERSIONS, removals=("oldtool",))
     assert ReviewRecord.from_json(record.to_json(), "hyp1") == record
     assert record.digest != ReviewRecord(NOW - 600, True, VERSIONS).digest
     assert replace(RECORD, time=NOW - 10, by="bob@laptop").digest == RECORD.digest  # a new review, the same set
-    assert check_review(record, VERSIONS, removals=["oldtool"], host="hyp1", now=NOW) is record
-    with pytest.raises(RefusedError) as err:
-        check_review(record, VERSIONS, removals=["docker.io"], host="hyp1", now=NOW)
-    assert str(err.value) == ("hyp1: the package set changed since the review: docker.io would now be removed; "
-                              "oldtool is no longer to be removed; run `inv update.review` again")
+    assert replace(RECORD, time=NOW - 10).checksum != RECORD.checksum
 
 
 def test_a_risky_removal_needs_an_announcement_too():
