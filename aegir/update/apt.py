@@ -121,9 +121,33 @@ class Simulation:
         return {u.name: (u.old, u.new) for u in self.upgrades}
 
 
+#: Seconds one fetch (``apt-get update``, the review's downloads) may take on the host, in all.
+FETCH_LIMIT = 20
+#: apt's own bounds: no retry, an answer within 10 s per connection (a host that cannot reach its
+#: mirror fails in seconds instead of retrying for minutes).
+FETCH_OPTIONS = ("-o", "Acquire::Retries=0", "-o", "Acquire::http::Timeout=10", "-o", "Acquire::https::Timeout=10",
+                 "-o", "Acquire::ftp::Timeout=10")
+
+
+def bounded(argv: Sequence[str], limit: int = FETCH_LIMIT) -> tuple[str, ...]:
+    """`argv` stopped after `limit` seconds (coreutils ``timeout``: exit 124), killed 5 s later."""
+    return ("timeout", "-k", "5", str(limit), *argv)
+
+
 def update_cmd() -> Cmd:
-    """``apt-get update``: refresh the package lists (the review's ``--refresh``)."""
-    return Cmd(("apt-get", "update", "-q"), env=APT_ENV, timeout=600)
+    """``apt-get update`` (the review's ``--refresh``), bounded in time; any failed fetch is an error."""
+    return Cmd(bounded(("apt-get", "update", "-q", "--error-on=any", *FETCH_OPTIONS)), env=APT_ENV,
+               timeout=FETCH_LIMIT + 30)
+
+
+def fetch_failure(what: str, exited: int, stderr: str) -> str:
+    """One line saying why a fetch failed: apt's first error (``E:``/``W:``/``Err:``), or the time limit."""
+    if exited in (124, 137):
+        return f"{what}: no answer within {FETCH_LIMIT} s (is the mirror reachable from the host?)"
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    why = next((ln for ln in lines if ln.startswith(("E: Failed to fetch", "Err:", "W: Failed to fetch"))),
+               next((ln for ln in lines if ln.startswith(("E:", "W:"))), lines[-1] if lines else "no message"))
+    return f"{what} failed (exit {exited}): {why[:300]}"
 
 
 def simulate_cmd(dist: bool = False) -> Cmd:
@@ -317,35 +341,53 @@ _INFO_SCRIPT = """\
 dir=$(mktemp -d) || exit 1
 trap 'rm -rf "$dir"' EXIT
 cd "$dir" || exit 1
+limit=$1; shift
 arch=$(dpkg --print-architecture)
+# Only packages that may touch a service are downloaded: those not installed
+# yet, and those whose installed version ships a unit or an init script, or
+# whose scripts call a service manager. All of them in one bounded apt run.
+wanted=
+for spec in "$@"; do
+  name=${spec%%=*}
+  if dpkg-query -W "$name" >/dev/null 2>&1 \\
+     && ! dpkg-query -L "$name" 2>/dev/null | grep -qE '/systemd/system/[^/]+[.](service|socket)$|^/etc/init[.]d/' \\
+     && ! cat "/var/lib/dpkg/info/$name".* "/var/lib/dpkg/info/$name:$arch".* 2>/dev/null \\
+          | grep -qE 'deb-systemd-invoke|invoke-rc[.]d|systemctl'; then
+    continue
+  fi
+  wanted="$wanted $spec"
+done
+rc=0
+if [ -n "$wanted" ]; then
+  mkdir "$dir/debs" && cd "$dir/debs" || exit 1
+  # shellcheck disable=SC2086  # names and versions were checked: no spaces, no glob characters
+  timeout -k 5 "$limit" apt-get download -q -o Acquire::Retries=0 -o Acquire::http::Timeout=10 \\
+    -o Acquire::https::Timeout=10 -o Acquire::ftp::Timeout=10 $wanted >/dev/null 2>"$dir/err" || rc=$?
+  cd "$dir" || exit 1
+fi
 for spec in "$@"; do
   name=${spec%%=*}
   echo "@@aegir@@ package $name"
-  # Only packages that may touch a service are downloaded: those not installed
-  # yet, and those whose installed version ships a unit or an init script, or
-  # whose scripts call a service manager.
-  if dpkg-query -W "$name" >/dev/null 2>&1 \
-     && ! dpkg-query -L "$name" 2>/dev/null | grep -qE '/systemd/system/[^/]+[.](service|socket)$|^/etc/init[.]d/' \
-     && ! cat "/var/lib/dpkg/info/$name".* "/var/lib/dpkg/info/$name:$arch".* 2>/dev/null \
-          | grep -qE 'deb-systemd-invoke|invoke-rc[.]d|systemctl'; then
-    echo "@@aegir@@ skipped"
-  elif apt-get download -q "$spec" >/dev/null 2>"$dir/err"; then
-    got=
-    for deb in "$dir"/"${name%%:*}"_*.deb; do  # libfoo:i386 downloads as libfoo_<version>_i386.deb
-      [ -f "$deb" ] || continue
-      got=1
-      echo "@@aegir@@ new-files"
-      dpkg-deb -c "$deb" | awk '{print $6}'
-      mkdir "$dir/ctl" && dpkg-deb -e "$deb" "$dir/ctl"
-      for s in preinst postinst prerm postrm; do
-        [ -f "$dir/ctl/$s" ] && { echo "@@aegir@@ new-$s"; cat "$dir/ctl/$s"; }
+  case " $wanted " in
+    *" $spec "*)
+      got=
+      for deb in "$dir/debs/${name%%:*}"_*.deb; do  # libfoo:i386 downloads as libfoo_<version>_i386.deb
+        [ -f "$deb" ] || continue
+        got=1
+        echo "@@aegir@@ new-files"
+        dpkg-deb -c "$deb" | awk '{print $6}'
+        mkdir "$dir/ctl" && dpkg-deb -e "$deb" "$dir/ctl"
+        for s in preinst postinst prerm postrm; do
+          [ -f "$dir/ctl/$s" ] && { echo "@@aegir@@ new-$s"; cat "$dir/ctl/$s"; }
+        done
+        rm -rf "$dir/ctl" "$deb"
       done
-      rm -rf "$dir/ctl" "$deb"
-    done
-    [ -n "$got" ] || echo "@@aegir@@ download-failed"
-  else
-    echo "@@aegir@@ download-failed"; tail -n 2 "$dir/err"
-  fi
+      if [ -z "$got" ]; then
+        echo "@@aegir@@ download-failed"
+        if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then echo "no answer within $limit s"; else tail -n 2 "$dir/err"; fi
+      fi;;
+    *) echo "@@aegir@@ skipped";;
+  esac
   echo "@@aegir@@ old-files"
   dpkg-query -L "$name" 2>/dev/null
   for s in preinst postinst prerm postrm; do
@@ -359,8 +401,8 @@ exit 0
 
 
 def package_info_cmd(versions: Mapping[str, str]) -> Cmd:
-    """Download the new packages (``apt-get download name=version``, in a temporary
-    folder removed afterwards) and print their file lists and maintainer scripts,
+    """Download the new packages (one ``apt-get download name=version ...`` for all of them,
+    bounded by `FETCH_LIMIT`, in a temporary folder removed afterwards) and print their file lists and maintainer scripts,
     and those of the installed versions, between ``@@aegir@@`` marks.
 
     A package whose installed version ships no unit or init script and whose
@@ -373,7 +415,7 @@ def package_info_cmd(versions: Mapping[str, str]) -> Cmd:
         check_package(name)
         check_version(version, name)
         specs.append(f"{name}={version}")
-    return Cmd(shell(_INFO_SCRIPT, *specs).argv, env=APT_ENV, timeout=900)
+    return Cmd(shell(_INFO_SCRIPT, str(FETCH_LIMIT), *specs).argv, env=APT_ENV, timeout=FETCH_LIMIT + 120)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from aegir.sh import Cmd, write_file_cmd
 from aegir.update.apt import (
     PackageInfo,
     dpkg_search_cmd,
+    fetch_failure,
     owners,
     package_info_cmd,
     parse_dpkg_search,
@@ -52,6 +53,15 @@ def step(hc: HostContext, cmd: Cmd, what: str) -> "Result":
         return hc.run(cmd)
     except CommandError as exc:
         raise _step_failed(hc, what, exc.exited, exc.stderr) from None
+
+
+def fetch(hc: HostContext, cmd: Cmd, what: str) -> "Result":
+    """Run a command that fetches from the network (bounded on the host); a failure is one line."""
+    try:
+        return hc.run(cmd)
+    except CommandError as exc:
+        raise AegirError("cannot fetch packages: " + fetch_failure(what, exc.exited, exc.stderr),
+                         host=hc.name) from None
 
 
 def _step_failed(hc: HostContext, what: str, exited: int, stderr: str) -> AegirError:
@@ -93,13 +103,13 @@ def check_read(wanted: Mapping[str, str], packages: Mapping[str, PackageInfo], *
 def gather(hc: HostContext, config: UpdateConfig, *, refresh: bool = False, dist: bool = False) -> HostFacts:
     """Read everything `classify` needs from `hc`'s host (read-only, but for apt's lists)."""
     if refresh:
-        hc.run(update_cmd())
+        fetch(hc, update_cmd(), "apt-get update")
     simulation = parse_simulation(hc.run(simulate_cmd(dist)).stdout)
     held = parse_showhold(hc.run(showhold_cmd()).stdout)
     packages: dict[str, PackageInfo] = {}
     if simulation.upgrades:
         wanted = {u.name: u.new for u in simulation.upgrades}
-        packages = parse_package_info(step(hc, package_info_cmd(wanted), "reading the new packages").stdout)
+        packages = parse_package_info(fetch(hc, package_info_cmd(wanted), "downloading the new packages").stdout)
         check_read(wanted, packages, host=hc.name)
     shipped = sorted({u for p in packages.values() for u in p.units})
     asked = list(dict.fromkeys([*DOCKER_UNITS, *config.crucial_units, *shipped]))
