@@ -15,16 +15,20 @@ announcement, apply, checks.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
+from aegir.update.install import differences, expected_actions, install_cmd, parse_install
 from tests.helpers import run_inv
 from tests.lab import Lab, LabHost, debian_root, lab_packages
 from tests.lab.aptrepo import FakePackage, build, write_repo
@@ -106,19 +110,54 @@ def test_review_dist_upgrade_takes_the_kept_back_package_and_its_new_dependency(
     assert host["kept_back"] == [] and host["held"] == ["aegir-lab-held"] and host["dist"] is True
 
 
-def test_apply_refuses_when_the_package_set_changed_since_the_review(deb, tmp_path):
+def test_apply_refuses_when_apt_cannot_install_the_reviewed_versions_alone(deb):
+    """The plan simulates the exact install: holding the new dependency of a reviewed upgrade cannot work."""
+    assert inv(deb, "-H", "hyp4", "update.review", "--dist")[0].returncode == 1
+    res, data = inv(deb, "-H", "hyp4", "update.apply", "--dry", "--force", "--hold", "aegir-lab-extra", "--format", "json")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert ("apt cannot install the reviewed versions alone: it would also install aegir-lab-extra 1.0-1 "
+            "(kept by --hold); run `inv update.review` again") in data["plan"][0]["error"]
+    assert dpkg_version(deb["busy"], "aegir-lab-newdep") == "1.0-1"
+
+
+def _hold_dpkg_lock(host: LabHost, seconds: float) -> threading.Thread:
+    """Take dpkg's frontend lock as apt does (an fcntl lock: not flock) for `seconds`, in a thread."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        with open(host.root("/var/lib/dpkg/lock-frontend"), "w") as f:
+            fcntl.lockf(f, fcntl.LOCK_EX)
+            locked.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert locked.wait(10)
+    return thread
+
+
+def test_the_gate_stops_real_apt_before_dpkg_when_it_would_do_more_than_was_reviewed(deb):
+    """The install script on the host, run by hand with a review that lacks the new dependency apt needs.
+
+    apt waits for dpkg's lock (held here by another process for 3 s) instead of
+    failing; then resolves, downloads, and calls the gate, which stops it: nothing is unpacked.
+    """
     busy = deb["busy"]
-    assert inv(deb, "-H", "hyp4", "update.review")[0].returncode == 1
-    repo = busy.root(lab_packages.REPO_DIR)
-    newer = build(FakePackage("libaegirlab1", "1.0-3", files={"/usr/lib/aegir-lab/libaegirlab.so.1": "1.0-3\n"}), tmp_path)
-    built = write_repo(tmp_path / "repo", [*repo.glob("*.deb"), newer], lab_packages.LAB_RELEASE)
-    subprocess.run(["cp", "-a", f"{built}/.", str(repo)], check=True)  # apt-ftparchive cannot index in /proc/<pid>/root
-    busy.run(["apt-get", "update", "-q"], timeout=120)
-    res, _ = inv(deb, "-H", "hyp4", "update.apply", "--yes")
-    assert res.returncode == 1
-    assert ("the package set changed since the review: libaegirlab1: reviewed 1.0-1 -> 1.0-2, now 1.0-1 -> 1.0-3"
-            in res.stdout), res.stdout
-    assert dpkg_version(busy, "libaegirlab1") == "1.0-1"
+    reviewed = {"aegir-lab-newdep": ("1.0-1", "1.1-1")}
+    cmd = install_cmd("/var/log/aegir/gate-test.log", reviewed, [])
+    holder = _hold_dpkg_lock(busy, 3)
+    started = time.monotonic()
+    done = busy.run(list(cmd.full_argv), timeout=180)
+    waited = time.monotonic() - started
+    holder.join()
+    run = parse_install(done.stdout)
+    assert run.exit == 100 and waited >= 2.5, (run, waited)
+    assert run.refused(expected_actions(reviewed, [])) == ("apt would install aegir-lab-extra 1.0-1 (new)",)
+    assert differences(run, {}, []) == ()  # dpkg's state: unchanged
+    assert dpkg_version(busy, "aegir-lab-newdep") == "1.0-1"
+    assert "aegir-lab-extra" not in busy.run(["dpkg-query", "-W"], check=False).stdout
+    log = busy.root("/var/log/aegir/gate-test.log").read_text()
+    assert "stopping before dpkg runs" in log and "Unpacking" not in log
 
 
 def test_apply_refuses_a_risky_upgrade_nobody_announced(deb):
@@ -172,17 +211,34 @@ def test_announce_can_post_json_to_an_http_notifier(deb, tmp_path):
     assert "hyp5: 0 packages upgraded; no service interruption expected" in doc["text"]
 
 
-def test_apply_upgrades_for_real_then_checks_docker_the_apps_and_stale_processes(deb):
+def _publish_newer_libaegirlab1(host: LabHost, scratch: Path) -> None:
+    """A newer libaegirlab1 in the host's repository, and the host's package lists refreshed (a timer's job)."""
+    repo = host.root(lab_packages.REPO_DIR)
+    newer = build(FakePackage("libaegirlab1", "1.0-3", files={"/usr/lib/aegir-lab/libaegirlab.so.1": "1.0-3\n"}),
+                  scratch)
+    built = write_repo(scratch / "repo", [*repo.glob("*.deb"), newer], lab_packages.LAB_RELEASE)
+    subprocess.run(["cp", "-a", f"{built}/.", str(repo)], check=True)  # apt-ftparchive cannot index in /proc/<pid>/root
+    host.run(["apt-get", "update", "-q"], timeout=120)
+
+
+def test_apply_upgrades_for_real_then_checks_docker_the_apps_and_stale_processes(deb, tmp_path):
+    """Between the review and the apply, a newer libaegirlab1 reached the package lists: apply installs the
+    reviewed 1.0-2, says what changed since the review, and leaves 1.0-3 for the next review."""
     busy = deb["busy"]
     unasked = run_inv("-H", "hyp4", "update.apply", inventory=deb["inventory"])  # stdin is not a terminal
     assert unasked.returncode == 1 and "pass --yes to upgrade without a prompt" in unasked.stderr
     assert dpkg_version(busy, "libaegirlab1") == "1.0-1"
+    _publish_newer_libaegirlab1(busy, tmp_path)
     res, data = inv(deb, "-H", "hyp4", "update.apply", "--yes", "--format", "json")
     assert res.returncode == 0, res.stdout + res.stderr
     [host] = data["hosts"]
-    assert set(host["upgraded"]) == set(LAB_KINDS)
+    assert set(host["upgraded"]) == set(LAB_KINDS) and host["differences"] == []
     for name, (_, new) in host["upgraded"].items():
         assert dpkg_version(busy, name) == new  # real dpkg, in the host's own database
+    assert dpkg_version(busy, "libaegirlab1") == "1.0-2"  # the reviewed version, not the newest
+    assert data["plan"][0]["changed_since_review"] == ["libaegirlab1: reviewed 1.0-1 -> 1.0-2, now 1.0-1 -> 1.0-3"]
+    assert ("changed since the review, left for the next one: libaegirlab1: reviewed 1.0-1 -> 1.0-2, "
+            "now 1.0-1 -> 1.0-3") in host["notes"]
     assert dpkg_version(busy, "aegir-lab-held") == "1.0-1"
     assert host["docker_ok"] and host["projects"] == ["apps/web up"]
     assert host["containers_before"] == host["containers_after"] != []
@@ -190,8 +246,9 @@ def test_apply_upgrades_for_real_then_checks_docker_the_apps_and_stale_processes
     assert sorted((p["command"], p["files"]) for p in host["needs_restart"]) == [
         ("containerd", ["/usr/bin/containerd"]), ("containerd-shim", ["/usr/bin/containerd-shim-runc-v2"])]
     log = busy.root(host["log"]).read_text()
-    assert "Setting up containerd (" in log and log.rstrip().endswith("# exit 0")
-    assert host["left"] == [] and host["problems"] == []
+    assert "apt-get install " in log.splitlines()[0] and "libaegirlab1=1.0-2" in log.splitlines()[0]
+    assert "Setting up containerd (" in log and "# exit 0" in log
+    assert host["left"] == ["libaegirlab1"] and host["problems"] == []
     again = run_inv("-H", "hyp4", "update.apply", "--yes", inventory=deb["inventory"])
     assert again.returncode == 1 and "no review of this upgrade on the host" in again.stdout
 
@@ -229,3 +286,100 @@ def test_a_dry_review_does_not_refresh_the_package_lists(deb):
     assert [p.stat().st_mtime_ns for p in lists] == [0] * len(lists)
     run_inv("-H", "hyp5", "update.review", "--refresh", inventory=deb["inventory"])
     assert any(p.stat().st_mtime_ns != 0 for p in quiet.root("/var/lib/apt/lists").iterdir() if p.is_file())
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d.update(risky="containerd"), "'risky' must be list, not str 'containerd'"),
+    (lambda d: d.update(risky=[]), "checksum"),  # edited: the announcement requirement would be off
+    (lambda d: d.update(time="now"), "'time' must be int or float, not str 'now'"),
+    (lambda d: d["versions"].update(containerd=["1", "2; reboot"]), "invalid version '2; reboot' for containerd"),
+    (lambda d: d.update(kinds={"containerd": "other"}), "checksum"),
+])
+def test_a_review_record_damaged_on_the_host_is_refused_naming_the_field(deb, edit, message):
+    quiet = deb["quiet"]
+    assert run_inv("-H", "hyp5", "update.review", inventory=deb["inventory"]).returncode == 1
+    path = quiet.root("/var/lib/aegir/update-review.json")
+    data = json.loads(path.read_text())
+    assert "containerd" in data["risky"]
+    edit(data)
+    path.write_text(json.dumps(data))
+    for task in (["update.apply", "--dry", "--force"], ["update.announce", "--message", "x", "--dry"]):
+        res = run_inv("-H", "hyp5", *task, inventory=deb["inventory"])
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res.stdout + res.stderr
+        assert "/var/lib/aegir/update-review.json: " in res.stdout and message in res.stdout, res.stdout
+
+
+_HANG = """\
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+held = []
+while True:  # accept every connection, answer none: a mirror behind a broken route or proxy
+    held.append(s.accept()[0])
+"""
+PORT = 8931
+
+
+def _serve_in(host: LabHost, *argv: str) -> subprocess.Popen:
+    """A server in the host's network namespace (its 127.0.0.1), run from this machine's files."""
+    proc = subprocess.Popen(["nsenter", "-t", str(host.pid), "-n", "--", *argv],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    probe = f"import socket; socket.create_connection(('127.0.0.1', {PORT}), 1)"
+    for _ in range(50):
+        if subprocess.run(["nsenter", "-t", str(host.pid), "-n", "--", sys.executable, "-c", probe],
+                          capture_output=True).returncode == 0:
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{argv} did not listen on {PORT}")
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+def _timed_review(deb: dict, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    res = run_inv("-H", "hyp5", "update.review", *args, inventory=deb["inventory"], timeout=120)
+    return res, time.monotonic() - started
+
+
+def test_a_host_that_cannot_fetch_fails_the_review_in_one_line_within_30_s(deb, tmp_path):
+    """Three ways a fetch never ends, each a review that fails (exit 2) in one line, in less than 30 s:
+    a mirror that accepts and never answers, for apt-get update (--refresh) and for the downloads of the
+    new packages, and a mirror whose name cannot be resolved. Progress to a pipe: one line, not one per 5 s."""
+    quiet = deb["quiet"]
+    newer = build(FakePackage("aegir-lab-beacon", "1.9-1", files={debian_root.BEACON: "#!/bin/sh\n"},
+                              units={"aegir-lab-beacon.service": lab_packages.BEACON_UNIT}), tmp_path / "debs")
+    repo = write_repo(tmp_path / "http-repo", [newer])
+    sources = quiet.root("/etc/apt/sources.list.d/aegir-lab-http.list")
+    server = None
+    try:
+        sources.write_text(f"deb [trusted=yes] http://127.0.0.1:{PORT}/ ./\n")
+        server = _serve_in(quiet, sys.executable, "-m", "http.server", str(PORT), "--bind", "127.0.0.1",
+                           "--directory", str(repo))
+        quiet.run(["apt-get", "update", "-q"], timeout=120)  # the lists now offer beacon 1.9-1 from there
+        _stop(server)
+        server = _serve_in(quiet, sys.executable, "-c", _HANG, str(PORT))
+        for args, expected in (((), "could not read the maintainer scripts of "),
+                               (("--refresh",), "cannot fetch packages: apt-get update")):
+            res, took = _timed_review(deb, *args)
+            assert res.returncode == 2 and took < 30, (took, res.stdout, res.stderr)
+            [row] = [ln for ln in res.stdout.splitlines() if ln.startswith("hyp5 ")]
+            assert expected in row, res.stdout
+            assert "aegir-lab-beacon 1.9-1 (" in row or "apt-get update" in row, row
+            assert len([ln for ln in res.stderr.splitlines() if ln.startswith("update.review:")]) <= 1, res.stderr
+        sources.write_text("deb [trusted=yes] http://mirror.aegir-lab.invalid/debian ./\n")
+        res, took = _timed_review(deb, "--refresh")
+        assert res.returncode == 2 and took < 30, (took, res.stdout, res.stderr)
+        [row] = [ln for ln in res.stdout.splitlines() if ln.startswith("hyp5 ")]
+        assert "cannot fetch packages: apt-get update" in row, res.stdout
+        assert "mirror.aegir-lab.invalid" in row or "no answer within 20 s" in row, row
+    finally:
+        _stop(server)
+        sources.unlink(missing_ok=True)
+        quiet.run(["apt-get", "update", "-q"], timeout=120, check=False)
