@@ -143,6 +143,7 @@ def test_the_gate_stops_real_apt_before_dpkg_when_it_would_do_more_than_was_revi
     failing; then resolves, downloads, and calls the gate, which stops it: nothing is unpacked.
     """
     busy = deb["busy"]
+    busy.run(["apt-get", "update", "-q"], timeout=120)  # the lists offer the stage-2 versions
     reviewed = {"aegir-lab-newdep": ("1.0-1", "1.1-1")}
     cmd = install_cmd("/var/log/aegir/gate-test.log", reviewed, [])
     holder = _hold_dpkg_lock(busy, 3)

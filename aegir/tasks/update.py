@@ -105,12 +105,15 @@ def _confirm(question: str, yes: bool) -> None:
             "force": "Apply a risky upgrade that was not announced.", "dry": "Check and show the plan; change nothing.",
             "format": FORMAT_HELP, **ROLLING_HELP})
 def apply(c, yes=False, hold=None, force=False, dry=False, format="table", serial=None, keep_going=False):
-    """Apply the reviewed upgrade (non-interactive, conffiles kept), then check Docker and the services.
+    """Install exactly the reviewed versions (non-interactive, conffiles kept), then check Docker and the services.
 
-    Runs what was reviewed (upgrade, or dist-upgrade after `update.review --dist`),
-    only if the review is less than an hour old and apt would still upgrade the
-    very same packages; a risky upgrade also needs `update.announce` (or --force).
-    The transcript stays on the host, under /var/log/aegir.
+    Installs each reviewed `name=version` and removes each reviewed removal, nothing
+    else: apt is stopped before dpkg runs if it would do more, and dpkg's state is
+    compared with the review afterwards (a difference: exit 1). Needs a review less
+    than an hour old whose versions apt can still install alone; what changed in the
+    package lists since then is said and left for the next review. A risky upgrade
+    also needs `update.announce` (or --force). The transcript stays on the host,
+    under /var/log/aegir.
     """
     from aegir.update.apply import apply as apply_host
     from aegir.update.apply import plan as plan_host

@@ -6,7 +6,8 @@
 - `review`: the facts of one host (apt-get -s, dpkg -S, systemctl show) and its review.
 - `records`: what is remembered on the host (review, announcement, apply) and the checks on it.
 - `notify`: the announcement's text and its notifiers (command on the host, HTTP POST).
-- `apply`: the non-interactive upgrade and the checks after it.
+- `install`: the one gated script that installs exactly the reviewed versions, and dpkg's state compared.
+- `apply`: the plan (fresh review, installable alone, announced), the install and the checks after it.
 
 The facts (commands and parsers) are in `aegir.update.apt`; the tasks in `aegir.tasks.update`.
 """

@@ -2,9 +2,9 @@
 
 - ``update-review.json``: the last review (when, by whom, upgrade or
   dist-upgrade, every package with its old and new version and kind, and
-  the packages a dist-upgrade removes). `update.apply` refuses without one
-  made in the last hour for the very same package set, removals included
-  (`check_review`).
+  the packages a dist-upgrade removes), with a checksum over all of it.
+  `update.apply` refuses without one made in the last hour (`check_review`),
+  and installs exactly its versions.
 - ``update-announce.json``: the last announcement (message, when, and the
   digest of the package set it announced). A risky upgrade needs one for the
   reviewed set, or ``--force``.
