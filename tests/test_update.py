@@ -212,14 +212,17 @@ def test_announce_can_post_json_to_an_http_notifier(deb, tmp_path):
     assert "hyp5: 0 packages upgraded; no service interruption expected" in doc["text"]
 
 
-def _publish_newer_libaegirlab1(host: LabHost, scratch: Path) -> None:
-    """A newer libaegirlab1 in the host's repository, and the host's package lists refreshed (a timer's job)."""
+def _publish(host: LabHost, debs: list[Path], scratch: Path) -> None:
+    """`debs` added to the host's repository, and the host's package lists refreshed (a timer's job)."""
     repo = host.root(lab_packages.REPO_DIR)
-    newer = build(FakePackage("libaegirlab1", "1.0-3", files={"/usr/lib/aegir-lab/libaegirlab.so.1": "1.0-3\n"}),
-                  scratch)
-    built = write_repo(scratch / "repo", [*repo.glob("*.deb"), newer], lab_packages.LAB_RELEASE)
+    built = write_repo(scratch / "repo", [*repo.glob("*.deb"), *debs], lab_packages.LAB_RELEASE)
     subprocess.run(["cp", "-a", f"{built}/.", str(repo)], check=True)  # apt-ftparchive cannot index in /proc/<pid>/root
     host.run(["apt-get", "update", "-q"], timeout=120)
+
+
+def _publish_newer_libaegirlab1(host: LabHost, scratch: Path) -> None:
+    _publish(host, [build(FakePackage("libaegirlab1", "1.0-3", files={"/usr/lib/aegir-lab/libaegirlab.so.1": "1.0-3\n"}),
+                          scratch)], scratch)
 
 
 def test_apply_upgrades_for_real_then_checks_docker_the_apps_and_stale_processes(deb, tmp_path):
@@ -384,3 +387,21 @@ def test_a_host_that_cannot_fetch_fails_the_review_in_one_line_within_30_s(deb, 
         _stop(server)
         sources.unlink(missing_ok=True)
         quiet.run(["apt-get", "update", "-q"], timeout=120, check=False)
+
+
+def test_a_difference_between_dpkg_and_the_review_after_the_install_is_a_failure(deb, tmp_path):
+    """A reviewed version whose postinst fails: apt stops, dpkg has it half-configured; apply says so
+    and exits 1, after its checks. (Last in the file: it leaves hyp5's dpkg with a broken package.)"""
+    quiet = deb["quiet"]
+    broken = build(FakePackage("libaegirlab1", "1.0-9", postinst="#!/bin/sh\necho 'aegir lab: failing on purpose' >&2\nexit 1\n",
+                               files={"/usr/lib/aegir-lab/libaegirlab.so.1": "1.0-9\n"}), tmp_path)
+    _publish(quiet, [broken], tmp_path)
+    assert run_inv("-H", "hyp5", "update.review", inventory=deb["inventory"]).returncode == 1
+    res, data = inv(deb, "-H", "hyp5", "update.apply", "--yes", "--hold", "containerd,aegir-lab-dockdep,aegir-lab-beacon",
+                    "--format", "json")
+    assert res.returncode == 1, res.stdout + res.stderr
+    [host] = data["hosts"]
+    assert host["differences"][0].startswith("apt-get install failed (exit 100): E: ")
+    assert "libaegirlab1 1.0-9 is not fully installed (dpkg status 'iF')" in host["differences"]
+    assert host["differences"] == host["problems"][:len(host["differences"])]
+    assert "aegir lab: failing on purpose" in quiet.root(host["log"]).read_text()

@@ -25,7 +25,14 @@ from aegir.docker import DockerUnavailable, client_for
 from aegir.errors import AegirError, CommandError, RefusedError
 from aegir.host import HostContext
 from aegir.sh import write_file_cmd
-from aegir.update.apt import StaleProcess, needrestart_cmd, parse_needrestart, parse_simulation, simulate_cmd
+from aegir.update.apt import (
+    StaleProcess,
+    fetch_failure,
+    needrestart_cmd,
+    parse_needrestart,
+    parse_simulation,
+    simulate_cmd,
+)
 from aegir.update.install import (
     differences,
     exact_simulate_cmd,
@@ -197,9 +204,12 @@ def apply(hc: HostContext, p: ApplyPlan, *, now: float | None = None) -> ApplyRe
     after, error = _wait_docker(hc, before_error is None)
     projects, problems = _project_status(hc) if error is None else ((), ())
     stale = parse_needrestart(step(hc, needrestart_cmd(), "looking for processes to restart").stdout)
-    left = tuple(parse_simulation(hc.run(simulate_cmd(p.record.dist)).stdout).versions)
+    after_sim = hc.run(simulate_cmd(p.record.dist), check=False)  # after a failed install apt may refuse to plan
+    left = tuple(parse_simulation(after_sim.stdout).versions) if after_sim.exited == 0 else ()
+    still = None if after_sim.exited == 0 else ("after the install: "
+                                               + fetch_failure("apt-get -s", after_sim.exited, after_sim.stderr))
     notes = tuple(n for n in (*p.notes, f"Docker was not answering before the upgrade: {before_error}"
-                              if before_error else None) if n)
+                              if before_error else None, still) if n)
     upgraded = {k: v for k, v in p.upgrading.items() if run.after.get(k, ("", ""))[0] == v[1]}
     result = ApplyResult(upgraded, log, error is None, error, projects, problems, before, after, stale, left, notes,
                          differences=((apt_error,) if apt_error else ()) + found)

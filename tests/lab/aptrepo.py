@@ -96,6 +96,7 @@ class FakePackage:
     files: Mapping[str, str | bytes] = field(default_factory=dict)
     units: Mapping[str, str] = field(default_factory=dict)
     restart_on_upgrade: bool = True
+    postinst: str | None = None  # a postinst of its own (e.g. one that fails), instead of debhelper's
 
     def control(self) -> str:
         lines = [
@@ -112,7 +113,9 @@ class FakePackage:
         return "\n".join(lines) + "\n"
 
     def scripts(self) -> dict[str, str]:
-        """Maintainer scripts (``postinst``, ``prerm``), empty when there are no units."""
+        """Maintainer scripts (``postinst``, ``prerm``), empty when there are no units and no own postinst."""
+        if self.postinst is not None:
+            return {"postinst": self.postinst}
         if not self.units:
             return {}
         units = " ".join(f"'{u}'" for u in sorted(self.units))
