@@ -120,13 +120,13 @@ def test_apply_refuses_when_apt_cannot_install_the_reviewed_versions_alone(deb):
     assert dpkg_version(deb["busy"], "aegir-lab-newdep") == "1.0-1"
 
 
-def _hold_dpkg_lock(host: LabHost, seconds: float) -> threading.Thread:
-    """Take dpkg's frontend lock as apt does (an fcntl lock: not flock) for `seconds`, in a thread."""
+def _hold_dpkg_lock(host: LabHost, seconds: float, *, like_flock: bool = False) -> threading.Thread:
+    """Take dpkg's frontend lock as apt does (an fcntl lock), or as flock(1) would, for `seconds`, in a thread."""
     locked = threading.Event()
 
     def hold() -> None:
         with open(host.root("/var/lib/dpkg/lock-frontend"), "w") as f:
-            fcntl.lockf(f, fcntl.LOCK_EX)
+            (fcntl.flock if like_flock else fcntl.lockf)(f, fcntl.LOCK_EX)
             locked.set()
             time.sleep(seconds)
 
@@ -134,6 +134,19 @@ def _hold_dpkg_lock(host: LabHost, seconds: float) -> threading.Thread:
     thread.start()
     assert locked.wait(10)
     return thread
+
+
+def test_apt_waits_for_a_lock_taken_like_its_own_and_ignores_one_taken_by_flock(deb):
+    """Why update.apply lets apt take its lock (DPkg::Lock::Timeout) instead of wrapping it in flock(1)."""
+    busy = deb["busy"]
+    nothing = ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=30"]  # locks dpkg, installs nothing
+    for like_flock, waits in ((True, False), (False, True)):
+        holder = _hold_dpkg_lock(busy, 3, like_flock=like_flock)
+        started = time.monotonic()
+        busy.run(nothing, timeout=60)
+        took = time.monotonic() - started
+        holder.join()
+        assert (took >= 2.5) is waits, (like_flock, took)
 
 
 def test_the_gate_stops_real_apt_before_dpkg_when_it_would_do_more_than_was_reviewed(deb):
