@@ -147,18 +147,19 @@ def preflight(fw: Firewall) -> None:
                                "not sshd's; nothing changed", host=fw.host.name)
 
 
-def apply(hc: "HostContext", fw: Firewall, fresh_login: Callable[[], None] | None = None) -> nft.Applied:
+def apply(hc: "HostContext", fw: Firewall, fresh_login: Callable[[], None] | None = None, *,
+          unattended: bool = False) -> nft.Applied:
     """Apply `fw` on its host (no-op when nothing changed); raise and change nothing on error.
 
     Every ruleset, aegir's template's too, is proven first: SSH to the admin
     addresses must get through the whole ruleset that would be live (see
-    `nft.apply`). `fresh_login` opens a new SSH connection after the load; when
-    it is None (fw.watch), only the SSH settings a fresh login verified before
-    are applied.
+    `nft.apply`). `fresh_login` opens a new SSH connection after the load (None
+    on the local host: the operator is there). `unattended` (fw.watch: nobody
+    to check a login) applies only the SSH settings a fresh login verified.
     """
     assert fw.state is not None, "apply needs the host's state (use build)"
     mine = verified(fw)
-    if fresh_login is None and fw.changed and fw.state.verified != mine:
+    if unattended and fw.changed and fw.state.verified != mine:
         raise RefusedError("refused: the SSH settings (fw.ssh_port, admin addresses, admin_sources) are not the "
                            "ones a fresh login verified; run `inv -H " + fw.host.name + " fw.apply` first",
                            host=fw.host.name)

@@ -181,7 +181,7 @@ class Watcher:
                     self.log(f"{reason}: in sync, nothing to do ({len(fw.exposures.items)} exposures)")
                 self.applied = fw.exposures
                 return
-            done = fwhost.apply(self.hc, fw)  # no fresh login here: only SSH settings one verified
+            done = fwhost.apply(self.hc, fw, unattended=True)  # only the SSH settings a fresh login verified
         except AegirError as exc:
             self.log(f"{reason}: apply failed: {exc.message}")
             # what the host holds is unknown now (applied, not recorded?): re-read it soon
