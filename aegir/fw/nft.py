@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aegir.errors import AegirError, CommandError, RefusedError
-from aegir.fw import safety
+from aegir.fw import knock, safety
 from aegir.sh import Cmd, shell, write_file_cmd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,15 +102,19 @@ unshare -n sh -c '
   nft -f "$2" >/dev/null || { echo "aegir: the host'"'"'s other tables do not load in a scratch namespace: the whole ruleset cannot be proved" >&2; exit 5; }
   nft -f "$1" >/dev/null || { echo "aegir: the ruleset does not load next to the host'"'"'s other tables" >&2; exit 6; }
   nft -s -j list ruleset
-' sh "$1" "$rest"
+  printf "\036"
+  if command -v python3 >/dev/null; then python3 -c "$7" "$3" "$4" "$5" "$6"; else echo "no python3"; fi
+' sh "$1" "$rest" "$2" "$3" "$4" "$5" "$6"
 """
 
 
-def prove_cmd(path: str) -> Cmd:
+def prove_cmd(path: str, port: int = 22, admins: Sequence[str] = (), sources: Sequence[str] = ()) -> Cmd:
     """In a scratch network namespace (nothing live changes): load PATH alone and refuse any table but
-    aegir's, then load the host's other tables and PATH, as they would be live, and print the whole
-    ruleset as nft's JSON."""
-    return shell(_PROVE, path)
+    aegir's, then load the host's other tables and PATH, as they would be live; print the whole
+    ruleset as nft's JSON, then ``\\x1e`` and the answer of real SSH connections from `sources` to
+    `admins` (`knock.SCRIPT`), or ``no python3``."""
+    return shell(_PROVE, path, str(port), " ".join(admins), " ".join(sources),
+                 " ".join(map(str, knock.SOURCE_PORTS)), knock.SCRIPT)
 
 
 _APPLY = rf"""exec 9>>"$2/{LOCK}" && flock 9 || exit
@@ -314,8 +318,16 @@ def apply(hc: "HostContext", text: str, state: State, state_dir: str, ssh: Seque
     candidate = candidate_path(state_dir)
     hc.run(write_cmd(candidate, text))
     _nft(hc, check_cmd(candidate), candidate)
-    listing = parse_listing(_nft(hc, prove_cmd(candidate), candidate))
-    problems = safety.ssh_problems(safety.Ruleset.from_json(listing), ssh)
+    port = ssh[0].dport if ssh and ssh[0].dport else 22
+    admins = sorted({str(p.daddr) for p in ssh if not p.outbound and not isinstance(p.daddr, safety.Peer)})
+    peers = {p.saddr.version: p.saddr.nets for p in ssh if isinstance(p.saddr, safety.Peer)}
+    tried = knock.sources(peers, {})
+    listing_text, _, answer = _nft(hc, prove_cmd(candidate, port, admins, tried), candidate).partition(_RS)
+    listing = parse_listing(listing_text)
+    # the kernel's answer first (real packets), then the evaluator's, which also sees runtime sets and
+    # sessions older than the ruleset
+    problems = [] if answer.strip() == "no python3" else knock.problems(answer, port)
+    problems += safety.ssh_problems(safety.Ruleset.from_json(listing), ssh)
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise RefusedError("refused: this ruleset could lock SSH out: " + "; ".join(problems[:3]) + more

@@ -298,3 +298,33 @@ def test_the_packaged_ruleset_passes_the_whole_ruleset_proof():
     assert ssh_problems(loaded_all(text), packets) == []
     text, packets = hostile("", inv_text=NO_SOURCES)
     assert ssh_problems(loaded_all(text), packets) == []
+
+
+def kernel_answer(text: str, packets: list, tmp_path: Path) -> list[str]:
+    """`nft.prove_cmd` run here as on a host: real SSH connections through `text` in a scratch netns."""
+    from aegir.fw import knock, nft
+    from aegir.fw.safety import Peer
+
+    path = tmp_path / "candidate.nft"
+    path.write_text(text)
+    admins = sorted({str(p.daddr) for p in packets if not p.outbound})
+    peers = {p.saddr.version: p.saddr.nets for p in packets if isinstance(p.saddr, Peer)}
+    cmd = nft.prove_cmd(str(path), 22, admins, knock.sources(peers, {}))
+    done = subprocess.run(cmd.argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    listing, _, answer = done.stdout.partition("\x1e")
+    assert json.loads(listing)["nftables"]
+    return knock.problems(answer, 22)
+
+
+@needs_nft
+@pytest.mark.skipif(not shutil.which("python3") or not shutil.which("nsenter"), reason="needs python3 and nsenter")
+def test_the_kernel_answers_with_real_packets_from_varied_sources_and_ports(tmp_path):
+    text, packets = hostile("")
+    assert kernel_answer(text, packets, tmp_path) == []  # the packaged ruleset lets every try in
+    text, packets = hostile("tcp dport 22 ip saddr != 203.0.113.1 drop")  # in admin_sources: the last is not
+    found = kernel_answer(text, packets, tmp_path)
+    assert found and all(p.startswith("SSH from 203.0.113.254 ") and ": dropped (real packets" in p for p in found)
+    text, packets = hostile("tcp dport 22 tcp sport != 1022 drop")
+    found = kernel_answer(text, packets, tmp_path)
+    assert found and not any("(source port 1022)" in p for p in found)
