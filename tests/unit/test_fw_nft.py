@@ -8,7 +8,7 @@ import time
 import pytest
 
 from aegir.errors import AegirError
-from aegir.fw import nft
+from aegir.fw import knock, nft
 from aegir.sh import write_file_cmd
 
 STATE = "/srv/conf/aegir-fw"
@@ -20,7 +20,7 @@ def test_check_and_apply_read_the_candidate_file_and_apply_holds_the_lock():
     cmd = nft.apply_cmd(f"{STATE}/candidate-1.nft", STATE)
     assert cmd.argv[3:] == ("sh", f"{STATE}/candidate-1.nft", STATE)
     assert cmd.argv[2] == ('exec 9>>"$2/lock" && flock 9 || exit\nnft -f "$1" || exit\n'
-                           "nft -a -s list table inet aegir | sha256sum\n")
+                           "nft -a -t -s list table inet aegir | sha256sum\n")
 
 
 def test_each_apply_writes_a_candidate_of_its_own_atomically_and_on_stdin():
@@ -33,7 +33,10 @@ def test_each_apply_writes_a_candidate_of_its_own_atomically_and_on_stdin():
 
 def test_the_proof_loads_the_candidate_alone_then_next_to_the_hosts_other_tables():
     script = nft.prove_cmd(f"{STATE}/candidate.nft").argv[2]
-    assert nft.prove_cmd(f"{STATE}/candidate.nft").argv[3:] == ("sh", f"{STATE}/candidate.nft")
+    cmd = nft.prove_cmd(f"{STATE}/candidate.nft", 2222, ["192.0.2.1", "2001:db8::1"], ["203.0.113.1"])
+    assert cmd.argv[3:] == ("sh", f"{STATE}/candidate.nft", "2222", "192.0.2.1 2001:db8::1", "203.0.113.1",
+                            "0 1022 61000", knock.SCRIPT)
+    assert 'python3 -c "$7" "$3" "$4" "$5" "$6"' in script  # the kernel's answer, after the JSON listing
     assert "nft -s list ruleset > \"$rest\"" in script
     assert script.index('nft -f "$1" >/dev/null ||') < script.index('"$t" != "table inet aegir "') \
         < script.index('nft -f "$2"') < script.index("nft -s -j list ruleset")
@@ -43,7 +46,8 @@ def test_the_proof_loads_the_candidate_alone_then_next_to_the_hosts_other_tables
 def test_keep_promotes_the_candidate_only_if_the_live_table_is_the_one_this_apply_loaded():
     cmd = nft.keep_cmd(f"{STATE}/candidate-1.nft", STATE, HASH, "fp")
     assert cmd.argv[3:] == ("sh", f"{STATE}/candidate-1.nft", STATE, HASH, "fp")
-    assert 'if [ "$h" != "$3" ]' in cmd.argv[2]
+    assert 'if [ "${t%% *}" != "$3" ]' in cmd.argv[2]  # the terse hash apply_cmd printed
+    assert "nft -a -s list table inet aegir | sha256sum" in cmd.argv[2]  # recorded: with set elements
     assert 'mv -f -- "$1" "$2/last-good.nft"' in cmd.argv[2] and '"$2/ssh.verified"' in cmd.argv[2]
     assert cmd.argv[2].index("flock 9") < cmd.argv[2].index("mv -f")
 
