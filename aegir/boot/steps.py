@@ -212,8 +212,7 @@ def docker_step(c: Any, hc: HostContext, *, act: bool, min_free: float, timeout:
         return StepResult("docker", OK, plan.detail)
     assert plan.command is not None
     fw = fwhost.before_docker(hc, for_context(c))
-    firewall = (nft.apply_cmd(f"{fw.settings.state_dir}/{nft.CANDIDATE}", fw.settings.state_dir).line,) \
-        if fw and fw.changed else ()
+    firewall = (Cmd.of("nft", "-f", f"{fw.settings.state_dir}/{nft.CANDIDATE}").line,) if fw and fw.changed else ()
     commands = (*firewall, plan.command.line)
     if not act:
         note = "; first aegir's firewall with no container published" if firewall else ""
