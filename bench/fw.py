@@ -146,9 +146,9 @@ SCALE = textwrap.dedent("""\
             state = fwhost.read_state(hc, settings)
             took, fw = timed(lambda: fwhost.plan(host, settings, containers, state))
             phases["render"].append(took)
-            hc.run(nft.write_cmd(settings.state_dir, "bench.nft", fw.text))
+            hc.run(nft.write_cmd(path, fw.text))
             phases["check"].append(timed(lambda: hc.run(nft.check_cmd(path)))[0])
-            phases["apply"].append(timed(lambda: hc.run(nft.apply_cmd(path)))[0])
+            phases["apply"].append(timed(lambda: hc.run(nft.apply_cmd(path, settings.state_dir)))[0])
             hc.run(nft.Cmd.of("nft", "delete", "table", "inet", "aegir"))  # so that fw.apply has work to do
             took, done = timed(lambda: fwhost.apply(hc, fwhost.plan(host, settings, containers,
                                                                      fwhost.read_state(hc, settings))))
@@ -180,6 +180,9 @@ def main() -> None:
         (work / "local.yml").write_text(yaml.safe_dump({"hosts": {host.name: {**local, "connection": "local"}}}))
         aegir = f"{sys.executable} -m aegir --inventory {work / 'local.yml'}"
 
+        # fw.watch applies only SSH settings an fw.apply verified: one first, as an operator would
+        subprocess.run(host.command(["sh", "-c", f"cd {REPO} && {aegir} fw.apply"]), check=True,
+                       capture_output=True)
         watch = inside(host, f"exec {aegir} fw.watch --resync 300", work / "watch.log")
         time.sleep(3)
         event = latencies(lab, host, work / "wait.py", 20000, args.samples, within=10, spread=1.5)

@@ -172,6 +172,41 @@ def test_watch_has_no_dry_run_and_refuses_one(tmp_path: Path) -> None:
     assert "fw.watch applies a ruleset at every change and has no dry run" in done.stderr
 
 
+@pytest.mark.parametrize("name,ports,message", [
+    ("digits", {"80/tcp": [{"HostIp": "", "HostPort": "\u0668\u0660"}]}, "HostPort: '\u0668\u0660' is not a port number"),
+    ("zero", {"80/tcp": [{"HostIp": "", "HostPort": "0"}]}, "HostPort: '0' is not a port number from 1 to 65535"),
+    ("big", {"80/tcp": [{"HostIp": "", "HostPort": "70000"}]}, "HostPort: '70000' is not a port number"),
+    ("list", [{"80/tcp": [{"HostPort": "80"}]}], "NetworkSettings.Ports: expected an object, got list"),
+])
+def test_render_refuses_odd_docker_inspect_data_in_one_line(tmp_path: Path, name: str, ports: object,
+                                                            message: str) -> None:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("hosts:\n  gone:\n    address: 192.0.2.254\n    admin_ipv4: 192.0.2.254\n")
+    saved = tmp_path / "inspect.json"
+    saved.write_text(json.dumps([{"Id": "c1", "Name": f"/{name}", "State": {"Running": True},
+                                  "NetworkSettings": {"Ports": ports, "Networks": {"bridge": {
+                                      "IPAddress": "172.17.0.2"}}}}]))
+    done = run_inv("fw.render", "--from-json", str(saved), inventory=inventory, timeout=30)
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr
+    assert f"container '{name}': " in done.stderr and message in done.stderr
+
+
+def test_render_keeps_a_container_name_with_newlines_in_its_comment(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("hosts:\n  gone:\n    address: 192.0.2.254\n    admin_ipv4: 192.0.2.254\n"
+                         "    service_ipv4: [198.51.100.101]\n    ipv6_prefix: 2001:db8:0:100::/56\n"
+                         "    service_ipv6: ['2001:db8:0:100::11']\n")
+    saved = tmp_path / "inspect.json"
+    saved.write_text(json.dumps([{"Id": "c1", "Name": "/web\n}\nflush ruleset\ntable ip evil {", "State": {"Running": True},
+                                  "NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]},
+                                                      "Networks": {"bridge": {"IPAddress": "172.17.0.2"}}}}]))
+    done = run_inv("fw.render", "--from-json", str(saved), inventory=inventory, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "\t\t\t198.51.100.101 . tcp . 8080 : 172.17.0.2 . 80,  # web?}?flush ruleset?table ip evil {\n" in done.stdout
+    assert not [ln for ln in done.stdout.splitlines() if ln.startswith(("flush", "table ip"))]
+
+
 # --------------------------------------------------------------------------- packets
 
 
@@ -275,6 +310,96 @@ def test_a_broken_template_or_an_nft_error_leaves_the_live_ruleset(served: FwLab
     finally:
         fw.host.root(f"/srv/{TEMPLATE}").unlink()
     assert fw.apply()["result"] == "nothing to do"
+
+
+def test_a_template_escaping_jinja_runs_nothing_on_the_operators_side(served: FwLab, tmp_path: Path) -> None:
+    fw = served
+    fw.apply()
+    live = fw.live()
+    marker = tmp_path / "ran"
+    escapes = [
+        f"{{{{ cycler.__init__.__globals__.os.popen('id > {marker}').read() }}}}",
+        f"{{{{ lipsum.__globals__['os'].system('touch {marker}') }}}}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    ]
+    try:
+        for escape in escapes:
+            fw.host.write(TEMPLATE, f"# aegir\n{escape}\n")
+            for task in ("fw.render", "fw.apply"):
+                done = fw.inv(task)
+                assert done.returncode == 1, done.stdout
+                assert "Traceback" not in done.stderr
+                assert f"fw:/srv/{TEMPLATE}:2: template refused: it reaches outside the values it is given" in \
+                    done.stdout + done.stderr
+                assert not marker.exists()
+                assert fw.live() == live
+    finally:
+        fw.host.root(f"/srv/{TEMPLATE}").unlink()
+
+
+SECOND_TABLE = "\ntable ip other {\n\tchain input {\n\t\ttype filter hook input priority -500; policy drop;\n\t}\n}\n"
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda t: t + SECOND_TABLE, "refused: the ruleset touches more than table inet aegir (line "),
+    (lambda t: t + "\nflush ruleset\n", "refused: the ruleset touches more than table inet aegir (line "),
+    (lambda t: t + "table ip6 x {\n}\n", "refused: the ruleset touches more than table inet aegir"),
+    (lambda t: t.replace("# SSH to the admin addresses comes first: no later rule can drop it",
+                         "tcp dport 22 ip saddr != 203.0.113.77 drop"), "refused: this ruleset could lock SSH out"),
+    (lambda t: t.replace("# SSH to the admin addresses comes first: no later rule can drop it",
+                         "tcp dport 22 tcp sport != 50022 drop"), "refused: this ruleset could lock SSH out"),
+    (lambda t: t.replace("# SSH to the admin addresses comes first: no later rule can drop it",
+                         "tcp dport 22 ip saddr @ban drop").replace("\tchain input {",
+                         "\tset ban {\n\t\ttype ipv4_addr\n\t}\n\tchain input {", 1),
+     "refused: this ruleset could lock SSH out"),
+])
+def test_a_template_touching_other_tables_or_restricting_ssh_by_source_is_refused_before_apply(
+        served: FwLab, change: Callable[[str], str], message: str) -> None:
+    fw = served
+    fw.apply()
+    live, whole = fw.live(), fw.host.run(["nft", "-s", "list", "ruleset"]).stdout
+    packaged = (REPO / "aegir/fw/nftables.nft.j2").read_text()
+    try:
+        fw.host.write(TEMPLATE, change(packaged))
+        done = fw.inv("fw.apply")
+        assert done.returncode == 1, done.stdout
+        assert message in done.stdout and "nothing changed" in done.stdout
+        assert fw.live() == live and fw.host.run(["nft", "-s", "list", "ruleset"]).stdout == whole
+        assert_ssh_works(fw)
+    finally:
+        fw.host.root(f"/srv/{TEMPLATE}").unlink()
+
+
+def test_an_edited_file_with_the_packaged_name_is_proved_too(served: FwLab, tmp_path: Path) -> None:
+    fw = served
+    fw.apply()
+    edited = tmp_path / "nftables.nft.j2"  # same name as aegir's: no proof was skipped by name
+    edited.write_text((REPO / "aegir/fw/nftables.nft.j2").read_text() + SECOND_TABLE)
+    done = fw.inv("fw.apply", "--template", str(edited))
+    assert done.returncode == 1 and "refused: the ruleset touches more than table inet aegir" in done.stdout
+
+
+def test_a_hand_edited_set_element_is_drift(served: FwLab) -> None:
+    fw = served
+    fw.apply()
+    fw.host.run(["nft", "add", "element", "inet", "aegir", "ssh_from4", "{ 192.0.2.200 }"])
+    assert "live table changed since last apply" in fw.inv("fw.diff").stdout
+    assert fw.apply()["result"].startswith("applied")
+    assert "192.0.2.200" not in fw.live()
+
+
+def test_an_ssh_port_sshd_does_not_listen_on_is_refused(served: FwLab, tmp_path: Path) -> None:
+    fw = served
+    fw.apply()
+    live = fw.live()
+    data = yaml.safe_load(fw.inventory.read_text())
+    data["hosts"]["fw"]["fw"]["ssh_port"] = 2222
+    wrong = tmp_path / "hosts.yml"
+    wrong.write_text(yaml.safe_dump(data))
+    done = run_inv("fw.apply", inventory=wrong, timeout=120)
+    assert done.returncode == 1, done.stdout
+    assert "refused: fw.ssh_port is 2222 but nothing listens on tcp/2222 on the host" in done.stdout
+    assert fw.live() == live
 
 
 def test_an_apply_that_would_lock_out_the_next_login_is_rolled_back(served: FwLab, tmp_path: Path) -> None:
@@ -399,3 +524,31 @@ def test_watch_follows_containers_within_a_second_and_survives_a_daemon_restart(
             watch.proc.wait()
         for name in ("keeper", "new1", "new2"):
             fw.host.run(["docker", "rm", "-f", name], check=False)
+
+
+def test_watch_refuses_ssh_settings_no_fresh_login_verified(served: FwLab, tmp_path: Path) -> None:
+    """fw.watch makes no fresh-login check: it applies only the SSH settings fw.apply verified."""
+    fw = served
+    fw.apply()
+    data = yaml.safe_load(fw.local_inventory.read_text())
+    data["hosts"]["fw"].setdefault("fw", {})["admin_sources"] = [str(fw.lab.names.client_ipv4)]
+    changed = tmp_path / "local.yml"
+    changed.write_text(yaml.safe_dump(data))
+    fw.host.run(["nft", "add", "element", "inet", "aegir", "ssh_from4", "{ 192.0.2.201 }"])  # drift: watch acts
+    live = fw.live()
+    log = tmp_path / "watch.log"
+    cmd = f"cd {REPO} && exec {sys.executable} -m aegir --inventory {changed} fw.watch --resync 30"
+    proc = subprocess.Popen(fw.host.command(["sh", "-c", cmd]), stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while "apply failed" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert "refused: the SSH settings (fw.ssh_port, admin addresses, admin_sources) are not the ones a fresh " \
+               "login verified; run `inv -H fw fw.apply` first" in log.read_text()
+        assert fw.live() == live
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert fw.apply()["result"].startswith("applied")
+    assert_ssh_works(fw)

@@ -213,14 +213,13 @@ def docker_step(c: Any, hc: HostContext, *, act: bool, min_free: float, timeout:
         return StepResult("docker", OK, plan.detail)
     assert plan.command is not None
     fw = fwhost.before_docker(hc, for_context(c))
-    firewall = (nft.apply_cmd(f"{fw.settings.state_dir}/{nft.CANDIDATE}").line,) if fw and fw.changed else ()
+    firewall = (Cmd.of("nft", "-f", f"{fw.settings.state_dir}/{nft.CANDIDATE}").line,) if fw and fw.changed else ()
     commands = (*firewall, plan.command.line)
     if not act:
         note = "; first aegir's firewall with no container published" if firewall else ""
         return StepResult("docker", WOULD, plan.detail + note, commands)
     if fw is not None and firewall:
-        fwhost.apply(hc, fw)
-        fwhost.verify_ssh(c, hc, fw)
+        fwhost.apply(hc, fw, fwhost.fresh_login(c, hc))
     hc.run(plan.command)
     root, took = wait_for_docker(hc, timeout)
     check_started(host, root)

@@ -7,13 +7,13 @@ hash: one command), the rendered ruleset. `apply` is the "act" half.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aegir.errors import RefusedError, UnreachableError
+from aegir.errors import RefusedError
 from aegir.fw import nft, render, safety
-from aegir.fw.model import Container, Exposures, admin_addresses, expose, parse_container
+from aegir.fw.model import Container, Exposures, admin_addresses, bridge_name, bridges_of, expose, parse_container
 from aegir.fw.settings import Settings, for_host
 from aegir.inventory import Host, Inventory
 
@@ -43,6 +43,13 @@ class Firewall:
         return nft.diff(self.state.last_good if self.state else None, self.text, name=self.host.name)
 
 
+def docker_bridges(client: "docker.DockerClient") -> tuple[str, ...]:
+    """The host interfaces of Docker's bridge networks (what containers send from)."""
+    found = {bridge_name(str(n.get("Name") or ""), str(n.get("Id") or ""), n.get("Options"))
+             for n in client.api.networks(filters={"driver": "bridge"}) if isinstance(n, dict)}
+    return tuple(sorted(b for b in found if b))
+
+
 def running_containers(client: "docker.DockerClient") -> list[Container]:
     """Inspect every running container (one that vanished meanwhile is skipped)."""
     from docker.errors import NotFound
@@ -69,11 +76,16 @@ def template_of(host: Host, state: nft.State | None) -> render.Template:
 
 
 def plan(host: Host, settings: Settings, containers: Iterable[Container],
-         state: nft.State | None = None, template: render.Template | None = None) -> Firewall:
-    """Pure: the firewall of `host` given its containers and state."""
-    exposures = expose(containers, host)
+         state: nft.State | None = None, template: render.Template | None = None,
+         bridges: Sequence[str] | None = None) -> Firewall:
+    """Pure: the firewall of `host` given its containers, state and Docker's bridges (None: as far as
+    the containers' networks tell)."""
+    containers = list(containers)
+    exposures = expose(containers, host, settings.ssh_port)
     tpl = template or template_of(host, state)
-    return Firewall(host, settings, exposures, render.render(host, settings, exposures, tpl), tpl.origin, state)
+    found = bridges_of(containers) if bridges is None else bridges
+    return Firewall(host, settings, exposures, render.render(host, settings, exposures, tpl, found),
+                    tpl.origin, state)
 
 
 def build(hc: "HostContext", inv: Inventory, template: render.Template | None = None) -> Firewall:
@@ -81,7 +93,8 @@ def build(hc: "HostContext", inv: Inventory, template: render.Template | None = 
     if given, else the host's or aegir's)."""
     settings = for_host(inv, hc.host)
     state = read_state(hc, settings)
-    return plan(hc.host, settings, running_containers(hc.docker()), state, template)
+    client = hc.docker()
+    return plan(hc.host, settings, running_containers(client), state, template, docker_bridges(client))
 
 
 def before_docker(hc: "HostContext", inv: Inventory) -> Firewall | None:
@@ -98,7 +111,7 @@ def before_docker(hc: "HostContext", inv: Inventory) -> Firewall | None:
     state = read_state(hc, settings)
     if state.last_good is None:
         return None
-    return plan(hc.host, settings, (), state)
+    return plan(hc.host, settings, (), state, bridges=())
 
 
 def ssh_packets(host: Host, settings: Settings) -> list[safety.Packet]:
@@ -107,36 +120,70 @@ def ssh_packets(host: Host, settings: Settings) -> list[safety.Packet]:
                               {v: settings.sources(v) for v in (4, 6)}, settings.ssh_port)
 
 
-def apply(hc: "HostContext", fw: Firewall) -> nft.Applied:
+def verified(fw: Firewall) -> str:
+    """The fingerprint of `fw`'s SSH settings (`nft.ssh_fingerprint`)."""
+    return nft.ssh_fingerprint(fw.settings.ssh_port, admin_addresses(fw.host),
+                               {v: fw.settings.sources(v) for v in (4, 6)})
+
+
+def preflight(fw: Firewall) -> None:
+    """Refuse what would lock admins out before anything is sent: no admin address, or an SSH port sshd
+    does not listen on."""
+    assert fw.state is not None, "apply needs the host's state (use build)"
+    admin = admin_addresses(fw.host)
+    if not (admin[4] or admin[6]):
+        raise RefusedError("refused: a host whose firewall aegir manages needs admin_ipv4 or admin_ipv6 "
+                           "in the inventory (where SSH always gets in); nothing changed", host=fw.host.name)
+    listening = fw.state.listeners
+    port = fw.settings.ssh_port
+    if listening is not None:
+        names = listening.get(port)
+        if names is None:
+            raise RefusedError(f"refused: fw.ssh_port is {port} but nothing listens on tcp/{port} on the host "
+                               f"(listening: {', '.join(map(str, sorted(listening))) or 'nothing'}); nothing changed",
+                               host=fw.host.name)
+        if names and not names & {"sshd", "systemd"}:
+            raise RefusedError(f"refused: fw.ssh_port is {port} but tcp/{port} is {', '.join(sorted(names))}'s, "
+                               "not sshd's; nothing changed", host=fw.host.name)
+
+
+def apply(hc: "HostContext", fw: Firewall, fresh_login: Callable[[], None] | None = None, *,
+          unattended: bool = False) -> nft.Applied:
     """Apply `fw` on its host (no-op when nothing changed); raise and change nothing on error.
 
-    A ruleset from another template than aegir's is proven first: SSH to the
-    admin addresses must get through it (see `nft.apply`).
+    Every ruleset, aegir's template's too, is proven first: SSH to the admin
+    addresses must get through the whole ruleset that would be live (see
+    `nft.apply`). `fresh_login` opens a new SSH connection after the load (None
+    on the local host: the operator is there). `unattended` (fw.watch: nobody
+    to check a login) applies only the SSH settings a fresh login verified.
     """
     assert fw.state is not None, "apply needs the host's state (use build)"
-    prove = None if fw.template == render.PACKAGED else ssh_packets(fw.host, fw.settings)
-    return nft.apply(hc, fw.text, fw.state, fw.settings.state_dir, prove)
+    mine = verified(fw)
+    if unattended and fw.changed and fw.state.verified != mine:
+        raise RefusedError("refused: the SSH settings (fw.ssh_port, admin addresses, admin_sources) are not the "
+                           "ones a fresh login verified; run `inv -H " + fw.host.name + " fw.apply` first",
+                           host=fw.host.name)
+    preflight(fw)
+    return nft.apply(hc, fw.text, fw.state, fw.settings.state_dir, ssh_packets(fw.host, fw.settings), mine,
+                     fresh_login)
 
 
-def verify_ssh(c: Any, hc: "HostContext", fw: Firewall) -> None:
-    """After an apply, a *new* SSH connection must still get in, or the apply is undone.
+def fresh_login(c: Any, hc: "HostContext") -> Callable[[], None] | None:
+    """A check that a *new* SSH connection still gets in (None for the local host).
 
     The running session survives any ruleset (connection tracking), so it is
     the way back: a wrong ``ssh_port`` or ``admin_sources`` that leaves out the
     operator's own address would pass every static check and lock out the next
-    login. No-op for the local host.
+    login.
     """
     if hc.host.is_local:
-        return
+        return None
     from aegir.host import open_context
 
-    try:
+    def check() -> None:
         open_context(c, hc.host).close()
-    except UnreachableError as exc:
-        assert fw.state is not None
-        undone = nft.rollback(hc, fw.state, fw.settings.state_dir)
-        raise RefusedError(f"rolled back: after the apply a new SSH connection failed ({exc.message}); {undone}",
-                           host=hc.name) from None
+
+    return check
 
 
 def summary(fw: Firewall) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,6 +39,7 @@ class Network:
     name: str
     ipv4: ipaddress.IPv4Address | None
     ipv6: ipaddress.IPv6Address | None  # GlobalIPv6Address
+    id: str = ""  # Docker's NetworkID: names its bridge (br-<first 12>) unless the network names one
 
 
 @dataclass(frozen=True)
@@ -133,77 +135,134 @@ def hostport(addr: Addr, port: int) -> str:
 # --------------------------------------------------------------------------- parsing
 
 
-def _ip(value: Any, kind: type) -> Any:
-    if not value:
+class InspectError(AegirError):
+    """A ``docker inspect`` object of a shape Docker does not write: refused, named, never half-read."""
+
+
+_IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+_PORT_RE = re.compile(r"[0-9]{1,5}")  # ASCII digits only: str.isdigit() takes '²' and '٨'
+
+
+def _port(value: Any, where: str) -> int:
+    """A port number 1-65535 written in ASCII digits, or `InspectError`."""
+    text = value if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    if text is None or not _PORT_RE.fullmatch(text) or not 0 < int(text) < 65536:
+        raise InspectError(f"{where}: {value!r} is not a port number from 1 to 65535")
+    return int(text)
+
+
+def _ip(value: Any, kind: type, where: str) -> Any:
+    if value in (None, ""):
         return None
+    if not isinstance(value, str):
+        raise InspectError(f"{where}: {value!r} is not an address")
     try:
-        return kind(str(value))
+        return kind(value)
     except ValueError:
-        return None
+        raise InspectError(f"{where}: {value!r} is not an address") from None
 
 
-def _port_key(key: str) -> tuple[int, str] | None:
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    """`value` if it is a JSON object (None reads as empty), else `InspectError`."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InspectError(f"{where}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _entries(value: Any, where: str) -> list[Mapping[str, Any]]:
+    """A port's list of bindings (None reads as none), each an object."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InspectError(f"{where}: expected a list of bindings, got {type(value).__name__}")
+    return [_mapping(b, f"{where}[{i}]") for i, b in enumerate(value)]
+
+
+def _port_key(key: str, where: str) -> tuple[int, str]:
     port, _, proto = str(key).partition("/")
     proto = proto or "tcp"
-    if not port.isdigit() or proto not in ("tcp", "udp", "sctp"):
-        return None
-    return int(port), proto
+    if proto not in ("tcp", "udp", "sctp"):
+        raise InspectError(f"{where}: {key!r} is not PORT/tcp, PORT/udp or PORT/sctp")
+    return _port(port, where), proto
 
 
-def _unspecified(asked: Sequence[Any], host_port: int) -> bool:
+def _unspecified(asked: Sequence[Mapping[str, Any]], host_port: int) -> bool:
     """Was `host_port` requested without a host address (``"8080:80"``, ``"8000-8010:80"``, ``"80"``)?"""
     for r in asked:
-        r = r or {}
         if r.get("HostIp"):
             continue
         wanted = str(r.get("HostPort") or "")
         lo, _, hi = wanted.partition("-")
         if not wanted:  # a port Docker picks: it cannot be told apart, count it as asked
             return True
-        if lo.isdigit() and int(lo) <= host_port <= int(hi if hi.isdigit() else lo):
+        if _PORT_RE.fullmatch(lo) and int(lo) <= host_port <= int(hi if _PORT_RE.fullmatch(hi) else lo):
             return True
     return False
 
 
+def _name(data: Mapping[str, Any]) -> str:
+    raw = data.get("Name") or data.get("Id") or "?"
+    return str(raw).lstrip("/") if isinstance(raw, str) else "?"
+
+
 def parse_container(data: Mapping[str, Any]) -> Container:
-    """One ``docker inspect`` object -> `Container` (missing fields read as empty)."""
-    settings = data.get("NetworkSettings") or {}
-    host_config = data.get("HostConfig") or {}
-    networks = tuple(sorted(
-        (Network(name, _ip(n.get("IPAddress"), ipaddress.IPv4Address),
-                 _ip(n.get("GlobalIPv6Address"), ipaddress.IPv6Address))
-         for name, n in (settings.get("Networks") or {}).items() if isinstance(n, Mapping)),
-        key=lambda n: n.name,
-    ))
-    requested = host_config.get("PortBindings") or {}
+    """One ``docker inspect`` object -> `Container` (missing fields read as empty).
+
+    A field of a shape Docker does not write (``Ports`` as a list, a port 0 or
+    above 65535, non-ASCII digits, an address that is not one) is refused with
+    `InspectError` naming the container and the field.
+    """
+    name = _name(data)
+    where = f"container {name!r}"
+    settings = _mapping(data.get("NetworkSettings"), f"{where}: NetworkSettings")
+    host_config = _mapping(data.get("HostConfig"), f"{where}: HostConfig")
+    nets = _mapping(settings.get("Networks"), f"{where}: NetworkSettings.Networks")
+    networks = []
+    for net_name, n in nets.items():
+        at = f"{where}: NetworkSettings.Networks[{net_name!r}]"
+        n = _mapping(n, at)
+        networks.append(Network(str(net_name), _ip(n.get("IPAddress"), ipaddress.IPv4Address, f"{at}.IPAddress"),
+                                _ip(n.get("GlobalIPv6Address"), ipaddress.IPv6Address,
+                                    f"{at}.GlobalIPv6Address"),
+                                str(n.get("NetworkID") or "")))
+    networks.sort(key=lambda n: n.name)
+    requested = _mapping(host_config.get("PortBindings"), f"{where}: HostConfig.PortBindings")
     actual = settings.get("Ports")
     if actual is None:  # never started: what was asked for
         actual = requested
+    actual = _mapping(actual, f"{where}: NetworkSettings.Ports")
     bindings: list[Binding] = []
-    for key, entries in (actual or {}).items():
-        parsed = _port_key(key)
-        if parsed is None or not entries:
+    for key, raw in actual.items():
+        at = f"{where}: NetworkSettings.Ports[{key!r}]"
+        entries = _entries(raw, at)
+        if not entries:
             continue
-        port, proto = parsed
-        asked = requested.get(key) or []
-        for b in entries:
-            host_port = str((b or {}).get("HostPort") or "")
-            if not host_port.isdigit():
-                continue
-            host_ip = str((b or {}).get("HostIp") or "")
+        port, proto = _port_key(key, at)
+        asked = _entries(requested.get(key), f"{where}: HostConfig.PortBindings[{key!r}]")
+        for i, b in enumerate(entries):
+            if b.get("HostPort") in (None, ""):
+                continue  # exposed, not published
+            host_port = _port(b.get("HostPort"), f"{at}[{i}].HostPort")
+            host_ip = b.get("HostIp") or ""
+            if not isinstance(host_ip, str):
+                raise InspectError(f"{at}[{i}].HostIp: {host_ip!r} is not an address")
             # "80:80" is recorded as HostIp "" but reported as 0.0.0.0 and :: once running; an explicit
             # "0.0.0.0:81:80" next to it stays IPv4 only: match the request by its host port
-            if host_ip in ("0.0.0.0", "::") and _unspecified(asked, int(host_port)):
+            if host_ip in ("0.0.0.0", "::") and _unspecified(asked, host_port):
                 host_ip = ""
-            new = Binding(proto, port, host_ip, int(host_port))
+            new = Binding(proto, port, host_ip, host_port)
             if new not in bindings:
                 bindings.append(new)
-    state = data.get("State") or {}
+    state = _mapping(data.get("State"), f"{where}: State")
     return Container(
         id=str(data.get("Id") or ""),
-        name=str(data.get("Name") or data.get("Id") or "?").lstrip("/"),
-        running=bool(state.get("Running")),
-        networks=networks,
+        name=name,
+        running=state.get("Running") is True,
+        networks=tuple(networks),
         bindings=tuple(bindings),
     )
 
@@ -219,6 +278,27 @@ def load_inspect(text: str, source: str = "-") -> list[Container]:
     if not isinstance(data, list) or not all(isinstance(d, Mapping) for d in data):
         raise AegirError(f"{source}: expected the array `docker inspect` prints")
     return [parse_container(d) for d in data]
+
+
+def bridge_name(network: str, network_id: str, options: Mapping[str, Any] | None = None) -> str | None:
+    """The host interface of a Docker bridge network: the one its options name, ``docker0`` for the
+    default ``bridge`` network, else ``br-`` and the first 12 characters of its id (as Docker does)."""
+    named = (options or {}).get("com.docker.network.bridge.name")
+    if isinstance(named, str) and named:
+        found = named
+    elif network == "bridge":
+        found = "docker0"
+    elif network in ("host", "none") or not network_id:
+        return None
+    else:
+        found = f"br-{network_id[:12]}"
+    return found if _IFNAME_RE.fullmatch(found) else None  # from the host: only what nft reads as a name
+
+
+def bridges_of(containers: Iterable[Container]) -> tuple[str, ...]:
+    """The bridges the containers' networks use, as far as ``docker inspect`` tells (offline rendering)."""
+    found = {bridge_name(n.name, n.id) for c in containers for n in c.networks}
+    return tuple(sorted(b for b in found if b))
 
 
 # --------------------------------------------------------------------------- exposures
@@ -239,9 +319,25 @@ def admin_addresses(host: Host) -> dict[int, list[Addr]]:
 
 
 
-def expose(containers: Iterable[Container], host: Host) -> Exposures:
-    """The exposures of `host` given its containers (running ones only)."""
+def ssh_anywhere(host: Host) -> bool:
+    """May SSH arrive on any of the host's addresses? Yes when no admin address is known, or when
+    aegir connects to a name (it may resolve to a service address)."""
+    named = admin_addresses(host)
+    try:
+        ipaddress.ip_address(host.address or "")
+    except ValueError:
+        return True
+    return not (named[4] or named[6])
+
+
+def expose(containers: Iterable[Container], host: Host, ssh_port: int | None = None) -> Exposures:
+    """The exposures of `host` given its containers (running ones only).
+
+    With `ssh_port`, a tcp binding on that port is never published on an
+    address SSH may arrive on (`ssh_anywhere`: then on no address at all).
+    """
     admin = {a for v in (4, 6) for a in admin_addresses(host)[v]}
+    guard_ssh = ssh_port is not None and ssh_anywhere(host)
     service: dict[int, tuple[Addr, ...]] = {4: tuple(a for a in host.service_ipv4 if a not in admin),
                                             6: tuple(a for a in host.service_ipv6 if a not in admin)}
     running = sorted((c for c in containers if c.running), key=lambda c: (c.name, c.id))
@@ -260,6 +356,10 @@ def expose(containers: Iterable[Container], host: Host) -> Exposures:
             warn(f"{c.name}: no container address (host or none network): its ports are not published")
             continue
         for b in c.bindings:
+            if guard_ssh and b.proto == "tcp" and b.host_port == ssh_port:
+                warn(f"{c.name}: tcp/{b.host_port} is the SSH port and SSH may arrive on any address of this "
+                     "host (its address is a name, or it has no admin address): not published")
+                continue
             for addr in _host_addresses(b, service, admin, c.name, warn):
                 target = c.address(addr.version)
                 if target is None:

@@ -62,12 +62,20 @@ def elements(items: Sequence[str], notes: Sequence[str] | None = None) -> str:
     return "\n\t\telements = {\n" + "\n".join(lines) + "\n\t\t}"
 
 
+def comment(text: str) -> str:
+    """`text` made safe for an nft ``# comment``: printable ASCII only, one line (others become ``?``)."""
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in str(text))
+
+
 @lru_cache(maxsize=8)
 def _compile(source: str, origin: str) -> "jinja2.Template":
     import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=False)
+    # A host's template is data from that host: sandboxed, so it can arrange the values it is
+    # given and nothing more (no attribute walk to os.popen on the operator's machine).
+    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                                        autoescape=False)
     env.filters["elements"] = elements
     try:
         return env.from_string(source)
@@ -75,8 +83,16 @@ def _compile(source: str, origin: str) -> "jinja2.Template":
         raise TemplateError(f"{origin}:{exc.lineno}: template error: {exc.message}") from None
 
 
-def context(host: Host, settings: Settings, exposures: Exposures) -> dict[str, Any]:
-    """What the template sees: element strings per IP version, and the warnings."""
+#: The container interfaces when neither the settings nor Docker name any (Docker not started yet).
+FALLBACK_INTERFACES = ("docker0",)
+
+
+def context(host: Host, settings: Settings, exposures: Exposures,
+            bridges: Sequence[str] = ()) -> dict[str, Any]:
+    """What the template sees: element strings per IP version, and the warnings.
+
+    The container interfaces are the settings' if given, else `bridges` (Docker's bridge networks).
+    """
 
     def rules(rs: Sequence[Rule], v: int) -> list[str]:
         return [f"{r.net} . {r.proto} . {r.ports}" for r in rs if r.family == v]
@@ -101,25 +117,30 @@ def context(host: Host, settings: Settings, exposures: Exposures) -> dict[str, A
         "peers": {v: [str(a) for a in settings.ipsec_peers if a.version == v] for v in (4, 6)},
         "inputs": {v: rules(settings.input, v) for v in (4, 6)},
         "outputs": {v: rules(settings.output, v) for v in (4, 6)},
-        "interfaces": list(settings.container_interfaces),
+        "interfaces": list(settings.container_interfaces or bridges or FALLBACK_INTERFACES),
         "dnat": {v: [f"{t(e.host_addr)} . {e.proto} . {e.host_port} : {t(e.target_addr)} . {e.target_port}"
                      for e in dnat[v]] for v in (4, 6)},
-        "dnat_notes": {v: [e.container for e in dnat[v]] for v in (4, 6)},
+        "dnat_notes": {v: [comment(e.container) for e in dnat[v]] for v in (4, 6)},
         # IPv6 only: an IPv4 container address is private, reached through the dnat maps alone
         "exposed": {6: [f"{t(a)} . {p} . {port}" for a, p, port in exposures.targets(6)]},
-        "warnings": [w.replace("\n", " ") for w in exposures.warnings],
+        "warnings": [comment(w) for w in exposures.warnings],
     }
 
 
-def render(host: Host, settings: Settings, exposures: Exposures, template: Template | None = None) -> str:
+def render(host: Host, settings: Settings, exposures: Exposures, template: Template | None = None,
+           bridges: Sequence[str] = ()) -> str:
     """The ruleset text for `host` (raises `TemplateError` with the template's file:line)."""
     import jinja2
+    from jinja2.exceptions import SecurityError
 
     tpl = template or packaged()
     compiled = _compile(tpl.source, tpl.origin)
-    values = context(host, settings, exposures)
+    values = context(host, settings, exposures, bridges)
     try:
         return compiled.render(values)
+    except SecurityError as exc:
+        raise TemplateError(f"{tpl.origin}:{_line(tpl) or '?'}: template refused: it reaches outside the "
+                            f"values it is given ({exc}); nothing was run") from None
     except Exception as exc:  # a template is code: `{{ dnat[4] + 1 }}` raises TypeError, not a jinja2 error
         why = exc if isinstance(exc, jinja2.TemplateError) else f"{type(exc).__name__}: {exc}"
         raise TemplateError(f"{tpl.origin}:{_line(tpl) or '?'}: template error: {why}") from None

@@ -27,9 +27,8 @@ ACCEPT, DROP, DNAT, CONTINUE, UNKNOWN = "accept", "drop", "dnat", "continue", "u
 END = "end"  # leave the current chain (return, or the end of a goto'd chain)
 #: Statements that neither decide nor change where a packet goes.
 PASSIVE = {"counter", "log", "comment", "notrack", "quota", "limit", "set", "meta_set", "mangle_mark"}
-#: Placeholders when a family has no admin address / no admin source.
+#: Placeholders when a family has no admin address.
 NOWHERE = {4: ipaddress.IPv4Address("198.18.0.22"), 6: ipaddress.IPv6Address("2001:db8:ffff:ffff::22")}
-ANYONE = {4: ipaddress.IPv4Address("203.0.113.77"), 6: ipaddress.IPv6Address("2001:db8:ffff:fffe::77")}
 
 
 class _Maybe:
@@ -44,13 +43,33 @@ _ABSENT = object()  # the packet has no such header: the rule cannot match
 
 
 @dataclass(frozen=True)
-class Packet:
-    """One TCP packet as the firewall sees it on the way in."""
+class Peer:
+    """The operator's end of an SSH connection: any address in `nets` (none: anywhere), for IP `version`.
 
-    saddr: Addr
-    daddr: Addr
-    dport: int
-    sport: int = 50022
+    A match on it is decided only when it holds for the whole of `nets`:
+    "drop SSH unless from 203.0.113.77" may drop the operator, whatever
+    address a test would pick.
+    """
+
+    version: int
+    nets: tuple[Any, ...] = ()
+
+    def __str__(self) -> str:
+        return ",".join(str(n) for n in self.nets) or f"any IPv{self.version} source"
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One TCP packet as the firewall sees it on the way in.
+
+    An address may be a `Peer` (the operator's side, known only as a range) and
+    a port None (the operator's source port: anything).
+    """
+
+    saddr: Addr | Peer
+    daddr: Addr | Peer
+    dport: int | None
+    sport: int | None = 50022
     proto: str = "tcp"
     ct_state: str = "new"
     outbound: bool = False  # sent by the host (output hook) rather than received
@@ -65,10 +84,12 @@ class Packet:
         return self.daddr.version
 
     def __str__(self) -> str:
-        src = f"[{self.saddr}]" if self.version == 6 else str(self.saddr)
-        dst = f"[{self.daddr}]" if self.version == 6 else str(self.daddr)
+        def end(a: Addr | Peer, port: int | None) -> str:
+            where = f"[{a}]" if self.version == 6 and not isinstance(a, Peer) else str(a)
+            return f"{where}:{'*' if port is None else port}"
+
         way = "reply " if self.outbound else ""
-        return f"{way}{self.proto} {src}:{self.sport} -> {dst}:{self.dport} ({self.ct_state})"
+        return f"{way}{self.proto} {end(self.saddr, self.sport)} -> {end(self.daddr, self.dport)} ({self.ct_state})"
 
 
 @dataclass(frozen=True)
@@ -86,6 +107,7 @@ class Ruleset:
     chains: dict[str, dict[str, Any]] = field(default_factory=dict)
     rules: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
     sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dynamic: set[str] = field(default_factory=set)  # sets filled at runtime: their content is unknown
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any] | Sequence[Any]) -> "Ruleset":
@@ -99,10 +121,20 @@ class Ruleset:
                 rs.rules.setdefault(_key(c, c["name"]), [])
             elif "rule" in item:
                 r = item["rule"]
-                rs.rules.setdefault(_key(r, r["chain"]), []).append(r.get("expr") or [])
+                exprs = r.get("expr") or []
+                rs.rules.setdefault(_key(r, r["chain"]), []).append(exprs)
+                for e in exprs:  # `update @ban { ip saddr }`, `add @seen ...`: filled by packets
+                    for kind in ("set", "map"):
+                        target = e.get(kind) if isinstance(e, Mapping) else None
+                        if isinstance(target, Mapping) and isinstance(target.get(kind), str):
+                            rs.dynamic.add(_key(r, target[kind].lstrip("@")))
             elif "set" in item or "map" in item:
                 s = item.get("set") or item.get("map")
                 rs.sets[_key(s, s["name"])] = s
+                flags = s.get("flags") or []
+                flags = [flags] if isinstance(flags, str) else flags
+                if {"dynamic", "timeout"} & set(flags) or "timeout" in s:
+                    rs.dynamic.add(_key(s, s["name"]))
         return rs
 
     def base_chains(self, hook: str, family: int) -> list[str]:
@@ -286,7 +318,8 @@ def _value(left: Any, p: Packet) -> Any:
                 return _ABSENT
             return {"saddr": p.saddr, "daddr": p.daddr}.get(fld, MAYBE)
         if proto in (p.proto, "th"):
-            return {"sport": p.sport, "dport": p.dport}.get(fld, MAYBE)
+            port = {"sport": p.sport, "dport": p.dport}.get(fld, MAYBE)
+            return MAYBE if port is None else port
         if proto in ("tcp", "udp", "sctp", "udplite", "dccp", "icmp", "icmpv6", "esp", "ah", "igmp"):
             return _ABSENT
         return MAYBE
@@ -318,14 +351,24 @@ def _member(rs: Ruleset, key: str, value: Any, right: Any) -> bool | Any:
     """Is `value` in `right` (a literal, an anonymous set, a prefix, a range, or ``@named``)?"""
     if value is MAYBE:
         return MAYBE
+    if isinstance(value, Peer) and len(value.nets) > 1:  # each of the operator's networks on its own
+        found = {_member(rs, key, Peer(value.version, (n,)), right) is True for n in value.nets}
+        if found == {True}:
+            return True
+        nothing = all(_member(rs, key, Peer(value.version, (n,)), right) is False for n in value.nets)
+        return False if nothing else MAYBE
     if isinstance(right, str) and right.startswith("@"):
         s = rs.sets.get(_key_like(key, right[1:]))
-        if s is None:
+        if s is None or _key_like(key, right[1:]) in rs.dynamic:
             return MAYBE
         elems = s.get("elem") or []
         if s.get("map") is not None or "map" in s:
             elems = [e[0] if isinstance(e, list) else e for e in elems]
-        return _any(value, elems)
+        held = _any(value, elems)
+        # a named set can gain elements at runtime (`nft add element`, `update @set`, a ban list): that the
+        # operator's address is not in it now proves nothing
+        operator = isinstance(value, Peer) or (isinstance(value, tuple) and any(isinstance(v, Peer) for v in value))
+        return MAYBE if held is False and operator else held
     if isinstance(right, Mapping) and "set" in right:
         return _any(value, right["set"])
     return _one(value, right)
@@ -354,6 +397,8 @@ def _one(value: Any, elem: Any) -> bool | Any:
         return MAYBE if MAYBE in results else True
     if value is MAYBE:
         return MAYBE
+    if isinstance(value, Peer):
+        return _peer_in(value, elem)
     if isinstance(elem, Mapping):
         if "prefix" in elem:
             try:
@@ -373,6 +418,34 @@ def _one(value: Any, elem: Any) -> bool | Any:
     if other is None:
         return MAYBE
     return other == value
+
+
+def _peer_in(peer: Peer, elem: Any) -> bool | Any:
+    """Is every address `peer` may have in `elem` (True), none (False), or some (MAYBE)?"""
+    if isinstance(elem, Mapping) and "prefix" in elem:
+        try:
+            net = ipaddress.ip_network(f"{elem['prefix']['addr']}/{elem['prefix']['len']}", strict=False)
+        except (ValueError, KeyError, TypeError):
+            return MAYBE
+    elif isinstance(elem, Mapping) and "range" in elem:
+        try:
+            lo, hi = (ipaddress.ip_address(x) for x in elem["range"])
+            nets = list(ipaddress.summarize_address_range(lo, hi))  # type: ignore[type-var]
+        except (ValueError, TypeError):
+            return MAYBE
+        return _any(peer, [{"prefix": {"addr": str(n.network_address), "len": n.prefixlen}}  # type: ignore[attr-defined]
+                           for n in nets])
+    else:
+        try:
+            net = ipaddress.ip_network(elem)
+        except (ValueError, TypeError):
+            return MAYBE
+    if net.version != peer.version:
+        return False
+    mine = peer.nets or (ipaddress.ip_network("0.0.0.0/0" if peer.version == 4 else "::/0"),)
+    if all(n.subnet_of(net) for n in mine):
+        return True
+    return MAYBE if any(n.overlaps(net) for n in mine) else False
 
 
 _PROTO_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "ipv6-icmp": 58, "esp": 50}
@@ -402,24 +475,25 @@ def _coerce(value: Any, elem: Any) -> Any:
 
 def ssh_packets(admin: Mapping[int, Sequence[Addr]], sources: Mapping[int, Sequence[Any]],
                 port: int) -> list[Packet]:
-    """The SSH packets an operator sends: every admin source to every admin address, new and established.
+    """The SSH packets an operator sends: from any admin source (or anywhere) and any source port, to
+    every admin address, new and established.
 
     Their replies are checked too (`Packet.reply`): when the ruleset first
     loads connection tracking, a running session's next packet is seen as new.
+    The operator's address is a `Peer` (a match on it holds for all of it or is
+    unknown) and the source port None (unknown): "accept SSH only from
+    203.0.113.77" or "only from source port 50022" is not proof of anything.
 
-    A family without an admin address is checked against a placeholder
-    address; one without admin sources, from an arbitrary Internet address.
+    A family without an admin address is checked against a placeholder address.
     """
     out = []
     for v in (4, 6):
         dsts = list(admin.get(v) or []) or [NOWHERE[v]]  # type: ignore[list-item]
-        srcs = [next(iter(n.hosts()), n.network_address) if hasattr(n, "hosts") else n
-                for n in (sources.get(v) or [])] or [ANYONE[v]]
+        peer = Peer(v, tuple(sources.get(v) or ()))
         for d in dsts:
-            for s in srcs:
-                for state in ("new", "established"):
-                    out.append(Packet(s, d, port, ct_state=state))
-                    out.append(out[-1].reply())
+            for state in ("new", "established"):
+                out.append(Packet(peer, d, port, sport=None, ct_state=state))
+                out.append(out[-1].reply())
     return out
 
 

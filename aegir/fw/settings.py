@@ -9,7 +9,8 @@ Everything has a default, so a host without ``fw:`` gets a working firewall::
       input: ["tcp/9100 from 192.0.2.0/24"]   # more inbound services on the host itself
       output: [udp/53, tcp/53, udp/123, tcp/80, tcp/443, "tcp/25 to 192.0.2.25"]
       ipsec: true                       # ESP + IKE with the other hosts' admin addresses
-      container_interfaces: [docker0, "br-*"]
+      container_interfaces: [docker0]   # default: the bridges of Docker's own networks, asked
+                                        # from Docker (a "br-*" pattern could match an uplink)
       state_dir: /srv/conf/aegir-fw     # where the last good ruleset is kept
 
 A rule is ``PROTO/PORT[-PORT] [from|to ADDRESS[/LEN]]`` (``from`` in `input`,
@@ -31,7 +32,7 @@ Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 DEFAULT_OUTPUT = ("udp/53", "tcp/53", "udp/123", "tcp/80", "tcp/443")
-DEFAULT_INTERFACES = ("docker0", "br-*")
+DEFAULT_INTERFACES: tuple[str, ...] = ()  # derived from Docker's networks
 KEYS = ("ssh_port", "admin_sources", "input", "output", "ipsec", "container_interfaces", "state_dir")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\*?$")
 RULE_RE = re.compile(
@@ -74,7 +75,7 @@ class Settings:
     input: tuple[Rule, ...]
     output: tuple[Rule, ...]
     ipsec_peers: tuple[Addr, ...]
-    container_interfaces: tuple[str, ...]
+    container_interfaces: tuple[str, ...]  # empty: Docker's bridge networks' interfaces
     state_dir: str
 
     def sources(self, version: int) -> tuple[Net, ...]:

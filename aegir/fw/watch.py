@@ -87,6 +87,7 @@ class Watcher:
         self._stream: Any = None
         self._client: "docker.DockerClient | None" = None
         self.containers: dict[str, Container] = {}
+        self.bridges: tuple[str, ...] = ()
         self.applied: Exposures | None = None
         self.state: nft.State | None = None
         self.settings = for_host(inv, hc.host)
@@ -130,6 +131,7 @@ class Watcher:
         try:
             assert self._client is not None
             self.containers = {c.id: c for c in fwhost.running_containers(self._client)}
+            self.bridges = fwhost.docker_bridges(self._client)
             self.state = fwhost.read_state(self.hc, self.settings)
         except Exception as exc:
             self._retry = min(self._retry * 2, self.opt.backoff_max) if self._retry else self.opt.backoff_min
@@ -157,6 +159,12 @@ class Watcher:
                 self.containers[c.id] = c
             else:
                 self.containers.pop(c.id, None)
+        try:  # a container on a new network brings a new bridge
+            self.bridges = fwhost.docker_bridges(self._client)
+        except Exception as exc:
+            self.log(f"events: cannot list Docker's networks ({_why(exc)}); resyncing")
+            self.resync("events")
+            return
         self._apply("events")
 
     # -- inside ---------------------------------------------------------------
@@ -166,15 +174,19 @@ class Watcher:
         if self.state is None:
             return
         try:
-            fw = fwhost.plan(self.hc.host, self.settings, self.containers.values(), self.state)
+            fw = fwhost.plan(self.hc.host, self.settings, self.containers.values(), self.state,
+                             bridges=self.bridges)
             if not fw.changed:
                 if reason in ("start", "reconnected"):
                     self.log(f"{reason}: in sync, nothing to do ({len(fw.exposures.items)} exposures)")
                 self.applied = fw.exposures
                 return
-            done = fwhost.apply(self.hc, fw)
+            done = fwhost.apply(self.hc, fw, unattended=True)  # only the SSH settings a fresh login verified
         except AegirError as exc:
-            self.log(f"{reason}: apply failed, previous ruleset kept: {exc.message}")
+            self.log(f"{reason}: apply failed: {exc.message}")
+            # what the host holds is unknown now (applied, not recorded?): re-read it soon
+            self.state = None
+            self._retry = min(self._retry * 2, self.opt.backoff_max) if self._retry else self.opt.backoff_min
             return
         added, removed = changes(self.applied, fw.exposures)
         self.applied = fw.exposures

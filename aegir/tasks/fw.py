@@ -141,10 +141,8 @@ def apply(c, dry=False, template=None, format="table", serial=None, keep_going=F
         fw = build(hc)
         if dry:
             return fw, None
-        done = fwhost.apply(hc, fw)
-        if done.changed:
-            fwhost.verify_ssh(c, hc, fw)  # a new login still works, or the apply is undone
-        return fw, done
+        # a new login still works before the ruleset counts as good, or the apply is undone
+        return fw, fwhost.apply(hc, fw, fwhost.fresh_login(c, hc))
 
     hosts = targets(c)
     roll = None if dry else rolling(c, hosts, serial, keep_going)

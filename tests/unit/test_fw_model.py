@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aegir import inventory
 from aegir.errors import AegirError
-from aegir.fw.model import Binding, expose, load_inspect, parse_container
+from aegir.fw.model import Binding, InspectError, bridge_name, bridges_of, expose, load_inspect, parse_container
 
 DATA = Path(__file__).parent / "data"
 INVENTORY = (DATA / "fw_hosts.yml").read_text()
@@ -180,3 +182,117 @@ def test_the_address_aegir_connects_to_is_never_published_even_if_it_is_a_servic
     assert lines(expose([c], via)) == ["sshd2 tcp/[2001:db8:0:100::11]:22->[2001:db8:0:101::9]:22"]
     assert expose([c], via).warnings == (
         "198.51.100.101 is a service address but also where SSH reaches the host: nothing is published on it",)
+
+
+# --------------------------------------------------------------------------- odd `docker inspect` shapes
+
+
+ODD = {
+    "non-ASCII digits in HostPort": ({"80/tcp": [{"HostIp": "", "HostPort": "٨٠"}]}, "HostPort: '٨٠'"),
+    "superscript digits in HostPort": ({"80/tcp": [{"HostIp": "", "HostPort": "8²"}]}, "HostPort: '8²'"),
+    "HostPort 0": ({"80/tcp": [{"HostIp": "", "HostPort": "0"}]}, "HostPort: '0' is not a port number"),
+    "HostPort above 65535": ({"80/tcp": [{"HostIp": "", "HostPort": "65536"}]}, "HostPort: '65536'"),
+    "container port 0": ({"0/tcp": [{"HostIp": "", "HostPort": "80"}]}, "'0' is not a port number"),
+    "container port above 65535": ({"99999/tcp": [{"HostIp": "", "HostPort": "80"}]}, "'99999'"),
+    "Ports as a list": ([{"80/tcp": [{"HostPort": "80"}]}], "NetworkSettings.Ports: expected an object"),
+    "bindings as an object": ({"80/tcp": {"HostPort": "80"}}, "expected a list of bindings"),
+    "a binding as a string": ({"80/tcp": ["80"]}, r"\[0\]: expected an object"),
+    "HostIp as a number": ({"80/tcp": [{"HostIp": 7, "HostPort": "80"}]}, "HostIp: 7 is not an address"),
+    "an unknown protocol": ({"80/icmp": [{"HostPort": "80"}]}, "'80/icmp' is not PORT/tcp"),
+    "HostPort as a float": ({"80/tcp": [{"HostPort": 80.0}]}, "HostPort: 80.0"),
+}
+
+
+@pytest.mark.parametrize("ports,message", ODD.values(), ids=ODD.keys())
+def test_odd_port_shapes_are_refused_naming_the_container_and_field(ports, message):
+    with pytest.raises(InspectError, match=r"^container 'odd': .*" + message):
+        parse_container(container("odd", ports, requested={}))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("NetworkSettings", [], "NetworkSettings: expected an object, got list"),
+    ("State", "running", "State: expected an object"),
+    ("HostConfig", 3, "HostConfig: expected an object"),
+])
+def test_odd_sections_are_refused(field, value, message):
+    data = container("odd", {})
+    data[field] = value
+    with pytest.raises(InspectError, match=message):
+        parse_container(data)
+
+
+def test_an_address_that_is_not_one_is_refused():
+    with pytest.raises(InspectError, match=r"Networks\['bridge'\].IPAddress: '300.1.1.1' is not an address"):
+        parse_container(container("odd", {}, networks={"bridge": {"IPAddress": "300.1.1.1"}}))
+
+
+def test_a_running_flag_that_is_not_true_is_not_running():
+    data = container("odd", {"80/tcp": [{"HostPort": "80"}]})
+    data["State"] = {"Running": "false"}
+    assert parse_container(data).running is False
+
+
+def test_the_ssh_port_is_never_published_where_ssh_may_arrive():
+    c = parse_container(container("sshy", {"22/tcp": [{"HostIp": "", "HostPort": "22"}],
+                                           "2222/tcp": [{"HostIp": "", "HostPort": "2222"}]}))
+    named = inventory.parse("hosts:\n  h:\n    address: hyp.example.net\n    service_ipv4: [192.0.2.10]\n"
+                            "    ipv6_prefix: 2001:db8:0:100::/56\n    service_ipv6: ['2001:db8:0:100::11']\n").get("h")
+    ex = expose([c], named, ssh_port=22)
+    assert {e.host_port for e in ex.items} == {2222}
+    assert any("tcp/22 is the SSH port" in w for w in ex.warnings)
+    # with admin addresses and an address that is one, SSH arrives there only: a service address may publish 22
+    assert 22 in [e.host_port for e in expose([c], HOST, ssh_port=22).items]
+
+
+def test_bridges_come_from_dockers_networks_not_a_name_pattern():
+    assert bridge_name("bridge", "abc") == "docker0"
+    assert bridge_name("appnet", "8056d806428f727fdd47") == "br-8056d806428f"
+    assert bridge_name("appnet", "8056d806428f", {"com.docker.network.bridge.name": "apps0"}) == "apps0"
+    assert bridge_name("x", "1", {"com.docker.network.bridge.name": 'a" } accept'}) is None
+    assert bridge_name("host", "1234") is None and bridge_name("y", "") is None
+    # web and multi on appnet, v4app on v4only, web on the default bridge; plain's host network is no bridge
+    assert bridges_of(recorded()) == ("br-13192109379a", "br-b7bcd27c74fb", "docker0")
+
+
+# a property test: whatever JSON docker inspect could hold, parsing and rendering raise nothing but AegirError
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.floats(allow_nan=True),
+                      st.text(max_size=8), st.sampled_from(["80", "0", "65536", "٨٠", "::", "0.0.0.0", "",
+                                                            "198.51.100.101", "2001:db8:0:100::11", "80/tcp",
+                                                            "x\ny", "172.18.0.2"]))
+json_any = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+    st.text(max_size=6), inner, max_size=3), max_leaves=12)
+binding = st.fixed_dictionaries({}, optional={"HostIp": json_any, "HostPort": json_any})
+port_key = st.one_of(st.sampled_from(["80/tcp", "53/udp", "22/tcp", "0/tcp", "70000/tcp", "٨/tcp", "80"]),
+                     st.text(max_size=8))
+ports_value = st.one_of(json_any, st.dictionaries(port_key, st.one_of(st.lists(st.one_of(binding, json_any),
+                                                                                 max_size=3), json_any), max_size=3))
+network = st.one_of(json_any, st.fixed_dictionaries({}, optional={
+    "IPAddress": st.one_of(json_any, st.sampled_from(["172.18.0.2", "10.0.0.1"])),
+    "GlobalIPv6Address": st.one_of(json_any, st.just("2001:db8:0:101::2")), "NetworkID": json_any}))
+inspect_object = st.fixed_dictionaries({}, optional={
+    "Id": json_any, "Name": st.one_of(json_any, st.text(max_size=20)),
+    "State": st.one_of(json_any, st.fixed_dictionaries({"Running": st.one_of(st.just(True), json_any)})),
+    "HostConfig": st.one_of(json_any, st.fixed_dictionaries({"PortBindings": ports_value})),
+    "NetworkSettings": st.one_of(json_any, st.fixed_dictionaries({}, optional={
+        "Ports": ports_value, "Networks": st.one_of(json_any, st.dictionaries(st.text(max_size=6), network,
+                                                                              max_size=2))})),
+})
+
+
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.lists(inspect_object, max_size=4), json_any))
+def test_any_docker_inspect_data_renders_or_is_refused_cleanly(data):
+    from aegir.fw import host as fwhost
+    from aegir.fw import nft
+    from aegir.fw.settings import for_host
+
+    inv = inventory.parse(INVENTORY)
+    try:
+        cs = load_inspect(json.dumps(data), "inspect.json")
+        text = fwhost.plan(HOST, for_host(inv, HOST), cs).text
+    except AegirError:
+        return
+    assert nft.foreign_statements(text) == []
+    for line in text.splitlines():  # a comment never spills: every line is aegir's, an element or a comment
+        assert line.isascii() and "\r" not in line

@@ -2,75 +2,108 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
 from aegir.errors import AegirError
-from aegir.fw import nft
+from aegir.fw import knock, nft
+from aegir.sh import write_file_cmd
 
 STATE = "/srv/conf/aegir-fw"
 HASH = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 
-def test_check_and_apply_read_the_candidate_file():
+def test_check_and_apply_read_the_candidate_file_and_apply_holds_the_lock():
     assert nft.check_cmd(f"{STATE}/candidate.nft").line == "nft -c -f /srv/conf/aegir-fw/candidate.nft"
-    assert nft.apply_cmd(f"{STATE}/candidate.nft").line == "nft -f /srv/conf/aegir-fw/candidate.nft"
+    cmd = nft.apply_cmd(f"{STATE}/candidate-1.nft", STATE)
+    assert cmd.argv[3:] == ("sh", f"{STATE}/candidate-1.nft", STATE)
+    assert cmd.argv[2] == ('exec 9>>"$2/lock" && flock 9 || exit\nnft -f "$1" || exit\n'
+                           "nft -a -t -s list table inet aegir | sha256sum\n")
 
 
-def test_the_ruleset_travels_on_stdin_never_in_the_command_line():
-    cmd = nft.write_cmd(STATE, "candidate.nft", "table inet aegir {}\n")
-    assert cmd.line == ("sh -c 'umask 077; mkdir -p -- \"$1\" && cat > \"$1/$2\"' sh /srv/conf/aegir-fw candidate.nft")
-    assert cmd.stdin == "table inet aegir {}\n"
+def test_each_apply_writes_a_candidate_of_its_own_atomically_and_on_stdin():
+    first, second = nft.candidate_path(STATE), nft.candidate_path(STATE)
+    assert first != second and re.fullmatch(rf"{STATE}/candidate-[0-9a-f]{{12}}\.nft", first)
+    cmd = nft.write_cmd(first, "table inet aegir {}\n")
+    assert cmd == write_file_cmd(first, "table inet aegir {}\n")
+    assert cmd.stdin == "table inet aegir {}\n" and "table" not in cmd.line
 
 
-def test_a_host_template_is_proven_in_a_scratch_network_namespace():
-    assert nft.prove_cmd(f"{STATE}/candidate.nft").argv[2:] == (
-        "unshare -n sh -c 'nft -f \"$1\" >/dev/null && nft -s -j list table inet aegir' sh \"$1\"\n",
-        "sh", "/srv/conf/aegir-fw/candidate.nft")
+def test_the_proof_loads_the_candidate_alone_then_next_to_the_hosts_other_tables():
+    script = nft.prove_cmd(f"{STATE}/candidate.nft").argv[2]
+    cmd = nft.prove_cmd(f"{STATE}/candidate.nft", 2222, ["192.0.2.1", "2001:db8::1"], ["203.0.113.1"])
+    assert cmd.argv[3:] == ("sh", f"{STATE}/candidate.nft", "2222", "192.0.2.1 2001:db8::1", "203.0.113.1",
+                            "0 1022 61000", knock.SCRIPT)
+    assert 'python3 -c "$7" "$3" "$4" "$5" "$6"' in script  # the kernel's answer, after the JSON listing
+    assert "nft -s list ruleset > \"$rest\"" in script
+    assert script.index('nft -f "$1" >/dev/null ||') < script.index('"$t" != "table inet aegir "') \
+        < script.index('nft -f "$2"') < script.index("nft -s -j list ruleset")
+    assert "unshare -n sh -c" in script
 
 
-def test_keep_promotes_the_candidate_and_records_the_live_hash():
-    cmd = nft.keep_cmd(STATE)
-    assert cmd.argv[-1] == STATE
-    assert 'mv -f -- "$1/candidate.nft" "$1/last-good.nft"' in cmd.argv[2]
-    assert "nft -a -t -s list table inet aegir | sha256sum" in cmd.argv[2]
+def test_keep_promotes_the_candidate_only_if_the_live_table_is_the_one_this_apply_loaded():
+    cmd = nft.keep_cmd(f"{STATE}/candidate-1.nft", STATE, HASH, "fp")
+    assert cmd.argv[3:] == ("sh", f"{STATE}/candidate-1.nft", STATE, HASH, "fp")
+    assert 'if [ "${t%% *}" != "$3" ]' in cmd.argv[2]  # the terse hash apply_cmd printed
+    assert "nft -a -s list table inet aegir | sha256sum" in cmd.argv[2]  # recorded: with set elements
+    assert 'mv -f -- "$1" "$2/last-good.nft"' in cmd.argv[2] and '"$2/ssh.verified"' in cmd.argv[2]
+    assert cmd.argv[2].index("flock 9") < cmd.argv[2].index("mv -f")
 
 
-def test_the_probe_reads_template_last_good_hash_and_live_hash_in_one_command():
+def test_restore_reports_nfts_failure_in_its_exit_code():
+    again = nft.restore_cmd(f"{STATE}/rollback-1.nft", STATE)
+    gone = nft.restore_cmd(None, STATE)
+    assert again.argv[3:] == ("sh", f"{STATE}/rollback-1.nft", STATE) and gone.argv[3:] == ("sh", "", STATE)
+    assert 'nft -f "$1" || exit; else nft delete table inet aegir || exit; fi' in again.argv[2]
+
+
+def test_the_probe_reads_template_last_good_hashes_and_listeners_in_one_command():
     cmd = nft.probe_cmd("/srv/templates/nftables.nft.j2", STATE)
     assert cmd.argv[-2:] == ("/srv/templates/nftables.nft.j2", STATE)
-    assert "nft -a -t -s list table inet aegir 2>/dev/null | sha256sum" in cmd.argv[2]
+    assert "nft -a -s list table inet aegir 2>/dev/null | sha256sum" in cmd.argv[2]  # with set elements
+    assert " -t " not in cmd.argv[2] and "ss -Hltnp" in cmd.argv[2]
+
+
+LISTEN = ("\x1elisten\nLISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:((\"sshd\",pid=1,fd=3))\n"
+          "LISTEN 0 128 [::]:22 [::]:* users:((\"sshd\",pid=1,fd=4))\nLISTEN 0 4096 127.0.0.1:8080 0.0.0.0:*\n")
+
+
+def probe(tpl: str = "\x1eabsent\n", last: str = "\x1eabsent\n", kept: str = "\x1eabsent\n",
+          verified: str = "\x1eabsent\n", live: str = nft.ABSENT, listen: str = LISTEN) -> str:
+    return f"{tpl}{last}{kept}{verified}\x1elive\n{live}  -\n{listen}"
 
 
 def test_a_fresh_host_has_nothing_loaded_and_nothing_kept():
-    state = nft.parse_probe(f"\x1eabsent\n\x1eabsent\n\x1eabsent\n\x1elive\n{nft.ABSENT}  -\n")
-    assert state == nft.State(None, None, None, nft.ABSENT)
+    state = nft.parse_probe(probe())
+    assert state == nft.State(None, None, None, nft.ABSENT, None,
+                              {22: frozenset({"sshd"}), 8080: frozenset()})
     assert (state.live, state.drifted, state.status) == (False, False, "not loaded")
+    assert nft.parse_probe(probe(listen="\x1elisten\n?\n")).listeners is None  # no ss: unknown
 
 
 def test_a_host_in_sync_has_the_kept_hash_live():
-    out = (f"\x1eabsent\n\x1epresent\ntable inet aegir {{}}\n\x1epresent\n{HASH}\n"
-           f"\x1elive\n{HASH}  -\n")
-    state = nft.parse_probe(out)
-    assert state.last_good == "table inet aegir {}\n" and state.kept_hash == HASH
+    state = nft.parse_probe(probe(last="\x1epresent\ntable inet aegir {}\n", kept=f"\x1epresent\n{HASH}\n",
+                                  verified="\x1epresent\nfp\n", live=HASH))
+    assert state.last_good == "table inet aegir {}\n" and state.kept_hash == HASH and state.verified == "fp"
     assert (state.drifted, state.status) == (False, "in sync")
 
 
 def test_a_table_changed_by_hand_or_flushed_by_a_reboot_is_drift():
-    changed = nft.parse_probe(f"\x1eabsent\n\x1epresent\nx\n\x1epresent\n{HASH}\n\x1elive\n{'0' * 64}  -\n")
+    changed = nft.parse_probe(probe(last="\x1epresent\nx\n", kept=f"\x1epresent\n{HASH}\n", live="0" * 64))
     assert (changed.drifted, changed.status) == (True, "changed since last apply")
-    rebooted = nft.parse_probe(f"\x1eabsent\n\x1epresent\nx\n\x1epresent\n{HASH}\n\x1elive\n{nft.ABSENT}  -\n")
+    rebooted = nft.parse_probe(probe(last="\x1epresent\nx\n", kept=f"\x1epresent\n{HASH}\n"))
     assert (rebooted.drifted, rebooted.status) == (True, "not loaded")
 
 
 def test_a_table_loaded_by_someone_else_is_said_so():
-    state = nft.parse_probe(f"\x1eabsent\n\x1eabsent\n\x1eabsent\n\x1elive\n{HASH}  -\n")
+    state = nft.parse_probe(probe(live=HASH))
     assert state.status == "loaded (not by aegir)" and state.drifted
 
 
 def test_the_host_template_is_read_verbatim():
-    state = nft.parse_probe(f"\x1epresent\n{{{{ host }}}}\n\n\x1eabsent\n\x1eabsent\n\x1elive\n{nft.ABSENT}  -\n")
+    state = nft.parse_probe(probe(tpl="\x1epresent\n{{ host }}\n\n"))
     assert state.template == "{{ host }}\n\n"
 
 
@@ -108,3 +141,31 @@ def test_a_large_ruleset_goes_through_stdin_at_once():
     start = time.monotonic()
     assert run(Context(), Cmd(("wc", "-c"), stdin="x" * 300_000), host="local").stdout.strip() == "300000"
     assert time.monotonic() - start < 5  # one character per 10 ms would be 50 minutes
+
+
+@pytest.mark.parametrize("line", [
+    "flush ruleset", "include \"/etc/nftables.conf\"", "table ip other {", "table aegir {",
+    "add rule ip filter input tcp dport 22 drop", "delete table ip other", "destroy table inet aegir",
+    "table inet aegir {}; flush ruleset", "add table ip6 x",
+])
+def test_statements_reaching_beyond_aegirs_table_are_found(line):
+    assert nft.foreign_statements(f"# x\n{line}\n") == [f"line 2: {line.split('; ')[-1]}"]
+
+
+def test_aegirs_own_table_statements_and_comments_are_not_foreign():
+    text = nft.foreign_statements.__doc__ or ""
+    from aegir.fw.render import packaged
+
+    assert nft.foreign_statements(packaged().source) == []
+    assert nft.foreign_statements("table inet aegir {}\ndelete table inet aegir\n# flush ruleset\n") == []
+    assert text
+
+
+def test_the_ssh_fingerprint_changes_with_port_admin_or_sources_only():
+    import ipaddress as ip
+
+    base = nft.ssh_fingerprint(22, {4: [ip.ip_address("192.0.2.1")]}, {4: []})
+    assert base == nft.ssh_fingerprint(22, {4: [ip.ip_address("192.0.2.1")], 6: []}, {})
+    assert base != nft.ssh_fingerprint(2222, {4: [ip.ip_address("192.0.2.1")]}, {4: []})
+    assert base != nft.ssh_fingerprint(22, {4: [ip.ip_address("192.0.2.2")]}, {4: []})
+    assert base != nft.ssh_fingerprint(22, {4: [ip.ip_address("192.0.2.1")]}, {4: [ip.ip_network("10.0.0.0/8")]})

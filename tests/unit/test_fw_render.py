@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -99,3 +100,31 @@ def test_warnings_are_comments_at_the_top():
     text = fwhost.plan(HOST, SETTINGS, containers()).text
     assert re.findall(r"^# warning: .*$", text, re.M) == [
         "# warning: v4app: no IPv6 address: tcp/[2001:db8:0:100::11]:8181 is not published"]
+
+
+@pytest.mark.parametrize("escape", [
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ lipsum.__globals__['os'].system('id') }}",
+    "{% set x = admin[4].append('1.2.3.4') %}",  # immutable: the values handed in cannot be changed either
+    "{{ self.__init__.__globals__ }}",
+])
+def test_a_host_template_that_reaches_outside_its_values_is_refused_and_runs_nothing(escape, tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("AEGIR_TEST_MARK", str(marker))
+    tpl = render.Template(f"# ok\n{escape.replace('id', 'touch $AEGIR_TEST_MARK')}\n",
+                          "hyp1:/srv/templates/nftables.nft.j2")
+    with pytest.raises(render.TemplateError, match=r"^hyp1:/srv/templates/nftables.nft.j2:2: template "):
+        fwhost.plan(HOST, SETTINGS, containers(), template=tpl)
+    assert not marker.exists()
+
+
+def test_a_container_name_reaching_a_comment_stays_on_its_line():
+    data = json.loads((DATA / "fw_inspect_lab.json").read_text())
+    for d in data:
+        d["Name"] = "/web\n}\nflush ruleset\ntable ip evil {\r\x0b\u2028é"
+    text = fwhost.plan(HOST, SETTINGS, [parse_container(d) for d in data]).text
+    assert "flush ruleset" not in "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith(("#", "1", "2")))
+    assert nft.foreign_statements(text) == []
+    notes = re.findall(r"#\s*(web.*)$", text, re.M)
+    assert notes and all(n.startswith("web?}?flush ruleset?table ip evil {????") for n in notes)

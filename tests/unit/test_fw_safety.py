@@ -244,3 +244,87 @@ def test_no_generated_input_renders_a_ruleset_that_drops_ssh(data):
     for e in fw.exposures.items:  # and the check is not vacuous: published ports are DNATed
         assert kinds(evaluate(rs, Packet(ip("203.0.113.5"), e.host_addr, e.host_port, proto=e.proto),
                               "prerouting")) == {DNAT}
+
+
+# --------------------------------------------------------------------------- hostile templates, whole ruleset
+
+
+def loaded_all(text: str) -> Ruleset:
+    """`text` applied by nft in a throwaway network namespace, the WHOLE ruleset read back as JSON."""
+    done = subprocess.run(["unshare", "-n", "sh", "-c", "nft -f - && nft -s -j list ruleset"],
+                          input=text, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, f"nft rejected the ruleset:\n{done.stderr}"
+    return Ruleset.from_json(json.loads(done.stdout))
+
+
+def hostile(first_rule: str = "", extra: str = "", inv_text: str | None = None) -> tuple[str, list]:
+    inv = inventory.parse(inv_text or (Path(__file__).parent / "data" / "fw_hosts.yml").read_text())
+    host = inv.get("hyp1")
+    s = for_host(inv, host)
+    text = fwhost.plan(host, s, []).text
+    marker = "# SSH to the admin addresses comes first: no later rule can drop it"
+    assert marker in text
+    return text.replace(marker, first_rule) + extra, fwhost.ssh_packets(host, s)
+
+
+NO_SOURCES = "hosts:\n  hyp1:\n    admin_ipv4: 198.51.100.11\n    admin_ipv6: 2001:db8:0:100::1\n" \
+             "    ipv6_prefix: 2001:db8:0:100::/56\n"
+
+
+@needs_nft
+@pytest.mark.parametrize("rule,extra,inv_text", [
+    ("", "table ip other {\n\tchain input {\n\t\ttype filter hook input priority -500; policy drop;\n\t}\n}\n",
+     None),
+    ("", "table ip6 other {\n\tchain out {\n\t\ttype filter hook output priority 0; policy drop;\n\t}\n}\n", None),
+    ("tcp dport 22 ip saddr != 203.0.113.77 drop", "", NO_SOURCES),  # "drop SSH unless from 203.0.113.77"
+    ("tcp dport 22 ip saddr != 203.0.113.77 drop", "", None),  # ... with admin_sources 203.0.113.0/24
+    ("tcp dport 22 tcp sport != 50022 drop", "", None),  # "unless source port 50022"
+    ("tcp dport 22 ip saddr @ban drop", "", None),  # a ban set, empty now, filled at runtime
+    ("tcp dport 22 ip saddr @ban drop", "", NO_SOURCES),
+    ("tcp dport 22 ct state new update @ban { ip saddr limit rate over 3/minute } ip saddr @ban drop", "", None),
+])
+def test_a_template_that_may_drop_ssh_in_any_table_or_from_some_source_is_found(rule, extra, inv_text):
+    text, packets = hostile(rule, extra, inv_text)
+    if "@ban" in rule:  # the set the template declares, empty now and filled later
+        text = text.replace("\tchain input {", "\tset ban {\n\t\ttype ipv4_addr\n\t\tflags dynamic\n\t\tsize 1024\n\t}\n\n"
+                                               "\tchain input {", 1)
+    problems = ssh_problems(loaded_all(text), packets)
+    assert problems, "this ruleset can drop SSH"
+
+
+@needs_nft
+def test_the_packaged_ruleset_passes_the_whole_ruleset_proof():
+    text, packets = hostile("")
+    assert ssh_problems(loaded_all(text), packets) == []
+    text, packets = hostile("", inv_text=NO_SOURCES)
+    assert ssh_problems(loaded_all(text), packets) == []
+
+
+def kernel_answer(text: str, packets: list, tmp_path: Path) -> list[str]:
+    """`nft.prove_cmd` run here as on a host: real SSH connections through `text` in a scratch netns."""
+    from aegir.fw import knock, nft
+    from aegir.fw.safety import Peer
+
+    path = tmp_path / "candidate.nft"
+    path.write_text(text)
+    admins = sorted({str(p.daddr) for p in packets if not p.outbound})
+    peers = {p.saddr.version: p.saddr.nets for p in packets if isinstance(p.saddr, Peer)}
+    cmd = nft.prove_cmd(str(path), 22, admins, knock.sources(peers, {}))
+    done = subprocess.run(cmd.argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    listing, _, answer = done.stdout.partition("\x1e")
+    assert json.loads(listing)["nftables"]
+    return knock.problems(answer, 22)
+
+
+@needs_nft
+@pytest.mark.skipif(not shutil.which("python3") or not shutil.which("nsenter"), reason="needs python3 and nsenter")
+def test_the_kernel_answers_with_real_packets_from_varied_sources_and_ports(tmp_path):
+    text, packets = hostile("")
+    assert kernel_answer(text, packets, tmp_path) == []  # the packaged ruleset lets every try in
+    text, packets = hostile("tcp dport 22 ip saddr != 203.0.113.1 drop")  # in admin_sources: the last is not
+    found = kernel_answer(text, packets, tmp_path)
+    assert found and all(p.startswith("SSH from 203.0.113.254 ") and ": dropped (real packets" in p for p in found)
+    text, packets = hostile("tcp dport 22 tcp sport != 1022 drop")
+    found = kernel_answer(text, packets, tmp_path)
+    assert found and not any("(source port 1022)" in p for p in found)
