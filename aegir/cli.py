@@ -28,7 +28,7 @@ from invoke.parser import Parser, ParserContext
 from aegir import __version__, report
 
 #: The fleet's defaults, under ``aegir`` in the config.
-AEGIR_DEFAULTS = {"hosts": None, "exclude": None, "inventory": None, "dry": False, "parallel": 32, "verbose": False,
+AEGIR_DEFAULTS: dict[str, object] = {"hosts": None, "exclude": None, "inventory": None, "dry": False, "parallel": 32, "verbose": False,
                   "remainder": []}
 
 

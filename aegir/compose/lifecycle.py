@@ -193,7 +193,13 @@ def plan_host(hc: "HostContext", names: Sequence[str], action: str, services: Se
 
     `refuse_core` (apps.* with names): a name designating a core project is refused.
     """
-    disc = discover(hc)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan") as pool:
+        probe = pool.submit(compose.flavour, hc)  # the Compose probe overlaps the discovery round trip
+        disc = discover(hc)
+        try:
+            probe.result()
+        except AegirError:
+            pass  # said by `build_step` if this host has something to do
     chosen, missing = select(disc.projects, names, PROJECT_KINDS if refuse_core else kinds, host=hc.name)
     core = [p.path for p in chosen if p.kind == "core"]
     if refuse_core and core:
@@ -444,9 +450,12 @@ def act_host(hc: "HostContext", steps: Sequence[Action], *, parallel: int = 4) -
 
 
 def plan_fleet(c: "Context", hosts: Sequence[Host], planner: Callable[["HostContext"], HostPlan], *,
-               label: str) -> list["Outcome[HostPlan]"]:
-    """The first pass: `planner` on every host (discovery, Compose flavour, checks); nothing is touched."""
-    return fleet.each(c, hosts, planner, label=label)
+               label: str, contexts: dict[str, "HostContext"] | None = None) -> list["Outcome[HostPlan]"]:
+    """The first pass: `planner` on every host (discovery, Compose flavour, checks); nothing is touched.
+
+    `contexts` keeps each host's connection open for `act_fleet` (see `fleet.each`).
+    """
+    return fleet.each(c, hosts, planner, label=label, contexts=contexts)
 
 
 def unknown_everywhere(names: Sequence[str], plans: Sequence["Outcome[HostPlan]"]) -> tuple[str, ...]:
@@ -476,7 +485,7 @@ def needs_confirmation(plans: Sequence["Outcome[HostPlan]"]) -> str | None:
 
 
 def act_fleet(c: "Context", plans: Sequence["Outcome[HostPlan]"], *, dry: bool, parallel: int = 4,
-              label: str) -> list["Outcome[HostActions]"]:
+              label: str, contexts: dict[str, "HostContext"] | None = None) -> list["Outcome[HostActions]"]:
     """The second pass: show the plans (`dry`), or run them on the hosts that have steps, in parallel.
 
     A host whose planning failed keeps that failure; a host with nothing to do
@@ -489,7 +498,7 @@ def act_fleet(c: "Context", plans: Sequence["Outcome[HostPlan]"], *, dry: bool, 
     busy = [o.host for o in plans if o.value is not None and o.value.steps and not dry]
     done = {o.host.name: o for o in fleet.each(
         c, busy, lambda hc: shown(by_host[hc.name], act_host(hc, by_host[hc.name].steps, parallel=parallel)),
-        label=label)} if busy else {}
+        label=label, contexts=contexts)} if busy else {}
     out: list[Outcome[HostActions]] = []
     for o in plans:
         v = o.value

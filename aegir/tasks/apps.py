@@ -54,18 +54,22 @@ def act(c: Any, label: str, wanted: Sequence[str], planner: Callable[[HostContex
     (exit 2), confirm a destructive plan, then act and verify; one table."""
     fmt = check_format(fmt)
     dry = is_dry(c, dry)
-    plans = plan_fleet(c, targets(c), planner, label=label)
-    unknown = unknown_everywhere(wanted, plans)
-    if unknown:
-        silent = [o.host.name for o in plans if not o.ok]
-        raise UsageError("; ".join(unknown) + (f" (not asked: {', '.join(silent)}, which did not answer)"
-                                               if silent else "") + "; nothing done")
-    question = None if dry else needs_confirmation(plans)
-    if question:
-        print(render_actions(act_fleet(c, plans, dry=True, label=label), dry=True),
-              file=sys.stderr if fmt == "json" else sys.stdout)
-        confirm(question, yes=yes, label=label, verb=label.split(".", 1)[1] + " them")
-    outcomes = act_fleet(c, plans, dry=dry, parallel=int(parallel), label=label)
+    contexts: dict[str, HostContext] = {}  # one connection per host for both passes
+    try:
+        plans = plan_fleet(c, targets(c), planner, label=label, contexts=contexts)
+        unknown = unknown_everywhere(wanted, plans)
+        if unknown:
+            silent = [o.host.name for o in plans if not o.ok]
+            raise UsageError("; ".join(unknown) + (f" (not asked: {', '.join(silent)}, which did not answer)"
+                                                   if silent else "") + "; nothing done")
+        question = None if dry else needs_confirmation(plans)
+        if question:
+            print(render_actions(act_fleet(c, plans, dry=True, label=label), dry=True),
+                  file=sys.stderr if fmt == "json" else sys.stdout)
+            confirm(question, yes=yes, label=label, verb=label.split(".", 1)[1] + " them")
+        outcomes = act_fleet(c, plans, dry=dry, parallel=int(parallel), label=label, contexts=contexts)
+    finally:
+        fleet.close_all(contexts)
     emit(fmt, data=actions_json(outcomes, dry=dry), text=render_actions(outcomes, dry=dry))
     exit_if_failed(outcomes, problems=actions_failed(outcomes))
 
