@@ -257,7 +257,7 @@ def test_after_a_reboot_docker_starts_behind_a_firewall_that_publishes_nothing(v
 
 
 def test_boot_all_start_brings_core_then_apps_up_and_says_what_did_not(vault, inventory):
-    """Projects stopped by hand before the reboot (``restart: always`` does not bring them back) are
+    """Projects taken down by hand before the reboot (``restart: always`` cannot bring them back) are
     started by ``--start``, core/front first; one that cannot start (its image is not there and
     ``pull_policy: never``) is named in the step's detail and the host is not up."""
     make_down(vault)
@@ -266,7 +266,7 @@ def test_boot_all_start_brings_core_then_apps_up_and_says_what_did_not(vault, in
                 "services:\n  x:\n    image: aegir-lab/nosuch:1\n    pull_policy: never\n")
     vault.start_docker()
     for project in ("core/front", "apps/wiki"):
-        vault.run(["sh", "-c", 'cd "$1" && docker compose stop', "sh", f"/srv/{project}"], timeout=60)
+        vault.run(["sh", "-c", 'cd "$1" && docker compose down', "sh", f"/srv/{project}"], timeout=60)
     make_down(vault)
     try:
         dry = run_inv("-H", "vault", "boot.all", "--start", "--dry", inventory=inventory[0])
