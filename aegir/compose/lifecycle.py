@@ -38,7 +38,15 @@ from aegir import fleet
 from aegir.compose import cli as compose
 from aegir.compose.discovery import Project, name_clashes, select, unknown_names, warnings_about
 from aegir.compose.state import ProjectContainer, project_status
-from aegir.compose.status import HostStatus, containers, discover, gather_status, missing_everywhere, warning_lines
+from aegir.compose.status import (
+    HostStatus,
+    containers,
+    discover,
+    discovery_fact,
+    gather_status,
+    missing_everywhere,
+    warning_lines,
+)
 from aegir.errors import AegirError, RefusedError
 from aegir.host import as_run
 from aegir.inventory import Host
@@ -193,13 +201,11 @@ def plan_host(hc: "HostContext", names: Sequence[str], action: str, services: Se
 
     `refuse_core` (apps.* with names): a name designating a core project is refused.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan") as pool:
-        probe = pool.submit(compose.flavour, hc)  # the Compose probe overlaps the discovery round trip
-        disc = discover(hc)
-        try:
-            probe.result()
-        except AegirError:
-            pass  # said by `build_step` if this host has something to do
+    try:  # the Compose probe rides along with the discovery: one round trip
+        hc.facts(discovery_fact(hc.host.srv), compose.FLAVOUR)
+    except compose.ComposeMissing:
+        pass  # said by `build_step` if this host has something to do
+    disc = discover(hc)
     chosen, missing = select(disc.projects, names, PROJECT_KINDS if refuse_core else kinds, host=hc.name)
     core = [p.path for p in chosen if p.kind == "core"]
     if refuse_core and core:
