@@ -227,7 +227,7 @@ def _refuse_clashes(hc: "HostContext", projects: Sequence[Project], chosen: Sequ
                            "would recreate or remove the other's containers; rename one folder", host=hc.name)
 
 
-def planned(hc: "HostContext", steps: Sequence[Action]) -> tuple[ActionResult, ...]:
+def planned(hc: "HostContext | Host", steps: Sequence[Action]) -> tuple[ActionResult, ...]:
     """The plan as rows (``--dry``): each step's exact command."""
     return tuple(ActionResult(s.project.path, s.action, _shown(hc, s), Result.WOULD) for s in steps)
 
@@ -308,7 +308,7 @@ def run_step(hc: "HostContext", step: Action) -> ActionResult:
         return ActionResult(step.project.path, step.action, line, Result.FAILED, state,
                           f"exited {result.exited}: {tail[-1] if tail else 'no message'}")
     ok, state, detail = verify(hc, step, before)
-    pull_err = (pulled or result).stderr
+    pull_err = (pulled if pulled is not None else result).stderr
     ignored = [ln.strip() for ln in pull_err.splitlines() if " Error " in ln or ln.strip().startswith("Error")]
     if step.action in ("pull", "update") and ignored:  # --ignore-pull-failures: say what was ignored
         detail += f"; ignored: {ignored[-1]}"
@@ -513,6 +513,5 @@ def act_fleet(c: "Context", plans: Sequence["Outcome[HostPlan]"], *, dry: bool, 
         elif o.host.name in done:
             out.append(done[o.host.name])
         else:
-            rows = tuple(ActionResult(s.project.path, s.action, _shown(o.host, s), Result.WOULD) for s in v.steps)
-            out.append(fleet.Outcome(o.host, shown(v, rows), seconds=o.seconds))
+            out.append(fleet.Outcome(o.host, shown(v, planned(o.host, v.steps)), seconds=o.seconds))
     return out
