@@ -434,6 +434,18 @@ def test_a_name_matching_nothing_refuses_the_whole_command_before_any_action(two
     assert status.returncode == 1 and data(status)["missing"] == ["wikki"]
 
 
+def answered_at_a_terminal(inventory: Path, answer: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``inv ARGS`` with a pseudo-terminal as stdin, `answer` typed ahead (output still captured)."""
+    master, slave = os.openpty()
+    try:
+        os.write(master, answer.encode() + b"\n")
+        return subprocess.run([sys.executable, "-m", "aegir", *args], cwd=REPO, stdin=slave, capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "AEGIR_INVENTORY": str(inventory)})
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 def test_stopping_on_several_hosts_is_refused_without_a_terminal_or_yes_and_asked_at_one(two):
     a, b, inv = two
     before = {h.name: created(h, "/srv/apps/wiki") for h in (a, b)}
@@ -443,6 +455,9 @@ def test_stopping_on_several_hosts_is_refused_without_a_terminal_or_yes_and_aske
     assert {h.name: created(h, "/srv/apps/wiki") for h in (a, b)} == before
     core = run_inv("core.restart", "-H", a.name, inventory=inv)  # core: asked even on one host
     assert core.returncode == 1 and "pass --yes to restart them without a prompt" in core.stderr
+    said_no = answered_at_a_terminal(inv, "n", "apps.stop", "wiki")
+    assert said_no.returncode == 1 and "aegir: nothing done" in said_no.stderr
+    assert "Stop 2 projects on " in said_no.stdout and said_no.stdout.rstrip().endswith("[y/N]")
     assert {h.name: running_services(h, "/srv/apps/wiki") for h in (a, b)} == {a.name: {"wiki"}, b.name: {"wiki"}}
     stopped = inv_json(inv, "apps.stop", "wiki", "--yes")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
