@@ -456,12 +456,28 @@ def act_host(hc: "HostContext", steps: Sequence[Action], *, parallel: int = 4) -
 
 
 def plan_fleet(c: "Context", hosts: Sequence[Host], planner: Callable[["HostContext"], HostPlan], *,
-               label: str, contexts: dict[str, "HostContext"] | None = None) -> list["Outcome[HostPlan]"]:
+               label: str, dry: bool, contexts: dict[str, "HostContext"] | None = None) -> list["Outcome[HostPlan]"]:
     """The first pass: `planner` on every host (discovery, Compose flavour, checks); nothing is touched.
 
     `contexts` keeps each host's connection open for `act_fleet` (see `fleet.each`).
+    Unless `dry`, the Docker API client that `act_fleet` verifies with is opened
+    meanwhile, in parallel: a host with steps whose Docker does not answer fails
+    here, before any host acts.
     """
-    return fleet.each(c, hosts, planner, label=label, contexts=contexts)
+    def plan_one(hc: "HostContext") -> HostPlan:
+        if dry:
+            return planner(hc)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker") as pool:
+            warm = pool.submit(hc.docker)
+            plan = planner(hc)
+            try:
+                warm.result()
+            except AegirError:
+                if plan.steps:
+                    raise
+        return plan
+
+    return fleet.each(c, hosts, plan_one, label=label, contexts=contexts)
 
 
 def unknown_everywhere(names: Sequence[str], plans: Sequence["Outcome[HostPlan]"]) -> tuple[str, ...]:

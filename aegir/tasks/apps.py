@@ -56,7 +56,7 @@ def act(c: Any, label: str, wanted: Sequence[str], planner: Callable[[HostContex
     dry = is_dry(c, dry)
     contexts: dict[str, HostContext] = {}  # one connection per host for both passes
     try:
-        plans = plan_fleet(c, targets(c), planner, label=label, contexts=contexts)
+        plans = plan_fleet(c, targets(c), planner, label=label, dry=dry, contexts=contexts)
         unknown = unknown_everywhere(wanted, plans)
         if unknown:
             silent = [o.host.name for o in plans if not o.ok]
