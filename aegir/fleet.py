@@ -160,6 +160,8 @@ def stop_reason(bad: Sequence[str], rolling: Rolling, *, canary: bool) -> str:
 
 
 def close_all(contexts: dict[str, HostContext]) -> None:
-    """Close the contexts `each` kept open for later passes."""
-    while contexts:
-        contexts.popitem()[1].close()
+    """Close the contexts `each` kept open for later passes, all at once (as `each` closes its own)."""
+    if contexts:
+        with ThreadPoolExecutor(max_workers=len(contexts), thread_name_prefix="close") as pool:
+            list(pool.map(HostContext.close, contexts.values()))
+        contexts.clear()

@@ -121,6 +121,7 @@ def main() -> None:
             aegir_status = median(lambda: aegir("apps.status"))
             cf_restart = median(lambda: farm("restart", APP))
             aegir_restart = median(lambda: aegir("apps.restart", APP))
+            aegir_plan = median(lambda: aegir("apps.restart", APP, "--dry"))
             for host in lab.hosts:  # a quiet host stops cleanly
                 host.run(["sh", "-c", "docker rm -f $(docker ps -aq)"], timeout=120)
 
@@ -131,6 +132,8 @@ def main() -> None:
     print(f"  restart of one app: `cf restart {APP}` {cf_restart:.3f} s, `inv apps.restart {APP}` "
           f"(every host planned, then verified) {aegir_restart:.3f} s")
     print(f"ratio cf/aegir (restart): {cf_restart / aegir_restart:.2f}x (target >= {TARGET_RESTART:g}x: no slower)")
+    print(f"for information: `inv apps.restart {APP} --dry` (start-up, every host planned, nothing done) "
+          f"{aegir_plan:.3f} s")
 
 
 if __name__ == "__main__":
