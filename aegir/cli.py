@@ -23,11 +23,13 @@ import sys
 
 from invoke import Argument, Config, Executor, Exit, Program
 from invoke.config import merge_dicts
+from invoke.parser import Parser, ParserContext
 
 from aegir import __version__, report
 
 #: The fleet's defaults, under ``aegir`` in the config.
-AEGIR_DEFAULTS = {"hosts": None, "exclude": None, "inventory": None, "dry": False, "parallel": 32, "verbose": False}
+AEGIR_DEFAULTS: dict[str, object] = {"hosts": None, "exclude": None, "inventory": None, "dry": False, "parallel": 32, "verbose": False,
+                  "remainder": []}
 
 
 class AegirConfig(Config):
@@ -49,6 +51,16 @@ class AegirConfig(Config):
             "ssh_config_path": None,  # -S
             "aegir": dict(AEGIR_DEFAULTS),
         })
+
+
+class NamesOrAll(ParserContext):
+    """A task's parser context whose positional NAMES may be left out when ``--all`` is given
+    (``inv apps.up cloud`` or ``inv apps.up --all``): Invoke has no optional positional arguments."""
+
+    @property
+    def missing_positional_args(self) -> list[Argument]:
+        every = self.flags.get("--all")
+        return [] if every is not None and every.value else super().missing_positional_args
 
 
 class AegirProgram(Program):
@@ -91,6 +103,19 @@ class AegirProgram(Program):
                 raise Exit
         super().parse_cleanup()
 
+    def _make_parser(self) -> Parser:
+        parser = super()._make_parser()
+        for ctx in parser.contexts.values():
+            if "--all" in ctx.flags and any(a.name == "names" for a in ctx.positional_args):
+                ctx.__class__ = NamesOrAll
+        return parser
+
+    def remainder_argv(self) -> list[str]:
+        """The words after a lone ``--``, as typed (Invoke's own ``core.remainder`` is one string
+        joined with spaces, which loses the quoting: ``-- exec web sh -c 'echo a b'``)."""
+        argv = list(self.argv or ())
+        return argv[argv.index("--") + 1:] if "--" in argv else []
+
     def update_config(self) -> None:  # type: ignore[override]
         super().update_config(merge=False)
         verbose = bool(self.args.verbose.value)
@@ -103,6 +128,7 @@ class AegirProgram(Program):
             "inventory": self.args.inventory.value,
             "dry": dry,
             "verbose": verbose,
+            "remainder": self.remainder_argv(),
         }
         if dry:  # aegir's --dry reads facts: commands still run, tasks stop before acting
             overrides.setdefault("run", {})["dry"] = False

@@ -45,6 +45,10 @@ class TargetError(AegirError):
     """A ``-H`` value that names no host or group of the inventory."""
 
 
+class UsageError(AegirError):
+    """The command line asks for something no target has (a project name that matches nothing): exit 2."""
+
+
 class UnreachableError(AegirError):
     """The host could not be reached or logged into (DNS, TCP, SSH auth)."""
 

@@ -70,6 +70,7 @@ def each(
     serial: bool = False,
     rolling: Rolling | None = None,
     stops: Callable[[T], bool] | None = None,
+    contexts: dict[str, HostContext] | None = None,
 ) -> list[Outcome[T]]:
     """Run ``fn(hc)`` on every host in parallel; one `Outcome` per host, in order.
 
@@ -85,6 +86,10 @@ def each(
     ``rolling`` runs the hosts batch by batch (see the module's docstring);
     ``stops(value)`` says a host that did not fail should stop the roll too
     (an upgrade after which Docker does not answer).
+
+    `contexts` (host name -> open `HostContext`) lets several passes share one
+    connection per host: a context found there is reused, one opened here is
+    added, and none is closed (the caller closes them, `close_all`).
     """
     if limit is None:
         limit = int((c.config.get("aegir") or {}).get("parallel") or DEFAULT_LIMIT)
@@ -94,7 +99,11 @@ def each(
         start = time.monotonic()
         hc: HostContext | None = None
         try:
-            hc = open_context(c, host)
+            hc = contexts.get(host.name) if contexts is not None else None
+            if hc is None:
+                hc = open_context(c, host)
+                if contexts is not None:
+                    contexts[host.name] = hc
             value = fn(hc)
             return Outcome(host, value, seconds=time.monotonic() - start)
         except UnreachableError as exc:
@@ -106,7 +115,7 @@ def each(
             return Outcome(host, error=f"internal error {type(exc).__name__}: {exc}", kind="bug",
                            seconds=time.monotonic() - start)
         finally:
-            if hc is not None:
+            if hc is not None and contexts is None:
                 hc.close()
 
     def one(host: Host) -> Outcome[T]:
@@ -150,3 +159,9 @@ def stop_reason(bad: Sequence[str], rolling: Rolling, *, canary: bool) -> str:
     return f"not attempted: {', '.join(bad)} failed and {which} stops there{after}"
 
 
+def close_all(contexts: dict[str, HostContext]) -> None:
+    """Close the contexts `each` kept open for later passes, all at once (as `each` closes its own)."""
+    if contexts:
+        with ThreadPoolExecutor(max_workers=len(contexts), thread_name_prefix="close") as pool:
+            list(pool.map(HostContext.close, contexts.values()))
+        contexts.clear()

@@ -56,6 +56,7 @@ class HostContext:
     c: "Context"
     _docker: Any = field(default=None, repr=False)
     _facts: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    _docker_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def name(self) -> str:
@@ -69,12 +70,13 @@ class HostContext:
         return sh.run(self.c, as_run(self.host, cmd), host=self.host.name, check=check, stream=stream)
 
     def docker(self) -> "docker.DockerClient":
-        """The Docker SDK client of this host (cached for this context)."""
-        if self._docker is None:
-            from aegir.docker import client_for
+        """The Docker SDK client of this host (cached for this context; one, whichever thread asks first)."""
+        with self._docker_lock:
+            if self._docker is None:
+                from aegir.docker import client_for
 
-            self._docker = client_for(self)
-        return self._docker
+                self._docker = client_for(self)
+            return self._docker
 
     def connect(self) -> None:
         """(Re)open the SSH connection if it is not up; no-op for the local host.

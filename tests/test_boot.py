@@ -256,6 +256,41 @@ def test_after_a_reboot_docker_starts_behind_a_firewall_that_publishes_nothing(v
         vault.run(["rm", "-rf", "/srv/conf/aegir-fw"], check=False)
 
 
+def test_boot_all_start_brings_core_then_apps_up_and_says_what_did_not(vault, inventory):
+    """Projects taken down by hand before the reboot (``restart: always`` cannot bring them back) are
+    started by ``--start``, core/front first; one that cannot start (its image is not there and
+    ``pull_policy: never``) is named in the step's detail and the host is not up."""
+    make_down(vault)
+    vault.run(["mount", "/srv"])
+    vault.write("apps/broken/docker-compose.yml",
+                "services:\n  x:\n    image: aegir-lab/nosuch:1\n    pull_policy: never\n")
+    vault.start_docker()
+    for project in ("core/front", "apps/wiki"):
+        vault.run(["sh", "-c", 'cd "$1" && docker compose down', "sh", f"/srv/{project}"], timeout=60)
+    make_down(vault)
+    try:
+        dry = run_inv("-H", "vault", "boot.all", "--start", "--dry", inventory=inventory[0])
+        assert dry.returncode == 0 and "start core, then apps, after the steps above" in dry.stdout
+        res, data = inv(inventory, "boot.all", "--start")
+        assert res.returncode == 1
+        host = one(data)
+        assert [(s["step"], s["state"]) for s in host["steps"]] == [
+            ("unlock", "skipped"), ("mount", "done"), ("check", "ok"), ("docker", "done"), ("start", "failed")]
+        start = host["steps"][-1]
+        assert start["detail"].startswith("1 of 3 projects did not come up: apps/broken failed: exited 1: ")
+        assert [c.split(" -p ")[1] for c in start["commands"]] == ["front up -d", "broken up -d", "wiki up -d"]
+        started = {p: vault.run(["sh", "-c", f"docker inspect -f '{{{{.State.StartedAt}}}}' $(docker ps -q "
+                                f"--filter label=com.docker.compose.project={p})"]).stdout.strip()
+                   for p in ("front", "wiki")}
+        assert started["front"] < started["wiki"]  # core first
+    finally:
+        vault.run(["rm", "-rf", "/srv/apps/broken"])
+        again, data = inv(inventory, "boot.all", "--start")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert one(data)["steps"][-2] == {"step": "start", "state": "ok", "detail": "all 3 projects already up",
+                                      "commands": [], "warnings": []}
+
+
 def test_the_operators_command_line_works_exactly_as_written(lab):
     """``inv -H hyp1 boot.mount``, the installed `inv` script itself, run from the repository."""
     inv_script = Path(sys.executable).with_name("inv")

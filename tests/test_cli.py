@@ -161,3 +161,23 @@ def test_listing_tasks_and_a_task_that_does_not_connect_import_no_ssh_docker_or_
     assert not heavy & imported("-H", "local", "--complete", "--", "inv", "-H")
     on_local = imported("-H", "local", "disk.report", "--format", "json")
     assert "docker" in on_local and "fabric" not in on_local  # Docker's df, and no SSH
+
+
+def test_names_may_be_left_out_only_with_all_and_words_after_a_lone_dashdash_reach_the_task(tmp_path):
+    """Invoke has neither optional positional arguments nor a task-level ``--``: the program adds both."""
+    (tmp_path / "apps/site").mkdir(parents=True)
+    (tmp_path / "apps/site/compose.yaml").write_text("services: {}\n")
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(f"hosts:\n  local:\n    connection: local\n    srv: {tmp_path}\n")
+    bare = run_inv("apps.up", inventory=inventory, timeout=60)
+    assert bare.returncode == 1 and "'apps.up' did not receive required positional arguments: 'names'" in bare.stderr
+    every = run_inv("apps.up", "--all", "--dry", "--format", "json", inventory=inventory, timeout=60)
+    assert every.returncode == 0, every.stdout + every.stderr
+    [host] = json.loads(every.stdout)["hosts"]
+    assert [(s["project"], s["action"], s["result"]) for s in host["steps"]] == [("apps/site", "up", "would")]
+    both = run_inv("apps.up", "site", "--all", inventory=inventory, timeout=60)
+    assert both.returncode == 2 and "apps.up: --all or names, not both" in both.stderr
+    missing = run_inv("apps.compose", "site", inventory=inventory, timeout=60)
+    assert missing.returncode == 2 and "put the Compose subcommand after '--'" in missing.stderr
+    typo = run_inv("apps.compose", "sight", "--", "config", "--services", inventory=inventory, timeout=60)
+    assert typo.returncode == 2 and "no project 'sight' on any target host (did you mean site?)" in typo.stderr

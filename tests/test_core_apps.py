@@ -302,7 +302,8 @@ def test_restart_of_one_service_restarts_only_that_service(two):
 def test_an_unknown_or_core_name_is_refused_and_names_are_validated(two):
     _, _, inv = two
     unknown = inv_json(inv, "apps.down", "clowd")
-    assert unknown.returncode == 1 and data(unknown)["missing"] == ["clowd"]
+    assert (unknown.returncode, unknown.stdout) == (2, "")
+    assert "aegir: no project 'clowd' on any target host (did you mean cloud?); nothing done" in unknown.stderr
     core = run_inv("apps.down", "front", inventory=inv)
     assert core.returncode == 1 and "core/front: a core project" in core.stdout
     bad = run_inv("apps.down", "cloud;reboot", inventory=inv)
@@ -410,3 +411,158 @@ def test_templates_make_a_private_env_refuse_to_overwrite_and_the_project_comes_
     assert up.returncode == 0 and running_services(a, "/srv/users/site") == {"blog"}
     down = inv_json(inv, "apps.down", "site", "-H", a.name)
     assert down.returncode == 0 and containers(a, "/srv/users/site") == []
+
+
+# --------------------------------------------------------------------------- fleet operations (issue 13)
+
+
+def created(host: LabHost, working_dir: str) -> dict[str, str]:
+    """Container name -> id of a project folder's containers."""
+    return {r["Names"][0].lstrip("/"): r["Id"] for r in containers(host, working_dir)}
+
+
+def test_a_name_matching_nothing_refuses_the_whole_command_before_any_action(two):
+    a, b, inv = two
+    before = {h.name: started_at(h, "/srv/apps/wiki") for h in (a, b)}
+    time.sleep(1.1)
+    result = run_inv("apps.restart", "wiki,wikki", inventory=inv)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.strip() == ("aegir: no project 'wikki' on any target host (did you mean wiki?); "
+                                     "nothing done")
+    assert {h.name: started_at(h, "/srv/apps/wiki") for h in (a, b)} == before  # wiki was not restarted
+    status = inv_json(inv, "apps.status", "--names", "wiki,wikki")  # a report keeps warning
+    assert status.returncode == 1 and data(status)["missing"] == ["wikki"]
+
+
+def answered_at_a_terminal(inventory: Path, answer: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``inv ARGS`` with a pseudo-terminal as stdin, `answer` typed ahead (output still captured)."""
+    master, slave = os.openpty()
+    try:
+        os.write(master, answer.encode() + b"\n")
+        return subprocess.run([sys.executable, "-m", "aegir", *args], cwd=REPO, stdin=slave, capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "AEGIR_INVENTORY": str(inventory)})
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_stopping_on_several_hosts_is_refused_without_a_terminal_or_yes_and_asked_at_one(two):
+    a, b, inv = two
+    before = {h.name: created(h, "/srv/apps/wiki") for h in (a, b)}
+    refused = run_inv("apps.down", "wiki", inventory=inv)  # stdin is not a terminal
+    assert refused.returncode == 1
+    assert "aegir: apps.down: stdin is not a terminal; pass --yes to down them without a prompt" in refused.stderr
+    assert {h.name: created(h, "/srv/apps/wiki") for h in (a, b)} == before
+    core = run_inv("core.restart", "-H", a.name, inventory=inv)  # core: asked even on one host
+    assert core.returncode == 1 and "pass --yes to restart them without a prompt" in core.stderr
+    said_no = answered_at_a_terminal(inv, "n", "apps.stop", "wiki")
+    assert said_no.returncode == 1 and "aegir: nothing done" in said_no.stderr
+    assert "Stop 2 projects on " in said_no.stdout and said_no.stdout.rstrip().endswith("[y/N]")
+    assert {h.name: running_services(h, "/srv/apps/wiki") for h in (a, b)} == {a.name: {"wiki"}, b.name: {"wiki"}}
+    stopped = inv_json(inv, "apps.stop", "wiki", "--yes")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert {k: (s["result"], s["detail"]) for k, s in steps(stopped).items()} == {
+        (a.name, "apps/wiki"): ("done", "1 containers stopped (kept)"),
+        (b.name, "apps/wiki"): ("done", "1 containers stopped (kept)")}
+    assert {h.name: created(h, "/srv/apps/wiki") for h in (a, b)} == before  # the same containers, kept
+    assert all(r["State"] == "exited" for h in (a, b) for r in containers(h, "/srv/apps/wiki"))
+    assert inv_json(inv, "apps.up", "wiki").returncode == 0
+    assert {h.name: running_services(h, "/srv/apps/wiki") for h in (a, b)} == {a.name: {"wiki"}, b.name: {"wiki"}}
+
+
+def test_all_takes_core_down_last_and_brings_it_up_before_the_apps(two):
+    a, _, inv = two
+    down = inv_json(inv, "apps.down", "--all", "--yes", "-H", a.name)
+    assert down.returncode == 0, down.stdout + down.stderr
+    order = [s["project"] for s in data(down)["hosts"][0]["steps"]]
+    assert order[-2:] == ["core/adm", "core/front"] and {*APPS} <= {*order[:-2]}  # core last, front last
+    assert not any(p.startswith("core/") for p in order[:-2])
+    assert containers(a) == []
+    up = inv_json(inv, "apps.up", "--all", "-H", a.name)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert [s["project"] for s in data(up)["hosts"][0]["steps"]] == ["core/front", "core/adm", *order[:-2]]
+    client = a.docker_client()
+    try:
+        def first_start(path: str) -> str:
+            return min(client.api.inspect_container(r["Id"])["State"]["StartedAt"] for r in containers(a, path))
+
+        def created_at(path: str) -> str:
+            return min(client.api.inspect_container(r["Id"])["Created"] for r in containers(a, path))
+
+        core_started = max(first_start("/srv/core/front"), first_start("/srv/core/adm"))
+        assert all(core_started < created_at(f"/srv/{p}") for p in APPS)  # core ran before any app existed
+    finally:
+        client.close()
+    assert {p: running_services(a, f"/srv/{p}") for p in ("core/front", *APPS)} == {
+        "core/front": {"proxy"}, "apps/cloud": {"web", "db"}, "apps/wiki": {"wiki"}, "users/blog": {"blog"}}
+
+
+def test_core_restart_logs_down_with_yes_act_on_core_only(two):
+    a, _, inv = two
+    before = started_at(a, "/srv/core/front")
+    app = started_at(a, "/srv/apps/wiki")
+    time.sleep(1.1)
+    restarted = inv_json(inv, "core.restart", "--names", "front", "--yes", "-H", a.name)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert started_at(a, "/srv/core/front")["proxy"] > before["proxy"] and started_at(a, "/srv/apps/wiki") == app
+    logs = run_inv("core.logs", "front", "--tail", "3", "-H", a.name, inventory=inv)
+    assert logs.returncode == 0, logs.stderr
+    assert run_inv("core.logs", "cloud", "-H", a.name, inventory=inv).returncode == 2  # an app is not core
+    dry = run_inv("core.down", "--dry", "-H", a.name, inventory=inv)
+    assert dry.returncode == 0 and [ln.split()[1] for ln in dry.stdout.splitlines()[2:]] == ["core/adm", "core/front"]
+    down = inv_json(inv, "core.down", "--names", "adm", "--yes", "-H", a.name)
+    assert down.returncode == 0 and containers(a, "/srv/core/adm") == []
+    assert inv_json(inv, "core.up", "-H", a.name).returncode == 0
+    assert running_services(a, "/srv/core/adm") == {"adm"}
+
+
+UPD = ("services:\n"
+       "  fresh:\n    image: aegir-lab/busybox:upd\n    pull_policy: never\n    command: [\"sleep\", \"86400\"]\n"
+       "  same:\n    image: aegir-lab/busybox:latest\n    pull_policy: never\n    command: [\"sleep\", \"86400\"]\n")
+
+
+def test_update_pulls_then_recreates_only_the_service_whose_image_changed(two):
+    a, _, inv = two
+    client = a.docker_client()
+    try:
+        client.api.tag(IMAGE, "aegir-lab/busybox", "upd")
+        a.write("apps/upd/docker-compose.yml", UPD)
+        assert inv_json(inv, "apps.up", "upd", "-H", a.name).returncode == 0
+        before = created(a, "/srv/apps/upd")
+        nothing = inv_json(inv, "apps.update", "upd", "-H", a.name)
+        assert nothing.returncode == 0, nothing.stdout + nothing.stderr
+        step = steps(nothing)[(a.name, "apps/upd")]
+        assert step["command"].count(" && ") == 1 and " pull && " in step["command"]
+        assert step["detail"] == "nothing recreated; unchanged: upd-fresh-1, upd-same-1; images unchanged"
+        assert created(a, "/srv/apps/upd") == before
+        # What a pull brings, without a registry: the tag now names another image.
+        client.api.commit(before["upd-same-1"], repository="aegir-lab/busybox", tag="upd", changes=["LABEL v=2"])
+        changed = inv_json(inv, "apps.update", "upd", "-H", a.name)
+        assert changed.returncode == 0, changed.stdout + changed.stderr
+        # The pull itself brought nothing (the tag moved before it ran): "images unchanged" is the truth.
+        assert steps(changed)[(a.name, "apps/upd")]["detail"] == (
+            "recreated: upd-fresh-1; unchanged: upd-same-1; images unchanged")
+        after = created(a, "/srv/apps/upd")
+        assert after["upd-same-1"] == before["upd-same-1"] and after["upd-fresh-1"] != before["upd-fresh-1"]
+        assert running_services(a, "/srv/apps/upd") == {"fresh", "same"}
+    finally:
+        client.close()
+        assert inv_json(inv, "apps.down", "upd", "-H", a.name).returncode == 0
+        shutil.rmtree(a.root("/srv/apps/upd"))
+
+
+def test_compose_passes_any_subcommand_through_for_any_kind_of_project(two):
+    a, b, inv = two
+    ps = run_inv("apps.compose", "cloud", "-H", a.name, "--", "ps", "--format", "{{.Name}} {{.State}}", inventory=inv)
+    assert ps.returncode == 0, ps.stderr
+    assert sorted(ps.stdout.split("\n")[:2]) == ["cloud-db-1 running", "cloud-web-1 running"]
+    images = run_inv("apps.compose", "front", "--", "images", inventory=inv)  # core, on both hosts
+    assert images.returncode == 0, images.stderr
+    assert images.stdout.count("aegir-lab/busybox") == 2
+    assert f"==> {a.name} core/front <==" in images.stdout and f"==> {b.name} core/front <==" in images.stdout
+    said = run_inv("apps.compose", "users/blog", "-H", a.name, "--", "exec", "-T", "blog", "sh", "-c", "echo 'a  b'; id -u",
+                   inventory=inv)
+    assert (said.returncode, said.stdout) == (0, "a  b\n0\n")
+    failing = run_inv("apps.compose", "wiki", "-H", a.name, "--", "exec", "-T", "wiki", "false", inventory=inv)
+    assert failing.returncode == 1 and f"failed on {a.name}" in failing.stderr
+    assert run_inv("apps.compose", "wikki", "--", "ps", inventory=inv).returncode == 2

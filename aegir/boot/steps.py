@@ -57,6 +57,7 @@ from aegir.boot.plan import (
     verify_problems,
 )
 from aegir.boot.secrets import Prompter, retry
+from aegir.compose.lifecycle import act_host, plan_host, planned
 from aegir.compose.status import HostStatus, gather_status
 from aegir.docker import DockerUnavailable, dockerd_fact, dockerd_running, running_info
 from aegir.errors import AegirError, CommandError
@@ -235,6 +236,26 @@ def status_of(hc: HostContext) -> HostStatus:
     return gather_status(hc)
 
 
+def start_step(hc: HostContext, *, act: bool) -> StepResult:
+    """Start what is not up, core first (``front`` first), then apps and users; say what did not come up."""
+    st = status_of(hc)
+    todo = [p.path for p in st.projects if not p.ok]
+    if not todo:
+        return StepResult("start", OK, f"all {len(st.projects)} projects already up" if st.projects
+                          else "no Compose projects found")
+    steps = plan_host(hc, todo, "up").steps
+    if not act:
+        return StepResult("start", WOULD, f"start {len(steps)} projects, core first",
+                          tuple(r.command for r in planned(hc, steps)))
+    rows = act_host(hc, steps)
+    bad = [r for r in rows if not r.ok]
+    commands = tuple(r.command for r in rows)
+    if bad:
+        return StepResult("start", FAILED, f"{len(bad)} of {len(rows)} projects did not come up: "
+                          + "; ".join(f"{r.project} {r.result}: {r.detail}" for r in bad), commands)
+    return StepResult("start", DONE, f"started {len(rows)} projects, core first", commands)
+
+
 def status_result(st: HostStatus) -> StepResult:
     """A host's Compose status (`aegir.compose.status.HostStatus`) as a step: ok when every project is up."""
     down = [p for p in st.projects if not p.ok]
@@ -312,7 +333,8 @@ def run_unlock(c: Any, hosts: Sequence[Any], *, dry: bool, test: bool, prompter:
 
 #: What a step would do, for the steps a --dry run cannot plan yet (they follow a "would").
 STEP_LABELS = {"unlock": "open the LUKS volume", "mount": "mount /srv", "check": "check /srv",
-               "docker": "start Docker if the check passes", "status": "show the Compose projects"}
+               "docker": "start Docker if the check passes", "start": "start core, then apps",
+               "status": "show the Compose projects"}
 
 
 def run_step(c: Any, step: str, hosts: Sequence[Any], *, act: bool, prompter: Prompter | None = None,
@@ -333,6 +355,8 @@ def run_step(c: Any, step: str, hosts: Sequence[Any], *, act: bool, prompter: Pr
     if step == "docker":
         return fleet.each(c, hosts, lambda hc: docker_step(c, hc, act=act, min_free=min_free, timeout=timeout,
                                                            unknown_data_root=unknown_data_root), label=label), []
+    if step == "start":
+        return fleet.each(c, hosts, lambda hc: start_step(hc, act=act), label=label), []
     full = fleet.each(c, hosts, status_of, label=label)
     return [fleet.Outcome(o.host, status_result(o.value) if o.value else None, o.error, o.kind, o.seconds)
             for o in full], full
@@ -372,12 +396,16 @@ class HostBoot:
 
 
 def run_all(c: Any, hosts: Sequence[Any], *, act: bool, prompter: Prompter, min_free: float,
-            timeout: float, unknown_data_root: bool = False) -> tuple[list[HostBoot], list[fleet.Outcome[HostStatus]]]:
-    """Every step in order on the hosts still standing; and the status outcomes, if any host got there."""
+            timeout: float, unknown_data_root: bool = False,
+            start: bool = False) -> tuple[list[HostBoot], list[fleet.Outcome[HostStatus]]]:
+    """Every step in order on the hosts still standing; and the status outcomes, if any host got there.
+
+    `start` adds the ``start`` step (core, then apps) before the closing ``status``.
+    """
     results: dict[str, list[StepResult]] = {h.name: [] for h in hosts}
     errors: dict[str, tuple[str, str]] = {}
     full: list[fleet.Outcome[HostStatus]] = []
-    for step in STEPS:
+    for step in (*STEPS[:-1], "start", STEPS[-1]) if start else STEPS:
         alive = [h for h in hosts if h.name not in errors and all(r.ok for r in results[h.name])]
         ready = [h for h in alive if not any(r.state == WOULD for r in results[h.name])]
         for h in alive:

@@ -156,6 +156,23 @@ def down(fl: Flavour, p: "Project", *, docker_host: str | None = None) -> Cmd:
     return _sub(fl, p, docker_host, "down")
 
 
+def stop(fl: Flavour, p: "Project", *, docker_host: str | None = None) -> Cmd:
+    """Stop the project's containers and keep them (``stop``; ``up``/``start`` bring them back)."""
+    return _sub(fl, p, docker_host, "stop")
+
+
+def passthrough(fl: Flavour, p: "Project", args: Sequence[str], *, docker_host: str | None = None) -> Cmd:
+    """Any Compose subcommand with its arguments, for the project (``apps.compose NAME -- ARGS``).
+
+    The words are passed as argv (quoted by ``shlex.join``), never through a shell;
+    the first must be a plain subcommand word (``exec``, ``top``, ``images``...).
+    """
+    if not args or not re.fullmatch(r"[a-z][a-z-]*", args[0]):
+        raise AegirError(f"a Compose subcommand must come first after '--' (exec, top, images...), not "
+                         f"{args[0] if args else 'nothing'!r}")
+    return _sub(fl, p, docker_host, *args)
+
+
 def restart(fl: Flavour, p: "Project", services: Sequence[str] = (), *, docker_host: str | None = None) -> Cmd:
     """Restart the project's running containers, or only those of `services`."""
     return _sub(fl, p, docker_host, "restart", *_services(services))

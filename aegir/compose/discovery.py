@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import io
 import re
 import tarfile
@@ -341,6 +342,24 @@ def select(projects: Sequence[Project], names: Sequence[str] = (), kinds: Sequen
         elif hits[0] not in chosen:
             chosen.append(hits[0])
     return tuple(chosen), tuple(missing)
+
+
+def unknown_names(names: Sequence[str], found: Iterable[Project]) -> tuple[str, ...]:
+    """One sentence per name of `names` that designates none of `found` (every target host's projects),
+    with Compose's own kind of "did you mean" (`difflib`) when a name is close to one.
+
+    >>> unknown_names(["clowd", "wiki"], [Project("apps", "cloud", "/srv/apps/cloud", "compose.yaml")])
+    ("no project 'clowd' on any target host (did you mean cloud?)", "no project 'wiki' on any target host")
+    """
+    found = list(found)
+    out = []
+    for n in names:
+        if any((p.path == n if "/" in n else p.folder == n) for p in found):
+            continue
+        pool = sorted({p.path if "/" in n else p.folder for p in found})
+        close = difflib.get_close_matches(n, pool, n=3, cutoff=0.6)
+        out.append(f"no project {n!r} on any target host" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+    return tuple(out)
 
 
 def warnings_about(disc: Discovery, chosen: Sequence[Project], kinds: Sequence[str] = PROJECT_KINDS,

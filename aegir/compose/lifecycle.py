@@ -1,7 +1,7 @@
 """Compose lifecycle on one host: plan (exact commands), act (bounded parallel), verify (Docker API).
 
-`plan_apps`/`plan_core` turn names into `Action`s (one Compose command each,
-from `aegir.compose.cli`); `host_actions` shows them (``--dry``) or has
+`plan_host` turns names into `Action`s (one Compose command each,
+from `aegir.compose.cli`); `planned` shows them (``--dry``) or `act_host` has
 `run_steps` run them, several projects at once up to a bound (or one after
 the other, stopping at the first failure, for core); `verify` reads the
 containers again through the Docker API and says whether each project
@@ -12,7 +12,17 @@ up         every expected service running, none unhealthy or restarting
 down       no container left
 restart    every container of the (chosen) services started after the act
 pull       the images of the project's services, before -> after (an ``image: ${VAR}`` is said unchecked)
+stop       no container running, the containers kept
+update     ``pull`` then ``up -d`` (Compose recreates only what changed): up, and which
+           services got a new container
 =========  ==============================================================
+
+A fleet action runs in two passes (`plan_fleet`, then `act_fleet`): every
+target host is planned first, so that a name no host has refuses the whole
+command before anything is touched, and a destructive plan can be confirmed
+(`needs_confirmation`) before it runs. Core projects go first (``front``
+first, one by one, the rest waiting on them) for actions that start things,
+and last (``front`` last) for ``down``/``stop``.
 """
 
 from __future__ import annotations
@@ -24,21 +34,38 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aegir import fleet
 from aegir.compose import cli as compose
-from aegir.compose.discovery import Project, name_clashes, select, warnings_about
+from aegir.compose.discovery import Project, name_clashes, select, unknown_names, warnings_about
 from aegir.compose.state import ProjectContainer, project_status
-from aegir.compose.status import HostStatus, containers, discover, gather_status, missing_everywhere, warning_lines
+from aegir.compose.status import (
+    HostStatus,
+    containers,
+    discover,
+    discovery_fact,
+    gather_status,
+    missing_everywhere,
+    warning_lines,
+)
 from aegir.errors import AegirError, RefusedError
 from aegir.host import as_run
+from aegir.inventory import Host
+from aegir.layout import PROJECT_KINDS
 from aegir.poll import until
 from aegir.report import Result, failed_row, host_entry, table
 from aegir.sh import Cmd
 
 if TYPE_CHECKING:  # pragma: no cover
+    from invoke import Context
+
     from aegir.fleet import Outcome
     from aegir.host import HostContext
 
-ACTIONS = ("up", "down", "restart", "pull")
+ACTIONS = ("up", "down", "restart", "pull", "stop", "update")
+#: Actions that leave a project's containers stopped.
+STOPPING = ("down", "stop")
+#: Actions after which apps wait for core: they are not started when a core step failed.
+STARTING = ("up", "update")
 #: How long `verify` waits for containers to settle after ``up``/``restart``.
 SETTLE_SECONDS = 10.0
 #: The core project started before every other one.
@@ -53,6 +80,7 @@ class Action:
     action: str
     cmd: Cmd
     services: tuple[str, ...] = ()
+    pull: Cmd | None = None  # ``update``: the pull that runs before `cmd`
 
 
 @dataclass(frozen=True)
@@ -90,9 +118,11 @@ def core_order(projects: Sequence[Project]) -> list[Project]:
     return sorted(projects, key=lambda p: (p.folder != FRONT, p.folder))
 
 
-def _shown(hc: "HostContext", cmd: Cmd) -> str:
-    """The line that will really run there (``sudo -n`` on a sudo host)."""
-    return as_run(hc.host, cmd).line
+def _shown(hc: "HostContext | Host", step: Action) -> str:
+    """The line(s) that will really run there (``sudo -n`` on a sudo host); ``update``: pull && up."""
+    host = hc if isinstance(hc, Host) else hc.host
+    lines = [as_run(host, c).line for c in (step.pull, step.cmd) if c is not None]
+    return " && ".join(lines)
 
 
 def build_step(hc: "HostContext", p: Project, action: str, services: Sequence[str] = (), *,
@@ -107,11 +137,20 @@ def build_step(hc: "HostContext", p: Project, action: str, services: Sequence[st
     elif action == "restart":
         cmd = compose.restart(fl, p, services, docker_host=dh)
     elif action == "pull":
-        cmd = dataclasses.replace(compose.pull(fl, p, services, ignore_failures=ignore_failures, docker_host=dh),
-                                  timeout=1800)
+        cmd = _pull(fl, p, services, ignore_failures, dh)
+    elif action == "stop":
+        cmd = compose.stop(fl, p, docker_host=dh)
+    elif action == "update":
+        return Action(p, action, compose.up(fl, p, services, docker_host=dh), tuple(services),
+                      pull=_pull(fl, p, services, ignore_failures, dh))
     else:  # pragma: no cover - callers pass ACTIONS
         raise ValueError(action)
     return Action(p, action, cmd, tuple(services))
+
+
+def _pull(fl: compose.Flavour, p: Project, services: Sequence[str], ignore_failures: bool, dh: str | None) -> Cmd:
+    return dataclasses.replace(compose.pull(fl, p, services, ignore_failures=ignore_failures, docker_host=dh),
+                               timeout=1800)
 
 
 def check_core_up(hc: "HostContext") -> HostStatus:
@@ -129,16 +168,54 @@ def plan_apps(hc: "HostContext", names: Sequence[str], action: str, services: Se
     """Steps for apps.* on `hc`: the named apps/users projects, and the names `hc` lacks.
 
     A name that designates a core project is refused: core projects are
-    started by ``core.up`` in their own order.
+    acted on by ``core.*`` (or ``apps.* --all``) in their own order.
     """
+    plan = plan_host(hc, names, action, services, ignore_failures=ignore_failures, refuse_core=True)
+    return list(plan.steps), plan.missing
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """The steps planned on one host (in the order they run), the names it lacks, what it has."""
+
+    host: str
+    action: str
+    steps: tuple[Action, ...]
+    missing: tuple[str, ...] = ()
+    projects: tuple[Project, ...] = ()  # every project of the host: what a mistyped name is compared with
+    warnings: tuple[str, ...] = ()
+
+
+def ordered(projects: Sequence[Project], action: str) -> list[Project]:
+    """`projects` in the order `action` takes them: core first (``front`` first) for what starts things,
+    core last (``front`` last) for `STOPPING`; the others in their discovery order."""
+    core = core_order([p for p in projects if p.kind == "core"])
+    rest = [p for p in projects if p.kind != "core"]
+    return [*rest, *reversed(core)] if action in STOPPING else [*core, *rest]
+
+
+def plan_host(hc: "HostContext", names: Sequence[str], action: str, services: Sequence[str] = (), *,
+              kinds: Sequence[str] = PROJECT_KINDS, ignore_failures: bool = False,
+              refuse_core: bool = False) -> HostPlan:
+    """Plan `action` on `hc`: the projects of `kinds` that `names` designate (all of them without names).
+
+    `refuse_core` (apps.* with names): a name designating a core project is refused.
+    """
+    try:  # the Compose probe rides along with the discovery: one round trip
+        hc.facts(discovery_fact(hc.host.srv), compose.FLAVOUR)
+    except compose.ComposeMissing:
+        pass  # said by `build_step` if this host has something to do
     disc = discover(hc)
-    chosen, missing = select(disc.projects, names, host=hc.name)
+    chosen, missing = select(disc.projects, names, PROJECT_KINDS if refuse_core else kinds, host=hc.name)
     core = [p.path for p in chosen if p.kind == "core"]
-    if core:
+    if refuse_core and core:
         raise RefusedError(f"{', '.join(core)}: a core project; apps.* act on apps/ and users/ "
-                           "(core projects start with `inv core.up`)", host=hc.name)
+                           "(core projects: `inv core.ACTION`, or `inv apps.ACTION --all`)", host=hc.name)
     _refuse_clashes(hc, disc.projects, chosen)
-    return [build_step(hc, p, action, services, ignore_failures=ignore_failures) for p in chosen], missing
+    steps = tuple(build_step(hc, p, action, services, ignore_failures=ignore_failures)
+                  for p in ordered(chosen, action))
+    notes = warnings_about(disc, chosen, kinds, all_of_kinds=False)
+    return HostPlan(hc.name, action, steps, missing, disc.projects, notes)
 
 
 def _refuse_clashes(hc: "HostContext", projects: Sequence[Project], chosen: Sequence[Project]) -> None:
@@ -150,17 +227,9 @@ def _refuse_clashes(hc: "HostContext", projects: Sequence[Project], chosen: Sequ
                            "would recreate or remove the other's containers; rename one folder", host=hc.name)
 
 
-def plan_core(hc: "HostContext") -> list[Action]:
-    """``up -d`` for every core project of `hc`, ``front`` first."""
-    disc = discover(hc)
-    core = core_order([p for p in disc.projects if p.kind == "core"])
-    _refuse_clashes(hc, disc.projects, core)
-    return [build_step(hc, p, "up") for p in core]
-
-
-def planned(hc: "HostContext", steps: Sequence[Action]) -> tuple[ActionResult, ...]:
+def planned(hc: "HostContext | Host", steps: Sequence[Action]) -> tuple[ActionResult, ...]:
     """The plan as rows (``--dry``): each step's exact command."""
-    return tuple(ActionResult(s.project.path, s.action, _shown(hc, s.cmd), Result.WOULD) for s in steps)
+    return tuple(ActionResult(s.project.path, s.action, _shown(hc, s), Result.WOULD) for s in steps)
 
 
 # --------------------------------------------------------------------------- acting
@@ -169,7 +238,8 @@ def planned(hc: "HostContext", steps: Sequence[Action]) -> tuple[ActionResult, .
 @dataclass(frozen=True)
 class _Before:
     started: dict[str, str]  # container id -> StartedAt, for restart
-    images: dict[str, str]  # image reference -> image id, for pull
+    images: dict[str, str]  # image reference -> image id, for pull and update
+    ids: dict[str, str] = dataclasses.field(default_factory=dict)  # container name -> id, for update
 
 
 _HUB = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/")
@@ -213,16 +283,23 @@ def _started(hc: "HostContext", p: Project, services: Sequence[str],
 
 def _before(hc: "HostContext", step: Action) -> _Before:
     started = _started(hc, step.project, step.services) if step.action == "restart" else {}
-    images = _images_of(hc, step.project) if step.action == "pull" else {}
-    return _Before(started, images)
+    images = _images_of(hc, step.project) if step.action in ("pull", "update") else {}
+    ids = _ids(step.project, containers(hc)) if step.action == "update" else {}
+    return _Before(started, images, ids)
+
+
+def _ids(p: Project, found: Sequence[ProjectContainer]) -> dict[str, str]:
+    """Container name -> id, for `p`'s (non one-off) containers among `found`."""
+    return {c.name: c.id for c in found if c.working_dir == p.dir and not c.oneoff}
 
 
 def run_step(hc: "HostContext", step: Action) -> ActionResult:
     """Run one step and verify it through the Docker API."""
-    line = _shown(hc, step.cmd)
+    line = _shown(hc, step)
     try:
         before = _before(hc, step)
-        result = hc.run(step.cmd, check=False)
+        pulled = hc.run(step.pull, check=False) if step.pull is not None else None
+        result = pulled if pulled is not None and pulled.exited != 0 else hc.run(step.cmd, check=False)
     except AegirError as exc:
         return ActionResult(step.project.path, step.action, line, Result.FAILED, detail=exc.message)
     if result.exited != 0:
@@ -231,8 +308,9 @@ def run_step(hc: "HostContext", step: Action) -> ActionResult:
         return ActionResult(step.project.path, step.action, line, Result.FAILED, state,
                           f"exited {result.exited}: {tail[-1] if tail else 'no message'}")
     ok, state, detail = verify(hc, step, before)
-    ignored = [ln.strip() for ln in result.stderr.splitlines() if " Error " in ln or ln.strip().startswith("Error")]
-    if step.action == "pull" and ignored:  # --ignore-pull-failures: say what was ignored
+    pull_err = (pulled if pulled is not None else result).stderr
+    ignored = [ln.strip() for ln in pull_err.splitlines() if " Error " in ln or ln.strip().startswith("Error")]
+    if step.action in ("pull", "update") and ignored:  # --ignore-pull-failures: say what was ignored
         detail += f"; ignored: {ignored[-1]}"
     return ActionResult(step.project.path, step.action, line, Result.DONE if ok else Result.FAILED, state, detail)
 
@@ -259,6 +337,22 @@ def _check(hc: "HostContext", step: Action, before: _Before) -> tuple[bool, tupl
         ok, detail = s.ok, "; ".join(s.problems) or "running"
     elif step.action == "down":
         ok, detail = not mine, ("no container left" if not mine else f"{len(mine)} containers remain")
+    elif step.action == "stop":
+        running = [c for c in mine if c.state in ("running", "restarting")]
+        ok = bool(mine) and not running
+        detail = (f"{len(running)} containers still running" if running
+                  else f"{len(mine)} containers stopped (kept)" if mine else "no container to stop")
+    elif step.action == "update":
+        after_ids = _ids(p, found)
+        new = sorted(n for n, i in after_ids.items() if before.ids.get(n) != i)
+        kept = sorted(n for n, i in after_ids.items() if before.ids.get(n) == i)
+        changed = [r for r, i in _images_of(hc, p).items() if before.images.get(r) != i]
+        ok = s.ok
+        detail = "; ".join([
+            f"recreated: {', '.join(new)}" if new else "nothing recreated",
+            *([f"unchanged: {', '.join(kept)}"] if kept else []),
+            f"images updated: {', '.join(sorted(changed))}" if changed else "images unchanged",
+            *s.problems])
     elif step.action == "restart":
         after = _started(hc, p, step.services, found)
         stale = [cid for cid, t in after.items() if before.started.get(cid) == t]
@@ -293,7 +387,7 @@ def run_steps(hc: "HostContext", steps: Sequence[Action], *, parallel: int = 4, 
         failed_at: str | None = None
         for s in steps:
             if failed_at:
-                out.append(ActionResult(s.project.path, s.action, _shown(hc, s.cmd), Result.SKIPPED,
+                out.append(ActionResult(s.project.path, s.action, _shown(hc, s), Result.SKIPPED,
                                       detail=f"not started: {failed_at} failed"))
                 continue
             out.append(runner(hc, s))
@@ -342,10 +436,98 @@ def actions_failed(outcomes: Sequence["Outcome[HostActions]"]) -> bool:
     return any(o.value is not None and not o.value.ok for o in outcomes) or bool(missing_everywhere(outcomes))
 
 
-def host_actions(hc: "HostContext", plan: Callable[[], tuple[list[Action], tuple[str, ...]]], *, dry: bool,
-                 parallel: int = 4, stop_on_failure: bool = False) -> HostActions:
-    """Plan on `hc`, then show it (`dry`) or run and verify it."""
-    steps, missing = plan()
-    rows = planned(hc, steps) if dry else run_steps(hc, steps, parallel=parallel, stop_on_failure=stop_on_failure)
-    notes = warnings_about(discover(hc), [s.project for s in steps], all_of_kinds=False)
-    return HostActions(hc.name, rows, missing, notes)
+def act_host(hc: "HostContext", steps: Sequence[Action], *, parallel: int = 4) -> tuple[ActionResult, ...]:
+    """Run a host's planned steps: core projects one by one in plan order, the others `parallel` at once.
+
+    For `STARTING` actions core goes first and, when a core step failed, the
+    others are ``skipped``; for `STOPPING` ones the others go first, core last.
+    """
+    core = [s for s in steps if s.project.kind == "core"]
+    rest = [s for s in steps if s.project.kind != "core"]
+    action = steps[0].action if steps else ""
+    if action in STOPPING:
+        return run_steps(hc, rest, parallel=parallel) + run_steps(hc, core, stop_on_failure=True)
+    first = run_steps(hc, core, stop_on_failure=True)
+    bad = next((r.project for r in first if not r.ok), None)
+    if bad and action in STARTING:
+        return first + tuple(ActionResult(s.project.path, s.action, _shown(hc, s), Result.SKIPPED,
+                                          detail=f"not started: {bad} failed") for s in rest)
+    return first + run_steps(hc, rest, parallel=parallel)
+
+
+def plan_fleet(c: "Context", hosts: Sequence[Host], planner: Callable[["HostContext"], HostPlan], *,
+               label: str, dry: bool, contexts: dict[str, "HostContext"] | None = None) -> list["Outcome[HostPlan]"]:
+    """The first pass: `planner` on every host (discovery, Compose flavour, checks); nothing is touched.
+
+    `contexts` keeps each host's connection open for `act_fleet` (see `fleet.each`).
+    Unless `dry`, the Docker API client that `act_fleet` verifies with is opened
+    meanwhile, in parallel: a host with steps whose Docker does not answer fails
+    here, before any host acts.
+    """
+    def plan_one(hc: "HostContext") -> HostPlan:
+        if dry:
+            return planner(hc)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker") as pool:
+            warm = pool.submit(hc.docker)
+            plan = planner(hc)
+            try:
+                warm.result()
+            except AegirError:
+                if plan.steps:
+                    raise
+        return plan
+
+    return fleet.each(c, hosts, plan_one, label=label, contexts=contexts)
+
+
+def unknown_everywhere(names: Sequence[str], plans: Sequence["Outcome[HostPlan]"]) -> tuple[str, ...]:
+    """`unknown_names` over every host that answered; () when none did (nothing to compare with)."""
+    answered = [o.value for o in plans if o.value is not None]
+    if not names or not answered:
+        return ()
+    return unknown_names(names, [p for v in answered for p in v.projects])
+
+
+def needs_confirmation(plans: Sequence["Outcome[HostPlan]"]) -> str | None:
+    """The question to ask before acting, or None: a `STOPPING` action on more than one host,
+    or ``down``/``stop``/``restart`` of a core project (the front door of every app)."""
+    acting = [o.value for o in plans if o.value is not None and o.value.steps]
+    if not acting:
+        return None
+    action = acting[0].action
+    core = sorted({f"{v.host}:{s.project.path}" for v in acting for s in v.steps if s.project.kind == "core"})
+    if not ((action in STOPPING and len(acting) > 1) or (core and action in (*STOPPING, "restart"))):
+        return None
+    n = sum(len(v.steps) for v in acting)
+    question = f"{action.capitalize()} {n} project{'s' if n != 1 else ''} on {', '.join(v.host for v in acting)}"
+    if core:
+        question += (f", core included ({', '.join(core)}: every app behind it is cut off "
+                     f"{'until it is back' if action == 'restart' else 'until core.up'})")
+    return question + "?"
+
+
+def act_fleet(c: "Context", plans: Sequence["Outcome[HostPlan]"], *, dry: bool, parallel: int = 4,
+              label: str, contexts: dict[str, "HostContext"] | None = None) -> list["Outcome[HostActions]"]:
+    """The second pass: show the plans (`dry`), or run them on the hosts that have steps, in parallel.
+
+    A host whose planning failed keeps that failure; a host with nothing to do
+    is not connected to again.
+    """
+    def shown(v: HostPlan, rows: tuple[ActionResult, ...]) -> HostActions:
+        return HostActions(v.host, rows, v.missing, v.warnings)
+
+    by_host = {o.host.name: o.value for o in plans if o.value is not None}
+    busy = [o.host for o in plans if o.value is not None and o.value.steps and not dry]
+    done = {o.host.name: o for o in fleet.each(
+        c, busy, lambda hc: shown(by_host[hc.name], act_host(hc, by_host[hc.name].steps, parallel=parallel)),
+        label=label, contexts=contexts)} if busy else {}
+    out: list[Outcome[HostActions]] = []
+    for o in plans:
+        v = o.value
+        if v is None:
+            out.append(fleet.Outcome(o.host, None, o.error, o.kind, o.seconds))
+        elif o.host.name in done:
+            out.append(done[o.host.name])
+        else:
+            out.append(fleet.Outcome(o.host, shown(v, planned(o.host, v.steps)), seconds=o.seconds))
+    return out

@@ -61,14 +61,18 @@ class HostStatus:
         return all(p.ok for p in self.projects)
 
 
+def discovery_fact(srv: str, *, with_env: bool = False) -> Fact[Discovery]:
+    """The projects under `srv` (`discover_cmd`), as a fact a caller may batch with others."""
+    return Fact("compose.discovery", discover_cmd(srv, with_env=with_env), lambda r: parse_discovery(r.stdout, srv),
+                cache=not with_env)  # .env values are secrets: never kept
+
+
 def discover(hc: "HostContext", *, with_env: bool = False, fresh: bool = False) -> Discovery:
     """Discover `hc`'s projects (one round trip; memoised for the run unless `with_env`).
 
     `fresh` forgets a discovery memoised earlier in this run (after ``apps.new``, say).
     """
-    srv = hc.host.srv
-    fact = Fact("compose.discovery", discover_cmd(srv, with_env=with_env), lambda r: parse_discovery(r.stdout, srv),
-                cache=not with_env)  # .env values are secrets: never kept
+    fact = discovery_fact(hc.host.srv, with_env=with_env)
     if fresh:
         hc.forget(fact)
     return hc.fact(fact)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -17,7 +18,7 @@ import invoke
 from invoke import Exit
 
 from aegir import fleet
-from aegir.errors import AegirError, InventoryError, TargetError
+from aegir.errors import AegirError, InventoryError, RefusedError, TargetError, UsageError
 from aegir.fleet import Outcome, failed
 from aegir.host import HostContext
 from aegir.inventory import Host, Inventory, Rolling, for_context, parse_serial
@@ -38,7 +39,7 @@ def task(*args: Any, **kwargs: Any) -> Any:
         def body(c: invoke.Context, *a: Any, **kw: Any) -> Any:
             try:
                 return fn(c, *a, **kw)
-            except (InventoryError, TargetError) as exc:
+            except (InventoryError, TargetError, UsageError) as exc:
                 raise Exit(f"aegir: {exc}", code=EXIT_USAGE) from None
             except AegirError as exc:
                 raise Exit(f"aegir: {exc}", code=EXIT_PROBLEM) from None
@@ -129,3 +130,17 @@ def fleet_report(c: invoke.Context, fmt: str, label: str, fn: Callable[[HostCont
     emit(fmt, data=data(outcomes), text=text(outcomes))
     exit_if_failed(outcomes, problems=bool(problems and problems(outcomes)))
     return outcomes
+
+
+def confirm(question: str, *, yes: bool, label: str, verb: str, refused: str = "nothing done") -> None:
+    """Ask `question` at the terminal before a destructive action; --yes skips it.
+
+    Without --yes, a stdin that is not a terminal refuses (`RefusedError`: "LABEL:
+    stdin is not a terminal; pass --yes to VERB without a prompt"); any answer but y/yes ends the task with exit 1 and `refused`.
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise RefusedError(f"{label}: stdin is not a terminal; pass --yes to {verb} without a prompt")
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise Exit(f"aegir: {refused}", code=EXIT_PROBLEM)

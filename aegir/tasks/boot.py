@@ -5,7 +5,8 @@ After a reboot: `boot.unlock` (the LUKS passphrase, typed at the terminal),
 free space), `boot.docker` (only on a mounted and checked /srv, with a data-root known to
 be on it: ``--unknown-data-root`` when daemon.json does not say; where aegir
 manages the firewall, a ruleset with no container published goes first), `boot.status`
-(the Compose projects, core first), or `boot.all` for all of them in order,
+(the Compose projects, core first), or `boot.all` for all of them in order
+(`boot.all --start` also starts core, then apps, before the status),
 a host stopping at its first failure. Every step says when there is nothing
 to do, so running it again is safe. `boot.guard` installs a systemd drop-in
 so that Docker cannot start before /srv is mounted, even outside aegir.
@@ -146,10 +147,11 @@ def guard(c, format="table", dry=False, root="/"):
 
 @task(name="all", help={"format": FORMAT_HELP, "dry": DRY_HELP, "min_free": MIN_FREE_HELP,
                         "timeout": TIMEOUT_HELP, "same_passphrase": UNLOCK_HELP["same_passphrase"],
-                        "passphrase_stdin": UNLOCK_HELP["passphrase_stdin"], "unknown_data_root": UNKNOWN_ROOT_HELP})
+                        "passphrase_stdin": UNLOCK_HELP["passphrase_stdin"], "unknown_data_root": UNKNOWN_ROOT_HELP,
+                        "start": "Then start what is not up: core first, then apps and users (step `start`)."})
 def all_(c, format="table", dry=False, same_passphrase=False, passphrase_stdin=False,
-         min_free=MIN_FREE_PERCENT, timeout=DOCKER_TIMEOUT, unknown_data_root=False):
-    """Run the start-up in order: unlock, mount, check, docker, status; a host stops at its first failure."""
+         min_free=MIN_FREE_PERCENT, timeout=DOCKER_TIMEOUT, unknown_data_root=False, start=False):
+    """Run the start-up in order: unlock, mount, check, docker, [start,] status; a host stops at its first failure."""
     from aegir.boot.report import all_json, render_all
     from aegir.boot.secrets import Prompter
     from aegir.boot.steps import run_all
@@ -157,7 +159,7 @@ def all_(c, format="table", dry=False, same_passphrase=False, passphrase_stdin=F
     fmt = check_format(format)
     prompter = Prompter(same=same_passphrase, stream=sys.stdin if passphrase_stdin else None)
     boots, full = run_all(c, targets(c), act=not is_dry(c, dry), prompter=prompter, min_free=float(min_free),
-                          timeout=float(timeout), unknown_data_root=unknown_data_root)
+                          timeout=float(timeout), unknown_data_root=unknown_data_root, start=start)
     emit(fmt, data=all_json(boots, full), text=render_all(boots, full))
     down = [b.host for b in boots if not b.up]
     if down:

@@ -1,14 +1,30 @@
-"""Core: the infrastructure Compose projects under /srv/core (core/front first), started before any app."""
+"""Core: the infrastructure Compose projects under /srv/core (core/front first), started before any app.
+
+``up``/``restart`` take them front first, one by one; ``down`` takes them
+front last. Stopping or restarting a core project cuts every app off from
+the outside (core/front is the front door): it asks first, unless --yes.
+"""
 
 from __future__ import annotations
 
 from invoke import Collection
 
-from aegir import fleet
-from aegir.compose.lifecycle import actions_failed, actions_json, host_actions, plan_core, render_actions
+from aegir.compose.discovery import split_names
+from aegir.compose.lifecycle import plan_host
 from aegir.compose.status import gather_status, has_problems, render_status, status_json
-from aegir.report import FORMAT_HELP, check_format, emit
-from aegir.tasks.base import exit_if_failed, fleet_report, is_dry, targets, task
+from aegir.report import FORMAT_HELP
+from aegir.tasks.apps import DRY_HELP, SERVICE_HELP, act, show_logs
+from aegir.tasks.base import fleet_report, task
+
+NAMES_HELP = "Core projects (folder names, comma-separated). Default: every core project."
+YES_HELP = "Do not ask before stopping or restarting core projects."
+
+
+def _core(c, label: str, names: str, action: str, *, fmt: str, dry: bool, yes: bool = False,
+          ignore_failures: bool = False) -> None:
+    wanted = split_names(names)
+    act(c, label, wanted, lambda hc: plan_host(hc, wanted, action, kinds=("core",), ignore_failures=ignore_failures),
+        fmt=fmt, dry=dry, yes=yes)
 
 
 @task(help={"format": FORMAT_HELP})
@@ -18,19 +34,38 @@ def status(c, format="table"):
                  data=status_json, text=render_status, problems=has_problems)
 
 
-@task(help={"dry": "Print the exact Compose commands and stop.", "format": FORMAT_HELP})
-def up(c, dry=False, format="table"):
+@task(help={"names": NAMES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP})
+def up(c, names="", dry=False, format="table"):
     """Bring up every core project, front first, one after the other; stop a host at its first failure."""
-    fmt = check_format(format)
-    dry = is_dry(c, dry)
-    outcomes = fleet.each(
-        c, targets(c),
-        lambda hc: host_actions(hc, lambda: (plan_core(hc), ()), dry=dry, stop_on_failure=True),
-        label="core.up")
-    emit(fmt, data=actions_json(outcomes, dry=dry), text=render_actions(outcomes, dry=dry))
-    exit_if_failed(outcomes, problems=actions_failed(outcomes))
+    _core(c, "core.up", names, "up", fmt=format, dry=dry)
+
+
+@task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP})
+def down(c, names="", yes=False, dry=False, format="table"):
+    """Stop and remove the core projects' containers, front last (asks first: every app goes offline)."""
+    _core(c, "core.down", names, "down", fmt=format, dry=dry, yes=yes)
+
+
+@task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP})
+def restart(c, names="", yes=False, dry=False, format="table"):
+    """Restart the core projects, front first, one by one (asks first: apps are cut off meanwhile)."""
+    _core(c, "core.restart", names, "restart", fmt=format, dry=dry, yes=yes)
+
+
+@task(help={"names": NAMES_HELP, "ignore_failures": "Keep going past images that cannot be pulled.",
+            "dry": DRY_HELP, "format": FORMAT_HELP})
+def pull(c, names="", ignore_failures=False, dry=False, format="table"):
+    """Pull the core projects' images and say which changed; containers are not touched."""
+    _core(c, "core.pull", names, "pull", fmt=format, dry=dry, ignore_failures=ignore_failures)
+
+
+@task(help={"name": "One core project (folder name).", "service": SERVICE_HELP,
+            "follow": "Keep streaming new lines (one host only).", "tail": "Only the last N lines per container."})
+def logs(c, name, service="", follow=False, tail=None):
+    """Print a core project's logs from every target host that has it."""
+    show_logs(c, "core.logs", name, service, follow, tail, kinds=("core",))
 
 
 ns = Collection("core")
-ns.add_task(status)
-ns.add_task(up)
+for _t in (status, up, down, restart, pull, logs):
+    ns.add_task(_t)

@@ -19,7 +19,7 @@ from invoke import Collection, Exit
 from aegir import fleet
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit, table
-from aegir.tasks.base import ROLLING_HELP, exit_if_failed, inventory, is_dry, rolling, targets, task
+from aegir.tasks.base import ROLLING_HELP, confirm, exit_if_failed, inventory, is_dry, rolling, targets, task
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
     from aegir.update.config import UpdateConfig
@@ -91,15 +91,6 @@ def announce(c, message="", when="", dry=False, format="table"):
     exit_if_failed(outcomes)
 
 
-def _confirm(question: str, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise AegirError("update.apply: stdin is not a terminal; pass --yes to upgrade without a prompt")
-    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
-        raise Exit("aegir: nothing upgraded", code=1)
-
-
 @task(iterable=["hold"], auto_shortflags=False,
       help={"yes": "Do not ask for confirmation.", "hold": "Keep this package at its version (repeatable).",
             "force": "Apply a risky upgrade that was not announced.", "dry": "Check and show the plan; change nothing.",
@@ -130,8 +121,9 @@ def apply(c, yes=False, hold=None, force=False, dry=False, format="table", seria
         exit_if_failed(plans)
         return
     print(render_plan(plans), file=sys.stderr if fmt == "json" else sys.stdout)
-    _confirm(f"Upgrade {sum(len(p.value.upgrading) for p in plans)} packages on "
-             f"{', '.join(o.host.name for o in plans)}?", yes)
+    confirm(f"Upgrade {sum(len(p.value.upgrading) for p in plans)} packages on "
+            f"{', '.join(o.host.name for o in plans)}?", yes=yes, label="update.apply", verb="upgrade",
+            refused="nothing upgraded")
     by_host = {o.host.name: o.value for o in plans}
     outcomes = fleet.each(c, hosts, lambda hc: apply_host(hc, by_host[hc.name]), label="update.apply",
                           rolling=roll, stops=lambda r: bool(r.problems))

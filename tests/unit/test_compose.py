@@ -159,3 +159,17 @@ def test_no_containers_is_no_entries_in_both_shapes():
 def test_ps_output_that_is_not_json_is_one_clear_error():
     with pytest.raises(ComposeOutputError, match="did not print JSON"):
         parse_ps("NAME   IMAGE   COMMAND\n")
+
+
+def test_stop_keeps_the_containers_and_a_passthrough_is_argv_after_the_project_options():
+    base = ("docker compose --project-directory /srv/core/front -f /srv/core/front/compose.yaml -p front")
+    assert compose.stop(V2, NO_ENV).line == f"{base} stop"
+    assert compose.passthrough(V2, NO_ENV, ["exec", "-T", "proxy", "sh", "-c", "echo a b; id"]).line == (
+        f"{base} exec -T proxy sh -c 'echo a b; id'")
+    assert compose.passthrough(V2, NO_ENV, ["images"]).line == f"{base} images"
+
+
+@pytest.mark.parametrize("args", [[], ["--file", "x"], ["$(id)"], ["Exec"]])
+def test_a_passthrough_must_start_with_a_compose_subcommand_word(args):
+    with pytest.raises(AegirError, match="a Compose subcommand must come first after '--'"):
+        compose.passthrough(V2, NO_ENV, args)

@@ -172,3 +172,50 @@ def test_two_folders_with_one_compose_name_are_warned_about_and_never_acted_on(t
             plan_apps(hc, ("users/cloud",), "down")
     finally:
         hc.close()
+
+
+# --------------------------------------------------------------------------- fleet actions: names, order, asking
+
+
+def test_a_name_no_host_has_is_one_sentence_with_the_close_ones_difflib_finds():
+    from aegir.compose.discovery import unknown_names
+
+    found = [p("cloud", "apps"), p("clouds", "users"), p("wiki", "apps"), p("front")]
+    assert unknown_names(["clowd", "wiki", "users/wikki", "zzz", "front"], found) == (
+        "no project 'clowd' on any target host (did you mean cloud or clouds?)",
+        "no project 'users/wikki' on any target host (did you mean apps/wiki?)",
+        "no project 'zzz' on any target host",
+    )
+    assert unknown_names(["apps/clouds"], found) == (
+        "no project 'apps/clouds' on any target host (did you mean apps/cloud or users/clouds?)",)
+
+
+def test_core_goes_first_front_first_to_start_and_last_front_last_to_stop():
+    from aegir.compose.lifecycle import ordered
+
+    projects = [p("adm"), p("front"), p("cloud", "apps"), p("blog", "users")]
+    assert [x.path for x in ordered(projects, "up")] == ["core/front", "core/adm", "apps/cloud", "users/blog"]
+    assert [x.path for x in ordered(projects, "update")] == ["core/front", "core/adm", "apps/cloud", "users/blog"]
+    assert [x.path for x in ordered(projects, "down")] == ["apps/cloud", "users/blog", "core/adm", "core/front"]
+    assert [x.path for x in ordered(projects, "stop")] == ["apps/cloud", "users/blog", "core/adm", "core/front"]
+
+
+def _plans(action: str, per_host: dict[str, list[Project]]) -> list[Outcome]:
+    from aegir.compose.lifecycle import HostPlan
+
+    return [Outcome(Host(name=h), HostPlan(h, action, tuple(Action(x, action, Cmd.of("true")) for x in ps)))
+            for h, ps in per_host.items()]
+
+
+def test_stopping_on_several_hosts_or_touching_core_asks_first_and_nothing_else_does():
+    from aegir.compose.lifecycle import needs_confirmation
+
+    cloud, front = p("cloud", "apps"), p("front")
+    assert needs_confirmation(_plans("down", {"a": [cloud], "b": [cloud]})) == "Down 2 projects on a, b?"
+    assert needs_confirmation(_plans("stop", {"a": [cloud], "b": []})) is None  # one host acts
+    assert needs_confirmation(_plans("restart", {"a": [cloud], "b": [cloud]})) is None
+    assert needs_confirmation(_plans("up", {"a": [front, cloud], "b": [front]})) is None
+    assert needs_confirmation(_plans("restart", {"a": [front]})) == (
+        "Restart 1 project on a, core included (a:core/front: every app behind it is cut off until it is back)?")
+    assert needs_confirmation(_plans("down", {"a": [cloud, front]})) == (
+        "Down 2 projects on a, core included (a:core/front: every app behind it is cut off until core.up)?")
