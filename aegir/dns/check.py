@@ -92,12 +92,7 @@ class Result:
 
 def expected(plan: Plan) -> dict[Key, frozenset[str]]:
     """(name, type) -> the rdata set the plan implies, canonical; SOA left out."""
-    out: dict[Key, set[str]] = {}
-    for zone in plan.zones:
-        for r in zone.records:
-            if r.type not in IGNORED:
-                out.setdefault((r.name, r.type), set()).add(canonical_data(r.type, r.data).lower())
-    return {k: frozenset(v) for k, v in out.items()}
+    return records_of(r for zone in plan.zones for r in zone.records if r.type not in IGNORED)
 
 
 def compare(wanted: Mapping[Key, frozenset[str]], answers: Mapping[Key, Answer],
@@ -190,6 +185,7 @@ def check(server: Server, plan: Plan, *, timeout: float = DEFAULT_TIMEOUT, worke
 
 
 def records_of(rows: Iterable[Record]) -> dict[Key, frozenset[str]]:
+    """(name, type) -> the canonical, lower-case rdata set of `rows`."""
     out: dict[Key, set[str]] = {}
     for r in rows:
         out.setdefault((r.name, r.type), set()).add(canonical_data(r.type, r.data).lower())

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,6 +255,3 @@ def _short_host_ip(spec: str) -> str | None:
     parts = spec.split(":")
     return parts[0] if len(parts) == 3 else None
 
-
-def names_of(pubs: Sequence[Publication]) -> list[str]:
-    return [n.name for p in pubs for n in p.names]

@@ -31,7 +31,7 @@ class Row:
 def rows(host: Host, facts: NetFacts | None) -> list[Row]:
     """`host`'s rows; `facts` None: the inventory's view only."""
     prefix = host.ipv6_prefix
-    out = [Row(host.name, "admin", _s(host.admin_ipv4), _s(host.admin_ipv6), _s(prefix),
+    out = [Row(host.name, "admin", _s(host.admin_ipv4), _s(host.admin_ipv6), _s(prefix), None,
                None if prefix else "no ipv6_prefix in hosts.yml")]
     have = facts.addresses if facts else None
     for i in range(max(len(host.service_ipv4), len(host.service_ipv6))):

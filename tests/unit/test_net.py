@@ -87,3 +87,11 @@ def test_overlapping_prefixes_are_a_problem():
     b = inventory.Host("hyp2", ipv6_prefix=ipaddress.IPv6Network("2001:db8:0:180::/57"))
     assert [r.problem for r in plan.overlaps([a, b])] == [
         "ipv6_prefix 2001:db8:0:180::/57 overlaps hyp1's 2001:db8:0:100::/56"]
+
+
+def test_a_host_without_a_prefix_is_noted_and_its_ipv6_subnets_are_problems():
+    bare = inventory.Host("local", connection="local")
+    got = plan.rows(bare, NetFacts(frozenset(), True, facts.parse_networks(NETWORKS[:1]), ()))
+    assert got[0].note == "no ipv6_prefix in hosts.yml"
+    assert problems(got) == [("network bridge", "Docker network 'bridge': IPv6 subnet 2001:db8:0:101::/64 is on a "
+                                                "host without ipv6_prefix in hosts.yml")]

@@ -1,0 +1,264 @@
+"""dns.zone and dns.check end to end: zones generated from a 3-host lab inventory and the projects on
+the hosts are loaded by a real authoritative server (Knot DNS, started here on a loopback port), and
+dns.check against it finds no difference; each edit of one served record is reported as exactly
+that record.
+
+The projects live under /srv/dnstest on the session lab's hosts (the inventory's ``srv:``), so other
+tests' /srv/apps never see them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.query
+import dns.rdatatype
+import pytest
+import yaml
+
+from tests.helpers import run_inv
+from tests.lab import Lab
+
+pytestmark = pytest.mark.timeout(300)
+SRV = "dnstest"
+DNS = {"service_domain": "tedomum.in", "cname_domain": "tedomum.net", "rest_domain": "tedomum.org",
+       "nameservers": ["hyp1.tedomum.org"], "ttl": 300}
+PROJECTS = {
+    "hyp1": {
+        "apps/cloud": """\
+            services:
+              web:
+                image: aegir-lab/busybox:latest
+                ports: ["{service4}:443:443", "[{service6}]:443:443"]
+            x-aegir:
+              dns:
+                names: [cloud, files]
+            """,
+        "apps/mail": """\
+            services:
+              smtp: {image: aegir-lab/busybox:latest}
+            x-aegir:
+              dns:
+                names:
+                  - {name: mail, cname: false, mx: ["@"]}
+                  - {name: webmail}
+            """,
+    },
+    "hyp2": {
+        "apps/chat": """\
+            services:
+              synapse: {image: aegir-lab/busybox:latest}
+            x-aegir:
+              dns:
+                address: ${SERVICE_IPV4}
+                names:
+                  - {name: matrix, srv: ["_matrix._tcp:8448"]}
+                  - {name: xmpp, srv: ["_xmpp-client._tcp:5222", "_xmpp-server._tcp:5269"]}
+            """,
+        "users/bnc": """\
+            services:
+              znc: {image: aegir-lab/busybox:latest}
+            x-aegir:
+              dns:
+                names: [{name: irc, public: false}]
+            """,
+    },
+    "hyp3": {
+        "apps/wiki": """\
+            services:
+              wiki: {image: aegir-lab/busybox:latest}
+            x-aegir: {dns: {names: [wiki]}}
+            """,
+    },
+}
+KNOT_CONF = """\
+server:
+    listen: 127.0.0.1@{port}
+    rundir: {dir}
+database:
+    storage: {dir}/db
+log:
+  - target: stderr
+    any: warning
+acl:
+  - id: transfer
+    address: 127.0.0.0/8
+    action: transfer
+template:
+  - id: default
+    storage: {dir}/zones
+    file: "%s.zone"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+    acl: transfer
+zone:
+{zones}
+"""
+
+
+@dataclass
+class Knot:
+    """A knotd serving the zone files in `dir`/zones on 127.0.0.1:`port`."""
+
+    dir: Path
+    port: int
+    proc: subprocess.Popen[str]
+
+    @property
+    def server(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def serial(self, zone: str) -> int | None:
+        try:
+            answer = dns.query.udp(dns.message.make_query(zone, "SOA"), "127.0.0.1", port=self.port, timeout=0.5)
+        except (dns.exception.Timeout, OSError):
+            return None
+        rrset = answer.get_rrset(answer.answer, dns.name.from_text(zone), 1, dns.rdatatype.SOA)
+        return rrset[0].serial if rrset else None
+
+    def wait_serial(self, zones: list[str], serial: int, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while any(self.serial(z) != serial for z in zones):
+            assert self.proc.poll() is None, f"knotd exited: {self.proc.stderr.read() if self.proc.stderr else ''}"
+            assert time.monotonic() < deadline, f"knotd does not serve serial {serial} of {zones}"
+            time.sleep(0.05)
+
+    def reload(self, zone: str) -> None:
+        subprocess.run(["knotc", "-c", str(self.dir / "knot.conf"), "zone-reload", zone],
+                       check=True, capture_output=True, text=True, timeout=10)
+
+    def edit(self, zone: str, owner: str, old: str, new: str) -> None:
+        """In the one line of `owner`, replace `old` by `new`; bump the serial, reload, wait until it is served."""
+        path = self.dir / "zones" / f"{zone.rstrip('.')}.zone"
+        lines = path.read_text().splitlines(keepends=True)
+        hits = [i for i, ln in enumerate(lines) if ln.startswith(owner + " ")]
+        assert len(hits) == 1 and old in lines[hits[0]], f"{owner} {old!r} is not one line of {path}"
+        serial = self.serial(zone)
+        assert serial is not None
+        lines[hits[0]] = lines[hits[0]].replace(old, new)
+        path.write_text("".join(lines).replace(f" {serial} ", f" {serial + 1} "))
+        self.reload(zone)
+        self.wait_serial([zone], serial + 1)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def inventory(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The 3-host lab inventory with a dns: section, its projects written under each host's /srv/dnstest."""
+    hosts = [lab.host(n) for n in ("hyp1", "hyp2", "hyp3")]
+    data = lab.inventory_data(hosts)
+    data["defaults"]["dns"] = DNS
+    for h in hosts:
+        data["hosts"][h.name]["srv"] = f"/srv/{SRV}"
+        for path, text in PROJECTS[h.name].items():
+            body = text.replace("{service4}", str(h.addresses.service_ipv4)).replace(
+                "{service6}", str(h.addresses.service_ipv6))
+            h.write(f"{SRV}/{path}/docker-compose.yml", "\n".join(ln[12:] for ln in body.splitlines()) + "\n")
+    hyp2 = lab.host("hyp2")
+    hyp2.write(f"{SRV}/apps/chat/.env", f"SERVICE_IPV4={hyp2.addresses.service_ipv4}\n")
+    path = tmp_path_factory.mktemp("dns") / "hosts.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        yield path
+    finally:
+        for h in hosts:
+            shutil.rmtree(h.root(f"/srv/{SRV}"), ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def zones(inventory: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """dns.zone --out: the zone files, and the plan as JSON."""
+    out = tmp_path_factory.mktemp("knot")
+    done = run_inv("dns.zone", "--serial", "1", "--out", str(out / "zones"), "-f", "json", inventory=inventory)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {"dir": out, **json.loads(done.stdout)}
+
+
+@pytest.fixture(scope="module")
+def knot(zones: dict) -> Iterator[Knot]:
+    if shutil.which("knotd") is None:
+        pytest.fail("knotd is not installed (Debian package knot; scripts/test-all installs it)")
+    d: Path = zones["dir"]
+    origins = [z["origin"] for z in zones["zones"]]
+    port = free_port()
+    (d / "knot.conf").write_text(KNOT_CONF.format(port=port, dir=d, zones="\n".join(f"  - domain: {o}"
+                                                                                    for o in origins)))
+    proc = subprocess.Popen(["knotd", "-c", str(d / "knot.conf")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    server = Knot(d, port, proc)
+    try:
+        server.wait_serial(origins, 1)
+        yield server
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def check(knot: Knot, inventory: Path, *extra: str) -> tuple[int, dict]:
+    done = run_inv("dns.check", "--server", knot.server, "-f", "json", *extra, inventory=inventory)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_the_zones_hold_every_projects_names(zones):
+    records = {(r["name"], r["type"], r["data"]) for z in zones["zones"] for r in z["records"]}
+    assert zones["problems"] == []
+    assert {(n, t) for n, t, _ in records} >= {
+        ("cloud.tedomum.net.", "CNAME"), ("files.tedomum.net.", "CNAME"), ("webmail.tedomum.net.", "CNAME"),
+        ("wiki.tedomum.net.", "CNAME"), ("mail.tedomum.net.", "A"), ("mail.tedomum.net.", "AAAA"),
+        ("tedomum.net.", "MX"), ("_matrix._tcp.tedomum.net.", "SRV"), ("_xmpp-server._tcp.tedomum.net.", "SRV"),
+        ("matrix.tedomum.net.", "AAAA"), ("irc.tedomum.org.", "CNAME"), ("hyp3.tedomum.in.", "AAAA"),
+        ("hyp1.tedomum.org.", "A")}
+    assert ("cloud.tedomum.net.", "CNAME", "hyp1.tedomum.in.") in records
+    assert ("wiki.tedomum.net.", "CNAME", "hyp3.tedomum.in.") in records
+    assert len([z for z in zones["zones"] if z["origin"].endswith(".ip6.arpa.")]) == 3
+
+
+def test_a_server_loaded_with_the_zones_has_no_difference(knot, inventory):
+    code, report = check(knot, inventory)
+    assert (code, report["differences"], report["notes"], report["problems"]) == (0, [], [], [])
+    assert report["checked"] > 30
+    table = run_inv("dns.check", "--server", knot.server, inventory=inventory)
+    assert table.returncode == 0 and "no difference" in table.stdout, table.stdout + table.stderr
+
+
+def test_one_edited_record_is_reported_and_nothing_else(knot, inventory):
+    knot.edit("tedomum.net.", "cloud.tedomum.net.", "CNAME hyp1.tedomum.in.", "CNAME hyp2.tedomum.in.")
+    try:
+        code, report = check(knot, inventory)
+        assert code == 1
+        assert report["differences"] == [{"name": "cloud.tedomum.net.", "type": "CNAME", "status": "wrong",
+                                          "expected": ["hyp1.tedomum.in."], "served": ["hyp2.tedomum.in."],
+                                          "detail": ""}]
+    finally:
+        knot.edit("tedomum.net.", "cloud.tedomum.net.", "CNAME hyp2.tedomum.in.", "CNAME hyp1.tedomum.in.")
+
+
+def test_an_added_record_is_unexpected_and_a_removed_one_missing(knot, inventory):
+    knot.edit("tedomum.org.", "irc.tedomum.org.", "irc.tedomum.org.", "old.tedomum.org.")
+    try:
+        code, report = check(knot, inventory)
+        assert code == 1
+        assert [(d["name"], d["type"], d["status"]) for d in report["differences"]] == [
+            ("irc.tedomum.org.", "CNAME", "missing"), ("old.tedomum.org.", "CNAME", "unexpected")]
+    finally:
+        knot.edit("tedomum.org.", "old.tedomum.org.", "old.tedomum.org.", "irc.tedomum.org.")
