@@ -21,7 +21,6 @@ from tests.helpers import run_inv
 from tests.knot import Knot
 from tests.lab import Lab
 
-pytestmark = pytest.mark.timeout(300)
 SRV = "dnstest"
 DNS = {"service_domain": "tedomum.in", "cname_domain": "tedomum.net", "rest_domain": "tedomum.org",
        "nameservers": ["hyp1.tedomum.org"], "ttl": 300}
@@ -165,3 +164,12 @@ def test_an_added_record_is_unexpected_and_a_removed_one_missing(knot, inventory
             ("irc.tedomum.org.", "CNAME", "missing"), ("old.tedomum.org.", "CNAME", "unexpected")]
     finally:
         knot.edit("tedomum.org.", "old.tedomum.org.", "old.tedomum.org.", "irc.tedomum.org.")
+
+
+def test_an_inventory_without_dns_settings_is_a_usage_error_at_its_line(tmp_path):
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("hosts:\n  local:\n    connection: local\n")
+    done = run_inv("dns.zone", inventory=inv)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"aegir: {inv}:2: local: no 'dns:' section; set service_domain, cname_domain "
+                                   "and rest_domain under defaults: dns:")

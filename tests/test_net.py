@@ -12,7 +12,6 @@ import pytest
 from tests.helpers import run_inv
 from tests.lab import Lab, LabHost
 
-pytestmark = pytest.mark.timeout(300)
 IMAGE = "aegir-lab/busybox:latest"
 
 

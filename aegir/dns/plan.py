@@ -7,8 +7,8 @@ Zones (every name absolute, lower case):
 * the **CNAME domain** (tedomum.net): one CNAME per public service name to the
   service record of the address its project publishes on. Where a CNAME is
   not allowed the A/AAAA are copied instead: the apex, a name flagged
-  ``cname: false``, the target of an MX or SRV record (RFC 2181 10.3, RFC
-  2782), and a name that holds other data (an MX or SRV owner; RFC 1034 3.6.2);
+  ``cname: false``, the target of an MX, SRV or NS record (RFC 2181 10.3,
+  RFC 2782), and a name that holds other data (an MX or SRV owner; RFC 1034 3.6.2);
 * the **rest domain** (tedomum.org): each host's admin addresses under its
   label, and the non-public names (same CNAME rules);
 * **reverse zones**: one ``in-addr.arpa`` zone per /24 and one ``ip6.arpa``
@@ -133,8 +133,8 @@ def build(hosts: Sequence[Host], settings: Settings, publications: Iterable[Publ
         zone = _zone_of(owner, d.all)
         data[zone] += recs
 
-    # A CNAME never sits beside other data, and MX/SRV targets never are CNAMEs.
-    no_cname = set(extra) | targets | set(d.all)
+    # A CNAME never sits beside other data, and MX/SRV/NS targets never are CNAMEs.
+    no_cname = set(extra) | targets | set(d.all) | set(d.nameservers)
     owners: dict[str, tuple[str, int]] = {}
     for owner, claim in claims.items():
         zone = _zone_of(owner, d.all)

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aegir.dns import names
-from aegir.errors import InventoryError
-from aegir.inventory import Host, Inventory
+from aegir.inventory import Inventory, Section
 
 FLEET_KEYS = ("service_domain", "cname_domain", "rest_domain", "nameservers", "hostmaster", "ttl")
 HOST_KEYS = ("name", "service_names")
@@ -75,56 +74,42 @@ def for_inventory(inv: Inventory) -> Settings:
     fleet: dict[str, Any] | None = None
     first = ""
     per_host: dict[str, HostNames] = {}
+    sections = []
     for host in inv.hosts:
-        sec = host.section("dns")
-        if not sec:
+        sec = inv.section(host, "dns", KEYS)
+        if not sec.values:
             raise inv.error(("hosts", host.name), f"{host.name}: no 'dns:' section; set service_domain, "
                             "cname_domain and rest_domain under defaults: dns:")
-        _unknown(inv, host, sec)
+        sections.append(sec)
         got = {k: sec.get(k) for k in FLEET_KEYS}
         if fleet is None:
             fleet, first = got, host.name
         else:
             for k in FLEET_KEYS:
                 if got[k] != fleet[k]:
-                    raise _fail(inv, host, k, f"differs from {first}'s ({fleet[k]!r}): DNS settings other than "
-                                "'name' and 'service_names' are fleet-wide; set them once, under defaults: dns:")
-        per_host[host.name] = _host_names(inv, host, sec)
+                    raise sec.error((k,), f"differs from {first}'s ({fleet[k]!r}): DNS settings other than "
+                                    "'name' and 'service_names' are fleet-wide; set them once, under defaults: dns:")
+        per_host[host.name] = _host_names(sec)
     assert fleet is not None  # an inventory has at least one host
-    host0 = inv.hosts[0]
-    domains = _domains(inv, host0, fleet)
-    _distinct_labels(inv, per_host)
+    domains = _domains(sections[0], fleet)
+    _distinct_labels(sections, per_host)
     return Settings(domains, per_host)
 
 
-def _at(inv: Inventory, host: Host, key: str | None, *rest: Any) -> tuple[Any, ...]:
-    here = ("hosts", host.name, "dns", *((key,) if key else ()))
-    return (*here, *rest) if here in inv.lines else ("defaults", "dns", *((key,) if key else ()), *rest)
-
-
-def _fail(inv: Inventory, host: Host, key: str, message: str, *rest: Any) -> InventoryError:
-    return inv.error(_at(inv, host, key, *rest), f"{host.name}: dns.{key}: {message}")
-
-
-def _unknown(inv: Inventory, host: Host, sec: Mapping[str, Any]) -> None:
-    for key in sec:
-        if key not in KEYS:
-            raise inv.error(_at(inv, host, key), f"{host.name}: unknown key {key!r} in dns (known: {', '.join(KEYS)})")
-
-
-def _domains(inv: Inventory, host: Host, fleet: Mapping[str, Any]) -> Domains:
+def _domains(sec: Section, fleet: Mapping[str, Any]) -> Domains:
     got: dict[str, str] = {}
     for key in DOMAIN_KEYS:
         if fleet.get(key) is None:
-            raise inv.error(_at(inv, host, None), f"{host.name}: dns.{key} is missing (domains are configuration: "
-                            "set service_domain, cname_domain and rest_domain under defaults: dns:)")
+            raise sec.inventory.error(("defaults", "dns"), f"{sec.host.name}: dns.{key}: is missing (domains are "
+                                      "configuration: set service_domain, cname_domain and rest_domain under "
+                                      "defaults: dns:)")
         try:
             got[key] = names.domain(fleet[key])
         except ValueError as exc:
-            raise _fail(inv, host, key, str(exc)) from None
+            raise sec.error((key,), str(exc)) from None
     for a, b in ((x, y) for i, x in enumerate(DOMAIN_KEYS) for y in DOMAIN_KEYS[i + 1:]):
         if names.is_under(got[a], got[b]) or names.is_under(got[b], got[a]):
-            raise _fail(inv, host, b, f"{got[b]} and {a} {got[a]} must be distinct, neither inside the other")
+            raise sec.error((b,), f"{got[b]} and {a} {got[a]} must be distinct, neither inside the other")
     ns_raw = fleet.get("nameservers")
     ns_list = [f"ns1.{got['rest_domain']}"] if ns_raw is None else ns_raw if isinstance(ns_raw, list) else [ns_raw]
     nameservers = []
@@ -132,18 +117,18 @@ def _domains(inv: Inventory, host: Host, fleet: Mapping[str, Any]) -> Domains:
         try:
             nameservers.append(names.domain(ns))
         except ValueError as exc:
-            raise _fail(inv, host, "nameservers", str(exc), i) from None
+            raise sec.error(("nameservers", i), str(exc)) from None
     if not nameservers:
-        raise _fail(inv, host, "nameservers", "must list at least one name server")
+        raise sec.error(("nameservers",), "must list at least one name server")
     contact = fleet.get("hostmaster") or f"hostmaster@{got['rest_domain'].rstrip('.')}"
     try:
         hostmaster = _rname(contact)
     except ValueError as exc:
-        raise _fail(inv, host, "hostmaster", str(exc)) from None
+        raise sec.error(("hostmaster",), str(exc)) from None
     ttl = fleet.get("ttl")
     ttl = DEFAULT_TTL if ttl is None else ttl
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= MAX_TTL:
-        raise _fail(inv, host, "ttl", f"must be a number of seconds from 1 to {MAX_TTL}, not {ttl!r}")
+        raise sec.error(("ttl",), f"must be a number of seconds from 1 to {MAX_TTL}, not {ttl!r}")
     return Domains(got["service_domain"], got["cname_domain"], got["rest_domain"], tuple(nameservers),
                    hostmaster, ttl)
 
@@ -160,23 +145,24 @@ def _rname(contact: object) -> str:
     return f"{local.lower()}.{names.domain(dom)}"
 
 
-def _host_names(inv: Inventory, host: Host, sec: Mapping[str, Any]) -> HostNames:
+def _host_names(sec: Section) -> HostNames:
+    host = sec.host
     label = sec.get("name", host.name)
     try:
         label = names.check_relative(label)
         if label == "@" or "." in label:
             raise ValueError(f"{label!r} must be one DNS label")
     except ValueError as exc:
-        raise _fail(inv, host, "name", f"{exc} (the host name is the default: set dns.name)") from None
+        raise sec.error(("name",), f"{exc} (the host name is the default: set dns.name)") from None
     count = len(host.service_ipv4) or len(host.service_ipv6)
     raw = sec.get("service_names")
     if raw is None:
         labels = [label if i == 0 else f"{label}-{i + 1}" for i in range(count)]
     else:
         if not isinstance(raw, list):
-            raise _fail(inv, host, "service_names", "must be a list of labels, one per service address")
+            raise sec.error(("service_names",), "must be a list of labels, one per service address")
         if len(raw) != count:
-            raise _fail(inv, host, "service_names", f"lists {len(raw)} label(s) for {count} service address(es)")
+            raise sec.error(("service_names",), f"lists {len(raw)} label(s) for {count} service address(es)")
         labels = []
         for i, item in enumerate(raw):
             try:
@@ -184,22 +170,23 @@ def _host_names(inv: Inventory, host: Host, sec: Mapping[str, Any]) -> HostNames
                 if one == "@" or "." in one:
                     raise ValueError(f"{one!r} must be one DNS label")
             except ValueError as exc:
-                raise _fail(inv, host, "service_names", str(exc), i) from None
+                raise sec.error(("service_names", i), str(exc)) from None
             if one in labels:
-                raise _fail(inv, host, "service_names", f"lists {one!r} twice", i)
+                raise sec.error(("service_names", i), f"lists {one!r} twice")
             labels.append(one)
     return HostNames(host.name, label, tuple(labels))
 
 
-def _distinct_labels(inv: Inventory, per_host: Mapping[str, HostNames]) -> None:
+def _distinct_labels(sections: list[Section], per_host: Mapping[str, HostNames]) -> None:
     seen_admin: dict[str, str] = {}
     seen_service: dict[str, str] = {}
-    for h in inv.hosts:
+    for sec in sections:
+        h = sec.host
         hn = per_host[h.name]
         if hn.label in seen_admin:
-            raise _fail(inv, h, "name", f"{hn.label!r} is already {seen_admin[hn.label]}'s name")
+            raise sec.error(("name",), f"{hn.label!r} is already {seen_admin[hn.label]}'s name")
         seen_admin[hn.label] = h.name
         for lab in hn.service_labels:
             if lab in seen_service:
-                raise _fail(inv, h, "service_names", f"{lab!r} is already a service name of {seen_service[lab]}")
+                raise sec.error(("service_names",), f"{lab!r} is already a service name of {seen_service[lab]}")
             seen_service[lab] = h.name

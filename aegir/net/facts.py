@@ -9,8 +9,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aegir.docker import dockerd_running
+from aegir.docker import dockerd_fact
 from aegir.errors import AegirError
+from aegir.facts import Fact
 from aegir.sh import Cmd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,6 +74,10 @@ def parse_addresses(stdout: str) -> frozenset[Addr]:
     return frozenset(out)
 
 
+def addresses_fact() -> Fact[frozenset[Addr]]:
+    return Fact("net.addresses", addresses_cmd(), lambda r: parse_addresses(r.stdout))
+
+
 def parse_networks(rows: Iterable[Mapping[str, Any]]) -> tuple[DockerNetwork, ...]:
     """The Docker API's network list -> each network's subnets (IPAM config), by name."""
     out = []
@@ -109,8 +114,9 @@ def _addr(text: Any, version: int) -> Addr | None:
 
 def gather(hc: "HostContext") -> NetFacts:
     """The host's addresses; its Docker networks and running containers when dockerd runs."""
-    addresses = parse_addresses(hc.run(addresses_cmd()).stdout)
-    if not dockerd_running(hc):  # asked of /proc: a socket-activated Docker is not started by a report
+    # One round trip; dockerd is asked of /proc: a socket-activated Docker is not started by a report.
+    addresses, running = hc.facts(addresses_fact(), dockerd_fact())
+    if not running:
         return NetFacts(addresses, False)
     api = hc.docker().api
     return NetFacts(addresses, True, parse_networks(api.networks()), parse_containers(api.containers()))

@@ -9,33 +9,16 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from aegir import fleet
-from aegir.net import facts
-from aegir.net import plan as netplan
-from aegir.report import FORMAT_HELP, check_format, emit, table
-from aegir.tasks.base import exit_if_failed, targets, task
+from aegir.net import facts, report
+from aegir.report import FORMAT_HELP
+from aegir.tasks.base import fleet_report, task
 
 
 @task(help={"format": FORMAT_HELP})
 def plan(c, format="table"):
     """Show each host's addresses, prefix, Docker networks and containers; flag what lies outside the plan."""
-    fmt = check_format(format)
-    hosts = targets(c)
-    outcomes = fleet.each(c, hosts, facts.gather, label="net.plan")
-    rows: list[netplan.Row] = []
-    failures = []
-    for o in outcomes:
-        rows += netplan.rows(o.host, o.value)
-        if not o.ok:
-            failures.append(netplan.Row(o.host.name, "host", None, None, None, o.status))
-    rows += netplan.overlaps(hosts) + failures
-    problems = [r for r in rows if r.problem]
-    text = table(["HOST", "ROLE", "IPV4", "IPV6", "PREFIX/NETWORK", "CHECK"],
-                 [[r.host, r.role, r.ipv4, r.ipv6, r.where, r.problem or r.note or "ok"] for r in rows])
-    text += (f"\n\n{len(problems)} problem(s)" if problems else "\n\nno problem")
-    emit(fmt, data={"rows": rows, "problems": [{"host": r.host, "role": r.role, "problem": r.problem}
-                                              for r in problems]}, text=text)
-    exit_if_failed(outcomes, problems=bool(problems))
+    fleet_report(c, format, "net.plan", facts.gather, data=report.data, text=report.text,
+                 problems=lambda outcomes: bool(report.problems(outcomes)))
 
 
 ns = Collection("net")

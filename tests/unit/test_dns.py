@@ -90,7 +90,7 @@ def test_a_host_names_itself_and_its_service_records():
 @pytest.mark.parametrize("extra, message", [
     ("  hyp3:\n    dns: {cname_domain: other.net}\n",
      "hosts.yml:21: hyp3: dns.cname_domain: differs from hyp1's ('tedomum.net')"),
-    ("  hyp3:\n    dns:\n      nmae: x\n", "hosts.yml:22: hyp3: unknown key 'nmae' in dns"),
+    ("  hyp3:\n    dns:\n      nmae: x\n", "hosts.yml:22: hyp3: dns.nmae: unknown key (did you mean 'name'?)"),
     ("  hyp3:\n" + PAIR3 + "    dns:\n      service_names: [a, b]\n",
      "hosts.yml:25: hyp3: dns.service_names: lists 2 label(s) for 1 service address(es)"),
     ("  hyp3:\n    dns: {name: hyp1}\n", "hosts.yml:21: hyp3: dns.name: 'hyp1' is already hyp1's name"),
@@ -103,6 +103,12 @@ def test_settings_mistakes_point_at_their_line(extra, message):
 def test_a_domain_inside_another_is_refused_at_its_line():
     text = INV.format(extra="").replace("rest_domain: tedomum.org", "rest_domain: x.tedomum.net")
     with pytest.raises(InventoryError, match=r"^hosts.yml:5: hyp1: dns.rest_domain: x.tedomum.net. and cname_domain"):
+        dnssettings.for_inventory(inventory.parse(text, "hosts.yml"))
+
+
+def test_a_missing_domain_is_named():
+    text = INV.format(extra="").replace("    rest_domain: tedomum.org\n", "")
+    with pytest.raises(InventoryError, match=r"^hosts.yml:2: hyp1: dns.rest_domain: is missing \(domains are"):
         dnssettings.for_inventory(inventory.parse(text, "hosts.yml"))
 
 
@@ -248,18 +254,20 @@ def test_a_name_that_is_a_host_record_is_a_problem():
 
 LABELS = st.sampled_from(["a", "b", "c", "mail", "www", "@"])
 SRV_OWNERS = st.sampled_from(["_matrix._tcp", "_xmpp-client._tcp", "_xmpp-server._tcp.a", "_sip._udp.b"])
+MOSTLY_NONE = st.sampled_from([0, 0, 0, 1, 2])  # most names carry no MX/SRV, so most may be CNAMEs
 NAMES = st.builds(
-    Name, name=LABELS, public=st.booleans(), cname=st.booleans(),
-    mx=st.lists(st.tuples(LABELS, st.integers(0, 100)), max_size=2).map(tuple),
-    srv=st.lists(st.builds(Srv, SRV_OWNERS, st.integers(1, 65535)), max_size=2).map(tuple))
+    Name, name=LABELS, public=st.booleans(), cname=st.sampled_from([True, True, True, False]),
+    mx=MOSTLY_NONE.flatmap(lambda k: st.lists(st.tuples(LABELS, st.integers(0, 100)), min_size=k, max_size=k)).map(tuple),
+    srv=MOSTLY_NONE.flatmap(lambda k: st.lists(st.builds(Srv, SRV_OWNERS, st.integers(1, 65535)),
+                                               min_size=k, max_size=k)).map(tuple))
 
 
 @st.composite
 def fleets(draw: st.DrawFn) -> tuple[inventory.Inventory, dnssettings.Settings, list[Publication]]:
     n = draw(st.integers(1, 4))
     slots = draw(st.lists(st.integers(0, 0xFFFF), min_size=n, max_size=n, unique_by=lambda x: x >> 8))
-    lines = ["defaults:", "  dns: {service_domain: s.example, cname_domain: c.example, rest_domain: r.example}",
-             "hosts:"]
+    lines = ["defaults:", "  dns: {service_domain: s.example, cname_domain: c.example, rest_domain: r.example,",
+             "        nameservers: [a.c.example, h0.r.example]}", "hosts:"]
     pairs = []
     for i, slot in enumerate(slots):
         prefix = ipaddress.IPv6Network((ipaddress.IPv6Address("2001:db8::") + ((slot & 0xFF00) << 72), 56))
@@ -305,6 +313,8 @@ def test_mx_and_srv_targets_never_point_at_a_cname_and_have_addresses(fleet):
         if r.type in ("MX", "SRV"):
             target = r.data.split()[-1]
             assert target not in cnames and target in addressed, r
+        if r.type == "NS":
+            assert r.data not in cnames, r
 
 
 @PROPS
