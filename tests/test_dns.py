@@ -70,6 +70,12 @@ PROJECTS = {
               wiki: {image: aegir-lab/busybox:latest}
             x-aegir: {dns: {names: [wiki]}}
             """,
+        "apps/pad": """\
+            services:
+              pad:
+                image: aegir-lab/busybox:latest
+                labels: {aegir.dns.names: "pad, notes"}
+            """,
     },
 }
 @pytest.fixture(scope="module")
@@ -132,6 +138,7 @@ def test_the_zones_hold_every_projects_names(zones):
         ("hyp1.tedomum.org.", "A")}
     assert ("cloud.tedomum.net.", "CNAME", "hyp1.tedomum.in.") in records
     assert ("wiki.tedomum.net.", "CNAME", "hyp3.tedomum.in.") in records
+    assert ("notes.tedomum.net.", "CNAME", "hyp3.tedomum.in.") in records  # from a service label
     assert len([z for z in zones["zones"] if z["origin"].endswith(".ip6.arpa.")]) == 3
 
 

@@ -17,6 +17,16 @@ as ``${VAR}`` from the project's ``.env``)::
             srv: ["_matrix._tcp:8448"]   # _matrix._tcp.<cname_domain> SRV 10 0 8448 matrix.<cname_domain>
           - {name: bnc, public: false}   # in the rest domain instead
 
+A service may instead carry labels, for plain names on the address its own
+``ports:`` publish on (MX and SRV need ``x-aegir``)::
+
+    services:
+      web:
+        labels:
+          aegir.dns.names: "cloud, files"
+          aegir.dns.cname: "false"        # optional, for all of them
+          aegir.dns.public: "false"       # optional: in the rest domain
+
 The file is data from a host: a mistake is one problem naming the file and
 line, and never stops the other projects' names.
 """
@@ -41,6 +51,8 @@ SRV_RE = re.compile(r"^(?P<owner>[^:\s]+):(?P<port>\d+)(?:\s+(?P<prio>\d+)(?:\s+
 MX_RE = re.compile(r"^(?P<owner>\S+)(?:\s+(?P<prio>\d+))?$")
 VAR_RE = re.compile(r"^\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))$")
 MAX_NAMES = 256
+#: Service labels, the lighter form: names (comma or space separated), and flags for all of them.
+LABEL_NAMES, LABEL_CNAME, LABEL_PUBLIC = "aegir.dns.names", "aegir.dns.cname", "aegir.dns.public"
 
 
 @dataclass(frozen=True)
@@ -91,13 +103,26 @@ def read(host: Host, project: Project, env: str | None = None) -> Read:
     except YamlError as exc:
         return Read(problems=(f"{path}:{exc}",))
     data = doc.data if isinstance(doc.data, dict) else {}
+    pubs: list[Publication] = []
+    problems: list[str] = []
+    for got in (_from_extension(host, project, doc, data, env), *_from_labels(host, project, doc, data, env)):
+        if isinstance(got, Publication):
+            pubs.append(got)
+        elif got:
+            problems.append(got)
+    return Read(tuple(pubs), tuple(problems))
+
+
+def _from_extension(host: Host, project: Project, doc: yamldoc.YamlDoc, data: Mapping[str, Any],
+                    env: str | None) -> Publication | str | None:
+    """The file's ``x-aegir: dns:`` as a publication, a problem, or None (there is none)."""
     ext = data.get("x-aegir")
     if not isinstance(ext, dict) or "dns" not in ext:
-        return Read()
+        return None
     spec = ext["dns"]
 
     def where(*keys: Any) -> str:
-        return f"{path}:{doc.line('x-aegir', 'dns', *keys) or '?'}: x-aegir.dns"
+        return f"{project.compose_path}:{doc.line('x-aegir', 'dns', *keys) or '?'}"
 
     try:
         if not isinstance(spec, dict):
@@ -114,9 +139,59 @@ def read(host: Host, project: Project, env: str | None = None) -> Read:
         parsed = tuple(_name(item, ("names", i)) for i, item in enumerate(items))
         address = _address(host, data, spec.get("address"), env)
     except _Bad as bad:
-        return Read(problems=(f"{where(*bad.keys)}{'.' + '.'.join(map(str, bad.keys)) if bad.keys else ''}: "
-                              f"{bad.message}",))
-    return Read((Publication(host.name, project.path, address, parsed, where().rsplit(": ", 1)[0]),))
+        return f"{where(*bad.keys)}: {'.'.join(map(str, ('x-aegir', 'dns', *bad.keys)))}: {bad.message}"
+    return Publication(host.name, project.path, address, parsed, where())
+
+
+def _from_labels(host: Host, project: Project, doc: yamldoc.YamlDoc, data: Mapping[str, Any],
+                 env: str | None) -> list[Publication | str]:
+    """One publication per service labelled ``aegir.dns.names`` (on the address its own ports publish on)."""
+    out: list[Publication | str] = []
+    services = data.get("services")
+    for sname, svc in (services.items() if isinstance(services, dict) else ()):
+        labels, paths = _labels(svc.get("labels") if isinstance(svc, dict) else None)
+        if LABEL_NAMES not in labels:
+            continue
+        here = ("services", sname, "labels")
+
+        def where(key: str, here: tuple[Any, ...] = here, paths: dict[str, tuple[Any, ...]] = paths) -> str:
+            return f"{project.compose_path}:{doc.line(*here, *paths.get(key, ())) or '?'}: label {key}"
+
+        try:
+            flags = {}
+            for key in (LABEL_CNAME, LABEL_PUBLIC):
+                value = str(labels.get(key, "true")).strip().lower()
+                if value not in ("true", "false"):
+                    raise _Bad((key,), f"must be true or false, not {labels[key]!r}")
+                flags[key] = value == "true"
+            words = str(labels[LABEL_NAMES]).replace(",", " ").split()
+            if not words:
+                raise _Bad((LABEL_NAMES,), "names no name")
+            parsed = []
+            for w in words:
+                try:
+                    parsed.append(Name(names.check_relative(w), flags[LABEL_PUBLIC], flags[LABEL_CNAME]))
+                except ValueError as exc:
+                    raise _Bad((LABEL_NAMES,), str(exc)) from None
+            address = _address(host, {"services": {sname: svc}}, None, env)
+        except _Bad as bad:
+            out.append(f"{where(bad.keys[0] if bad.keys else LABEL_NAMES)}: {bad.message}")
+            continue
+        out.append(Publication(host.name, project.path, address, tuple(parsed),
+                               where(LABEL_NAMES).rsplit(": ", 1)[0]))
+    return out
+
+
+def _labels(raw: Any) -> tuple[dict[str, Any], dict[str, tuple[Any, ...]]]:
+    """A service's labels (mapping or ``KEY=VALUE`` list) and the path of each under ``labels``."""
+    if isinstance(raw, dict):
+        return {str(k): v for k, v in raw.items()}, {str(k): (k,) for k in raw}
+    values: dict[str, Any] = {}
+    paths: dict[str, tuple[Any, ...]] = {}
+    for i, item in enumerate(raw if isinstance(raw, list) else ()):
+        key, _, value = str(item).partition("=")
+        values[key], paths[key] = value, (i,)
+    return values, paths
 
 
 class _Bad(Exception):

@@ -173,6 +173,39 @@ def test_x_aegir_mistakes_are_one_problem_at_their_line(body, message):
     assert len(got.problems) == 1 and got.problems[0].startswith(message), got.problems
 
 
+LABELLED = """\
+services:
+  web:
+    ports: ["[2001:db8:0:100::12]:443:443"]
+    labels:
+      aegir.dns.names: "cloud, files"
+      aegir.dns.cname: "false"
+  irc:
+    labels: ["aegir.dns.names=bnc", "aegir.dns.public=false"]
+  db:
+    labels: {other: x}
+"""
+
+
+def test_service_labels_publish_plain_names_on_their_own_address():
+    inv, _ = load()
+    got = services.read(inv.get("hyp1"), project(LABELLED))
+    assert got == services.Read((
+        Publication("hyp1", "apps/cloud", 1, (Name("cloud", cname=False), Name("files", cname=False)),
+                    "/srv/apps/cloud/docker-compose.yml:5"),
+        Publication("hyp1", "apps/cloud", 0, (Name("bnc", public=False),), "/srv/apps/cloud/docker-compose.yml:8"),
+    ))
+
+
+def test_a_bad_label_is_one_problem_at_its_line():
+    inv, _ = load()
+    text = LABELLED.replace('aegir.dns.cname: "false"', 'aegir.dns.cname: "nope"')
+    got = services.read(inv.get("hyp1"), project(text))
+    assert got.problems == ("/srv/apps/cloud/docker-compose.yml:6: label aegir.dns.cname: must be true or false, "
+                            "not 'nope'",)
+    assert [p.names for p in got.publications] == [(Name("bnc", public=False),)]
+
+
 def test_a_project_without_x_aegir_publishes_nothing():
     inv, _ = load()
     assert services.read(inv.get("hyp1"), project("services: {web: {image: x}}\n")) == services.Read()
