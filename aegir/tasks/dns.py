@@ -13,22 +13,22 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
-from aegir.dns import check as dnscheck
-from aegir.dns import report
-from aegir.dns.facts import fleet_plan
-from aegir.dns.plan import Plan
-from aegir.dns.settings import for_inventory
-from aegir.dns.zonefile import file_name, render
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit
 from aegir.tasks.base import exit_if_failed, inventory, task
 
+if TYPE_CHECKING:  # pragma: no cover
+    from aegir.dns.plan import Plan
 
-def _plan(c: Any, serial: int, label: str) -> Plan:
+
+def _plan(c: Any, serial: int, label: str) -> "Plan":
+    from aegir.dns.facts import fleet_plan  # here, not at the top: inv --list stays quick
+    from aegir.dns.settings import for_inventory
+
     inv = inventory(c)
     plan, outcomes = fleet_plan(c, inv, for_inventory(inv), serial, label=label)
     if plan is None:
@@ -51,6 +51,9 @@ def _problems(problems: tuple[str, ...]) -> None:
             "format": FORMAT_HELP})
 def zone(c, domain=None, out=None, serial=None, format="table"):
     """Print the zones the plan implies, as RFC 1035 zone text (or JSON)."""
+    from aegir.dns import report
+    from aegir.dns.zonefile import file_name, render
+
     fmt = check_format(format)
     number = int(time.time()) if serial is None else int(serial)
     if not 0 < number < 2**32:
@@ -82,6 +85,9 @@ def zone(c, domain=None, out=None, serial=None, format="table"):
             "format": FORMAT_HELP})
 def check(c, server=None, timeout=3.0, format="table"):
     """Ask a DNS server for every record the plan implies; report missing, wrong and unexpected ones."""
+    from aegir.dns import check as dnscheck
+    from aegir.dns import report
+
     fmt = check_format(format)
     srv = dnscheck.parse_server(server)
     plan = _plan(c, 1, "dns.check")

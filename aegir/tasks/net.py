@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from aegir.net import facts, report
 from aegir.report import FORMAT_HELP
 from aegir.tasks.base import fleet_report, task
 
@@ -17,6 +16,8 @@ from aegir.tasks.base import fleet_report, task
 @task(help={"format": FORMAT_HELP})
 def plan(c, format="table"):
     """Show each host's addresses, prefix, Docker networks and containers; flag what lies outside the plan."""
+    from aegir.net import facts, report  # here, not at the top: inv --list stays quick
+
     fleet_report(c, format, "net.plan", facts.gather, data=report.data, text=report.text,
                  problems=lambda outcomes: bool(report.problems(outcomes)))
 
