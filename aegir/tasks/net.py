@@ -1,0 +1,26 @@
+"""Addressing: the fleet's plan from hosts.yml, checked against each host's addresses and Docker.
+
+Every host is dual stack: an admin IPv4, service IPv4s, an IPv6 prefix (a
+/56) holding the admin IPv6 and one service IPv6 per service IPv4, and a
+global IPv6 inside that prefix for every container.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection
+
+from aegir.report import FORMAT_HELP
+from aegir.tasks.base import fleet_report, task
+
+
+@task(help={"format": FORMAT_HELP})
+def plan(c, format="table"):
+    """Show each host's addresses, prefix, Docker networks and containers; flag what lies outside the plan."""
+    from aegir.net import facts, report  # here, not at the top: inv --list stays quick
+
+    fleet_report(c, format, "net.plan", facts.gather, data=report.data, text=report.text,
+                 problems=lambda outcomes: bool(report.problems(outcomes)))
+
+
+ns = Collection("net")
+ns.add_task(plan)

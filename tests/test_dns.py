@@ -1,0 +1,182 @@
+"""dns.zone and dns.check end to end: zones generated from a 3-host lab inventory and the projects on
+the hosts are loaded by a real authoritative server (Knot DNS, started here on a loopback port), and
+dns.check against it finds no difference; each edit of one served record is reported as exactly
+that record.
+
+The projects live under /srv/dnstest on the session lab's hosts (the inventory's ``srv:``), so other
+tests' /srv/apps never see them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import run_inv
+from tests.knot import Knot
+from tests.lab import Lab
+
+SRV = "dnstest"
+DNS = {"service_domain": "tedomum.in", "cname_domain": "tedomum.net", "rest_domain": "tedomum.org",
+       "nameservers": ["hyp1.tedomum.org"], "ttl": 300}
+PROJECTS = {
+    "hyp1": {
+        "apps/cloud": """\
+            services:
+              web:
+                image: aegir-lab/busybox:latest
+                ports: ["{service4}:443:443", "[{service6}]:443:443"]
+            x-aegir:
+              dns:
+                names: [cloud, files]
+            """,
+        "apps/mail": """\
+            services:
+              smtp: {image: aegir-lab/busybox:latest}
+            x-aegir:
+              dns:
+                names:
+                  - {name: mail, cname: false, mx: ["@"]}
+                  - {name: webmail}
+            """,
+    },
+    "hyp2": {
+        "apps/chat": """\
+            services:
+              synapse: {image: aegir-lab/busybox:latest}
+            x-aegir:
+              dns:
+                address: ${SERVICE_IPV4}
+                names:
+                  - {name: matrix, srv: ["_matrix._tcp:8448"]}
+                  - {name: xmpp, srv: ["_xmpp-client._tcp:5222", "_xmpp-server._tcp:5269"]}
+            """,
+        "users/bnc": """\
+            services:
+              znc: {image: aegir-lab/busybox:latest}
+            x-aegir:
+              dns:
+                names: [{name: irc, public: false}]
+            """,
+    },
+    "hyp3": {
+        "apps/wiki": """\
+            services:
+              wiki: {image: aegir-lab/busybox:latest}
+            x-aegir: {dns: {names: [wiki]}}
+            """,
+        "apps/pad": """\
+            services:
+              pad:
+                image: aegir-lab/busybox:latest
+                labels: {aegir.dns.names: "pad, notes"}
+            """,
+    },
+}
+@pytest.fixture(scope="module")
+def inventory(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The 3-host lab inventory with a dns: section, its projects written under each host's /srv/dnstest."""
+    hosts = [lab.host(n) for n in ("hyp1", "hyp2", "hyp3")]
+    data = lab.inventory_data(hosts)
+    data["defaults"]["dns"] = DNS
+    for h in hosts:
+        data["hosts"][h.name]["srv"] = f"/srv/{SRV}"
+        for path, text in PROJECTS[h.name].items():
+            body = text.replace("{service4}", str(h.addresses.service_ipv4)).replace(
+                "{service6}", str(h.addresses.service_ipv6))
+            h.write(f"{SRV}/{path}/docker-compose.yml", "\n".join(ln[12:] for ln in body.splitlines()) + "\n")
+    hyp2 = lab.host("hyp2")
+    hyp2.write(f"{SRV}/apps/chat/.env", f"SERVICE_IPV4={hyp2.addresses.service_ipv4}\n")
+    path = tmp_path_factory.mktemp("dns") / "hosts.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        yield path
+    finally:
+        for h in hosts:
+            shutil.rmtree(h.root(f"/srv/{SRV}"), ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def zones(inventory: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """dns.zone --out: the zone files, and the plan as JSON."""
+    out = tmp_path_factory.mktemp("knot")
+    done = run_inv("dns.zone", "--serial", "1", "--out", str(out / "zones"), "-f", "json", inventory=inventory)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {"dir": out, **json.loads(done.stdout)}
+
+
+@pytest.fixture(scope="module")
+def knot(zones: dict) -> Iterator[Knot]:
+    if shutil.which("knotd") is None:
+        pytest.fail("knotd is not installed (Debian package knot; scripts/test-all installs it)")
+    with Knot.serving(zones["dir"], [z["origin"] for z in zones["zones"]], serial=1) as server:
+        yield server
+
+
+def check(knot: Knot, inventory: Path, *extra: str) -> tuple[int, dict]:
+    done = run_inv("dns.check", "--server", knot.server, "-f", "json", *extra, inventory=inventory)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_the_zones_hold_every_projects_names(zones):
+    records = {(r["name"], r["type"], r["data"]) for z in zones["zones"] for r in z["records"]}
+    assert zones["problems"] == []
+    assert {(n, t) for n, t, _ in records} >= {
+        ("cloud.tedomum.net.", "CNAME"), ("files.tedomum.net.", "CNAME"), ("webmail.tedomum.net.", "CNAME"),
+        ("wiki.tedomum.net.", "CNAME"), ("mail.tedomum.net.", "A"), ("mail.tedomum.net.", "AAAA"),
+        ("tedomum.net.", "MX"), ("_matrix._tcp.tedomum.net.", "SRV"), ("_xmpp-server._tcp.tedomum.net.", "SRV"),
+        ("matrix.tedomum.net.", "AAAA"), ("irc.tedomum.org.", "CNAME"), ("hyp3.tedomum.in.", "AAAA"),
+        ("hyp1.tedomum.org.", "A")}
+    assert ("cloud.tedomum.net.", "CNAME", "hyp1.tedomum.in.") in records
+    assert ("wiki.tedomum.net.", "CNAME", "hyp3.tedomum.in.") in records
+    assert ("notes.tedomum.net.", "CNAME", "hyp3.tedomum.in.") in records  # from a service label
+    assert len([z for z in zones["zones"] if z["origin"].endswith(".ip6.arpa.")]) == 3
+
+
+def test_a_server_loaded_with_the_zones_has_no_difference(knot, inventory):
+    code, report = check(knot, inventory)
+    assert (code, report["differences"], report["notes"], report["problems"]) == (0, [], [], [])
+    assert report["checked"] > 30
+    table = run_inv("dns.check", "--server", knot.server, inventory=inventory)
+    assert table.returncode == 0 and "no difference" in table.stdout, table.stdout + table.stderr
+
+
+def test_one_edited_record_is_reported_and_nothing_else(knot, inventory):
+    knot.edit("tedomum.net.", "cloud.tedomum.net.", "CNAME hyp1.tedomum.in.", "CNAME hyp2.tedomum.in.")
+    try:
+        code, report = check(knot, inventory)
+        assert code == 1
+        assert report["differences"] == [{"name": "cloud.tedomum.net.", "type": "CNAME", "status": "wrong",
+                                          "expected": ["hyp1.tedomum.in."], "served": ["hyp2.tedomum.in."],
+                                          "detail": ""}]
+    finally:
+        knot.edit("tedomum.net.", "cloud.tedomum.net.", "CNAME hyp2.tedomum.in.", "CNAME hyp1.tedomum.in.")
+
+
+def test_an_added_record_is_unexpected_and_a_removed_one_missing(knot, inventory):
+    knot.edit("tedomum.org.", "irc.tedomum.org.", "irc.tedomum.org.", "old.tedomum.org.")
+    try:
+        code, report = check(knot, inventory)
+        assert code == 1
+        assert [(d["name"], d["type"], d["status"]) for d in report["differences"]] == [
+            ("irc.tedomum.org.", "CNAME", "missing"), ("old.tedomum.org.", "CNAME", "unexpected")]
+    finally:
+        knot.edit("tedomum.org.", "old.tedomum.org.", "old.tedomum.org.", "irc.tedomum.org.")
+
+
+def test_an_inventory_without_dns_settings_is_a_usage_error_at_its_line(tmp_path):
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("hosts:\n  local:\n    connection: local\n")
+    done = run_inv("dns.zone", inventory=inv)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"aegir: {inv}:2: local: no 'dns:' section; set service_domain, cname_domain "
+                                   "and rest_domain under defaults: dns:")
