@@ -5,7 +5,7 @@ One module per namespace (its docstring is the namespace help), assembled here i
 
 from invoke import Collection
 
-from aegir.tasks import apps, boot, core, disk, fw, update
+from aegir.tasks import apps, boot, core, disk, fw, mysql, update
 
 namespace = Collection()
 namespace.add_collection(disk.ns)
@@ -14,3 +14,4 @@ namespace.add_collection(fw.ns)
 namespace.add_collection(core.ns)
 namespace.add_collection(apps.ns)
 namespace.add_collection(update.ns)
+namespace.add_collection(mysql.ns)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -102,6 +103,24 @@ def rolling(c: invoke.Context, hosts: Sequence[Host], serial: str | None = None,
     if found is not None and keep_going:
         return dataclasses.replace(found, keep_going=True)
     return found
+
+
+def one_host(c: invoke.Context, why: str) -> Host:
+    """The single host -H names, or `AegirError` (`why` says what needs one host)."""
+    hosts = targets(c)
+    if len(hosts) != 1:
+        raise AegirError(f"{why}; pick it with -H (of {', '.join(h.name for h in hosts)})")
+    return hosts[0]
+
+
+def confirm(question: str, yes: bool, *, refused: str, declined: str = "aegir: nothing done") -> None:
+    """Go on if `yes`, or once the operator types y at a terminal; refused (`refused` says why) without one."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise AegirError(refused)
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise Exit(declined, code=EXIT_PROBLEM)
 
 
 def is_dry(c: invoke.Context, flag: bool = False) -> bool:

@@ -19,7 +19,7 @@ from invoke import Collection, Exit
 from aegir import fleet
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit, table
-from aegir.tasks.base import ROLLING_HELP, exit_if_failed, inventory, is_dry, rolling, targets, task
+from aegir.tasks.base import ROLLING_HELP, confirm, exit_if_failed, inventory, is_dry, rolling, targets, task
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
     from aegir.update.config import UpdateConfig
@@ -92,12 +92,8 @@ def announce(c, message="", when="", dry=False, format="table"):
 
 
 def _confirm(question: str, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise AegirError("update.apply: stdin is not a terminal; pass --yes to upgrade without a prompt")
-    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
-        raise Exit("aegir: nothing upgraded", code=1)
+    confirm(question, yes, refused="update.apply: stdin is not a terminal; pass --yes to upgrade without a prompt",
+            declined="aegir: nothing upgraded")
 
 
 @task(iterable=["hold"], auto_shortflags=False,
