@@ -690,8 +690,7 @@ def restore(t: Target, at: str, into: Path, until: str | None, service: str | No
         script = f"mariadb-binlog {' '.join(map(shlex.quote, flags))} {files} | mariadb -uroot"
         run(["docker", "exec", name, "sh", "-c", script], timeout=3600)
         log(f"restore: replayed {len(chain)} binary logs: {', '.join(chain)}")
-        run(["docker", "exec", name, "mariadb-admin", "-uroot", "shutdown"], timeout=300)
-        run(["docker", "wait", name], timeout=300)
+        run(["docker", "stop", "-t", "300", name], timeout=330)  # SIGTERM: a clean shutdown
     finally:
         run(["docker", "rm", "-f", name], check=False)
     shutil.rmtree(into / "binlogs")
