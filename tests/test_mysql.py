@@ -14,6 +14,7 @@ tests then kill the checkpoint at each step and drop SSH mid-run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -162,3 +163,98 @@ def test_restore_rebuilds_every_row_from_a_base_and_the_logs_since(lab: Lab, sho
         assert [int(x) for x in got] == expected
     finally:
         shop.run(["docker", "rm", "-f", name], check=False)
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def closed_logs(host: LabHost) -> dict[str, str]:
+    """Checksums of the binary logs the server has closed (every one but the newest)."""
+    names = sorted(binlogs(host))[:-1]
+    return {n: hashlib.sha256(host.root(f"/srv/apps/shop/wal/{n}").read_bytes()).hexdigest() for n in names}
+
+
+def assert_no_log_lost(host: LabHost, before: dict[str, str]) -> None:
+    """Every log closed before the run is in wal/ or in a complete archive entry, byte for byte."""
+    copies: dict[str, set[str]] = {}
+    for entry in entries(host):
+        for f in (entry / "binlogs").glob("*"):
+            copies.setdefault(f.name, set()).add(hashlib.sha256(f.read_bytes()).hexdigest())
+    for name, digest in before.items():
+        wal = host.root(f"/srv/apps/shop/wal/{name}")
+        kept = wal.is_file() and hashlib.sha256(wal.read_bytes()).hexdigest() == digest
+        assert kept or digest in copies.get(name, set()), f"{name} is lost"
+    archive = host.root(ARCHIVE)
+    unfinished = [p.name for p in archive.iterdir() if not (p / "MANIFEST.json").is_file()] if archive.is_dir() else []
+    assert unfinished == [], "an unfinished archive entry was left behind"
+
+
+def write_more(host: LabHost) -> list[int]:
+    first = (app.ids(host) or [0])[-1] + 1
+    app.insert(host, first, first + 9)
+    app.sql(host, "FLUSH BINARY LOGS")
+    return app.ids(host)
+
+
+COLD = ("lock", "inspect", "position", "stop", "snapshot", "verify", "start", "wait", "dependents", "archive-logs",
+        "purge", "retention")
+HOT = ("backup", "prepare", "verify", "flush", "archive-logs", "purge")
+
+
+@pytest.mark.parametrize(("mode", "step"), [("cold", s) for s in COLD] + [("hot", s) for s in HOT])
+def test_killing_the_checkpoint_at_any_step_leaves_every_row_and_every_log(lab: Lab, shop: LabHost, mode: str,
+                                                                          step: str):
+    rows = write_more(shop)
+    before = closed_logs(shop)
+    done = inv(lab, shop, "mysql.checkpoint", "apps/shop", "--mode", mode, "--yes", "-f", "json",
+               env={"AEGIR_MYSQL_FAULT": step})
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = json.loads(done.stdout)["result"]
+    assert not result["ok"] and result["failed_step"] == step and "signal 9" in result["error"]
+    assert app.wait_db(shop, timeout=5) < 5  # the guardian started it again (if it was stopped at all)
+    assert app.ids(shop) == rows
+    assert_no_log_lost(shop, before)
+    assert shop.run(["docker", "inspect", "-f", "{{.State.Running}}", app.container("shop", "web")]).stdout.strip() \
+        == "true"
+
+
+def test_a_run_killed_with_its_guardian_is_recovered_by_the_next_run(lab: Lab, shop: LabHost):
+    rows = write_more(shop)
+    before = closed_logs(shop)
+    done = inv(lab, shop, "mysql.checkpoint", "apps/shop", "--mode", "cold", "--yes",
+               env={"AEGIR_MYSQL_FAULT": "snapshot:all"})
+    assert done.returncode == 1 and "not running and left no result" in done.stdout, done.stdout + done.stderr
+    stopped = shop.run(["docker", "inspect", "-f", "{{.State.Running}}", app.container("shop")]).stdout.strip()
+    assert stopped == "false"  # nobody was left to start it: the next run must
+    again = inv(lab, shop, "mysql.checkpoint", "apps/shop", "--mode", "cold", "--yes", "-f", "json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "recover: run" in again.stderr and "died at step 'snapshot'" in again.stderr
+    assert app.ids(shop) == rows
+    assert_no_log_lost(shop, before)
+
+
+def test_dropping_ssh_mid_run_does_not_stop_the_checkpoint_and_status_reattaches(lab: Lab, shop: LabHost):
+    rows = write_more(shop)
+    before = closed_logs(shop)
+    log = shop.root(f"{STATE}/log")
+    offset = log.stat().st_size
+    env = {**os.environ, "AEGIR_INVENTORY": str(lab.inventory_path), "AEGIR_MYSQL_FAULT": "snapshot:sleep=4"}
+    operator = subprocess.Popen([sys.executable, "-m", "aegir", "-H", shop.name, "mysql.checkpoint", "apps/shop",
+                                 "--mode", "cold", "--yes"], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while "says pause" not in log.read_text()[offset:]:
+            assert time.monotonic() < deadline and operator.poll() is None
+            time.sleep(0.1)
+    finally:
+        operator.kill()  # the laptop closes: its SSH connection drops mid-run
+        operator.wait()
+    status = inv(lab, shop, "mysql.status", "apps/shop", "-f", "json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "step snapshot done" in status.stderr  # it followed the run to its end
+    result = json.loads(status.stdout)["result"]
+    assert result["ok"] and result["mode"] == "cold"
+    assert app.ids(shop) == rows
+    assert_no_log_lost(shop, before)
+    assert not set(before) & set(binlogs(shop))  # archived and purged by the run nobody watched

@@ -292,6 +292,22 @@ _PREPARE = ("set -e; rm -rf /aegir/base; mkdir /aegir/base; mbstream -x -C /aegi
 # --------------------------------------------------------------------------- acting
 
 
+def fault(step: str, log: Callable[[str], None]) -> None:
+    """The test hook: ``AEGIR_MYSQL_FAULT=STEP`` kills the worker as STEP starts, ``STEP:all`` its
+    guardian too (the whole process group), ``STEP:sleep=N`` pauses N seconds there."""
+    where, _, how = os.environ.get(FAULT_ENV, "").partition(":")
+    if where != step:
+        return
+    if how.startswith("sleep="):
+        log(f"step {step}: {FAULT_ENV} says pause {how[6:]}s here")
+        time.sleep(float(how[6:]))
+        return
+    log(f"step {step}: {FAULT_ENV} says die here (SIGKILL{' to the guardian too' if how == 'all' else ''})")
+    if how == "all":
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def now_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
@@ -432,9 +448,7 @@ class Run:
         write_json(state, {"run": self.run_id, "pid": os.getpid(), "guardian": os.getppid(), "step": name,
                            "mode": self.mode, "entry": str(self.entry), "service": self.service,
                            "dependents": list(self.deps), "compose": self.compose})
-        if os.environ.get(FAULT_ENV) == name:
-            self.log(f"step {name}: {FAULT_ENV} says die here (SIGKILL)")
-            os.kill(os.getpid(), signal.SIGKILL)
+        fault(name, self.log)
         self.log(f"step {name} ...")
         started = time.monotonic()
         try:
@@ -588,8 +602,8 @@ def checkpoint(r: Run) -> dict[str, Any]:
     steps = COLD_STEPS if r.mode == "cold" else HOT_STEPS
     assert steps[0] == "lock"
     r.step("inspect", lambda: inspect(r))
-    r.facts["wal_dir"] = str(r.step("position", lambda: wal_dir(r)))
-    r.facts["position"] = r.step("position", lambda: parse_master_status(r.sql("SHOW MASTER STATUS")))
+    wal, r.facts["position"] = r.step("position", lambda: (wal_dir(r), parse_master_status(r.sql("SHOW MASTER STATUS"))))
+    r.facts["wal_dir"] = str(wal)
     wal_before = sum(p.stat().st_size for p in Path(r.facts["wal_dir"]).iterdir() if p.is_file())
     r.entry.mkdir(parents=True, exist_ok=True)
     assert r.service

@@ -109,7 +109,8 @@ def follow(hc: "HostContext", state_dir: str, run: str | None, *, out: TextIO | 
             out.flush()
         if st.finished(run):
             return st
-        if not st.lock_held and clock() - started > START_GRACE:
+        began = (st.state or {}).get("run") == run  # it ran, and nothing holds its lock: it died
+        if not st.lock_held and (began or clock() - started > START_GRACE):
             raise AegirError(f"checkpoint run {run} is not running and left no result; run mysql.checkpoint "
                              "again: it recovers first", host=hc.name)
         time.sleep(POLL)
