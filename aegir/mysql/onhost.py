@@ -47,7 +47,7 @@ from typing import Any
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 KINDS = ("core", "apps", "users")
 MODES = ("cold", "hot")
-COLD_STEPS = ("lock", "inspect", "position", "stop", "snapshot", "verify", "start", "wait", "dependents",
+COLD_STEPS = ("lock", "inspect", "position", "stop", "snapshot", "start", "wait", "dependents", "verify",
               "archive-logs", "purge", "retention")
 HOT_STEPS = ("lock", "inspect", "position", "backup", "prepare", "verify", "flush", "archive-logs", "purge",
              "retention")
@@ -257,12 +257,12 @@ def plan(t: Target, *, mode: str, compose: Sequence[str], service: str, deps: Se
     if mode == "cold":
         steps += [
             Step("stop", f"stop {service} cleanly", (shlex.join([*c, "stop", service]),)),
-            Step("snapshot", f"copy {t.db} to {entry}/base (fsync, sha256 of every file)"),
-            Step("verify", f"read {entry}/base back against the checksums"),
+            Step("snapshot", f"copy {t.db} to {entry}/base (sha256 of every file as it is read)"),
             Step("start", f"start {service}", (shlex.join([*c, "start", service]),)),
             Step("wait", f"wait until {service} answers", (shlex.join([*sql, "SELECT 1"]),)),
             Step("dependents", f"restart {', '.join(deps) or 'no dependent'}",
                  (shlex.join([*c, "restart", *deps]),) if deps else ()),
+            Step("verify", f"fsync {entry}/base and read it back against the checksums (the database runs)"),
         ]
     else:
         steps += [
@@ -363,16 +363,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, *, sync: bool = False) -> str:
+    """The file's checksum; `sync` also fsyncs it (its data reach the disk before anything relies on them)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
+        if sync:
+            os.fsync(f.fileno())
     return h.hexdigest()
 
 
-def copy_verified(src: Path, dst: Path) -> str:
-    """Copy `src` to `dst` (fsync), read `dst` back and compare checksums; returns the checksum."""
+def copy_summed(src: Path, dst: Path, *, sync: bool = True) -> str:
+    """Copy `src` to `dst` (fsync unless `sync` is false); returns the checksum of what was read."""
     h = hashlib.sha256()
     dst.parent.mkdir(parents=True, exist_ok=True)
     with src.open("rb") as fi, dst.open("wb") as fo:
@@ -380,15 +383,26 @@ def copy_verified(src: Path, dst: Path) -> str:
             h.update(chunk)
             fo.write(chunk)
         fo.flush()
-        os.fsync(fo.fileno())
+        if sync:
+            os.fsync(fo.fileno())
     shutil.copystat(src, dst)
-    if sha256_file(dst) != h.hexdigest():
-        raise CheckpointError(f"{dst}: the copy of {src} does not read back identical")
     return h.hexdigest()
 
 
-def tree_sums(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+def copy_verified(src: Path, dst: Path) -> str:
+    """Copy `src` to `dst` (fsync), read `dst` back and compare checksums; returns the checksum."""
+    h = copy_summed(src, dst)
+    if sha256_file(dst) != h:
+        raise CheckpointError(f"{dst}: the copy of {src} does not read back identical")
+    return h
+
+
+def tree_sums(root: Path, *, sync: bool = False) -> dict[str, str]:
+    sums = {str(p.relative_to(root)): sha256_file(p, sync=sync) for p in sorted(root.rglob("*")) if p.is_file()}
+    if sync:
+        for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+            _fsync_dir(d)
+    return sums
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -498,6 +512,7 @@ def wait_ready(r: Run, timeout: float = 120) -> float:
 
 
 def cold_snapshot(r: Run) -> dict[str, str]:
+    """Copy db/ while the server is stopped; fsync and read-back come after it restarts (`_verify`)."""
     base = r.entry / "base"
     sums: dict[str, str] = {}
     for src in sorted(Path(r.t.db).rglob("*")):
@@ -505,7 +520,7 @@ def cold_snapshot(r: Run) -> dict[str, str]:
         if src.is_dir() and not src.is_symlink():
             (base / rel).mkdir(parents=True, exist_ok=True)
         elif src.is_file():
-            sums[str(rel)] = copy_verified(src, base / rel)
+            sums[str(rel)] = copy_summed(src, base / rel, sync=False)
     return sums
 
 
@@ -584,7 +599,7 @@ def recover(t: Target, log: Log, previous: dict[str, Any]) -> dict[str, Any]:
         r = Run(t, previous.get("mode") or "cold", service, None, "recover", log, compose=compose)
         wait_ready(r)
         did.append(f"{service} answers")
-        if previous.get("mode") == "cold" and previous.get("step") in ("stop", "snapshot", "verify", "start", "wait",
+        if previous.get("mode") == "cold" and previous.get("step") in ("stop", "snapshot", "start", "wait",
                                                                           "dependents"):
             deps = previous.get("dependents") or []
             if deps:
@@ -612,13 +627,13 @@ def checkpoint(r: Run) -> dict[str, Any]:
         r.step("stop", lambda: run([*r.compose, "stop", r.service], timeout=300))  # type: ignore[list-item]
         try:
             r.facts["base_sums"] = r.step("snapshot", lambda: cold_snapshot(r))
-            r.step("verify", lambda: _verify(r.entry / "base", r.facts["base_sums"]))
         finally:
             r.step("start", lambda: run([*r.compose, "start", r.service], timeout=300))  # type: ignore[list-item]
             r.step("wait", lambda: wait_ready(r))
             r.facts["downtime"] = round(time.monotonic() - down, 3)
             if r.deps:
                 r.step("dependents", lambda: run([*r.compose, "restart", *r.deps], timeout=300))
+        r.step("verify", lambda: _verify(r.entry / "base", r.facts["base_sums"]))
         current, _ = parse_master_status(r.sql("SHOW MASTER STATUS"))
         start = (current, 4)  # a clean shutdown closed every earlier log: the base holds all of them
     else:
@@ -642,7 +657,8 @@ def checkpoint(r: Run) -> dict[str, Any]:
 
 
 def _verify(base: Path, sums: dict[str, str]) -> None:
-    again = tree_sums(base)
+    """fsync the snapshot and read it back against the checksums taken while copying."""
+    again = tree_sums(base, sync=True)
     if again != sums:
         bad = sorted(k for k in set(sums) | set(again) if sums.get(k) != again.get(k))
         raise CheckpointError(f"the snapshot does not read back identical: {', '.join(bad[:5])}")

@@ -87,21 +87,29 @@ def started_at(host: LabHost, name: str, service: str) -> str:
 
 
 #: Connect to ADDR:3306 every 50 ms until STOPFILE exists; a connection counts as served when the
-#: server's greeting arrives. Prints ``tries refused`` at the end.
+#: server's greeting arrives. Prints ``tries refused longest-outage-seconds`` at the end (an outage runs
+#: from the first failed try to the next served one).
 PROBE = """\
 import os, socket, sys, time
 addr, stop = sys.argv[1], sys.argv[2]
 tries = refused = 0
+down = None
+longest = 0.0
 while not os.path.exists(stop):
     tries += 1
+    at = time.monotonic()
     try:
         with socket.create_connection((addr, 3306), timeout=2) as s:
-            if not s.recv(64):
-                refused += 1
+            ok = bool(s.recv(64))
     except OSError:
+        ok = False
+    if ok and down is not None:
+        longest, down = max(longest, at - down), None
+    elif not ok:
         refused += 1
+        down = at if down is None else down
     time.sleep(0.05)
-print(tries, refused, flush=True)
+print(tries, refused, f"{longest:.3f}", flush=True)
 """
 
 
