@@ -45,7 +45,8 @@ def fill(host: LabHost, mb: int) -> int:
     rows = mb * 1000
     for first in range(1, rows + 1, CHUNK):
         last = min(rows, first + CHUNK - 1)
-        app.sql(host, f"INSERT INTO shop.big WITH RECURSIVE s(n) AS (SELECT {first} UNION ALL SELECT n + 1 FROM s "
+        app.sql(host, "SET SESSION max_recursive_iterations = 1000000; "
+                      f"INSERT INTO shop.big WITH RECURSIVE s(n) AS (SELECT {first} UNION ALL SELECT n + 1 FROM s "
                       f"WHERE n < {last}) SELECT n, REPEAT('x', 1000) FROM s")
     app.sql(host, "FLUSH BINARY LOGS")
     return int(host.run(["du", "-sb", "/srv/apps/shop/db"]).stdout.split()[0])

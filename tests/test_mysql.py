@@ -150,19 +150,39 @@ def test_restore_rebuilds_every_row_from_a_base_and_the_logs_since(lab: Lab, sho
     assert done.returncode == 0, done.stdout + done.stderr
     restored = json.loads(done.stdout)["restore"]
     assert restored["replayed"]
-    name = f"verify-{at.lower()}"
-    shop.run(["docker", "run", "-d", "--name", name, "--network", "none", "-v", f"{into}/db:/var/lib/mysql",
+    assert restored_ids(shop, into) == expected
+
+
+def restored_ids(host: LabHost, into: str) -> list[int]:
+    """Start a throw-away server on `into`/db and list its rows."""
+    name = "verify-" + into.rsplit("/", 1)[-1].lower()
+    host.run(["docker", "run", "-d", "--name", name, "--network", "none", "-v", f"{into}/db:/var/lib/mysql",
               "--entrypoint", "mariadbd", app.TAG, "--user=root", "--datadir=/var/lib/mysql", "--skip-log-bin"])
     try:
         deadline = time.monotonic() + 60
-        while shop.run(["docker", "exec", name, "mariadb", "-uroot", "-e", "SELECT 1"], check=False).returncode:
-            assert time.monotonic() < deadline, shop.run(["docker", "logs", name], check=False).stderr[-500:]
+        while host.run(["docker", "exec", name, "mariadb", "-uroot", "-e", "SELECT 1"], check=False).returncode:
+            assert time.monotonic() < deadline, host.run(["docker", "logs", name], check=False).stderr[-500:]
             time.sleep(0.3)
-        got = shop.run(["docker", "exec", name, "mariadb", "-uroot", "-N", "-B", "-e",
+        got = host.run(["docker", "exec", name, "mariadb", "-uroot", "-N", "-B", "-e",
                         "SELECT id FROM shop.rows ORDER BY id"]).stdout.split()
-        assert [int(x) for x in got] == expected
+        return [int(x) for x in got]
     finally:
-        shop.run(["docker", "rm", "-f", name], check=False)
+        host.run(["docker", "rm", "-f", name], check=False)
+
+
+def test_restore_until_a_time_stops_replaying_there_and_never_touches_the_live_database(lab: Lab, shop: LabHost):
+    app.insert(shop, 301, 310)
+    time.sleep(1.1)
+    until = app.sql(shop, "SELECT NOW()").strip()
+    time.sleep(1.1)
+    app.insert(shop, 311, 320)
+    into = "/srv/scratch/restore-until"
+    done = inv(lab, shop, "mysql.restore", "apps/shop", "--at", "latest", "--into", into, "--until", until)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert restored_ids(shop, into) == list(range(1, 311))
+    assert app.ids(shop) == list(range(1, 321))
+    again = inv(lab, shop, "mysql.restore", "apps/shop", "--at", "latest", "--into", into)
+    assert again.returncode == 1 and "is not empty" in again.stdout
 
 
 # --------------------------------------------------------------------------- faults
