@@ -13,19 +13,18 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Exit
 
 from aegir import fleet
 from aegir.errors import AegirError
-from aegir.host import HostContext
-from aegir.mysql import report, steps
-from aegir.mysql.onhost import FAULT_ENV, now_id
-from aegir.mysql.plan import Options, app_path, over_limit, parse_size
 from aegir.report import FORMAT_HELP, check_format, emit
-from aegir.tasks.base import EXIT_PROBLEM, confirm, exit_if_failed, inventory, is_dry, one_host, targets, task
-from aegir.update import config as update_config
+from aegir.tasks.base import EXIT_PROBLEM, confirm, exit_if_failed, fleet_report, inventory, is_dry, one_host, task
+
+if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
+    from aegir.host import HostContext
+    from aegir.mysql.plan import Options
 
 PATH_HELP = "The app: its folder in full (/srv/apps/x), apps/x, users/x or x (= apps/x)."
 
@@ -34,16 +33,24 @@ PATH_HELP = "The app: its folder in full (/srv/apps/x), apps/x, users/x or x (= 
             "format": FORMAT_HELP})
 def wal(c, over=None, format="table"):
     """Report every app's binary log (WAL) size, files, database size and last checkpoint, largest first."""
-    fmt = check_format(format)
+    from aegir.mysql import report, steps
+    from aegir.mysql.plan import over_limit, parse_size
+
     limit = parse_size(over) if over else None
-    outcomes = fleet.each(c, targets(c), steps.wal, label="mysql.wal")
-    flagged = {(o.host.name, a.path) for o in outcomes if o.ok for a in over_limit(o.value or (), limit)}
-    rows = report.wal_rows(outcomes, flagged, time.time())
-    emit(fmt, data={"over": limit, "apps": rows}, text=report.wal_table(rows, limit))
-    exit_if_failed(outcomes, problems=bool(flagged))
+
+    def flagged(outcomes: list[fleet.Outcome[Any]]) -> set[tuple[str, str]]:
+        return {(o.host.name, a.path) for o in outcomes if o.ok for a in over_limit(o.value or (), limit)}
+
+    def rows(outcomes: list[fleet.Outcome[Any]]) -> list[dict[str, Any]]:
+        return report.wal_rows(outcomes, flagged(outcomes), time.time())
+
+    fleet_report(c, format, "mysql.wal", steps.wal, data=lambda o: {"over": limit, "apps": rows(o)},
+                 text=lambda o: report.wal_table(rows(o), limit), problems=lambda o: bool(flagged(o)))
 
 
 def _opts(basedir: str | None, db: str | None, service: str | None, mode: str | None, keep: Any) -> Options:
+    from aegir.mysql.plan import Options
+
     try:
         return Options(basedir, db, service, mode, int(keep) if keep not in (None, "") else None)
     except ValueError:
@@ -60,6 +67,11 @@ def _opts(basedir: str | None, db: str | None, service: str | None, mode: str | 
 def checkpoint(c, path, basedir=None, db=None, service=None, mode=None, keep=None, dry=False, yes=False,
                format="table"):
     """Snapshot an app's database and archive, then purge, its binary logs (runs detached on the host)."""
+    from aegir.mysql import report, steps
+    from aegir.mysql.onhost import FAULT_ENV, now_id
+    from aegir.mysql.plan import app_path
+    from aegir.update import config as update_config
+
     fmt = check_format(format)
     host = one_host(c, "mysql.checkpoint runs on one host")
     opts = _opts(basedir, db, service, mode, keep)
@@ -92,6 +104,8 @@ def checkpoint(c, path, basedir=None, db=None, service=None, mode=None, keep=Non
 
 
 def _show(fmt: str, outcomes: list[fleet.Outcome[dict[str, Any]]]) -> None:
+    from aegir.mysql import report
+
     o = outcomes[0]
     result = o.value.get("result") if o.value else None
     text = report.result_text(o.host.name, result) if o.ok and result else (o.status if not o.ok else "")
@@ -103,6 +117,9 @@ def _show(fmt: str, outcomes: list[fleet.Outcome[dict[str, Any]]]) -> None:
             "format": FORMAT_HELP})
 def status(c, path, basedir=None, db=None, format="table"):
     """Reattach to an app's checkpoint: follow it if it runs, then show its result."""
+    from aegir.mysql import steps
+    from aegir.mysql.plan import app_path
+
     fmt = check_format(format)
     host = one_host(c, "mysql.status reads one host")
     opts = _opts(basedir, db, None, None, None)
@@ -122,6 +139,9 @@ def status(c, path, basedir=None, db=None, format="table"):
             "service": "The database's Compose service (default: the one that mounts db/).", "format": FORMAT_HELP})
 def restore(c, path, at, into, until=None, service=None, format="table"):
     """Rebuild an app's database in a scratch folder: a checkpoint's base + every binary log since."""
+    from aegir.mysql import steps
+    from aegir.mysql.plan import app_path
+
     fmt = check_format(format)
     host = one_host(c, "mysql.restore runs on one host")
 
