@@ -216,7 +216,7 @@ def write_more(host: LabHost) -> list[int]:
     return app.ids(host)
 
 
-COLD = ("lock", "inspect", "position", "stop", "snapshot", "start", "wait", "dependents", "verify", "archive-logs",
+COLD = ("lock", "inspect", "position", "precopy", "stop", "snapshot", "start", "wait", "dependents", "verify", "archive-logs",
         "purge", "retention")
 HOT = ("backup", "prepare", "verify", "flush", "archive-logs", "purge")
 

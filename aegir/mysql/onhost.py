@@ -47,7 +47,7 @@ from typing import Any
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 KINDS = ("core", "apps", "users")
 MODES = ("cold", "hot")
-COLD_STEPS = ("lock", "inspect", "position", "stop", "snapshot", "start", "wait", "dependents", "verify",
+COLD_STEPS = ("lock", "inspect", "position", "precopy", "stop", "snapshot", "start", "wait", "dependents", "verify",
               "archive-logs", "purge", "retention")
 HOT_STEPS = ("lock", "inspect", "position", "backup", "prepare", "verify", "flush", "archive-logs", "purge",
              "retention")
@@ -256,8 +256,9 @@ def plan(t: Target, *, mode: str, compose: Sequence[str], service: str, deps: Se
     ]
     if mode == "cold":
         steps += [
+            Step("precopy", f"copy {t.db} to {entry}/base while {service} runs (sha256 of every file)"),
             Step("stop", f"stop {service} cleanly", (shlex.join([*c, "stop", service]),)),
-            Step("snapshot", f"copy {t.db} to {entry}/base (sha256 of every file as it is read)"),
+            Step("snapshot", f"copy again every file of {t.db} whose size or mtime changed since the precopy"),
             Step("start", f"start {service}", (shlex.join([*c, "start", service]),)),
             Step("wait", f"wait until {service} answers", (shlex.join([*sql, "SELECT 1"]),)),
             Step("dependents", f"restart {', '.join(deps) or 'no dependent'}",
@@ -511,16 +512,31 @@ def wait_ready(r: Run, timeout: float = 120) -> float:
     raise CheckpointError(f"{r.service} did not answer within {timeout:.0f}s: {last}")
 
 
-def cold_snapshot(r: Run) -> dict[str, str]:
-    """Copy db/ while the server is stopped; fsync and read-back come after it restarts (`_verify`)."""
+def cold_snapshot(r: Run, known: dict[str, str] | None = None) -> dict[str, str]:
+    """Copy db/ into the entry's base; returns every file's checksum.
+
+    With `known` (the checksums of a pre-copy taken while the server ran), a
+    file whose size and mtime (ns) match its pre-copied twin is kept, as rsync's
+    quick check does; every other file is copied again and files gone from db/
+    are removed. fsync and read-back come after the restart (`_verify`).
+    """
     base = r.entry / "base"
     sums: dict[str, str] = {}
     for src in sorted(Path(r.t.db).rglob("*")):
         rel = src.relative_to(r.t.db)
+        dst = base / rel
         if src.is_dir() and not src.is_symlink():
-            (base / rel).mkdir(parents=True, exist_ok=True)
+            dst.mkdir(parents=True, exist_ok=True)
         elif src.is_file():
-            sums[str(rel)] = copy_summed(src, base / rel, sync=False)
+            if known is not None and str(rel) in known and dst.is_file():
+                a, b = src.stat(), dst.stat()
+                if (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns):
+                    sums[str(rel)] = known[str(rel)]
+                    continue
+            sums[str(rel)] = copy_summed(src, dst, sync=False)
+    if known is not None:
+        for gone in set(known) - set(sums):
+            (base / gone).unlink(missing_ok=True)
     return sums
 
 
@@ -623,10 +639,11 @@ def checkpoint(r: Run) -> dict[str, Any]:
     r.entry.mkdir(parents=True, exist_ok=True)
     assert r.service
     if r.mode == "cold":
+        early = r.step("precopy", lambda: cold_snapshot(r))  # while it runs: the stop only copies what changed
         down = time.monotonic()
         r.step("stop", lambda: run([*r.compose, "stop", r.service], timeout=300))  # type: ignore[list-item]
         try:
-            r.facts["base_sums"] = r.step("snapshot", lambda: cold_snapshot(r))
+            r.facts["base_sums"] = r.step("snapshot", lambda: cold_snapshot(r, early))
         finally:
             r.step("start", lambda: run([*r.compose, "start", r.service], timeout=300))  # type: ignore[list-item]
             r.step("wait", lambda: wait_ready(r))

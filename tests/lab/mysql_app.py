@@ -99,7 +99,7 @@ while not os.path.exists(stop):
     tries += 1
     at = time.monotonic()
     try:
-        with socket.create_connection((addr, 3306), timeout=2) as s:
+        with socket.create_connection((addr, 3306), timeout=0.25) as s:
             ok = bool(s.recv(64))
     except OSError:
         ok = False
