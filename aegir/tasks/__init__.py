@@ -5,7 +5,7 @@ One module per namespace (its docstring is the namespace help), assembled here i
 
 from invoke import Collection
 
-from aegir.tasks import apps, boot, core, disk, dns, fw, net, update
+from aegir.tasks import apps, boot, core, disk, dns, fw, mysql, net, update
 
 namespace = Collection()
 namespace.add_collection(disk.ns)
@@ -16,3 +16,4 @@ namespace.add_collection(apps.ns)
 namespace.add_collection(update.ns)
 namespace.add_collection(net.ns)
 namespace.add_collection(dns.ns)
+namespace.add_collection(mysql.ns)

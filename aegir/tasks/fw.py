@@ -21,9 +21,8 @@ from invoke import Collection
 from aegir import fleet
 from aegir.errors import AegirError
 from aegir.host import HostContext, open_context
-from aegir.inventory import Host
 from aegir.report import FORMAT_HELP, check_format, emit, failed_row, host_entry, table
-from aegir.tasks.base import ROLLING_HELP, exit_if_failed, inventory, is_dry, rolling, targets, task
+from aegir.tasks.base import ROLLING_HELP, exit_if_failed, inventory, is_dry, one_host, rolling, targets, task
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
     from aegir.fw import host as fwhost
@@ -45,14 +44,6 @@ def _template(path: str | None) -> Template | None:
     from aegir.fw.render import Template
 
     return Template(_read(path, "template "), path) if path else None
-
-
-def _one_host(c: Any, why: str) -> Host:
-    """The single host -H names, or `AegirError` (`why` says what needs one host)."""
-    hosts = targets(c)
-    if len(hosts) != 1:
-        raise AegirError(f"{why}; pick it with -H (of {', '.join(h.name for h in hosts)})")
-    return hosts[0]
 
 
 def _builder(inv: Any, template: Template | None) -> Any:
@@ -77,7 +68,7 @@ def render(c, from_json=None, template=None, format="table"):
     fmt = check_format(format)
     inv, tpl = inventory(c), _template(template)
     if from_json:
-        host = _one_host(c, "--from-json describes one host")
+        host = one_host(c, "--from-json describes one host")
         fw = fwhost.plan(host, for_host(inv, host), load_inspect(_read(from_json), from_json), None, tpl)
         outcomes = [fleet.Outcome(host, fw)]
     else:
@@ -254,7 +245,7 @@ def watch(c, resync=300, debounce=100, max_delay=500):
         raise AegirError("fw.watch applies a ruleset at every change and has no dry run: "
                          "see what it would apply with `inv fw.diff`")
     inv = inventory(c)
-    host = _one_host(c, "fw.watch watches one host")
+    host = one_host(c, "fw.watch watches one host")
     if min(resync, debounce, max_delay) <= 0:
         raise AegirError("--resync, --debounce and --max-delay must be positive")
     opts = Options(resync=float(resync), debounce=debounce / 1000, max_delay=max_delay / 1000)

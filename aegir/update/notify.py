@@ -111,6 +111,15 @@ def post(notifier: Notifier, document: dict[str, Any], *, host: str) -> str:
         raise AegirError(f"notifier POST {notifier.url} failed: {reason}", host=host) from None
 
 
+def send(hc: "HostContext", notifier: Notifier, text: str, document: dict[str, Any], *, when: str) -> str:
+    """Send `text` through `notifier` (its command on the host, text on stdin) or POST `document`; its answer."""
+    if notifier.command:
+        done = hc.run(command_cmd(notifier, text, host=hc.name, when=when))
+        first = (done.stdout.strip().splitlines() or [""])[0][:120]
+        return "exit 0" + (f": {first}" if first else "")
+    return post(notifier, document, host=hc.name)
+
+
 @dataclass(frozen=True)
 class Announced:
     """One host's announcement: its text, how it was sent and what the notifier answered."""
@@ -140,11 +149,6 @@ def announce_host(hc: "HostContext", notifier: Notifier | None, *, message: str,
     if notifier is None:
         raise AegirError("no notifier: set update.notify.command (run on the host) or update.notify.url "
                          "(HTTP POST) in the inventory", host=hc.name)
-    if notifier.command:
-        done = hc.run(command_cmd(notifier, text, host=hc.name, when=when))
-        first = (done.stdout.strip().splitlines() or [""])[0][:120]
-        response = "exit 0" + (f": {first}" if first else "")
-    else:
-        response = post(notifier, payload(hc.name, message, when, text, record, cuts), host=hc.name)
+    response = send(hc, notifier, text, payload(hc.name, message, when, text, record, cuts), when=when)
     hc.run(write_file_cmd(ANNOUNCE_PATH, AnnounceRecord(now, record.digest, message, when, notifier.kind, text).to_json()))
     return Announced(text, notifier.kind, response, cuts, True)

@@ -1,0 +1,138 @@
+"""The checkpoint as data: where the program lives, its command lines, the steps it will take.
+
+The steps themselves are computed by the on-host program (`aegir.mysql.onhost.plan`,
+the same code that runs them); here are the pure parts aegir needs around it:
+the program's path and argv, the detached start, the reading of ``--over``,
+and the WAL table's order and flags.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aegir.errors import AegirError
+from aegir.mysql import onhost
+from aegir.mysql.facts import AppWal
+from aegir.sh import Cmd, check_name, shell
+
+MODES = onhost.MODES
+PROGRAM = "conf/aegir/mysql-checkpoint"
+
+
+def program_path(srv: str) -> str:
+    """Where aegir installs the on-host program: ``<srv>/conf/aegir/mysql-checkpoint``."""
+    return f"{srv.rstrip('/')}/{PROGRAM}"
+
+
+def app_path(srv: str, path: str) -> str:
+    """``apps/x``, ``x`` or a full path, as the runbook's script took it; names are validated."""
+    srv = srv.rstrip("/") or "/"
+    if path.startswith("/"):
+        parts = [p for p in path.split("/") if p]
+        if not parts or any(p in (".", "..") for p in parts):
+            raise AegirError(f"invalid app path {path!r}")
+        for p in parts:
+            check_name("path part", p)
+        return "/" + "/".join(parts)
+    kind, _, folder = path.rpartition("/")
+    if kind and kind not in onhost.KINDS:
+        raise AegirError(f"invalid app {path!r}: the part before '/' must be one of {', '.join(onhost.KINDS)}")
+    check_name("app", folder)
+    return f"{srv}/{kind or 'apps'}/{folder}"
+
+
+@dataclass(frozen=True)
+class Options:
+    """`mysql.checkpoint`'s arguments, as the program takes them."""
+
+    basedir: str | None = None
+    db: str | None = None
+    service: str | None = None
+    mode: str | None = None
+    keep: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode is not None and self.mode not in MODES:
+            raise AegirError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.keep is not None and int(self.keep) < 1:
+            raise AegirError(f"--keep must be 1 or more, not {self.keep}")
+        if self.service is not None:
+            check_name("service", self.service)
+        for what, value in (("--basedir", self.basedir), ("--db", self.db)):
+            if value is not None and (not value or any(p == ".." for p in value.split("/"))):
+                raise AegirError(f"{what} {value!r}: give a folder below the app's (or a full path), without '..'")
+
+    def argv(self) -> list[str]:
+        out: list[str] = []
+        for flag, value in (("--basedir", self.basedir), ("--db", self.db), ("--service", self.service),
+                            ("--mode", self.mode), ("--keep", self.keep)):
+            if value is not None:
+                out += [flag, str(value)]
+        return out
+
+
+def program_cmd(srv: str, verb: str, path: str, *args: str) -> Cmd:
+    """``python3 <srv>/conf/aegir/mysql-checkpoint --srv SRV VERB PATH ARGS``."""
+    return Cmd(("python3", program_path(srv), "--srv", srv, verb, path, *args))
+
+
+def plan_cmd(srv: str, path: str, opts: Options) -> Cmd:
+    """The program's own plan (JSON: target, service, dependents, steps with their commands)."""
+    return program_cmd(srv, "plan", path, *opts.argv())
+
+
+_START_SCRIPT = """\
+unit=$1; shift
+if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
+  exec systemd-run --quiet --collect --unit="$unit" -- "$@"
+fi
+setsid -f "$@" </dev/null >/dev/null 2>&1
+echo "started with setsid"
+"""
+
+
+def start_cmd(srv: str, path: str, opts: Options, run: str, *, key: str,
+              env: Sequence[tuple[str, str]] = ()) -> Cmd:
+    """Start the checkpoint detached from the session: ``systemd-run``, else ``setsid``."""
+    check_name("run", run)
+    prog = program_cmd(srv, "checkpoint", path, *opts.argv(), "--run", run, "--quiet")
+    argv = ("env", *(f"{k}={v}" for k, v in env), *prog.argv) if env else prog.argv
+    return shell(_START_SCRIPT, f"aegir-mysql-checkpoint-{key}-{run}", *argv)
+
+
+def restore_cmd(srv: str, path: str, at: str, into: str, until: str | None, service: str | None) -> Cmd:
+    check_name("checkpoint", at)
+    if not into.startswith("/"):
+        raise AegirError(f"--into must be a full path, not {into!r}")
+    args = ["--at", at, "--into", into]
+    if until:
+        if not re.fullmatch(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?", until):
+            raise AegirError(f"--until {until!r}: give 'YYYY-MM-DD HH:MM[:SS]' (the server's time)")
+        args += ["--until", until.replace("T", " ")]
+    if service:
+        args += ["--service", check_name("service", service)]
+    return program_cmd(srv, "restore", path, *args)
+
+
+# --------------------------------------------------------------------------- mysql.wal
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``"500M"`` -> bytes (K, M, G, T, P are powers of 1024, as `report.human` prints them)."""
+    m = _SIZE_RE.match(text or "")
+    if not m:
+        raise AegirError(f"--over {text!r}: give a size such as 500M or 2G")
+    power = " KMGTP".index(m.group(2).upper() or " ")
+    return int(float(m.group(1)) * 1024**power)
+
+
+def over_limit(apps: Sequence[AppWal], limit: int | None) -> tuple[AppWal, ...]:
+    """The apps whose WAL is larger than `limit` bytes (none when there is no limit)."""
+    if limit is None:
+        return ()
+    return tuple(a for a in apps if (a.wal_bytes or 0) > limit)

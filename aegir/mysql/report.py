@@ -1,0 +1,87 @@
+"""Tables and JSON for `mysql`: the fleet's WAL table, a plan, a checkpoint's result."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aegir.fleet import Outcome
+from aegir.mysql.facts import AppWal
+from aegir.report import age, human, table
+
+WAL_HEADERS = ["HOST", "APP", "WAL", "FILES", "OLDEST", "NEWEST", "DB", "LAST CHECKPOINT", "FLAG"]
+
+
+def wal_rows(outcomes: Sequence[Outcome[tuple[AppWal, ...]]], flagged: set[tuple[str, str]],
+             now: float) -> list[dict[str, Any]]:
+    """One row per host x app, sorted by WAL size (largest first); failed hosts keep a row saying why."""
+    rows: list[dict[str, Any]] = []
+    for o in outcomes:
+        if not o.ok:
+            rows.append({"host": o.host.name, "app": None, "error": o.status})
+            continue
+        for a in o.value or ():
+            rows.append({
+                "host": o.host.name, "app": a.path, "wal_bytes": a.wal_bytes, "files": a.files,
+                "oldest": a.oldest, "oldest_age": _age(a.oldest_time, now), "newest": a.newest,
+                "newest_age": _age(a.newest_time, now), "db_bytes": a.db_bytes, "checkpoints": a.checkpoints,
+                "last_checkpoint_age": _age(a.last_checkpoint, now),
+                "over": (o.host.name, a.path) in flagged,
+            })
+    return sorted(rows, key=lambda r: (r.get("app") is not None, r.get("wal_bytes") or 0), reverse=True)
+
+
+def _age(t: float | None, now: float) -> int | None:
+    return None if t is None else int(now - t)
+
+
+def wal_table(rows: Sequence[Mapping[str, Any]], limit: int | None) -> str:
+    lines = []
+    for r in rows:
+        if r.get("app") is None:
+            lines.append([r["host"], None, r.get("error"), None, None, None, None, None, None])
+            continue
+        lines.append([
+            r["host"], r["app"], human(r["wal_bytes"]), r["files"],
+            _file(r["oldest"], r["oldest_age"]), _file(r["newest"], r["newest_age"]), human(r["db_bytes"]),
+            f"{age(r['last_checkpoint_age'])} ago ({r['checkpoints']} kept)" if r["last_checkpoint_age"] is not None
+            else "never",
+            f"OVER {human(limit)}" if r["over"] else "",
+        ])
+    return table(WAL_HEADERS, lines) if lines else "no app with a database (db/ or wal/) on these hosts"
+
+
+def _file(name: str | None, seconds: int | None) -> str | None:
+    return None if name is None else f"{name} ({age(seconds)})"
+
+
+def plan_text(host: str, plan: Mapping[str, Any]) -> str:
+    """The steps and their exact commands, numbered."""
+    t = plan.get("target", {})
+    lines = [f"{host}: {plan.get('mode')} checkpoint of {t.get('path')} (db {t.get('db')}, wal {t.get('wal')}), "
+             f"service {plan.get('service')}, dependents: {', '.join(plan.get('dependents') or []) or 'none'}",
+             f"  archive {t.get('archive')}; state and log in {t.get('state')}"]
+    for i, s in enumerate(plan.get("steps") or (), 1):
+        lines.append(f"  {i:2}. {s['name']}: {s['what']}")
+        lines += [f"        $ {c}" for c in s.get("commands") or ()]
+    return "\n".join(lines)
+
+
+def result_text(host: str, result: Mapping[str, Any] | None) -> str:
+    if not result:
+        return f"{host}: no checkpoint result"
+    if not result.get("ok"):
+        rec = result.get("recovered") or {}
+        did = "; ".join(rec.get("did") or []) if isinstance(rec, dict) else ""
+        return (f"{host}: checkpoint run {result.get('run')} FAILED"
+                + (f" at step {result['failed_step']}" if result.get("failed_step") else "")
+                + f": {result.get('error')}" + (f"\n  recovered: {did}" if did else ""))
+    steps = table(["STEP", "SECONDS"], [[s["step"], f"{s['seconds']:.2f}"] for s in result.get("steps") or ()])
+    return "\n".join([
+        f"{host}: {result.get('mode')} checkpoint {result.get('run')} done: {result.get('entry')}",
+        f"  WAL {human(result.get('wal_before'))} -> {human(result.get('wal_after'))}; "
+        f"archived {len(result.get('archived') or [])} binary logs; current {result.get('current')}; "
+        f"database down {result.get('downtime', 0):.2f}s"
+        + (f"; removed old checkpoints {', '.join(result['removed'])}" if result.get("removed") else ""),
+        steps,
+    ])

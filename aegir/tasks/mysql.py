@@ -1,0 +1,166 @@
+"""MySQL/MariaDB: how big the binary logs ("WAL") grow, and checkpoints that cannot lose data.
+
+``mysql.wal`` reports every app with a database across the fleet;
+``mysql.checkpoint PATH`` snapshots an app's database and archives and purges
+its binary logs, on the host, as one detached process (``cold``: the
+runbook's stop/copy/start; ``hot``: mariadb-backup, no interruption);
+``mysql.status PATH`` reattaches to it; ``mysql.restore PATH --at ID --into
+DIR`` rebuilds a database from a checkpoint and the logs since.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from invoke import Collection, Exit
+
+from aegir import fleet
+from aegir.errors import AegirError
+from aegir.report import FORMAT_HELP, check_format, emit
+from aegir.tasks.base import EXIT_PROBLEM, confirm, exit_if_failed, fleet_report, inventory, is_dry, one_host, task
+
+if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
+    from aegir.host import HostContext
+    from aegir.mysql.plan import Options
+
+PATH_HELP = "The app: its folder in full (/srv/apps/x), apps/x, users/x or x (= apps/x)."
+
+
+@task(help={"over": "Flag the apps whose WAL is larger than SIZE (500M, 2G) and exit 1 if any.",
+            "format": FORMAT_HELP})
+def wal(c, over=None, format="table"):
+    """Report every app's binary log (WAL) size, files, database size and last checkpoint, largest first."""
+    from aegir.mysql import report, steps
+    from aegir.mysql.plan import over_limit, parse_size
+
+    limit = parse_size(over) if over else None
+
+    def flagged(outcomes: list[fleet.Outcome[Any]]) -> set[tuple[str, str]]:
+        return {(o.host.name, a.path) for o in outcomes if o.ok for a in over_limit(o.value or (), limit)}
+
+    def rows(outcomes: list[fleet.Outcome[Any]]) -> list[dict[str, Any]]:
+        return report.wal_rows(outcomes, flagged(outcomes), time.time())
+
+    fleet_report(c, format, "mysql.wal", steps.wal, data=lambda o: {"over": limit, "apps": rows(o)},
+                 text=lambda o: report.wal_table(rows(o), limit), problems=lambda o: bool(flagged(o)))
+
+
+def _opts(basedir: str | None, db: str | None, service: str | None, mode: str | None, keep: Any) -> Options:
+    from aegir.mysql.plan import Options
+
+    try:
+        return Options(basedir, db, service, mode, int(keep) if keep not in (None, "") else None)
+    except ValueError:
+        raise AegirError(f"--keep must be a number, not {keep!r}") from None
+
+
+@task(help={"path": PATH_HELP, "basedir": "The folder holding db/ and wal/, when it is not the app's.",
+            "db": "The database files' folder, when it is not <basedir>/db.",
+            "service": "The database's Compose service (default: the one that mounts the db folder).",
+            "mode": "cold (stop, copy, start: the runbook's) or hot (mariadb-backup, no interruption).",
+            "keep": "Keep this many checkpoints in the archive (default: x-aegir.mysql.keep, else all).",
+            "dry": "Print the plan with its exact commands; change nothing.",
+            "yes": "Do not ask for confirmation.", "format": FORMAT_HELP})
+def checkpoint(c, path, basedir=None, db=None, service=None, mode=None, keep=None, dry=False, yes=False,
+               format="table"):
+    """Snapshot an app's database and archive, then purge, its binary logs (runs detached on the host)."""
+    from aegir.mysql import report, steps
+    from aegir.mysql.onhost import FAULT_ENV, now_id
+    from aegir.mysql.plan import app_path
+    from aegir.update import config as update_config
+
+    fmt = check_format(format)
+    host = one_host(c, "mysql.checkpoint runs on one host")
+    opts = _opts(basedir, db, service, mode, keep)
+    notifier = update_config.for_host(host, inventory(c)).notifier
+    dry = is_dry(c, dry)
+
+    def one(hc: HostContext) -> dict[str, Any]:
+        full = app_path(hc.host.srv, path)
+        steps.install(hc)
+        plan = steps.plan(hc, full, opts)
+        if fmt == "table":
+            print(report.plan_text(hc.name, plan), flush=True)
+        if dry:
+            return {"plan": plan, "result": None}
+        cold = plan["mode"] == "cold"
+        confirm(f"{'Stop' if cold else 'Back up'} {plan['service']} of {full} on {hc.name} and purge its archived "
+                "binary logs?", yes=yes, label="mysql.checkpoint", verb="checkpoint")
+        told = steps.announce(hc, notifier, full, plan["service"], plan["dependents"], "a few seconds") if cold \
+            else "hot mode: no interruption, nobody told"
+        print(f"{hc.name}: announce: {told}", file=sys.stderr, flush=True)
+        run = now_id()
+        t = steps.target(hc, full, opts)
+        env = {FAULT_ENV: os.environ[FAULT_ENV]} if os.environ.get(FAULT_ENV) else {}  # the test hook
+        steps.start(hc, full, opts, run, t.key, env)
+        st = steps.follow(hc, t.state, run)
+        return {"plan": plan, "announce": told, "result": st.result}
+
+    outcomes = fleet.each(c, [host], one, label="mysql.checkpoint", serial=True)
+    _show(fmt, outcomes)
+
+
+def _show(fmt: str, outcomes: list[fleet.Outcome[dict[str, Any]]]) -> None:
+    from aegir.mysql import report
+
+    o = outcomes[0]
+    result = o.value.get("result") if o.value else None
+    text = report.result_text(o.host.name, result) if o.ok and result else (o.status if not o.ok else "")
+    emit(fmt, data={"host": o.host.name, "status": o.kind, "error": o.error, **(o.value or {})}, text=text)
+    exit_if_failed(outcomes, problems=bool(result) and not (result or {}).get("ok"))
+
+
+@task(help={"path": PATH_HELP, "basedir": "As for mysql.checkpoint.", "db": "As for mysql.checkpoint.",
+            "format": FORMAT_HELP})
+def status(c, path, basedir=None, db=None, format="table"):
+    """Reattach to an app's checkpoint: follow it if it runs, then show its result."""
+    from aegir.mysql import steps
+    from aegir.mysql.plan import app_path
+
+    fmt = check_format(format)
+    host = one_host(c, "mysql.status reads one host")
+    opts = _opts(basedir, db, None, None, None)
+
+    def one(hc: HostContext) -> dict[str, Any]:
+        t = steps.target(hc, app_path(hc.host.srv, path), opts)
+        st = steps.follow(hc, t.state, None)
+        return {"result": st.result, "running": st.lock_held and not st.finished(None)}
+
+    outcomes = fleet.each(c, [host], one, label="mysql.status", serial=True)
+    _show(fmt, outcomes)
+
+
+@task(help={"path": PATH_HELP, "at": "The checkpoint to start from (its id, or 'latest').",
+            "into": "An empty scratch folder on the host (full path): the restored datadir goes in <into>/db.",
+            "until": "Stop replaying at this time ('YYYY-MM-DD HH:MM:SS', the server's clock).",
+            "service": "The database's Compose service (default: the one that mounts db/).", "format": FORMAT_HELP})
+def restore(c, path, at, into, until=None, service=None, format="table"):
+    """Rebuild an app's database in a scratch folder: a checkpoint's base + every binary log since."""
+    from aegir.mysql import steps
+    from aegir.mysql.plan import app_path
+
+    fmt = check_format(format)
+    host = one_host(c, "mysql.restore runs on one host")
+
+    def one(hc: HostContext) -> Any:
+        steps.install(hc)
+        return steps.restore(hc, app_path(hc.host.srv, path), at, into, until, service)
+
+    outcomes = fleet.each(c, [host], one, label="mysql.restore")
+    o = outcomes[0]
+    text = (f"{o.host.name}: restored {o.value['at']} into {o.value['into']}, replaying "
+            f"{len(o.value['replayed'])} binary logs ({', '.join(o.value['replayed'])})" if o.ok and o.value
+            else f"{o.host.name}: {o.status}")
+    emit(fmt, data={"host": o.host.name, "status": o.kind, "error": o.error, "restore": o.value}, text=text)
+    if not o.ok:
+        raise Exit(code=EXIT_PROBLEM)
+
+
+ns = Collection("mysql")
+ns.add_task(wal)
+ns.add_task(checkpoint)
+ns.add_task(status)
+ns.add_task(restore)

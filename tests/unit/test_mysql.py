@@ -1,0 +1,150 @@
+"""mysql: the pure parts -- argument resolution, compose config reading, log ordering, commands, parsers."""
+
+from __future__ import annotations
+
+import pytest
+
+from aegir.errors import AegirError
+from aegir.mysql import onhost
+from aegir.mysql.facts import parse_run_state, parse_wal, run_state_cmd, wal_cmd
+from aegir.mysql.onhost import CheckpointError
+from aegir.mysql.plan import Options, app_path, over_limit, parse_size, restore_cmd, start_cmd
+
+CONFIG = {
+    "services": {
+        "db": {"volumes": [{"type": "bind", "source": "/srv/apps/shop/db", "target": "/var/lib/mysql"},
+                           {"type": "bind", "source": "/srv/apps/shop/wal", "target": "/wal"}]},
+        "web": {"depends_on": {"db": {"condition": "service_started"}}},
+        "worker": {},
+        "cache": {"depends_on": {"redis": {}}},
+    },
+    "x-aegir": {"mysql": {"dependents": ["worker"], "keep": 3}},
+}
+
+
+def test_the_script_arguments_resolve_as_the_runbook_script_did():
+    t = onhost.target("shop", srv="/srv")
+    assert (t.path, t.db, t.wal, t.key) == ("/srv/apps/shop", "/srv/apps/shop/db", "/srv/apps/shop/wal", "apps-shop")
+    assert t.archive == "/srv/archive/mysql/apps/shop" and t.state == "/srv/conf/aegir/mysql/apps-shop"
+    t = onhost.target("/srv/users/blog", srv="/srv", basedir="data", db="mysql")
+    assert (t.basedir, t.db, t.wal, t.key) == ("/srv/users/blog/data", "/srv/users/blog/data/mysql",
+                                               "/srv/users/blog/data/wal", "users-blog")
+
+
+def test_the_database_service_is_the_one_mounting_db_and_its_dependents_come_from_depends_on_and_x_aegir():
+    assert onhost.db_service(CONFIG, "/srv/apps/shop/db") == ("db", "/var/lib/mysql")
+    assert onhost.dependents(CONFIG, "db") == ("web", "worker")
+    assert onhost.host_path(CONFIG, "db", "/wal") == "/srv/apps/shop/wal"
+    assert onhost.host_path(CONFIG, "db", "/var/lib/mysql/binlogs") == "/srv/apps/shop/db/binlogs"
+    assert onhost.host_path(CONFIG, "db", "/var/log") is None
+    with pytest.raises(CheckpointError, match="cannot tell the database service: .* none"):
+        onhost.db_service(CONFIG, "/srv/apps/other/db")
+    with pytest.raises(CheckpointError, match="does not mount"):
+        onhost.db_service(CONFIG, "/srv/apps/shop/db", "web")
+
+
+def test_x_aegir_is_validated():
+    with pytest.raises(CheckpointError, match="unknown keys colour"):
+        onhost.settings({"x-aegir": {"mysql": {"colour": "red"}}})
+    with pytest.raises(CheckpointError, match="not a service"):
+        onhost.dependents({"services": {"db": {}}, "x-aegir": {"mysql": {"dependents": ["ghost"]}}}, "db")
+    with pytest.raises(CheckpointError, match="keep"):
+        onhost.settings({"x-aegir": {"mysql": {"keep": 0}}})
+
+
+def test_only_the_logs_before_the_current_one_are_archived_and_a_restore_chain_has_no_gap():
+    logs = ["mysql-bin.000009", "mysql-bin.000010", "mysql-bin.000011"]
+    assert onhost.to_archive(logs, "mysql-bin.000011") == ("mysql-bin.000009", "mysql-bin.000010")
+    assert onhost.replay_chain(("mysql-bin.000010", 4), logs) == ("mysql-bin.000010", "mysql-bin.000011")
+    with pytest.raises(CheckpointError, match="missing between mysql-bin.000009 and mysql-bin.000011"):
+        onhost.replay_chain(("mysql-bin.000009", 4), ["mysql-bin.000009", "mysql-bin.000011"])
+    with pytest.raises(CheckpointError, match="neither archived nor in wal"):
+        onhost.replay_chain(("mysql-bin.000008", 4), logs)
+
+
+def test_retention_drops_the_oldest_complete_entries():
+    ids = ["20261201T010000Z", "20261130T010000Z", "20261202T010000Z"]
+    assert onhost.expired(ids, 2) == ("20261130T010000Z",)
+    assert onhost.expired(ids, None) == () and onhost.expired(ids, 3) == ()
+
+
+def test_binlog_positions_are_read_from_the_server_and_from_mariadb_backup():
+    assert onhost.parse_master_status("mysql-bin.000004\t342\t\t\n") == ("mysql-bin.000004", 342)
+    assert onhost.parse_binlog_info("mysql-bin.000007\t1290\t0-1-33\n") == ("mysql-bin.000007", 1290)
+    with pytest.raises(CheckpointError, match="binary logging is off"):
+        onhost.parse_master_status("")
+
+
+def test_the_cold_plan_names_its_exact_commands_and_never_resets_the_master():
+    steps = onhost.plan(onhost.target("shop", srv="/srv"), mode="cold", compose=["docker", "compose", "-p", "shop"],
+                        service="db", deps=("web", "worker"), entry="/srv/archive/mysql/apps/shop/X", keep=2)
+    assert [s.name for s in steps] == list(onhost.COLD_STEPS)
+    commands = [c for s in steps for c in s.commands]
+    assert "docker compose -p shop stop db" in commands
+    assert "docker compose -p shop restart web worker" in commands
+    assert "docker compose -p shop exec -T db mariadb -uroot -N -B -e 'PURGE BINARY LOGS TO '\"'\"'CURRENT'\"'\"''" \
+        in commands
+    assert not any("RESET MASTER" in c or " rm " in c for c in commands)
+    hot = onhost.plan(onhost.target("shop", srv="/srv"), mode="hot", compose=["dc"], service="db", deps=(),
+                      entry="/e", keep=None)
+    assert [s.name for s in hot] == list(onhost.HOT_STEPS)
+    assert not any("stop" in c.split() for s in hot for c in s.commands)
+
+
+def test_aegir_resolves_the_app_path_and_builds_the_program_commands():
+    assert app_path("/srv", "shop") == "/srv/apps/shop"
+    assert app_path("/srv", "users/blog") == "/srv/users/blog"
+    assert app_path("/srv", "/srv/core/front/") == "/srv/core/front"
+    with pytest.raises(AegirError):
+        app_path("/srv", "etc/passwd")
+    with pytest.raises(AegirError):
+        app_path("/srv", "/srv/apps/../../etc")
+    opts = Options(mode="hot", keep=3)
+    assert start_cmd("/srv", "/srv/apps/shop", opts, "20261201T010000Z", key="apps-shop").argv[4:] == (
+        "aegir-mysql-checkpoint-apps-shop-20261201T010000Z", "python3", "/srv/conf/aegir/mysql-checkpoint", "--srv",
+        "/srv", "checkpoint", "/srv/apps/shop", "--mode", "hot", "--keep", "3", "--run", "20261201T010000Z",
+        "--quiet")
+    assert restore_cmd("/srv", "/srv/apps/shop", "latest", "/srv/scratch/r", "2026-12-01T04:00", None).line == (
+        "python3 /srv/conf/aegir/mysql-checkpoint --srv /srv restore /srv/apps/shop --at latest "
+        "--into /srv/scratch/r --until '2026-12-01 04:00'")
+    with pytest.raises(AegirError, match="--mode"):
+        Options(mode="warm")
+    with pytest.raises(AegirError, match="--until"):
+        restore_cmd("/srv", "/srv/apps/shop", "latest", "/srv/r", "yesterday; rm -rf /", None)
+
+
+WAL_OUTPUT = """\
+A\tapps/shop
+S\tapps/shop\twal\t3000
+S\tapps/shop\tdb\t120000
+F\tapps/shop/wal\t1000\t1764550000.5\tmysql-bin.000002
+F\tapps/shop/wal\t2000\t1764560000.0\tmysql-bin.000003
+C\tarchive/mysql/apps/shop/20261201T010000Z\t1764551000.0
+C\tarchive/mysql/apps/shop/20261202T010000Z\t1764552000.0
+A\tusers/blog
+S\tusers/blog\tdb\t500
+"""
+
+
+def test_wal_facts_are_parsed_per_app():
+    shop, blog = parse_wal(WAL_OUTPUT)
+    assert (shop.path, shop.wal_bytes, shop.db_bytes, shop.files) == ("apps/shop", 3000, 120000, 2)
+    assert (shop.oldest, shop.newest, shop.checkpoints, shop.last_checkpoint) == (
+        "mysql-bin.000002", "mysql-bin.000003", 2, 1764552000.0)
+    assert (blog.wal_bytes, blog.files, blog.last_checkpoint) == (None, 0, None)
+    assert parse_wal("X\n") == ()
+    assert wal_cmd("/srv").argv[-1] == "/srv"
+    assert over_limit((shop, blog), parse_size("2K")) == (shop,)
+    assert parse_size("1.5G") == 1536 * 1024 * 1024 and over_limit((shop,), None) == ()
+    with pytest.raises(AegirError):
+        parse_size("lots")
+
+
+def test_a_run_state_says_whether_the_run_finished():
+    st = parse_run_state('\036state.json\n{"run": "R2", "step": "snapshot"}\n\036result.json\n{"run": "R1", "ok": true}'
+                         "\n\036lock\nheld\036log\nline one\nline two\n")
+    assert st.lock_held and st.log == "line one\nline two\n"
+    assert not st.finished("R2") and st.finished("R1") and not st.finished(None)
+    assert parse_run_state("NONE\n").state is None
+    assert run_state_cmd("/srv/conf/aegir/mysql/apps-shop", 120).argv[-2:] == ("/srv/conf/aegir/mysql/apps-shop",
+                                                                                 "120")
