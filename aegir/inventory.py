@@ -173,13 +173,16 @@ class Section:
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
 
-    def error(self, key: tuple[Any, ...], message: str) -> InventoryError:
-        """``file:line: HOST: SECTION.KEY: message``, at the host's own key or else the ``defaults:`` one."""
+    def error(self, key: tuple[Any, ...], message: str, *, at: tuple[Any, ...] = ()) -> InventoryError:
+        """``file:line: HOST: SECTION.KEY: message``, at the host's own key or else the ``defaults:`` one.
+
+        `at` goes on below `key` for the line only (the item of a list that is wrong).
+        """
         base: tuple[Any, ...] = ("hosts", self.host.name, self.name)
         if (*base, key[0]) not in self.inventory.lines and ("defaults", self.name, key[0]) in self.inventory.lines:
             base = ("defaults", self.name)
         where = ".".join(map(str, (self.name, *key)))
-        return self.inventory.error((*base, *key), f"{self.host.name}: {where}: {message}")
+        return self.inventory.error((*base, *key, *at), f"{self.host.name}: {where}: {message}")
 
 
 @dataclass(frozen=True)

@@ -98,19 +98,11 @@ def defaults(host: Host) -> Settings:
 
 def for_host(inv: Inventory, host: Host) -> Settings:
     """Validate `host`'s ``fw:`` section against `inv` (for peers and line numbers)."""
-    fw = host.section("fw")
+    fw = inv.section(host, "fw", KEYS)
     base = defaults(host)
 
-    def at(key: str, *rest: Any) -> tuple[Any, ...]:
-        here = ("hosts", host.name, "fw", key)
-        return (*here, *rest) if here in inv.lines else ("defaults", "fw", key, *rest)
-
     def fail(key: str, message: str, *rest: Any) -> Exception:
-        return inv.error(at(key, *rest), f"{host.name}: fw.{key}: {message}")
-
-    for key in fw:
-        if key not in KEYS:
-            raise inv.error(at(key), f"{host.name}: unknown key {key!r} in fw (known: {', '.join(KEYS)})")
+        return fw.error((key,), message, at=rest)
 
     ssh_port = fw.get("ssh_port", base.ssh_port)
     if isinstance(ssh_port, bool) or not isinstance(ssh_port, int) or not 0 < ssh_port < 65536:

@@ -75,7 +75,7 @@ def checkpoint(c, path, basedir=None, db=None, service=None, mode=None, keep=Non
     fmt = check_format(format)
     host = one_host(c, "mysql.checkpoint runs on one host")
     opts = _opts(basedir, db, service, mode, keep)
-    notifier = update_config.for_host(host, inventory(c)).notifier
+    notifier = update_config.for_host(inventory(c), host).notifier
     dry = is_dry(c, dry)
 
     def one(hc: HostContext) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def _configs(c) -> tuple[dict[str, UpdateConfig], tuple]:
     from aegir.update import config as update_config
 
     inv, hosts = inventory(c), targets(c)
-    return {h.name: update_config.for_host(h, inv) for h in hosts}, tuple(hosts)
+    return {h.name: update_config.for_host(inv, h) for h in hosts}, tuple(hosts)
 
 
 def _operator() -> str:

@@ -21,7 +21,6 @@ defaults' (inventory rules).
 
 from __future__ import annotations
 
-import difflib
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,24 +74,10 @@ class UpdateConfig:
     notifier: Notifier | None = None
 
 
-def for_host(host: Host, inventory: Inventory | None = None) -> UpdateConfig:
+def for_host(inv: Inventory, host: Host) -> UpdateConfig:
     """Validate `host`'s ``update:`` section; errors point at the inventory line."""
-    section = host.section("update")
-
-    def fail(key: tuple[Any, ...], message: str) -> AegirError:
-        text = f"{host.name}: update.{'.'.join(map(str, key))}: {message}"
-        if inventory is None:
-            return AegirError(text)
-        base: tuple[Any, ...] = ("hosts", host.name, "update")
-        if (*base, key[0]) not in inventory.lines and ("defaults", "update", key[0]) in inventory.lines:
-            base = ("defaults", "update")
-        return inventory.error((*base, *key), text)
-
-    for key in section:
-        if key not in KEYS:
-            close = difflib.get_close_matches(str(key), KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(KEYS)})"
-            raise fail((key,), f"unknown key{hint}")
+    section = inv.section(host, "update", KEYS)
+    fail = section.error
 
     def names(key: str, check) -> tuple[str, ...] | None:
         value = section.get(key)

@@ -78,7 +78,7 @@ def test_admin_sources_are_merged_per_family():
 
 
 @pytest.mark.parametrize("fw, message", [
-    ("      sshport: 22", "hosts.yml:13: hyp2: unknown key 'sshport' in fw (known: ssh_port,"),
+    ("      sshport: 22", "hosts.yml:13: hyp2: fw.sshport: unknown key (did you mean 'ssh_port'?)"),
     ("      ssh_port: 0", "hosts.yml:13: hyp2: fw.ssh_port: must be a port number from 1 to 65535, not 0"),
     ("      admin_sources: [nowhere]", "hosts.yml:13: hyp2: fw.admin_sources: 'nowhere' is not an address or network"),
     ("      output:\n        - tcp/443\n        - tcp/http",

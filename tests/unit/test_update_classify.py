@@ -110,10 +110,10 @@ hosts:
 
 def test_the_update_section_has_defaults_and_per_host_overrides():
     inv = parse(INVENTORY, "hosts.yml")
-    one = for_host(inv.get("hyp1"), inv)
+    one = for_host(inv, inv.get("hyp1"))
     assert one.crucial_units == (*DEFAULT_CRUCIAL_UNITS, "aegir-lab-beacon.service")
     assert one.notifier.command == ("/usr/local/bin/tell", "--all") and one.notifier.kind == "command"
-    two = for_host(inv.get("hyp2"), inv)
+    two = for_host(inv, inv.get("hyp2"))
     assert two.crucial_units == ("ssh.service", "aegir-lab-beacon.service")
     assert (two.notifier.url, dict(two.notifier.headers), two.notifier.timeout) == \
         ("http://127.0.0.1:8080/hook", {"X-Token": "secret"}, 3.0)
@@ -123,7 +123,7 @@ def test_the_update_section_has_defaults_and_per_host_overrides():
 def test_a_misspelt_update_key_is_an_inventory_error_at_its_line():
     inv = parse(INVENTORY, "hosts.yml")
     with pytest.raises(InventoryError) as err:
-        for_host(inv.get("hyp3"), inv)
+        for_host(inv, inv.get("hyp3"))
     assert str(err.value) == "hosts.yml:15: hyp3: update.crucal_units: unknown key (did you mean 'crucial_units'?)"
 
 
@@ -135,7 +135,7 @@ def test_a_misspelt_update_key_is_an_inventory_error_at_its_line():
 def test_a_bad_notifier_is_refused(notify, message):
     inv = parse(f"hosts:\n  h:\n    address: h\n    update:\n      notify: {notify}\n", "hosts.yml")
     with pytest.raises(InventoryError, match=message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")):
-        for_host(inv.get("h"), inv)
+        for_host(inv, inv.get("h"))
 
 
 def test_a_dist_upgrade_removing_the_docker_engine_is_risky_and_said_first():
