@@ -94,7 +94,7 @@ def diff(c, template=None, format="table"):
     for o in outcomes:
         fw = o.value
         if fw is None:
-            data.append({"host": o.host.name, "status": o.kind, "error": o.error})
+            data.append(host_entry(o))
             parts.append(f"{o.host.name}: {o.status}")
             continue
         assert fw.state is not None
@@ -142,7 +142,7 @@ def apply(c, dry=False, template=None, format="table", serial=None, keep_going=F
     for o in outcomes:
         if o.value is None:
             rows.append([o.host.name, None, None, o.status])
-            data.append({"host": o.host.name, "status": o.kind, "error": o.error})
+            data.append(host_entry(o))
             continue
         fw, done = o.value
         if done is None:
@@ -185,7 +185,7 @@ def status(c, format="table"):
     for o in outcomes:
         if o.value is None:
             hosts.append([o.host.name, None, None, None, None, o.status])
-            data.append({"host": o.host.name, "status": o.kind, "error": o.error})
+            data.append(host_entry(o))
             continue
         fw, watcher = o.value
         assert fw.state is not None

@@ -19,7 +19,7 @@ from invoke import Collection, Exit
 
 from aegir import fleet
 from aegir.errors import AegirError
-from aegir.report import FORMAT_HELP, check_format, emit
+from aegir.report import FORMAT_HELP, check_format, emit, host_entry
 from aegir.tasks.base import EXIT_PROBLEM, confirm, exit_if_failed, fleet_report, inventory, is_dry, one_host, task
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
@@ -109,7 +109,7 @@ def _show(fmt: str, outcomes: list[fleet.Outcome[dict[str, Any]]]) -> None:
     o = outcomes[0]
     result = o.value.get("result") if o.value else None
     text = report.result_text(o.host.name, result) if o.ok and result else (o.status if not o.ok else "")
-    emit(fmt, data={"host": o.host.name, "status": o.kind, "error": o.error, **(o.value or {})}, text=text)
+    emit(fmt, data=host_entry(o, **(o.value or {})), text=text)
     exit_if_failed(outcomes, problems=bool(result) and not (result or {}).get("ok"))
 
 
@@ -154,7 +154,7 @@ def restore(c, path, at, into, until=None, service=None, format="table"):
     text = (f"{o.host.name}: restored {o.value['at']} into {o.value['into']}, replaying "
             f"{len(o.value['replayed'])} binary logs ({', '.join(o.value['replayed'])})" if o.ok and o.value
             else f"{o.host.name}: {o.status}")
-    emit(fmt, data={"host": o.host.name, "status": o.kind, "error": o.error, "restore": o.value}, text=text)
+    emit(fmt, data=host_entry(o, restore=o.value), text=text)
     if not o.ok:
         raise Exit(code=EXIT_PROBLEM)
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aegir.fleet import Outcome
-from aegir.report import table
+from aegir.report import host_entry, table
 from aegir.update.apply import ApplyPlan, ApplyResult
 from aegir.update.classify import HostReview, PackageReview, fleet_summary
 from aegir.update.review import Reviewed
@@ -90,7 +90,7 @@ def render_review(outcomes: Sequence[Outcome[Reviewed]], *, every: bool = False)
 def review_json(outcomes: Sequence[Outcome[Reviewed]]) -> dict[str, Any]:
     hosts = []
     for o in outcomes:
-        entry: dict[str, Any] = {"host": o.host.name, "status": o.kind, "error": o.error}
+        entry = host_entry(o)
         if o.value is not None:
             r = o.value.review
             entry.update(
@@ -124,7 +124,7 @@ def render_plan(outcomes: Sequence[Outcome[ApplyPlan]]) -> str:
 def plan_json(outcomes: Sequence[Outcome[ApplyPlan]]) -> list[dict[str, Any]]:
     out = []
     for o in outcomes:
-        entry: dict[str, Any] = {"host": o.host.name, "status": o.kind, "error": o.error}
+        entry = host_entry(o)
         if o.value is not None:
             entry.update(upgrading={k: list(v) for k, v in o.value.upgrading.items()}, hold=list(o.value.hold),
                          risky=list(o.value.risky), note=o.value.note, review=o.value.record.digest,
@@ -156,7 +156,7 @@ def render_apply(outcomes: Sequence[Outcome[ApplyResult]]) -> str:
 def apply_json(outcomes: Sequence[Outcome[ApplyResult]]) -> dict[str, Any]:
     hosts = []
     for o in outcomes:
-        entry: dict[str, Any] = {"host": o.host.name, "status": o.kind, "error": o.error}
+        entry = host_entry(o)
         r = o.value
         if r is not None:
             entry.update(upgraded={k: list(v) for k, v in r.upgraded.items()}, log=r.log, docker_ok=r.docker_ok,
