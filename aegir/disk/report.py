@@ -7,6 +7,8 @@ from typing import Any
 
 from aegir import fleet
 from aegir.disk.facts import HostDisk
+from aegir.disk.plan import Item
+from aegir.disk.steps import HostPrune, PruneResult
 from aegir.report import failed_row, host_entry, human, table
 
 
@@ -77,3 +79,73 @@ def as_json(outcomes: Sequence[fleet.Outcome[HostDisk]], top: int) -> dict[str, 
             )
         hosts.append(entry)
     return {"hosts": hosts, "total": totals(outcomes)}
+
+
+# --------------------------------------------------------------------------- disk.prune
+
+
+def _kind_counts(items: Sequence[Item]) -> str:
+    counts: dict[str, int] = {}
+    for i in items:
+        counts[i.kind] = counts.get(i.kind, 0) + 1
+    return ", ".join(f"{n} {k}{'s' if n > 1 and k != 'build cache' else ''}" for k, n in counts.items()) or "nothing"
+
+
+def render_prune_plan(outcomes: Sequence[fleet.Outcome[HostPrune]]) -> str:
+    """Every item to remove (bytes from Docker's accounting), what is kept on purpose, one line per host."""
+    rows = [[o.host.name, i.kind, i.name, human(i.bytes), i.why] for o in outcomes if o.value
+            for i in o.value.plan.remove]
+    out = [table(["HOST", "REMOVE", "NAME", "SIZE", "WHY"], rows) if rows else "nothing to prune"]
+    kept = [[o.host.name, i.kind, i.name, human(i.bytes), i.why] for o in outcomes if o.value
+            for i in o.value.plan.kept]
+    if kept:
+        out += ["", table(["HOST", "KEEP", "NAME", "SIZE", "WHY"], kept)]
+    out.append("")
+    for o in outcomes:
+        if o.value is None:
+            out.append(f"{o.host.name}: {o.status}")
+            continue
+        plan = o.value.plan
+        out.append(f"{o.host.name}: {_kind_counts(plan.remove)}; at least {human(plan.bytes)} "
+                   f"(docker holds {human(o.value.before.size)})")
+        out += [f"{o.host.name}: warning: {w}" for w in plan.warnings]
+    return "\n".join(out)
+
+
+def prune_plan_json(outcomes: Sequence[fleet.Outcome[HostPrune]]) -> list[dict[str, Any]]:
+    return [{"host": o.host.name, "status": o.kind, "error": o.error,
+             **({"remove": o.value.plan.remove, "kept": o.value.plan.kept, "warnings": o.value.plan.warnings,
+                 "bytes": o.value.plan.bytes, "before": o.value.before} if o.value else {})}
+            for o in outcomes]
+
+
+def render_prune_result(outcomes: Sequence[fleet.Outcome[PruneResult]]) -> str:
+    """One row per host and kind: removed, failed, bytes freed (Docker's accounting before and after)."""
+    rows = []
+    for o in outcomes:
+        r = o.value
+        if r is None:
+            rows.append([o.host.name, None, None, None, None, None, o.status])
+            continue
+        freed = r.freed()
+        for kind, usage_key in (("container", "containers"), ("image", "images"), ("volume", "volumes"),
+                                ("build cache", "build_cache"), ("network", None)):
+            mine = [d for d in r.done if d.item.kind == kind]
+            before = getattr(r.before, usage_key).size if usage_key else None
+            after = getattr(r.after, usage_key).size if usage_key else None
+            if not mine and before == after:
+                continue
+            errors = "; ".join(f"{d.item.name}: {d.error}" for d in mine if d.error)
+            rows.append([o.host.name, kind, str(sum(1 for d in mine if not d.error)), human(before), human(after),
+                         human(freed[usage_key]) if usage_key else "-", errors or "ok"])
+        rows.append([o.host.name, "total", str(sum(1 for d in r.done if not d.error)), human(r.before.size),
+                     human(r.after.size), human(freed["total"]), "ok" if not r.failed else f"{len(r.failed)} failed"])
+    return table(["HOST", "KIND", "REMOVED", "BEFORE", "AFTER", "FREED", "STATUS"], rows)
+
+
+def prune_result_json(outcomes: Sequence[fleet.Outcome[PruneResult]]) -> list[dict[str, Any]]:
+    return [{"host": o.host.name, "status": o.kind, "error": o.error,
+             **({"removed": [d.item for d in o.value.done if not d.error],
+                 "failed": [{"item": d.item, "error": d.error} for d in o.value.failed],
+                 "before": o.value.before, "after": o.value.after, "freed": o.value.freed()} if o.value else {})}
+            for o in outcomes]

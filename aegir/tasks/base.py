@@ -105,6 +105,14 @@ def rolling(c: invoke.Context, hosts: Sequence[Host], serial: str | None = None,
     return found
 
 
+def one_host(c: invoke.Context, why: str) -> Host:
+    """The single host -H names, or `AegirError` (`why` says what needs one host)."""
+    hosts = targets(c)
+    if len(hosts) != 1:
+        raise AegirError(f"{why}; pick it with -H (of {', '.join(h.name for h in hosts)})")
+    return hosts[0]
+
+
 def is_dry(c: invoke.Context, flag: bool = False) -> bool:
     """True under the task's own --dry or the program's --dry."""
     return bool(flag or (c.config.get("aegir") or {}).get("dry"))
