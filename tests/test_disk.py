@@ -296,3 +296,161 @@ def test_include_project_images_then_removes_the_stopped_projects_image_and_volu
     assert len(seen["volumes"]) == 2 and "keepme" in seen["volumes"], seen["volumes"]
     assert set(now["volumes"]) == {"keepme"}  # the one-off container's anonymous volume went
     assert data["hosts"][0]["freed"]["images"] >= MiB
+
+
+# --------------------------------------------------------------------------- disk.clean
+
+#: Stand-in for tootctl and npm: records container, user, argv and stdin; `media remove` empties /calls/cache.
+STANDIN = """#!/bin/sh
+in=$(cat)
+printf '%s\\t%s\\t%s\\t%s\\n' "$(hostname)" "$(id -un)" "$(basename "$0") $*" "$in" >> /calls/log
+[ "$1 $2" = "media remove" ] && rm -rf /calls/cache
+exit 0
+"""
+STANDIN_DOCKERFILE = f"""FROM {BUSYBOX}
+RUN echo 'mastodon:x:991:991::/opt/mastodon:/bin/sh' >> /etc/passwd && \\
+    echo 'peertube:x:999:999::/app:/bin/sh' >> /etc/passwd && mkdir -p /usr/local/bin
+COPY standin /usr/local/bin/tootctl
+COPY standin /usr/local/bin/npm
+"""
+TOOT = """services:
+  web:
+    image: lab/standin:1
+    command: ["sleep", "86400"]
+    volumes: ["./data:/calls"]
+  sidekiq:
+    image: lab/standin:1
+    command: ["sleep", "86400"]
+    volumes: ["./data:/calls"]
+x-aegir:
+  clean:
+    recipe: mastodon
+    vars:
+      media_days: 3
+"""
+TUBE = """services:
+  peertube:
+    image: lab/standin:1
+    command: ["sleep", "86400"]
+    volumes: ["./data:/calls"]
+"""
+BROKEN = """description: a recipe with a mistake on line 5
+service: web
+steps:
+  - name: fine
+    runs: [tootctl, media, remove]
+"""
+
+
+def build_context(host, tag: str, files: dict[str, str]) -> None:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            data = text.encode()
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    client = host.docker_client(timeout=120)
+    try:
+        client.images.build(fileobj=buf, custom_context=True, tag=tag, rm=True, forcerm=True)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def apps(lab, tmp_path_factory):
+    """A fresh host with a Mastodon-like app (apps/toot, x-aegir picks the recipe) and apps/peertube."""
+    with lab.extra_host() as host:
+        inv = inventory_of(lab, host, tmp_path_factory.mktemp("clean"))
+        build_context(host, "lab/standin:1", {"Dockerfile": STANDIN_DOCKERFILE, "standin": STANDIN})
+        for app, text in (("toot", TOOT), ("peertube", TUBE)):
+            host.write(f"apps/{app}/docker-compose.yml", text)
+            host.write(f"apps/{app}/data/cache/blob", MiB)
+            for d in (f"apps/{app}/data", f"apps/{app}/data/cache"):
+                host.root(f"/srv/{d}").chmod(0o777)
+        host.write("apps/broken/docker-compose.yml", TUBE)
+        host.write("apps/broken/aegir-clean.yml", BROKEN)
+        host.write("apps/matrix/docker-compose.yml", TUBE.replace("peertube:", "synapse:"))
+        host.write("apps/matrix/.env", "SYNAPSE_ADMIN_TOKEN=s3cret-token\nPOSTGRES_USER=synapse\n"
+                                       "POSTGRES_PASSWORD=pg-pass\nPOSTGRES_DB=synapse\n")
+        up = run_inv("apps.up", "toot,peertube", inventory=inv)
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield host, inv
+
+
+def calls(host, app: str) -> list[list[str]]:
+    log = host.root(f"/srv/apps/{app}/data/log")
+    return [line.split("\t") for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def container_id(host, project: str, service: str) -> str:
+    client = host.docker_client()
+    try:
+        [row] = client.api.containers(filters={"label": [f"com.docker.compose.project={project}",
+                                                         f"com.docker.compose.service={service}"]})
+        return row["Id"][:12]
+    finally:
+        client.close()
+
+
+def test_clean_dry_prints_the_exact_commands_per_container_and_runs_nothing(apps):
+    host, inv = apps
+    res = run_inv("disk.clean", "toot", "--dry", "--format", "json", inventory=inv)
+    assert res.returncode == 0, res.stderr
+    [plan] = json.loads(res.stdout)["plan"]
+    base = ("docker compose --project-directory /srv/apps/toot -f /srv/apps/toot/docker-compose.yml -p toot "
+            "exec -T --user mastodon web")
+    assert [c["line"] for c in plan["commands"]] == [
+        f"{base} tootctl media remove --days 3",  # x-aegir's media_days
+        f"{base} tootctl preview_cards remove --days 30",
+        f"{base} tootctl media remove-orphans",
+    ]
+    assert plan["recipe"] == "mastodon" and calls(host, "toot") == []
+
+    res = run_inv("disk.clean", "matrix", "--recipe", "synapse", "--dry", inventory=inv)
+    assert res.returncode == 0, res.stderr
+    assert ("exec -T synapse curl -fsS -X POST -H @- 'http://localhost:8008/_synapse/admin/v1/purge_media_cache"
+            "?before_ts=") in res.stdout
+    assert "<<< 'Authorization: Bearer <.env SYNAPSE_ADMIN_TOKEN>\\n'" in res.stdout
+    assert "s3cret-token" not in res.stdout + res.stderr and "pg-pass" not in res.stdout + res.stderr
+
+
+def test_clean_runs_each_step_in_the_right_container_as_the_right_user_with_its_stdin(apps):
+    host, inv = apps
+    refused = run_inv("disk.clean", "toot", inventory=inv)
+    assert refused.returncode == 1 and "pass --yes to clean up without a prompt" in refused.stderr
+    assert calls(host, "toot") == []
+
+    res = run_inv("disk.clean", "toot", "--yes", "--format", "json", inventory=inv)
+    assert res.returncode == 0, res.stdout + res.stderr
+    web = container_id(host, "toot", "web")
+    assert calls(host, "toot") == [
+        [web, "mastodon", "tootctl media remove --days 3", ""],
+        [web, "mastodon", "tootctl preview_cards remove --days 30", ""],
+        [web, "mastodon", "tootctl media remove-orphans", ""],
+    ]
+    [result] = [h["result"] for h in json.loads(res.stdout)["hosts"]]
+    assert [(s["step"], s["exit_code"], s["state"]) for s in result["steps"]] == [
+        ("remote media cache", 0, "ok"), ("preview cards", 0, "ok"), ("orphaned media files", 0, "ok")]
+    assert all(s["seconds"] > 0 for s in result["steps"])
+    assert result["size_before"] - result["size_after"] >= MiB  # the stand-in emptied data/cache
+
+    res = run_inv("disk.clean", "peertube", "--yes", inventory=inv)
+    assert res.returncode == 0, res.stdout + res.stderr
+    tube = container_id(host, "peertube", "peertube")
+    assert calls(host, "peertube") == [[tube, "peertube", "npm run prune-storage", "y"],
+                                       [tube, "peertube", "npm run house-keeping", ""]]
+    assert "apps/peertube" in res.stdout and " -> " in res.stdout
+
+
+def test_a_recipe_file_with_a_mistake_is_reported_with_its_file_and_line(apps):
+    host, inv = apps
+    res = run_inv("disk.clean", "broken", "--yes", "--format", "json", inventory=inv)
+    assert res.returncode == 1
+    [row] = json.loads(res.stdout)["plan"]
+    assert row["error"] == ("/srv/apps/broken/aegir-clean.yml:5: unknown key 'runs' in a step "
+                            "(known: name, run, service, user, stdin, if_missing, timeout)")

@@ -8,7 +8,7 @@ from typing import Any
 from aegir import fleet
 from aegir.disk.facts import HostDisk
 from aegir.disk.plan import Item
-from aegir.disk.steps import HostPrune, PruneResult
+from aegir.disk.steps import CleanPlan, CleanResult, HostPrune, PruneResult
 from aegir.report import failed_row, host_entry, human, table
 
 
@@ -149,3 +149,58 @@ def prune_result_json(outcomes: Sequence[fleet.Outcome[PruneResult]]) -> list[di
                  "failed": [{"item": d.item, "error": d.error} for d in o.value.failed],
                  "before": o.value.before, "after": o.value.after, "freed": o.value.freed()} if o.value else {})}
             for o in outcomes]
+
+
+# --------------------------------------------------------------------------- disk.clean
+
+
+def render_clean_plan(outcomes: Sequence[fleet.Outcome[CleanPlan | None]]) -> str:
+    """Per host: the recipe, and each step's exact command in its container (stdin shown, .env values hidden)."""
+    out = []
+    for o in outcomes:
+        plan = o.value
+        if plan is None:
+            out.append(f"{o.host.name}: {o.status if not o.ok else 'no such app'}")
+            continue
+        out.append(f"{o.host.name}: {plan.project.path}: recipe {plan.recipe.name} ({plan.recipe.file})")
+        for c, line in zip(plan.commands, plan.lines):
+            who = f" as {c.user}" if c.user else ""
+            out.append(f"  # {c.step} (service {c.service}{who})")
+            out.append(f"  {line}" + (f"  <<< {c.shown_stdin!r}" if c.shown_stdin is not None else ""))
+    return "\n".join(out)
+
+
+def clean_plan_json(outcomes: Sequence[fleet.Outcome[CleanPlan | None]]) -> list[dict[str, Any]]:
+    hosts = []
+    for o in outcomes:
+        entry: dict[str, Any] = {"host": o.host.name, "status": o.kind, "error": o.error}
+        if o.value is not None:
+            p = o.value
+            entry.update(project=p.project.path, recipe=p.recipe.name, recipe_file=p.recipe.file, commands=[
+                {"step": c.step, "service": c.service, "user": c.user, "line": line, "stdin": c.shown_stdin,
+                 "if_missing": c.if_missing} for c, line in zip(p.commands, p.lines)])
+        hosts.append(entry)
+    return hosts
+
+
+def render_clean_result(outcomes: Sequence[fleet.Outcome[CleanResult]]) -> str:
+    """One row per host and step (exit code, duration), then the app folder's size before and after."""
+    rows = []
+    sizes = []
+    for o in outcomes:
+        r = o.value
+        if r is None:
+            rows.append([o.host.name, None, None, None, None, o.status])
+            continue
+        for s in r.steps:
+            rows.append([o.host.name, s.step, s.service, str(s.exit_code), f"{s.seconds:.1f}s",
+                         s.state + (f": {s.output.splitlines()[-1]}" if s.state == "failed" and s.output else "")])
+        freed = None if r.size_before is None or r.size_after is None else r.size_before - r.size_after
+        sizes.append(f"{o.host.name}: {r.project} {human(r.size_before)} -> {human(r.size_after)} "
+                     f"({human(freed)} freed)")
+    return "\n".join([table(["HOST", "STEP", "SERVICE", "EXIT", "TIME", "RESULT"], rows), "", *sizes])
+
+
+def clean_result_json(outcomes: Sequence[fleet.Outcome[CleanResult]]) -> list[dict[str, Any]]:
+    return [{"host": o.host.name, "status": o.kind, "error": o.error,
+             **({"result": o.value} if o.value else {})} for o in outcomes]

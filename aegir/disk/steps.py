@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from aegir.compose import cli as compose
+from aegir.compose.discovery import Project, select
 from aegir.compose.status import discover
 from aegir.disk.facts import DockerUsage, docker_state, parse_docker_df, project_images
 from aegir.disk.plan import KINDS, Item, PruneOptions, PrunePlan, plan_prune
+from aegir.disk.recipe import (
+    APP_RECIPE,
+    NOT_FOUND,
+    Command,
+    Recipe,
+    apply_override,
+    parse_override,
+    parse_recipe,
+    render,
+    shipped_text,
+)
+from aegir.errors import AegirError
 from aegir.host import HostContext
+from aegir.sh import Cmd, mask, shell
 
 
 @dataclass(frozen=True)
@@ -103,3 +121,114 @@ def apply_prune(hc: HostContext, plan: PrunePlan) -> PruneResult:
                 done.append(Done(item, _api_error(exc)))
     after = parse_docker_df(api.df())
     return PruneResult(tuple(done), before, after)
+
+
+# --------------------------------------------------------------------------- disk.clean
+
+_APP_RECIPE_SCRIPT = 'if [ -f "$1" ]; then printf Y; cat -- "$1"; else printf N; fi'
+
+
+def folder_size_cmd(path: str) -> Cmd:
+    """The bytes a folder holds (``du -s``, one filesystem, no following links)."""
+    return Cmd.of("du", "-sxB1", "--", path)
+
+
+def parse_folder_size(stdout: str) -> int | None:
+    head = stdout.split(None, 1)
+    return int(head[0]) if head and head[0].isdigit() else None
+
+
+@dataclass(frozen=True)
+class CleanPlan:
+    """What disk.clean will run for one app on one host."""
+
+    project: Project
+    recipe: Recipe
+    commands: tuple[Command, ...]
+    lines: tuple[str, ...]  # each command's exact line (`compose exec ...`)
+
+
+def plan_clean(hc: HostContext, app: str, recipe_name: str | None, now: float) -> CleanPlan | None:
+    """Find `app` on the host and render its recipe (None: the host has no such app).
+
+    The recipe: ``aegir-clean.yml`` in the app's folder if there is one (and no
+    --recipe), else the shipped one named by --recipe, ``x-aegir.clean.recipe``
+    or the app's folder name; then the compose file's ``x-aegir.clean`` settings.
+    """
+    disc = discover(hc, with_env=True)
+    chosen, _ = select(disc.projects, (app,), host=hc.name)
+    if not chosen:
+        return None
+    p = chosen[0]
+    if p.error:
+        raise AegirError(f"{p.dir}/{p.error}", host=hc.name)
+    ov = parse_override(p.compose_text, p.compose_path)
+    local_file = f"{p.dir}/{APP_RECIPE}"
+    local = hc.run(shell(_APP_RECIPE_SCRIPT, local_file)).stdout if not recipe_name else "N"
+    if local.startswith("Y"):
+        recipe = parse_recipe(local[1:], local_file, p.folder)
+    else:
+        name = recipe_name or ov.recipe or p.folder
+        file, text = shipped_text(name)
+        recipe = parse_recipe(text, file, name)
+    recipe = apply_override(recipe, ov)
+    from dotenv import dotenv_values  # the app's .env: data, never interpolated from our environment
+
+    env = dotenv_values(stream=io.StringIO(disc.envs.get(p.path, "")), interpolate=False)
+    commands = render(recipe, env, now)
+    fl = compose.flavour(hc)
+    lines = tuple(_exec(fl, p, c, hc.host.docker_host).line for c in commands)
+    return CleanPlan(p, recipe, commands, lines)
+
+
+def _exec(fl: compose.Flavour, p: Project, c: Command, docker_host: str | None) -> Cmd:
+    cmd = compose.exec_(fl, p, c.service, c.argv, user=c.user, stdin=c.stdin, docker_host=docker_host)
+    return dataclasses.replace(cmd, timeout=c.timeout)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: str
+    service: str
+    user: str | None
+    line: str
+    exit_code: int
+    seconds: float
+    state: str  # ok | failed | skipped
+    output: str = ""  # the tail of stdout and stderr
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    project: str
+    recipe: str
+    steps: tuple[StepResult, ...]
+    size_before: int | None
+    size_after: int | None
+
+    @property
+    def failed(self) -> bool:
+        return any(s.state == "failed" for s in self.steps)
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    kept = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def run_clean(hc: HostContext, plan: CleanPlan) -> CleanResult:
+    """Run every step in its container (each one whatever the others did), timing it; folder size around."""
+    p = plan.project
+    before = parse_folder_size(hc.run(folder_size_cmd(p.dir)).stdout)
+    fl = compose.flavour(hc)
+    results = []
+    for c, line in zip(plan.commands, plan.lines):
+        start = time.monotonic()
+        r = hc.run(_exec(fl, p, c, hc.host.docker_host), check=False)
+        seconds = time.monotonic() - start
+        state = "ok" if r.exited == 0 else ("skipped" if r.exited == NOT_FOUND and c.if_missing == "skip"
+                                           else "failed")
+        output = mask(_tail(r.stdout + "\n" + r.stderr), [c.stdin] if c.stdin else [])
+        results.append(StepResult(c.step, c.service, c.user, line, r.exited, round(seconds, 3), state, output))
+    after = parse_folder_size(hc.run(folder_size_cmd(p.dir)).stdout)
+    return CleanResult(p.path, plan.recipe.name, tuple(results), before, after)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from invoke import Collection
 
 from aegir import fleet
+from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit, human
 from aegir.tasks.base import confirm, exit_if_failed, is_dry, targets, task
 
@@ -62,6 +64,46 @@ def prune(c, volumes=False, include_project_images=False, include_project_contai
     exit_if_failed(outcomes, problems=any(o.value and o.value.failed for o in outcomes))
 
 
+@task(help={"app": "One app: folder name or kind/folder (e.g. mastodon, users/tube).",
+            "recipe": "A shipped recipe to use instead of the app's own (mastodon, synapse, peertube).",
+            "yes": "Do not ask for confirmation.", "dry": "Print the exact commands per container; run nothing.",
+            "format": FORMAT_HELP})
+def clean(c, app, recipe="", yes=False, dry=False, format="table"):
+    """Run an app's clean-up recipe in its containers; each step's exit code and time, the folder's size around.
+
+    The recipe is data: aegir/disk/recipes/NAME.yml (NAME: --recipe, the
+    compose file's x-aegir.clean.recipe, or the app's folder name), or
+    aegir-clean.yml in the app's folder; x-aegir.clean may set its service,
+    user and vars. Every target host that has the app runs it.
+    """
+    from aegir.compose.discovery import split_names
+    from aegir.disk.report import clean_plan_json, clean_result_json, render_clean_plan, render_clean_result
+    from aegir.disk.steps import plan_clean, run_clean
+
+    fmt = check_format(format)
+    wanted = split_names(app)
+    if len(wanted) != 1:
+        raise AegirError("disk.clean takes exactly one app")
+    now = time.time()
+    plans = fleet.each(c, targets(c), lambda hc: plan_clean(hc, wanted[0], recipe or None, now), label="disk.clean")
+    found = [o for o in plans if o.value is not None]
+    if not found and not fleet.failed(plans):
+        raise AegirError(f"no app {wanted[0]!r} on any target host")
+    if fleet.failed(plans) or is_dry(c, dry):
+        emit(fmt, data={"plan": clean_plan_json(plans), "ran": False}, text=render_clean_plan(plans))
+        exit_if_failed(plans)
+        return
+    print(render_clean_plan(plans), file=sys.stderr if fmt == "json" else sys.stdout, flush=True)
+    confirm("disk.clean", f"Run these clean-ups on {', '.join(o.host.name for o in found)}?", yes,
+            verb="clean up", refused="nothing cleaned")
+    by_host = {o.host.name: o.value for o in found if o.value}
+    outcomes = fleet.each(c, [o.host for o in found], lambda hc: run_clean(hc, by_host[hc.name]), label="disk.clean")
+    emit(fmt, data={"plan": clean_plan_json(plans), "ran": True, "hosts": clean_result_json(outcomes)},
+         text=render_clean_result(outcomes))
+    exit_if_failed(outcomes, problems=any(o.value and o.value.failed for o in outcomes))
+
+
 ns = Collection("disk")
 ns.add_task(report)
 ns.add_task(prune)
+ns.add_task(clean)
