@@ -142,6 +142,46 @@ def test_a_raw_address_of_an_inventory_host_reports_as_that_host(lab, template):
     assert [h["host"] for h in data["hosts"]] == ["hyp3"]
 
 
+def test_fast_reads_filesystems_and_docker_but_measures_no_project(lab):
+    lab.host("hyp1").write("apps/fastblob/data/file", MiB)
+    res = run_inv("-H", "hyp1", "disk.report", "--fast", "--format", "json", inventory=lab.inventory_path)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    [row] = data["hosts"]
+    assert row["projects"] is None and row["srv_state"] == "mounted" and row["docker"]["images"]["count"] >= 1
+    res, data = report(lab, "-H", "hyp1")
+    assert any(p["name"] == "fastblob" and p["data"] >= MiB for p in data["hosts"][0]["projects"])
+
+
+def test_warn_exits_1_naming_the_filesystem_over_the_threshold(lab):
+    res = run_inv("-H", "hyp1", "disk.report", "--warn", "0", inventory=lab.inventory_path)
+    assert res.returncode == 1
+    assert "aegir: hyp1: / is " in res.stderr and "% used (" in res.stderr and "warn above 0%)" in res.stderr
+    res = run_inv("-H", "hyp1", "disk.report", "--warn", "100", inventory=lab.inventory_path)
+    assert res.returncode == 0, res.stderr
+
+
+def test_prometheus_format_carries_the_same_figures_as_json(lab):
+    lab.host("hyp2").write("apps/promblob/data/file", 2 * MiB)
+    res = run_inv("-H", "hyp2", "disk.report", "--format", "prometheus", inventory=lab.inventory_path)
+    assert res.returncode == 0, res.stderr
+    metrics = {}
+    for line in res.stdout.splitlines():
+        if not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            metrics[key] = int(value)
+    data = json.loads(run_inv("-H", "hyp2", "disk.report", "--top", "1000", "--format", "json",
+                              inventory=lab.inventory_path).stdout)
+    [row] = data["hosts"]
+    [blob] = [p for p in row["projects"] if p["name"] == "promblob"]
+    assert metrics['aegir_disk_report_up{host="hyp2"}'] == 1
+    assert metrics['aegir_project_bytes{host="hyp2",project="apps/promblob",part="data"}'] == blob["data"] >= 2 * MiB
+    srv = row["srv"]
+    assert metrics[f'aegir_filesystem_size_bytes{{host="hyp2",mountpoint="/srv",device="{srv["source"]}"}}'] \
+        == srv["size"]
+    assert metrics['aegir_docker_bytes{host="hyp2",kind="images"}'] == row["docker"]["images"]["size"]
+
+
 # --------------------------------------------------------------------------- disk.prune
 
 BUSYBOX = "aegir-lab/busybox:latest"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from aegir.docker import DockerUnavailable
 from aegir.errors import CommandError
 from aegir.host import HostContext
 from aegir.layout import PROJECT_KINDS, PROJECT_PARTS
+from aegir.report import Progress
 from aegir.sh import Cmd, batch, shell, split_batch
 from aegir.yamldoc import YamlError
 
@@ -46,24 +48,43 @@ class Filesystems:
 
 _USAGE_SCRIPT = """\
 LC_ALL=C df -B1 --output=source,size,used,avail,target / "$1"
-echo '@@du'
+echo '@@projects'
+nproc 2>/dev/null || echo 1
 cd "$1" 2>/dev/null || exit 0
-set --
-for d in core/*/ apps/*/ users/*/; do [ -d "$d" ] && set -- "$@" "${d%/}"; done
-[ "$#" -eq 0 ] || exec du -B1 -x -d1 -- "$@"
+for d in core/*/ apps/*/ users/*/; do [ -d "$d" ] && printf '%s\\n' "${d%/}"; done
+exit 0
 """
 
 
 def usage_cmd(srv: str) -> Cmd:
-    """One probe, one SSH session: ``df`` of / and /srv in bytes, then ``du`` of every
-    folder under core/ apps/ users/ and its direct subfolders (a single pass)."""
+    """One probe, one SSH session: ``df`` of / and /srv in bytes, the host's CPU count, and
+    every project folder under core/ apps/ users/ (each then measured by its own `du_cmd`)."""
     return shell(_USAGE_SCRIPT, srv)
 
 
-def split_usage(stdout: str) -> tuple[str, str]:
-    """`usage_cmd` output -> (df part, du part)."""
-    df, _, du = stdout.partition("@@du\n")
-    return df, du
+def split_usage(stdout: str) -> tuple[str, int, tuple[str, ...]]:
+    """`usage_cmd` output -> (df part, CPU count, project folders as ``kind/name``)."""
+    df, _, rest = stdout.partition("@@projects\n")
+    lines = rest.splitlines()
+    cpus = int(lines[0]) if lines and lines[0].isdigit() else 1
+    return df, cpus, tuple(ln for ln in lines[1:] if ln.partition("/")[0] in PROJECT_KINDS)
+
+
+_DU_SCRIPT = 'cd "$1" && exec du -B1 -x -d1 -- "$2"'
+
+
+def du_cmd(srv: str, folder: str) -> Cmd:
+    """The size of one project folder and of each of its direct subfolders (``kind/name[/part]``)."""
+    return shell(_DU_SCRIPT, srv, folder)
+
+
+def du_workers(cpus: int, folders: int) -> int:
+    """How many ``du`` run at once on a host: two per CPU (each waits on the disk half the time), at most 8.
+
+    >>> du_workers(2, 30), du_workers(16, 30), du_workers(4, 1)
+    (4, 8, 1)
+    """
+    return max(1, min(folders, 8, 2 * max(1, cpus)))
 
 
 def parse_df(stdout: str, stderr: str, srv: str) -> Filesystems:
@@ -194,28 +215,46 @@ def parse_docker_df(df: Mapping[str, Any]) -> DockerUsage:
 
 @dataclass(frozen=True)
 class HostDisk:
-    """Everything `disk.report` knows about one host."""
+    """Everything `disk.report` knows about one host (`projects` None: not measured, ``--fast``)."""
 
     filesystems: Filesystems
-    projects: tuple[ProjectSize, ...]
+    projects: tuple[ProjectSize, ...] | None
     docker: DockerUsage | None
     docker_error: str | None = None
     warnings: tuple[str, ...] = field(default=())
 
 
-def gather(hc: HostContext) -> HostDisk:
-    """Read the disk facts of one host (read-only)."""
+def gather(hc: HostContext, *, fast: bool = False, progress: Progress | None = None) -> HostDisk:
+    """Read the disk facts of one host (read-only): one probe, then one ``du`` per project, several at
+    once (`du_workers`), each reported to `progress` as it ends; ``fast``: no ``du`` at all."""
     srv = hc.host.srv
     cmd = usage_cmd(srv)
     probe = hc.run(cmd, check=False)
-    df_text, du_text = split_usage(probe.stdout)
+    df_text, cpus, folders = split_usage(probe.stdout)
     filesystems = parse_df(df_text, probe.stderr, srv)
     if filesystems.root is None:
         raise CommandError(hc.name, cmd.line, probe.exited, probe.stderr)
-    projects: tuple[ProjectSize, ...] = parse_du(du_text)
     warnings: list[str] = []
     if probe.exited != 0 and probe.stderr.strip() and filesystems.srv_state != "missing":
         warnings.append(probe.stderr.strip().splitlines()[-1])
+    projects: tuple[ProjectSize, ...] | None = None
+    if not fast:
+        names = [f"{hc.name}:{f}" for f in folders]
+        if progress is not None:
+            progress.add(names)
+
+        def measure(i: int) -> tuple[str, str]:
+            try:
+                r = hc.run(du_cmd(srv, folders[i]), check=False)
+                return r.stdout, (r.stderr.strip().splitlines() or [""])[-1] if r.exited else ""
+            finally:
+                if progress is not None:
+                    progress.done(names[i])
+
+        with ThreadPoolExecutor(du_workers(cpus, len(folders)), thread_name_prefix=f"du-{hc.name}") as pool:
+            answers = list(pool.map(measure, range(len(folders))))
+        projects = parse_du("".join(out for out, _ in answers))
+        warnings += [err for _, err in answers if err]
     try:
         usage: DockerUsage | None = parse_docker_df(hc.docker().df())
         error = None

@@ -9,21 +9,37 @@ from invoke import Collection
 
 from aegir import fleet
 from aegir.errors import AegirError
-from aegir.report import FORMAT_HELP, check_format, emit, human
+from aegir.report import FORMAT_HELP, Progress, check_format, emit, human
 from aegir.tasks.base import confirm, exit_if_failed, is_dry, targets, task
 
 
-@task(help={"format": FORMAT_HELP, "top": "Largest projects to list per host (default 5)."})
-def report(c, format="table", top=5):
-    """Show disk usage per host: /, /srv, Docker (reclaimable) and the largest projects."""
-    from aegir.disk.facts import gather  # here, not at the top: inv --list stays quick
-    from aegir.disk.report import as_json, render
+@task(help={"format": FORMAT_HELP[:-1] + ", or 'prometheus' (node_exporter's textfile collector).",
+            "top": "Largest projects to list per host (default 5; every one in prometheus format).",
+            "fast": "Filesystems and Docker only: do not measure the project folders (no du).",
+            "warn": "Exit 1 when / or /srv of a host is more than PCT % used (for cron)."})
+def report(c, format="table", top=5, fast=False, warn=None):
+    """Show disk usage per host: /, /srv, Docker (reclaimable) and the largest projects.
 
-    fmt = check_format(format)
+    Project folders are measured with one du each, several at once per host
+    (progress on stderr); --fast skips them.
+    """
+    from aegir.disk.facts import gather  # here, not at the top: inv --list stays quick
+    from aegir.disk.report import as_json, prometheus, render, too_full
+
+    fmt = format if format == "prometheus" else check_format(format)
     top = int(top)
-    outcomes = fleet.each(c, targets(c), gather, label="disk.report")
-    emit(fmt, data=as_json(outcomes, top), text=render(outcomes, top))
-    exit_if_failed(outcomes)
+    pct = None if warn is None else int(warn)
+    with Progress("disk.report: project folders measured", []) as progress:
+        outcomes = fleet.each(c, targets(c), lambda hc: gather(hc, fast=fast, progress=progress),
+                              label="disk.report")
+    if fmt == "prometheus":
+        print(prometheus(outcomes), flush=True)
+    else:
+        emit(fmt, data=as_json(outcomes, top), text=render(outcomes, top))
+    full = too_full(outcomes, pct) if pct is not None else []
+    for line in full:
+        print(f"aegir: {line}", file=sys.stderr)
+    exit_if_failed(outcomes, problems=bool(full))
 
 
 @task(help={"volumes": "Also remove anonymous volumes no container uses (named volumes: never).",
