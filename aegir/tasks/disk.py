@@ -13,7 +13,7 @@ from aegir.report import FORMAT_HELP, Progress, check_format, emit, human
 from aegir.tasks.base import confirm, exit_if_failed, is_dry, targets, task
 
 
-@task(help={"format": FORMAT_HELP[:-1] + ", or 'prometheus' (node_exporter's textfile collector).",
+@task(help={"format": FORMAT_HELP + " Also 'prometheus': node_exporter's textfile collector format.",
             "top": "Largest projects to list per host (default 5; every one in prometheus format).",
             "fast": "Filesystems and Docker only: do not measure the project folders (no du).",
             "warn": "Exit 1 when / or /srv of a host is more than PCT % used (for cron)."})
