@@ -44,7 +44,7 @@ from aegir.inventory import load  # noqa: E402
 RUNBOOK = "du -sh /srv/*/*/ | sort -h"
 PER_DIR = 500
 COLD_REPEAT = 3
-WARM_REPEAT = 5
+WARM_REPEAT = 3
 
 
 def populate(srv: Path, files: int, projects: int) -> None:
@@ -98,6 +98,7 @@ def main() -> None:
         start = time.perf_counter()
         populate(host.root("/srv"), args.files, args.projects)
         made = time.perf_counter() - start
+        print(f"  ({args.files:,} files made in {made:.0f} s)", file=sys.stderr, flush=True)
         c = Context(config=AegirConfig(lazy=True))
         target = load(str(lab.inventory_path)).get(host.name)
         hc = open_context(c, target)
@@ -114,7 +115,7 @@ def main() -> None:
                         assert d.docker is not None and (fast or len(d.projects or ()) == args.projects), d
                         assert fast or sum(p.total for p in d.projects or ()) >= args.files * 64
                     finally:
-                        client = fresh._cache.pop("docker", None)
+                        client, fresh._docker = fresh._docker, None  # close the client, keep the SSH link
                         if client is not None:
                             client.close()
                 return run
@@ -125,6 +126,8 @@ def main() -> None:
                     runbook(), ours(False)()  # warm the caches
                 for label, fn in (("runbook", runbook), ("report", ours(False)), ("fast", ours(True))):
                     figures[(cold, label)] = median(fn, repeat, cold=cold)
+                    print(f"  ({'cold' if cold else 'warm'} {label}: {figures[(cold, label)]:.3f} s)", file=sys.stderr,
+                          flush=True)
             session = median(lambda: hc.c.run("true", hide=True), WARM_REPEAT, cold=False)
         finally:
             hc.close()
