@@ -110,7 +110,7 @@ def clean(c, app, recipe="", yes=False, dry=False, format="table"):
         exit_if_failed(plans)
         return
     print(render_clean_plan(plans), file=sys.stderr if fmt == "json" else sys.stdout, flush=True)
-    confirm("disk.clean", f"Run these clean-ups on {', '.join(o.host.name for o in found)}?", yes,
+    confirm(f"Run these clean-ups on {', '.join(o.host.name for o in found)}?", yes=yes, label="disk.clean",
             verb="clean up", refused="nothing cleaned")
     by_host = {o.host.name: o.value for o in found if o.value}
     outcomes = fleet.each(c, [o.host for o in found], lambda hc: run_clean(hc, by_host[hc.name]), label="disk.clean")
