@@ -294,6 +294,12 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
 
+    def add(self, names: Sequence[str]) -> None:
+        """More work, learnt on the way (the projects of a host once it has answered)."""
+        with self._lock:
+            self.pending.extend(names)
+            self.total += len(names)
+
     def done(self, name: str, how: str = "done") -> None:
         """`name` finished; `how` is a word for the non-terminal line (ok, failed, not attempted...)."""
         with self._lock:

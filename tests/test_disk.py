@@ -140,3 +140,357 @@ def test_a_raw_address_of_an_inventory_host_reports_as_that_host(lab, template):
     res, data = report(lab, "-H", template.format(lab.host("hyp3").addresses.admin_ipv4))
     assert res.returncode == 0, res.stderr
     assert [h["host"] for h in data["hosts"]] == ["hyp3"]
+
+
+def test_fast_reads_filesystems_and_docker_but_measures_no_project(lab):
+    lab.host("hyp1").write("apps/fastblob/data/file", MiB)
+    res = run_inv("-H", "hyp1", "disk.report", "--fast", "--format", "json", inventory=lab.inventory_path)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    [row] = data["hosts"]
+    assert row["projects"] is None and row["srv_state"] == "mounted" and row["docker"]["images"]["count"] >= 1
+    res, data = report(lab, "-H", "hyp1")
+    assert any(p["name"] == "fastblob" and p["data"] >= MiB for p in data["hosts"][0]["projects"])
+
+
+def test_warn_exits_1_naming_the_filesystem_over_the_threshold(lab):
+    res = run_inv("-H", "hyp1", "disk.report", "--warn", "0", inventory=lab.inventory_path)
+    assert res.returncode == 1
+    assert "aegir: hyp1: / is " in res.stderr and "% used (" in res.stderr and "warn above 0%)" in res.stderr
+    res = run_inv("-H", "hyp1", "disk.report", "--warn", "100", inventory=lab.inventory_path)
+    assert res.returncode == 0, res.stderr
+
+
+def test_prometheus_format_carries_the_same_figures_as_json(lab):
+    lab.host("hyp2").write("apps/promblob/data/file", 2 * MiB)
+    res = run_inv("-H", "hyp2", "disk.report", "--format", "prometheus", inventory=lab.inventory_path)
+    assert res.returncode == 0, res.stderr
+    metrics = {}
+    for line in res.stdout.splitlines():
+        if not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            metrics[key] = int(value)
+    data = json.loads(run_inv("-H", "hyp2", "disk.report", "--top", "1000", "--format", "json",
+                              inventory=lab.inventory_path).stdout)
+    [row] = data["hosts"]
+    [blob] = [p for p in row["projects"] if p["name"] == "promblob"]
+    assert metrics['aegir_disk_report_up{host="hyp2"}'] == 1
+    assert metrics['aegir_project_bytes{host="hyp2",project="apps/promblob",part="data"}'] == blob["data"] >= 2 * MiB
+    srv = row["srv"]
+    assert metrics[f'aegir_filesystem_size_bytes{{host="hyp2",mountpoint="/srv",device="{srv["source"]}"}}'] \
+        == srv["size"]
+    assert metrics['aegir_docker_bytes{host="hyp2",kind="images"}'] == row["docker"]["images"]["size"]
+
+
+# --------------------------------------------------------------------------- disk.prune
+
+BUSYBOX = "aegir-lab/busybox:latest"
+SLEEP = '["sleep", "86400"]'
+
+
+def build(host, tag: str, seed: str) -> str:
+    """Build `tag` on `host`'s dockerd from the lab's busybox image, with a unique 1 MiB layer; its ID."""
+    import io
+    import tarfile
+
+    dockerfile = f"FROM {BUSYBOX}\nRUN head -c 1048576 /dev/urandom > /blob-{seed}\n".encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    buf.seek(0)
+    client = host.docker_client(timeout=120)
+    try:
+        image, _ = client.images.build(fileobj=buf, custom_context=True, tag=tag, rm=True, forcerm=True)
+        return image.id
+    finally:
+        client.close()
+
+
+def docker_df(host):
+
+    client = host.docker_client()
+    try:
+        return client.api.df()
+    finally:
+        client.close()
+
+
+def usage_json(df) -> dict:
+    from aegir.disk.facts import parse_docker_df
+    from aegir.report import jsonable
+
+    return jsonable(parse_docker_df(df))
+
+
+def inventory_of(lab, host, tmp_path: Path) -> Path:
+    return lab.write_inventory(tmp_path / "hosts.yml", [host])
+
+
+@pytest.fixture(scope="module")
+def junk(lab, tmp_path_factory):
+    """A fresh host seeded with garbage and with projects that are not garbage.
+
+    Images (all built locally): busybox used by the running apps/live; lab/paused:1 used by the stopped
+    containers of apps/paused; lab/stopped:1 only named (through .env) by apps/archive, never started;
+    lab/unused:1 and lab/rebuilt:1 tagged and unused; the first lab/rebuilt:1, dangling. A stopped
+    one-off container (with an anonymous volume), a named volume, an unused network.
+    """
+    with lab.extra_host() as host:
+        inv = inventory_of(lab, host, tmp_path_factory.mktemp("prune"))
+        ids = {tag: build(host, tag, tag.replace("/", "-").replace(":", "-"))
+               for tag in ("lab/unused:1", "lab/stopped:1", "lab/paused:1")}
+        ids["dangling"] = build(host, "lab/rebuilt:1", "first")
+        ids["lab/rebuilt:1"] = build(host, "lab/rebuilt:1", "second")
+        host.write("apps/live/docker-compose.yml", f"services:\n  app:\n    image: {BUSYBOX}\n    command: {SLEEP}\n")
+        host.write("apps/paused/docker-compose.yml", f"services:\n  app:\n    image: lab/paused:1\n    command: {SLEEP}\n")
+        host.write("apps/archive/docker-compose.yml", f"services:\n  app:\n    image: ${{IMAGE}}\n    command: {SLEEP}\n")
+        host.write("apps/archive/.env", "IMAGE=lab/stopped:1\n")
+        up = run_inv("apps.up", "live,paused", inventory=inv)
+        assert up.returncode == 0, up.stdout + up.stderr
+        host.run(["docker", "compose", "--project-directory", "/srv/apps/paused", "stop"])
+        host.run(["docker", "run", "--name", "oneoff", "-v", "/scratch", BUSYBOX, "sh", "-c", "echo x > /scratch/x"])
+        host.run(["docker", "volume", "create", "keepme"])
+        host.run(["docker", "network", "create", "lab-unused"])
+        yield host, inv, ids
+
+
+def names(host):
+    client = host.docker_client()
+    try:
+        api = client.api
+        return {
+            "images": {i["Id"] for i in api.images()},
+            "tags": {t for i in api.images() for t in i.get("RepoTags") or () if t != "<none>:<none>"},
+            "containers": {c["Names"][0].lstrip("/"): c["State"] for c in api.containers(all=True)},
+            "networks": {n["Name"] for n in api.networks()},
+            "volumes": {v["Name"]: v.get("Labels") for v in api.volumes()["Volumes"] or ()},
+        }
+    finally:
+        client.close()
+
+
+def prune(inv: Path, *args: str):
+    res = run_inv("disk.prune", "--format", "json", *args, inventory=inv)
+    return res, (json.loads(res.stdout) if res.stdout.strip() else None)
+
+
+def test_prune_plans_first_and_refuses_to_act_without_yes_when_stdin_is_not_a_terminal(junk):
+    host, inv, ids = junk
+    seen = names(host)
+    res, data = prune(inv, "--dry")
+    assert res.returncode == 0, res.stderr
+    [plan] = data["plan"]
+    removing = {(i["kind"], i["name"]) for i in plan["remove"]}
+    assert removing == {("container", "oneoff"), ("image", "lab/unused:1"), ("image", "lab/rebuilt:1"),
+                        ("image", f"<none> {ids['dangling'].removeprefix('sha256:')[:12]}"),
+                        ("network", "lab-unused")}
+    kept = {(i["kind"], i["name"]): i["why"] for i in plan["kept"]}
+    assert kept[("image", "lab/stopped:1")] == "referenced by apps/archive"  # through .env, resolved by Compose
+    assert kept[("container", "paused-app-1")] == "stopped service of apps/paused"
+    assert kept[("volume", "keepme")] == "named volume"
+    assert names(host) == seen and data["pruned"] is False
+
+    res = run_inv("disk.prune", inventory=inv)  # stdin is a pipe, not a terminal
+    assert res.returncode == 1
+    assert "disk.prune: stdin is not a terminal; pass --yes to prune without a prompt" in res.stderr
+    assert "lab/unused:1" in res.stdout  # the plan was shown
+    assert names(host) == seen
+
+
+def test_prune_yes_removes_exactly_the_garbage_and_frees_what_docker_accounts(junk):
+    host, inv, ids = junk
+    before_df = docker_df(host)
+    seen = names(host)
+    res, data = prune(inv, "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    after_df = docker_df(host)
+    now = names(host)
+    assert seen["images"] - now["images"] == {ids["lab/unused:1"], ids["lab/rebuilt:1"], ids["dangling"]}
+    assert {BUSYBOX, "lab/stopped:1", "lab/paused:1"} <= now["tags"]
+    assert set(seen["containers"]) - set(now["containers"]) == {"oneoff"}
+    assert now["containers"]["live-app-1"] == "running" and now["containers"]["paused-app-1"] == "exited"
+    assert seen["networks"] - now["networks"] == {"lab-unused"}
+    assert now["volumes"] == seen["volumes"] and "keepme" in now["volumes"]  # no volume without --volumes
+
+    [result] = data["hosts"]
+    assert result["failed"] == []
+    # Docker's own accounting, read by the test before and after: the same figures aegir printed.
+    assert result["before"] == usage_json(before_df) and result["after"] == usage_json(after_df)
+    gone = [i for i in before_df["Images"] if i["Id"] in seen["images"] - now["images"]]
+    assert result["freed"]["images"] == sum(i["Size"] - i["SharedSize"] for i in gone) >= 3 * MiB
+    res, data = prune(inv, "--dry")  # nothing left but what is kept on purpose
+    assert res.returncode == 0 and data["plan"][0]["remove"] == []
+
+
+def test_include_project_images_then_removes_the_stopped_projects_image_and_volumes_only_anonymous_ones(junk):
+    host, inv, ids = junk
+    seen = names(host)
+    res, data = prune(inv, "--include-project-images", "--volumes", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    now = names(host)
+    assert seen["images"] - now["images"] == {ids["lab/stopped:1"]}
+    assert {BUSYBOX, "lab/paused:1"} <= now["tags"]  # a container of a /srv project still uses them
+    assert now["containers"] == seen["containers"]
+    assert len(seen["volumes"]) == 2 and "keepme" in seen["volumes"], seen["volumes"]
+    assert set(now["volumes"]) == {"keepme"}  # the one-off container's anonymous volume went
+    assert data["hosts"][0]["freed"]["images"] >= MiB
+
+
+# --------------------------------------------------------------------------- disk.clean
+
+#: Stand-in for tootctl and npm: records container, user, argv and stdin; `media remove` empties /calls/cache.
+STANDIN = """#!/bin/sh
+in=$(cat)
+printf '%s\\t%s\\t%s\\t%s\\n' "$(hostname)" "$(id -un)" "$(basename "$0") $*" "$in" >> /calls/log
+[ "$1 $2" = "media remove" ] && rm -rf /calls/cache
+exit 0
+"""
+STANDIN_DOCKERFILE = f"""FROM {BUSYBOX}
+RUN echo 'mastodon:x:991:991::/opt/mastodon:/bin/sh' >> /etc/passwd && \\
+    echo 'peertube:x:999:999::/app:/bin/sh' >> /etc/passwd && mkdir -p /usr/local/bin
+COPY standin /usr/local/bin/tootctl
+COPY standin /usr/local/bin/npm
+"""
+TOOT = """services:
+  web:
+    image: lab/standin:1
+    command: ["sleep", "86400"]
+    volumes: ["./data:/calls"]
+  sidekiq:
+    image: lab/standin:1
+    command: ["sleep", "86400"]
+    volumes: ["./data:/calls"]
+x-aegir:
+  clean:
+    recipe: mastodon
+    vars:
+      media_days: 3
+"""
+TUBE = """services:
+  peertube:
+    image: lab/standin:1
+    command: ["sleep", "86400"]
+    volumes: ["./data:/calls"]
+"""
+BROKEN = """description: a recipe with a mistake on line 5
+service: web
+steps:
+  - name: fine
+    runs: [tootctl, media, remove]
+"""
+
+
+def build_context(host, tag: str, files: dict[str, str]) -> None:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            data = text.encode()
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    client = host.docker_client(timeout=120)
+    try:
+        client.images.build(fileobj=buf, custom_context=True, tag=tag, rm=True, forcerm=True)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def apps(lab, tmp_path_factory):
+    """A fresh host with a Mastodon-like app (apps/toot, x-aegir picks the recipe) and apps/peertube."""
+    with lab.extra_host() as host:
+        inv = inventory_of(lab, host, tmp_path_factory.mktemp("clean"))
+        build_context(host, "lab/standin:1", {"Dockerfile": STANDIN_DOCKERFILE, "standin": STANDIN})
+        for app, text in (("toot", TOOT), ("peertube", TUBE)):
+            host.write(f"apps/{app}/docker-compose.yml", text)
+            host.write(f"apps/{app}/data/cache/blob", MiB)
+            for d in (f"apps/{app}/data", f"apps/{app}/data/cache"):
+                host.root(f"/srv/{d}").chmod(0o777)
+        host.write("apps/broken/docker-compose.yml", TUBE)
+        host.write("apps/broken/aegir-clean.yml", BROKEN)
+        host.write("apps/matrix/docker-compose.yml", TUBE.replace("peertube:", "synapse:"))
+        host.write("apps/matrix/.env", "SYNAPSE_ADMIN_TOKEN=s3cret-token\nPOSTGRES_USER=synapse\n"
+                                       "POSTGRES_PASSWORD=pg-pass\nPOSTGRES_DB=synapse\n")
+        up = run_inv("apps.up", "toot,peertube", inventory=inv)
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield host, inv
+
+
+def calls(host, app: str) -> list[list[str]]:
+    log = host.root(f"/srv/apps/{app}/data/log")
+    return [line.split("\t") for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def container_id(host, project: str, service: str) -> str:
+    client = host.docker_client()
+    try:
+        [row] = client.api.containers(filters={"label": [f"com.docker.compose.project={project}",
+                                                         f"com.docker.compose.service={service}"]})
+        return row["Id"][:12]
+    finally:
+        client.close()
+
+
+def test_clean_dry_prints_the_exact_commands_per_container_and_runs_nothing(apps):
+    host, inv = apps
+    res = run_inv("disk.clean", "toot", "--dry", "--format", "json", inventory=inv)
+    assert res.returncode == 0, res.stderr
+    [plan] = json.loads(res.stdout)["plan"]
+    base = ("docker compose --project-directory /srv/apps/toot -f /srv/apps/toot/docker-compose.yml -p toot "
+            "exec -T --user mastodon web")
+    assert [c["line"] for c in plan["commands"]] == [
+        f"{base} tootctl media remove --days 3",  # x-aegir's media_days
+        f"{base} tootctl preview_cards remove --days 30",
+        f"{base} tootctl media remove-orphans",
+    ]
+    assert plan["recipe"] == "mastodon" and calls(host, "toot") == []
+
+    res = run_inv("disk.clean", "matrix", "--recipe", "synapse", "--dry", inventory=inv)
+    assert res.returncode == 0, res.stderr
+    assert ("exec -T synapse curl -fsS -X POST -H @- 'http://localhost:8008/_synapse/admin/v1/purge_media_cache"
+            "?before_ts=") in res.stdout
+    assert "<<< 'Authorization: Bearer <.env SYNAPSE_ADMIN_TOKEN>\\n'" in res.stdout
+    assert "s3cret-token" not in res.stdout + res.stderr and "pg-pass" not in res.stdout + res.stderr
+
+
+def test_clean_runs_each_step_in_the_right_container_as_the_right_user_with_its_stdin(apps):
+    host, inv = apps
+    refused = run_inv("disk.clean", "toot", inventory=inv)
+    assert refused.returncode == 1 and "pass --yes to clean up without a prompt" in refused.stderr
+    assert calls(host, "toot") == []
+
+    res = run_inv("disk.clean", "toot", "--yes", "--format", "json", inventory=inv)
+    assert res.returncode == 0, res.stdout + res.stderr
+    web = container_id(host, "toot", "web")
+    assert calls(host, "toot") == [
+        [web, "mastodon", "tootctl media remove --days 3", ""],
+        [web, "mastodon", "tootctl preview_cards remove --days 30", ""],
+        [web, "mastodon", "tootctl media remove-orphans", ""],
+    ]
+    [result] = [h["result"] for h in json.loads(res.stdout)["hosts"]]
+    assert [(s["step"], s["exit_code"], s["state"]) for s in result["steps"]] == [
+        ("remote media cache", 0, "ok"), ("preview cards", 0, "ok"), ("orphaned media files", 0, "ok")]
+    assert all(s["seconds"] > 0 for s in result["steps"])
+    assert result["size_before"] - result["size_after"] >= MiB  # the stand-in emptied data/cache
+
+    res = run_inv("disk.clean", "peertube", "--yes", inventory=inv)
+    assert res.returncode == 0, res.stdout + res.stderr
+    tube = container_id(host, "peertube", "peertube")
+    assert calls(host, "peertube") == [[tube, "peertube", "npm run prune-storage", "y"],
+                                       [tube, "peertube", "npm run house-keeping", ""]]
+    assert "apps/peertube" in res.stdout and " -> " in res.stdout
+
+
+def test_a_recipe_file_with_a_mistake_is_reported_with_its_file_and_line(apps):
+    host, inv = apps
+    res = run_inv("disk.clean", "broken", "--yes", "--format", "json", inventory=inv)
+    assert res.returncode == 1
+    [row] = json.loads(res.stdout)["plan"]
+    assert row["error"] == ("/srv/apps/broken/aegir-clean.yml:5: unknown key 'runs' in a step "
+                            "(known: name, run, service, user, stdin, if_missing, timeout)")

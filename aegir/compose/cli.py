@@ -210,6 +210,21 @@ def config_check(fl: Flavour, p: "Project", *, docker_host: str | None = None) -
     return _sub(fl, p, docker_host, "config", "--quiet")
 
 
+def config(fl: Flavour, p: "Project", *, docker_host: str | None = None) -> Cmd:
+    """The file as Compose resolves it (``.env`` interpolated), as YAML on stdout."""
+    return _sub(fl, p, docker_host, "config")
+
+
+def exec_(fl: Flavour, p: "Project", service: str, argv: Sequence[str], *, user: str | None = None,
+          stdin: str | None = None, docker_host: str | None = None) -> Cmd:
+    """Run `argv` in the running container of `service` (``exec -T``: no terminal; stdin is fed, then closed)."""
+    if not argv:
+        raise AegirError("exec: nothing to run")
+    flags = ["-T"] + (["--user", check_name("user", user)] if user else [])
+    b = _sub(fl, p, docker_host, "exec", *flags, check_name("service", service), *argv)
+    return Cmd(b.argv, env=b.env, stdin=stdin)
+
+
 # --------------------------------------------------------------------------- output
 
 

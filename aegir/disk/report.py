@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from aegir import fleet
-from aegir.disk.facts import HostDisk
+from aegir.disk.facts import Filesystem, HostDisk
+from aegir.disk.plan import Item
+from aegir.disk.steps import CleanPlan, CleanResult, HostPrune, PruneResult
 from aegir.report import failed_row, host_entry, human, table
 
 
@@ -38,13 +40,15 @@ def render(outcomes: Sequence[fleet.Outcome[HostDisk]], top: int) -> str:
     out = [table(["HOST", "/", "/srv", "IMAGES (RECL.)", "CONTAINERS (RECL.)", "VOLUMES (RECL.)",
                   "BUILD CACHE (RECL.)", "STATUS"], rows)]
     prows = [[o.host.name, p.path, human(p.total), human(p.data), human(p.db), human(p.wal)]
-             for o in outcomes if o.value for p in o.value.projects[:top]]
+             for o in outcomes if o.value for p in (o.value.projects or ())[:top]]
     if prows:
         out += ["", table(["HOST", "PROJECT", "TOTAL", "DATA", "DB", "WAL"], prows)]
     t = totals(outcomes)
     srv = f"/srv used {human(t['srv_used'])} of {human(t['srv_size'])}" if t["srv_size"] else "no /srv mounted"
     out += ["", f"fleet: {t['hosts_ok']}/{t['hosts']} hosts; {srv}; docker {human(t['docker_size'])} "
-                f"({human(t['docker_reclaimable'])} reclaimable); projects {human(t['projects'])}"]
+                f"({human(t['docker_reclaimable'])} reclaimable); "
+                + (f"projects {human(t['projects'])}" if any(o.value and o.value.projects is not None for o in outcomes)
+                   else "projects not measured (--fast)")]
     return "\n".join(out)
 
 
@@ -60,7 +64,7 @@ def totals(outcomes: Sequence[fleet.Outcome[HostDisk]]) -> dict[str, int]:
         "srv_free": sum(v.filesystems.srv.free for v in vals if v.filesystems.srv),
         "docker_size": sum(v.docker.size for v in vals if v.docker),
         "docker_reclaimable": sum(v.docker.reclaimable for v in vals if v.docker),
-        "projects": sum(p.total for v in vals for p in v.projects),
+        "projects": sum(p.total for v in vals for p in v.projects or ()),
     }
 
 
@@ -73,7 +77,210 @@ def as_json(outcomes: Sequence[fleet.Outcome[HostDisk]], top: int) -> dict[str, 
             entry.update(
                 root=d.filesystems.root, srv=d.filesystems.srv, srv_state=d.filesystems.srv_state,
                 docker=d.docker, docker_error=d.docker_error, warnings=d.warnings,
-                projects=list(d.projects[:top]),
+                projects=None if d.projects is None else list(d.projects[:top]),
             )
         hosts.append(entry)
     return {"hosts": hosts, "total": totals(outcomes)}
+
+
+# --------------------------------------------------------------------------- disk.prune
+
+
+def _kind_counts(items: Sequence[Item]) -> str:
+    counts: dict[str, int] = {}
+    for i in items:
+        counts[i.kind] = counts.get(i.kind, 0) + 1
+    return ", ".join(f"{n} {k}{'s' if n > 1 and k != 'build cache' else ''}" for k, n in counts.items()) or "nothing"
+
+
+def render_prune_plan(outcomes: Sequence[fleet.Outcome[HostPrune]]) -> str:
+    """Every item to remove (bytes from Docker's accounting), what is kept on purpose, one line per host."""
+    rows = [[o.host.name, i.kind, i.name, human(i.bytes), i.why] for o in outcomes if o.value
+            for i in o.value.plan.remove]
+    out = [table(["HOST", "REMOVE", "NAME", "SIZE", "WHY"], rows) if rows else "nothing to prune"]
+    kept = [[o.host.name, i.kind, i.name, human(i.bytes), i.why] for o in outcomes if o.value
+            for i in o.value.plan.kept]
+    if kept:
+        out += ["", table(["HOST", "KEEP", "NAME", "SIZE", "WHY"], kept)]
+    out.append("")
+    for o in outcomes:
+        if o.value is None:
+            out.append(f"{o.host.name}: {o.status}")
+            continue
+        plan = o.value.plan
+        out.append(f"{o.host.name}: {_kind_counts(plan.remove)}; at least {human(plan.bytes)} "
+                   f"(docker holds {human(o.value.before.size)})")
+        out += [f"{o.host.name}: warning: {w}" for w in plan.warnings]
+    return "\n".join(out)
+
+
+def prune_plan_json(outcomes: Sequence[fleet.Outcome[HostPrune]]) -> list[dict[str, Any]]:
+    return [{"host": o.host.name, "status": o.kind, "error": o.error,
+             **({"remove": o.value.plan.remove, "kept": o.value.plan.kept, "warnings": o.value.plan.warnings,
+                 "bytes": o.value.plan.bytes, "before": o.value.before} if o.value else {})}
+            for o in outcomes]
+
+
+def render_prune_result(outcomes: Sequence[fleet.Outcome[PruneResult]]) -> str:
+    """One row per host and kind: removed, failed, bytes freed (Docker's accounting before and after)."""
+    rows = []
+    for o in outcomes:
+        r = o.value
+        if r is None:
+            rows.append([o.host.name, None, None, None, None, None, o.status])
+            continue
+        freed = r.freed()
+        for kind, usage_key in (("container", "containers"), ("image", "images"), ("volume", "volumes"),
+                                ("build cache", "build_cache"), ("network", None)):
+            mine = [d for d in r.done if d.item.kind == kind]
+            before = getattr(r.before, usage_key).size if usage_key else None
+            after = getattr(r.after, usage_key).size if usage_key else None
+            if not mine and before == after:
+                continue
+            errors = "; ".join(f"{d.item.name}: {d.error}" for d in mine if d.error)
+            rows.append([o.host.name, kind, str(sum(1 for d in mine if not d.error)), human(before), human(after),
+                         human(freed[usage_key]) if usage_key else "-", errors or "ok"])
+        rows.append([o.host.name, "total", str(sum(1 for d in r.done if not d.error)), human(r.before.size),
+                     human(r.after.size), human(freed["total"]), "ok" if not r.failed else f"{len(r.failed)} failed"])
+    return table(["HOST", "KIND", "REMOVED", "BEFORE", "AFTER", "FREED", "STATUS"], rows)
+
+
+def prune_result_json(outcomes: Sequence[fleet.Outcome[PruneResult]]) -> list[dict[str, Any]]:
+    return [{"host": o.host.name, "status": o.kind, "error": o.error,
+             **({"removed": [d.item for d in o.value.done if not d.error],
+                 "failed": [{"item": d.item, "error": d.error} for d in o.value.failed],
+                 "before": o.value.before, "after": o.value.after, "freed": o.value.freed()} if o.value else {})}
+            for o in outcomes]
+
+
+# --------------------------------------------------------------------------- disk.clean
+
+
+def render_clean_plan(outcomes: Sequence[fleet.Outcome[CleanPlan | None]]) -> str:
+    """Per host: the recipe, and each step's exact command in its container (stdin shown, .env values hidden)."""
+    out = []
+    for o in outcomes:
+        plan = o.value
+        if plan is None:
+            out.append(f"{o.host.name}: {o.status if not o.ok else 'no such app'}")
+            continue
+        out.append(f"{o.host.name}: {plan.project.path}: recipe {plan.recipe.name} ({plan.recipe.file})")
+        for c, line in zip(plan.commands, plan.lines):
+            who = f" as {c.user}" if c.user else ""
+            out.append(f"  # {c.step} (service {c.service}{who})")
+            out.append(f"  {line}" + (f"  <<< {c.shown_stdin!r}" if c.shown_stdin is not None else ""))
+    return "\n".join(out)
+
+
+def clean_plan_json(outcomes: Sequence[fleet.Outcome[CleanPlan | None]]) -> list[dict[str, Any]]:
+    hosts = []
+    for o in outcomes:
+        entry: dict[str, Any] = {"host": o.host.name, "status": o.kind, "error": o.error}
+        if o.value is not None:
+            p = o.value
+            entry.update(project=p.project.path, recipe=p.recipe.name, recipe_file=p.recipe.file, commands=[
+                {"step": c.step, "service": c.service, "user": c.user, "line": line, "stdin": c.shown_stdin,
+                 "if_missing": c.if_missing} for c, line in zip(p.commands, p.lines)])
+        hosts.append(entry)
+    return hosts
+
+
+def render_clean_result(outcomes: Sequence[fleet.Outcome[CleanResult]]) -> str:
+    """One row per host and step (exit code, duration), then the app folder's size before and after."""
+    rows = []
+    sizes = []
+    for o in outcomes:
+        r = o.value
+        if r is None:
+            rows.append([o.host.name, None, None, None, None, o.status])
+            continue
+        for s in r.steps:
+            rows.append([o.host.name, s.step, s.service, str(s.exit_code), f"{s.seconds:.1f}s",
+                         s.state + (f": {s.output.splitlines()[-1]}" if s.state == "failed" and s.output else "")])
+        freed = None if r.size_before is None or r.size_after is None else r.size_before - r.size_after
+        sizes.append(f"{o.host.name}: {r.project} {human(r.size_before)} -> {human(r.size_after)} "
+                     f"({human(freed)} freed)")
+    return "\n".join([table(["HOST", "STEP", "SERVICE", "EXIT", "TIME", "RESULT"], rows), "", *sizes])
+
+
+def clean_result_json(outcomes: Sequence[fleet.Outcome[CleanResult]]) -> list[dict[str, Any]]:
+    return [{"host": o.host.name, "status": o.kind, "error": o.error,
+             **({"result": o.value} if o.value else {})} for o in outcomes]
+
+
+# --------------------------------------------------------------------------- --warn, --format prometheus
+
+
+def used_percent(fs: Filesystem) -> int:
+    """Used space as ``df`` prints it: used / (used + available), rounded up (root's reserve excluded).
+
+    >>> used_percent(Filesystem("/dev/x", "/", 100, 90, 5))
+    95
+    """
+    room = fs.used + fs.free
+    return -(-fs.used * 100 // room) if room else 0
+
+
+def too_full(outcomes: Sequence[fleet.Outcome[HostDisk]], pct: int) -> list[str]:
+    """One line per filesystem (/ or /srv) of a host that is more than `pct` % used."""
+    out = []
+    for o in outcomes:
+        if o.value is None:
+            continue
+        fss = o.value.filesystems
+        for fs in (fss.root, fss.srv):
+            if fs is not None and used_percent(fs) > pct:
+                out.append(f"{o.host.name}: {fs.target} is {used_percent(fs)}% used ({human(fs.free)} free; "
+                           f"warn above {pct}%)")
+    return out
+
+
+def _labels(**kv: str) -> str:
+    def esc(v: str) -> str:
+        return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+    return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in kv.items()) + "}"
+
+
+_METRICS = (
+    ("aegir_disk_report_up", "1 when the host answered the disk report, else 0."),
+    ("aegir_filesystem_size_bytes", "Size of / and of /srv (df)."),
+    ("aegir_filesystem_used_bytes", "Used bytes of / and of /srv (df)."),
+    ("aegir_filesystem_avail_bytes", "Bytes available to unprivileged users on / and /srv (df)."),
+    ("aegir_docker_bytes", "Bytes per line of docker system df (images, containers, volumes, build_cache)."),
+    ("aegir_docker_reclaimable_bytes", "Reclaimable bytes per line of docker system df."),
+    ("aegir_project_bytes", "Bytes of a Compose project folder (part: total, data, db, wal)."),
+)
+
+
+def prometheus(outcomes: Sequence[fleet.Outcome[HostDisk]]) -> str:
+    """The report in Prometheus' text format, for node_exporter's textfile collector (every project)."""
+    samples: dict[str, list[str]] = {name: [] for name, _ in _METRICS}
+    for o in outcomes:
+        host = o.host.name
+        samples["aegir_disk_report_up"].append(f"{_labels(host=host)} {1 if o.ok else 0}")
+        d = o.value
+        if d is None:
+            continue
+        for fs in (d.filesystems.root, d.filesystems.srv):
+            if fs is None:
+                continue
+            lab = _labels(host=host, mountpoint=fs.target, device=fs.source)
+            samples["aegir_filesystem_size_bytes"].append(f"{lab} {fs.size}")
+            samples["aegir_filesystem_used_bytes"].append(f"{lab} {fs.used}")
+            samples["aegir_filesystem_avail_bytes"].append(f"{lab} {fs.free}")
+        if d.docker is not None:
+            for kind in ("images", "containers", "volumes", "build_cache"):
+                u = getattr(d.docker, kind)
+                samples["aegir_docker_bytes"].append(f"{_labels(host=host, kind=kind)} {u.size}")
+                samples["aegir_docker_reclaimable_bytes"].append(f"{_labels(host=host, kind=kind)} {u.reclaimable}")
+        for p in d.projects or ():
+            for part in ("total", "data", "db", "wal"):
+                value = getattr(p, part)
+                if value is not None:
+                    samples["aegir_project_bytes"].append(f"{_labels(host=host, project=p.path, part=part)} {value}")
+    out = []
+    for name, help_text in _METRICS:
+        if samples[name]:
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *(f"{name}{s}" for s in samples[name])]
+    return "\n".join(out)

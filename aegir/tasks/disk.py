@@ -1,26 +1,125 @@
-"""Disk: where the space goes on each hypervisor (`/`, `/srv`, Docker, projects)."""
+"""Disk: where the space goes on each hypervisor (`/`, `/srv`, Docker, projects), and reclaiming it safely."""
 
 from __future__ import annotations
+
+import sys
+import time
 
 from invoke import Collection
 
 from aegir import fleet
-from aegir.report import FORMAT_HELP, check_format, emit
-from aegir.tasks.base import exit_if_failed, targets, task
+from aegir.errors import AegirError
+from aegir.report import FORMAT_HELP, Progress, check_format, emit, human
+from aegir.tasks.base import confirm, exit_if_failed, is_dry, targets, task
 
 
-@task(help={"format": FORMAT_HELP, "top": "Largest projects to list per host (default 5)."})
-def report(c, format="table", top=5):
-    """Show disk usage per host: /, /srv, Docker (reclaimable) and the largest projects."""
+@task(help={"format": FORMAT_HELP + " Also 'prometheus': node_exporter's textfile collector format.",
+            "top": "Largest projects to list per host (default 5; every one in prometheus format).",
+            "fast": "Filesystems and Docker only: do not measure the project folders (no du).",
+            "warn": "Exit 1 when / or /srv of a host is more than PCT % used (for cron)."})
+def report(c, format="table", top=5, fast=False, warn=None):
+    """Show disk usage per host: /, /srv, Docker (reclaimable) and the largest projects.
+
+    Project folders are measured with one du each, several at once per host
+    (progress on stderr); --fast skips them.
+    """
     from aegir.disk.facts import gather  # here, not at the top: inv --list stays quick
-    from aegir.disk.report import as_json, render
+    from aegir.disk.report import as_json, prometheus, render, too_full
+
+    fmt = format if format == "prometheus" else check_format(format)
+    top = int(top)
+    pct = None if warn is None else int(warn)
+    with Progress("disk.report: project folders measured", []) as progress:
+        outcomes = fleet.each(c, targets(c), lambda hc: gather(hc, fast=fast, progress=progress),
+                              label="disk.report")
+    if fmt == "prometheus":
+        print(prometheus(outcomes), flush=True)
+    else:
+        emit(fmt, data=as_json(outcomes, top), text=render(outcomes, top))
+    full = too_full(outcomes, pct) if pct is not None else []
+    for line in full:
+        print(f"aegir: {line}", file=sys.stderr)
+    exit_if_failed(outcomes, problems=bool(full))
+
+
+@task(help={"volumes": "Also remove anonymous volumes no container uses (named volumes: never).",
+            "include_project_images": "Also remove images that only /srv projects reference (none runs them).",
+            "include_project_containers": "Also remove the stopped service containers of /srv projects.",
+            "yes": "Do not ask for confirmation.", "dry": "Show the plan; remove nothing.", "format": FORMAT_HELP})
+def prune(c, volumes=False, include_project_images=False, include_project_containers=False, yes=False, dry=False,
+          format="table"):
+    """Remove Docker garbage (stopped containers, unused images, networks, build cache), keeping /srv projects'.
+
+    A plan first, per host, with Docker's own byte counts; then, with --yes or
+    a `y` typed at the terminal, the removals (never forced) and the bytes
+    freed, from Docker's accounting before and after.
+    """
+    from aegir.disk.plan import PruneOptions
+    from aegir.disk.report import prune_plan_json, prune_result_json, render_prune_plan, render_prune_result
+    from aegir.disk.steps import apply_prune, gather_prune
 
     fmt = check_format(format)
-    top = int(top)
-    outcomes = fleet.each(c, targets(c), gather, label="disk.report")
-    emit(fmt, data=as_json(outcomes, top), text=render(outcomes, top))
-    exit_if_failed(outcomes)
+    opts = PruneOptions(volumes=volumes, project_images=include_project_images,
+                        project_containers=include_project_containers)
+    hosts = targets(c)
+    plans = fleet.each(c, hosts, lambda hc: gather_prune(hc, opts), label="disk.prune")
+    todo = [o for o in plans if o.value and o.value.plan.remove]
+    if fleet.failed(plans) or is_dry(c, dry) or not todo:
+        emit(fmt, data={"plan": prune_plan_json(plans), "pruned": False}, text=render_prune_plan(plans))
+        exit_if_failed(plans)
+        return
+    print(render_prune_plan(plans), file=sys.stderr if fmt == "json" else sys.stdout, flush=True)
+    total = sum(o.value.plan.bytes for o in todo if o.value)
+    confirm(f"Remove all this on {', '.join(o.host.name for o in todo)} (at least {human(total)})?", yes=yes,
+            label="disk.prune", verb="prune", refused="nothing pruned")
+    by_host = {o.host.name: o.value.plan for o in todo if o.value}
+    outcomes = fleet.each(c, [o.host for o in todo], lambda hc: apply_prune(hc, by_host[hc.name]),
+                          label="disk.prune")
+    emit(fmt, data={"plan": prune_plan_json(plans), "pruned": True, "hosts": prune_result_json(outcomes)},
+         text=render_prune_result(outcomes))
+    exit_if_failed(outcomes, problems=any(o.value and o.value.failed for o in outcomes))
+
+
+@task(help={"app": "One app: folder name or kind/folder (e.g. mastodon, users/tube).",
+            "recipe": "A shipped recipe to use instead of the app's own (mastodon, synapse, peertube).",
+            "yes": "Do not ask for confirmation.", "dry": "Print the exact commands per container; run nothing.",
+            "format": FORMAT_HELP})
+def clean(c, app, recipe="", yes=False, dry=False, format="table"):
+    """Run an app's clean-up recipe in its containers; each step's exit code and time, the folder's size around.
+
+    The recipe is data: aegir/disk/recipes/NAME.yml (NAME: --recipe, the
+    compose file's x-aegir.clean.recipe, or the app's folder name), or
+    aegir-clean.yml in the app's folder; x-aegir.clean may set its service,
+    user and vars. Every target host that has the app runs it.
+    """
+    from aegir.compose.discovery import split_names
+    from aegir.disk.report import clean_plan_json, clean_result_json, render_clean_plan, render_clean_result
+    from aegir.disk.steps import plan_clean, run_clean
+
+    fmt = check_format(format)
+    wanted = split_names(app)
+    if len(wanted) != 1:
+        raise AegirError("disk.clean takes exactly one app")
+    now = time.time()
+    plans = fleet.each(c, targets(c), lambda hc: plan_clean(hc, wanted[0], recipe or None, now), label="disk.clean")
+    found = [o for o in plans if o.value is not None]
+    if not found and not fleet.failed(plans):
+        raise AegirError(f"no app {wanted[0]!r} on any target host")
+    if fleet.failed(plans) or is_dry(c, dry):
+        emit(fmt, data={"plan": clean_plan_json(plans), "ran": False}, text=render_clean_plan(plans))
+        exit_if_failed(plans)
+        return
+    print(render_clean_plan(plans), file=sys.stderr if fmt == "json" else sys.stdout, flush=True)
+    confirm(f"Run these clean-ups on {', '.join(o.host.name for o in found)}?", yes=yes, label="disk.clean",
+            verb="clean up", refused="nothing cleaned")
+    by_host = {o.host.name: o.value for o in found if o.value}
+    outcomes = fleet.each(c, [o.host for o in found], lambda hc: run_clean(hc, by_host[hc.name]), label="disk.clean")
+    emit(fmt, data={"plan": clean_plan_json(plans), "ran": True, "hosts": clean_result_json(outcomes)},
+         text=render_clean_result(outcomes))
+    exit_if_failed(outcomes, problems=any(o.value and o.value.failed for o in outcomes))
 
 
 ns = Collection("disk")
 ns.add_task(report)
+ns.add_task(prune)
+ns.add_task(clean)

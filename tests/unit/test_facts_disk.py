@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aegir.disk.facts import Filesystem, ProjectSize, Usage, parse_df, parse_docker_df, parse_du, split_usage, usage_cmd
+from aegir.disk.facts import (
+    Filesystem,
+    ProjectSize,
+    Usage,
+    du_cmd,
+    parse_df,
+    parse_docker_df,
+    parse_du,
+    split_usage,
+    usage_cmd,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -21,17 +31,21 @@ Filesystem         1B-blocks        Used      Avail Mounted on
 """
 
 
-def test_one_probe_asks_df_for_bytes_in_a_fixed_layout_then_du_with_srv_as_an_argument():
+def test_one_probe_asks_df_for_bytes_in_a_fixed_layout_then_lists_the_project_folders():
     cmd = usage_cmd("/srv")
     assert cmd.argv[:2] == ("sh", "-c") and cmd.argv[3:] == ("sh", "/srv")
     script = cmd.argv[2].splitlines()
     assert script[0] == 'LC_ALL=C df -B1 --output=source,size,used,avail,target / "$1"'
-    assert script[-1] == '[ "$#" -eq 0 ] || exec du -B1 -x -d1 -- "$@"'
+    assert script[-2] == 'for d in core/*/ apps/*/ users/*/; do [ -d "$d" ] && printf \'%s\\n\' "${d%/}"; done'
 
 
-def test_the_probe_output_splits_into_its_df_and_du_parts():
-    assert split_usage(DF_MOUNTED + "@@du\n8192\tcore/front\n") == (DF_MOUNTED, "8192\tcore/front\n")
-    assert split_usage(DF_MOUNTED) == (DF_MOUNTED, "")
+def test_each_project_folder_is_measured_by_its_own_du_from_srv():
+    assert du_cmd("/srv", "apps/cloud").line == "sh -c 'cd \"$1\" && exec du -B1 -x -d1 -- \"$2\"' sh /srv apps/cloud"
+
+
+def test_the_probe_output_splits_into_df_the_cpu_count_and_the_project_folders():
+    assert split_usage(DF_MOUNTED + "@@projects\n2\ncore/front\napps/cloud\n") == (DF_MOUNTED, 2, ("core/front", "apps/cloud"))
+    assert split_usage(DF_MOUNTED) == (DF_MOUNTED, 1, ())
 
 
 def test_a_mounted_srv_is_its_own_filesystem():
@@ -87,3 +101,26 @@ def test_unused_images_and_build_cache_are_reclaimable():
     })
     assert usage.images == Usage(2, 1, 1000, 700)
     assert usage.build_cache == Usage(3, 1, 120, 50)
+
+
+def test_too_full_says_which_filesystem_of_which_host_is_over_the_threshold():
+    from aegir.disk.facts import HostDisk
+    from aegir.disk.report import prometheus, too_full, used_percent
+    from aegir.fleet import Outcome
+    from aegir.inventory import Host
+
+    fs = parse_df(DF_MOUNTED, "", "/srv")
+    assert (used_percent(fs.root), used_percent(fs.srv)) == (23, 6)
+    disk = HostDisk(fs, (ProjectSize("apps", "cloud", 20000, data=1000),), None, "no docker")
+    outcomes = [Outcome(Host("hyp1", connection="local"), disk),
+                Outcome(Host("hyp2", connection="local"), error="down", kind="unreachable")]
+    assert too_full(outcomes, 25) == []
+    assert too_full(outcomes, 22) == ["hyp1: / is 23% used (79G free; warn above 22%)"]
+    text = prometheus(outcomes).splitlines()
+    assert text[:4] == ["# HELP aegir_disk_report_up 1 when the host answered the disk report, else 0.",
+                        "# TYPE aegir_disk_report_up gauge",
+                        'aegir_disk_report_up{host="hyp1"} 1', 'aegir_disk_report_up{host="hyp2"} 0']
+    assert 'aegir_filesystem_used_bytes{host="hyp1",mountpoint="/srv",device="/dev/mapper/data"} 5368709120' in text
+    assert text[-2:] == ['aegir_project_bytes{host="hyp1",project="apps/cloud",part="total"} 20000',
+                         'aegir_project_bytes{host="hyp1",project="apps/cloud",part="data"} 1000']
+    assert not any(line.startswith("aegir_docker") for line in text)

@@ -1,0 +1,112 @@
+"""disk.clean recipes: the shipped files, validation errors with file and line, rendering, overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from aegir.compose import cli as compose
+from aegir.compose.discovery import Project
+from aegir.disk.recipe import (
+    RecipeError,
+    apply_override,
+    parse_override,
+    parse_recipe,
+    render,
+    shipped,
+    shipped_text,
+)
+from aegir.disk.steps import folder_size_cmd, parse_folder_size
+
+NOW = 1_700_000_000.0
+
+
+def recipe(name):
+    file, text = shipped_text(name)
+    return parse_recipe(text, file, name)
+
+
+def test_aegir_ships_mastodon_synapse_and_peertube_and_each_one_parses():
+    assert shipped() == ("mastodon", "peertube", "synapse")
+    assert [len(recipe(n).steps) for n in shipped()] == [3, 2, 2]
+
+
+def test_mastodon_runs_tootctl_in_web_as_mastodon_with_its_days():
+    cmds = render(recipe("mastodon"), {}, NOW)
+    assert [(c.service, c.user, c.argv) for c in cmds] == [
+        ("web", "mastodon", ("tootctl", "media", "remove", "--days", "7")),
+        ("web", "mastodon", ("tootctl", "preview_cards", "remove", "--days", "30")),
+        ("web", "mastodon", ("tootctl", "media", "remove-orphans")),
+    ]
+
+
+def test_synapse_sends_its_admin_token_on_stdin_and_purges_before_a_time_in_milliseconds():
+    env = {"SYNAPSE_ADMIN_TOKEN": "tok", "POSTGRES_USER": "u", "POSTGRES_PASSWORD": "pw", "POSTGRES_DB": "d"}
+    purge, compressor = render(recipe("synapse"), env, NOW)
+    assert purge.argv[-1] == ("http://localhost:8008/_synapse/admin/v1/purge_media_cache?before_ts="
+                              f"{int((NOW - 30 * 86400) * 1000)}")
+    assert purge.stdin == "Authorization: Bearer tok\n"
+    assert purge.shown_stdin == "Authorization: Bearer <.env SYNAPSE_ADMIN_TOKEN>\n"
+    assert not any("tok" in a or "pw" in a for c in (purge, compressor) for a in c.argv)
+    assert compressor.if_missing == "skip" and compressor.stdin == "postgresql://u:pw@db/d\n"
+
+
+def test_peertube_answers_prune_storages_question_on_stdin():
+    prune, house = render(recipe("peertube"), {}, NOW)
+    assert (prune.user, prune.argv, prune.stdin) == ("peertube", ("npm", "run", "prune-storage"), "y\n")
+    assert house.argv == ("npm", "run", "house-keeping") and house.stdin is None
+
+
+@pytest.mark.parametrize(("text", "line", "problem"), [
+    ("steps:\n  - run: [a]\n    bogus: 1\n", 3, "unknown key 'bogus' in a step"),
+    ("service: web\nsteps: []\n", 2, "'steps' must be a non-empty list"),
+    ("service: web\nsteps:\n  - run: a b\n", 3, "'run' must be a non-empty list of words (argv, no shell)"),
+    ("service: web\nsteps:\n  - run: [a, '{days}']\n", 3, "unknown field {days} (vars: none)"),
+    ("service: web\nvars: {x: 1}\nsteps:\n  - run: [a, '{env:TOKEN}']\n", 4,
+     "{env:TOKEN}: .env values go on stdin only, never in a command line"),
+    ("steps:\n  - name: x\n    run: [a]\n", 2, "step 'x': no service (set 'service' in the step or the recipe)"),
+    ("service: web\nsteps:\n  - run: [a]\n    user: 'ro ot'\n", 4, "invalid user name 'ro ot'"),
+    ("service: web\nsteps:\n  - run: [a]\n    if_missing: ignore\n", 4, "'if_missing' must be 'fail' or 'skip'"),
+    ("service: web\nsteps:\n  - run: [a\n", 4, "invalid YAML"),
+])
+def test_a_mistake_in_a_recipe_names_the_file_and_line(text, line, problem):
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(text, "/srv/apps/x/aegir-clean.yml", "x")
+    assert str(err.value).startswith(f"/srv/apps/x/aegir-clean.yml:{line}: {problem}")
+
+
+def test_x_aegir_picks_the_recipe_and_overrides_service_user_and_vars():
+    text = ("services:\n  app: {image: m}\nx-aegir:\n  clean:\n    recipe: mastodon\n    service: app\n"
+            "    vars:\n      media_days: 2\n")
+    ov = parse_override(text, "/srv/apps/social/docker-compose.yml")
+    assert ov.recipe == "mastodon"
+    first = render(apply_override(recipe("mastodon"), ov), {}, NOW)[0]
+    assert (first.service, first.user, first.argv[-1]) == ("app", "mastodon", "2")
+
+
+def test_an_override_of_a_var_the_recipe_lacks_names_the_compose_file_and_line():
+    text = "services: {}\nx-aegir:\n  clean:\n    vars:\n      dayz: 2\n"
+    ov = parse_override(text, "/srv/apps/social/docker-compose.yml")
+    with pytest.raises(RecipeError, match=r"^/srv/apps/social/docker-compose.yml:5: x-aegir.clean.vars: "
+                                          r"mastodon has no var 'dayz'"):
+        apply_override(recipe("mastodon"), ov)
+    with pytest.raises(RecipeError, match=r"^/f.yml:3: unknown key 'recipes' in x-aegir.clean"):
+        parse_override("x-aegir:\n  clean:\n    recipes: x\n", "/f.yml")
+
+
+def test_a_missing_env_value_is_an_error_at_the_step():
+    with pytest.raises(RecipeError, match=r"synapse.yml:\d+: \{env:SYNAPSE_ADMIN_TOKEN\}: the app's .env does not set"):
+        render(recipe("synapse"), {}, NOW)
+
+
+def test_exec_and_config_are_compose_commands_of_the_project():
+    fl = compose.Flavour(("docker", "compose"), "2.40.3")
+    p = Project("apps", "toot", "/srv/apps/toot", "docker-compose.yml")
+    base = "docker compose --project-directory /srv/apps/toot -f /srv/apps/toot/docker-compose.yml -p toot"
+    cmd = compose.exec_(fl, p, "web", ["tootctl", "media", "remove"], user="mastodon", stdin="y\n")
+    assert cmd.line == f"{base} exec -T --user mastodon web tootctl media remove" and cmd.stdin == "y\n"
+    assert compose.config(fl, p).line == f"{base} config"
+
+
+def test_a_folder_size_is_one_du():
+    assert folder_size_cmd("/srv/apps/toot").line == "du -sxB1 -- /srv/apps/toot"
+    assert parse_folder_size("1048576\t/srv/apps/toot\n") == 1048576 and parse_folder_size("") is None
