@@ -114,7 +114,7 @@ def main() -> None:
                 try:
                     assert len(gather_status(fresh).projects) == PROJECTS
                 finally:
-                    client = fresh._cache.pop("docker", None)
+                    client, fresh._docker = fresh._docker, None  # close the client, keep the SSH link
                     if client is not None:
                         client.close()
 
