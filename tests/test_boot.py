@@ -269,9 +269,9 @@ def test_boot_all_start_brings_core_then_apps_up_and_says_what_did_not(vault, in
         vault.run(["sh", "-c", 'cd "$1" && docker compose down', "sh", f"/srv/{project}"], timeout=60)
     make_down(vault)
     try:
-        dry = run_inv("-H", "vault", "boot.all", "--start", "--dry", inventory=inventory[0])
+        dry = run_inv("-H", "vault", "boot.all", "--start", "--dry", "--unknown-data-root", inventory=inventory[0])
         assert dry.returncode == 0 and "start core, then apps, after the steps above" in dry.stdout
-        res, data = inv(inventory, "boot.all", "--start")
+        res, data = inv(inventory, "boot.all", "--start", "--unknown-data-root")
         assert res.returncode == 1
         host = one(data)
         assert [(s["step"], s["state"]) for s in host["steps"]] == [
@@ -285,7 +285,7 @@ def test_boot_all_start_brings_core_then_apps_up_and_says_what_did_not(vault, in
         assert started["front"] < started["wiki"]  # core first
     finally:
         vault.run(["rm", "-rf", "/srv/apps/broken"])
-        again, data = inv(inventory, "boot.all", "--start")
+        again, data = inv(inventory, "boot.all", "--start", "--unknown-data-root")
     assert again.returncode == 0, again.stdout + again.stderr
     assert one(data)["steps"][-2] == {"step": "start", "state": "ok", "detail": "all 3 projects already up",
                                       "commands": [], "warnings": []}
