@@ -187,7 +187,7 @@ def _exec(fl: compose.Flavour, p: Project, c: Command, docker_host: str | None) 
 
 
 @dataclass(frozen=True)
-class StepResult:
+class CleanStep:
     step: str
     service: str
     user: str | None
@@ -202,7 +202,7 @@ class StepResult:
 class CleanResult:
     project: str
     recipe: str
-    steps: tuple[StepResult, ...]
+    steps: tuple[CleanStep, ...]
     size_before: int | None
     size_after: int | None
 
@@ -229,6 +229,6 @@ def run_clean(hc: HostContext, plan: CleanPlan) -> CleanResult:
         state = "ok" if r.exited == 0 else ("skipped" if r.exited == NOT_FOUND and c.if_missing == "skip"
                                            else "failed")
         output = mask(_tail(r.stdout + "\n" + r.stderr), [c.stdin] if c.stdin else [])
-        results.append(StepResult(c.step, c.service, c.user, line, r.exited, round(seconds, 3), state, output))
+        results.append(CleanStep(c.step, c.service, c.user, line, r.exited, round(seconds, 3), state, output))
     after = parse_folder_size(hc.run(folder_size_cmd(p.dir)).stdout)
     return CleanResult(p.path, plan.recipe.name, tuple(results), before, after)

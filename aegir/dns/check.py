@@ -83,7 +83,7 @@ class Difference:
 
 
 @dataclass(frozen=True)
-class Result:
+class CheckResult:
     server: str
     checked: int
     differences: tuple[Difference, ...]
@@ -169,7 +169,7 @@ def transfer(server: Server, origin: str, timeout: float = DEFAULT_TIMEOUT) -> d
     return out
 
 
-def check(server: Server, plan: Plan, *, timeout: float = DEFAULT_TIMEOUT, workers: int = WORKERS) -> Result:
+def check(server: Server, plan: Plan, *, timeout: float = DEFAULT_TIMEOUT, workers: int = WORKERS) -> CheckResult:
     """Query `server` for every record `plan` expects (and transfer its zones), in parallel; compare."""
     wanted = expected(plan)
     origins = [z.origin for z in plan.zones]
@@ -181,7 +181,7 @@ def check(server: Server, plan: Plan, *, timeout: float = DEFAULT_TIMEOUT, worke
     refused = [o for o in origins if o not in transfers]
     notes = (f"zone transfer refused for {', '.join(refused)}: names the plan does not hold were not looked for",) \
         if refused else ()
-    return Result(str(server), len(wanted), tuple(compare(wanted, answers, transfers)), notes)
+    return CheckResult(str(server), len(wanted), tuple(compare(wanted, answers, transfers)), notes)
 
 
 def records_of(rows: Iterable[Record]) -> dict[Key, frozenset[str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aegir.dns.check import Result
+from aegir.dns.check import CheckResult
 from aegir.dns.plan import Plan, Zone
 from aegir.dns.zonefile import render
 from aegir.report import table
@@ -24,14 +24,14 @@ def written_table(rows: list[tuple[Zone, str]]) -> str:
     return table(["ZONE", "ROLE", "RECORDS", "FILE"], [[z.origin, z.role, len(z.records), path] for z, path in rows])
 
 
-def check_data(result: Result, problems: tuple[str, ...]) -> dict[str, Any]:
+def check_data(result: CheckResult, problems: tuple[str, ...]) -> dict[str, Any]:
     return {"server": result.server, "checked": result.checked, "ok": not result.differences,
             "differences": [{"name": d.name, "type": d.type, "status": d.status, "expected": list(d.expected),
                              "served": list(d.served), "detail": d.detail} for d in result.differences],
             "notes": list(result.notes), "problems": list(problems)}
 
 
-def check_text(result: Result) -> str:
+def check_text(result: CheckResult) -> str:
     if not result.differences:
         head = f"{result.checked} record sets checked on {result.server}: no difference"
     else:

@@ -230,7 +230,7 @@ def parse_probe(stdout: str) -> State:
                  verified.strip() if verified else None, parse_listeners(parts[5].partition("\n")[2]))
 
 
-def parse_listing(stdout: str) -> dict:
+def parse_ruleset_json(stdout: str) -> dict:
     """nft's JSON listing (`prove_cmd`), decoded."""
     try:
         return json.loads(stdout)
@@ -327,7 +327,7 @@ def apply(hc: "HostContext", text: str, state: State, state_dir: str, ssh: Seque
     peers = {p.saddr.version: p.saddr.nets for p in ssh if isinstance(p.saddr, safety.Peer)}
     tried = knock.sources(peers, {})
     listing_text, _, answer = _nft(hc, prove_cmd(candidate, port, admins, tried), candidate).partition(_RS)
-    listing = parse_listing(listing_text)
+    listing = parse_ruleset_json(listing_text)
     # the kernel's answer first (real packets), then the evaluator's, which also sees runtime sets and
     # sessions older than the ruleset
     problems = [] if answer.strip() == "no python3" else knock.problems(answer, port)

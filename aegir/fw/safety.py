@@ -93,7 +93,7 @@ class Packet:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Fate:
     """What may happen to the packet, and where (``chain input, rule 3``)."""
 
     kind: str
@@ -152,13 +152,13 @@ def _key(obj: Mapping[str, Any], name: str) -> str:
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate(rs: Ruleset, packet: Packet, hook: str) -> set[Outcome]:
+def evaluate(rs: Ruleset, packet: Packet, hook: str) -> set[Fate]:
     """Every outcome `packet` may meet on `hook`: one per base chain that can end it.
 
     A base chain that accepts hands the packet to the next one; ACCEPT is in the
     result only if every base chain may accept.
     """
-    result: set[Outcome] = set()
+    result: set[Fate] = set()
     chains = rs.base_chains(hook, packet.version)
     for key in chains:
         if hook in ("prerouting", "postrouting", "output") and rs.chains[key].get("type") == "nat" \
@@ -168,24 +168,24 @@ def evaluate(rs: Ruleset, packet: Packet, hook: str) -> set[Outcome]:
         policy = rs.chains[key].get("policy", "accept")
         for o in outs:
             if o.kind == CONTINUE:
-                result.add(Outcome(ACCEPT if policy == "accept" else DROP, f"{_name(key)} policy {policy}"))
+                result.add(Fate(ACCEPT if policy == "accept" else DROP, f"{_name(key)} policy {policy}"))
             else:
                 result.add(o)
     if not chains:
-        result.add(Outcome(ACCEPT, f"no {hook} chain"))
-    return {o for o in result if o.kind != ACCEPT} or {Outcome(ACCEPT)}
+        result.add(Fate(ACCEPT, f"no {hook} chain"))
+    return {o for o in result if o.kind != ACCEPT} or {Fate(ACCEPT)}
 
 
 def _name(key: str) -> str:
     return "chain " + key.split(" ", 2)[2]
 
 
-def _chain(rs: Ruleset, key: str, p: Packet, depth: int) -> set[Outcome]:
+def _chain(rs: Ruleset, key: str, p: Packet, depth: int) -> set[Fate]:
     if depth > 16:
-        return {Outcome(UNKNOWN, f"{_name(key)}: jumps nested too deep")}
+        return {Fate(UNKNOWN, f"{_name(key)}: jumps nested too deep")}
     rules = rs.rules.get(key, [])
     # outcomes from rule i to the end, computed from the end: linear in the rule count
-    after: set[Outcome] = {Outcome(CONTINUE)}
+    after: set[Fate] = {Fate(CONTINUE)}
     for i in range(len(rules) - 1, -1, -1):
         where = f"{_name(key)}, rule {i + 1}"
         m = _matches(rs, key, rules[i], p)
@@ -195,11 +195,11 @@ def _chain(rs: Ruleset, key: str, p: Packet, depth: int) -> set[Outcome]:
         if CONTINUE in {o.kind for o in taken}:
             taken = {o for o in taken if o.kind != CONTINUE} | after
         after = taken if m is True else taken | after
-    return {Outcome(CONTINUE, o.where) if o.kind == END else o for o in after}
+    return {Fate(CONTINUE, o.where) if o.kind == END else o for o in after}
 
 
 def _statements(rs: Ruleset, key: str, exprs: list[dict[str, Any]], p: Packet, where: str,
-                depth: int) -> set[Outcome]:
+                depth: int) -> set[Fate]:
     for e in exprs:
         kind = next(iter(e))
         arg = e[kind]
@@ -208,28 +208,28 @@ def _statements(rs: Ruleset, key: str, exprs: list[dict[str, Any]], p: Packet, w
         if kind in PASSIVE:
             continue
         if kind == "accept":
-            return {Outcome(ACCEPT, where)}
+            return {Fate(ACCEPT, where)}
         if kind in ("drop", "reject"):
-            return {Outcome(DROP, where)}
+            return {Fate(DROP, where)}
         if kind == "return":
-            return {Outcome(END, where)}
+            return {Fate(END, where)}
         if kind == "continue":
             continue
         if kind in ("jump", "goto"):
             target = _key_like(key, arg["target"])
             inner = _chain(rs, target, p, depth + 1)
             if kind == "goto":  # falling off a goto'd chain ends the calling chain too
-                return {Outcome(END, o.where) if o.kind == CONTINUE else o for o in inner}
+                return {Fate(END, o.where) if o.kind == CONTINUE else o for o in inner}
             return inner
         if kind in ("dnat", "redirect"):
             found = _dnat_applies(rs, key, arg or {}, p)
             if found is False:
-                return {Outcome(CONTINUE, where)}
-            return {Outcome(DNAT, where)}
+                return {Fate(CONTINUE, where)}
+            return {Fate(DNAT, where)}
         if kind in ("snat", "masquerade"):
-            return {Outcome(ACCEPT, where)}  # source rewriting does not stop the packet
-        return {Outcome(UNKNOWN, f"{where}: cannot evaluate statement {kind!r}")}
-    return {Outcome(CONTINUE, where)}
+            return {Fate(ACCEPT, where)}  # source rewriting does not stop the packet
+        return {Fate(UNKNOWN, f"{where}: cannot evaluate statement {kind!r}")}
+    return {Fate(CONTINUE, where)}
 
 
 def _key_like(key: str, name: str) -> str:

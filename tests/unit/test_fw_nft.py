@@ -113,9 +113,9 @@ def test_a_garbled_probe_is_an_error():
 
 
 def test_the_listing_is_nfts_json():
-    assert nft.parse_listing('{"nftables": []}\n') == {"nftables": []}
+    assert nft.parse_ruleset_json('{"nftables": []}\n') == {"nftables": []}
     with pytest.raises(AegirError, match="cannot read nft's JSON listing"):
-        nft.parse_listing("")
+        nft.parse_ruleset_json("")
 
 
 def test_changed_lines_say_what_was_added_and_removed():
