@@ -97,6 +97,14 @@ def chroot_run(root: Path, argv: list[str], *, check: bool = True) -> subprocess
     return done
 
 
+def debootstrap(root: Path, packages: tuple[str, ...]) -> None:
+    """A minbase Debian `SUITE` in `root` with `packages`, from the machine's mirror (RuntimeError on failure)."""
+    done = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE,
+                           str(root), debian_mirror()], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"debootstrap {SUITE} failed ({done.returncode}): {(done.stderr or done.stdout)[-800:]}")
+
+
 def build_root(cache: Path = CACHE_DIR, *, log=print) -> Path:
     """The cached Debian root (its ``root/`` folder), built first if needed.
 
@@ -117,10 +125,7 @@ def build_root(cache: Path = CACHE_DIR, *, log=print) -> Path:
         work.mkdir()
         root = work / "root"
         log(f"aegir lab: building the Debian root {target.name} (debootstrap {SUITE}, about a minute)")
-        done = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}", SUITE,
-                               str(root), debian_mirror()], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"debootstrap {SUITE} failed ({done.returncode}): {(done.stderr or done.stdout)[-800:]}")
+        debootstrap(root, INCLUDE)
         _configure(root, work)
         for stale in cache.glob(f"{SUITE}-*"):
             if stale != target:

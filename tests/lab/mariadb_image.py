@@ -23,12 +23,11 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 import time
 from pathlib import Path
 
-from tests.lab.debian_root import SUITE, chroot_run, debian_mirror
+from tests.lab.debian_root import SUITE, chroot_run, debootstrap
 from tests.lab.images import _EPOCH, _PATH, CACHE_DIR, Image
 
 TAG = "aegir-lab/mariadb:latest"
@@ -86,10 +85,7 @@ def mariadb_image(cache: Path = CACHE_DIR, *, log=print) -> Image:
         try:
             root = work / "root"
             log(f"aegir lab: building {TAG} (debootstrap {SUITE} + {', '.join(PACKAGES)}, about a minute)")
-            done = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
-                                   str(root), debian_mirror()], capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"debootstrap failed ({done.returncode}): {(done.stderr or done.stdout)[-800:]}")
+            debootstrap(root, tuple(PACKAGES))
             chroot_run(root, ["apt-get", "clean"])
             _configure(root)
             tmp = out.with_suffix(f".{os.getpid()}.tmp")
