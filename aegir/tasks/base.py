@@ -12,17 +12,21 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import invoke
 from invoke import Exit
 
-from aegir import fleet
 from aegir.errors import AegirError, InventoryError, RefusedError, TargetError, UsageError
-from aegir.fleet import Outcome, failed
-from aegir.host import HostContext
-from aegir.inventory import Host, Inventory, Rolling, for_context, parse_serial
 from aegir.report import check_format, emit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aegir.fleet import Outcome
+    from aegir.host import HostContext
+    from aegir.inventory import Host, Inventory, Rolling
+
+# The fleet, the host context and the inventory (paramiko's and YAML's import chain)
+# are imported in the function bodies: `inv --list` and `--help` never load them.
 
 T = TypeVar("T")
 
@@ -69,6 +73,8 @@ def _format_first(sig: inspect.Signature) -> inspect.Signature:
 
 def inventory(c: invoke.Context) -> Inventory:
     """The inventory chosen by --inventory / $AEGIR_INVENTORY / the search path."""
+    from aegir.inventory import for_context
+
     return for_context(c)
 
 
@@ -95,6 +101,8 @@ def rolling(c: invoke.Context, hosts: Sequence[Host], serial: str | None = None,
     `TargetError` (exit 2) for a --serial that is not N or N%.
     """
     if serial is not None:
+        from aegir.inventory import parse_serial
+
         try:
             return parse_serial(serial, keep_going=keep_going)
         except ValueError as exc:
@@ -120,6 +128,8 @@ def is_dry(c: invoke.Context, flag: bool = False) -> bool:
 
 def exit_if_failed(outcomes: Sequence[Outcome[Any]], *, problems: bool = False) -> None:
     """Exit 1 when a host failed (its row already says why) or `problems` is set."""
+    from aegir.fleet import failed
+
     bad = failed(outcomes)
     if bad or problems:
         names = ", ".join(o.host.name for o in bad)
@@ -133,6 +143,8 @@ def fleet_report(c: invoke.Context, fmt: str, label: str, fn: Callable[[HostCont
 
     `problems` says whether what was found needs attention (exit 1 as well).
     """
+    from aegir import fleet
+
     fmt = check_format(fmt)
     outcomes = fleet.each(c, targets(c), fn, label=label)
     emit(fmt, data=data(outcomes), text=text(outcomes))

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, Exit
 
-from aegir import fleet
 from aegir.boot import DOCKER_TIMEOUT, MIN_FREE_PERCENT
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit
@@ -32,6 +31,7 @@ UNKNOWN_ROOT_HELP = ("Start Docker even when its data-root cannot be read before
                      "/etc/docker/daemon.json); it is checked once the daemon answers.")
 TIMEOUT_HELP = f"Seconds to wait for the Docker daemon to answer after starting it (default {DOCKER_TIMEOUT})."
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
+    from aegir import fleet
     from aegir.boot.plan import StepResult
 
 UNLOCK_HELP = {
@@ -91,6 +91,7 @@ def mount(c, format="table", dry=False):
 @task(help={"format": FORMAT_HELP, "min_free": MIN_FREE_HELP})
 def check(c, format="table", min_free=MIN_FREE_PERCENT):
     """Check /srv: a mount point of the right device, its six folders, Docker's data-root, free space."""
+    from aegir import fleet
     from aegir.boot.plan import blocking
     from aegir.boot.report import check_json, check_table
     from aegir.boot.steps import check_step
@@ -125,6 +126,7 @@ def status(c, format="table"):
             "root": "Install under this root directory instead of / (an image, a chroot); no reload then."})
 def guard(c, format="table", dry=False, root="/"):
     """Install a systemd drop-in so Docker cannot start before /srv is mounted."""
+    from aegir import fleet
     from aegir.boot.plan import guard_dropin, guard_paths
     from aegir.boot.report import step_json, step_table
     from aegir.boot.steps import guard_step

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from aegir.compose.discovery import split_names
-from aegir.compose.lifecycle import plan_host
-from aegir.compose.status import gather_status, has_problems, render_status, status_json
 from aegir.report import FORMAT_HELP
-from aegir.tasks.apps import DRY_HELP, SERVICE_HELP, act, show_logs
+from aegir.tasks.apps import DRY_HELP, SERVICE_HELP
 from aegir.tasks.base import fleet_report, task
 
 NAMES_HELP = "Core projects (folder names, comma-separated). Default: every core project."
@@ -22,6 +19,10 @@ YES_HELP = "Do not ask before stopping or restarting core projects."
 
 def _core(c, label: str, names: str, action: str, *, fmt: str, dry: bool, yes: bool = False,
           ignore_failures: bool = False) -> None:
+    from aegir.compose.discovery import split_names
+    from aegir.compose.lifecycle import plan_host
+    from aegir.tasks.projects import act
+
     wanted = split_names(names)
     act(c, label, wanted, lambda hc: plan_host(hc, wanted, action, kinds=("core",), ignore_failures=ignore_failures),
         fmt=fmt, dry=dry, yes=yes)
@@ -30,6 +31,8 @@ def _core(c, label: str, names: str, action: str, *, fmt: str, dry: bool, yes: b
 @task(help={"format": FORMAT_HELP})
 def status(c, format="table"):
     """Show the state of the core projects on every host; exit 1 when one is not fully up."""
+    from aegir.compose.status import gather_status, has_problems, render_status, status_json
+
     fleet_report(c, format, "core.status", lambda hc: gather_status(hc, kinds=("core",)),
                  data=status_json, text=render_status, problems=has_problems)
 
@@ -63,6 +66,8 @@ def pull(c, names="", ignore_failures=False, dry=False, format="table"):
             "follow": "Keep streaming new lines (one host only).", "tail": "Only the last N lines per container."})
 def logs(c, name, service="", follow=False, tail=None):
     """Print a core project's logs from every target host that has it."""
+    from aegir.tasks.projects import show_logs
+
     show_logs(c, "core.logs", name, service, follow, tail, kinds=("core",))
 
 

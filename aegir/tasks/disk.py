@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from invoke import Collection
 
-from aegir import fleet
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, Progress, check_format, emit, human
 from aegir.tasks.base import confirm, exit_if_failed, is_dry, targets, task
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
 
 
 @task(help={"format": FORMAT_HELP + " Also 'prometheus': node_exporter's textfile collector format.",
@@ -23,6 +27,7 @@ def report(c, format="table", top=5, fast=False, warn=None):
     Project folders are measured with one du each, several at once per host
     (progress on stderr); --fast skips them.
     """
+    from aegir import fleet
     from aegir.disk.facts import gather  # here, not at the top: inv --list stays quick
     from aegir.disk.report import as_json, prometheus, render, too_full
 
@@ -54,6 +59,7 @@ def prune(c, volumes=False, include_project_images=False, include_project_contai
     a `y` typed at the terminal, the removals (never forced) and the bytes
     freed, from Docker's accounting before and after.
     """
+    from aegir import fleet
     from aegir.disk.plan import PruneOptions
     from aegir.disk.report import prune_plan_json, prune_result_json, render_prune_plan, render_prune_result
     from aegir.disk.steps import apply_prune, gather_prune
@@ -92,6 +98,7 @@ def clean(c, app, recipe="", yes=False, dry=False, format="table"):
     aegir-clean.yml in the app's folder; x-aegir.clean may set its service,
     user and vars. Every target host that has the app runs it.
     """
+    from aegir import fleet
     from aegir.compose.discovery import split_names
     from aegir.disk.report import clean_plan_json, clean_result_json, render_clean_plan, render_clean_result
     from aegir.disk.steps import plan_clean, run_clean

@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection
 
-from aegir import fleet
 from aegir.errors import AegirError
-from aegir.host import HostContext, open_context
 from aegir.report import FORMAT_HELP, check_format, emit, failed_row, host_entry, table
 from aegir.tasks.base import ROLLING_HELP, exit_if_failed, inventory, is_dry, one_host, rolling, targets, task
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
+    from aegir import fleet
     from aegir.fw import host as fwhost
     from aegir.fw import nft
     from aegir.fw.render import Template
+    from aegir.host import HostContext
 
 TEMPLATE_HELP = "Render with this local Jinja2 template instead of the host's or aegir's."
 
@@ -61,6 +61,7 @@ def _failures(outcomes: Sequence[fleet.Outcome[Any]]) -> str:
             "template": TEMPLATE_HELP, "format": FORMAT_HELP})
 def render(c, from_json=None, template=None, format="table"):
     """Print the ruleset each host would get from its running containers."""
+    from aegir import fleet
     from aegir.fw import host as fwhost
     from aegir.fw.model import load_inspect
     from aegir.fw.settings import for_host
@@ -88,6 +89,8 @@ def render(c, from_json=None, template=None, format="table"):
 @task(help={"template": TEMPLATE_HELP, "format": FORMAT_HELP})
 def diff(c, template=None, format="table"):
     """Show how each host's ruleset would change against its live one."""
+    from aegir import fleet
+
     fmt = check_format(format)
     outcomes = fleet.each(c, targets(c), _builder(inventory(c), _template(template)), label="fw.diff")
     data, parts = [], []
@@ -122,6 +125,7 @@ def apply(c, dry=False, template=None, format="table", serial=None, keep_going=F
     admin_sources that leaves out this machine), the last good ruleset is put
     back through the running session and the host's row says so.
     """
+    from aegir import fleet
     from aegir.fw import host as fwhost
 
     fmt = check_format(format)
@@ -175,6 +179,7 @@ def _watcher(hc: HostContext) -> str:
 def status(c, format="table"):
     """List what each host publishes (address:port -> container), whether its live table is in sync
     and whether the watcher (fw.install) runs."""
+    from aegir import fleet
     from aegir.fw import host as fwhost
     from aegir.fw.model import hostport
 
@@ -210,6 +215,7 @@ def install(c, dry=False, format="table", serial=None, keep_going=False):
     nothing to do. Where systemd does not run the host, the unit is written and
     enabled but cannot start: the row says so and the exit code is 1.
     """
+    from aegir import fleet
     from aegir.fw import install as fwinstall
 
     fmt = check_format(format)
@@ -240,6 +246,7 @@ def install(c, dry=False, format="table", serial=None, keep_going=False):
 def watch(c, resync=300, debounce=100, max_delay=500):
     """Keep one host's firewall in step with its containers, on Docker events, until SIGTERM."""
     from aegir.fw.watch import Options, Watcher
+    from aegir.host import open_context
 
     if is_dry(c):
         raise AegirError("fw.watch applies a ruleset at every change and has no dry run: "

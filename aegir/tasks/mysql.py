@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Exit
 
-from aegir import fleet
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit, host_entry
 from aegir.tasks.base import EXIT_PROBLEM, confirm, exit_if_failed, fleet_report, inventory, is_dry, one_host, task
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
+    from aegir import fleet
     from aegir.host import HostContext
     from aegir.mysql.plan import Options
 
@@ -67,6 +67,7 @@ def _opts(basedir: str | None, db: str | None, service: str | None, mode: str | 
 def checkpoint(c, path, basedir=None, db=None, service=None, mode=None, keep=None, dry=False, yes=False,
                format="table"):
     """Snapshot an app's database and archive, then purge, its binary logs (runs detached on the host)."""
+    from aegir import fleet
     from aegir.mysql import report, steps
     from aegir.mysql.onhost import FAULT_ENV, now_id
     from aegir.mysql.plan import app_path
@@ -117,6 +118,7 @@ def _show(fmt: str, outcomes: list[fleet.Outcome[dict[str, Any]]]) -> None:
             "format": FORMAT_HELP})
 def status(c, path, basedir=None, db=None, format="table"):
     """Reattach to an app's checkpoint: follow it if it runs, then show its result."""
+    from aegir import fleet
     from aegir.mysql import steps
     from aegir.mysql.plan import app_path
 
@@ -139,6 +141,7 @@ def status(c, path, basedir=None, db=None, format="table"):
             "service": "The database's Compose service (default: the one that mounts db/).", "format": FORMAT_HELP})
 def restore(c, path, at, into, until=None, service=None, format="table"):
     """Rebuild an app's database in a scratch folder: a checkpoint's base + every binary log since."""
+    from aegir import fleet
     from aegir.mysql import steps
     from aegir.mysql.plan import app_path
 

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, Exit
 
-from aegir import fleet
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit, table
 from aegir.tasks.base import ROLLING_HELP, confirm, exit_if_failed, inventory, is_dry, rolling, targets, task
@@ -47,6 +46,7 @@ def review(c, refresh=False, dist=False, all_=False, format="table"):
     update.apply, except under the program's --dry (which also skips --refresh). Exit 0: nothing risky,
     1: an upgrade restarts Docker or a crucial unit, 2: a host could not be reviewed.
     """
+    from aegir import fleet
     from aegir.update.report import EXIT_ERROR, render_review, review_exit, review_json
     from aegir.update.review import review_host
 
@@ -71,6 +71,7 @@ def review(c, refresh=False, dist=False, all_=False, format="table"):
             "dry": "Print the announcement; send and record nothing.", "format": FORMAT_HELP})
 def announce(c, message="", when="", dry=False, format="table"):
     """Tell users what the reviewed update will interrupt, through the configured notifier."""
+    from aegir import fleet
     from aegir.update.notify import announce_host
 
     fmt = check_format(format)
@@ -106,6 +107,7 @@ def apply(c, yes=False, hold=None, force=False, dry=False, format="table", seria
     also needs `update.announce` (or --force). The transcript stays on the host,
     under /var/log/aegir.
     """
+    from aegir import fleet
     from aegir.update.apply import apply as apply_host
     from aegir.update.apply import plan as plan_host
     from aegir.update.apt import check_package
