@@ -69,7 +69,7 @@ def each(
     limit: int | None = None,
     serial: bool = False,
     rolling: Rolling | None = None,
-    stops: Callable[[T], bool] | None = None,
+    fails: Callable[[T], str | None] | None = None,
     contexts: dict[str, HostContext] | None = None,
 ) -> list[Outcome[T]]:
     """Run ``fn(hc)`` on every host in parallel; one `Outcome` per host, in order.
@@ -83,9 +83,13 @@ def each(
     with no progress line: for interactive work (a prompt owns the terminal,
     Ctrl-C reaches it, prompts come in inventory order).
 
-    ``rolling`` runs the hosts batch by batch (see the module's docstring);
-    ``stops(value)`` says a host that did not fail should stop the roll too
-    (an upgrade after which Docker does not answer).
+    ``rolling`` runs the hosts batch by batch (see the module's docstring).
+
+    ``fails(value)`` says why a host whose `fn` returned counts as failed all the
+    same (an install that failed, an upgrade after which Docker does not
+    answer), or None: such an outcome keeps its value, is of kind ``failed``
+    with that reason, shows as failed in the progress, in the exit and in the
+    JSON, and stops a roll like any failure.
 
     `contexts` (host name -> open `HostContext`) lets several passes share one
     connection per host: a context found there is reused, one opened here is
@@ -105,6 +109,9 @@ def each(
                 if contexts is not None:
                     contexts[host.name] = hc
             value = fn(hc)
+            why = fails(value) if fails is not None else None
+            if why:
+                return Outcome(host, value, error=why, kind="failed", seconds=time.monotonic() - start)
             return Outcome(host, value, seconds=time.monotonic() - start)
         except UnreachableError as exc:
             return Outcome(host, error=exc.message, kind="unreachable", seconds=time.monotonic() - start)
@@ -130,18 +137,18 @@ def each(
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="aegir") as pool:
             if rolling is None:
                 return list(pool.map(one, hosts))
-            return _roll(pool, hosts, one, rolling, progress, stops)
+            return _roll(pool, hosts, one, rolling, progress)
 
 
 def _roll(pool: ThreadPoolExecutor, hosts: Sequence[Host], one: Callable[[Host], Outcome[T]],
-          rolling: Rolling, progress: Progress, stops: Callable[[T], bool] | None) -> list[Outcome[T]]:
+          rolling: Rolling, progress: Progress) -> list[Outcome[T]]:
     """Batch after batch; at a failure that stops the roll, every host left gets a `skipped` outcome."""
     out: list[Outcome[T]] = []
     batches = rolling.batches(hosts)
     for i, batch in enumerate(batches):
         done = list(pool.map(one, batch))
         out.extend(done)
-        bad = [o.host.name for o in done if not o.ok or (stops is not None and stops(o.value))]  # type: ignore[arg-type]
+        bad = [o.host.name for o in done if not o.ok]
         if bad and (i == 0 or not rolling.keep_going) and i + 1 < len(batches):
             left = [h for b in batches[i + 1:] for h in b]
             why = stop_reason(bad, rolling, canary=i == 0 and len(batches) > 1)

@@ -136,8 +136,11 @@ def test_a_percentage_rolls_in_batches_rounded_up_and_each_batch_runs_in_paralle
     assert batches == [{"a", "b"}, {"c", "d"}, {"e"}]
 
 
-def test_a_value_that_stops_a_roll_stops_it_like_a_failure(c):
+def test_a_value_that_fails_is_a_failed_host_that_keeps_its_value_and_stops_a_roll(c):
     outs = fleet.each(c, [local(n) for n in "abc"], lambda hc: hc.name == "a", rolling=parse_serial("1"),
-                      stops=lambda v: v is False)
-    assert [o.kind for o in outs] == ["ok", "ok", "skipped"]
+                      fails=lambda v: None if v else "not a")
+    assert [o.kind for o in outs] == ["ok", "failed", "skipped"]
+    assert (outs[1].value, outs[1].error) == (False, "not a")
+    assert outs[2].error == "not attempted: b failed and --serial 1 stops there; --keep-going goes on past a failed host"
+    assert [o.host.name for o in fleet.failed(outs)] == ["b", "c"]
 

@@ -61,6 +61,7 @@ def test_install_writes_and_enables_the_unit_once_and_says_it_cannot_start_witho
     assert os.readlink(host.root(WANTS)) == UNIT_PATH  # Debian's systemctl enable made the link
     assert (row["enabled"], row["active"]) == ("enabled", "inactive")
     assert row["problem"].startswith("systemd is not running this host (no /run/systemd/system)")
+    assert (row["status"], row["error"]) == ("failed", row["problem"])  # a failed host: it stops a roll
 
     written = unit.stat().st_mtime_ns
     res, row = install(path)

@@ -57,9 +57,10 @@ def test_a_rolling_apply_stops_at_the_failed_host_and_the_next_one_is_not_attemp
     assert [h["host"] for h in data["hosts"]] == names
     assert by_host[first.name]["status"] == "ok" and by_host[first.name]["problems"] == []
     assert version(first, "libaegirlab1") == by_host[first.name]["upgraded"]["libaegirlab1"][1] != before
-    # the install failed there: the host answered, its apply reports the failure, and the roll stops
-    assert by_host[second.name]["status"] == "ok"
+    # the install failed there: a failed host, with its apply's details, and the roll stops
+    assert by_host[second.name]["status"] == "failed"
     assert by_host[second.name]["problems"][0] == "apt-get install failed (exit 100): E: Sub-process returned an error code"
+    assert by_host[second.name]["error"].startswith(by_host[second.name]["problems"][0])
     assert version(second, "libaegirlab1") == before
     assert by_host[third.name]["status"] == "skipped"
     assert by_host[third.name]["error"].startswith(f"not attempted: {second.name} ")
@@ -67,5 +68,6 @@ def test_a_rolling_apply_stops_at_the_failed_host_and_the_next_one_is_not_attemp
     assert not third.root("/var/lib/aegir/update-apply.json").exists()  # nothing recorded: it never ran there
     # progress on a pipe: one line per finished host, in the order they finished
     assert [line for line in res.stderr.splitlines() if line.startswith("update.apply: ")][-3:] == [
-        f"update.apply: {first.name} ok (1/3)", f"update.apply: {second.name} ok (2/3)",
+        f"update.apply: {first.name} ok (1/3)", f"update.apply: {second.name} failed (2/3)",
         f"update.apply: {third.name} not attempted (3/3)"]
+    assert res.stderr.rstrip().endswith(f"aegir: failed on {second.name}; not attempted: {third.name}")

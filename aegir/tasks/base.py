@@ -132,8 +132,15 @@ def exit_if_failed(outcomes: Sequence[Outcome[Any]], *, problems: bool = False) 
 
     bad = failed(outcomes)
     if bad or problems:
-        names = ", ".join(o.host.name for o in bad)
-        raise Exit(f"aegir: failed on {names}" if bad else None, code=EXIT_PROBLEM)
+        raise Exit(failed_line(bad) or None, code=EXIT_PROBLEM)
+
+
+def failed_line(bad: Sequence[Outcome[Any]]) -> str:
+    """``aegir: failed on hyp2; not attempted: hyp3`` (a roll's skipped hosts apart), or "" when none."""
+    parts = [f"{what} {', '.join(names)}" for what, names in (
+        ("failed on", [o.host.name for o in bad if o.kind != "skipped"]),
+        ("not attempted:", [o.host.name for o in bad if o.kind == "skipped"])) if names]
+    return "aegir: " + "; ".join(parts) if parts else ""
 
 
 def fleet_report(c: invoke.Context, fmt: str, label: str, fn: Callable[[HostContext], T], *,

@@ -222,7 +222,8 @@ def install(c, dry=False, format="table", serial=None, keep_going=False):
     act = not is_dry(c, dry)
     hosts = targets(c)
     outcomes = fleet.each(c, hosts, lambda hc: fwinstall.install(hc, act=act), label="fw.install",
-                          rolling=rolling(c, hosts, serial, keep_going) if act else None, stops=lambda r: not r.ok)
+                          rolling=rolling(c, hosts, serial, keep_going) if act else None,
+                          fails=lambda r: None if r.ok else r.problem or "the watcher is not running")
     rows, data = [], []
     for o in outcomes:
         r = o.value

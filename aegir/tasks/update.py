@@ -128,7 +128,7 @@ def apply(c, yes=False, hold=None, force=False, dry=False, format="table", seria
             refused="nothing upgraded")
     by_host = {o.host.name: o.value for o in plans}
     outcomes = fleet.each(c, hosts, lambda hc: apply_host(hc, by_host[hc.name]), label="update.apply",
-                          rolling=roll, stops=lambda r: bool(r.problems))
+                          rolling=roll, fails=lambda r: "; ".join(r.problems) or None)
     emit(fmt, data={"plan": plan_json(plans), "applied": True, **apply_json(outcomes)}, text=render_apply(outcomes))
     exit_if_failed(outcomes, problems=any(o.value and o.value.problems for o in outcomes))
 
