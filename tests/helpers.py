@@ -44,6 +44,24 @@ def run_inv(*args: str, inventory: str | os.PathLike[str] | None = None, cwd: st
     )
 
 
+def write_inventory(tmp_path: Path, text: str) -> Path:
+    """``tmp_path/hosts.yml`` holding `text`: an inventory a test hands to `run_inv`."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(text, encoding="utf-8")
+    return inventory
+
+
+def usage_error(*args: str, inventory: str | os.PathLike[str], timeout: float = 30) -> str:
+    """Run ``inv ARGS``, which must be refused as a usage error (exit 2, nothing on stdout, no traceback).
+
+    Returns its stderr, stripped.
+    """
+    res = run_inv(*args, inventory=inventory, timeout=timeout)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and res.stdout == "", (res.stdout, res.stderr)
+    return res.stderr.strip()
+
+
 # --------------------------------------------------------------------------- SSH to a lab host, as the operator
 
 
