@@ -9,12 +9,13 @@ import subprocess
 import sys
 import tempfile
 import termios
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from aegir.poll import Background
 
 if TYPE_CHECKING:
     import paramiko
@@ -167,7 +168,7 @@ def run_inv_on_tty(*args: str, inventory: str | os.PathLike[str], typed: Sequenc
                       answered)
 
 
-class ProcScan:
+class ProcScan(Background):
     """Scan every process's command line and environment, in a thread, for secrets.
 
     ``with ProcScan(secret, watch="cryptsetup") as scan: ...``; afterwards
@@ -182,16 +183,7 @@ class ProcScan:
         self.hits: list[tuple[int, str, str]] = []
         self.watched: dict[int, str] = {}
         self.passes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> "ProcScan":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__init__()
 
     def _loop(self) -> None:
         me = os.getpid()
