@@ -60,12 +60,12 @@ def test_a_mapping_open_on_another_device_is_said():
 
 def test_a_closed_mapping_plans_the_runbooks_luksopen():
     plan = boot.plan_unlock(LUKS, True, LuksMapping("data", False))
-    assert (plan.action, plan.command) == ("open", "cryptsetup luksOpen --key-file=- /dev/md2 data")
+    assert (plan.action, plan.command.line) == ("open", "cryptsetup luksOpen --key-file=- /dev/md2 data")
 
 
 def test_testing_a_passphrase_does_not_look_at_the_mapping():
     plan = boot.plan_unlock(LUKS, True, None, test=True)
-    assert (plan.action, plan.command) == ("test", "cryptsetup open --test-passphrase --key-file=- /dev/md2")
+    assert (plan.action, plan.command.line) == ("test", "cryptsetup open --test-passphrase --key-file=- /dev/md2")
 
 
 # --------------------------------------------------------------------------- mount
