@@ -10,8 +10,11 @@ as ``docker -H ssh://`` does. No second SSH login, no silent host-key policy.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aegir.errors import AegirError
@@ -230,3 +233,42 @@ def _DialAdapter(hc: "HostContext", command: str) -> Any:  # noqa: N802 - a fact
     if _classes is None:  # built on first use: importing docker costs ~0.15 s
         _classes = _make_adapter_classes()
     return _classes[2](hc, command)
+
+
+# --------------------------------------------------------------------------- what the API lists
+
+#: Networks Docker makes itself (disk.prune never removes them).
+BUILTIN_NETWORKS = frozenset({"bridge", "host", "none", "docker_gwbridge", "ingress"})
+
+
+@dataclass(frozen=True)
+class DockerNetwork:
+    """One network as the Docker API lists it (``GET /networks``): name, ID, driver, IPAM subnets."""
+
+    name: str
+    id: str = ""
+    driver: str = ""
+    subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @property
+    def ipv6(self) -> tuple[ipaddress.IPv6Network, ...]:
+        return tuple(s for s in self.subnets if isinstance(s, ipaddress.IPv6Network))
+
+    @property
+    def builtin(self) -> bool:
+        return self.name in BUILTIN_NETWORKS
+
+
+def parse_networks(rows: Iterable[Mapping[str, Any]]) -> tuple[DockerNetwork, ...]:
+    """The Docker API's network list (``api.networks()``), by name; a subnet that is not one is left out."""
+    out = []
+    for row in rows:
+        subnets = []
+        for cfg in ((row.get("IPAM") or {}).get("Config") or []):
+            try:
+                subnets.append(ipaddress.ip_network(str(cfg.get("Subnet")), strict=False))
+            except ValueError:
+                continue
+        out.append(DockerNetwork(str(row.get("Name", "?")), str(row.get("Id") or ""), str(row.get("Driver") or ""),
+                                 tuple(subnets)))
+    return tuple(sorted(out, key=lambda n: n.name))

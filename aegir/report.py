@@ -18,6 +18,8 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Any, Protocol, TextIO
 
+from aegir.poll import Background
+
 FORMATS = ("table", "json")
 FORMAT_HELP = "Output format: 'table' (default) or 'json'."
 
@@ -258,7 +260,7 @@ def emit(fmt: str, *, data: Any, text: str, out: TextIO | None = None) -> None:
     out.flush()
 
 
-class Progress:
+class Progress(Background):
     """``with Progress("disk.report", names) as p: ... p.done(name, "ok")``.
 
     On a terminal: after `delay` seconds, and then every `every` seconds while
@@ -277,19 +279,13 @@ class Progress:
         self.every = every
         self.stream = stream or sys.stderr
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._shown = False
         self._finished: list[tuple[str, str]] = []  # (name, how), not yet written (non-terminal)
         self._live = False  # non-terminal: past `delay`, write each host as it finishes
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> "Progress":
-        self._thread.start()
-        return self
+        super().__init__()
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__exit__(*exc)
         if self._shown and self._tty:
             self.stream.write("\n")
             self.stream.flush()

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from invoke import Context  # noqa: E402
 
@@ -40,6 +38,7 @@ from aegir.cli import AegirConfig  # noqa: E402
 from aegir.disk.facts import gather  # noqa: E402
 from aegir.host import HostContext, open_context  # noqa: E402
 from aegir.inventory import load  # noqa: E402
+from bench.common import median_seconds  # noqa: E402
 
 RUNBOOK = "du -sh /srv/*/*/ | sort -h"
 PER_DIR = 500
@@ -73,17 +72,6 @@ def populate(srv: Path, files: int, projects: int) -> None:
 def drop_caches() -> None:
     os.sync()
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
-
-
-def median(fn: Callable[[], object], repeat: int, *, cold: bool) -> float:
-    times = []
-    for _ in range(repeat):
-        if cold:
-            drop_caches()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -125,10 +113,10 @@ def main() -> None:
                 if not cold:
                     runbook(), ours(False)()  # warm the caches
                 for label, fn in (("runbook", runbook), ("report", ours(False)), ("fast", ours(True))):
-                    figures[(cold, label)] = median(fn, repeat, cold=cold)
+                    figures[(cold, label)] = median_seconds(fn, repeat, before=drop_caches if cold else None)
                     print(f"  ({'cold' if cold else 'warm'} {label}: {figures[(cold, label)]:.3f} s)", file=sys.stderr,
                           flush=True)
-            session = median(lambda: hc.c.run("true", hide=True), WARM_REPEAT, cold=False)
+            session = median_seconds(lambda: hc.c.run("true", hide=True), WARM_REPEAT)
         finally:
             hc.close()
         cpus = os.cpu_count()

@@ -15,7 +15,6 @@ worker (the query-at-a-time loop it replaces), median of `REPEAT` runs each:
 from __future__ import annotations
 
 import socket
-import statistics
 import sys
 import tempfile
 import threading
@@ -24,13 +23,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aegir import inventory  # noqa: E402
 from aegir.dns import check, plan, zonefile  # noqa: E402
 from aegir.dns import settings as dnssettings  # noqa: E402
 from aegir.dns.services import Name, Publication, Srv  # noqa: E402
+from bench.common import median_seconds  # noqa: E402
 from tests.knot import Knot  # noqa: E402
 
 REPEAT = 3
@@ -89,13 +88,11 @@ def delayed(port: int) -> Iterator[int]:
 
 
 def timed(server: check.Server, p: plan.Plan, workers: int) -> float:
-    times = []
-    for _ in range(REPEAT):
-        start = time.perf_counter()
+    def once() -> None:
         result = check.check(server, p, workers=workers)
-        times.append(time.perf_counter() - start)
         assert not result.differences, result.differences[:3]
-    return statistics.median(times)
+
+    return median_seconds(once, REPEAT)
 
 
 def main() -> None:

@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aegir.compose.lint import lint_texts  # noqa: E402
+from bench.common import REPO, median_seconds  # noqa: E402
 
 REPEAT = 3
 GOOD_INVENTORY = ("hosts:\n  hyp1:\n    address: hyp1.example.org\n    admin_ipv4: 192.0.2.10\n"
@@ -68,12 +68,8 @@ def program(inventory: str) -> tuple[float, float]:
 
 
 def lint_seconds(compose: str, env: str) -> float:
-    times = []
-    for _ in range(REPEAT):
-        start = time.perf_counter()
-        lint_texts("/srv/apps/x/docker-compose.yml", compose, "/srv/apps/x/.env", env, 0o600)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: lint_texts("/srv/apps/x/docker-compose.yml", compose, "/srv/apps/x/.env", env, 0o600),
+                          REPEAT)
 
 
 def main() -> None:

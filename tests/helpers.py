@@ -9,12 +9,13 @@ import subprocess
 import sys
 import tempfile
 import termios
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from aegir.poll import Background
 
 if TYPE_CHECKING:
     import paramiko
@@ -42,6 +43,24 @@ def run_inv(*args: str, inventory: str | os.PathLike[str] | None = None, cwd: st
         cwd=str(cwd or REPO), env=full_env, input=input if input is not None else "",
         capture_output=True, text=True, timeout=timeout,
     )
+
+
+def write_inventory(tmp_path: Path, text: str) -> Path:
+    """``tmp_path/hosts.yml`` holding `text`: an inventory a test hands to `run_inv`."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(text, encoding="utf-8")
+    return inventory
+
+
+def usage_error(*args: str, inventory: str | os.PathLike[str], timeout: float = 30) -> str:
+    """Run ``inv ARGS``, which must be refused as a usage error (exit 2, nothing on stdout, no traceback).
+
+    Returns its stderr, stripped.
+    """
+    res = run_inv(*args, inventory=inventory, timeout=timeout)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and res.stdout == "", (res.stdout, res.stderr)
+    return res.stderr.strip()
 
 
 # --------------------------------------------------------------------------- SSH to a lab host, as the operator
@@ -149,7 +168,7 @@ def run_inv_on_tty(*args: str, inventory: str | os.PathLike[str], typed: Sequenc
                       answered)
 
 
-class ProcScan:
+class ProcScan(Background):
     """Scan every process's command line and environment, in a thread, for secrets.
 
     ``with ProcScan(secret, watch="cryptsetup") as scan: ...``; afterwards
@@ -164,16 +183,7 @@ class ProcScan:
         self.hits: list[tuple[int, str, str]] = []
         self.watched: dict[int, str] = {}
         self.passes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> "ProcScan":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__init__()
 
     def _loop(self) -> None:
         me = os.getpid()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import run_inv
+from tests.helpers import run_inv, usage_error, write_inventory
 from tests.knot import Knot
 from tests.lab import Lab
 
@@ -174,9 +174,6 @@ def test_an_added_record_is_unexpected_and_a_removed_one_missing(knot, inventory
 
 
 def test_an_inventory_without_dns_settings_is_a_usage_error_at_its_line(tmp_path):
-    inv = tmp_path / "hosts.yml"
-    inv.write_text("hosts:\n  local:\n    connection: local\n")
-    done = run_inv("dns.zone", inventory=inv)
-    assert done.returncode == 2
-    assert done.stderr.strip() == (f"aegir: {inv}:2: local: no 'dns:' section; set service_domain, cname_domain "
-                                   "and rest_domain under defaults: dns:")
+    inv = write_inventory(tmp_path, "hosts:\n  local:\n    connection: local\n")
+    assert usage_error("dns.zone", inventory=inv) == (f"aegir: {inv}:2: local: no 'dns:' section; set "
+                                                      "service_domain, cname_domain and rest_domain under defaults: dns:")

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO, lab_ssh, run_inv, ssh_run
+from tests.helpers import REPO, lab_ssh, run_inv, ssh_run, write_inventory
 from tests.lab import Client, Lab, LabHost
 from tests.lab.plan import BRIDGE_IPV6, CLIENT_IPV6
 
@@ -147,26 +147,31 @@ def addresses_of(fw: FwLab, name: str) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- no lab needed
 
+#: A host nothing answers at: ``fw.render --from-json`` must need no connection.
+GONE = "hosts:\n  gone:\n    address: 192.0.2.254\n    admin_ipv4: 192.0.2.254\n"
+GONE_PUBLISHING = GONE + ("    service_ipv4: [198.51.100.101]\n    ipv6_prefix: 2001:db8:0:100::/56\n"
+                          "    service_ipv6: ['2001:db8:0:100::11']\n")
+
+
+def render_from_json(inventory: Path, saved: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_inv("fw.render", "--from-json", str(saved), *args, inventory=inventory, timeout=30)
+
 
 def test_render_from_a_saved_inspect_needs_no_docker_and_no_connection(tmp_path: Path) -> None:
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text("hosts:\n  gone:\n    address: 192.0.2.254\n    admin_ipv4: 192.0.2.254\n"
-                         "    service_ipv4: [198.51.100.101]\n    ipv6_prefix: 2001:db8:0:100::/56\n"
-                         "    service_ipv6: ['2001:db8:0:100::11']\n")
+    inventory = write_inventory(tmp_path, GONE_PUBLISHING)
     saved = REPO / "tests/unit/data/fw_inspect_lab.json"
-    done = run_inv("fw.render", "--from-json", str(saved), inventory=inventory, timeout=30)
+    done = render_from_json(inventory, saved)
     assert done.returncode == 0, done.stderr
     assert "198.51.100.101 . tcp . 8080 : 172.30.0.2 . 80,  # web" in done.stdout
     assert done.stdout.startswith("# aegir firewall for gone")
-    as_json = json.loads(run_inv("fw.render", "--from-json", str(saved), "--format", "json",
-                                 inventory=inventory, timeout=30).stdout)
+    as_json = json.loads(render_from_json(inventory, saved, "--format", "json").stdout)
     assert len(as_json["hosts"][0]["exposures"]) == 14
 
 
 def test_watch_has_no_dry_run_and_refuses_one(tmp_path: Path) -> None:
     # the Docker socket does not exist: should the refusal go, the watcher could only retry, never apply here
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(f"hosts:\n  here:\n    connection: local\n    docker_host: unix://{tmp_path}/none.sock\n")
+    inventory = write_inventory(tmp_path, f"hosts:\n  here:\n    connection: local\n"
+                                          f"    docker_host: unix://{tmp_path}/none.sock\n")
     done = run_inv("--dry", "fw.watch", inventory=inventory, timeout=30)
     assert done.returncode == 1
     assert "fw.watch applies a ruleset at every change and has no dry run" in done.stderr
@@ -180,28 +185,24 @@ def test_watch_has_no_dry_run_and_refuses_one(tmp_path: Path) -> None:
 ])
 def test_render_refuses_odd_docker_inspect_data_in_one_line(tmp_path: Path, name: str, ports: object,
                                                             message: str) -> None:
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text("hosts:\n  gone:\n    address: 192.0.2.254\n    admin_ipv4: 192.0.2.254\n")
+    inventory = write_inventory(tmp_path, GONE)
     saved = tmp_path / "inspect.json"
     saved.write_text(json.dumps([{"Id": "c1", "Name": f"/{name}", "State": {"Running": True},
                                   "NetworkSettings": {"Ports": ports, "Networks": {"bridge": {
                                       "IPAddress": "172.17.0.2"}}}}]))
-    done = run_inv("fw.render", "--from-json", str(saved), inventory=inventory, timeout=30)
+    done = render_from_json(inventory, saved)
     assert done.returncode == 1, done.stdout
     assert "Traceback" not in done.stderr
     assert f"container '{name}': " in done.stderr and message in done.stderr
 
 
 def test_render_keeps_a_container_name_with_newlines_in_its_comment(tmp_path: Path) -> None:
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text("hosts:\n  gone:\n    address: 192.0.2.254\n    admin_ipv4: 192.0.2.254\n"
-                         "    service_ipv4: [198.51.100.101]\n    ipv6_prefix: 2001:db8:0:100::/56\n"
-                         "    service_ipv6: ['2001:db8:0:100::11']\n")
+    inventory = write_inventory(tmp_path, GONE_PUBLISHING)
     saved = tmp_path / "inspect.json"
     saved.write_text(json.dumps([{"Id": "c1", "Name": "/web\n}\nflush ruleset\ntable ip evil {", "State": {"Running": True},
                                   "NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]},
                                                       "Networks": {"bridge": {"IPAddress": "172.17.0.2"}}}}]))
-    done = run_inv("fw.render", "--from-json", str(saved), inventory=inventory, timeout=30)
+    done = render_from_json(inventory, saved)
     assert done.returncode == 0, done.stderr
     assert "\t\t\t198.51.100.101 . tcp . 8080 : 172.17.0.2 . 80,  # web?}?flush ruleset?table ip evil {\n" in done.stdout
     assert not [ln for ln in done.stdout.splitlines() if ln.startswith(("flush", "table ip"))]

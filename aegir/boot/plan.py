@@ -52,17 +52,23 @@ class StepResult:
         return self.state != FAILED
 
 
-# --------------------------------------------------------------------------- unlock
-
-
 @dataclass(frozen=True)
-class UnlockPlan:
-    """``skip`` (no LUKS in the inventory), ``already`` open, ``open`` or ``test`` (--test-passphrase)."""
+class StepPlan:
+    """What one step (unlock, mount, docker) will do, decided from facts alone.
+
+    `action` is ``already`` (nothing to do), ``skip`` (unlock without LUKS in the
+    inventory), or what the step runs: ``open`` or ``test`` (--test-passphrase)
+    for unlock, ``mount``, ``start`` for docker; `command` is the one it runs
+    (unlock's passphrase is not in it: it is typed at the terminal and sent on stdin).
+    """
 
     action: str
     detail: str
-    command: str | None = None
+    command: Cmd | None = None
     warnings: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- unlock
 
 
 def mapper_path(host: Host) -> str:
@@ -70,7 +76,7 @@ def mapper_path(host: Host) -> str:
     return f"/dev/mapper/{host.luks_name}"
 
 
-def plan_unlock(host: Host, is_luks: bool | None, mapping: LuksMapping | None, *, test: bool = False) -> UnlockPlan:
+def plan_unlock(host: Host, is_luks: bool | None, mapping: LuksMapping | None, *, test: bool = False) -> StepPlan:
     """Decide the unlock step from ``cryptsetup isLuks`` and ``cryptsetup status``.
 
     `mapping` may be None under `test` (checking a passphrase does not depend
@@ -78,22 +84,20 @@ def plan_unlock(host: Host, is_luks: bool | None, mapping: LuksMapping | None, *
     """
     device = host.luks_device
     if device is None:
-        return UnlockPlan("skip", "no LUKS device in the inventory (luks.device): nothing to unlock")
+        return StepPlan("skip", "no LUKS device in the inventory (luks.device): nothing to unlock")
     if not is_luks:
         raise RefusedError(f"{device} is not a LUKS device (cryptsetup isLuks says no): "
                            "check luks.device in the inventory", host=host.name)
     if test:
-        return UnlockPlan("test", f"check the passphrase of {device}; activate nothing",
-                          luks_test_cmd(device).line)
+        return StepPlan("test", f"check the passphrase of {device}; activate nothing", luks_test_cmd(device))
     if mapping is not None and mapping.active:
         warnings: tuple[str, ...] = ()
         if mapping.device and mapping.device != device:
             warnings = (f"mapping {host.luks_name} is open on {mapping.device}, "
                         f"the inventory says {device}",)
-        return UnlockPlan("already", f"{mapper_path(host)} is already open ({mapping.device or device})",
-                          warnings=warnings)
-    return UnlockPlan("open", f"open {device} as {mapper_path(host)}",
-                      luks_open_cmd(device, host.luks_name).line)
+        return StepPlan("already", f"{mapper_path(host)} is already open ({mapping.device or device})",
+                        warnings=warnings)
+    return StepPlan("open", f"open {device} as {mapper_path(host)}", luks_open_cmd(device, host.luks_name))
 
 
 # --------------------------------------------------------------------------- mount
@@ -111,21 +115,11 @@ class SrvFacts:
     mapping: LuksMapping | None = None  # cryptsetup status, when the inventory has luks
 
 
-@dataclass(frozen=True)
-class MountPlan:
-    """``already`` mounted, or ``mount`` with the command that does it."""
-
-    action: str
-    detail: str
-    command: Cmd | None = None
-    warnings: tuple[str, ...] = ()
-
-
-def plan_mount(host: Host, facts: SrvFacts) -> MountPlan:
+def plan_mount(host: Host, facts: SrvFacts) -> StepPlan:
     """`mount /srv` through fstab, or the opened LUKS mapping; refuse when it cannot work."""
     srv = host.srv
     if facts.mounted is not None:
-        return MountPlan("already", f"{srv} is already mounted ({describe_mount(facts.mounted)})")
+        return StepPlan("already", f"{srv} is already mounted ({describe_mount(facts.mounted)})")
     if host.luks_device and not (facts.mapping and facts.mapping.active):
         raise RefusedError(f"{mapper_path(host)} is not open, so {srv} cannot be mounted: "
                            "run boot.unlock first", host=host.name)
@@ -136,11 +130,11 @@ def plan_mount(host: Host, facts: SrvFacts) -> MountPlan:
         warnings = (f"{srv} already holds {facts.listing.entries} entries on the root disk "
                     "(written while it was not mounted?); the mount will hide them",)
     if facts.fstab is not None:
-        return MountPlan("mount", f"mount {srv} from /etc/fstab ({facts.fstab.source})",
-                         Cmd(("mount", srv)), warnings)
+        return StepPlan("mount", f"mount {srv} from /etc/fstab ({facts.fstab.source})",
+                        Cmd(("mount", srv)), warnings)
     if host.luks_device:
-        return MountPlan("mount", f"mount {mapper_path(host)} on {srv}",
-                         Cmd(("mount", mapper_path(host), srv)), warnings)
+        return StepPlan("mount", f"mount {mapper_path(host)} on {srv}",
+                        Cmd(("mount", mapper_path(host), srv)), warnings)
     raise RefusedError(f"nothing says what to mount on {srv}: no {srv} line in /etc/fstab "
                        "and no luks device in the inventory", host=host.name)
 
@@ -248,21 +242,12 @@ def blocking(items: Iterable[CheckItem]) -> list[CheckItem]:
 # --------------------------------------------------------------------------- docker
 
 
-@dataclass(frozen=True)
-class DockerPlan:
-    """``already`` running (on /srv), or ``start`` with the host's start command."""
-
-    action: str
-    detail: str
-    command: Cmd | None = None
-
-
 #: How ``boot.docker`` and ``boot.all`` spell the override of an unknown data-root.
 UNKNOWN_DATA_ROOT_FLAG = "--unknown-data-root"
 
 
 def plan_docker(host: Host, items: Sequence[CheckItem], data_root: DataRoot, *, timeout: float = 120,
-                unknown_data_root: bool = False) -> DockerPlan:
+                unknown_data_root: bool = False) -> StepPlan:
     """Start Docker only when /srv is mounted and checked and its data-root is known to be on /srv;
     refuse otherwise, saying why.
 
@@ -275,7 +260,7 @@ def plan_docker(host: Host, items: Sequence[CheckItem], data_root: DataRoot, *, 
         bad = [i for i in items if i.name == "data-root" and i.status == "problem"]
         if bad:
             raise RefusedError(f"Docker is already running, but: {bad[0].detail}", host=host.name)
-        return DockerPlan("already", f"Docker is already running (data-root {data_root.path})")
+        return StepPlan("already", f"Docker is already running (data-root {data_root.path})")
     stop = blocking(items)
     if stop:
         reasons = "; ".join(f"{i.name}: {i.detail}" for i in stop)
@@ -288,8 +273,8 @@ def plan_docker(host: Host, items: Sequence[CheckItem], data_root: DataRoot, *, 
             f"data-root in {DAEMON_JSON}, and Docker's default /var/lib/docker is on the root disk); set "
             f"\"data-root\": \"{host.srv_path('docker')}\" there, or pass {UNKNOWN_DATA_ROOT_FLAG} to start it "
             "and check its data-root once it answers", host=host.name)
-    return DockerPlan("start", f"start Docker ({' '.join(host.docker_start)})",
-                      Cmd(tuple(host.docker_start), timeout=timeout))
+    return StepPlan("start", f"start Docker ({' '.join(host.docker_start)})",
+                    Cmd(tuple(host.docker_start), timeout=timeout))
 
 
 def check_started(host: Host, data_root: DataRoot) -> None:

@@ -132,10 +132,11 @@ def unlock_step(hc: HostContext, *, test: bool, prompter: Prompter | None) -> St
         return StepResult("unlock", SKIPPED, plan.detail)
     if plan.action == "already":
         return StepResult("unlock", OK, plan.detail, warnings=plan.warnings)
+    assert device is not None and plan.command is not None
+    shown = (plan.command.line,)
     if prompter is None:
         return StepResult("unlock", WOULD, f"{plan.detail}; the passphrase is typed at the terminal "
-                          "and sent on stdin", (plan.command or "",))
-    assert device is not None
+                          "and sent on stdin", shown)
 
     def attempt(passphrase: str) -> bool:
         cmd = luks_test_cmd(device, passphrase) if test else luks_open_cmd(device, host.luks_name, passphrase)
@@ -149,11 +150,11 @@ def unlock_step(hc: HostContext, *, test: bool, prompter: Prompter | None) -> St
     tries = retry(prompter, host.name, device, attempt)
     if test:
         return StepResult("unlock", OK, f"the passphrase opens {device} (try {tries} of {prompter.tries}); "
-                          "nothing activated", (plan.command or "",))
+                          "nothing activated", shown)
     status = hc.run(luks_status_cmd(host.luks_name), check=False)
     if not parse_luks_status(host.luks_name, status.stdout, status.stderr, status.exited).active:
         raise AegirError(f"cryptsetup accepted the passphrase but {host.luks_name} is not active", host=host.name)
-    return StepResult("unlock", DONE, f"opened {device} as /dev/mapper/{host.luks_name}", (plan.command or "",))
+    return StepResult("unlock", DONE, f"opened {device} as /dev/mapper/{host.luks_name}", shown)
 
 
 def mount_step(hc: HostContext, *, act: bool) -> StepResult:

@@ -17,7 +17,7 @@ from aegir.compose import cli as compose
 from aegir.compose.discovery import Project
 from aegir.compose.lifecycle import image_ref
 from aegir.compose.state import LABEL_ONEOFF, LABEL_PROJECT, LABEL_WORKING_DIR
-from aegir.docker import DockerUnavailable
+from aegir.docker import DockerNetwork, DockerUnavailable, parse_networks
 from aegir.errors import CommandError
 from aegir.host import HostContext
 from aegir.layout import PROJECT_KINDS, PROJECT_PARTS
@@ -265,8 +265,6 @@ def gather(hc: HostContext, *, fast: bool = False, progress: Progress | None = N
 
 # --------------------------------------------------------------------------- what Docker holds (disk.prune)
 
-#: Networks Docker makes itself; never pruned.
-BUILTIN_NETWORKS = frozenset({"bridge", "host", "none", "docker_gwbridge", "ingress"})
 #: The label Docker (23+) puts on the volumes it names itself.
 LABEL_ANONYMOUS_VOLUME = "com.docker.volume.anonymous"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -311,17 +309,6 @@ class DockerContainer:
     @property
     def stopped(self) -> bool:
         return self.state in ("exited", "created", "dead")
-
-
-@dataclass(frozen=True)
-class DockerNetwork:
-    id: str
-    name: str
-    driver: str = ""
-
-    @property
-    def builtin(self) -> bool:
-        return self.name in BUILTIN_NETWORKS
 
 
 @dataclass(frozen=True)
@@ -384,9 +371,8 @@ def parse_docker_state(df: Mapping[str, Any], containers: Sequence[Mapping[str, 
         or (bool(_HEX64.match(str(v.get("Name")))) and "com.docker.compose.volume" not in _labels(v)),
         size=max(0, int((v.get("UsageData") or {}).get("Size") or 0)),
     ) for v in df.get("Volumes") or ()), key=lambda v: v.name))
-    nets_out = tuple(sorted((DockerNetwork(str(n.get("Id")), str(n.get("Name")), str(n.get("Driver") or ""))
-                             for n in networks), key=lambda n: n.name))
-    return DockerState(images, tuple(sorted(out, key=lambda c: c.name)), nets_out, vols, parse_docker_df(df))
+    return DockerState(images, tuple(sorted(out, key=lambda c: c.name)), parse_networks(networks), vols,
+                       parse_docker_df(df))
 
 
 def docker_state(hc: HostContext) -> DockerState:

@@ -64,7 +64,7 @@ class RecipeError(AegirError):
 
 
 @dataclass(frozen=True)
-class Step:
+class RecipeStep:
     name: str
     run: tuple[str, ...]
     service: str | None = None
@@ -79,7 +79,7 @@ class Step:
 class Recipe:
     name: str
     file: str
-    steps: tuple[Step, ...]
+    steps: tuple[RecipeStep, ...]
     description: str = ""
     service: str | None = None
     user: str | None = None
@@ -196,7 +196,7 @@ def parse_recipe(text: str, file: str, name: str, *, extra_vars: frozenset[str] 
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or timeout <= 0):
             raise _fail(doc, file, (*where, "timeout"), "'timeout' must be a number of seconds")
-        steps.append(Step(
+        steps.append(RecipeStep(
             name=str(s.get("name") or " ".join(str(a) for a in run)), run=tuple(str(a) for a in run),
             service=_name(doc, file, s.get("service"), (*where, "service"), "service"),
             user=_name(doc, file, s.get("user"), (*where, "user"), "user"),
@@ -298,7 +298,7 @@ def render(recipe: Recipe, env: Mapping[str, str | None], now: float) -> tuple[C
     """The exact commands of `recipe` (vars and .env values filled in) at time `now`."""
     out = []
     for s in recipe.steps:
-        def r(text: str, *, hide: bool = False, s: Step = s) -> str:
+        def r(text: str, *, hide: bool = False, s: RecipeStep = s) -> str:
             return _render(text, recipe.vars, env, now, hide=hide, file=recipe.file, line=s.line)
 
         service = s.service or recipe.service

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from aegir.compose.status import discover
 from aegir.dns import plan, services
 from aegir.dns.services import Read
-from aegir.dns.settings import Settings
+from aegir.dns.settings import DnsSettings
 from aegir.fleet import Outcome, each
 from aegir.inventory import Inventory
 
@@ -28,7 +28,7 @@ def read_host(hc: "HostContext") -> Read:
     return Read(tuple(pubs), tuple(problems))
 
 
-def fleet_plan(c: Any, inv: Inventory, settings: Settings, serial: int,
+def fleet_plan(c: Any, inv: Inventory, settings: DnsSettings, serial: int,
                label: str = "dns") -> tuple[plan.Plan | None, Sequence[Outcome[Read]]]:
     """The plan of the whole inventory (a zone covers every host), or None when a host could not be read."""
     outcomes = each(c, inv.hosts, read_host, label=label)

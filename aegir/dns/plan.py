@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from aegir.dns import names
 from aegir.dns.services import Publication
-from aegir.dns.settings import Settings
+from aegir.dns.settings import DnsSettings
 from aegir.inventory import Host
 
 ADDRESS_TYPES = ("A", "AAAA")
@@ -75,7 +75,7 @@ class _Claim:
     origin: str
 
 
-def build(hosts: Sequence[Host], settings: Settings, publications: Iterable[Publication], serial: int) -> Plan:
+def build(hosts: Sequence[Host], settings: DnsSettings, publications: Iterable[Publication], serial: int) -> Plan:
     """The zones and the problems; `serial` is every zone's SOA serial."""
     d = settings.domains
     ttl = d.ttl
@@ -169,7 +169,7 @@ def _zone_of(owner: str, zones: Iterable[str]) -> str:
     return max((z for z in zones if names.is_under(owner, z)), key=len)
 
 
-def _zone(origin: str, role: str, records: Iterable[Record], settings: Settings, serial: int) -> Zone:
+def _zone(origin: str, role: str, records: Iterable[Record], settings: DnsSettings, serial: int) -> Zone:
     d = settings.domains
     soa = Record(origin, "SOA", f"{d.nameservers[0]} {d.hostmaster} {serial} " + " ".join(map(str, SOA_TIMERS)),
                  d.ttl)
@@ -190,7 +190,7 @@ def reverse_zone_of(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix:
     return ".".join(reversed(net.network_address.exploded.replace(":", "")[:nibbles])) + ".ip6.arpa."
 
 
-def _reverse(hosts: Sequence[Host], settings: Settings, serial: int) -> list[Zone]:
+def _reverse(hosts: Sequence[Host], settings: DnsSettings, serial: int) -> list[Zone]:
     d = settings.domains
     by_zone: dict[str, list[Record]] = {}
     for h in hosts:

@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aegir import yamldoc
 from aegir.compose.discovery import Project
@@ -53,6 +53,8 @@ VAR_RE = re.compile(r"^\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Z
 MAX_NAMES = 256
 #: Service labels, the lighter form: names (comma or space separated), and flags for all of them.
 LABEL_NAMES, LABEL_CNAME, LABEL_PUBLIC = "aegir.dns.names", "aegir.dns.cname", "aegir.dns.public"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -219,34 +221,45 @@ def _name(item: Any, at: tuple[Any, ...]) -> Name:
         if not isinstance(value, bool):
             raise _Bad((*at, key), f"must be true or false, not {value!r}")
         flags[key] = value
-    mx = []
-    for i, spec in enumerate(_list(item.get("mx"), (*at, "mx"))):
-        m = MX_RE.match(spec) if isinstance(spec, str) else None
-        try:
-            if not m:
-                raise ValueError(f"{spec!r} is not 'OWNER' or 'OWNER PREFERENCE' (like '@' or '@ 10')")
-            prio = int(m["prio"] or 10)
-            if prio > 65535:
-                raise ValueError(f"{spec!r}: the preference must be at most 65535")
-            mx.append((names.check_relative(m["owner"]), prio))
-        except ValueError as exc:
-            raise _Bad((*at, "mx", i), str(exc)) from None
-    srv = []
-    for i, spec in enumerate(_list(item.get("srv"), (*at, "srv"))):
-        s = SRV_RE.match(spec) if isinstance(spec, str) else None
-        try:
-            if not s:
-                raise ValueError(f"{spec!r} is not 'OWNER:PORT [PRIORITY [WEIGHT]]' (like '_matrix._tcp:8448')")
-            owner = names.check_relative(s["owner"], underscore=True)
-            if not owner.startswith("_"):
-                raise ValueError(f"{spec!r}: an SRV owner starts with _service._proto")
-            nums = [int(s["port"]), int(s["prio"] or 10), int(s["weight"] or 0)]
-            if not 0 < nums[0] < 65536 or max(nums) > 65535:
-                raise ValueError(f"{spec!r}: port 1-65535, priority and weight at most 65535")
-            srv.append(Srv(owner, *nums))
-        except ValueError as exc:
-            raise _Bad((*at, "srv", i), str(exc)) from None
+    mx = _each(item, at, "mx", _mx)
+    srv = _each(item, at, "srv", _srv)
     return Name(label, flags["public"], flags["cname"], tuple(mx), tuple(srv))
+
+
+def _each(item: Mapping[str, Any], at: tuple[Any, ...], key: str, parse: Callable[[Any], T]) -> list[T]:
+    """`parse` of each spec under `key` (one string or a list); a ValueError becomes `_Bad` at that spec."""
+    out = []
+    for i, spec in enumerate(_list(item.get(key), (*at, key))):
+        try:
+            out.append(parse(spec))
+        except ValueError as exc:
+            raise _Bad((*at, key, i), str(exc)) from None
+    return out
+
+
+def _mx(spec: Any) -> tuple[str, int]:
+    """``OWNER [PREFERENCE]`` (like ``@`` or ``@ 10``): the owner and the preference (default 10)."""
+    m = MX_RE.match(spec) if isinstance(spec, str) else None
+    if not m:
+        raise ValueError(f"{spec!r} is not 'OWNER' or 'OWNER PREFERENCE' (like '@' or '@ 10')")
+    prio = int(m["prio"] or 10)
+    if prio > 65535:
+        raise ValueError(f"{spec!r}: the preference must be at most 65535")
+    return names.check_relative(m["owner"]), prio
+
+
+def _srv(spec: Any) -> Srv:
+    """``OWNER:PORT [PRIORITY [WEIGHT]]`` (like ``_matrix._tcp:8448``), priority 10 and weight 0 by default."""
+    s = SRV_RE.match(spec) if isinstance(spec, str) else None
+    if not s:
+        raise ValueError(f"{spec!r} is not 'OWNER:PORT [PRIORITY [WEIGHT]]' (like '_matrix._tcp:8448')")
+    owner = names.check_relative(s["owner"], underscore=True)
+    if not owner.startswith("_"):
+        raise ValueError(f"{spec!r}: an SRV owner starts with _service._proto")
+    nums = [int(s["port"]), int(s["prio"] or 10), int(s["weight"] or 0)]
+    if not 0 < nums[0] < 65536 or max(nums) > 65535:
+        raise ValueError(f"{spec!r}: port 1-65535, priority and weight at most 65535")
+    return Srv(owner, *nums)
 
 
 def _list(value: Any, at: tuple[Any, ...]) -> list[Any]:

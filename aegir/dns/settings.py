@@ -64,12 +64,14 @@ class HostNames:
 
 
 @dataclass(frozen=True)
-class Settings:
+class DnsSettings:
+    """Every host's ``dns:`` section, validated: the fleet's domains and each host's names."""
+
     domains: Domains
     hosts: Mapping[str, HostNames]
 
 
-def for_inventory(inv: Inventory) -> Settings:
+def for_inventory(inv: Inventory) -> DnsSettings:
     """Validate every host's ``dns:`` section; the domains must be the same on every host."""
     fleet: dict[str, Any] | None = None
     first = ""
@@ -93,7 +95,7 @@ def for_inventory(inv: Inventory) -> Settings:
     assert fleet is not None  # an inventory has at least one host
     domains = _domains(sections[0], fleet)
     _distinct_labels(sections, per_host)
-    return Settings(domains, per_host)
+    return DnsSettings(domains, per_host)
 
 
 def _domains(sec: Section, fleet: Mapping[str, Any]) -> Domains:

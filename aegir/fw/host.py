@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aegir.errors import RefusedError
 from aegir.fw import nft, render, safety
 from aegir.fw.model import Container, Exposures, admin_addresses, bridge_name, bridges_of, expose, parse_container
-from aegir.fw.settings import Settings, for_host
+from aegir.fw.settings import FwSettings, for_host
 from aegir.inventory import Host, Inventory
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,7 +28,7 @@ class Firewall:
     """A host's rendered firewall: its settings, exposures, ruleset text and (live) state."""
 
     host: Host
-    settings: Settings
+    settings: FwSettings
     exposures: Exposures
     text: str
     template: str  # where the template came from
@@ -63,7 +63,7 @@ def running_containers(client: "docker.DockerClient") -> list[Container]:
     return out
 
 
-def read_state(hc: "HostContext", settings: Settings) -> nft.State:
+def read_state(hc: "HostContext", settings: FwSettings) -> nft.State:
     """The host's template override, last good ruleset and live hash, in one command."""
     return nft.parse_probe(hc.run(nft.probe_cmd(render.override_path(hc.host), settings.state_dir)).stdout)
 
@@ -75,7 +75,7 @@ def template_of(host: Host, state: nft.State | None) -> render.Template:
     return render.packaged()
 
 
-def plan(host: Host, settings: Settings, containers: Iterable[Container],
+def plan(host: Host, settings: FwSettings, containers: Iterable[Container],
          state: nft.State | None = None, template: render.Template | None = None,
          bridges: Sequence[str] | None = None) -> Firewall:
     """Pure: the firewall of `host` given its containers, state and Docker's bridges (None: as far as
@@ -114,7 +114,7 @@ def before_docker(hc: "HostContext", inv: Inventory) -> Firewall | None:
     return plan(hc.host, settings, (), state, bridges=())
 
 
-def ssh_packets(host: Host, settings: Settings) -> list[safety.Packet]:
+def ssh_packets(host: Host, settings: FwSettings) -> list[safety.Packet]:
     """The SSH packets that must always get through to `host`."""
     return safety.ssh_packets(admin_addresses(host),
                               {v: settings.sources(v) for v in (4, 6)}, settings.ssh_port)

@@ -1,6 +1,6 @@
 """nft commands and the atomic apply: check first, change nothing on error, keep the last good.
 
-The host keeps its firewall state under ``Settings.state_dir``
+The host keeps its firewall state under ``FwSettings.state_dir``
 (``<srv>/conf/aegir-fw`` by default):
 
 - ``candidate-<token>.nft``: the ruleset one apply is loading (each apply its

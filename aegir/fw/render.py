@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aegir.errors import AegirError
 from aegir.fw.model import Exposures, admin_addresses
-from aegir.fw.settings import Rule, Settings
+from aegir.fw.settings import FwSettings, Rule
 from aegir.inventory import Host
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,7 +87,7 @@ def _compile(source: str, origin: str) -> "jinja2.Template":
 FALLBACK_INTERFACES = ("docker0",)
 
 
-def context(host: Host, settings: Settings, exposures: Exposures,
+def context(host: Host, settings: FwSettings, exposures: Exposures,
             bridges: Sequence[str] = ()) -> dict[str, Any]:
     """What the template sees: element strings per IP version, and the warnings.
 
@@ -127,7 +127,7 @@ def context(host: Host, settings: Settings, exposures: Exposures,
     }
 
 
-def render(host: Host, settings: Settings, exposures: Exposures, template: Template | None = None,
+def render(host: Host, settings: FwSettings, exposures: Exposures, template: Template | None = None,
            bridges: Sequence[str] = ()) -> str:
     """The ruleset text for `host` (raises `TemplateError` with the template's file:line)."""
     import jinja2

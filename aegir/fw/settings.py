@@ -67,7 +67,7 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Settings:
+class FwSettings:
     """The validated firewall settings of one host (defaults filled in)."""
 
     ssh_port: int
@@ -83,9 +83,9 @@ class Settings:
         return tuple(n for n in self.admin_sources if n.version == version)
 
 
-def defaults(host: Host) -> Settings:
+def defaults(host: Host) -> FwSettings:
     """The settings of a host without a ``fw:`` section and without peers."""
-    return Settings(
+    return FwSettings(
         ssh_port=host.port,
         admin_sources=(),
         input=(),
@@ -96,7 +96,7 @@ def defaults(host: Host) -> Settings:
     )
 
 
-def for_host(inv: Inventory, host: Host) -> Settings:
+def for_host(inv: Inventory, host: Host) -> FwSettings:
     """Validate `host`'s ``fw:`` section against `inv` (for peers and line numbers)."""
     fw = inv.section(host, "fw", KEYS)
     base = defaults(host)
@@ -153,8 +153,8 @@ def for_host(inv: Inventory, host: Host) -> Settings:
     # overlapping networks would be an interval conflict for nft: merge them
     merged = tuple(n for v in (4, 6)
                    for n in ipaddress.collapse_addresses(s for s in sources if s.version == v))  # type: ignore[type-var]
-    return Settings(ssh_port, merged, rules["input"], rules["output"], peers, ifaces,
-                    state_dir.rstrip("/") or "/")
+    return FwSettings(ssh_port, merged, rules["input"], rules["output"], peers, ifaces,
+                      state_dir.rstrip("/") or "/")
 
 
 def _as_list(value: Any, bad: Any) -> list[Any]:

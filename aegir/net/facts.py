@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aegir.docker import dockerd_fact
+from aegir.docker import DockerNetwork, dockerd_fact, parse_networks
 from aegir.errors import AegirError
 from aegir.facts import Fact
 from aegir.sh import Cmd
@@ -18,17 +18,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from aegir.host import HostContext
 
 Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
-Net = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@dataclass(frozen=True)
-class DockerNetwork:
-    name: str
-    subnets: tuple[Net, ...]
-
-    @property
-    def ipv6(self) -> tuple[ipaddress.IPv6Network, ...]:
-        return tuple(s for s in self.subnets if isinstance(s, ipaddress.IPv6Network))
 
 
 @dataclass(frozen=True)
@@ -76,20 +65,6 @@ def parse_addresses(stdout: str) -> frozenset[Addr]:
 
 def addresses_fact() -> Fact[frozenset[Addr]]:
     return Fact("net.addresses", addresses_cmd(), lambda r: parse_addresses(r.stdout))
-
-
-def parse_networks(rows: Iterable[Mapping[str, Any]]) -> tuple[DockerNetwork, ...]:
-    """The Docker API's network list -> each network's subnets (IPAM config), by name."""
-    out = []
-    for row in rows:
-        subnets: list[Net] = []
-        for cfg in ((row.get("IPAM") or {}).get("Config") or []):
-            try:
-                subnets.append(ipaddress.ip_network(str(cfg.get("Subnet")), strict=False))
-            except ValueError:
-                continue
-        out.append(DockerNetwork(str(row.get("Name", "?")), tuple(subnets)))
-    return tuple(sorted(out, key=lambda n: n.name))
 
 
 def parse_containers(rows: Iterable[Mapping[str, Any]]) -> tuple[ContainerAddress, ...]:

@@ -51,6 +51,7 @@ from aegir.update.records import (
     Versions,
     check_announced,
     check_review,
+    differing,
     read_cmd,
     removal_changes,
     retire_review_cmd,
@@ -90,10 +91,7 @@ def exact_changes(upgrading: Versions, removing: Sequence[str], simulated: Versi
                   simulated_removals: Sequence[str], hold: Sequence[str] = ()) -> list[str]:
     """Why apt cannot install the reviewed versions alone: what its simulation does differently."""
     out = []
-    for name in sorted(set(upgrading) | set(simulated)):
-        want, got = upgrading.get(name), simulated.get(name)
-        if want == got:
-            continue
+    for name, want, got in differing(upgrading, simulated):
         if want is None:
             held = " (kept by --hold)" if name in hold else ""
             out.append(f"it would also install {name} {got[1]}{held}")  # type: ignore[index]

@@ -21,7 +21,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -39,7 +39,9 @@ LOG_DIR = "/var/log/aegir"
 MAX_AGE = 3600.0  # a review older than this is stale
 MAX_SKEW = 300.0  # a review dated further ahead than this was written by a clock that is wrong
 
-Versions = Mapping[str, tuple[str | None, str]]
+#: One package's upgrade: (installed version or None for a new package, version to install).
+Upgrade = tuple[str | None, str]
+Versions = Mapping[str, Upgrade]
 
 
 def read_cmd(path: str) -> Cmd:
@@ -216,13 +218,17 @@ class AnnounceRecord:
             return None  # an unreadable announcement is no announcement
 
 
+def differing(a: Versions, b: Versions) -> Iterator[tuple[str, Upgrade | None, Upgrade | None]]:
+    """``(name, in a, in b)`` for each package whose (from, to) differs between `a` and `b` (None: absent), by name."""
+    for name in sorted(set(a) | set(b)):
+        if a.get(name) != b.get(name):
+            yield name, a.get(name), b.get(name)
+
+
 def version_changes(reviewed: Versions, current: Versions) -> list[str]:
     """What differs between two package sets, one line per package."""
     lines = []
-    for name in sorted(set(reviewed) | set(current)):
-        before, now = reviewed.get(name), current.get(name)
-        if before == now:
-            continue
+    for name, before, now in differing(reviewed, current):
         if before is None:
             lines.append(f"{name} {now[1]} is new since the review")  # type: ignore[index]
         elif now is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from aegir.disk.facts import (
     DockerContainer,
     DockerImage,
-    DockerNetwork,
     DockerState,
     DockerUsage,
     DockerVolume,
@@ -14,6 +13,7 @@ from aegir.disk.facts import (
     parse_project_images,
 )
 from aegir.disk.plan import PruneOptions, plan_prune
+from aegir.docker import DockerNetwork
 
 NONE = Usage(0, 0, 0, 0)
 
@@ -45,8 +45,8 @@ IMAGES = (
 )
 PROJECTS = (refs("apps/live", "busybox:latest"), refs("apps/paused", "lab/paused:1"),
             refs("apps/archive", "lab/stopped:1"))
-NETWORKS = (DockerNetwork("n-bridge", "bridge"), DockerNetwork("n-live", "live_default"),
-            DockerNetwork("n-paused", "paused_default"), DockerNetwork("n-old", "old_default"))
+NETWORKS = (DockerNetwork("bridge", "n-bridge"), DockerNetwork("live_default", "n-live"),
+            DockerNetwork("paused_default", "n-paused"), DockerNetwork("old_default", "n-old"))
 VOLUMES = (DockerVolume("a" * 64, True, 5), DockerVolume("keepme", False, 7))
 ALL = state(IMAGES, (RUNNING, PAUSED, ONEOFF, RUN_ONEOFF), NETWORKS, VOLUMES)
 
@@ -143,5 +143,5 @@ def test_docker_state_reads_sizes_from_df_and_networks_and_volumes_from_the_cont
                                             ("n1",), ("b" * 64,)),)
     assert [(v.name[:4], v.anonymous, v.size) for v in s.volumes] == [("anon", True, 1), ("bbbb", True, 9),
                                                                        ("cccc", False, 0)]
-    assert s.networks == (DockerNetwork("n1", "x_default", "bridge"),)
+    assert s.networks == (DockerNetwork("x_default", "n1", "bridge"),)
     assert s.usage.containers == Usage(1, 0, 42, 42)

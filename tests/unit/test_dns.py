@@ -56,7 +56,7 @@ x-aegir:
 PAIR3 = "    service_ipv4: [192.0.2.131]\n    ipv6_prefix: 2001:db8:0:300::/56\n    service_ipv6: ['2001:db8:0:300::11']\n"
 
 
-def load(extra: str = "") -> tuple[inventory.Inventory, dnssettings.Settings]:
+def load(extra: str = "") -> tuple[inventory.Inventory, dnssettings.DnsSettings]:
     inv = inventory.parse(INV.format(extra=extra), "hosts.yml")
     return inv, dnssettings.for_inventory(inv)
 
@@ -296,7 +296,7 @@ NAMES = st.builds(
 
 
 @st.composite
-def fleets(draw: st.DrawFn) -> tuple[inventory.Inventory, dnssettings.Settings, list[Publication]]:
+def fleets(draw: st.DrawFn) -> tuple[inventory.Inventory, dnssettings.DnsSettings, list[Publication]]:
     n = draw(st.integers(1, 4))
     slots = draw(st.lists(st.integers(0, 0xFFFF), min_size=n, max_size=n, unique_by=lambda x: x >> 8))
     lines = ["defaults:", "  dns: {service_domain: s.example, cname_domain: c.example, rest_domain: r.example,",
@@ -318,7 +318,7 @@ def fleets(draw: st.DrawFn) -> tuple[inventory.Inventory, dnssettings.Settings, 
     return inv, s, pubs
 
 
-def built(fleet: tuple[inventory.Inventory, dnssettings.Settings, list[Publication]]) -> plan.Plan:
+def built(fleet: tuple[inventory.Inventory, dnssettings.DnsSettings, list[Publication]]) -> plan.Plan:
     inv, s, pubs = fleet
     return plan.build(inv.hosts, s, pubs, 7)
 

@@ -6,8 +6,9 @@ import ipaddress
 import json
 
 from aegir import inventory
+from aegir.docker import DockerNetwork
 from aegir.net import facts, plan
-from aegir.net.facts import ContainerAddress, DockerNetwork, NetFacts
+from aegir.net.facts import ContainerAddress, NetFacts
 
 INV = inventory.parse("""\
 hosts:
@@ -45,7 +46,7 @@ CONTAINERS = [  # GET /containers/json, trimmed
 def test_parsers_read_recorded_output():
     assert facts.parse_addresses(IP_ADDR) == frozenset(ipaddress.ip_address(a) for a in (
         "127.0.0.1", "192.0.2.11", "192.0.2.111", "2001:db8:0:100::1", "fe80::ae:ff:fe00:1"))
-    assert facts.parse_networks(NETWORKS)[2] == DockerNetwork("stray", (
+    assert facts.parse_networks(NETWORKS)[2] == DockerNetwork("stray", subnets=(
         ipaddress.ip_network("172.30.1.0/24"), ipaddress.ip_network("2001:db8:0:f000::/64")))
     assert facts.parse_containers(CONTAINERS)[2] == ContainerAddress(
         "web", "bridge", ipaddress.IPv4Address("172.18.1.2"), ipaddress.IPv6Address("2001:db8:0:101::2"))
