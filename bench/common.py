@@ -1,4 +1,4 @@
-"""What the benchmarks share: the repository's root and the median of timed runs.
+"""What the benchmarks share: the repository's root, the median of timed runs, an operator's environment.
 
 A benchmark runs as a script (``.venv/bin/python bench/NAME.py``), so it puts
 the repository on ``sys.path`` before it imports this module or aegir::
@@ -10,7 +10,10 @@ the repository on ``sys.path`` before it imports this module or aegir::
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,3 +31,17 @@ def median_seconds(fn: Callable[[], object], repeat: int, *, before: Callable[[]
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def operator_env(**extra: str) -> dict[str, str]:
+    """The environment for a timed ``inv`` process, as an operator's shell has it, plus `extra`.
+
+    Python keeps its bytecode there: this machine's environment sets
+    ``PYTHONDONTWRITEBYTECODE``, under which every ``inv`` compiles aegir's
+    modules anew (about 60 ms a run) as no installed aegir does. So the variable
+    is dropped and aegir and tasks.py are compiled once, here, before timing.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "aegir"), str(REPO / "tasks.py")],
+                   env=env, check=True, capture_output=True)
+    return {**env, **extra}

@@ -27,7 +27,6 @@ output included), median of `REPEAT`:
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -36,9 +35,9 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import REPO, operator_env  # noqa: E402
 from bench.status import REPEAT, median  # noqa: E402
 
 HOSTS = 3
@@ -95,8 +94,8 @@ def main() -> None:
                     host.write(f"apps/{name}/docker-compose.yml", COMPOSE)
                     stacks[name] = host.name
             home = compose_farm_home(tmp, lab, stacks)
-            aegir_env = {**os.environ, "AEGIR_INVENTORY": str(lab.inventory_path)}
-            cf_env = {**os.environ, "HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200"}
+            aegir_env = operator_env(AEGIR_INVENTORY=str(lab.inventory_path))
+            cf_env = operator_env(HOME=str(home), NO_COLOR="1", COLUMNS="200")
             cf_env.pop("CF_CONFIG", None)
 
             def aegir(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -13,16 +13,13 @@ Run as root, under the lab lock: ``flock /tmp/aegir-lab.lock .venv/bin/python be
 
 from __future__ import annotations
 
-import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import REPO, median_seconds, operator_env  # noqa: E402
 from tests.lab import Lab  # noqa: E402
 
 REPEAT = 5
@@ -33,12 +30,7 @@ MiB = 1024 * 1024
 
 def wall(argv: list[str], env: dict[str, str], repeat: int = REPEAT) -> float:
     """Median wall time of `argv` over `repeat` runs (each must succeed)."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(argv, cwd=REPO, env=env, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: subprocess.run(argv, cwd=REPO, env=env, check=True, capture_output=True), repeat)
 
 
 def main() -> None:
@@ -47,7 +39,7 @@ def main() -> None:
         for i, host in enumerate(lab.hosts, start=1):
             for p in range(5):
                 host.write(f"apps/app{p}/data/blob", (i + p) * MiB)
-        env = {**os.environ, "AEGIR_INVENTORY": str(lab.inventory_path)}
+        env = operator_env(AEGIR_INVENTORY=str(lab.inventory_path))
         sets = {n: ",".join(h.name for h in lab.hosts[:n]) for n in (1, 3, 10, HOSTS)}
         wall(inv + ["-H", "lab", "disk.report"], env, repeat=1)  # warm caches
         times = {n: wall(inv + ["-H", spec, "disk.report"], env) for n, spec in sets.items()}
@@ -59,8 +51,8 @@ def main() -> None:
     print(f"ratio {HOSTS}-host/1-host: {times[HOSTS] / times[1]:.2f} (target <= 1.5)")
     print(f"ratio serial-{HOSTS}/parallel-{HOSTS}: {serial / times[HOSTS]:.2f}")
 
-    base = wall([sys.executable, "-c", "pass"], dict(os.environ), repeat=10)
-    listing = wall(inv + ["--list"], dict(os.environ), repeat=10)
+    base = wall([sys.executable, "-c", "pass"], operator_env(), repeat=10)
+    listing = wall(inv + ["--list"], operator_env(), repeat=10)
     print(f"start-up: python -c pass {base:.3f} s, inv --list {listing:.3f} s, "
           f"extra {listing - base:.3f} s (target <= 0.15 s)")
 

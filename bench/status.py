@@ -27,16 +27,13 @@ Each figure is the median of `REPEAT` runs.
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from invoke import Context  # noqa: E402
 
@@ -44,6 +41,7 @@ from aegir.cli import AegirConfig  # noqa: E402
 from aegir.compose.status import gather_status  # noqa: E402
 from aegir.host import HostContext, open_context  # noqa: E402
 from aegir.inventory import Host, load  # noqa: E402
+from bench.common import REPO, median_seconds, operator_env  # noqa: E402
 
 REPEAT = 5
 PROJECTS = 30
@@ -56,12 +54,7 @@ LOOP = 'for d in /srv/core/*/ /srv/apps/*/ /srv/users/*/; do [ -d "$d" ] && (cd 
 
 
 def median(fn, repeat: int = REPEAT) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(fn, repeat)
 
 
 def on_host() -> None:
@@ -90,7 +83,7 @@ def main() -> None:
         names = [f"app{i:02d}" for i in range(PROJECTS - 1)]
         for n in names:
             host.write(f"apps/{n}/docker-compose.yml", COMPOSE)
-        env = {**os.environ, "AEGIR_INVENTORY": str(lab.inventory_path)}
+        env = operator_env(AEGIR_INVENTORY=str(lab.inventory_path))
         inv = [sys.executable, "-m", "aegir", "-H", host.name]
         subprocess.run(inv + ["core.up"], cwd=REPO, env=env, check=True, capture_output=True)
         start = time.perf_counter()
