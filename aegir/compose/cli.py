@@ -60,10 +60,12 @@ class Flavour:
     """
 
     argv: tuple[str, ...]  # ("docker", "compose") or ("docker-compose",)
-    version: str  # "2.40.3", "1.29.2"
+    version: str | None = None  # "2.40.3", "1.29.2"; None: a CLI plugin found on disk, not run (always v2)
 
     @property
     def major(self) -> int:
+        if self.version is None:
+            return 2
         head = self.version.split(".", 1)[0]
         return int(head) if head.isdigit() else 0
 
@@ -74,20 +76,32 @@ class Flavour:
 
     @property
     def label(self) -> str:
-        return f"{' '.join(self.argv)} {self.version} ({'v1' if self.v1 else 'v2'})"
+        return f"{' '.join(self.argv)} {self.version or 'plugin'} ({'v1' if self.v1 else 'v2'})"
 
 
-#: One round trip: the plugin first (what Docker ships today), then the standalone binary.
+#: Where the Docker CLI looks for its plugins after the user's ``$DOCKER_CONFIG/cli-plugins``
+#: (``~/.docker/cli-plugins``): docker/cli's ``defaultSystemPluginDirs`` on Linux.
+PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+               "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+
+#: One round trip: the v2 plugin first (what Docker ships today), found where the Docker CLI finds it
+#: (running Compose costs ~70 ms of the host's CPU; every action plans with this probe); then the
+#: plugin as Compose answers for itself (a plugin in a config's extra directory); then the standalone binary.
 _DETECT_SCRIPT = """\
+if command -v docker >/dev/null 2>&1; then
+  for d in "${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins" "$@"; do
+    if [ -f "$d/docker-compose" ] && [ -x "$d/docker-compose" ]; then echo "plugin-file $d/docker-compose"; exit 0; fi
+  done
+fi
 if v=$(docker compose version --short 2>/dev/null) && [ -n "$v" ]; then echo "plugin $v"; exit 0; fi
 if v=$(docker-compose version --short 2>/dev/null) && [ -n "$v" ]; then echo "standalone $v"; exit 0; fi
 echo none
 """
 
 
-def detect_cmd() -> Cmd:
-    """The probe `parse_detect` reads: which Compose answers, and its version."""
-    return shell(_DETECT_SCRIPT)
+def detect_cmd(plugin_dirs: Sequence[str] = PLUGIN_DIRS) -> Cmd:
+    """The probe `parse_detect` reads: which Compose there is, and its version where Compose had to be asked."""
+    return shell(_DETECT_SCRIPT, *plugin_dirs)
 
 
 _VERSION_RE = re.compile(r"^v?(\d+\.\d+(?:\.\d+)?\S*)$")
@@ -96,11 +110,13 @@ _VERSION_RE = re.compile(r"^v?(\d+\.\d+(?:\.\d+)?\S*)$")
 def parse_detect(stdout: str, *, host: str | None = None) -> Flavour:
     """Read `detect_cmd` output into a `Flavour`, or raise `ComposeMissing`.
 
-    ``plugin 2.40.3`` -> ``docker compose``; ``standalone 1.29.2`` ->
-    ``docker-compose`` v1; ``standalone 2.40.3`` -> ``docker-compose`` v2.
-    Some v2 releases print ``v2.x.y``: the ``v`` is dropped.
+    ``plugin-file PATH`` or ``plugin 2.40.3`` -> ``docker compose``;
+    ``standalone 1.29.2`` -> ``docker-compose`` v1; ``standalone 2.40.3`` ->
+    ``docker-compose`` v2. Some v2 releases print ``v2.x.y``: the ``v`` is dropped.
     """
     words = stdout.strip().splitlines()[-1].split() if stdout.strip() else []
+    if len(words) >= 2 and words[0] == "plugin-file":
+        return Flavour(("docker", "compose"))
     if len(words) == 2 and words[0] in ("plugin", "standalone"):
         m = _VERSION_RE.match(words[1])
         if m:

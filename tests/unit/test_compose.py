@@ -25,10 +25,19 @@ NO_ENV = Project("core", "front", "/srv/core/front", "compose.yaml")
 
 
 def test_detection_is_one_probe_trying_the_plugin_then_the_standalone_binary():
-    line = compose.detect_cmd().line
-    assert line.startswith("sh -c ")
-    script = compose.detect_cmd().argv[2]
-    assert script.index("docker compose version --short") < script.index("docker-compose version --short")
+    cmd = compose.detect_cmd()
+    assert cmd.line.startswith("sh -c ")
+    script = cmd.argv[2]
+    assert script.index("/cli-plugins") < script.index("docker compose version --short") < script.index(
+        "docker-compose version --short")
+    assert cmd.argv[4:] == ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+                            "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+
+
+def test_a_plugin_found_on_disk_is_v2_without_running_compose():
+    fl = parse_detect("plugin-file /usr/local/lib/docker/cli-plugins/docker-compose\n")
+    assert fl == Flavour(("docker", "compose")) and not fl.v1 and fl.major == 2
+    assert fl.label == "docker compose plugin (v2)"
 
 
 def test_the_v2_plugin_is_docker_compose_with_a_space():
@@ -66,12 +75,26 @@ def test_the_probe_really_runs_in_sh_and_reports_what_answers(tmp_path):
 
     fake("docker", 'exit 1\n')  # docker without the compose plugin
     fake("docker-compose", 'echo 1.29.2\n')
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
-    out = subprocess.run(compose.detect_cmd().line, shell=True, env=env, capture_output=True, text=True).stdout
-    assert parse_detect(out) == V1
+    plugins = tmp_path / "plugins"
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path / "home")}
+
+    def probe() -> str:
+        line = compose.detect_cmd((str(plugins),)).line
+        return subprocess.run(line, shell=True, env=env, capture_output=True, text=True).stdout
+
+    assert parse_detect(probe()) == V1
     fake("docker", '[ "$1 $2 $3" = "compose version --short" ] && echo 2.40.3\n')
-    out = subprocess.run(compose.detect_cmd().line, shell=True, env=env, capture_output=True, text=True).stdout
-    assert parse_detect(out) == V2
+    assert parse_detect(probe()) == V2
+    plugins.mkdir()
+    (plugins / "docker-compose").write_text("")  # not executable: not a plugin the CLI would run
+    assert parse_detect(probe()) == V2
+    (plugins / "docker-compose").chmod(0o755)
+    assert probe() == f"plugin-file {plugins}/docker-compose\n"
+    user = tmp_path / "home" / ".docker" / "cli-plugins"
+    user.mkdir(parents=True)
+    (user / "docker-compose").write_text("")
+    (user / "docker-compose").chmod(0o755)
+    assert probe() == f"plugin-file {user}/docker-compose\n"  # the user's plugins first, as the CLI
 
 
 # --------------------------------------------------------------------------- commands
