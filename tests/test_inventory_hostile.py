@@ -15,29 +15,35 @@ from tests.helpers import run_inv, usage_error, write_inventory
 H = "hosts:\n  hyp1:\n"
 TWO = "hosts:\n  hyp1:\n    {a}\n  hyp2:\n    {b}\n"
 
+
+def one(cls: str, line: str, phrase: str) -> tuple[str, str, int, str]:
+    """A case whose inventory is host hyp1 with one hostile `line` (line 3 of the file)."""
+    return cls, f"{H}    {line}\n", 3, phrase
+
+
 # (class, inventory text, the line the error must point at, a phrase of the sentence)
 HOSTILE = [
     # srv: what boot.guard writes into a systemd drop-in
-    ("srv", H + '    srv: "/srv\\nExecStartPre=/bin/sh -c id"\n', 3, "control characters"),
-    ("srv", H + "    srv: /\n", 3, "srv must be a folder below /"),
-    ("srv", H + "    srv: ''\n", 3, "non-empty string"),
-    ("srv", H + "    srv: ..\n", 3, "srv must be an absolute path"),
-    ("srv", H + "    srv: /srv/../etc\n", 3, "without '.', '..'"),
-    ("srv", H + "    srv: /srv data\n", 3, "srv must be a folder below /"),
-    ("srv", H + "    srv: /srv/%h\n", 3, "srv must be a folder below /"),
+    one("srv", 'srv: "/srv\\nExecStartPre=/bin/sh -c id"', "control characters"),
+    one("srv", "srv: /", "srv must be a folder below /"),
+    one("srv", "srv: ''", "non-empty string"),
+    one("srv", "srv: ..", "srv must be an absolute path"),
+    one("srv", "srv: /srv/../etc", "without '.', '..'"),
+    one("srv", "srv: /srv data", "srv must be a folder below /"),
+    one("srv", "srv: /srv/%h", "srv must be a folder below /"),
     ("srv", "defaults:\n  srv: //\nhosts:\n  hyp1: {}\n", 2, "srv must be a folder below /"),
     # names and values that end in a newline
     ("newline", 'hosts:\n  "hyp1\\n": {}\n', 2, "host name 'hyp1\\n' must be"),
-    ("newline", H + '    groups: ["prod\\n"]\n', 3, "groups must be a list of names"),
-    ("newline", H + '    luks: {name: "data\\n"}\n', 3, "luks.name must be"),
-    ("newline", H + '    user: "root\\n"\n', 3, "control characters"),
-    ("newline", H + '    known_hosts: "/etc/kh\\nx"\n', 3, "control characters"),
-    ("newline", H + '    docker_start: ["dockerd", "--x\\n"]\n', 3, "control characters"),
+    one("newline", 'groups: ["prod\\n"]', "groups must be a list of names"),
+    one("newline", 'luks: {name: "data\\n"}', "luks.name must be"),
+    one("newline", 'user: "root\\n"', "control characters"),
+    one("newline", 'known_hosts: "/etc/kh\\nx"', "control characters"),
+    one("newline", 'docker_start: ["dockerd", "--x\\n"]', "control characters"),
     # admin and service addresses no host can have
-    ("special address", H + "    admin_ipv4: 127.0.0.1\n", 3, "admin_ipv4 127.0.0.1 is a loopback address"),
-    ("special address", H + "    admin_ipv4: 0.0.0.0\n", 3, "is the unspecified address"),
-    ("special address", H + "    service_ipv4: [192.0.2.5, 224.0.0.1]\n", 3, "224.0.0.1 is a multicast address"),
-    ("special address", H + "    admin_ipv4: 255.255.255.255\n", 3, "is the broadcast address"),
+    one("special address", "admin_ipv4: 127.0.0.1", "admin_ipv4 127.0.0.1 is a loopback address"),
+    one("special address", "admin_ipv4: 0.0.0.0", "is the unspecified address"),
+    one("special address", "service_ipv4: [192.0.2.5, 224.0.0.1]", "224.0.0.1 is a multicast address"),
+    one("special address", "admin_ipv4: 255.255.255.255", "is the broadcast address"),
     ("special address", H + "    ipv6_prefix: 2001:db8::/56\n    admin_ipv6: '::1'\n", 4, "is a loopback address"),
     ("special address", H + "    ipv6_prefix: 2001:db8::/56\n    admin_ipv6: '::'\n", 4, "is the unspecified address"),
     ("special address", H + "    ipv6_prefix: 2001:db8::/56\n    service_ipv4: [192.0.2.5]\n"
@@ -48,38 +54,38 @@ HOSTILE = [
     ("same address", TWO.format(a="admin_ipv4: 192.0.2.1", b="address: 192.0.2.1"), 5, "already hyp1's"),
     ("same address", TWO.format(a="address: 2001:db8::1", b="address: '2001:db8:0::1'"), 5, "already hyp1's"),
     # addresses that are not one: spaces, shell words, options, zone ids
-    ("address", H + "    address: hyp1 -oProxyCommand=id\n", 3, "address 'hyp1 -oProxyCommand=id' must be"),
-    ("address", H + "    address: hyp1;id\n", 3, "must be a host name or an IP address"),
-    ("address", H + "    address: -oProxyCommand=id\n", 3, "no leading '-'"),
-    ("address", H + "    address: fe80::1%eth0\n", 3, "no zone id"),
-    ("address", H + "    admin_ipv4: 192.0.2.1%eth0\n", 3, "has a zone id"),
+    one("address", "address: hyp1 -oProxyCommand=id", "address 'hyp1 -oProxyCommand=id' must be"),
+    one("address", "address: hyp1;id", "must be a host name or an IP address"),
+    one("address", "address: -oProxyCommand=id", "no leading '-'"),
+    one("address", "address: fe80::1%eth0", "no zone id"),
+    one("address", "admin_ipv4: 192.0.2.1%eth0", "has a zone id"),
     ("address", H + "    ipv6_prefix: 2001:db8::/56\n    admin_ipv6: fe80::1%eth0\n", 4, "has a zone id"),
-    ("address", H + "    admin_ipv4: ' 192.0.2.1'\n", 3, "is not an IPv4 address"),
+    one("address", "admin_ipv4: ' 192.0.2.1'", "is not an IPv4 address"),
     # prefixes that are not one host's
-    ("prefix", H + "    ipv6_prefix: ::/0\n", 3, "ipv6_prefix ::/0 is shorter than /32"),
-    ("prefix", H + "    ipv6_prefix: 2000::/3\n", 3, "is shorter than /32"),
-    ("prefix", H + "    ipv6_prefix: fe80::/64\n", 3, "is link-local"),
-    ("prefix", H + "    ipv6_prefix: ff02::/64\n", 3, "is a multicast address"),
-    ("prefix", H + "    ipv6_prefix: 2001:db8::%eth0/56\n", 3, "is not an IPv6 network"),
+    one("prefix", "ipv6_prefix: ::/0", "ipv6_prefix ::/0 is shorter than /32"),
+    one("prefix", "ipv6_prefix: 2000::/3", "is shorter than /32"),
+    one("prefix", "ipv6_prefix: fe80::/64", "is link-local"),
+    one("prefix", "ipv6_prefix: ff02::/64", "is a multicast address"),
+    one("prefix", "ipv6_prefix: 2001:db8::%eth0/56", "is not an IPv6 network"),
     # names -H already gives a meaning
     ("all", "hosts:\n  all: {}\n", 2, "'all' cannot be a host name"),
-    ("all", H + "    groups: [prod, all]\n", 3, "'all' cannot be a group name"),
+    one("all", "groups: [prod, all]", "'all' cannot be a group name"),
     # empty values of the wrong type
-    ("wrong type", H + "    luks: ''\n", 3, "luks must be a mapping"),
-    ("wrong type", H + "    luks: []\n", 3, "luks must be a mapping"),
+    one("wrong type", "luks: ''", "luks must be a mapping"),
+    one("wrong type", "luks: []", "luks must be a mapping"),
     ("wrong type", "defaults: ''\nhosts:\n  hyp1: {}\n", 1, "'defaults' must be a mapping"),
     ("wrong type", "defaults: []\nhosts:\n  hyp1: {}\n", 1, "'defaults' must be a mapping"),
-    ("wrong type", H + "    luks: {device: ''}\n", 3, "luks.device must be an absolute path"),
+    one("wrong type", "luks: {device: ''}", "luks.device must be an absolute path"),
     # YAML built to hurt: an alias bomb, deep nesting, control characters
     ("yaml", "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(7))
         + "hosts: {x: {}}\n", 6, "expands to more than"),
     ("yaml", "hosts:\n  hyp1: " + "[" * 5000 + "]" * 5000 + "\n", 2, "nested deeper than 64 levels"),
     ("yaml", "hosts:\n  hyp1:\n" + "".join("  " * (i + 2) + "- \n" for i in range(200)), 65, "nested deeper"),
-    ("yaml", H + "    user: ro\x01ot\n", 3, "the character U+0001 is not allowed"),
-    ("yaml", H + "    user: \x1b[31mroot\n", 3, "the character U+001B is not allowed"),
+    one("yaml", "user: ro\x01ot", "the character U+0001 is not allowed"),
+    one("yaml", "user: \x1b[31mroot", "the character U+001B is not allowed"),
     ("yaml", "hosts:\n  hyp1: !!python/object/apply:os.system [id]\n", 2, "could not determine a constructor"),
-    ("yaml", H + "    port: !!int 0xZZ\n", 3, "invalid YAML"),
+    one("yaml", "port: !!int 0xZZ", "invalid YAML"),
 ]
 
 
