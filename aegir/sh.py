@@ -155,6 +155,15 @@ def mask(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
+#: What a command without stdin reads, said by the line itself rather than by closing the channel's stdin:
+#: paramiko builds that EOF under the channel's lock and sends it after, so a CLOSE (the command done, sent
+#: from another thread) can overtake it, and OpenSSH then drops the whole connection ("ieof packet referred
+#: to nonexistent channel": paramiko issues #1115 and #1705, seen here as "SSH connection lost" under load).
+#: With no stdin thread no EOF is sent apart from the CLOSE, in order. A command given stdin reads it to its
+#: end, so the host cannot close before our EOF arrives.
+NO_STDIN = " </dev/null"
+
+
 class _Feed(io.StringIO):
     """Stdin for `run`: Invoke reads a non-terminal stream one character per 10 ms; give it 64 KiB."""
 
@@ -178,17 +187,18 @@ def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True, stream: bool =
 
     Raises `CommandError` (host, command line, exit code, stderr tail) when the
     command fails and `check` is true; otherwise returns the Result whatever
-    its exit code. stdin is closed after `cmd.stdin` is sent (or at once).
+    its exit code. stdin is closed after `cmd.stdin` is sent; a command
+    without stdin reads /dev/null (`NO_STDIN`).
     """
     secrets = [cmd.stdin] if cmd.stdin else []
     try:
         result = c.run(
-            cmd.line,
+            cmd.line if cmd.stdin else cmd.line + NO_STDIN,
             hide=not stream,
             warn=True,
             echo=False,
             pty=False,
-            in_stream=_Feed(cmd.stdin or ""),
+            in_stream=_Feed(cmd.stdin) if cmd.stdin else False,
             echo_stdin=False,
             timeout=cmd.timeout,
         )

@@ -45,3 +45,11 @@ def operator_env(**extra: str) -> dict[str, str]:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "aegir"), str(REPO / "tasks.py")],
                    env=env, check=True, capture_output=True)
     return {**env, **extra}
+
+
+def run_ok(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `argv` in the repository; a failure stops the benchmark with its exit code and the end of its stderr."""
+    res = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv[2:])} exited {res.returncode}:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
+    return res

@@ -13,13 +13,12 @@ Run as root, under the lab lock: ``flock /tmp/aegir-lab.lock .venv/bin/python be
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import REPO, median_seconds, operator_env  # noqa: E402
+from bench.common import median_seconds, operator_env, run_ok  # noqa: E402
 from tests.lab import Lab  # noqa: E402
 
 REPEAT = 5
@@ -30,7 +29,7 @@ MiB = 1024 * 1024
 
 def wall(argv: list[str], env: dict[str, str], repeat: int = REPEAT) -> float:
     """Median wall time of `argv` over `repeat` runs (each must succeed)."""
-    return median_seconds(lambda: subprocess.run(argv, cwd=REPO, env=env, check=True, capture_output=True), repeat)
+    return median_seconds(lambda: run_ok(argv, env), repeat)
 
 
 def main() -> None:

@@ -62,15 +62,26 @@ def lab() -> Iterator[Lab]:
     handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     running = Lab.start(3, prefix=LAB_PREFIX, wait=float(os.environ.get("AEGIR_LAB_WAIT", "900")))
     _session_lab["lab"] = running
+    dropped: list[str] = []
     try:
         yield running
     finally:
         _session_lab.pop("lab", None)
+        dropped = dropped_by_sshd(running.workdir)
         running.stop()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     if left := leftovers(running.prefix, running.workdir):
         pytest.fail(f"the lab left things behind: {', '.join(left)}")
+    if dropped:
+        pytest.fail("an sshd dropped aegir's connection for a protocol error (paramiko's EOF after CLOSE?): "
+                    + "; ".join(dropped[:5]))
+
+
+def dropped_by_sshd(workdir) -> list[str]:
+    """Lines of the lab hosts' sshd logs where OpenSSH dropped a connection for a client's protocol error."""
+    return [f"{log.parent.name}: {line}" for log in sorted(workdir.glob("*/sshd.log"))
+            for line in log.read_text(errors="replace").splitlines() if "referred to nonexistent channel" in line]
 
 
 @pytest.fixture

@@ -66,6 +66,21 @@ def test_a_command_that_does_not_read_stdin_does_not_hang():
     assert sh.run(Context(), Cmd.of("cat"), host="local").stdout == ""
 
 
+def test_a_command_without_stdin_reads_dev_null_and_runs_no_stdin_thread(monkeypatch):
+    """No EOF is ever sent on its own for it (paramiko's EOF-after-CLOSE race drops the SSH connection)."""
+    from invoke.runners import Result
+
+    seen = []
+
+    def fake_run(self, line, **kw):
+        seen.append((line, kw["in_stream"]))
+        return Result(stdout="", exited=0)
+
+    monkeypatch.setattr(Context, "run", fake_run)
+    sh.run(Context(), Cmd.of("du", "-s", "/srv data"), host="local")
+    assert seen == [("du -s '/srv data' </dev/null", False)]
+
+
 def test_a_timeout_is_a_command_error():
     with pytest.raises(CommandError, match="timed out after 0.5s"):
         sh.run(Context(), Cmd(("sleep", "5"), timeout=0.5), host="local")
