@@ -236,10 +236,17 @@ def connect_kwargs(config: Any, host: Host) -> dict[str, Any] | None:
 
 
 def connection_for(c: "Context", host: Host) -> Any:
-    """A Fabric `Connection` to `host`, not yet open, checking host keys on every hop."""
+    """A Fabric `Connection` to `host`, not yet open, checking host keys on every hop.
+
+    Each connection gets a config of its own (a clone of the run's Fabric config, under a
+    millisecond): Fabric's ``Connection()`` writes one key into the config it is given, and
+    Invoke rebuilds a config from empty on every write, so connections sharing one config
+    saw it empty now and then while another host's connection was made ("No attribute or
+    config key found for 'gateway'", 4 hosts of 30 in one lab run).
+    """
     from fabric import Connection
 
-    config = fabric_config(c.config)
+    config = fabric_config(c.config).clone()
     conn = Connection(  # connect timeout: ssh_config's ConnectTimeout, else timeouts.connect (-t)
         host.address or host.name,
         user=host.user,

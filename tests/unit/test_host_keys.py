@@ -98,3 +98,15 @@ def test_every_proxyjump_hop_checks_its_host_key_against_known_hosts(tmp_path, k
         conn = conn.gateway
     # Fabric chains the hops as it does (the first hop named is the target's own gateway): each one is guarded.
     assert hops == [("192.0.2.1", 22, ""), ("jump1.example.org", 22, "gateway "), ("jump2.example.org", 2200, "gateway ")]
+
+
+def test_making_a_connection_never_writes_into_the_config_other_hosts_read(tmp_path):
+    """Fabric's Connection() writes a key into its config, and Invoke rebuilds a config from empty on each
+    write: a config shared by hosts connecting at once was seen empty ("No attribute ... 'gateway'")."""
+    cfg = config(tmp_path)
+    shared = cfg._config  # the dict Invoke replaces on every write (merge)
+    first = connection_for(Ctx(cfg), Host("hyp1", address="192.0.2.1", known_hosts=str(tmp_path / "kh")))
+    second = connection_for(Ctx(cfg), Host("hyp2", address="192.0.2.2", known_hosts=str(tmp_path / "kh")))
+    assert cfg._config is shared
+    assert first.config is not second.config and first.config is not cfg
+    assert first.config.timeouts.connect == cfg.timeouts.connect
