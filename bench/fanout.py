@@ -9,11 +9,18 @@ Run as root, under the lab lock: ``flock /tmp/aegir-lab.lock .venv/bin/python be
    replaces, median of `SERIAL_REPEAT`). Prints the ratio 30-host/1-host
    (target <= 1.5) and serial-30/parallel-30.
 2. Start-up of ``inv --list`` against ``python -c pass`` (target <= 0.15 s extra).
+
+For each run it also prints the CPU it took: the ``inv`` process's own, and the
+whole machine's (every lab host's sshd, shells, du and dockerd run on the same
+cores as the client: the lab shares this machine's CPUs, a fleet does not).
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,6 +39,23 @@ def wall(argv: list[str], env: dict[str, str], repeat: int = REPEAT) -> float:
     return median_seconds(lambda: run_ok(argv, env), repeat)
 
 
+def machine_busy() -> float:
+    """Seconds of CPU every process of this machine has used since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """One run of `argv`: (wall, the process's CPU, the whole machine's CPU), in seconds."""
+    before_self = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before_all, start = machine_busy(), time.perf_counter()
+    run_ok(argv, env)
+    took, after_all = time.perf_counter() - start, machine_busy()
+    after_self = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (after_self.ru_utime - before_self.ru_utime) + (after_self.ru_stime - before_self.ru_stime)
+    return took, own, after_all - before_all
+
+
 def main() -> None:
     inv = [sys.executable, "-m", "aegir"]
     with Lab.start(HOSTS, prefix="aegirbench") as lab:
@@ -43,12 +67,18 @@ def main() -> None:
         wall(inv + ["-H", "lab", "disk.report"], env, repeat=1)  # warm caches
         times = {n: wall(inv + ["-H", spec, "disk.report"], env) for n, spec in sets.items()}
         serial = wall(inv + ["-H", "lab", "disk.report"], {**env, "AEGIR_AEGIR_PARALLEL": "1"}, repeat=SERIAL_REPEAT)
+        cpu = {n: min((cpu_of(inv + ["-H", sets[n], "disk.report"], env) for _ in range(3)), key=lambda t: t[0])
+               for n in (1, HOSTS)}
     print(f"disk.report wall time (fresh `inv` process each, SSH login included), median of {REPEAT}")
     for n, t in times.items():
         print(f"  {n} host(s) in parallel: {t:.2f} s")
     print(f"  {HOSTS} hosts one at a time (baseline, median of {SERIAL_REPEAT}): {serial:.2f} s")
     print(f"ratio {HOSTS}-host/1-host: {times[HOSTS] / times[1]:.2f} (target <= 1.5)")
     print(f"ratio serial-{HOSTS}/parallel-{HOSTS}: {serial / times[HOSTS]:.2f}")
+    cores = os.cpu_count() or 1
+    for n, (took, own, machine) in cpu.items():
+        print(f"  CPU of one {n}-host run (fastest of 3, {took:.2f} s): inv {own:.2f} s, whole machine {machine:.2f} s "
+              f"= {machine / took:.1f} of {cores} cores busy")
 
     base = wall([sys.executable, "-c", "pass"], operator_env(), repeat=10)
     listing = wall(inv + ["--list"], operator_env(), repeat=10)
