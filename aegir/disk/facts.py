@@ -226,7 +226,25 @@ class HostDisk:
 
 def gather(hc: HostContext, *, fast: bool = False, progress: Progress | None = None) -> HostDisk:
     """Read the disk facts of one host (read-only): one probe, then one ``du`` per project, several at
-    once (`du_workers`), each reported to `progress` as it ends; ``fast``: no ``du`` at all."""
+    once (`du_workers`), each reported to `progress` as it ends; ``fast``: no ``du`` at all. Docker's
+    accounting is asked meanwhile, over its own channel."""
+    with ThreadPoolExecutor(1, thread_name_prefix=f"df-{hc.name}") as side:
+        docker = side.submit(docker_usage, hc)
+        filesystems, projects, warnings = _filesystems_and_projects(hc, fast, progress)
+        usage, error = docker.result()
+    return HostDisk(filesystems, projects, usage, error, tuple(warnings))
+
+
+def docker_usage(hc: HostContext) -> tuple[DockerUsage | None, str | None]:
+    """Docker's ``/system/df`` of the host, or why Docker did not answer."""
+    try:
+        return parse_docker_df(hc.docker().df()), None
+    except DockerUnavailable as exc:
+        return None, exc.message
+
+
+def _filesystems_and_projects(hc: HostContext, fast: bool, progress: Progress | None
+                              ) -> tuple[Filesystems, tuple[ProjectSize, ...] | None, list[str]]:
     srv = hc.host.srv
     cmd = usage_cmd(srv)
     probe = hc.run(cmd, check=False)
@@ -237,30 +255,24 @@ def gather(hc: HostContext, *, fast: bool = False, progress: Progress | None = N
     warnings: list[str] = []
     if probe.exited != 0 and probe.stderr.strip() and filesystems.srv_state != "missing":
         warnings.append(probe.stderr.strip().splitlines()[-1])
-    projects: tuple[ProjectSize, ...] | None = None
-    if not fast:
-        names = [f"{hc.name}:{f}" for f in folders]
-        if progress is not None:
-            progress.add(names)
+    if fast:
+        return filesystems, None, warnings
+    names = [f"{hc.name}:{f}" for f in folders]
+    if progress is not None:
+        progress.add(names)
 
-        def measure(i: int) -> tuple[str, str]:
-            try:
-                r = hc.run(du_cmd(srv, folders[i]), check=False)
-                return r.stdout, (r.stderr.strip().splitlines() or [""])[-1] if r.exited else ""
-            finally:
-                if progress is not None:
-                    progress.done(names[i])
+    def measure(i: int) -> tuple[str, str]:
+        try:
+            r = hc.run(du_cmd(srv, folders[i]), check=False)
+            return r.stdout, (r.stderr.strip().splitlines() or [""])[-1] if r.exited else ""
+        finally:
+            if progress is not None:
+                progress.done(names[i])
 
-        with ThreadPoolExecutor(du_workers(cpus, len(folders)), thread_name_prefix=f"du-{hc.name}") as pool:
-            answers = list(pool.map(measure, range(len(folders))))
-        projects = parse_du("".join(out for out, _ in answers))
-        warnings += [err for _, err in answers if err]
-    try:
-        usage: DockerUsage | None = parse_docker_df(hc.docker().df())
-        error = None
-    except DockerUnavailable as exc:
-        usage, error = None, exc.message
-    return HostDisk(filesystems, projects, usage, error, tuple(warnings))
+    with ThreadPoolExecutor(du_workers(cpus, len(folders)), thread_name_prefix=f"du-{hc.name}") as pool:
+        answers = list(pool.map(measure, range(len(folders))))
+    warnings += [err for _, err in answers if err]
+    return filesystems, parse_du("".join(out for out, _ in answers)), warnings
 
 
 # --------------------------------------------------------------------------- what Docker holds (disk.prune)
