@@ -104,7 +104,7 @@ def detect_cmd(plugin_dirs: Sequence[str] = PLUGIN_DIRS) -> Cmd:
     return shell(_DETECT_SCRIPT, *plugin_dirs)
 
 
-_VERSION_RE = re.compile(r"^v?(\d+\.\d+(?:\.\d+)?\S*)$")
+_VERSION_RE = re.compile(r"^v?(\d+\.\d+(?:\.\d+)?\S*)\Z")
 
 
 def parse_detect(stdout: str, *, host: str | None = None) -> Flavour:

@@ -279,7 +279,7 @@ def _filesystems_and_projects(hc: HostContext, fast: bool, progress: Progress | 
 
 #: The label Docker (23+) puts on the volumes it names itself.
 LABEL_ANONYMOUS_VOLUME = "com.docker.volume.anonymous"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 @dataclass(frozen=True)

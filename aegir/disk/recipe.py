@@ -49,7 +49,7 @@ _TOP = ("description", "service", "user", "vars", "steps")
 _STEP = ("name", "run", "service", "user", "stdin", "if_missing", "timeout")
 _OVERRIDE = ("recipe", "service", "user", "vars")
 _FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
-_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Exit code of `compose exec` when the executable is not in the container.
 NOT_FOUND = 127
 

@@ -24,7 +24,7 @@ from aegir.errors import AegirError
 
 Key = tuple[str, str]  # (absolute name, type)
 IGNORED = frozenset({"SOA", "RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "DNSKEY", "CDS", "CDNSKEY", "ZONEMD", "TYPE65534"})
-SERVER_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>\d+))?$")
+SERVER_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>\d+))?\Z")
 DEFAULT_TIMEOUT = 3.0
 WORKERS = 16
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 
-LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 #: Owner labels of SRV records: ``_matrix``, ``_tcp``.
-SERVICE_LABEL_RE = re.compile(r"^_[a-z0-9][a-z0-9-]{0,61}$")
+SERVICE_LABEL_RE = re.compile(r"^_[a-z0-9][a-z0-9-]{0,61}\Z")
 MAX_NAME = 253
 
 

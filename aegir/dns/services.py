@@ -47,8 +47,8 @@ from aegir.yamldoc import YamlError
 
 NAME_KEYS = ("name", "cname", "public", "mx", "srv")
 DNS_KEYS = ("address", "names")
-SRV_RE = re.compile(r"^(?P<owner>[^:\s]+):(?P<port>\d+)(?:\s+(?P<prio>\d+)(?:\s+(?P<weight>\d+))?)?$")
-MX_RE = re.compile(r"^(?P<owner>\S+)(?:\s+(?P<prio>\d+))?$")
+SRV_RE = re.compile(r"^(?P<owner>[^:\s]+):(?P<port>\d+)(?:\s+(?P<prio>\d+)(?:\s+(?P<weight>\d+))?)?\Z")
+MX_RE = re.compile(r"^(?P<owner>\S+)(?:\s+(?P<prio>\d+))?\Z")
 VAR_RE = re.compile(r"^\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))$")
 MAX_NAMES = 256
 #: Service labels, the lighter form: names (comma or space separated), and flags for all of them.

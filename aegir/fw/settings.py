@@ -34,7 +34,7 @@ PROTOCOLS = ("tcp", "udp", "sctp")
 DEFAULT_OUTPUT = ("udp/53", "tcp/53", "udp/123", "tcp/80", "tcp/443")
 DEFAULT_INTERFACES: tuple[str, ...] = ()  # derived from Docker's networks
 KEYS = ("ssh_port", "admin_sources", "input", "output", "ipsec", "container_interfaces", "state_dir")
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\*?$")
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\*?\Z")
 RULE_RE = re.compile(
     r"^(?P<proto>[a-z]+)/(?P<lo>\d+)(?:-(?P<hi>\d+))?(?:\s+(?P<dir>from|to)\s+(?P<net>\S+))?$"
 )

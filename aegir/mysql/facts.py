@@ -36,7 +36,7 @@ done
 exit 0
 """
 
-_BINLOG_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.\d{6,}$")
+_BINLOG_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.\d{6,}\Z")
 
 
 def wal_cmd(srv: str) -> Cmd:

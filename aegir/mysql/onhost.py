@@ -54,8 +54,8 @@ HOT_STEPS = ("lock", "inspect", "position", "backup", "prepare", "verify", "flus
 MANIFEST = "MANIFEST.json"
 FAULT_ENV = "AEGIR_MYSQL_FAULT"
 _SQL_CLIENT = ("mariadb", "-uroot", "-N", "-B", "-e")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_BINLOG_RE = re.compile(r"^[A-Za-z0-9_.-]+\.(\d{6,})$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+_BINLOG_RE = re.compile(r"^[A-Za-z0-9_.-]+\.(\d{6,})\Z")
 
 
 class CheckpointError(Exception):

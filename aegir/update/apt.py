@@ -34,9 +34,9 @@ UNIT_PROPS = ("Id", "Names", "LoadState", "ActiveState", "SubState", "FragmentPa
               "Requires", "Requisite", "BindsTo", "PartOf", "After")
 
 UNIT_TYPES = ("service", "socket", "target", "mount", "timer", "path", "slice", "scope", "device", "swap")
-_UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]{1,250}\.(" + "|".join(UNIT_TYPES) + r")$")
-_PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,127}(:[a-z0-9-]+)?$")
-_VERSION_RE = re.compile(r"^[A-Za-z0-9.+~:-]{1,128}$")
+_UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]{1,250}\.(" + "|".join(UNIT_TYPES) + r")\Z")
+_PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,127}(:[a-z0-9-]+)?\Z")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9.+~:-]{1,128}\Z")
 
 
 def check_package(name: str) -> str:
@@ -333,8 +333,8 @@ def parse_units(stdout: str) -> dict[str, Unit]:
 # --------------------------------------------------------------------------- the packages themselves
 
 #: Where a package's units live (``/etc/init.d/x`` becomes ``x.service`` under systemd).
-_UNIT_PATH_RE = re.compile(r"^\.?(?:/usr)?/lib/systemd/system/([^/]+\.(?:service|socket))$")
-_INITD_RE = re.compile(r"^\.?/etc/init\.d/([A-Za-z0-9_.@-]+)$")
+_UNIT_PATH_RE = re.compile(r"^\.?(?:/usr)?/lib/systemd/system/([^/]+\.(?:service|socket))\Z")
+_INITD_RE = re.compile(r"^\.?/etc/init\.d/([A-Za-z0-9_.@-]+)\Z")
 MARK = "@@aegir@@"
 
 _INFO_SCRIPT = """\
