@@ -566,3 +566,30 @@ def test_compose_passes_any_subcommand_through_for_any_kind_of_project(two):
     failing = run_inv("apps.compose", "wiki", "-H", a.name, "--", "exec", "-T", "wiki", "false", inventory=inv)
     assert failing.returncode == 1 and f"failed on {a.name}" in failing.stderr
     assert run_inv("apps.compose", "wikki", "--", "ps", inventory=inv).returncode == 2
+
+
+def test_a_rolling_lifecycle_action_stops_at_the_failed_canary_and_says_who_was_not_attempted(two):
+    """apps.up --serial 1 over two hosts: the first (the canary) fails to start its project, so the
+    second is never touched, and the table, the JSON and the exit line say so."""
+    a, b, inv = two
+    a.write("apps/roll/docker-compose.yml", "services:\n  main:\n    image: aegir-lab/nosuch:latest\n"
+            "    pull_policy: never\n    command: [\"sleep\", \"86400\"]\n")
+    b.write("apps/roll/docker-compose.yml", WIKI)
+    try:
+        res = inv_json(inv, "apps.up", "roll", "--serial", "1")
+        assert res.returncode == 1, res.stdout + res.stderr
+        hosts = {h["host"]: h for h in data(res)["hosts"]}
+        assert hosts[a.name]["status"] == "failed"
+        assert [s["result"] for s in hosts[a.name]["steps"]] == ["failed"]
+        assert hosts[a.name]["error"].startswith("apps/roll failed: ")
+        assert hosts[b.name]["status"] == "skipped"
+        assert hosts[b.name]["error"] == f"not attempted: {a.name} failed and the canary batch stops there"
+        assert containers(b, "/srv/apps/roll") == []  # never touched
+        assert res.stderr.rstrip().endswith(f"aegir: failed on {a.name}; not attempted: {b.name}")
+        table = run_inv("apps.up", "roll", "--serial", "1", inventory=inv)
+        line = next(ln for ln in table.stdout.splitlines() if ln.startswith(b.name))
+        assert table.returncode == 1 and "SKIPPED" in line and "not attempted" in line
+    finally:
+        for host in (a, b):
+            run_inv("apps.down", "roll", "-H", host.name, "--yes", inventory=inv)
+            shutil.rmtree(host.root("/srv/apps/roll"), ignore_errors=True)

@@ -49,7 +49,7 @@ from aegir.compose.status import (
 )
 from aegir.errors import AegirError, RefusedError
 from aegir.host import as_run
-from aegir.inventory import Host
+from aegir.inventory import Host, Rolling
 from aegir.layout import PROJECT_KINDS
 from aegir.poll import until
 from aegir.report import Result, failed_row, host_entry, table
@@ -480,6 +480,12 @@ def plan_fleet(c: "Context", hosts: Sequence[Host], planner: Callable[["HostCont
     return fleet.each(c, hosts, plan_one, label=label, contexts=contexts)
 
 
+def failed_steps(actions: HostActions) -> str | None:
+    """Why a host's actions failed (its failed or skipped steps, in one line), or None when every step held."""
+    bad = [f"{r.project} {r.result}" + (f": {r.detail}" if r.detail else "") for r in actions.rows if not r.ok]
+    return "; ".join(bad) or None
+
+
 def unknown_everywhere(names: Sequence[str], plans: Sequence["Outcome[HostPlan]"]) -> tuple[str, ...]:
     """`unknown_names` over every host that answered; () when none did (nothing to compare with)."""
     answered = [o.value for o in plans if o.value is not None]
@@ -507,11 +513,14 @@ def needs_confirmation(plans: Sequence["Outcome[HostPlan]"]) -> str | None:
 
 
 def act_fleet(c: "Context", plans: Sequence["Outcome[HostPlan]"], *, dry: bool, parallel: int = 4,
-              label: str, contexts: dict[str, "HostContext"] | None = None) -> list["Outcome[HostActions]"]:
-    """The second pass: show the plans (`dry`), or run them on the hosts that have steps, in parallel.
+              label: str, contexts: dict[str, "HostContext"] | None = None,
+              rolling: Rolling | None = None) -> list["Outcome[HostActions]"]:
+    """The second pass: show the plans (`dry`), or run them on the hosts that have steps, in parallel
+    (or batch by batch: `rolling`, over the hosts that have steps).
 
     A host whose planning failed keeps that failure; a host with nothing to do
-    is not connected to again.
+    is not connected to again; a host where a step failed is a failed host
+    (`failed_steps`): it stops a roll.
     """
     def shown(v: HostPlan, rows: tuple[ActionResult, ...]) -> HostActions:
         return HostActions(v.host, rows, v.missing, v.warnings)
@@ -520,7 +529,7 @@ def act_fleet(c: "Context", plans: Sequence["Outcome[HostPlan]"], *, dry: bool, 
     busy = [o.host for o in plans if o.value is not None and o.value.steps and not dry]
     done = {o.host.name: o for o in fleet.each(
         c, busy, lambda hc: shown(by_host[hc.name], act_host(hc, by_host[hc.name].steps, parallel=parallel)),
-        label=label, contexts=contexts)} if busy else {}
+        label=label, contexts=contexts, rolling=rolling, fails=failed_steps)} if busy else {}
     out: list[Outcome[HostActions]] = []
     for o in plans:
         v = o.value

@@ -11,21 +11,21 @@ from invoke import Collection
 
 from aegir.report import FORMAT_HELP
 from aegir.tasks.apps import DRY_HELP, SERVICE_HELP
-from aegir.tasks.base import fleet_report, task
+from aegir.tasks.base import ROLLING_HELP, fleet_report, task
 
 NAMES_HELP = "Core projects (folder names, comma-separated). Default: every core project."
 YES_HELP = "Do not ask before stopping or restarting core projects."
 
 
 def _core(c, label: str, names: str, action: str, *, fmt: str, dry: bool, yes: bool = False,
-          ignore_failures: bool = False) -> None:
+          ignore_failures: bool = False, serial: str | None = None, keep_going: bool = False) -> None:
     from aegir.compose.discovery import split_names
     from aegir.compose.lifecycle import plan_host
     from aegir.tasks.projects import act
 
     wanted = split_names(names)
     act(c, label, wanted, lambda hc: plan_host(hc, wanted, action, kinds=("core",), ignore_failures=ignore_failures),
-        fmt=fmt, dry=dry, yes=yes)
+        fmt=fmt, dry=dry, yes=yes, serial=serial, keep_going=keep_going)
 
 
 @task(help={"format": FORMAT_HELP})
@@ -37,29 +37,29 @@ def status(c, format="table"):
                  data=status_json, text=render_status, problems=has_problems)
 
 
-@task(help={"names": NAMES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP})
-def up(c, names="", dry=False, format="table"):
+@task(help={"names": NAMES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
+def up(c, names="", dry=False, format="table", serial=None, keep_going=False):
     """Bring up every core project, front first, one after the other; stop a host at its first failure."""
-    _core(c, "core.up", names, "up", fmt=format, dry=dry)
+    _core(c, "core.up", names, "up", fmt=format, dry=dry, serial=serial, keep_going=keep_going)
 
 
-@task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP})
-def down(c, names="", yes=False, dry=False, format="table"):
+@task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
+def down(c, names="", yes=False, dry=False, format="table", serial=None, keep_going=False):
     """Stop and remove the core projects' containers, front last (asks first: every app goes offline)."""
-    _core(c, "core.down", names, "down", fmt=format, dry=dry, yes=yes)
+    _core(c, "core.down", names, "down", fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going)
 
 
-@task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP})
-def restart(c, names="", yes=False, dry=False, format="table"):
+@task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
+def restart(c, names="", yes=False, dry=False, format="table", serial=None, keep_going=False):
     """Restart the core projects, front first, one by one (asks first: apps are cut off meanwhile)."""
-    _core(c, "core.restart", names, "restart", fmt=format, dry=dry, yes=yes)
+    _core(c, "core.restart", names, "restart", fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going)
 
 
 @task(help={"names": NAMES_HELP, "ignore_failures": "Keep going past images that cannot be pulled.",
-            "dry": DRY_HELP, "format": FORMAT_HELP})
-def pull(c, names="", ignore_failures=False, dry=False, format="table"):
+            "dry": DRY_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
+def pull(c, names="", ignore_failures=False, dry=False, format="table", serial=None, keep_going=False):
     """Pull the core projects' images and say which changed; containers are not touched."""
-    _core(c, "core.pull", names, "pull", fmt=format, dry=dry, ignore_failures=ignore_failures)
+    _core(c, "core.pull", names, "pull", fmt=format, dry=dry, ignore_failures=ignore_failures, serial=serial, keep_going=keep_going)
 
 
 @task(help={"name": "One core project (folder name).", "service": SERVICE_HELP,

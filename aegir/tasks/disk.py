@@ -10,7 +10,7 @@ from invoke import Collection
 
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, Progress, check_format, emit, human
-from aegir.tasks.base import confirm, exit_if_failed, is_dry, targets, task
+from aegir.tasks.base import ROLLING_HELP, confirm, exit_if_failed, is_dry, rolling, targets, task
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -50,9 +50,10 @@ def report(c, format="table", top=5, fast=False, warn=None):
 @task(help={"volumes": "Also remove anonymous volumes no container uses (named volumes: never).",
             "include_project_images": "Also remove images that only /srv projects reference (none runs them).",
             "include_project_containers": "Also remove the stopped service containers of /srv projects.",
-            "yes": "Do not ask for confirmation.", "dry": "Show the plan; remove nothing.", "format": FORMAT_HELP})
+            "yes": "Do not ask for confirmation.", "dry": "Show the plan; remove nothing.", "format": FORMAT_HELP,
+            **ROLLING_HELP})
 def prune(c, volumes=False, include_project_images=False, include_project_containers=False, yes=False, dry=False,
-          format="table"):
+          format="table", serial=None, keep_going=False):
     """Remove Docker garbage (stopped containers, unused images, networks, build cache), keeping /srv projects'.
 
     A plan first, per host, with Docker's own byte counts; then, with --yes or
@@ -68,6 +69,7 @@ def prune(c, volumes=False, include_project_images=False, include_project_contai
     opts = PruneOptions(volumes=volumes, project_images=include_project_images,
                         project_containers=include_project_containers)
     hosts = targets(c)
+    roll = rolling(c, hosts, serial, keep_going)
     plans = fleet.each(c, hosts, lambda hc: gather_prune(hc, opts), label="disk.prune")
     todo = [o for o in plans if o.value and o.value.plan.remove]
     if fleet.failed(plans) or is_dry(c, dry) or not todo:
@@ -80,7 +82,8 @@ def prune(c, volumes=False, include_project_images=False, include_project_contai
             label="disk.prune", verb="prune", refused="nothing pruned")
     by_host = {o.host.name: o.value.plan for o in todo if o.value}
     outcomes = fleet.each(c, [o.host for o in todo], lambda hc: apply_prune(hc, by_host[hc.name]),
-                          label="disk.prune")
+                          label="disk.prune", rolling=roll,
+                          fails=lambda r: f"{len(r.failed)} removals failed" if r.failed else None)
     emit(fmt, data={"plan": prune_plan_json(plans), "pruned": True, "hosts": prune_result_json(outcomes)},
          text=render_prune_result(outcomes))
     exit_if_failed(outcomes, problems=any(o.value and o.value.failed for o in outcomes))
@@ -89,8 +92,8 @@ def prune(c, volumes=False, include_project_images=False, include_project_contai
 @task(help={"app": "One app: folder name or kind/folder (e.g. mastodon, users/tube).",
             "recipe": "A shipped recipe to use instead of the app's own (mastodon, synapse, peertube).",
             "yes": "Do not ask for confirmation.", "dry": "Print the exact commands per container; run nothing.",
-            "format": FORMAT_HELP})
-def clean(c, app, recipe="", yes=False, dry=False, format="table"):
+            "format": FORMAT_HELP, **ROLLING_HELP})
+def clean(c, app, recipe="", yes=False, dry=False, format="table", serial=None, keep_going=False):
     """Run an app's clean-up recipe in its containers; each step's exit code and time, the folder's size around.
 
     The recipe is data: aegir/disk/recipes/NAME.yml (NAME: --recipe, the
@@ -108,7 +111,9 @@ def clean(c, app, recipe="", yes=False, dry=False, format="table"):
     if len(wanted) != 1:
         raise AegirError("disk.clean takes exactly one app")
     now = time.time()
-    plans = fleet.each(c, targets(c), lambda hc: plan_clean(hc, wanted[0], recipe or None, now), label="disk.clean")
+    hosts = targets(c)
+    roll = rolling(c, hosts, serial, keep_going)
+    plans = fleet.each(c, hosts, lambda hc: plan_clean(hc, wanted[0], recipe or None, now), label="disk.clean")
     found = [o for o in plans if o.value is not None]
     if not found and not fleet.failed(plans):
         raise AegirError(f"no app {wanted[0]!r} on any target host")
@@ -120,7 +125,8 @@ def clean(c, app, recipe="", yes=False, dry=False, format="table"):
     confirm(f"Run these clean-ups on {', '.join(o.host.name for o in found)}?", yes=yes, label="disk.clean",
             verb="clean up", refused="nothing cleaned")
     by_host = {o.host.name: o.value for o in found if o.value}
-    outcomes = fleet.each(c, [o.host for o in found], lambda hc: run_clean(hc, by_host[hc.name]), label="disk.clean")
+    outcomes = fleet.each(c, [o.host for o in found], lambda hc: run_clean(hc, by_host[hc.name]), label="disk.clean",
+                          rolling=roll, fails=lambda r: "a clean-up step failed" if r.failed else None)
     emit(fmt, data={"plan": clean_plan_json(plans), "ran": True, "hosts": clean_result_json(outcomes)},
          text=render_clean_result(outcomes))
     exit_if_failed(outcomes, problems=any(o.value and o.value.failed for o in outcomes))

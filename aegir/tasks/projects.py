@@ -33,18 +33,21 @@ from aegir.host import HostContext, open_context
 from aegir.layout import PROJECT_KINDS
 from aegir.report import check_format, emit
 from aegir.sh import Cmd
-from aegir.tasks.base import confirm, exit_if_failed, is_dry, targets
+from aegir.tasks.base import confirm, exit_if_failed, is_dry, rolling, targets
 
 
 def act(c: Any, label: str, wanted: Sequence[str], planner: Callable[[HostContext], HostPlan], *, fmt: str,
-        dry: bool, yes: bool = False, parallel: int = 4) -> None:
+        dry: bool, yes: bool = False, parallel: int = 4, serial: str | None = None, keep_going: bool = False) -> None:
     """The body of every lifecycle task (apps.* and core.*): plan every host, refuse names nothing has
-    (exit 2), confirm a destructive plan, then act and verify; one table."""
+    (exit 2), confirm a destructive plan, then act (rolling: --serial, or the hosts' group setting) and
+    verify; one table."""
     fmt = check_format(fmt)
     dry = is_dry(c, dry)
+    hosts = targets(c)
+    roll = None if dry else rolling(c, hosts, serial, keep_going)
     contexts: dict[str, HostContext] = {}  # one connection per host for both passes
     try:
-        plans = plan_fleet(c, targets(c), planner, label=label, dry=dry, contexts=contexts)
+        plans = plan_fleet(c, hosts, planner, label=label, dry=dry, contexts=contexts)
         unknown = unknown_everywhere(wanted, plans)
         if unknown:
             silent = [o.host.name for o in plans if not o.ok]
@@ -55,15 +58,16 @@ def act(c: Any, label: str, wanted: Sequence[str], planner: Callable[[HostContex
             print(render_actions(act_fleet(c, plans, dry=True, label=label), dry=True),
                   file=sys.stderr if fmt == "json" else sys.stdout)
             confirm(question, yes=yes, label=label, verb=label.split(".", 1)[1] + " them")
-        outcomes = act_fleet(c, plans, dry=dry, parallel=int(parallel), label=label, contexts=contexts)
+        outcomes = act_fleet(c, plans, dry=dry, parallel=int(parallel), label=label, contexts=contexts, rolling=roll)
     finally:
         fleet.close_all(contexts)
     emit(fmt, data=actions_json(outcomes, dry=dry), text=render_actions(outcomes, dry=dry))
     exit_if_failed(outcomes, problems=actions_failed(outcomes))
 
 
-def act_on_names(c: Any, label: str, names: str | None, action: str, fmt: str, dry: bool, parallel: int, *, every: bool = False,
-         yes: bool = False, services: str = "", force: bool = True, ignore_failures: bool = False) -> None:
+def act_on_names(c: Any, label: str, names: str | None, action: str, fmt: str, dry: bool, parallel: int, *,
+                 every: bool = False, yes: bool = False, services: str = "", force: bool = True,
+                 ignore_failures: bool = False, serial: str | None = None, keep_going: bool = False) -> None:
     """apps.up/down/restart/pull/stop/update: NAMES (apps and users), or --all (core too)."""
     wanted = split_names(names)
     if every and wanted:
@@ -78,7 +82,7 @@ def act_on_names(c: Any, label: str, names: str | None, action: str, fmt: str, d
             check_core_up(hc)
         return plan
 
-    act(c, label, wanted, planner, fmt=fmt, dry=dry, yes=yes, parallel=parallel)
+    act(c, label, wanted, planner, fmt=fmt, dry=dry, yes=yes, parallel=parallel, serial=serial, keep_going=keep_going)
 
 
 def split_services(services: str) -> tuple[str, ...]:
