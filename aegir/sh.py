@@ -160,7 +160,8 @@ def mask(text: str, secrets: Sequence[str]) -> str:
 #: from another thread) can overtake it, and OpenSSH then drops the whole connection ("ieof packet referred
 #: to nonexistent channel": paramiko issues #1115 and #1705, seen here as "SSH connection lost" under load).
 #: With no stdin thread no EOF is sent apart from the CLOSE, in order. A command given stdin reads it to its
-#: end, so the host cannot close before our EOF arrives.
+#: end, so the host does not close before our EOF arrives; one that fails before reading it all can still
+#: meet the race (paramiko's fix, its PR #1137, is not released).
 NO_STDIN = " </dev/null"
 
 
