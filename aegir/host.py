@@ -13,6 +13,7 @@ certificates): such hosts need their own key lines.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import os
 import shlex
@@ -271,8 +272,23 @@ def open_context(c: "Context", host: Host) -> HostContext:
     # outcome row already says why (a handler configured by --debug still sees them).
     logging.getLogger("paramiko").addHandler(logging.NullHandler())
     hc = HostContext(host, connection_for(c, host))
+    _import_docker_sdk_soon()
     hc.connect()
     return hc
+
+
+_sdk_import: list[threading.Thread] = []
+
+
+def _import_docker_sdk_soon() -> None:
+    """Import the Docker SDK (about 50 ms of CPU, wanted by most tasks once connected) in a thread of its own,
+    once per run, while the SSH handshakes wait on the network."""
+    with _fabric_lock:
+        if _sdk_import:
+            return
+        thread = threading.Thread(target=importlib.import_module, args=("docker",), name="import-docker")
+        _sdk_import.append(thread)
+    thread.start()
 
 
 _fabric_configs: list[tuple[Any, Any]] = []  # (the program's config, its Fabric twin)
