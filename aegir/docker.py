@@ -67,16 +67,28 @@ def docker_cli(docker_host: str | None, *args: str) -> Cmd:
     return Cmd(("docker", *(["-H", docker_host] if docker_host else []), *args))
 
 
+#: What every task says of a host where no dockerd runs.
+NOT_RUNNING = "Docker is not running (no dockerd process)"
+
+
 def client_for(hc: "HostContext") -> "docker.DockerClient":
-    """A connected `docker.DockerClient` for `hc`'s host, or `DockerUnavailable`."""
+    """A connected `docker.DockerClient` for `hc`'s host, or `DockerUnavailable`.
+
+    A daemon on a Unix socket is asked for only once a ``dockerd`` process runs
+    (`dockerd_running`, from /proc): connecting to the socket that systemd's
+    ``docker.socket`` listens on would start Docker, on an unmounted /srv too,
+    from a mere ``apps.status`` or ``disk.report``.
+    """
+    host = hc.host
+    target = host.docker_host or (os.environ.get("DOCKER_HOST") if host.is_local else None) or DEFAULT_SOCKET
+    if target.startswith("unix://") and not dockerd_running(hc):
+        raise DockerUnavailable(NOT_RUNNING, host=host.name)
     import docker
     from docker.errors import DockerException
 
-    host = hc.host
     try:
         if host.is_local:
-            url = host.docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
-            client = docker.DockerClient(base_url=url, version="auto", timeout=API_TIMEOUT)
+            client = docker.DockerClient(base_url=target, version="auto", timeout=API_TIMEOUT)
         else:
             client = _over_ssh(hc, docker_cli(host.docker_host, "system", "dial-stdio").line)
     except DockerException as exc:
@@ -125,12 +137,12 @@ def running_info(hc: "HostContext", running: bool | None = None) -> dict[str, An
 
     A connection to the socket systemd's ``docker.socket`` listens on *starts*
     Docker (socket activation), on an unmounted /srv too; so /proc is asked
-    first (`dockerd_cmd`), unless the caller already did
-    (`running`: its answer). No dockerd: `DockerUnavailable`; the SDK's own
-    errors pass through.
+    first (`client_for` does), unless the caller already knows that none runs
+    (`running` False). No dockerd: `DockerUnavailable`; the SDK's own errors
+    pass through.
     """
-    if not (dockerd_running(hc) if running is None else running):
-        raise DockerUnavailable("Docker is not running (no dockerd process)", host=hc.name)
+    if running is False:
+        raise DockerUnavailable(NOT_RUNNING, host=hc.name)
     return hc.docker().info()
 
 

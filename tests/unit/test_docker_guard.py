@@ -1,0 +1,50 @@
+"""The Docker client is never opened on a Unix socket unless a dockerd process runs (read from /proc).
+
+systemd's docker.socket starts Docker at the first connection to its socket:
+a report at 3 a.m. on a host whose /srv is not mounted must not be what starts it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from aegir import docker as aegir_docker
+from aegir.docker import DockerUnavailable, client_for
+from aegir.inventory import Host
+
+
+class Probed:
+    """A host context whose only answer is the dockerd probe; anything else is a failure of the test."""
+
+    def __init__(self, host: Host, running: bool) -> None:
+        self.host, self.running, self.asked = host, running, 0
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    def fact(self, fact: Any) -> Any:
+        assert fact.name == "docker.dockerd"
+        self.asked += 1
+        return self.running
+
+    def run(self, *a: Any, **kw: Any) -> Any:
+        raise AssertionError("no command but the probe")
+
+
+def test_no_dockerd_is_refused_before_the_socket_is_touched(monkeypatch):
+    monkeypatch.setattr(aegir_docker, "_over_ssh", lambda *a: pytest.fail("connected to Docker's socket"))
+    hc = Probed(Host("hyp1", address="192.0.2.1"), running=False)
+    with pytest.raises(DockerUnavailable, match=r"^hyp1: Docker is not running \(no dockerd process\)$"):
+        client_for(hc)  # type: ignore[arg-type]
+    assert hc.asked == 1
+
+
+def test_a_daemon_elsewhere_than_a_local_socket_is_not_looked_for_in_proc(monkeypatch):
+    opened = []
+    monkeypatch.setattr(aegir_docker, "_over_ssh", lambda hc, command: opened.append(command) or "client")
+    hc = Probed(Host("hyp1", address="192.0.2.1", docker_host="tcp://192.0.2.9:2376"), running=False)
+    assert client_for(hc) == "client"  # type: ignore[arg-type]
+    assert (hc.asked, opened) == (0, ["docker -H tcp://192.0.2.9:2376 system dial-stdio"])
