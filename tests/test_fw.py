@@ -425,6 +425,51 @@ def test_an_apply_that_would_lock_out_the_next_login_is_rolled_back(served: FwLa
     assert fw.apply()["result"] == "nothing to do"  # the last good ruleset and its hash are back too
 
 
+#: nft on the host under test, for one test: any rollback file is refused, as a full disk or a broken nft would.
+FAILING_ROLLBACK_NFT = """#!/bin/sh
+case "$*" in *rollback-*) echo "nft: the lab refuses rollbacks for this test" >&2; exit 1;; esac
+exec /srv/fwtest/nft.real "$@"
+"""
+
+
+def test_a_rollback_that_fails_too_says_the_live_ruleset_is_unverified_and_what_to_do(
+        served: FwLab, tmp_path: Path) -> None:
+    """The fresh login fails after the apply (as in the test above) and then nft refuses the last good
+    ruleset: the row must not claim a rollback, must say that the new ruleset is live and unverified and
+    that the running session is the way to fix it; the host keeps running."""
+    fw = served
+    fw.apply()
+    before = fw.live()
+    state = "/srv/conf/aegir-fw"
+    fw.host.run(["cp", "/usr/sbin/nft", "/srv/fwtest/nft.real"])
+    wrapper = fw.host.write("fwtest/nft", FAILING_ROLLBACK_NFT)
+    os.chmod(wrapper, 0o755)
+    fw.host.run(["mount", "--bind", "/srv/fwtest/nft", "/usr/sbin/nft"])
+    try:
+        data = yaml.safe_load(fw.inventory.read_text())
+        data["hosts"]["fw"]["fw"]["admin_sources"] = [str(fw.lab.names.client_ipv4), str(CLIENT_IPV6)]
+        wrong = tmp_path / "hosts.yml"
+        wrong.write_text(yaml.safe_dump(data))
+        done = run_inv("-t", "3", "fw.apply", "--format", "json", inventory=wrong, timeout=120)
+    finally:
+        fw.host.run(["umount", "/usr/sbin/nft"])
+    assert done.returncode == 1, done.stdout + done.stderr
+    [row] = json.loads(done.stdout)["hosts"]
+    assert row["status"] == "failed"
+    assert "rolled back" not in row["error"]
+    assert "loading the last good ruleset failed too" in row["error"]
+    assert "nft: the lab refuses rollbacks for this test" in row["error"]
+    assert row["error"].endswith("THE LIVE RULESET IS THE NEW, UNVERIFIED ONE; fix it through the running session")
+    assert fw.live() != before  # the new ruleset is what the kernel holds, as said
+    assert fw.host.run(["test", "-f", f"{state}/last-good.nft"], check=False).returncode == 0  # kept for the fix
+    # the fix, through a session that was open all along (here: the lab's own way in)
+    fw.host.run(["nft", "-f", f"{state}/last-good.nft"])
+    assert fw.live() == before
+    assert_ssh_works(fw)
+    assert "drifted" in fw.apply()["result"]  # aegir sees the hand-made fix and records it as its own again
+    assert fw.apply()["result"] == "nothing to do"
+
+
 def test_status_lists_what_each_host_publishes(served: FwLab) -> None:
     fw = served
     fw.apply()
