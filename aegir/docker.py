@@ -41,7 +41,7 @@ class HostContext(Protocol):
 
     def connect(self) -> None: ...
 
-    def docker(self) -> "docker.DockerClient": ...
+    def docker(self, running: bool | None = None) -> "docker.DockerClient": ...
 
     def fact(self, fact: Fact[T]) -> T: ...
 
@@ -71,17 +71,18 @@ def docker_cli(docker_host: str | None, *args: str) -> Cmd:
 NOT_RUNNING = "Docker is not running (no dockerd process)"
 
 
-def client_for(hc: "HostContext") -> "docker.DockerClient":
+def client_for(hc: "HostContext", running: bool | None = None) -> "docker.DockerClient":
     """A connected `docker.DockerClient` for `hc`'s host, or `DockerUnavailable`.
 
     A daemon on a Unix socket is asked for only once a ``dockerd`` process runs
-    (`dockerd_running`, from /proc): connecting to the socket that systemd's
+    (`dockerd_running`, from /proc, unless the caller batched that fact and
+    passes its answer as `running`): connecting to the socket that systemd's
     ``docker.socket`` listens on would start Docker, on an unmounted /srv too,
     from a mere ``apps.status`` or ``disk.report``.
     """
     host = hc.host
     target = host.docker_host or (os.environ.get("DOCKER_HOST") if host.is_local else None) or DEFAULT_SOCKET
-    if target.startswith("unix://") and not dockerd_running(hc):
+    if target.startswith("unix://") and not (dockerd_running(hc) if running is None else running):
         raise DockerUnavailable(NOT_RUNNING, host=host.name)
     import docker
     from docker.errors import DockerException
@@ -143,7 +144,7 @@ def running_info(hc: "HostContext", running: bool | None = None) -> dict[str, An
     """
     if running is False:
         raise DockerUnavailable(NOT_RUNNING, host=hc.name)
-    return hc.docker().info()
+    return hc.docker(running).info()
 
 
 def dockerd_running(hc: "HostContext") -> bool:

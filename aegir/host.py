@@ -70,13 +70,16 @@ class HostContext:
         """
         return sh.run(self.c, as_run(self.host, cmd), host=self.host.name, check=check, stream=stream)
 
-    def docker(self) -> "docker.DockerClient":
-        """The Docker SDK client of this host (cached for this context; one, whichever thread asks first)."""
+    def docker(self, running: bool | None = None) -> "docker.DockerClient":
+        """The Docker SDK client of this host (cached for this context; one, whichever thread asks first).
+
+        `running`: whether a dockerd runs, when the caller already asked (`aegir.docker.client_for`).
+        """
         with self._docker_lock:
             if self._docker is None:
                 from aegir.docker import client_for
 
-                self._docker = client_for(self)
+                self._docker = client_for(self, running)
             return self._docker
 
     def connect(self) -> None:
@@ -278,12 +281,13 @@ def open_context(c: "Context", host: Host) -> HostContext:
 
 
 _sdk_import: list[threading.Thread] = []
+_sdk_lock = threading.Lock()
 
 
 def _import_docker_sdk_soon() -> None:
     """Import the Docker SDK (about 50 ms of CPU, wanted by most tasks once connected) in a thread of its own,
     once per run, while the SSH handshakes wait on the network."""
-    with _fabric_lock:
+    with _sdk_lock:
         if _sdk_import:
             return
         thread = threading.Thread(target=importlib.import_module, args=("docker",), name="import-docker")

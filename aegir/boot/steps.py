@@ -59,7 +59,7 @@ from aegir.boot.plan import (
 from aegir.boot.secrets import Prompter, retry
 from aegir.compose.lifecycle import act_host, plan_host, planned
 from aegir.compose.status import HostStatus, gather_status
-from aegir.docker import DockerUnavailable, dockerd_fact, dockerd_running, running_info
+from aegir.docker import DockerUnavailable, dockerd_fact, running_info
 from aegir.errors import AegirError, CommandError
 from aegir.facts import Fact
 from aegir.fw import host as fwhost
@@ -231,10 +231,12 @@ def docker_step(c: Any, hc: HostContext, *, act: bool, min_free: float, timeout:
 
 
 def status_of(hc: HostContext) -> HostStatus:
-    """The Compose status (`gather_status`), asked of Docker only once a dockerd process runs."""
-    if not dockerd_running(hc):
-        raise DockerUnavailable("Docker is not running (no dockerd process): run boot.docker", host=hc.name)
-    return gather_status(hc)
+    """The Compose status (`gather_status`: Docker is asked only once a dockerd process runs); when Docker
+    cannot answer, what to run next."""
+    try:
+        return gather_status(hc)
+    except DockerUnavailable as exc:
+        raise DockerUnavailable(f"{exc.message}: run boot.docker", host=hc.name) from None
 
 
 def start_step(hc: HostContext, *, act: bool) -> StepResult:

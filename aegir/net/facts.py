@@ -93,5 +93,5 @@ def gather(hc: "HostContext") -> NetFacts:
     addresses, running = hc.facts(addresses_fact(), dockerd_fact())
     if not running:
         return NetFacts(addresses, False)
-    api = hc.docker().api
+    api = hc.docker(running=True).api
     return NetFacts(addresses, True, parse_networks(api.networks()), parse_containers(api.containers()))

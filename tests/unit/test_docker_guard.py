@@ -48,3 +48,14 @@ def test_a_daemon_elsewhere_than_a_local_socket_is_not_looked_for_in_proc(monkey
     hc = Probed(Host("hyp1", address="192.0.2.1", docker_host="tcp://192.0.2.9:2376"), running=False)
     assert client_for(hc) == "client"  # type: ignore[arg-type]
     assert (hc.asked, opened) == (0, ["docker -H tcp://192.0.2.9:2376 system dial-stdio"])
+
+
+def test_a_caller_that_batched_the_dockerd_probe_is_not_asked_again(monkeypatch):
+    opened = []
+    monkeypatch.setattr(aegir_docker, "_over_ssh", lambda hc, command: opened.append(command) or "client")
+    hc = Probed(Host("hyp1", address="192.0.2.1"), running=False)
+    assert client_for(hc, running=True) == "client"  # type: ignore[arg-type]
+    assert (hc.asked, opened) == (0, ["docker system dial-stdio"])
+    with pytest.raises(DockerUnavailable, match="no dockerd process"):
+        client_for(hc, running=False)  # type: ignore[arg-type]
+    assert (hc.asked, opened) == (0, ["docker system dial-stdio"])
