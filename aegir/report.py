@@ -9,6 +9,7 @@ second, so a quick report prints nothing but its table.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -114,6 +115,17 @@ def configure(*, verbose: bool = False, stream: TextIO | None = None) -> None:
         pass
 
 
+#: Characters a terminal acts on rather than shows (C0 and C1 controls but newline and tab, DEL,
+#: bidirectional overrides): text from a host (stderr, compose output, apt lines) is shown escaped.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with every control character a terminal would act on written as an escape (``\\x1b``)."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                         else f"\\u{ord(m.group()):04x}", text)
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, width: int | None = None,
           verbose: bool | None = None) -> str:
     """A plain-text table (tabulate's 'simple' style), '-' for missing cells, that fits `width` columns.
@@ -125,7 +137,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, width: int |
     """
     from tabulate import tabulate
 
-    cells = [["-" if v is None else str(v) for v in r] for r in rows]
+    cells = [["-" if v is None else printable(str(v)) for v in r] for r in rows]
     heads = list(headers)
     width = display.width if width is None else width
     verbose = display.verbose if verbose is None else verbose

@@ -18,7 +18,7 @@ import invoke
 from invoke import Exit
 
 from aegir.errors import AegirError, InventoryError, RefusedError, TargetError, UsageError
-from aegir.report import check_format, emit
+from aegir.report import check_format, emit, printable
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.fleet import Outcome
@@ -44,9 +44,9 @@ def task(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(c, *a, **kw)
             except (InventoryError, TargetError, UsageError) as exc:
-                raise Exit(f"aegir: {exc}", code=EXIT_USAGE) from None
+                raise Exit(f"aegir: {printable(str(exc))}", code=EXIT_USAGE) from None
             except AegirError as exc:
-                raise Exit(f"aegir: {exc}", code=EXIT_PROBLEM) from None
+                raise Exit(f"aegir: {printable(str(exc))}", code=EXIT_PROBLEM) from None
 
         body.__signature__ = _format_first(inspect.signature(fn))  # type: ignore[attr-defined]
         return invoke.task(**kwargs)(body)

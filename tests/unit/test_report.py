@@ -99,3 +99,32 @@ def test_the_widest_columns_give_way_first_and_short_ones_keep_their_width():
     assert header.startswith("HOST    PROJECT    A ")  # HOST and PROJECT keep their width
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "(2 cells cut to fit 100 columns: --verbose or --format json show them in full)" in text
+
+
+def test_text_from_a_host_reaches_the_terminal_escaped_not_acted_on():
+    """A stderr tail or a compose detail may carry escape sequences (colour, clear screen, a title, bidi
+    overrides): tables and error lines show them as text."""
+    from aegir.report import printable, table
+
+    hostile = "ok\x1b]0;pwned\x07\x1b[2J\u202egnp.exe\x9b1m\r"
+    assert printable(hostile) == "ok\\x1b]0;pwned\\x07\\x1b[2J\\u202egnp.exe\\x9b1m\\x0d"
+    assert printable("two\nlines\tand a tab") == "two\nlines\tand a tab"
+    shown = table(["HOST", "DETAIL"], [["hyp1", hostile]], width=200)
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown and "\r" not in shown
+    assert "\\x1b[2J" in shown
+
+
+def test_an_error_line_from_a_task_is_escaped_too():
+    import invoke
+    import pytest
+
+    from aegir.errors import CommandError
+    from aegir.tasks.base import task
+
+    @task
+    def broken(c):
+        raise CommandError("hyp1", "apt-get update", 100, "E: \x1b[2Jgone")
+
+    with pytest.raises(invoke.Exit) as done:
+        broken(invoke.Context())
+    assert "\x1b" not in str(done.value.message) and "\\x1b[2Jgone" in str(done.value.message)
