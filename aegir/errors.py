@@ -61,6 +61,10 @@ class RefusedError(AegirError):
     """A safety check refuses an action (say why and how to proceed)."""
 
 
+class Declined(AegirError):
+    """The operator answered no at a confirmation: the message says what was not done (exit 1)."""
+
+
 @dataclass(frozen=True)
 class _Tail:
     text: str

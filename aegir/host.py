@@ -19,6 +19,8 @@ import os
 import shlex
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,6 +47,10 @@ def as_run(host: Host, cmd: Cmd) -> Cmd:
     return dataclasses.replace(cmd, sudo=True) if host.sudo and not cmd.sudo else cmd
 
 
+class PlanningError(RuntimeError):
+    """A command other than a fact ran while a host was planned: a bug in the plan (never the operator's)."""
+
+
 @dataclass
 class HostContext:
     """One host as a per-host function sees it: its inventory entry and a live context.
@@ -58,6 +64,7 @@ class HostContext:
     _docker: Any = field(default=None, repr=False)
     _facts: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
     _docker_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _planning: bool = field(default=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -66,9 +73,25 @@ class HostContext:
     def run(self, cmd: Cmd, *, check: bool = True, stream: bool = False) -> "Result":
         """Run `cmd` on the host, as `as_run` spells it; `stream` also prints its output as it comes.
 
-        `CommandError` (host, line, exit code, stderr tail) on failure.
+        `CommandError` (host, line, exit code, stderr tail) on failure. While the
+        host is planned (`planning`) only facts may run: any other command is a bug.
         """
+        if self._planning:
+            raise PlanningError(f"`{cmd.line}` was run while {self.name} was being planned: a plan reads "
+                                "facts only (aegir.facts.Fact), it never runs a command of its own")
+        return self._run(cmd, check=check, stream=stream)
+
+    def _run(self, cmd: Cmd, *, check: bool = True, stream: bool = False) -> "Result":
         return sh.run(self.c, as_run(self.host, cmd), host=self.host.name, check=check, stream=stream)
+
+    @contextmanager
+    def planning(self) -> Iterator[None]:
+        """The length of a plan (`aegir.action.run`): the context reads facts only, it runs no command."""
+        self._planning = True
+        try:
+            yield
+        finally:
+            self._planning = False
 
     def docker(self, running: bool | None = None) -> "docker.DockerClient":
         """The Docker SDK client of this host (cached for this context; one, whichever thread asks first).
@@ -105,10 +128,10 @@ class HostContext:
         """
         missing = [f for f in facts if not f.cache or f.key not in self._facts]
         if len(missing) == 1:
-            r = self.run(missing[0].cmd, check=False)
+            r = self._run(missing[0].cmd, check=False)
             replies = [sh.Reply(r.stdout, r.stderr, r.exited)]
         elif missing:
-            replies = list(sh.split_batch(self.run(sh.batch([f.cmd for f in missing])).stdout, len(missing)))
+            replies = list(sh.split_batch(self._run(sh.batch([f.cmd for f in missing])).stdout, len(missing)))
         fresh = {id(f): f.read(reply, host=self.name) for f, reply in zip(missing, replies)} if missing else {}
         for f in missing:
             if f.cache:

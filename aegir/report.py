@@ -13,7 +13,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
@@ -231,6 +231,19 @@ class HostResult(Protocol):
 def host_entry(o: HostResult, **fields: Any) -> dict[str, Any]:
     """One host of a report's JSON: ``{"host", "status", "error", **fields}`` (status: ok, unreachable, failed, bug)."""
     return {"host": o.host.name, "status": o.kind, "error": o.error, **fields}
+
+
+def warning(host: str | None, text: str) -> str:
+    """The one spelling of a warning line: ``warning: HOST: text`` (``warning: text`` for the fleet)."""
+    return f"warning: {host}: {text}" if host else f"warning: {text}"
+
+
+def envelope(task: str, results: Sequence[HostResult], fields: Callable[[Any], dict[str, Any]], *,
+             dry: bool | None = None, summary: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The one JSON document of every task: ``{"task", "dry", "hosts": [{"host", "status", "error", ...}],
+    "summary": {...}}`` plus `extra` keys; `fields(result)` gives each host's own keys (also for a failed host)."""
+    return {"task": task, "dry": dry, "hosts": [host_entry(r, **fields(r)) for r in results],
+            "summary": summary or {}, **extra}
 
 
 def failed_row(o: HostResult, width: int, *, at: int = -1, reason_at: int | None = None) -> list[Any]:

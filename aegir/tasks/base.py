@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import invoke
 from invoke import Exit
 
-from aegir.errors import AegirError, InventoryError, RefusedError, TargetError, UsageError
-from aegir.report import check_format, emit, printable
+from aegir.errors import AegirError, InventoryError, TargetError, UsageError
+from aegir.report import HostResult, check_format, emit, printable
 
 if TYPE_CHECKING:  # pragma: no cover
+    from aegir.action import Action, Ran, Report
     from aegir.fleet import Outcome
     from aegir.host import HostContext
     from aegir.inventory import Host, Inventory, Rolling
@@ -47,6 +48,8 @@ def task(*args: Any, **kwargs: Any) -> Any:
                 raise Exit(f"aegir: {printable(str(exc))}", code=EXIT_USAGE) from None
             except AegirError as exc:
                 raise Exit(f"aegir: {printable(str(exc))}", code=EXIT_PROBLEM) from None
+            finally:
+                _say_dry()
 
         body.__signature__ = _format_first(inspect.signature(fn))  # type: ignore[attr-defined]
         return invoke.task(**kwargs)(body)
@@ -54,6 +57,13 @@ def task(*args: Any, **kwargs: Any) -> Any:
     if len(args) == 1 and callable(args[0]) and not kwargs:
         return decorate(args[0])
     return decorate
+
+
+def _say_dry() -> None:
+    """After a task that stopped at the dry stop (`aegir.action.run`), say on stderr that nothing changed."""
+    act = sys.modules.get("aegir.action")  # never imported by `inv --list`: only tasks that act load it
+    if act is not None and act.stopped_dry():
+        print(act.DRY_LINE, file=sys.stderr, flush=True)
 
 
 def _format_first(sig: inspect.Signature) -> inspect.Signature:
@@ -126,21 +136,43 @@ def is_dry(c: invoke.Context, flag: bool = False) -> bool:
     return bool(flag or (c.config.get("aegir") or {}).get("dry"))
 
 
-def exit_if_failed(outcomes: Sequence[Outcome[Any]], *, problems: bool = False) -> None:
+def exit_if_failed(outcomes: Sequence[HostResult], *, problems: bool = False) -> None:
     """Exit 1 when a host failed (its row already says why) or `problems` is set."""
-    from aegir.fleet import failed
-
-    bad = failed(outcomes)
+    bad = [o for o in outcomes if o.kind != "ok"]
     if bad or problems:
         raise Exit(failed_line(bad) or None, code=EXIT_PROBLEM)
 
 
-def failed_line(bad: Sequence[Outcome[Any]]) -> str:
+def failed_line(bad: Sequence[HostResult]) -> str:
     """``aegir: failed on hyp2; not attempted: hyp3`` (a roll's skipped hosts apart), or "" when none."""
     parts = [f"{what} {', '.join(names)}" for what, names in (
         ("failed on", [o.host.name for o in bad if o.kind != "skipped"]),
         ("not attempted:", [o.host.name for o in bad if o.kind == "skipped"])) if names]
     return "aegir: " + "; ".join(parts) if parts else ""
+
+
+def finish(c: invoke.Context, fmt: str, report: Report, hosts: Sequence[HostResult] = ()) -> None:
+    """Print `report` (the table, or its JSON under ``--format json``); exit 1 when a host of `hosts`
+    failed (a line names them) or the report found problems."""
+    emit(fmt, data=report.data, text=report.text)
+    exit_if_failed(hosts, problems=report.problems)
+
+
+def act(c: invoke.Context, action: Action[Any, Any], *, fmt: str, dry: bool = False, yes: bool = False,
+        serial: str | None = None, keep_going: bool = False, all_or_nothing: bool = False,
+        preview: bool = False, hosts: Sequence[Host] | None = None) -> Ran[Any, Any]:
+    """The body of every task that changes hosts: `aegir.action.run` on the targets (or `hosts`), then its
+    report (`Action.render`) and the exit code; the run is returned for a task that says more."""
+    from aegir import action as actions
+
+    fmt = check_format(fmt)
+    dry = is_dry(c, dry)
+    hosts = targets(c) if hosts is None else hosts
+    roll = None if dry else rolling(c, hosts, serial, keep_going)
+    ran = actions.run(c, action, hosts, dry=dry, yes=yes, rolling=roll, all_or_nothing=all_or_nothing, fmt=fmt,
+                      preview=preview)
+    finish(c, fmt, action.render(ran), ran.outcomes)
+    return ran
 
 
 def fleet_report(c: invoke.Context, fmt: str, label: str, fn: Callable[[HostContext], T], *,
@@ -160,14 +192,7 @@ def fleet_report(c: invoke.Context, fmt: str, label: str, fn: Callable[[HostCont
 
 
 def confirm(question: str, *, yes: bool, label: str, verb: str, refused: str = "nothing done") -> None:
-    """Ask `question` at the terminal before a destructive action; --yes skips it.
+    """`aegir.action.confirm`: for the tasks that confirm outside an action (none should, in the end)."""
+    from aegir.action import confirm as ask
 
-    Without --yes, a stdin that is not a terminal refuses (`RefusedError`: "LABEL:
-    stdin is not a terminal; pass --yes to VERB without a prompt"); any answer but y/yes ends the task with exit 1 and `refused`.
-    """
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise RefusedError(f"{label}: stdin is not a terminal; pass --yes to {verb} without a prompt")
-    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
-        raise Exit(f"aegir: {refused}", code=EXIT_PROBLEM)
+    ask(question, yes=yes, label=label, verb=verb, refused=refused)
