@@ -1,26 +1,18 @@
-"""The boot tables and JSON: one row per host and step, failures in capitals."""
+"""The boot tables and JSON: one row per host and step, failures in capitals; the check and status views."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from aegir import fleet
-from aegir.boot.plan import FAILED, WOULD, CheckItem, StepResult, blocking
-from aegir.boot.steps import HostBoot
+from aegir import action
+from aegir.boot.plan import FAILED, WOULD, CheckItem, StepResult
+from aegir.boot.steps import HostBoot, Planned
 from aegir.compose.status import HostStatus, render_status, status_json
-from aegir.report import emit, failed_row, host_entry, table
+from aegir.fleet import Outcome
+from aegir.report import envelope, failed_row, table
 
-
-def _rows(outcomes: Sequence[fleet.Outcome[StepResult]], step: str) -> list[list[Any]]:
-    rows: list[list[Any]] = []
-    for o in outcomes:
-        r = o.value
-        if r is None:
-            rows.append([o.host.name, step, *failed_row(o, 4, at=2, reason_at=3)[2:]])
-            continue
-        rows.append([o.host.name, r.step, *_cells(r)])
-    return rows
+HEADERS = ["HOST", "STEP", "RESULT", "DETAIL"]
 
 
 def _cells(r: StepResult) -> list[str]:
@@ -32,45 +24,73 @@ def _cells(r: StepResult) -> list[str]:
     return [r.state.upper() if r.state == FAILED else r.state, detail]
 
 
-def step_table(outcomes: Sequence[fleet.Outcome[StepResult]], step: str) -> str:
-    return table(["HOST", "STEP", "RESULT", "DETAIL"], _rows(outcomes, step))
+def step_report(ran: action.Ran[Planned, StepResult], step: str) -> action.Report:
+    """One step's plans or results (the plan shown before ``boot.mount`` and ``boot.docker`` act)."""
+    rows: list[list[Any]] = []
+    for o in ran.outcomes:
+        if o.value is None:
+            rows.append([o.host.name, step, *failed_row(o, 4, at=2, reason_at=3)[2:]])
+        else:
+            rows.append([o.host.name, step, *_cells(o.value.result or o.value.plan.row)])
+    text = table(HEADERS, rows)
+    return action.Report({"hosts": [{"host": o.host.name} for o in ran.outcomes]}, f"Plan:\n{text}\n")
 
 
-def step_json(outcomes: Sequence[fleet.Outcome[StepResult]]) -> list[dict[str, Any]]:
-    return [host_entry(o, result=o.value) for o in outcomes]
-
-
-def show_steps(fmt: str, outcomes: Sequence[fleet.Outcome[StepResult]], step: str) -> None:
-    emit(fmt, data={"step": step, "hosts": step_json(outcomes)}, text=step_table(outcomes, step))
-
-
-def render_all(boots: Sequence[HostBoot], full: Sequence[fleet.Outcome[HostStatus]]) -> str:
-    """The steps table, the Compose status table, and one verdict line per host."""
+def _steps_table(boots: Sequence[HostBoot]) -> str:
     rows: list[list[Any]] = []
     for b in boots:
-        rows += [[b.host, r.step, *_cells(r)] for r in b.steps]
-        if b.error:
-            rows.append([b.host, b.error[0], "FAILED", b.error[1]])
-    text = table(["HOST", "STEP", "RESULT", "DETAIL"], rows)
-    if full:
-        text += "\n\n" + render_status(full)
-    return text + "\n\n" + "\n".join(b.verdict for b in boots)
+        rows += [[b.host.name, r.step, *_cells(r)] for r in b.steps]
+        if b.failed_at:
+            rows.append([b.host.name, b.failed_at[0], b.kind.upper(), b.failed_at[1]])
+    return table(HEADERS, rows)
 
 
-def all_json(boots: Sequence[HostBoot], full: Sequence[fleet.Outcome[HostStatus]]) -> dict[str, Any]:
-    return {"hosts": [{"host": b.host, "up": b.up, "verdict": b.verdict, "steps": b.steps,
-                       "error": dict(zip(("step", "message"), b.error)) if b.error else None} for b in boots],
-            "status": status_json(full) if full else None}
+def _statuses(boots: Sequence[HostBoot]) -> list[Outcome[HostStatus]]:
+    """The Compose status of each host that got to the status step (or failed there)."""
+    out: list[Outcome[HostStatus]] = []
+    for b in boots:
+        st = next((w for w in b.works if isinstance(w, HostStatus)), None)
+        if st is not None:
+            out.append(Outcome(b.host, st))
+        elif b.failed_at and b.failed_at[0] == "status":
+            out.append(Outcome(b.host, None, b.failed_at[1], b.kind))
+    return out
 
 
-def check_table(outcomes: Sequence[fleet.Outcome[tuple[CheckItem, ...]]]) -> str:
-    """``boot.check``: one row per host and check item, failures in capitals."""
-    rows: list[list[Any]] = [[o.host.name, i.name, i.status if i.status == "ok" else i.status.upper(), i.detail]
-            for o in outcomes if o.value for i in o.value]
-    rows += [failed_row(o, 4, at=2, reason_at=3) for o in outcomes if o.value is None]
-    return table(["HOST", "CHECK", "RESULT", "DETAIL"], rows)
+def _check_rows(boots: Sequence[HostBoot]) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for b in boots:
+        items: tuple[CheckItem, ...] | None = next((w for w in b.works if isinstance(w, tuple)), None)
+        if items is None:
+            rows.append(failed_row(b, 4, at=2, reason_at=3))
+        else:
+            rows += [[b.host.name, i.name, i.status if i.status == "ok" else i.status.upper(), i.detail] for i in items]
+    return rows
 
 
-def check_json(outcomes: Sequence[fleet.Outcome[tuple[CheckItem, ...]]]) -> dict[str, Any]:
-    return {"step": "check", "hosts": [host_entry(o, items=o.value, ok=o.value is not None and not blocking(o.value))
-                                       for o in outcomes]}
+def boot_report(task: str, boots: Sequence[HostBoot], steps: Sequence[str], *, dry: bool,
+                extra: dict[str, Any] | None = None, text_after: str = "") -> action.Report:
+    """The report of a boot task: `steps` walked on `boots`; one step alone reads as that step's view."""
+    single = steps[0] if len(steps) == 1 else None
+    problems = any(not b.up for b in boots)
+    summary = {"up": sum(b.up for b in boots), "hosts": len(boots)}
+    if single == "check":
+        data = envelope(task, boots, lambda b: {"items": next((w for w in b.works if isinstance(w, tuple)), None),
+                                                "ok": b.failed_at is None and b.up}, dry=dry, summary=summary)
+        return action.Report(data, table(["HOST", "CHECK", "RESULT", "DETAIL"], _check_rows(boots)), problems)
+    if single == "status":
+        statuses = _statuses(boots)
+        data = status_json(statuses)
+        return action.Report({"task": task, "dry": dry, **data}, render_status(statuses), problems)
+    if single is not None:
+        data = envelope(task, boots, lambda b: {"result": b.steps[-1] if b.steps else None}, dry=dry,
+                        summary=summary, **(extra or {}))
+        return action.Report(data, _steps_table(boots) + text_after, problems)
+    statuses = _statuses(boots)
+    text = _steps_table(boots)
+    if statuses:
+        text += "\n\n" + render_status(statuses)
+    text += "\n\n" + "\n".join(b.verdict for b in boots)
+    data = envelope(task, boots, lambda b: {"up": b.up, "verdict": b.verdict, "steps": list(b.steps)},
+                    dry=dry, summary=summary, status=status_json(statuses) if statuses else None)
+    return action.Report(data, text, problems)

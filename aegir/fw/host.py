@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aegir.errors import RefusedError
+from aegir.facts import Fact
 from aegir.fw import nft, render, safety
 from aegir.fw.model import Container, Exposures, admin_addresses, bridge_name, bridges_of, expose, parse_container
 from aegir.fw.settings import FwSettings, for_host
@@ -63,9 +64,15 @@ def running_containers(client: "docker.DockerClient") -> list[Container]:
     return out
 
 
+def state_fact(host: Host, settings: FwSettings) -> Fact[nft.State]:
+    """The host's template override, last good ruleset and live hash, in one command (asked afresh each time)."""
+    return Fact("fw.state", nft.probe_cmd(render.override_path(host), settings.state_dir),
+                lambda r: nft.parse_probe(r.stdout), cache=False)
+
+
 def read_state(hc: "HostContext", settings: FwSettings) -> nft.State:
-    """The host's template override, last good ruleset and live hash, in one command."""
-    return nft.parse_probe(hc.run(nft.probe_cmd(render.override_path(hc.host), settings.state_dir)).stdout)
+    """`state_fact` of `hc`'s host."""
+    return hc.fact(state_fact(hc.host, settings))
 
 
 def template_of(host: Host, state: nft.State | None) -> render.Template:
