@@ -6,12 +6,17 @@ connection is an SSH channel running ``docker system dial-stdio`` on the host,
 as ``docker -H ssh://`` does. No second SSH login, no silent host-key policy.
 
 `DockerUnavailable` says, on one line, that a host has no answering daemon.
+
+`parse_image_ref` reads an image reference the way Docker does (distribution's
+``reference.ParseNormalizedNamed``): the one normaliser of ``image:`` values,
+RepoTags and RepoDigests that Compose lifecycle and disk.prune both match with.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -285,3 +290,139 @@ def parse_networks(rows: Iterable[Mapping[str, Any]]) -> tuple[DockerNetwork, ..
         out.append(DockerNetwork(str(row.get("Name", "?")), str(row.get("Id") or ""), str(row.get("Driver") or ""),
                                  tuple(subnets)))
     return tuple(sorted(out, key=lambda n: n.name))
+
+
+# --------------------------------------------------------------------------- image references
+
+#: Docker Hub as references name it after normalisation, the legacy name it is also given, and the
+#: namespace of its official images (distribution/reference ``normalize.go``).
+HUB = "docker.io"
+LEGACY_HUB = "index.docker.io"
+OFFICIAL = "library/"
+DEFAULT_TAG = "latest"
+#: Digest algorithms Docker can verify, and the length of their hex encoding (opencontainers/go-digest).
+DIGEST_ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
+#: Longer text is no reference Docker accepts (a name's path stops at 255); not parsed at all.
+MAX_REFERENCE = 1024
+
+# distribution/reference ``regexp.go``, ASCII only (Go's ``\w`` is ``[0-9A-Za-z_]``).
+_ALNUM = r"[a-z0-9]+"
+_PATH_COMPONENT = rf"{_ALNUM}(?:(?:[._]|__|-+){_ALNUM})*"
+_REMOTE = rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_REFERENCE = re.compile(rf"((?:{_DOMAIN})/{_REMOTE})(?::({_TAG}))?(?:@({_DIGEST}))?")
+_IDENTIFIER = re.compile(r"[a-f0-9]{64}")
+
+
+class InvalidReference(AegirError):
+    """Text Docker would refuse as an image reference (the message says why, as Docker does)."""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image reference as Docker normalises it: `name` fully qualified (``docker.io/library/nginx``),
+    its tag and digest as written (either may be None; neither means tag ``latest``)."""
+
+    name: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def familiar(self) -> str:
+        """The name as Docker shows it (RepoTags, RepoDigests): ``docker.io/`` and ``library/`` dropped."""
+        domain, _, path = self.name.partition("/")
+        if domain != HUB:
+            return self.name
+        rest = path.removeprefix(OFFICIAL)
+        return rest if path.startswith(OFFICIAL) and "/" not in rest else path
+
+    def __str__(self) -> str:
+        """The reference as RepoTags spell it (``nginx:latest``), its digest kept (``nginx:1.25@sha256:…``)."""
+        tag = self.tag or (None if self.digest else DEFAULT_TAG)
+        return self.familiar + (f":{tag}" if tag else "") + (f"@{self.digest}" if self.digest else "")
+
+    @property
+    def key(self) -> str:
+        """The one reference Docker resolves this to (``ParseDockerRef``): ``name@digest`` when pinned
+        (a tag next to the digest is ignored), else ``name:tag`` (tag ``latest`` when none)."""
+        return f"{self.name}@{self.digest}" if self.digest else f"{self.name}:{self.tag or DEFAULT_TAG}"
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """Every image this text names: `key`, and ``name:tag`` too when a tag stands next to a digest
+        (Docker pulls by the digest and leaves that image untagged; the tag is still what the file says)."""
+        return frozenset({self.key, *([f"{self.name}:{self.tag}"] if self.tag else [])})
+
+
+def _split_domain(text: str) -> tuple[str, str]:
+    """distribution's ``splitDockerDomain``: (domain, remote name), Docker Hub's ``library/`` added."""
+    first, slash, rest = text.partition("/")
+    if not slash:
+        return HUB, OFFICIAL + text
+    if first == LEGACY_HUB:
+        domain, remote = HUB, rest
+    elif first == "localhost" or any(c in first for c in ".:") or first.lower() != first:
+        domain, remote = first, rest
+    else:
+        domain, remote = HUB, text
+    if domain == HUB and "/" not in remote:
+        remote = OFFICIAL + remote
+    return domain, remote
+
+
+def parse_image_ref(text: str) -> ImageRef:
+    """Read `text` as Docker reads an image reference (``ParseNormalizedNamed``), or raise `InvalidReference`.
+
+    >>> str(parse_image_ref("docker.io/library/mariadb:11")), str(parse_image_ref("library/mariadb"))
+    ('mariadb:11', 'mariadb:latest')
+    >>> parse_image_ref("registry.local:5000/x/y:1")
+    ImageRef(name='registry.local:5000/x/y', tag='1', digest=None)
+    """
+    if len(text) > MAX_REFERENCE:
+        raise InvalidReference(f"invalid reference format: longer than {MAX_REFERENCE} characters")
+    if _IDENTIFIER.fullmatch(text):
+        raise InvalidReference(f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings")
+    domain, remote = _split_domain(text)
+    repository = remote.split(":", 1)[0]
+    if repository.lower() != repository:
+        raise InvalidReference(f"invalid reference format: repository name ({repository}) must be lowercase")
+    m = _REFERENCE.fullmatch(f"{domain}/{remote}")
+    if m is None:
+        raise InvalidReference(f"invalid reference format: {text!r}")
+    name, tag, digest = m.groups()
+    if len(name) - len(domain) - 1 > 255:
+        raise InvalidReference("repository name must not be more than 255 characters")
+    if digest is not None:
+        algorithm, _, encoded = digest.partition(":")
+        if algorithm not in DIGEST_ALGORITHMS:
+            raise InvalidReference(f"unsupported digest algorithm: {digest}")
+        if len(encoded) != DIGEST_ALGORITHMS[algorithm] or encoded.lower() != encoded:
+            raise InvalidReference(f"invalid checksum digest format: {digest}")
+    return ImageRef(name, tag, digest)
+
+
+def image_ref(text: str) -> ImageRef | None:
+    """`parse_image_ref` of an ``image:`` value, or None when it cannot be read from the file alone: Compose
+    interpolates it (``${IMAGE}``) or Docker would refuse it."""
+    if "$" in text:
+        return None
+    try:
+        return parse_image_ref(text)
+    except InvalidReference:
+        return None
+
+
+def image_keys(tags: Iterable[str], digests: Iterable[str]) -> frozenset[str]:
+    """Every reference Docker finds an image by (`ImageRef.keys`), from its RepoTags and RepoDigests.
+
+    An entry Docker itself would not write (``<none>:<none>``) is left out.
+    """
+    out: set[str] = set()
+    for text in (*tags, *digests):
+        ref = image_ref(text)
+        if ref is not None:
+            out |= ref.keys
+    return frozenset(out)

@@ -47,6 +47,7 @@ from aegir.compose.status import (
     missing_everywhere,
     warning_lines,
 )
+from aegir.docker import image_keys, image_ref
 from aegir.errors import AegirError, RefusedError
 from aegir.host import as_run
 from aegir.inventory import Host, Rolling
@@ -242,31 +243,21 @@ class _Before:
     ids: dict[str, str] = dataclasses.field(default_factory=dict)  # container name -> id, for update
 
 
-_HUB = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/")
-
-
-def image_ref(ref: str) -> str | None:
-    """An ``image:`` as Docker's RepoTags spell it: ``busybox`` and ``docker.io/library/busybox`` ->
-    ``busybox:latest`` (a digest or a tag is kept); None when Compose interpolates it (``${IMAGE}``)."""
-    if "$" in ref:
-        return None
-    ref = next((ref[len(h):] for h in _HUB if ref.startswith(h)), ref)
-    return ref if "@" in ref or ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
-
-
 def _unchecked(p: Project) -> list[str]:
-    """The project's ``image:`` values `verify` cannot read from the file (interpolated)."""
+    """The project's ``image:`` values `verify` cannot read from the file (interpolated, or refused by Docker)."""
     return sorted({s.image for s in p.services if s.image and image_ref(s.image) is None})
 
 
 def _images_of(hc: "HostContext", p: Project) -> dict[str, str]:
-    """The project's image references -> local image ID ("" when not present)."""
-    refs = {r for s in p.services if s.image and (r := image_ref(s.image))}
+    """The project's image references (as RepoTags spell them) -> the ID of the local image Docker resolves
+    each to, by its RepoTags or RepoDigests ("" when not present)."""
+    refs = {str(r): r for s in p.services if s.image and (r := image_ref(s.image))}
     out = dict.fromkeys(sorted(refs), "")
     for img in hc.docker().api.images():
-        for tag in img.get("RepoTags") or ():
-            if tag in refs:
-                out[tag] = img["Id"]
+        keys = image_keys(img.get("RepoTags") or (), img.get("RepoDigests") or ())
+        for text, ref in refs.items():
+            if ref.key in keys:
+                out[text] = img["Id"]
     return out
 
 

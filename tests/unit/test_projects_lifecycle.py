@@ -8,10 +8,11 @@ import time
 from types import SimpleNamespace
 
 from aegir.compose.discovery import Project
-from aegir.compose.lifecycle import Action, ActionResult, HostActions, core_order, image_ref, render_actions, run_steps
+from aegir.compose.lifecycle import Action, ActionResult, HostActions, core_order, render_actions, run_steps
 from aegir.compose.state import ProjectStatus
 from aegir.compose.status import HostStatus, has_problems, render_status, status_json
 from aegir.compose.templates import ServiceTemplate, parse_list, plan_new
+from aegir.docker import image_ref
 from aegir.fleet import Outcome
 from aegir.host import open_context
 from aegir.inventory import Host
@@ -27,10 +28,12 @@ def test_core_projects_start_with_front_then_in_name_order():
 
 
 def test_pull_compares_images_as_docker_tags_them_and_never_guesses_an_interpolated_one():
-    assert [image_ref(r) for r in ("busybox", "docker.io/library/busybox", "docker.io/acme/web:2",
-                                   "ghcr.io/acme/web", "registry:5000/web", "x@sha256:ab", "${IMAGE}")] == [
+    digest = "sha256:" + "ab" * 32
+    assert [str(image_ref(r)) for r in ("busybox", "docker.io/library/busybox", "docker.io/acme/web:2",
+                                        "ghcr.io/acme/web", "registry:5000/web", f"x@{digest}", "${IMAGE}",
+                                        "x@sha256:ab")] == [
         "busybox:latest", "busybox:latest", "acme/web:2", "ghcr.io/acme/web:latest", "registry:5000/web:latest",
-        "x@sha256:ab", None]
+        f"x@{digest}", "None", "None"]
 
 
 def steps(n: int) -> list[Action]:
