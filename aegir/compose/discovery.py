@@ -6,7 +6,9 @@
   ``docker-compose.yml``) with its compose file's text and its ``.env`` mode, in
   one shell round trip; `parse_discovery` turns that into `Project`s plus
   warnings (folder without a compose file, several compose files, a ``name:``
-  that differs from the folder, a folder Compose would rename).
+  that differs from the folder, a folder Compose would rename) and the folders
+  it leaves out (`Skipped`: a name aegir cannot pass to a shell, a hidden
+  folder holding a compose file), which disk.prune must not take for absent.
 
 Everything here is pure (text or dicts in, frozen dataclasses out) and is
 unit-tested on recorded output in tests/unit/data/compose_*.
@@ -100,6 +102,16 @@ def compose_name(folder: str) -> str:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A folder under SRV/<kind> that discovery leaves out, and why; `compose_file` names the compose file
+    it holds (None: none), whose images no task reads."""
+
+    path: str  # kind/folder as found on the host (any character but "/")
+    reason: str
+    compose_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Discovery:
     """What `discover_cmd` found under one host's /srv."""
 
@@ -107,6 +119,7 @@ class Discovery:
     projects: tuple[Project, ...]
     warnings: tuple[str, ...] = ()
     srv_missing: bool = False
+    skipped: tuple[Skipped, ...] = ()
     #: ``.env`` texts by project path, only when asked (`discover_cmd(with_env=True)`).
     envs: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -117,15 +130,19 @@ class Discovery:
 _DISCOVER_SCRIPT = """\
 cd "$1" 2>/dev/null || { echo X; exit 0; }
 with_env=$2
+nl='
+'
+tab='\t'
 set --
 for kind in core apps users; do
-  for d in "$kind"/*/; do
+  for d in "$kind"/*/ "$kind"/.[!.]*/ "$kind"/..?*/; do
     [ -d "$d" ] || continue
     d=${d%/}
     files=
     for f in compose.yaml compose.yml docker-compose.yaml docker-compose.yml; do
       [ -f "$d/$f" ] && files="$files${files:+,}$f"
     done
+    case $d in *"$nl"*|*"$tab"*) [ -n "$files" ] && printf 'B\\t%s\\t%s\\n' "$kind" "$files"; continue ;; esac
     if [ -z "$files" ]; then printf 'N\\t%s\\n' "$d"; continue; fi
     printf 'P\\t%s\\t%s\\n' "$d" "$files"
     set -- "$@" "$d/${files%%,*}"
@@ -147,7 +164,9 @@ def discover_cmd(srv: str, *, with_env: bool = False) -> Cmd:
     are: one ``stat`` for every ``.env`` mode, one ``tar`` of every compose file
     (and, only `with_env`, of every ``.env``: lint reads them, status never does).
     Lines: ``P<TAB>kind/folder<TAB>file[,file…]``, ``N<TAB>kind/folder`` (no compose
-    file), ``M mode kind/folder/.env``, ``T<TAB>base64(tar)``, ``X`` (no SRV).
+    file), ``B<TAB>kind<TAB>file[,file…]`` (a folder whose name holds a tab or a newline),
+    ``M mode kind/folder/.env``, ``T<TAB>base64(tar)``, ``X`` (no SRV). Hidden folders
+    are listed too: one that holds a compose file is a skipped folder, not an absent one.
     """
     return shell(_DISCOVER_SCRIPT, srv, "env" if with_env else "")
 
@@ -177,6 +196,7 @@ def parse_discovery(stdout: str, srv: str) -> Discovery:
     modes: dict[str, str] = {}
     members: dict[str, bytes] = {}
     warnings: list[str] = []
+    skipped: list[Skipped] = []
     for line in stdout.splitlines():
         tag, _, rest = line.partition("\t")
         parts = rest.split("\t")
@@ -189,12 +209,21 @@ def parse_discovery(stdout: str, srv: str) -> Discovery:
             mode, _, env_path = line[2:].partition(" ")
             modes[env_path.rsplit("/", 1)[0]] = mode
             continue
+        if tag == "B" and len(parts) == 2 and parts[0] in PROJECT_KINDS:
+            why = "its name holds a tab or a newline"
+            skipped.append(Skipped(f"{parts[0]}/?", why, parts[1].split(",")[0]))
+            warnings.append(f"{srv}/{parts[0]}/?: skipped: {why}")
+            continue
         kind, _, folder = parts[0].partition("/")
         if tag not in ("N", "P") or kind not in PROJECT_KINDS or not folder:
             continue
+        if tag == "N" and folder.startswith("."):
+            continue  # a hidden folder without a compose file: nothing of Compose's
         try:
             check_name("project folder", folder)
         except AegirError as exc:
+            file = parts[1].split(",")[0] if tag == "P" and len(parts) == 2 else None
+            skipped.append(Skipped(parts[0], str(exc), file))
             warnings.append(f"{srv}/{parts[0]}: skipped: {exc}")
             continue
         if tag == "N":
@@ -221,7 +250,8 @@ def parse_discovery(stdout: str, srv: str) -> Discovery:
             others = ", ".join(q for q in clashes[p.name] if q != p.path)
             warnings.append(f"{p.dir}: Compose project {p.name!r} is also {others}: the same project to Compose, "
                             "so aegir does not start or stop it; rename one folder")
-    return Discovery(srv, tuple(projects), tuple(warnings), envs=envs)
+    skipped.sort(key=lambda s: (order[s.path.partition("/")[0]], s.path))
+    return Discovery(srv, tuple(projects), tuple(warnings), envs=envs, skipped=tuple(skipped))
 
 
 def name_clashes(projects: Iterable[Project]) -> dict[str, tuple[str, ...]]:
