@@ -226,9 +226,10 @@ def config_check(fl: Flavour, p: "Project", *, docker_host: str | None = None) -
     return _sub(fl, p, docker_host, "config", "--quiet")
 
 
-def config(fl: Flavour, p: "Project", *, docker_host: str | None = None) -> Cmd:
-    """The file as Compose resolves it (``.env`` interpolated), as YAML on stdout."""
-    return _sub(fl, p, docker_host, "config")
+def config(fl: Flavour, p: "Project", *, docker_host: str | None = None, profiles: Sequence[str] = ()) -> Cmd:
+    """The file as Compose resolves it (``.env`` interpolated), as YAML on stdout; services behind `profiles`
+    too (``*``: every profile, Compose v2)."""
+    return _sub(fl, p, docker_host, *(w for name in profiles for w in ("--profile", name)), "config")
 
 
 def exec_(fl: Flavour, p: "Project", service: str, argv: Sequence[str], *, user: str | None = None,

@@ -14,10 +14,21 @@ from typing import Any
 
 from aegir import yamldoc
 from aegir.compose import cli as compose
-from aegir.compose.discovery import Project
-from aegir.compose.lifecycle import image_ref
+from aegir.compose.discovery import Discovery, Skipped
+from aegir.compose.lint import refs as refs_in
 from aegir.compose.state import LABEL_ONEOFF, LABEL_PROJECT, LABEL_WORKING_DIR
-from aegir.docker import DockerNetwork, DockerUnavailable, parse_networks
+from aegir.docker import (
+    DEFAULT_TAG,
+    HUB,
+    OFFICIAL,
+    DockerNetwork,
+    DockerUnavailable,
+    ImageRef,
+    InvalidReference,
+    image_keys,
+    parse_image_ref,
+    parse_networks,
+)
 from aegir.errors import CommandError
 from aegir.host import HostContext
 from aegir.layout import PROJECT_KINDS, PROJECT_PARTS
@@ -300,7 +311,13 @@ class DockerImage:
 
     @property
     def name(self) -> str:
-        return self.tags[0] if self.tags else f"<none> {self.id.removeprefix('sha256:')[:12]}"
+        """Its first tag, else its first digest (``nginx@sha256:…``), else ``<none> ID``."""
+        return (self.tags or self.digests or (f"<none> {self.id.removeprefix('sha256:')[:12]}",))[0]
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """Every reference Docker finds it by (`aegir.docker.image_keys`)."""
+        return image_keys(self.tags, self.digests)
 
 
 @dataclass(frozen=True)
@@ -395,70 +412,141 @@ def docker_state(hc: HostContext) -> DockerState:
 
 @dataclass(frozen=True)
 class ProjectImages:
-    """The images a Compose project under /srv references (None: they cannot be read)."""
+    """The images a Compose project under /srv names (`refs`), and, when they cannot all be known, why
+    (`unknown`: then `refs` holds only those that could be read)."""
 
     path: str
     dir: str
-    refs: tuple[str, ...] | None
-    error: str | None = None
+    refs: tuple[ImageRef, ...] = ()
+    unknown: str | None = None
 
 
-def implied_images(project: str, services: Iterable[str]) -> tuple[str, ...]:
-    """The names Compose gives the image of a service that has ``build:`` and no ``image:``.
+def implied_images(project: str, services: Iterable[str]) -> tuple[ImageRef, ...]:
+    """The names Compose gives the image of a service that has ``build:`` and no ``image:``
+    (v2 ``project-service``, v1 ``project_service``; tag ``latest``).
 
-    >>> implied_images("cloud", ["web"])
-    ('cloud-web:latest', 'cloud_web:latest')
+    >>> [str(r) for r in implied_images("cloud", ["web"])]
+    ['cloud-web:latest', 'cloud_web:latest']
     """
-    return tuple(f"{project}{sep}{s}:latest" for s in services for sep in ("-", "_"))
+    return tuple(ImageRef(f"{HUB}/{OFFICIAL}{project}{sep}{s}", DEFAULT_TAG) for s in services for sep in ("-", "_"))
 
 
-def parse_project_images(path: str, dir: str, project: str, raw_text: str, resolved: str | None,
-                         error: str | None) -> ProjectImages:
-    """A project's image references: Compose's resolved file (`resolved`, from ``compose config``) plus
-    every literal ``image:`` of its own file (services behind profiles too), as RepoTags spell them.
+#: Compose's word for a variable it interpolated as "": v2 ``The "X" variable is not set``, v1 ``The X variable…``.
+_UNSET = re.compile(r'The \\?"?([A-Za-z_][A-Za-z0-9_]*)\\?"? variable is not set')
 
-    When Compose could not resolve the file (`resolved` None) and the file interpolates an image,
-    the references are unknown (`refs` None): the caller keeps every tagged image then.
+
+def unset_variables(stderr: str) -> frozenset[str]:
+    """The variables ``compose config`` says it replaced by a blank string.
+
+    >>> sorted(unset_variables('WARN[0000] The "TAG" variable is not set. Defaulting to a blank string.'))
+    ['TAG']
     """
-    refs: set[str] = set()
+    return frozenset(_UNSET.findall(stderr))
+
+
+def _services(text: str) -> tuple[dict[str, Any], bool]:
+    """A compose text's services by name (each a mapping), and whether it pulls services from elsewhere
+    (``extends:``, top-level ``include:``); raises `YamlError`."""
+    data = yamldoc.load(text).data
+    data = data if isinstance(data, dict) else {}
+    raw = data.get("services")
+    services = {str(k): (v if isinstance(v, dict) else {}) for k, v in raw.items()} if isinstance(raw, dict) else {}
+    return services, "include" in data or any("extends" in v for v in services.values())
+
+
+def _first(reasons: Sequence[str]) -> str:
+    return reasons[0] + (f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else "")
+
+
+def parse_project_images(path: str, dir: str, project: str, raw_text: str, resolved: str | None, *,
+                         error: str | None = None, config_error: str | None = None,
+                         unset: Iterable[str] = ()) -> ProjectImages:
+    """A project's image references: every literal ``image:`` of its own file (services behind profiles
+    too), plus Compose's resolution of it (`resolved`: ``compose config`` with every profile, None when it
+    failed with `config_error`; `unset`: the variables it said were not set), plus the names Compose gives
+    ``build:`` images.
+
+    The images are unknown (`ProjectImages.unknown` says why) when the file could not be read (`error`),
+    when an ``image:`` is not a reference Docker reads, when an interpolated one is not resolved: Compose
+    failed, left its service out (a profile it did not enable), or replaced a variable of it by "".
+    """
+    if error is not None:
+        return ProjectImages(path, dir, (), error)
+    try:
+        raw, imports = _services(raw_text)
+        done, _ = _services(resolved) if resolved is not None else ({}, False)
+    except YamlError as exc:
+        return ProjectImages(path, dir, (), f"invalid YAML: {exc}")
+    refs: set[ImageRef] = set()
     builds: set[str] = set()
-    unknown = False
-    for text in (raw_text, resolved):
-        if text is None:
-            continue
+    reasons: list[str] = []
+    unset = frozenset(unset)
+
+    def read(service: str, image: Any, how: str) -> None:
+        if not isinstance(image, str):
+            reasons.append(f"service {service}: image{how} is not a string")
+            return
         try:
-            data = yamldoc.load(text).data
-        except YamlError as exc:
-            return ProjectImages(path, dir, None, f"{path}: {exc}")
-        services = data.get("services") if isinstance(data, dict) else None
-        for name, svc in (services or {}).items() if isinstance(services, dict) else ():
-            svc = svc if isinstance(svc, dict) else {}
-            image = svc.get("image")
-            if isinstance(image, str):
-                ref = image_ref(image)
-                if ref is None:
-                    unknown = unknown or text is raw_text and resolved is None
-                else:
-                    refs.add(ref)
-            elif "build" in svc:
-                builds.add(str(name))
-    if unknown:
-        return ProjectImages(path, dir, None, f"{path}: images interpolated from .env, and `compose config` "
-                                              f"failed: {error or 'no output'}")
-    return ProjectImages(path, dir, tuple(sorted(refs | set(implied_images(project, sorted(builds))))))
+            refs.add(parse_image_ref(image))
+        except InvalidReference as exc:
+            reasons.append(f"service {service}: image{how} {image!r}: {exc.message}")
+
+    interpolated: dict[str, str] = {}
+    for name, svc in raw.items():
+        image = svc.get("image")
+        if isinstance(image, str) and "$" in image:
+            interpolated[name] = image
+        elif image is not None:
+            read(name, image, "")
+        elif "build" in svc:
+            builds.add(name)
+    for name, svc in done.items():
+        if svc.get("image") is not None and (name in interpolated or raw.get(name, {}).get("image") is None):
+            read(name, svc["image"], " as Compose resolves it")
+        elif "build" in svc and svc.get("image") is None:
+            builds.add(name)
+    for name, image in interpolated.items():
+        profiles = raw[name].get("profiles")
+        where = f"service {name}" + (f" (profiles: {', '.join(map(str, profiles))})"
+                                     if isinstance(profiles, list) and profiles else "")
+        blank = sorted({r.name for r in refs_in(image)} & unset)
+        if blank:
+            reasons.append(f"{where}: image {image}: {', '.join(blank)} {'is' if len(blank) == 1 else 'are'} not set")
+        elif resolved is None:
+            reasons.append(f"{where}: image {image}: `compose config` failed: {config_error or 'no output'}")
+        elif name not in done:
+            reasons.append(f"{where}: image {image} is left out by `compose config`")
+    if resolved is None and imports:
+        reasons.append(f"services from other files (extends, include): `compose config` failed: "
+                       f"{config_error or 'no output'}")
+    found = tuple(sorted(refs | set(implied_images(project, sorted(builds))), key=str))
+    return ProjectImages(path, dir, found, _first(reasons) if reasons else None)
 
 
-def project_images(hc: HostContext, projects: Sequence[Project]) -> tuple[ProjectImages, ...]:
-    """Ask Compose, in one round trip, how it resolves every project's file; read their images."""
+def skipped_images(srv: str, folder: Skipped) -> ProjectImages:
+    """A folder discovery skipped: its compose file, if it has one, names images no task reads."""
+    return ProjectImages(folder.path, f"{srv}/{folder.path}", (),
+                         f"discovery skipped this folder ({folder.reason}), so its {folder.compose_file} is not read")
+
+
+def project_images(hc: HostContext, disc: Discovery) -> tuple[ProjectImages, ...]:
+    """Ask Compose, in one round trip, how it resolves every project's file with every profile enabled
+    (Compose v2's ``--profile '*'``; v1 has none: its profiled services stay unresolved); read their images.
+    A folder discovery skipped with a compose file in it, and a /srv that cannot be entered, are unknown."""
+    out = [skipped_images(disc.srv, s) for s in disc.skipped if s.compose_file]
+    if disc.srv_missing:
+        out.append(ProjectImages(disc.srv, disc.srv, (), f"{disc.srv} cannot be entered: its projects are unknown"))
+    projects = disc.projects
     if not projects:
-        return ()
+        return tuple(out)
     fl = compose.flavour(hc)
-    cmds = [compose.config(fl, p, docker_host=hc.host.docker_host) for p in projects]
+    cmds = [compose.config(fl, p, docker_host=hc.host.docker_host, profiles=() if fl.v1 else ("*",))
+            for p in projects]
     replies = split_batch(hc.run(batch(cmds)).stdout, len(cmds))
-    out = []
     for p, r in zip(projects, replies):
-        ok = r.exited == 0 and not p.error
+        ok = r.exited == 0
         tail = (r.stderr.strip().splitlines() or [f"exit code {r.exited}"])[-1]
         out.append(parse_project_images(p.path, p.dir, p.name, p.compose_text, r.stdout if ok else None,
-                                        None if ok else (p.error or tail)))
+                                        error=p.error, config_error=None if ok else tail,
+                                        unset=unset_variables(r.stderr)))
     return tuple(out)

@@ -5,7 +5,13 @@ removes too much: a project that is down is not garbage, and its image may not
 be pullable again. `plan_prune` keeps, unless asked otherwise:
 
 * every image a Compose project under /srv references (by its file, resolved
-  by Compose, or through one of its containers), running or stopped;
+  by Compose, or through one of its containers), running or stopped, however
+  the file spells it (Docker's normalisation: ``docker.io/``, ``library/``,
+  tag ``latest``; a ``name@digest`` matches the image of that RepoDigest);
+* when a project's images cannot all be known (`ProjectImages.unknown`: a
+  profile or a variable Compose did not resolve, a file aegir could not read,
+  a folder discovery skipped), every image with a tag or a digest: only
+  images with neither, which no ``image:`` can name, may go then;
 * the stopped containers of a project under /srv (its one-off ``run``
   containers are garbage);
 * every named volume, always; anonymous ones go only with ``--volumes``;
@@ -17,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aegir.disk.facts import DockerImage, DockerState, ProjectImages
+from aegir.disk.facts import DockerState, ProjectImages
 
 #: The kinds of things a prune removes, in the order it removes them.
 KINDS = ("container", "image", "network", "volume", "build cache")
@@ -57,24 +63,22 @@ class PrunePlan:
         return sum(i.bytes for i in self.remove)
 
 
-def _referenced_by(image: DockerImage, refs: dict[str, list[str]]) -> list[str]:
-    return sorted({p for name in (*image.tags, *image.digests) for p in refs.get(name, ())})
-
-
 def plan_prune(state: DockerState, projects: Sequence[ProjectImages], opts: PruneOptions = PruneOptions(),
                *, build_cache: bool = True) -> PrunePlan:
     """The prune plan of one host (see the module's docstring for what is kept).
 
-    A project whose images cannot be read (``refs`` None) keeps every tagged
-    image of the host, and says so in `warnings`.
+    A project whose images are unknown keeps every image of the host that has a tag or a digest, and
+    `warnings` names the project and says why.
     """
     dirs = {p.dir: p.path for p in projects}
-    refs: dict[str, list[str]] = {}
+    named: dict[str, set[str]] = {}
     for p in projects:
-        for r in p.refs or ():
-            refs.setdefault(r, []).append(p.path)
-    blind = [p for p in projects if p.refs is None]
-    warnings = [f"{p.error}; no tagged image is pruned on this host" for p in blind]
+        for r in p.refs:
+            for key in r.keys:
+                named.setdefault(key, set()).add(p.path)
+    blind = [p for p in projects if p.unknown]
+    warnings = [f"{p.path}: {p.unknown}; no image with a tag or a digest is pruned on this host" for p in blind]
+    unknown = f"images of {', '.join(p.path for p in blind)} unknown"
     remove: list[Item] = []
     kept: list[Item] = []
 
@@ -100,13 +104,14 @@ def plan_prune(state: DockerState, projects: Sequence[ProjectImages], opts: Prun
     for img in state.images:
         if img.id in used:
             continue
-        by = sorted(set(_referenced_by(img, refs)) | set(project_of_image.get(img.id, ())))
+        by = sorted({p for key in img.keys for p in named.get(key, ())} | set(project_of_image.get(img.id, ())))
         if by and not opts.project_images:
             kept.append(Item("image", img.id, img.name, img.unique, f"referenced by {', '.join(by)}"))
-        elif img.tags and blind and not opts.project_images:
-            kept.append(Item("image", img.id, img.name, img.unique, "a project's images are unknown"))
+        elif (img.tags or img.digests) and blind and not opts.project_images:
+            kept.append(Item("image", img.id, img.name, img.unique, unknown))
         else:
-            why = f"only {', '.join(by)} references it" if by else ("unused tag" if img.tags else "dangling")
+            why = (f"only {', '.join(by)} references it" if by else "unused tag" if img.tags
+                   else "unused digest" if img.digests else "dangling")
             remove.append(Item("image", img.id, img.name, img.unique, why))
 
     attached = {n for c in staying for n in c.networks}

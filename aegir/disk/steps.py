@@ -38,9 +38,10 @@ class HostPrune:
 
 
 def gather_prune(hc: HostContext, opts: PruneOptions) -> HostPrune:
-    """Facts -> plan, read-only: the /srv projects' images (one round trip), Docker's state (three calls)."""
+    """Facts -> plan, read-only: the /srv projects' images (one round trip; the folders discovery skipped
+    count as unknown), Docker's state (three calls)."""
     disc = discover(hc)
-    refs = project_images(hc, disc.projects)
+    refs = project_images(hc, disc)
     state = docker_state(hc)
     plan = plan_prune(state, refs, opts)
     return HostPrune(plan, state.usage)
