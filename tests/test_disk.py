@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -336,6 +337,160 @@ def test_include_project_images_then_removes_the_stopped_projects_image_and_volu
     assert len(seen["volumes"]) == 2 and "keepme" in seen["volumes"], seen["volumes"]
     assert set(now["volumes"]) == {"keepme"}  # the one-off container's anonymous volume went
     assert data["hosts"][0]["freed"]["images"] >= MiB
+
+
+# --------------------------------------------------------------------------- disk.prune: names spelled any way
+
+#: project -> its ``image:``, spelled unlike Docker's RepoTags/RepoDigests ({name}: the digest the registry serves).
+SPELLED = {
+    "apps/web": "nginx:1.25@{web}",  # Docker Hub, a tag and a digest: pulled by digest, RepoDigests nginx@…
+    "apps/pinned": "127.0.0.1:5000/lab/pinned:1@{pinned}",  # a registry with a port, a tag and a digest
+    "apps/maria": "library/mariadb:11",  # RepoTags mariadb:11
+    "apps/hub": "docker.io/lab/hub:2",  # RepoTags lab/hub:2
+    "apps/plain": "index.docker.io/library/lab-plain",  # RepoTags lab-plain:latest
+    "apps/box": "docker.io/aegir-lab/busybox",  # the lab's busybox, loaded: RepoTags aegir-lab/busybox:latest
+}
+
+
+def images(host) -> dict[str, tuple[list[str], list[str]]]:
+    """Image ID -> (RepoTags, RepoDigests), from the host's Docker API."""
+    client = host.docker_client()
+    try:
+        return {i["Id"]: ([t for t in i.get("RepoTags") or () if t != "<none>:<none>"],
+                          [d for d in i.get("RepoDigests") or () if d != "<none>@<none>"])
+                for i in client.api.images()}
+    finally:
+        client.close()
+
+
+def images_named(host, ref: str) -> str:
+    """The ID of the image `ref` names on `host`."""
+    return host.run(["docker", "image", "inspect", "--format", "{{.Id}}", ref]).stdout.strip()
+
+
+def pull(host, ref: str) -> str:
+    """``docker pull`` `ref` on `host`; the image's ID."""
+    host.run(["docker", "pull", ref], timeout=60)
+    return images_named(host, ref)
+
+
+def garbage(host, seed: str, served) -> dict[str, str]:
+    """Three images no project names, by kind: tagged, pinned by digest only (pulled from the lab's registry),
+    and dangling (a tag built twice leaves the first one with neither tag nor digest)."""
+    dangling = build(host, f"lab/rebuilt-{seed}:1", f"{seed}-first")
+    return {"tagged": build(host, f"lab/rebuilt-{seed}:1", f"{seed}-second"),
+            "digest": pull(host, f"127.0.0.1:5000/lab/orphan@{served[f'orphan-{seed}'].digest}"),
+            "dangling": dangling}
+
+
+@pytest.fixture(scope="module")
+def spelled(lab, tmp_path_factory):
+    """A host whose stopped projects (down: no container left) name their images otherwise than Docker does.
+
+    RepoDigests are real: ``docker load`` keeps none (moby/moby#22011), so the images pinned by digest are
+    pulled from a registry running in the host (`tests.lab.registry`), which is also the daemon's Docker Hub
+    mirror (``registry-mirrors``) so that ``nginx:1.25@sha256:…`` is pulled as Docker pulls it from the Hub.
+    The tagged ones are built and tagged with another spelling than the project's (``docker.io/library/…``,
+    ``index.docker.io/…``): Docker records its short one.
+    """
+    from tests.lab.registry import Registry, scratch_image
+
+    served = {name: scratch_image(name) for name in ("web", "pinned", "orphan-a", "orphan-b", "orphan-c")}
+    with lab.extra_host() as host:
+        inv = inventory_of(lab, host, tmp_path_factory.mktemp("spelled"))
+        with Registry(host, list(served.values())) as registry:
+            config = json.loads(host.paths.docker_config.read_text())
+            config["registry-mirrors"] = [f"http://{registry.address}"]
+            host.paths.docker_config.write_text(json.dumps(config))
+            host.stop_docker()
+            host.start_docker()
+            ids = {"apps/web": pull(host, f"nginx:1.25@{served['web'].digest}"),
+                   "apps/pinned": pull(host, f"127.0.0.1:5000/lab/pinned:1@{served['pinned'].digest}"),
+                   "apps/maria": build(host, "docker.io/library/mariadb:11", "maria"),
+                   "apps/hub": build(host, "index.docker.io/lab/hub:2", "hub"),
+                   "apps/plain": build(host, "lab-plain", "plain"),
+                   "apps/box": images_named(host, BUSYBOX)}
+            digests = {k: v.digest for k, v in served.items()}
+            for path, image in SPELLED.items():
+                host.write(f"{path}/compose.yaml",
+                           f"services:\n  app:\n    image: {image.format(**digests)}\n    command: {SLEEP}\n")
+            yield host, inv, ids, served
+
+
+def test_prune_keeps_every_image_a_stopped_project_names_however_the_file_spells_it(spelled):
+    host, inv, ids, served = spelled
+    junk_ids = garbage(host, "a", served)
+    before = images(host)
+    assert before[ids["apps/web"]] == ([], [f"nginx@{served['web'].digest}"])  # what Docker recorded
+    assert before[ids["apps/pinned"]] == ([], [f"127.0.0.1:5000/lab/pinned@{served['pinned'].digest}"])
+    assert [before[ids[p]][0] for p in ("apps/maria", "apps/hub", "apps/plain")] == [
+        ["mariadb:11"], ["lab/hub:2"], ["lab-plain:latest"]]
+
+    res, data = prune(inv, "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    after = images(host)
+    assert {ids[p] for p in SPELLED} <= set(after)
+    assert set(before) - set(after) == set(junk_ids.values())  # garbage of each kind went: the prune ran
+    [plan] = data["plan"]
+    assert {i["id"]: i["why"] for i in plan["kept"] if i["kind"] == "image"} == {
+        ids[p]: f"referenced by {p}" for p in SPELLED}
+    assert plan["warnings"] == []
+
+
+def test_a_profile_service_whose_image_is_an_unset_variable_makes_the_host_unknown_and_the_plan_names_it(spelled):
+    """``DEBUG_IMAGE=lab/debug:1 docker compose --profile debug up``: aegir cannot know which image that is."""
+    host, inv, ids, served = spelled
+    host.write("apps/debug/compose.yaml", "services:\n  app:\n    image: library/mariadb:11\n"
+               "  debug:\n    image: ${DEBUG_IMAGE}\n    profiles: [debug]\n")
+    try:
+        debug = build(host, "lab/debug:1", "debug")
+        junk_ids = garbage(host, "b", served)
+        before = images(host)
+        res, data = prune(inv, "--yes")
+        assert res.returncode == 0, res.stdout + res.stderr
+        after = images(host)
+        assert {debug, junk_ids["tagged"], junk_ids["digest"], *ids.values()} <= set(after)
+        assert set(before) - set(after) == {junk_ids["dangling"]}  # neither tag nor digest: no file can name it
+
+        warning = ("apps/debug: service debug (profiles: debug): image ${DEBUG_IMAGE}: DEBUG_IMAGE is not set; "
+                   "no image with a tag or a digest is pruned on this host")
+        assert data["plan"][0]["warnings"] == [warning]
+        kept = {i["id"]: i["why"] for i in data["plan"][0]["kept"] if i["kind"] == "image"}
+        assert kept[debug] == kept[junk_ids["tagged"]] == kept[junk_ids["digest"]] == "images of apps/debug unknown"
+        table = run_inv("disk.prune", "--dry", inventory=inv)
+        assert table.returncode == 0, table.stdout + table.stderr
+        assert f"{host.name}: warning: {warning}" in table.stdout.splitlines()
+    finally:
+        shutil.rmtree(host.root("/srv/apps/debug"))
+
+
+def test_folders_discovery_skips_make_the_host_unknown_and_the_plan_names_each_with_why(spelled):
+    host, inv, ids, served = spelled
+    host.write("apps/my wiki/compose.yaml", "services:\n  wiki:\n    image: lab/wiki:1\n")
+    host.write("apps/_old/docker-compose.yml", "services:\n  old:\n    image: docker.io/lab/old:1\n")
+    try:
+        named = {build(host, "lab/wiki:1", "wiki"), build(host, "lab/old:1", "old")}
+        junk_ids = garbage(host, "c", served)
+        before = images(host)
+        res, data = prune(inv, "--yes")
+        assert res.returncode == 0, res.stdout + res.stderr
+        after = images(host)
+        assert {*named, junk_ids["tagged"], junk_ids["digest"], *ids.values()} <= set(after)
+        assert set(before) - set(after) == {junk_ids["dangling"]}
+
+        rule = "use letters, digits, '_', '.', '-' (at most 63, not starting with a symbol)"
+        warnings = [f"apps/_old: discovery skipped this folder (invalid project folder name '_old': {rule}), so its "
+                    "docker-compose.yml is not read; no image with a tag or a digest is pruned on this host",
+                    f"apps/my wiki: discovery skipped this folder (invalid project folder name 'my wiki': {rule}), "
+                    "so its compose.yaml is not read; no image with a tag or a digest is pruned on this host"]
+        assert data["plan"][0]["warnings"] == warnings
+        table = run_inv("disk.prune", "--dry", inventory=inv)
+        assert table.returncode == 0, table.stdout + table.stderr
+        assert [f"{host.name}: warning: {w}" for w in warnings] == [
+            ln for ln in table.stdout.splitlines() if ": warning: " in ln]
+    finally:
+        shutil.rmtree(host.root("/srv/apps/my wiki"))
+        shutil.rmtree(host.root("/srv/apps/_old"))
 
 
 # --------------------------------------------------------------------------- disk.clean
