@@ -37,6 +37,7 @@ class InventoryError(AegirError):
     def __init__(self, path: str, line: int | None, message: str) -> None:
         self.path = path
         self.line = line
+        self.problem = message  # the sentence, without file and line
         where = f"{path}:{line}" if line else path
         super().__init__(f"{where}: {message}")
 

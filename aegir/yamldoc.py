@@ -13,6 +13,7 @@ inside a quoted string, where no real file has them).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,10 +47,15 @@ class YamlDoc:
 
     def line(self, *path: Any) -> int | None:
         """The line of `path` or of its nearest written ancestor (None: nowhere)."""
-        for n in range(len(path), 0, -1):
-            if path[:n] in self.lines:
-                return self.lines[path[:n]]
-        return None
+        return line_in(self.lines, path)
+
+
+def line_in(lines: Mapping[tuple[Any, ...], int], path: tuple[Any, ...]) -> int | None:
+    """The line `lines` (a `YamlDoc.lines`) gives `path`, or its nearest written ancestor (None: nowhere)."""
+    for n in range(len(path), 0, -1):
+        if path[:n] in lines:
+            return lines[path[:n]]
+    return None
 
 
 def load(text: str) -> YamlDoc:

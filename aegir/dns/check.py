@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from aegir import fields
 from aegir.dns.plan import Plan, Record
 from aegir.dns.zonefile import canonical_data
 from aegir.errors import AegirError
@@ -55,10 +56,10 @@ def parse_server(text: str | None) -> Server:
     except ValueError:
         pass
     m = SERVER_RE.match(text)
-    port = int(m["port"]) if m and m["port"] else 53
     try:
-        if not m or not 0 < port < 65536:
-            raise ValueError
+        if not m:
+            raise ValueError(text)
+        port = fields.port(m["port"], text=True) if m["port"] else 53  # a FieldError is a ValueError
         return Server(str(ipaddress.ip_address(m["v6"] or m["host"])), port)
     except ValueError:
         raise AegirError(f"--server {text!r}: expected an IP address, ADDR:PORT or [IPV6]:PORT") from None

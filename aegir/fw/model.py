@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from aegir import fields
 from aegir.errors import AegirError
 from aegir.inventory import Host
 
@@ -144,13 +145,11 @@ _PORT_RE = re.compile(r"[0-9]{1,5}")  # ASCII digits only: str.isdigit() takes '
 
 
 def _port(value: Any, where: str) -> int:
-    """A port number 1-65535 written in ASCII digits, or `InspectError`."""
-    text = value if isinstance(value, str) else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        text = str(value)
-    if text is None or not _PORT_RE.fullmatch(text) or not 0 < int(text) < 65536:
-        raise InspectError(f"{where}: {value!r} is not a port number from 1 to 65535")
-    return int(text)
+    """A port number 1-65535 (an int, or ASCII digits: `aegir.fields.port`), or `InspectError`."""
+    try:
+        return fields.port(value, text=True)
+    except fields.FieldError as exc:
+        raise InspectError(f"{where}: {exc}") from None
 
 
 def _ip(value: Any, kind: type, where: str) -> Any:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from aegir import fields
 from aegir.errors import AegirError
 from aegir.mysql import onhost
 from aegir.mysql.facts import AppWal
@@ -119,16 +120,12 @@ def restore_cmd(srv: str, path: str, at: str, into: str, until: str | None, serv
 # --------------------------------------------------------------------------- mysql.wal
 
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*$", re.IGNORECASE)
-
-
 def parse_size(text: str) -> int:
-    """``"500M"`` -> bytes (K, M, G, T, P are powers of 1024, as `report.human` prints them)."""
-    m = _SIZE_RE.match(text or "")
-    if not m:
-        raise AegirError(f"--over {text!r}: give a size such as 500M or 2G")
-    power = " KMGTP".index(m.group(2).upper() or " ")
-    return int(float(m.group(1)) * 1024**power)
+    """``--over 500M`` -> bytes (`aegir.fields.size`: K, M, G, T, P are powers of 1024)."""
+    try:
+        return fields.size(text)
+    except fields.FieldError:
+        raise AegirError(f"--over {text!r}: give a size such as 500M or 2G") from None
 
 
 def over_limit(apps: Sequence[AppWal], limit: int | None) -> tuple[AppWal, ...]:
