@@ -7,9 +7,13 @@ service IPv4s, an IPv6 prefix (a ``/56`` in the runbook) holding the admin IPv6
 and one service IPv6 per service IPv4.
 
 Every mistake is reported as ``file:line: sentence`` (an `InventoryError`),
-never as a traceback. Sections owned by one namespace (``fw:``, ``update:``)
-are kept as plain mappings on the host and validated by their owner, which
-can still point at the right line through `Inventory.line_of`.
+never as a traceback; fields are read by `aegir.fields` (one reader, one
+sentence per kind of mistake). A mistake in one host's entry breaks that
+host only (`Broken`): a command that targets it is refused, the others run;
+a YAML syntax error or a mistake in ``defaults:`` or ``groups:`` is raised
+at once. Sections owned by one namespace (``fw:``, ``update:``, ``dns:``)
+are kept as plain mappings on the host and read by their owner through
+`Inventory.section`, which points at the right line.
 
 Search order: ``--inventory`` flag, ``$AEGIR_INVENTORY``, ``./hosts.yml``,
 ``/etc/aegir/hosts.yml``.
@@ -22,14 +26,15 @@ import ipaddress
 import os
 import re
 import shlex
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from aegir import yamldoc
+from aegir import fields, yamldoc
 from aegir.errors import InventoryError, TargetError
+from aegir.fields import Fields, kind_of
 from aegir.sh import NAME_RE
 from aegir.yamldoc import YamlError
 
@@ -162,27 +167,27 @@ class Host:
 
 
 @dataclass(frozen=True)
-class Section:
-    """One host's section of hosts.yml (``fw:``, ``update:``...), and where each of its keys was written."""
+class Broken:
+    """A host whose entry in hosts.yml is wrong: no command may target it until it is fixed.
 
-    inventory: "Inventory"
-    host: Host
+    The other hosts stay usable. `error` says what is wrong, where; `groups`
+    and `addresses` are what could still be read of the entry, so that ``-H``
+    with one of its groups or addresses is refused too rather than silently
+    leaving it out.
+    """
+
     name: str
-    values: Mapping[str, Any]
+    error: InventoryError
+    groups: tuple[str, ...] = ()
+    addresses: tuple[str, ...] = ()
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def error(self, key: tuple[Any, ...], message: str, *, at: tuple[Any, ...] = ()) -> InventoryError:
-        """``file:line: HOST: SECTION.KEY: message``, at the host's own key or else the ``defaults:`` one.
-
-        `at` goes on below `key` for the line only (the item of a list that is wrong).
-        """
-        base: tuple[Any, ...] = ("hosts", self.host.name, self.name)
-        if (*base, key[0]) not in self.inventory.lines and ("defaults", self.name, key[0]) in self.inventory.lines:
-            base = ("defaults", self.name)
-        where = ".".join(map(str, (self.name, *key)))
-        return self.inventory.error((*base, *key, *at), f"{self.host.name}: {where}: {message}")
+    def refusal(self, others: Sequence["Broken"] = (), why: str = "") -> InventoryError:
+        """The error a command targeting this host (and broken `others`) gets, one line: this host's,
+        `why` it was needed, and which other targets are broken."""
+        also = [b.name for b in others if b.error is not self.error]  # a clash names both hosts already
+        more = f"; also broken: {', '.join(also)}" if also else ""
+        return InventoryError(self.error.path, self.error.line,
+                              f"{self.error.problem}{f' ({why})' if why else ''}{more}")
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,7 @@ class Inventory:
     hosts: tuple[Host, ...]
     lines: Mapping[tuple[Any, ...], int] = field(default_factory=dict, compare=False)
     rolling: Mapping[str, Rolling] = field(default_factory=dict)  # group -> its ``rolling:`` setting
+    broken: tuple[Broken, ...] = ()  # entries a command may not target until fixed, in file order
 
     def rolling_for(self, hosts: Sequence[Host]) -> Rolling | None:
         """The most cautious ``rolling:`` of the groups `hosts` belong to (smallest batch), or None.
@@ -218,42 +224,58 @@ class Inventory:
 
     @property
     def groups(self) -> dict[str, tuple[str, ...]]:
-        """Group name -> member host names, in inventory order."""
+        """Group name -> member host names (broken entries last), in inventory order."""
         out: dict[str, list[str]] = {}
-        for h in self.hosts:
+        for h in self._entries:
             for g in h.groups:
                 out.setdefault(g, []).append(h.name)
         return {g: tuple(m) for g, m in out.items()}
 
+    @property
+    def _entries(self) -> tuple[Host | Broken, ...]:
+        return (*self.hosts, *self.broken)
+
     def get(self, name: str) -> Host:
-        for h in self.hosts:
+        """The host named `name`; its entry's error when it is broken, `TargetError` when there is none."""
+        for h in self._entries:
             if h.name == name:
+                if isinstance(h, Broken):
+                    raise h.refusal()
                 return h
         raise TargetError(self._unknown(name))
 
+    def every_host(self, why: str = "") -> tuple[Host, ...]:
+        """Every host, for what needs all of them (`why` says what: "the DNS zones cover every host").
+
+        Refused, with the first broken entry's error, while any entry is broken.
+        """
+        if self.broken:
+            raise self.broken[0].refusal(self.broken, why)
+        return self.hosts
+
     def line_of(self, *path: Any) -> int | None:
         """The line of the deepest written key along `path` (1-based), if any."""
-        for n in range(len(path), 0, -1):
-            if path[:n] in self.lines:
-                return self.lines[path[:n]]
-        return None
+        return yamldoc.line_in(self.lines, path)
 
     def error(self, path: tuple[Any, ...], message: str) -> InventoryError:
         """An `InventoryError` pointing at the key at `path`."""
         return InventoryError(self.path, self.line_of(*path), message)
 
-    def section(self, host: Host, name: str, keys: Sequence[str]) -> "Section":
+    def section(self, host: Host, name: str, keys: Sequence[str]) -> Fields:
         """`host`'s ``name:`` section (its own over ``defaults:``), refused if it has a key not in `keys`.
 
-        Every area's settings (``fw:``, ``update:``...) are read through this:
-        one way to say which key is wrong, on which line, with "did you mean".
+        Every area's settings (``fw:``, ``update:``...) are read through this
+        (`aegir.fields.Fields`): a mistake is ``file:line: HOST: SECTION.KEY: sentence``,
+        at the host's own key or else at the ``defaults:`` one it inherits.
         """
-        sec = Section(self, host, name, host.section(name))
-        for key in sec.values:
-            if key not in keys:
-                close = difflib.get_close_matches(str(key), keys, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(keys)}"
-                raise sec.error((key,), f"unknown key ({hint})")
+        def line(keys: tuple[Any, ...]) -> int | None:
+            base: tuple[Any, ...] = ("hosts", host.name, name)
+            if keys and (*base, keys[0]) not in self.lines and ("defaults", name, keys[0]) in self.lines:
+                base = ("defaults", name)
+            return self.line_of(*base, *keys)
+
+        sec = Fields(host.section(name), self.path, line, host.name, (name,), InventoryError)
+        sec.check(keys)
         return sec
 
     def resolve(self, spec: str | Iterable[str] | None, exclude: str | Iterable[str] | None = None) -> tuple[Host, ...]:
@@ -263,33 +285,35 @@ class Inventory:
         only (``-H '!hyp3'``). `exclude` (``--exclude``) takes the same words,
         without ``!``. Order is kept, duplicates dropped. An exclusion that names
         nothing known is refused like an unknown target: a typo must not keep
-        a host in; leaving no host at all is refused too.
+        a host in; leaving no host at all is refused too. A target whose entry
+        is broken (`Broken`) is refused with its error; leaving it out works.
         """
         words = _words(spec)
         dropped = [w[1:].strip() for w in words if w.startswith("!")] + _words(exclude)
         words = [w for w in words if not w.startswith("!")]
-        hosts = [h for w in words for h in self._match(w)] if words else list(self.hosts)
-        out: list[Host] = []
+        hosts = [h for w in words for h in self._match(w)] if words else list(self._entries)
+        out: list[Host | Broken] = []
         for h in hosts:
             if h not in out:
                 out.append(h)
-        if not dropped:
-            return tuple(out)
-        gone = {h.name for w in dropped for h in self._match(w)}
-        left = tuple(h for h in out if h.name not in gone)
-        if not left:
-            raise TargetError(f"no host left: {', '.join(dropped)} excludes every target "
-                              f"({', '.join(h.name for h in out)})")
-        return left
+        if dropped:
+            gone = {h.name for w in dropped for h in self._match(w)}
+            left = [h for h in out if h.name not in gone]
+            if not left:
+                raise TargetError(f"no host left: {', '.join(dropped)} excludes every target "
+                                  f"({', '.join(h.name for h in out)})")
+            out = left
+        broken = [h for h in out if isinstance(h, Broken)]
+        if broken:
+            raise broken[0].refusal(broken)
+        return tuple(h for h in out if isinstance(h, Host))
 
-    def _match(self, word: str) -> list[Host]:
+    def _match(self, word: str) -> list[Host | Broken]:
         if word == "all":
-            return list(self.hosts)
-        if word in self.names:
-            return [self.get(word)]
-        groups = self.groups
-        if word in groups:
-            return [self.get(n) for n in groups[word]]
+            return list(self._entries)
+        found = [h for h in self._entries if h.name == word] or [h for h in self._entries if word in h.groups]
+        if found:
+            return found
         if _looks_raw(word):
             return [self._raw(word)]
         raise TargetError(self._unknown(word))
@@ -302,19 +326,23 @@ class Inventory:
 
     def _unknown(self, word: str) -> str:
         groups = sorted(self.groups)
-        close = difflib.get_close_matches(word, [*self.names, *groups], n=1)
+        names = [h.name for h in self._entries]
+        close = difflib.get_close_matches(word, [*names, *groups], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return (
             f"unknown host or group {word!r}{hint} in {self.path}; "
-            f"hosts: {', '.join(self.names) or '-'}; groups: {', '.join(groups) or '-'}; "
+            f"hosts: {', '.join(names) or '-'}; groups: {', '.join(groups) or '-'}; "
             "or give user@host:port"
         )
 
-    def _raw(self, word: str) -> Host:
+    def _raw(self, word: str) -> Host | Broken:
         user, addr, port = parse_raw_target(word)
         for h in self.hosts:  # a raw address that is an inventory host keeps its plan
             if addr in {h.address, str(h.admin_ipv4), str(h.admin_ipv6), h.name}:
                 return replace(h, user=user or h.user, port=port or h.port)
+        for b in self.broken:  # ...and one of a broken entry is refused with it
+            if addr in {*b.addresses, b.name}:
+                return b
         return Host(name=word, address=addr, user=user, port=port or 22, origin="-H")
 
 
@@ -342,9 +370,10 @@ def parse_raw_target(word: str) -> tuple[str | None, str, int | None]:
     m = _RAW_RE.match(word)
     if not m:
         raise TargetError(f"cannot read target {word!r}: expected user@host:port or user@[v6]:port")
-    port = int(m["port"]) if m["port"] else None
-    if port is not None and not 0 < port < 65536:
-        raise TargetError(f"target {word!r}: port {port} is out of range")
+    try:
+        port = fields.port(m["port"], text=True) if m["port"] else None
+    except fields.FieldError as exc:
+        raise TargetError(f"target {word!r}: {exc}") from None
     return m["user"], m["v6"] or m["host"], port
 
 
@@ -388,7 +417,15 @@ def for_context(c: Any) -> "Inventory":
 
 
 def parse(text: str, path: str = "hosts.yml") -> Inventory:
-    """Validate inventory `text` (as read from `path`) into an `Inventory`."""
+    """Validate inventory `text` (as read from `path`) into an `Inventory`.
+
+    A YAML syntax error, or a mistake outside the host entries (the top level,
+    ``defaults:``, ``groups:``), raises `InventoryError`: nothing can be
+    trusted. A mistake in one host's entry, or a clash between entries (two
+    hosts at one address, overlapping prefixes), makes those hosts `Broken`:
+    a command that targets one of them is refused with the error, the others
+    work (`Inventory.resolve`).
+    """
     data, lines = _read_yaml(text, path)
     return _Validator(path, lines).inventory(data)
 
@@ -406,13 +443,16 @@ class _Validator:
     path: str
     lines: dict[tuple[Any, ...], int]
 
+    def line(self, where: tuple[Any, ...]) -> int:
+        """The line of `where` (the document itself, empty or not a mapping, is at its first line)."""
+        return yamldoc.line_in(self.lines, where) or 1
+
     def fail(self, where: tuple[Any, ...], message: str) -> InventoryError:
-        line = 1  # the document itself (empty, not a mapping) is at its first line
-        for n in range(len(where), 0, -1):
-            if where[:n] in self.lines:
-                line = self.lines[where[:n]]
-                break
-        return InventoryError(self.path, line, message)
+        return InventoryError(self.path, self.line(where), message)
+
+    def fields(self, values: Mapping[Any, Any], at: tuple[Any, ...], head: str = "") -> Fields:
+        """The mapping at `at`, read by the field reader: mistakes as `InventoryError` at their line."""
+        return Fields(values, self.path, lambda keys: self.line((*at, *keys)), head, (), InventoryError)
 
     # -- structure ----------------------------------------------------------
 
@@ -420,29 +460,44 @@ class _Validator:
         if data is None:
             raise self.fail((), "the inventory is empty: it needs a 'hosts:' mapping")
         if not isinstance(data, dict):
-            raise self.fail((), f"the top level must be a mapping with 'hosts:', not a {_kind(data)}")
-        self.unknown_keys(data, TOP_KEYS, (), "top-level key")
+            raise self.fail((), f"the top level must be a mapping with 'hosts:', not {kind_of(data)}")
+        self.fields(data, ()).check(TOP_KEYS, "top-level key")
         defaults = {} if data.get("defaults") is None else data["defaults"]
         if not isinstance(defaults, dict):
-            raise self.fail(("defaults",), f"'defaults' must be a mapping, not a {_kind(defaults)}")
+            raise self.fail(("defaults",), f"'defaults' must be a mapping, not {kind_of(defaults)}")
         for key in defaults:
             if key in HOST_KEYS and not HOST_KEYS[key]:
                 raise self.fail(("defaults", key), f"'{key}' is per host and cannot be in 'defaults'")
-        self.unknown_keys(defaults, HOST_KEYS, ("defaults",), "key in defaults")
+        self.host("defaults", {}, defaults, at=("defaults",))  # a mistake there is every host's: refused here
         hosts = data.get("hosts")
         if not isinstance(hosts, dict) or not hosts:
             raise self.fail(("hosts",) if "hosts" in data else (), "'hosts' must be a non-empty mapping of host name -> settings")
-        parsed = [self.host(name, spec, defaults) for name, spec in hosts.items()]
-        self.fleet(parsed)
-        rolling = self.groups(data.get("groups"), {g for h in parsed for g in h.groups})
-        return Inventory(self.path, tuple(parsed), MappingProxyType(dict(self.lines)), MappingProxyType(rolling))
+        parsed: list[Host] = []
+        broken: dict[str, Broken] = {}
+        for name, spec in hosts.items():
+            try:
+                parsed.append(self.host(name, spec, defaults))
+            except InventoryError as exc:
+                broken[str(name)] = _broken(str(name), exc, spec, defaults)
+        clashes = self.fleet(parsed, [*broken])
+        for h in parsed:  # a clash between entries makes each host involved broken
+            clash = clashes.get(h.name)
+            if clash is not None:
+                broken[h.name] = Broken(h.name, clash, h.groups, tuple(str(a) for a in (h.address, h.admin_ipv4,
+                                                                                      h.admin_ipv6) if a))
+        order = [str(n) for n in hosts]
+        good = tuple(h for h in parsed if h.name not in broken)
+        known = {g for h in good for g in h.groups} | {g for b in broken.values() for g in b.groups}
+        rolling = self.groups(data.get("groups"), known)
+        return Inventory(self.path, good, MappingProxyType(dict(self.lines)), MappingProxyType(rolling),
+                         tuple(sorted(broken.values(), key=lambda b: order.index(b.name))))
 
     def groups(self, groups: Any, known: set[str]) -> dict[str, Rolling]:
         """The top-level ``groups:`` mapping: group name -> ``{rolling: {serial, keep_going}}``."""
         if groups is None:
             return {}
         if not isinstance(groups, dict):
-            raise self.fail(("groups",), f"'groups' must be a mapping of group name -> settings, not a {_kind(groups)}")
+            raise self.fail(("groups",), f"'groups' must be a mapping of group name -> settings, not {kind_of(groups)}")
         out = {}
         for name, spec in groups.items():
             at = ("groups", name)
@@ -451,37 +506,31 @@ class _Validator:
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise self.fail(at, f"group {name!r} has no host in it{hint}")
             if not isinstance(spec, dict):
-                raise self.fail(at, f"group {name!r} must be a mapping of settings, not a {_kind(spec)}")
-            self.unknown_keys(spec, GROUP_KEYS, at, f"key for group {name!r}:")
-            rolling = spec.get("rolling")
-            if rolling is None:
+                raise self.fail(at, f"group {name!r} must be a mapping of settings, not {kind_of(spec)}")
+            group = self.fields(spec, at, f"group {name}")
+            group.check(GROUP_KEYS)
+            if spec.get("rolling") is None:
                 continue
-            if not isinstance(rolling, dict) or "serial" not in rolling:
-                raise self.fail((*at, "rolling"), f"group {name}: rolling must be a mapping with 'serial' "
-                                                  "(and optionally 'keep_going')")
-            self.unknown_keys(rolling, ROLLING_KEYS, (*at, "rolling"), f"key in group {name}'s rolling:")
-            keep_going = rolling.get("keep_going", False)
-            if not isinstance(keep_going, bool):
-                raise self.fail((*at, "rolling", "keep_going"), f"group {name}: rolling.keep_going must be true or false")
-            line = self.lines.get((*at, "rolling"), "?")
-            try:
-                out[name] = parse_serial(rolling["serial"], f"{self.path}:{line} (group {name})", keep_going)
-            except ValueError as exc:
-                raise self.fail((*at, "rolling", "serial"), f"group {name}: rolling.{exc}") from None
-        return out
+            if not isinstance(spec["rolling"], dict) or "serial" not in spec["rolling"]:
+                raise group.fail(("rolling",), "must be a mapping with 'serial' (and optionally 'keep_going')")
+            rolling = group.below("rolling", ROLLING_KEYS)
+            keep_going = rolling.get("keep_going", fields.boolean, False)
+            origin = f"{self.path}:{self.line((*at, 'rolling'))} (group {name})"
 
-    def unknown_keys(self, mapping: dict, allowed: Iterable[str], where: tuple[Any, ...], what: str) -> None:
-        allowed = list(allowed)
-        for key in mapping:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(allowed)})"
-                raise self.fail((*where, key), f"unknown {what} {key!r}{hint}")
+            def serial(value: Any, origin: str = origin, keep_going: bool = keep_going) -> Rolling:
+                try:
+                    return parse_serial(value, origin, keep_going)
+                except ValueError as exc:
+                    raise fields.FieldError(str(exc).removeprefix("serial ")) from None
+
+            out[name] = rolling.get("serial", serial)
+        return out
 
     # -- one host -------------------------------------------------------------
 
-    def host(self, name: Any, spec: Any, defaults: dict) -> Host:
-        at = ("hosts", name)
+    def host(self, name: Any, spec: Any, defaults: dict, at: tuple[Any, ...] | None = None) -> Host:
+        """One host's entry over `defaults` (`at`: where it is written, ``hosts.NAME`` by default)."""
+        at = at or ("hosts", name)
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise self.fail(at, f"host name {name!r} must be letters, digits, '_', '.', '-'")
         if name in RESERVED_NAMES:
@@ -489,103 +538,51 @@ class _Validator:
         if spec is None:
             spec = {}
         if not isinstance(spec, dict):
-            raise self.fail(at, f"host {name!r} must be a mapping of settings, not a {_kind(spec)}")
-        self.unknown_keys(spec, HOST_KEYS, at, f"key for host {name!r}:")
+            raise self.fail(at, f"host {name!r} must be a mapping of settings, not {kind_of(spec)}")
         merged: dict[str, Any] = {**defaults, **spec}
         for s in SECTIONS:  # sections merge one level deep
             if isinstance(defaults.get(s), dict) and isinstance(spec.get(s), dict):
                 merged[s] = {**defaults[s], **spec[s]}
 
-        def where(key: str) -> tuple[Any, ...]:
-            return (*at, key) if key in spec else ("defaults", key) if key in defaults else at
+        def line(keys: tuple[Any, ...]) -> int:  # the host's own key, else the defaults' one
+            key = keys[0] if keys else None
+            where = (*at, key) if key in spec else ("defaults", key) if key in defaults else at
+            return self.line((*where, *keys[1:]))
 
-        def get_str(key: str, default: str | None = None) -> str | None:
-            v = merged.get(key, default)
-            if v is not None and not isinstance(v, str):
-                raise self.fail(where(key), f"{name}: '{key}' must be a string, not a {_kind(v)}")
-            if v is not None and (v == "" or _CONTROL.search(v)):
-                raise self.fail(where(key), f"{name}: '{key}' must be a non-empty string without "
-                                            f"control characters (newlines, tabs), not {v!r}")
-            return v
+        f = Fields(merged, self.path, line, name, (), InventoryError)
+        f.check(HOST_KEYS)
+        connection = f.get("connection", fields.choice("ssh", "local"), "ssh")
+        port = f.get("port", fields.port, 22)
+        groups = f.get("groups", fields.list_of(_group, "group names"), [])
+        srv = f.get("srv", _srv, "/srv")
+        user = f.get("user", _user)
+        luks = f.below("luks", LUKS_KEYS)
+        luks_device = luks.get("device", _device)
+        luks_name = luks.get("name", fields.name("luks mapping"), "data")
+        start = f.get("docker_start", _command, list(DEFAULT_DOCKER_START))
+        sudo = f.get("sudo", fields.boolean, False)
+        sections = {s: MappingProxyType(dict(f.below(s).values)) for s in SECTIONS if merged.get(s) is not None}
 
-        connection = get_str("connection", "ssh")
-        if connection not in ("ssh", "local"):
-            raise self.fail(where("connection"), f"{name}: connection must be 'ssh' or 'local', not {connection!r}")
-        port = merged.get("port", 22)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise self.fail(where("port"), f"{name}: port must be an integer from 1 to 65535, not {port!r}")
-        groups = merged.get("groups", [])
-        if isinstance(groups, str):
-            groups = [groups]
-        if not isinstance(groups, list) or not all(isinstance(g, str) and NAME_RE.fullmatch(g) for g in groups):
-            raise self.fail(where("groups"), f"{name}: groups must be a list of names "
-                                             "(letters, digits, '_', '.', '-')")
-        for g in groups:
-            if g in RESERVED_NAMES:
-                raise self.fail(where("groups"), f"{name}: {g!r} cannot be a group name: -H {g} already means every host")
-        srv = get_str("srv", "/srv") or "/srv"
-        if not srv.startswith("/"):
-            raise self.fail(where("srv"), f"{name}: srv must be an absolute path, not {srv!r}")
-        srv_parts = srv.rstrip("/").split("/")[1:]
-        if not _SRV_RE.fullmatch(srv) or not srv_parts or any(part in ("", ".", "..") for part in srv_parts):
-            raise self.fail(where("srv"), f"{name}: srv must be a folder below / without '.', '..' or '//', made of "
-                                          f"letters, digits and '_ . + @ : = , -' (like /srv), not {srv!r}")
-        user = get_str("user")
-        if user is not None and not _USER_RE.fullmatch(user):
-            raise self.fail(where("user"), f"{name}: user {user!r} is not a login name")
-        luks = {} if merged.get("luks") is None else merged["luks"]
-        if not isinstance(luks, dict):
-            raise self.fail(where("luks"), f"{name}: luks must be a mapping with 'device' and 'name'")
-        self.unknown_keys(luks, LUKS_KEYS, where("luks"), f"key in {name}'s luks:")
-        luks_device = luks.get("device")
-        luks_name = luks.get("name", "data")
-        if luks_device is not None and (not isinstance(luks_device, str) or not _SRV_RE.fullmatch(luks_device)
-                                        or ".." in luks_device.split("/")):
-            raise self.fail(where("luks"), f"{name}: luks.device must be an absolute path like /dev/md2")
-        if not isinstance(luks_name, str) or not NAME_RE.fullmatch(luks_name):
-            raise self.fail(where("luks"), f"{name}: luks.name must be a simple mapping name like 'data'")
-        start = merged.get("docker_start", list(DEFAULT_DOCKER_START))
-        if isinstance(start, str):
-            try:
-                start = shlex.split(start)
-            except ValueError as exc:
-                raise self.fail(where("docker_start"), f"{name}: docker_start: {exc}") from None
-        if not isinstance(start, list) or not start or not all(isinstance(a, str) for a in start):
-            raise self.fail(where("docker_start"), f"{name}: docker_start must be a command line or an argv list")
-        if any(_CONTROL.search(a) for a in start) or not start[0] or start[0].startswith("-"):
-            raise self.fail(where("docker_start"), f"{name}: docker_start must name a program first and hold "
-                                                   "no control characters (newlines, tabs)")
-        sudo = merged.get("sudo", False)
-        if not isinstance(sudo, bool):
-            raise self.fail(where("sudo"), f"{name}: sudo must be true or false")
-        sections: dict[str, Mapping[str, Any]] = {}
-        for s in SECTIONS:
-            if s in merged and merged[s] is not None:
-                if not isinstance(merged[s], dict):
-                    raise self.fail(where(s), f"{name}: '{s}' must be a mapping")
-                sections[s] = MappingProxyType(dict(merged[s]))
-
-        admin4 = self.addr(merged, "admin_ipv4", IPv4, name, where)
-        service4 = self.addrs(merged, "service_ipv4", IPv4, name, where)
-        prefix = self.prefix(merged, name, where)
-        admin6 = self.addr(merged, "admin_ipv6", IPv6, name, where)
-        service6 = self.addrs(merged, "service_ipv6", IPv6, name, where)
+        admin4 = f.get("admin_ipv4", _host_ip(4, "admin"))
+        service4 = f.get("service_ipv4", fields.list_of(_host_ip(4, "service"), "IPv4 addresses"), [])
+        prefix = f.get("ipv6_prefix", _prefix)
+        admin6 = f.get("admin_ipv6", _host_ip(6, "admin"))
+        service6 = f.get("service_ipv6", fields.list_of(_host_ip(6, "service"), "IPv6 addresses"), [])
+        for key, addrs in (("service_ipv4", service4), ("service_ipv6", service6)):
+            twice = next((a for i, a in enumerate(addrs) if a in addrs[:i]), None)
+            if twice is not None:
+                raise f.fail((key,), f"lists {twice} twice")
         for key, addrs in (("admin_ipv6", [admin6] if admin6 else []), ("service_ipv6", service6)):
             for a in addrs:
                 if prefix is None:
-                    raise self.fail(where(key), f"{name}: {key} {a} given without an ipv6_prefix to hold it")
+                    raise f.fail((key,), f"{a} given without an ipv6_prefix to hold it")
                 if a not in prefix:
-                    raise self.fail(where(key), f"{name}: {key} {a} is outside the host's prefix {prefix}")
+                    raise f.fail((key,), f"{a} is outside the host's prefix {prefix}")
         if (service4 or service6) and len(service4) != len(service6):
-            raise self.fail(
-                where("service_ipv6") if "service_ipv6" in spec else where("service_ipv4"),
-                f"{name}: {len(service4)} service IPv4(s) but {len(service6)} service IPv6(s); "
-                "they must pair one to one",
-            )
-        address = get_str("address")
-        if address is not None and not _is_address(address):
-            raise self.fail(where("address"), f"{name}: address {address!r} must be a host name or an IP address "
-                                              "(letters, digits, '.', '-', ':'; no spaces, no leading '-', no zone id)")
+            raise f.fail(("service_ipv6",) if "service_ipv6" in spec else ("service_ipv4",),
+                         f"{len(service4)} service IPv4(s) but {len(service6)} service IPv6(s); "
+                         "they must pair one to one")
+        address = f.get("address", fields.address)
         if address is None and connection == "ssh":
             address = str(admin4) if admin4 else str(admin6) if admin6 else name
         return Host(
@@ -599,9 +596,9 @@ class _Validator:
             luks_device=luks_device,
             luks_name=luks_name,
             docker_start=tuple(start),
-            docker_host=get_str("docker_host"),
-            known_hosts=get_str("known_hosts", "~/.ssh/known_hosts") or "~/.ssh/known_hosts",
-            identity=get_str("identity"),
+            docker_host=f.get("docker_host", fields.text),
+            known_hosts=f.get("known_hosts", fields.text, "~/.ssh/known_hosts"),
+            identity=f.get("identity", fields.text),
             sudo=sudo,
             admin_ipv4=admin4,
             service_ipv4=tuple(service4),
@@ -612,73 +609,40 @@ class _Validator:
             origin=f"{self.path}:{self.lines.get(at, '?')}",
         )
 
-    def addr(self, merged: dict, key: str, kind: type, name: str, where: Any) -> Any:
-        v = merged.get(key)
-        if v is None:
-            return None
-        family = "IPv4" if kind is IPv4 else "IPv6"
-        if isinstance(v, str) and "%" in v:
-            raise self.fail(where(key), f"{name}: {key} {v!r} has a zone id: give the address alone")
-        try:
-            a = kind(str(v)) if isinstance(v, str) and v == v.strip() else _bad()
-        except ValueError:
-            raise self.fail(where(key), f"{name}: {key} {v!r} is not an {family} address") from None
-        bad = _special(a)
-        if bad:
-            raise self.fail(where(key), f"{name}: {key} {a} is {bad}: it cannot be a host's {key.split('_')[0]} address")
-        return a
-
-    def addrs(self, merged: dict, key: str, kind: type, name: str, where: Any) -> list[Any]:
-        v = merged.get(key)
-        if v is None:
-            return []
-        items = v if isinstance(v, list) else [v]
-        out = []
-        for i, item in enumerate(items):
-            a = self.addr({key: item}, key, kind, name,
-                          lambda k: (*where(k), i) if isinstance(v, list) else where(k))  # noqa: B023 - called at once
-            if a in out:
-                raise self.fail(where(key), f"{name}: {key} lists {a} twice")
-            out.append(a)
-        return out
-
-    def prefix(self, merged: dict, name: str, where: Any) -> IPv6Net | None:
-        v = merged.get("ipv6_prefix")
-        if v is None:
-            return None
-        try:
-            net = IPv6Net(str(v), strict=True) if isinstance(v, str) and "%" not in v and v == v.strip() else _bad()
-        except ValueError as exc:
-            raise self.fail(where("ipv6_prefix"), f"{name}: ipv6_prefix {v!r} is not an IPv6 network ({exc})") from None
-        if net.prefixlen < MIN_PREFIXLEN:
-            raise self.fail(where("ipv6_prefix"), f"{name}: ipv6_prefix {net} is shorter than /{MIN_PREFIXLEN}: "
-                                                  "not one host's prefix (the runbook gives each host a /56)")
-        bad = _special(net.network_address) or ("link-local" if net.is_link_local else "")
-        if bad:
-            raise self.fail(where("ipv6_prefix"), f"{name}: ipv6_prefix {net} is {bad}, not a routable prefix")
-        if net.prefixlen > 64:
-            raise self.fail(where("ipv6_prefix"), f"{name}: ipv6_prefix {net} is longer than /64 (the runbook gives each host a /56)")
-        return net
-
     # -- the fleet ------------------------------------------------------------
 
-    def fleet(self, hosts: list[Host]) -> None:
-        names = {h.name for h in hosts}
+    def fleet(self, hosts: list[Host], broken: Sequence[str] = ()) -> dict[str, InventoryError]:
+        """Clashes between entries: host name -> the first error it is involved in.
+
+        Each clash breaks every host involved (which of two entries holds the
+        typo, aegir cannot tell), not the others: a group that has the name of
+        a host (`-H NAME` would mean two things), one address for two hosts
+        (one machine under two entries), one admin or service address twice,
+        overlapping IPv6 prefixes, two ``connection: local`` hosts.
+        """
+        bad: dict[str, InventoryError] = {}
+
+        def clash(where: tuple[Any, ...], message: str, *names: str) -> None:
+            exc = self.fail(where, message)
+            for n in names:
+                bad.setdefault(n, exc)
+
+        names = {h.name for h in hosts} | set(broken)
         for h in hosts:
             for g in h.groups:
                 if g in names:
-                    raise self.fail(("hosts", h.name, "groups"), f"{h.name}: group {g!r} has the name of a host")
+                    clash(("hosts", h.name, "groups"), f"{h.name}: groups: {g!r} is the name of a host", h.name)
         reached: dict[tuple[str, int], str] = {}
         for h in hosts:
             if h.is_local or h.address is None:
                 continue
             spot = (_normal_address(h.address), h.port)
             if spot in reached:
-                raise self.fail(("hosts", h.name, "address") if ("hosts", h.name, "address") in self.lines
-                                else ("hosts", h.name),
-                                f"{h.name}: address {h.address} (port {h.port}) is already {reached[spot]}'s: "
-                                "two inventory hosts cannot be one machine")
-            reached[spot] = h.name
+                clash(("hosts", h.name, "address") if ("hosts", h.name, "address") in self.lines else ("hosts", h.name),
+                      f"{h.name}: address {h.address} (port {h.port}) is already {reached[spot]}'s: "
+                      "two inventory hosts cannot be one machine", h.name, reached[spot])
+            else:
+                reached[spot] = h.name
         owner: dict[Any, tuple[str, str]] = {}
         for h in hosts:
             for key, addrs in (
@@ -690,38 +654,110 @@ class _Validator:
                         continue
                     if a in owner:
                         other, okey = owner[a]
-                        raise self.fail(("hosts", h.name, key), f"{h.name}: {key} {a} is already {other}'s {okey}")
-                    owner[a] = (h.name, key)
+                        clash(("hosts", h.name, key), f"{h.name}: {key}: {a} is already {other}'s {okey}", h.name, other)
+                    else:
+                        owner[a] = (h.name, key)
         with_prefix = [h for h in hosts if h.ipv6_prefix is not None]
         for i, first in enumerate(with_prefix):
             for second in with_prefix[i + 1:]:
                 if first.ipv6_prefix.overlaps(second.ipv6_prefix):  # type: ignore[union-attr,arg-type]
-                    raise self.fail(
-                        ("hosts", second.name, "ipv6_prefix"),
-                        f"{second.name}: ipv6_prefix {second.ipv6_prefix} overlaps {first.name}'s {first.ipv6_prefix}",
-                    )
+                    clash(("hosts", second.name, "ipv6_prefix"), f"{second.name}: ipv6_prefix: {second.ipv6_prefix} "
+                          f"overlaps {first.name}'s {first.ipv6_prefix}", first.name, second.name)
         locals_ = [h.name for h in hosts if h.is_local]
-        if len(locals_) > 1:
-            raise self.fail(("hosts", locals_[1], "connection"), f"{locals_[1]}: only one host can be 'connection: local' (also {locals_[0]})")
+        for extra in locals_[1:]:
+            clash(("hosts", extra, "connection"), f"{extra}: only one host can be 'connection: local' "
+                  f"(also {locals_[0]})", locals_[0], extra)
+        return bad
+
+
+def _broken(name: str, exc: InventoryError, spec: Any, defaults: Mapping[str, Any]) -> Broken:
+    """A broken entry, with the groups and addresses that can still be read from it (leniently)."""
+    merged = {**defaults, **spec} if isinstance(spec, dict) else dict(defaults)
+    groups = merged.get("groups")
+    groups = [groups] if isinstance(groups, str) else groups if isinstance(groups, list) else []
+    return Broken(name, exc, tuple(g for g in groups if isinstance(g, str) and NAME_RE.fullmatch(g)),
+                  tuple(v for k in ("address", "admin_ipv4", "admin_ipv6") if isinstance(v := merged.get(k), str)))
+
+
+def _group(value: Any) -> str:
+    group = fields.name("group")(value)
+    if group in RESERVED_NAMES:
+        raise fields.FieldError(f"{group!r} cannot be a group name: -H {group} already means every host")
+    return group
+
+
+def _srv(value: Any) -> str:
+    srv = fields.text(value)
+    if not srv.startswith("/"):
+        raise fields.FieldError(f"must be an absolute path, not {srv!r}")
+    parts = srv.rstrip("/").split("/")[1:]
+    if not _SRV_RE.fullmatch(srv) or not parts or any(part in ("", ".", "..") for part in parts):
+        raise fields.FieldError(f"must be a folder below / without '.', '..' or '//', made of letters, digits "
+                                f"and '_ . + @ : = , -' (like /srv), not {srv!r}")
+    return srv
+
+
+def _user(value: Any) -> str:
+    user = fields.text(value)
+    if not _USER_RE.fullmatch(user):
+        raise fields.FieldError(f"{user!r} is not a login name")
+    return user
+
+
+def _device(value: Any) -> str:
+    if not isinstance(value, str) or not _SRV_RE.fullmatch(value) or ".." in value.split("/"):
+        raise fields.FieldError(f"must be an absolute path like /dev/md2, not {value!r}")
+    return value
+
+
+def _command(value: Any) -> list[str]:
+    """A command line (split like a shell would, nothing run) or an argv list, naming a program first."""
+    if isinstance(value, str):
+        try:
+            value = shlex.split(value)
+        except ValueError as exc:
+            raise fields.FieldError(str(exc)) from None
+    if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
+        raise fields.FieldError("must be a command line or an argv list")
+    if any(fields.CONTROL.search(a) for a in value) or not value[0] or value[0].startswith("-"):
+        raise fields.FieldError("must name a program first and hold no control characters (newlines, tabs)")
+    return value
+
+
+def _host_ip(version: int, role: str) -> Callable[[Any], Any]:
+    """A parser of a host's `role` (admin, service) IPv`version` address: no special address."""
+    def parse(value: Any) -> Any:
+        a = fields.ip(value, version)
+        bad = _special(a)
+        if bad:
+            raise fields.FieldError(f"{a} is {bad}: it cannot be a host's {role} address")
+        return a
+    return parse
+
+
+def _prefix(value: Any) -> IPv6Net:
+    try:
+        net = IPv6Net(str(value), strict=True) if isinstance(value, str) and "%" not in value \
+            and value == value.strip() else _bad()
+    except ValueError as exc:
+        raise fields.FieldError(f"{value!r} is not an IPv6 network ({exc})") from None
+    if net.prefixlen < MIN_PREFIXLEN:
+        raise fields.FieldError(f"{net} is shorter than /{MIN_PREFIXLEN}: not one host's prefix "
+                                "(the runbook gives each host a /56)")
+    bad = _special(net.network_address) or ("link-local" if net.is_link_local else "")
+    if bad:
+        raise fields.FieldError(f"{net} is {bad}, not a routable prefix")
+    if net.prefixlen > 64:
+        raise fields.FieldError(f"{net} is longer than /64 (the runbook gives each host a /56)")
+    return net
 
 
 #: Names -H gives a meaning of its own.
 RESERVED_NAMES = ("all",)
 #: The shortest IPv6 prefix one host may hold.
 MIN_PREFIXLEN = 32
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SRV_RE = re.compile(r"/[A-Za-z0-9_.+@:=,/-]*")
 _USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
-_HOSTNAME_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?")
-
-
-def _is_address(text: str) -> bool:
-    """A DNS name or an IP literal SSH can be pointed at: no spaces, options, zone ids or shell words."""
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return len(text) <= 253 and bool(_HOSTNAME_RE.fullmatch(text)) and not text.startswith("-")
-    return "%" not in text
 
 
 def _normal_address(text: str) -> str:
@@ -748,8 +784,3 @@ def _special(a: IPv4 | IPv6) -> str:
 
 def _bad() -> Any:
     raise ValueError("not a string")
-
-
-def _kind(v: Any) -> str:
-    return {dict: "mapping", list: "list", str: "string", int: "number", float: "number",
-            bool: "boolean", type(None): "null"}.get(type(v), type(v).__name__)

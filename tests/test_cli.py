@@ -42,8 +42,20 @@ def test_an_unknown_host_is_refused_with_the_known_names_and_exit_code_2():
 
 def test_a_broken_inventory_is_one_line_with_file_and_line(tmp_path):
     bad = write_inventory(tmp_path, "hosts:\n  local:\n    conection: local\n")
-    assert usage_error("disk.report", inventory=bad) == (f"aegir: {bad}:3: unknown key for host 'local': "
-                                                         "'conection' (did you mean 'connection'?)")
+    assert usage_error("disk.report", inventory=bad) == (f"aegir: {bad}:3: local: unknown key 'conection' "
+                                                         "(did you mean 'connection'?)")
+
+
+def test_a_mistake_in_one_host_entry_blocks_only_the_commands_that_target_that_host(tmp_path):
+    inventory = write_inventory(tmp_path, "hosts:\n  local:\n    connection: local\n  hyp9:\n    groups: [prod]\n"
+                                          "    admin_ipv4: 192.0.2.300\n")
+    refusal = f"aegir: {inventory}:6: hyp9: admin_ipv4: '192.0.2.300' is not an IPv4 address"
+    for args in (["-H", "local"], ["--exclude", "hyp9"], ["-H", "!prod"]):
+        res = run_inv(*args, "disk.report", "--fast", "--format", "json", inventory=inventory)
+        assert res.returncode == 0, (args, res.stderr)
+        assert [h["host"] for h in json.loads(res.stdout)["hosts"]] == ["local"]
+    for args in (["-H", "hyp9"], ["-H", "prod"], ["-H", "local,hyp9"], []):
+        assert usage_error(*args, "disk.report", "--fast", inventory=inventory) == refusal, args
 
 
 def test_disk_report_runs_on_the_local_host_of_the_shipped_inventory():

@@ -25,22 +25,22 @@ def one(cls: str, line: str, phrase: str) -> tuple[str, str, int, str]:
 HOSTILE = [
     # srv: what boot.guard writes into a systemd drop-in
     one("srv", 'srv: "/srv\\nExecStartPre=/bin/sh -c id"', "control characters"),
-    one("srv", "srv: /", "srv must be a folder below /"),
+    one("srv", "srv: /", "srv: must be a folder below /"),
     one("srv", "srv: ''", "non-empty string"),
-    one("srv", "srv: ..", "srv must be an absolute path"),
+    one("srv", "srv: ..", "srv: must be an absolute path"),
     one("srv", "srv: /srv/../etc", "without '.', '..'"),
-    one("srv", "srv: /srv data", "srv must be a folder below /"),
-    one("srv", "srv: /srv/%h", "srv must be a folder below /"),
-    ("srv", "defaults:\n  srv: //\nhosts:\n  hyp1: {}\n", 2, "srv must be a folder below /"),
+    one("srv", "srv: /srv data", "srv: must be a folder below /"),
+    one("srv", "srv: /srv/%h", "srv: must be a folder below /"),
+    ("srv", "defaults:\n  srv: //\nhosts:\n  hyp1: {}\n", 2, "srv: must be a folder below /"),
     # names and values that end in a newline
     ("newline", 'hosts:\n  "hyp1\\n": {}\n', 2, "host name 'hyp1\\n' must be"),
-    one("newline", 'groups: ["prod\\n"]', "groups must be a list of names"),
-    one("newline", 'luks: {name: "data\\n"}', "luks.name must be"),
+    one("newline", 'groups: ["prod\\n"]', "groups[0]: invalid group name"),
+    one("newline", 'luks: {name: "data\\n"}', "luks.name: invalid luks mapping name"),
     one("newline", 'user: "root\\n"', "control characters"),
     one("newline", 'known_hosts: "/etc/kh\\nx"', "control characters"),
     one("newline", 'docker_start: ["dockerd", "--x\\n"]', "control characters"),
     # admin and service addresses no host can have
-    one("special address", "admin_ipv4: 127.0.0.1", "admin_ipv4 127.0.0.1 is a loopback address"),
+    one("special address", "admin_ipv4: 127.0.0.1", "admin_ipv4: 127.0.0.1 is a loopback address"),
     one("special address", "admin_ipv4: 0.0.0.0", "is the unspecified address"),
     one("special address", "service_ipv4: [192.0.2.5, 224.0.0.1]", "224.0.0.1 is a multicast address"),
     one("special address", "admin_ipv4: 255.255.255.255", "is the broadcast address"),
@@ -54,7 +54,7 @@ HOSTILE = [
     ("same address", TWO.format(a="admin_ipv4: 192.0.2.1", b="address: 192.0.2.1"), 5, "already hyp1's"),
     ("same address", TWO.format(a="address: 2001:db8::1", b="address: '2001:db8:0::1'"), 5, "already hyp1's"),
     # addresses that are not one: spaces, shell words, options, zone ids
-    one("address", "address: hyp1 -oProxyCommand=id", "address 'hyp1 -oProxyCommand=id' must be"),
+    one("address", "address: hyp1 -oProxyCommand=id", "address: 'hyp1 -oProxyCommand=id' must be"),
     one("address", "address: hyp1;id", "must be a host name or an IP address"),
     one("address", "address: -oProxyCommand=id", "no leading '-'"),
     one("address", "address: fe80::1%eth0", "no zone id"),
@@ -62,7 +62,7 @@ HOSTILE = [
     ("address", H + "    ipv6_prefix: 2001:db8::/56\n    admin_ipv6: fe80::1%eth0\n", 4, "has a zone id"),
     one("address", "admin_ipv4: ' 192.0.2.1'", "is not an IPv4 address"),
     # prefixes that are not one host's
-    one("prefix", "ipv6_prefix: ::/0", "ipv6_prefix ::/0 is shorter than /32"),
+    one("prefix", "ipv6_prefix: ::/0", "ipv6_prefix: ::/0 is shorter than /32"),
     one("prefix", "ipv6_prefix: 2000::/3", "is shorter than /32"),
     one("prefix", "ipv6_prefix: fe80::/64", "is link-local"),
     one("prefix", "ipv6_prefix: ff02::/64", "is a multicast address"),
@@ -71,11 +71,11 @@ HOSTILE = [
     ("all", "hosts:\n  all: {}\n", 2, "'all' cannot be a host name"),
     one("all", "groups: [prod, all]", "'all' cannot be a group name"),
     # empty values of the wrong type
-    one("wrong type", "luks: ''", "luks must be a mapping"),
-    one("wrong type", "luks: []", "luks must be a mapping"),
+    one("wrong type", "luks: ''", "luks: must be a mapping"),
+    one("wrong type", "luks: []", "luks: must be a mapping"),
     ("wrong type", "defaults: ''\nhosts:\n  hyp1: {}\n", 1, "'defaults' must be a mapping"),
     ("wrong type", "defaults: []\nhosts:\n  hyp1: {}\n", 1, "'defaults' must be a mapping"),
-    one("wrong type", "luks: {device: ''}", "luks.device must be an absolute path"),
+    one("wrong type", "luks: {device: ''}", "luks.device: must be an absolute path"),
     # YAML built to hurt: an alias bomb, deep nesting, control characters
     ("yaml", "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(7))

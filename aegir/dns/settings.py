@@ -26,8 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aegir import fields
 from aegir.dns import names
-from aegir.inventory import Inventory, Section
+from aegir.fields import Fields
+from aegir.inventory import Host, Inventory
 
 FLEET_KEYS = ("service_domain", "cname_domain", "rest_domain", "nameservers", "hostmaster", "ttl")
 HOST_KEYS = ("name", "service_names")
@@ -72,65 +74,52 @@ class DnsSettings:
 
 
 def for_inventory(inv: Inventory) -> DnsSettings:
-    """Validate every host's ``dns:`` section; the domains must be the same on every host."""
+    """Validate every host's ``dns:`` section; the domains must be the same on every host.
+
+    The zones cover every host: refused while a host's entry is broken.
+    """
     fleet: dict[str, Any] | None = None
     first = ""
     per_host: dict[str, HostNames] = {}
-    sections = []
-    for host in inv.hosts:
+    sections: list[tuple[Host, Fields]] = []
+    for host in inv.every_host("the DNS zones cover every host"):
         sec = inv.section(host, "dns", KEYS)
         if not sec.values:
             raise inv.error(("hosts", host.name), f"{host.name}: no 'dns:' section; set service_domain, "
                             "cname_domain and rest_domain under defaults: dns:")
-        sections.append(sec)
+        sections.append((host, sec))
         got = {k: sec.get(k) for k in FLEET_KEYS}
         if fleet is None:
             fleet, first = got, host.name
         else:
             for k in FLEET_KEYS:
                 if got[k] != fleet[k]:
-                    raise sec.error((k,), f"differs from {first}'s ({fleet[k]!r}): DNS settings other than "
-                                    "'name' and 'service_names' are fleet-wide; set them once, under defaults: dns:")
-        per_host[host.name] = _host_names(sec)
+                    raise sec.fail((k,), f"differs from {first}'s ({fleet[k]!r}): DNS settings other than "
+                                   "'name' and 'service_names' are fleet-wide; set them once, under defaults: dns:")
+        per_host[host.name] = _host_names(host, sec)
     assert fleet is not None  # an inventory has at least one host
-    domains = _domains(sections[0], fleet)
+    domains = _domains(inv, *sections[0])
     _distinct_labels(sections, per_host)
     return DnsSettings(domains, per_host)
 
 
-def _domains(sec: Section, fleet: Mapping[str, Any]) -> Domains:
+def _domains(inv: Inventory, host: Host, sec: Fields) -> Domains:
     got: dict[str, str] = {}
     for key in DOMAIN_KEYS:
-        if fleet.get(key) is None:
-            raise sec.inventory.error(("defaults", "dns"), f"{sec.host.name}: dns.{key}: is missing (domains are "
-                                      "configuration: set service_domain, cname_domain and rest_domain under "
-                                      "defaults: dns:)")
-        try:
-            got[key] = names.domain(fleet[key])
-        except ValueError as exc:
-            raise sec.error((key,), str(exc)) from None
+        if sec.get(key) is None:
+            raise inv.error(("defaults", "dns"), f"{host.name}: dns.{key}: is missing (domains are "
+                            "configuration: set service_domain, cname_domain and rest_domain under "
+                            "defaults: dns:)")
+        got[key] = sec.get(key, names.domain)
     for a, b in ((x, y) for i, x in enumerate(DOMAIN_KEYS) for y in DOMAIN_KEYS[i + 1:]):
         if names.is_under(got[a], got[b]) or names.is_under(got[b], got[a]):
-            raise sec.error((b,), f"{got[b]} and {a} {got[a]} must be distinct, neither inside the other")
-    ns_raw = fleet.get("nameservers")
-    ns_list = [f"ns1.{got['rest_domain']}"] if ns_raw is None else ns_raw if isinstance(ns_raw, list) else [ns_raw]
-    nameservers = []
-    for i, ns in enumerate(ns_list):
-        try:
-            nameservers.append(names.domain(ns))
-        except ValueError as exc:
-            raise sec.error(("nameservers", i), str(exc)) from None
+            raise sec.fail((b,), f"{got[b]} and {a} {got[a]} must be distinct, neither inside the other")
+    nameservers = sec.get("nameservers", fields.list_of(names.domain, "name servers"),
+                          [f"ns1.{got['rest_domain']}"])
     if not nameservers:
-        raise sec.error(("nameservers",), "must list at least one name server")
-    contact = fleet.get("hostmaster") or f"hostmaster@{got['rest_domain'].rstrip('.')}"
-    try:
-        hostmaster = _rname(contact)
-    except ValueError as exc:
-        raise sec.error(("hostmaster",), str(exc)) from None
-    ttl = fleet.get("ttl")
-    ttl = DEFAULT_TTL if ttl is None else ttl
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= MAX_TTL:
-        raise sec.error(("ttl",), f"must be a number of seconds from 1 to {MAX_TTL}, not {ttl!r}")
+        raise sec.fail(("nameservers",), "must list at least one name server")
+    hostmaster = sec.get("hostmaster", _rname) or _rname(f"hostmaster@{got['rest_domain'].rstrip('.')}")
+    ttl = sec.get("ttl", lambda v: int(fields.duration(v, most=MAX_TTL, whole_seconds=True)), DEFAULT_TTL)
     return Domains(got["service_domain"], got["cname_domain"], got["rest_domain"], tuple(nameservers),
                    hostmaster, ttl)
 
@@ -147,48 +136,40 @@ def _rname(contact: object) -> str:
     return f"{local.lower()}.{names.domain(dom)}"
 
 
-def _host_names(sec: Section) -> HostNames:
-    host = sec.host
-    label = sec.get("name", host.name)
+def _label(value: object) -> str:
+    """One DNS label, relative to a domain."""
+    one = names.check_relative(value)
+    if one == "@" or "." in one:
+        raise ValueError(f"{one!r} must be one DNS label")
+    return one
+
+
+def _host_names(host: Host, sec: Fields) -> HostNames:
     try:
-        label = names.check_relative(label)
-        if label == "@" or "." in label:
-            raise ValueError(f"{label!r} must be one DNS label")
+        label = _label(sec.get("name", default=host.name))
     except ValueError as exc:
-        raise sec.error(("name",), f"{exc} (the host name is the default: set dns.name)") from None
+        raise sec.fail(("name",), f"{exc} (the host name is the default: set dns.name)") from None
     count = len(host.service_ipv4) or len(host.service_ipv6)
-    raw = sec.get("service_names")
-    if raw is None:
+    labels = sec.get("service_names", fields.list_of(_label, "labels, one per service address", single=False))
+    if labels is None:
         labels = [label if i == 0 else f"{label}-{i + 1}" for i in range(count)]
-    else:
-        if not isinstance(raw, list):
-            raise sec.error(("service_names",), "must be a list of labels, one per service address")
-        if len(raw) != count:
-            raise sec.error(("service_names",), f"lists {len(raw)} label(s) for {count} service address(es)")
-        labels = []
-        for i, item in enumerate(raw):
-            try:
-                one = names.check_relative(item)
-                if one == "@" or "." in one:
-                    raise ValueError(f"{one!r} must be one DNS label")
-            except ValueError as exc:
-                raise sec.error(("service_names", i), str(exc)) from None
-            if one in labels:
-                raise sec.error(("service_names", i), f"lists {one!r} twice")
-            labels.append(one)
+    elif len(labels) != count:
+        raise sec.fail(("service_names",), f"lists {len(labels)} label(s) for {count} service address(es)")
+    for i, one in enumerate(labels):
+        if one in labels[:i]:
+            raise sec.fail(("service_names", i), f"lists {one!r} twice")
     return HostNames(host.name, label, tuple(labels))
 
 
-def _distinct_labels(sections: list[Section], per_host: Mapping[str, HostNames]) -> None:
+def _distinct_labels(sections: list[tuple[Host, Fields]], per_host: Mapping[str, HostNames]) -> None:
     seen_admin: dict[str, str] = {}
     seen_service: dict[str, str] = {}
-    for sec in sections:
-        h = sec.host
+    for h, sec in sections:
         hn = per_host[h.name]
         if hn.label in seen_admin:
-            raise sec.error(("name",), f"{hn.label!r} is already {seen_admin[hn.label]}'s name")
+            raise sec.fail(("name",), f"{hn.label!r} is already {seen_admin[hn.label]}'s name")
         seen_admin[hn.label] = h.name
         for lab in hn.service_labels:
             if lab in seen_service:
-                raise sec.error(("service_names",), f"{lab!r} is already a service name of {seen_service[lab]}")
+                raise sec.fail(("service_names",), f"{lab!r} is already a service name of {seen_service[lab]}")
             seen_service[lab] = h.name

@@ -19,12 +19,14 @@ A rule is ``PROTO/PORT[-PORT] [from|to ADDRESS[/LEN]]`` (``from`` in `input`,
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from aegir import fields
 from aegir.inventory import Host, Inventory
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -97,58 +99,37 @@ def defaults(host: Host) -> FwSettings:
 
 
 def for_host(inv: Inventory, host: Host) -> FwSettings:
-    """Validate `host`'s ``fw:`` section against `inv` (for peers and line numbers)."""
+    """Validate `host`'s ``fw:`` section against `inv` (for peers and line numbers).
+
+    With ``ipsec`` (the default) the peers are every other host's admin
+    addresses: refused while another host's entry is broken.
+    """
     fw = inv.section(host, "fw", KEYS)
     base = defaults(host)
-
-    def fail(key: str, message: str, *rest: Any) -> Exception:
-        return fw.error((key,), message, at=rest)
-
-    ssh_port = fw.get("ssh_port", base.ssh_port)
-    if isinstance(ssh_port, bool) or not isinstance(ssh_port, int) or not 0 < ssh_port < 65536:
-        raise fail("ssh_port", f"must be a port number from 1 to 65535, not {ssh_port!r}")
-
-    sources = []
-    for i, item in enumerate(_as_list(fw.get("admin_sources"), lambda: fail("admin_sources", "must be a list"))):
-        try:
-            sources.append(ipaddress.ip_network(str(item), strict=False))
-        except ValueError:
-            raise fail("admin_sources", f"{item!r} is not an address or network", i) from None
+    ssh_port = fw.get("ssh_port", fields.port, base.ssh_port)
+    sources = fw.get("admin_sources", fields.list_of(fields.network, "addresses or networks"), [])
 
     rules: dict[str, tuple[Rule, ...]] = {}
     for key, word in (("input", "from"), ("output", "to")):
-        raw = fw.get(key)
-        specs = DEFAULT_OUTPUT if raw is None and key == "output" else \
-            _as_list(raw, lambda: fail(key, "must be a list of rules like 'tcp/443'"))  # noqa: B023 - called at once
+        specs = fw.get(key, fields.list_of(functools.partial(_rule, word=word), "rules like 'tcp/443'"), None)
+        if specs is None:
+            specs = [_rule(spec, word) for spec in (DEFAULT_OUTPUT if key == "output" else ())]
         out: list[Rule] = []
-        for i, spec in enumerate(specs):
-            try:
-                new = _rule(spec, word)
-            except ValueError as exc:
-                raise fail(key, str(exc), i) from None
+        for i, new in enumerate(specs):
             for r in new:
                 clash = next((o for o in out if o.overlaps(r)), None)
                 if clash:
-                    raise fail(key, f"{spec!r} overlaps an earlier rule ({clash.proto}/{clash.ports})", i)
+                    raise fw.fail((key, i), f"{fw.values[key][i]!r} overlaps an earlier rule "
+                                            f"({clash.proto}/{clash.ports})")
                 out.append(r)
         rules[key] = tuple(out)
 
-    ipsec = fw.get("ipsec", True)
-    if not isinstance(ipsec, bool):
-        raise fail("ipsec", f"must be true or false, not {ipsec!r}")
-    peers = tuple(a for h in inv.hosts if h.name != host.name for a in (h.admin_ipv4, h.admin_ipv6)
-                  if a is not None) if ipsec else ()
-
-    ifaces = tuple(_as_list(fw.get("container_interfaces", list(DEFAULT_INTERFACES)),
-                            lambda: fail("container_interfaces", "must be a list of interface names")))
-    for i, name in enumerate(ifaces):
-        if not isinstance(name, str) or not IFNAME_RE.match(name):
-            raise fail("container_interfaces", f"{name!r} is not an interface name "
-                       "(at most 15 of letters, digits, '_.-', optionally ending in '*')", i)
-
-    state_dir = fw.get("state_dir", base.state_dir)
-    if not isinstance(state_dir, str) or not state_dir.startswith("/") or "\n" in state_dir:
-        raise fail("state_dir", f"must be an absolute path, not {state_dir!r}")
+    ipsec = fw.get("ipsec", fields.boolean, True)
+    others = inv.every_host(f"{host.name}'s fw.ipsec needs every host's admin addresses") if ipsec else ()
+    peers = tuple(a for h in others if h.name != host.name for a in (h.admin_ipv4, h.admin_ipv6) if a is not None)
+    ifaces = tuple(fw.get("container_interfaces", fields.list_of(_interface, "interface names"),
+                          list(DEFAULT_INTERFACES)))
+    state_dir = fw.get("state_dir", _absolute, base.state_dir)
 
     # overlapping networks would be an interval conflict for nft: merge them
     merged = tuple(n for v in (4, 6)
@@ -157,14 +138,17 @@ def for_host(inv: Inventory, host: Host) -> FwSettings:
                       state_dir.rstrip("/") or "/")
 
 
-def _as_list(value: Any, bad: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, (str, int)):
-        return [value]
-    if not isinstance(value, list):
-        raise bad()
-    return value
+def _interface(name: Any) -> str:
+    if not isinstance(name, str) or not IFNAME_RE.match(name):
+        raise fields.FieldError(f"{name!r} is not an interface name "
+                                "(at most 15 of letters, digits, '_.-', optionally ending in '*')")
+    return name
+
+
+def _absolute(path: Any) -> str:
+    if not isinstance(path, str) or not path.startswith("/") or "\n" in path:
+        raise fields.FieldError(f"must be an absolute path, not {path!r}")
+    return path
 
 
 def _rule(spec: Any, word: str) -> Iterable[Rule]:
@@ -176,10 +160,13 @@ def _rule(spec: Any, word: str) -> Iterable[Rule]:
         raise ValueError(f"{spec!r}: protocol must be one of {', '.join(PROTOCOLS)}")
     if m["dir"] and m["dir"] != word:
         raise ValueError(f"{spec!r}: write '{word} ADDRESS' here, not '{m['dir']}'")
-    lo = int(m["lo"])
-    hi = int(m["hi"]) if m["hi"] else lo
-    if not (0 < lo <= hi < 65536):
-        raise ValueError(f"{spec!r}: ports must be from 1 to 65535, low to high")
+    try:
+        lo = fields.port(m["lo"], text=True)
+        hi = fields.port(m["hi"], text=True) if m["hi"] else lo
+    except fields.FieldError as exc:
+        raise ValueError(f"{spec!r}: {exc}") from None
+    if lo > hi:
+        raise ValueError(f"{spec!r}: a port range goes from low to high")
     if m["net"]:
         try:
             nets: tuple[Net, ...] = (ipaddress.ip_network(m["net"], strict=False),)

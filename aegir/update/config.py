@@ -26,7 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aegir import fields
 from aegir.errors import AegirError
+from aegir.fields import Fields
 from aegir.inventory import Host, Inventory
 from aegir.update.apt import check_unit
 
@@ -77,58 +79,58 @@ class UpdateConfig:
 def for_host(inv: Inventory, host: Host) -> UpdateConfig:
     """Validate `host`'s ``update:`` section; errors point at the inventory line."""
     section = inv.section(host, "update", KEYS)
-    fail = section.error
-
-    def names(key: str, check) -> tuple[str, ...] | None:
-        value = section.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise fail((key,), "must be a list of names")
-        try:
-            return tuple(check(v) for v in value)
-        except AegirError as exc:
-            raise fail((key,), str(exc)) from None
-
-    crucial = names("crucial_units", check_unit)
-    extra = names("extra_crucial_units", check_unit) or ()
-    docker = names("extra_docker_packages", str) or ()
-    reboot = names("reboot_packages", str)
+    units = fields.list_of(_unit, "unit names", single=False)
+    names = fields.list_of(fields.text, "package names", single=False)
+    crucial = section.get("crucial_units", units)
+    extra = section.get("extra_crucial_units", units, ())
+    docker = section.get("extra_docker_packages", names, ())
+    reboot = section.get("reboot_packages", names)
     return UpdateConfig(
         crucial_units=tuple(dict.fromkeys((*(crucial if crucial is not None else DEFAULT_CRUCIAL_UNITS), *extra))),
         docker_packages=tuple(dict.fromkeys((*DOCKER_PACKAGES, *docker))),
-        reboot_packages=reboot if reboot is not None else DEFAULT_REBOOT_PACKAGES,
-        notifier=_notifier(section.get("notify"), fail),
+        reboot_packages=tuple(reboot) if reboot is not None else DEFAULT_REBOOT_PACKAGES,
+        notifier=_notifier(section),
     )
 
 
-def _notifier(value: Any, fail) -> Notifier | None:
-    if value is None:
+def _unit(value: Any) -> str:
+    try:
+        return check_unit(fields.text(value))
+    except AegirError as exc:
+        raise fields.FieldError(str(exc)) from None
+
+
+def _notifier(section: Fields) -> Notifier | None:
+    if section.get("notify") is None:
         return None
-    if not isinstance(value, Mapping):
-        raise fail(("notify",), "must be a mapping with 'command' or 'url'")
-    for key in value:
-        if key not in NOTIFY_KEYS:
-            raise fail(("notify", key), f"unknown key (known: {', '.join(NOTIFY_KEYS)})")
-    command, url = value.get("command"), value.get("url")
+    notify = section.below("notify", NOTIFY_KEYS)
+    command, url = notify.get("command", _command), notify.get("url", _url)
     if (command is None) == (url is None):
-        raise fail(("notify",), "needs exactly one of 'command' (run on the host) or 'url' (HTTP POST)")
-    if isinstance(command, str):
+        raise section.fail(("notify",), "needs exactly one of 'command' (run on the host) or 'url' (HTTP POST)")
+    headers = notify.get("headers", _headers, {})
+    timeout = notify.get("timeout", fields.duration, 10.0)
+    return Notifier(tuple(command or ()), url, headers, timeout)
+
+
+def _command(value: Any) -> list[str]:
+    if isinstance(value, str):
         try:
-            command = shlex.split(command)
+            value = shlex.split(value)
         except ValueError as exc:  # "No closing quotation", "No escaped character"
-            raise fail(("notify", "command"), f"cannot be read as a command line ({str(exc).lower()}): "
-                       "close the quote, or write the command as a list of words") from None
-    if command is not None and (not isinstance(command, list) or not command
-                                or not all(isinstance(w, str) for w in command)):
-        raise fail(("notify", "command"), "must be a command line or a non-empty list of words")
-    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
-        raise fail(("notify", "url"), "must be an http:// or https:// URL")
-    headers = value.get("headers") or {}
-    if not isinstance(headers, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
-                                                   for k, v in headers.items()):
-        raise fail(("notify", "headers"), "must map header names to strings")
-    timeout = value.get("timeout", 10)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise fail(("notify", "timeout"), "must be a positive number of seconds")
-    return Notifier(tuple(command or ()), url, dict(headers), float(timeout))
+            raise fields.FieldError(f"cannot be read as a command line ({str(exc).lower()}): "
+                                    "close the quote, or write the command as a list of words") from None
+    if not isinstance(value, list) or not value or not all(isinstance(w, str) for w in value):
+        raise fields.FieldError("must be a command line or a non-empty list of words")
+    return value
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise fields.FieldError("must be an http:// or https:// URL")
+    return value
+
+
+def _headers(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise fields.FieldError("must map header names to strings")
+    return dict(value)

@@ -90,7 +90,7 @@ def test_a_host_names_itself_and_its_service_records():
 @pytest.mark.parametrize("extra, message", [
     ("  hyp3:\n    dns: {cname_domain: other.net}\n",
      "hosts.yml:21: hyp3: dns.cname_domain: differs from hyp1's ('tedomum.net')"),
-    ("  hyp3:\n    dns:\n      nmae: x\n", "hosts.yml:22: hyp3: dns.nmae: unknown key (did you mean 'name'?)"),
+    ("  hyp3:\n    dns:\n      nmae: x\n", "hosts.yml:22: hyp3: dns: unknown key 'nmae' (did you mean 'name'?)"),
     ("  hyp3:\n" + PAIR3 + "    dns:\n      service_names: [a, b]\n",
      "hosts.yml:25: hyp3: dns.service_names: lists 2 label(s) for 1 service address(es)"),
     ("  hyp3:\n    dns: {name: hyp1}\n", "hosts.yml:21: hyp3: dns.name: 'hyp1' is already hyp1's name"),
@@ -120,7 +120,7 @@ def test_no_dns_section_says_what_to_write():
 
 def test_a_bad_ttl_and_hostmaster_are_refused():
     text = INV.format(extra="").replace("    nameservers:", "    ttl: 0\n    nameservers:")
-    with pytest.raises(InventoryError, match="hosts.yml:6: hyp1: dns.ttl: must be a number of seconds from 1"):
+    with pytest.raises(InventoryError, match="hosts.yml:6: hyp1: dns.ttl: must be a whole number of seconds from 1 to 2147483647"):
         dnssettings.for_inventory(inventory.parse(text, "hosts.yml"))
     text = INV.format(extra="").replace("    nameservers:", "    hostmaster: a.b@tedomum.org\n    nameservers:")
     with pytest.raises(InventoryError, match="hosts.yml:6: hyp1: dns.hostmaster: 'a.b@tedomum.org': the part before"):

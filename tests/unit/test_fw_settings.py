@@ -59,6 +59,17 @@ def test_ipsec_peers_are_the_other_hosts_admin_addresses():
     assert settings("      ipsec: false").ipsec_peers == ()
 
 
+def test_ipsec_peers_are_refused_while_another_hosts_entry_is_broken():
+    """Without hyp1's admin addresses, hyp2's ruleset would drop its IPsec: refused, naming hyp1's mistake."""
+    inv = inventory.parse(BASE.format(fw="      ipsec: true").replace("port: 2222", "port: 0"), "hosts.yml")
+    with pytest.raises(InventoryError) as exc:
+        for_host(inv, inv.get("hyp2"))
+    assert str(exc.value) == ("hosts.yml:9: hyp1: port: 0 is not a port number from 1 to 65535 "
+                              "(hyp2's fw.ipsec needs every host's admin addresses)")
+    inv = inventory.parse(BASE.format(fw="      ipsec: false").replace("port: 2222", "port: 0"), "hosts.yml")
+    assert for_host(inv, inv.get("hyp2")).ipsec_peers == ()
+
+
 def test_defaults_fw_is_merged_under_the_hosts_own():
     s = settings("      input: ['tcp/9100 from 192.0.2.0/24']")
     assert [f"{r.proto}/{r.ports}" for r in s.output] == ["udp/53", "udp/53", "tcp/443", "tcp/443"]
@@ -78,22 +89,22 @@ def test_admin_sources_are_merged_per_family():
 
 
 @pytest.mark.parametrize("fw, message", [
-    ("      sshport: 22", "hosts.yml:13: hyp2: fw.sshport: unknown key (did you mean 'ssh_port'?)"),
-    ("      ssh_port: 0", "hosts.yml:13: hyp2: fw.ssh_port: must be a port number from 1 to 65535, not 0"),
-    ("      admin_sources: [nowhere]", "hosts.yml:13: hyp2: fw.admin_sources: 'nowhere' is not an address or network"),
+    ("      sshport: 22", "hosts.yml:13: hyp2: fw: unknown key 'sshport' (did you mean 'ssh_port'?)"),
+    ("      ssh_port: 0", "hosts.yml:13: hyp2: fw.ssh_port: 0 is not a port number from 1 to 65535"),
+    ("      admin_sources: [nowhere]", "hosts.yml:13: hyp2: fw.admin_sources[0]: 'nowhere' is not an address or network"),
     ("      output:\n        - tcp/443\n        - tcp/http",
-     "hosts.yml:15: hyp2: fw.output: 'tcp/http' is not a rule like 'tcp/443'"),
-    ("      output: [icmp/8]", "hosts.yml:13: hyp2: fw.output: 'icmp/8': protocol must be one of tcp, udp, sctp"),
-    ("      output: [tcp/0]", "hosts.yml:13: hyp2: fw.output: 'tcp/0': ports must be from 1 to 65535"),
-    ("      output: [tcp/90-80]", "hosts.yml:13: hyp2: fw.output: 'tcp/90-80': ports must be from 1 to 65535, low to high"),
+     "hosts.yml:15: hyp2: fw.output[1]: 'tcp/http' is not a rule like 'tcp/443'"),
+    ("      output: [icmp/8]", "hosts.yml:13: hyp2: fw.output[0]: 'icmp/8': protocol must be one of tcp, udp, sctp"),
+    ("      output: [tcp/0]", "hosts.yml:13: hyp2: fw.output[0]: 'tcp/0': '0' is not a port number from 1 to 65535"),
+    ("      output: [tcp/90-80]", "hosts.yml:13: hyp2: fw.output[0]: 'tcp/90-80': a port range goes from low to high"),
     ("      output: ['tcp/25 from 192.0.2.1']", "'tcp/25 from 192.0.2.1': write 'to ADDRESS' here, not 'from'"),
     ("      input: ['tcp/25 to 192.0.2.1']", "'tcp/25 to 192.0.2.1': write 'from ADDRESS' here, not 'to'"),
     ("      output: ['tcp/25 to mail']", "'tcp/25 to mail': 'mail' is not an address or network"),
-    ("      output: [tcp/80-90, tcp/85]", "fw.output: 'tcp/85' overlaps an earlier rule (tcp/80-90)"),
+    ("      output: [tcp/80-90, tcp/85]", "hosts.yml:13: hyp2: fw.output[1]: 'tcp/85' overlaps an earlier rule (tcp/80-90)"),
     ("      output: {tcp: 80}", "hosts.yml:13: hyp2: fw.output: must be a list of rules like 'tcp/443'"),
     ("      ipsec: yes please", "hosts.yml:13: hyp2: fw.ipsec: must be true or false, not 'yes please'"),
     ("      container_interfaces: ['br-*', 'way-too-long-interface']",
-     "fw.container_interfaces: 'way-too-long-interface' is not an interface name"),
+     "fw.container_interfaces[1]: 'way-too-long-interface' is not an interface name"),
     ("      state_dir: conf/fw", "hosts.yml:13: hyp2: fw.state_dir: must be an absolute path, not 'conf/fw'"),
 ])
 def test_mistakes_are_reported_at_their_line(fw, message):
@@ -102,5 +113,5 @@ def test_mistakes_are_reported_at_their_line(fw, message):
 
 def test_a_mistake_in_defaults_points_at_the_defaults_section():
     inv = inventory.parse(BASE.format(fw="      ipsec: true").replace("udp/53, tcp/443", "udp/53, tcp/x"), "hosts.yml")
-    with pytest.raises(InventoryError, match=r"^hosts.yml:3: hyp1: fw.output: 'tcp/x' is not a rule"):
+    with pytest.raises(InventoryError, match=r"^hosts.yml:3: hyp1: fw.output\[1\]: 'tcp/x' is not a rule"):
         for_host(inv, inv.get("hyp1"))

@@ -115,7 +115,7 @@ def test_raw_targets_are_read_like_ssh_reads_them(word, expected):
 
 
 def test_a_raw_target_with_a_bad_port_is_refused():
-    with pytest.raises(TargetError, match="port 70000 is out of range"):
+    with pytest.raises(TargetError, match="^target 'root@hyp:70000': '70000' is not a port number from 1 to 65535$"):
         parse_raw_target("root@hyp:70000")
 
 
@@ -129,61 +129,165 @@ BAD = [
     ("hosts: [a, b]\n", "hosts.yml:1: 'hosts' must be a non-empty mapping of host name -> settings"),
     ("hostz: {}\n", "hosts.yml:1: unknown top-level key 'hostz' (did you mean 'hosts'?)"),
     ("hosts:\n  hyp1: {}\n  hyp1: {}\n", "hosts.yml:3: duplicate key 'hyp1' (first written at line 2)"),
-    (HOST + "    adress: 192.0.2.1\n", "hosts.yml:3: unknown key for host 'hyp1': 'adress' (did you mean 'address'?)"),
-    (HOST + "    admin_ipv4: 192.0.2.300\n", "hosts.yml:3: hyp1: admin_ipv4 '192.0.2.300' is not an IPv4 address"),
-    (HOST + "    admin_ipv4: 2001:db8::1\n", "hosts.yml:3: hyp1: admin_ipv4 '2001:db8::1' is not an IPv4 address"),
-    (HOST + "    service_ipv4: [192.0.2.5, nope]\n", "hosts.yml:3: hyp1: service_ipv4 'nope' is not an IPv4 address"),
+    (HOST + "    adress: 192.0.2.1\n", "hosts.yml:3: hyp1: unknown key 'adress' (did you mean 'address'?)"),
+    (HOST + "    admin_ipv4: 192.0.2.300\n", "hosts.yml:3: hyp1: admin_ipv4: '192.0.2.300' is not an IPv4 address"),
+    (HOST + "    admin_ipv4: 2001:db8::1\n", "hosts.yml:3: hyp1: admin_ipv4: '2001:db8::1' is not an IPv4 address"),
+    (HOST + "    service_ipv4: [192.0.2.5, nope]\n", "hosts.yml:3: hyp1: service_ipv4[1]: 'nope' is not an IPv4 address"),
     (HOST + "    ipv6_prefix: 2001:db8::1/56\n",
-     "hosts.yml:3: hyp1: ipv6_prefix '2001:db8::1/56' is not an IPv6 network (2001:db8::1/56 has host bits set)"),
+     "hosts.yml:3: hyp1: ipv6_prefix: '2001:db8::1/56' is not an IPv6 network (2001:db8::1/56 has host bits set)"),
     (HOST + "    ipv6_prefix: 2001:db8::/120\n",
-     "hosts.yml:3: hyp1: ipv6_prefix 2001:db8::/120 is longer than /64 (the runbook gives each host a /56)"),
+     "hosts.yml:3: hyp1: ipv6_prefix: 2001:db8::/120 is longer than /64 (the runbook gives each host a /56)"),
     (HOST + "    ipv6_prefix: 2001:db8:0:100::/56\n    admin_ipv6: 2001:db8:1::1\n",
-     "hosts.yml:4: hyp1: admin_ipv6 2001:db8:1::1 is outside the host's prefix 2001:db8:0:100::/56"),
-    (HOST + "    admin_ipv6: 2001:db8::1\n", "hosts.yml:3: hyp1: admin_ipv6 2001:db8::1 given without an ipv6_prefix to hold it"),
+     "hosts.yml:4: hyp1: admin_ipv6: 2001:db8:1::1 is outside the host's prefix 2001:db8:0:100::/56"),
+    (HOST + "    admin_ipv6: 2001:db8::1\n", "hosts.yml:3: hyp1: admin_ipv6: 2001:db8::1 given without an ipv6_prefix to hold it"),
     (HOST + "    service_ipv4: [192.0.2.5, 192.0.2.6]\n    ipv6_prefix: 2001:db8::/56\n    service_ipv6: [2001:db8::5]\n",
-     "hosts.yml:5: hyp1: 2 service IPv4(s) but 1 service IPv6(s); they must pair one to one"),
+     "hosts.yml:5: hyp1: service_ipv6: 2 service IPv4(s) but 1 service IPv6(s); they must pair one to one"),
     (HOST + "    admin_ipv4: 192.0.2.5\n  hyp2:\n    service_ipv4: [192.0.2.5]\n    ipv6_prefix: 2001:db8:1::/56\n    service_ipv6: [2001:db8:1::5]\n",
-     "hosts.yml:5: hyp2: service_ipv4 192.0.2.5 is already hyp1's admin_ipv4"),
+     "hosts.yml:5: hyp2: service_ipv4: 192.0.2.5 is already hyp1's admin_ipv4"),
     (HOST + "    ipv6_prefix: 2001:db8::/56\n  hyp2:\n    ipv6_prefix: 2001:db8::/48\n",
-     "hosts.yml:5: hyp2: ipv6_prefix 2001:db8::/48 overlaps hyp1's 2001:db8::/56"),
-    (HOST + "    port: 70000\n", "hosts.yml:3: hyp1: port must be an integer from 1 to 65535, not 70000"),
-    (HOST + "    port: '22'\n", "hosts.yml:3: hyp1: port must be an integer from 1 to 65535, not '22'"),
-    (HOST + "    connection: telnet\n", "hosts.yml:3: hyp1: connection must be 'ssh' or 'local', not 'telnet'"),
-    (HOST + "    srv: srv\n", "hosts.yml:3: hyp1: srv must be an absolute path, not 'srv'"),
-    (HOST + "    luks: {device: md2}\n", "hosts.yml:3: hyp1: luks.device must be an absolute path like /dev/md2"),
-    (HOST + "    luks: {dev: /dev/md2}\n", "hosts.yml:3: unknown key in hyp1's luks: 'dev' (did you mean 'device'?)"),
-    (HOST + "    groups: [hyp1]\n", "hosts.yml:3: hyp1: group 'hyp1' has the name of a host"),
+     "hosts.yml:5: hyp2: ipv6_prefix: 2001:db8::/48 overlaps hyp1's 2001:db8::/56"),
+    (HOST + "    port: 70000\n", "hosts.yml:3: hyp1: port: 70000 is not a port number from 1 to 65535"),
+    (HOST + "    port: '22'\n", "hosts.yml:3: hyp1: port: '22' is not a port number from 1 to 65535"),
+    (HOST + "    connection: telnet\n", "hosts.yml:3: hyp1: connection: must be 'ssh' or 'local', not 'telnet'"),
+    (HOST + "    srv: srv\n", "hosts.yml:3: hyp1: srv: must be an absolute path, not 'srv'"),
+    (HOST + "    luks: {device: md2}\n", "hosts.yml:3: hyp1: luks.device: must be an absolute path like /dev/md2, not 'md2'"),
+    (HOST + "    luks: {dev: /dev/md2}\n", "hosts.yml:3: hyp1: luks: unknown key 'dev' (did you mean 'device'?)"),
+    (HOST + "    groups: [hyp1]\n", "hosts.yml:3: hyp1: groups: 'hyp1' is the name of a host"),
     ("defaults:\n  admin_ipv4: 192.0.2.1\nhosts:\n  hyp1: {}\n",
      "hosts.yml:2: 'admin_ipv4' is per host and cannot be in 'defaults'"),
     ("hosts:\n  'bad name': {}\n", "hosts.yml:2: host name 'bad name' must be letters, digits, '_', '.', '-'"),
     ("hosts:\n  hyp1: [a]\n", "hosts.yml:2: host 'hyp1' must be a mapping of settings, not a list"),
-    ("hosts:\n  hyp1:\n    user: [root]\n", "hosts.yml:3: hyp1: 'user' must be a string, not a list"),
+    ("hosts:\n  hyp1:\n    user: [root]\n", "hosts.yml:3: hyp1: user: must be a string, not a list"),
     ("hosts:\n  a: {connection: local}\n  b: {connection: local}\n",
      "hosts.yml:3: b: only one host can be 'connection: local' (also a)"),
-    ("hosts:\n  hyp1: {fw: [ssh]}\n", "hosts.yml:2: hyp1: 'fw' must be a mapping"),
+    ("hosts:\n  hyp1: {fw: [ssh]}\n", "hosts.yml:2: hyp1: fw: must be a mapping"),
     ("hosts:\n  hyp1: {\n", "hosts.yml:3: invalid YAML: expected the node content, but found '<stream end>'"),
     ("hosts:\n\tbad: tab\n", "hosts.yml:2: invalid YAML: found character '\\t' that cannot start any token"),
     (GROUPED + "groups:\n  prdo: {rolling: {serial: 1}}\n", "hosts.yml:5: group 'prdo' has no host in it (did you mean 'prod'?)"),
     (GROUPED + "groups:\n  prod: {roling: {serial: 1}}\n",
-     "hosts.yml:5: unknown key for group 'prod': 'roling' (did you mean 'rolling'?)"),
+     "hosts.yml:5: group prod: unknown key 'roling' (did you mean 'rolling'?)"),
     (GROUPED + "groups:\n  prod:\n    rolling:\n      serial: 0\n",
-     "hosts.yml:7: group prod: rolling.serial must be a number of hosts (1 or more) or a percentage (1% to 100%), not 0"),
+     "hosts.yml:7: group prod: rolling.serial: must be a number of hosts (1 or more) or a percentage (1% to 100%), not 0"),
     (GROUPED + "groups:\n  prod:\n    rolling: {serial: 150%}\n",
-     "hosts.yml:6: group prod: rolling.serial must be a number of hosts (1 or more) or a percentage (1% to 100%), "
+     "hosts.yml:6: group prod: rolling.serial: must be a number of hosts (1 or more) or a percentage (1% to 100%), "
      "not '150%'"),
     (GROUPED + "groups:\n  prod:\n    rolling: {keep_going: true}\n",
-     "hosts.yml:6: group prod: rolling must be a mapping with 'serial' (and optionally 'keep_going')"),
+     "hosts.yml:6: group prod: rolling: must be a mapping with 'serial' (and optionally 'keep_going')"),
     (GROUPED + "groups:\n  prod:\n    rolling:\n      serial: 1\n      keep_going: 'yes'\n",
-     "hosts.yml:8: group prod: rolling.keep_going must be true or false"),
+     "hosts.yml:8: group prod: rolling.keep_going: must be true or false, not 'yes'"),
 ]
 
 
 @pytest.mark.parametrize("text, message", BAD, ids=[m.split(": ", 1)[1][:50] for _, m in BAD])
 def test_a_bad_inventory_gives_one_line_with_file_and_line(text, message):
+    """What a command that targets every host is refused with (at parse time, or when it resolves its targets)."""
+    with pytest.raises(InventoryError) as err:
+        parse(text, "hosts.yml").resolve(None)
+    assert str(err.value) == message
+    assert "\n" not in str(err.value)
+
+
+FLEET = """\
+hosts:
+  local:
+    connection: local
+  hyp1:
+    groups: [prod]
+    admin_ipv4: 192.0.2.11
+    port: 70000
+  hyp2:
+    groups: [prod]
+    admin_ipv4: 192.0.2.12
+  hyp3:
+    admin_ipv4: 192.0.2.13
+"""
+PORT = "hosts.yml:7: hyp1: port: 70000 is not a port number from 1 to 65535"
+
+
+def test_a_mistake_in_one_host_entry_blocks_only_the_targets_that_include_that_host():
+    inv = parse(FLEET, "hosts.yml")
+    assert inv.names == ("local", "hyp2", "hyp3") and [b.name for b in inv.broken] == ["hyp1"]
+    assert [h.name for h in inv.resolve("local")] == ["local"]
+    assert [h.name for h in inv.resolve("hyp2,hyp3")] == ["hyp2", "hyp3"]
+    assert [h.name for h in inv.resolve("!hyp1")] == ["local", "hyp2", "hyp3"]  # left out: the others run
+    assert [h.name for h in inv.resolve("prod", "hyp1")] == ["hyp2"]
+    for spec in (None, "all", "hyp1", "prod", "local,hyp1", "root@192.0.2.11:22"):
+        with pytest.raises(InventoryError) as err:
+            inv.resolve(spec)
+        assert str(err.value) == PORT, spec
+    with pytest.raises(InventoryError, match=f"^{re.escape(PORT)}$"):
+        inv.get("hyp1")
+    assert inv.get("hyp2").name == "hyp2"
+
+
+def test_what_needs_every_host_is_refused_while_one_entry_is_broken():
+    inv = parse(FLEET.replace("hyp3:\n", "hyp3:\n    user: [x]\n"), "hosts.yml")
+    with pytest.raises(InventoryError) as err:
+        inv.every_host("the zones cover every host")
+    assert str(err.value) == f"{PORT} (the zones cover every host); also broken: hyp3"
+    assert parse(FLEET.replace("    port: 70000\n", ""), "hosts.yml").every_host() == \
+        parse(FLEET.replace("    port: 70000\n", ""), "hosts.yml").hosts
+
+
+@pytest.mark.parametrize("extra, line, message, broken", [
+    ("  hyp4:\n    address: 192.0.2.12\n", 13,
+     "hyp4: address 192.0.2.12 (port 22) is already hyp2's: two inventory hosts cannot be one machine",
+     ["hyp2", "hyp4"]),
+    ("  hyp4:\n    address: hyp4.example.org\n    admin_ipv4: 192.0.2.13\n", 14, "hyp4: admin_ipv4: 192.0.2.13 is already hyp3's admin_ipv4",
+     ["hyp3", "hyp4"]),
+    ("  hyp4:\n    groups: [hyp2]\n", 13, "hyp4: groups: 'hyp2' is the name of a host", ["hyp4"]),
+    ("  hyp4:\n    connection: local\n", 13, "hyp4: only one host can be 'connection: local' (also local)",
+     ["local", "hyp4"]),
+])
+def test_a_clash_between_entries_blocks_the_hosts_involved_and_no_other(extra, line, message, broken):
+    inv = parse(FLEET.replace("    port: 70000\n", "") + extra, "hosts.yml")
+    assert [b.name for b in inv.broken] == broken
+    for name in broken:
+        with pytest.raises(InventoryError) as err:
+            inv.resolve(name)
+        assert str(err.value) == f"hosts.yml:{line}: {message}"
+    assert [h.name for h in inv.resolve(None, ",".join(broken))] == [
+        n for n in ("local", "hyp1", "hyp2", "hyp3") if n not in broken]
+
+
+def test_overlapping_prefixes_block_both_hosts():
+    inv = parse("hosts:\n  a: {ipv6_prefix: '2001:db8::/56'}\n  b: {ipv6_prefix: '2001:db8::/48'}\n"
+                "  c: {ipv6_prefix: '2001:db8:1::/56'}\n", "hosts.yml")
+    assert [b.name for b in inv.broken] == ["a", "b"] and inv.names == ("c",)
+    with pytest.raises(InventoryError, match=r"^hosts.yml:3: b: ipv6_prefix: 2001:db8::/48 overlaps a's 2001:db8::/56$"):
+        inv.resolve("a")
+
+
+def test_a_broken_entry_still_belongs_to_the_groups_it_names():
+    inv = parse(FLEET.replace("    port: 70000\n", "    groups: [prod, 'bad group']\n").replace(
+        "    groups: [prod]\n    admin_ipv4: 192.0.2.11\n", "    admin_ipv4: 192.0.2.11\n", 1), "hosts.yml")
+    assert inv.broken[0].groups == ("prod",)
+    with pytest.raises(InventoryError, match=r"hyp1: groups\[1\]: invalid group name 'bad group'"):
+        inv.resolve("prod")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("defaults:\n  port: 70000\nhosts:\n  a: {}\n  b: {port: 22}\n",
+     "hosts.yml:2: defaults: port: 70000 is not a port number from 1 to 65535"),
+    ("defaults:\n  sudo: 'yes'\nhosts:\n  a: {}\n", "hosts.yml:2: defaults: sudo: must be true or false, not 'yes'"),
+    ("defaults:\n  prot: 22\nhosts:\n  a: {}\n", "hosts.yml:2: defaults: unknown key 'prot' (did you mean 'port'?)"),
+    ("hosts:\n  a: {groups: [prod]}\n  b: {port: 0}\ngroups:\n  prod: {rolling: {serial: x}}\n",
+     "hosts.yml:5: group prod: rolling.serial: must be a number of hosts (1 or more) or a percentage (1% to 100%), "
+     "not 'x'"),
+    ("hosts:\n  a: {}\n  b: [\n", "hosts.yml:4: invalid YAML: expected the node content, but found '<stream end>'"),
+])
+def test_a_mistake_outside_the_host_entries_blocks_every_command(text, message):
     with pytest.raises(InventoryError) as err:
         parse(text, "hosts.yml")
     assert str(err.value) == message
-    assert "\n" not in str(err.value)
+
+
+def test_a_group_whose_only_host_is_broken_is_still_a_group():
+    inv = parse("hosts:\n  a: {}\n  b: {groups: [canary], port: 0}\ngroups:\n  canary: {rolling: {serial: 1}}\n",
+                "hosts.yml")
+    assert inv.rolling["canary"].size == 1
+    with pytest.raises(InventoryError, match="b: port: 0 is not a port number"):
+        inv.resolve("canary")
 
 
 def test_there_are_at_least_fifteen_distinct_bad_inventories():
@@ -286,6 +390,8 @@ def _parsed_or_refused(value: object) -> None:
         return
     for host in inv:
         _sound(host)
+    for broken in inv.broken:
+        _refused_with_a_line(broken.error)
     addresses = [(h.address, h.port) for h in inv if h.address]
     assert len(addresses) == len(set(addresses))
 
@@ -342,7 +448,7 @@ def test_a_section_names_its_unknown_key_on_its_line_with_a_suggestion():
 
     inv = parse("defaults:\n  fw:\n    ssh_port: 22\nhosts:\n  hyp1:\n    address: 192.0.2.10\n"
                 "    fw:\n      ssh_prot: 2222\n", "hosts.yml")
-    with pytest.raises(InventoryError, match=r"^hosts.yml:8: hyp1: fw.ssh_prot: unknown key \(did you mean 'ssh_port'\?\)$"):
+    with pytest.raises(InventoryError, match=r"^hosts.yml:8: hyp1: fw: unknown key 'ssh_prot' \(did you mean 'ssh_port'\?\)$"):
         inv.section(inv.get("hyp1"), "fw", ("ssh_port", "admin_sources"))
 
 
@@ -353,7 +459,7 @@ def test_a_section_error_points_at_the_defaults_line_when_the_host_inherits_the_
                 "hosts.yml")
     sec = inv.section(inv.get("hyp1"), "update", ("crucial_units",))
     assert sec.get("crucial_units") == "nope"
-    assert str(sec.error(("crucial_units",), "must be a list")) == \
+    assert str(sec.fail(("crucial_units",), "must be a list")) == \
         "hosts.yml:3: hyp1: update.crucial_units: must be a list"
 
 

@@ -124,13 +124,15 @@ def test_a_misspelt_update_key_is_an_inventory_error_at_its_line():
     inv = parse(INVENTORY, "hosts.yml")
     with pytest.raises(InventoryError) as err:
         for_host(inv, inv.get("hyp3"))
-    assert str(err.value) == "hosts.yml:15: hyp3: update.crucal_units: unknown key (did you mean 'crucial_units'?)"
+    assert str(err.value) == "hosts.yml:15: hyp3: update: unknown key 'crucal_units' (did you mean 'crucial_units'?)"
 
 
 @pytest.mark.parametrize("notify, message", [
     ("{}", "update.notify: needs exactly one of 'command' (run on the host) or 'url' (HTTP POST)"),
     ("{url: ftp://x}", "update.notify.url: must be an http:// or https:// URL"),
     ("{command: [], url: null}", "update.notify.command: must be a command line or a non-empty list of words"),
+    ("{url: http://x, timeout: 0}", "update.notify.timeout: must be a number of seconds above 0"),
+    ("{url: http://x, zzz: 5}", "update.notify: unknown key 'zzz' (known: command, url, headers, timeout)"),
 ])
 def test_a_bad_notifier_is_refused(notify, message):
     inv = parse(f"hosts:\n  h:\n    address: h\n    update:\n      notify: {notify}\n", "hosts.yml")
