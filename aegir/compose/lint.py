@@ -27,6 +27,8 @@ Rules (``Finding.rule``):
                    own; an ``env_file: .env`` uses every key)
 ``env-mode``       a world-readable .env
 ``env-syntax``     a .env line python-dotenv cannot parse
+``x-aegir``        an ``x-aegir`` that is not a mapping, or a key of it no area of
+                   aegir reads (``dsn:`` for ``dns:``: the settings would be ignored)
 ``yaml``           a compose file that is not valid YAML
 ``compose-config`` a compose file ``compose config`` rejects
 
@@ -54,6 +56,7 @@ from aegir import yamldoc
 from aegir.compose import cli as compose
 from aegir.compose.discovery import ENV_FILE, Project, select, warnings_about
 from aegir.compose.status import discover, missing_everywhere, warning_lines
+from aegir.fields import unknown_key
 from aegir.layout import PROJECT_KINDS
 from aegir.report import failed_row, host_entry, table
 from aegir.yamldoc import YamlError
@@ -63,7 +66,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from aegir.host import HostContext
 
 RULES = ("yaml", "compose-config", "domain", "email", "public-ip", "secret", "undefined-var",
-         "unused-env", "env-mode", "env-syntax")
+         "unused-env", "env-mode", "env-syntax", "x-aegir")
+#: The keys of ``x-aegir`` an area reads: dns (`aegir.dns.services`), clean (`aegir.disk.recipe`),
+#: mysql (`aegir.mysql.onhost`, on the host).
+X_AEGIR_KEYS = ("clean", "dns", "mysql")
 
 
 @dataclass(frozen=True)
@@ -549,6 +555,7 @@ def _findings(compose_file: str, compose_text: str, env_file: str, env_text: str
                                  f"literal {what} {literal!r}: take it from {ENV_FILE}"))
     found.extend(Finding(compose_file, line, "domain", f"literal domain name {word!r} as a key: take it from {ENV_FILE}")
                  for word, line in _domain_keys(root))
+    found.extend(_x_aegir(compose_file, doc))
     if env_text is not None:
         if env_mode is not None and env_mode & 0o004:
             found.append(Finding(env_file, None, "env-mode",
@@ -560,6 +567,17 @@ def _findings(compose_file: str, compose_text: str, env_file: str, env_text: str
                 if key not in used and not key.startswith(("COMPOSE_", "DOCKER_")):
                     found.append(Finding(env_file, line, "unused-env", f"{key} is never used by {compose_file.rsplit('/', 1)[-1]}"))
     return sorted(set(found), key=lambda f: (f.file != compose_file, f.file, f.line or 0, f.rule, f.message))
+
+
+def _x_aegir(compose_file: str, doc: yamldoc.YamlDoc) -> list[Finding]:
+    """``x-aegir`` is a mapping of the keys some area reads (a typo there is silently ignored otherwise)."""
+    ext = doc.data.get("x-aegir") if isinstance(doc.data, dict) else None
+    if ext is None:
+        return []
+    if not isinstance(ext, dict):
+        return [Finding(compose_file, doc.line("x-aegir"), "x-aegir", "x-aegir: must be a mapping")]
+    return [Finding(compose_file, doc.line("x-aegir", key), "x-aegir", f"x-aegir: {unknown_key(key, X_AEGIR_KEYS)}")
+            for key in ext if key not in X_AEGIR_KEYS]
 
 
 def _var(key: str) -> str:

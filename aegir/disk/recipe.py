@@ -18,7 +18,7 @@ folder, which replaces it)::
 In ``run`` and ``stdin``: ``{VAR}`` a var, ``{days_ago_ms:VAR}`` the Unix time
 in milliseconds VAR days ago; in ``stdin`` only, ``{env:NAME}`` a value of the
 app's ``.env`` (secrets travel on stdin, never in argv). ``{{``/``}}`` are braces.
-A step may name its own ``service``, ``user`` and ``timeout`` (seconds).
+A step may name its own ``service``, ``user`` and ``timeout`` (seconds, or ``30s``, ``5m``, ``2h``).
 
 An app's compose file may choose and tune its recipe::
 
@@ -38,8 +38,9 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
-from aegir import yamldoc
+from aegir import fields, yamldoc
 from aegir.errors import AegirError
+from aegir.fields import FieldError, Fields
 from aegir.sh import check_name
 from aegir.yamldoc import YamlDoc, YamlError
 
@@ -108,44 +109,43 @@ def _load(text: str, file: str) -> YamlDoc:
         raise RecipeError(file, exc.line, exc.problem) from None
 
 
-def _fail(doc: YamlDoc, file: str, path: tuple[Any, ...], problem: str) -> RecipeError:
-    return RecipeError(file, doc.line(*path), problem)
-
-
-def _keys(doc: YamlDoc, file: str, value: Any, path: tuple[Any, ...], allowed: tuple[str, ...], what: str) -> None:
+def _fields(doc: YamlDoc, file: str, value: Any, path: tuple[Any, ...], known: tuple[str, ...]) -> Fields:
+    """The mapping `value` at `path` of `doc`, read by the field reader, its keys checked against `known`."""
+    f = Fields({}, file, lambda keys: doc.line(*path, *keys), path=path, error=RecipeError)
     if not isinstance(value, dict):
-        raise _fail(doc, file, path, f"{what} must be a mapping")
-    for k in value:
-        if k not in allowed:
-            raise _fail(doc, file, (*path, k), f"unknown key {k!r} in {what} (known: {', '.join(allowed)})")
+        raise f.fail((), "must be a mapping")
+    f = replace(f, values=value)
+    f.check(known)
+    return f
 
 
-def _name(doc: YamlDoc, file: str, value: Any, path: tuple[Any, ...], kind: str) -> str | None:
-    if value is None:
-        return None
-    try:
-        return check_name(kind, value if isinstance(value, str) else repr(value))
-    except AegirError as exc:
-        raise _fail(doc, file, path, str(exc)) from None
-
-
-def _vars(doc: YamlDoc, file: str, value: Any, path: tuple[Any, ...]) -> dict[str, str]:
-    if value is None:
-        return {}
+def _vars(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise _fail(doc, file, path, "vars must be a mapping of names to numbers or words")
+        raise FieldError("must be a mapping of names to numbers or words")
     out = {}
     for k, v in value.items():
         if not isinstance(k, str) or not _VAR.match(k):
-            raise _fail(doc, file, (*path, k), f"invalid var name {k!r}")
+            raise FieldError(f"invalid var name {k!r}", (k,))
         if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, str) and not v.strip()):
-            raise _fail(doc, file, (*path, k), f"var {k!r} must be a number or a word")
+            raise FieldError(f"var {k!r} must be a number or a word", (k,))
         out[k] = str(v)
     return out
 
 
-def _check_fields(doc: YamlDoc, file: str, text: str, path: tuple[Any, ...], names: set[str], *,
-                  env: bool) -> None:
+def _run(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(a, (str, int)) and not isinstance(a, bool)
+                                                           for a in value):
+        raise FieldError("must be a non-empty list of words (argv, no shell)")
+    return [str(a) for a in value]
+
+
+def _stdin(value: Any) -> str:
+    if not isinstance(value, str):
+        raise FieldError("must be text")
+    return value
+
+
+def _check_fields(step: Fields, key: str, text: str, names: set[str], *, env: bool) -> None:
     for m in _FIELD.finditer(text):
         f = m.group(1)
         if f is None:
@@ -158,53 +158,40 @@ def _check_fields(doc: YamlDoc, file: str, text: str, path: tuple[Any, ...], nam
         if sep and kind == "env" and _VAR.match(arg):
             if env:
                 continue
-            raise _fail(doc, file, path, f"{{{f}}}: .env values go on stdin only, never in a command line")
-        raise _fail(doc, file, path, f"unknown field {{{f}}} (vars: {', '.join(sorted(names)) or 'none'})")
+            raise step.fail((key,), f"{{{f}}}: .env values go on stdin only, never in a command line")
+        raise step.fail((key,), f"unknown field {{{f}}} (vars: {', '.join(sorted(names)) or 'none'})")
 
 
 def parse_recipe(text: str, file: str, name: str, *, extra_vars: frozenset[str] = frozenset()) -> Recipe:
     """Read and validate one recipe file; `RecipeError` names `file` and the line."""
     doc = _load(text, file)
-    data = doc.data
-    if not isinstance(data, dict):
+    if not isinstance(doc.data, dict):
         raise RecipeError(file, 1, "a recipe is a mapping with 'steps'")
-    _keys(doc, file, data, (), _TOP, "a recipe")
-    variables = _vars(doc, file, data.get("vars"), ("vars",))
+    top = _fields(doc, file, doc.data, (), _TOP)
+    variables = top.get("vars", _vars, {})
     names = set(variables) | set(extra_vars)
-    raw_steps = data.get("steps")
+    raw_steps = top.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
-        raise _fail(doc, file, ("steps",), "'steps' must be a non-empty list")
+        raise top.fail(("steps",), "must be a non-empty list")
     steps = []
     for i, s in enumerate(raw_steps):
-        where = ("steps", i)
-        _keys(doc, file, s, where, _STEP, "a step")
-        run = s.get("run")
-        if not isinstance(run, list) or not run or not all(isinstance(a, (str, int)) and not isinstance(a, bool)
-                                                           for a in run):
-            raise _fail(doc, file, (*where, "run"), "'run' must be a non-empty list of words (argv, no shell)")
+        step = _fields(doc, file, s, ("steps", i), _STEP)
+        run = step.get("run", _run)
+        if run is None:
+            raise step.fail(("run",), "must be a non-empty list of words (argv, no shell)")
         for a in run:
-            _check_fields(doc, file, str(a), (*where, "run"), names, env=False)
-        stdin = s.get("stdin")
+            _check_fields(step, "run", a, names, env=False)
+        stdin = step.get("stdin", _stdin)
         if stdin is not None:
-            if not isinstance(stdin, str):
-                raise _fail(doc, file, (*where, "stdin"), "'stdin' must be text")
-            _check_fields(doc, file, stdin, (*where, "stdin"), names, env=True)
-        if_missing = s.get("if_missing", "fail")
-        if if_missing not in ("fail", "skip"):
-            raise _fail(doc, file, (*where, "if_missing"), "'if_missing' must be 'fail' or 'skip'")
-        timeout = s.get("timeout")
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                    or timeout <= 0):
-            raise _fail(doc, file, (*where, "timeout"), "'timeout' must be a number of seconds")
+            _check_fields(step, "stdin", stdin, names, env=True)
         steps.append(RecipeStep(
-            name=str(s.get("name") or " ".join(str(a) for a in run)), run=tuple(str(a) for a in run),
-            service=_name(doc, file, s.get("service"), (*where, "service"), "service"),
-            user=_name(doc, file, s.get("user"), (*where, "user"), "user"),
-            stdin=stdin, if_missing=if_missing, timeout=float(timeout) if timeout else None, line=doc.line(*where),
+            name=str(step.get("name") or " ".join(run)), run=tuple(run),
+            service=step.get("service", fields.name("service")), user=step.get("user", fields.name("user")),
+            stdin=stdin, if_missing=step.get("if_missing", fields.choice("fail", "skip"), "fail"),
+            timeout=step.get("timeout", fields.duration), line=doc.line("steps", i),
         ))
-    recipe = Recipe(name, file, tuple(steps), str(data.get("description") or ""),
-                    _name(doc, file, data.get("service"), ("service",), "service"),
-                    _name(doc, file, data.get("user"), ("user",), "user"), variables)
+    recipe = Recipe(name, file, tuple(steps), str(top.get("description") or ""),
+                    top.get("service", fields.name("service")), top.get("user", fields.name("user")), variables)
     for st in recipe.steps:
         if not (st.service or recipe.service):
             raise RecipeError(file, st.line, f"step {st.name!r}: no service (set 'service' in the step or the recipe)")
@@ -231,16 +218,14 @@ def parse_override(compose_text: str, file: str) -> Override:
     if ext is None:
         return Override(file)
     if not isinstance(ext, dict):
-        raise _fail(doc, file, ("x-aegir",), "x-aegir must be a mapping")
-    clean = ext.get("clean")
-    if clean is None:
+        raise RecipeError(file, doc.line("x-aegir"), "x-aegir: must be a mapping")
+    if ext.get("clean") is None:
         return Override(file)
     path = ("x-aegir", "clean")
-    _keys(doc, file, clean, path, _OVERRIDE, "x-aegir.clean")
-    variables = _vars(doc, file, clean.get("vars"), (*path, "vars"))
-    return Override(file, _name(doc, file, clean.get("recipe"), (*path, "recipe"), "recipe"),
-                    _name(doc, file, clean.get("service"), (*path, "service"), "service"),
-                    _name(doc, file, clean.get("user"), (*path, "user"), "user"), variables,
+    clean = _fields(doc, file, ext["clean"], path, _OVERRIDE)
+    variables = clean.get("vars", _vars, {})
+    return Override(file, clean.get("recipe", fields.name("recipe")), clean.get("service", fields.name("service")),
+                    clean.get("user", fields.name("user")), variables,
                     {k: doc.line(*path, "vars", k) for k in variables})
 
 

@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
-from aegir import yamldoc
+from aegir import fields, yamldoc
 from aegir.compose.discovery import Project
 from aegir.dns import names
+from aegir.fields import FieldError, Fields, FieldsError
 from aegir.inventory import Host
 from aegir.yamldoc import YamlError
 
@@ -51,10 +52,10 @@ SRV_RE = re.compile(r"^(?P<owner>[^:\s]+):(?P<port>\d+)(?:\s+(?P<prio>\d+)(?:\s+
 MX_RE = re.compile(r"^(?P<owner>\S+)(?:\s+(?P<prio>\d+))?\Z")
 VAR_RE = re.compile(r"^\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))$")
 MAX_NAMES = 256
+#: MX preferences, SRV priorities and weights are 16-bit numbers.
+UINT16 = 65535
 #: Service labels, the lighter form: names (comma or space separated), and flags for all of them.
 LABEL_NAMES, LABEL_CNAME, LABEL_PUBLIC = "aegir.dns.names", "aegir.dns.cname", "aegir.dns.public"
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -121,28 +122,27 @@ def _from_extension(host: Host, project: Project, doc: yamldoc.YamlDoc, data: Ma
     ext = data.get("x-aegir")
     if not isinstance(ext, dict) or "dns" not in ext:
         return None
-    spec = ext["dns"]
-
-    def where(*keys: Any) -> str:
-        return f"{project.compose_path}:{doc.line('x-aegir', 'dns', *keys) or '?'}"
-
+    at = ("x-aegir", "dns")
+    dns = Fields({}, project.compose_path, lambda keys: doc.line(*at, *keys), path=at)
     try:
-        if not isinstance(spec, dict):
-            raise _Bad((), "must be a mapping with 'names' (and optionally 'address')")
-        for key in spec:
-            if key not in DNS_KEYS:
-                raise _Bad((key,), f"unknown key {key!r} (known: {', '.join(DNS_KEYS)})")
-        raw = spec.get("names")
+        if not isinstance(ext["dns"], dict):
+            raise dns.fail((), "must be a mapping with 'names' (and optionally 'address')")
+        dns = replace(dns, values=ext["dns"])
+        dns.check(DNS_KEYS)
+        raw = dns.get("names")
         items = [raw] if isinstance(raw, (str, dict)) else raw
         if not isinstance(items, list) or not items:
-            raise _Bad(("names",), "'names' must list at least one name")
+            raise dns.fail(("names",), "must list at least one name")
         if len(items) > MAX_NAMES:
-            raise _Bad(("names",), f"more than {MAX_NAMES} names")
-        parsed = tuple(_name(item, ("names", i)) for i, item in enumerate(items))
-        address = _address(host, data, spec.get("address"), env)
-    except _Bad as bad:
-        return f"{where(*bad.keys)}: {'.'.join(map(str, ('x-aegir', 'dns', *bad.keys)))}: {bad.message}"
-    return Publication(host.name, project.path, address, parsed, where())
+            raise dns.fail(("names",), f"more than {MAX_NAMES} names")
+        parsed = tuple(_name(dns.at(("names", i), item)) for i, item in enumerate(items))
+        try:
+            address = _address(host, data, dns.get("address"), env)
+        except FieldError as exc:
+            raise dns.fail(exc.at, exc.sentence) from None
+    except FieldsError as exc:
+        return str(exc)
+    return Publication(host.name, project.path, address, parsed, f"{project.compose_path}:{doc.line(*at)}")
 
 
 def _from_labels(host: Host, project: Project, doc: yamldoc.YamlDoc, data: Mapping[str, Any],
@@ -162,22 +162,22 @@ def _from_labels(host: Host, project: Project, doc: yamldoc.YamlDoc, data: Mappi
         try:
             flags = {}
             for key in (LABEL_CNAME, LABEL_PUBLIC):
-                value = str(labels.get(key, "true")).strip().lower()
-                if value not in ("true", "false"):
-                    raise _Bad((key,), f"must be true or false, not {labels[key]!r}")
-                flags[key] = value == "true"
+                try:
+                    flags[key] = fields.boolean(labels.get(key, True), text=True)
+                except FieldError as exc:
+                    raise FieldError(exc.sentence, (key,)) from None
             words = str(labels[LABEL_NAMES]).replace(",", " ").split()
             if not words:
-                raise _Bad((LABEL_NAMES,), "names no name")
+                raise FieldError("names no name", (LABEL_NAMES,))
             parsed = []
             for w in words:
                 try:
                     parsed.append(Name(names.check_relative(w), flags[LABEL_PUBLIC], flags[LABEL_CNAME]))
                 except ValueError as exc:
-                    raise _Bad((LABEL_NAMES,), str(exc)) from None
+                    raise FieldError(str(exc), (LABEL_NAMES,)) from None
             address = _address(host, {"services": {sname: svc}}, None, env)
-        except _Bad as bad:
-            out.append(f"{where(bad.keys[0] if bad.keys else LABEL_NAMES)}: {bad.message}")
+        except FieldError as bad:
+            out.append(f"{where(bad.at[0] if bad.at else LABEL_NAMES)}: {bad.sentence}")
             continue
         out.append(Publication(host.name, project.path, address, tuple(parsed),
                                where(LABEL_NAMES).rsplit(": ", 1)[0]))
@@ -196,45 +196,22 @@ def _labels(raw: Any) -> tuple[dict[str, Any], dict[str, tuple[Any, ...]]]:
     return values, paths
 
 
-class _Bad(Exception):
-    def __init__(self, keys: tuple[Any, ...], message: str) -> None:
-        self.keys = keys
-        self.message = message
-        super().__init__(message)
-
-
-def _name(item: Any, at: tuple[Any, ...]) -> Name:
-    if isinstance(item, str):
-        item = {"name": item}
-    if not isinstance(item, dict):
-        raise _Bad(at, f"a name is a label or a mapping with 'name', not {item!r}")
-    for key in item:
-        if key not in NAME_KEYS:
-            raise _Bad((*at, key), f"unknown key {key!r} (known: {', '.join(NAME_KEYS)})")
+def _name(item: Fields) -> Name:
+    """One item of ``names``: a label, or a mapping with ``name`` and its records."""
+    value = item.values
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise item.fail((), f"a name is a label or a mapping with 'name', not {value!r}")
+    item = replace(item, values=value)
+    item.check(NAME_KEYS)
     try:
-        label = names.check_relative(item.get("name"))
+        label = names.check_relative(value.get("name"))
     except ValueError as exc:
-        raise _Bad((*at, "name"), str(exc)) from None
-    flags = {}
-    for key in ("cname", "public"):
-        value = item.get(key, True)
-        if not isinstance(value, bool):
-            raise _Bad((*at, key), f"must be true or false, not {value!r}")
-        flags[key] = value
-    mx = _each(item, at, "mx", _mx)
-    srv = _each(item, at, "srv", _srv)
-    return Name(label, flags["public"], flags["cname"], tuple(mx), tuple(srv))
-
-
-def _each(item: Mapping[str, Any], at: tuple[Any, ...], key: str, parse: Callable[[Any], T]) -> list[T]:
-    """`parse` of each spec under `key` (one string or a list); a ValueError becomes `_Bad` at that spec."""
-    out = []
-    for i, spec in enumerate(_list(item.get(key), (*at, key))):
-        try:
-            out.append(parse(spec))
-        except ValueError as exc:
-            raise _Bad((*at, key, i), str(exc)) from None
-    return out
+        raise item.fail(("name",), str(exc)) from None
+    return Name(label, item.get("public", fields.boolean, True), item.get("cname", fields.boolean, True),
+                tuple(item.get("mx", fields.list_of(_mx, "MX owners"), ())),
+                tuple(item.get("srv", fields.list_of(_srv, "SRV records"), ())))
 
 
 def _mx(spec: Any) -> tuple[str, int]:
@@ -242,9 +219,10 @@ def _mx(spec: Any) -> tuple[str, int]:
     m = MX_RE.match(spec) if isinstance(spec, str) else None
     if not m:
         raise ValueError(f"{spec!r} is not 'OWNER' or 'OWNER PREFERENCE' (like '@' or '@ 10')")
-    prio = int(m["prio"] or 10)
-    if prio > 65535:
-        raise ValueError(f"{spec!r}: the preference must be at most 65535")
+    try:
+        prio = fields.whole(m["prio"] or 10, most=UINT16, text=True)
+    except FieldError as exc:
+        raise ValueError(f"{spec!r}: the preference {exc}") from None
     return names.check_relative(m["owner"]), prio
 
 
@@ -256,38 +234,31 @@ def _srv(spec: Any) -> Srv:
     owner = names.check_relative(s["owner"], underscore=True)
     if not owner.startswith("_"):
         raise ValueError(f"{spec!r}: an SRV owner starts with _service._proto")
-    nums = [int(s["port"]), int(s["prio"] or 10), int(s["weight"] or 0)]
-    if not 0 < nums[0] < 65536 or max(nums) > 65535:
-        raise ValueError(f"{spec!r}: port 1-65535, priority and weight at most 65535")
-    return Srv(owner, *nums)
-
-
-def _list(value: Any, at: tuple[Any, ...]) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list):
-        raise _Bad(at, "must be a list")
-    return value
+    try:
+        port = fields.port(s["port"], text=True)
+        prio, weight = (fields.whole(s[k] or default, most=UINT16, text=True)
+                        for k, default in (("prio", 10), ("weight", 0)))
+    except FieldError as exc:
+        raise ValueError(f"{spec!r}: {exc}") from None
+    return Srv(owner, port, prio, weight)
 
 
 def _address(host: Host, data: Mapping[str, Any], given: Any, env: str | None) -> int:
-    """The index of the service address pair the project publishes on."""
+    """The index of the service address pair the project publishes on (`FieldError` at the key to blame)."""
     pairs = max(len(host.service_ipv4), len(host.service_ipv6))
     if not pairs:
-        raise _Bad((), f"host {host.name} has no service address in hosts.yml to publish on")
+        raise FieldError(f"host {host.name} has no service address in hosts.yml to publish on")
     if given is not None:
         ip = _ip(given, env)
         if ip is None:
-            raise _Bad(("address",), f"{given!r} is not an IP address (nor a ${{VAR}} of .env holding one)")
+            raise FieldError(f"{given!r} is not an IP address (nor a ${{VAR}} of .env holding one)", ("address",))
         index = _index(host, ip)
         if index is None:
-            raise _Bad(("address",), f"{ip} is not one of {host.name}'s service addresses")
+            raise FieldError(f"{ip} is not one of {host.name}'s service addresses", ("address",))
         return index
     found = sorted({i for ip in published_ips(data, env) if (i := _index(host, ip)) is not None})
     if len(found) > 1:
-        raise _Bad((), "its ports publish on several service addresses; name one with x-aegir.dns.address")
+        raise FieldError("its ports publish on several service addresses; name one with x-aegir.dns.address")
     return found[0] if found else 0
 
 

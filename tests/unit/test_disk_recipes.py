@@ -57,15 +57,15 @@ def test_peertube_answers_prune_storages_question_on_stdin():
 
 
 @pytest.mark.parametrize(("text", "line", "problem"), [
-    ("steps:\n  - run: [a]\n    bogus: 1\n", 3, "unknown key 'bogus' in a step"),
-    ("service: web\nsteps: []\n", 2, "'steps' must be a non-empty list"),
-    ("service: web\nsteps:\n  - run: a b\n", 3, "'run' must be a non-empty list of words (argv, no shell)"),
-    ("service: web\nsteps:\n  - run: [a, '{days}']\n", 3, "unknown field {days} (vars: none)"),
+    ("steps:\n  - run: [a]\n    bogus: 1\n", 3, "steps[0]: unknown key 'bogus' (known: name, run, service, user, stdin, if_missing, timeout)"),
+    ("service: web\nsteps: []\n", 2, "steps: must be a non-empty list"),
+    ("service: web\nsteps:\n  - run: a b\n", 3, "steps[0].run: must be a non-empty list of words (argv, no shell)"),
+    ("service: web\nsteps:\n  - run: [a, '{days}']\n", 3, "steps[0].run: unknown field {days} (vars: none)"),
     ("service: web\nvars: {x: 1}\nsteps:\n  - run: [a, '{env:TOKEN}']\n", 4,
-     "{env:TOKEN}: .env values go on stdin only, never in a command line"),
+     "steps[0].run: {env:TOKEN}: .env values go on stdin only, never in a command line"),
     ("steps:\n  - name: x\n    run: [a]\n", 2, "step 'x': no service (set 'service' in the step or the recipe)"),
-    ("service: web\nsteps:\n  - run: [a]\n    user: 'ro ot'\n", 4, "invalid user name 'ro ot'"),
-    ("service: web\nsteps:\n  - run: [a]\n    if_missing: ignore\n", 4, "'if_missing' must be 'fail' or 'skip'"),
+    ("service: web\nsteps:\n  - run: [a]\n    user: 'ro ot'\n", 4, "steps[0].user: invalid user name 'ro ot'"),
+    ("service: web\nsteps:\n  - run: [a]\n    if_missing: ignore\n", 4, "steps[0].if_missing: must be 'fail' or 'skip', not 'ignore'"),
     ("service: web\nsteps:\n  - run: [a\n", 4, "invalid YAML"),
 ])
 def test_a_mistake_in_a_recipe_names_the_file_and_line(text, line, problem):
@@ -89,7 +89,7 @@ def test_an_override_of_a_var_the_recipe_lacks_names_the_compose_file_and_line()
     with pytest.raises(RecipeError, match=r"^/srv/apps/social/docker-compose.yml:5: x-aegir.clean.vars: "
                                           r"mastodon has no var 'dayz'"):
         apply_override(recipe("mastodon"), ov)
-    with pytest.raises(RecipeError, match=r"^/f.yml:3: unknown key 'recipes' in x-aegir.clean"):
+    with pytest.raises(RecipeError, match=r"^/f.yml:3: x-aegir.clean: unknown key 'recipes' \(did you mean 'recipe'\?\)$"):
         parse_override("x-aegir:\n  clean:\n    recipes: x\n", "/f.yml")
 
 

@@ -154,15 +154,15 @@ def test_no_ports_and_no_address_means_the_first_service_address():
 
 @pytest.mark.parametrize("body, message", [
     ("x-aegir:\n  dns:\n    names: [Bad_Name]\n",
-     "/srv/apps/cloud/docker-compose.yml:3: x-aegir.dns.names.0.name: 'Bad_Name': 'bad_name' is not a DNS label"),
+     "/srv/apps/cloud/docker-compose.yml:3: x-aegir.dns.names[0].name: 'Bad_Name': 'bad_name' is not a DNS label"),
     ("x-aegir:\n  dns:\n    address: 192.0.2.99\n    names: [a]\n",
      "/srv/apps/cloud/docker-compose.yml:3: x-aegir.dns.address: 192.0.2.99 is not one of hyp1's service addresses"),
     ("x-aegir:\n  dns:\n    names:\n      - {name: a, srv: ['matrix:8448']}\n",
-     "/srv/apps/cloud/docker-compose.yml:4: x-aegir.dns.names.0.srv.0: 'matrix:8448': an SRV owner starts with"),
+     "/srv/apps/cloud/docker-compose.yml:4: x-aegir.dns.names[0].srv[0]: 'matrix:8448': an SRV owner starts with"),
     ("x-aegir:\n  dns:\n    names:\n      - {name: a, cname: 'no'}\n",
-     "/srv/apps/cloud/docker-compose.yml:4: x-aegir.dns.names.0.cname: must be true or false, not 'no'"),
+     "/srv/apps/cloud/docker-compose.yml:4: x-aegir.dns.names[0].cname: must be true or false, not 'no'"),
     ("x-aegir:\n  dns:\n    nmaes: [a]\n",
-     "/srv/apps/cloud/docker-compose.yml:3: x-aegir.dns.nmaes: unknown key 'nmaes'"),
+     "/srv/apps/cloud/docker-compose.yml:3: x-aegir.dns: unknown key 'nmaes' (did you mean 'names'?)"),
     ("services:\n  a: {ports: ['192.0.2.111:80:80']}\n  b: {ports: ['192.0.2.112:80:80']}\nx-aegir: {dns: {names: [a]}}\n",
      "/srv/apps/cloud/docker-compose.yml:4: x-aegir.dns: its ports publish on several service addresses"),
 ])

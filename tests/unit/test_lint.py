@@ -275,6 +275,15 @@ def test_lint_finds_exactly_what_the_table_says(compose_text, env_text, mode, ex
     assert [(f.file, f.line, f.rule) for f in found] == expected
 
 
+def test_a_key_of_x_aegir_no_area_reads_is_a_finding_with_did_you_mean():
+    text = "services:\n  web: {image: x}\nx-aegir:\n  dsn: {names: [cloud]}\n  clean: {recipe: mastodon}\n"
+    assert lint_texts(C, text, E, None, None) == [
+        Finding(C, 4, "x-aegir", "x-aegir: unknown key 'dsn' (did you mean 'dns'?)")]
+    assert lint_texts(C, "services:\n  web: {image: x}\nx-aegir: [dns]\n", E, None, None) == [
+        Finding(C, 3, "x-aegir", "x-aegir: must be a mapping")]
+    assert lint_texts(C, "services:\n  web: {image: x}\nx-aegir:\n", E, None, None) == []
+
+
 def test_the_table_has_at_least_twelve_pairs_clean_and_dirty():
     assert len(CASES) >= 12
     assert any(not c[4] for c in CASES) and sum(1 for c in CASES if c[4]) >= 12
