@@ -647,5 +647,4 @@ def test_a_recipe_file_with_a_mistake_is_reported_with_its_file_and_line(apps):
     res = run_inv("disk.clean", "broken", "--yes", "--format", "json", inventory=inv)
     assert res.returncode == 1
     [row] = json.loads(res.stdout)["plan"]
-    assert row["error"] == ("/srv/apps/broken/aegir-clean.yml:5: unknown key 'runs' in a step "
-                            "(known: name, run, service, user, stdin, if_missing, timeout)")
+    assert row["error"] == "/srv/apps/broken/aegir-clean.yml:5: steps[0]: unknown key 'runs' (did you mean 'run'?)"
