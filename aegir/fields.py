@@ -6,10 +6,11 @@ Two levels, used together:
   `ValueError`) holding one sentence: `port` (1 to 65535), `boolean`,
   `duration` (seconds, or ``30s``/``5m``/``2h``/``1d``), `size` (``500M``,
   ``2G``: powers of 1024), `whole` (a bounded integer), `name` (`aegir.sh.check_name`),
-  `choice`, `ip`, `network`, and `list_of` one of them. `unknown_key` is the one
+  `choice`, `text`, `ip`, `network`, `address` (what SSH may be pointed at),
+  and `list_of` one of them. `unknown_key` is the one
   sentence for a key nobody reads, with "did you mean" (difflib).
 - **`Fields`** is one mapping of a document read key by key: a value its
-  parser refuses becomes ``file:line: SUBJECT: KEY: sentence`` at the line the
+  parser refuses becomes ``file:line: HEAD: PATH.KEY: sentence`` at the line the
   document's line map (`aegir.yamldoc.YamlDoc.line`) gives for that key, the
   list item or mapping key below it included, as the caller's error type
   (`InventoryError` for hosts.yml, `RecipeError` for a recipe, `FieldsError`
@@ -43,12 +44,12 @@ Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 PORT_MAX = 65535
 _DIGITS = re.compile(r"[0-9]{1,5}")  # ASCII digits only: str.isdigit() takes '²' and '٨'
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")  # lower case only: 5M is a size, not 5 minutes
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)")  # lower case only: 5M is a size, not 5 minutes
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 #: Control characters: no field of text holds one (a newline in a path ends up in a systemd unit).
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?")
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?", re.IGNORECASE)
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]?)(?:i?B)?", re.IGNORECASE)
 
 
 class FieldError(ValueError):
@@ -111,7 +112,7 @@ def duration(value: Any, *, most: float | None = None, whole_seconds: bool = Fal
     """Seconds above 0: a number, or a number with a unit (``30s``, ``5m``, ``2h``, ``1d``), at most `most`."""
     seconds: float | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = float(min(value, 10**300))  # a huge int would overflow a float
     elif isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
         seconds = float(m[1]) * _SECONDS[m[2]]
     if seconds is None or not 0 < seconds < float("inf") or (most is not None and seconds > most) \
@@ -127,9 +128,10 @@ def size(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     m = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if not m:
+    n = float(m[1]) * 1024 ** " KMGTP".index(m[2].upper() or " ") if m else float("inf")
+    if n == float("inf"):  # not a size, or one too long to be one
         raise FieldError(f"must be a size such as 500M or 2G, not {value!r}")
-    return int(float(m[1]) * 1024 ** " KMGTP".index(m[2].upper() or " "))
+    return int(n)
 
 
 def text(value: Any) -> str:

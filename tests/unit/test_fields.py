@@ -58,6 +58,8 @@ def test_a_duration_is_above_0_and_within_its_bounds():
         "must be a number of seconds from 1 to 3600 (or with a unit: 30s, 5m, 2h, 1d), not '2h'"
     assert refused(fields.duration, True).endswith("not True")
     assert refused(fields.duration, "5M").endswith("not '5M'")  # M is a size
+    assert refused(fields.duration, "9" * 400).startswith("must be a number of seconds above 0")
+    assert refused(lambda v: fields.duration(v, most=3600), 10**400).startswith("must be a number of seconds from 1")
 
 
 @pytest.mark.parametrize("value, size", [("500M", 500 * 1024**2), ("2G", 2 * 1024**3), ("1.5K", 1536), ("10", 10),
@@ -66,7 +68,7 @@ def test_a_size_counts_powers_of_1024(value, size):
     assert fields.size(value) == size
 
 
-@pytest.mark.parametrize("value", ["", "M", "2X", "-1G", True, -5, None])
+@pytest.mark.parametrize("value", ["", "M", "2X", "-1G", True, -5, None, "9" * 400 + "G", "٨M"])
 def test_anything_else_is_not_a_size(value):
     assert refused(fields.size, value) == f"must be a size such as 500M or 2G, not {value!r}"
 
