@@ -13,9 +13,9 @@ same way for every task:
    connection for the act; while a host is planned its context is read-only
    (`HostContext.planning`: a command that is not a `aegir.facts.Fact` is a bug);
 2. `refuse` (exit 2 through the task's boundary);
-3. **the dry stop**: under ``--dry``, or when no host has anything to do, the
-   plans are the result; nothing below it runs, and under ``--dry`` a line on
-   stderr says so. This is the only place an action stops for ``--dry``;
+3. **the dry stop** (`dry_stop`): under ``--dry``, or when no host has anything
+   to do, the plans are the result; nothing below it runs, and under ``--dry``
+   a line on stderr says so. This is the only place an action stops for ``--dry``;
 4. show the plans, refuse to act on a partly reachable fleet under
    ``--all-or-nothing``, ask the `question` (or take ``--yes``);
 5. act on the hosts with something to do: in parallel, rolling
@@ -23,7 +23,8 @@ same way for every task:
    terminal); a host whose planning failed is never acted on.
 
 Read-only reports need none of this: `aegir.tasks.base.fleet_report` runs one
-function per host. Together they are the only callers of `aegir.fleet.each`.
+function per host (`fleet_read`, for a report built from every host's reads).
+Together they are the only callers of `aegir.fleet.each`.
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ DRY_LINE = "aegir: --dry: stopped before acting; nothing was changed"
 @dataclass(frozen=True)
 class Report:
     """What a run prints: `data` for ``--format json``, `text` for the table; `problems`: exit 1 even if
-    every host answered (a check found something, a step failed)."""
+    every host answered (a check found something, a step failed); `warnings`: lines spelled by
+    `aegir.report.warning`, printed on stderr (the JSON holds them too, where the report puts them)."""
 
     data: Any
     text: str
     problems: bool = False
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,8 +147,7 @@ def run(c: Context, action: Action[P, R], hosts: Sequence[Host], *, dry: bool, y
         plans = fleet.each(c, hosts, lambda hc: _planned(action, hc), label=action.label, contexts=contexts)
         action.refuse(plans)
         busy = [o for o in plans if o.value is not None and action.todo(o.value)]
-        if dry or not busy:  # the dry stop: the one place an action stops for --dry
-            _stops.append(dry)
+        if dry_stop(dry, todo=bool(busy)):
             return Ran(tuple(_as_run(o) for o in plans), dry=dry, acted=False)
         unreachable = [o.host.name for o in plans if not o.ok]
         if all_or_nothing and unreachable:
@@ -173,6 +175,20 @@ def run(c: Context, action: Action[P, R], hosts: Sequence[Host], *, dry: bool, y
 
 
 _stops: list[bool] = []  # one entry per run that stopped before acting: True when for --dry
+
+
+def dry_stop(dry: bool, *, todo: bool = True) -> bool:
+    """The dry stop: True when the task must stop before acting, under ``--dry`` or with nothing to do.
+
+    `run` stops here for every `Action`; a task whose one change is on the
+    operator's machine, made once for the fleet (``dns.zone --out``), calls it
+    itself between its plan and its write. A stop under ``--dry`` is recorded:
+    the task's boundary then says `DRY_LINE`.
+    """
+    if dry or not todo:
+        _stops.append(dry)
+        return True
+    return False
 
 
 def stopped_dry() -> bool:

@@ -1,10 +1,11 @@
 """dns.zone and dns.check end to end: zones generated from a 3-host lab inventory and the projects on
 the hosts are loaded by a real authoritative server (Knot DNS, started here on a loopback port), and
 dns.check against it finds no difference; each edit of one served record is reported as exactly
-that record.
+that record. ``--dry`` writes no file; a host whose /srv is not mounted fails, and no zone is made.
 
 The projects live under /srv/dnstest on the session lab's hosts (the inventory's ``srv:``), so other
-tests' /srv/apps never see them.
+tests' /srv/apps never see them; /srv/dnstest is bind-mounted on itself there, since dns reads the
+projects of a mounted /srv only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from aegir.action import DRY_LINE
 from tests.helpers import run_inv, usage_error, write_inventory
 from tests.knot import Knot
 from tests.lab import Lab
@@ -95,9 +97,12 @@ def inventory(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
     path = tmp_path_factory.mktemp("dns") / "hosts.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     try:
+        for h in hosts:
+            h.run(["mount", "--bind", f"/srv/{SRV}", f"/srv/{SRV}"])
         yield path
     finally:
         for h in hosts:
+            h.run(["umount", f"/srv/{SRV}"], check=False)
             shutil.rmtree(h.root(f"/srv/{SRV}"), ignore_errors=True)
 
 
@@ -145,7 +150,8 @@ def test_the_zones_hold_every_projects_names(zones):
 def test_a_server_loaded_with_the_zones_has_no_difference(knot, inventory):
     code, report = check(knot, inventory)
     assert (code, report["differences"], report["notes"], report["problems"]) == (0, [], [], [])
-    assert report["checked"] > 30
+    assert report["summary"]["checked"] > 30 and report["summary"]["ok"] is True
+    assert [(h["host"], h["status"]) for h in report["hosts"]] == [("hyp1", "ok"), ("hyp2", "ok"), ("hyp3", "ok")]
     table = run_inv("dns.check", "--server", knot.server, inventory=inventory)
     assert table.returncode == 0 and "no difference" in table.stdout, table.stdout + table.stderr
 
@@ -177,3 +183,76 @@ def test_an_inventory_without_dns_settings_is_a_usage_error_at_its_line(tmp_path
     inv = write_inventory(tmp_path, "hosts:\n  local:\n    connection: local\n")
     assert usage_error("dns.zone", inventory=inv) == (f"aegir: {inv}:2: local: no 'dns:' section; set "
                                                       "service_domain, cname_domain and rest_domain under defaults: dns:")
+
+
+def test_dry_writes_no_file_and_says_which_it_would_write(inventory, tmp_path):
+    out = tmp_path / "zones"
+    done = run_inv("--dry", "dns.zone", "--serial", "1", "--out", str(out), "-f", "json", inventory=inventory)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["dry"] is True and not out.exists()
+    assert {(z["result"], z["file"]) for z in report["zones"]} == {
+        ("would", str(out / f"{z['origin'].rstrip('.')}.zone")) for z in report["zones"]}
+    assert done.stderr.strip().splitlines()[-1] == DRY_LINE
+
+
+def test_a_second_run_with_the_same_serial_writes_nothing(inventory, tmp_path):
+    out = tmp_path / "zones"
+    first = run_inv("dns.zone", "--serial", "7", "--out", str(out), "-f", "json", inventory=inventory)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert {z["result"] for z in json.loads(first.stdout)["zones"]} == {"done"}
+    before = {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in out.iterdir()}
+    again = run_inv("dns.zone", "--serial", "7", "--out", str(out), inventory=inventory)
+    assert again.returncode == 0 and again.stderr == "", again.stdout + again.stderr
+    assert [line.split()[-1] for line in again.stdout.splitlines()[2:]] == ["ok"] * len(before)
+    assert {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in out.iterdir()} == before
+    dry = run_inv("dns.zone", "--dry", "--serial", "8", "--out", str(out), inventory=inventory)
+    assert dry.returncode == 0 and "would" in dry.stdout, dry.stdout + dry.stderr
+    assert {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in out.iterdir()} == before
+
+
+LOCAL = """\
+defaults:
+  dns: {{service_domain: tedomum.in, cname_domain: tedomum.net, rest_domain: tedomum.org}}
+hosts:
+  local:
+    connection: local
+    srv: {srv}
+    admin_ipv4: 192.0.2.11
+    service_ipv4: [192.0.2.111]
+    ipv6_prefix: 2001:db8:0:100::/56
+    admin_ipv6: 2001:db8:0:100::1
+    service_ipv6: ['2001:db8:0:100::11']
+"""
+
+
+@pytest.fixture
+def unmounted(tmp_path: Path) -> Path:
+    """A local host whose /srv is a plain folder (not a mount point) holding a project that publishes a name."""
+    srv = tmp_path / "srv"
+    (srv / "apps" / "cloud").mkdir(parents=True)
+    (srv / "apps" / "cloud" / "docker-compose.yml").write_text(
+        "services: {web: {image: busybox}}\nx-aegir: {dns: {names: [cloud]}}\n")
+    return write_inventory(tmp_path, LOCAL.format(srv=srv))
+
+
+@pytest.mark.parametrize("task", [["dns.zone", "--out", "ZONES"], ["dns.check", "--server", "127.0.0.1:9"]])
+def test_a_host_whose_srv_is_not_mounted_fails_and_no_zone_is_made(unmounted, tmp_path, task):
+    out = tmp_path / "zones"
+    done = run_inv(*[str(out) if a == "ZONES" else a for a in task], "-f", "json", inventory=unmounted)
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert [(h["host"], h["status"], h["error"]) for h in report["hosts"]] == [
+        ("local", "failed", f"{tmp_path / 'srv'} is not mounted: run boot.mount")]
+    assert "zones" not in report and "differences" not in report and not out.exists()
+    table = run_inv(*[str(out) if a == "ZONES" else a for a in task], inventory=unmounted)
+    assert table.returncode == 1 and "FAILED: " in table.stdout and "is not mounted: run boot.mount" in table.stdout
+    assert not out.exists()
+
+
+def test_a_mistyped_domain_or_serial_is_a_usage_error_before_any_host_is_read(unmounted):
+    assert usage_error("dns.zone", "--domain", "tedomum.nte", inventory=unmounted) == (
+        "aegir: dns.zone --domain: no zone 'tedomum.nte'; zones: tedomum.in, tedomum.net, tedomum.org, "
+        "1.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa, 2.0.192.in-addr.arpa")
+    assert usage_error("dns.zone", "--serial", "0", inventory=unmounted) == (
+        "aegir: dns.zone --serial 0: must be from 1 to 4294967295")

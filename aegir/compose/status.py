@@ -30,9 +30,11 @@ from aegir.compose.state import (
     parse_containers,
     project_status,
 )
+from aegir.errors import AegirError
 from aegir.facts import Fact
 from aegir.layout import PROJECT_KINDS
 from aegir.report import age, failed_row, host_entry, table
+from aegir.sh import Cmd
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.fleet import Outcome
@@ -65,6 +67,22 @@ def discovery_fact(srv: str, *, with_env: bool = False) -> Fact[Discovery]:
     """The projects under `srv` (`discover_cmd`), as a fact a caller may batch with others."""
     return Fact("compose.discovery", discover_cmd(srv, with_env=with_env), lambda r: parse_discovery(r.stdout, srv),
                 cache=not with_env)  # .env values are secrets: never kept
+
+
+def srv_mounted_fact(srv: str) -> Fact[bool]:
+    """Whether `srv` is a mount point (``findmnt --mountpoint``: exit 1 when nothing is mounted there).
+
+    A task that reads a host's projects reads them from a mounted /srv only:
+    an unmounted one is a folder of the root disk, which the mount would hide,
+    not the host's projects (`srv_not_mounted`). Asked afresh each time.
+    """
+    return Fact("compose.srv_mounted", Cmd(("findmnt", "--noheadings", "--output", "TARGET", "--mountpoint", srv)),
+                lambda r: r.exited == 0, answers=(0, 1), cache=False)
+
+
+def srv_not_mounted(host: str, srv: str) -> AegirError:
+    """Why a host whose /srv is not mounted fails a task that reads its projects."""
+    return AegirError(f"{srv} is not mounted: run boot.mount", host=host)
 
 
 def discover(hc: "HostContext", *, with_env: bool = False, fresh: bool = False) -> Discovery:

@@ -1,40 +1,49 @@
-"""What DNS reads from each host: its Compose projects' ``x-aegir: dns:`` (one round trip)."""
+"""What DNS reads from a host: the names its Compose projects publish (``x-aegir: dns:``, service labels).
+
+`names_fact(host)` is one command (the projects' discovery, ``.env`` texts
+included for ``${VAR}`` addresses) and a pure parser (`parse_names`);
+`read_host` asks it with `srv_mounted_fact` in one round trip, and fails the
+host when its /srv is not mounted: the folders under an unmounted /srv are the
+root disk's, not the host's projects, and a zone without their names would
+drop them from the fleet's DNS. The fleet is read by the tasks
+(`aegir.tasks.base.fleet_read`), never here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from aegir.compose.status import discover
-from aegir.dns import plan, services
+from aegir.compose.discovery import Discovery
+from aegir.compose.status import discovery_fact, srv_mounted_fact, srv_not_mounted
+from aegir.dns import services
 from aegir.dns.services import Read
-from aegir.dns.settings import DnsSettings
-from aegir.fleet import Outcome, each
-from aegir.inventory import Inventory
+from aegir.facts import Fact
+from aegir.inventory import Host
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.host import HostContext
 
 
-def read_host(hc: "HostContext") -> Read:
-    """The names `hc`'s projects publish (their .env only for ``${VAR}`` addresses), and the problems."""
-    disc = discover(hc, with_env=True)
+def parse_names(host: Host, disc: Discovery) -> Read:
+    """The names `host`'s projects publish, and their mistakes (``file:line: sentence``, one per mistake)."""
     pubs: list[services.Publication] = []
     problems: list[str] = []
     for p in disc.projects:
-        got = services.read(hc.host, p, disc.envs.get(p.path))
+        got = services.read(host, p, disc.envs.get(p.path))
         pubs += got.publications
-        problems += [f"{hc.name}: {m}" for m in got.problems]
+        problems += got.problems
     return Read(tuple(pubs), tuple(problems))
 
 
-def fleet_plan(c: Any, inv: Inventory, settings: DnsSettings, serial: int,
-               label: str = "dns") -> tuple[plan.Plan | None, Sequence[Outcome[Read]]]:
-    """The plan of the whole inventory (a zone covers every host), or None when a host could not be read."""
-    outcomes = each(c, inv.hosts, read_host, label=label)
-    if any(not o.ok for o in outcomes):
-        return None, outcomes
-    reads = [o.value for o in outcomes if o.value is not None]
-    built = plan.build(inv.hosts, settings, [p for r in reads for p in r.publications], serial)
-    problems = tuple(m for r in reads for m in r.problems) + built.problems
-    return plan.Plan(built.zones, problems, built.owners), outcomes
+def names_fact(host: Host) -> Fact[Read]:
+    """What `host`'s projects publish: the discovery command, parsed by `parse_names` (never cached: .env)."""
+    disc = discovery_fact(host.srv, with_env=True)
+    return Fact("dns.names", disc.cmd, lambda r: parse_names(host, disc.parse(r)), disc.answers, cache=False)
+
+
+def read_host(hc: HostContext) -> Read:
+    """`hc`'s published names (one round trip); a host whose /srv is not mounted fails."""
+    mounted, read = hc.facts(srv_mounted_fact(hc.host.srv), names_fact(hc.host))
+    if not mounted:
+        raise srv_not_mounted(hc.name, hc.host.srv)
+    return read

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aegir.dns import names
-from aegir.dns.services import Publication
+from aegir.dns.services import Publication, Read
 from aegir.dns.settings import DnsSettings
 from aegir.inventory import Host
 
@@ -63,8 +63,13 @@ class Plan:
     owners: Mapping[str, tuple[str, int]] = field(default_factory=dict, compare=False)
 
     def zone(self, origin: str) -> Zone | None:
-        origin = origin.lower().rstrip(".") + "."
+        origin = as_origin(origin)
         return next((z for z in self.zones if z.origin == origin), None)
+
+
+def as_origin(text: str) -> str:
+    """A zone as typed (``tedomum.net``, ``Tedomum.NET.``) -> its origin as the plan names it (``tedomum.net.``)."""
+    return text.lower().rstrip(".") + "."
 
 
 @dataclass
@@ -153,6 +158,20 @@ def build(hosts: Sequence[Host], settings: DnsSettings, publications: Iterable[P
              for origin, role in ((d.service, "service"), (d.cname, "cname"), (d.rest, "rest"))]
     zones += _reverse(hosts, settings, serial)
     return Plan(tuple(zones), tuple(problems), owners)
+
+
+def fleet(hosts: Sequence[Host], settings: DnsSettings, reads: Iterable[tuple[str, Read]], serial: int) -> Plan:
+    """The plan of the whole inventory from each host's read (host name, `Read`): the zones, and the
+    problems, each host's own first (``HOST: file:line: sentence``), then those of the fleet."""
+    reads = list(reads)
+    built = build(hosts, settings, [p for _, r in reads for p in r.publications], serial)
+    return Plan(built.zones, tuple(f"{h}: {m}" for h, r in reads for m in r.problems) + built.problems, built.owners)
+
+
+def origins(hosts: Sequence[Host], settings: DnsSettings) -> tuple[str, ...]:
+    """The zones the plan has, whatever the projects publish: the three domains, then the reverse zones
+    of the inventory's addresses (known before any host is read)."""
+    return tuple(z.origin for z in build(hosts, settings, (), 1).zones)
 
 
 def _pair(h: Host, i: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address | None]:

@@ -8,7 +8,7 @@ from typing import Any
 from aegir.fleet import Outcome
 from aegir.net import plan
 from aegir.net.facts import NetFacts
-from aegir.report import failed_row, host_entry, table
+from aegir.report import envelope, failed_row, table
 
 HEADERS = ["HOST", "ROLE", "IPV4", "IPV6", "PREFIX/NETWORK", "CHECK"]
 
@@ -31,5 +31,13 @@ def text(outcomes: Sequence[Outcome[NetFacts]]) -> str:
 
 
 def data(outcomes: Sequence[Outcome[NetFacts]]) -> dict[str, Any]:
-    return {"hosts": [host_entry(o) for o in outcomes], "rows": rows(outcomes),
-            "problems": [{"host": r.host, "role": r.role, "problem": r.problem} for r in problems(outcomes)]}
+    """The envelope: per host whether Docker was asked and its problems' count; the fleet's addressing
+    table (``rows``, overlapping prefixes included) and its ``problems``, figures under ``summary``."""
+    table_rows, found = rows(outcomes), problems(outcomes)
+
+    def fields(o: Outcome[NetFacts]) -> dict[str, Any]:
+        return {"docker": o.value.docker if o.value else None, "problems": sum(r.host == o.host.name for r in found)}
+
+    return envelope("net.plan", outcomes, fields, summary={"hosts": len(outcomes), "rows": len(table_rows),
+                                                            "problems": len(found)},
+                    rows=table_rows, problems=[{"host": r.host, "role": r.role, "problem": r.problem} for r in found])

@@ -152,9 +152,11 @@ def failed_line(bad: Sequence[HostResult]) -> str:
 
 
 def finish(c: invoke.Context, fmt: str, report: Report, hosts: Sequence[HostResult] = ()) -> None:
-    """Print `report` (the table, or its JSON under ``--format json``); exit 1 when a host of `hosts`
-    failed (a line names them) or the report found problems."""
+    """Print `report` (the table, or its JSON under ``--format json``) and its warnings on stderr; exit 1
+    when a host of `hosts` failed (a line names them) or the report found problems."""
     emit(fmt, data=report.data, text=report.text)
+    for line in report.warnings:
+        print(printable(line), file=sys.stderr)
     exit_if_failed(hosts, problems=report.problems)
 
 
@@ -182,13 +184,24 @@ def fleet_report(c: invoke.Context, fmt: str, label: str, fn: Callable[[HostCont
 
     `problems` says whether what was found needs attention (exit 1 as well).
     """
-    from aegir import fleet
-
     fmt = check_format(fmt)
-    outcomes = fleet.each(c, targets(c), fn, label=label)
+    outcomes = fleet_read(c, label, fn)
     emit(fmt, data=data(outcomes), text=text(outcomes))
     exit_if_failed(outcomes, problems=bool(problems and problems(outcomes)))
     return outcomes
+
+
+def fleet_read(c: invoke.Context, label: str, fn: Callable[[HostContext], T], *,
+               hosts: Sequence[Host] | None = None) -> list[Outcome[T]]:
+    """`fn` on every target (or on `hosts`) in parallel, one outcome per host: the reads of a report.
+
+    `fleet_report` prints them; a task whose report is fleet-wide (the DNS
+    zones of every host's names) reads here, then builds it; its only change,
+    if any, is on the operator's machine, after `aegir.action.dry_stop`.
+    """
+    from aegir import fleet
+
+    return fleet.each(c, targets(c) if hosts is None else hosts, fn, label=label)
 
 
 def confirm(question: str, *, yes: bool, label: str, verb: str, refused: str = "nothing done") -> None:

@@ -5,97 +5,97 @@ Three domains, named in hosts.yml's ``dns:`` section: the service domain
 public service name, A/AAAA copied where a CNAME is not allowed) and the rest
 domain (admin names, non-public names); plus the reverse zones of the admin
 and service addresses. Service names come from each project's
-``x-aegir: dns:``. A zone covers the whole inventory, whatever -H says.
+``x-aegir: dns:``. A zone covers the whole inventory, whatever -H says: a host
+that cannot be read (or whose /srv is not mounted) stops both tasks.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from invoke import Collection
+from invoke import Collection, Context
 
-from aegir.errors import AegirError
-from aegir.report import FORMAT_HELP, check_format, emit
-from aegir.tasks.base import exit_if_failed, inventory, task
+from aegir.errors import UsageError
+from aegir.report import FORMAT_HELP, check_format
+from aegir.tasks.base import finish, fleet_read, inventory, is_dry, task
 
-if TYPE_CHECKING:  # pragma: no cover
-    from aegir.dns.plan import Plan
+if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
+    from aegir.dns.services import Read
+    from aegir.dns.settings import DnsSettings
+    from aegir.fleet import Outcome
+    from aegir.inventory import Inventory
+
+SERIALS = 2**32  # a SOA serial is a 32-bit number; 0 is left out
 
 
-def _plan(c: Any, serial: int, label: str) -> "Plan":
-    from aegir.dns.facts import fleet_plan  # here, not at the top: inv --list stays quick
+def _settings(c: Context) -> tuple[Inventory, DnsSettings]:
+    """The inventory and its ``dns:`` settings (`InventoryError`, exit 2, before any host is read)."""
     from aegir.dns.settings import for_inventory
 
     inv = inventory(c)
-    plan, outcomes = fleet_plan(c, inv, for_inventory(inv), serial, label=label)
-    if plan is None:
-        for o in outcomes:
-            if not o.ok:
-                print(f"{o.host.name}: {o.status}", file=sys.stderr)
-        exit_if_failed(outcomes)
-    assert plan is not None
-    return plan
+    return inv, for_inventory(inv)
 
 
-def _problems(problems: tuple[str, ...]) -> None:
-    for p in problems:
-        print(f"problem: {p}", file=sys.stderr)
+def _names(c: Context, fmt: str, label: str, inv: Inventory, *, dry: bool | None, stopped: str) -> list[Outcome[Read]]:
+    """Every host's published names, read in parallel; a host that could not be read ends the task
+    (its row says why, exit 1): the zones would lack its names."""
+    from aegir.dns import facts, report
+
+    outcomes = fleet_read(c, label, facts.read_host, hosts=inv.hosts)
+    if not all(o.ok for o in outcomes):
+        finish(c, fmt, report.unread(label, outcomes, dry=dry, what=stopped), outcomes)  # exits 1
+    return outcomes
 
 
 @task(help={"domain": "Print only this zone (a domain or a reverse zone, as listed in the JSON).",
             "out": "Write one FILE per zone (<zone>.zone) in this local directory, and list them.",
             "serial": "The SOA serial (default: the current Unix time, which only grows).",
-            "format": FORMAT_HELP})
-def zone(c, domain=None, out=None, serial=None, format="table"):
+            "format": FORMAT_HELP,
+            "dry": "With --out: read the hosts, say which files would be written; write nothing."})
+def zone(c: Context, domain: str | None = None, out: str | None = None, serial: str | None = None,
+         format: str = "table", dry: bool = False) -> None:
     """Print the zones the plan implies, as RFC 1035 zone text (or JSON)."""
-    from aegir.dns import report
-    from aegir.dns.zonefile import file_name, render
+    from aegir.action import dry_stop
+    from aegir.dns import plan, report, steps
+    from aegir.report import Result
 
     fmt = check_format(format)
+    dry = is_dry(c, dry)
+    # TODO(h-cli): `--serial abc` is refused at parse time by flags.SOA_SERIAL once h-cli is merged.
     number = int(time.time()) if serial is None else int(serial)
-    if not 0 < number < 2**32:
-        raise AegirError(f"--serial {serial}: must be from 1 to {2**32 - 1}")
-    plan = _plan(c, number, "dns.zone")
-    zones = list(plan.zones)
-    if domain:
-        one = plan.zone(domain)
-        if one is None:
-            raise AegirError(f"no zone {domain!r} in the plan; zones: {', '.join(z.origin for z in plan.zones)}")
-        zones = [one]
-    if out:
-        target = Path(out)
-        target.mkdir(parents=True, exist_ok=True)
-        written = []
-        for z in zones:
-            path = target / file_name(z.origin)
-            path.write_text(render(z), encoding="utf-8")
-            written.append((z, str(path)))
-        emit(fmt, data=report.zones_data(plan, zones, number), text=report.written_table(written))
-    else:
-        emit(fmt, data=report.zones_data(plan, zones, number), text="\n".join(render(z) for z in zones).rstrip("\n"))
-    _problems(plan.problems)
-    exit_if_failed([], problems=bool(plan.problems))
+    if not 0 < number < SERIALS:
+        raise UsageError(f"dns.zone --serial {serial}: must be from 1 to {SERIALS - 1}")
+    inv, settings = _settings(c)
+    origins = plan.origins(inv.hosts, settings)
+    chosen = None if domain is None else plan.as_origin(domain)
+    if chosen is not None and chosen not in origins:  # TODO(h-cli): "did you mean" (aegir.errors.did_you_mean)
+        raise UsageError(f"dns.zone --domain: no zone {domain!r}; zones: {', '.join(o.rstrip('.') for o in origins)}")
+    outcomes = _names(c, fmt, "dns.zone", inv, dry=dry, stopped="no zone made")
+    built = plan.fleet(inv.hosts, settings, [(o.host.name, o.value) for o in outcomes if o.value], number)
+    zones = [z for z in built.zones if chosen in (None, z.origin)]
+    files = steps.plan_files(out, zones) if out else None
+    todo = files is not None and any(f.result == Result.WOULD for f in files)
+    if not dry_stop(dry, todo=todo) and files is not None:
+        files = steps.write_files(files)
+    finish(c, fmt, report.zone_report(outcomes, built, zones, number, dry=dry, files=files), outcomes)
 
 
 @task(help={"server": "ADDR[:PORT] of the authoritative server or resolver to ask (default: this machine's resolver).",
             "timeout": "Seconds to wait for each answer (default 3).",
             "format": FORMAT_HELP})
-def check(c, server=None, timeout=3.0, format="table"):
+def check(c: Context, server: str | None = None, timeout: int = 3, format: str = "table") -> None:
     """Ask a DNS server for every record the plan implies; report missing, wrong and unexpected ones."""
     from aegir.dns import check as dnscheck
-    from aegir.dns import report
+    from aegir.dns import plan, report
 
     fmt = check_format(format)
-    srv = dnscheck.parse_server(server)
-    plan = _plan(c, 1, "dns.check")
-    result = dnscheck.check(srv, plan, timeout=float(timeout))
-    emit(fmt, data=report.check_data(result, plan.problems), text=report.check_text(result))
-    _problems(plan.problems)
-    if result.differences or plan.problems:
-        exit_if_failed([], problems=True)
+    srv = dnscheck.parse_server(server)  # TODO(h-cli): refused at parse time (exit 2) by flags.SERVER
+    inv, settings = _settings(c)
+    outcomes = _names(c, fmt, "dns.check", inv, dry=None, stopped="nothing checked")
+    built = plan.fleet(inv.hosts, settings, [(o.host.name, o.value) for o in outcomes if o.value], 1)
+    result = dnscheck.check(srv, built, timeout=float(timeout))
+    finish(c, fmt, report.check_report(outcomes, built, result), outcomes)
 
 
 ns = Collection("dns")

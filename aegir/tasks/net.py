@@ -7,14 +7,14 @@ global IPv6 inside that prefix for every container.
 
 from __future__ import annotations
 
-from invoke import Collection
+from invoke import Collection, Context
 
 from aegir.report import FORMAT_HELP
 from aegir.tasks.base import fleet_report, task
 
 
 @task(help={"format": FORMAT_HELP})
-def plan(c, format="table"):
+def plan(c: Context, format: str = "table") -> None:
     """Show each host's addresses, prefix, Docker networks and containers; flag what lies outside the plan."""
     from aegir.net import facts, report  # here, not at the top: inv --list stays quick
 

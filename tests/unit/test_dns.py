@@ -10,11 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aegir import inventory
-from aegir.compose.discovery import Project
-from aegir.dns import check, plan, services, zonefile
+from aegir.compose.discovery import Discovery, Project
+from aegir.compose.status import discovery_fact, srv_mounted_fact, srv_not_mounted
+from aegir.dns import check, plan, services, steps, zonefile
+from aegir.dns import facts as dnsfacts
 from aegir.dns import settings as dnssettings
 from aegir.dns.services import Name, Publication, Srv
-from aegir.errors import InventoryError
+from aegir.errors import InventoryError, UsageError
+from aegir.sh import Reply
 
 INV = """\
 defaults:
@@ -408,3 +411,93 @@ def test_server_addresses(text, server):
 def test_bad_server_addresses_are_refused(text):
     with pytest.raises(check.AegirError, match="--server"):
         check.parse_server(text)
+
+
+# --------------------------------------------------------------------------- what a host is asked
+
+
+def test_a_hosts_names_are_one_discovery_parsed_project_by_project():
+    inv, _ = load()
+    bad = "x-aegir:\n  dns:\n    nmaes: [a]\n"
+    disc = Discovery("/srv", (project(COMPOSE), project(bad, "wiki")), envs={"apps/cloud": "X=1\n"})
+    got = dnsfacts.parse_names(inv.get("hyp1"), disc)
+    assert [p.project for p in got.publications] == ["apps/cloud"]
+    assert got.problems == ("/srv/apps/wiki/docker-compose.yml:3: x-aegir.dns.nmaes: unknown key 'nmaes' "
+                            "(known: address, names)",)
+    fact = dnsfacts.names_fact(inv.get("hyp1"))
+    assert fact.cmd == discovery_fact("/srv", with_env=True).cmd and fact.cache is False  # .env: never kept
+
+
+def test_srv_is_read_only_when_it_is_a_mount_point():
+    fact = srv_mounted_fact("/srv")
+    assert fact.cmd.line == "findmnt --noheadings --output TARGET --mountpoint /srv"
+    assert fact.read(Reply("/srv\n", "", 0), host="h") is True
+    assert fact.read(Reply("", "", 1), host="h") is False
+    assert str(srv_not_mounted("hyp1", "/srv")) == "hyp1: /srv is not mounted: run boot.mount"
+
+
+def test_the_fleet_plan_names_each_hosts_problems_before_the_fleets():
+    inv, s = load()
+    one = services.read(inv.get("hyp1"), project("services: {web: {image: x}}\nx-aegir: {dns: {names: [a]}}\n"))
+    two = services.Read(one.publications, ("/srv/apps/x/docker-compose.yml:3: oops",))
+    got = plan.fleet(inv.hosts, s, [("hyp1", one), ("hyp2", two)], 5)
+    assert got.problems == ("hyp2: /srv/apps/x/docker-compose.yml:3: oops",) + plan.build(
+        inv.hosts, s, [*one.publications, *two.publications], 5).problems
+    assert plan.origins(inv.hosts, s) == tuple(z.origin for z in got.zones)
+    assert plan.as_origin("TeDomum.NET.") == plan.as_origin("tedomum.net") == "tedomum.net."
+
+
+# --------------------------------------------------------------------------- zone files on the operator's machine
+
+
+def test_zone_files_are_planned_without_writing_then_written_and_read_back(tmp_path):
+    zones = the_plan(COMPOSE).zones[:2]
+    out = tmp_path / "zones"
+    planned = steps.plan_files(str(out), zones)
+    assert [(f.path, f.result) for f in planned] == [
+        (str(out / "tedomum.in.zone"), "would"), (str(out / "tedomum.net.zone"), "would")]
+    assert not out.exists()
+    written = steps.write_files(planned)
+    assert [f.result for f in written] == ["done", "done"]
+    assert (out / "tedomum.net.zone").read_text() == zonefile.render(zones[1])
+    assert (out / "tedomum.net.zone").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in out.iterdir()) == ["tedomum.in.zone", "tedomum.net.zone"]  # no temporary left
+    assert [f.result for f in steps.plan_files(str(out), zones)] == ["ok", "ok"]
+
+
+def test_a_changed_zone_replaces_its_file_keeping_its_mode(tmp_path):
+    zone = the_plan(COMPOSE).zones[1]
+    path = tmp_path / "tedomum.net.zone"
+    path.write_text("old\n")
+    path.chmod(0o640)
+    [planned] = steps.plan_files(str(tmp_path), [zone])
+    assert planned.result == "would"
+    [done] = steps.write_files([planned])
+    assert (done.result, path.read_text(), path.stat().st_mode & 0o777) == ("done", zonefile.render(zone), 0o640)
+
+
+def test_out_must_be_a_directory(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError, match="--out .*/file: not a directory"):
+        steps.plan_files(str(tmp_path / "file"), the_plan().zones)
+
+
+def test_a_host_that_could_not_be_read_is_a_failed_row_and_no_zone():
+    from aegir.dns import report
+    from aegir.fleet import Outcome
+
+    inv, _ = load()
+    read = services.read(inv.get("hyp1"), project(COMPOSE))
+    got = report.unread("dns.zone", [Outcome(inv.get("hyp1"), read),
+                                     Outcome(inv.get("hyp2"), None, "/srv is not mounted: run boot.mount", "failed")],
+                        dry=False, what="no zone made")
+    assert got.problems and got.text.splitlines() == [
+        "HOST    PROJECTS    NAMES    RESULT",
+        "------  ----------  -------  -------------------------------------------",
+        "hyp1    1           4        ok",
+        "hyp2    -           -        FAILED: /srv is not mounted: run boot.mount",
+        "",
+        "no zone made: 1 of 2 hosts could not be read, and the zones hold every host's names"]
+    assert got.data["hosts"][0] == {"host": "hyp1", "status": "ok", "error": None,
+                                    "names": {"apps/cloud": ["cloud", "mail", "matrix", "bnc"]}, "warnings": []}
+    assert got.data["summary"] == {"hosts": 2, "unread": 1}

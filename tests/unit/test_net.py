@@ -96,3 +96,19 @@ def test_a_host_without_a_prefix_is_noted_and_its_ipv6_subnets_are_problems():
     assert got[0].note == "no ipv6_prefix in hosts.yml"
     assert problems(got) == [("network bridge", "Docker network 'bridge': IPv6 subnet 2001:db8:0:101::/64 is on a "
                                                 "host without ipv6_prefix in hosts.yml")]
+
+
+def test_the_json_is_the_envelope_with_the_fleets_table_and_problems():
+    from aegir.fleet import Outcome
+    from aegir.net import report
+
+    b = inventory.Host("hyp2")
+    got = report.data([Outcome(HYP1, NetFacts(frozenset(), False)), Outcome(b, None, "cannot connect", "unreachable")])
+    assert (got["task"], got["dry"]) == ("net.plan", None)
+    assert got["hosts"] == [{"host": "hyp1", "status": "ok", "error": None, "docker": False, "problems": 1},
+                            {"host": "hyp2", "status": "unreachable", "error": "cannot connect", "docker": None,
+                             "problems": 0}]
+    assert got["summary"] == {"hosts": 2, "rows": 4, "problems": 1}
+    assert got["problems"] == [{"host": "hyp1", "role": "service 1",
+                                "problem": "not configured on the host: 192.0.2.111, 2001:db8:0:100::11"}]
+    assert [r.role for r in got["rows"]] == ["admin", "service 1", "docker", "admin"]
