@@ -422,8 +422,8 @@ def test_a_hosts_names_are_one_discovery_parsed_project_by_project():
     disc = Discovery("/srv", (project(COMPOSE), project(bad, "wiki")), envs={"apps/cloud": "X=1\n"})
     got = dnsfacts.parse_names(inv.get("hyp1"), disc)
     assert [p.project for p in got.publications] == ["apps/cloud"]
-    assert got.problems == ("/srv/apps/wiki/docker-compose.yml:3: x-aegir.dns.nmaes: unknown key 'nmaes' "
-                            "(known: address, names)",)
+    assert got.problems == ("/srv/apps/wiki/docker-compose.yml:3: x-aegir.dns: unknown key 'nmaes' "
+                            "(did you mean 'names'?)",)
     fact = dnsfacts.names_fact(inv.get("hyp1"))
     assert fact.cmd == discovery_fact("/srv", with_env=True).cmd and fact.cache is False  # .env: never kept
 
