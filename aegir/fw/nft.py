@@ -548,7 +548,7 @@ def _cause(exc: AegirError, what: str) -> str:
     if isinstance(exc, CommandError):
         tail = " / ".join(ln.strip() for ln in exc.stderr.strip().splitlines()[-3:] if ln.strip())
         if exc.exited < 0:
-            return f"no exit status from {what}: " + (tail or "the session ended")
+            return f"no exit status from {what} ({tail})" if tail else f"the session ended during {what} (no exit status)"
         return f"{what} exited {exc.exited}" + (f": {tail}" if tail else "")
     if isinstance(exc, UnreachableError):
         return f"the SSH connection was lost during {what}"

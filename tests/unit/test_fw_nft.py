@@ -229,3 +229,17 @@ def test_the_ssh_fingerprint_changes_with_port_admin_or_sources_only():
     assert base != nft.ssh_fingerprint(2222, {4: [ip.ip_address("192.0.2.1")]}, {4: []})
     assert base != nft.ssh_fingerprint(22, {4: [ip.ip_address("192.0.2.2")]}, {4: []})
     assert base != nft.ssh_fingerprint(22, {4: [ip.ip_address("192.0.2.1")]}, {4: [ip.ip_network("10.0.0.0/8")]})
+
+
+def test_a_failed_step_past_the_check_says_how_it_ended_in_one_line():
+    from aegir.errors import CommandError, UnreachableError
+
+    what = f"`nft -f {STATE}/candidate-1.nft`"
+    cut = CommandError("hyp1", "sh -c '...long script...'", -1)
+    assert nft._cause(cut, what) == f"the session ended during {what} (no exit status)"
+    late = CommandError("hyp1", "sh -c '...'", -1, "timed out after 40s")
+    assert nft._cause(late, what) == f"no exit status from {what} (timed out after 40s)"
+    refused = CommandError("hyp1", "sh -c '...'", 1, "/x.nft:3:1-4: Error: syntax error\nfoo\n")
+    assert nft._cause(refused, what) == f"{what} exited 1: /x.nft:3:1-4: Error: syntax error / foo"
+    lost = UnreachableError("SSH connection lost while running `sh -c '...'`: EOF", host="hyp1")
+    assert nft._cause(lost, what) == f"the SSH connection was lost during {what}"
