@@ -470,6 +470,106 @@ def test_a_rollback_that_fails_too_says_the_live_ruleset_is_unverified_and_what_
     assert fw.apply()["result"] == "nothing to do"
 
 
+#: nft on the host under test, for one test: right after `nft -f` has loaded a candidate into the host's
+#: own network namespace (not the scratch one fw.apply proves it in), the SSH connection that ran it is cut
+#: from the host's side (its sshd session processes killed), once: a link or sshd dying at the worst time.
+CUTTING_NFT = """#!/bin/sh
+/srv/fwtest/nft.real "$@"; rc=$?
+case " $* " in *" -c "*) exit $rc;; *" -f "*/candidate-*) ;; *) exit $rc;; esac
+[ $rc -eq 0 ] && [ ! -e /srv/fwtest/cut ] || exit $rc
+[ "$(readlink /proc/$$/ns/net)" = "$(readlink /proc/@INIT@/ns/net)" ] || exit $rc
+: > /srv/fwtest/cut
+p=$PPID
+while [ "$p" -gt 1 ]; do
+  up=$(awk '/^PPid:/ {print $2}' /proc/$p/status)
+  [ "$(cat /proc/$p/comm)" = sshd ] && [ "$(cat /proc/$up/comm)" = sshd ] && kill -9 "$p"
+  p=$up
+done
+exit $rc
+"""
+
+FW_STATE = "/srv/conf/aegir-fw"
+
+
+def state_files(fw: FwLab) -> set[str]:
+    return {p.name for p in fw.host.root(FW_STATE).iterdir()}
+
+
+def test_a_session_cut_right_after_nft_f_says_the_new_ruleset_is_live_and_unverified(served: FwLab) -> None:
+    """The SSH connection dies right after `nft -f` loaded the new ruleset: the row must not say
+    "nothing changed" but what the host holds (asked again over a new connection): the new ruleset,
+    live and unverified; fw.status says so too; the next fw.apply checks it, records it, and cleans
+    what interrupted runs left in the state folder (old files of its own kinds only)."""
+    fw = served
+    fw.apply()
+    last_good = fw.host.root(f"{FW_STATE}/last-good.nft").read_text()
+    old = ["candidate-0123456789ab.nft", "candidate-0123456789ab.nft.aegir-new",
+           "rollback-0123456789ab.nft", "rollback-0123456789ab.nft.aegir-new"]
+    young = ["candidate-fedcba987654.nft"]  # another apply's, being checked right now
+    foreign = ["notes.txt", "mine.aegir-new", "last-good.nft.bak"]
+
+    def leave(names: list[str], *, aged: bool = True) -> None:
+        for name in names:
+            fw.host.write(f"conf/aegir-fw/{name}", "# left here\n")
+            if aged:
+                fw.host.run(["touch", "-d", "-1 hour", f"{FW_STATE}/{name}"])
+
+    fw.docker("run", "-d", "--name", "cut", "-p", "8090:80", "-v", "/srv/fwtest/www:/www", IMAGE,
+              "httpd", "-f", "-p", "80", "-h", "/www")
+    before = state_files(fw)
+    fw.host.run(["cp", "/usr/sbin/nft", "/srv/fwtest/nft.real"])
+    wrapper = fw.host.write("fwtest/nft", CUTTING_NFT.replace("@INIT@", str(fw.host.pid)))
+    os.chmod(wrapper, 0o755)
+    fw.host.run(["rm", "-f", "/srv/fwtest/cut"])
+    fw.host.run(["mount", "--bind", "/srv/fwtest/nft", "/usr/sbin/nft"])
+    try:
+        start = time.monotonic()
+        done = run_inv("-t", "5", "fw.apply", "--format", "json", inventory=fw.inventory, timeout=120)
+        took = time.monotonic() - start
+        status = fw.inv("fw.status", "--format", "json")
+    finally:
+        fw.host.run(["umount", "/usr/sbin/nft"])
+    try:
+        assert fw.host.root("/srv/fwtest/cut").exists(), "the session was never cut"
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+        [row] = json.loads(done.stdout)["hosts"]
+        assert row["status"] == "failed", row
+        assert "new ruleset live and unverified" in row["error"] and "nothing changed" not in row["error"], row
+        assert took < 60
+        assert ". 8090 :" in fw.live()  # the kernel holds the new ruleset, as the row says
+        assert fw.host.root(f"{FW_STATE}/last-good.nft").read_text() == last_good  # not recorded as good
+        assert status.returncode == 0, status.stdout + status.stderr
+        [host] = json.loads(status.stdout)["hosts"]
+        assert (host["live"], host["pending"]) == ("new ruleset live and unverified", True)
+        assert "new ruleset live and unverified" in fw.inv("fw.status").stdout
+
+        interrupted = state_files(fw) - before
+        assert {n for n in interrupted if n.startswith("candidate-")} and "unverified" in interrupted
+        # what earlier interrupted runs left: old files of fw.apply's kinds go, young ones and others stay
+        leave(old + foreign)
+        leave(young, aged=False)
+        again = fw.apply()  # a fresh login checks it, then it is recorded
+        assert again["result"].startswith("applied") and "new ruleset live and unverified" in again["result"]
+        assert "removed 5 leftover files of interrupted runs" in again["result"]  # 4 old ones, the cut run's
+        left = state_files(fw)
+        assert not set(old) & left and not {n for n in interrupted if n.startswith("candidate-")} & left
+        assert set(young + foreign) <= left
+        assert "unverified" not in left  # recorded: nothing unverified is live
+        # what is left of those kinds: the young one, and those earlier tests' rejected rulesets left (young too)
+        assert {n for n in left if n.startswith(("candidate-", "rollback-"))} <= set(young) | before
+        assert ". 8090 :" in fw.host.root(f"{FW_STATE}/last-good.nft").read_text()
+        assert json.loads(fw.inv("fw.status", "--format", "json").stdout)["hosts"][0]["live"] == "in sync"
+        leave(old[:1])
+        assert fw.apply()["result"] == "nothing to do; removed 1 leftover file of interrupted runs"
+        assert fw.apply()["result"] == "nothing to do"
+    finally:
+        fw.host.run(["docker", "rm", "-f", "cut"], check=False)
+        for name in young + foreign:
+            fw.host.run(["rm", "-f", f"{FW_STATE}/{name}"])
+    assert fw.apply()["result"].startswith("applied")
+
+
 def test_status_lists_what_each_host_publishes(served: FwLab) -> None:
     fw = served
     fw.apply()

@@ -122,34 +122,41 @@ def prune_plan_json(outcomes: Sequence[fleet.Outcome[HostPrune]]) -> list[dict[s
 
 
 def render_prune_result(outcomes: Sequence[fleet.Outcome[PruneResult]]) -> str:
-    """One row per host and kind: removed, failed, bytes freed (Docker's accounting before and after)."""
+    """One row per host and kind: removed, failed, bytes freed (Docker's accounting before and after), then
+    the host's total: removals done of those planned, and why not all when so. A host Docker stopped
+    answering for has no "after": its sizes after are ``?``, not guessed."""
     rows = []
     for o in outcomes:
         r = o.value
         if r is None:
-            rows.append([o.host.name, None, None, None, None, None, o.status])
+            rows.append(failed_row(o, 7))
             continue
         freed = r.freed()
         for kind, usage_key in (("container", "containers"), ("image", "images"), ("volume", "volumes"),
                                 ("build cache", "build_cache"), ("network", None)):
             mine = [d for d in r.done if d.item.kind == kind]
             before = getattr(r.before, usage_key).size if usage_key else None
-            after = getattr(r.after, usage_key).size if usage_key else None
-            if not mine and before == after:
+            after = getattr(r.after, usage_key).size if usage_key and r.after else None
+            if not mine and (r.after is None or before == after):
                 continue
             errors = "; ".join(f"{d.item.name}: {d.error}" for d in mine if d.error)
-            rows.append([o.host.name, kind, str(sum(1 for d in mine if not d.error)), human(before), human(after),
-                         human(freed[usage_key]) if usage_key else "-", errors or "ok"])
-        rows.append([o.host.name, "total", str(sum(1 for d in r.done if not d.error)), human(r.before.size),
-                     human(r.after.size), human(freed["total"]), "ok" if not r.failed else f"{len(r.failed)} failed"])
+            rows.append([o.host.name, kind, str(sum(1 for d in mine if not d.error)), human(before),
+                         "?" if r.after is None and usage_key else human(after),
+                         "-" if not usage_key else human(freed[usage_key]) if freed else "?", errors or "ok"])
+        rows.append([o.host.name, "total", f"{r.removed} of {r.planned}", human(r.before.size),
+                     human(r.after.size) if r.after else "?", human(freed["total"]) if freed else "?",
+                     r.problem or "ok"])
     return table(["HOST", "KIND", "REMOVED", "BEFORE", "AFTER", "FREED", "STATUS"], rows)
 
 
 def prune_result_json(outcomes: Sequence[fleet.Outcome[PruneResult]]) -> list[dict[str, Any]]:
-    return [{"host": o.host.name, "status": o.kind, "error": o.error,
-             **({"removed": [d.item for d in o.value.done if not d.error],
-                 "failed": [{"item": d.item, "error": d.error} for d in o.value.failed],
-                 "before": o.value.before, "after": o.value.after, "freed": o.value.freed()} if o.value else {})}
+    """Per host: what was removed and what Docker refused, `done` of `planned`, why it `stopped` early, the
+    accounting before and after (None when Docker stopped answering) and the bytes freed."""
+    return [host_entry(o, **({"removed": [d.item for d in o.value.done if not d.error],
+                              "failed": [{"item": d.item, "error": d.error} for d in o.value.failed],
+                              "done": o.value.removed, "planned": o.value.planned, "stopped": o.value.stopped,
+                              "before": o.value.before, "after": o.value.after, "freed": o.value.freed()}
+                             if o.value else {}))
             for o in outcomes]
 
 

@@ -57,21 +57,41 @@ class Done:
 
 @dataclass(frozen=True)
 class PruneResult:
-    """What the prune did on one host; bytes freed per kind from Docker's accounting before and after."""
+    """What the prune did on one host: each removal tried, of `planned`; bytes freed per kind from
+    Docker's accounting before and after (`after` None: Docker stopped answering, `stopped` says why,
+    and the removals after that one were not tried)."""
 
     done: tuple[Done, ...]
     before: DockerUsage
-    after: DockerUsage
+    after: DockerUsage | None
+    planned: int = 0
+    stopped: str | None = None
 
     @property
     def failed(self) -> tuple[Done, ...]:
         return tuple(d for d in self.done if d.error)
 
-    def freed(self) -> dict[str, int]:
-        """Bytes freed per line of ``docker system df``, and in all."""
-        out = {k: getattr(self.before, k).size - getattr(self.after, k).size
+    @property
+    def removed(self) -> int:
+        """How many planned removals were done."""
+        return sum(1 for d in self.done if not d.error)
+
+    @property
+    def problem(self) -> str | None:
+        """Why the host counts as failed, in one line (None: every planned removal was done)."""
+        if self.stopped is None and not self.failed:
+            return None
+        refused = f"; {len(self.failed)} refused by Docker" if self.failed else ""
+        return f"removed {self.removed} of {self.planned}{refused}" + (f"; {self.stopped}" if self.stopped else "")
+
+    def freed(self) -> dict[str, int] | None:
+        """Bytes freed per line of ``docker system df``, and in all (None: nothing measured after)."""
+        if self.after is None:
+            return None
+        after = self.after
+        out = {k: getattr(self.before, k).size - getattr(after, k).size
                for k in ("images", "containers", "volumes", "build_cache")}
-        out["total"] = self.before.size - self.after.size
+        out["total"] = self.before.size - after.size
         return out
 
 
@@ -100,17 +120,56 @@ def _remove(api: Any, item: Item) -> None:
         raise ValueError(item.kind)
 
 
-def apply_prune(hc: HostContext, plan: PrunePlan) -> PruneResult:
-    """Remove what `plan` lists, kind by kind (containers first: they hold images); never forced.
+def daemon_gone(exc: BaseException) -> str | None:
+    """Why Docker stopped answering, when `exc` says so (None: a refusal of one request, or a bug).
+
+    The SDK's transport errors (a connection reset or refused, the daemon's
+    socket gone, a read timeout), the SSH link they ride on, and aegir's own
+    errors reaching the daemon; never an `APIError` (Docker answered).
+    """
+    import docker.errors
+    import requests.exceptions
+
+    if isinstance(exc, docker.errors.APIError):
+        return None
+    if isinstance(exc, AegirError):
+        return exc.message.splitlines()[0]
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"the Docker daemon stopped answering ({type(exc).__name__}: {_first_line(exc)})"
+    if isinstance(exc, (requests.exceptions.ConnectionError, docker.errors.DockerException, OSError, EOFError)):
+        return f"the Docker daemon stopped answering ({type(exc).__name__}: {_first_line(exc)})"
+    from paramiko.ssh_exception import SSHException
+
+    if isinstance(exc, SSHException):
+        return f"the SSH connection to the Docker daemon was lost ({type(exc).__name__}: {_first_line(exc)})"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0][:200] if text else "") or "no detail"
+
+
+def apply_prune(hc: HostContext, planned: HostPrune) -> PruneResult:
+    """Remove what the plan lists, kind by kind (containers first: they hold images); never forced.
 
     A removal Docker refuses (the container started meanwhile, the image got a
-    container) is reported with Docker's reason; the others go on.
+    container) is reported with Docker's reason; the others go on. When the
+    daemon stops answering (it died, the connection dropped, a timeout), the
+    removals stop there: the result says how many of the planned ones were done
+    and why the rest was not tried.
     """
     import docker.errors
 
-    api = hc.docker().api
-    before = parse_docker_df(api.df())
+    plan = planned.plan
     done: list[Done] = []
+    try:
+        api = hc.docker().api
+        before = parse_docker_df(api.df())
+    except Exception as exc:
+        if (why := daemon_gone(exc)) is None:
+            raise
+        return PruneResult((), planned.before, None, len(plan.remove), why)
     for kind in KINDS:
         for item in plan.of(kind):
             try:
@@ -120,8 +179,17 @@ def apply_prune(hc: HostContext, plan: PrunePlan) -> PruneResult:
                 done.append(Done(item))  # gone meanwhile: what we wanted
             except docker.errors.APIError as exc:
                 done.append(Done(item, _api_error(exc)))
-    after = parse_docker_df(api.df())
-    return PruneResult(tuple(done), before, after)
+            except Exception as exc:
+                if (why := daemon_gone(exc)) is None:
+                    raise
+                return PruneResult(tuple(done), before, None, len(plan.remove), why)
+    try:
+        after = parse_docker_df(api.df())
+    except Exception as exc:
+        if (why := daemon_gone(exc)) is None:
+            raise
+        return PruneResult(tuple(done), before, None, len(plan.remove), f"{why}, after the last removal")
+    return PruneResult(tuple(done), before, after, len(plan.remove))
 
 
 # --------------------------------------------------------------------------- disk.clean

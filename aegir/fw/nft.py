@@ -12,7 +12,13 @@ The host keeps its firewall state under ``FwSettings.state_dir``
   table was changed since: gone, recreated, edited, an element added by hand;
 - ``ssh.verified``: the SSH settings (port, admin addresses and sources) that
   fresh login proved; `fw.watch` refuses to apply other ones;
-- ``lock``: taken (flock) by every nft load and every record of the state.
+- ``unverified``: written (atomically, under the lock) before ``nft -f`` and
+  again right after it with the hash of the table it loaded; removed once a
+  fresh login verified that table and it is recorded (or it was rolled back).
+  While the live hash is the one it names, the live ruleset is new and
+  unverified, whatever happened to the session that loaded it;
+- ``lock``: taken (flock) by every nft load, every record of the state and
+  every clean-up of the files interrupted runs leave (`LEFTOVERS`).
 
 `apply` refuses statements that reach beyond ``table inet aegir``, writes the
 candidate, runs ``nft -c -f``, loads it in a scratch network namespace next
@@ -20,10 +26,13 @@ to the host's other tables and proves (`safety`) that SSH to the admin
 addresses gets through the whole ruleset, then ``nft -f`` (one transaction: the
 table is deleted and recreated atomically, so any error leaves the previous
 ruleset in place), then the fresh login, then keeps it as the last good one.
+When anything fails once the candidate passed ``nft -c``, the host is asked
+again (the same session, else a new one) what is live before the row says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -34,7 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aegir.errors import AegirError, CommandError, RefusedError
+from aegir.errors import AegirError, CommandError, RefusedError, UnreachableError
 from aegir.fw import knock, safety
 from aegir.sh import Cmd, shell, write_file_cmd
 
@@ -45,7 +54,14 @@ TABLE = "inet aegir"
 CANDIDATE = "candidate.nft"  # prefix: each apply writes its own candidate-<token>.nft
 LAST_GOOD = "last-good.nft"
 VERIFIED = "ssh.verified"
+UNVERIFIED = "unverified"
 LOCK = "lock"
+#: Minutes after which a file of an apply's own kinds (`LEFTOVERS`) is left over from an interrupted run: a
+#: running apply writes its candidate, checks and loads it within seconds (or its own deadlines).
+LEFTOVER_MINUTES = 10
+#: ``find`` tests naming those kinds: candidates, rollback files, and the temporary files of their atomic writes.
+LEFTOVERS = (r"\( -name 'candidate-*.nft' -o -name 'candidate-*.nft.aegir-new' -o -name 'rollback-*.nft' "
+             r"-o -name 'rollback-*.nft.aegir-new' -o -name 'unverified.aegir-new' \)")
 #: sha256 of an empty listing: the table is not there.
 ABSENT = hashlib.sha256(b"").hexdigest()
 _RS = "\x1e"
@@ -58,6 +74,10 @@ _TERSE = "nft -a -t -s list table inet aegir"
 
 class NftError(AegirError):
     """nft refused a ruleset; the live ruleset is the previous one."""
+
+
+class RollbackFailed(AegirError):
+    """nft refused to put the last good ruleset back: the new one stays live, unverified."""
 
 
 # --------------------------------------------------------------------------- commands
@@ -78,18 +98,45 @@ def write_cmd(path: str, text: str) -> Cmd:
     return write_file_cmd(path, text)
 
 
-_PROBE = rf"""for f in "$1" "$2/last-good.nft" "$2/live.sha256" "$2/{VERIFIED}"; do
+#: Shell: the files interrupted runs left in the state folder $1 (`LEFTOVERS`, older than
+#: `LEFTOVER_MINUTES`), but never the candidate the ``unverified`` marker names: it is the text of a ruleset
+#: that may be live. Followed by the action (``-printf``, ``-delete``).
+_FIND_LEFTOVERS = (rf"""keep=$(sed -n 's/^candidate //p' "$1/{UNVERIFIED}" 2>/dev/null)
+find "$1" -maxdepth 1 -type f {LEFTOVERS} -mmin +{LEFTOVER_MINUTES} ! -name "${{keep##*/}}" """)
+
+_PROBE = rf"""for f in "$1" "$2/last-good.nft" "$2/live.sha256" "$2/{VERIFIED}" "$2/{UNVERIFIED}"; do
   if [ -f "$f" ]; then printf '\036present\n'; cat -- "$f"; else printf '\036absent\n'; fi
 done
 printf '\036live\n'; {_LIST} 2>/dev/null | sha256sum
 printf '\036listen\n'; ss -Hltnp 2>/dev/null || echo '?'
+printf '\036leftovers\n'; leftovers() {{ {_FIND_LEFTOVERS}-printf '%f\n' 2>/dev/null; }}; leftovers "$2" || :
 """
 
 
-def probe_cmd(template_path: str, state_dir: str) -> Cmd:
+#: Waits (a shared lock, 30 s at most) for a load or record under way to end, so that what it reads is
+#: what that load left: the truth after a failure.
+_SETTLED = f'exec 9>>"$2/{LOCK}" && flock -s -w 30 9 || exit\n'
+#: Seconds the settled probe may take in all (the wait for the lock included): a host that went silent
+#: must not hang the row that says so.
+SETTLED_TIMEOUT = 40
+
+
+def probe_cmd(template_path: str, state_dir: str, *, settled: bool = False) -> Cmd:
     """One round trip: the template override, last good ruleset, its hash, the SSH settings last
-    verified by a fresh login, the live hash, the listening TCP sockets."""
-    return shell(_PROBE, template_path, state_dir)
+    verified by a fresh login, the ``unverified`` marker, the live hash, the listening TCP sockets, the
+    files interrupted runs left. `settled`: first wait until no load or record is under way."""
+    return shell(_SETTLED + _PROBE if settled else _PROBE, template_path, state_dir)
+
+
+_SWEEP = rf"""exec 9>>"$1/{LOCK}" && flock 9 || exit
+sweep() {{ {_FIND_LEFTOVERS}-print -delete; }}
+sweep "$1" | wc -l
+"""
+
+
+def sweep_cmd(state_dir: str) -> Cmd:
+    """Under the lock: delete the files interrupted runs left (see `probe_cmd`); prints how many."""
+    return shell(_SWEEP, state_dir)
 
 
 _PROVE = r"""rest=$(mktemp) || exit
@@ -120,38 +167,69 @@ def prove_cmd(path: str, port: int = 22, admins: Sequence[str] = (), sources: Se
                  " ".join(map(str, knock.SOURCE_PORTS)), knock.SCRIPT)
 
 
-_APPLY = rf"""exec 9>>"$2/{LOCK}" && flock 9 || exit
-nft -f "$1" || exit
-{_TERSE} | sha256sum
+#: Shell: write $2 (text) to the file $1 atomically (a rename).
+_PUT = """put() { printf '%s\\n' "$2" > "$1.aegir-new" && mv -f -- "$1.aegir-new" "$1"; }"""
+
+#: From the lock on, the session may die at any time: hang-ups and broken pipes are ignored until the
+#: marker says what nft did; only then is anything printed.
+_APPLY = rf"""trap '' HUP PIPE
+exec 9>>"$2/{LOCK}" && flock 9 || exit
+{_PUT}
+m="$2/{UNVERIFIED}"
+was=$(cat -- "$m" 2>/dev/null)
+old=$(printf '%s\n' "$was" | sed -n 's/^candidate //p')
+put "$m" "candidate $1
+before $3" || exit
+nft -f "$1" || {{ rc=$?; if [ -n "$was" ]; then put "$m" "$was"; else rm -f -- "$m"; fi; exit $rc; }}
+h=$({_LIST} | sha256sum) && h=${{h%% *}} && put "$m" "candidate $1
+before $3
+loaded $h" || exit
+t=$({_TERSE} | sha256sum) || exit
+n=0
+if [ -n "$old" ] && [ "$old" != "$1" ] && [ "$old" = "$2/${{old##*/}}" ] && [ -f "$old" ]; then
+  case "${{old##*/}}" in candidate-*.nft) rm -f -- "$old" && n=1;; esac
+fi
+sweep() {{ {_FIND_LEFTOVERS}-print -delete; }}
+n=$((n + $(sweep "$2" | wc -l)))
+printf '%s %s %s\n' "${{t%% *}}" "$h" "$n"
 """
 
 
-def apply_cmd(path: str, state_dir: str) -> Cmd:
-    """``nft -f PATH`` (one transaction, all or nothing) under the state folder's lock; prints the
-    live table's terse hash right after (what `keep_cmd` compares)."""
-    return shell(_APPLY, path, state_dir)
+def apply_cmd(path: str, state_dir: str, before: str = ABSENT) -> Cmd:
+    """``nft -f PATH`` (one transaction, all or nothing) under the state folder's lock, between two
+    writes of the ``unverified`` marker (before: PATH and the live hash `before` it; after: the hash of
+    the table loaded); then deletes the files interrupted runs left (the candidate of an earlier
+    cut-off apply, now replaced, too). Prints the live table's terse hash (what `keep_cmd` compares),
+    its full hash and how many files were deleted."""
+    return shell(_APPLY, path, state_dir, before)
 
 
 _KEEP = rf"""exec 9>>"$2/{LOCK}" && flock 9 || exit
+{_PUT}
 t=$({_TERSE} | sha256sum) || exit
 if [ "${{t%% *}}" != "$3" ]; then echo "the live table changed since this apply (another fw.apply or fw.watch?)" >&2; exit 3; fi
 h=$({_LIST} | sha256sum) || exit
 h=${{h%% *}}
-mv -f -- "$1" "$2/last-good.nft" && printf '%s\n' "$h" > "$2/live.sha256" && printf '%s\n' "$4" > "$2/{VERIFIED}" && printf '%s\n' "$h"
+mv -f -- "$1" "$2/last-good.nft" && put "$2/{VERIFIED}" "$4" && put "$2/live.sha256" "$h" || exit
+rm -f -- "$2/{UNVERIFIED}"
+printf '%s\n' "$h"
 """
 
 
 def keep_cmd(candidate: str, state_dir: str, live_hash: str, verified: str) -> Cmd:
-    """After the checks passed: promote the candidate to last good, record the live hash and the SSH
-    settings it was verified with; refuse if the live table is not the one this apply loaded."""
+    """After the checks passed: promote the candidate to last good, record the SSH settings it was
+    verified with and the live hash (last: that is what makes it recorded), drop the ``unverified``
+    marker; refuse if the live table is not the one this apply loaded."""
     return shell(_KEEP, candidate, state_dir, live_hash, verified)
 
 
 _RESTORE = rf"""exec 9>>"$2/{LOCK}" && flock 9 || exit
+{_PUT}
 if [ -n "$1" ]; then nft -f "$1" || exit; else nft delete table inet aegir || exit; fi
 h=$({_LIST} 2>/dev/null | sha256sum) && h=${{h%% *}}
-if [ -n "$1" ]; then printf '%s\n' "$h" > "$2/live.sha256"; rm -f -- "$1"
+if [ -n "$1" ]; then put "$2/live.sha256" "$h"; rm -f -- "$1"
 else rm -f -- "$2/last-good.nft" "$2/live.sha256" "$2/{VERIFIED}"; fi
+rm -f -- "$2/{UNVERIFIED}"
 """
 
 
@@ -164,10 +242,33 @@ def restore_cmd(path: str | None, state_dir: str) -> Cmd:
 # --------------------------------------------------------------------------- state
 
 
+#: What fw.status, fw.diff and an apply's row say of a ruleset loaded by an apply that no fresh login checked.
+UNVERIFIED_LIVE = "new ruleset live and unverified"
+
+
+@dataclass(frozen=True)
+class Marker:
+    """The ``unverified`` marker of a load: its candidate file, the live hash before it, and the hash of the
+    table it loaded (None: the load had not returned when the marker was last written)."""
+
+    candidate: str
+    before: str
+    loaded: str | None = None
+
+
+def parse_marker(text: str | None) -> Marker | None:
+    """The marker's ``key value`` lines (None: no marker)."""
+    if text is None:
+        return None
+    fields = {k: v.strip() for k, _, v in (ln.partition(" ") for ln in text.splitlines()) if k}
+    return Marker(fields.get("candidate", ""), fields.get("before", ""), fields.get("loaded") or None)
+
+
 @dataclass(frozen=True)
 class State:
     """What the host holds: its template override, the last good ruleset, the live table's hash,
-    the SSH settings last verified, the TCP ports listened on (None: unknown) and by whom."""
+    the SSH settings last verified, the TCP ports listened on (None: unknown) and by whom, the
+    ``unverified`` marker of a load no fresh login checked, the files interrupted runs left."""
 
     template: str | None
     last_good: str | None
@@ -175,6 +276,8 @@ class State:
     live_hash: str
     verified: str | None = None
     listeners: Mapping[int, frozenset[str]] | None = None
+    marker: Marker | None = None
+    leftovers: tuple[str, ...] = ()
 
     @property
     def live(self) -> bool:
@@ -187,7 +290,21 @@ class State:
         return self.live_hash != (self.kept_hash or ABSENT)
 
     @property
+    def unverified(self) -> bool:
+        """Is the live table one an apply loaded and never recorded (no fresh login checked it)?
+
+        So when the marker's loaded hash is live; or, when the load was cut off before the marker got
+        that hash, when the live table is no longer the one before it.
+        """
+        m = self.marker
+        if m is None or not self.live or not self.drifted:
+            return False
+        return self.live_hash == m.loaded if m.loaded else self.live_hash != m.before
+
+    @property
     def status(self) -> str:
+        if self.unverified:
+            return UNVERIFIED_LIVE
         if not self.live:
             return "not loaded"
         if self.kept_hash is None:
@@ -216,18 +333,19 @@ def parse_listeners(text: str) -> dict[int, frozenset[str]] | None:
 def parse_probe(stdout: str) -> State:
     """Read `probe_cmd` output."""
     parts = stdout.split(_RS)[1:]
-    if len(parts) != 6:
+    if len(parts) != 8:
         raise AegirError(f"unexpected firewall state probe output: {stdout[:200]!r}")
 
     def body(part: str) -> str | None:
         head, _, rest = part.partition("\n")
         return rest if head == "present" else None
 
-    tpl, last, kept, verified = (body(p) for p in parts[:4])
-    words = parts[4].partition("\n")[2].split()
+    tpl, last, kept, verified, marker = (body(p) for p in parts[:5])
+    words = parts[5].partition("\n")[2].split()
     live_hash = words[0] if words else ABSENT
     return State(tpl, last, kept.strip() if kept else None, live_hash,
-                 verified.strip() if verified else None, parse_listeners(parts[5].partition("\n")[2]))
+                 verified.strip() if verified else None, parse_listeners(parts[6].partition("\n")[2]),
+                 parse_marker(marker), tuple(ln for ln in parts[7].partition("\n")[2].splitlines() if ln))
 
 
 def parse_ruleset_json(stdout: str) -> dict:
@@ -270,7 +388,8 @@ def ssh_fingerprint(port: int, admin: Mapping[int, Sequence[Any]], sources: Mapp
 
 @dataclass(frozen=True)
 class Applied:
-    """What `apply` did: changed or not, the ruleset's line changes, how long it took."""
+    """What `apply` did: changed or not, the ruleset's line changes, how long it took, how many files
+    left by interrupted runs it deleted."""
 
     changed: bool
     added: tuple[str, ...] = ()
@@ -278,6 +397,7 @@ class Applied:
     seconds: float = 0.0
     reason: str = ""
     live_hash: str | None = None  # of the table now live, when changed
+    swept: int = 0
 
 
 def diff(old: str | None, new: str, *, name: str = "ruleset") -> str:
@@ -308,13 +428,16 @@ def apply(hc: "HostContext", text: str, state: State, state_dir: str, ssh: Seque
     own candidate, ``nft -c -f``; load it in a scratch network namespace next
     to the host's other tables and prove every `ssh` packet is accepted by the
     whole ruleset, refusing otherwise; ``nft -f`` (atomic, under the state
-    folder's lock); `fresh_login` (a new SSH connection: on failure the last
-    good ruleset is put back); only then keep it as the last good ruleset, with
-    the live hash and the SSH settings (`verified`) the login proved.
+    folder's lock, between two writes of the ``unverified`` marker); `fresh_login`
+    (a new SSH connection: on failure the last good ruleset is put back); only
+    then keep it as the last good ruleset, with the live hash and the SSH
+    settings (`verified`) the login proved. A failure once the candidate passed
+    ``nft -c`` says what the host holds then, asked again (`what_is_live`).
+    The files interrupted runs left are deleted (under the lock) on the way.
     """
     start = time.monotonic()
     if text == state.last_good and not state.drifted and state.verified == verified:
-        return Applied(False, reason="nothing to do")
+        return Applied(False, reason="nothing to do", swept=sweep(hc, state, state_dir))
     foreign = foreign_statements(text)
     if foreign:
         raise RefusedError("refused: the ruleset touches more than table inet aegir (" + "; ".join(foreign[:3])
@@ -326,7 +449,12 @@ def apply(hc: "HostContext", text: str, state: State, state_dir: str, ssh: Seque
     admins = sorted({str(p.daddr) for p in ssh if not p.outbound and not isinstance(p.daddr, safety.Peer)})
     peers = {p.saddr.version: p.saddr.nets for p in ssh if isinstance(p.saddr, safety.Peer)}
     tried = knock.sources(peers, {})
-    listing_text, _, answer = _nft(hc, prove_cmd(candidate, port, admins, tried), candidate).partition(_RS)
+    try:
+        proved = hc.run(prove_cmd(candidate, port, admins, tried)).stdout
+    except AegirError as exc:
+        raise _failed(hc, exc, "the proof in a scratch network namespace", state, state_dir, text, candidate,
+                      nft_step=True) from None
+    listing_text, _, answer = proved.partition(_RS)
     listing = parse_ruleset_json(listing_text)
     # the kernel's answer first (real packets), then the evaluator's, which also sees runtime sets and
     # sessions older than the ruleset
@@ -336,25 +464,106 @@ def apply(hc: "HostContext", text: str, state: State, state_dir: str, ssh: Seque
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise RefusedError("refused: this ruleset could lock SSH out: " + "; ".join(problems[:3]) + more
                            + f"; nothing changed (rejected ruleset: {candidate})", host=hc.name)
-    out = _nft(hc, apply_cmd(candidate, state_dir), candidate).split()
+    try:
+        out = hc.run(apply_cmd(candidate, state_dir, state.live_hash)).stdout.split()
+    except AegirError as exc:
+        raise _failed(hc, exc, f"`nft -f {candidate}`", state, state_dir, text, candidate, nft_step=True) from None
     loaded = out[0] if out else ABSENT
+    swept = int(out[2]) if len(out) == 3 and out[2].isdigit() else 0
     if fresh_login is not None:
         try:
             fresh_login()
         except AegirError as exc:
-            undone = rollback(hc, state, state_dir)
+            try:
+                undone = rollback(hc, state, state_dir)
+            except RollbackFailed:
+                raise
+            except AegirError as again:
+                raise _failed(hc, again, "the rollback", state, state_dir, text, candidate,
+                              prefix=f"after the apply a new SSH connection failed ({exc.message}); then ") from None
             hc.run(Cmd.of("rm", "-f", "--", candidate), check=False)
             raise RefusedError(f"rolled back: after the apply a new SSH connection failed ({exc.message}); {undone}",
                                host=hc.name) from None
     try:
         live_hash = hc.run(keep_cmd(candidate, state_dir, loaded, verified)).stdout.strip()
-    except CommandError as exc:
-        raise AegirError(f"applied, but not recorded as the last good ruleset: {exc.message}",
-                         host=hc.name) from None
+    except AegirError as exc:
+        first = "applied, and a new SSH login got in" if fresh_login is not None else "applied"
+        raise _failed(hc, exc, "recording it as the last good ruleset", state, state_dir, text, candidate,
+                      prefix=f"{first}; then ") from None
     added, removed = changed_lines(state.last_good, text)
-    why = "drifted" if text == state.last_good and state.drifted else \
+    why = f"found the {UNVERIFIED_LIVE}" if state.unverified else \
+        "drifted" if text == state.last_good and state.drifted else \
         "changed" if text != state.last_good else "SSH settings verified"
-    return Applied(True, added, removed, time.monotonic() - start, reason=why, live_hash=live_hash)
+    return Applied(True, added, removed, time.monotonic() - start, reason=why, live_hash=live_hash, swept=swept)
+
+
+def sweep(hc: "HostContext", state: State, state_dir: str) -> int:
+    """Delete the files interrupted runs left in the state folder, if the probe found any; how many went."""
+    if not state.leftovers:
+        return 0
+    out = hc.run(sweep_cmd(state_dir)).stdout.strip()
+    return int(out) if out.isdigit() else 0
+
+
+def what_is_live(hc: "HostContext", state: State, state_dir: str, text: str,
+                 candidate: str) -> tuple[str, bool | None]:
+    """After a failure once `candidate` (holding `text`) passed ``nft -c``: ask the host what is live,
+    through the same session or, when it died, a new one (once any load under way ended). A sentence
+    for the operator, and whether this apply's ruleset is live (None: neither it nor the previous one,
+    or the host did not answer). `state` is what the host held before the apply."""
+    try:
+        now = _settled_state(hc, state_dir)
+    except AegirError as exc:
+        return (f"the host did not answer again ({exc.message}): the new ruleset may be live and unverified; "
+                "fw.status says what is live once the host answers"), None
+    if now.unverified and now.marker is not None and now.marker.candidate == candidate:
+        return (f"{UNVERIFIED_LIVE} (no fresh login checked it and it is not the last good one); run fw.apply "
+                "again to check and record it"), True
+    if now.live_hash == state.live_hash:
+        return "nothing changed: the live ruleset is the previous one", False
+    if not now.drifted and now.last_good == text:
+        return "it was recorded all the same: the new ruleset is live and the last good one", True
+    if not now.drifted:
+        return "the last good ruleset is live", False
+    return (f"the live table changed, but not to this apply's ruleset (another fw.apply or fw.watch?): "
+            f"it is {now.status}"), None
+
+
+def _settled_state(hc: "HostContext", state_dir: str) -> State:
+    """The host's state once no load is under way: the same session, else (once) a new connection."""
+    cmd = dataclasses.replace(probe_cmd("", state_dir, settled=True), timeout=SETTLED_TIMEOUT)
+    try:
+        hc.connect()
+        return parse_probe(hc.run(cmd).stdout)
+    except AegirError:
+        if hc.host.is_local:
+            raise
+    hc.c.close()  # the session died with the command: a new one
+    hc.connect()
+    return parse_probe(hc.run(cmd).stdout)
+
+
+def _cause(exc: AegirError, what: str) -> str:
+    """Why `what` failed, in one line: nft's own words, or how the session ended."""
+    if isinstance(exc, CommandError):
+        tail = " / ".join(ln.strip() for ln in exc.stderr.strip().splitlines()[-3:] if ln.strip())
+        if exc.exited < 0:
+            return f"no exit status from {what} ({tail})" if tail else f"the session ended during {what} (no exit status)"
+        return f"{what} exited {exc.exited}" + (f": {tail}" if tail else "")
+    if isinstance(exc, UnreachableError):
+        return f"the SSH connection was lost during {what}"
+    return f"{what}: {exc.message.splitlines()[0][:300]}"
+
+
+def _failed(hc: "HostContext", exc: AegirError, what: str, state: State, state_dir: str, text: str,
+            candidate: str, *, nft_step: bool = False, prefix: str = "") -> AegirError:
+    """The error of a step that failed once `candidate` passed ``nft -c``: its cause, then what the host
+    says is live now (`what_is_live`). `nft_step`: nft's own refusal there leaves the previous ruleset."""
+    truth, new_live = what_is_live(hc, state, state_dir, text, candidate)
+    cause = _cause(exc, what)
+    if nft_step and new_live is False and isinstance(exc, CommandError) and exc.exited > 0:
+        return NftError(f"{prefix}{cause}\n  ({truth}; the rejected ruleset is {candidate})", host=hc.name)
+    return AegirError(f"{prefix}{cause}: {truth}", host=hc.name)
 
 
 def rollback(hc: "HostContext", state: State, state_dir: str) -> str:
@@ -362,7 +571,7 @@ def rollback(hc: "HostContext", state: State, state_dir: str) -> str:
 
     `state` is what the host held before the apply. Returns what was done, for
     messages; raises `AegirError` saying the live ruleset is the unverified one
-    when nft could not undo it.
+    when nft could not undo it (`RollbackFailed`).
     """
     path = None
     if state.last_good is not None:
@@ -371,9 +580,11 @@ def rollback(hc: "HostContext", state: State, state_dir: str) -> str:
     try:
         hc.run(restore_cmd(path, state_dir))
     except CommandError as exc:
+        if exc.exited < 0:  # no answer: whether nft did it is unknown
+            raise
         undo = "loading the last good ruleset" if path else "deleting table inet aegir"
-        raise AegirError(f"the apply failed its check and {undo} failed too ({exc.message}): THE LIVE RULESET "
-                         "IS THE NEW, UNVERIFIED ONE; fix it through the running session", host=hc.name) from None
+        raise RollbackFailed(f"the apply failed its check and {undo} failed too ({exc.message}): THE LIVE RULESET "
+                             "IS THE NEW, UNVERIFIED ONE; fix it through the running session", host=hc.name) from None
     if path is None:
         return "aegir's table is removed (there was no earlier ruleset)"
     return "the last good ruleset is live again"

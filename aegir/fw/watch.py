@@ -191,7 +191,7 @@ class Watcher:
         added, removed = changes(self.applied, fw.exposures)
         self.applied = fw.exposures
         self.state = replace(self.state, last_good=fw.text, kept_hash=done.live_hash,
-                             live_hash=done.live_hash or self.state.live_hash)
+                             live_hash=done.live_hash or self.state.live_hash, marker=None, leftovers=())
         what = " ".join([*(f"+{a}" for a in added), *(f"-{r}" for r in removed)]) or \
             f"ruleset {done.reason}"
         self.log(f"{reason}: applied in {done.seconds:.2f}s, {len(fw.exposures.items)} exposures: {what}")

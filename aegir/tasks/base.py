@@ -103,6 +103,9 @@ ROLLING_HELP = {
     "keep_going": "Rolling: go on after a host fails (a failed canary batch still stops the roll).",
 }
 
+#: ``--all-or-nothing`` of the actions that otherwise go on with the hosts they could plan on.
+ALL_OR_NOTHING_HELP = "Act on no host unless every target was reached and planned (default: go on with the others, and say which were left out)."
+
 
 def rolling(c: invoke.Context, hosts: Sequence[Host], serial: str | None = None,
             keep_going: bool = False) -> Rolling | None:

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from invoke import Collection
+from invoke import Collection, Exit
 
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, Progress, check_format, emit, human
-from aegir.tasks.base import ROLLING_HELP, confirm, exit_if_failed, is_dry, rolling, targets, task
+from aegir.tasks.base import (
+    ALL_OR_NOTHING_HELP,
+    EXIT_PROBLEM,
+    ROLLING_HELP,
+    confirm,
+    exit_if_failed,
+    failed_line,
+    is_dry,
+    rolling,
+    targets,
+    task,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    pass
-
+    from aegir import fleet
+    from aegir.disk.steps import PruneResult
+    from aegir.host import HostContext
 
 
 @task(help={"format": FORMAT_HELP + " Also 'prometheus': node_exporter's textfile collector format.",
@@ -51,14 +64,17 @@ def report(c, format="table", top=5, fast=False, warn=None):
             "include_project_images": "Also remove images that only /srv projects reference (none runs them).",
             "include_project_containers": "Also remove the stopped service containers of /srv projects.",
             "yes": "Do not ask for confirmation.", "dry": "Show the plan; remove nothing.", "format": FORMAT_HELP,
-            **ROLLING_HELP})
+            "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
 def prune(c, volumes=False, include_project_images=False, include_project_containers=False, yes=False, dry=False,
-          format="table", serial=None, keep_going=False):
+          format="table", serial=None, keep_going=False, all_or_nothing=False):
     """Remove Docker garbage (stopped containers, unused images, networks, build cache), keeping /srv projects'.
 
     A plan first, per host, with Docker's own byte counts; then, with --yes or
     a `y` typed at the terminal, the removals (never forced) and the bytes
-    freed, from Docker's accounting before and after.
+    freed, from Docker's accounting before and after. A host that could not be
+    reached or planned is left out (a line says so; --all-or-nothing prunes
+    nothing then); one whose daemon stops answering mid-way says how many of
+    its removals were done.
     """
     from aegir import fleet
     from aegir.disk.plan import PruneOptions
@@ -72,21 +88,52 @@ def prune(c, volumes=False, include_project_images=False, include_project_contai
     roll = rolling(c, hosts, serial, keep_going)
     plans = fleet.each(c, hosts, lambda hc: gather_prune(hc, opts), label="disk.prune")
     todo = [o for o in plans if o.value and o.value.plan.remove]
-    if fleet.failed(plans) or is_dry(c, dry) or not todo:
+    unplanned = fleet.failed(plans)
+    left_out = _left_out(unplanned)
+    if is_dry(c, dry) or not todo or (unplanned and all_or_nothing):
         emit(fmt, data={"plan": prune_plan_json(plans), "pruned": False}, text=render_prune_plan(plans))
+        if unplanned and todo and not is_dry(c, dry):
+            raise Exit(f"aegir: {left_out}: nothing pruned (--all-or-nothing)", code=EXIT_PROBLEM)
+        if unplanned and len(unplanned) < len(plans) and not is_dry(c, dry):
+            raise Exit(f"aegir: {left_out}: not pruned; nothing to prune on the other hosts", code=EXIT_PROBLEM)
         exit_if_failed(plans)
         return
     print(render_prune_plan(plans), file=sys.stderr if fmt == "json" else sys.stdout, flush=True)
     total = sum(o.value.plan.bytes for o in todo if o.value)
-    confirm(f"Remove all this on {', '.join(o.host.name for o in todo)} (at least {human(total)})?", yes=yes,
+    confirm(f"Remove all this on {', '.join(o.host.name for o in todo)} (at least {human(total)})?"
+            + (f" ({left_out}: not pruned)" if unplanned else ""), yes=yes,
             label="disk.prune", verb="prune", refused="nothing pruned")
-    by_host = {o.host.name: o.value.plan for o in todo if o.value}
-    outcomes = fleet.each(c, [o.host for o in todo], lambda hc: apply_prune(hc, by_host[hc.name]),
-                          label="disk.prune", rolling=roll,
-                          fails=lambda r: f"{len(r.failed)} removals failed" if r.failed else None)
-    emit(fmt, data={"plan": prune_plan_json(plans), "pruned": True, "hosts": prune_result_json(outcomes)},
+    by_host = {o.host.name: o.value for o in todo if o.value}
+    failed_plans = {o.host.name: o for o in unplanned}
+
+    def act(hc: HostContext) -> PruneResult:
+        if hc.name in failed_plans:  # a roll attempts it in its turn, reachable again or not: it counts as failed
+            raise AegirError(f"not pruned: no plan ({failed_plans[hc.name].error})", host=hc.name)
+        return apply_prune(hc, by_host[hc.name])
+
+    # a roll counts a host it could not plan on as a failed host (an unreachable canary stops it);
+    # all at once, such a host is only left out
+    acting = [o.host for o in plans if o.host.name in by_host or (roll is not None and o.host.name in failed_plans)]
+    acted = {o.host.name: o for o in fleet.each(c, acting, act, label="disk.prune", rolling=roll,
+                                                fails=lambda r: r.problem)}
+    outcomes = [acted.get(o.host.name, o) for o in plans if o.host.name in acted or not o.ok]
+    emit(fmt, data={"plan": prune_plan_json(plans), "pruned": True, "hosts": prune_result_json(outcomes),
+                    "not_pruned": [o.host.name for o in outcomes if o.value is None]},
          text=render_prune_result(outcomes))
-    exit_if_failed(outcomes, problems=any(o.value and o.value.failed for o in outcomes))
+    bad = [o for o in outcomes if not o.ok and o.host.name not in failed_plans]
+    if unplanned or bad:
+        parts = [failed_line(bad).removeprefix("aegir: ")] if bad else []
+        if unplanned:
+            parts.append(f"{left_out}: not pruned" + ("" if bad else "; the other hosts were"))
+        raise Exit("aegir: " + "; ".join(parts), code=EXIT_PROBLEM)
+
+
+def _left_out(bad: Sequence[fleet.Outcome[Any]]) -> str:
+    """``hyp2 unreachable``, ``hyp2, hyp3 unreachable; hyp4 failed``: the hosts no plan was made for."""
+    groups: dict[str, list[str]] = {}
+    for o in bad:
+        groups.setdefault("unreachable" if o.kind == "unreachable" else "failed", []).append(o.host.name)
+    return "; ".join(f"{', '.join(names)} {kind}" for kind, names in groups.items())
 
 
 @task(help={"app": "One app: folder name or kind/folder (e.g. mastodon, users/tube).",

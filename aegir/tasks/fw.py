@@ -123,7 +123,10 @@ def apply(c, dry=False, template=None, format="table", serial=None, keep_going=F
 
     After an apply, a new SSH connection must get in; if it does not (say an
     admin_sources that leaves out this machine), the last good ruleset is put
-    back through the running session and the host's row says so.
+    back through the running session and the host's row says so. When anything
+    fails past `nft -c` (the session lost right after `nft -f`, say), the row
+    says what the host holds, asked again: "new ruleset live and unverified"
+    until the next apply checks it (fw.status says so too).
     """
     from aegir import fleet
     from aegir.fw import host as fwhost
@@ -155,6 +158,8 @@ def apply(c, dry=False, template=None, format="table", serial=None, keep_going=F
             result = f"applied in {done.seconds:.2f}s ({done.reason}: +{len(done.added)} -{len(done.removed)} lines)"
         else:
             result = "nothing to do"
+        if done is not None and done.swept:
+            result += f"; removed {done.swept} leftover file{'s' if done.swept > 1 else ''} of interrupted runs"
         warn = "; ".join(fw.exposures.warnings)
         rows.append([o.host.name, len(fw.exposures.containers), len(fw.exposures.items),
                      result + (f"; warnings: {warn}" if warn else "")])

@@ -17,10 +17,28 @@ HASH = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 def test_check_and_apply_read_the_candidate_file_and_apply_holds_the_lock():
     assert nft.check_cmd(f"{STATE}/candidate.nft").line == "nft -c -f /srv/conf/aegir-fw/candidate.nft"
-    cmd = nft.apply_cmd(f"{STATE}/candidate-1.nft", STATE)
-    assert cmd.argv[3:] == ("sh", f"{STATE}/candidate-1.nft", STATE)
-    assert cmd.argv[2] == ('exec 9>>"$2/lock" && flock 9 || exit\nnft -f "$1" || exit\n'
-                           "nft -a -t -s list table inet aegir | sha256sum\n")
+    cmd = nft.apply_cmd(f"{STATE}/candidate-1.nft", STATE, HASH)
+    assert cmd.argv[3:] == ("sh", f"{STATE}/candidate-1.nft", STATE, HASH)
+    script = cmd.argv[2]
+    assert script.startswith("trap '' HUP PIPE\n" 'exec 9>>"$2/lock" && flock 9 || exit\n')
+    # the marker is written before the load and again after it, with the hash of what nft loaded
+    marked, loaded, remarked = (script.index('put "$m" "candidate $1\nbefore $3" || exit'), script.index('nft -f "$1"'),
+                                script.index('put "$m" "candidate $1\nbefore $3\nloaded $h"'))
+    assert marked < loaded < remarked < script.index("printf '%s %s %s\\n'")  # printed last: the session may be gone
+    assert 'then put "$m" "$was"; else rm -f -- "$m"; fi; exit $rc; }' in script  # nft refused: marker as it was
+    assert "nft -a -t -s list table inet aegir | sha256sum" in script  # the terse hash keep_cmd compares
+
+
+def test_apply_deletes_old_leftovers_of_its_own_kinds_and_the_candidate_its_marker_replaced():
+    script = nft.apply_cmd(f"{STATE}/candidate-1.nft", STATE, HASH).argv[2]
+    assert ("find \"$1\" -maxdepth 1 -type f \\( -name 'candidate-*.nft' -o -name 'candidate-*.nft.aegir-new' "
+            "-o -name 'rollback-*.nft' -o -name 'rollback-*.nft.aegir-new' -o -name 'unverified.aegir-new' \\) "
+            "-mmin +10 ! -name \"${keep##*/}\" -print -delete") in script
+    assert 'case "${old##*/}" in candidate-*.nft) rm -f -- "$old" && n=1;; esac' in script
+    assert '[ "$old" = "$2/${old##*/}" ]' in script  # only a file of the state folder itself
+    sweep = nft.sweep_cmd(STATE)
+    assert sweep.argv[3:] == ("sh", STATE) and sweep.argv[2].startswith('exec 9>>"$1/lock" && flock 9 || exit\n')
+    assert sweep.argv[2].endswith('-print -delete; }\nsweep "$1" | wc -l\n')
 
 
 def test_each_apply_writes_a_candidate_of_its_own_atomically_and_on_stdin():
@@ -48,7 +66,9 @@ def test_keep_promotes_the_candidate_only_if_the_live_table_is_the_one_this_appl
     assert cmd.argv[3:] == ("sh", f"{STATE}/candidate-1.nft", STATE, HASH, "fp")
     assert 'if [ "${t%% *}" != "$3" ]' in cmd.argv[2]  # the terse hash apply_cmd printed
     assert "nft -a -s list table inet aegir | sha256sum" in cmd.argv[2]  # recorded: with set elements
-    assert 'mv -f -- "$1" "$2/last-good.nft"' in cmd.argv[2] and '"$2/ssh.verified"' in cmd.argv[2]
+    # the live hash last (it is what makes the table "in sync"), then the marker goes
+    assert ('mv -f -- "$1" "$2/last-good.nft" && put "$2/ssh.verified" "$4" && put "$2/live.sha256" "$h" || exit\n'
+            'rm -f -- "$2/unverified"\n') in cmd.argv[2]
     assert cmd.argv[2].index("flock 9") < cmd.argv[2].index("mv -f")
 
 
@@ -57,6 +77,7 @@ def test_restore_reports_nfts_failure_in_its_exit_code():
     gone = nft.restore_cmd(None, STATE)
     assert again.argv[3:] == ("sh", f"{STATE}/rollback-1.nft", STATE) and gone.argv[3:] == ("sh", "", STATE)
     assert 'nft -f "$1" || exit; else nft delete table inet aegir || exit; fi' in again.argv[2]
+    assert again.argv[2].endswith('rm -f -- "$2/unverified"\n')  # put back: nothing unverified is live
 
 
 def test_the_probe_reads_template_last_good_hashes_and_listeners_in_one_command():
@@ -64,6 +85,10 @@ def test_the_probe_reads_template_last_good_hashes_and_listeners_in_one_command(
     assert cmd.argv[-2:] == ("/srv/templates/nftables.nft.j2", STATE)
     assert "nft -a -s list table inet aegir 2>/dev/null | sha256sum" in cmd.argv[2]  # with set elements
     assert " -t " not in cmd.argv[2] and "ss -Hltnp" in cmd.argv[2]
+    assert '"$2/ssh.verified" "$2/unverified"; do' in cmd.argv[2] and "-printf '%f\\n'" in cmd.argv[2]
+    assert "flock" not in cmd.argv[2]  # fw.status never waits
+    settled = nft.probe_cmd("", STATE, settled=True)
+    assert settled.argv[2] == 'exec 9>>"$2/lock" && flock -s -w 30 9 || exit\n' + cmd.argv[2]
 
 
 LISTEN = ("\x1elisten\nLISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:((\"sshd\",pid=1,fd=3))\n"
@@ -71,8 +96,9 @@ LISTEN = ("\x1elisten\nLISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:((\"sshd\",pid=1,
 
 
 def probe(tpl: str = "\x1eabsent\n", last: str = "\x1eabsent\n", kept: str = "\x1eabsent\n",
-          verified: str = "\x1eabsent\n", live: str = nft.ABSENT, listen: str = LISTEN) -> str:
-    return f"{tpl}{last}{kept}{verified}\x1elive\n{live}  -\n{listen}"
+          verified: str = "\x1eabsent\n", live: str = nft.ABSENT, listen: str = LISTEN,
+          marker: str = "\x1eabsent\n", leftovers: str = "") -> str:
+    return f"{tpl}{last}{kept}{verified}{marker}\x1elive\n{live}  -\n{listen}\x1eleftovers\n{leftovers}"
 
 
 def test_a_fresh_host_has_nothing_loaded_and_nothing_kept():
@@ -100,6 +126,40 @@ def test_a_table_changed_by_hand_or_flushed_by_a_reboot_is_drift():
 def test_a_table_loaded_by_someone_else_is_said_so():
     state = nft.parse_probe(probe(live=HASH))
     assert state.status == "loaded (not by aegir)" and state.drifted
+
+
+NEW = "1" * 64
+OLD = "2" * 64
+
+
+def test_a_table_an_apply_loaded_and_never_recorded_is_new_and_unverified():
+    marker = f"\x1epresent\ncandidate {STATE}/candidate-1.nft\nbefore {OLD}\nloaded {NEW}\n"
+    kept = f"\x1epresent\n{OLD}\n"
+    state = nft.parse_probe(probe(last="\x1epresent\nx\n", kept=kept, live=NEW, marker=marker))
+    assert state.marker == nft.Marker(f"{STATE}/candidate-1.nft", OLD, NEW)
+    assert (state.unverified, state.drifted, state.status) == (True, True, "new ruleset live and unverified")
+    first = nft.parse_probe(probe(live=NEW, marker=marker))  # the very first apply: nothing kept yet
+    assert first.status == "new ruleset live and unverified"
+    # the load was cut off before the marker got its hash: the live table is no longer the one before it
+    cut = f"\x1epresent\ncandidate {STATE}/candidate-1.nft\nbefore {OLD}\n"
+    assert nft.parse_probe(probe(last="\x1epresent\nx\n", kept=kept, live=NEW, marker=cut)).unverified
+    assert nft.parse_probe(probe(last="\x1epresent\nx\n", kept=kept, live=OLD, marker=cut)).status == "in sync"
+
+
+def test_a_marker_that_no_longer_names_the_live_table_says_nothing():
+    marker = f"\x1epresent\ncandidate {STATE}/candidate-1.nft\nbefore {OLD}\nloaded {NEW}\n"
+    kept = f"\x1epresent\n{NEW}\n"  # recorded, the marker not removed yet
+    assert nft.parse_probe(probe(last="\x1epresent\nx\n", kept=kept, live=NEW, marker=marker)).status == "in sync"
+    edited = nft.parse_probe(probe(last="\x1epresent\nx\n", kept=f"\x1epresent\n{OLD}\n", live="3" * 64,
+                                   marker=marker))
+    assert (edited.unverified, edited.status) == (False, "changed since last apply")
+    assert not nft.parse_probe(probe(marker=marker)).unverified  # flushed by a reboot: not loaded at all
+
+
+def test_the_probe_lists_the_leftovers_of_interrupted_runs():
+    state = nft.parse_probe(probe(leftovers="candidate-1.nft\nrollback-2.nft.aegir-new\n"))
+    assert state.leftovers == ("candidate-1.nft", "rollback-2.nft.aegir-new")
+    assert nft.parse_probe(probe()).leftovers == ()
 
 
 def test_the_host_template_is_read_verbatim():
@@ -169,3 +229,17 @@ def test_the_ssh_fingerprint_changes_with_port_admin_or_sources_only():
     assert base != nft.ssh_fingerprint(2222, {4: [ip.ip_address("192.0.2.1")]}, {4: []})
     assert base != nft.ssh_fingerprint(22, {4: [ip.ip_address("192.0.2.2")]}, {4: []})
     assert base != nft.ssh_fingerprint(22, {4: [ip.ip_address("192.0.2.1")]}, {4: [ip.ip_network("10.0.0.0/8")]})
+
+
+def test_a_failed_step_past_the_check_says_how_it_ended_in_one_line():
+    from aegir.errors import CommandError, UnreachableError
+
+    what = f"`nft -f {STATE}/candidate-1.nft`"
+    cut = CommandError("hyp1", "sh -c '...long script...'", -1)
+    assert nft._cause(cut, what) == f"the session ended during {what} (no exit status)"
+    late = CommandError("hyp1", "sh -c '...'", -1, "timed out after 40s")
+    assert nft._cause(late, what) == f"no exit status from {what} (timed out after 40s)"
+    refused = CommandError("hyp1", "sh -c '...'", 1, "/x.nft:3:1-4: Error: syntax error\nfoo\n")
+    assert nft._cause(refused, what) == f"{what} exited 1: /x.nft:3:1-4: Error: syntax error / foo"
+    lost = UnreachableError("SSH connection lost while running `sh -c '...'`: EOF", host="hyp1")
+    assert nft._cause(lost, what) == f"the SSH connection was lost during {what}"
