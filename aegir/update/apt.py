@@ -150,9 +150,13 @@ def fetch_failure(what: str, exited: int, stderr: str) -> str:
     return f"{what} failed (exit {exited}): {why[:300]}"
 
 
+#: Seconds a simulation (``apt-get -s``) may take on the host: bounded there, so that it can be batched.
+SIMULATE_LIMIT = 300
+
+
 def simulate_cmd(dist: bool = False) -> Cmd:
     """A simulated ``upgrade`` (or ``dist-upgrade``): nothing is changed."""
-    return Cmd(("apt-get", "-s", "dist-upgrade" if dist else "upgrade"), env=APT_ENV, timeout=300)
+    return Cmd(bounded(("apt-get", "-s", "dist-upgrade" if dist else "upgrade"), SIMULATE_LIMIT), env=APT_ENV)
 
 
 def showhold_cmd() -> Cmd:
@@ -408,14 +412,15 @@ def package_info_cmd(versions: Mapping[str, str]) -> Cmd:
     A package whose installed version ships no unit or init script and whose
     scripts call no service manager (a plain library, say) is not downloaded:
     its section says ``skipped``. The upgrade's own download is what apt
-    does later; the review reads only what can restart something.
+    does later; the review reads only what can restart something. The whole
+    script is bounded on the host (no timeout of its own: it is batched).
     """
     specs = []
     for name, version in versions.items():
         check_package(name)
         check_version(version, name)
         specs.append(f"{name}={version}")
-    return Cmd(shell(_INFO_SCRIPT, str(FETCH_LIMIT), *specs).argv, env=APT_ENV, timeout=FETCH_LIMIT + 120)
+    return Cmd(bounded(shell(_INFO_SCRIPT, str(FETCH_LIMIT), *specs).argv, FETCH_LIMIT + 120), env=APT_ENV)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aegir.sh import Cmd, shell
-from aegir.update.apt import APT_ENV, check_package, check_version
+from aegir.update.apt import APT_ENV, SIMULATE_LIMIT, bounded, check_package, check_version
 
 #: No prompt from apt, dpkg, debconf, needrestart or apt-listchanges.
 UPGRADE_ENV = {**APT_ENV, "NEEDRESTART_MODE": "l", "APT_LISTCHANGES_FRONTEND": "none"}
@@ -116,8 +116,8 @@ def install_specs(upgrading: Mapping[str, tuple[str | None, str]], removals: Seq
 
 def exact_simulate_cmd(upgrading: Mapping[str, tuple[str | None, str]], removals: Sequence[str]) -> Cmd:
     """What ``apt-get install`` of exactly the reviewed versions would do (simulated: nothing changes)."""
-    return Cmd(("apt-get", "-s", "install", "--no-install-recommends", "-o", "APT::Get::Purge=false",
-                *install_specs(upgrading, removals)), env=APT_ENV, timeout=300)
+    return Cmd(bounded(("apt-get", "-s", "install", "--no-install-recommends", "-o", "APT::Get::Purge=false",
+                        *install_specs(upgrading, removals)), SIMULATE_LIMIT), env=APT_ENV)
 
 
 def install_cmd(log: str, upgrading: Mapping[str, tuple[str | None, str]], removals: Sequence[str], *,

@@ -40,8 +40,10 @@ def recorded(name: str) -> tuple[str, str, int]:
 
 
 def test_commands_are_unprompted_untranslated_and_exact():
-    assert simulate_cmd().line == "env DEBIAN_FRONTEND=noninteractive LC_ALL=C apt-get -s upgrade"
-    assert simulate_cmd(dist=True).line == "env DEBIAN_FRONTEND=noninteractive LC_ALL=C apt-get -s dist-upgrade"
+    assert simulate_cmd().line == "env DEBIAN_FRONTEND=noninteractive LC_ALL=C timeout -k 5 300 apt-get -s upgrade"
+    assert simulate_cmd(dist=True).line == \
+        "env DEBIAN_FRONTEND=noninteractive LC_ALL=C timeout -k 5 300 apt-get -s dist-upgrade"
+    assert simulate_cmd().timeout is None  # bounded on the host: batched with the other reads
     assert update_cmd().line == ("env DEBIAN_FRONTEND=noninteractive LC_ALL=C timeout -k 5 20 apt-get update -q "
                                  "--error-on=any -o Acquire::Retries=0 -o Acquire::http::Timeout=10 "
                                  "-o Acquire::https::Timeout=10 -o Acquire::ftp::Timeout=10")

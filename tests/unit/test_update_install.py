@@ -50,7 +50,7 @@ def test_the_review_becomes_exact_versions_and_explicit_removals():
         "install aegir-lab-extra - 1.0-1", "install aegir-lab-newdep 1.0-1 1.1-1", "install libaegirlab1 1.0-1 1.0-2",
         "remove aegir-lab-dockdep")
     assert exact_simulate_cmd(UPGRADING, ["aegir-lab-dockdep"]).line == (
-        "env DEBIAN_FRONTEND=noninteractive LC_ALL=C apt-get -s install --no-install-recommends "
+        "env DEBIAN_FRONTEND=noninteractive LC_ALL=C timeout -k 5 300 apt-get -s install --no-install-recommends "
         "-o APT::Get::Purge=false libaegirlab1=1.0-2 aegir-lab-newdep=1.1-1 aegir-lab-dockdep-")
 
 
