@@ -61,8 +61,13 @@ def deb(lab: Lab, tmp_path_factory) -> dict:
 
 
 def inv(deb: dict, *args: str, inventory: Path | None = None):
+    """Run the task; its JSON (with ``--format json``), checked to be the one envelope every task prints."""
     res = run_inv(*args, inventory=inventory or deb["inventory"])
     data = json.loads(res.stdout) if "--format" in args and res.stdout.strip().startswith("{") else None
+    if data is not None:
+        task = next(a for a in args if a.startswith("update."))
+        assert (data["task"], data["dry"] is None or isinstance(data["dry"], bool)) == (task, True), data
+        assert isinstance(data["summary"], dict) and all({"host", "status", "error"} <= set(h) for h in data["hosts"])
     return res, data
 
 
@@ -116,7 +121,7 @@ def test_apply_refuses_when_apt_cannot_install_the_reviewed_versions_alone(deb):
     res, data = inv(deb, "-H", "hyp4", "update.apply", "--dry", "--force", "--hold", "aegir-lab-extra", "--format", "json")
     assert res.returncode == 1, res.stdout + res.stderr
     assert ("apt cannot install the reviewed versions alone: it would also install aegir-lab-extra 1.0-1 "
-            "(kept by --hold); run `inv update.review` again") in data["plan"][0]["error"]
+            "(kept by --hold); run `inv update.review` again") in data["hosts"][0]["error"]
     assert dpkg_version(deb["busy"], "aegir-lab-newdep") == "1.0-1"
 
 
@@ -178,8 +183,8 @@ def test_apply_refuses_a_risky_upgrade_nobody_announced(deb):
     assert inv(deb, "-H", "hyp4", "update.review")[0].returncode == 1
     res, data = inv(deb, "-H", "hyp4", "update.apply", "--yes", "--format", "json")
     assert res.returncode == 1
-    assert "was not announced: run `inv update.announce --message ...` first" in data["plan"][0]["error"]
-    assert not data["applied"] and dpkg_version(deb["busy"], "aegir-lab-beacon") == "1.0-1"
+    assert "was not announced: run `inv update.announce --message ...` first" in data["hosts"][0]["error"]
+    assert not data["summary"]["applied"] and dpkg_version(deb["busy"], "aegir-lab-beacon") == "1.0-1"
 
 
 def test_announce_tells_users_per_service_through_the_host_command(deb):
@@ -253,7 +258,7 @@ def test_apply_upgrades_for_real_then_checks_docker_the_apps_and_stale_processes
     for name, (_, new) in host["upgraded"].items():
         assert dpkg_version(busy, name) == new  # real dpkg, in the host's own database
     assert dpkg_version(busy, "libaegirlab1") == "1.0-2"  # the reviewed version, not the newest
-    assert data["plan"][0]["changed_since_review"] == ["libaegirlab1: reviewed 1.0-1 -> 1.0-2, now 1.0-1 -> 1.0-3"]
+    assert host["changed_since_review"] == ["libaegirlab1: reviewed 1.0-1 -> 1.0-2, now 1.0-1 -> 1.0-3"]
     assert ("changed since the review, left for the next one: libaegirlab1: reviewed 1.0-1 -> 1.0-2, "
             "now 1.0-1 -> 1.0-3") in host["notes"]
     assert dpkg_version(busy, "aegir-lab-held") == "1.0-1"

@@ -38,7 +38,7 @@ _RESTARTABLE = (".service", ".socket")
 
 @dataclass(frozen=True)
 class HostFacts:
-    """What `aegir.update.review.gather` read on one host."""
+    """What `aegir.update.facts.read_review` read on one host."""
 
     simulation: Simulation
     held: tuple[str, ...] = ()

@@ -44,6 +44,11 @@ Upgrade = tuple[str | None, str]
 Versions = Mapping[str, Upgrade]
 
 
+def log_path(now: float) -> str:
+    """Where the transcript of an apply started at `now` goes, on the host."""
+    return f"{LOG_DIR}/update-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}.log"
+
+
 def read_cmd(path: str) -> Cmd:
     """Print the file at `path`, nothing (exit 0) when it does not exist."""
     return shell('[ ! -e "$1" ] || cat -- "$1"', path)
@@ -67,11 +72,12 @@ def digest(versions: Versions, dist: bool, removals: Sequence[str] = (), risky: 
                          sorted(risky), sorted((kinds or {}).items()), list(effects)])
 
 
-def _fail(what: str, problem: str, host: str) -> AegirError:
+def _fail(what: str, problem: str, host: str | None) -> AegirError:
     return AegirError(f"{REVIEW_PATH}: {what} {problem}; run `inv update.review` again", host=host)
 
 
-def _typed(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], host: str, default: Any = None) -> Any:
+def _typed(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], host: str | None,
+           default: Any = None) -> Any:
     if key not in d:
         if default is None:
             raise _fail(f"'{key}'", "is missing", host)
@@ -83,7 +89,8 @@ def _typed(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], host: 
     return value
 
 
-def _strings(d: Mapping[str, Any], key: str, host: str, check: Callable[[str], str] | None = None) -> tuple[str, ...]:
+def _strings(d: Mapping[str, Any], key: str, host: str | None,
+             check: Callable[[str], str] | None = None) -> tuple[str, ...]:
     values = _typed(d, key, list, host, [])
     for v in values:
         if not isinstance(v, str):
@@ -96,7 +103,7 @@ def _strings(d: Mapping[str, Any], key: str, host: str, check: Callable[[str], s
     return tuple(values)
 
 
-def _versions(d: Mapping[str, Any], host: str) -> dict[str, tuple[str | None, str]]:
+def _versions(d: Mapping[str, Any], host: str | None) -> dict[str, tuple[str | None, str]]:
     out: dict[str, tuple[str | None, str]] = {}
     for name, pair in _typed(d, "versions", dict, host).items():
         try:
@@ -155,8 +162,8 @@ class ReviewRecord:
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str, host: str) -> "ReviewRecord | None":
-        """The record in `text`; None for an empty text; `AegirError` naming the field otherwise."""
+    def from_json(cls, text: str, host: str | None = None) -> "ReviewRecord | None":
+        """The record in `text`; None for an empty text; `AegirError` naming the field otherwise (and `host`)."""
         if not text.strip():
             return None
         try:
@@ -218,6 +225,15 @@ class AnnounceRecord:
             return None  # an unreadable announcement is no announcement
 
 
+def apply_record(now: float, log: str, upgraded: Versions, removed: Sequence[str], held: Sequence[str],
+                 problems: Sequence[str], review: str) -> str:
+    """The text of ``update-apply.json``: when, the transcript, what was upgraded and removed, what was held,
+    the problems the checks found, and the checksum of the review it applied."""
+    return json.dumps({"time": now, "log": log, "upgraded": {k: list(v) for k, v in upgraded.items()},
+                       "removed": list(removed), "held": list(held), "problems": list(problems), "review": review},
+                      indent=2, sort_keys=True) + "\n"
+
+
 def differing(a: Versions, b: Versions) -> Iterator[tuple[str, Upgrade | None, Upgrade | None]]:
     """``(name, in a, in b)`` for each package whose (from, to) differs between `a` and `b` (None: absent), by name."""
     for name in sorted(set(a) | set(b)):
@@ -248,7 +264,7 @@ def check_review(record: ReviewRecord | None, *, host: str, now: float | None = 
                  max_age: float = MAX_AGE) -> ReviewRecord:
     """The review `apply` may use (there is one, and it is fresh), or `RefusedError` saying why not and what to run.
 
-    Whether apt can still install its versions is `aegir.update.apply.plan`'s check.
+    Whether apt can still install its versions is `aegir.update.plan.plan_apply`'s check.
     """
     now = time.time() if now is None else now
     if record is None:

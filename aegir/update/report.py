@@ -1,39 +1,56 @@
-"""Tables and JSON for `update.review`, `update.announce` and `update.apply`."""
+"""Tables and JSON for `update.review`, `update.announce` and `update.apply` (and the review's exit code).
+
+Each takes a run (`aegir.action.Ran`: a plan per host, and what acting did)
+and gives an `aegir.action.Report`: the table, and the one JSON envelope
+(`aegir.report.envelope`) whose host entries carry the plan's and the
+result's fields. Failed hosts through `aegir.report.failed_row`, warnings
+through `aegir.report.warning`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from aegir.action import Ran, Report
 from aegir.fleet import Outcome
-from aegir.report import host_entry, table
-from aegir.update.apply import ApplyPlan, ApplyResult
+from aegir.report import envelope, failed_row, table, warning
 from aegir.update.classify import HostReview, PackageReview, fleet_summary
-from aegir.update.review import Reviewed
+from aegir.update.plan import Announced, AnnouncePlan, ApplyPlan, ApplyResult, ReviewPlan
 
 #: update.review's exit codes (the runbook's "review before apt upgrade").
 EXIT_CLEAN, EXIT_RISKY, EXIT_ERROR = 0, 1, 2
 
+#: What ``update.review --refresh`` says under ``--dry`` (on stderr).
+DRY_REFRESH = "aegir: --dry: not running `apt-get update`; reviewing the package lists as they are"
 
-def review_exit(outcomes: Sequence[Outcome[Reviewed]]) -> int:
-    """2 when a host could not be reviewed, else 1 when an upgrade is risky, else 0."""
-    if any(not o.ok for o in outcomes):
+#: The package classes, most serious first (`PackageReview.kind`).
+CLASSES = ("docker", "crucial", "reboot", "security", "other")
+
+# --------------------------------------------------------------------------- review
+
+
+def _review(o: Outcome[Any]) -> HostReview | None:
+    """The review of a host that answered (None: it failed, also when only recording it failed)."""
+    return o.value.plan.review if o.value is not None and o.ok else None
+
+
+def review_exit(ran: Ran[ReviewPlan, str]) -> int:
+    """2 when a host could not be reviewed (or the review not recorded), else 1 when an upgrade is risky, else 0."""
+    if any(not o.ok for o in ran.outcomes):
         return EXIT_ERROR
-    return EXIT_RISKY if any(o.value and o.value.review.risky for o in outcomes) else EXIT_CLEAN
+    return EXIT_RISKY if any(r.risky for o in ran.outcomes if (r := _review(o))) else EXIT_CLEAN
 
 
-def summary(outcomes: Sequence[Outcome[Reviewed]]) -> str:
-    return fleet_summary([(o.host.name, o.value.review if o.value else None, o.error) for o in outcomes])
+def summary(outcomes: Sequence[Outcome[Any]]) -> str:
+    """``2 hosts: hyp4 would restart docker via containerd; hyp5 nothing to upgrade``."""
+    return fleet_summary([(o.host.name, _review(o), o.error) for o in outcomes])
 
 
 def _live_restore(r: HostReview) -> str:
     if r.live_restore is None:
         return f"unknown ({r.docker_error})" if r.docker_error else "-"
     return "on" if r.live_restore else "off"
-
-
-#: The package classes, most serious first (`PackageReview.kind`).
-CLASSES = ("docker", "crucial", "reboot", "security", "other")
 
 
 def needs_decision(p: PackageReview) -> bool:
@@ -47,17 +64,18 @@ def class_counts(r: HostReview) -> str:
     return f"{len(r.packages)} upgrades: " + ", ".join(f"{n} {k}" for k, n in counts if n)
 
 
-def render_review(outcomes: Sequence[Outcome[Reviewed]], *, every: bool = False) -> str:
+def render_review(outcomes: Sequence[Outcome[Any]], *, every: bool = False) -> str:
     """What needs a decision first: the risky and reboot packages, held, kept back and removed ones;
     then a count per class and host, a row per host, the fleet line. `every`: a row for every package."""
     rows: list[list[Any]] = []
     hosts: list[list[Any]] = []
     counts: list[str] = []
+    warnings: list[str] = []
     for o in outcomes:
-        if o.value is None:
-            hosts.append([o.host.name, None, None, None, o.status])
+        r = _review(o)
+        if r is None:
+            hosts.append(failed_row(o, 5))
             continue
-        r = o.value.review
         for p in r.packages:
             if every or needs_decision(p):
                 rows.append([o.host.name, p.name, p.old or "(new)", p.new, *([p.origin or None] if every else []),
@@ -71,6 +89,7 @@ def render_review(outcomes: Sequence[Outcome[Reviewed]], *, every: bool = False)
                   "dist-upgrade removes it" + ("; a Docker engine package: Docker stops"
                                                if name in r.docker_removals else "")] for name in r.removals]
         hosts.append([o.host.name, len(r.packages), "yes" if r.risky else "no", _live_restore(r), r.headline()])
+        warnings += [warning(o.host.name, w) for w in r.warnings]
         if r.packages:
             hidden = 0 if every else sum(not needs_decision(p) for p in r.packages)
             counts.append(f"{o.host.name}: {class_counts(r)}"
@@ -81,65 +100,99 @@ def render_review(outcomes: Sequence[Outcome[Reviewed]], *, every: bool = False)
         out += [table(head, rows), ""]
     if counts:
         out += [*counts, ""]
-    out += [table(["HOST", "UPGRADES", "RISKY", "LIVE-RESTORE", "REVIEW"], hosts)]
-    out += [f"warning: {o.host.name}: {w}" for o in outcomes if o.value for w in o.value.review.warnings]
-    out += ["", summary(outcomes)]
+    out += [table(["HOST", "UPGRADES", "RISKY", "LIVE-RESTORE", "REVIEW"], hosts), *warnings, "", summary(outcomes)]
     return "\n".join(out)
 
 
-def review_json(outcomes: Sequence[Outcome[Reviewed]]) -> dict[str, Any]:
-    hosts = []
-    for o in outcomes:
-        entry = host_entry(o)
-        if o.value is not None:
-            r = o.value.review
-            entry.update(
-                risky=r.risky, headline=r.headline(), effects=list(r.effects()), dist=r.dist,
-                live_restore=r.live_restore, docker_error=r.docker_error,
-                packages=[{"name": p.name, "old": p.old, "new": p.new, "origin": p.origin, "kind": p.kind,
-                           "kinds": list(p.kinds), "reasons": list(p.reasons), "restarts": list(p.restarts),
-                           "risky": p.risky} for p in r.packages],
-                held=list(r.held), kept_back=list(r.kept_back), removals=list(r.removals),
-                docker_removals=list(r.docker_removals),
-                docker_dependencies={k: list(v) for k, v in r.docker_deps.items()},
-                recorded=o.value.path, digest=o.value.record.digest, warnings=list(r.warnings),
-            )
-        hosts.append(entry)
-    return {"hosts": hosts, "summary": summary(outcomes),
-            "risky": any(h.get("risky") for h in hosts), "exit": review_exit(outcomes)}
+def _review_fields(o: Outcome[Any]) -> dict[str, Any]:
+    if o.value is None:
+        return {}
+    r, record = o.value.plan.review, o.value.plan.record
+    return {
+        "risky": r.risky, "headline": r.headline(), "effects": list(r.effects()), "dist": r.dist,
+        "live_restore": r.live_restore, "docker_error": r.docker_error,
+        "packages": [{"name": p.name, "old": p.old, "new": p.new, "origin": p.origin, "kind": p.kind,
+                      "kinds": list(p.kinds), "reasons": list(p.reasons), "restarts": list(p.restarts),
+                      "risky": p.risky} for p in r.packages],
+        "held": list(r.held), "kept_back": list(r.kept_back), "removals": list(r.removals),
+        "docker_removals": list(r.docker_removals),
+        "docker_dependencies": {k: list(v) for k, v in r.docker_deps.items()},
+        "recorded": o.value.result, "digest": record.digest, "warnings": list(r.warnings),
+    }
 
 
-def render_plan(outcomes: Sequence[Outcome[ApplyPlan]]) -> str:
+def review_report(ran: Ran[ReviewPlan, str], *, every: bool = False) -> Report:
+    """``update.review``: the table (`render_review`) and the JSON; `review_exit` says the exit code."""
+    code = review_exit(ran)
+    risky = any(r.risky for o in ran.outcomes if (r := _review(o)))
+    data = envelope("update.review", ran.outcomes, _review_fields, dry=ran.dry,
+                    summary={"line": summary(ran.outcomes), "risky": risky, "exit": code})
+    return Report(data, render_review(ran.outcomes, every=every), problems=code != EXIT_CLEAN)
+
+
+def refresh_report(ran: Ran[str, str]) -> Report:
+    """``apt-get update`` on each host (``update.review --refresh``): what ran, or why not."""
+    rows = [failed_row(o, 2) if not o.ok else [o.host.name, o.value.result if o.value and o.value.result
+                                                else f"would run: {o.value.plan if o.value else '-'}"]
+            for o in ran.outcomes]
+    return Report(envelope("update.review", ran.outcomes, lambda o: {}, dry=ran.dry), table(["HOST", "REFRESH"], rows))
+
+
+# --------------------------------------------------------------------------- announce
+
+
+def announce_report(ran: Ran[AnnouncePlan, Announced]) -> Report:
+    """``update.announce``: each host's text, then a row per host with the notifier's answer."""
+    texts: list[str] = []
+    rows: list[list[Any]] = []
+    for o in ran.outcomes:
+        if o.value is None or not o.ok:
+            rows.append(failed_row(o, 3))
+            continue
+        texts.append(o.value.plan.text)
+        rows.append([o.host.name, o.value.plan.notifier, _response(o.value.result)])
+
+    def fields(o: Outcome[Any]) -> dict[str, Any]:
+        if o.value is None:
+            return {}
+        plan, result = o.value.plan, o.value.result
+        return {"text": plan.text, "notifier": plan.notifier, "response": _response(result),
+                "sent": bool(result and result.sent), "interruptions": list(plan.interruptions)}
+
+    data = envelope("update.announce", ran.outcomes, fields, dry=ran.dry,
+                    summary={"sent": sum(1 for o in ran.outcomes if o.value is not None and o.value.result)})
+    return Report(data, "\n".join(texts) + "\n" + table(["HOST", "NOTIFIER", "RESULT"], rows))
+
+
+def _response(result: Announced | None) -> str:
+    return result.response if result is not None else "not sent (--dry)"
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def render_plan(outcomes: Sequence[Outcome[Any]]) -> str:
+    """A row per host: how many upgrades, what ``--hold`` keeps, the risky ones, notes (or why it is refused)."""
     rows: list[list[Any]] = []
     for o in outcomes:
         if o.value is None:
-            rows.append([o.host.name, None, None, None, o.status])
+            rows.append(failed_row(o, 5))
             continue
-        p = o.value
+        p: ApplyPlan = o.value.plan
         rows.append([o.host.name, len(p.upgrading), ", ".join(p.hold) or None, ", ".join(p.risky) or None,
                      "; ".join(p.notes) or "ok"])
     return table(["HOST", "UPGRADES", "HELD NOW", "RISKY", "PLAN"], rows)
 
 
-def plan_json(outcomes: Sequence[Outcome[ApplyPlan]]) -> list[dict[str, Any]]:
-    out = []
-    for o in outcomes:
-        entry = host_entry(o)
-        if o.value is not None:
-            entry.update(upgrading={k: list(v) for k, v in o.value.upgrading.items()}, hold=list(o.value.hold),
-                         risky=list(o.value.risky), note=o.value.note, review=o.value.record.digest,
-                         removing=list(o.value.removing), changed_since_review=list(o.value.since))
-        out.append(entry)
-    return out
-
-
-def render_apply(outcomes: Sequence[Outcome[ApplyResult]]) -> str:
+def render_apply(outcomes: Sequence[Outcome[Any]]) -> str:
+    """A row per host: what was upgraded, Docker, the containers and projects, the log, the problems;
+    then the processes that still run replaced files."""
     rows: list[list[Any]] = []
     stale: list[Any] = []
     for o in outcomes:
-        r = o.value
+        r: ApplyResult | None = o.value.result if o.value is not None else None
         if r is None:
-            rows.append([o.host.name, None, None, None, None, None, o.status])
+            rows.append(failed_row(o, 7))
             continue
         docker = "answering" if r.docker_ok else "NOT answering"
         running = f"{len(r.containers_after)}/{len(r.containers_before)}"
@@ -153,18 +206,31 @@ def render_apply(outcomes: Sequence[Outcome[ApplyResult]]) -> str:
     return "\n".join(out)
 
 
-def apply_json(outcomes: Sequence[Outcome[ApplyResult]]) -> dict[str, Any]:
-    hosts = []
-    for o in outcomes:
-        entry = host_entry(o)
-        r = o.value
-        if r is not None:
-            entry.update(upgraded={k: list(v) for k, v in r.upgraded.items()}, log=r.log, docker_ok=r.docker_ok,
-                         docker_error=r.docker_error, projects=list(r.projects),
-                         containers_before=list(r.containers_before), containers_after=list(r.containers_after),
-                         needs_restart=[{"pid": s.pid, "command": s.command, "unit": s.unit, "files": list(s.files)}
-                                        for s in r.stale],
-                         left=list(r.left), problems=list(r.problems), notes=list(r.notes),
-                         differences=list(r.differences))
-        hosts.append(entry)
-    return {"hosts": hosts}
+def _apply_fields(o: Outcome[Any]) -> dict[str, Any]:
+    if o.value is None:
+        return {}
+    p: ApplyPlan = o.value.plan
+    out: dict[str, Any] = {
+        "upgrading": {k: list(v) for k, v in p.upgrading.items()}, "hold": list(p.hold), "risky": list(p.risky),
+        "note": p.note, "review": p.record.digest, "removing": list(p.removing),
+        "changed_since_review": list(p.since)}
+    r: ApplyResult | None = o.value.result
+    if r is not None:
+        out.update(upgraded={k: list(v) for k, v in r.upgraded.items()}, log=r.log, docker_ok=r.docker_ok,
+                   docker_error=r.docker_error, projects=list(r.projects),
+                   containers_before=list(r.containers_before), containers_after=list(r.containers_after),
+                   needs_restart=[{"pid": s.pid, "command": s.command, "unit": s.unit, "files": list(s.files)}
+                                  for s in r.stale],
+                   left=list(r.left), problems=list(r.problems), notes=list(r.notes),
+                   differences=list(r.differences))
+    return out
+
+
+def apply_report(ran: Ran[ApplyPlan, ApplyResult]) -> Report:
+    """``update.apply``: the plan (dry, refused, or before the question), or what the apply did and found."""
+    results = [r for _, r in ran.results()]
+    data = envelope("update.apply", ran.outcomes, _apply_fields, dry=ran.dry,
+                    summary={"applied": ran.acted, "upgraded": sum(len(r.upgraded) for r in results),
+                             "problems": sum(bool(r.problems) for r in results)})
+    text = render_apply(ran.outcomes) if ran.acted else render_plan(ran.outcomes)
+    return Report(data, text, problems=any(r.problems for r in results))

@@ -153,7 +153,7 @@ def test_a_dist_upgrade_removing_the_docker_engine_is_risky_and_said_first():
 
 def test_a_package_whose_new_version_could_not_be_read_fails_the_review_instead_of_passing_as_harmless():
     from aegir.errors import AegirError
-    from aegir.update.review import check_read
+    from aegir.update.facts import check_read
 
     out = ("@@aegir@@ package foo\n@@aegir@@ download-failed\nE: Can't find a source to download version '2' of "
            "'foo:amd64'\n@@aegir@@ old-files\n/lib/systemd/system/foo.service\n@@aegir@@ package bar\n"

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from aegir.errors import AegirError
-from aegir.update.apply import exact_changes
 from aegir.update.install import (
     _GATE_SCRIPT,
     InstallRun,
@@ -24,6 +23,7 @@ from aegir.update.install import (
     install_specs,
     parse_install,
 )
+from aegir.update.plan import exact_changes
 
 UPGRADING = {"libaegirlab1": ("1.0-1", "1.0-2"), "aegir-lab-newdep": ("1.0-1", "1.1-1")}
 #: What apt 2.6 (bookworm) fed the hook for `apt-get install libaegirlab1=1.0-2 aegir-lab-newdep=1.1-1 aegir-lab-dockdep-`.

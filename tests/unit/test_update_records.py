@@ -9,14 +9,14 @@ import pytest
 
 from aegir.errors import AegirError, RefusedError
 from aegir.sh import write_file_cmd
-from aegir.update.apply import log_path
-from aegir.update.notify import Interruption, compose_text, interruptions
+from aegir.update.plan import Interruption, compose_text, interruptions
 from aegir.update.records import (
     AnnounceRecord,
     ReviewRecord,
     _fingerprint,  # noqa: PLC2701 - the checksum, recomputed for edited records
     check_announced,
     check_review,
+    log_path,
     read_cmd,
     removal_changes,
     version_changes,

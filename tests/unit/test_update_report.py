@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from aegir.action import HostRun
 from aegir.fleet import Outcome
 from aegir.inventory import Host
 from aegir.update.classify import HostReview, PackageReview
+from aegir.update.plan import ReviewPlan, record_of
 from aegir.update.report import render_review
-from aegir.update.review import Reviewed, record_of
 
 
 def pkg(name: str, *kinds: str, origin: str = "Debian:12.8/stable") -> PackageReview:
@@ -22,8 +23,8 @@ REVIEW = HostReview(
 
 
 def rendered(every: bool) -> str:
-    reviewed = Reviewed(REVIEW, record_of(REVIEW, now=0.0, by="op@here"))
-    return render_review([Outcome(Host("hyp1"), reviewed)], every=every)
+    reviewed = ReviewPlan(REVIEW, record_of(REVIEW, now=0.0, by="op@here"))
+    return render_review([Outcome(Host("hyp1"), HostRun(reviewed))], every=every)
 
 
 def test_the_review_lists_the_risky_reboot_and_held_packages_then_a_count_per_class():
