@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from aegir.action import DRY_LINE
 from aegir.update.install import differences, expected_actions, install_cmd, parse_install
 from tests.helpers import run_inv
 from tests.lab import Lab, LabHost, debian_root, lab_packages
@@ -188,6 +189,11 @@ def test_apply_refuses_a_risky_upgrade_nobody_announced(deb):
 
 
 def test_announce_tells_users_per_service_through_the_host_command(deb):
+    told, recorded = deb["busy"].root("/var/tmp/aegir-announcement"), deb["busy"].root("/var/lib/aegir/update-announce.json")
+    dry, data = inv(deb, "--dry", "-H", "hyp4", "update.announce", "--message", "Upgrades tonight.", "--format", "json")
+    assert dry.returncode == 0 and dry.stderr.rstrip().endswith(DRY_LINE), dry.stderr
+    assert data["dry"] and data["hosts"][0]["response"] == "not sent (--dry)" and not data["hosts"][0]["sent"]
+    assert not told.exists() and not recorded.exists()  # the dry run neither sent nor recorded
     res, data = inv(deb, "-H", "hyp4", "update.announce", "--message", "Upgrades tonight.", "--when", "22:00 UTC",
                     "--format", "json")
     assert res.returncode == 0, res.stderr
@@ -302,12 +308,16 @@ def test_a_dry_review_does_not_refresh_the_package_lists(deb):
     lists = [p for p in quiet.root("/var/lib/apt/lists").iterdir() if p.is_file() and p.name != "lock"]
     for p in lists:
         os.utime(p, ns=(0, 0))
+    record = quiet.root("/var/lib/aegir/update-review.json")
+    assert not record.exists()  # update.apply retired hyp5's last review
     res = run_inv("--dry", "-H", "hyp5", "update.review", "--refresh", inventory=deb["inventory"])
     assert res.returncode in (0, 1), res.stdout + res.stderr
-    assert "--dry: not running `apt-get update`" in res.stderr
+    assert "--dry: not running `apt-get update`" in res.stderr and res.stderr.rstrip().endswith(DRY_LINE)
     assert [p.stat().st_mtime_ns for p in lists] == [0] * len(lists)
+    assert not record.exists()  # nor recording the review
     run_inv("-H", "hyp5", "update.review", "--refresh", inventory=deb["inventory"])
     assert any(p.stat().st_mtime_ns != 0 for p in quiet.root("/var/lib/apt/lists").iterdir() if p.is_file())
+    assert record.exists()
 
 
 @pytest.mark.parametrize(("edit", "message"), [
