@@ -20,9 +20,8 @@ from aegir.errors import AegirError, UnreachableError
 from aegir.mysql import onhost
 from aegir.mysql.facts import AppWal, RunState, parse_run_state, parse_wal, run_state_cmd, wal_cmd
 from aegir.mysql.plan import Options, plan_cmd, program_path, restore_cmd, start_cmd
+from aegir.notify import Notifier, send
 from aegir.sh import write_file_cmd
-from aegir.update.config import Notifier
-from aegir.update.notify import send
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.host import HostContext

@@ -71,12 +71,12 @@ def checkpoint(c, path, basedir=None, db=None, service=None, mode=None, keep=Non
     from aegir.mysql import report, steps
     from aegir.mysql.onhost import FAULT_ENV, now_id
     from aegir.mysql.plan import app_path
-    from aegir.update import config as update_config
+    from aegir.update import settings as update_settings
 
     fmt = check_format(format)
     host = one_host(c, "mysql.checkpoint runs on one host")
     opts = _opts(basedir, db, service, mode, keep)
-    notifier = update_config.for_host(inventory(c), host).notifier
+    notifier = update_settings.for_host(inventory(c), host).notifier
     dry = is_dry(c, dry)
 
     def one(hc: HostContext) -> dict[str, Any]:

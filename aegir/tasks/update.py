@@ -23,15 +23,15 @@ from aegir.tasks.base import ROLLING_HELP, act, finish, inventory, is_dry, targe
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
     from aegir.inventory import Host
-    from aegir.update.config import UpdateConfig
+    from aegir.update.settings import UpdateConfig
 
 
 def _configs(c: Context) -> tuple[dict[str, UpdateConfig], tuple[Host, ...]]:
     """Each target host's validated ``update:`` section (inventory errors exit 2), and the targets."""
-    from aegir.update import config as update_config
+    from aegir.update import settings
 
     inv, hosts = inventory(c), targets(c)
-    return {h.name: update_config.for_host(inv, h) for h in hosts}, tuple(hosts)
+    return {h.name: settings.for_host(inv, h) for h in hosts}, tuple(hosts)
 
 
 def _operator() -> str:

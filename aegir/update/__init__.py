@@ -1,6 +1,6 @@
 """Debian updates, as the runbook does them: review, tell users, apply, check.
 
-- `config`: the inventory's ``update:`` section (crucial units, notifier).
+- `settings`: the inventory's ``update:`` section (crucial units, the notifier of `aegir.notify`).
 - `apt`: apt, dpkg and systemctl commands and their pure parsers.
 - `facts`: what update reads of a host, as Facts; `read_review`, the review's reads.
 - `scripts`: which units a package's maintainer scripts restart on upgrade.
@@ -9,7 +9,6 @@
 - `install`: the one gated script that installs exactly the reviewed versions, and dpkg's state compared.
 - `plan`: the review's record, the apply's plan and result, the announcement's text (pure).
 - `steps`: the Actions (refresh, review, announce, apply): the only code here that changes a host.
-- `notify`: sending through a notifier (command on the host, HTTP POST).
 - `report`: the tables and JSON of the three tasks.
 
 The tasks are in `aegir.tasks.update`.

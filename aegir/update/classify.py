@@ -9,7 +9,7 @@ shown under the first:
   that unit restarts or stops Docker. Running containers stop with Docker
   unless ``live-restore`` is on, which the reason says.
 - ``crucial``: its maintainer scripts restart a unit that is active on the
-  host and in the crucial list (`aegir.update.config`).
+  host and in the crucial list (`aegir.update.settings`).
 - ``reboot``: it takes effect only after a reboot (kernel, libc, systemd...).
 - ``security``: apt takes it from a security archive.
 - ``other``: none of those (restarts of non-crucial units are mentioned).
@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aegir.update.apt import PackageInfo, Simulation, Unit
-from aegir.update.config import UpdateConfig
 from aegir.update.scripts import Restart, restarts
+from aegir.update.settings import UpdateConfig
 
 KINDS = ("docker", "crucial", "reboot", "security", "other")
 RISKY = ("docker", "crucial")

@@ -44,9 +44,9 @@ from aegir.update.apt import (
     systemctl_show_cmd,
 )
 from aegir.update.classify import DOCKER_UNITS, HostFacts, docker_dependencies
-from aegir.update.config import UpdateConfig
 from aegir.update.install import exact_simulate_cmd
 from aegir.update.records import ANNOUNCE_PATH, REVIEW_PATH, AnnounceRecord, ReviewRecord, read_cmd
+from aegir.update.settings import UpdateConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.host import HostContext

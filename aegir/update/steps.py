@@ -7,7 +7,7 @@ a host are here and nowhere else in `update`.
 - `Refresh`: ``apt-get update`` (``update.review --refresh``), before the review reads.
 - `Review`: plan = the review (`read_review` + `classify`); act = write its
   record for ``update.apply``, then read it back.
-- `Announce`: plan = the text per host; act = send it (`update.notify`), record it, read it back.
+- `Announce`: plan = the text per host; act = send it (`aegir.notify.send`), record it, read it back.
 - `Apply`: plan = a fresh review apt can still install alone, announced if
   risky; act = the one gated install (`aegir.update.install`), then the checks
   (dpkg against the review, Docker, the projects, the containers, stale
@@ -29,11 +29,11 @@ from aegir.compose.status import gather_status
 from aegir.docker import DockerUnavailable, client_for, dockerd_fact
 from aegir.errors import AegirError, CommandError, RefusedError
 from aegir.fleet import Outcome
+from aegir.notify import Notifier, send
 from aegir.sh import write_file_cmd
 from aegir.update import report
 from aegir.update.apt import fetch_failure, update_cmd
 from aegir.update.classify import classify
-from aegir.update.config import Notifier, UpdateConfig
 from aegir.update.facts import (
     afterwards_fact,
     announce_record_fact,
@@ -46,7 +46,6 @@ from aegir.update.facts import (
     step_failed,
 )
 from aegir.update.install import expected_actions, install_cmd, parse_install
-from aegir.update.notify import send
 from aegir.update.plan import (
     Announced,
     AnnouncePlan,
@@ -71,6 +70,7 @@ from aegir.update.records import (
     log_path,
     retire_review_cmd,
 )
+from aegir.update.settings import UpdateConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from invoke import Context
@@ -171,7 +171,7 @@ class Announce(action.Action[AnnouncePlan, Announced]):
         if notifier is None:
             raise AegirError("no notifier: set update.notify.command (run on the host) or update.notify.url "
                              "(HTTP POST) in the inventory", host=hc.name)
-        response = send(hc, notifier, plan.text, dict(plan.document), when=self.when)
+        response = send(hc, notifier, plan.text, plan.document, when=self.when)
         told = AnnounceRecord(self.now, plan.record.digest, self.message, self.when, notifier.kind, plan.text)
         hc.run(write_file_cmd(ANNOUNCE_PATH, told.to_json()))
         if hc.fact(announce_record_fact()) != told:

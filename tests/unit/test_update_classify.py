@@ -11,7 +11,7 @@ from aegir.errors import InventoryError
 from aegir.inventory import parse
 from aegir.update.apt import owners, parse_dpkg_search, parse_package_info, parse_simulation, parse_units
 from aegir.update.classify import HostFacts, classify, docker_dependencies, fleet_summary
-from aegir.update.config import DEFAULT_CRUCIAL_UNITS, UpdateConfig, for_host
+from aegir.update.settings import DEFAULT_CRUCIAL_UNITS, UpdateConfig, for_host
 
 DATA = Path(__file__).parent / "data"
 LAB = UpdateConfig(crucial_units=(*DEFAULT_CRUCIAL_UNITS, "aegir-lab-beacon.service"))

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aegir import fields
 from aegir.errors import AegirError
 from aegir.fields import Fields
 from aegir.inventory import Host, Inventory
+from aegir.notify import Notifier
 from aegir.update.apt import check_unit
 
 #: Units whose restart users notice (a unit's aliases count: sshd.service is ssh.service).
@@ -50,20 +51,6 @@ DEFAULT_REBOOT_PACKAGES = (
 
 KEYS = ("crucial_units", "extra_crucial_units", "extra_docker_packages", "reboot_packages", "notify")
 NOTIFY_KEYS = ("command", "url", "headers", "timeout")
-
-
-@dataclass(frozen=True)
-class Notifier:
-    """How `update.announce` tells users: a command on the host, or an HTTP POST."""
-
-    command: tuple[str, ...] = ()
-    url: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    timeout: float = 10.0
-
-    @property
-    def kind(self) -> str:
-        return "command" if self.command else "http"
 
 
 @dataclass(frozen=True)
