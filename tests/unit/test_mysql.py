@@ -58,7 +58,7 @@ def test_only_the_logs_before_the_current_one_are_archived_and_a_restore_chain_h
     assert onhost.replay_chain(("mysql-bin.000010", 4), logs) == ("mysql-bin.000010", "mysql-bin.000011")
     with pytest.raises(CheckpointError, match="missing between mysql-bin.000009 and mysql-bin.000011"):
         onhost.replay_chain(("mysql-bin.000009", 4), ["mysql-bin.000009", "mysql-bin.000011"])
-    with pytest.raises(CheckpointError, match="neither archived nor in wal"):
+    with pytest.raises(CheckpointError, match="neither archived nor in the server.s index"):
         onhost.replay_chain(("mysql-bin.000008", 4), logs)
 
 
