@@ -174,10 +174,12 @@ class ProcScan(Background):
     ``with ProcScan(secret, watch="cryptsetup") as scan: ...``; afterwards
     `scan.hits` lists (pid, file, text around it) where a secret was found, and
     `scan.watched` the distinct command lines containing `watch` that the scan
-    caught (proof that it looked while the sensitive command ran).
+    caught (proof that it looked while the sensitive command ran). `where` limits the scan (e.g. to
+    ``("cmdline",)`` where a process is given the secret in its environment on purpose).
     """
 
-    def __init__(self, *secrets: str, watch: str) -> None:
+    def __init__(self, *secrets: str, watch: str, where: tuple[str, ...] = ("cmdline", "environ")) -> None:
+        self.where = where
         self.secrets = [s.encode() for s in secrets if s]
         self.watch = watch.encode()
         self.hits: list[tuple[int, str, str]] = []
@@ -191,7 +193,7 @@ class ProcScan(Background):
             for entry in os.scandir("/proc"):
                 if not entry.name.isdigit() or int(entry.name) == me:
                     continue
-                for what in ("cmdline", "environ"):
+                for what in self.where:
                     try:
                         with open(f"/proc/{entry.name}/{what}", "rb") as f:
                             data = f.read()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, run_inv
+from tests.helpers import REPO, ProcScan, run_inv
 from tests.lab import Lab, LabHost
 from tests.lab import mysql_app as app
+from tests.lab.mariadb_image import MYSQL_TAG
 
 ARCHIVE = "/srv/archive/mysql/apps/shop"
 STATE = "/srv/conf/aegir/mysql/apps-shop"
@@ -154,10 +156,12 @@ def test_restore_rebuilds_every_row_from_a_base_and_the_logs_since(lab: Lab, sho
 
 
 def restored_ids(host: LabHost, into: str) -> list[int]:
-    """Start a throw-away server on `into`/db and list its rows."""
+    """Start a throw-away server on `into`/db (the lab's image; no grant tables: root's password, if any, does
+    not matter) and list its rows."""
     name = "verify-" + into.rsplit("/", 1)[-1].lower()
     host.run(["docker", "run", "-d", "--name", name, "--network", "none", "-v", f"{into}/db:/var/lib/mysql",
-              "--entrypoint", "mariadbd", app.TAG, "--user=root", "--datadir=/var/lib/mysql", "--skip-log-bin"])
+              "--entrypoint", "mariadbd", app.TAG, "--user=root", "--datadir=/var/lib/mysql", "--skip-log-bin",
+              "--skip-grant-tables"])
     try:
         deadline = time.monotonic() + 60
         while host.run(["docker", "exec", name, "mariadb", "-uroot", "-e", "SELECT 1"], check=False).returncode:
@@ -278,3 +282,260 @@ def test_dropping_ssh_mid_run_does_not_stop_the_checkpoint_and_status_reattaches
     assert app.ids(shop) == rows
     assert_no_log_lost(shop, before)
     assert not set(before) & set(binlogs(shop))  # archived and purged by the run nobody watched
+
+
+# --------------------------------------------------------------------------- regressions (each failed on main)
+
+
+def test_a_rotation_during_verify_loses_no_write_on_restore(lab: Lab, shop: LabHost):
+    """The cold restore position is the first log the restarted server wrote, not the one current after the
+    slow verify: rows written after the restart, in a log rotated away during verify, are replayed."""
+    log = shop.root(f"{STATE}/log")
+    offset = log.stat().st_size
+    env = {**os.environ, "AEGIR_INVENTORY": str(lab.inventory_path), "AEGIR_MYSQL_FAULT": "verify:sleep=6"}
+    operator = subprocess.Popen([sys.executable, "-m", "aegir", "-H", shop.name, "mysql.checkpoint", "apps/shop",
+                                 "--mode", "cold", "--yes", "-f", "json"], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "says pause" not in log.read_text()[offset:]:
+            assert time.monotonic() < deadline and operator.poll() is None
+            time.sleep(0.1)
+        first = app.ids(shop)[-1] + 1
+        app.insert(shop, first, first + 9)  # after the restart: in the log the restarted server started
+        app.sql(shop, "FLUSH BINARY LOGS")  # an app's FLUSH LOGS (or the size limit) during verify
+        app.insert(shop, first + 10, first + 19)
+        out, err = operator.communicate(timeout=300)
+    finally:
+        operator.kill()
+        operator.wait()
+    assert operator.returncode == 0, out + err
+    result = json.loads(out)["result"]
+    assert result["ok"] and result["start"][0] in result["archived"]
+    into = "/srv/scratch/restore-rotated"
+    done = inv(lab, shop, "mysql.restore", "apps/shop", "--at", "latest", "--into", into, "-f", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert restored_ids(shop, into) == app.ids(shop)  # rows first..first+19 included
+
+
+BOOKS = app.COMPOSE.replace("--log-bin=/wal/mysql-bin", "--log-bin=/wal/mysql-bin\", \"--log-bin-index=/wal/binlog.index")
+
+
+def test_a_basename_change_never_purges_logs_that_are_not_archived(lab: Lab, shop: LabHost):
+    """`log-bin` renamed mysql-bin -> db1-bin, one index: every log before the current one is archived by name
+    before PURGE, whatever its number, and a restore follows the index's order across the rename."""
+    app.deploy(shop, "books", BOOKS)
+    for first in (1, 11, 21):
+        app.insert(shop, first, first + 9, "books")
+        app.sql(shop, "FLUSH BINARY LOGS", "books")
+    shop.write("apps/books/docker-compose.yml", BOOKS.replace("/wal/mysql-bin\"", "/wal/db1-bin\""))
+    shop.run(["docker", "compose", "--project-directory", "/srv/apps/books", "-p", "books", "up", "-d"], timeout=120)
+    app.wait_db(shop, "books")
+    app.insert(shop, 31, 40, "books")
+    wal = shop.root("/srv/apps/books/wal")
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in wal.iterdir() if p.name.startswith("mysql-bin.0")}
+    assert len(before) >= 4 and any(p.name.startswith("db1-bin.0") for p in wal.iterdir())
+    done = inv(lab, shop, "mysql.checkpoint", "apps/books", "--mode", "cold", "--yes", "-f", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    archive = shop.root("/srv/archive/mysql/apps/books")
+    copies = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for e in archive.iterdir() for f in
+              (e / "binlogs").glob("*")}
+    for name, digest in before.items():
+        kept = (wal / name).is_file() and hashlib.sha256((wal / name).read_bytes()).hexdigest() == digest
+        assert kept or copies.get(name) == digest, f"{name} was purged and is not in the archive"
+    into = "/srv/scratch/restore-books"
+    again = inv(lab, shop, "mysql.restore", "apps/books", "--at", "latest", "--into", into, "-f", "json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert restored_ids(shop, into) == app.ids(shop, "books") == list(range(1, 41))
+    shop.run(["docker", "compose", "--project-directory", "/srv/apps/books", "-p", "books", "down"], timeout=120)
+
+
+def test_a_symlink_in_db_stops_the_checkpoint_before_the_database_is_stopped(lab: Lab, shop: LabHost):
+    link = shop.root("/srv/apps/shop/db/shop/outside.ibd")
+    link.symlink_to("/etc/hostname")
+    started = app.started_at(shop, "shop", "db")
+    complete = entries(shop)
+    try:
+        done = inv(lab, shop, "mysql.checkpoint", "apps/shop", "--mode", "cold", "--yes", "-f", "json")
+    finally:
+        link.unlink()
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = json.loads(done.stdout)["result"]
+    assert result["failed_step"] == "precopy" and "is a symbolic link" in result["error"]
+    assert "step stop" not in done.stderr
+    assert app.started_at(shop, "shop", "db") == started  # never stopped
+    assert entries(shop) == complete
+
+
+# --------------------------------------------------------------------------- apps set up like the official images
+
+#: root's password, in each app's .env only; shell-hostile on purpose.
+SECRET = 'aegir-S3cr#t "pw" $HOME&;|x'
+ENV = f"ROOT_PASSWORD='{SECRET}'\n"
+
+#: name -> (compose file, .env, database service, client, folder of its binary logs)
+OFFICIAL = {
+    # binary logs in the datadir (a relative --log-bin), root's password from .env
+    "ledger": (app.official_compose(log_bin="mysql-bin"), ENV, "mariadb", "mariadb", "db"),
+    # binary logs in wal/, root's password from a Docker secret (MARIADB_ROOT_PASSWORD_FILE)
+    "notes": (app.official_compose(env="MARIADB_ROOT_PASSWORD_FILE: /run/secrets/root", service_extra="    secrets: [root]\n",
+                                   top_extra="secrets:\n  root:\n    file: ./secrets/root\n"), "", "mariadb", "mariadb",
+              "wal"),
+    # MySQL's program names only (mysql, mysqlbinlog, mysqld; no mariadb-backup), MYSQL_ROOT_PASSWORD
+    "crm": (app.official_compose(service="mysql", image=MYSQL_TAG,
+                                 env="MYSQL_ROOT_PASSWORD: ${ROOT_PASSWORD}"), ENV, "mysql", "mysql", "wal"),
+}
+
+
+def how(name: str) -> dict[str, object]:
+    _, _, service, client, _ = OFFICIAL[name]
+    return {"service": service, "client": client, "login": app.APP_USER}
+
+
+@pytest.fixture(scope="module")
+def official(lab: Lab):
+    """A lab host with the three apps of `OFFICIAL`, rows 1-50 in each over two binary logs."""
+    with lab.extra_host("mysqlpw") as host:
+        for name, (compose, env, *_) in OFFICIAL.items():
+            if name == "notes":
+                host.write("apps/notes/secrets/root", SECRET + "\n")
+            app.deploy(host, name, compose, env=env, **how(name))  # type: ignore[arg-type]
+            app.insert(host, 1, 50, name, **how(name))
+            app.sql(host, "FLUSH BINARY LOGS", name, **how(name))  # type: ignore[arg-type]
+        yield host
+
+
+def logs_of(host: LabHost, name: str) -> dict[str, str]:
+    """Checksums of the binary logs of `name` on the host (its index and the files it names)."""
+    folder = host.root(f"/srv/apps/{name}/{OFFICIAL[name][4]}")
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()
+            if re.fullmatch(r"mysql-bin\.\d{6}", p.name)}
+
+
+def archived(host: LabHost, name: str) -> dict[str, str]:
+    root = host.root(f"/srv/archive/mysql/apps/{name}")
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for e in sorted(root.iterdir())
+            if (e / "MANIFEST.json").is_file() for f in (e / "binlogs").glob("*")} if root.is_dir() else {}
+
+
+def no_secret_on_disk(host: LabHost, name: str) -> None:
+    """The password is in no file aegir wrote: the state folder (log, result) and the archive's manifests."""
+    state = host.root(f"/srv/conf/aegir/mysql/apps-{name}")
+    files = [*state.glob("*"), *host.root(f"/srv/archive/mysql/apps/{name}").glob("*/MANIFEST.json")]
+    assert files and not [f for f in files if f.is_file() and SECRET.encode() in f.read_bytes()]
+
+
+@pytest.mark.parametrize("name", ["ledger", "notes"])
+def test_cold_and_hot_checkpoints_log_in_as_the_app_does_and_lose_no_row_while_it_writes(lab: Lab,
+                                                                                        official: LabHost, name: str):
+    host = official
+    stop = f"/tmp/aegir-mysql-writer-{name}"
+    host.run(["rm", "-f", stop])
+    before = logs_of(host, name)
+    writer = subprocess.Popen(host.command(app.writer_argv(app.ip(host, name, "mariadb"), stop, 100_000)),
+                              stdout=subprocess.PIPE, text=True)
+    outputs = []
+    try:
+        with ProcScan(SECRET, watch="mysql-checkpoint", where=("cmdline",)) as scan:
+            time.sleep(1)
+            for mode in ("cold", "hot"):
+                done = inv(lab, host, "mysql.checkpoint", f"apps/{name}", "--mode", mode, "--yes", "-f", "json")
+                outputs.append(done.stdout + done.stderr)
+                assert done.returncode == 0, done.stdout + done.stderr
+                result = json.loads(done.stdout)["result"]
+                assert result["ok"] and result["login"] == "the password from MARIADB_ROOT_PASSWORD" + (
+                    "_FILE" if name == "notes" else "")
+                time.sleep(1)
+    finally:
+        host.run(["touch", stop])
+        out, _ = writer.communicate(timeout=60)
+    first, last, _ = map(int, out.split())
+    assert last - first > 40, out  # it wrote all along
+    rows = app.ids(host, name, **how(name))
+    assert rows == [*range(1, 51), *range(first, last + 1)]  # no row lost, none invented
+    assert scan.watched and scan.hits == []  # it looked while the checkpoints ran; no argv held the password
+    assert not [o for o in outputs if SECRET in o]
+    no_secret_on_disk(host, name)
+    copies = archived(host, name)
+    now = logs_of(host, name)
+    for log_name, digest in before.items():  # every log there was: kept, or archived (as it was, if it was closed)
+        assert log_name in copies or log_name in now, f"{log_name} was purged, not archived"
+        if log_name != max(before):
+            assert digest in (copies.get(log_name), now.get(log_name)), f"{log_name} changed"
+    gone = set(before) - set(now)
+    assert gone and gone <= set(copies)
+    if name == "ledger":  # logs in the datadir: archived, never copied into the base as well
+        base = sorted(host.root("/srv/archive/mysql/apps/ledger").glob("*/base"))
+        assert base and not [p for b in base for p in b.iterdir() if p.name.startswith("mysql-bin.")]
+    into = f"/srv/scratch/restore-{name}"
+    done = inv(lab, host, "mysql.restore", f"apps/{name}", "--at", "latest", "--into", into, "-f", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert restored_ids(host, into) == rows
+
+
+def test_an_image_with_mysql_only_checkpoints_cold_and_refuses_hot_before_anything_starts(lab: Lab,
+                                                                                         official: LabHost):
+    host = official
+    started = app.started_at(host, "crm", "mysql")
+    hot = inv(lab, host, "mysql.checkpoint", "apps/crm", "--mode", "hot", "--yes")
+    assert hot.returncode == 1
+    assert "mariadb-backup is MariaDB's" in hot.stdout + hot.stderr and "use --mode cold" in hot.stdout + hot.stderr
+    assert app.started_at(host, "crm", "mysql") == started and archived(host, "crm") == {}
+    assert not host.root("/srv/archive/mysql/apps/crm").is_dir() or not list(
+        host.root("/srv/archive/mysql/apps/crm").iterdir())
+    with ProcScan(SECRET, watch="mysql-checkpoint", where=("cmdline",)) as scan:
+        cold = inv(lab, host, "mysql.checkpoint", "apps/crm", "--mode", "cold", "--yes", "-f", "json")
+    assert cold.returncode == 0, cold.stdout + cold.stderr
+    result = json.loads(cold.stdout)["result"]
+    assert result["ok"] and result["login"] == "the password from MYSQL_ROOT_PASSWORD" and scan.hits == []
+    assert "client mysql" in host.root("/srv/conf/aegir/mysql/apps-crm/log").read_text()
+    app.insert(host, 51, 60, "crm", **how("crm"))
+    into = "/srv/scratch/restore-crm"
+    done = inv(lab, host, "mysql.restore", "apps/crm", "--at", "latest", "--into", into, "-f", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert restored_ids(host, into) == app.ids(host, "crm", **how("crm")) == list(range(1, 61))
+    assert SECRET not in cold.stdout + cold.stderr + done.stdout + done.stderr
+
+
+def test_a_wrong_or_missing_password_is_one_line_naming_the_variable(lab: Lab, official: LabHost):
+    host = official
+    env = host.root("/srv/apps/ledger/.env")
+    try:
+        env.write_text("ROOT_PASSWORD='not-the-password'\n")
+        wrong = inv(lab, host, "mysql.checkpoint", "apps/ledger", "--dry")
+        env.write_text("OTHER=1\n")
+        missing = inv(lab, host, "mysql.checkpoint", "apps/ledger", "--dry")
+    finally:
+        env.write_text(ENV)
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stdout + wrong.stderr
+    assert ("root cannot log in to service 'mariadb': the password from MARIADB_ROOT_PASSWORD of service 'mariadb' "
+            "is refused (ERROR 1045") in wrong.stdout
+    assert "not-the-password" not in wrong.stdout + wrong.stderr
+    assert missing.returncode == 1
+    assert ("root cannot log in to service 'mariadb' through its socket and no password was found: looked for "
+            "MARIADB_ROOT_PASSWORD, MARIADB_ROOT_PASSWORD_FILE, MYSQL_ROOT_PASSWORD, MYSQL_ROOT_PASSWORD_FILE") \
+        in missing.stdout
+
+
+def test_mysql_wal_and_disk_report_show_each_apps_archive(lab: Lab, official: LabHost):
+    host = official
+    done = inv(lab, host, "mysql.wal", "-f", "json")
+    assert done.returncode == 0, done.stderr
+    [row] = [r for r in json.loads(done.stdout)["apps"] if r["host"] == host.name and r["app"] == "apps/ledger"]
+    root = host.root("/srv/archive/mysql/apps/ledger")
+    ids = sorted(p.name for p in root.iterdir() if (p / "MANIFEST.json").is_file())
+    size = int(host.run(["du", "-sb", "/srv/archive/mysql/apps/ledger"]).stdout.split()[0])
+    assert (row["checkpoints"], row["archive_bytes"], row["keep"]) == (len(ids), size, None)
+    assert row["oldest_checkpoint"] == ids[0] and row["newest_checkpoint"] == ids[-1]
+    assert row["wal_bytes"] == sum(p.stat().st_size for p in host.root("/srv/apps/ledger/db").glob("mysql-bin.0*"))
+    flagged = inv(lab, host, "mysql.wal", "--archive-over", "1K")
+    assert flagged.returncode == 1 and "ARCHIVE OVER 1.0K" in flagged.stdout
+    prom = inv(lab, host, "mysql.wal", "-f", "prometheus")
+    assert prom.returncode == 0, prom.stderr
+    assert f'aegir_mysql_archive_bytes{{host="{host.name}",app="apps/ledger"}} {size}' in prom.stdout
+    assert f'aegir_mysql_archive_checkpoints{{host="{host.name}",app="apps/ledger"}} {len(ids)}' in prom.stdout
+    report = inv(lab, host, "disk.report", "-f", "prometheus")
+    assert report.returncode == 0, report.stderr
+    assert f'aegir_mysql_archive_bytes{{host="{host.name}",app="apps/ledger"}} {size}' in report.stdout
+    table = inv(lab, host, "disk.report")
+    assert "apps/ledger" in table.stdout and "ARCHIVE" in table.stdout

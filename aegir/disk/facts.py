@@ -221,6 +221,82 @@ def parse_docker_df(df: Mapping[str, Any]) -> DockerUsage:
     )
 
 
+# --------------------------------------------------------------------------- the checkpoint archive (mysql)
+
+#: Where `mysql.checkpoint` keeps each app's checkpoints (under /srv), as `aegir.mysql.onhost` lays it out.
+ARCHIVE_ROOT = "archive/mysql"
+
+_ARCHIVE_SCRIPT = r"""cd "$1" 2>/dev/null || exit 0
+for d in archive/mysql/core/*/ archive/mysql/apps/*/ archive/mysql/users/*/; do
+  [ -d "$d" ] || continue
+  d=${d%/}
+  printf 'R\t%s\t%s\n' "${d#archive/mysql/}" "$(du -sb -- "$d" 2>/dev/null | cut -f1)"
+  find "$d" -mindepth 2 -maxdepth 2 -name MANIFEST.json -printf 'E\t%h\t%T@\n'
+  last=
+  for m in "$d"/*/MANIFEST.json; do [ -f "$m" ] && last=$m; done
+  [ -n "$last" ] && printf 'K\t%s\t%s\n' "${d#archive/mysql/}" "$(grep -o '"keep": *[0-9a-z]*' "$last" | head -n 1)"
+done
+exit 0
+"""
+
+
+def archive_cmd(srv: str) -> Cmd:
+    """Every app's checkpoint archive under `srv`: its size, its complete checkpoints, the newest one's
+    retention (``keep``), in one round trip."""
+    return shell(_ARCHIVE_SCRIPT, srv)
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One app's checkpoint archive (``<srv>/archive/mysql/<kind>/<app>``): what the backup system picks up."""
+
+    path: str  # apps/shop
+    bytes: int | None
+    checkpoints: int = 0  # complete ones (with a MANIFEST.json)
+    oldest: str | None = None  # the entries' ids (UTC times)
+    newest: str | None = None
+    oldest_time: float | None = None  # when they were written (the manifest's mtime)
+    newest_time: float | None = None
+    keep: int | None = None  # the newest checkpoint's retention: keep that many (None: every one)
+    keep_known: bool = False  # False: the newest manifest does not say (older aegir)
+
+    @property
+    def retention(self) -> str:
+        return "unknown" if not self.keep_known else f"keep {self.keep}" if self.keep else "keep all"
+
+
+def parse_archives(stdout: str) -> tuple[Archive, ...]:
+    """Read `archive_cmd` output: one `Archive` per app, by path."""
+    sizes: dict[str, int | None] = {}
+    found: dict[str, list[tuple[str, float]]] = {}
+    keeps: dict[str, str] = {}
+    for line in stdout.splitlines():
+        tag, _, rest = line.partition("\t")
+        parts = rest.split("\t")
+        if tag == "R" and len(parts) == 2 and parts[0].partition("/")[0] in PROJECT_KINDS:
+            sizes[parts[0]] = int(parts[1]) if parts[1].isdigit() else None
+        elif tag == "E" and len(parts) == 2 and parts[0].startswith(ARCHIVE_ROOT + "/"):
+            path, _, entry = parts[0][len(ARCHIVE_ROOT) + 1:].rpartition("/")
+            try:
+                found.setdefault(path, []).append((entry, float(parts[1])))
+            except ValueError:
+                continue
+        elif tag == "K" and len(parts) == 2:
+            keeps[parts[0]] = parts[1].partition(":")[2].strip()
+    out = []
+    for path, size in sizes.items():
+        done = sorted(found.get(path, ()))
+        keep = keeps.get(path, "")
+        out.append(Archive(path, size, len(done), done[0][0] if done else None, done[-1][0] if done else None,
+                           done[0][1] if done else None, done[-1][1] if done else None,
+                           int(keep) if keep.isdigit() else None, keep.isdigit() or keep == "null"))
+    return tuple(sorted(out, key=lambda a: a.path))
+
+
+def archives(hc: HostContext) -> tuple[Archive, ...]:
+    return parse_archives(hc.run(archive_cmd(hc.host.srv)).stdout)
+
+
 # --------------------------------------------------------------------------- read on a host
 
 
@@ -233,6 +309,7 @@ class HostDisk:
     docker: DockerUsage | None
     docker_error: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    archives: tuple[Archive, ...] | None = None  # mysql checkpoint archives (None: not measured, --fast)
 
 
 def gather(hc: HostContext, *, fast: bool = False, progress: Progress | None = None) -> HostDisk:
@@ -242,8 +319,9 @@ def gather(hc: HostContext, *, fast: bool = False, progress: Progress | None = N
     with ThreadPoolExecutor(1, thread_name_prefix=f"df-{hc.name}") as side:
         docker = side.submit(docker_usage, hc)
         filesystems, projects, warnings = _filesystems_and_projects(hc, fast, progress)
+        kept = None if fast or filesystems.srv_state == "missing" else archives(hc)
         usage, error = docker.result()
-    return HostDisk(filesystems, projects, usage, error, tuple(warnings))
+    return HostDisk(filesystems, projects, usage, error, tuple(warnings), kept)
 
 
 def docker_usage(hc: HostContext) -> tuple[DockerUsage | None, str | None]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from aegir import fleet
-from aegir.disk.facts import Filesystem, HostDisk
+from aegir.disk.facts import Archive, Filesystem, HostDisk
 from aegir.disk.plan import Item
 from aegir.disk.steps import CleanPlan, CleanResult, HostPrune, PruneResult
-from aegir.report import failed_row, host_entry, human, table
+from aegir.report import age, failed_row, host_entry, human, printable, table
 
 
 def _fs_cell(fs: Any) -> str:
@@ -20,8 +21,25 @@ def _usage_cell(u: Any) -> str:
     return f"{human(u.size)} ({human(u.reclaimable)})"
 
 
-def render(outcomes: Sequence[fleet.Outcome[HostDisk]], top: int) -> str:
-    """The fleet table, the projects table, and the fleet total line."""
+#: The columns that describe a checkpoint archive (disk.report and mysql.wal).
+ARCHIVE_HEADERS = ["SIZE", "CHECKPOINTS", "OLDEST", "NEWEST", "RETENTION"]
+
+
+def archive_cells(a: Archive | None, now: float) -> list[str | None]:
+    """An archive's size, count, oldest and newest checkpoint (id and age) and retention, as table cells."""
+    if a is None:
+        return ["-", "0", None, None, None]
+
+    def when(entry: str | None, t: float | None) -> str | None:
+        return None if entry is None else printable(f"{entry} ({age(now - t) if t is not None else '?'} ago)")
+
+    return [human(a.bytes), str(a.checkpoints), when(a.oldest, a.oldest_time), when(a.newest, a.newest_time),
+            a.retention]
+
+
+def render(outcomes: Sequence[fleet.Outcome[HostDisk]], top: int, now: float | None = None) -> str:
+    """The fleet table, the projects table, the checkpoint archives, and the fleet total line."""
+    now = time.time() if now is None else now
     rows = []
     for o in outcomes:
         d = o.value
@@ -43,6 +61,9 @@ def render(outcomes: Sequence[fleet.Outcome[HostDisk]], top: int) -> str:
              for o in outcomes if o.value for p in (o.value.projects or ())[:top]]
     if prows:
         out += ["", table(["HOST", "PROJECT", "TOTAL", "DATA", "DB", "WAL"], prows)]
+    arows = [[o.host.name, *archive_cells(a, now)] for o in outcomes if o.value for a in o.value.archives or ()]
+    if arows:
+        out += ["", table(["HOST", "ARCHIVE", *ARCHIVE_HEADERS], arows)]
     t = totals(outcomes)
     srv = f"/srv used {human(t['srv_used'])} of {human(t['srv_size'])}" if t["srv_size"] else "no /srv mounted"
     out += ["", f"fleet: {t['hosts_ok']}/{t['hosts']} hosts; {srv}; docker {human(t['docker_size'])} "
@@ -65,6 +86,7 @@ def totals(outcomes: Sequence[fleet.Outcome[HostDisk]]) -> dict[str, int]:
         "docker_size": sum(v.docker.size for v in vals if v.docker),
         "docker_reclaimable": sum(v.docker.reclaimable for v in vals if v.docker),
         "projects": sum(p.total for v in vals for p in v.projects or ()),
+        "archives": sum(a.bytes or 0 for v in vals for a in v.archives or ()),
     }
 
 
@@ -78,6 +100,7 @@ def as_json(outcomes: Sequence[fleet.Outcome[HostDisk]], top: int) -> dict[str, 
                 root=d.filesystems.root, srv=d.filesystems.srv, srv_state=d.filesystems.srv_state,
                 docker=d.docker, docker_error=d.docker_error, warnings=d.warnings,
                 projects=None if d.projects is None else list(d.projects[:top]),
+                archives=None if d.archives is None else list(d.archives),
             )
         hosts.append(entry)
     return {"hosts": hosts, "total": totals(outcomes)}
@@ -242,11 +265,44 @@ def too_full(outcomes: Sequence[fleet.Outcome[HostDisk]], pct: int) -> list[str]
     return out
 
 
-def _labels(**kv: str) -> str:
+def labels(**kv: str) -> str:
     def esc(v: str) -> str:
         return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
     return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in kv.items()) + "}"
+
+
+#: The gauges of an app's checkpoint archive, the same in disk.report and mysql.wal.
+ARCHIVE_METRICS = (
+    ("aegir_mysql_archive_bytes", "Bytes of an app's checkpoint archive (<srv>/archive/mysql/<kind>/<app>)."),
+    ("aegir_mysql_archive_checkpoints", "Complete checkpoints in an app's archive."),
+    ("aegir_mysql_archive_oldest_timestamp_seconds", "When the oldest complete checkpoint was written (Unix time)."),
+    ("aegir_mysql_archive_newest_timestamp_seconds", "When the newest complete checkpoint was written (Unix time)."),
+    ("aegir_mysql_archive_keep", "The newest checkpoint's retention: checkpoints kept (absent: every one)."),
+)
+
+
+def archive_samples(host: str, archives: Sequence[Archive]) -> dict[str, list[str]]:
+    """The `ARCHIVE_METRICS` samples (labels and value) of one host's archives."""
+    samples: dict[str, list[str]] = {name: [] for name, _ in ARCHIVE_METRICS}
+    for a in archives:
+        lab = labels(host=host, app=a.path)
+        for name, value in (("aegir_mysql_archive_bytes", a.bytes), ("aegir_mysql_archive_checkpoints", a.checkpoints),
+                            ("aegir_mysql_archive_oldest_timestamp_seconds", a.oldest_time),
+                            ("aegir_mysql_archive_newest_timestamp_seconds", a.newest_time),
+                            ("aegir_mysql_archive_keep", a.keep)):
+            if value is not None:
+                samples[name].append(f"{lab} {value}")
+    return samples
+
+
+def metrics_text(metrics: Sequence[tuple[str, str]], samples: dict[str, list[str]]) -> str:
+    """Prometheus' text format: each metric with samples, its HELP and TYPE (gauge) first."""
+    out = []
+    for name, help_text in metrics:
+        if samples.get(name):
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *(f"{name}{s}" for s in samples[name])]
+    return "\n".join(out)
 
 
 _METRICS = (
@@ -257,6 +313,7 @@ _METRICS = (
     ("aegir_docker_bytes", "Bytes per line of docker system df (images, containers, volumes, build_cache)."),
     ("aegir_docker_reclaimable_bytes", "Reclaimable bytes per line of docker system df."),
     ("aegir_project_bytes", "Bytes of a Compose project folder (part: total, data, db, wal)."),
+    *ARCHIVE_METRICS,
 )
 
 
@@ -265,29 +322,27 @@ def prometheus(outcomes: Sequence[fleet.Outcome[HostDisk]]) -> str:
     samples: dict[str, list[str]] = {name: [] for name, _ in _METRICS}
     for o in outcomes:
         host = o.host.name
-        samples["aegir_disk_report_up"].append(f"{_labels(host=host)} {1 if o.ok else 0}")
+        samples["aegir_disk_report_up"].append(f"{labels(host=host)} {1 if o.ok else 0}")
         d = o.value
         if d is None:
             continue
         for fs in (d.filesystems.root, d.filesystems.srv):
             if fs is None:
                 continue
-            lab = _labels(host=host, mountpoint=fs.target, device=fs.source)
+            lab = labels(host=host, mountpoint=fs.target, device=fs.source)
             samples["aegir_filesystem_size_bytes"].append(f"{lab} {fs.size}")
             samples["aegir_filesystem_used_bytes"].append(f"{lab} {fs.used}")
             samples["aegir_filesystem_avail_bytes"].append(f"{lab} {fs.free}")
         if d.docker is not None:
             for kind in ("images", "containers", "volumes", "build_cache"):
                 u = getattr(d.docker, kind)
-                samples["aegir_docker_bytes"].append(f"{_labels(host=host, kind=kind)} {u.size}")
-                samples["aegir_docker_reclaimable_bytes"].append(f"{_labels(host=host, kind=kind)} {u.reclaimable}")
+                samples["aegir_docker_bytes"].append(f"{labels(host=host, kind=kind)} {u.size}")
+                samples["aegir_docker_reclaimable_bytes"].append(f"{labels(host=host, kind=kind)} {u.reclaimable}")
         for p in d.projects or ():
             for part in ("total", "data", "db", "wal"):
                 value = getattr(p, part)
                 if value is not None:
-                    samples["aegir_project_bytes"].append(f"{_labels(host=host, project=p.path, part=part)} {value}")
-    out = []
-    for name, help_text in _METRICS:
-        if samples[name]:
-            out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *(f"{name}{s}" for s in samples[name])]
-    return "\n".join(out)
+                    samples["aegir_project_bytes"].append(f"{labels(host=host, project=p.path, part=part)} {value}")
+        for name, lines in archive_samples(host, d.archives or ()).items():
+            samples[name] += lines
+    return metrics_text(_METRICS, samples)

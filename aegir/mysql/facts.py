@@ -2,9 +2,10 @@
 
 * `wal_cmd` lists, in one round trip, every project folder under
   ``SRV/{core,apps,users}`` that holds a ``wal/`` or ``db/`` folder: the size of
-  each, its binary log files (size, mtime, name) and the checkpoints complete
-  in its archive (``SRV/archive/mysql/<kind>/<app>/<id>/MANIFEST.json``);
-  `parse_wal` reads it into `AppWal` rows.
+  each and its binary log files (size, mtime, name): those in ``wal/``, and those
+  in ``db/`` named after a ``<basename>.index`` there (logs kept in the datadir);
+  `parse_wal` reads it, with the archives (`aegir.disk.facts.archive_cmd`: size,
+  checkpoints, retention), into `AppWal` rows.
 * `run_state_cmd` reads a checkpoint's state folder (``SRV/conf/aegir/mysql/<kind>-<app>``):
   the log from a byte offset, ``state.json`` and ``result.json``; `parse_run_state`.
 
@@ -15,10 +16,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aegir.disk.facts import Archive
 from aegir.errors import AegirError
 from aegir.sh import Cmd, shell
 
@@ -31,7 +33,11 @@ for d in core/*/ apps/*/ users/*/; do
     [ -d "$d/$sub" ] && printf 'S\t%s\t%s\t%s\n' "$d" "$sub" "$(du -sb -- "$d/$sub" 2>/dev/null | cut -f1)"
   done
   [ -d "$d/wal" ] && find "$d/wal" -maxdepth 1 -type f -name '*.[0-9][0-9][0-9][0-9][0-9][0-9]*' -printf 'F\t%h\t%s\t%T@\t%f\n'
-  [ -d "archive/mysql/$d" ] && find "archive/mysql/$d" -mindepth 2 -maxdepth 2 -name MANIFEST.json -printf 'C\t%h\t%T@\n'
+  for idx in "$d"/db/*.index; do
+    [ -f "$idx" ] || continue
+    b=${idx##*/}
+    find "$d/db" -maxdepth 1 -type f -name "${b%.index}.[0-9][0-9][0-9][0-9][0-9][0-9]*" -printf 'F\t%h\t%s\t%T@\t%f\n'
+  done
 done
 exit 0
 """
@@ -40,7 +46,7 @@ _BINLOG_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.\d{6,}\Z")
 
 
 def wal_cmd(srv: str) -> Cmd:
-    """Every app with a database under `srv`, its WAL files and sizes, its checkpoints: one round trip."""
+    """Every app with a database under `srv`, its WAL files and sizes: one round trip."""
     return shell(_WAL_SCRIPT, srv)
 
 
@@ -49,27 +55,37 @@ class AppWal:
     """One app's database files as `mysql.wal` reports them."""
 
     path: str  # apps/cloud
-    wal_bytes: int | None  # None: no wal/ folder
-    db_bytes: int | None
+    wal_bytes: int | None  # None: no binary log and no wal/ folder
+    db_bytes: int | None  # the datadir, binary logs kept there left out
     files: int
     oldest: str | None  # the oldest binary log's name
     oldest_time: float | None
     newest: str | None
     newest_time: float | None
-    checkpoints: int
-    last_checkpoint: float | None  # mtime of the newest MANIFEST.json
+    archive: Archive | None = None  # its checkpoints (None: never checkpointed)
 
     @property
     def kind(self) -> str:
         return self.path.split("/", 1)[0]
 
+    @property
+    def checkpoints(self) -> int:
+        return self.archive.checkpoints if self.archive else 0
 
-def parse_wal(stdout: str) -> tuple[AppWal, ...]:
-    """Read `wal_cmd` output (``X`` = no SRV: no apps)."""
+    @property
+    def last_checkpoint(self) -> float | None:
+        return self.archive.newest_time if self.archive else None
+
+
+def parse_wal(stdout: str, archives: Sequence[Archive] = ()) -> tuple[AppWal, ...]:
+    """Read `wal_cmd` output (``X`` = no SRV: no apps), joined with the apps' archives by path.
+
+    An app whose folder is gone but whose archive is still there keeps a row: the archive takes room.
+    """
     apps: dict[str, dict[str, Any]] = {}
 
     def app(path: str) -> dict[str, Any]:
-        return apps.setdefault(path, {"wal": None, "db": None, "files": [], "checkpoints": []})
+        return apps.setdefault(path, {"wal": None, "db": None, "files": {}})
 
     for line in stdout.splitlines():
         tag, _, rest = line.partition("\t")
@@ -78,25 +94,27 @@ def parse_wal(stdout: str) -> tuple[AppWal, ...]:
             app(rest)
         elif tag == "S" and len(parts) == 3 and parts[2].isdigit():
             app(parts[0])[parts[1]] = int(parts[2])
-        elif tag == "F" and len(parts) == 4 and parts[0].endswith("/wal") and _BINLOG_NAME.match(parts[3]):
+        elif tag == "F" and len(parts) == 4 and parts[0].rpartition("/")[2] in ("wal", "db") \
+                and _BINLOG_NAME.match(parts[3]):
+            folder, _, sub = parts[0].rpartition("/")
             try:
-                app(parts[0][:-4])["files"].append((float(parts[2]), parts[3], int(parts[1])))
+                app(folder)["files"].setdefault(sub, []).append((float(parts[2]), parts[3], int(parts[1])))
             except ValueError:
                 continue
-        elif tag == "C" and len(parts) == 2 and parts[0].startswith("archive/mysql/"):
-            path = parts[0][len("archive/mysql/"):].rsplit("/", 1)[0]
-            try:
-                app(path)["checkpoints"].append(float(parts[1]))
-            except ValueError:
-                continue
+    by_path = {a.path: a for a in archives}
+    for path in by_path:
+        apps.setdefault(path, {"wal": None, "db": None, "files": {}, "gone": True})
     out = []
     for path, a in apps.items():
-        files = sorted(a["files"], key=lambda f: f[1])
+        in_db = a["files"].get("db", [])
+        files = sorted(a["files"].get("wal", []) or in_db, key=lambda f: f[1])
+        logs_in_db = sum(f[2] for f in in_db)
+        wal = a["wal"] if a["files"].get("wal") or not in_db else logs_in_db
+        db = None if a["db"] is None else max(0, a["db"] - logs_in_db)
         out.append(AppWal(
-            path, a["wal"], a["db"], len(files),
+            path, wal, db, len(files),
             files[0][1] if files else None, files[0][0] if files else None,
-            files[-1][1] if files else None, files[-1][0] if files else None,
-            len(a["checkpoints"]), max(a["checkpoints"]) if a["checkpoints"] else None,
+            files[-1][1] if files else None, files[-1][0] if files else None, by_path.get(path),
         ))
     return tuple(out)
 

@@ -554,7 +554,7 @@ def plan(t: Target, *, mode: str, compose: Sequence[str], service: str, deps: Se
     steps = [
         Step("lock", f"take {t.state}/lock (flock: a dead run does not hold it)"),
         Step("inspect", f"find {service} (mounts {t.db}) and its dependents: {', '.join(deps) or 'none'}; "
-                        f"log in as {lg.user} through {lg.how} with {lg.client}",
+                        f"log in as {lg.user} using {lg.how}, client {lg.client}",
              (shlex.join([*c, "config", "--format", "json"]),)),
         Step("position", "find the binary logs (basename, index) and list them",
              (sql("SELECT @@log_bin_basename, @@log_bin_index, @@datadir"), sql("SHOW BINARY LOGS"))),
@@ -1334,14 +1334,21 @@ def _plan_main(t: Target, a: argparse.Namespace, log: Log) -> int:
     own = settings(r.config)
     mode = a.mode or own.get("mode") or "cold"
     r.service, _ = db_service(r.config, t.db, a.service or own.get("service"))
-    r.login = log_in(r)
-    if mode == "hot" and (why := refuse_hot(r.login.tools, r.service)):
+    note = None
+    try:
+        r.login = log_in(r)
+    except LoginError:
+        raise
+    except (CheckpointError, subprocess.TimeoutExpired) as exc:  # down: an earlier run died; this one recovers first
+        note = f"the database does not answer now ({exc}); the run starts it first, then logs in"
+    if r.login and mode == "hot" and (why := refuse_hot(r.login.tools, r.service)):
         raise CheckpointError(why)
     deps = dependents(r.config, r.service)
+    lg = r.login or Login()
     steps = plan(t, mode=mode, compose=r.compose, service=r.service, deps=deps, entry=str(r.entry),
-                 keep=a.keep or own.get("keep"), login=r.login)
+                 keep=a.keep or own.get("keep"), login=lg)
     print(json.dumps({"target": asdict(t), "mode": mode, "service": r.service, "dependents": list(deps),
-                      "login": {"user": r.login.user, "how": r.login.how, "client": r.login.client},
+                      "login": {"user": lg.user, "how": lg.how, "client": lg.client, "note": note},
                       "steps": [asdict(s) for s in steps]}))
     return 0
 

@@ -120,12 +120,12 @@ def restore_cmd(srv: str, path: str, at: str, into: str, until: str | None, serv
 # --------------------------------------------------------------------------- mysql.wal
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, flag: str = "--over") -> int:
     """``--over 500M`` -> bytes (`aegir.fields.size`: K, M, G, T, P are powers of 1024)."""
     try:
         return fields.size(text)
     except fields.FieldError:
-        raise AegirError(f"--over {text!r}: give a size such as 500M or 2G") from None
+        raise AegirError(f"{flag} {text!r}: give a size such as 500M or 2G") from None
 
 
 def over_limit(apps: Sequence[AppWal], limit: int | None) -> tuple[AppWal, ...]:
@@ -133,3 +133,10 @@ def over_limit(apps: Sequence[AppWal], limit: int | None) -> tuple[AppWal, ...]:
     if limit is None:
         return ()
     return tuple(a for a in apps if (a.wal_bytes or 0) > limit)
+
+
+def archive_over_limit(apps: Sequence[AppWal], limit: int | None) -> tuple[AppWal, ...]:
+    """The apps whose checkpoint archive is larger than `limit` bytes (none when there is no limit)."""
+    if limit is None:
+        return ()
+    return tuple(a for a in apps if a.archive is not None and (a.archive.bytes or 0) > limit)

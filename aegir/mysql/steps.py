@@ -16,12 +16,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from aegir.disk.facts import archive_cmd, parse_archives
 from aegir.errors import AegirError, UnreachableError
 from aegir.mysql import onhost
 from aegir.mysql.facts import AppWal, RunState, parse_run_state, parse_wal, run_state_cmd, wal_cmd
 from aegir.mysql.plan import Options, plan_cmd, program_path, restore_cmd, start_cmd
 from aegir.notify import Notifier, send
-from aegir.sh import write_file_cmd
+from aegir.sh import batch, split_batch, write_file_cmd
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.host import HostContext
@@ -33,7 +34,9 @@ START_GRACE = 15.0
 
 
 def wal(hc: "HostContext") -> tuple[AppWal, ...]:
-    return parse_wal(hc.run(wal_cmd(hc.host.srv)).stdout)
+    """Every app's binary logs and database size, with its checkpoint archive: one round trip."""
+    logs, kept = split_batch(hc.run(batch([wal_cmd(hc.host.srv), archive_cmd(hc.host.srv)])).stdout, 2)
+    return parse_wal(logs.stdout, parse_archives(kept.stdout))
 
 
 def install(hc: "HostContext") -> str:

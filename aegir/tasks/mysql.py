@@ -19,7 +19,7 @@ from invoke import Collection, Exit
 
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit, host_entry
-from aegir.tasks.base import EXIT_PROBLEM, confirm, exit_if_failed, fleet_report, inventory, is_dry, one_host, task
+from aegir.tasks.base import EXIT_PROBLEM, confirm, exit_if_failed, inventory, is_dry, one_host, targets, task
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
     from aegir import fleet
@@ -30,22 +30,35 @@ PATH_HELP = "The app: its folder in full (/srv/apps/x), apps/x, users/x or x (= 
 
 
 @task(help={"over": "Flag the apps whose WAL is larger than SIZE (500M, 2G) and exit 1 if any.",
-            "format": FORMAT_HELP})
-def wal(c, over=None, format="table"):
-    """Report every app's binary log (WAL) size, files, database size and last checkpoint, largest first."""
+            "archive_over": "Flag the apps whose checkpoint archive is larger than SIZE and exit 1 if any.",
+            "format": FORMAT_HELP + " Also 'prometheus': node_exporter's textfile collector format."})
+def wal(c, over=None, archive_over=None, format="table"):
+    """Report each app's binary logs (WAL), database and checkpoint archive."""
+    from aegir import fleet
     from aegir.mysql import report, steps
-    from aegir.mysql.plan import over_limit, parse_size
+    from aegir.mysql.plan import archive_over_limit, over_limit, parse_size
 
-    limit = parse_size(over) if over else None
+    fmt = format if format == "prometheus" else check_format(format)
+    limit = parse_size(over, "--over") if over else None
+    archive_limit = parse_size(archive_over, "--archive-over") if archive_over else None
 
     def flagged(outcomes: list[fleet.Outcome[Any]]) -> set[tuple[str, str]]:
         return {(o.host.name, a.path) for o in outcomes if o.ok for a in over_limit(o.value or (), limit)}
 
-    def rows(outcomes: list[fleet.Outcome[Any]]) -> list[dict[str, Any]]:
-        return report.wal_rows(outcomes, flagged(outcomes), time.time())
+    def archive_flagged(outcomes: list[fleet.Outcome[Any]]) -> set[tuple[str, str]]:
+        return {(o.host.name, a.path) for o in outcomes if o.ok
+                for a in archive_over_limit(o.value or (), archive_limit)}
 
-    fleet_report(c, format, "mysql.wal", steps.wal, data=lambda o: {"over": limit, "apps": rows(o)},
-                 text=lambda o: report.wal_table(rows(o), limit), problems=lambda o: bool(flagged(o)))
+    now = time.time()
+    outcomes = fleet.each(c, targets(c), steps.wal, label="mysql.wal")
+    rows = report.wal_rows(outcomes, flagged(outcomes), now, archive_flagged(outcomes))
+    if fmt == "prometheus":
+        print(report.wal_prometheus(outcomes), flush=True)
+    else:
+        archives = {(o.host.name, a.path): a.archive for o in outcomes if o.ok for a in o.value or ()}
+        emit(fmt, data={"over": limit, "archive_over": archive_limit, "apps": rows},
+             text=report.wal_table(rows, limit, archive_limit, archives, now))
+    exit_if_failed(outcomes, problems=bool(flagged(outcomes) or archive_flagged(outcomes)))
 
 
 def _opts(basedir: str | None, db: str | None, service: str | None, mode: str | None, keep: Any) -> Options:

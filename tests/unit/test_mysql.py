@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from aegir.disk.facts import Archive, archive_cmd, parse_archives
+from aegir.disk.report import ARCHIVE_METRICS, archive_cells, archive_samples, metrics_text
 from aegir.errors import AegirError
 from aegir.mysql import onhost
 from aegir.mysql.facts import parse_run_state, parse_wal, run_state_cmd, wal_cmd
 from aegir.mysql.onhost import CheckpointError
-from aegir.mysql.plan import Options, app_path, over_limit, parse_size, restore_cmd, start_cmd
+from aegir.mysql.plan import Options, app_path, archive_over_limit, over_limit, parse_size, restore_cmd, start_cmd
 
 CONFIG = {
     "services": {
@@ -119,25 +121,73 @@ S\tapps/shop\twal\t3000
 S\tapps/shop\tdb\t120000
 F\tapps/shop/wal\t1000\t1764550000.5\tmysql-bin.000002
 F\tapps/shop/wal\t2000\t1764560000.0\tmysql-bin.000003
-C\tarchive/mysql/apps/shop/20261201T010000Z\t1764551000.0
-C\tarchive/mysql/apps/shop/20261202T010000Z\t1764552000.0
 A\tusers/blog
 S\tusers/blog\tdb\t500
+A\tapps/ledger
+S\tapps/ledger\twal\t4096
+S\tapps/ledger\tdb\t90000
+F\tapps/ledger/db\t700\t1764550000.0\tmysql-bin.000007
+F\tapps/ledger/db\t300\t1764550001.0\tmysql-bin.000008
+"""
+
+ARCHIVE_OUTPUT = """\
+R\tapps/shop\t52000
+E\tarchive/mysql/apps/shop/20261202T010000Z\t1764552000.0
+E\tarchive/mysql/apps/shop/20261201T010000Z\t1764551000.0
+K\tapps/shop\t"keep": 3
+R\tapps/gone\t800
+E\tarchive/mysql/apps/gone/20261101T010000Z\t1761958800.0
+K\tapps/gone\t"keep": null
+R\tusers/old\t4096
 """
 
 
-def test_wal_facts_are_parsed_per_app():
-    shop, blog = parse_wal(WAL_OUTPUT)
+def test_wal_facts_are_parsed_per_app_with_their_archives():
+    archives = parse_archives(ARCHIVE_OUTPUT)
+    assert archives[1] == Archive("apps/shop", 52000, 2, "20261201T010000Z", "20261202T010000Z", 1764551000.0,
+                                  1764552000.0, 3, True)
+    assert [(a.path, a.retention) for a in archives] == [("apps/gone", "keep all"), ("apps/shop", "keep 3"),
+                                                         ("users/old", "unknown")]
+    shop, blog, ledger, gone, old = parse_wal(WAL_OUTPUT, archives)
     assert (shop.path, shop.wal_bytes, shop.db_bytes, shop.files) == ("apps/shop", 3000, 120000, 2)
     assert (shop.oldest, shop.newest, shop.checkpoints, shop.last_checkpoint) == (
         "mysql-bin.000002", "mysql-bin.000003", 2, 1764552000.0)
-    assert (blog.wal_bytes, blog.files, blog.last_checkpoint) == (None, 0, None)
+    assert (blog.wal_bytes, blog.files, blog.last_checkpoint, blog.archive) == (None, 0, None, None)
+    # binary logs kept in the datadir: counted as WAL, not as database
+    assert (ledger.wal_bytes, ledger.db_bytes, ledger.files, ledger.newest) == (1000, 89000, 2, "mysql-bin.000008")
+    assert (gone.path, gone.db_bytes, gone.checkpoints) == ("apps/gone", None, 1)  # its folder is gone, not its archive
     assert parse_wal("X\n") == ()
-    assert wal_cmd("/srv").argv[-1] == "/srv"
+    assert wal_cmd("/srv").argv[-1] == "/srv" and archive_cmd("/srv").argv[-1] == "/srv"
     assert over_limit((shop, blog), parse_size("2K")) == (shop,)
+    assert archive_over_limit((shop, blog, old), parse_size("4K")) == (shop,)
     assert parse_size("1.5G") == 1536 * 1024 * 1024 and over_limit((shop,), None) == ()
-    with pytest.raises(AegirError):
-        parse_size("lots")
+    with pytest.raises(AegirError, match="--archive-over 'lots': give a size"):
+        parse_size("lots", "--archive-over")
+
+
+def test_the_archive_gauges_are_the_same_in_mysql_wal_and_disk_report():
+    [shop] = [a for a in parse_archives(ARCHIVE_OUTPUT) if a.path == "apps/shop"]
+    assert metrics_text(ARCHIVE_METRICS, archive_samples("hyp1", [shop])).splitlines() == [
+        "# HELP aegir_mysql_archive_bytes Bytes of an app's checkpoint archive (<srv>/archive/mysql/<kind>/<app>).",
+        "# TYPE aegir_mysql_archive_bytes gauge",
+        'aegir_mysql_archive_bytes{host="hyp1",app="apps/shop"} 52000',
+        "# HELP aegir_mysql_archive_checkpoints Complete checkpoints in an app's archive.",
+        "# TYPE aegir_mysql_archive_checkpoints gauge",
+        'aegir_mysql_archive_checkpoints{host="hyp1",app="apps/shop"} 2',
+        "# HELP aegir_mysql_archive_oldest_timestamp_seconds When the oldest complete checkpoint was written "
+        "(Unix time).",
+        "# TYPE aegir_mysql_archive_oldest_timestamp_seconds gauge",
+        'aegir_mysql_archive_oldest_timestamp_seconds{host="hyp1",app="apps/shop"} 1764551000.0',
+        "# HELP aegir_mysql_archive_newest_timestamp_seconds When the newest complete checkpoint was written "
+        "(Unix time).",
+        "# TYPE aegir_mysql_archive_newest_timestamp_seconds gauge",
+        'aegir_mysql_archive_newest_timestamp_seconds{host="hyp1",app="apps/shop"} 1764552000.0',
+        "# HELP aegir_mysql_archive_keep The newest checkpoint's retention: checkpoints kept (absent: every one).",
+        "# TYPE aegir_mysql_archive_keep gauge",
+        'aegir_mysql_archive_keep{host="hyp1",app="apps/shop"} 3',
+    ]
+    assert archive_cells(shop, 1764552060.0) == ["51K", "2", "20261201T010000Z (17m ago)",
+                                                 "20261202T010000Z (1m ago)", "keep 3"]
 
 
 def test_a_run_state_says_whether_the_run_finished():
