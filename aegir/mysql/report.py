@@ -7,12 +7,13 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from aegir.disk.facts import Archive
-from aegir.disk.report import ARCHIVE_HEADERS, ARCHIVE_METRICS, archive_cells, archive_samples, labels, metrics_text
+from aegir.disk.report import ARCHIVE_METRICS, archive_cells, archive_samples, labels, metrics_text
 from aegir.fleet import Outcome
 from aegir.mysql.facts import AppWal
 from aegir.report import age, human, printable, table
 
-WAL_HEADERS = ["HOST", "APP", "WAL", "FILES", "OLDEST", "NEWEST", "DB", "ARCHIVE", *ARCHIVE_HEADERS[1:], "FLAG"]
+WAL_HEADERS = ["HOST", "APP", "WAL", "FILES", "OLDEST", "NEWEST", "DB", "ARCHIVE", "CHECKPOINTS", "OLDEST CHECKPOINT",
+               "NEWEST CHECKPOINT", "RETENTION", "FLAG"]
 
 
 def wal_rows(outcomes: Sequence[Outcome[tuple[AppWal, ...]]], flagged: set[tuple[str, str]],

@@ -76,7 +76,8 @@ def deploy(host: LabHost, name: str = "shop", compose: str = COMPOSE, *, env: st
            client: str = "mariadb", login: tuple[str, ...] = SOCKET) -> str:
     """Write the app under the host's /srv/apps (and its .env), load the images, ``compose up -d``, wait for
     the database, create shop.rows."""
-    for image in (mariadb_image(), official_image(), mysql_named_image()):
+    load(host, mariadb_image())  # the tests' own throw-away servers use it too
+    for image in (official_image(), mysql_named_image()):
         if image.tag in compose:
             load(host, image)
     host.write(f"apps/{name}/docker-compose.yml", compose)
