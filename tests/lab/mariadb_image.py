@@ -159,7 +159,7 @@ OFFICIAL_TAG = "aegir-lab/mariadb:official"
 MYSQL_TAG = "aegir-lab/mariadb:mysql"
 
 #: The entry point of the variants: the official images' password set-up. The password never reaches an
-#: argv: `printf` is the shell's builtin, `sed` reads it on stdin.
+#: argv: `printf` is the shell's builtin, `sed` reads it on stdin (quoted for SQL).
 OFFICIAL_ENTRYPOINT = """\
 #!/bin/sh
 # aegir lab MariaDB, set up like the official images: root's password from the environment, no socket login.
@@ -171,7 +171,7 @@ if [ ! -d /var/lib/mysql/mysql ]; then
   if [ -z "$pw" ] && [ -n "$file" ]; then pw=$(cat "$file"); fi
   if [ -z "$pw" ]; then echo "aegir lab: set MARIADB_ROOT_PASSWORD" >&2; exit 1; fi
   mariadb-install-db @INSTALL@ --user=root --datadir=/var/lib/mysql --skip-test-db >/dev/null
-  q=$(printf '%s' "$pw" | sed "s/\\\\/\\\\\\\\/g; s/'/\\\\'/g")
+  q=$(printf '%s' "$pw" | sed -e 's/\\\\/\\\\\\\\/g' -e "s/'/''/g")
   printf "FLUSH PRIVILEGES;\\nALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD('%s');\\n\\
 CREATE USER root@'%%' IDENTIFIED BY '%s';\\nGRANT ALL PRIVILEGES ON *.* TO root@'%%' WITH GRANT OPTION;\\n" "$q" "$q" \\
     | @SERVER@ --bootstrap --user=root --datadir=/var/lib/mysql >/dev/null 2>&1
