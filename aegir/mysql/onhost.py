@@ -249,13 +249,17 @@ class Secret:
 def environment(service: Mapping[str, Any]) -> dict[str, str]:
     """A service's environment as ``compose config`` gives it (a mapping; a list of NAME=VALUE in raw files).
 
-    Variables without a value (``NAME:`` or ``- NAME``) are left out.
+    Compose prints a ``$`` of a value as ``$$`` (its own escape, so that the output is a compose file
+    again): the values here are the ones the container gets. Variables without a value (``NAME:`` or
+    ``- NAME``) are left out.
     """
     env = service.get("environment") or {}
     if isinstance(env, list):
         pairs = [str(e).partition("=") for e in env]
-        return {k: v for k, eq, v in pairs if eq}
-    return {str(k): str(v) for k, v in env.items() if v is not None} if isinstance(env, dict) else {}
+        return {k: v.replace("$$", "$") for k, eq, v in pairs if eq}
+    if not isinstance(env, dict):
+        return {}
+    return {str(k): str(v).replace("$$", "$") for k, v in env.items() if v is not None}
 
 
 def password_source(config: dict[str, Any], service: str) -> Secret:

@@ -79,20 +79,26 @@ def start(hc: "HostContext", path: str, opts: Options, run: str, key: str,
     hc.run(start_cmd(hc.host.srv, path, opts, run, key=key, env=sorted((env or {}).items())))
 
 
+def log_size(hc: "HostContext", state_dir: str) -> int:
+    """The size of a checkpoint's log now (where the next run's lines will begin)."""
+    return len(read_state(hc, state_dir).log.encode())
+
+
 def read_state(hc: "HostContext", state_dir: str, offset: int = 0) -> RunState:
     return parse_run_state(hc.run(run_state_cmd(state_dir, offset)).stdout)
 
 
 def follow(hc: "HostContext", state_dir: str, run: str | None, *, out: TextIO | None = None,
-           since: float | None = None, clock: Callable[[], float] = time.monotonic) -> RunState:
+           since: float | None = None, clock: Callable[[], float] = time.monotonic, offset: int = 0) -> RunState:
     """Print the run's log as it grows (on `out`, stderr by default) until its result is there.
 
-    `run` None follows whatever run is in progress (reattach). A dropped SSH
+    `offset`: where in the log the run's lines begin (the log's size before it started: earlier runs'
+    lines are not shown again). `run` None follows whatever run is in progress (reattach). A dropped SSH
     connection ends the following with a message saying the checkpoint goes
     on and how to reattach; the checkpoint itself is not touched.
     """
     out = out or sys.stderr
-    offset, started = 0, since if since is not None else clock()
+    started = since if since is not None else clock()
     if run is None:  # reattach: show only this run's log, from its start
         first = read_state(hc, state_dir)
         run = (first.state or {}).get("run") or (first.result or {}).get("run")

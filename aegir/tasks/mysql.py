@@ -109,8 +109,9 @@ def checkpoint(c, path, basedir=None, db=None, service=None, mode=None, keep=Non
         run = now_id()
         t = steps.target(hc, full, opts)
         env = {FAULT_ENV: os.environ[FAULT_ENV]} if os.environ.get(FAULT_ENV) else {}  # the test hook
+        offset = steps.log_size(hc, t.state)  # the lines of earlier runs are not shown again
         steps.start(hc, full, opts, run, t.key, env)
-        st = steps.follow(hc, t.state, run)
+        st = steps.follow(hc, t.state, run, offset=offset)
         return {"plan": plan, "announce": told, "result": st.result}
 
     outcomes = fleet.each(c, [host], one, label="mysql.checkpoint", serial=True)

@@ -86,6 +86,12 @@ def test_no_password_anywhere_is_one_line_naming_every_variable_looked_for():
         "environment (compose config, with .env and env_file); name another variable with x-aegir.mysql.password_var")
 
 
+def test_a_dollar_is_read_as_the_container_gets_it_not_as_compose_config_escapes_it():
+    # .env: ROOT_PASSWORD='p$q$$r' (single quotes: literal) -> `compose config` prints p$$q$$$$r
+    config = with_env({"MARIADB_ROOT_PASSWORD": "p$$q$$$$r"})
+    assert onhost.password_source(config, "mariadb").value == "p$q$$r"
+
+
 def test_a_raw_list_environment_is_read_too():
     assert onhost.environment({"environment": ["A=1", "B", "C=x=y"]}) == {"A": "1", "C": "x=y"}
     assert onhost.environment({"environment": {"A": "1", "B": None}}) == {"A": "1"}
