@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -78,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=int, default=200, help="size of the database to fill, in MB")
     args = parser.parse_args()
-    with Lab.start(1, prefix="aegirmyb") as lab:
+    with Lab.start(1, prefix="aegirmyb", wait=float(os.environ.get("AEGIR_LAB_WAIT", "600"))) as lab:
         host = lab.host("hyp1")
         app.deploy(host, "shop", app.official_compose(), env=ENV, **HOW)  # type: ignore[arg-type]
         size = fill(host, args.mb)
