@@ -125,3 +125,18 @@ def test_a_refused_login_is_told_from_a_server_that_is_not_up():
     assert onhost.denied("ERROR 1045 (28000): Access denied for user 'root'@'localhost' (using password: NO)")
     assert onhost.denied("ERROR 1698 (28000): Access denied for user 'root'@'localhost'")
     assert not onhost.denied("ERROR 2002 (HY000): Can't connect to local server through socket")
+
+
+def test_the_plan_says_how_it_logs_in_and_what_it_does_when_the_database_is_down():
+    from aegir.mysql.report import plan_text
+
+    plan = {"mode": "cold", "service": "mariadb", "dependents": [], "target": {"path": "/srv/apps/ledger"},
+            "login": {"user": "root", "how": "the password from MARIADB_ROOT_PASSWORD", "client": "mysql",
+                      "note": None}, "steps": []}
+    assert plan_text("hyp1", plan).splitlines()[2] == (
+        "  log in as root using the password from MARIADB_ROOT_PASSWORD, client mysql")
+    down = {**plan, "login": {"user": "root", "how": "the socket", "client": "mariadb",
+                              "note": "the database does not answer now (\x1b[31m); the run starts it first"}}
+    assert plan_text("hyp1", down).splitlines()[2] == (
+        "  log in as root using the socket, client mariadb (the database does not answer now (\\x1b[31m); "
+        "the run starts it first)")
