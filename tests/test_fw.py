@@ -307,6 +307,12 @@ def test_applying_again_is_nothing_to_do_and_a_hand_edit_is_undone(served: FwLab
 
     fw.host.run(["nft", "add", "rule", "inet", "aegir", "input", "tcp", "dport", "9999", "accept"])
     assert "live table changed since last apply" in fw.inv("fw.diff").stdout
+    assert envelope(fw.inv("fw.diff", "--format", "json"), "fw.diff")["hosts"][0]["changed"] is True
+    edited = fw.live()
+    dry = fw.inv("fw.apply", "--dry", "--format", "json")  # the one dry stop: planned, nothing loaded
+    assert dry.returncode == 0 and dry.stderr.endswith("aegir: --dry: stopped before acting; nothing was changed\n")
+    [row] = envelope(dry, "fw.apply", dry=True)["hosts"]
+    assert (row["result"], row["changed"]) == ("would apply (dry)", True) and fw.live() == edited
     assert fw.apply()["result"].startswith("applied")
     assert "9999" not in fw.live()
 
@@ -601,7 +607,7 @@ def test_status_lists_what_each_host_publishes(served: FwLab) -> None:
     fw.apply()
     done = fw.inv("fw.status", "--format", "json")
     assert done.returncode == 0, done.stderr
-    host = json.loads(done.stdout)["hosts"][0]
+    host = envelope(done, "fw.status")["hosts"][0]
     assert (host["live"], host["pending"]) == ("in sync", False)
     assert sorted((e["container"], e["host_addr"], e["host_port"]) for e in host["exposures"]) == [
         ("web", fw.service4, 8080), ("web", fw.service6, 8080)]

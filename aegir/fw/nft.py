@@ -1,4 +1,4 @@
-"""nft commands and the atomic apply: check first, change nothing on error, keep the last good.
+"""The nft commands of an atomic apply, as data, and the firewall state they keep on the host, parsed.
 
 The host keeps its firewall state under ``FwSettings.state_dir``
 (``<srv>/conf/aegir-fw`` by default):
