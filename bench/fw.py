@@ -123,7 +123,7 @@ SCALE = textwrap.dedent("""\
     from aegir import inventory
     from aegir.host import open_context
     from aegir.cli import AegirConfig
-    from aegir.fw import host as fwhost, nft
+    from aegir.fw import facts, nft, plan as fwplan, steps as fwsteps
     from aegir.fw.model import parse_container
     from aegir.fw.settings import for_host
 
@@ -143,15 +143,15 @@ SCALE = textwrap.dedent("""\
         path = f"{settings.state_dir}/bench.nft"
         phases = {"render": [], "check": [], "apply": [], "fw_apply": []}
         for _ in range(REPEAT):
-            state = fwhost.read_state(hc, settings)
-            took, fw = timed(lambda: fwhost.plan(host, settings, containers, state))
+            state = hc.fact(facts.state_fact(host, settings))
+            took, fw = timed(lambda: fwplan.firewall(host, settings, containers, state))
             phases["render"].append(took)
             hc.run(nft.write_cmd(path, fw.text))
             phases["check"].append(timed(lambda: hc.run(nft.check_cmd(path)))[0])
             phases["apply"].append(timed(lambda: hc.run(nft.apply_cmd(path, settings.state_dir)))[0])
             hc.run(nft.Cmd.of("nft", "delete", "table", "inet", "aegir"))  # so that fw.apply has work to do
-            took, done = timed(lambda: fwhost.apply(hc, fwhost.plan(host, settings, containers,
-                                                                     fwhost.read_state(hc, settings))))
+            took, done = timed(lambda: fwsteps.apply(hc, fwplan.firewall(
+                host, settings, containers, hc.fact(facts.state_fact(host, settings)))))
             assert done.changed
             phases["fw_apply"].append(took)
         listing = json.loads(hc.run(nft.Cmd.of("nft", "-j", "list", "table", "inet", "aegir")).stdout)

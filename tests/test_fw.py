@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO, lab_ssh, run_inv, ssh_run, write_inventory
+from tests.helpers import REPO, lab_ssh, run_inv, ssh_run, usage_error, write_inventory
 from tests.lab import Client, Lab, LabHost
 from tests.lab.plan import BRIDGE_IPV6, CLIENT_IPV6
 
@@ -88,10 +88,18 @@ class FwLab:
         done = self.inv("fw.apply", "--format", "json")
         assert done.returncode == 0, done.stdout + done.stderr
         assert_ssh_works(self)
-        return json.loads(done.stdout)["hosts"][0]
+        return envelope(done, "fw.apply", dry=False)["hosts"][0]
 
     def live(self) -> str:
         return self.host.run(["nft", "-s", "list", "table", "inet", "aegir"], check=False).stdout
+
+
+def envelope(done: subprocess.CompletedProcess[str], task: str, *, dry: bool | None = None) -> dict:
+    """The JSON a fw task printed: the one envelope of every task (aegir/report.schema.json's required keys)."""
+    doc = json.loads(done.stdout)
+    assert (doc["task"], doc["dry"]) == (task, dry) and isinstance(doc["summary"], dict), doc
+    assert all({"host", "status", "error"} <= set(h) for h in doc["hosts"]), doc["hosts"]
+    return doc
 
 
 def assert_ssh_works(fw: FwLab) -> None:
@@ -164,8 +172,25 @@ def test_render_from_a_saved_inspect_needs_no_docker_and_no_connection(tmp_path:
     assert done.returncode == 0, done.stderr
     assert "198.51.100.101 . tcp . 8080 : 172.30.0.2 . 80,  # web" in done.stdout
     assert done.stdout.startswith("# aegir firewall for gone")
-    as_json = json.loads(render_from_json(inventory, saved, "--format", "json").stdout)
+    warned = "v4app: no IPv6 address: tcp/[2001:db8:0:100::11]:8181 is not published"
+    assert f"\n# warning: {warned}\n" in done.stdout  # a comment of the ruleset, and a line on stderr
+    assert done.stderr == f"warning: gone: {warned}\n"
+    as_json = envelope(render_from_json(inventory, saved, "--format", "json"), "fw.render")
     assert len(as_json["hosts"][0]["exposures"]) == 14
+    assert as_json["hosts"][0]["warnings"] == [warned]
+
+
+@pytest.mark.parametrize("task", ["fw.apply", "fw.render", "fw.diff", "fw.status", "fw.apply --dry"])
+def test_a_mistake_in_a_hosts_fw_section_is_a_usage_error_before_any_host_is_touched(tmp_path: Path,
+                                                                                      task: str) -> None:
+    # nothing answers at either address: a host tried would take the connect timeout and be a failed row
+    inventory = write_inventory(tmp_path, GONE + "  also:\n    address: 192.0.2.253\n    admin_ipv4: 192.0.2.253\n"
+                                         "    fw:\n      ipsec: false\n      input: [tcp/9100, udp/70000]\n")
+    start = time.monotonic()
+    said = usage_error("-t", "10", *task.split(), inventory=inventory)
+    assert said == (f"aegir: {inventory}:10: also: fw.input[1]: 'udp/70000': '70000' is not a port number "
+                    "from 1 to 65535"), said
+    assert time.monotonic() - start < 8
 
 
 def test_watch_has_no_dry_run_and_refuses_one(tmp_path: Path) -> None:
@@ -173,8 +198,9 @@ def test_watch_has_no_dry_run_and_refuses_one(tmp_path: Path) -> None:
     inventory = write_inventory(tmp_path, f"hosts:\n  here:\n    connection: local\n"
                                           f"    docker_host: unix://{tmp_path}/none.sock\n")
     done = run_inv("--dry", "fw.watch", inventory=inventory, timeout=30)
-    assert done.returncode == 1
-    assert "fw.watch applies a ruleset at every change and has no dry run" in done.stderr
+    assert done.returncode == 2  # a usage error, in one line
+    assert done.stderr == ("aegir: fw.watch applies a ruleset at every change and has no dry run: see what it "
+                           "would apply with `inv fw.diff`\n")
 
 
 @pytest.mark.parametrize("name,ports,message", [
@@ -281,6 +307,12 @@ def test_applying_again_is_nothing_to_do_and_a_hand_edit_is_undone(served: FwLab
 
     fw.host.run(["nft", "add", "rule", "inet", "aegir", "input", "tcp", "dport", "9999", "accept"])
     assert "live table changed since last apply" in fw.inv("fw.diff").stdout
+    assert envelope(fw.inv("fw.diff", "--format", "json"), "fw.diff")["hosts"][0]["changed"] is True
+    edited = fw.live()
+    dry = fw.inv("fw.apply", "--dry", "--format", "json")  # the one dry stop: planned, nothing loaded
+    assert dry.returncode == 0 and dry.stderr.endswith("aegir: --dry: stopped before acting; nothing was changed\n")
+    [row] = envelope(dry, "fw.apply", dry=True)["hosts"]
+    assert (row["result"], row["changed"]) == ("would apply (dry)", True) and fw.live() == edited
     assert fw.apply()["result"].startswith("applied")
     assert "9999" not in fw.live()
 
@@ -575,7 +607,7 @@ def test_status_lists_what_each_host_publishes(served: FwLab) -> None:
     fw.apply()
     done = fw.inv("fw.status", "--format", "json")
     assert done.returncode == 0, done.stderr
-    host = json.loads(done.stdout)["hosts"][0]
+    host = envelope(done, "fw.status")["hosts"][0]
     assert (host["live"], host["pending"]) == ("in sync", False)
     assert sorted((e["container"], e["host_addr"], e["host_port"]) for e in host["exposures"]) == [
         ("web", fw.service4, 8080), ("web", fw.service6, 8080)]

@@ -22,7 +22,8 @@ import os
 import pytest
 import yaml
 
-from aegir.fw.install import UNIT_PATH, unit_text
+from aegir.fw.facts import UNIT_PATH
+from aegir.fw.plan import unit_text
 from tests.helpers import run_inv
 from tests.lab import Lab, debian_root
 

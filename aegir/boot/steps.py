@@ -63,8 +63,8 @@ from aegir.compose.status import HostStatus, gather_status
 from aegir.docker import DockerUnavailable, dockerd_fact, running_info
 from aegir.errors import AegirError, CommandError
 from aegir.facts import Fact
-from aegir.fw import host as fwhost
 from aegir.fw import nft
+from aegir.fw import steps as fwsteps
 from aegir.inventory import Host, for_context
 from aegir.poll import until
 from aegir.sh import Cmd, mask, write_file_cmd
@@ -265,7 +265,7 @@ class Docker(Step):
     """Start Docker only on a mounted and checked /srv; wait until it answers; check its data-root.
 
     A host whose firewall aegir manages first gets aegir's ruleset with no
-    container published (`aegir.fw.host.before_docker`), checked and verified
+    container published (`aegir.fw.steps.before_docker`), checked and verified
     like fw.apply: nothing is exposed until fw.watch or fw.apply publishes.
     """
 
@@ -278,7 +278,7 @@ class Docker(Step):
                            timeout=opts.timeout, unknown_data_root=opts.unknown_data_root)
         if plan.command is None:
             return Planned(StepResult(self.name, OK, plan.detail))
-        fw = fwhost.before_docker(hc, for_context(self.c))
+        fw = fwsteps.before_docker(hc, for_context(self.c))
         firewall = (Cmd.of("nft", "-f", f"{fw.settings.state_dir}/{nft.CANDIDATE}").line,) if fw and fw.changed else ()
         note = "; first aegir's firewall with no container published" if firewall else ""
         return Planned(StepResult(self.name, WOULD, plan.detail + note, (*firewall, plan.command.line)), True,
@@ -287,7 +287,7 @@ class Docker(Step):
     def act(self, hc: HostContext, plan: Planned) -> StepResult:
         work, fw = plan.work
         if fw is not None:
-            fwhost.apply(hc, fw, fwhost.fresh_login(self.c, hc))
+            fwsteps.apply(hc, fw, fwsteps.fresh_login(self.c, hc))
         hc.run(work.command)
         root, took = wait_for_docker(hc, self.opts.timeout)
         check_started(hc.host, root)

@@ -1,4 +1,4 @@
-"""nft commands and the atomic apply: check first, change nothing on error, keep the last good.
+"""The nft commands of an atomic apply, as data, and the firewall state they keep on the host, parsed.
 
 The host keeps its firewall state under ``FwSettings.state_dir``
 (``<srv>/conf/aegir-fw`` by default):
@@ -20,14 +20,12 @@ The host keeps its firewall state under ``FwSettings.state_dir``
 - ``lock``: taken (flock) by every nft load, every record of the state and
   every clean-up of the files interrupted runs leave (`LEFTOVERS`).
 
-`apply` refuses statements that reach beyond ``table inet aegir``, writes the
-candidate, runs ``nft -c -f``, loads it in a scratch network namespace next
-to the host's other tables and proves (`safety`) that SSH to the admin
-addresses gets through the whole ruleset, then ``nft -f`` (one transaction: the
-table is deleted and recreated atomically, so any error leaves the previous
-ruleset in place), then the fresh login, then keeps it as the last good one.
-When anything fails once the candidate passed ``nft -c``, the host is asked
-again (the same session, else a new one) what is live before the row says so.
+Pure: the commands as data (`aegir.sh.Cmd`, tested as exact lines), the state
+they read parsed (`parse_probe`), what a failure left live (`after_failure`),
+the ruleset diffs. The apply that runs them in order (write the candidate,
+``nft -c``, the proof in a scratch network namespace, ``nft -f`` under the
+lock between two writes of the marker, the fresh login, the record) is
+`aegir.fw.steps.apply`.
 """
 
 from __future__ import annotations
@@ -37,18 +35,14 @@ import difflib
 import hashlib
 import json
 import re
-import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aegir.errors import AegirError, CommandError, RefusedError, UnreachableError
-from aegir.fw import knock, safety
+from aegir.errors import AegirError
+from aegir.fw import knock
 from aegir.sh import Cmd, shell, write_file_cmd
-
-if TYPE_CHECKING:  # pragma: no cover
-    from aegir.host import HostContext
 
 TABLE = "inet aegir"
 CANDIDATE = "candidate.nft"  # prefix: each apply writes its own candidate-<token>.nft
@@ -64,20 +58,14 @@ LEFTOVERS = (r"\( -name 'candidate-*.nft' -o -name 'candidate-*.nft.aegir-new' -
              r"-o -name 'rollback-*.nft.aegir-new' -o -name 'unverified.aegir-new' \)")
 #: sha256 of an empty listing: the table is not there.
 ABSENT = hashlib.sha256(b"").hexdigest()
-_RS = "\x1e"
+_RS = "\x1e"  # between the proof's two answers
+#: Between the state probe's parts: not `_RS`, which `aegir.sh.batch` puts between batched answers.
+_GS = "\x1d"
 #: Hash the live table with its set elements: a hand-edited element is drift too.
 _LIST = "nft -a -s list table inet aegir"
 #: The terse listing (no elements, 3x cheaper on a big table): enough to tell that another load
 #: replaced the table (its handle changes) between an apply and its record.
 _TERSE = "nft -a -t -s list table inet aegir"
-
-
-class NftError(AegirError):
-    """nft refused a ruleset; the live ruleset is the previous one."""
-
-
-class RollbackFailed(AegirError):
-    """nft refused to put the last good ruleset back: the new one stays live, unverified."""
 
 
 # --------------------------------------------------------------------------- commands
@@ -105,11 +93,11 @@ _FIND_LEFTOVERS = (rf"""keep=$(sed -n 's/^candidate //p' "$1/{UNVERIFIED}" 2>/de
 find "$1" -maxdepth 1 -type f {LEFTOVERS} -mmin +{LEFTOVER_MINUTES} ! -name "${{keep##*/}}" """)
 
 _PROBE = rf"""for f in "$1" "$2/last-good.nft" "$2/live.sha256" "$2/{VERIFIED}" "$2/{UNVERIFIED}"; do
-  if [ -f "$f" ]; then printf '\036present\n'; cat -- "$f"; else printf '\036absent\n'; fi
+  if [ -f "$f" ]; then printf '\035present\n'; cat -- "$f"; else printf '\035absent\n'; fi
 done
-printf '\036live\n'; {_LIST} 2>/dev/null | sha256sum
-printf '\036listen\n'; ss -Hltnp 2>/dev/null || echo '?'
-printf '\036leftovers\n'; leftovers() {{ {_FIND_LEFTOVERS}-printf '%f\n' 2>/dev/null; }}; leftovers "$2" || :
+printf '\035live\n'; {_LIST} 2>/dev/null | sha256sum
+printf '\035listen\n'; ss -Hltnp 2>/dev/null || echo '?'
+printf '\035leftovers\n'; leftovers() {{ {_FIND_LEFTOVERS}-printf '%f\n' 2>/dev/null; }}; leftovers "$2" || :
 """
 
 
@@ -124,8 +112,11 @@ SETTLED_TIMEOUT = 40
 def probe_cmd(template_path: str, state_dir: str, *, settled: bool = False) -> Cmd:
     """One round trip: the template override, last good ruleset, its hash, the SSH settings last
     verified by a fresh login, the ``unverified`` marker, the live hash, the listening TCP sockets, the
-    files interrupted runs left. `settled`: first wait until no load or record is under way."""
-    return shell(_SETTLED + _PROBE if settled else _PROBE, template_path, state_dir)
+    files interrupted runs left. `settled`: first wait until no load or record is under way (at most
+    `SETTLED_TIMEOUT` seconds in all)."""
+    if settled:
+        return dataclasses.replace(shell(_SETTLED + _PROBE, template_path, state_dir), timeout=SETTLED_TIMEOUT)
+    return shell(_PROBE, template_path, state_dir)
 
 
 _SWEEP = rf"""exec 9>>"$1/{LOCK}" && flock 9 || exit
@@ -312,6 +303,23 @@ class State:
         return "changed since last apply" if self.drifted else "in sync"
 
 
+def after_failure(now: State, before: State, text: str, candidate: str) -> tuple[str, bool | None]:
+    """What the host holds after a step failed once `candidate` (holding `text`) passed ``nft -c``: `now` is
+    its state read again once no load is under way, `before` what it held before the apply. A sentence
+    for the operator, and whether this apply's ruleset is live (None: neither it nor the previous one)."""
+    if now.unverified and now.marker is not None and now.marker.candidate == candidate:
+        return (f"{UNVERIFIED_LIVE} (no fresh login checked it and it is not the last good one); run fw.apply "
+                "again to check and record it"), True
+    if now.live_hash == before.live_hash:
+        return "nothing changed: the live ruleset is the previous one", False
+    if not now.drifted and now.last_good == text:
+        return "it was recorded all the same: the new ruleset is live and the last good one", True
+    if not now.drifted:
+        return "the last good ruleset is live", False
+    return (f"the live table changed, but not to this apply's ruleset (another fw.apply or fw.watch?): "
+            f"it is {now.status}"), None
+
+
 def parse_listeners(text: str) -> dict[int, frozenset[str]] | None:
     """``ss -Hltnp`` -> {port: process names}; None when ss could not answer."""
     if text.strip() == "?":
@@ -332,7 +340,7 @@ def parse_listeners(text: str) -> dict[int, frozenset[str]] | None:
 
 def parse_probe(stdout: str) -> State:
     """Read `probe_cmd` output."""
-    parts = stdout.split(_RS)[1:]
+    parts = stdout.split(_GS)[1:]
     if len(parts) != 8:
         raise AegirError(f"unexpected firewall state probe output: {stdout[:200]!r}")
 
@@ -354,6 +362,12 @@ def parse_ruleset_json(stdout: str) -> dict:
         return json.loads(stdout)
     except json.JSONDecodeError as exc:
         raise AegirError(f"cannot read nft's JSON listing: {exc}") from None
+
+
+def parse_proof(stdout: str) -> tuple[dict, str]:
+    """`prove_cmd`'s output: the whole ruleset as nft's JSON, decoded, and the knock's answer."""
+    listing, _, answer = stdout.partition(_RS)
+    return parse_ruleset_json(listing), answer
 
 
 #: Statements a template may not write: they reach beyond ``table inet aegir`` (or load other files).
@@ -383,21 +397,7 @@ def ssh_fingerprint(port: int, admin: Mapping[int, Sequence[Any]], sources: Mapp
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
-# --------------------------------------------------------------------------- apply
-
-
-@dataclass(frozen=True)
-class Applied:
-    """What `apply` did: changed or not, the ruleset's line changes, how long it took, how many files
-    left by interrupted runs it deleted."""
-
-    changed: bool
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    seconds: float = 0.0
-    reason: str = ""
-    live_hash: str | None = None  # of the table now live, when changed
-    swept: int = 0
+# --------------------------------------------------------------------------- diffs
 
 
 def diff(old: str | None, new: str, *, name: str = "ruleset") -> str:
@@ -418,181 +418,3 @@ def changed_lines(old: str | None, new: str) -> tuple[tuple[str, ...], tuple[str
         if tag in ("insert", "replace"):
             added += [ln.strip() for ln in after[j1:j2] if ln.strip()]
     return tuple(added), tuple(removed)
-
-
-def apply(hc: "HostContext", text: str, state: State, state_dir: str, ssh: Sequence[safety.Packet],
-          verified: str, fresh_login: Callable[[], None] | None = None) -> Applied:
-    """Apply `text` on the host unless it is already live; raise and change nothing on any error.
-
-    Steps: refuse statements reaching beyond aegir's table; write this apply's
-    own candidate, ``nft -c -f``; load it in a scratch network namespace next
-    to the host's other tables and prove every `ssh` packet is accepted by the
-    whole ruleset, refusing otherwise; ``nft -f`` (atomic, under the state
-    folder's lock, between two writes of the ``unverified`` marker); `fresh_login`
-    (a new SSH connection: on failure the last good ruleset is put back); only
-    then keep it as the last good ruleset, with the live hash and the SSH
-    settings (`verified`) the login proved. A failure once the candidate passed
-    ``nft -c`` says what the host holds then, asked again (`what_is_live`).
-    The files interrupted runs left are deleted (under the lock) on the way.
-    """
-    start = time.monotonic()
-    if text == state.last_good and not state.drifted and state.verified == verified:
-        return Applied(False, reason="nothing to do", swept=sweep(hc, state, state_dir))
-    foreign = foreign_statements(text)
-    if foreign:
-        raise RefusedError("refused: the ruleset touches more than table inet aegir (" + "; ".join(foreign[:3])
-                           + "); nothing changed", host=hc.name)
-    candidate = candidate_path(state_dir)
-    hc.run(write_cmd(candidate, text))
-    _nft(hc, check_cmd(candidate), candidate)
-    port = ssh[0].dport if ssh and ssh[0].dport else 22
-    admins = sorted({str(p.daddr) for p in ssh if not p.outbound and not isinstance(p.daddr, safety.Peer)})
-    peers = {p.saddr.version: p.saddr.nets for p in ssh if isinstance(p.saddr, safety.Peer)}
-    tried = knock.sources(peers, {})
-    try:
-        proved = hc.run(prove_cmd(candidate, port, admins, tried)).stdout
-    except AegirError as exc:
-        raise _failed(hc, exc, "the proof in a scratch network namespace", state, state_dir, text, candidate,
-                      nft_step=True) from None
-    listing_text, _, answer = proved.partition(_RS)
-    listing = parse_ruleset_json(listing_text)
-    # the kernel's answer first (real packets), then the evaluator's, which also sees runtime sets and
-    # sessions older than the ruleset
-    problems = [] if answer.strip() == "no python3" else knock.problems(answer, port)
-    problems += safety.ssh_problems(safety.Ruleset.from_json(listing), ssh)
-    if problems:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise RefusedError("refused: this ruleset could lock SSH out: " + "; ".join(problems[:3]) + more
-                           + f"; nothing changed (rejected ruleset: {candidate})", host=hc.name)
-    try:
-        out = hc.run(apply_cmd(candidate, state_dir, state.live_hash)).stdout.split()
-    except AegirError as exc:
-        raise _failed(hc, exc, f"`nft -f {candidate}`", state, state_dir, text, candidate, nft_step=True) from None
-    loaded = out[0] if out else ABSENT
-    swept = int(out[2]) if len(out) == 3 and out[2].isdigit() else 0
-    if fresh_login is not None:
-        try:
-            fresh_login()
-        except AegirError as exc:
-            try:
-                undone = rollback(hc, state, state_dir)
-            except RollbackFailed:
-                raise
-            except AegirError as again:
-                raise _failed(hc, again, "the rollback", state, state_dir, text, candidate,
-                              prefix=f"after the apply a new SSH connection failed ({exc.message}); then ") from None
-            hc.run(Cmd.of("rm", "-f", "--", candidate), check=False)
-            raise RefusedError(f"rolled back: after the apply a new SSH connection failed ({exc.message}); {undone}",
-                               host=hc.name) from None
-    try:
-        live_hash = hc.run(keep_cmd(candidate, state_dir, loaded, verified)).stdout.strip()
-    except AegirError as exc:
-        first = "applied, and a new SSH login got in" if fresh_login is not None else "applied"
-        raise _failed(hc, exc, "recording it as the last good ruleset", state, state_dir, text, candidate,
-                      prefix=f"{first}; then ") from None
-    added, removed = changed_lines(state.last_good, text)
-    why = f"found the {UNVERIFIED_LIVE}" if state.unverified else \
-        "drifted" if text == state.last_good and state.drifted else \
-        "changed" if text != state.last_good else "SSH settings verified"
-    return Applied(True, added, removed, time.monotonic() - start, reason=why, live_hash=live_hash, swept=swept)
-
-
-def sweep(hc: "HostContext", state: State, state_dir: str) -> int:
-    """Delete the files interrupted runs left in the state folder, if the probe found any; how many went."""
-    if not state.leftovers:
-        return 0
-    out = hc.run(sweep_cmd(state_dir)).stdout.strip()
-    return int(out) if out.isdigit() else 0
-
-
-def what_is_live(hc: "HostContext", state: State, state_dir: str, text: str,
-                 candidate: str) -> tuple[str, bool | None]:
-    """After a failure once `candidate` (holding `text`) passed ``nft -c``: ask the host what is live,
-    through the same session or, when it died, a new one (once any load under way ended). A sentence
-    for the operator, and whether this apply's ruleset is live (None: neither it nor the previous one,
-    or the host did not answer). `state` is what the host held before the apply."""
-    try:
-        now = _settled_state(hc, state_dir)
-    except AegirError as exc:
-        return (f"the host did not answer again ({exc.message}): the new ruleset may be live and unverified; "
-                "fw.status says what is live once the host answers"), None
-    if now.unverified and now.marker is not None and now.marker.candidate == candidate:
-        return (f"{UNVERIFIED_LIVE} (no fresh login checked it and it is not the last good one); run fw.apply "
-                "again to check and record it"), True
-    if now.live_hash == state.live_hash:
-        return "nothing changed: the live ruleset is the previous one", False
-    if not now.drifted and now.last_good == text:
-        return "it was recorded all the same: the new ruleset is live and the last good one", True
-    if not now.drifted:
-        return "the last good ruleset is live", False
-    return (f"the live table changed, but not to this apply's ruleset (another fw.apply or fw.watch?): "
-            f"it is {now.status}"), None
-
-
-def _settled_state(hc: "HostContext", state_dir: str) -> State:
-    """The host's state once no load is under way: the same session, else (once) a new connection."""
-    cmd = dataclasses.replace(probe_cmd("", state_dir, settled=True), timeout=SETTLED_TIMEOUT)
-    try:
-        hc.connect()
-        return parse_probe(hc.run(cmd).stdout)
-    except AegirError:
-        if hc.host.is_local:
-            raise
-    hc.c.close()  # the session died with the command: a new one
-    hc.connect()
-    return parse_probe(hc.run(cmd).stdout)
-
-
-def _cause(exc: AegirError, what: str) -> str:
-    """Why `what` failed, in one line: nft's own words, or how the session ended."""
-    if isinstance(exc, CommandError):
-        tail = " / ".join(ln.strip() for ln in exc.stderr.strip().splitlines()[-3:] if ln.strip())
-        if exc.exited < 0:
-            return f"no exit status from {what} ({tail})" if tail else f"the session ended during {what} (no exit status)"
-        return f"{what} exited {exc.exited}" + (f": {tail}" if tail else "")
-    if isinstance(exc, UnreachableError):
-        return f"the SSH connection was lost during {what}"
-    return f"{what}: {exc.message.splitlines()[0][:300]}"
-
-
-def _failed(hc: "HostContext", exc: AegirError, what: str, state: State, state_dir: str, text: str,
-            candidate: str, *, nft_step: bool = False, prefix: str = "") -> AegirError:
-    """The error of a step that failed once `candidate` passed ``nft -c``: its cause, then what the host
-    says is live now (`what_is_live`). `nft_step`: nft's own refusal there leaves the previous ruleset."""
-    truth, new_live = what_is_live(hc, state, state_dir, text, candidate)
-    cause = _cause(exc, what)
-    if nft_step and new_live is False and isinstance(exc, CommandError) and exc.exited > 0:
-        return NftError(f"{prefix}{cause}\n  ({truth}; the rejected ruleset is {candidate})", host=hc.name)
-    return AegirError(f"{prefix}{cause}: {truth}", host=hc.name)
-
-
-def rollback(hc: "HostContext", state: State, state_dir: str) -> str:
-    """Undo an apply: load the last good ruleset again, or drop aegir's table when there was none.
-
-    `state` is what the host held before the apply. Returns what was done, for
-    messages; raises `AegirError` saying the live ruleset is the unverified one
-    when nft could not undo it (`RollbackFailed`).
-    """
-    path = None
-    if state.last_good is not None:
-        path = f"{state_dir}/rollback-{uuid.uuid4().hex[:12]}.nft"
-        hc.run(write_cmd(path, state.last_good))
-    try:
-        hc.run(restore_cmd(path, state_dir))
-    except CommandError as exc:
-        if exc.exited < 0:  # no answer: whether nft did it is unknown
-            raise
-        undo = "loading the last good ruleset" if path else "deleting table inet aegir"
-        raise RollbackFailed(f"the apply failed its check and {undo} failed too ({exc.message}): THE LIVE RULESET "
-                             "IS THE NEW, UNVERIFIED ONE; fix it through the running session", host=hc.name) from None
-    if path is None:
-        return "aegir's table is removed (there was no earlier ruleset)"
-    return "the last good ruleset is live again"
-
-
-def _nft(hc: "HostContext", cmd: Cmd, candidate: str) -> str:
-    try:
-        return hc.run(cmd).stdout
-    except CommandError as exc:
-        raise NftError(f"{exc.message}\n  (nothing changed: the live ruleset is the previous one; "
-                       f"the rejected ruleset is {candidate})", host=hc.name) from None

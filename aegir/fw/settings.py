@@ -138,6 +138,12 @@ def for_host(inv: Inventory, host: Host) -> FwSettings:
                       state_dir.rstrip("/") or "/")
 
 
+def for_hosts(inv: Inventory, hosts: Iterable[Host]) -> dict[str, FwSettings]:
+    """Every target's settings, by host name: read before any host is touched, so that a mistake in one
+    host's ``fw:`` is a usage error (`InventoryError`, ``file:line: sentence``), not a failed host."""
+    return {h.name: for_host(inv, h) for h in hosts}
+
+
 def _interface(name: Any) -> str:
     if not isinstance(name, str) or not IFNAME_RE.match(name):
         raise fields.FieldError(f"{name!r} is not an interface name "

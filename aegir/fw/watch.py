@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from aegir.docker import client_for
 from aegir.errors import AegirError
-from aegir.fw import host as fwhost
-from aegir.fw import nft
+from aegir.fw import facts, nft
+from aegir.fw import plan as fwplan
+from aegir.fw import steps as fwsteps
 from aegir.fw.model import Container, Exposures, parse_container
 from aegir.fw.settings import for_host
 from aegir.inventory import Inventory
@@ -130,9 +131,9 @@ class Watcher:
         self._last_resync = time.monotonic()
         try:
             assert self._client is not None
-            self.containers = {c.id: c for c in fwhost.running_containers(self._client)}
-            self.bridges = fwhost.docker_bridges(self._client)
-            self.state = fwhost.read_state(self.hc, self.settings)
+            self.containers = {c.id: c for c in facts.running_containers(self._client)}
+            self.bridges = facts.docker_bridges(self._client)
+            self.state = self.hc.fact(facts.state_fact(self.hc.host, self.settings))
         except Exception as exc:
             self._retry = min(self._retry * 2, self.opt.backoff_max) if self._retry else self.opt.backoff_min
             self.log(f"resync ({reason}) failed: {_why(exc)}; retrying in {min(self._retry, self.opt.resync):g}s")
@@ -160,7 +161,7 @@ class Watcher:
             else:
                 self.containers.pop(c.id, None)
         try:  # a container on a new network brings a new bridge
-            self.bridges = fwhost.docker_bridges(self._client)
+            self.bridges = facts.docker_bridges(self._client)
         except Exception as exc:
             self.log(f"events: cannot list Docker's networks ({_why(exc)}); resyncing")
             self.resync("events")
@@ -174,14 +175,14 @@ class Watcher:
         if self.state is None:
             return
         try:
-            fw = fwhost.plan(self.hc.host, self.settings, self.containers.values(), self.state,
-                             bridges=self.bridges)
+            fw = fwplan.firewall(self.hc.host, self.settings, self.containers.values(), self.state,
+                                 bridges=self.bridges)
             if not fw.changed:
                 if reason in ("start", "reconnected"):
                     self.log(f"{reason}: in sync, nothing to do ({len(fw.exposures.items)} exposures)")
                 self.applied = fw.exposures
                 return
-            done = fwhost.apply(self.hc, fw, unattended=True)  # only the SSH settings a fresh login verified
+            done = fwsteps.apply(self.hc, fw, unattended=True)  # only the SSH settings a fresh login verified
         except AegirError as exc:
             self.log(f"{reason}: apply failed: {exc.message}")
             # what the host holds is unknown now (applied, not recorded?): re-read it soon

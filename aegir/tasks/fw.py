@@ -6,30 +6,33 @@ addresses (always), the ICMP the network needs and its inventory allow-lists.
 `fw.apply` checks with ``nft -c`` and swaps ``table inet aegir`` atomically;
 `fw.watch` does it on every container change, and `fw.install` makes it a
 systemd service on each host (`fw.status` says whether it runs).
+
+Every target's ``fw:`` section is read before any host is touched: a mistake
+there is a usage error (exit 2, ``file:line: sentence``). `fw.watch` has no
+``--dry``: it is a loop that applies at every change (`fw.diff` shows what it
+would apply).
 """
 
 from __future__ import annotations
 
 import signal
-import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from invoke import Collection
+from invoke import Collection, Context
 
-from aegir.errors import AegirError
-from aegir.report import FORMAT_HELP, check_format, emit, failed_row, host_entry, table
-from aegir.tasks.base import ROLLING_HELP, exit_if_failed, inventory, is_dry, one_host, rolling, targets, task
+from aegir.errors import AegirError, UsageError
+from aegir.report import FORMAT_HELP, check_format
+from aegir.tasks.base import ROLLING_HELP, act, finish, fleet_read, inventory, is_dry, one_host, targets, task
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
-    from aegir import fleet
-    from aegir.fw import host as fwhost
-    from aegir.fw import nft
     from aegir.fw.render import Template
-    from aegir.host import HostContext
+    from aegir.fw.settings import FwSettings
+    from aegir.inventory import Host
 
 TEMPLATE_HELP = "Render with this local Jinja2 template instead of the host's or aegir's."
+NO_DRY = ("fw.watch applies a ruleset at every change and has no dry run: see what it would apply "
+          "with `inv fw.diff`")
 
 
 def _read(path: str, what: str = "") -> str:
@@ -41,84 +44,60 @@ def _read(path: str, what: str = "") -> str:
 
 
 def _template(path: str | None) -> Template | None:
+    """``--template FILE``, read before any host is."""
     from aegir.fw.render import Template
 
     return Template(_read(path, "template "), path) if path else None
 
 
-def _builder(inv: Any, template: Template | None) -> Any:
-    from aegir.fw import host as fwhost
+def _settings(c: Context) -> tuple[tuple[Host, ...], dict[str, FwSettings]]:
+    """The targets and their ``fw:`` settings, every one read before any host is touched (exit 2 on a mistake)."""
+    from aegir.fw.settings import for_hosts
 
-    return lambda hc: fwhost.build(hc, inv, template)
-
-
-def _failures(outcomes: Sequence[fleet.Outcome[Any]]) -> str:
-    return "\n".join(f"{o.host.name}: {o.status}" for o in outcomes if not o.ok)
+    hosts = targets(c)
+    return hosts, for_hosts(inventory(c), hosts)
 
 
 @task(help={"from_json": "Render from a saved `docker inspect` array (FILE) instead of the live host; "
                          "needs no Docker and no connection.",
             "template": TEMPLATE_HELP, "format": FORMAT_HELP})
-def render(c, from_json=None, template=None, format="table"):
+def render(c: Context, from_json: str | None = None, template: str | None = None, format: str = "table") -> None:
     """Print the ruleset each host would get from its running containers."""
-    from aegir import fleet
-    from aegir.fw import host as fwhost
+    from aegir.fleet import Outcome
+    from aegir.fw import report, steps
     from aegir.fw.model import load_inspect
+    from aegir.fw.plan import firewall
     from aegir.fw.settings import for_host
 
     fmt = check_format(format)
-    inv, tpl = inventory(c), _template(template)
+    tpl = _template(template)
     if from_json:
         host = one_host(c, "--from-json describes one host")
-        fw = fwhost.plan(host, for_host(inv, host), load_inspect(_read(from_json), from_json), None, tpl)
-        outcomes = [fleet.Outcome(host, fw)]
+        containers = load_inspect(_read(from_json), from_json)
+        outcomes = [Outcome(host, firewall(host, for_host(inventory(c), host), containers, None, tpl))]
     else:
-        outcomes = fleet.each(c, targets(c), _builder(inv, tpl), label="fw.render")
-    ok = [o for o in outcomes if o.value is not None]
-    data = {"hosts": [{"host": o.host.name, "status": o.kind, "error": o.error,
-                       **({"ruleset": o.value.text, "exposures": list(o.value.exposures.items),
-                           "warnings": list(o.value.exposures.warnings)} if o.value else {})}
-                      for o in outcomes]}
-    texts = [o.value.text if len(outcomes) == 1 else f"# ==== {o.host.name} ====\n{o.value.text}" for o in ok]
-    emit(fmt, data=data, text="\n".join(texts).rstrip("\n"))
-    if len(ok) != len(outcomes):
-        print(_failures(outcomes), file=sys.stderr)
-    exit_if_failed(outcomes)
+        hosts, settings = _settings(c)
+        outcomes = fleet_read(c, "fw.render", lambda hc: steps.firewall_of(hc, settings[hc.name], tpl), hosts=hosts)
+    report.failures(outcomes)  # on stderr: stdout holds the rulesets
+    finish(c, fmt, report.render_report(outcomes), outcomes)
 
 
 @task(help={"template": TEMPLATE_HELP, "format": FORMAT_HELP})
-def diff(c, template=None, format="table"):
+def diff(c: Context, template: str | None = None, format: str = "table") -> None:
     """Show how each host's ruleset would change against its live one."""
-    from aegir import fleet
+    from aegir.fw import report, steps
 
     fmt = check_format(format)
-    outcomes = fleet.each(c, targets(c), _builder(inventory(c), _template(template)), label="fw.diff")
-    data, parts = [], []
-    for o in outcomes:
-        fw = o.value
-        if fw is None:
-            data.append(host_entry(o))
-            parts.append(f"{o.host.name}: {o.status}")
-            continue
-        assert fw.state is not None
-        d = fw.diff()
-        data.append({"host": o.host.name, "status": o.kind, "live": fw.state.status, "changed": fw.changed,
-                     "diff": d, "warnings": list(fw.exposures.warnings)})
-        head = f"{o.host.name}: live table {fw.state.status}; {len(fw.exposures.items)} exposures"
-        if not fw.changed:
-            parts.append(f"{head}; nothing to do")
-        elif d:
-            parts.append(f"{head}; fw.apply would change:\n{d.rstrip()}")
-        else:
-            parts.append(f"{head}; same ruleset as the last apply: fw.apply would load it again")
-        parts += [f"{o.host.name}: warning: {w}" for w in fw.exposures.warnings]
-    emit(fmt, data={"hosts": data}, text="\n".join(parts))
-    exit_if_failed(outcomes)
+    tpl = _template(template)
+    hosts, settings = _settings(c)
+    outcomes = fleet_read(c, "fw.diff", lambda hc: steps.firewall_of(hc, settings[hc.name], tpl), hosts=hosts)
+    finish(c, fmt, report.diff_report(outcomes), outcomes)
 
 
 @task(help={"dry": "Show what would change; apply nothing.", "template": TEMPLATE_HELP, "format": FORMAT_HELP,
             **ROLLING_HELP})
-def apply(c, dry=False, template=None, format="table", serial=None, keep_going=False):
+def apply(c: Context, dry: bool = False, template: str | None = None, format: str = "table",
+          serial: str | None = None, keep_going: bool = False) -> None:
     """Check each host's ruleset with `nft -c` and apply it atomically (nothing to do if unchanged).
 
     After an apply, a new SSH connection must get in; if it does not (say an
@@ -128,142 +107,63 @@ def apply(c, dry=False, template=None, format="table", serial=None, keep_going=F
     says what the host holds, asked again: "new ruleset live and unverified"
     until the next apply checks it (fw.status says so too).
     """
-    from aegir import fleet
-    from aegir.fw import host as fwhost
+    from aegir.fw.steps import Apply
 
     fmt = check_format(format)
-    dry = is_dry(c, dry)
-    build = _builder(inventory(c), _template(template))
-
-    def one(hc: HostContext) -> tuple[fwhost.Firewall, nft.Applied | None]:
-        fw = build(hc)
-        if dry:
-            return fw, None
-        # a new login still works before the ruleset counts as good, or the apply is undone
-        return fw, fwhost.apply(hc, fw, fwhost.fresh_login(c, hc))
-
-    hosts = targets(c)
-    roll = None if dry else rolling(c, hosts, serial, keep_going)
-    outcomes = fleet.each(c, hosts, one, label="fw.apply", rolling=roll)
-    rows, data = [], []
-    for o in outcomes:
-        if o.value is None:
-            rows.append([o.host.name, None, None, o.status])
-            data.append(host_entry(o))
-            continue
-        fw, done = o.value
-        if done is None:
-            result = "would apply (dry)" if fw.changed else "nothing to do"
-        elif done.changed:
-            result = f"applied in {done.seconds:.2f}s ({done.reason}: +{len(done.added)} -{len(done.removed)} lines)"
-        else:
-            result = "nothing to do"
-        if done is not None and done.swept:
-            result += f"; removed {done.swept} leftover file{'s' if done.swept > 1 else ''} of interrupted runs"
-        warn = "; ".join(fw.exposures.warnings)
-        rows.append([o.host.name, len(fw.exposures.containers), len(fw.exposures.items),
-                     result + (f"; warnings: {warn}" if warn else "")])
-        data.append({"host": o.host.name, "status": o.kind, "result": result, "dry": dry,
-                     "changed": bool(done.changed) if done else fw.changed, **fwhost.summary(fw),
-                     "added": list(done.added) if done else [], "removed": list(done.removed) if done else []})
-    emit(fmt, data={"hosts": data}, text=table(["HOST", "CONTAINERS", "EXPOSURES", "RESULT"], rows))
-    exit_if_failed(outcomes)
-
-
-def _watcher(hc: HostContext) -> str:
-    """The watcher's unit on the host, as the WATCHER cell says it: ``active (enabled)``, ``not installed``..."""
-    from aegir.fw import install as fwinstall
-
-    try:
-        return fwinstall.read_state(hc).summary
-    except (AegirError, ValueError) as exc:
-        return f"unknown: {exc}"
+    tpl = _template(template)
+    hosts, settings = _settings(c)
+    act(c, Apply(c, settings, tpl), fmt=fmt, dry=dry, serial=serial, keep_going=keep_going, hosts=hosts)
 
 
 @task(help={"format": FORMAT_HELP})
-def status(c, format="table"):
+def status(c: Context, format: str = "table") -> None:
     """List what each host publishes (address:port -> container), whether its live table is in sync
     and whether the watcher (fw.install) runs."""
-    from aegir import fleet
-    from aegir.fw import host as fwhost
-    from aegir.fw.model import hostport
+    from aegir.fw import report, steps
 
     fmt = check_format(format)
-    build = _builder(inventory(c), None)
-    outcomes = fleet.each(c, targets(c), lambda hc: (build(hc), _watcher(hc)), label="fw.status")
-    hosts, rows, data = [], [], []
-    for o in outcomes:
-        if o.value is None:
-            hosts.append([o.host.name, None, None, None, None, o.status])
-            data.append(host_entry(o))
-            continue
-        fw, watcher = o.value
-        assert fw.state is not None
-        hosts.append([o.host.name, fw.state.status, "yes" if fw.changed else "no", len(fw.exposures.items), watcher,
-                      "; ".join(fw.exposures.warnings) or "ok"])
-        rows += [[o.host.name, e.container, e.proto, hostport(e.host_addr, e.host_port),
-                  hostport(e.target_addr, e.target_port)] for e in fw.exposures.items]
-        data.append({"host": o.host.name, "status": o.kind, "pending": fw.changed, **fwhost.summary(fw),
-                     "watcher": watcher, "exposures": list(fw.exposures.items)})
-    text = table(["HOST", "LIVE TABLE", "PENDING", "EXPOSURES", "WATCHER", "STATUS"], hosts)
-    if rows:
-        text += "\n\n" + table(["HOST", "CONTAINER", "PROTO", "PUBLISHED ON", "CONTAINER ADDRESS"], rows)
-    emit(fmt, data={"hosts": data}, text=text)
-    exit_if_failed(outcomes)
+    hosts, settings = _settings(c)
+    outcomes = fleet_read(c, "fw.status", lambda hc: steps.status_of(hc, settings[hc.name]), hosts=hosts)
+    finish(c, fmt, report.status_report(outcomes), outcomes)
 
 
 @task(help={"dry": "Show what would be done; change nothing.", "format": FORMAT_HELP, **ROLLING_HELP})
-def install(c, dry=False, format="table", serial=None, keep_going=False):
+def install(c: Context, dry: bool = False, format: str = "table", serial: str | None = None,
+            keep_going: bool = False) -> None:
     """Install the watcher (fw.watch) as a systemd service on each host: write its unit, enable and start it.
 
     Idempotent: a host whose unit is the shipped one, enabled and running, has
     nothing to do. Where systemd does not run the host, the unit is written and
     enabled but cannot start: the row says so and the exit code is 1.
     """
-    from aegir import fleet
-    from aegir.fw import install as fwinstall
+    from aegir.fw.steps import Install
 
-    fmt = check_format(format)
-    act = not is_dry(c, dry)
-    hosts = targets(c)
-    outcomes = fleet.each(c, hosts, lambda hc: fwinstall.install(hc, act=act), label="fw.install",
-                          rolling=rolling(c, hosts, serial, keep_going) if act else None,
-                          fails=lambda r: None if r.ok else r.problem or "the watcher is not running")
-    rows, data = [], []
-    for o in outcomes:
-        r = o.value
-        if r is None:
-            rows.append(failed_row(o, 5, at=1, reason_at=4))
-            data.append(host_entry(o))
-            continue
-        done = ", ".join(r.did) or "nothing to do"
-        rows.append([o.host.name, r.result.upper() if not r.ok else r.result.value, r.state.enabled or None,
-                     r.state.active or None, done + (f"\n{r.problem}" if r.problem else "")])
-        data.append(host_entry(o, result=r.result.value, steps=list(r.did), unit=fwinstall.UNIT_PATH,
-                               booted=r.state.booted, enabled=r.state.enabled, active=r.state.active,
-                               problem=r.problem))
-    emit(fmt, data={"hosts": data}, text=table(["HOST", "RESULT", "ENABLED", "ACTIVE", "STEPS"], rows))
-    exit_if_failed(outcomes, problems=any(o.value is not None and not o.value.ok for o in outcomes))
+    act(c, Install(), fmt=format, dry=dry, serial=serial, keep_going=keep_going)
 
 
 @task(help={"resync": "Seconds between full resyncs (default 300).",
             "debounce": "Milliseconds of quiet that end a burst of events (default 100).",
             "max_delay": "Longest wait after an event before applying, in milliseconds (default 500)."})
-def watch(c, resync=300, debounce=100, max_delay=500):
-    """Keep one host's firewall in step with its containers, on Docker events, until SIGTERM."""
+def watch(c: Context, resync: int = 300, debounce: int = 100, max_delay: int = 500) -> None:
+    """Keep one host's firewall in step with its containers, on Docker events, until SIGTERM (no --dry).
+
+    A loop that applies at every change, as fw.apply does but without a fresh
+    login (only SSH settings fw.apply verified): it has no dry run; `fw.diff`
+    shows what it would apply.
+    """
+    from aegir.fw.report import watch_log
     from aegir.fw.watch import Options, Watcher
     from aegir.host import open_context
 
     if is_dry(c):
-        raise AegirError("fw.watch applies a ruleset at every change and has no dry run: "
-                         "see what it would apply with `inv fw.diff`")
+        raise UsageError(NO_DRY)
+    if min(resync, debounce, max_delay) <= 0:
+        raise UsageError("fw.watch: --resync, --debounce and --max-delay must be positive")
     inv = inventory(c)
     host = one_host(c, "fw.watch watches one host")
-    if min(resync, debounce, max_delay) <= 0:
-        raise AegirError("--resync, --debounce and --max-delay must be positive")
     opts = Options(resync=float(resync), debounce=debounce / 1000, max_delay=max_delay / 1000)
     hc = open_context(c, host)
-    watcher = Watcher(hc, inv, opts, log=lambda line: print(line, flush=True))
+    watcher = Watcher(hc, inv, opts, log=watch_log)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: watcher.stop())
     try:

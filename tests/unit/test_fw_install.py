@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from aegir.fw.install import UNIT_PATH, UnitState, parse_probe, plan, probe_cmd, unit_text
+from aegir.errors import AegirError
+from aegir.fw.facts import UNIT_PATH, UnitState
+from aegir.fw.facts import parse_unit as parse_probe
+from aegir.fw.facts import unit_probe_cmd as probe_cmd
+from aegir.fw.plan import plan_install as plan
+from aegir.fw.plan import unit_text
 from aegir.sh import write_file_cmd
 
 WANTED = unit_text()
@@ -22,7 +27,7 @@ def test_the_probe_output_is_parsed_with_the_unit_file_kept_byte_for_byte():
     assert state.summary == "inactive (enabled)"
     absent = parse_probe("booted=yes\nenabled=\nactive=inactive\nfile=no\n")
     assert absent.text is None and absent.summary == "not installed"
-    with pytest.raises(ValueError, match="unexpected probe output"):
+    with pytest.raises(AegirError, match="unexpected probe output"):
         parse_probe("sh: 1: systemctl: not found\n")
 
 

@@ -283,14 +283,14 @@ inspect_object = st.fixed_dictionaries({}, optional={
 @settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.lists(inspect_object, max_size=4), json_any))
 def test_any_docker_inspect_data_renders_or_is_refused_cleanly(data):
-    from aegir.fw import host as fwhost
     from aegir.fw import nft
+    from aegir.fw import plan as fwplan
     from aegir.fw.settings import for_host
 
     inv = inventory.parse(INVENTORY)
     try:
         cs = load_inspect(json.dumps(data), "inspect.json")
-        text = fwhost.plan(HOST, for_host(inv, HOST), cs).text
+        text = fwplan.firewall(HOST, for_host(inv, HOST), cs).text
     except AegirError:
         return
     assert nft.foreign_statements(text) == []

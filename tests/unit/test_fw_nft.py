@@ -89,16 +89,17 @@ def test_the_probe_reads_template_last_good_hashes_and_listeners_in_one_command(
     assert "flock" not in cmd.argv[2]  # fw.status never waits
     settled = nft.probe_cmd("", STATE, settled=True)
     assert settled.argv[2] == 'exec 9>>"$2/lock" && flock -s -w 30 9 || exit\n' + cmd.argv[2]
+    assert (cmd.timeout, settled.timeout) == (None, nft.SETTLED_TIMEOUT)  # a silent host cannot hang the row
 
 
-LISTEN = ("\x1elisten\nLISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:((\"sshd\",pid=1,fd=3))\n"
+LISTEN = ("\x1dlisten\nLISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:((\"sshd\",pid=1,fd=3))\n"
           "LISTEN 0 128 [::]:22 [::]:* users:((\"sshd\",pid=1,fd=4))\nLISTEN 0 4096 127.0.0.1:8080 0.0.0.0:*\n")
 
 
-def probe(tpl: str = "\x1eabsent\n", last: str = "\x1eabsent\n", kept: str = "\x1eabsent\n",
-          verified: str = "\x1eabsent\n", live: str = nft.ABSENT, listen: str = LISTEN,
-          marker: str = "\x1eabsent\n", leftovers: str = "") -> str:
-    return f"{tpl}{last}{kept}{verified}{marker}\x1elive\n{live}  -\n{listen}\x1eleftovers\n{leftovers}"
+def probe(tpl: str = "\x1dabsent\n", last: str = "\x1dabsent\n", kept: str = "\x1dabsent\n",
+          verified: str = "\x1dabsent\n", live: str = nft.ABSENT, listen: str = LISTEN,
+          marker: str = "\x1dabsent\n", leftovers: str = "") -> str:
+    return f"{tpl}{last}{kept}{verified}{marker}\x1dlive\n{live}  -\n{listen}\x1dleftovers\n{leftovers}"
 
 
 def test_a_fresh_host_has_nothing_loaded_and_nothing_kept():
@@ -106,20 +107,20 @@ def test_a_fresh_host_has_nothing_loaded_and_nothing_kept():
     assert state == nft.State(None, None, None, nft.ABSENT, None,
                               {22: frozenset({"sshd"}), 8080: frozenset()})
     assert (state.live, state.drifted, state.status) == (False, False, "not loaded")
-    assert nft.parse_probe(probe(listen="\x1elisten\n?\n")).listeners is None  # no ss: unknown
+    assert nft.parse_probe(probe(listen="\x1dlisten\n?\n")).listeners is None  # no ss: unknown
 
 
 def test_a_host_in_sync_has_the_kept_hash_live():
-    state = nft.parse_probe(probe(last="\x1epresent\ntable inet aegir {}\n", kept=f"\x1epresent\n{HASH}\n",
-                                  verified="\x1epresent\nfp\n", live=HASH))
+    state = nft.parse_probe(probe(last="\x1dpresent\ntable inet aegir {}\n", kept=f"\x1dpresent\n{HASH}\n",
+                                  verified="\x1dpresent\nfp\n", live=HASH))
     assert state.last_good == "table inet aegir {}\n" and state.kept_hash == HASH and state.verified == "fp"
     assert (state.drifted, state.status) == (False, "in sync")
 
 
 def test_a_table_changed_by_hand_or_flushed_by_a_reboot_is_drift():
-    changed = nft.parse_probe(probe(last="\x1epresent\nx\n", kept=f"\x1epresent\n{HASH}\n", live="0" * 64))
+    changed = nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=f"\x1dpresent\n{HASH}\n", live="0" * 64))
     assert (changed.drifted, changed.status) == (True, "changed since last apply")
-    rebooted = nft.parse_probe(probe(last="\x1epresent\nx\n", kept=f"\x1epresent\n{HASH}\n"))
+    rebooted = nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=f"\x1dpresent\n{HASH}\n"))
     assert (rebooted.drifted, rebooted.status) == (True, "not loaded")
 
 
@@ -133,24 +134,24 @@ OLD = "2" * 64
 
 
 def test_a_table_an_apply_loaded_and_never_recorded_is_new_and_unverified():
-    marker = f"\x1epresent\ncandidate {STATE}/candidate-1.nft\nbefore {OLD}\nloaded {NEW}\n"
-    kept = f"\x1epresent\n{OLD}\n"
-    state = nft.parse_probe(probe(last="\x1epresent\nx\n", kept=kept, live=NEW, marker=marker))
+    marker = f"\x1dpresent\ncandidate {STATE}/candidate-1.nft\nbefore {OLD}\nloaded {NEW}\n"
+    kept = f"\x1dpresent\n{OLD}\n"
+    state = nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=kept, live=NEW, marker=marker))
     assert state.marker == nft.Marker(f"{STATE}/candidate-1.nft", OLD, NEW)
     assert (state.unverified, state.drifted, state.status) == (True, True, "new ruleset live and unverified")
     first = nft.parse_probe(probe(live=NEW, marker=marker))  # the very first apply: nothing kept yet
     assert first.status == "new ruleset live and unverified"
     # the load was cut off before the marker got its hash: the live table is no longer the one before it
-    cut = f"\x1epresent\ncandidate {STATE}/candidate-1.nft\nbefore {OLD}\n"
-    assert nft.parse_probe(probe(last="\x1epresent\nx\n", kept=kept, live=NEW, marker=cut)).unverified
-    assert nft.parse_probe(probe(last="\x1epresent\nx\n", kept=kept, live=OLD, marker=cut)).status == "in sync"
+    cut = f"\x1dpresent\ncandidate {STATE}/candidate-1.nft\nbefore {OLD}\n"
+    assert nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=kept, live=NEW, marker=cut)).unverified
+    assert nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=kept, live=OLD, marker=cut)).status == "in sync"
 
 
 def test_a_marker_that_no_longer_names_the_live_table_says_nothing():
-    marker = f"\x1epresent\ncandidate {STATE}/candidate-1.nft\nbefore {OLD}\nloaded {NEW}\n"
-    kept = f"\x1epresent\n{NEW}\n"  # recorded, the marker not removed yet
-    assert nft.parse_probe(probe(last="\x1epresent\nx\n", kept=kept, live=NEW, marker=marker)).status == "in sync"
-    edited = nft.parse_probe(probe(last="\x1epresent\nx\n", kept=f"\x1epresent\n{OLD}\n", live="3" * 64,
+    marker = f"\x1dpresent\ncandidate {STATE}/candidate-1.nft\nbefore {OLD}\nloaded {NEW}\n"
+    kept = f"\x1dpresent\n{NEW}\n"  # recorded, the marker not removed yet
+    assert nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=kept, live=NEW, marker=marker)).status == "in sync"
+    edited = nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=f"\x1dpresent\n{OLD}\n", live="3" * 64,
                                    marker=marker))
     assert (edited.unverified, edited.status) == (False, "changed since last apply")
     assert not nft.parse_probe(probe(marker=marker)).unverified  # flushed by a reboot: not loaded at all
@@ -163,7 +164,7 @@ def test_the_probe_lists_the_leftovers_of_interrupted_runs():
 
 
 def test_the_host_template_is_read_verbatim():
-    state = nft.parse_probe(probe(tpl="\x1epresent\n{{ host }}\n\n"))
+    state = nft.parse_probe(probe(tpl="\x1dpresent\n{{ host }}\n\n"))
     assert state.template == "{{ host }}\n\n"
 
 
@@ -233,13 +234,14 @@ def test_the_ssh_fingerprint_changes_with_port_admin_or_sources_only():
 
 def test_a_failed_step_past_the_check_says_how_it_ended_in_one_line():
     from aegir.errors import CommandError, UnreachableError
+    from aegir.fw.steps import cause
 
     what = f"`nft -f {STATE}/candidate-1.nft`"
     cut = CommandError("hyp1", "sh -c '...long script...'", -1)
-    assert nft._cause(cut, what) == f"the session ended during {what} (no exit status)"
+    assert cause(cut, what) == f"the session ended during {what} (no exit status)"
     late = CommandError("hyp1", "sh -c '...'", -1, "timed out after 40s")
-    assert nft._cause(late, what) == f"no exit status from {what} (timed out after 40s)"
+    assert cause(late, what) == f"no exit status from {what} (timed out after 40s)"
     refused = CommandError("hyp1", "sh -c '...'", 1, "/x.nft:3:1-4: Error: syntax error\nfoo\n")
-    assert nft._cause(refused, what) == f"{what} exited 1: /x.nft:3:1-4: Error: syntax error / foo"
+    assert cause(refused, what) == f"{what} exited 1: /x.nft:3:1-4: Error: syntax error / foo"
     lost = UnreachableError("SSH connection lost while running `sh -c '...'`: EOF", host="hyp1")
-    assert nft._cause(lost, what) == f"the SSH connection was lost during {what}"
+    assert cause(lost, what) == f"the SSH connection was lost during {what}"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from aegir import inventory
-from aegir.fw import host as fwhost
 from aegir.fw import nft, render
+from aegir.fw import plan as fwplan
 from aegir.fw.model import load_inspect, parse_container
 from aegir.fw.settings import for_host
 from bench.fw import synthetic_inspect
@@ -33,31 +33,31 @@ def rules(text: str) -> list[str]:
 
 
 def test_the_recorded_containers_render_to_the_reviewed_ruleset():
-    text = fwhost.plan(HOST, SETTINGS, containers()).text
+    text = fwplan.firewall(HOST, SETTINGS, containers()).text
     assert text == (DATA / "fw_hyp1.nft").read_text()
 
 
 def test_the_table_is_replaced_in_one_transaction():
-    text = fwhost.plan(HOST, SETTINGS, containers()).text
+    text = fwplan.firewall(HOST, SETTINGS, containers()).text
     body = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
     assert body[:3] == ["table inet aegir {}", "delete table inet aegir", "table inet aegir {"]
     assert text.count("table ") == 3
 
 
 def test_the_rendering_does_not_depend_on_the_order_docker_lists_containers():
-    assert fwhost.plan(HOST, SETTINGS, containers()).text == fwhost.plan(HOST, SETTINGS, containers()[::-1]).text
+    assert fwplan.firewall(HOST, SETTINGS, containers()).text == fwplan.firewall(HOST, SETTINGS, containers()[::-1]).text
 
 
 def test_the_rule_count_does_not_grow_with_containers():
-    small = fwhost.plan(HOST, SETTINGS, [parse_container(d) for d in synthetic_inspect(1)]).text
-    big = fwhost.plan(HOST, SETTINGS, [parse_container(d) for d in synthetic_inspect(1000)]).text
+    small = fwplan.firewall(HOST, SETTINGS, [parse_container(d) for d in synthetic_inspect(1)]).text
+    big = fwplan.firewall(HOST, SETTINGS, [parse_container(d) for d in synthetic_inspect(1000)]).text
     assert rules(small) == rules(big)
     assert len(rules(big)) == 35  # input 14, forward 5, output 12, nat 4
     assert big.count(" : 10.128.") == 3000  # DNAT map elements instead
 
 
 def test_ssh_to_the_admin_addresses_is_the_first_input_rule():
-    assert rules(fwhost.plan(HOST, SETTINGS, containers()).text)[:2] == [
+    assert rules(fwplan.firewall(HOST, SETTINGS, containers()).text)[:2] == [
         "ip daddr @admin4 tcp dport 22 ip saddr @ssh_from4 accept",
         "ip6 daddr @admin6 tcp dport 22 accept",  # no IPv6 admin source given: open to all
     ]
@@ -65,13 +65,13 @@ def test_ssh_to_the_admin_addresses_is_the_first_input_rule():
 
 def test_a_host_without_admin_addresses_accepts_ssh_on_any_address():
     local = inventory.parse("hosts:\n  here:\n    connection: local\n    port: 2222\n")
-    text = fwhost.plan(local.get("here"), for_host(local, local.get("here")), []).text
+    text = fwplan.firewall(local.get("here"), for_host(local, local.get("here")), []).text
     assert rules(text)[:2] == ["meta nfproto ipv4 tcp dport 2222 accept", "meta nfproto ipv6 tcp dport 2222 accept"]
 
 
 def test_the_host_template_wins_over_the_shipped_one():
     state = nft.State("table inet aegir { }  # {{ host }} {{ dnat[4] | length }}\n", None, None, nft.ABSENT)
-    fw = fwhost.plan(HOST, SETTINGS, containers(), state)
+    fw = fwplan.firewall(HOST, SETTINGS, containers(), state)
     assert fw.text == "table inet aegir { }  # hyp1 8\n"
     assert fw.template == "hyp1:/srv/templates/nftables.nft.j2"
 
@@ -80,24 +80,24 @@ def test_a_template_that_does_not_parse_is_reported_at_its_line():
     tpl = render.Template("table inet aegir {\n{% for x in dnat[4] %}\n", "hyp1:/srv/templates/nftables.nft.j2")
     with pytest.raises(render.TemplateError,
                        match=r"^hyp1:/srv/templates/nftables.nft.j2:2: template error: Unexpected end of template"):
-        fwhost.plan(HOST, SETTINGS, containers(), template=tpl)
+        fwplan.firewall(HOST, SETTINGS, containers(), template=tpl)
 
 
 def test_a_template_using_an_unknown_name_is_reported_at_its_line():
     tpl = render.Template("# ok\n# ok\n{{ exposures_v4 }}\n", "custom.j2")
     with pytest.raises(render.TemplateError, match=r"^custom.j2:3: template error: 'exposures_v4' is undefined"):
-        fwhost.plan(HOST, SETTINGS, containers(), template=tpl)
+        fwplan.firewall(HOST, SETTINGS, containers(), template=tpl)
 
 
 def test_a_template_that_fails_while_rendering_is_a_template_error_at_its_line():
     # not a jinja2 error: without this, fw.watch died on it and fw.apply called it a bug
     tpl = render.Template("# ok\n{{ dnat[4] + 1 }}\n", "custom.j2")
     with pytest.raises(render.TemplateError, match=r"^custom.j2:2: template error: TypeError: can only concatenate"):
-        fwhost.plan(HOST, SETTINGS, containers(), template=tpl)
+        fwplan.firewall(HOST, SETTINGS, containers(), template=tpl)
 
 
 def test_warnings_are_comments_at_the_top():
-    text = fwhost.plan(HOST, SETTINGS, containers()).text
+    text = fwplan.firewall(HOST, SETTINGS, containers()).text
     assert re.findall(r"^# warning: .*$", text, re.M) == [
         "# warning: v4app: no IPv6 address: tcp/[2001:db8:0:100::11]:8181 is not published"]
 
@@ -115,7 +115,7 @@ def test_a_host_template_that_reaches_outside_its_values_is_refused_and_runs_not
     tpl = render.Template(f"# ok\n{escape.replace('id', 'touch $AEGIR_TEST_MARK')}\n",
                           "hyp1:/srv/templates/nftables.nft.j2")
     with pytest.raises(render.TemplateError, match=r"^hyp1:/srv/templates/nftables.nft.j2:2: template "):
-        fwhost.plan(HOST, SETTINGS, containers(), template=tpl)
+        fwplan.firewall(HOST, SETTINGS, containers(), template=tpl)
     assert not marker.exists()
 
 
@@ -123,7 +123,7 @@ def test_a_container_name_reaching_a_comment_stays_on_its_line():
     data = json.loads((DATA / "fw_inspect_lab.json").read_text())
     for d in data:
         d["Name"] = "/web\n}\nflush ruleset\ntable ip evil {\r\x0b\u2028é"
-    text = fwhost.plan(HOST, SETTINGS, [parse_container(d) for d in data]).text
+    text = fwplan.firewall(HOST, SETTINGS, [parse_container(d) for d in data]).text
     assert "flush ruleset" not in "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith(("#", "1", "2")))
     assert nft.foreign_statements(text) == []
     notes = re.findall(r"#\s*(web.*)$", text, re.M)

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aegir import inventory
-from aegir.fw import host as fwhost
+from aegir.fw import plan as fwplan
 from aegir.fw import render
 from aegir.fw.model import parse_container
 from aegir.fw.safety import ACCEPT, DNAT, DROP, Packet, Ruleset, evaluate, ssh_problems
@@ -132,7 +132,7 @@ def ruleset_for(containers: list[dict], fw: str = "{}", template: render.Templat
     data["hosts"]["hyp1"]["fw"] = yaml.safe_load(fw)
     inv = inventory.parse(yaml.safe_dump(data))
     host = inv.get("hyp1")
-    fw_ = fwhost.plan(host, for_host(inv, host), [parse_container(c) for c in containers], template=template)
+    fw_ = fwplan.firewall(host, for_host(inv, host), [parse_container(c) for c in containers], template=template)
     return fw_, loaded(fw_.text)
 
 
@@ -146,7 +146,7 @@ def web(host_ip: str, host_port: int, port: int = 80) -> dict:
 @needs_nft
 def test_the_shipped_ruleset_accepts_ssh_publishes_ports_and_guards_the_rest():
     fw, rs = ruleset_for([web("", 8080), web("198.51.100.101", 22, 2222)])
-    assert ssh_problems(rs, fwhost.ssh_packets(fw.host, fw.settings)) == []
+    assert ssh_problems(rs, fwplan.ssh_packets(fw.host, fw.settings)) == []
     internet = ip("203.0.113.5")
     assert kinds(evaluate(rs, Packet(internet, ip("198.51.100.101"), 8080), "prerouting")) == {DNAT}
     assert kinds(evaluate(rs, Packet(internet, ip("198.51.100.101"), 22), "prerouting")) == {DNAT}
@@ -163,7 +163,7 @@ def test_a_template_that_drops_ssh_is_caught():
     text = render.packaged().source.replace("# SSH to the admin addresses comes first",
                                             "tcp dport 22 drop\n\t\t#")
     fw, rs = ruleset_for([], template=render.Template(text, "bad.j2"))
-    problems = ssh_problems(rs, fwhost.ssh_packets(fw.host, fw.settings))
+    problems = ssh_problems(rs, fwplan.ssh_packets(fw.host, fw.settings))
     assert problems and all("could be dropped by chain input, rule 1" in p for p in problems if "reply" not in p)
 
 
@@ -172,7 +172,7 @@ def test_a_template_that_redirects_ssh_is_caught():
     text = render.packaged().source.replace("dnat ip to ip daddr", "tcp dport 22 dnat ip to 172.18.1.2\n\t\tdnat ip to ip daddr")
     fw, rs = ruleset_for([], template=render.Template(text, "bad.j2"))
     assert any("redirected (DNAT) by chain prerouting, rule 1" in p
-               for p in ssh_problems(rs, fwhost.ssh_packets(fw.host, fw.settings)))
+               for p in ssh_problems(rs, fwplan.ssh_packets(fw.host, fw.settings)))
 
 
 # --------------------------------------------------------------------------- generated inputs
@@ -238,9 +238,9 @@ def test_no_generated_input_renders_a_ruleset_that_drops_ssh(data):
     addresses = [admin4, admin6, *service4, *service6, "203.0.113.9"]
     cs = [parse_container(c) for c in data.draw(containers(addresses))]
     settings_ = for_host(inv, host)
-    fw = fwhost.plan(host, settings_, cs)
+    fw = fwplan.firewall(host, settings_, cs)
     rs = loaded(fw.text)  # nft accepts every generated ruleset
-    assert ssh_problems(rs, fwhost.ssh_packets(host, settings_)) == []
+    assert ssh_problems(rs, fwplan.ssh_packets(host, settings_)) == []
     for e in fw.exposures.items:  # and the check is not vacuous: published ports are DNATed
         assert kinds(evaluate(rs, Packet(ip("203.0.113.5"), e.host_addr, e.host_port, proto=e.proto),
                               "prerouting")) == {DNAT}
@@ -261,10 +261,10 @@ def hostile(first_rule: str = "", extra: str = "", inv_text: str | None = None) 
     inv = inventory.parse(inv_text or (Path(__file__).parent / "data" / "fw_hosts.yml").read_text())
     host = inv.get("hyp1")
     s = for_host(inv, host)
-    text = fwhost.plan(host, s, []).text
+    text = fwplan.firewall(host, s, []).text
     marker = "# SSH to the admin addresses comes first: no later rule can drop it"
     assert marker in text
-    return text.replace(marker, first_rule) + extra, fwhost.ssh_packets(host, s)
+    return text.replace(marker, first_rule) + extra, fwplan.ssh_packets(host, s)
 
 
 NO_SOURCES = "hosts:\n  hyp1:\n    admin_ipv4: 198.51.100.11\n    admin_ipv6: 2001:db8:0:100::1\n" \

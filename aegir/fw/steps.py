@@ -1,0 +1,327 @@
+"""The firewall's changes, one `aegir.action.Action` each: fw.apply (`Apply`), fw.install (`Install`).
+
+`Apply` plans a host from its facts (`firewall_of`: `aegir.fw.facts.read`, then
+`aegir.fw.plan.firewall`) and acts through `apply`, which boot.docker and
+fw.watch use too:
+
+1. `load`, the checked atomic apply: refuse statements reaching beyond
+   ``table inet aegir``; write this apply's own candidate; ``nft -c -f``; load
+   it in a scratch network namespace next to the host's other tables and prove
+   that SSH to the admin addresses gets through the whole ruleset; ``nft -f``
+   (one transaction, under the state folder's lock, between two writes of the
+   ``unverified`` marker);
+2. `verify`: a *new* SSH login must get in (`fresh_login`; on failure the last
+   good ruleset is put back through the running session, `rollback`), then,
+   under the lock, the live table must still be the one loaded: only then is it
+   kept as the last good ruleset with the SSH settings the login proved.
+
+Whatever fails once the candidate passed ``nft -c``, the host is asked again
+what is live (`what_is_live`: the same session, else a new one) before the row
+says so. The files interrupted runs left are deleted under the lock on the way.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from aegir import action
+from aegir.errors import AegirError, CommandError, RefusedError, UnreachableError
+from aegir.fw import facts, nft
+from aegir.fw import plan as fwplan
+from aegir.fw import report as fwreport
+from aegir.fw.plan import Applied, Firewall, Installed, InstallPlan
+from aegir.fw.render import Template
+from aegir.fw.settings import FwSettings, for_host
+from aegir.inventory import Inventory
+from aegir.report import Result
+from aegir.sh import Cmd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from invoke import Context
+
+    from aegir.host import HostContext
+
+
+class NftError(AegirError):
+    """nft refused a ruleset; the live ruleset is the previous one."""
+
+
+class RollbackFailed(AegirError):
+    """nft refused to put the last good ruleset back: the new one stays live, unverified."""
+
+
+# --------------------------------------------------------------------------- reads (plans may call them)
+
+
+def firewall_of(hc: HostContext, settings: FwSettings, template: Template | None = None) -> Firewall:
+    """One live host's firewall: its facts (one round trip, then Docker), rendered through `template` if
+    given, else the host's or aegir's. Reads only."""
+    f = facts.read(hc, settings)
+    return fwplan.firewall(hc.host, settings, f.containers, f.state, template, f.bridges)
+
+
+def status_of(hc: HostContext, settings: FwSettings) -> tuple[Firewall, str]:
+    """`firewall_of`, and the watcher's unit as fw.status's WATCHER cell says it (in the same round trip)."""
+    f = facts.read(hc, settings, watcher=True)
+    assert f.watcher is not None
+    return fwplan.firewall(hc.host, settings, f.containers, f.state, None, f.bridges), f.watcher
+
+
+def before_docker(hc: HostContext, inv: Inventory) -> Firewall | None:
+    """boot.docker's plan: the ruleset with no container published (`aegir.fw.plan.before_docker`), for a
+    host whose firewall aegir manages; None otherwise. Reads only."""
+    settings = for_host(inv, hc.host)
+    return fwplan.before_docker(hc.host, settings, hc.fact(facts.state_fact(hc.host, settings)))
+
+
+# --------------------------------------------------------------------------- the actions
+
+
+class Apply(action.Action[Firewall, Applied]):
+    """fw.apply on every target: nothing to do where the ruleset is live, verified and no leftovers wait."""
+
+    label = "fw.apply"
+
+    def __init__(self, c: Context, settings: Mapping[str, FwSettings], template: Template | None = None) -> None:
+        self.c = c
+        self.settings = settings
+        self.template = template
+
+    def plan(self, hc: HostContext) -> Firewall:
+        return firewall_of(hc, self.settings[hc.name], self.template)
+
+    def todo(self, plan: Firewall) -> bool:
+        return plan.todo
+
+    def act(self, hc: HostContext, plan: Firewall) -> Applied:
+        # a new login still works before the ruleset counts as good, or the apply is undone
+        return apply(hc, plan, fresh_login(self.c, hc))
+
+    def render(self, ran: action.Ran[Firewall, Applied]) -> action.Report:
+        return fwreport.apply_report(ran)
+
+
+class Install(action.Action[InstallPlan, Installed]):
+    """fw.install on every target: write, enable and start the watcher's unit unless it already is."""
+
+    label = "fw.install"
+
+    def plan(self, hc: HostContext) -> InstallPlan:
+        return fwplan.plan_install(hc.fact(facts.unit_fact()), fwplan.unit_text())
+
+    def todo(self, plan: InstallPlan) -> bool:
+        return plan.todo
+
+    def act(self, hc: HostContext, plan: InstallPlan) -> Installed:
+        """Run the plan's commands, then read the unit back: written, enabled, running?"""
+        for _, cmd in plan.steps:
+            hc.run(cmd)
+        names = tuple(name for name, _ in plan.steps)
+        after = hc.fact(facts.unit_fact()) if names else plan.before
+        problems = fwplan.install_problems(plan, after)
+        if problems:
+            return Installed(Result.FAILED, names, after, "; ".join(problems))
+        return Installed(Result.DONE if names else Result.OK, names, after)
+
+    def failed(self, result: Installed) -> str | None:
+        return None if result.ok else result.problem or "the watcher is not running"
+
+    def render(self, ran: action.Ran[InstallPlan, Installed]) -> action.Report:
+        return fwreport.install_report(ran)
+
+
+# --------------------------------------------------------------------------- the apply
+
+
+def apply(hc: HostContext, fw: Firewall, fresh_login: Callable[[], None] | None = None, *,
+          unattended: bool = False) -> Applied:
+    """Apply `fw` on its host (nothing to do when it is live and verified); raise and change nothing on error.
+
+    `fresh_login` opens a new SSH connection after the load (None on the local
+    host: the operator is there). `unattended` (fw.watch: nobody to check a
+    login) applies only the SSH settings a fresh login verified.
+    """
+    assert fw.state is not None, "applying needs the host's state (firewall_of)"
+    if unattended:
+        fwplan.unattended_refusal(fw)
+    fwplan.preflight(fw)
+    start = time.monotonic()
+    if not fw.load:
+        return Applied(False, reason="nothing to do", swept=sweep(hc, fw))
+    candidate, loaded, swept = load(hc, fw)
+    live_hash = verify(hc, fw, candidate, loaded, fresh_login)
+    added, removed = nft.changed_lines(fw.state.last_good, fw.text)
+    return Applied(True, added, removed, time.monotonic() - start, fwplan.reason(fw), live_hash, swept)
+
+
+def load(hc: HostContext, fw: Firewall) -> tuple[str, str, int]:
+    """The checked atomic apply (steps 1 above): the candidate's path, the terse hash of the table nft
+    loaded (what `nft.keep_cmd` compares), and how many files of interrupted runs were deleted."""
+    assert fw.state is not None
+    state_dir = fw.settings.state_dir
+    foreign = nft.foreign_statements(fw.text)
+    if foreign:
+        raise RefusedError("refused: the ruleset touches more than table inet aegir (" + "; ".join(foreign[:3])
+                           + "); nothing changed", host=hc.name)
+    candidate = nft.candidate_path(state_dir)
+    hc.run(nft.write_cmd(candidate, fw.text))
+    _nft(hc, nft.check_cmd(candidate), candidate)
+    ssh = fwplan.ssh_packets(fw.host, fw.settings)
+    port, admins, tried = fwplan.proof_args(ssh)
+    try:
+        proved = hc.run(nft.prove_cmd(candidate, port, admins, tried)).stdout
+    except AegirError as exc:
+        raise _failed(hc, exc, "the proof in a scratch network namespace", fw, candidate, nft_step=True) from None
+    problems = fwplan.lockout_problems(*nft.parse_proof(proved), port, ssh)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise RefusedError("refused: this ruleset could lock SSH out: " + "; ".join(problems[:3]) + more
+                           + f"; nothing changed (rejected ruleset: {candidate})", host=hc.name)
+    try:
+        out = hc.run(nft.apply_cmd(candidate, state_dir, fw.state.live_hash)).stdout.split()
+    except AegirError as exc:
+        raise _failed(hc, exc, f"`nft -f {candidate}`", fw, candidate, nft_step=True) from None
+    swept = int(out[2]) if len(out) == 3 and out[2].isdigit() else 0
+    return candidate, out[0] if out else nft.ABSENT, swept
+
+
+def verify(hc: HostContext, fw: Firewall, candidate: str, loaded: str,
+           fresh_login: Callable[[], None] | None) -> str:
+    """Step 2 above: a fresh login gets in (else roll back and raise), then the live table, still the one
+    `loaded`, is recorded as the last good one with the SSH settings verified; the live hash."""
+    assert fw.state is not None
+    if fresh_login is not None:
+        try:
+            fresh_login()
+        except AegirError as exc:
+            try:
+                undone = rollback(hc, fw.state, fw.settings.state_dir)
+            except RollbackFailed:
+                raise
+            except AegirError as again:
+                raise _failed(hc, again, "the rollback", fw, candidate,
+                              prefix=f"after the apply a new SSH connection failed ({exc.message}); then ") from None
+            hc.run(Cmd.of("rm", "-f", "--", candidate), check=False)
+            raise RefusedError(f"rolled back: after the apply a new SSH connection failed ({exc.message}); {undone}",
+                               host=hc.name) from None
+    try:
+        return hc.run(nft.keep_cmd(candidate, fw.settings.state_dir, loaded, fw.fingerprint)).stdout.strip()
+    except AegirError as exc:
+        first = "applied, and a new SSH login got in" if fresh_login is not None else "applied"
+        raise _failed(hc, exc, "recording it as the last good ruleset", fw, candidate,
+                      prefix=f"{first}; then ") from None
+
+
+def fresh_login(c: Context, hc: HostContext) -> Callable[[], None] | None:
+    """A check that a *new* SSH connection still gets in (None for the local host).
+
+    The running session survives any ruleset (connection tracking), so it is
+    the way back: a wrong ``ssh_port`` or ``admin_sources`` that leaves out the
+    operator's own address would pass every static check and lock out the next
+    login.
+    """
+    if hc.host.is_local:
+        return None
+    from aegir.host import open_context
+
+    def check() -> None:
+        open_context(c, hc.host).close()
+
+    return check
+
+
+def sweep(hc: HostContext, fw: Firewall) -> int:
+    """Delete the files interrupted runs left in the state folder, if the probe found any; how many went."""
+    if fw.state is None or not fw.state.leftovers:
+        return 0
+    out = hc.run(nft.sweep_cmd(fw.settings.state_dir)).stdout.strip()
+    return int(out) if out.isdigit() else 0
+
+
+def rollback(hc: HostContext, state: nft.State, state_dir: str) -> str:
+    """Undo an apply: load the last good ruleset again, or drop aegir's table when there was none.
+
+    `state` is what the host held before the apply. Returns what was done, for
+    messages; raises `RollbackFailed` saying the live ruleset is the unverified
+    one when nft could not undo it.
+    """
+    path = None
+    if state.last_good is not None:
+        path = f"{state_dir}/rollback-{uuid.uuid4().hex[:12]}.nft"
+        hc.run(nft.write_cmd(path, state.last_good))
+    try:
+        hc.run(nft.restore_cmd(path, state_dir))
+    except CommandError as exc:
+        if exc.exited < 0:  # no answer: whether nft did it is unknown
+            raise
+        undo = "loading the last good ruleset" if path else "deleting table inet aegir"
+        raise RollbackFailed(f"the apply failed its check and {undo} failed too ({exc.message}): THE LIVE RULESET "
+                             "IS THE NEW, UNVERIFIED ONE; fix it through the running session", host=hc.name) from None
+    if path is None:
+        return "aegir's table is removed (there was no earlier ruleset)"
+    return "the last good ruleset is live again"
+
+
+# --------------------------------------------------------------------------- after a failure
+
+
+def what_is_live(hc: HostContext, fw: Firewall, candidate: str) -> tuple[str, bool | None]:
+    """After a failure once `candidate` passed ``nft -c``: ask the host what is live, through the same
+    session or, when it died, a new one (once any load under way ended); `nft.after_failure` says it.
+    None: the host did not answer, or neither ruleset is live."""
+    assert fw.state is not None
+    try:
+        now = _settled_state(hc, fw.settings.state_dir)
+    except AegirError as exc:
+        return (f"the host did not answer again ({exc.message}): the new ruleset may be live and unverified; "
+                "fw.status says what is live once the host answers"), None
+    return nft.after_failure(now, fw.state, fw.text, candidate)
+
+
+def _settled_state(hc: HostContext, state_dir: str) -> nft.State:
+    """The host's state once no load is under way: the same session, else (once) a new connection."""
+    fact = facts.settled_fact(state_dir)
+    try:
+        hc.connect()
+        return hc.fact(fact)
+    except AegirError:
+        if hc.host.is_local:
+            raise
+    hc.c.close()  # the session died with the command: a new one
+    hc.connect()
+    return hc.fact(fact)
+
+
+def cause(exc: AegirError, what: str) -> str:
+    """Why `what` failed, in one line: nft's own words, or how the session ended."""
+    if isinstance(exc, CommandError):
+        tail = " / ".join(ln.strip() for ln in exc.stderr.strip().splitlines()[-3:] if ln.strip())
+        if exc.exited < 0:
+            return f"no exit status from {what} ({tail})" if tail else f"the session ended during {what} (no exit status)"
+        return f"{what} exited {exc.exited}" + (f": {tail}" if tail else "")
+    if isinstance(exc, UnreachableError):
+        return f"the SSH connection was lost during {what}"
+    return f"{what}: {exc.message.splitlines()[0][:300]}"
+
+
+def _failed(hc: HostContext, exc: AegirError, what: str, fw: Firewall, candidate: str, *, nft_step: bool = False,
+            prefix: str = "") -> AegirError:
+    """The error of a step that failed once `candidate` passed ``nft -c``: its cause, then what the host
+    says is live now (`what_is_live`). `nft_step`: nft's own refusal there leaves the previous ruleset."""
+    truth, new_live = what_is_live(hc, fw, candidate)
+    why = cause(exc, what)
+    if nft_step and new_live is False and isinstance(exc, CommandError) and exc.exited > 0:
+        return NftError(f"{prefix}{why}\n  ({truth}; the rejected ruleset is {candidate})", host=hc.name)
+    return AegirError(f"{prefix}{why}: {truth}", host=hc.name)
+
+
+def _nft(hc: HostContext, cmd: Cmd, candidate: str) -> str:
+    try:
+        return hc.run(cmd).stdout
+    except CommandError as exc:
+        raise NftError(f"{exc.message}\n  (nothing changed: the live ruleset is the previous one; "
+                       f"the rejected ruleset is {candidate})", host=hc.name) from None
+
