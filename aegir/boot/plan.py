@@ -19,6 +19,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aegir.boot import MIN_FREE_PERCENT
 from aegir.boot.facts import DAEMON_JSON, DataRoot, Listing, LuksMapping, Mount, luks_open_cmd, luks_test_cmd
@@ -410,3 +411,52 @@ def verdict(host: str, results: Sequence[StepResult], error: tuple[str, str] | N
     if not done:
         return f"{host}: up, nothing to do (everything was already up)"
     return f"{host}: up; " + "; ".join(done)
+
+
+# --------------------------------------------------------------------------- what the steps return
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One step's plan on one host: `row`, what its table row says now (``would`` with the commands when
+    `todo`; else ok, skipped, or failed for a check that found a problem), and what `act` needs."""
+
+    row: StepResult
+    todo: bool = False
+    work: Any = None
+
+    @property
+    def step(self) -> str:
+        return self.row.step
+
+
+@dataclass(frozen=True)
+class HostBoot:
+    """What a walk did on one host: its steps' rows, the step that raised (if one did), each step's plan work."""
+
+    host: Host
+    steps: tuple[StepResult, ...]
+    failed_at: tuple[str, str] | None = None  # (step, message) when a step raised instead of returning
+    raised: str = "failed"  # that step's outcome kind (failed, unreachable, bug...)
+    works: tuple[Any, ...] = ()  # each step's plan work, in order (check items, Compose status...)
+
+    @property
+    def up(self) -> bool:
+        return self.failed_at is None and all(r.ok for r in self.steps)
+
+    @property
+    def kind(self) -> str:
+        """ok, or how the host failed (a step's row FAILED: ``failed``)."""
+        return self.raised if self.failed_at else "ok" if self.up else "failed"
+
+    @property
+    def error(self) -> str | None:
+        """Why the host stopped, or None."""
+        if self.failed_at:
+            return self.failed_at[1]
+        bad = next((r for r in self.steps if not r.ok), None)
+        return f"{bad.step}: {bad.detail}" if bad else None
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.host.name, self.steps, self.failed_at)

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aegir import action
-from aegir.boot.plan import FAILED, WOULD, CheckItem, StepResult
-from aegir.boot.steps import HostBoot, Planned
+from aegir.boot.plan import FAILED, WOULD, CheckItem, HostBoot, Planned, StepResult
 from aegir.compose.status import HostStatus, render_status, status_json
 from aegir.fleet import Outcome
 from aegir.report import envelope, failed_row, table

@@ -40,6 +40,8 @@ from aegir.boot.plan import (
     OK,
     SKIPPED,
     WOULD,
+    HostBoot,
+    Planned,
     SrvFacts,
     StepPlan,
     StepResult,
@@ -53,7 +55,6 @@ from aegir.boot.plan import (
     plan_guard,
     plan_mount,
     plan_unlock,
-    verdict,
     verify_cmd,
     verify_problems,
 )
@@ -89,20 +90,6 @@ class Options:
     test: bool = False  # unlock: only check the passphrase
     root: str = "/"  # guard: install under this root (an image, a chroot)
     prompter: Prompter = field(default_factory=Prompter)
-
-
-@dataclass(frozen=True)
-class Planned:
-    """One step's plan on one host: `row`, what its table row says now (``would`` with the commands when
-    `todo`; else ok, skipped, or failed for a check that found a problem), and what `act` needs."""
-
-    row: StepResult
-    todo: bool = False
-    work: Any = None
-
-    @property
-    def step(self) -> str:
-        return self.row.step
 
 
 def docker_info(hc: HostContext, running: bool | None = None) -> Mapping[str, Any] | None:
@@ -418,38 +405,6 @@ def verify_guard(hc: HostContext, paths: Sequence[str], wanted: str) -> str:
 
 #: Every boot step by name: the boot tasks walk it.
 STEP_TABLE: dict[str, type[Step]] = {s.name: s for s in (Unlock, Mount, Check, Docker, Start, Status, Guard)}
-
-
-@dataclass(frozen=True)
-class HostBoot:
-    """What a walk did on one host: its steps' rows, the step that raised (if one did), each step's plan work."""
-
-    host: Host
-    steps: tuple[StepResult, ...]
-    failed_at: tuple[str, str] | None = None  # (step, message) when a step raised instead of returning
-    raised: str = "failed"  # that step's outcome kind (failed, unreachable, bug...)
-    works: tuple[Any, ...] = ()  # each step's plan work, in order (check items, Compose status...)
-
-    @property
-    def up(self) -> bool:
-        return self.failed_at is None and all(r.ok for r in self.steps)
-
-    @property
-    def kind(self) -> str:
-        """ok, or how the host failed (a step's row FAILED: ``failed``)."""
-        return self.raised if self.failed_at else "ok" if self.up else "failed"
-
-    @property
-    def error(self) -> str | None:
-        """Why the host stopped, or None."""
-        if self.failed_at:
-            return self.failed_at[1]
-        bad = next((r for r in self.steps if not r.ok), None)
-        return f"{bad.step}: {bad.detail}" if bad else None
-
-    @property
-    def verdict(self) -> str:
-        return verdict(self.host.name, self.steps, self.failed_at)
 
 
 def walk(c: Context, hosts: Sequence[Host], names: Sequence[str], opts: Options, *, dry: bool,
