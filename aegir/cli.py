@@ -16,16 +16,26 @@ the hosts (``c.run`` really runs) and stop before acting.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
+import re
 import shlex
 import sys
+from collections.abc import Iterator, Sequence
 
-from invoke import Argument, Config, Executor, Exit, Program
+from invoke import Argument, Collection, Config, Executor, Exit, Program
 from invoke.config import merge_dicts
+from invoke.exceptions import CollectionNotFound, ParseError
 from invoke.parser import Parser, ParserContext
 
 from aegir import __version__, report
+from aegir.errors import did_you_mean
+from aegir.tasks.flags import COUNT, PROGRAM_LETTERS, Bound, FlagError, count
+
+#: Exit code of a usage error (as `aegir.tasks.base.EXIT_USAGE`).
+EXIT_USAGE = 2
+SECONDS_INT = count(1, "SECONDS")
 
 #: The fleet's defaults, under ``aegir`` in the config.
 AEGIR_DEFAULTS: dict[str, object] = {"hosts": None, "exclude": None, "inventory": None, "dry": False, "parallel": 32, "verbose": False,
@@ -53,8 +63,9 @@ class AegirConfig(Config):
         })
 
 
-class NamesOrAll(ParserContext):
-    """A task's parser context whose positional NAMES may be left out when ``--all`` is given
+class AegirContext(ParserContext):
+    """Invoke's parser context, with each flag's value shown by its kind in --help (``--warn=PCT``, never a
+    value-taking flag shown bare), and positional NAMES that may be left out when ``--all`` is given
     (``inv apps.up cloud`` or ``inv apps.up --all``): Invoke has no optional positional arguments."""
 
     @property
@@ -62,16 +73,61 @@ class NamesOrAll(ParserContext):
         every = self.flags.get("--all")
         return [] if every is not None and every.value else super().missing_positional_args
 
+    def help_for(self, flag: str) -> tuple[str, str]:
+        arg = self.flags[flag]
+        value = metavar(arg)
+        names = []
+        for name in sorted(self.names_for(flag), key=lambda n: (len(n), n.lower())):
+            if value and arg.optional:
+                names.append(f"{name} [{value}]" if len(name.strip("-")) == 1 else f"{name}[={value}]")
+            elif value:
+                names.append(f"{name} {value}" if len(name.strip("-")) == 1 else f"{name}={value}")
+            else:
+                names.append(name)
+        return ", ".join(names), arg.help or ""
+
+
+def program_letters(args: list[Argument]) -> list[Argument]:
+    """The program's flags with their letters from `PROGRAM_LETTERS` (one meaning per letter, before or after
+    the task name) and typed numbers (``-t x`` is one line, not a traceback)."""
+    for arg in args:
+        long = next(n for n in arg.names if len(n) > 1)
+        arg.names = (long, *sorted(letter for letter, name in PROGRAM_LETTERS.items() if name == long))
+        if long == "dry":
+            arg.help = "Show what would be done (facts are still read); change nothing (-d, -R or --dry, " \
+                       "before or after the task name)."
+        if arg.kind is int:
+            arg.kind = Bound(SECONDS_INT if long.endswith("timeout") else COUNT, f"--{long}")
+    return args
+
+
+def metavar(arg: Argument) -> str | None:
+    """What --help shows after a flag that takes a value (None: a bare flag)."""
+    if not arg.takes_value:
+        return None
+    if isinstance(arg.kind, Bound):
+        return arg.kind.kind.metavar
+    return {list: "VALUE", int: "INT"}.get(arg.kind, "STRING")
+
 
 class AegirProgram(Program):
     """Invoke's `Program` with Fabric's connection flags (as ``fab`` has them) and aegir's own."""
 
     def core_args(self) -> list[Argument]:
-        args = super().core_args()
-        for arg in args:
-            if "dry" in arg.names:
-                arg.help = "Show what would be done (facts are still read); change nothing."
-        return args + [
+        return program_letters(super().core_args() + self.aegir_args())
+
+    def task_args(self) -> list[Argument]:
+        return program_letters(super().task_args())
+
+    @property
+    def initial_context(self) -> ParserContext:
+        context = super().initial_context
+        context.__class__ = AegirContext
+        return context
+
+    def aegir_args(self) -> list[Argument]:
+        """Fabric's connection flags (as ``fab`` spells them) and aegir's own."""
+        return [
             Argument(names=("H", "hosts"),
                      help="Comma-separated inventory hosts, groups, or user@host:port; "
                           "'!name' leaves a host or group out ('prod,!hyp3') "
@@ -93,6 +149,14 @@ class AegirProgram(Program):
                      help="Inventory file (default: $AEGIR_INVENTORY, ./hosts.yml, /etc/aegir/hosts.yml)."),
         ]
 
+    def parse_core(self, argv: list[str] | None) -> None:
+        with self.usage_errors():
+            super().parse_core(argv)
+
+    def parse_tasks(self) -> None:
+        with self.usage_errors():
+            super().parse_tasks()
+
     def parse_cleanup(self) -> None:
         """Invoke's, plus shell completion of host and group names after -H and --exclude."""
         if self.args.complete.value:
@@ -101,13 +165,55 @@ class AegirProgram(Program):
                 for word in words:
                     print(word)
                 raise Exit
-        super().parse_cleanup()
+        with self.usage_errors():
+            try:
+                super().parse_cleanup()
+            except Exit as exc:  # --list NAMESPACE that is not one
+                root = self.args.list.value
+                if exc.code == 1 and isinstance(root, str) and root not in self.collection.collections:
+                    raise Exit(f"aegir: --list: no namespace {root!r}{did_you_mean(root, self.collection.collections)}; "
+                               f"namespaces: {', '.join(sorted(self.collection.collections))}",
+                               code=EXIT_USAGE) from None
+                raise
+
+    @contextlib.contextmanager
+    def usage_errors(self) -> Iterator[None]:
+        """Invoke's parse errors (unknown task or flag, missing argument or value, a value its kind refuses)
+        as one line ``aegir: ...`` and exit 2, never Invoke's own words and exit 1, never a traceback."""
+        try:
+            yield
+        except ParseError as exc:
+            parser = getattr(self, "parser", None)
+            contexts = parser.contexts if parser is not None else {}
+            raise Exit(usage_line(exc, contexts, self.initial_context, list(self.argv or ())),
+                       code=EXIT_USAGE) from None
+
+    def load_collection(self) -> None:
+        """Invoke's (``tasks.py`` from the current directory up, or -c/-r), or aegir's own tasks when no
+        ``tasks.py`` is found and none was asked for: ``aegir`` works from any folder."""
+        name, root = self.args.collection.value, self.args["search-root"].value
+        if name is None and root is None:
+            loader = self.loader_class(config=self.config, start=root)  # type: ignore[call-arg]
+            try:
+                found = loader.find(self.config.tasks.collection_name)
+            except CollectionNotFound:
+                found = None
+            if found is None:
+                from aegir.tasks import namespace
+
+                self.collection = namespace
+                return
+        super().load_collection()
+        if not isinstance(self.collection, Collection):  # pragma: no cover - Invoke's own guarantee
+            raise Exit("aegir: no task collection", code=EXIT_USAGE)
 
     def _make_parser(self) -> Parser:
         parser = super()._make_parser()
         for ctx in parser.contexts.values():
-            if "--all" in ctx.flags and any(a.name == "names" for a in ctx.positional_args):
-                ctx.__class__ = NamesOrAll
+            ctx.__class__ = AegirContext
+            for arg in ctx.args.values():
+                if isinstance(arg.kind, Bound):  # its refusals name the task: "disk.report --top: ..."
+                    arg.kind = arg.kind.at(ctx.name)
         return parser
 
     def remainder_argv(self) -> list[str]:
@@ -145,6 +251,62 @@ class AegirProgram(Program):
         if self.args["ssh-config"].value:
             overrides["ssh_config_path"] = self.args["ssh-config"].value
         self.config.merge()
+
+
+def usage_line(err: ParseError, contexts: dict[str, ParserContext], initial: ParserContext,
+               argv: Sequence[str]) -> str:
+    """One line ``aegir: ...`` for an Invoke parse error: what is wrong, the task and the flag, what would do
+    ("did you mean", the accepted values, ``--all``)."""
+    if isinstance(err, FlagError):
+        return str(err)
+    msg, ctx = str(err), err.context
+    task = ctx.name if ctx is not None and ctx.name else None
+    if m := re.fullmatch(r"No idea what '(.*)' is!", msg, re.S):
+        return _unknown(m[1], ctx if task else None, contexts, initial, argv)
+    if (m := re.fullmatch(r"'(.*)' did not receive required positional arguments: .*", msg, re.S)) and ctx:
+        return _missing(m[1], ctx)
+    if m := re.fullmatch(r"Flag <\w+: (\S+?)[ >].* needed value and was not given one!", msg, re.S):
+        ours = ctx.args.get(m[1]) if ctx is not None and task else None
+        arg = ours or initial.args.get(m[1])
+        if arg is not None:
+            flag = "--" + next(n for n in arg.names if len(n) > 1)
+            accepts = arg.kind.kind.accepts if isinstance(arg.kind, Bound) else metavar(arg) or "a value"
+            return f"aegir: {f'{task} ' if ours else ''}{flag} needs a value: {accepts}"
+    return f"aegir: {task + ': ' if task else ''}{msg}"
+
+
+def _unknown(word: str, ctx: ParserContext | None, contexts: dict[str, ParserContext], initial: ParserContext,
+             argv: Sequence[str]) -> str:
+    """An unknown task, flag or extra word (`ctx`: the task it came after, if any)."""
+    if word.startswith("-"):
+        flag = word.split("=", 1)[0]
+        if ctx is not None:
+            return (f"aegir: {ctx.name} has no flag {flag}{did_you_mean(flag, [*ctx.flags, *initial.flags])}; "
+                    f"inv --help {ctx.name} lists its flags")
+        owners = [t for t in argv if t in contexts and flag in contexts[t].flags]
+        if owners:
+            return f"aegir: {flag} is a flag of {owners[0]}, not of the program: put it after the task name"
+        return (f"aegir: unknown program flag {flag}{did_you_mean(flag, initial.flags)}; "
+                "inv --help lists the program's flags, inv --help TASK a task's")
+    names = sorted(contexts)
+    if ctx is not None and "." not in word and not did_you_mean(word, names):
+        given = next((a.value for a in ctx.positional_args if a.name == "names" and a.value), None)
+        hint = f" (give several names comma-separated: {given},{word})" if given else ""
+        return f"aegir: {ctx.name}: unexpected argument {word!r}{hint}; inv --help {ctx.name} shows its usage"
+    within = [n for n in names if n.startswith(word + ".")]
+    if within:
+        return f"aegir: {word!r} is a namespace, not a task: {', '.join(within)}"
+    return f"aegir: no task {word!r}{did_you_mean(word, names)}; inv --list shows them"
+
+
+def _missing(task: str, ctx: ParserContext) -> str:
+    """A task's positional arguments that were not given."""
+    missing = ctx.missing_positional_args
+    if "--all" in ctx.flags and any(a.name == "names" for a in missing):
+        return f"aegir: {task}: name the projects (NAMES: cloud or cloud,users/wiki) or give --all"
+    words = [metavar(a) if a.name == "names" else str(a.name).upper() for a in ctx.positional_args]
+    flags = " and ".join(f"--{a.names[0]}" for a in missing)
+    return f"aegir: {task} needs {flags}: inv {task} {' '.join(str(w) for w in words)}"
 
 
 #: The flags whose value is a list of inventory hosts and groups.

@@ -9,10 +9,18 @@ Tasks turn these into `invoke.Exit` at their boundary; a traceback means a bug.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: How many lines of a failed command's stderr end up in its message.
 STDERR_TAIL_LINES = 5
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'disk.report'?)`` when `word` is close to one of `known` (a typo), else ""."""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class AegirError(Exception):

@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from aegir import fields, yamldoc
-from aegir.errors import InventoryError, TargetError
+from aegir.errors import InventoryError, TargetError, did_you_mean
 from aegir.fields import Fields, kind_of
 from aegir.sh import NAME_RE
 from aegir.yamldoc import YamlError
@@ -297,7 +297,7 @@ class Inventory:
             if h not in out:
                 out.append(h)
         if dropped:
-            gone = {h.name for w in dropped for h in self._match(w)}
+            gone = {h.name for w in dropped for h in self._match(w, among=out)}
             left = [h for h in out if h.name not in gone]
             if not left:
                 raise TargetError(f"no host left: {', '.join(dropped)} excludes every target "
@@ -308,15 +308,24 @@ class Inventory:
             raise broken[0].refusal(broken)
         return tuple(h for h in out if isinstance(h, Host))
 
-    def _match(self, word: str) -> list[Host | Broken]:
+    def _match(self, word: str, among: Sequence[Host | Broken] | None = None) -> list[Host | Broken]:
+        """The hosts `word` names; `among` (the targets) makes it an exclusion: a raw address must then be an
+        inventory host's or a target's, else it is refused like an unknown name (it would leave nothing out)."""
         if word == "all":
             return list(self._entries)
         found = [h for h in self._entries if h.name == word] or [h for h in self._entries if word in h.groups]
         if found:
             return found
         if _looks_raw(word):
-            return [self._raw(word)]
-        raise TargetError(self._unknown(word))
+            if among is None:
+                return [self._raw(word)]
+            _, addr, _ = parse_raw_target(word)
+            found = [h for h in (*self.hosts, *among) if isinstance(h, Host) and (h.name == word or addr in {
+                h.name, h.address, str(h.admin_ipv4), str(h.admin_ipv6)})]
+            found += [b for b in self.broken if addr in {*b.addresses, b.name}]
+            if found:
+                return found
+        raise TargetError(self._unknown(word, excluding=among is not None))
 
     def completions(self, word: str) -> list[str]:
         """What ``-H``/``--exclude`` may complete `word` with: ``prod,!hy`` -> ``prod,!hyp1``, ``prod,!hyp2``..."""
@@ -324,15 +333,16 @@ class Inventory:
         prefix = (head + "," if head else "") + ("!" if last.startswith("!") else "")
         return [prefix + n for n in [*self.names, *sorted(self.groups), "all"]]
 
-    def _unknown(self, word: str) -> str:
+    def _unknown(self, word: str, excluding: bool = False) -> str:
         groups = sorted(self.groups)
         names = [h.name for h in self._entries]
-        close = difflib.get_close_matches(word, [*names, *groups], n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return (
-            f"unknown host or group {word!r}{hint} in {self.path}; "
-            f"hosts: {', '.join(names) or '-'}; groups: {', '.join(groups) or '-'}; "
-            "or give user@host:port"
+        _, addr, _ = parse_raw_target(word) if excluding and _looks_raw(word) else (None, word, None)
+        addresses = [h.address for h in self.hosts if h.address and not _is_ip(h.address)]
+        hint = "" if _is_ip(addr) else did_you_mean(addr, [*names, *groups, *addresses])  # no near-miss of an IP
+        return (  # an exclusion ('!word', --exclude) that names nothing is refused: a typo must not keep a host in
+            f"unknown host or group {word!r}{' to leave out' if excluding else ''}{hint} in {self.path}; "
+            f"hosts: {', '.join(names) or '-'}; groups: {', '.join(groups) or '-'}"
+            + ("" if excluding else "; or give user@host:port")
         )
 
     def _raw(self, word: str) -> Host | Broken:
@@ -354,6 +364,14 @@ def _words(spec: str | Iterable[str] | None) -> list[str]:
 
 
 _RAW_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:@\s\[\]]+))(?::(?P<port>\d+))?\Z")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _looks_raw(word: str) -> bool:

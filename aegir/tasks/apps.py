@@ -15,6 +15,7 @@ from invoke import Collection
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit, failed_row, host_entry, table
 from aegir.tasks.base import ROLLING_HELP, exit_if_failed, fleet_report, is_dry, targets, task
+from aegir.tasks.flags import FOLDER, LINES, PROJECT
 
 NAMES_HELP = "Projects: folder names or kind/folder, comma-separated (e.g. cloud,users/wiki)."
 DRY_HELP = "Print the exact Compose commands and stop."
@@ -28,7 +29,7 @@ ALL_HELP = "Every project of every kind instead of NAMES: core first on the way 
 
 @task(help={"names": NAMES_HELP + " Default: every project.", "format": FORMAT_HELP})
 def status(c, names="", format="table"):
-    """Show the state of every Compose project (core first): services, problems, image age."""
+    """Show every Compose project's state, core first: services, problems, image age."""
     from aegir.compose.discovery import split_names
     from aegir.compose.status import gather_status, has_problems, render_status, status_json
 
@@ -40,7 +41,7 @@ def status(c, names="", format="table"):
 @task(help={"names": NAMES_HELP, "force": "Start even while a core project is down.", "all": ALL_HELP,
             "dry": DRY_HELP, "parallel": PARALLEL_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
 def up(c, names, force=False, all=False, dry=False, parallel=4, format="table", serial=None, keep_going=False):
-    """Bring projects up (`compose up -d`); refuse while a core project is down unless --force."""
+    """Bring projects up (`compose up -d`); refuse while core is down unless --force."""
     from aegir.tasks.projects import act_on_names
 
     act_on_names(c, "apps.up", names, "up", format, dry, parallel, every=all, force=force, serial=serial,
@@ -60,7 +61,7 @@ def down(c, names, all=False, yes=False, dry=False, parallel=4, format="table", 
 @task(help={"names": NAMES_HELP, "all": ALL_HELP, "yes": YES_HELP, "dry": DRY_HELP, "parallel": PARALLEL_HELP,
             "format": FORMAT_HELP, **ROLLING_HELP})
 def stop(c, names, all=False, yes=False, dry=False, parallel=4, format="table", serial=None, keep_going=False):
-    """Stop projects' containers and keep them (`compose stop`); `apps.up` starts them again."""
+    """Stop projects' containers and keep them (`compose stop`); apps.up restarts."""
     from aegir.tasks.projects import act_on_names
 
     act_on_names(c, "apps.stop", names, "stop", format, dry, parallel, every=all, yes=yes, serial=serial,
@@ -80,7 +81,7 @@ def restart(c, names, service="", all=False, yes=False, dry=False, parallel=4, f
 @task(help={"names": NAMES_HELP, "ignore_failures": "Keep going past images that cannot be pulled.",
             "all": ALL_HELP, "dry": DRY_HELP, "parallel": PARALLEL_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
 def pull(c, names, ignore_failures=False, all=False, dry=False, parallel=4, format="table", serial=None, keep_going=False):
-    """Pull projects' images (`compose pull`) and say which images changed; containers are not touched."""
+    """Pull projects' images (`compose pull`) and say which changed; containers stay."""
     from aegir.tasks.projects import act_on_names
 
     act_on_names(c, "apps.pull", names, "pull", format, dry, parallel, every=all, ignore_failures=ignore_failures, serial=serial,
@@ -92,7 +93,10 @@ def pull(c, names, ignore_failures=False, all=False, dry=False, parallel=4, form
             "parallel": PARALLEL_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
 def update(c, names, service="", force=False, ignore_failures=False, dry=False, parallel=4, format="table", serial=None,
            keep_going=False):
-    """Pull projects' images, then `compose up -d`: only containers whose image or config changed are recreated."""
+    """Pull projects' images, then `compose up -d`: recreate only what changed.
+
+    Only the containers whose image or configuration changed are recreated.
+    """
     from aegir.tasks.projects import act_on_names
 
     act_on_names(c, "apps.update", names, "update", format, dry, parallel, services=service, force=force,
@@ -100,7 +104,8 @@ def update(c, names, service="", force=False, ignore_failures=False, dry=False, 
 
 
 @task(help={"name": "One project: folder name or kind/folder.", "service": SERVICE_HELP,
-            "follow": "Keep streaming new lines (one host only).", "tail": "Only the last N lines per container."})
+            "follow": "Keep streaming new lines (one host only).", "tail": "Only the last N lines per container."},
+      kinds={"name": PROJECT, "tail": LINES})
 def logs(c, name, service="", follow=False, tail=None):
     """Print a project's logs (any kind), from every target host that has it."""
     from aegir.tasks.projects import show_logs
@@ -108,14 +113,15 @@ def logs(c, name, service="", follow=False, tail=None):
     show_logs(c, "apps.logs", name, service, follow, tail)
 
 
-@task(name="compose", help={"name": "One project (any kind: core, apps, users): folder name or kind/folder."})
+@task(name="compose", help={"name": "One project (any kind: core, apps, users): folder name or kind/folder."},
+      kinds={"name": PROJECT})
 def compose_(c, name):
-    """Run any Compose subcommand for a project: `inv apps.compose NAME -- ps` (exec -T, top, images...).
+    """Run any Compose subcommand for a project: `inv apps.compose NAME -- ps`.
 
     Everything after a lone `--` goes to Compose as it was typed (argv, never a
     shell), with the project's --project-directory/-f/-p/--env-file in front, on
-    every target host that has the project. No terminal is allocated: use
-    `exec -T`. Exit 1 when Compose fails on a host.
+    every target host that has the project (exec -T, top, images...). No
+    terminal is allocated: use `exec -T`. Exit 1 when Compose fails on a host.
     """
     from aegir.compose import cli as compose
     from aegir.errors import UsageError
@@ -130,7 +136,7 @@ def compose_(c, name):
 
 @task(help={"names": NAMES_HELP + " Default: every project.", "format": FORMAT_HELP})
 def lint(c, names="", format="table"):
-    """Check that compose files are publishable: site data only through .env variables."""
+    """Check that compose files are publishable: site data only through .env values."""
     from aegir.compose.discovery import split_names
     from aegir.compose.lint import has_findings, lint_host, lint_json, render_lint
 
@@ -160,9 +166,12 @@ def templates(c, format="table"):
 
 @task(help={"name": "The new project's folder name.", "template": "Template folder under /srv/templates.",
             "users": "Make it under /srv/users instead of /srv/apps.", "dry": "Print the commands and stop.",
-            "format": FORMAT_HELP})
+            "format": FORMAT_HELP}, kinds={"name": FOLDER})
 def new(c, name, template, users=False, dry=False, format="table"):
-    """Make a project folder from a template (.env.example -> .env mode 0600, empty data/); never overwrite."""
+    """Make a project folder from a template; never overwrite one.
+
+    The template's .env.example becomes .env (mode 0600); data/ is made empty.
+    """
     from aegir import fleet
     from aegir.compose.templates import new_project
 

@@ -15,10 +15,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import invoke
-from invoke import Exit
+from invoke import Argument, Exit
 
 from aegir.errors import AegirError, InventoryError, TargetError, UsageError
 from aegir.report import HostResult, check_format, emit, printable
+from aegir.tasks.flags import PROJECT_PARAMS, Bound, Kind, kind_for, letter_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.action import Action, Ran, Report
@@ -37,12 +38,32 @@ EXIT_USAGE = 2
 
 
 def task(*args: Any, **kwargs: Any) -> Any:
-    """`invoke.task`, plus the boundary that prints an `AegirError` as one line."""
+    """`invoke.task`, plus the boundary that prints an `AegirError` as one line, and aegir's flags.
+
+    Flags (`aegir.tasks.flags`): a short letter from `flags.LETTERS` only (the
+    same letter means the same flag in every task); each value read by its kind
+    when the command line is parsed (`kinds`: ``{param: Kind}``, else by name or
+    default); a parameter naming a project (``name``, ``app``, ``path``) is
+    ``-n/--names`` on the command line. `long_only` lists parameters that keep no
+    letter (a flag whose name means something else in this task). `no_dry` says
+    why the task has no dry run: the program's --dry is then refused (exit 2)
+    instead of ignored.
+    """
+    options = {"kinds": kwargs.pop("kinds", {}), "long_only": tuple(kwargs.pop("long_only", ()))}
+    no_dry: str | None = kwargs.pop("no_dry", None)
 
     def decorate(fn: Callable[..., Any]) -> invoke.Task:
+        sig = inspect.signature(fn)
+        renamed = {p: "names" for p in sig.parameters if p in PROJECT_PARAMS}
+
         @functools.wraps(fn)
         def body(c: invoke.Context, *a: Any, **kw: Any) -> Any:
+            for param, flag in renamed.items():
+                if flag in kw:
+                    kw[param] = kw.pop(flag)
             try:
+                if no_dry and is_dry(c):
+                    raise UsageError(f"--dry: {no_dry}")
                 return fn(c, *a, **kw)
             except (InventoryError, TargetError, UsageError) as exc:
                 raise Exit(f"aegir: {printable(str(exc))}", code=EXIT_USAGE) from None
@@ -51,8 +72,12 @@ def task(*args: Any, **kwargs: Any) -> Any:
             finally:
                 _say_dry()
 
-        body.__signature__ = _format_first(inspect.signature(fn))  # type: ignore[attr-defined]
-        return invoke.task(**kwargs)(body)
+        body.__signature__ = sig.replace(parameters=[  # type: ignore[attr-defined]
+            p.replace(name=renamed.get(p.name, p.name)) for p in sig.parameters.values()])
+        kw = dict(kwargs)
+        kw["help"] = {renamed.get(k, k): v for k, v in (kwargs.get("help") or {}).items()}
+        kinds = {renamed.get(k, k): v for k, v in options["kinds"].items()}
+        return invoke.task(klass=AegirTask, kinds=kinds, long_only=options["long_only"], **kw)(body)
 
     if len(args) == 1 and callable(args[0]) and not kwargs:
         return decorate(args[0])
@@ -66,19 +91,32 @@ def _say_dry() -> None:
         print(act.DRY_LINE, file=sys.stderr, flush=True)
 
 
-def _format_first(sig: inspect.Signature) -> inspect.Signature:
-    """`sig` with ``format`` first among the flags, so Invoke gives it ``-f`` on every task.
+class AegirTask(invoke.Task):
+    """Invoke's `Task` whose flags follow `aegir.tasks.flags`: letters from the one table, typed values."""
 
-    Invoke hands out short flags in signature order: ``apps.up(force, format)``
-    would otherwise get ``-f`` for --force and ``-o`` for --format.
-    """
-    params = list(sig.parameters.values())
-    fmt = next((p for p in params if p.name == "format"), None)
-    if fmt is None:
-        return sig
-    rest = [p for p in params if p is not fmt]
-    at = next((i for i, p in enumerate(rest) if p.default is not inspect.Parameter.empty), len(rest))
-    return sig.replace(parameters=[*rest[:at], fmt, *rest[at:]])
+    def __init__(self, body: Callable[..., Any], *, kinds: dict[str, Kind] | None = None,
+                 long_only: Sequence[str] = (), **kwargs: Any) -> None:
+        kwargs["auto_shortflags"] = False  # letters come from flags.LETTERS, not from each flag's first free letter
+        super().__init__(body, **kwargs)
+        self.kinds = dict(kinds or {})
+        self.long_only = tuple(long_only)
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        kept = dict(self.help)  # Invoke's get_arguments pops help texts: keep them for the next parser
+        try:
+            args = super().get_arguments(ignore_unknown_help)
+        finally:
+            self.help = kept
+        for arg in args:
+            param, flag = arg.attr_name or arg.names[0], arg.names[0]
+            if arg.takes_value and arg.kind is not list:
+                kind = self.kinds.get(param) or kind_for(param, arg.default)
+                if kind is not None:
+                    arg.kind = Bound(kind, f"--{flag}")
+            letter = letter_for(flag)
+            if letter and param not in self.long_only:
+                arg.names = (flag, letter)
+        return args
 
 
 def inventory(c: invoke.Context) -> Inventory:

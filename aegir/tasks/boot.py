@@ -24,6 +24,7 @@ from aegir.boot import DOCKER_TIMEOUT, MIN_FREE_PERCENT
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format
 from aegir.tasks.base import finish, is_dry, targets, task
+from aegir.tasks.flags import ABS_PATH, PERCENT, SECONDS
 
 DRY_HELP = "Show what would be done (facts are still read); change nothing."
 MIN_FREE_HELP = f"Free space /srv must keep, in percent (default {MIN_FREE_PERCENT:g})."
@@ -66,7 +67,10 @@ def _prompter(same_passphrase: bool, passphrase_stdin: bool) -> Any:
 @task(help={"format": FORMAT_HELP, "dry": DRY_HELP, **UNLOCK_HELP})
 def unlock(c: Context, format: str = "table", dry: bool = False, same_passphrase: bool = False,
            passphrase_stdin: bool = False, test_passphrase: bool = False) -> None:
-    """Open each host's LUKS volume with the passphrase typed at the terminal (three tries)."""
+    """Open each host's LUKS volume with the passphrase typed at the terminal.
+
+    Three tries per host; --passphrase-stdin reads them from standard input.
+    """
     from aegir.boot.steps import Options
 
     _walk(c, "boot.unlock", ["unlock"], format, dry,
@@ -75,23 +79,29 @@ def unlock(c: Context, format: str = "table", dry: bool = False, same_passphrase
 
 @task(help={"format": FORMAT_HELP, "dry": DRY_HELP})
 def mount(c: Context, format: str = "table", dry: bool = False) -> None:
-    """Mount /srv (from /etc/fstab, or the opened LUKS mapping) unless it already is; the plan shows first."""
+    """Mount /srv (from /etc/fstab or the opened LUKS mapping) unless it already is.
+
+    The plan shows first.
+    """
     _walk(c, "boot.mount", ["mount"], format, dry)
 
 
-@task(help={"format": FORMAT_HELP, "min_free": MIN_FREE_HELP})
+@task(help={"format": FORMAT_HELP, "min_free": MIN_FREE_HELP}, kinds={"min_free": PERCENT})
 def check(c: Context, format: str = "table", min_free: int = MIN_FREE_PERCENT) -> None:
-    """Check /srv: a mount point of the right device, its six folders, Docker's data-root, free space."""
+    """Check /srv: its device, its folders, Docker's data-root, the free space."""
     from aegir.boot.steps import Options
 
     _walk(c, "boot.check", ["check"], format, False, Options(min_free=float(min_free)))
 
 
 @task(help={"format": FORMAT_HELP, "dry": DRY_HELP, "min_free": MIN_FREE_HELP, "timeout": TIMEOUT_HELP,
-            "unknown_data_root": UNKNOWN_ROOT_HELP})
+            "unknown_data_root": UNKNOWN_ROOT_HELP}, kinds={"min_free": PERCENT, "timeout": SECONDS})
 def docker(c: Context, format: str = "table", dry: bool = False, min_free: int = MIN_FREE_PERCENT,
            timeout: int = DOCKER_TIMEOUT, unknown_data_root: bool = False) -> None:
-    """Start Docker, only if /srv is mounted and checked, and wait until it answers; the plan shows first."""
+    """Start Docker once /srv is mounted and checked; wait until it answers.
+
+    The plan shows first.
+    """
     from aegir.boot.steps import Options
 
     _walk(c, "boot.docker", ["docker"], format, dry, Options(min_free=float(min_free), timeout=float(timeout),
@@ -105,7 +115,8 @@ def status(c: Context, format: str = "table") -> None:
 
 
 @task(help={"format": FORMAT_HELP, "dry": DRY_HELP,
-            "root": "Install under this root directory instead of / (an image, a chroot); no reload then."})
+            "root": "Install under this root directory instead of / (an image, a chroot); no reload then."},
+      kinds={"root": ABS_PATH})
 def guard(c: Context, format: str = "table", dry: bool = False, root: str = "/") -> None:
     """Install a systemd drop-in so Docker cannot start before /srv is mounted."""
     from aegir.boot.plan import guard_dropin, guard_paths
@@ -123,11 +134,15 @@ def guard(c: Context, format: str = "table", dry: bool = False, root: str = "/")
 @task(name="all", help={"format": FORMAT_HELP, "dry": DRY_HELP, "min_free": MIN_FREE_HELP,
                         "timeout": TIMEOUT_HELP, "same_passphrase": UNLOCK_HELP["same_passphrase"],
                         "passphrase_stdin": UNLOCK_HELP["passphrase_stdin"], "unknown_data_root": UNKNOWN_ROOT_HELP,
-                        "start": "Then start what is not up: core first, then apps and users (step `start`)."})
+                        "start": "Then start what is not up: core first, then apps and users (step `start`)."},
+      kinds={"min_free": PERCENT, "timeout": SECONDS})
 def all_(c: Context, format: str = "table", dry: bool = False, same_passphrase: bool = False,
          passphrase_stdin: bool = False, min_free: int = MIN_FREE_PERCENT, timeout: int = DOCKER_TIMEOUT,
          unknown_data_root: bool = False, start: bool = False) -> None:
-    """Run the start-up in order: unlock, mount, check, docker, [start,] status; a host stops at its first failure."""
+    """Run the start-up in order: unlock, mount, check, docker, [start,] status.
+
+    A host stops at its first failure.
+    """
     from aegir.boot.steps import ORDER, START, Options
 
     steps = [*ORDER[:-1], START, ORDER[-1]] if start else list(ORDER)

@@ -12,6 +12,7 @@ from invoke import Collection
 from aegir.report import FORMAT_HELP
 from aegir.tasks.apps import DRY_HELP, SERVICE_HELP
 from aegir.tasks.base import ROLLING_HELP, fleet_report, task
+from aegir.tasks.flags import LINES, PROJECT
 
 NAMES_HELP = "Core projects (folder names, comma-separated). Default: every core project."
 YES_HELP = "Do not ask before stopping or restarting core projects."
@@ -30,7 +31,7 @@ def _core(c, label: str, names: str, action: str, *, fmt: str, dry: bool, yes: b
 
 @task(help={"format": FORMAT_HELP})
 def status(c, format="table"):
-    """Show the state of the core projects on every host; exit 1 when one is not fully up."""
+    """Show the core projects' state on every host; exit 1 when one is not fully up."""
     from aegir.compose.status import gather_status, has_problems, render_status, status_json
 
     fleet_report(c, format, "core.status", lambda hc: gather_status(hc, kinds=("core",)),
@@ -39,31 +40,35 @@ def status(c, format="table"):
 
 @task(help={"names": NAMES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
 def up(c, names="", dry=False, format="table", serial=None, keep_going=False):
-    """Bring up every core project, front first, one after the other; stop a host at its first failure."""
+    """Bring up the core projects one by one, front first; a host stops at a failure."""
     _core(c, "core.up", names, "up", fmt=format, dry=dry, serial=serial, keep_going=keep_going)
 
 
 @task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
 def down(c, names="", yes=False, dry=False, format="table", serial=None, keep_going=False):
-    """Stop and remove the core projects' containers, front last (asks first: every app goes offline)."""
+    """Stop and remove the core projects' containers, front last (asks first).
+
+    Every app goes offline with core/front, its front door.
+    """
     _core(c, "core.down", names, "down", fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going)
 
 
 @task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
 def restart(c, names="", yes=False, dry=False, format="table", serial=None, keep_going=False):
-    """Restart the core projects, front first, one by one (asks first: apps are cut off meanwhile)."""
+    """Restart the core projects one by one, front first (asks: apps are cut off)."""
     _core(c, "core.restart", names, "restart", fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going)
 
 
 @task(help={"names": NAMES_HELP, "ignore_failures": "Keep going past images that cannot be pulled.",
             "dry": DRY_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
 def pull(c, names="", ignore_failures=False, dry=False, format="table", serial=None, keep_going=False):
-    """Pull the core projects' images and say which changed; containers are not touched."""
+    """Pull the core projects' images and say which changed; containers stay."""
     _core(c, "core.pull", names, "pull", fmt=format, dry=dry, ignore_failures=ignore_failures, serial=serial, keep_going=keep_going)
 
 
 @task(help={"name": "One core project (folder name).", "service": SERVICE_HELP,
-            "follow": "Keep streaming new lines (one host only).", "tail": "Only the last N lines per container."})
+            "follow": "Keep streaming new lines (one host only).", "tail": "Only the last N lines per container."},
+      kinds={"name": PROJECT, "tail": LINES})
 def logs(c, name, service="", follow=False, tail=None):
     """Print a core project's logs from every target host that has it."""
     from aegir.tasks.projects import show_logs

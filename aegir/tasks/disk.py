@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Exit
 
-from aegir.errors import AegirError
+from aegir.errors import AegirError, UsageError
 from aegir.report import FORMAT_HELP, Progress, check_format, emit, human
 from aegir.tasks.base import (
     ALL_OR_NOTHING_HELP,
@@ -23,6 +23,7 @@ from aegir.tasks.base import (
     targets,
     task,
 )
+from aegir.tasks.flags import PERCENT, PROJECT, formats
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir import fleet
@@ -33,9 +34,10 @@ if TYPE_CHECKING:  # pragma: no cover
 @task(help={"format": FORMAT_HELP + " Also 'prometheus': node_exporter's textfile collector format.",
             "top": "Largest projects to list per host (default 5; every one in prometheus format).",
             "fast": "Filesystems and Docker only: do not measure the project folders (no du).",
-            "warn": "Exit 1 when / or /srv of a host is more than PCT % used (for cron)."})
+            "warn": "Exit 1 when / or /srv of a host is more than PCT % used (for cron)."},
+      kinds={"format": formats("prometheus"), "warn": PERCENT})
 def report(c, format="table", top=5, fast=False, warn=None):
-    """Show disk usage per host: /, /srv, Docker (reclaimable) and the largest projects.
+    """Show disk usage per host: /, /srv, Docker (reclaimable), the largest projects.
 
     Project folders are measured with one du each, several at once per host
     (progress on stderr); --fast skips them.
@@ -67,14 +69,15 @@ def report(c, format="table", top=5, fast=False, warn=None):
             "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
 def prune(c, volumes=False, include_project_images=False, include_project_containers=False, yes=False, dry=False,
           format="table", serial=None, keep_going=False, all_or_nothing=False):
-    """Remove Docker garbage (stopped containers, unused images, networks, build cache), keeping /srv projects'.
+    """Remove Docker garbage: what /srv projects neither use nor name.
 
-    A plan first, per host, with Docker's own byte counts; then, with --yes or
-    a `y` typed at the terminal, the removals (never forced) and the bytes
-    freed, from Docker's accounting before and after. A host that could not be
-    reached or planned is left out (a line says so; --all-or-nothing prunes
-    nothing then); one whose daemon stops answering mid-way says how many of
-    its removals were done.
+    Stopped containers, unused images, networks and build cache go; what the
+    /srv projects use stays. A plan first, per host, with Docker's own byte
+    counts; then, with --yes or a `y` typed at the terminal, the removals
+    (never forced) and the bytes freed, from Docker's accounting before and
+    after. A host that could not be reached or planned is left out (a line
+    says so; --all-or-nothing prunes nothing then); one whose daemon stops
+    answering mid-way says how many of its removals were done.
     """
     from aegir import fleet
     from aegir.disk.plan import PruneOptions
@@ -139,10 +142,11 @@ def _left_out(bad: Sequence[fleet.Outcome[Any]]) -> str:
 @task(help={"app": "One app: folder name or kind/folder (e.g. mastodon, users/tube).",
             "recipe": "A shipped recipe to use instead of the app's own (mastodon, synapse, peertube).",
             "yes": "Do not ask for confirmation.", "dry": "Print the exact commands per container; run nothing.",
-            "format": FORMAT_HELP, **ROLLING_HELP})
+            "format": FORMAT_HELP, **ROLLING_HELP}, kinds={"app": PROJECT})
 def clean(c, app, recipe="", yes=False, dry=False, format="table", serial=None, keep_going=False):
-    """Run an app's clean-up recipe in its containers; each step's exit code and time, the folder's size around.
+    """Run an app's clean-up recipe in its containers; show each step and its result.
 
+    Each step's exit code and time, and the app folder's size before and after.
     The recipe is data: aegir/disk/recipes/NAME.yml (NAME: --recipe, the
     compose file's x-aegir.clean.recipe, or the app's folder name), or
     aegir-clean.yml in the app's folder; x-aegir.clean may set its service,
@@ -156,14 +160,14 @@ def clean(c, app, recipe="", yes=False, dry=False, format="table", serial=None, 
     fmt = check_format(format)
     wanted = split_names(app)
     if len(wanted) != 1:
-        raise AegirError("disk.clean takes exactly one app")
+        raise UsageError("disk.clean takes exactly one app")
     now = time.time()
     hosts = targets(c)
     roll = rolling(c, hosts, serial, keep_going)
     plans = fleet.each(c, hosts, lambda hc: plan_clean(hc, wanted[0], recipe or None, now), label="disk.clean")
     found = [o for o in plans if o.value is not None]
     if not found and not fleet.failed(plans):
-        raise AegirError(f"no app {wanted[0]!r} on any target host")
+        raise UsageError(f"no app {wanted[0]!r} on any target host")
     if fleet.failed(plans) or is_dry(c, dry):
         emit(fmt, data={"plan": clean_plan_json(plans), "ran": False}, text=render_clean_plan(plans))
         exit_if_failed(plans)

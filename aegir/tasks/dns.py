@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, Context
 
-from aegir.errors import UsageError
+from aegir.errors import UsageError, did_you_mean
 from aegir.report import FORMAT_HELP, check_format
 from aegir.tasks.base import finish, fleet_read, inventory, is_dry, task
+from aegir.tasks.flags import SECONDS, SERVER, SOA_SERIAL
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
     from aegir.dns.services import Read
@@ -52,7 +53,8 @@ def _names(c: Context, fmt: str, label: str, inv: Inventory, *, dry: bool | None
             "out": "Write one FILE per zone (<zone>.zone) in this local directory, and list them.",
             "serial": "The SOA serial (default: the current Unix time, which only grows).",
             "format": FORMAT_HELP,
-            "dry": "With --out: read the hosts, say which files would be written; write nothing."})
+            "dry": "With --out: read the hosts, say which files would be written; write nothing."},
+      kinds={"serial": SOA_SERIAL}, long_only=("serial",))
 def zone(c: Context, domain: str | None = None, out: str | None = None, serial: str | None = None,
          format: str = "table", dry: bool = False) -> None:
     """Print the zones the plan implies, as RFC 1035 zone text (or JSON)."""
@@ -62,15 +64,16 @@ def zone(c: Context, domain: str | None = None, out: str | None = None, serial: 
 
     fmt = check_format(format)
     dry = is_dry(c, dry)
-    # TODO(h-cli): `--serial abc` is refused at parse time by flags.SOA_SERIAL once h-cli is merged.
-    number = int(time.time()) if serial is None else int(serial)
+    number = int(time.time()) if serial is None else int(serial)  # flags.SOA_SERIAL read it: 1 to 2**32 - 1
     if not 0 < number < SERIALS:
         raise UsageError(f"dns.zone --serial {serial}: must be from 1 to {SERIALS - 1}")
     inv, settings = _settings(c)
     origins = plan.origins(inv.hosts, settings)
     chosen = None if domain is None else plan.as_origin(domain)
-    if chosen is not None and chosen not in origins:  # TODO(h-cli): "did you mean" (aegir.errors.did_you_mean)
-        raise UsageError(f"dns.zone --domain: no zone {domain!r}; zones: {', '.join(o.rstrip('.') for o in origins)}")
+    if chosen is not None and chosen not in origins:
+        names = [o.rstrip(".") for o in origins]
+        raise UsageError(f"dns.zone --domain: no zone {domain!r}{did_you_mean(str(domain), names)}; "
+                         f"zones: {', '.join(names)}")
     outcomes = _names(c, fmt, "dns.zone", inv, dry=dry, stopped="no zone made")
     built = plan.fleet(inv.hosts, settings, [(o.host.name, o.value) for o in outcomes if o.value], number)
     zones = [z for z in built.zones if chosen in (None, z.origin)]
@@ -83,14 +86,17 @@ def zone(c: Context, domain: str | None = None, out: str | None = None, serial: 
 
 @task(help={"server": "ADDR[:PORT] of the authoritative server or resolver to ask (default: this machine's resolver).",
             "timeout": "Seconds to wait for each answer (default 3).",
-            "format": FORMAT_HELP})
+            "format": FORMAT_HELP}, kinds={"server": SERVER, "timeout": SECONDS})
 def check(c: Context, server: str | None = None, timeout: int = 3, format: str = "table") -> None:
-    """Ask a DNS server for every record the plan implies; report missing, wrong and unexpected ones."""
+    """Ask a DNS server for every record the plan implies; report what differs.
+
+    Missing, wrong and unexpected records, one table.
+    """
     from aegir.dns import check as dnscheck
     from aegir.dns import plan, report
 
     fmt = check_format(format)
-    srv = dnscheck.parse_server(server)  # TODO(h-cli): refused at parse time (exit 2) by flags.SERVER
+    srv = dnscheck.parse_server(server)  # flags.SERVER refused a bad one when the command line was parsed
     inv, settings = _settings(c)
     outcomes = _names(c, fmt, "dns.check", inv, dry=None, stopped="nothing checked")
     built = plan.fleet(inv.hosts, settings, [(o.host.name, o.value) for o in outcomes if o.value], 1)

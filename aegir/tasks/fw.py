@@ -24,6 +24,7 @@ from invoke import Collection, Context
 from aegir.errors import AegirError, UsageError
 from aegir.report import FORMAT_HELP, check_format
 from aegir.tasks.base import ROLLING_HELP, act, finish, fleet_read, inventory, is_dry, one_host, targets, task
+from aegir.tasks.flags import POSITIVE
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
     from aegir.fw.render import Template
@@ -98,7 +99,7 @@ def diff(c: Context, template: str | None = None, format: str = "table") -> None
             **ROLLING_HELP})
 def apply(c: Context, dry: bool = False, template: str | None = None, format: str = "table",
           serial: str | None = None, keep_going: bool = False) -> None:
-    """Check each host's ruleset with `nft -c` and apply it atomically (nothing to do if unchanged).
+    """Check each host's ruleset with `nft -c` and apply it atomically if it changed.
 
     After an apply, a new SSH connection must get in; if it does not (say an
     admin_sources that leaves out this machine), the last good ruleset is put
@@ -117,8 +118,11 @@ def apply(c: Context, dry: bool = False, template: str | None = None, format: st
 
 @task(help={"format": FORMAT_HELP})
 def status(c: Context, format: str = "table") -> None:
-    """List what each host publishes (address:port -> container), whether its live table is in sync
-    and whether the watcher (fw.install) runs."""
+    """List what each host publishes and whether its ruleset and watcher are fine.
+
+    Each published address:port and the container it goes to, whether the live
+    table is in sync, and whether the watcher (fw.install) runs.
+    """
     from aegir.fw import report, steps
 
     fmt = check_format(format)
@@ -130,7 +134,7 @@ def status(c: Context, format: str = "table") -> None:
 @task(help={"dry": "Show what would be done; change nothing.", "format": FORMAT_HELP, **ROLLING_HELP})
 def install(c: Context, dry: bool = False, format: str = "table", serial: str | None = None,
             keep_going: bool = False) -> None:
-    """Install the watcher (fw.watch) as a systemd service on each host: write its unit, enable and start it.
+    """Install fw.watch as a systemd service on each host: write, enable, start it.
 
     Idempotent: a host whose unit is the shipped one, enabled and running, has
     nothing to do. Where systemd does not run the host, the unit is written and
@@ -143,13 +147,14 @@ def install(c: Context, dry: bool = False, format: str = "table", serial: str | 
 
 @task(help={"resync": "Seconds between full resyncs (default 300).",
             "debounce": "Milliseconds of quiet that end a burst of events (default 100).",
-            "max_delay": "Longest wait after an event before applying, in milliseconds (default 500)."})
+            "max_delay": "Longest wait after an event before applying, in milliseconds (default 500)."},
+      kinds={"resync": POSITIVE, "debounce": POSITIVE, "max_delay": POSITIVE})
 def watch(c: Context, resync: int = 300, debounce: int = 100, max_delay: int = 500) -> None:
-    """Keep one host's firewall in step with its containers, on Docker events, until SIGTERM (no --dry).
+    """Keep one host's firewall in step with its containers until SIGTERM (no --dry).
 
-    A loop that applies at every change, as fw.apply does but without a fresh
-    login (only SSH settings fw.apply verified): it has no dry run; `fw.diff`
-    shows what it would apply.
+    On Docker events. A loop that applies at every change, as fw.apply does but
+    without a fresh login (only SSH settings fw.apply verified): it has no dry
+    run; `fw.diff` shows what it would apply.
     """
     from aegir.fw.report import watch_log
     from aegir.fw.watch import Options, Watcher

@@ -20,6 +20,7 @@ from invoke import Collection, Exit
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit, host_entry
 from aegir.tasks.base import EXIT_PROBLEM, confirm, exit_if_failed, inventory, is_dry, one_host, targets, task
+from aegir.tasks.flags import ABS_PATH, APP_PATH, POSITIVE, SIZE, choice, formats
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
     from aegir import fleet
@@ -31,7 +32,8 @@ PATH_HELP = "The app: its folder in full (/srv/apps/x), apps/x, users/x or x (= 
 
 @task(help={"over": "Flag the apps whose WAL is larger than SIZE (500M, 2G) and exit 1 if any.",
             "archive_over": "Flag the apps whose checkpoint archive is larger than SIZE and exit 1 if any.",
-            "format": FORMAT_HELP + " Also 'prometheus': node_exporter's textfile collector format."})
+            "format": FORMAT_HELP + " Also 'prometheus': node_exporter's textfile collector format."},
+      kinds={"over": SIZE, "archive_over": SIZE, "format": formats("prometheus")})
 def wal(c, over=None, archive_over=None, format="table"):
     """Report each app's binary logs (WAL), database and checkpoint archive."""
     from aegir import fleet
@@ -76,10 +78,11 @@ def _opts(basedir: str | None, db: str | None, service: str | None, mode: str | 
             "mode": "cold (stop, copy, start: the runbook's) or hot (mariadb-backup, no interruption).",
             "keep": "Keep this many checkpoints in the archive (default: x-aegir.mysql.keep, else all).",
             "dry": "Print the plan with its exact commands; change nothing.",
-            "yes": "Do not ask for confirmation.", "format": FORMAT_HELP})
+            "yes": "Do not ask for confirmation.", "format": FORMAT_HELP},
+      kinds={"path": APP_PATH, "mode": choice("cold", "hot"), "keep": POSITIVE})
 def checkpoint(c, path, basedir=None, db=None, service=None, mode=None, keep=None, dry=False, yes=False,
                format="table"):
-    """Snapshot an app's database and archive, then purge, its binary logs (runs detached on the host)."""
+    """Snapshot an app's database, archive then purge its binary logs (on the host)."""
     from aegir import fleet
     from aegir.mysql import report, steps
     from aegir.mysql.onhost import FAULT_ENV, now_id
@@ -129,7 +132,7 @@ def _show(fmt: str, outcomes: list[fleet.Outcome[dict[str, Any]]]) -> None:
 
 
 @task(help={"path": PATH_HELP, "basedir": "As for mysql.checkpoint.", "db": "As for mysql.checkpoint.",
-            "format": FORMAT_HELP})
+            "format": FORMAT_HELP}, kinds={"path": APP_PATH})
 def status(c, path, basedir=None, db=None, format="table"):
     """Reattach to an app's checkpoint: follow it if it runs, then show its result."""
     from aegir import fleet
@@ -152,9 +155,11 @@ def status(c, path, basedir=None, db=None, format="table"):
 @task(help={"path": PATH_HELP, "at": "The checkpoint to start from (its id, or 'latest').",
             "into": "An empty scratch folder on the host (full path): the restored datadir goes in <into>/db.",
             "until": "Stop replaying at this time ('YYYY-MM-DD HH:MM:SS', the server's clock).",
-            "service": "The database's Compose service (default: the one that mounts db/).", "format": FORMAT_HELP})
+            "service": "The database's Compose service (default: the one that mounts db/).", "format": FORMAT_HELP},
+      kinds={"path": APP_PATH, "into": ABS_PATH},
+      no_dry="mysql.restore has no dry run: it writes only into --into, a scratch folder that must be empty")
 def restore(c, path, at, into, until=None, service=None, format="table"):
-    """Rebuild an app's database in a scratch folder: a checkpoint's base + every binary log since."""
+    """Rebuild an app's database in a scratch folder: a checkpoint + the logs since."""
     from aegir import fleet
     from aegir.mysql import steps
     from aegir.mysql.plan import app_path

@@ -15,7 +15,7 @@ from aegir.tasks.base import fleet_report, task
 
 @task(help={"format": FORMAT_HELP})
 def plan(c: Context, format: str = "table") -> None:
-    """Show each host's addresses, prefix, Docker networks and containers; flag what lies outside the plan."""
+    """Show each host's addresses, networks and containers; flag what is off-plan."""
     from aegir.net import facts, report  # here, not at the top: inv --list stays quick
 
     fleet_report(c, format, "net.plan", facts.gather, data=report.data, text=report.text,

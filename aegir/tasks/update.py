@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, Context, Exit
 
-from aegir.errors import AegirError
+from aegir.errors import AegirError, UsageError
 from aegir.report import FORMAT_HELP, check_format, emit
 from aegir.tasks.base import ROLLING_HELP, act, finish, inventory, is_dry, targets, task
 
@@ -42,11 +42,12 @@ def _operator() -> str:
             "all": "List every package (default: what needs a decision, then a count per class).",
             "format": FORMAT_HELP})
 def review(c: Context, refresh: bool = False, dist: bool = False, all_: bool = False, format: str = "table") -> None:
-    """Review what `apt upgrade` would do: what restarts Docker or a crucial daemon, and why.
+    """Review what `apt upgrade` would restart (Docker, crucial daemons), and why.
 
     The review is recorded on each host (/var/lib/aegir/update-review.json) for
-    update.apply, except under the program's --dry (which also skips --refresh). Exit 0: nothing risky,
-    1: an upgrade restarts Docker or a crucial unit, 2: a host could not be reviewed.
+    update.apply, except under the program's --dry (which also skips --refresh).
+    Exit 0: nothing risky, 1: an upgrade restarts Docker or a crucial unit,
+    2: a host could not be reviewed.
     """
     from aegir.update import steps
     from aegir.update.report import DRY_REFRESH, review_exit
@@ -68,34 +69,35 @@ def review(c: Context, refresh: bool = False, dist: bool = False, all_: bool = F
 @task(help={"message": "What to tell users (required).", "when": "When the update happens, as users should read it.",
             "dry": "Print the announcement; send and record nothing.", "format": FORMAT_HELP})
 def announce(c: Context, message: str = "", when: str = "", dry: bool = False, format: str = "table") -> None:
-    """Tell users what the reviewed update will interrupt, through the configured notifier."""
+    """Tell users what the reviewed update will interrupt (the configured notifier)."""
     from aegir.action import run
     from aegir.update.steps import Announce
 
     fmt = check_format(format)
     if not message.strip():
-        raise AegirError("update.announce: --message is required")
+        raise UsageError("update.announce: --message is required: what to tell users")
     configs, hosts = _configs(c)
     step = Announce({h: cfg.notifier for h, cfg in configs.items()}, message=message, when=when, now=time.time())
     ran = run(c, step, hosts, dry=is_dry(c, dry), fmt=fmt)  # never rolls: base.act would take a group's rolling:
     finish(c, fmt, step.render(ran), ran.outcomes)
 
 
-@task(iterable=["hold"], auto_shortflags=False,
+@task(iterable=["hold"],
       help={"yes": "Do not ask for confirmation.", "hold": "Keep this package at its version (repeatable).",
             "force": "Apply a risky upgrade that was not announced.", "dry": "Check and show the plan; change nothing.",
             "format": FORMAT_HELP, **ROLLING_HELP})
 def apply(c: Context, yes: bool = False, hold: Sequence[str] | None = None, force: bool = False, dry: bool = False,
           format: str = "table", serial: str | None = None, keep_going: bool = False) -> None:
-    """Install exactly the reviewed versions (non-interactive, conffiles kept), then check Docker and the services.
+    """Install exactly the reviewed versions, then check Docker and the services.
 
-    Installs each reviewed `name=version` and removes each reviewed removal, nothing
-    else: apt is stopped before dpkg runs if it would do more, and dpkg's state is
-    compared with the review afterwards (a difference: exit 1). Needs a review less
-    than an hour old whose versions apt can still install alone; what changed in the
-    package lists since then is said and left for the next review. A risky upgrade
-    also needs `update.announce` (or --force). The transcript stays on the host,
-    under /var/log/aegir.
+    Non-interactive, conffiles kept. Installs each reviewed `name=version` and
+    removes each reviewed removal, nothing else: apt is stopped before dpkg runs
+    if it would do more, and dpkg's state is compared with the review afterwards
+    (a difference: exit 1). Needs a review less than an hour old whose versions
+    apt can still install alone; what changed in the package lists since then is
+    said and left for the next review. A risky upgrade also needs
+    `update.announce` (or --force). The transcript stays on the host, under
+    /var/log/aegir.
     """
     from aegir.update.apt import check_package
     from aegir.update.steps import Apply
