@@ -55,12 +55,14 @@ DRY_LINE = "aegir: --dry: stopped before acting; nothing was changed"
 class Report:
     """What a run prints: `data` for ``--format json``, `text` for the table; `problems`: exit 1 even if
     every host answered (a check found something, a step failed); `warnings`: lines spelled by
-    `aegir.report.warning`, printed on stderr (the JSON holds them too, where the report puts them)."""
+    `aegir.report.warning`, printed on stderr (the JSON holds them too, where the report puts them);
+    `verbatim`: `text` is read by another program (a zone), never wrapped to the width."""
 
     data: Any
     text: str
     problems: bool = False
     warnings: tuple[str, ...] = ()
+    verbatim: bool = False
 
 
 @dataclass(frozen=True)

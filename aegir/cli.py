@@ -2,8 +2,8 @@
 
 It reads ``tasks.py`` from the current directory (or above) like stock
 ``inv``, and adds Fabric's ``-H/--hosts``, ``-i``, ``-S``, ``-t`` and
-``--prompt-for-*`` flags (as ``fab`` spells them) plus ``--exclude``,
-``--verbose`` and ``--inventory``. It is Invoke's `Program`, not Fabric's: Fabric
+``--prompt-for-*`` flags (as ``fab`` spells them) plus ``--exclude`` and
+``--inventory``. It is Invoke's `Program`, not Fabric's: Fabric
 and paramiko are imported at the first SSH connection only (`aegir.host`), so
 ``inv --list`` and the tasks that do not connect never pay for them. Unlike ``fab``, ``-H`` does not
 run the task once per host in series: it is handed to the task (as
@@ -38,8 +38,8 @@ EXIT_USAGE = 2
 SECONDS_INT = count(1, "SECONDS")
 
 #: The fleet's defaults, under ``aegir`` in the config.
-AEGIR_DEFAULTS: dict[str, object] = {"hosts": None, "exclude": None, "inventory": None, "dry": False, "parallel": 32, "verbose": False,
-                  "remainder": []}
+AEGIR_DEFAULTS: dict[str, object] = {"hosts": None, "exclude": None, "inventory": None, "dry": False, "parallel": 32,
+                                     "remainder": []}
 
 
 class AegirConfig(Config):
@@ -143,8 +143,6 @@ class AegirProgram(Program):
             Argument(names=("S", "ssh-config"), help="Path to runtime SSH config file."),
             Argument(names=("t", "connect-timeout"), kind=int,
                      help="Specifies default connection timeout, in seconds."),
-            Argument(names=("verbose",), kind=bool, default=False,
-                     help="Print the full text of table cells cut to fit the terminal, after the table."),
             Argument(names=("inventory",),
                      help="Inventory file (default: $AEGIR_INVENTORY, ./hosts.yml, /etc/aegir/hosts.yml)."),
         ]
@@ -224,8 +222,7 @@ class AegirProgram(Program):
 
     def update_config(self) -> None:  # type: ignore[override]
         super().update_config(merge=False)
-        verbose = bool(self.args.verbose.value)
-        report.configure(verbose=verbose)
+        report.configure()
         dry = bool(self.args.dry.value)
         overrides = self.config._overrides
         overrides["aegir"] = {
@@ -233,7 +230,6 @@ class AegirProgram(Program):
             "exclude": self.args.exclude.value,
             "inventory": self.args.inventory.value,
             "dry": dry,
-            "verbose": verbose,
             "remainder": self.remainder_argv(),
         }
         if dry:  # aegir's --dry reads facts: commands still run, tasks stop before acting

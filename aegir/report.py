@@ -40,12 +40,16 @@ class Result(StrEnum):
     FAILED = "failed"
 
 
-def check_format(fmt: str) -> str:
-    """Validate a ``--format`` value (raises `AegirError`)."""
-    from aegir.errors import AegirError
+def check_format(fmt: str, extra: Sequence[str] = ()) -> str:
+    """Validate a ``--format`` value: `FORMATS` or the task's `extra` ones (`UsageError`, exit 2).
 
-    if fmt not in FORMATS:
-        raise AegirError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    The program already refuses a bad value when it parses the command line
+    (`aegir.tasks.flags.formats`); this guards the tasks' own callers."""
+    from aegir.errors import UsageError
+
+    accepted = (*FORMATS, *extra)
+    if fmt not in accepted:
+        raise UsageError(f"--format must be one of {', '.join(accepted)}, not {fmt!r}")
     return fmt
 
 
@@ -75,34 +79,32 @@ def age(seconds: float | None) -> str | None:
     return f"{s}s"
 
 
-#: Lines a wrapped cell may take before it is cut with "…".
-CELL_LINES = 3
-#: No column is narrowed below this (or its header, or its widest cell if narrower).
+#: The width of tables and of aegir's own lines when stdout is not a terminal and $COLUMNS is unset.
+DEFAULT_WIDTH = 80
+#: No column is narrowed below this (or its header's longest word, or its widest cell if narrower).
 MIN_COLUMN = 8
+#: A column keeps its longest unbreakable word (a version, a path part, a host name) whole up to this width.
+WORD_KEPT = 24
 _GAP = 2  # tabulate's 'simple' style puts two spaces between columns
 
 
 @dataclass
 class Display:
-    """How tables are shown: `width` (None: never cut), `verbose` (full text of cut cells after the table).
-
-    The program sets them once (`configure`): the terminal's width, or
-    ``$COLUMNS``; nothing is cut when stdout is neither.
-    """
+    """How wide tables and aegir's own lines are: set once by the program (`configure`); None (no limit)
+    until then, as the renderers' unit tests see it."""
 
     width: int | None = None
-    verbose: bool = False
 
 
 display = Display()
 
 
-def configure(*, verbose: bool = False, stream: TextIO | None = None) -> None:
-    """Set `display` for this run: ``--verbose``, and the width of ``$COLUMNS`` or of `stream`'s terminal."""
+def configure(*, stream: TextIO | None = None) -> None:
+    """Set `display.width` for this run: ``$COLUMNS``, else the width of `stream`'s terminal (default stdout),
+    else `DEFAULT_WIDTH` (a pipe, a file, cron's mail: tables are for people; ``--format json`` is for scripts)."""
     import os
 
-    display.verbose = verbose
-    display.width = None
+    display.width = DEFAULT_WIDTH
     env = os.environ.get("COLUMNS", "")
     if env.isdigit() and int(env) > 0:
         display.width = int(env)
@@ -110,7 +112,7 @@ def configure(*, verbose: bool = False, stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     try:
         if stream.isatty():
-            display.width = os.get_terminal_size(stream.fileno()).columns
+            display.width = os.get_terminal_size(stream.fileno()).columns or DEFAULT_WIDTH
     except (OSError, ValueError, AttributeError):
         pass
 
@@ -126,41 +128,26 @@ def printable(text: str) -> str:
                          else f"\\u{ord(m.group()):04x}", text)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, width: int | None = None,
-          verbose: bool | None = None) -> str:
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, width: int | None = None) -> str:
     """A plain-text table (tabulate's 'simple' style), '-' for missing cells, that fits `width` columns.
 
-    `width` defaults to `display.width` (the terminal). When the table is wider,
-    the widest columns are narrowed, their long cells wrapped over up to
-    `CELL_LINES` lines and cut with "…"; a last line says how many cells were
-    cut, or (`verbose`, default ``--verbose``) a detail block gives their full text.
+    `width` defaults to `display.width`. When the table is wider, the widest
+    columns are narrowed and their cells wrapped (`wrap`), whole: nothing is
+    ever cut, so an error reason, a command or a path is shown in full over as
+    many lines as it needs. Only a table whose columns cannot all keep
+    `MIN_COLUMN` characters runs past `width`.
     """
-    from tabulate import tabulate
+    import tabulate
 
+    tabulate.MIN_PADDING = 0  # a column as wide as its header, not two more: 16 columns back in a table of 8
     cells = [["-" if v is None else printable(str(v)) for v in r] for r in rows]
     heads = list(headers)
     width = display.width if width is None else width
-    verbose = display.verbose if verbose is None else verbose
-    cut: list[tuple[str, str, str]] = []  # (first cell of the row, header, full text)
     if width and cells:
         limits = _fit(heads, cells, width)
-        heads = [_wrap(h, max(1, limits[i] - 2))[0] if len(h) + 2 > limits[i] else h for i, h in enumerate(heads)]
-        for r in cells:
-            key = r[0]
-            for i, limit in enumerate(limits[:len(r)]):
-                if _widest(r[i]) > limit:
-                    short, whole = _wrap(r[i], limit)
-                    if not whole:
-                        cut.append((key, " ".join(headers[i].split()) if i < len(headers) else str(i), r[i]))
-                    r[i] = short
-    text = tabulate(cells, headers=heads, tablefmt="simple", disable_numparse=True)
-    if not cut:
-        return text
-    if verbose:
-        return "\n".join([text, "", "In full:", *(f"{key} {head}: {full}" for key, head, full in cut)])
-    many = len(cut) > 1
-    return (f"{text}\n({len(cut)} cell{'s' if many else ''} cut to fit {width} columns: "
-            f"--verbose or --format json show{'s' if not many else ''} {'them' if many else 'it'} in full)")
+        heads = [h if len(h) <= limits[i] else wrap(h, limits[i]) for i, h in enumerate(heads)]
+        cells = [[wrap(v, limits[i]) if _widest(v) > limits[i] else v for i, v in enumerate(r)] for r in cells]
+    return tabulate.tabulate(cells, headers=heads, tablefmt="simple", disable_numparse=True)
 
 
 def _widest(cell: str) -> int:
@@ -170,24 +157,29 @@ def _widest(cell: str) -> int:
 def _fit(headers: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> list[int]:
     """Per column, its width once the table is made to fit `width`.
 
-    Headers wrap at their spaces first; then the widest columns give way, none
-    below `MIN_COLUMN` (or its header's longest word); the first column (the
-    host, or what names the row) keeps its width up to 32. tabulate's 'simple'
-    style makes a column at least its header + 2 wide.
+    Headers wrap at their spaces first; then the widest columns give way, each
+    keeping, while the table can afford it, its longest unbreakable word (up to
+    `WORD_KEPT`), its header's longest word and `MIN_COLUMN`; the first column
+    (the host, or what names the row) keeps up to 32.
     """
     n = max(len(headers), *(len(r) for r in cells))
     heads = [*headers, *[""] * (n - len(headers))]
-    widest = [max((_widest(r[i]) for r in cells if i < len(r)), default=0) for i in range(n)]
-    word = [max((len(w) for w in heads[i].split()), default=0) + 2 for i in range(n)]
+    column = [[r[i] for r in cells if i < len(r)] for i in range(n)]
+    widest = [max(map(_widest, col), default=0) for col in column]
+    word = [max((len(w) for w in heads[i].split()), default=0) for i in range(n)]
+    token = [min(WORD_KEPT, max((len(t) for v in col for line in v.splitlines() for t in _chunks(line)), default=0))
+             for col in column]
     budget = width - _GAP * (n - 1)
-    natural = [max(len(heads[i]) + 2, widest[i]) for i in range(n)]
+    natural = [max(len(heads[i]), widest[i]) for i in range(n)]
     if sum(natural) <= budget:
         return natural
     natural = [max(word[i], widest[i]) for i in range(n)]  # headers wrapped
     if sum(natural) <= budget:
         return natural
-    floor = [min(natural[i], max(MIN_COLUMN, word[i])) for i in range(n)]
-    floor[0] = min(natural[0], 32)
+    floors = [[max(MIN_COLUMN, word[i], token[i]) for i in range(n)], [max(MIN_COLUMN, word[i]) for i in range(n)]]
+    floors = [[min(natural[i], f[i]) for i in range(n)] for f in floors]
+    floors = [[max(f[0], min(natural[0], 32)), *f[1:]] for f in floors] + floors
+    floor = next((f for f in floors if sum(f) <= budget), floors[-1])
 
     def total(cap: int) -> int:
         return sum(max(floor[i], min(natural[i], cap)) for i in range(n))
@@ -202,17 +194,55 @@ def _fit(headers: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> 
     return [max(floor[i], min(natural[i], low)) for i in range(n)]
 
 
-def _wrap(cell: str, limit: int) -> tuple[str, bool]:
-    """`cell` in lines of at most `limit` characters, at most `CELL_LINES` of them; and whether all of it is there."""
-    import textwrap
+def _chunks(line: str) -> list[str]:
+    """`line` cut where it may wrap: after spaces, after a '/' (but a path's first), after a '-' between two
+    letters or digits but in an option (``/srv/apps/my-app --project-name`` -> ``/``, ``srv/``, ``apps/``, ``my-``, ``app``,
+    `` ``, ``--project-name``)."""
+    out: list[str] = []
+    cur = ""
+    option = False  # the word being read starts with '-': an option, kept whole
+    for i, ch in enumerate(line):
+        if cur and ch.isspace() != cur[-1].isspace():
+            out.append(cur)
+            cur = ""
+        if not ch.isspace() and (i == 0 or line[i - 1].isspace()):
+            option = ch == "-"
+        cur += ch
+        nxt = line[i + 1] if i + 1 < len(line) else ""
+        if (ch == "/" and i > 0 and not line[i - 1].isspace() and nxt and not nxt.isspace() and nxt != "/") or (
+                ch == "-" and not option and i > 0 and line[i - 1].isalnum() and nxt.isalnum()):
+            out.append(cur)
+            cur = ""
+    if cur:
+        out.append(cur)
+    return out
 
-    lines = [part for line in cell.splitlines()
-             for part in (textwrap.wrap(line, limit, break_long_words=True, break_on_hyphens=False) or [""])]
-    if len(lines) <= CELL_LINES:
-        return "\n".join(lines), True
-    kept = lines[:CELL_LINES]
-    kept[-1] = kept[-1][:limit - 1] + "…"
-    return "\n".join(kept), False
+
+def wrap(text: str, width: int | None = None, indent: str = "") -> str:
+    """`text` in lines of at most `width` characters (default `display.width`), each of its lines wrapped at
+    spaces, after '/' and after a '-' inside a word (`_chunks`); only a word wider than a line is split.
+    Nothing is dropped but the spaces where a line breaks. Continuation lines start with `indent`."""
+    width = display.width if width is None else width
+    if not width:
+        return text
+    out: list[str] = []
+    for line in text.splitlines() or [""]:
+        cur = ""
+        for n, chunk in enumerate(_chunks(line)):
+            if chunk.isspace():
+                if cur or n == 0:  # a line's own indentation stays
+                    cur += chunk
+                continue
+            if cur.strip() and len(cur) + len(chunk) > width:
+                out.append(cur.rstrip())
+                cur = indent
+            while len(cur) + len(chunk) > width:  # the last resort: a word wider than a line
+                cut = max(1, width - len(cur))
+                out.append(cur + chunk[:cut])
+                cur, chunk = indent, chunk[cut:]
+            cur += chunk
+        out.append(cur.rstrip())
+    return "\n".join(out)
 
 
 class HostResult(Protocol):
@@ -278,11 +308,22 @@ def dumps(obj: Any) -> str:
     return json.dumps(jsonable(obj), indent=2, sort_keys=False, default=str)
 
 
-def emit(fmt: str, *, data: Any, text: str, out: TextIO | None = None) -> None:
-    """Print `text` (table format) or `data` as JSON, on stdout."""
+def emit(fmt: str, *, data: Any, text: str, out: TextIO | None = None, verbatim: bool = False) -> None:
+    """Print `text` (table format) or `data` as JSON, on stdout.
+
+    A line of `text` wider than `display.width` (a warning, a summary) is
+    wrapped (`wrap`, continuation lines indented), unless `verbatim`: text another
+    program reads (a ruleset, a zone, a diff, a unit file) is printed as it is."""
     out = out or sys.stdout
+    if fmt != "json" and not verbatim and display.width:
+        text = "\n".join(wrap(line, indent="  ") if len(line) > display.width else line for line in text.split("\n"))
     print(dumps(data) if fmt == "json" else text, file=out)
     out.flush()
+
+
+def warn(text: str, *, out: TextIO | None = None) -> None:
+    """One warning of aegir's on stderr: host text escaped (`printable`), wrapped to `display.width`."""
+    print(wrap(printable(text), indent="  "), file=out or sys.stderr, flush=True)
 
 
 class Progress(Background):

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: $COLUMNS for the program unless a test sets it: one table row per line, as a script that reads tables from a
+#: pipe would ask (without $COLUMNS a pipe gets 80 columns; the tests of that set it or leave it out on purpose).
+WIDE = "500"
+
 
 def run_inv(*args: str, inventory: str | os.PathLike[str] | None = None, cwd: str | os.PathLike[str] | None = None,
             env: dict[str, str] | None = None, input: str | None = None,
@@ -32,10 +36,12 @@ def run_inv(*args: str, inventory: str | os.PathLike[str] | None = None, cwd: st
 
     `inventory` sets $AEGIR_INVENTORY; the working directory defaults to the
     repository, so ``tasks.py`` is found like stock ``inv`` finds it. Stdout is
-    a pipe and $COLUMNS is unset (unless `env` sets it): tables are never cut.
+    a pipe and $COLUMNS is `WIDE` unless `env` sets it (``{"COLUMNS": ""}``:
+    unset, the program's default of 80 for a pipe).
     """
-    full_env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # tables are not cut unless a test asks
-    full_env.update(env or {})
+    full_env = {**os.environ, "COLUMNS": WIDE, **(env or {})}
+    if not full_env["COLUMNS"]:
+        del full_env["COLUMNS"]
     if inventory is not None:
         full_env["AEGIR_INVENTORY"] = str(inventory)
     return subprocess.run(
@@ -124,7 +130,7 @@ def run_inv_on_tty(*args: str, inventory: str | os.PathLike[str], typed: Sequenc
             fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
             os.close(fd)
 
-    full_env = {**os.environ, "AEGIR_INVENTORY": str(inventory)}
+    full_env = {**os.environ, "COLUMNS": WIDE, "AEGIR_INVENTORY": str(inventory)}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen([sys.executable, "-m", "aegir", *args], cwd=str(REPO), env=full_env,
                                 stdin=subprocess.PIPE, stdout=out, stderr=err, text=True,

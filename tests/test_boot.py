@@ -140,7 +140,7 @@ def test_mount_check_docker_status_bring_a_stopped_host_up_and_a_second_boot_all
     assert mount["commands"] == ["mount /srv"]
     assert srv_mounted(vault)
     plan = res.stderr.split("Plan:\n", 1)[1]  # shown before acting (on stderr: stdout is the JSON)
-    assert "vault   mount   would" in plan and "would run: mount /srv" in plan
+    assert "vault  mount  would" in plan and "would run: mount /srv" in plan
     again = run_inv("-H", "vault", "boot.mount", inventory=inventory[0])
     assert again.returncode == 0 and "Plan:" not in again.stdout + again.stderr  # nothing to do: no plan
     assert "/srv is already mounted" in again.stdout

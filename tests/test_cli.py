@@ -126,7 +126,7 @@ def test_shell_completion_offers_inventory_hosts_and_groups_after_h_and_exclude(
     assert broken.returncode == 0 and broken.stdout == "" and "Traceback" not in broken.stderr
 
 
-def test_tables_fit_the_terminal_and_the_full_text_is_in_verbose_and_json():
+def test_tables_fit_80_columns_on_a_pipe_or_columns_and_wrap_the_reason_and_the_dry_command_whole(tmp_path):
     import socket
 
     with socket.socket() as s:  # a port nobody listens on
@@ -134,19 +134,28 @@ def test_tables_fit_the_terminal_and_the_full_text_is_in_verbose_and_json():
         port = s.getsockname()[1]
     target = f"root@127.0.0.1:{port}"
     reason = f"UNREACHABLE: cannot connect to {target}: Connection refused"
-    narrow = {"COLUMNS": "100"}
-    cut = run_inv("-H", target, "disk.report", inventory=REPO / "hosts.yml", env=narrow)
-    table, _, rest = cut.stdout.partition("\n\n")
-    assert max(len(line) for line in table.splitlines()) <= 100, table
-    assert reason not in cut.stdout and table.splitlines()[-1] == (
-        "(1 cell cut to fit 100 columns: --verbose or --format json shows it in full)")
-    verbose = run_inv("--verbose", "-H", target, "disk.report", inventory=REPO / "hosts.yml", env=narrow)
-    assert f"In full:\n{target} STATUS: {reason}\n" in verbose.stdout
+    project = tmp_path / "srv-of-a-collective-with-a-long-name" / "apps" / "nextcloud-office"
+    project.mkdir(parents=True)
+    (project / "compose.yaml").write_text("services: {}\n")
+    inventory = write_inventory(tmp_path, f"hosts:\n  local:\n    connection: local\n    srv: {project.parent.parent}\n")
+    dry = run_inv("-H", f"local,{target}", "apps.up", "nextcloud-office", "--force", "--dry", inventory=inventory,
+                  env={"COLUMNS": ""}, timeout=60)  # a pipe, no $COLUMNS: 80
+    assert dry.returncode == 1, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, dry.stdout
+    at, rule = lines[0].index("COMMAND"), next(i for i, line in enumerate(lines) if line.startswith("---"))
+    column = "".join(line[at:] for line in lines[rule + 1:])  # the COMMAND column, nothing cut: its words in order
+    whole = f"--project-directory {project} -f {project}/compose.yaml -p nextcloud-office up -d {reason}"
+    assert "".join(whole.split()) in "".join(column.split())
+    report = run_inv("-H", target, "disk.report", inventory=REPO / "hosts.yml", env={"COLUMNS": "100"})
+    table = report.stdout.partition("\n\n")[0]
+    assert max(len(line) for line in table.splitlines()) <= 100 and "…" not in table
+    lines = table.splitlines()
+    at, rule = lines[0].index("STATUS"), next(i for i, line in enumerate(lines) if line.startswith("---"))
+    assert "".join(reason.split()) == "".join("".join(line[at:] for line in lines[rule + 1:]).split())
     data = json.loads(run_inv("-H", target, "disk.report", "--format", "json", inventory=REPO / "hosts.yml",
-                              env=narrow).stdout)
+                              env={"COLUMNS": "40"}).stdout)
     assert data["hosts"][0]["error"] == reason.removeprefix("UNREACHABLE: ")
-    wide = run_inv("-H", target, "disk.report", inventory=REPO / "hosts.yml")  # a pipe, no $COLUMNS: not cut
-    assert reason in wide.stdout
 
 
 def test_listing_tasks_and_a_task_that_does_not_connect_import_no_ssh_docker_or_jinja2(tmp_path):

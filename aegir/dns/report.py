@@ -76,7 +76,7 @@ def zone_report(outcomes: Sequence[Outcome[Read]], plan: Plan, zones: Sequence[Z
     else:
         text = table(FILE_HEADERS, [[f.zone.origin, f.zone.role, len(f.zone.records), f.path, f.result]
                                     for f in files])
-    return Report(data, text, bool(plan.problems), warnings(plan))
+    return Report(data, text, bool(plan.problems), warnings(plan), verbatim=files is None)
 
 
 def check_report(outcomes: Sequence[Outcome[Read]], plan: Plan, result: CheckResult) -> Report:

@@ -68,7 +68,7 @@ def render_report(outcomes: Sequence[Outcome[Firewall]]) -> Report:
 
     data = envelope("fw.render", outcomes, fields, summary={
         "hosts": len(outcomes), "rendered": len(ok), "exposures": sum(len(fw.exposures.items) for _, fw in ok)})
-    return Report(data, printable("\n".join(texts).rstrip("\n")), warnings=warnings(ok))
+    return Report(data, printable("\n".join(texts).rstrip("\n")), warnings=warnings(ok), verbatim=True)
 
 
 def failures(outcomes: Sequence[Outcome[Any]]) -> None:
@@ -106,7 +106,7 @@ def diff_report(outcomes: Sequence[Outcome[Firewall]]) -> Report:
     ok = _firewalls(outcomes)
     data = envelope("fw.diff", outcomes, fields, summary={"hosts": len(outcomes),
                                                           "changed": sum(fw.changed for _, fw in ok)})
-    return Report(data, "\n".join(parts), warnings=warnings(ok))
+    return Report(data, "\n".join(parts), warnings=warnings(ok), verbatim=True)  # a diff: never wrapped
 
 
 # --------------------------------------------------------------------------- fw.status

@@ -18,7 +18,7 @@ import invoke
 from invoke import Argument, Exit
 
 from aegir.errors import AegirError, InventoryError, TargetError, UsageError
-from aegir.report import HostResult, check_format, emit, printable
+from aegir.report import HostResult, check_format, emit, printable, warn
 from aegir.tasks.flags import PROJECT_PARAMS, Bound, Kind, kind_for, letter_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -195,9 +195,9 @@ def failed_line(bad: Sequence[HostResult]) -> str:
 def finish(c: invoke.Context, fmt: str, report: Report, hosts: Sequence[HostResult] = ()) -> None:
     """Print `report` (the table, or its JSON under ``--format json``) and its warnings on stderr; exit 1
     when a host of `hosts` failed (a line names them) or the report found problems."""
-    emit(fmt, data=report.data, text=report.text)
+    emit(fmt, data=report.data, text=report.text, verbatim=report.verbatim)
     for line in report.warnings:
-        print(printable(line), file=sys.stderr)
+        warn(line)
     exit_if_failed(hosts, problems=report.problems)
 
 

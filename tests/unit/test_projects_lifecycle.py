@@ -80,10 +80,10 @@ def test_dry_run_tables_show_the_exact_command_of_every_step():
     text = render_actions([Outcome(H1, HostActions("hyp1", rows)), Outcome(H2, error="cannot connect", kind="unreachable")],
                           dry=True)
     assert text.splitlines() == [
-        "HOST    PROJECT     ACTION    COMMAND (--dry: not run)",
-        "------  ----------  --------  ----------------------------",
-        "hyp1    apps/cloud  down      docker compose -p cloud down",
-        "hyp2    -           -         UNREACHABLE: cannot connect",
+        "HOST  PROJECT     ACTION  COMMAND (--dry: not run)",
+        "----  ----------  ------  ----------------------------",
+        "hyp1  apps/cloud  down    docker compose -p cloud down",
+        "hyp2  -           -       UNREACHABLE: cannot connect",
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import ipaddress
 import json
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from aegir.errors import AegirError
-from aegir.report import Progress, check_format, dumps, human, table
+from aegir.report import Progress, check_format, dumps, human, table, wrap
 
 
 @pytest.mark.parametrize("n, text", [(None, "-"), (0, "0B"), (1023, "1023B"), (1536, "1.5K"),
@@ -21,7 +22,7 @@ def test_sizes_are_short_iec_units(n, text):
 
 
 def test_tables_show_missing_cells_as_dashes():
-    assert table(["A", "B"], [["x", None]]).splitlines() == ["A    B", "---  ---", "x    -"]
+    assert table(["A", "B"], [["x", None]]).splitlines() == ["A  B", "-  -", "x  -"]
 
 
 def test_json_handles_dataclasses_and_addresses():
@@ -76,29 +77,48 @@ def test_a_table_that_fits_is_left_as_it_is():
     assert table(["HOST", "N", "STATUS"], rows, width=80) == table(["HOST", "N", "STATUS"], rows, width=None)
 
 
-def test_a_long_cell_is_wrapped_then_cut_so_that_every_line_fits_and_the_table_says_so():
+def test_a_long_cell_is_wrapped_whole_so_that_every_line_fits_and_nothing_is_cut():
     text = table(["HOST", "UPGRADES", "REVIEW"], [["hyp1", "3", "ok"], ["hyp4", None, LONG]], width=80)
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80
-    assert len(lines) == 2 + 1 + 3 + 1  # header, rule, hyp1, three lines of hyp4, the note
-    assert lines[3].startswith("hyp4") and lines[5].endswith("…")
-    assert lines[-1] == "(1 cell cut to fit 80 columns: --verbose or --format json shows it in full)"
+    assert "…" not in text and "cut" not in text
+    review = "".join(line[lines[0].index("REVIEW"):] for line in lines[3:])
+    assert "".join(review.split()) == "".join(LONG.split())  # every character of the reason, in order
 
 
-def test_verbose_puts_the_full_text_of_each_cut_cell_after_the_table():
-    text = table(["HOST", "REVIEW"], [["hyp4", LONG], ["hyp5", "x" * 500]], width=60, verbose=True)
-    head, details = text.split("\n\nIn full:\n")
-    assert max(len(line) for line in head.splitlines()) <= 60
-    assert details == f"hyp4 REVIEW: {LONG}\nhyp5 REVIEW: {'x' * 500}"
+def test_cells_wrap_at_spaces_slashes_and_hyphens_inside_words_never_inside_an_option():
+    row = ["hyp1", "docker compose --project-directory /srv/apps/my-cloud -p my-cloud up -d"]
+    assert table(["HOST", "COMMAND"], [row], width=32).splitlines() == [
+        "HOST  COMMAND",
+        "----  -------------------------",
+        "hyp1  docker compose",
+        "      --project-directory /srv/",
+        "      apps/my-cloud -p my-cloud",
+        "      up -d",
+    ]
+
+
+def test_a_word_wider_than_its_column_is_split_as_the_last_resort_and_kept_whole():
+    assert wrap("x" * 25, 10) == "xxxxxxxxxx\nxxxxxxxxxx\nxxxxx"
+    assert wrap("warning: hyp1: " + "a" * 12, 20, indent="  ") == "warning: hyp1:\n  aaaaaaaaaaaa"
+    assert wrap("FAILED\n  | E: lock held", 12) == "FAILED\n  | E: lock\nheld"  # a line's own indent stays
 
 
 def test_the_widest_columns_give_way_first_and_short_ones_keep_their_width():
-    rows = [["hyp1", "apps/web", "y" * 200, "z" * 200]]  # more than three lines each: cut
+    rows = [["hyp1", "apps/web", "y" * 200, "z" * 200]]
     text = table(["HOST", "PROJECT", "A", "B"], rows, width=100)
     header = text.splitlines()[0]
-    assert header.startswith("HOST    PROJECT    A ")  # HOST and PROJECT keep their width
+    assert header.startswith("HOST  PROJECT   A ")  # HOST and PROJECT keep their width
     assert max(len(line) for line in text.splitlines()) <= 100
-    assert "(2 cells cut to fit 100 columns: --verbose or --format json show them in full)" in text
+    assert "".join(line.split()[-1] for line in text.splitlines()[2:]) .count("z") == 200  # nothing cut
+
+
+def test_a_version_or_a_path_part_is_not_split_while_the_table_can_afford_it():
+    rows = [["hyp1", "docker-ce", "5:24.0.7-1~debian.12~bookworm", "5:25.0.0-1~debian.12~bookworm",
+             "restarts dockerd: every container stops unless live-restore"]]
+    text = table(["HOST", "PACKAGE", "OLD", "NEW", "WHY"], rows, width=80)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "5:24.0.7-" in text and "1~debian.12~bookworm" in text  # broken after its '-' at most
 
 
 def test_text_from_a_host_reaches_the_terminal_escaped_not_acted_on():
@@ -128,3 +148,62 @@ def test_an_error_line_from_a_task_is_escaped_too():
     with pytest.raises(invoke.Exit) as done:
         broken(invoke.Context())
     assert "\x1b" not in str(done.value.message) and "\\x1b[2Jgone" in str(done.value.message)
+
+
+def test_the_80_column_fleet_table_of_a_dry_run_shows_the_command_the_path_and_the_unreachable_reason_whole():
+    """A snapshot: the --dry COMMAND column and the path in it, and an unreachable host's reason, wrapped
+    (at spaces, after '/', at a '-' inside a word) over as many lines as they need; no line past 80."""
+    from aegir.compose.lifecycle import ActionResult, HostActions, render_actions
+    from aegir.fleet import Outcome
+    from aegir.inventory import Host
+
+    srv = "/srv/hosting/collective-tedomum"
+    command = (f"docker compose --project-directory {srv}/apps/nextcloud-office -f {srv}/apps/nextcloud-office/"
+               "docker-compose.yml --env-file .env -p nextcloud-office up -d --remove-orphans")
+    outcomes = [
+        Outcome(Host("hyp1", srv=srv),
+                HostActions("hyp1", (ActionResult("apps/nextcloud-office", "up", command, "would"),))),
+        Outcome(Host("hyp2.tedomum.net"), error="cannot connect to root@hyp2.tedomum.net:22: No route to host",
+                kind="unreachable"),
+    ]
+    with width(80):
+        text = render_actions(outcomes, dry=True)
+    assert text == """\
+HOST              PROJECT                ACTION  COMMAND (--dry: not run)
+----------------  ---------------------  ------  ------------------------------
+hyp1              apps/nextcloud-office  up      docker compose
+                                                 --project-directory /srv/
+                                                 hosting/collective-tedomum/
+                                                 apps/nextcloud-office -f /srv/
+                                                 hosting/collective-tedomum/
+                                                 apps/nextcloud-office/docker-
+                                                 compose.yml --env-file .env -p
+                                                 nextcloud-office up -d
+                                                 --remove-orphans
+hyp2.tedomum.net  -                      -       UNREACHABLE: cannot connect to
+                                                 root@hyp2.tedomum.net:22: No
+                                                 route to host"""
+
+
+@contextlib.contextmanager
+def width(columns: int):
+    from aegir.report import display
+
+    before = display.width
+    display.width = columns
+    try:
+        yield
+    finally:
+        display.width = before
+
+
+def test_the_width_is_columns_else_the_terminal_else_80_for_a_pipe(monkeypatch):
+    from aegir.report import configure, display
+
+    with width(0):
+        monkeypatch.delenv("COLUMNS", raising=False)
+        configure(stream=io.StringIO())
+        assert display.width == 80
+        monkeypatch.setenv("COLUMNS", "132")
+        configure(stream=io.StringIO())
+        assert display.width == 132
