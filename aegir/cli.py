@@ -24,7 +24,7 @@ import shlex
 import sys
 from collections.abc import Iterator, Sequence
 
-from invoke import Argument, Collection, Config, Executor, Exit, Program
+from invoke import Argument, Config, Executor, Exit, Program
 from invoke.config import merge_dicts
 from invoke.exceptions import CollectionNotFound, ParseError
 from invoke.parser import Parser, ParserContext
@@ -201,9 +201,14 @@ class AegirProgram(Program):
 
                 self.collection = namespace
                 return
-        super().load_collection()
-        if not isinstance(self.collection, Collection):  # pragma: no cover - Invoke's own guarantee
-            raise Exit("aegir: no task collection", code=EXIT_USAGE)
+        try:
+            super().load_collection()
+        except Exit as exc:  # -c NAME or -r DIR that holds no such collection
+            if exc.code == 1 and str(exc.message).startswith("Can't find any collection"):
+                raise Exit(f"aegir: no collection {name or self.config.tasks.collection_name!r} found from "
+                           f"{root or os.getcwd()} up (-c, -r; without them, aegir's own tasks)",
+                           code=EXIT_USAGE) from None
+            raise
 
     def _make_parser(self) -> Parser:
         parser = super()._make_parser()
