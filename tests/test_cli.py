@@ -73,6 +73,19 @@ def test_the_program_finds_tasks_py_from_a_subdirectory_like_stock_inv():
     assert "disk.report" in res.stdout
 
 
+def test_aegir_works_from_any_folder_and_a_local_tasks_py_still_wins(tmp_path):
+    """Outside a clone there is no tasks.py: the program takes its own tasks (it said "Can't find any
+    collection named 'tasks'!" and exited 1); a tasks.py found from the current directory up wins, as with inv."""
+    anywhere = run_inv("--list", cwd=tmp_path)
+    assert anywhere.returncode == 0 and "disk.report" in anywhere.stdout, anywhere.stderr
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "tasks.py").write_text("from invoke import task\n\n\n@task\ndef hello(c):\n    \"\"\"Say hello.\"\"\"\n")
+    local = run_inv("--list", cwd=tmp_path / "mine")
+    assert "hello" in local.stdout and "disk.report" not in local.stdout, local.stdout + local.stderr
+    missing = run_inv("-c", "nosuch", "--list", cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.startswith("aegir: no collection 'nosuch' found from ")
+
+
 def test_stock_invoke_would_not_know_h_but_ours_does():
     res = run_inv("-H", "local", "--list")
     assert res.returncode == 0 and "No idea what '-H' is" not in res.stderr

@@ -66,6 +66,7 @@ class Kind:
     metavar: str
     accepts: str
     parse: Callable[[str], Any] = field(compare=False)
+    values: tuple[str, ...] = ()  # a choice's values, which the flag's help must name
 
 
 @dataclass(frozen=True)
@@ -194,15 +195,14 @@ def joined(values: Sequence[str]) -> str:
 
 def choice(*values: str, metavar: str = "") -> Kind:
     """One of `values`, as typed."""
-    return Kind(metavar or "|".join(values), joined(values), _choice(values))
+    return Kind(metavar or "|".join(values), joined(values), _choice(values), values)
 
 
 def formats(*extra: str) -> Kind:
     """``--format``: table, json (the report's JSON), and this task's `extra` formats."""
     from aegir.report import FORMATS
 
-    values = (*FORMATS, *extra)
-    return Kind("FORMAT", joined(values), _choice(values))
+    return choice(*FORMATS, *extra, metavar="FORMAT")
 
 
 def count(low: int = 0, metavar: str = "N") -> Kind:
