@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 
 from invoke import Argument, Config, Executor, Exit, Program
 from invoke.config import merge_dicts
-from invoke.exceptions import CollectionNotFound, ParseError
+from invoke.exceptions import CollectionNotFound, ParseError, UnexpectedExit
 from invoke.parser import Parser, ParserContext
 
 from aegir import __version__, report
@@ -185,6 +185,16 @@ class AegirProgram(Program):
             contexts = parser.contexts if parser is not None else {}
             raise Exit(usage_line(exc, contexts, self.initial_context, list(self.argv or ())),
                        code=EXIT_USAGE) from None
+
+    def execute(self) -> None:
+        """Invoke's; a command a task ran through Invoke's own ``c.run`` that failed unchecked (a bug: aegir's
+        commands go through `aegir.sh`) ends in one line and exit 1, not with the command's exit code, which
+        could read as a usage error (2)."""
+        try:
+            super().execute()
+        except UnexpectedExit as exc:
+            result = exc.result
+            raise Exit(f"aegir: {report.printable(result.command)} exited {result.exited}", code=1) from None
 
     def load_collection(self) -> None:
         """Invoke's (``tasks.py`` from the current directory up, or -c/-r), or aegir's own tasks when no

@@ -86,6 +86,12 @@ def test_aegir_works_from_any_folder_and_a_local_tasks_py_still_wins(tmp_path):
     assert missing.returncode == 2 and missing.stderr.startswith("aegir: no collection 'nosuch' found from ")
 
 
+def test_a_command_failing_through_invokes_own_run_is_one_line_and_exit_1_never_its_own_code(tmp_path):
+    (tmp_path / "tasks.py").write_text("from invoke import task\n\n\n@task\ndef boom(c):\n    c.run('exit 2', hide=True)\n")
+    done = run_inv("boom", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (1, "aegir: exit 2 exited 2\n")
+
+
 def test_stock_invoke_would_not_know_h_but_ours_does():
     res = run_inv("-H", "local", "--list")
     assert res.returncode == 0 and "No idea what '-H' is" not in res.stderr

@@ -207,3 +207,21 @@ def test_the_width_is_columns_else_the_terminal_else_80_for_a_pipe(monkeypatch):
         monkeypatch.setenv("COLUMNS", "132")
         configure(stream=io.StringIO())
         assert display.width == 132
+
+
+def test_a_reports_long_lines_wrap_at_the_width_but_a_ruleset_or_zone_stays_verbatim():
+    from aegir.report import emit
+
+    warning = ("warning: hyp1: the review could not read /etc/docker/daemon.json (permission denied): "
+               "whether live-restore keeps containers up across a restart of dockerd is unknown")
+    out = io.StringIO()
+    with width(80):
+        emit("table", data=None, text=f"HOST  RISKY\n----  -----\nhyp1  yes\n{warning}", out=out)
+        assert out.getvalue().splitlines() == [
+            "HOST  RISKY", "----  -----", "hyp1  yes",
+            "warning: hyp1: the review could not read /etc/docker/daemon.json (permission",
+            "  denied): whether live-restore keeps containers up across a restart of dockerd",
+            "  is unknown"]
+        kept = io.StringIO()
+        emit("table", data=None, text=warning, out=kept, verbatim=True)
+        assert kept.getvalue() == warning + "\n"
