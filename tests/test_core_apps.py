@@ -349,8 +349,8 @@ def test_a_tail_that_is_not_a_number_is_refused_in_one_line(tmp_path):
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(f"hosts:\n  local:\n    connection: local\n    srv: {tmp_path}\n")
     result = run_inv("apps.logs", "cloud", "--tail", "ten", inventory=inventory, timeout=60)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "aegir: --tail must be a number of lines (0 or more), not 'ten'" in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr  # a usage error, refused before any host
+    assert result.stderr == "aegir: apps.logs --tail: expected a whole number (0 or more), not 'ten'\n"
 
 
 def test_logs_follow_streams_until_interrupted(two):
