@@ -281,8 +281,8 @@ def usage_line(err: ParseError, contexts: dict[str, ParserContext], initial: Par
         arg = ours or initial.args.get(m[1])
         if arg is not None:
             flag = "--" + next(n for n in arg.names if len(n) > 1)
-            accepts = arg.kind.kind.accepts if isinstance(arg.kind, Bound) else metavar(arg) or "a value"
-            return f"aegir: {f'{task} ' if ours else ''}{flag} needs a value: {accepts}"
+            accepts = f": {arg.kind.kind.accepts}" if isinstance(arg.kind, Bound) else ""
+            return f"aegir: {f'{task} ' if ours else ''}{flag} needs a value{accepts}"
     return f"aegir: {task + ': ' if task else ''}{msg}"
 
 

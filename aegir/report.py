@@ -400,7 +400,10 @@ class Progress(Background):
             return
         start = time.monotonic()
         while True:
-            self.stream.write("\r\033[K" + self.line())
+            line = self.line()
+            if display.width and len(line) >= display.width:  # a line rewritten in place must not wrap
+                line = line[:display.width - 2] + "…"
+            self.stream.write("\r\033[K" + line)
             self.stream.flush()
             self._shown = True
             if self._stop.wait(self.every):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import select
 import subprocess
 import sys
@@ -49,6 +50,31 @@ def run_inv(*args: str, inventory: str | os.PathLike[str] | None = None, cwd: st
         cwd=str(cwd or REPO), env=full_env, input=input if input is not None else "",
         capture_output=True, text=True, timeout=timeout,
     )
+
+
+def read_table(text: str) -> list[dict[str, str]]:
+    """The rows of the first table in `text` (as `aegir.report.table` prints it, cells wrapped), each a dict
+    header -> the whole cell: a cell's lines joined with a space, or with nothing after a '/' or a '-' where it
+    wrapped. A new row starts where the first column is not blank."""
+    lines = text.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.startswith("-") and set(line) <= {"-", " "})
+    starts = [m.start() for m in re.finditer(r"-+", lines[rule])]
+
+    def cells(line: str) -> list[str]:
+        return [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None])]
+
+    heads = [" ".join(part for part in column if part) for column in zip(*(cells(line) for line in lines[:rule]))]
+    rows: list[list[str]] = []
+    for line in lines[rule + 1:]:
+        if not line.strip():
+            break
+        parts = cells(line)
+        if parts[0] or not rows:
+            rows.append(parts)
+        else:
+            rows[-1] = [a + b if a.endswith(("/", "-")) or not a or not b else f"{a} {b}"
+                        for a, b in zip(rows[-1], parts)]
+    return [dict(zip(heads, row)) for row in rows]
 
 
 def write_inventory(tmp_path: Path, text: str) -> Path:

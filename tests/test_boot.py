@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from aegir.boot.plan import guard_dropin
-from tests.helpers import REPO, ProcScan, run_inv, run_inv_on_tty
+from tests.helpers import REPO, ProcScan, read_table, run_inv, run_inv_on_tty
 from tests.test_luks import ITERATIONS
 
 COMPOSE = """\
@@ -297,7 +297,8 @@ def test_the_operators_command_line_works_exactly_as_written(lab):
     res = subprocess.run([str(inv_script), "-H", "hyp1", "boot.mount"], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "AEGIR_INVENTORY": str(lab.inventory_path)}, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
-    host, step, state, detail = res.stdout.splitlines()[2].split(None, 3)
+    [row] = read_table(res.stdout)  # a pipe: the table wraps at 80 columns
+    host, step, state, detail = row["HOST"], row["STEP"], row["RESULT"], row["DETAIL"]
     assert (host, step, state) == ("hyp1", "mount", "ok")
     srv_dir = lab.host("hyp1").paths.srv_dir  # hyp1's /srv is a bind mount of it: DEVICE[PATH] for findmnt
     assert detail.startswith("/srv is already mounted (/dev/") and f"[{srv_dir}], " in detail

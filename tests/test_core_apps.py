@@ -307,7 +307,7 @@ def test_an_unknown_or_core_name_is_refused_and_names_are_validated(two):
     core = run_inv("apps.down", "front", inventory=inv)
     assert core.returncode == 1 and "core/front: a core project" in core.stdout
     bad = run_inv("apps.down", "cloud;reboot", inventory=inv)
-    assert bad.returncode == 1 and "invalid project name 'cloud;reboot'" in bad.stderr
+    assert bad.returncode == 2 and "invalid project name 'cloud;reboot'" in bad.stderr  # a usage error
 
 
 def test_pull_without_a_registry_fails_honestly_and_touches_nothing(two):
@@ -356,7 +356,7 @@ def test_a_tail_that_is_not_a_number_is_refused_in_one_line(tmp_path):
 def test_logs_follow_streams_until_interrupted(two):
     a, _, inv = two
     env = {**os.environ, "AEGIR_INVENTORY": str(inv)}
-    follow = subprocess.Popen([sys.executable, "-m", "aegir", "-H", a.name, "apps.logs", "cloud", "-s", "web", "-f"],
+    follow = subprocess.Popen([sys.executable, "-m", "aegir", "-H", a.name, "apps.logs", "cloud", "--service", "web", "-F"],
                               cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
     try:
         first = follow.stdout.readline()  # arrives while the command is still following

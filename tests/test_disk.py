@@ -42,7 +42,7 @@ def test_h_leaves_out_what_it_marks_with_a_bang_and_exclude_does_the_same(lab):
     assert [h["host"] for h in data["hosts"]] == ["hyp2"]
     typo = run_inv("-H", "!hyp22", "disk.report", inventory=lab.inventory_path)
     assert typo.returncode == 2 and typo.stdout == ""  # refused before any connection: a typo keeps no host in
-    assert "unknown host or group 'hyp22' (did you mean 'hyp2'?)" in typo.stderr
+    assert "unknown host or group 'hyp22' to leave out (did you mean 'hyp2'?)" in typo.stderr
     everyone = run_inv("-H", "lab", "--exclude", "lab", "disk.report", inventory=lab.inventory_path)
     assert everyone.returncode == 2 and "no host left: lab excludes every target (hyp1, hyp2, hyp3)" in everyone.stderr
 

@@ -80,6 +80,7 @@ BAD = [
     (["mysql.restore", "cloud"], "aegir: mysql.restore needs --at and --into: inv mysql.restore NAME AT INTO"),
     (["update.announce"], "aegir: update.announce: --message is required"),
     (["disk.report", "--format"], "aegir: disk.report --format needs a value: table, json or prometheus"),
+    (["disk.report", "-H"], "aegir: --hosts needs a value"),
     (["--dry", "mysql.restore", "cloud", "latest", "/tmp/x"], "aegir: --dry: mysql.restore has no dry run"),
     # unknown tasks and flags
     (["disk.reprot"], "aegir: no task 'disk.reprot' (did you mean 'disk.report'?)"),

@@ -225,3 +225,24 @@ def test_a_reports_long_lines_wrap_at_the_width_but_a_ruleset_or_zone_stays_verb
         kept = io.StringIO()
         emit("table", data=None, text=warning, out=kept, verbatim=True)
         assert kept.getvalue() == warning + "\n"
+
+
+def test_a_wrapped_table_reads_back_whole_cells_the_way_tests_read_it():
+    from tests.helpers import read_table
+
+    row = ["hyp1", "mount", "ok", "/srv is already mounted (/dev/vda[/tmp/aegir-lab/aegirlab/hyp1/srv], ext4)"]
+    text = table(["HOST", "STEP", "RESULT", "DETAIL"], [row, ["hyp2", "mount", "would", "mount /srv"]], width=40)
+    assert max(len(line) for line in text.splitlines()) <= 40
+    assert read_table(text + "\n\nfleet: 2 hosts") == [dict(zip(["HOST", "STEP", "RESULT", "DETAIL"], row)),
+                                                      {"HOST": "hyp2", "STEP": "mount", "RESULT": "would",
+                                                       "DETAIL": "mount /srv"}]
+
+
+def test_progress_rewritten_in_place_on_a_terminal_stays_on_one_line_of_the_width():
+    slow = Terminal()
+    with width(40), Progress("disk.report: project folders measured", [f"hyp{i}" for i in range(9)],
+                             delay=0.01, every=0.01, stream=slow):
+        time.sleep(0.1)
+    shown = [line for line in slow.getvalue().split("\r\033[K") if line.strip()]
+    assert shown and all(len(line.rstrip("\n")) <= 39 for line in shown), shown
+    assert shown[0].startswith("disk.report: project folders measu") and shown[0].rstrip("\n").endswith("…")
