@@ -73,7 +73,7 @@ BAD = [
     (["apps.logs", "cloud,wiki"], "aegir: apps.logs --names: expected one project"),
     (["disk.clean", "clowd"], "aegir: no app 'clowd' on any target host"),
     (["apps.logs", "clowd"], "aegir: no project 'clowd' on any target host (did you mean cloud?)"),
-    (["dns.zone", "--domain", "tedomum.nt"], "aegir: dns.zone --domain: no zone 'tedomum.nt' in the plan "
+    (["dns.zone", "--domain", "tedomum.nt"], "aegir: dns.zone --domain: no zone 'tedomum.nt' "
                                              "(did you mean 'tedomum.net'?)"),
     # missing arguments and values
     (["apps.up"], "aegir: apps.up: name the projects (NAMES: cloud or cloud,users/wiki) or give --all"),

@@ -492,10 +492,10 @@ def test_a_host_that_could_not_be_read_is_a_failed_row_and_no_zone():
                                      Outcome(inv.get("hyp2"), None, "/srv is not mounted: run boot.mount", "failed")],
                         dry=False, what="no zone made")
     assert got.problems and got.text.splitlines() == [
-        "HOST    PROJECTS    NAMES    RESULT",
-        "------  ----------  -------  -------------------------------------------",
-        "hyp1    1           4        ok",
-        "hyp2    -           -        FAILED: /srv is not mounted: run boot.mount",
+        "HOST  PROJECTS  NAMES  RESULT",
+        "----  --------  -----  -------------------------------------------",
+        "hyp1  1         4      ok",
+        "hyp2  -         -      FAILED: /srv is not mounted: run boot.mount",
         "",
         "no zone made: 1 of 2 hosts could not be read, and the zones hold every host's names"]
     assert got.data["hosts"][0] == {"host": "hyp1", "status": "ok", "error": None,
