@@ -252,7 +252,7 @@ def test_a_host_whose_srv_is_not_mounted_fails_and_no_zone_is_made(unmounted, tm
 
 def test_a_mistyped_domain_or_serial_is_a_usage_error_before_any_host_is_read(unmounted):
     assert usage_error("dns.zone", "--domain", "tedomum.nte", inventory=unmounted) == (
-        "aegir: dns.zone --domain: no zone 'tedomum.nte'; zones: tedomum.in, tedomum.net, tedomum.org, "
-        "1.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa, 2.0.192.in-addr.arpa")
-    assert usage_error("dns.zone", "--serial", "0", inventory=unmounted) == (
-        "aegir: dns.zone --serial 0: must be from 1 to 4294967295")
+        "aegir: dns.zone --domain: no zone 'tedomum.nte' (did you mean 'tedomum.net'?); zones: tedomum.in, "
+        "tedomum.net, tedomum.org, 1.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa, 2.0.192.in-addr.arpa")
+    assert usage_error("dns.zone", "--serial", "0", inventory=unmounted) == (  # refused as the line is parsed
+        "aegir: dns.zone --serial: expected a SOA serial from 1 to 4294967295, not '0'")

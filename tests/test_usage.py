@@ -56,7 +56,7 @@ BAD = [
     (["net.plan", "--format", "prometheus"], "aegir: net.plan --format: expected table or json, not 'prometheus'"),
     (["dns.zone", "--serial", "abc"], f"aegir: dns.zone --serial: expected a SOA serial from 1 to {2**32 - 1}"),
     (["dns.zone", "--serial", str(2**32)], "aegir: dns.zone --serial: expected a SOA serial"),
-    (["dns.check", "--timeout", "0"], "aegir: dns.check --timeout: expected a number of seconds (more than 0)"),
+    (["dns.check", "--timeout", "0"], "aegir: dns.check --timeout: expected a number of seconds above 0"),
     (["dns.check", "--server", "not an address"], "aegir: dns.check --server: "),
     (["mysql.wal", "--over", "12Q"], "aegir: mysql.wal --over: expected a size such as 500M or 2G"),
     (["mysql.checkpoint", "cloud", "--mode", "warm"], "aegir: mysql.checkpoint --mode: expected cold or hot"),
@@ -68,7 +68,7 @@ BAD = [
     (["boot.guard", "--root", "relative/dir"], "aegir: boot.guard --root: expected an absolute path"),
     (["-t", "soon", "disk.report"], "aegir: --connect-timeout: expected a whole number (1 or more), not 'soon'"),
     # names
-    (["apps.new", "a b", "--template", "static"], "aegir: apps.new --names: invalid project name 'a b'"),
+    (["apps.new", "a b", "--template", "static"], "aegir: apps.new --names: expected a folder name (letters, "),
     (["apps.up", "cloud;reboot"], "aegir: apps.up --names: invalid project name 'cloud;reboot'"),
     (["apps.logs", "cloud,wiki"], "aegir: apps.logs --names: expected one project"),
     (["disk.clean", "clowd"], "aegir: no app 'clowd' on any target host"),

@@ -24,6 +24,7 @@ from typing import Any
 
 from invoke.exceptions import ParseError
 
+from aegir import fields
 from aegir.errors import AegirError
 
 #: The short letters of task flags: letter -> the long flag it stands for, in every task that has that flag.
@@ -97,19 +98,16 @@ class Bound:
 # --------------------------------------------------------------------------- the parsers
 
 
+# What aegir.fields reads in hosts.yml and x-aegir (whole numbers, durations, sizes, names, choices) is read the
+# same way on the command line: its parsers raise a ValueError, which `Bound` words for the flag.
+
+
 def _count(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        if not re.fullmatch(r"\s*\d+\s*", text) or int(text) < low:
-            raise ValueError
-        return int(text)
-    return parse
+    return lambda text: fields.whole(text.strip(), least=low, text=True)
 
 
 def _seconds(text: str) -> float:
-    value = float(text)  # ValueError for "abc"
-    if not 0 < value < float("inf"):
-        raise ValueError
-    return value
+    return fields.duration(text)
 
 
 def _percent(text: str) -> int:
@@ -127,21 +125,8 @@ def _rolling(text: str) -> str:
 
 
 def _size(text: str) -> str:
-    from aegir.mysql.plan import parse_size
-
-    try:
-        parse_size(text)
-    except AegirError:
-        raise ValueError from None
-    return text.strip()  # the task reads it with parse_size
-
-
-def _choice(values: Sequence[str]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in values:
-            raise ValueError
-        return text
-    return parse
+    fields.size(text)
+    return text.strip()  # the task reads it again (aegir.mysql.plan.parse_size)
 
 
 def _projects(one: bool) -> Callable[[str], str]:
@@ -156,9 +141,7 @@ def _projects(one: bool) -> Callable[[str], str]:
 
 
 def _folder(text: str) -> str:
-    from aegir.sh import check_name
-
-    return check_name("project", text)
+    return fields.name("project")(text)
 
 
 def _app_path(text: str) -> str:
@@ -182,10 +165,9 @@ def _server(text: str) -> str:
 
 
 def _soa_serial(text: str) -> int:
-    value = _count(1)(text)
-    if value >= 2**32:
+    if not re.fullmatch(r"[0-9]{1,10}", text.strip()) or not 0 < int(text) < 2**32:
         raise ValueError
-    return value
+    return int(text)
 
 
 def joined(values: Sequence[str]) -> str:
@@ -195,7 +177,7 @@ def joined(values: Sequence[str]) -> str:
 
 def choice(*values: str, metavar: str = "") -> Kind:
     """One of `values`, as typed."""
-    return Kind(metavar or "|".join(values), joined(values), _choice(values), values)
+    return Kind(metavar or "|".join(values), joined(values), fields.choice(*values), values)
 
 
 def formats(*extra: str) -> Kind:
@@ -213,7 +195,7 @@ def count(low: int = 0, metavar: str = "N") -> Kind:
 COUNT = count()
 POSITIVE = count(1)
 LINES = count(0, "LINES")
-SECONDS = Kind("SECONDS", "a number of seconds (more than 0)", _seconds)
+SECONDS = Kind("SECONDS", "a number of seconds above 0 (or 30s, 5m, 2h)", _seconds)
 PERCENT = Kind("PCT", "a percentage from 0 to 100 (90 or 90%)", _percent)
 SIZE = Kind("SIZE", "a size such as 500M or 2G (K, M, G, T: powers of 1024)", _size)
 ROLLING = Kind("N|N%", "a number of hosts (1 or more) or a percentage of them (1% to 100%)", _rolling)
