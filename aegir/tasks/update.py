@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, Context, Exit
 
-from aegir.errors import AegirError, UsageError
+from aegir.errors import UsageError
 from aegir.report import FORMAT_HELP, check_format, emit
 from aegir.tasks.base import ROLLING_HELP, act, finish, inventory, is_dry, targets, task
 
