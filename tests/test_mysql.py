@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, ProcScan, run_inv
+from tests.helpers import REPO, ProcScan, run_inv, write_inventory
 from tests.lab import Lab, LabHost
 from tests.lab import mysql_app as app
 from tests.lab.mariadb_image import MYSQL_TAG
@@ -50,6 +50,34 @@ def inv(lab: Lab, host: LabHost, *args: str, env: dict[str, str] | None = None, 
     return run_inv("-H", host.name, *args, inventory=lab.inventory_path, env=env, timeout=timeout)
 
 
+def one(done: subprocess.CompletedProcess[str], task: str) -> dict:
+    """The one host of a mysql task's JSON: the envelope of every task (aegir/report.schema.json)."""
+    doc = json.loads(done.stdout)
+    assert doc["task"] == task and isinstance(doc["summary"], dict), doc
+    [host] = doc["hosts"]
+    assert {"host", "status", "error"} <= set(host), host
+    return host
+
+
+#: What changes under a lab host's /srv by itself while apps/shop runs: Docker's data-root, the live
+#: database's datadir and binary logs.
+LIVE = ("srv/docker", "srv/apps/shop/db", "srv/apps/shop/wal")
+
+
+def files(host: LabHost, live: tuple[str, ...] = LIVE) -> dict[str, tuple[str, int, int]]:
+    """Every file and folder under the host's /srv and /var/lib/aegir but `live`: kind, size, mtime (ns)."""
+    top = host.root("/")
+    out: dict[str, tuple[str, int, int]] = {}
+    for root in ("srv", "var/lib/aegir"):
+        for folder, dirs, names in os.walk(top / root):
+            rel = os.path.relpath(folder, top)
+            dirs[:] = [d for d in dirs if f"{rel}/{d}" not in live]
+            for name in [*dirs, *names]:
+                st = os.lstat(os.path.join(folder, name))
+                out[f"{rel}/{name}"] = ("dir" if name in dirs else "file", st.st_size, st.st_mtime_ns)
+    return out
+
+
 def binlogs(host: LabHost) -> dict[str, int]:
     wal = host.root("/srv/apps/shop/wal")
     return {p.name: p.stat().st_size for p in wal.iterdir() if p.name.startswith("mysql-bin.0")}
@@ -63,8 +91,7 @@ def entries(host: LabHost) -> list[Path]:
 def test_wal_reports_the_app_with_its_binary_logs_and_flags_it_over_a_threshold(lab: Lab, shop: LabHost):
     done = inv(lab, shop, "mysql.wal", "-f", "json")
     assert done.returncode == 0, done.stderr
-    rows = [r for r in json.loads(done.stdout)["apps"] if r["host"] == shop.name]
-    [row] = [r for r in rows if r["app"] == "apps/shop"]
+    [row] = [r for r in one(done, "mysql.wal")["apps"] if r["app"] == "apps/shop"]
     on_disk = binlogs(shop)
     assert row["files"] == len(on_disk) >= 3
     assert row["oldest"] == min(on_disk) and row["newest"] == max(on_disk)
@@ -77,15 +104,35 @@ def test_wal_reports_the_app_with_its_binary_logs_and_flags_it_over_a_threshold(
 
 def test_dry_prints_the_plan_with_its_commands_and_changes_nothing(lab: Lab, shop: LabHost):
     before = binlogs(shop)
+    written = files(shop)
     done = inv(lab, shop, "mysql.checkpoint", "apps/shop", "--dry")
     assert done.returncode == 0, done.stderr
     assert "cold checkpoint of /srv/apps/shop" in done.stdout
     assert "dependents: web, worker" in done.stdout
     assert "stop db" in done.stdout and "PURGE BINARY LOGS TO" in done.stdout
     assert set(binlogs(shop)) == set(before) and entries(shop) == []  # (the current log may grow a checkpoint event)
+    assert files(shop) == written  # nothing installed, no state folder, no log line, no lock
+    planned = one(inv(lab, shop, "mysql.checkpoint", "apps/shop", "--dry", "-f", "json"), "mysql.checkpoint")
+    assert planned["status"] == "ok" and planned["result"] is None
+    entry = f"{planned['plan']['target']['archive']}/{planned['run']}"  # the run's entry, named by the plan
+    assert f"{entry}/base" in json.dumps(planned["plan"]["steps"]) and not shop.root(entry).exists()
     refused = inv(lab, shop, "mysql.checkpoint", "apps/shop")  # no --yes, stdin is no terminal
-    assert refused.returncode == 1 and "pass --yes" in refused.stdout
+    assert refused.returncode == 1 and "pass --yes" in refused.stderr
+    assert "cold checkpoint of /srv/apps/shop" in refused.stdout  # the plan it would have asked about
     assert set(binlogs(shop)) == set(before) and entries(shop) == []
+    assert files(shop) == written
+
+
+def test_status_of_an_app_with_no_run_says_so_and_writes_nothing(lab: Lab, shop: LabHost):
+    state = shop.root(STATE)
+    state.mkdir(parents=True, exist_ok=True)  # as a restore leaves it: a log at most, no run, no lock
+    written = files(shop)
+    done = inv(lab, shop, "mysql.status", "apps/shop")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == f"{shop.name}: no checkpoint ran for /srv/apps/shop"
+    data = one(inv(lab, shop, "mysql.status", "apps/shop", "-f", "json"), "mysql.status")
+    assert (data["status"], data["run"], data["result"], data["running"]) == ("ok", None, None, False)
+    assert files(shop) == written and not (state / "lock").exists()
 
 
 def test_cold_checkpoint_archives_base_and_logs_then_purges_and_restarts_the_dependents(lab: Lab, shop: LabHost):
@@ -93,7 +140,7 @@ def test_cold_checkpoint_archives_base_and_logs_then_purges_and_restarts_the_dep
     started = {s: app.started_at(shop, "shop", s) for s in ("db", "web", "worker")}
     done = inv(lab, shop, "mysql.checkpoint", "apps/shop", "--mode", "cold", "--yes", "-f", "json")
     assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(done.stdout)["result"]
+    result = one(done, "mysql.checkpoint")["result"]
     assert result["ok"] and result["mode"] == "cold"
     assert "step snapshot done" in done.stderr  # the log streamed while it ran
     [entry] = entries(shop)
@@ -131,7 +178,7 @@ def test_hot_checkpoint_refuses_no_connection_and_restarts_nothing(lab: Lab, sho
     assert done.returncode == 0, done.stdout + done.stderr
     tries, refused = map(int, out.split()[:2])
     assert tries >= 20 and refused == 0, (tries, refused)
-    result = json.loads(done.stdout)["result"]
+    result = one(done, "mysql.checkpoint")["result"]
     assert result["ok"] and result["mode"] == "hot" and result["downtime"] == 0
     assert {s: app.started_at(shop, "shop", s) for s in started} == started
     entry = entries(shop)[-1]
@@ -142,6 +189,29 @@ def test_hot_checkpoint_refuses_no_connection_and_restarts_nothing(lab: Lab, sho
     app.insert(shop, 201, 300)
 
 
+def test_restore_dry_checks_the_checkpoint_the_chain_and_the_scratch_folder_and_writes_nothing(lab: Lab,
+                                                                                             shop: LabHost):
+    into = "/srv/scratch/restore-dry"
+    written = files(shop)
+    done = inv(lab, shop, "--dry", "mysql.restore", "apps/shop", "--at", "latest", "--into", into, "-f", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    host = one(done, "mysql.restore")
+    plan = host["plan"]
+    assert (host["status"], host["restore"], plan["at"]) == ("ok", None, entries(shop)[-1].name)
+    first = json.loads((entries(shop)[-1] / "MANIFEST.json").read_text())["start"]["file"]
+    assert plan["chain"][0] == first and plan["chain"] == sorted(plan["chain"])
+    assert max(binlogs(shop)) in plan["chain"]  # the logs still on the server are replayed too
+    table = inv(lab, shop, "mysql.restore", "apps/shop", "--at", "latest", "--into", into, "--dry")
+    assert table.returncode == 0 and f"replay {len(plan['chain'])} binary logs from {first}:" in table.stdout
+    assert files(shop) == written and not shop.root(into).exists()
+    shop.write("scratch/restore-dry/left-over", "x")
+    busy = inv(lab, shop, "mysql.restore", "apps/shop", "--at", "latest", "--into", into, "-d")
+    assert busy.returncode == 1 and f"{into} is not empty" in busy.stdout, busy.stdout + busy.stderr
+    unknown = inv(lab, shop, "mysql.restore", "apps/shop", "--at", "20000101T000000Z", "--into", into, "-d")
+    assert unknown.returncode == 1 and "no complete checkpoint '20000101T000000Z'" in unknown.stdout
+    shop.run(["rm", "-r", "/srv/scratch/restore-dry"])
+
+
 @pytest.mark.parametrize("which", [0, -1], ids=["cold-base", "hot-base"])
 def test_restore_rebuilds_every_row_from_a_base_and_the_logs_since(lab: Lab, shop: LabHost, which: int):
     expected = app.ids(shop)
@@ -150,7 +220,7 @@ def test_restore_rebuilds_every_row_from_a_base_and_the_logs_since(lab: Lab, sho
     into = f"/srv/scratch/restore-{at}"
     done = inv(lab, shop, "mysql.restore", "apps/shop", "--at", at, "--into", into, "-f", "json")
     assert done.returncode == 0, done.stdout + done.stderr
-    restored = json.loads(done.stdout)["restore"]
+    restored = one(done, "mysql.restore")["restore"]
     assert restored["replayed"]
     assert restored_ids(shop, into) == expected
 
@@ -187,6 +257,38 @@ def test_restore_until_a_time_stops_replaying_there_and_never_touches_the_live_d
     assert app.ids(shop) == list(range(1, 321))
     again = inv(lab, shop, "mysql.restore", "apps/shop", "--at", "latest", "--into", into)
     assert again.returncode == 1 and "is not empty" in again.stdout
+
+
+# --------------------------------------------------------------------------- a host whose /srv is not mounted
+
+LOCAL = """\
+hosts:
+  local:
+    connection: local
+    srv: {srv}
+"""
+
+
+@pytest.mark.parametrize("task", [
+    ["mysql.wal"], ["--dry", "mysql.checkpoint", "cloud"], ["mysql.checkpoint", "cloud", "--yes"],
+    ["mysql.status", "cloud"], ["--dry", "mysql.restore", "cloud", "--at", "latest", "--into", "INTO"],
+], ids=["wal", "checkpoint-dry", "checkpoint", "status", "restore-dry"])
+def test_a_host_whose_srv_is_not_mounted_fails_and_nothing_is_written_there(tmp_path: Path, task: list[str]):
+    """/srv is a plain folder of the root disk here (no mount point), holding an app folder: every mysql task
+    fails the host with the reason, exit 1, and leaves the folder as it was (nothing installed or created)."""
+    srv = tmp_path / "srv"
+    (srv / "apps" / "cloud" / "db").mkdir(parents=True)
+    inventory = write_inventory(tmp_path, LOCAL.format(srv=srv))
+    args = [str(tmp_path / "into") if a == "INTO" else a for a in task]
+    before = sorted(p.relative_to(srv) for p in srv.rglob("*"))
+    done = run_inv(*args, "-f", "json", inventory=inventory)
+    assert done.returncode == 1, done.stdout + done.stderr
+    host = one(done, task[1] if task[0] == "--dry" else task[0])
+    assert (host["host"], host["status"], host["error"]) == ("local", "failed",
+                                                             f"{srv} is not mounted: run boot.mount")
+    table = run_inv(*args, inventory=inventory)
+    assert table.returncode == 1 and f"FAILED: {srv} is not mounted: run boot.mount" in table.stdout
+    assert sorted(p.relative_to(srv) for p in srv.rglob("*")) == before and not (tmp_path / "into").exists()
 
 
 # --------------------------------------------------------------------------- faults
@@ -233,7 +335,7 @@ def test_killing_the_checkpoint_at_any_step_leaves_every_row_and_every_log(lab: 
     done = inv(lab, shop, "mysql.checkpoint", "apps/shop", "--mode", mode, "--yes", "-f", "json",
                env={"AEGIR_MYSQL_FAULT": step})
     assert done.returncode == 1, done.stdout + done.stderr
-    result = json.loads(done.stdout)["result"]
+    result = one(done, "mysql.checkpoint")["result"]
     assert not result["ok"] and result["failed_step"] == step and "signal 9" in result["error"]
     assert app.wait_db(shop, timeout=5) < 5  # the guardian started it again (if it was stopped at all)
     assert app.ids(shop) == rows
@@ -277,7 +379,7 @@ def test_dropping_ssh_mid_run_does_not_stop_the_checkpoint_and_status_reattaches
     status = inv(lab, shop, "mysql.status", "apps/shop", "-f", "json")
     assert status.returncode == 0, status.stdout + status.stderr
     assert "step snapshot done" in status.stderr  # it followed the run to its end
-    result = json.loads(status.stdout)["result"]
+    result = one(status, "mysql.status")["result"]
     assert result["ok"] and result["mode"] == "cold"
     assert app.ids(shop) == rows
     assert_no_log_lost(shop, before)
@@ -310,7 +412,7 @@ def test_a_rotation_during_verify_loses_no_write_on_restore(lab: Lab, shop: LabH
         operator.kill()
         operator.wait()
     assert operator.returncode == 0, out + err
-    result = json.loads(out)["result"]
+    result = json.loads(out)["hosts"][0]["result"]
     into = "/srv/scratch/restore-rotated"
     done = inv(lab, shop, "mysql.restore", "apps/shop", "--at", "latest", "--into", into, "-f", "json")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -360,7 +462,7 @@ def test_a_symlink_in_db_stops_the_checkpoint_before_the_database_is_stopped(lab
     finally:
         link.unlink()
     assert done.returncode == 1, done.stdout + done.stderr
-    result = json.loads(done.stdout)["result"]
+    result = one(done, "mysql.checkpoint")["result"]
     assert result["failed_step"] == "precopy" and "is a symbolic link" in result["error"]
     assert [s["step"] for s in result["steps"]] == ["lock", "inspect", "position"]  # it never reached the stop
     assert app.started_at(shop, "shop", "db") == started  # never stopped
@@ -442,7 +544,7 @@ def test_cold_and_hot_checkpoints_log_in_as_the_app_does_and_lose_no_row_while_i
                 done = inv(lab, host, "mysql.checkpoint", f"apps/{name}", "--mode", mode, "--yes", "-f", "json")
                 outputs.append(done.stdout + done.stderr)
                 assert done.returncode == 0, done.stdout + done.stderr
-                result = json.loads(done.stdout)["result"]
+                result = one(done, "mysql.checkpoint")["result"]
                 assert result["ok"] and result["login"] == "the password from MARIADB_ROOT_PASSWORD" + (
                     "_FILE" if name == "notes" else "")
                 time.sleep(1)
@@ -486,7 +588,7 @@ def test_an_image_with_mysql_only_checkpoints_cold_and_refuses_hot_before_anythi
     with ProcScan(SECRET, watch="mysql-checkpoint", where=("cmdline",)) as scan:
         cold = inv(lab, host, "mysql.checkpoint", "apps/crm", "--mode", "cold", "--yes", "-f", "json")
     assert cold.returncode == 0, cold.stdout + cold.stderr
-    result = json.loads(cold.stdout)["result"]
+    result = one(cold, "mysql.checkpoint")["result"]
     assert result["ok"] and result["login"] == "the password from MYSQL_ROOT_PASSWORD" and scan.hits == []
     assert "client mysql" in host.root("/srv/conf/aegir/mysql/apps-crm/log").read_text()
     app.insert(host, 51, 60, "crm", **how("crm"))
@@ -521,7 +623,7 @@ def test_mysql_wal_and_disk_report_show_each_apps_archive(lab: Lab, official: La
     host = official
     done = inv(lab, host, "mysql.wal", "-f", "json")
     assert done.returncode == 0, done.stderr
-    [row] = [r for r in json.loads(done.stdout)["apps"] if r["host"] == host.name and r["app"] == "apps/ledger"]
+    [row] = [r for r in one(done, "mysql.wal")["apps"] if r["app"] == "apps/ledger"]
     root = host.root("/srv/archive/mysql/apps/ledger")
     ids = sorted(p.name for p in root.iterdir() if (p / "MANIFEST.json").is_file())
     size = int(host.run(["du", "-sb", "/srv/archive/mysql/apps/ledger"]).stdout.split()[0])

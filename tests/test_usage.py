@@ -81,7 +81,6 @@ BAD = [
     (["update.announce"], "aegir: update.announce: --message is required"),
     (["disk.report", "--format"], "aegir: disk.report --format needs a value: table, json or prometheus"),
     (["disk.report", "-H"], "aegir: --hosts needs a value"),
-    (["--dry", "mysql.restore", "cloud", "latest", "/tmp/x"], "aegir: --dry: mysql.restore has no dry run"),
     # unknown tasks and flags
     (["disk.reprot"], "aegir: no task 'disk.reprot' (did you mean 'disk.report'?)"),
     (["--help", "disk.reprot"], "aegir: no task 'disk.reprot' (did you mean 'disk.report'?)"),

@@ -14,15 +14,24 @@ Pure parsers over recorded text, tested in tests/unit/test_mysql.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from aegir.disk.facts import Archive
+from aegir.compose.status import srv_mounted_fact, srv_not_mounted
+from aegir.disk.facts import Archive, archive_cmd, parse_archives
 from aegir.errors import AegirError
-from aegir.sh import Cmd, shell
+from aegir.facts import Fact
+from aegir.mysql import onhost
+from aegir.mysql.commands import Options, plan_cmd, restore_plan_cmd
+from aegir.sh import Cmd, Reply, shell
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aegir.host import HostContext
 
 _WAL_SCRIPT = r"""cd "$1" 2>/dev/null || { echo X; exit 0; }
 for d in core/*/ apps/*/ users/*/; do
@@ -101,9 +110,6 @@ def parse_wal(stdout: str, archives: Sequence[Archive] = ()) -> tuple[AppWal, ..
                 app(folder)["files"].setdefault(sub, []).append((float(parts[2]), parts[3], int(parts[1])))
             except ValueError:
                 continue
-    by_path = {a.path: a for a in archives}
-    for path in by_path:
-        apps.setdefault(path, {"wal": None, "db": None, "files": {}, "gone": True})
     out = []
     for path, a in apps.items():
         in_db = a["files"].get("db", [])
@@ -114,9 +120,39 @@ def parse_wal(stdout: str, archives: Sequence[Archive] = ()) -> tuple[AppWal, ..
         out.append(AppWal(
             path, wal, db, len(files),
             files[0][1] if files else None, files[0][0] if files else None,
-            files[-1][1] if files else None, files[-1][0] if files else None, by_path.get(path),
+            files[-1][1] if files else None, files[-1][0] if files else None,
         ))
-    return tuple(out)
+    return with_archives(out, archives)
+
+
+def with_archives(apps: Sequence[AppWal], archives: Sequence[Archive]) -> tuple[AppWal, ...]:
+    """`apps` joined with their archives by path; an app whose folder is gone but whose archive is still
+    there keeps a row (after the others): the archive takes room."""
+    by_path = {a.path: a for a in archives}
+    known = {a.path for a in apps}
+    return (*(replace(a, archive=by_path.get(a.path)) for a in apps),
+            *(AppWal(path, None, None, 0, None, None, None, None, arc) for path, arc in by_path.items()
+              if path not in known))
+
+
+def wal_fact(srv: str) -> Fact[tuple[AppWal, ...]]:
+    """Every app with a database under `srv` (`wal_cmd`), without its archive (`with_archives`)."""
+    return Fact("mysql.wal", wal_cmd(srv), lambda r: parse_wal(r.stdout), cache=False)
+
+
+def archive_fact(srv: str) -> Fact[tuple[Archive, ...]]:
+    """Every app's checkpoint archive under `srv` (`aegir.disk.facts.archive_cmd`)."""
+    return Fact("mysql.archives", archive_cmd(srv), lambda r: parse_archives(r.stdout), cache=False)
+
+
+def read_wal(hc: HostContext) -> tuple[AppWal, ...]:
+    """`mysql.wal` of one host: its apps' binary logs and archives, in one round trip with whether /srv is
+    mounted (a host whose /srv is not mounted fails: its folders are the root disk's)."""
+    srv = hc.host.srv
+    mounted, apps, kept = hc.facts(srv_mounted_fact(srv), wal_fact(srv), archive_fact(srv))
+    if not mounted:
+        raise srv_not_mounted(hc.name, srv)
+    return with_archives(apps, kept)
 
 
 # --------------------------------------------------------------------------- a checkpoint run's state
@@ -124,17 +160,24 @@ def parse_wal(stdout: str, archives: Sequence[Archive] = ()) -> tuple[AppWal, ..
 
 _STATE_SCRIPT = r"""cd "$1" 2>/dev/null || { printf 'NONE\n'; exit 0; }
 for f in state.json result.json; do
-  printf '\036%s\n' "$f"; cat "$f" 2>/dev/null
+  printf '\035%s\n' "$f"; cat "$f" 2>/dev/null
 done
-if flock -n lock true 2>/dev/null; then printf '\036lock\nfree'; else printf '\036lock\nheld'; fi
-printf '\036log\n'; tail -c "+$(( $2 + 1 ))" log 2>/dev/null
+if [ ! -e lock ] || flock -n lock true 2>/dev/null; then printf '\035lock\nfree'; else printf '\035lock\nheld'; fi
+printf '\035log\n'; tail -c "+$(( $2 + 1 ))" log 2>/dev/null | tr '\036' ' '
 exit 0
 """
 
 
 def run_state_cmd(state_dir: str, offset: int = 0) -> Cmd:
-    """``state.json``, ``result.json`` and the log from byte `offset` of a checkpoint's state folder."""
+    """``state.json``, ``result.json``, whether a run holds the lock, and the log from byte `offset`, of a
+    checkpoint's state folder. Reads only: a missing lock file is free (flock would create it); sections
+    are separated by \\035 (\\036 separates batched answers: the log's are blanked)."""
     return shell(_STATE_SCRIPT, state_dir, str(int(offset)))
+
+
+def run_state_fact(state_dir: str, offset: int = 0) -> Fact[RunState]:
+    """`run_state_cmd` as a fact, asked afresh each time (a run changes it)."""
+    return Fact("mysql.run_state", run_state_cmd(state_dir, offset), lambda r: parse_run_state(r.stdout), cache=False)
 
 
 @dataclass(frozen=True)
@@ -151,13 +194,18 @@ class RunState:
         wanted = run or (self.state or {}).get("run")
         return bool(self.result) and (wanted is None or (self.result or {}).get("run") == wanted)
 
+    @property
+    def run(self) -> str | None:
+        """The run in progress, else the last one that has a result (None: no checkpoint ran)."""
+        return (self.state or {}).get("run") or (self.result or {}).get("run")
+
 
 def parse_run_state(stdout: str) -> RunState:
+    """Read `run_state_cmd` output (``NONE``: no state folder). The log is the last section, taken whole."""
     if stdout.strip() == "NONE":
         return RunState(None, None, "")
-    parts = stdout.split("\036")[1:]
     found: dict[str, str] = {}
-    for part in parts:
+    for part in stdout.split("\035", 4)[1:]:
         name, _, body = part.partition("\n")
         found[name] = body
     return RunState(_json(found.get("state.json", "")), _json(found.get("result.json", "")), found.get("log", ""),
@@ -172,3 +220,55 @@ def _json(text: str) -> Mapping[str, Any] | None:
     except ValueError:
         raise AegirError(f"unreadable checkpoint state: {text[:120]!r}") from None
     return value if isinstance(value, dict) else None
+
+
+def log_size_fact(state_dir: str) -> Fact[int]:
+    """The size of a checkpoint's log now: where the next run's lines begin (asked afresh)."""
+    return Fact("mysql.log_size", shell('stat -c %s -- "$1" 2>/dev/null || echo 0', f"{state_dir}/log"),
+                lambda r: int(r.stdout.strip() or 0), cache=False)
+
+
+def exists_fact(path: str, kind: str = "-d") -> Fact[bool]:
+    """Whether `path` is a folder (``-d``) or a file (``-f``) on the host (asked afresh)."""
+    return Fact("mysql.exists", Cmd(("test", kind, path)), lambda r: r.exited == 0, answers=(0, 1), cache=False)
+
+
+# --------------------------------------------------------------------------- the program, asked while planning
+
+
+@functools.cache
+def program_text() -> str:
+    """The on-host program (`aegir.mysql.onhost`), as it is installed and as a plan streams it on stdin."""
+    return Path(onhost.__file__).read_text(encoding="utf-8")
+
+
+def parse_program(reply: Reply, verb: str) -> Mapping[str, Any]:
+    """The program's JSON answer (its last line), or `AegirError` with its own words (exit 1 or 2).
+
+    >>> parse_program(Reply('{"at": "X"}\\n', "", 0), "restore-plan")
+    {'at': 'X'}
+    """
+    if reply.exited == 0:
+        try:
+            value = json.loads((reply.stdout.strip().splitlines() or [""])[-1])
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise AegirError(f"mysql-checkpoint {verb} printed no JSON: {reply.stdout[-200:]!r}")
+        return value
+    said = reply.stderr.strip()
+    at = said.rfind("mysql-checkpoint: ")
+    raise AegirError(said[at:] if at >= 0 else f"mysql-checkpoint {verb} exited {reply.exited}: "
+                     + (said.splitlines() or [""])[-1][-300:])
+
+
+def plan_fact(srv: str, path: str, opts: Options, run: str) -> Fact[Mapping[str, Any]]:
+    """The program's checkpoint plan of `path` (it reads the compose file and logs in; writes nothing)."""
+    return Fact("mysql.plan", plan_cmd(srv, path, opts, run, program=program_text()),
+                lambda r: parse_program(r, "plan"), answers=(0, 1, 2), cache=False)
+
+
+def restore_plan_fact(srv: str, path: str, at: str, into: str, service: str | None) -> Fact[Mapping[str, Any]]:
+    """The program's restore plan: the checkpoint, the empty scratch folder, the chain of logs (reads only)."""
+    return Fact("mysql.restore_plan", restore_plan_cmd(srv, path, at, into, service, program=program_text()),
+                lambda r: parse_program(r, "restore-plan"), answers=(0, 1, 2), cache=False)

@@ -7,8 +7,13 @@ session (``systemd-run``, else ``setsid``), so a dropped connection never
 leaves a database stopped. It is also the runbook's script, by hand::
 
     mysql-checkpoint checkpoint /srv/apps/<app> [--basedir B] [--db D] [--mode cold|hot] [--keep N]
-    mysql-checkpoint checkpoint <app> --dry        # the plan and its exact commands
+    mysql-checkpoint plan <app>                    # the plan and its exact commands (JSON; reads only)
     mysql-checkpoint restore /srv/apps/<app> --at ID --into DIR [--until 'YYYY-MM-DD HH:MM:SS']
+    mysql-checkpoint restore-plan <app> --at ID --into DIR   # what restore would replay (JSON; reads only)
+
+``plan`` and ``restore-plan`` create no folder and write no file: aegir asks
+them while it plans, the program streamed on stdin (``python3 - --srv SRV
+plan ...``), before anything is installed on the host.
 
 It logs in as the app's database is set up to be logged into: through the
 server's socket first, then with the password the service is given
@@ -639,18 +644,19 @@ def now_id() -> str:
 
 
 class Log:
-    """Timestamped lines in <state>/log (and on stderr)."""
+    """Timestamped lines in <state>/log (and on stderr); `path` None: no file (a plan writes nothing)."""
 
-    def __init__(self, path: Path, quiet: bool = False) -> None:
+    def __init__(self, path: Path | None, quiet: bool = False) -> None:
         self.path = path
         self.quiet = quiet
 
     def __call__(self, text: str) -> None:
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {text}\n"
-        with self.path.open("a") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        if self.path is not None:
+            with self.path.open("a") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
         if not self.quiet:
             sys.stderr.write(line)
 
@@ -1177,13 +1183,13 @@ def _retention(t: Target, done: list[str], keep: int | None) -> list[str]:
 # --------------------------------------------------------------------------- restore
 
 
-def restore(t: Target, at: str, into: Path, until: str | None, service: str | None, log: Log) -> dict[str, Any]:
-    """Base of entry `at` + archived logs + the logs still on the server, replayed into `into`.
+def restore_plan(t: Target, at: str, into: Path, service: str | None) -> dict[str, Any]:
+    """What a restore of entry `at` into `into` would do, read only: the complete checkpoint (``latest``
+    resolved), the scratch folder (missing or empty), the chain of binary logs to replay from the base's
+    position, each found in the archive or still on the server, and the image of the throw-away server.
 
     The logs are chained in the order the server wrote them (each entry's manifest, then the index
-    file the newest manifest names). The replay runs in a throw-away server of the app's image started
-    with ``--skip-grant-tables`` (no network, no login needed, so no password), which loads the grant
-    tables before the first replayed statement so that user statements in the logs apply.
+    file the newest manifest names). `CheckpointError` when any of it does not hold.
     """
     archive = Path(t.archive)
     done, _ = entries(archive)
@@ -1191,13 +1197,12 @@ def restore(t: Target, at: str, into: Path, until: str | None, service: str | No
         at = done[-1]
     if at not in done:
         raise CheckpointError(f"no complete checkpoint {at!r} in {archive} (have: {', '.join(done) or 'none'})")
+    if into.exists() and not into.is_dir():
+        raise CheckpointError(f"{into} is not a folder: restore goes into a scratch folder")
     if into.exists() and any(into.iterdir()):
         raise CheckpointError(f"{into} is not empty: restore goes into a scratch folder")
-    manifest = read_json(archive / at / MANIFEST)
+    manifest = read_json(archive / at / MANIFEST) or {}
     start = (manifest["start"]["file"], int(manifest["start"]["position"]))
-    log(f"restore: base {at} ({manifest['mode']}), replay from {start[0]}:{start[1]}")
-    shutil.copytree(archive / at / "base", into / "db")
-    _verify(into / "db", manifest["base"])
     sources: dict[str, Path] = {}
     lists = []
     for name in done[done.index(at):]:
@@ -1211,10 +1216,35 @@ def restore(t: Target, at: str, into: Path, until: str | None, service: str | No
     for name, path in live:
         sources.setdefault(name, path)
     chain = replay_chain(start, log_sequence([*lists, [n for n, _ in live]]))
+    missing = [n for n in chain if n not in sources]
+    if missing:
+        raise CheckpointError(f"the chain of binary logs from {start[0]} lacks {', '.join(missing)}: "
+                              "neither archived nor on the server")
+    image = config["services"][svc].get("image")
+    if not image:
+        raise CheckpointError(f"service {svc!r} names no image: no throw-away server to replay with")
+    return {"at": at, "mode": manifest.get("mode"), "base": str(archive / at / "base"), "into": str(into),
+            "start": list(start), "chain": list(chain), "sources": {n: str(sources[n]) for n in chain},
+            "service": svc, "image": image}
+
+
+def restore(t: Target, at: str, into: Path, until: str | None, service: str | None, log: Log) -> dict[str, Any]:
+    """Base of entry `at` + archived logs + the logs still on the server, replayed into `into` (`restore_plan`).
+
+    The replay runs in a throw-away server of the app's image started
+    with ``--skip-grant-tables`` (no network, no login needed, so no password), which loads the grant
+    tables before the first replayed statement so that user statements in the logs apply.
+    """
+    p = restore_plan(t, at, into, service)
+    at, archive = p["at"], Path(t.archive)
+    manifest = read_json(archive / at / MANIFEST)
+    start, chain, image = (p["start"][0], int(p["start"][1])), p["chain"], p["image"]
+    log(f"restore: base {at} ({manifest['mode']}), replay from {start[0]}:{start[1]}")
+    shutil.copytree(archive / at / "base", into / "db")
+    _verify(into / "db", manifest["base"])
     (into / "binlogs").mkdir(parents=True)
     for name in chain:
-        shutil.copy2(sources[name], into / "binlogs" / name)
-    image = config["services"][svc].get("image")
+        shutil.copy2(p["sources"][name], into / "binlogs" / name)
     tools = image_tools(image)
     name = f"aegir-restore-{t.project}-{os.getpid()}"
     run(["docker", "run", "-d", "--name", name, "--network", "none", "-v", f"{into / 'db'}:/var/lib/mysql",
@@ -1276,11 +1306,16 @@ def image_tools(image: str) -> Tools:
 # --------------------------------------------------------------------------- the program
 
 
+#: The verbs that only read: they create no folder and write no log (aegir asks them while it plans, with this
+#: program on stdin, before anything is installed).
+READ_ONLY = ("plan", "restore-plan")
+
+
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="mysql-checkpoint", description=__doc__.split("\n\n")[0])
-    p.add_argument("--srv", default=str(Path(__file__).resolve().parents[2]), help="the /srv folder")
+    p = argparse.ArgumentParser(prog="mysql-checkpoint", description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--srv", help="the /srv folder (default: the one this program is installed in)")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("checkpoint", "restore", "plan"):
+    for name in ("checkpoint", "restore", "plan", "restore-plan"):
         s = sub.add_parser(name)
         s.add_argument("path")
         s.add_argument("--basedir")
@@ -1292,11 +1327,17 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
             s.add_argument("--keep", type=int)
             s.add_argument("--run", default=None, help="the run id (default: the time, UTC)")
             s.add_argument("--quiet", action="store_true", help="log to <state>/log only")
-        if name == "restore":
+        if name in ("restore", "restore-plan"):
             s.add_argument("--at", required=True)
             s.add_argument("--until")
             s.add_argument("--into", required=True)
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.srv is None:  # <srv>/conf/aegir/mysql-checkpoint; read from stdin (`python3 -`) it must be given
+        here = Path(globals().get("__file__") or "-").resolve()
+        if here.name != "mysql-checkpoint" or len(here.parents) < 3:
+            p.error("--srv is required when the program is not installed as <srv>/conf/aegir/mysql-checkpoint")
+        a.srv = str(here.parents[2])
+    return a
 
 
 def _result(t: Target, data: dict[str, Any]) -> int:
@@ -1311,8 +1352,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckpointError as exc:
         print(f"mysql-checkpoint: {exc}", file=sys.stderr)
         return 2
-    Path(t.state).mkdir(parents=True, exist_ok=True)
-    log = Log(Path(t.state) / "log", quiet=getattr(a, "quiet", False))
+    if a.cmd in READ_ONLY:
+        log = Log(None, quiet=True)
+    else:
+        Path(t.state).mkdir(parents=True, exist_ok=True)
+        log = Log(Path(t.state) / "log", quiet=getattr(a, "quiet", False))
+    if a.cmd == "restore-plan":
+        try:
+            print(json.dumps(restore_plan(t, a.at, Path(a.into), a.service)))
+            return 0
+        except (CheckpointError, OSError, ValueError, KeyError, subprocess.TimeoutExpired) as exc:
+            print(f"mysql-checkpoint: {exc}", file=sys.stderr)
+            return 1
     if a.cmd == "restore":
         try:
             print(json.dumps(restore(t, a.at, Path(a.into), a.until, a.service, log)))

@@ -1,120 +1,116 @@
-"""The checkpoint as data: where the program lives, its command lines, the steps it will take.
+"""The mysql actions as data: plans and results, and the pure decisions on them.
 
-The steps themselves are computed by the on-host program (`aegir.mysql.onhost.plan`,
-the same code that runs them); here are the pure parts aegir needs around it:
-the program's path and argv, the detached start, the reading of ``--over``,
-and the WAL table's order and flags.
+The checkpoint's steps themselves are computed by the on-host program
+(`aegir.mysql.onhost.plan`, the same code that runs them); here are the plans
+and results of `mysql.checkpoint` and `mysql.restore` around it, the question
+asked before a checkpoint, the check after one, what `mysql.status` found, the
+reading of ``--over`` and the WAL table's flags.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aegir import fields
 from aegir.errors import AegirError
-from aegir.mysql import onhost
 from aegir.mysql.facts import AppWal
-from aegir.sh import Cmd, check_name, shell
 
-MODES = onhost.MODES
-PROGRAM = "conf/aegir/mysql-checkpoint"
-
-
-def program_path(srv: str) -> str:
-    """Where aegir installs the on-host program: ``<srv>/conf/aegir/mysql-checkpoint``."""
-    return f"{srv.rstrip('/')}/{PROGRAM}"
-
-
-def app_path(srv: str, path: str) -> str:
-    """``apps/x``, ``x`` or a full path, as the runbook's script took it; names are validated."""
-    srv = srv.rstrip("/") or "/"
-    if path.startswith("/"):
-        parts = [p for p in path.split("/") if p]
-        if not parts or any(p in (".", "..") for p in parts):
-            raise AegirError(f"invalid app path {path!r}")
-        for p in parts:
-            check_name("path part", p)
-        return "/" + "/".join(parts)
-    kind, _, folder = path.rpartition("/")
-    if kind and kind not in onhost.KINDS:
-        raise AegirError(f"invalid app {path!r}: the part before '/' must be one of {', '.join(onhost.KINDS)}")
-    check_name("app", folder)
-    return f"{srv}/{kind or 'apps'}/{folder}"
+# --------------------------------------------------------------------------- plans and results
 
 
 @dataclass(frozen=True)
-class Options:
-    """`mysql.checkpoint`'s arguments, as the program takes them."""
+class CheckpointPlan:
+    """One host's checkpoint as planned: the app, the id its run will have, and the program's own plan
+    (``target``, ``mode``, ``service``, ``dependents``, ``login``, ``steps``: `aegir.mysql.onhost._plan_main`)."""
 
-    basedir: str | None = None
-    db: str | None = None
-    service: str | None = None
-    mode: str | None = None
-    keep: int | None = None
+    path: str  # /srv/apps/shop
+    run: str  # 20261201T010000Z: the archive entry's name
+    program: Mapping[str, Any]
 
-    def __post_init__(self) -> None:
-        if self.mode is not None and self.mode not in MODES:
-            raise AegirError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.keep is not None and int(self.keep) < 1:
-            raise AegirError(f"--keep must be 1 or more, not {self.keep}")
-        if self.service is not None:
-            check_name("service", self.service)
-        for what, value in (("--basedir", self.basedir), ("--db", self.db)):
-            if value is not None and (not value or any(p == ".." for p in value.split("/"))):
-                raise AegirError(f"{what} {value!r}: give a folder below the app's (or a full path), without '..'")
+    @property
+    def mode(self) -> str:
+        return str(self.program.get("mode") or "cold")
 
-    def argv(self) -> list[str]:
-        out: list[str] = []
-        for flag, value in (("--basedir", self.basedir), ("--db", self.db), ("--service", self.service),
-                            ("--mode", self.mode), ("--keep", self.keep)):
-            if value is not None:
-                out += [flag, str(value)]
-        return out
+    @property
+    def service(self) -> str:
+        return str(self.program.get("service"))
 
+    @property
+    def dependents(self) -> list[str]:
+        return list(self.program.get("dependents") or ())
 
-def program_cmd(srv: str, verb: str, path: str, *args: str) -> Cmd:
-    """``python3 <srv>/conf/aegir/mysql-checkpoint --srv SRV VERB PATH ARGS``."""
-    return Cmd(("python3", program_path(srv), "--srv", srv, verb, path, *args))
+    @property
+    def target(self) -> Mapping[str, Any]:
+        return self.program.get("target") or {}
+
+    @property
+    def entry(self) -> str:
+        """The archive entry the run writes."""
+        return f"{self.target.get('archive')}/{self.run}"
 
 
-def plan_cmd(srv: str, path: str, opts: Options) -> Cmd:
-    """The program's own plan (JSON: target, service, dependents, steps with their commands)."""
-    return program_cmd(srv, "plan", path, *opts.argv())
+def checkpoint_question(host: str, plan: CheckpointPlan) -> str:
+    """What to ask before a checkpoint (a cold one stops the database)."""
+    verb = "Stop" if plan.mode == "cold" else "Back up"
+    return f"{verb} {plan.service} of {plan.path} on {host} and purge its archived binary logs?"
 
 
-_START_SCRIPT = """\
-unit=$1; shift
-if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
-  exec systemd-run --quiet --collect --unit="$unit" -- "$@"
-fi
-setsid -f "$@" </dev/null >/dev/null 2>&1
-echo "started with setsid"
-"""
+@dataclass(frozen=True)
+class Checkpointed:
+    """What a checkpoint did: whom it told, the program's result (None: it left none), and what the check
+    after it found wrong (`problem`: the result says ok but its archive entry is not complete)."""
+
+    announce: str
+    result: Mapping[str, Any] | None
+    problem: str | None = None
+
+    @property
+    def why_failed(self) -> str | None:
+        """Why the host counts as failed, or None."""
+        r = self.result or {}
+        if self.problem:
+            return self.problem
+        if not r.get("ok"):
+            at = f" at step {r['failed_step']}" if r.get("failed_step") else ""
+            return f"checkpoint run {r.get('run')} failed{at}: {r.get('error')}"
+        return None
 
 
-def start_cmd(srv: str, path: str, opts: Options, run: str, *, key: str,
-              env: Sequence[tuple[str, str]] = ()) -> Cmd:
-    """Start the checkpoint detached from the session: ``systemd-run``, else ``setsid``."""
-    check_name("run", run)
-    prog = program_cmd(srv, "checkpoint", path, *opts.argv(), "--run", run, "--quiet")
-    argv = ("env", *(f"{k}={v}" for k, v in env), *prog.argv) if env else prog.argv
-    return shell(_START_SCRIPT, f"aegir-mysql-checkpoint-{key}-{run}", *argv)
+def entry_problem(result: Mapping[str, Any] | None, entry: str, complete: bool) -> str | None:
+    """The check after a run: a run that says ok must have left `entry` complete (its manifest written)."""
+    if result and result.get("ok") and not complete:
+        return f"the run says ok but {entry} has no MANIFEST.json: the checkpoint is not complete"
+    return None
 
 
-def restore_cmd(srv: str, path: str, at: str, into: str, until: str | None, service: str | None) -> Cmd:
-    check_name("checkpoint", at)
-    if not into.startswith("/"):
-        raise AegirError(f"--into must be a full path, not {into!r}")
-    args = ["--at", at, "--into", into]
-    if until:
-        if not re.fullmatch(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?", until):
-            raise AegirError(f"--until {until!r}: give 'YYYY-MM-DD HH:MM[:SS]' (the server's time)")
-        args += ["--until", until.replace("T", " ")]
-    if service:
-        args += ["--service", check_name("service", service)]
-    return program_cmd(srv, "restore", path, *args)
+@dataclass(frozen=True)
+class RestorePlan:
+    """One host's restore as planned: the app, --until, and the program's restore plan (``at``, ``mode``,
+    ``base``, ``into``, ``start``, ``chain``, ``sources``, ``service``, ``image``: `onhost.restore_plan`)."""
+
+    path: str
+    until: str | None
+    program: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a restore did (the program's answer: ``at``, ``into``, ``replayed``) and what the check found."""
+
+    result: Mapping[str, Any]
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointStatus:
+    """`mysql.status` of one app: its last (or current) run and that run's result (None: none yet)."""
+
+    path: str
+    run: str | None  # None: no checkpoint ran for this app
+    result: Mapping[str, Any] | None
+    running: bool = False
 
 
 # --------------------------------------------------------------------------- mysql.wal

@@ -1,28 +1,44 @@
-"""Acting on a host for `mysql`: install the on-host program, ask its plan, announce, start, follow.
+"""The mysql changes, one `aegir.action.Action` each: `Checkpoint` (mysql.checkpoint), `Restore` (mysql.restore).
 
-The checkpoint itself runs on the host as one detached process (the program
-in `aegir.mysql.onhost`, installed as ``<srv>/conf/aegir/mysql-checkpoint``);
-aegir only starts it and follows its log and result file, so a dropped SSH
-session stops the following, never the checkpoint. `follow` is also how
-`mysql.status` reattaches.
+Both plan by asking the on-host program (`aegir.mysql.onhost`) with its text
+on stdin, as facts (`aegir.mysql.facts.plan_fact`, `restore_plan_fact`):
+nothing is installed, created or locked while a host is planned, so ``--dry``
+and a declined question leave the host as it was. Acting installs the program
+as ``<srv>/conf/aegir/mysql-checkpoint`` first.
+
+The checkpoint itself runs on the host as one detached process; aegir starts
+it and follows its log and result file (`follow`), so a dropped SSH session
+stops the following, never the checkpoint: `mysql.status` reattaches
+(`status_of`, which only reads).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, TextIO
 
-from aegir.disk.facts import archive_cmd, parse_archives
+from aegir import action
+from aegir.compose.status import srv_mounted_fact, srv_not_mounted
 from aegir.errors import AegirError, UnreachableError
-from aegir.mysql import onhost
-from aegir.mysql.facts import AppWal, RunState, parse_run_state, parse_wal, run_state_cmd, wal_cmd
-from aegir.mysql.plan import Options, plan_cmd, program_path, restore_cmd, start_cmd
+from aegir.fleet import Outcome
+from aegir.mysql import facts, onhost
+from aegir.mysql import report as myreport
+from aegir.mysql.commands import Options, app_path, program_path, restore_cmd, start_cmd
+from aegir.mysql.facts import RunState, parse_program
+from aegir.mysql.plan import (
+    Checkpointed,
+    CheckpointPlan,
+    CheckpointStatus,
+    Restored,
+    RestorePlan,
+    checkpoint_question,
+    entry_problem,
+)
 from aegir.notify import Notifier, send
-from aegir.sh import batch, split_batch, write_file_cmd
+from aegir.report import printable
+from aegir.sh import Reply, write_file_cmd
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.host import HostContext
@@ -33,88 +49,108 @@ POLL = 0.3
 START_GRACE = 15.0
 
 
-def wal(hc: "HostContext") -> tuple[AppWal, ...]:
-    """Every app's binary logs and database size, with its checkpoint archive: one round trip."""
-    logs, kept = split_batch(hc.run(batch([wal_cmd(hc.host.srv), archive_cmd(hc.host.srv)])).stdout, 2)
-    return parse_wal(logs.stdout, parse_archives(kept.stdout))
+def mounted(hc: HostContext) -> None:
+    """Fail the host when its /srv is not mounted: an unmounted one is the root disk's folder, not its apps."""
+    if not hc.fact(srv_mounted_fact(hc.host.srv)):
+        raise srv_not_mounted(hc.name, hc.host.srv)
 
 
-def install(hc: "HostContext") -> str:
+def install(hc: HostContext) -> str:
     """Write the on-host program (atomically); returns its path."""
     path = program_path(hc.host.srv)
-    hc.run(write_file_cmd(path, Path(onhost.__file__).read_text()))
+    hc.run(write_file_cmd(path, facts.program_text()))
     return path
 
 
-def target(hc: "HostContext", path: str, opts: Options) -> onhost.Target:
-    try:
-        return onhost.target(path, srv=hc.host.srv, basedir=opts.basedir, db=opts.db)
-    except onhost.CheckpointError as exc:
-        raise AegirError(str(exc), host=hc.name) from None
+def say(line: str, out: TextIO | None = None) -> None:
+    """One line of what a run does (announce, the program's log) on stderr, host text escaped."""
+    out = out or sys.stderr
+    out.write(printable(line) + "\n")
+    out.flush()
 
 
-def plan(hc: "HostContext", path: str, opts: Options) -> Mapping[str, Any]:
-    """The program's plan for `path` (reads the compose file on the host; changes nothing)."""
-    done = hc.run(plan_cmd(hc.host.srv, path, opts))
-    try:
-        return json.loads(done.stdout)
-    except ValueError:
-        raise AegirError(f"the checkpoint program printed no plan: {done.stdout[-200:]!r}", host=hc.name) from None
+# --------------------------------------------------------------------------- mysql.checkpoint
 
 
-def announce(hc: "HostContext", notifier: Notifier | None, path: str, service: str, deps: list[str],
-             expected: str) -> str:
-    """Tell users of the coming interruption through update.announce's notifier."""
+class Checkpoint(action.Action[CheckpointPlan, Checkpointed]):
+    """mysql.checkpoint on one host: plan (the program's, on stdin) -> confirm -> install, announce, start
+    detached, follow -> check the archive entry is complete."""
+
+    label = "mysql.checkpoint"
+    serial = True  # the question and the followed log own the terminal
+    verb = "checkpoint"
+
+    def __init__(self, path: str, opts: Options, notifier: Notifier | None,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.path, self.opts, self.notifier, self.env = path, opts, notifier, dict(env or {})
+
+    def plan(self, hc: HostContext) -> CheckpointPlan:
+        srv = hc.host.srv
+        full = app_path(srv, self.path)
+        mounted(hc)
+        run = onhost.now_id()
+        return CheckpointPlan(full, run, hc.fact(facts.plan_fact(srv, full, self.opts, run)))
+
+    def question(self, plans: Sequence[Outcome[CheckpointPlan]]) -> str | None:
+        return " ".join(checkpoint_question(o.host.name, o.value) for o in plans if o.value is not None) or None
+
+    def act(self, hc: HostContext, plan: CheckpointPlan) -> Checkpointed:
+        install(hc)
+        told = announce(hc, self.notifier, plan) if plan.mode == "cold" else "hot mode: no interruption, nobody told"
+        say(f"{hc.name}: announce: {told}")
+        state = str(plan.target.get("state"))
+        offset = hc.fact(facts.log_size_fact(state))  # the lines of earlier runs are not shown again
+        hc.run(start_cmd(hc.host.srv, plan.path, self.opts, plan.run, key=str(plan.target.get("key")),
+                         env=sorted(self.env.items())))
+        st = follow(hc, state, plan.run, offset=offset)
+        complete = hc.fact(facts.exists_fact(f"{plan.entry}/{onhost.MANIFEST}", "-f"))
+        return Checkpointed(told, st.result, entry_problem(st.result, plan.entry, complete))
+
+    def failed(self, result: Checkpointed) -> str | None:
+        return result.why_failed
+
+    def render(self, ran: action.Ran[CheckpointPlan, Checkpointed]) -> action.Report:
+        return myreport.checkpoint_report(ran)
+
+
+def announce(hc: HostContext, notifier: Notifier | None, plan: CheckpointPlan, expected: str = "a few seconds") -> str:
+    """Tell users of the coming interruption through the notifier (`aegir.notify`); its answer."""
     if notifier is None:
         return "no notifier configured (update.notify): users were not told"
-    text = (f"{hc.name}: checkpoint of the database of {path}: {service} stops for {expected}"
+    deps = plan.dependents
+    text = (f"{hc.name}: checkpoint of the database of {plan.path}: {plan.service} stops for {expected}"
             + (f"; {', '.join(deps)} restart afterwards" if deps else "") + "\n")
     document = {"host": hc.name, "message": "mysql checkpoint", "when": "now", "text": text,
-                "interruptions": [{"service": s, "expected": expected} for s in (service, *deps)]}
+                "interruptions": [{"service": s, "expected": expected} for s in (plan.service, *deps)]}
     return send(hc, notifier, text, document, when="now")
 
 
-def start(hc: "HostContext", path: str, opts: Options, run: str, key: str,
-          env: Mapping[str, str] | None = None) -> None:
-    hc.run(start_cmd(hc.host.srv, path, opts, run, key=key, env=sorted((env or {}).items())))
-
-
-def log_size(hc: "HostContext", state_dir: str) -> int:
-    """The size of a checkpoint's log now (where the next run's lines will begin)."""
-    return len(read_state(hc, state_dir).log.encode())
-
-
-def read_state(hc: "HostContext", state_dir: str, offset: int = 0) -> RunState:
-    return parse_run_state(hc.run(run_state_cmd(state_dir, offset)).stdout)
-
-
-def follow(hc: "HostContext", state_dir: str, run: str | None, *, out: TextIO | None = None,
-           since: float | None = None, clock: Callable[[], float] = time.monotonic, offset: int = 0) -> RunState:
+def follow(hc: HostContext, state_dir: str, run: str | None, *, out: TextIO | None = None,
+           first: RunState | None = None, clock: Callable[[], float] = time.monotonic, offset: int = 0) -> RunState:
     """Print the run's log as it grows (on `out`, stderr by default) until its result is there.
 
     `offset`: where in the log the run's lines begin (the log's size before it started: earlier runs'
-    lines are not shown again). `run` None follows whatever run is in progress (reattach). A dropped SSH
-    connection ends the following with a message saying the checkpoint goes
-    on and how to reattach; the checkpoint itself is not touched.
+    lines are not shown again). `run` None follows the run `first` (the state read by the caller) names:
+    reattach, from at most the last 64 KiB of its log. A dropped SSH connection ends the following with a
+    message saying the checkpoint goes on and how to reattach; the checkpoint itself is not touched.
+    Reads only (`aegir.mysql.facts.run_state_fact`).
     """
-    out = out or sys.stderr
-    started = since if since is not None else clock()
-    if run is None:  # reattach: show only this run's log, from its start
-        first = read_state(hc, state_dir)
-        run = (first.state or {}).get("run") or (first.result or {}).get("run")
-        if run is None:
-            return first
+    started = clock()
+    if run is None:
+        if first is None or first.run is None:
+            return first or RunState(None, None, "")
+        run = first.run
         offset = max(0, len(first.log.encode()) - 64 * 1024)
     while True:
         try:
-            st = read_state(hc, state_dir, offset)
+            st = hc.fact(facts.run_state_fact(state_dir, offset))
         except UnreachableError as exc:
             raise UnreachableError(f"{exc.message}; the checkpoint goes on on the host: reattach with "
                                    f"`inv -H {hc.name} mysql.status PATH`", host=hc.name) from None
         if st.log:
             offset += len(st.log.encode())
-            out.write("".join(f"{hc.name}: {line}\n" for line in st.log.splitlines()))
-            out.flush()
+            for line in st.log.splitlines():
+                say(f"{hc.name}: {line}", out)
         if st.finished(run):
             return st
         began = (st.state or {}).get("run") == run  # it ran, and nothing holds its lock: it died
@@ -124,7 +160,63 @@ def follow(hc: "HostContext", state_dir: str, run: str | None, *, out: TextIO | 
         time.sleep(POLL)
 
 
-def restore(hc: "HostContext", path: str, at: str, into: str, until: str | None,
-            service: str | None) -> Mapping[str, Any]:
-    done = hc.run(restore_cmd(hc.host.srv, path, at, into, until, service))
-    return json.loads(done.stdout.strip().splitlines()[-1])
+# --------------------------------------------------------------------------- mysql.status (reads only)
+
+
+def status_of(hc: HostContext, path: str) -> CheckpointStatus:
+    """An app's checkpoint: follow the run in progress to its end (reattach), then its result.
+
+    One round trip reads whether /srv is mounted, the app's folder and the run's state; nothing is
+    written (no lock file: a missing one is free). An app with neither a folder nor a run fails.
+    """
+    srv = hc.host.srv
+    full = app_path(srv, path)
+    try:
+        t = onhost.target(full, srv=srv)
+    except onhost.CheckpointError as exc:
+        raise AegirError(str(exc), host=hc.name) from None
+    is_mounted, exists, first = hc.facts(srv_mounted_fact(srv), facts.exists_fact(full),
+                                         facts.run_state_fact(t.state))
+    if not is_mounted:
+        raise srv_not_mounted(hc.name, srv)
+    if first.run is None:
+        if not exists:
+            raise AegirError(f"no app {full}, and no checkpoint of it", host=hc.name)
+        return CheckpointStatus(full, None, None)
+    st = follow(hc, t.state, None, first=first)
+    return CheckpointStatus(full, st.run, st.result, st.lock_held and not st.finished(None))
+
+
+# --------------------------------------------------------------------------- mysql.restore
+
+
+class Restore(action.Action[RestorePlan, Restored]):
+    """mysql.restore on one host: plan (the checkpoint, the chain of logs, the empty scratch folder: read by
+    the program on stdin) -> install, restore -> check the restored datadir is there."""
+
+    label = "mysql.restore"
+    verb = "restore"
+
+    def __init__(self, path: str, at: str, into: str, until: str | None, service: str | None) -> None:
+        self.path, self.at, self.into, self.until, self.service = path, at, into, until, service
+
+    def plan(self, hc: HostContext) -> RestorePlan:
+        srv = hc.host.srv
+        full = app_path(srv, self.path)
+        mounted(hc)
+        return RestorePlan(full, self.until, hc.fact(facts.restore_plan_fact(srv, full, self.at, self.into,
+                                                                             self.service)))
+
+    def act(self, hc: HostContext, plan: RestorePlan) -> Restored:
+        install(hc)
+        done = hc.run(restore_cmd(hc.host.srv, plan.path, str(plan.program.get("at")), self.into, self.until,
+                                  self.service), check=False)
+        result = parse_program(Reply(done.stdout, done.stderr, done.exited), "restore")
+        there = hc.fact(facts.exists_fact(f"{self.into}/db"))
+        return Restored(result, None if there else f"the restore says done but {self.into}/db is not there")
+
+    def failed(self, result: Restored) -> str | None:
+        return result.problem
+
+    def render(self, ran: action.Ran[RestorePlan, Restored]) -> action.Report:
+        return myreport.restore_report(ran)

@@ -145,7 +145,7 @@ def _folder(text: str) -> str:
 
 
 def _app_path(text: str) -> str:
-    from aegir.mysql.plan import app_path
+    from aegir.mysql.commands import app_path
 
     app_path("/srv", text)
     return text

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from aegir.disk.facts import Archive, archive_cmd, parse_archives
 from aegir.disk.report import ARCHIVE_METRICS, archive_cells, archive_samples, metrics_text
 from aegir.errors import AegirError
+from aegir.fleet import Outcome
+from aegir.inventory import Host
 from aegir.mysql import onhost
-from aegir.mysql.facts import parse_run_state, parse_wal, run_state_cmd, wal_cmd
+from aegir.mysql.commands import Options, app_path, plan_cmd, restore_cmd, restore_plan_cmd, start_cmd, streamed_cmd
+from aegir.mysql.facts import parse_program, parse_run_state, parse_wal, program_text, run_state_cmd, wal_cmd
 from aegir.mysql.onhost import CheckpointError
-from aegir.mysql.plan import Options, app_path, archive_over_limit, over_limit, parse_size, restore_cmd, start_cmd
+from aegir.mysql.plan import (
+    Checkpointed,
+    CheckpointPlan,
+    CheckpointStatus,
+    archive_over_limit,
+    checkpoint_question,
+    entry_problem,
+    over_limit,
+    parse_size,
+)
+from aegir.mysql.report import status_report
+from aegir.sh import Reply
 
 CONFIG = {
     "services": {
@@ -191,10 +210,116 @@ def test_the_archive_gauges_are_the_same_in_mysql_wal_and_disk_report():
 
 
 def test_a_run_state_says_whether_the_run_finished():
-    st = parse_run_state('\036state.json\n{"run": "R2", "step": "snapshot"}\n\036result.json\n{"run": "R1", "ok": true}'
-                         "\n\036lock\nheld\036log\nline one\nline two\n")
+    st = parse_run_state('\035state.json\n{"run": "R2", "step": "snapshot"}\n\035result.json\n{"run": "R1", "ok": true}'
+                         "\n\035lock\nheld\035log\nline one\nline two\n")
     assert st.lock_held and st.log == "line one\nline two\n"
     assert not st.finished("R2") and st.finished("R1") and not st.finished(None)
     assert parse_run_state("NONE\n").state is None
     assert run_state_cmd("/srv/conf/aegir/mysql/apps-shop", 120).argv[-2:] == ("/srv/conf/aegir/mysql/apps-shop",
                                                                                  "120")
+
+
+# --------------------------------------------------------------------------- planning reads only
+
+
+def test_a_plan_asks_the_program_on_stdin_and_only_its_read_only_verbs():
+    opts = Options(mode="cold")
+    cmd = plan_cmd("/srv", "/srv/apps/shop", opts, "20261201T010000Z", program="PROGRAM")
+    assert cmd.line == ("python3 - --srv /srv plan /srv/apps/shop --mode cold --run 20261201T010000Z")
+    assert cmd.stdin == "PROGRAM"  # sent on stdin, never written to the host
+    assert restore_plan_cmd("/srv", "/srv/apps/shop", "latest", "/srv/scratch/r", "db", program="P").line == (
+        "python3 - --srv /srv restore-plan /srv/apps/shop --at latest --into /srv/scratch/r --service db")
+    with pytest.raises(ValueError, match="changes the host"):
+        streamed_cmd("/srv", "checkpoint", "/srv/apps/shop", program="P")
+    with pytest.raises(AegirError, match="invalid run name"):
+        plan_cmd("/srv", "/srv/apps/shop", opts, "x; rm -rf /", program="P")
+
+
+def test_the_programs_answer_is_its_json_or_its_own_line():
+    assert parse_program(Reply('log line\n{"mode": "cold"}\n', "", 0), "plan") == {"mode": "cold"}
+    with pytest.raises(AegirError, match=r"^mysql-checkpoint: /srv/apps/x: no compose file$"):
+        parse_program(Reply("", "mysql-checkpoint: /srv/apps/x: no compose file\n", 1), "plan")
+    with pytest.raises(AegirError, match=r"^mysql-checkpoint restore-plan exited 2: .*error: the following"):
+        parse_program(Reply("", "usage: x\nmysql-checkpoint restore-plan: error: the following ...\n", 2),
+                      "restore-plan")
+    with pytest.raises(AegirError, match="printed no JSON"):
+        parse_program(Reply("Traceback\n", "", 0), "plan")
+
+
+def test_the_program_streamed_on_stdin_plans_without_writing_anything(tmp_path):
+    """`python3 -` as aegir runs it while planning (no __file__ to find /srv from): an app without a compose
+    file is refused in one line, and the /srv it was given is left exactly as it was."""
+    srv = tmp_path / "srv"
+    (srv / "apps" / "shop").mkdir(parents=True)
+    for verb, extra in (("plan", []), ("restore-plan", ["--at", "latest", "--into", str(tmp_path / "into")])):
+        done = subprocess.run([sys.executable, "-", "--srv", str(srv), verb, "apps/shop", *extra],
+                              input=program_text(), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith("mysql-checkpoint: ") and "Traceback" not in done.stderr
+        assert sorted(p.relative_to(srv) for p in srv.rglob("*")) == [Path("apps"), Path("apps/shop")]
+    missing = subprocess.run([sys.executable, "-", "plan", "apps/shop"], input=program_text(),
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "--srv is required" in missing.stderr
+
+
+def entry(archive: Path, name: str, start: str = "mysql-bin.000002") -> None:
+    (archive / name / "base").mkdir(parents=True)
+    (archive / name / "MANIFEST.json").write_text(json.dumps({"mode": "cold", "start": {"file": start,
+                                                                                         "position": 4}}))
+
+
+def test_a_restore_plan_checks_the_checkpoint_and_the_scratch_folder_before_anything(tmp_path):
+    t = onhost.target("shop", srv=str(tmp_path))
+    archive = Path(t.archive)
+    entry(archive, "20261201T010000Z")
+    (archive / "20261202T010000Z").mkdir()  # unfinished: no manifest
+    with pytest.raises(CheckpointError, match=r"no complete checkpoint '20261202T010000Z' .*have: 20261201T010000Z"):
+        onhost.restore_plan(t, "20261202T010000Z", tmp_path / "into", None)
+    (tmp_path / "into").mkdir()
+    (tmp_path / "into" / "left-over").write_text("x")
+    with pytest.raises(CheckpointError, match="into is not empty: restore goes into a scratch folder"):
+        onhost.restore_plan(t, "latest", tmp_path / "into", None)
+    with pytest.raises(CheckpointError, match="left-over is not a folder"):
+        onhost.restore_plan(t, "latest", tmp_path / "into" / "left-over", None)
+
+
+# --------------------------------------------------------------------------- plans, results, reports
+
+
+PROGRAM_PLAN = {"mode": "cold", "service": "db", "dependents": ["web"],
+                "target": {"path": "/srv/apps/shop", "archive": "/srv/archive/mysql/apps/shop",
+                           "state": "/srv/conf/aegir/mysql/apps-shop", "key": "apps-shop"}, "steps": []}
+
+
+def test_the_question_and_the_check_after_a_checkpoint_come_from_the_plan():
+    plan = CheckpointPlan("/srv/apps/shop", "20261201T010000Z", PROGRAM_PLAN)
+    assert plan.entry == "/srv/archive/mysql/apps/shop/20261201T010000Z"
+    assert checkpoint_question("hyp1", plan) == ("Stop db of /srv/apps/shop on hyp1 and purge its archived binary "
+                                                 "logs?")
+    hot = CheckpointPlan("/srv/apps/shop", "R", {**PROGRAM_PLAN, "mode": "hot"})
+    assert checkpoint_question("hyp1", hot).startswith("Back up db of /srv/apps/shop on hyp1")
+    ok = {"run": "R", "ok": True}
+    assert entry_problem(ok, plan.entry, complete=True) is None
+    assert entry_problem(ok, plan.entry, complete=False) == (
+        "the run says ok but /srv/archive/mysql/apps/shop/20261201T010000Z has no MANIFEST.json: the checkpoint "
+        "is not complete")
+    assert entry_problem({"run": "R", "ok": False}, plan.entry, complete=False) is None  # failed: said as such
+    assert Checkpointed("told", ok).why_failed is None
+    assert Checkpointed("told", {"run": "R", "ok": False, "failed_step": "stop", "error": "boom"}).why_failed == (
+        "checkpoint run R failed at step stop: boom")
+    assert Checkpointed("told", None).why_failed == "checkpoint run None failed: None"
+
+
+def test_status_says_when_no_checkpoint_ran_and_its_json_is_the_envelope():
+    host = Host("hyp1")
+    shown = status_report([Outcome(host, CheckpointStatus("/srv/apps/shop", None, None))])
+    assert shown.text == "hyp1: no checkpoint ran for /srv/apps/shop" and not shown.problems
+    assert shown.data == {"task": "mysql.status", "dry": None, "hosts": [
+        {"host": "hyp1", "status": "ok", "error": None, "path": "/srv/apps/shop", "run": None, "running": False,
+         "result": None}], "summary": {"hosts": 1, "runs": 0, "failed_runs": 0}}
+    failed = status_report([Outcome(host, CheckpointStatus("/srv/apps/shop", "R", {"run": "R", "ok": False,
+                                                                                     "error": "died"}))])
+    assert failed.problems and failed.text == "hyp1: checkpoint run R FAILED: died"
+    down = status_report([Outcome(host, error="/srv is not mounted: run boot.mount", kind="failed")])
+    assert down.text.splitlines()[-1] == "hyp1  FAILED: /srv is not mounted: run boot.mount"
+    assert down.data["hosts"] == [{"host": "hyp1", "status": "failed", "error": "/srv is not mounted: run boot.mount"}]
