@@ -102,7 +102,7 @@ class Checkpoint(action.Action[CheckpointPlan, Checkpointed]):
         offset = hc.fact(facts.log_size_fact(state))  # the lines of earlier runs are not shown again
         hc.run(start_cmd(hc.host.srv, plan.path, self.opts, plan.run, key=str(plan.target.get("key")),
                          env=sorted(self.env.items())))
-        st = follow(hc, state, plan.run, offset=offset)
+        st = follow(hc, state, plan.run, app=plan.path, offset=offset)
         complete = hc.fact(facts.exists_fact(f"{plan.entry}/{onhost.MANIFEST}", "-f"))
         return Checkpointed(told, st.result, entry_problem(st.result, plan.entry, complete))
 
@@ -125,14 +125,14 @@ def announce(hc: HostContext, notifier: Notifier | None, plan: CheckpointPlan, e
     return send(hc, notifier, text, document, when="now")
 
 
-def follow(hc: HostContext, state_dir: str, run: str | None, *, out: TextIO | None = None,
+def follow(hc: HostContext, state_dir: str, run: str | None, *, app: str = "PATH", out: TextIO | None = None,
            first: RunState | None = None, clock: Callable[[], float] = time.monotonic, offset: int = 0) -> RunState:
     """Print the run's log as it grows (on `out`, stderr by default) until its result is there.
 
     `offset`: where in the log the run's lines begin (the log's size before it started: earlier runs'
     lines are not shown again). `run` None follows the run `first` (the state read by the caller) names:
     reattach, from at most the last 64 KiB of its log. A dropped SSH connection ends the following with a
-    message saying the checkpoint goes on and how to reattach; the checkpoint itself is not touched.
+    message saying the checkpoint goes on and how to reattach (to `app`); the checkpoint itself is not touched.
     Reads only (`aegir.mysql.facts.run_state_fact`).
     """
     started = clock()
@@ -146,7 +146,7 @@ def follow(hc: HostContext, state_dir: str, run: str | None, *, out: TextIO | No
             st = hc.fact(facts.run_state_fact(state_dir, offset))
         except UnreachableError as exc:
             raise UnreachableError(f"{exc.message}; the checkpoint goes on on the host: reattach with "
-                                   f"`inv -H {hc.name} mysql.status PATH`", host=hc.name) from None
+                                   f"`inv -H {hc.name} mysql.status {app}`", host=hc.name) from None
         if st.log:
             offset += len(st.log.encode())
             for line in st.log.splitlines():
@@ -183,7 +183,7 @@ def status_of(hc: HostContext, path: str) -> CheckpointStatus:
         if not exists:
             raise AegirError(f"no app {full}, and no checkpoint of it", host=hc.name)
         return CheckpointStatus(full, None, None)
-    st = follow(hc, t.state, None, first=first)
+    st = follow(hc, t.state, None, app=full, first=first)
     return CheckpointStatus(full, st.run, st.result, st.lock_held and not st.finished(None))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -11,12 +12,12 @@ import pytest
 
 from aegir.disk.facts import Archive, archive_cmd, parse_archives
 from aegir.disk.report import ARCHIVE_METRICS, archive_cells, archive_samples, metrics_text
-from aegir.errors import AegirError
+from aegir.errors import AegirError, UnreachableError
 from aegir.fleet import Outcome
 from aegir.inventory import Host
-from aegir.mysql import onhost
+from aegir.mysql import onhost, steps
 from aegir.mysql.commands import Options, app_path, plan_cmd, restore_cmd, restore_plan_cmd, start_cmd, streamed_cmd
-from aegir.mysql.facts import parse_program, parse_run_state, parse_wal, program_text, run_state_cmd, wal_cmd
+from aegir.mysql.facts import RunState, parse_program, parse_run_state, parse_wal, program_text, run_state_cmd, wal_cmd
 from aegir.mysql.onhost import CheckpointError
 from aegir.mysql.plan import (
     Checkpointed,
@@ -323,3 +324,35 @@ def test_status_says_when_no_checkpoint_ran_and_its_json_is_the_envelope():
     down = status_report([Outcome(host, error="/srv is not mounted: run boot.mount", kind="failed")])
     assert down.text.splitlines()[-1] == "hyp1  FAILED: /srv is not mounted: run boot.mount"
     assert down.data["hosts"] == [{"host": "hyp1", "status": "failed", "error": "/srv is not mounted: run boot.mount"}]
+
+
+class Following:
+    """What `steps.follow` sees of a host: its run state, read as facts, one answer per read (or an error)."""
+
+    name = "hyp1"
+
+    def __init__(self, *answers: RunState | Exception) -> None:
+        self.answers = list(answers)
+        self.asked: list[str] = []
+
+    def fact(self, fact):
+        self.asked.append(fact.cmd.line)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_following_a_run_prints_its_log_escaped_and_a_dropped_session_says_how_to_reattach(monkeypatch):
+    monkeypatch.setattr(steps, "POLL", 0)
+    out = io.StringIO()
+    hc = Following(RunState({"run": "R"}, None, "step stop ...\n\x1b[2Jdone\n", lock_held=True),
+                   RunState(None, {"run": "R", "ok": True}, "run R: done\n"))
+    st = steps.follow(hc, "/srv/conf/aegir/mysql/apps-shop", "R", out=out, offset=10)  # type: ignore[arg-type]
+    assert st.finished("R") and out.getvalue() == "hyp1: step stop ...\nhyp1: \\x1b[2Jdone\nhyp1: run R: done\n"
+    assert hc.asked[0].endswith("/srv/conf/aegir/mysql/apps-shop 10") and hc.asked[1].endswith(" 33")  # 10 + 23 bytes read
+    dropped = Following(UnreachableError("SSH connection lost", host="hyp1"))
+    with pytest.raises(UnreachableError) as err:
+        steps.follow(dropped, "/srv/conf/aegir/mysql/apps-shop", "R", app="/srv/apps/shop")  # type: ignore[arg-type]
+    assert err.value.message == ("SSH connection lost; the checkpoint goes on on the host: reattach with "
+                                 "`inv -H hyp1 mysql.status /srv/apps/shop`")
