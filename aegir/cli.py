@@ -56,7 +56,10 @@ class AegirConfig(Config):
     def global_defaults() -> dict:
         return merge_dicts(Config.global_defaults(), {
             "tasks": {"collection_name": "tasks"},
-            "timeouts": {"connect": 10},  # seconds; -t or ssh_config ConnectTimeout override it
+            # seconds (aegir.host.Deadlines): -t or ssh_config ConnectTimeout override connect, -T command;
+            # any of them from aegir.yaml or the environment (AEGIR_TIMEOUTS_SILENT=5)
+            "timeouts": {"connect": 10, "command": 600.0, "compose": 300.0, "docker": 60.0, "silent": 15.0,
+                         "keepalive": 5.0, "interrupt": 3.0},
             "connect_kwargs": {},  # as Fabric's: -i, --prompt-for-* fill it
             "ssh_config_path": None,  # -S
             "aegir": dict(AEGIR_DEFAULTS),
@@ -252,8 +255,8 @@ class AegirProgram(Program):
         connect: dict = {}
         if self.args.identity.value:
             connect["key_filename"] = list(self.args.identity.value)
-        if self.args["connect-timeout"].value:  # Connection wants it as timeouts.connect
-            overrides["timeouts"] = {"connect": self.args["connect-timeout"].value}
+        if self.args["connect-timeout"].value:  # Connection wants it as timeouts.connect (-T's command kept)
+            overrides.setdefault("timeouts", {})["connect"] = self.args["connect-timeout"].value
         if self.args["prompt-for-login-password"].value:
             connect["password"] = getpass.getpass("Enter login password for use with SSH auth: ")
         if self.args["prompt-for-passphrase"].value:
@@ -365,9 +368,31 @@ program = make_program()
 
 
 def main() -> None:
-    """Console entry point for ``inv`` and ``aegir``."""
+    """Console entry point for ``inv`` and ``aegir``.
+
+    Ctrl-C (`aegir.interrupt`): exit 130; when running steps were abandoned, the process
+    ends at once (their threads are not waited for).
+    """
+    from aegir.interrupt import EXIT_INTERRUPTED, RUN, install
+
+    install()
+    code: int | str | None = 0
     try:
         program.run()
     except BrokenPipeError:  # `inv --list | head` closed our stdout: not worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+        code = 1
+    except SystemExit as exc:
+        code = exc.code
+    if RUN.count:
+        if code != EXIT_INTERRUPTED:  # Ctrl-C outside a fleet run (a prompt): Invoke exited 1 without a word
+            print("aegir: interrupted (Ctrl-C)", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    if RUN.abandoned:  # threads still wait on abandoned hosts: do not wait for them at exit
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code if isinstance(code, int) else 1)
+    sys.exit(code)

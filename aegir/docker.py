@@ -46,6 +46,9 @@ class HostContext(Protocol):
 
     def connect(self) -> None: ...
 
+    @property
+    def limits(self) -> Any: ...  # aegir.host.Deadlines: .docker, one API call's deadline
+
     def docker(self, running: bool | None = None) -> "docker.DockerClient": ...
 
     def fact(self, fact: Fact[T]) -> T: ...
@@ -59,6 +62,66 @@ API_TIMEOUT = 60
 
 class DockerUnavailable(AegirError):
     """The host's Docker daemon does not answer (not installed, stopped, no socket)."""
+
+
+class DockerError(AegirError):
+    """A Docker API call failed part-way (the daemon died, stopped answering, or refused): a host failure."""
+
+
+def docker_failure(exc: BaseException) -> str | None:
+    """What went wrong in a Docker SDK call, in one line, or None when `exc` is not the SDK's (nor requests').
+
+    ``ReadTimeout`` -> ``no answer within 60 s``; a broken connection -> its innermost cause
+    (``the connection to the daemon broke: RemoteDisconnected: Remote end closed connection
+    without response``); an ``APIError`` -> its status and Docker's explanation.
+    """
+    import re
+    import sys
+
+    if not any(k.__module__.split(".")[0] in ("requests", "urllib3", "docker") for k in type(exc).__mro__):
+        return None
+    requests = sys.modules.get("requests")
+    errors = sys.modules.get("docker.errors")
+    if requests is not None and isinstance(exc, requests.exceptions.Timeout):
+        limit = re.search(r"timeout=([0-9.]+)", str(exc))
+        return f"no answer from the daemon within {limit.group(1) if limit else '?'} s"
+    if requests is not None and isinstance(exc, requests.exceptions.ConnectionError):
+        return f"the connection to the daemon broke: {_innermost(exc)}"
+    if errors is not None and isinstance(exc, errors.APIError):
+        status = exc.status_code
+        text = str(exc.explanation or exc).strip().splitlines()
+        return f"{status or 'error'}: {text[0][:300] if text else type(exc).__name__}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+def _innermost(exc: BaseException) -> str:
+    """The deepest exception inside `exc` (its args, urllib3's ``reason``, its cause), as ``Type: message``."""
+
+    def inner(e: BaseException) -> BaseException | None:
+        for a in e.args:
+            if isinstance(a, BaseException):
+                return a
+        reason = getattr(e, "reason", None)
+        return reason if isinstance(reason, BaseException) else e.__cause__
+
+    found = exc
+    for _ in range(8):
+        deeper = inner(found)
+        if deeper is None:
+            break
+        found = deeper
+    text = str(found).strip()
+    return f"{type(found).__name__}: {text}" if text else type(found).__name__
+
+
+def dockerd_gone(hc: "HostContext") -> bool:
+    """True when the host answers that no ``dockerd`` runs any more (a Docker error's likeliest cause);
+    False when it does, or when that cannot be asked."""
+    try:
+        return not hc.fact(dockerd_fact())
+    except Exception:  # the host may be gone too: say what is known, nothing more
+        return False
 
 
 def docker_cli(docker_host: str | None, *args: str) -> Cmd:
@@ -94,7 +157,7 @@ def client_for(hc: "HostContext", running: bool | None = None) -> "docker.Docker
 
     try:
         if host.is_local:
-            client = docker.DockerClient(base_url=target, version="auto", timeout=API_TIMEOUT)
+            client = docker.DockerClient(base_url=target, version="auto", timeout=_api_timeout(hc))
         else:
             client = _over_ssh(hc, docker_cli(host.docker_host, "system", "dial-stdio").line)
     except DockerException as exc:
@@ -169,16 +232,22 @@ def _reason(exc: Exception) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
+def _api_timeout(hc: "HostContext") -> float:
+    """One Docker API call's deadline: ``timeouts.docker`` (`aegir.host.Deadlines`), else `API_TIMEOUT`."""
+    limits = getattr(hc, "limits", None)
+    return float(getattr(limits, "docker", None) or API_TIMEOUT)
+
+
 def _over_ssh(hc: "HostContext", command: str) -> "docker.DockerClient":
     import docker
     from docker.errors import DockerException
 
-    adapter = _DialAdapter(hc, command)
+    adapter = _DialAdapter(hc, command, _api_timeout(hc))
     # Build the API client without letting it open its own SSH session
     # (use_ssh_client=True only spawns `ssh` lazily, at first request), then put
     # our adapter where the SDK mounts its own SSH adapter, and ask the version.
     api = docker.APIClient(base_url="ssh://aegir", version="1.41", use_ssh_client=True,
-                           timeout=API_TIMEOUT)
+                           timeout=_api_timeout(hc))
     api._custom_adapter.close()
     api._custom_adapter = adapter
     api.mount("http+docker://ssh", adapter)
@@ -246,11 +315,11 @@ def _make_adapter_classes() -> tuple[type, type, type]:
 _classes: tuple[type, type, type] | None = None
 
 
-def _DialAdapter(hc: "HostContext", command: str) -> Any:  # noqa: N802 - a factory standing for a class
+def _DialAdapter(hc: "HostContext", command: str, timeout: float = API_TIMEOUT) -> Any:  # noqa: N802 - a factory
     global _classes
     if _classes is None:  # built on first use: importing docker costs ~0.15 s
         _classes = _make_adapter_classes()
-    return _classes[2](hc, command)
+    return _classes[2](hc, command, timeout)
 
 
 # --------------------------------------------------------------------------- what the API lists

@@ -66,6 +66,19 @@ class HostKeyError(UnreachableError):
     """The host's SSH key is not in known_hosts (or does not match)."""
 
 
+class ConnectionLost(UnreachableError):
+    """A host that was reached stopped answering, or its SSH connection closed, part-way through.
+
+    Unlike a host that could never be reached, something may have been done
+    there: the fleet reports it as a failed host with the steps it completed
+    (`aegir.journal`), never as "cannot connect".
+    """
+
+
+class Interrupted(AegirError):
+    """Ctrl-C: a step that had not started yet was not started (`aegir.interrupt`)."""
+
+
 class RefusedError(AegirError):
     """A safety check refuses an action (say why and how to proceed)."""
 
@@ -93,3 +106,14 @@ class CommandError(AegirError):
         tail = str(_Tail(stderr))
         message = f"`{command}` exited {exited}" + (f"\n{tail}" if tail else "")
         super().__init__(message, host=host)
+
+
+class DeadlineExceeded(CommandError):
+    """A command ran past its deadline: aegir stopped waiting (and closed its channel); it may still run there."""
+
+    def __init__(self, host: str, command: str, seconds: float, *, what: str = "") -> None:
+        super().__init__(host, command, -1)
+        self.seconds = seconds
+        self.what = what
+        self.message = f"`{command}`{f' for {what}' if what else ''} did not finish within its deadline of {seconds:g} s"
+        self.args = (f"{host}: {self.message}" if host else self.message,)

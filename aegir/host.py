@@ -8,6 +8,15 @@ refused with the command that lets the operator check and accept it, a key
 marked ``@revoked`` is refused outright. Nothing is ever added to known_hosts
 silently. ``@cert-authority`` lines are skipped (paramiko cannot check host
 certificates): such hosts need their own key lines.
+
+Liveness: an open connection whose host goes silent (packets dropped, a
+cable pulled) is declared lost after ``timeouts.silent`` seconds: the kernel
+sends TCP keepalives and aborts the socket once data or a probe goes unanswered
+that long (``TCP_USER_TIMEOUT``), and paramiko sends an SSH keepalive every
+``timeouts.keepalive`` seconds (traffic through gateways and NATs). Every
+command has a deadline (its own, its step's, else ``timeouts.command``), and
+every step of an act is journaled (`HostContext.step`, `aegir.journal`).
+The settings are `Deadlines`.
 """
 
 from __future__ import annotations
@@ -15,18 +24,22 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import math
 import os
 import shlex
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aegir import sh
-from aegir.errors import HostKeyError, UnreachableError
+from aegir.errors import AegirError, ConnectionLost, DeadlineExceeded, HostKeyError, Interrupted, UnreachableError
+from aegir.interrupt import RUN
 from aegir.inventory import Host
+from aegir.journal import Journal
 from aegir.sh import Cmd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,30 +64,116 @@ class PlanningError(RuntimeError):
     """A command other than a fact ran while a host was planned: a bug in the plan (never the operator's)."""
 
 
+@dataclass(frozen=True)
+class Deadlines:
+    """How long aegir waits, in seconds: the program's config ``timeouts.*`` (``aegir.yaml``, or the
+    environment: ``AEGIR_TIMEOUTS_SILENT=5``; ``-t`` sets ``connect``, ``-T`` sets ``command``).
+
+    ``connect``: an SSH connection to open (Fabric's); ``command``: a remote command that declares no
+    deadline of its own and runs outside a step (a step gives its commands what is left of its own);
+    ``compose``: a Compose ``up``/``restart``/``down``/``stop`` of one project, to which the
+    services' ``stop_grace_period`` is added where containers stop; ``docker``: one Docker API call;
+    ``silent``: an open connection with no answer for this long is lost; ``keepalive``: the SSH and
+    TCP keepalive interval; ``interrupt``: after Ctrl-C, how long running steps may go on before
+    they are abandoned.
+    """
+
+    connect: float = 10.0
+    command: float = 600.0
+    compose: float = 300.0
+    docker: float = 60.0
+    silent: float = 15.0
+    keepalive: float = 5.0
+    interrupt: float = 3.0
+
+    @classmethod
+    def of(cls, config: Any) -> "Deadlines":
+        """The deadlines `config` sets (``timeouts``), the defaults for those it leaves out or unset."""
+        given = dict((config.get("timeouts") if config is not None else None) or {})
+        values = {}
+        for f in dataclasses.fields(cls):
+            try:
+                value = float(given[f.name]) if given.get(f.name) is not None else None
+            except (TypeError, ValueError):
+                raise AegirError(f"timeouts.{f.name} must be a number of seconds, not {given[f.name]!r}") from None
+            if value is not None and value > 0:
+                values[f.name] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class _Current:
+    """The step this thread runs on a host: its journal index, what it is, when its deadline falls."""
+
+    index: int
+    label: str
+    what: str
+    deadline: float  # seconds it may take
+    ends: float  # time.monotonic() of its deadline
+
+
+class StepHandle:
+    """What ``with hc.step(...) as s`` gives: `s.fail(why)` marks the step failed without raising."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+    def fail(self, why: str) -> None:
+        self.error = why
+
+
 @dataclass
 class HostContext:
     """One host as a per-host function sees it: its inventory entry and a live context.
 
     ``hc.run(cmd)`` runs a `Cmd` there (raising `CommandError` on failure);
-    ``hc.docker()`` is a Docker SDK client for that host's daemon, opened once.
+    ``hc.docker()`` is a Docker SDK client for that host's daemon, opened once;
+    ``with hc.step(name, what=...)`` journals one step of an act (`step`).
+    `reached` is True once a connection was made: a failure after that is a
+    lost connection (`ConnectionLost`), never "cannot connect".
     """
 
     host: Host
     c: "Context"
+    deadlines: Deadlines | None = None  # None: from ``c.config``
+    journal: Journal = field(default_factory=Journal)
+    reached: bool = False
     _docker: Any = field(default=None, repr=False)
     _facts: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
     _docker_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _planning: bool = field(default=False, repr=False)
+    _connect_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+    _closed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.deadlines is None:
+            self.deadlines = Deadlines.of(getattr(self.c, "config", None))
+        if self.host.is_local:
+            self.reached = True
+
+    @property
+    def limits(self) -> Deadlines:
+        assert self.deadlines is not None  # set by __post_init__
+        return self.deadlines
 
     @property
     def name(self) -> str:
         return self.host.name
 
+    @property
+    def interrupted(self) -> bool:
+        """True once Ctrl-C was pressed: start nothing new (`step` refuses to)."""
+        return RUN.stopping
+
     def run(self, cmd: Cmd, *, check: bool = True, stream: bool = False) -> "Result":
         """Run `cmd` on the host, as `as_run` spells it; `stream` also prints its output as it comes.
 
-        `CommandError` (host, line, exit code, stderr tail) on failure. While the
-        host is planned (`planning`) only facts may run: any other command is a bug.
+        Its deadline: its own ``timeout``, capped by what is left of the step running it in this
+        thread; outside a step, ``timeouts.command`` (none for a streamed command, which the
+        operator watches and can stop). `CommandError` (host, line, exit code, stderr tail) on
+        failure, `DeadlineExceeded` past the deadline, `ConnectionLost` when the connection dies.
+        While the host is planned (`planning`) only facts may run: any other command is a bug.
         """
         if self._planning:
             raise PlanningError(f"`{cmd.line}` was run while {self.name} was being planned: a plan reads "
@@ -82,7 +181,104 @@ class HostContext:
         return self._run(cmd, check=check, stream=stream)
 
     def _run(self, cmd: Cmd, *, check: bool = True, stream: bool = False) -> "Result":
-        return sh.run(self.c, as_run(self.host, cmd), host=self.host.name, check=check, stream=stream)
+        cmd = as_run(self.host, cmd)
+        cur: _Current | None = getattr(self._local, "step", None)
+        timeout = cmd.timeout
+        bound_by_step = False
+        if cur is not None:
+            left = cur.ends - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceeded(self.name, cmd.line, cur.deadline)
+            bound_by_step = timeout is None or left < timeout
+            timeout = left if bound_by_step else timeout
+            self.journal.running_command(cur.index, cmd.line)
+        elif timeout is None and not stream:
+            timeout = self.limits.command
+        if self.reached and not self.host.is_local and not self.c.is_connected:
+            self.connect()  # a reconnect: its failure says the connection was lost, not "cannot connect"
+        try:
+            return sh.run(self.c, cmd, host=self.name, check=check, stream=stream, timeout=timeout)
+        except DeadlineExceeded as exc:
+            limit = cur.deadline if bound_by_step and cur is not None else exc.seconds
+            raise DeadlineExceeded(self.name, cmd.line, limit, what=cur.what if cur else "") from None
+        except ConnectionLost:
+            raise self.lost(cmd.line) from None
+
+    def lost(self, command: str = "", exc: BaseException | None = None) -> ConnectionLost:
+        """The `ConnectionLost` to raise now that the connection died (while running `command`, in the
+        current step if any); the journal remembers it, and no later step starts on this host."""
+        why, silent = sh.lost_cause(self.c, exc)
+        cur: _Current | None = getattr(self._local, "step", None)
+        doing = f" while running `{command}`" if command else f" during {cur.label}" if cur else ""
+        target = f" for {cur.what}" if command and cur and cur.what else ""
+        if silent:
+            text = f"no answer for {self.limits.silent:g} s{doing}{target}: the connection is lost"
+        else:
+            text = f"connection lost{doing}{target}: {why}"
+        self.journal.lost = self.journal.lost or text
+        return ConnectionLost(text, host=self.name)
+
+    @contextmanager
+    def step(self, name: str, *, what: str = "", deadline: float | None = None) -> Iterator[StepHandle]:
+        """Journal one step of an act (`aegir.journal`): ``with hc.step("up", what="apps/cloud", deadline=300):``.
+
+        Before it starts: `Interrupted` once Ctrl-C was pressed, `ConnectionLost` once the
+        connection was lost part-way (nothing more is started on a host in an unknown state).
+        Inside it, commands get what is left of `deadline` (default ``timeouts.command``).
+        An exception leaving the block marks it failed; a Docker SDK or SSH exception leaves
+        as the host failure it is (`failure`); ``handle.fail(why)`` marks it failed without raising.
+        """
+        label = f"{name} {what}".strip()
+        if RUN.stopping:
+            self.journal.interrupted = True
+            raise Interrupted("not started: interrupted (Ctrl-C)", host=self.name)
+        if self.journal.lost:
+            raise ConnectionLost(f"not started: {self.journal.lost}", host=self.name)
+        limit = self.limits.command if deadline is None else deadline
+        index = self.journal.start(name, what, limit)
+        outer = getattr(self._local, "step", None)
+        self._local.step = _Current(index, label, what, limit, time.monotonic() + limit)
+        handle = StepHandle()
+        try:
+            yield handle
+        except BaseException as exc:
+            err = self.failure(exc) if isinstance(exc, Exception) else None
+            from aegir.docker import DockerError
+
+            self.journal.end(index, error=(err.message if err is not None else f"{type(exc).__name__}: {exc}"),
+                             cut=err is None or isinstance(err, (ConnectionLost, DeadlineExceeded, DockerError)))
+            if err is not None and err is not exc:
+                raise err from None
+            raise
+        else:
+            self.journal.end(index, error=handle.error)
+        finally:
+            self._local.step = outer
+
+    def failure(self, exc: Exception) -> AegirError | None:
+        """`exc` as the host failure it is, or None for a bug.
+
+        An `AegirError` is itself; an SSH error, or any error once the connection is down, is a
+        `ConnectionLost` (a host that was reached); a Docker SDK or HTTP error is a
+        `aegir.docker.DockerError` with its cause (and, when no dockerd runs any more, says so).
+        """
+        if isinstance(exc, AegirError):
+            return exc
+        from aegir.docker import DockerError, docker_failure, dockerd_gone
+
+        if not self.host.is_local and self.reached and not self.c.is_connected:
+            return self.lost()
+        cur: _Current | None = getattr(self._local, "step", None)
+        during = f" during {cur.label}" if cur else ""
+        if _ssh_error(exc):
+            return AegirError(f"SSH channel failed{during}: {exc or type(exc).__name__}", host=self.name)
+        why = docker_failure(exc)
+        if why is None:
+            return None
+        if dockerd_gone(self):
+            return DockerError(f"Docker stopped answering{during} ({why}): no dockerd process runs any more",
+                               host=self.name)
+        return DockerError(f"Docker API call failed{during}: {why}", host=self.name)
 
     @contextmanager
     def planning(self) -> Iterator[None]:
@@ -108,13 +304,33 @@ class HostContext:
     def connect(self) -> None:
         """(Re)open the SSH connection if it is not up; no-op for the local host.
 
-        Every failure to connect becomes `UnreachableError` (or `HostKeyError`)
-        with a one-line reason, whether at the start or on a reconnect (the
-        Docker API calls this before each new channel).
+        The first time, a failure is `UnreachableError` (or `HostKeyError`) with a one-line
+        reason: the host was never reached. Once it was, the connection is made again at most
+        once, and only when it dropped unnoticed (idle between passes; the Docker API calls this
+        before each new channel): a loss noticed while working (`lost`) is final for this run,
+        and a failed reconnect is remembered. Either way the error is `ConnectionLost`, never
+        "cannot connect".
         """
         if self.host.is_local or self.c.is_connected:
             return
-        _connect(self.c, self.host)
+        with self._connect_lock:
+            if self.c.is_connected:
+                return
+            if self._closed:
+                raise ConnectionLost("the connection was closed (the run is over)", host=self.name)
+            if not self.reached:
+                _connect(self.c, self.host, self.limits)
+                self.reached = True
+                return
+            if self.journal.lost:
+                raise ConnectionLost(self.journal.lost, host=self.name)
+            lost = self.lost()
+            try:
+                _connect(self.c, self.host, self.limits)
+            except UnreachableError as exc:
+                self.journal.lost = f"{lost.message}; reconnecting failed: {exc.message}"
+                raise ConnectionLost(self.journal.lost, host=self.name) from None
+            self.journal.lost = None  # an unnoticed drop, made good
 
     def fact(self, fact: "Fact[T]") -> T:
         """One fact of this host (`aegir.facts`), asked once for the life of this context."""
@@ -144,6 +360,7 @@ class HostContext:
             self._facts.pop(f.key, None)
 
     def close(self) -> None:
+        self._closed = True
         client, self._docker = self._docker, None
         if client is not None:
             try:
@@ -293,11 +510,11 @@ def open_context(c: "Context", host: Host) -> HostContext:
     if host.is_local:
         from invoke import Context
 
-        return HostContext(host, Context(config=c.config))
+        return HostContext(host, Context(config=c.config), Deadlines.of(c.config))
     # paramiko logs its own tracebacks for failed handshakes on stderr; the
     # outcome row already says why (a handler configured by --debug still sees them).
     logging.getLogger("paramiko").addHandler(logging.NullHandler())
-    hc = HostContext(host, connection_for(c, host))
+    hc = HostContext(host, connection_for(c, host), Deadlines.of(c.config))
     _import_docker_sdk_soon()
     hc.connect()
     return hc
@@ -347,7 +564,7 @@ def fabric_config(config: Any) -> Any:
         return twin
 
 
-def _connect(conn: Any, host: Host) -> None:
+def _connect(conn: Any, host: Host, limits: Deadlines | None = None) -> None:
     from paramiko.ssh_exception import (
         AuthenticationException,
         BadHostKeyException,
@@ -379,6 +596,46 @@ def _connect(conn: Any, host: Host) -> None:
     except (socket.gaierror, OSError, SSHException, EOFError) as exc:
         raise UnreachableError(f"cannot connect to {where}: {exc or type(exc).__name__}", host=host.name) from None
     _no_delay(conn.transport.sock)
+    limits = limits or Deadlines()
+    link: Any = conn
+    while link is not None and getattr(link, "transport", None) is not None:  # this host, then each gateway
+        set_liveness(link.transport, silent=limits.silent, keepalive=limits.keepalive)
+        link = getattr(link, "gateway", None)
+
+
+def set_liveness(transport: Any, *, silent: float, keepalive: float) -> None:
+    """Make a silent peer end the connection after about `silent` seconds instead of TCP's ~15 minutes.
+
+    On the TCP socket (not through a ProxyCommand): keepalive probes after `keepalive` seconds
+    idle, and ``TCP_USER_TIMEOUT``, after which unacknowledged data or probes abort the socket
+    (paramiko's transport then closes every channel: the command running there ends as
+    `ConnectionLost`). paramiko's own keepalive sends an SSH message every `keepalive`
+    seconds, from the transport's thread (no thread of its own).
+    """
+    transport.set_keepalive(max(1, int(keepalive)))
+    sock = transport.sock
+    if not isinstance(sock, socket.socket):
+        return
+    every = max(1, int(keepalive))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, every)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, every)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, math.ceil(silent / every)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(silent * 1000)))
+    except (OSError, AttributeError):  # not Linux, or not TCP: the command deadlines still hold
+        pass
+
+
+def _ssh_error(exc: BaseException) -> bool:
+    """True for paramiko's errors (a channel that cannot be opened on a dying transport) and EOFError."""
+    if isinstance(exc, EOFError):
+        return True
+    try:
+        from paramiko.ssh_exception import SSHException
+    except ImportError:  # pragma: no cover - paramiko is a dependency
+        return False
+    return isinstance(exc, SSHException)
 
 
 def _no_delay(sock: Any) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from aegir.errors import AegirError, CommandError, UnreachableError
+from aegir.errors import AegirError, CommandError, ConnectionLost, DeadlineExceeded
 
 if TYPE_CHECKING:  # pragma: no cover
     from invoke import Context
@@ -181,38 +181,71 @@ def _connection_lost(c: "Context", exc: Exception) -> bool:
     return isinstance(exc, (EOFError, OSError, SSHException))
 
 
-def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True, stream: bool = False) -> "Result":
+def lost_cause(c: "Context", exc: BaseException | None = None) -> tuple[str, bool]:
+    """Why `c`'s SSH connection went away, and whether it was silence (no answer within the kernel's
+    ``TCP_USER_TIMEOUT``/keepalive, `aegir.host.set_liveness`) rather than a close or a refusal."""
+    import errno
+
+    transport = getattr(c, "transport", None)
+    cause = exc if exc is not None else getattr(transport, "saved_exception", None)
+    if isinstance(cause, OSError) and cause.errno == errno.ETIMEDOUT or isinstance(cause, TimeoutError):
+        return "no answer", True
+    if isinstance(cause, EOFError) or cause is None:
+        return "the connection was closed", False
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror, False
+    return str(cause) or type(cause).__name__, False
+
+
+def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True, stream: bool = False,
+        timeout: float | None = None) -> "Result":
     """Run `cmd` through `c` (local Context or Fabric Connection), output captured.
 
-    `stream` also prints the output as it comes (``logs --follow``).
+    `stream` also prints the output as it comes (``logs --follow``). `timeout`
+    (default: ``cmd.timeout``; None: none) is the command's deadline: past it the
+    channel is closed and `DeadlineExceeded` raised.
 
     Raises `CommandError` (host, command line, exit code, stderr tail) when the
     command fails and `check` is true; otherwise returns the Result whatever
-    its exit code. stdin is closed after `cmd.stdin` is sent; a command
-    without stdin reads /dev/null (`NO_STDIN`).
+    its exit code. A remote command whose SSH connection dies under it (no exit
+    status comes back) raises `ConnectionLost`. stdin is closed after
+    `cmd.stdin` is sent; a command without stdin reads /dev/null (`NO_STDIN`).
     """
     secrets = [cmd.stdin] if cmd.stdin else []
+    deadline = cmd.timeout if timeout is None else timeout
+    # Locally Invoke kills the shell it started when the deadline passes: `exec` makes that shell the
+    # command itself, whose end closes the output pipes (a command that forks may still hold them).
+    line = cmd.line if hasattr(c, "transport") else "exec " + cmd.line
     try:
         result = c.run(
-            cmd.line if cmd.stdin else cmd.line + NO_STDIN,
+            line if cmd.stdin else line + NO_STDIN,
             hide=not stream,
             warn=True,
             echo=False,
             pty=False,
             in_stream=_Feed(cmd.stdin) if cmd.stdin else False,
             echo_stdin=False,
-            timeout=cmd.timeout,
+            timeout=deadline,
         )
     except Exception as exc:  # invoke.CommandTimedOut, a dropped SSH connection...
         from invoke.exceptions import CommandTimedOut
 
-        if isinstance(exc, CommandTimedOut):
-            raise CommandError(host, cmd.line, -1, f"timed out after {cmd.timeout}s") from None
-        if _connection_lost(c, exc):
-            raise UnreachableError(f"SSH connection lost while running `{cmd.line}`: "
-                                   f"{exc or type(exc).__name__}", host=host) from None
+        if isinstance(exc, CommandTimedOut) and not _gone(c):
+            raise DeadlineExceeded(host, cmd.line, float(deadline or 0)) from None
+        if isinstance(exc, CommandTimedOut) or _connection_lost(c, exc):
+            cause, _ = lost_cause(c, None if isinstance(exc, CommandTimedOut) else exc)
+            raise ConnectionLost(f"SSH connection lost while running `{cmd.line}`: {cause}", host=host) from None
         raise
     assert result is not None  # warn=True: Invoke returns the Result of a failed command too
+    if result.exited == -1 and hasattr(c, "transport"):  # the channel closed with no exit status
+        cause, _ = lost_cause(c)
+        raise ConnectionLost(f"SSH connection lost while running `{cmd.line}`: {cause}", host=host)
     if check and result.exited != 0:
         raise CommandError(host, cmd.line, result.exited, mask(result.stderr, secrets))
     return result
+
+
+def _gone(c: "Context") -> bool:
+    """True when `c` is a remote context whose SSH transport is no longer up."""
+    transport = getattr(c, "transport", None)
+    return transport is not None and not transport.is_active()

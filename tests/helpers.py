@@ -77,6 +77,15 @@ def read_table(text: str) -> list[dict[str, str]]:
     return [dict(zip(heads, row)) for row in rows]
 
 
+def start_inv(*args: str, inventory: str | os.PathLike[str], env: dict[str, str] | None = None,
+              ) -> subprocess.Popen[str]:
+    """Start ``inv ARGS`` (as `run_inv` runs it) without waiting: for a test that injects a fault mid-run
+    or sends it a signal. Read its output with ``communicate()``."""
+    full_env = {**os.environ, "COLUMNS": WIDE, **(env or {}), "AEGIR_INVENTORY": str(inventory)}
+    return subprocess.Popen([sys.executable, "-m", "aegir", *args], cwd=str(REPO), env=full_env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def write_inventory(tmp_path: Path, text: str) -> Path:
     """``tmp_path/hosts.yml`` holding `text`: an inventory a test hands to `run_inv`."""
     inventory = tmp_path / "hosts.yml"
@@ -93,6 +102,19 @@ def usage_error(*args: str, inventory: str | os.PathLike[str], timeout: float = 
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr and res.stdout == "", (res.stdout, res.stderr)
     return res.stderr.strip()
+
+
+def remove_compose_containers(host: "LabHost") -> None:
+    """Remove every Compose container of a lab host (forced), and the networks left unused."""
+    from aegir.compose.state import LABEL_PROJECT
+
+    client = host.docker_client()
+    try:
+        for r in client.api.containers(all=True, filters={"label": LABEL_PROJECT}):
+            client.api.remove_container(r["Id"], force=True)
+        client.api.prune_networks()
+    finally:
+        client.close()
 
 
 # --------------------------------------------------------------------------- SSH to a lab host, as the operator

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from aegir.compose.state import LABEL_PROJECT, LABEL_SERVICE, LABEL_WORKING_DIR
-from tests.helpers import REPO, run_inv
+from tests.helpers import REPO, remove_compose_containers, run_inv
 from tests.lab import Lab, LabHost
 
 IMAGE = "aegir-lab/busybox:latest"
@@ -65,13 +65,7 @@ def started_at(host: LabHost, working_dir: str) -> dict[str, str]:
 
 def wipe(host: LabHost) -> None:
     """Remove every Compose container and the project folders this module wrote."""
-    client = host.docker_client()
-    try:
-        for r in client.api.containers(all=True, filters={"label": LABEL_PROJECT}):
-            client.api.remove_container(r["Id"], force=True)
-        client.api.prune_networks()
-    finally:
-        client.close()
+    remove_compose_containers(host)
     for top in MINE:
         shutil.rmtree(host.root(f"/srv/{top}"), ignore_errors=True)
 

@@ -47,6 +47,7 @@ class Service:
     name: str
     replicas: int = 1
     image: str | None = None
+    stop_grace: float = 10.0  # seconds ``stop_grace_period`` gives it to stop (Docker's default: 10)
 
 
 @dataclass(frozen=True)
@@ -324,9 +325,32 @@ def parse_compose_spec(text: str) -> ComposeSpec:
             if isinstance(value, int) and not isinstance(value, bool):
                 replicas = value
         image = svc.get("image") if isinstance(svc.get("image"), str) else None
-        services.append(Service(str(sname), replicas, image))
+        grace = parse_duration(svc.get("stop_grace_period"))
+        services.append(Service(str(sname), replicas, image, 10.0 if grace is None else grace))
     name = data.get("name")
     return ComposeSpec(None if name is None else str(name), name_line, tuple(services))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> float | None:
+    """A Compose duration (``1m30s``, ``500ms``, ``10s``; a bare number is seconds) in seconds; None when
+    absent or unreadable (Compose would refuse the file; the caller keeps its default).
+
+    >>> parse_duration("1m30s"), parse_duration(20), parse_duration("soon")
+    (90.0, 20.0, None)
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if value >= 0 else None
+    text = str(value).strip()
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
 # --------------------------------------------------------------------------- selecting

@@ -17,6 +17,11 @@ update     ``pull`` then ``up -d`` (Compose recreates only what changed): up, an
            services got a new container
 =========  ==============================================================
 
+Each project's step is journaled on its host (`aegir.host.HostContext.step`)
+with a deadline (`step_deadline`): a lost connection, a dead Docker daemon or
+a deadline fails that project's row with its cause and starts no further
+step on the host; Ctrl-C starts no further step (those rows say "not started").
+
 A fleet action runs in two passes (`plan_fleet`, then `act_fleet`): every
 target host is planned first, so that a name no host has refuses the whole
 command before anything is touched, and a destructive plan can be confirmed
@@ -48,9 +53,11 @@ from aegir.compose.status import (
     warning_lines,
 )
 from aegir.docker import image_keys, image_ref
-from aegir.errors import AegirError, RefusedError
+from aegir.errors import AegirError, Interrupted, RefusedError
 from aegir.host import as_run
+from aegir.interrupt import RUN
 from aegir.inventory import Host, Rolling
+from aegir.journal import StepState
 from aegir.layout import PROJECT_KINDS
 from aegir.poll import until
 from aegir.report import Result, failed_row, host_entry, table
@@ -71,6 +78,8 @@ STARTING = ("up", "update")
 SETTLE_SECONDS = 10.0
 #: The core project started before every other one.
 FRONT = "front"
+#: The deadline of a ``compose pull`` (images may be large).
+PULL_SECONDS = 1800.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,7 @@ class Action:
     cmd: Cmd
     services: tuple[str, ...] = ()
     pull: Cmd | None = None  # ``update``: the pull that runs before `cmd`
+    deadline: float | None = None  # seconds the whole step may take (`step_deadline`); None: timeouts.command
 
 
 @dataclass(frozen=True)
@@ -128,9 +138,10 @@ def _shown(hc: "HostContext | Host", step: Action) -> str:
 
 def build_step(hc: "HostContext", p: Project, action: str, services: Sequence[str] = (), *,
                ignore_failures: bool = False) -> Action:
-    """The `Action` for `action` on `p` with the host's Compose flavour."""
+    """The `Action` for `action` on `p` with the host's Compose flavour, and its deadline."""
     fl = compose.flavour(hc)
     dh = hc.host.docker_host
+    deadline = step_deadline(p, action, hc.limits.compose)
     if action == "up":
         cmd = compose.up(fl, p, services, docker_host=dh)
     elif action == "down":
@@ -143,15 +154,30 @@ def build_step(hc: "HostContext", p: Project, action: str, services: Sequence[st
         cmd = compose.stop(fl, p, docker_host=dh)
     elif action == "update":
         return Action(p, action, compose.up(fl, p, services, docker_host=dh), tuple(services),
-                      pull=_pull(fl, p, services, ignore_failures, dh))
+                      pull=_pull(fl, p, services, ignore_failures, dh), deadline=deadline)
     else:  # pragma: no cover - callers pass ACTIONS
         raise ValueError(action)
-    return Action(p, action, cmd, tuple(services))
+    return Action(p, action, cmd, tuple(services), deadline=deadline)
+
+
+def step_deadline(p: Project, action: str, compose_seconds: float) -> float:
+    """How long `action` on `p` may take: `compose_seconds` (``timeouts.compose``), plus the services'
+    ``stop_grace_period`` (each replica's) where containers may stop (``up`` recreates changed ones),
+    plus `PULL_SECONDS` where images are pulled; and `SETTLE_SECONDS` to verify.
+
+    >>> step_deadline(Project("apps", "a", "/srv/apps/a", "compose.yml"), "down", 300)
+    310.0
+    """
+    grace = sum(s.stop_grace * max(1, s.replicas) for s in p.services)
+    if action == "pull":
+        return PULL_SECONDS
+    total = compose_seconds + grace + SETTLE_SECONDS
+    return total + PULL_SECONDS if action == "update" else total
 
 
 def _pull(fl: compose.Flavour, p: Project, services: Sequence[str], ignore_failures: bool, dh: str | None) -> Cmd:
     return dataclasses.replace(compose.pull(fl, p, services, ignore_failures=ignore_failures, docker_host=dh),
-                               timeout=1800)
+                               timeout=PULL_SECONDS)
 
 
 def check_core_up(hc: "HostContext") -> HostStatus:
@@ -285,19 +311,42 @@ def _ids(p: Project, found: Sequence[ProjectContainer]) -> dict[str, str]:
 
 
 def run_step(hc: "HostContext", step: Action) -> ActionResult:
-    """Run one step and verify it through the Docker API."""
+    """Run one step and verify it through the Docker API, journaled on `hc` with the step's deadline.
+
+    Its row says what happened: ``done``; ``failed`` with the cause (Compose's error, a lost
+    connection, a dead daemon, the deadline); ``skipped`` when it was not started (Ctrl-C, or
+    the connection was lost by another step).
+    """
     line = _shown(hc, step)
+    path = step.project.path
+    if hc.journal.lost:
+        return ActionResult(path, step.action, line, Result.SKIPPED, detail=f"not started: {hc.journal.lost}")
     try:
-        before = _before(hc, step)
-        pulled = hc.run(step.pull, check=False) if step.pull is not None else None
-        result = pulled if pulled is not None and pulled.exited != 0 else hc.run(step.cmd, check=False)
-    except AegirError as exc:
-        return ActionResult(step.project.path, step.action, line, Result.FAILED, detail=exc.message)
+        with hc.step(step.action, what=path, deadline=step.deadline) as journaled:
+            row = _run_and_verify(hc, step, line)
+            if not row.ok:
+                journaled.fail(row.detail)
+            return row
+    except Interrupted as exc:
+        return ActionResult(path, step.action, line, Result.SKIPPED, detail=exc.message)
+    except AegirError as exc:  # a lost connection, a dead daemon, a deadline: the host's journal has it too
+        return ActionResult(path, step.action, line, Result.FAILED, detail=exc.message)
+
+
+def _run_and_verify(hc: "HostContext", step: Action, line: str) -> ActionResult:
+    before = _before(hc, step)
+    pulled = hc.run(step.pull, check=False) if step.pull is not None else None
+    result = pulled if pulled is not None and pulled.exited != 0 else hc.run(step.cmd, check=False)
     if result.exited != 0:
         tail = [ln.strip() for ln in result.stderr.strip().splitlines() if ln.strip()]
-        state = _state(hc, step.project)
+        try:
+            state = _state(hc, step.project)
+        except Exception as exc:  # the failure said first; the state is unknown
+            if hc.failure(exc) is None:
+                raise
+            state = ""
         return ActionResult(step.project.path, step.action, line, Result.FAILED, state,
-                          f"exited {result.exited}: {tail[-1] if tail else 'no message'}")
+                            f"exited {result.exited}: {tail[-1] if tail else 'no message'}")
     ok, state, detail = verify(hc, step, before)
     pull_err = (pulled if pulled is not None else result).stderr
     ignored = [ln.strip() for ln in pull_err.splitlines() if " Error " in ln or ln.strip().startswith("Error")]
@@ -312,8 +361,17 @@ def _state(hc: "HostContext", p: Project) -> str:
 
 
 def verify(hc: "HostContext", step: Action, before: _Before, *, settle: float = SETTLE_SECONDS) -> tuple[bool, str, str]:
-    """Did `step` reach its promised state? (ok, state, detail), read through the Docker API."""
-    ok, (state, detail), _ = until(lambda: _check(hc, step, before), timeout=settle, interval=0.5)
+    """Did `step` reach its promised state? (ok, state, detail), read through the Docker API.
+
+    After Ctrl-C it looks once more and does not wait for the project to settle.
+    """
+    def look() -> tuple[bool, tuple[bool, tuple[str, str]]]:
+        ok, seen = _check(hc, step, before)
+        return ok or RUN.stopping, (ok, seen)
+
+    _, (ok, (state, detail)), _ = until(look, timeout=settle, interval=0.5)
+    if not ok and RUN.stopping:
+        detail += "; not settled when Ctrl-C was pressed"
     return ok, state, detail
 
 
@@ -398,6 +456,8 @@ def render_actions(outcomes: Sequence["Outcome[HostActions]"], *, dry: bool) -> 
     for o in outcomes:
         v = o.value
         if v is None:
+            if not dry:  # abandoned part-way: its journal says which projects were done, running, not started
+                rows += [[o.host.name, s.what, s.name, _journal_result(s.state), s.error or None] for s in o.steps]
             rows.append(failed_row(o, 5, at=3, reason_at=4) if not dry else failed_row(o, 4))
             continue
         for r in v.rows:
@@ -410,12 +470,20 @@ def render_actions(outcomes: Sequence["Outcome[HostActions]"], *, dry: bool) -> 
     return "\n".join([text, *warning_lines(outcomes)])
 
 
+def _journal_result(state: StepState) -> str:
+    """A journaled step's state in a RESULT cell: done, failed, ``running`` (when the host was abandoned),
+    ``not started``."""
+    return {StepState.DONE: Result.DONE, StepState.FAILED: Result.FAILED}.get(state, str(state))
+
+
 def actions_json(outcomes: Sequence["Outcome[HostActions]"], *, dry: bool) -> dict[str, Any]:
     return {
         "dry": dry,
         "hosts": [host_entry(
             o,
-            steps=[dataclasses.asdict(r) for r in o.value.rows] if o.value else [],
+            steps=[dataclasses.asdict(r) for r in o.value.rows] if o.value else [
+                {"project": s.what, "action": s.name, "command": s.command, "result": _journal_result(s.state),
+                 "state": "", "detail": s.error} for s in o.steps],
             missing=list(o.value.missing) if o.value else [],
         ) for o in outcomes],
         "missing": list(missing_everywhere(outcomes)),
@@ -433,6 +501,7 @@ def act_host(hc: "HostContext", steps: Sequence[Action], *, parallel: int = 4) -
     For `STARTING` actions core goes first and, when a core step failed, the
     others are ``skipped``; for `STOPPING` ones the others go first, core last.
     """
+    hc.journal.expect([(s.action, s.project.path) for s in steps])
     core = [s for s in steps if s.project.kind == "core"]
     rest = [s for s in steps if s.project.kind != "core"]
     action = steps[0].action if steps else ""
@@ -505,29 +574,38 @@ def needs_confirmation(plans: Sequence["Outcome[HostPlan]"]) -> str | None:
 
 def act_fleet(c: "Context", plans: Sequence["Outcome[HostPlan]"], *, dry: bool, parallel: int = 4,
               label: str, contexts: dict[str, "HostContext"] | None = None,
-              rolling: Rolling | None = None) -> list["Outcome[HostActions]"]:
+              rolling: Rolling | None = None,
+              settled: dict[str, "Outcome[HostActions]"] | None = None) -> list["Outcome[HostActions]"]:
     """The second pass: show the plans (`dry`), or run them on the hosts that have steps, in parallel
-    (or batch by batch: `rolling`, over the hosts that have steps).
+    (or batch by batch: `rolling`).
 
-    A host whose planning failed keeps that failure; a host with nothing to do
-    is not connected to again; a host where a step failed is a failed host
-    (`failed_steps`): it stops a roll.
+    A host whose planning failed keeps that failure and, in a roll, counts as a failed host
+    where it stands among the targets (an unreachable canary stops the roll); a host with
+    nothing to do is not connected to again; a host where a step failed is a failed host
+    (`failed_steps`): it stops a roll. `settled` (host name -> outcome) gives hosts decided
+    before acting (``--all-or-nothing``: not attempted).
     """
     def shown(v: HostPlan, rows: tuple[ActionResult, ...]) -> HostActions:
         return HostActions(v.host, rows, v.missing, v.warnings)
 
     by_host = {o.host.name: o.value for o in plans if o.value is not None}
-    busy = [o.host for o in plans if o.value is not None and o.value.steps and not dry]
+    known: dict[str, Outcome[HostActions]] = {
+        o.host.name: fleet.Outcome(o.host, None, o.error, o.kind, o.seconds) for o in plans if o.value is None}
+    known.update(settled or {})
+    acting = {o.host.name for o in plans if o.value is not None and o.value.steps and not dry}
+    busy = [o.host for o in plans if o.host.name in acting or (o.host.name in known and acting - set(known))]
     done = {o.host.name: o for o in fleet.each(
         c, busy, lambda hc: shown(by_host[hc.name], act_host(hc, by_host[hc.name].steps, parallel=parallel)),
-        label=label, contexts=contexts, rolling=rolling, fails=failed_steps)} if busy else {}
+        label=label, contexts=contexts, rolling=rolling, fails=failed_steps, settled=known)
+    } if acting - set(known) else {}
     out: list[Outcome[HostActions]] = []
     for o in plans:
         v = o.value
-        if v is None:
-            out.append(fleet.Outcome(o.host, None, o.error, o.kind, o.seconds))
-        elif o.host.name in done:
+        if o.host.name in done:
             out.append(done[o.host.name])
+        elif o.host.name in known:
+            out.append(known[o.host.name])
         else:
+            assert v is not None
             out.append(fleet.Outcome(o.host, shown(v, planned(o.host, v.steps)), seconds=o.seconds))
     return out

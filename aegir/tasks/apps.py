@@ -14,7 +14,7 @@ from invoke import Collection
 
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit, failed_row, host_entry, table
-from aegir.tasks.base import ROLLING_HELP, exit_if_failed, fleet_report, is_dry, targets, task
+from aegir.tasks.base import ALL_OR_NOTHING_HELP, ROLLING_HELP, exit_if_failed, fleet_report, is_dry, targets, task
 from aegir.tasks.flags import FOLDER, LINES, PROJECT
 
 NAMES_HELP = "Projects: folder names or kind/folder, comma-separated (e.g. cloud,users/wiki)."
@@ -39,60 +39,60 @@ def status(c, names="", format="table"):
 
 
 @task(help={"names": NAMES_HELP, "force": "Start even while a core project is down.", "all": ALL_HELP,
-            "dry": DRY_HELP, "parallel": PARALLEL_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
-def up(c, names, force=False, all=False, dry=False, parallel=4, format="table", serial=None, keep_going=False):
+            "dry": DRY_HELP, "parallel": PARALLEL_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
+def up(c, names, force=False, all=False, dry=False, parallel=4, format="table", serial=None, keep_going=False, all_or_nothing=False):
     """Bring projects up (`compose up -d`); refuse while core is down unless --force."""
     from aegir.tasks.projects import act_on_names
 
     act_on_names(c, "apps.up", names, "up", format, dry, parallel, every=all, force=force, serial=serial,
-                 keep_going=keep_going)
+                 keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={"names": NAMES_HELP, "all": ALL_HELP, "yes": YES_HELP, "dry": DRY_HELP, "parallel": PARALLEL_HELP,
-            "format": FORMAT_HELP, **ROLLING_HELP})
-def down(c, names, all=False, yes=False, dry=False, parallel=4, format="table", serial=None, keep_going=False):
+            "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
+def down(c, names, all=False, yes=False, dry=False, parallel=4, format="table", serial=None, keep_going=False, all_or_nothing=False):
     """Stop and remove projects' containers (`compose down`; volumes and data stay)."""
     from aegir.tasks.projects import act_on_names
 
     act_on_names(c, "apps.down", names, "down", format, dry, parallel, every=all, yes=yes, serial=serial,
-                 keep_going=keep_going)
+                 keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={"names": NAMES_HELP, "all": ALL_HELP, "yes": YES_HELP, "dry": DRY_HELP, "parallel": PARALLEL_HELP,
-            "format": FORMAT_HELP, **ROLLING_HELP})
-def stop(c, names, all=False, yes=False, dry=False, parallel=4, format="table", serial=None, keep_going=False):
+            "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
+def stop(c, names, all=False, yes=False, dry=False, parallel=4, format="table", serial=None, keep_going=False, all_or_nothing=False):
     """Stop projects' containers and keep them (`compose stop`); apps.up restarts."""
     from aegir.tasks.projects import act_on_names
 
     act_on_names(c, "apps.stop", names, "stop", format, dry, parallel, every=all, yes=yes, serial=serial,
-                 keep_going=keep_going)
+                 keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={"names": NAMES_HELP, "service": SERVICE_HELP, "all": ALL_HELP, "yes": YES_HELP, "dry": DRY_HELP,
-            "parallel": PARALLEL_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
-def restart(c, names, service="", all=False, yes=False, dry=False, parallel=4, format="table", serial=None, keep_going=False):
+            "parallel": PARALLEL_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
+def restart(c, names, service="", all=False, yes=False, dry=False, parallel=4, format="table", serial=None, keep_going=False, all_or_nothing=False):
     """Restart projects, or some of their services (`compose restart`)."""
     from aegir.tasks.projects import act_on_names
 
     act_on_names(c, "apps.restart", names, "restart", format, dry, parallel, every=all, yes=yes, services=service, serial=serial,
-                 keep_going=keep_going)
+                 keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={"names": NAMES_HELP, "ignore_failures": "Keep going past images that cannot be pulled.",
-            "all": ALL_HELP, "dry": DRY_HELP, "parallel": PARALLEL_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
-def pull(c, names, ignore_failures=False, all=False, dry=False, parallel=4, format="table", serial=None, keep_going=False):
+            "all": ALL_HELP, "dry": DRY_HELP, "parallel": PARALLEL_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
+def pull(c, names, ignore_failures=False, all=False, dry=False, parallel=4, format="table", serial=None, keep_going=False, all_or_nothing=False):
     """Pull projects' images (`compose pull`) and say which changed; containers stay."""
     from aegir.tasks.projects import act_on_names
 
     act_on_names(c, "apps.pull", names, "pull", format, dry, parallel, every=all, ignore_failures=ignore_failures, serial=serial,
-                 keep_going=keep_going)
+                 keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={"names": NAMES_HELP, "service": SERVICE_HELP, "force": "Update even while a core project is down.",
             "ignore_failures": "Keep going past images that cannot be pulled.", "dry": DRY_HELP,
-            "parallel": PARALLEL_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
+            "parallel": PARALLEL_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
 def update(c, names, service="", force=False, ignore_failures=False, dry=False, parallel=4, format="table", serial=None,
-           keep_going=False):
+           keep_going=False, all_or_nothing=False):
     """Pull projects' images, then `compose up -d`: recreate only what changed.
 
     Only the containers whose image or configuration changed are recreated.
@@ -100,7 +100,7 @@ def update(c, names, service="", force=False, ignore_failures=False, dry=False, 
     from aegir.tasks.projects import act_on_names
 
     act_on_names(c, "apps.update", names, "update", format, dry, parallel, services=service, force=force,
-                 ignore_failures=ignore_failures, serial=serial, keep_going=keep_going)
+                 ignore_failures=ignore_failures, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={"name": "One project: folder name or kind/folder.", "service": SERVICE_HELP,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -177,11 +178,22 @@ def is_dry(c: invoke.Context, flag: bool = False) -> bool:
     return bool(flag or (c.config.get("aegir") or {}).get("dry"))
 
 
-def exit_if_failed(outcomes: Sequence[HostResult], *, problems: bool = False) -> None:
-    """Exit 1 when a host failed (its row already says why) or `problems` is set."""
+def exit_if_failed(outcomes: Sequence[HostResult], *, problems: bool = False, see: str | None = None) -> None:
+    """Exit 1 when a host failed (its row already says why) or `problems` is set; 130 after Ctrl-C.
+
+    A host left part-way (a step cut short by a lost connection, a dead daemon, a deadline,
+    or abandoned: `aegir.fleet.Outcome.unsure`) gets a line before the last one: `see` (e.g.
+    ``inv apps.status``) shows where it stands, the same command again finishes the job.
+    """
+    from aegir.interrupt import EXIT_INTERRUPTED, RUN
+
+    if RUN.count:
+        raise Exit(interrupted_line(outcomes, see), code=EXIT_INTERRUPTED)
     bad = [o for o in outcomes if o.kind != "ok"]
     if bad or problems:
-        raise Exit(failed_line(bad) or None, code=EXIT_PROBLEM)
+        unsure = [o.host.name for o in bad if getattr(o, "unsure", False)]
+        hint = (f"aegir: {', '.join(unsure)} may be part-way: {_next(see)}\n" if unsure else "")
+        raise Exit((hint + failed_line(bad)) or None, code=EXIT_PROBLEM)
 
 
 def failed_line(bad: Sequence[HostResult]) -> str:
@@ -216,6 +228,57 @@ def act(c: invoke.Context, action: Action[Any, Any], *, fmt: str, dry: bool = Fa
                       preview=preview)
     finish(c, fmt, action.render(ran), ran.outcomes)
     return ran
+
+
+def interrupted_line(outcomes: Sequence[HostResult], see: str | None = None) -> str:
+    """After Ctrl-C: each host's state in one line, then how to see and how to finish.
+
+    ``aegir: interrupted (Ctrl-C): done on hyp1; interrupted on hyp2 (may be half-done: hyp2);
+    not started: hyp3`` and ``aegir: inv apps.status shows where things stand; run `inv …` again
+    to finish``.
+    """
+    states = [(what, [o.host.name for o in outcomes if test(o)]) for what, test in (
+        ("done on", lambda o: o.kind == "ok"),
+        ("failed on", lambda o: o.kind in ("failed", "bug")),
+        ("unreachable:", lambda o: o.kind == "unreachable"),
+        ("interrupted on", lambda o: o.kind == "interrupted"),
+        ("not started:", lambda o: o.kind == "skipped"),
+        ("may be half-done:", lambda o: bool(getattr(o, "half_done", False))))]
+    parts = "; ".join(f"{what} {', '.join(names)}" for what, names in states if names)
+    return f"aegir: interrupted (Ctrl-C){': ' + parts if parts else ''}\naegir: {_next(see)}"
+
+
+def _next(see: str | None) -> str:
+    """What to run next after a run left hosts part-way: `see`, and this very command again."""
+    again = shlex.join(["inv", *sys.argv[1:]])
+    return (f"`{see}` shows where things stand; " if see else "") + f"`{again}` again finishes the job"
+
+
+def go_on_without(plans: Sequence[Outcome[Any]], acting: Sequence[Host], *, all_or_nothing: bool = False,
+                  roll: Rolling | None = None) -> dict[str, Outcome[Any]]:
+    """The one policy for the hosts a plan pass could not reach or plan (`plans` not ok).
+
+    By default the action goes on with the others and one line on stderr says so (in a roll the
+    failed hosts count where they stand: an unreachable canary stops it); under ``--all-or-nothing``
+    none of the `acting` hosts is touched: each gets a ``skipped`` outcome (for `aegir.fleet.each`'s
+    ``settled``), and the line says that instead. Returns those outcomes ({} when going on).
+    """
+    from aegir.fleet import Outcome
+
+    bad = [o for o in plans if not o.ok]
+    if not bad or not acting:
+        return {}
+    left_out = ", ".join(f"{o.host.name} ({o.kind})" for o in bad)
+    names = ", ".join(h.name for h in acting)
+    if all_or_nothing:
+        print(f"aegir: --all-or-nothing: {left_out} could not be planned, so nothing is done on {names}",
+              file=sys.stderr)
+        why = f"not attempted: --all-or-nothing and {', '.join(o.host.name for o in bad)} could not be planned"
+        return {h.name: Outcome(h, error=why, kind="skipped") for h in acting}
+    then = ("the roll counts it as a failed host" if len(bad) == 1 else "the roll counts them as failed hosts"
+            ) if roll is not None else f"going on with {names}"
+    print(f"aegir: left out: {left_out}; {then} (--all-or-nothing: act on none)", file=sys.stderr)
+    return {}
 
 
 def fleet_report(c: invoke.Context, fmt: str, label: str, fn: Callable[[HostContext], T], *,

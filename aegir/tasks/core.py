@@ -11,7 +11,7 @@ from invoke import Collection
 
 from aegir.report import FORMAT_HELP
 from aegir.tasks.apps import DRY_HELP, SERVICE_HELP
-from aegir.tasks.base import ROLLING_HELP, fleet_report, task
+from aegir.tasks.base import ALL_OR_NOTHING_HELP, ROLLING_HELP, fleet_report, task
 from aegir.tasks.flags import LINES, PROJECT
 
 NAMES_HELP = "Core projects (folder names, comma-separated). Default: every core project."
@@ -19,14 +19,15 @@ YES_HELP = "Do not ask before stopping or restarting core projects."
 
 
 def _core(c, label: str, names: str, action: str, *, fmt: str, dry: bool, yes: bool = False,
-          ignore_failures: bool = False, serial: str | None = None, keep_going: bool = False) -> None:
+          ignore_failures: bool = False, serial: str | None = None, keep_going: bool = False,
+          all_or_nothing: bool = False) -> None:
     from aegir.compose.discovery import split_names
     from aegir.compose.lifecycle import plan_host
     from aegir.tasks.projects import act
 
     wanted = split_names(names)
     act(c, label, wanted, lambda hc: plan_host(hc, wanted, action, kinds=("core",), ignore_failures=ignore_failures),
-        fmt=fmt, dry=dry, yes=yes, serial=serial, keep_going=keep_going)
+        fmt=fmt, dry=dry, yes=yes, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={"format": FORMAT_HELP})
@@ -38,32 +39,33 @@ def status(c, format="table"):
                  data=status_json, text=render_status, problems=has_problems)
 
 
-@task(help={"names": NAMES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
-def up(c, names="", dry=False, format="table", serial=None, keep_going=False):
+@task(help={"names": NAMES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
+def up(c, names="", dry=False, format="table", serial=None, keep_going=False, all_or_nothing=False):
     """Bring up the core projects one by one, front first; a host stops at a failure."""
-    _core(c, "core.up", names, "up", fmt=format, dry=dry, serial=serial, keep_going=keep_going)
+    _core(c, "core.up", names, "up", fmt=format, dry=dry, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
-@task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
-def down(c, names="", yes=False, dry=False, format="table", serial=None, keep_going=False):
+@task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
+def down(c, names="", yes=False, dry=False, format="table", serial=None, keep_going=False, all_or_nothing=False):
     """Stop and remove the core projects' containers, front last (asks first).
 
     Every app goes offline with core/front, its front door.
     """
-    _core(c, "core.down", names, "down", fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going)
+    _core(c, "core.down", names, "down", fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
-@task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
-def restart(c, names="", yes=False, dry=False, format="table", serial=None, keep_going=False):
+@task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
+def restart(c, names="", yes=False, dry=False, format="table", serial=None, keep_going=False, all_or_nothing=False):
     """Restart the core projects one by one, front first (asks: apps are cut off)."""
-    _core(c, "core.restart", names, "restart", fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going)
+    _core(c, "core.restart", names, "restart", fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={"names": NAMES_HELP, "ignore_failures": "Keep going past images that cannot be pulled.",
-            "dry": DRY_HELP, "format": FORMAT_HELP, **ROLLING_HELP})
-def pull(c, names="", ignore_failures=False, dry=False, format="table", serial=None, keep_going=False):
+            "dry": DRY_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
+def pull(c, names="", ignore_failures=False, dry=False, format="table", serial=None, keep_going=False, all_or_nothing=False):
     """Pull the core projects' images and say which changed; containers stay."""
-    _core(c, "core.pull", names, "pull", fmt=format, dry=dry, ignore_failures=ignore_failures, serial=serial, keep_going=keep_going)
+    _core(c, "core.pull", names, "pull", fmt=format, dry=dry, ignore_failures=ignore_failures, serial=serial,
+          keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={"name": "One core project (folder name).", "service": SERVICE_HELP,

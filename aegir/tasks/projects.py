@@ -30,17 +30,23 @@ from aegir.compose.lifecycle import (
 from aegir.compose.status import discover
 from aegir.errors import AegirError, UsageError
 from aegir.host import HostContext, open_context
+from aegir.interrupt import RUN
 from aegir.layout import PROJECT_KINDS
 from aegir.report import check_format, emit
 from aegir.sh import Cmd
-from aegir.tasks.base import confirm, exit_if_failed, is_dry, rolling, targets
+from aegir.tasks.base import confirm, exit_if_failed, go_on_without, is_dry, rolling, targets
 
 
 def act(c: Any, label: str, wanted: Sequence[str], planner: Callable[[HostContext], HostPlan], *, fmt: str,
-        dry: bool, yes: bool = False, parallel: int = 4, serial: str | None = None, keep_going: bool = False) -> None:
+        dry: bool, yes: bool = False, parallel: int = 4, serial: str | None = None, keep_going: bool = False,
+        all_or_nothing: bool = False) -> None:
     """The body of every lifecycle task (apps.* and core.*): plan every host, refuse names nothing has
     (exit 2), confirm a destructive plan, then act (rolling: --serial, or the hosts' group setting) and
-    verify; one table."""
+    verify; one table.
+
+    Hosts that could not be reached or planned are left out and the others acted on (one line
+    says so), unless ``--all-or-nothing``; in a roll they count as failed hosts. After Ctrl-C
+    nothing more starts, and the exit line says how to see and finish (exit 130)."""
     fmt = check_format(fmt)
     dry = is_dry(c, dry)
     hosts = targets(c)
@@ -53,21 +59,25 @@ def act(c: Any, label: str, wanted: Sequence[str], planner: Callable[[HostContex
             silent = [o.host.name for o in plans if not o.ok]
             raise UsageError("; ".join(unknown) + (f" (not asked: {', '.join(silent)}, which did not answer)"
                                                    if silent else "") + "; nothing done")
-        question = None if dry else needs_confirmation(plans)
+        question = None if dry or RUN.stopping else needs_confirmation(plans)
         if question:
             print(render_actions(act_fleet(c, plans, dry=True, label=label), dry=True),
                   file=sys.stderr if fmt == "json" else sys.stdout)
             confirm(question, yes=yes, label=label, verb=label.split(".", 1)[1] + " them")
-        outcomes = act_fleet(c, plans, dry=dry, parallel=int(parallel), label=label, contexts=contexts, rolling=roll)
+        acting = [o.host for o in plans if o.value is not None and o.value.steps]
+        settled = {} if dry else go_on_without(plans, acting, all_or_nothing=all_or_nothing, roll=roll)
+        outcomes = act_fleet(c, plans, dry=dry, parallel=int(parallel), label=label, contexts=contexts, rolling=roll,
+                             settled=settled)
     finally:
         fleet.close_all(contexts)
     emit(fmt, data=actions_json(outcomes, dry=dry), text=render_actions(outcomes, dry=dry))
-    exit_if_failed(outcomes, problems=actions_failed(outcomes))
+    exit_if_failed(outcomes, problems=actions_failed(outcomes), see=f"inv {label.split('.')[0]}.status")
 
 
 def act_on_names(c: Any, label: str, names: str | None, action: str, fmt: str, dry: bool, parallel: int, *,
                  every: bool = False, yes: bool = False, services: str = "", force: bool = True,
-                 ignore_failures: bool = False, serial: str | None = None, keep_going: bool = False) -> None:
+                 ignore_failures: bool = False, serial: str | None = None, keep_going: bool = False,
+                 all_or_nothing: bool = False) -> None:
     """apps.up/down/restart/pull/stop/update: NAMES (apps and users), or --all (core too)."""
     wanted = split_names(names)
     if every and wanted:
@@ -82,7 +92,8 @@ def act_on_names(c: Any, label: str, names: str | None, action: str, fmt: str, d
             check_core_up(hc)
         return plan
 
-    act(c, label, wanted, planner, fmt=fmt, dry=dry, yes=yes, parallel=parallel, serial=serial, keep_going=keep_going)
+    act(c, label, wanted, planner, fmt=fmt, dry=dry, yes=yes, parallel=parallel, serial=serial, keep_going=keep_going,
+        all_or_nothing=all_or_nothing)
 
 
 def split_services(services: str) -> tuple[str, ...]:

@@ -78,11 +78,11 @@ def test_a_command_without_stdin_reads_dev_null_and_runs_no_stdin_thread(monkeyp
 
     monkeypatch.setattr(Context, "run", fake_run)
     sh.run(Context(), Cmd.of("du", "-s", "/srv data"), host="local")
-    assert seen == [("du -s '/srv data' </dev/null", False)]
+    assert seen == [("exec du -s '/srv data' </dev/null", False)]
 
 
-def test_a_timeout_is_a_command_error():
-    with pytest.raises(CommandError, match="timed out after 0.5s"):
+def test_a_timeout_is_a_command_error_that_names_the_deadline():
+    with pytest.raises(CommandError, match=r"^local: `sleep 5` did not finish within its deadline of 0.5 s$"):
         sh.run(Context(), Cmd(("sleep", "5"), timeout=0.5), host="local")
 
 
