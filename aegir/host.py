@@ -28,8 +28,10 @@ import math
 import os
 import shlex
 import socket
+import struct
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -609,22 +611,56 @@ def set_liveness(transport: Any, *, silent: float, keepalive: float) -> None:
     On the TCP socket (not through a ProxyCommand): keepalive probes after `keepalive` seconds
     idle, and ``TCP_USER_TIMEOUT``, after which unacknowledged data or probes abort the socket
     (paramiko's transport then closes every channel: the command running there ends as
-    `ConnectionLost`). paramiko's own keepalive sends an SSH message every `keepalive`
-    seconds, from the transport's thread (no thread of its own).
+    `ConnectionLost`). paramiko sends an SSH keepalive every `keepalive` seconds from the
+    transport's own thread (no thread of ours), through `_Liveness`, which also notes how long
+    the peer has been silent: the kernel's abort reaches paramiko as a bare EOF, and this is
+    how `aegir.sh.lost_cause` tells silence from a close.
     """
-    transport.set_keepalive(max(1, int(keepalive)))
     sock = transport.sock
-    if not isinstance(sock, socket.socket):
-        return
+    tcp = sock if isinstance(sock, socket.socket) else None
     every = max(1, int(keepalive))
+    transport.aegir_liveness = liveness = _Liveness(transport, tcp, quiet_after=max(1.5 * every, silent / 2))
+    transport.packetizer.set_keepalive(every, liveness)
+    if tcp is None:
+        return
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, every)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, every)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, math.ceil(silent / every)))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(silent * 1000)))
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, every)
+        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, every)
+        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, math.ceil(silent / every)))
+        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(silent * 1000)))
     except (OSError, AttributeError):  # not Linux, or not TCP: the command deadlines still hold
         pass
+
+
+class _Liveness:
+    """paramiko's keepalive callback: sends ``keepalive@lag.net`` (no reply asked, as paramiko's own)
+    and first reads, from the kernel's ``TCP_INFO``, how long ago the peer last acknowledged anything."""
+
+    #: Offset of ``tcpi_last_ack_recv`` (milliseconds) in Linux's ``struct tcp_info``.
+    LAST_ACK_RECV = 56
+
+    def __init__(self, transport: Any, sock: socket.socket | None, *, quiet_after: float) -> None:
+        self._transport = weakref.ref(transport)
+        self._sock = sock
+        self.quiet_after = quiet_after  # seconds without an ACK that count as silence
+        self.quiet = 0.0  # seconds without an ACK from the peer, at the last keepalive
+
+    @property
+    def silent(self) -> bool:
+        """True when the peer had acknowledged nothing for `quiet_after` seconds at the last keepalive."""
+        return self.quiet >= self.quiet_after
+
+    def __call__(self) -> None:
+        if self._sock is not None:
+            try:
+                info = self._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+                self.quiet = struct.unpack_from("I", info, self.LAST_ACK_RECV)[0] / 1000
+            except (OSError, AttributeError, struct.error):
+                pass
+        transport = self._transport()
+        if transport is not None:
+            transport.global_request("keepalive@lag.net", wait=False)
 
 
 def _ssh_error(exc: BaseException) -> bool:

@@ -183,12 +183,15 @@ def _connection_lost(c: "Context", exc: Exception) -> bool:
 
 def lost_cause(c: "Context", exc: BaseException | None = None) -> tuple[str, bool]:
     """Why `c`'s SSH connection went away, and whether it was silence (no answer within the kernel's
-    ``TCP_USER_TIMEOUT``/keepalive, `aegir.host.set_liveness`) rather than a close or a refusal."""
+    ``TCP_USER_TIMEOUT``/keepalive, `aegir.host.set_liveness`, which notes how long the peer was
+    quiet) rather than a close or a refusal."""
     import errno
 
     transport = getattr(c, "transport", None)
     cause = exc if exc is not None else getattr(transport, "saved_exception", None)
-    if isinstance(cause, OSError) and cause.errno == errno.ETIMEDOUT or isinstance(cause, TimeoutError):
+    liveness = getattr(transport, "aegir_liveness", None)
+    if (isinstance(cause, OSError) and cause.errno == errno.ETIMEDOUT or isinstance(cause, TimeoutError)
+            or bool(getattr(liveness, "silent", False))):
         return "no answer", True
     if isinstance(cause, EOFError) or cause is None:
         return "the connection was closed", False

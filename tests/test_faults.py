@@ -61,8 +61,14 @@ PROJECTS = {"quick": QUICK, "slow": SLOW, "stubborn": STUBBORN, "flaky": FLAKY}
 FAST = {"AEGIR_TIMEOUTS_SILENT": "3", "AEGIR_TIMEOUTS_KEEPALIVE": "1", "AEGIR_TIMEOUTS_CONNECT": "3"}
 NFT_DROP = """\
 table inet aegirlabdrop {
-  chain in { type filter hook input priority -300; policy drop; iifname "lo" accept; }
-  chain out { type filter hook output priority -300; policy drop; oifname "lo" accept; }
+  chain drop_in {
+    type filter hook input priority -300; policy drop;
+    iifname "lo" accept
+  }
+  chain drop_out {
+    type filter hook output priority -300; policy drop;
+    oifname "lo" accept
+  }
 }
 """
 
@@ -167,14 +173,36 @@ def kill_sshd(host: LabHost) -> None:
 
 
 def kill_dockerd(host: LabHost) -> None:
-    kill([p for p in host_pids(host) if comm(p) == "dockerd"])
-    wait_for("dockerd to die", lambda: not any(comm(p) == "dockerd" for p in host_pids(host)), 10)
+    """The Docker daemon dies: dockerd and its containerd killed (SIGKILL), the containers' shims left; their
+    pid files are removed, as after a crash (the next dockerd would not start while the dead are unreaped)."""
+    daemons = ("dockerd", "containerd")
+    kill([p for p in host_pids(host) if comm(p) in daemons])
+    wait_for("dockerd to die", lambda: not any(comm(p) in daemons and state(p) != "Z" for p in host_pids(host)), 10)
+    host.paths.docker_pid.unlink(missing_ok=True)
+    host.root("/run/docker/containerd/containerd.pid").unlink(missing_ok=True)
+
+
+def state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat[stat.rindex(")") + 2:].split()[0]
+
+
+def sshd_listens(host: LabHost) -> bool:
+    try:
+        pid = int(host.paths.sshd_pid.read_text())
+    except (OSError, ValueError):
+        return False
+    return comm(pid) == "sshd"
 
 
 def heal(host: LabHost) -> None:
     """Undo every fault: packets flow, sshd listens, dockerd answers; aegir's leftover compose processes end."""
     host.run(["nft", "delete", "table", "inet", "aegirlabdrop"], check=False)
-    host.start_sshd()
+    if not sshd_listens(host):
+        host.start_sshd()
     kill(remote(host, "compose"))
     if not host.docker_running():
         host.start_docker()
@@ -189,7 +217,7 @@ def lines_of(out: str, host: LabHost) -> list[str]:
 
 def row(out: str, host: LabHost, project: str) -> str:
     """The table line of `host` x apps/`project` (exactly one)."""
-    found = [ln for ln in lines_of(out, host) if f" apps/{project} " in ln]
+    found = [ln for ln in lines_of(out, host) if ln.split()[1] == f"apps/{project}"]
     assert len(found) == 1, (project, out)
     return found[0]
 
