@@ -281,7 +281,7 @@ def test_a_host_silent_before_the_run_is_unreachable_and_the_others_go_on_with_o
 def test_all_or_nothing_changes_no_host_while_one_cannot_be_reached(hosts):
     a, b, c, inv = hosts
     a.stop_sshd()
-    res = run_inv("--all-or-nothing", "apps.up", "quick", "--format", "json", inventory=inv, env=FAST)
+    res = run_inv("apps.up", "quick", "--all-or-nothing", "--format", "json", inventory=inv, env=FAST)
     assert res.returncode == 1, res.stdout + res.stderr
     by_host = {h["host"]: h for h in json.loads(res.stdout)["hosts"]}
     assert by_host[a.name]["status"] == "unreachable"

@@ -65,7 +65,8 @@ def act(c: Any, label: str, wanted: Sequence[str], planner: Callable[[HostContex
                   file=sys.stderr if fmt == "json" else sys.stdout)
             confirm(question, yes=yes, label=label, verb=label.split(".", 1)[1] + " them")
         acting = [o.host for o in plans if o.value is not None and o.value.steps]
-        settled = {} if dry else go_on_without(plans, acting, all_or_nothing=all_or_nothing, roll=roll)
+        settled = {} if dry or RUN.stopping else go_on_without(plans, acting, all_or_nothing=all_or_nothing,
+                                                                roll=roll)
         outcomes = act_fleet(c, plans, dry=dry, parallel=int(parallel), label=label, contexts=contexts, rolling=roll,
                              settled=settled)
     finally:

@@ -84,6 +84,22 @@ def test_deadlines_come_from_the_config_and_default_for_what_it_leaves_out():
         Deadlines.of({"timeouts": {"docker": "soon"}})
 
 
+def test_the_programs_flags_set_the_deadlines():
+    """-t (connect) and -T (command) both reach the config (before, -t dropped -T's value); the parse stops
+    before any task runs."""
+    from aegir.cli import make_program
+
+    program = make_program()
+    program.argv = None
+    program.create_config()
+    program.parse_core(["inv", "-t", "3", "-T", "7", "disk.report"])
+    program.parse_collection()
+    program.parse_tasks()
+    program.parse_cleanup()
+    program.update_config()
+    assert Deadlines.of(program.config) == Deadlines(connect=3, command=7)
+
+
 def test_a_compose_step_may_take_its_services_stop_grace_periods():
     spec = parse_compose_spec("services:\n  web:\n    image: x\n    stop_grace_period: 1m30s\n"
                               "  worker:\n    image: x\n    scale: 2\n    stop_grace_period: 500ms\n  db:\n    image: x\n")
@@ -292,13 +308,11 @@ def test_an_unreachable_canary_stops_the_roll():
 def test_an_action_goes_on_without_hosts_it_could_not_plan_or_under_all_or_nothing_acts_on_none(capsys):
     plans = [fleet.Outcome(local("a"), error="cannot connect", kind="unreachable"), fleet.Outcome(local("b"), 1),
              fleet.Outcome(local("c"), 1)]
-    c = Context(config=config())
-    assert go_on_without(c, plans, [local("b"), local("c")]) == {}
+    assert go_on_without(plans, [local("b"), local("c")]) == {}
     assert capsys.readouterr().err == "aegir: left out: a (unreachable); going on with b, c (--all-or-nothing: act on none)\n"
-    go_on_without(c, plans, [local("b")], roll=parse_serial("1"))
+    go_on_without(plans, [local("b")], roll=parse_serial("1"))
     assert "the roll counts it as a failed host" in capsys.readouterr().err
-    c.config.aegir.all_or_nothing = True
-    settled = go_on_without(c, plans, [local("b"), local("c")])
+    settled = go_on_without(plans, [local("b"), local("c")], all_or_nothing=True)
     assert {n: (o.kind, o.error) for n, o in settled.items()} == {
         n: ("skipped", "not attempted: --all-or-nothing and a could not be planned") for n in "bc"}
     assert capsys.readouterr().err == "aegir: --all-or-nothing: a (unreachable) could not be planned, so nothing is done on b, c\n"
