@@ -20,7 +20,9 @@ same way for every task:
    ``--all-or-nothing``, ask the `question` (or take ``--yes``);
 5. act on the hosts with something to do: in parallel, rolling
    (``--serial``), or one after another (`Action.serial`: a prompt owns the
-   terminal); a host whose planning failed is never acted on.
+   terminal); a host whose planning failed is never acted on: it is left out
+   (`go_on_without` says so in one line) and, in a roll, counts as a failed
+   host where it stands, so an unreachable canary stops the roll.
 
 Read-only reports need none of this: `aegir.tasks.base.fleet_report` runs one
 function per host (`fleet_read`, for a report built from every host's reads).
@@ -155,6 +157,7 @@ def run(c: Context, action: Action[P, R], hosts: Sequence[Host], *, dry: bool, y
         if all_or_nothing and unreachable:
             raise RefusedError(f"{action.label}: --all-or-nothing and {', '.join(unreachable)} did not answer; "
                                "nothing done")
+        go_on_without(plans, [o.host for o in busy], roll=rolling)
         question = action.question(plans)
         if question or preview:
             shown = action.render(Ran(tuple(_as_run(o) for o in plans), dry=False, acted=False)).text
@@ -168,9 +171,14 @@ def run(c: Context, action: Action[P, R], hosts: Sequence[Host], *, dry: bool, y
             assert plan is not None
             return action.act(hc, plan)
 
+        # in a roll a host that could not be planned counts as failed where it stands (an unreachable canary
+        # stops the roll); all at once it is only left out
+        unplanned: dict[str, Outcome[R]] = {o.host.name: Outcome(o.host, None, o.error, o.kind, o.seconds)
+                                            for o in plans if o.value is None} if rolling is not None else {}
+        acting = [o.host for o in plans if o.host.name in unplanned or any(o is b for b in busy)]
         acted = {o.host.name: o for o in fleet.each(
-            c, [o.host for o in busy], act, label=action.label, contexts=contexts, rolling=rolling,
-            serial=action.serial, fails=action.failed)}
+            c, acting, act, label=action.label, contexts=contexts, rolling=rolling,
+            serial=action.serial, fails=action.failed, settled=unplanned)}
     finally:
         fleet.close_all(contexts)
     return Ran(tuple(_merged(o, acted.get(o.host.name)) for o in plans), dry=False, acted=True)
@@ -212,7 +220,33 @@ def _merged(plan: Outcome[P], act: Outcome[R] | None) -> Outcome[HostRun[P, R]]:
     """A host's outcome in the run: its plan's, then its act's (which keeps the plan)."""
     if act is None or plan.value is None:
         return _as_run(plan)
-    return Outcome(act.host, HostRun(plan.value, act.value), act.error, act.kind, plan.seconds + act.seconds)
+    return Outcome(act.host, HostRun(plan.value, act.value), act.error, act.kind, plan.seconds + act.seconds,
+                   act.steps)
+
+
+def go_on_without(plans: Sequence[Outcome[Any]], acting: Sequence[Host], *, all_or_nothing: bool = False,
+                  roll: Rolling | None = None) -> dict[str, Outcome[Any]]:
+    """The one policy for the hosts a plan pass could not reach or plan (`plans` not ok).
+
+    By default the action goes on with the others and one line on stderr says so (in a roll the
+    failed hosts count where they stand: an unreachable canary stops it); under ``--all-or-nothing``
+    none of the `acting` hosts is touched: each gets a ``skipped`` outcome (for `aegir.fleet.each`'s
+    ``settled``), and the line says that instead. Returns those outcomes ({} when going on).
+    """
+    bad = [o for o in plans if not o.ok]
+    if not bad or not acting:
+        return {}
+    left_out = ", ".join(f"{o.host.name} ({o.kind})" for o in bad)
+    names = ", ".join(h.name for h in acting)
+    if all_or_nothing:
+        print(f"aegir: --all-or-nothing: {left_out} could not be planned, so nothing is done on {names}",
+              file=sys.stderr)
+        why = f"not attempted: --all-or-nothing and {', '.join(o.host.name for o in bad)} could not be planned"
+        return {h.name: Outcome(h, error=why, kind="skipped") for h in acting}
+    then = ("the roll counts it as a failed host" if len(bad) == 1 else "the roll counts them as failed hosts"
+            ) if roll is not None else f"going on with {names}"
+    print(f"aegir: left out: {left_out}; {then} (--all-or-nothing: act on none)", file=sys.stderr)
+    return {}
 
 
 def confirm(question: str, *, yes: bool, label: str, verb: str, refused: str = "nothing done") -> None:

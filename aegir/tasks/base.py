@@ -254,33 +254,6 @@ def _next(see: str | None) -> str:
     return (f"`{see}` shows where things stand; " if see else "") + f"`{again}` again finishes the job"
 
 
-def go_on_without(plans: Sequence[Outcome[Any]], acting: Sequence[Host], *, all_or_nothing: bool = False,
-                  roll: Rolling | None = None) -> dict[str, Outcome[Any]]:
-    """The one policy for the hosts a plan pass could not reach or plan (`plans` not ok).
-
-    By default the action goes on with the others and one line on stderr says so (in a roll the
-    failed hosts count where they stand: an unreachable canary stops it); under ``--all-or-nothing``
-    none of the `acting` hosts is touched: each gets a ``skipped`` outcome (for `aegir.fleet.each`'s
-    ``settled``), and the line says that instead. Returns those outcomes ({} when going on).
-    """
-    from aegir.fleet import Outcome
-
-    bad = [o for o in plans if not o.ok]
-    if not bad or not acting:
-        return {}
-    left_out = ", ".join(f"{o.host.name} ({o.kind})" for o in bad)
-    names = ", ".join(h.name for h in acting)
-    if all_or_nothing:
-        print(f"aegir: --all-or-nothing: {left_out} could not be planned, so nothing is done on {names}",
-              file=sys.stderr)
-        why = f"not attempted: --all-or-nothing and {', '.join(o.host.name for o in bad)} could not be planned"
-        return {h.name: Outcome(h, error=why, kind="skipped") for h in acting}
-    then = ("the roll counts it as a failed host" if len(bad) == 1 else "the roll counts them as failed hosts"
-            ) if roll is not None else f"going on with {names}"
-    print(f"aegir: left out: {left_out}; {then} (--all-or-nothing: act on none)", file=sys.stderr)
-    return {}
-
-
 def fleet_report(c: invoke.Context, fmt: str, label: str, fn: Callable[[HostContext], T], *,
                  data: Callable[[list[Outcome[T]]], Any], text: Callable[[list[Outcome[T]]], str],
                  problems: Callable[[list[Outcome[T]]], bool] | None = None) -> list[Outcome[T]]:

@@ -13,6 +13,7 @@ from typing import Any
 from invoke import Exit
 
 from aegir import fleet
+from aegir.action import go_on_without
 from aegir.compose import cli as compose
 from aegir.compose.discovery import Project, select, split_names, unknown_names
 from aegir.compose.lifecycle import (
@@ -34,7 +35,7 @@ from aegir.interrupt import RUN
 from aegir.layout import PROJECT_KINDS
 from aegir.report import check_format, emit
 from aegir.sh import Cmd
-from aegir.tasks.base import confirm, exit_if_failed, go_on_without, is_dry, rolling, targets
+from aegir.tasks.base import confirm, exit_if_failed, is_dry, rolling, targets
 
 
 def act(c: Any, label: str, wanted: Sequence[str], planner: Callable[[HostContext], HostPlan], *, fmt: str,

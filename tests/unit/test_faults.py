@@ -20,6 +20,7 @@ import pytest
 from invoke import Context
 
 from aegir import fleet, interrupt
+from aegir.action import go_on_without
 from aegir.cli import AegirConfig
 from aegir.compose.discovery import Project, Service, parse_compose_spec, parse_duration
 from aegir.compose.lifecycle import step_deadline
@@ -29,7 +30,7 @@ from aegir.host import Deadlines, HostContext
 from aegir.inventory import Host, parse_serial
 from aegir.journal import Journal, StepState, summary
 from aegir.sh import Cmd
-from aegir.tasks.base import go_on_without, interrupted_line
+from aegir.tasks.base import interrupted_line
 
 LOCAL = Host("local", connection="local")
 
@@ -303,6 +304,36 @@ def test_an_unreachable_canary_stops_the_roll():
     assert seen == []
     assert [(o.host.name, o.kind) for o in outs] == [("a", "unreachable"), ("b", "skipped"), ("c", "skipped")]
     assert outs[1].error == "not attempted: a failed and the canary batch stops there"
+
+
+def test_an_action_whose_canary_could_not_be_planned_stops_its_roll(capsys):
+    """`aegir.action.run` (fw.apply, update.apply, ...): before, a host whose plan failed was left out of the
+    roll's batches, so the next host became the canary."""
+    from aegir import action
+
+    acted: list[str] = []
+
+    class Touch(action.Action[str, str]):
+        label = "x.touch"
+
+        def plan(self, hc: HostContext) -> str:
+            if hc.name == "a":
+                raise AegirError("cannot read /srv", host=hc.name)
+            return "touch"
+
+        def act(self, hc: HostContext, plan: str) -> str:
+            acted.append(hc.name)
+            return "touched"
+
+    ran = action.run(Context(config=config()), Touch(), [local(n) for n in "abc"], dry=False,
+                     rolling=parse_serial("1"))
+    assert acted == []
+    assert [(o.host.name, o.kind) for o in ran.outcomes] == [("a", "failed"), ("b", "skipped"), ("c", "skipped")]
+    assert ran.outcomes[1].error == "not attempted: a failed and the canary batch stops there"
+    assert "aegir: left out: a (failed); the roll counts it as a failed host (--all-or-nothing: act on none)\n" in (
+        capsys.readouterr().err)
+    ran = action.run(Context(config=config()), Touch(), [local(n) for n in "abc"], dry=False)
+    assert acted == ["b", "c"] and [o.kind for o in ran.outcomes] == ["failed", "ok", "ok"]
 
 
 def test_an_action_goes_on_without_hosts_it_could_not_plan_or_under_all_or_nothing_acts_on_none(capsys):
