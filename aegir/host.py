@@ -147,6 +147,7 @@ class HostContext:
     _connect_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _local: threading.local = field(default_factory=threading.local, repr=False)
     _closed: bool = False
+    _reconnect_failed: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.deadlines is None:
@@ -307,11 +308,12 @@ class HostContext:
         """(Re)open the SSH connection if it is not up; no-op for the local host.
 
         The first time, a failure is `UnreachableError` (or `HostKeyError`) with a one-line
-        reason: the host was never reached. Once it was, the connection is made again at most
-        once, and only when it dropped unnoticed (idle between passes; the Docker API calls this
-        before each new channel): a loss noticed while working (`lost`) is final for this run,
-        and a failed reconnect is remembered. Either way the error is `ConnectionLost`, never
-        "cannot connect".
+        reason: the host was never reached. Once it was, the connection is made again when asked
+        (the Docker API asks before each new channel; an area may ask to read what a lost step
+        left), and a reconnect that fails is `ConnectionLost`, saying why the connection went and
+        why it could not be made again; it is remembered, so a silent host costs one connect
+        timeout, not one per caller. A loss noticed while working (`lost`) stays in the journal
+        after a reconnect: no later step starts on the host (`step`).
         """
         if self.host.is_local or self.c.is_connected:
             return
@@ -324,15 +326,18 @@ class HostContext:
                 _connect(self.c, self.host, self.limits)
                 self.reached = True
                 return
-            if self.journal.lost:
-                raise ConnectionLost(self.journal.lost, host=self.name)
-            lost = self.lost()
+            if self._reconnect_failed:
+                raise ConnectionLost(self._reconnect_failed, host=self.name)
+            noticed = self.journal.lost
+            lost = noticed or self.lost().message
             try:
                 _connect(self.c, self.host, self.limits)
             except UnreachableError as exc:
-                self.journal.lost = f"{lost.message}; reconnecting failed: {exc.message}"
-                raise ConnectionLost(self.journal.lost, host=self.name) from None
-            self.journal.lost = None  # an unnoticed drop, made good
+                self._reconnect_failed = f"{lost}; reconnecting failed: {exc.message}"
+                self.journal.lost = self.journal.lost or self._reconnect_failed
+                raise ConnectionLost(self._reconnect_failed, host=self.name) from None
+            if not noticed:
+                self.journal.lost = None  # an unnoticed drop (idle between passes), made good
 
     def fact(self, fact: "Fact[T]") -> T:
         """One fact of this host (`aegir.facts`), asked once for the life of this context."""
