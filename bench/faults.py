@@ -1,6 +1,6 @@
 """Measurement: lifecycle actions under faults injected mid-run, one table (issue 19's matrix).
 
-Run as root, by hand (not in the suite): ``.venv/bin/python bench/faults.py [ACTION ...]`` (starts its
+Run as root, by hand (not in the suite): ``.venv/bin/python bench/faults.py [ACTION|FAULT ...]`` (starts its
 own 3-host lab under the machine's lab lock, waiting ``$AEGIR_LAB_WAIT`` seconds for it, and stops it).
 
 Each host has core/front, apps/cloud (two services), apps/wiki, apps/blog, apps/chat and apps/slow (its
@@ -91,6 +91,7 @@ def running(host: LabHost) -> str:
 
 def truth(out: str, err: str, host: LabHost, fault: str) -> str:
     """Whether the faulted host's rows say what happened (a short verdict)."""
+    out = out.rsplit("STATE / DETAIL", 1)[-1]  # the results, not the plan shown before a confirmation
     mine = [ln for ln in out.splitlines() if ln.startswith(host.name + " ")]
     text = " ".join(mine)
     if "Traceback" in err or "internal error" in out + err:
@@ -98,7 +99,7 @@ def truth(out: str, err: str, host: LabHost, fault: str) -> str:
     if fault in ("sshd", "dockerd", "drop") and ("cannot connect" in text or "UNREACHABLE" in text):
         return "no: says cannot connect"
     if fault == "canary":
-        return "yes" if "not attempted" in text else "no: was acted on"
+        return "yes" if "UNREACHABLE" in text else f"no: {text[-120:]}"
     causes = {"sshd": ("connection lost", "SSH"), "dockerd": ("Docker", "daemon", "exited"),
               "drop": ("no answer",), "ctrl-c": ("interrupted", "not started", "abandoned", "done")}
     return "yes" if any(c in text for c in causes[fault]) else f"unclear: {text[-120:]}"
@@ -129,28 +130,38 @@ def one(hosts: list[LabHost], inv: Path, action: str, fault: str) -> list[str]:
             inject[fault](b)
     out, err = proc.communicate(timeout=900)
     ended = time.monotonic()
+    if os.environ.get("BENCH_SHOW"):
+        print(f"--- {action} x {fault}: exit {proc.returncode}\n{out}{err}", flush=True)
     code = proc.returncode
     faulted = a if fault == "canary" else b
     verdict = truth(out, err, faulted, fault)
+    if fault == "canary":  # and the others were not attempted
+        results = out.rsplit("STATE / DETAIL", 1)[-1]
+        others = [ln for ln in results.splitlines() if ln.startswith((b.name + " ", hosts[2].name + " "))]
+        if verdict == "yes" and not all("not attempted" in ln for ln in others):
+            verdict = "no: the others were acted on"
     heal(b)
     heal(a)
     state = running(b) if fault != "canary" else f"{running(b)} (2nd), {running(hosts[2])} (3rd)"
+    if fault == "dockerd":  # a daemon restart stops every container, core/front too: apps.* refuse until core.up
+        run_inv("core.up", inventory=inv, env=ENV, timeout=600)
     again = run_inv(*argv, *extra, inventory=inv, env=ENV, timeout=600)
     return [action, fault, str(code), f"{ended - started:.1f} s ({ended - hit:.1f} s after)", verdict, state,
             "yes" if again.returncode == 0 else f"no ({again.returncode})"]
 
 
 def main(argv: list[str]) -> None:
-    actions = [a for a in ACTIONS if not argv or a in argv]
+    actions = [a for a in ACTIONS if a in argv] or list(ACTIONS)
+    faults = [f for f in FAULTS if f in argv] or list(FAULTS)
     rows = []
-    with Lab.start(3, prefix="aegirfaults", wait=float(os.environ.get("AEGIR_LAB_WAIT", "900"))) as lab:
+    with Lab.start(3, prefix="aegirflt", wait=float(os.environ.get("AEGIR_LAB_WAIT", "900"))) as lab:
         hosts = list(lab.hosts)
         inv = lab.inventory_path
         for h in hosts:
             for path, text in PROJECTS.items():
                 h.write(f"{path}/docker-compose.yml", text)
         for action in actions:
-            for fault in FAULTS:
+            for fault in faults:
                 row = one(hosts, inv, action, fault)
                 print(" | ".join(row), flush=True)
                 rows.append(row)
