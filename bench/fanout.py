@@ -58,7 +58,7 @@ def cpu_of(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
 
 def main() -> None:
     inv = [sys.executable, "-m", "aegir"]
-    with Lab.start(HOSTS, prefix="aegirbench") as lab:
+    with Lab.start(HOSTS, prefix="aegirbench", wait=float(os.environ.get("AEGIR_LAB_WAIT", "600"))) as lab:
         for i, host in enumerate(lab.hosts, start=1):
             for p in range(5):
                 host.write(f"apps/app{p}/data/blob", (i + p) * MiB)
