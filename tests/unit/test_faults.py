@@ -88,16 +88,24 @@ def test_deadlines_come_from_the_config_and_default_for_what_it_leaves_out():
 def test_the_programs_flags_set_the_deadlines():
     """-t (connect) and -T (command) both reach the config (before, -t dropped -T's value); the parse stops
     before any task runs."""
+    import dataclasses
+
+    from aegir import report
     from aegir.cli import make_program
 
+    shown = dataclasses.replace(report.display)  # update_config sets how tables are shown: put it back after
     program = make_program()
     program.argv = None
-    program.create_config()
-    program.parse_core(["inv", "-t", "3", "-T", "7", "disk.report"])
-    program.parse_collection()
-    program.parse_tasks()
-    program.parse_cleanup()
-    program.update_config()
+    try:
+        program.create_config()
+        program.parse_core(["inv", "-t", "3", "-T", "7", "disk.report"])
+        program.parse_collection()
+        program.parse_tasks()
+        program.parse_cleanup()
+        program.update_config()
+    finally:
+        for f in dataclasses.fields(shown):
+            setattr(report.display, f.name, getattr(shown, f.name))
     assert Deadlines.of(program.config) == Deadlines(connect=3, command=7)
 
 
