@@ -19,6 +19,7 @@ def envelope(stdout: str, task: str, *, dry: bool | None) -> dict:
     doc = json.loads(stdout)
     assert (doc["task"], doc["dry"]) == (task, dry) and isinstance(doc["summary"], dict), doc
     assert all({"host", "status", "error"} <= set(h) for h in doc["hosts"]), doc["hosts"]
+    assert {h["status"] for h in doc["hosts"]} <= {"ok", "failed", "unreachable", "bug", "skipped", "interrupted"}
     return doc
 
 
