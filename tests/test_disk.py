@@ -9,14 +9,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import run_inv
+from tests.helpers import read_table, run_inv
 
 MiB = 1024 * 1024
 
 
+def envelope(stdout: str, task: str, *, dry: bool | None) -> dict:
+    """The JSON a disk task printed: the one envelope of every task (aegir/report.schema.json's required keys)."""
+    doc = json.loads(stdout)
+    assert (doc["task"], doc["dry"]) == (task, dry) and isinstance(doc["summary"], dict), doc
+    assert all({"host", "status", "error"} <= set(h) for h in doc["hosts"]), doc["hosts"]
+    assert {h["status"] for h in doc["hosts"]} <= {"ok", "failed", "unreachable", "bug", "skipped", "interrupted"}
+    return doc
+
+
 def report(lab, *args: str, inventory: Path | None = None):
     res = run_inv(*args, "disk.report", "--format", "json", inventory=inventory or lab.inventory_path)
-    return res, (json.loads(res.stdout) if res.stdout.strip() else None)
+    return res, (envelope(res.stdout, "disk.report", dry=None) if res.stdout.strip() else None)
 
 
 def inventory_with(lab, tmp_path: Path, **defaults: str) -> Path:
@@ -70,8 +79,8 @@ def test_every_host_reports_the_sizes_written_into_its_srv(lab):
         assert any(p["kind"] == "core" and p["name"] == "front" for p in host["projects"])
         assert host["docker"]["images"]["count"] >= 1  # the lab's busybox image, via the Docker API over SSH
         assert host["docker_error"] is None
-    assert data["total"]["hosts_ok"] == 3
-    assert data["total"]["projects"] == sum(p["total"] for h in data["hosts"] for p in h["projects"])
+    assert data["summary"]["hosts_ok"] == 3
+    assert data["summary"]["projects"] == sum(p["total"] for h in data["hosts"] for p in h["projects"])
 
 
 def test_the_table_has_one_row_per_host_and_the_fleet_total(lab):
@@ -157,7 +166,7 @@ def test_fast_reads_filesystems_and_docker_but_measures_no_project(lab):
 def test_warn_exits_1_naming_the_filesystem_over_the_threshold(lab):
     res = run_inv("-H", "hyp1", "disk.report", "--warn", "0", inventory=lab.inventory_path)
     assert res.returncode == 1
-    assert "aegir: hyp1: / is " in res.stderr and "% used (" in res.stderr and "warn above 0%)" in res.stderr
+    assert "warning: hyp1: / is " in res.stderr and "% used (" in res.stderr and "warn above 0%)" in res.stderr
     res = run_inv("-H", "hyp1", "disk.report", "--warn", "100", inventory=lab.inventory_path)
     assert res.returncode == 0, res.stderr
 
@@ -181,6 +190,63 @@ def test_prometheus_format_carries_the_same_figures_as_json(lab):
     assert metrics[f'aegir_filesystem_size_bytes{{host="hyp2",mountpoint="/srv",device="{srv["source"]}"}}'] \
         == srv["size"]
     assert metrics['aegir_docker_bytes{host="hyp2",kind="images"}'] == row["docker"]["images"]["size"]
+
+
+# --------------------------------------------------------------------------- a /srv that is not mounted (no lab)
+
+
+@pytest.fixture
+def unmounted(tmp_path: Path) -> tuple[Path, Path]:
+    """This machine as a `connection: local` host whose /srv is a plain folder (a project in it), not a mount
+    point: a hypervisor after a reboot, before boot.mount, as every task that reads projects sees it."""
+    srv = tmp_path / "srv"
+    (srv / "apps/cloud").mkdir(parents=True)
+    (srv / "apps/cloud/compose.yaml").write_text("services:\n  web:\n    image: busybox\n")
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(f"hosts:\n  local:\n    connection: local\n    srv: {srv}\n")
+    return srv, inventory
+
+
+def tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under `root` with its size and mtime: what a run that changes nothing leaves as it was."""
+    return {str(f.relative_to(root)): (f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(root.rglob("*"))}
+
+
+def test_without_warn_a_srv_that_is_not_mounted_is_a_row_that_says_so(unmounted):
+    srv, inventory = unmounted
+    res = run_inv("disk.report", "--format", "json", inventory=inventory, timeout=60)
+    assert res.returncode == 0, res.stderr
+    [row] = envelope(res.stdout, "disk.report", dry=None)["hosts"]
+    assert (row["status"], row["srv_state"], row["srv"]) == ("ok", "not mounted", None)
+
+
+def test_with_warn_a_srv_that_is_not_mounted_is_a_failed_host_saying_run_boot_mount(unmounted):
+    """Before: `disk.report --warn 90` exited 0 on such a host: cron heard nothing."""
+    srv, inventory = unmounted
+    for fmt in ("json", "table"):
+        res = run_inv("disk.report", "--warn", "90", "--format", fmt, inventory=inventory, timeout=60)
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert res.stderr.strip().splitlines()[-1] == "aegir: failed on local"
+        if fmt == "json":
+            [row] = envelope(res.stdout, "disk.report", dry=None)["hosts"]
+            assert (row["status"], row["error"]) == ("failed", f"{srv} is not mounted: run boot.mount")
+        else:
+            assert read_table(res.stdout)[0]["STATUS"] == f"FAILED: {srv} is not mounted: run boot.mount"
+
+
+@pytest.mark.parametrize("argv", [["disk.prune", "--yes"], ["disk.prune", "--dry"], ["disk.clean", "cloud", "--yes"],
+                                  ["disk.clean", "cloud", "--dry"]], ids=" ".join)
+def test_prune_and_clean_fail_a_host_whose_srv_is_not_mounted_and_change_nothing(unmounted, argv):
+    """A prune there would take every image the projects on the unmounted volume name for unused."""
+    srv, inventory = unmounted
+    before = tree(srv)
+    res = run_inv(*argv, "--format", "json", inventory=inventory, timeout=60)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    [row] = envelope(res.stdout, argv[0], dry="--dry" in argv)["hosts"]
+    assert (row["status"], row["error"]) == ("failed", f"{srv} is not mounted: run boot.mount")
+    assert res.stderr.strip().splitlines()[-1] == "aegir: failed on local"
+    assert tree(srv) == before
 
 
 # --------------------------------------------------------------------------- disk.prune
@@ -274,7 +340,7 @@ def names(host):
 
 def prune(inv: Path, *args: str):
     res = run_inv("disk.prune", "--format", "json", *args, inventory=inv)
-    return res, (json.loads(res.stdout) if res.stdout.strip() else None)
+    return res, (envelope(res.stdout, "disk.prune", dry="--dry" in args) if res.stdout.strip() else None)
 
 
 def test_prune_plans_first_and_refuses_to_act_without_yes_when_stdin_is_not_a_terminal(junk):
@@ -282,7 +348,7 @@ def test_prune_plans_first_and_refuses_to_act_without_yes_when_stdin_is_not_a_te
     seen = names(host)
     res, data = prune(inv, "--dry")
     assert res.returncode == 0, res.stderr
-    [plan] = data["plan"]
+    [plan] = data["hosts"]
     removing = {(i["kind"], i["name"]) for i in plan["remove"]}
     assert removing == {("container", "oneoff"), ("image", "lab/unused:1"), ("image", "lab/rebuilt:1"),
                         ("image", f"<none> {ids['dangling'].removeprefix('sha256:')[:12]}"),
@@ -291,12 +357,39 @@ def test_prune_plans_first_and_refuses_to_act_without_yes_when_stdin_is_not_a_te
     assert kept[("image", "lab/stopped:1")] == "referenced by apps/archive"  # through .env, resolved by Compose
     assert kept[("container", "paused-app-1")] == "stopped service of apps/paused"
     assert kept[("volume", "keepme")] == "named volume"
-    assert names(host) == seen and data["pruned"] is False
+    assert names(host) == seen and data["summary"]["pruned"] is False
 
     res = run_inv("disk.prune", inventory=inv)  # stdin is a pipe, not a terminal
     assert res.returncode == 1
     assert "disk.prune: stdin is not a terminal; pass --yes to prune without a prompt" in res.stderr
     assert "lab/unused:1" in res.stdout  # the plan was shown
+    assert names(host) == seen
+
+
+def test_prune_dry_with_yes_still_removes_nothing(junk):
+    host, inv, _ = junk
+    seen = names(host)
+    res, data = prune(inv, "--dry", "--yes")
+    assert res.returncode == 0, res.stderr
+    assert data["hosts"][0]["remove"] and "removed" not in data["hosts"][0]  # a plan with work, not acted on
+    assert res.stderr.strip().splitlines()[-1] == "aegir: --dry: stopped before acting; nothing was changed"
+    assert names(host) == seen
+
+
+def test_a_host_whose_srv_is_not_mounted_is_not_pruned_at_all(junk, tmp_path):
+    """The inventory's srv a plain folder (no mount point there, as /srv before boot.mount): no project can be
+    read, so every image and stopped container of the projects would look like garbage. Before: pruned, exit 0
+    (lab/stopped:1, lab/paused:1 and the stopped service container of apps/paused went)."""
+    host, inv, _ = junk
+    data = yaml.safe_load(inv.read_text())
+    data["hosts"][host.name]["srv"] = "/srv/apps"  # a folder on the mounted /srv, not a mount point itself
+    plain = tmp_path / "hosts.yml"
+    plain.write_text(yaml.safe_dump(data))
+    seen = names(host)
+    res, data = prune(plain, "--yes")
+    assert res.returncode == 1, res.stdout + res.stderr
+    [row] = data["hosts"]
+    assert (row["status"], row["error"]) == ("failed", "/srv/apps is not mounted: run boot.mount")
     assert names(host) == seen
 
 
@@ -322,7 +415,7 @@ def test_prune_yes_removes_exactly_the_garbage_and_frees_what_docker_accounts(ju
     gone = [i for i in before_df["Images"] if i["Id"] in seen["images"] - now["images"]]
     assert result["freed"]["images"] == sum(i["Size"] - i["SharedSize"] for i in gone) >= 3 * MiB
     res, data = prune(inv, "--dry")  # nothing left but what is kept on purpose
-    assert res.returncode == 0 and data["plan"][0]["remove"] == []
+    assert res.returncode == 0 and data["hosts"][0]["remove"] == []
 
 
 def test_include_project_images_then_removes_the_stopped_projects_image_and_volumes_only_anonymous_ones(junk):
@@ -431,7 +524,7 @@ def test_prune_keeps_every_image_a_stopped_project_names_however_the_file_spells
     after = images(host)
     assert {ids[p] for p in SPELLED} <= set(after)
     assert set(before) - set(after) == set(junk_ids.values())  # garbage of each kind went: the prune ran
-    [plan] = data["plan"]
+    [plan] = data["hosts"]
     assert {i["id"]: i["why"] for i in plan["kept"] if i["kind"] == "image"} == {
         ids[p]: f"referenced by {p}" for p in SPELLED}
     assert plan["warnings"] == []
@@ -454,12 +547,12 @@ def test_a_profile_service_whose_image_is_an_unset_variable_makes_the_host_unkno
 
         warning = ("apps/debug: service debug (profiles: debug): image ${DEBUG_IMAGE}: DEBUG_IMAGE is not set; "
                    "no image with a tag or a digest is pruned on this host")
-        assert data["plan"][0]["warnings"] == [warning]
-        kept = {i["id"]: i["why"] for i in data["plan"][0]["kept"] if i["kind"] == "image"}
+        assert data["hosts"][0]["warnings"] == [warning]
+        kept = {i["id"]: i["why"] for i in data["hosts"][0]["kept"] if i["kind"] == "image"}
         assert kept[debug] == kept[junk_ids["tagged"]] == kept[junk_ids["digest"]] == "images of apps/debug unknown"
         table = run_inv("disk.prune", "--dry", inventory=inv)
         assert table.returncode == 0, table.stdout + table.stderr
-        assert f"{host.name}: warning: {warning}" in table.stdout.splitlines()
+        assert f"warning: {host.name}: {warning}" in table.stderr.splitlines()  # aegir.report.warning's spelling
     finally:
         shutil.rmtree(host.root("/srv/apps/debug"))
 
@@ -483,11 +576,11 @@ def test_folders_discovery_skips_make_the_host_unknown_and_the_plan_names_each_w
                     "docker-compose.yml is not read; no image with a tag or a digest is pruned on this host",
                     f"apps/my wiki: discovery skipped this folder (invalid project folder name 'my wiki': {rule}), "
                     "so its compose.yaml is not read; no image with a tag or a digest is pruned on this host"]
-        assert data["plan"][0]["warnings"] == warnings
+        assert data["hosts"][0]["warnings"] == warnings
         table = run_inv("disk.prune", "--dry", inventory=inv)
         assert table.returncode == 0, table.stdout + table.stderr
-        assert [f"{host.name}: warning: {w}" for w in warnings] == [
-            ln for ln in table.stdout.splitlines() if ": warning: " in ln]
+        assert [f"warning: {host.name}: {w}" for w in warnings] == [
+            ln for ln in table.stderr.splitlines() if ln.startswith("warning: ")]
     finally:
         shutil.rmtree(host.root("/srv/apps/my wiki"))
         shutil.rmtree(host.root("/srv/apps/_old"))
@@ -596,7 +689,7 @@ def test_clean_dry_prints_the_exact_commands_per_container_and_runs_nothing(apps
     host, inv = apps
     res = run_inv("disk.clean", "toot", "--dry", "--format", "json", inventory=inv)
     assert res.returncode == 0, res.stderr
-    [plan] = json.loads(res.stdout)["plan"]
+    [plan] = envelope(res.stdout, "disk.clean", dry=True)["hosts"]
     base = ("docker compose --project-directory /srv/apps/toot -f /srv/apps/toot/docker-compose.yml -p toot "
             "exec -T --user mastodon web")
     assert [c["line"] for c in plan["commands"]] == [
@@ -614,6 +707,22 @@ def test_clean_dry_prints_the_exact_commands_per_container_and_runs_nothing(apps
     assert "s3cret-token" not in res.stdout + res.stderr and "pg-pass" not in res.stdout + res.stderr
 
 
+def test_clean_dry_with_yes_runs_nothing_and_a_missing_app_is_a_usage_error_with_did_you_mean(apps):
+    host, inv = apps
+    data_dir = host.root("/srv/apps/toot/data")
+    before = tree(data_dir)
+    res = run_inv("disk.clean", "toot", "--dry", "--yes", "--format", "json", inventory=inv)
+    assert res.returncode == 0, res.stderr
+    [row] = envelope(res.stdout, "disk.clean", dry=True)["hosts"]
+    assert len(row["commands"]) == 3 and "result" not in row
+    assert res.stderr.strip().splitlines()[-1] == "aegir: --dry: stopped before acting; nothing was changed"
+    assert calls(host, "toot") == [] and tree(data_dir) == before
+
+    res = run_inv("disk.clean", "tooot", "--yes", inventory=inv)  # before: no "did you mean"
+    assert (res.returncode, res.stdout) == (2, ""), res.stdout + res.stderr
+    assert res.stderr.strip() == "aegir: no app 'tooot' on any target host (did you mean toot?)"
+
+
 def test_clean_runs_each_step_in_the_right_container_as_the_right_user_with_its_stdin(apps):
     host, inv = apps
     refused = run_inv("disk.clean", "toot", inventory=inv)
@@ -628,7 +737,7 @@ def test_clean_runs_each_step_in_the_right_container_as_the_right_user_with_its_
         [web, "mastodon", "tootctl preview_cards remove --days 30", ""],
         [web, "mastodon", "tootctl media remove-orphans", ""],
     ]
-    [result] = [h["result"] for h in json.loads(res.stdout)["hosts"]]
+    [result] = [h["result"] for h in envelope(res.stdout, "disk.clean", dry=False)["hosts"]]
     assert [(s["step"], s["exit_code"], s["state"]) for s in result["steps"]] == [
         ("remote media cache", 0, "ok"), ("preview cards", 0, "ok"), ("orphaned media files", 0, "ok")]
     assert all(s["seconds"] > 0 for s in result["steps"])
@@ -646,5 +755,5 @@ def test_a_recipe_file_with_a_mistake_is_reported_with_its_file_and_line(apps):
     host, inv = apps
     res = run_inv("disk.clean", "broken", "--yes", "--format", "json", inventory=inv)
     assert res.returncode == 1
-    [row] = json.loads(res.stdout)["plan"]
+    [row] = envelope(res.stdout, "disk.clean", dry=False)["hosts"]
     assert row["error"] == "/srv/apps/broken/aegir-clean.yml:5: steps[0]: unknown key 'runs' (did you mean 'run'?)"

@@ -78,7 +78,7 @@ def test_a_daemon_killed_mid_prune_is_a_host_failure_with_its_cause_and_how_far_
         ids = junk(host, 48)
         inventory = lab.write_inventory(tmp_path / "hosts.yml", [host])
         _, dry = prune(inventory, "--dry")
-        planned = len(dry["plan"][0]["remove"])
+        planned = len(dry["hosts"][0]["remove"])
         assert planned >= 48
         killer = kill_dockerd_after(host, 3, int(time.time()) - 1)
         res, data = prune(inventory, "--yes")
@@ -120,7 +120,7 @@ def test_one_host_unreachable_the_others_are_pruned_and_the_line_says_so(lab: La
             res, data = prune(inventory, "--yes", "--all-or-nothing")
             assert res.returncode == 1, res.stdout + res.stderr
             assert "Traceback" not in res.stderr
-            assert data["pruned"] is False
+            assert data["summary"]["pruned"] is False
             assert f"aegir: {b.name} unreachable: nothing pruned (--all-or-nothing)" in res.stderr
             assert all(left(h) == planted[h.name] for h in hosts)
 
@@ -137,7 +137,7 @@ def test_one_host_unreachable_the_others_are_pruned_and_the_line_says_so(lab: La
         assert rows[a.name]["status"] == rows[c.name]["status"] == "ok"
         assert rows[a.name]["done"] == rows[a.name]["planned"] >= 2
         assert rows[b.name]["status"] == "unreachable" and "Connection refused" in rows[b.name]["error"]
-        assert data["pruned"] is True and data["not_pruned"] == [b.name]
+        assert data["summary"]["pruned"] is True and data["summary"]["not_pruned"] == [b.name]
 
         # rolling, an unreachable canary stops the roll: the hosts after it are not attempted
         for h in (a, c):

@@ -398,9 +398,10 @@ def select(projects: Sequence[Project], names: Sequence[str] = (), kinds: Sequen
     return tuple(chosen), tuple(missing)
 
 
-def unknown_names(names: Sequence[str], found: Iterable[Project]) -> tuple[str, ...]:
+def unknown_names(names: Sequence[str], found: Iterable[Project], *, what: str = "project") -> tuple[str, ...]:
     """One sentence per name of `names` that designates none of `found` (every target host's projects),
-    with Compose's own kind of "did you mean" (`difflib`) when a name is close to one.
+    with Compose's own kind of "did you mean" (`difflib`) when a name is close to one; `what` the name is
+    of (a project; an app for disk.clean).
 
     >>> unknown_names(["clowd", "wiki"], [Project("apps", "cloud", "/srv/apps/cloud", "compose.yaml")])
     ("no project 'clowd' on any target host (did you mean cloud?)", "no project 'wiki' on any target host")
@@ -412,7 +413,7 @@ def unknown_names(names: Sequence[str], found: Iterable[Project]) -> tuple[str, 
             continue
         pool = sorted({p.path if "/" in n else p.folder for p in found})
         close = difflib.get_close_matches(n, pool, n=3, cutoff=0.6)
-        out.append(f"no project {n!r} on any target host" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+        out.append(f"no {what} {n!r} on any target host" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
     return tuple(out)
 
 

@@ -1,7 +1,10 @@
-"""Disk facts: filesystems (`df`), Compose project sizes (`du`), Docker's accounting.
+"""Disk facts: filesystems (`df`), Compose project sizes (`du`), Docker's accounting, what projects name.
 
-Each fact is a command builder and a pure parser; `tests/unit/test_facts_disk.py`
-checks both on recorded output.
+Each host read is an `aegir.facts.Fact` (a command builder, the exit codes that
+answer, a pure parser), asked through `HostContext.facts`, which batches what it
+can into one round trip; Docker's state is read through the SDK. `gather` reads
+one host for `disk.report`, `prune_facts` for `disk.prune`'s plan;
+`tests/unit/test_facts_disk.py` checks the commands and parsers on recorded output.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from typing import Any
 
 from aegir import yamldoc
 from aegir.compose import cli as compose
-from aegir.compose.discovery import Discovery, Skipped
+from aegir.compose.discovery import Discovery, Project, Skipped
 from aegir.compose.lint import refs as refs_in
 from aegir.compose.state import LABEL_ONEOFF, LABEL_PROJECT, LABEL_WORKING_DIR
+from aegir.compose.status import discovery_fact, srv_mounted_fact, srv_not_mounted
 from aegir.docker import (
     DEFAULT_TAG,
     HUB,
@@ -30,10 +34,11 @@ from aegir.docker import (
     parse_networks,
 )
 from aegir.errors import CommandError
+from aegir.facts import Fact
 from aegir.host import HostContext
 from aegir.layout import PROJECT_KINDS, PROJECT_PARTS
 from aegir.report import Progress
-from aegir.sh import Cmd, batch, shell, split_batch
+from aegir.sh import Cmd, Reply, shell
 from aegir.yamldoc import YamlError
 
 
@@ -89,6 +94,18 @@ def du_cmd(srv: str, folder: str) -> Cmd:
     return shell(_DU_SCRIPT, srv, folder)
 
 
+def read_du(reply: Reply) -> tuple[tuple[ProjectSize, ...], str | None]:
+    """One `du_cmd` answer: the project's sizes (`parse_du`), and du's last complaint when it failed (a folder
+    it could not read: what it measured still counts)."""
+    error = (reply.stderr.strip().splitlines() or [""])[-1] if reply.exited else ""
+    return parse_du(reply.stdout), error or None
+
+
+def du_fact(srv: str, folder: str) -> Fact[tuple[tuple[ProjectSize, ...], str | None]]:
+    """One project folder's sizes (`du_cmd`, `read_du`): every exit code answers; sizes change, so never kept."""
+    return Fact("disk.du", du_cmd(srv, folder), read_du, answers=None, cache=False)
+
+
 def du_workers(cpus: int, folders: int) -> int:
     """How many ``du`` run at once on a host: two per CPU (each waits on the disk half the time), at most 8.
 
@@ -112,6 +129,40 @@ def parse_df(stdout: str, stderr: str, srv: str) -> Filesystems:
     if srv_row is None or srv_row.target != srv:
         return Filesystems(root, None, "not mounted")
     return Filesystems(root, srv_row, "mounted")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """`usage_cmd`'s answer: the filesystems, the CPU count, the project folders; `exited` and `stderr` as
+    the probe ended (`Probe.failed`: df printed no row for /, the host's disk cannot be read at all)."""
+
+    filesystems: Filesystems
+    cpus: int
+    folders: tuple[str, ...]
+    exited: int = 0
+    stderr: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.filesystems.root is None
+
+    @property
+    def warning(self) -> str | None:
+        """df's complaint when it failed on something else than a missing /srv (which `srv_state` says)."""
+        if self.exited and self.stderr.strip() and self.filesystems.srv_state != "missing":
+            return self.stderr.strip().splitlines()[-1]
+        return None
+
+
+def read_usage(reply: Reply, srv: str) -> Probe:
+    """`usage_cmd`'s answer, whatever its exit code (`Probe.failed` says when it is no answer)."""
+    df_text, cpus, folders = split_usage(reply.stdout)
+    return Probe(parse_df(df_text, reply.stderr, srv), cpus, folders, reply.exited, reply.stderr)
+
+
+def usage_fact(srv: str) -> Fact[Probe]:
+    """df of / and `srv`, the CPU count and the project folders (`usage_cmd`): never kept (sizes change)."""
+    return Fact("disk.usage", usage_cmd(srv), lambda r: read_usage(r, srv), answers=None, cache=False)
 
 
 @dataclass(frozen=True)
@@ -293,8 +344,9 @@ def parse_archives(stdout: str) -> tuple[Archive, ...]:
     return tuple(sorted(out, key=lambda a: a.path))
 
 
-def archives(hc: HostContext) -> tuple[Archive, ...]:
-    return parse_archives(hc.run(archive_cmd(hc.host.srv)).stdout)
+def archive_fact(srv: str) -> Fact[tuple[Archive, ...]]:
+    """Every app's checkpoint archive under `srv` (`archive_cmd`, `parse_archives`): never kept (sizes change)."""
+    return Fact("disk.archives", archive_cmd(srv), lambda r: parse_archives(r.stdout), cache=False)
 
 
 # --------------------------------------------------------------------------- read on a host
@@ -312,16 +364,30 @@ class HostDisk:
     archives: tuple[Archive, ...] | None = None  # mysql checkpoint archives (None: not measured, --fast)
 
 
-def gather(hc: HostContext, *, fast: bool = False, progress: Progress | None = None) -> HostDisk:
-    """Read the disk facts of one host (read-only): one probe, then one ``du`` per project, several at
-    once (`du_workers`), each reported to `progress` as it ends; ``fast``: no ``du`` at all. Docker's
-    accounting is asked meanwhile, over its own channel."""
+def gather(hc: HostContext, *, fast: bool = False, progress: Progress | None = None,
+           mounted: bool = False) -> HostDisk:
+    """Read the disk facts of one host (read-only): one round trip (df, the project folders, the checkpoint
+    archives), then one ``du`` per project, several at once (`du_workers`), each reported to `progress` as it
+    ends; ``fast``: no ``du`` and no archive. Docker's accounting is asked meanwhile, over its own channel.
+
+    `mounted`: the host fails unless its /srv is mounted (`srv_not_mounted`), before any ``du``.
+    """
+    srv = hc.host.srv
+    usage, archives, is_mounted = usage_fact(srv), archive_fact(srv), srv_mounted_fact(srv)
+    asked: list[Fact[Any]] = [usage, *([] if fast else [archives]), *([is_mounted] if mounted else [])]
     with ThreadPoolExecutor(1, thread_name_prefix=f"df-{hc.name}") as side:
         docker = side.submit(docker_usage, hc)
-        filesystems, projects, warnings = _filesystems_and_projects(hc, fast, progress)
-        kept = None if fast or filesystems.srv_state == "missing" else archives(hc)
-        usage, error = docker.result()
-    return HostDisk(filesystems, projects, usage, error, tuple(warnings), kept)
+        answers: dict[Fact[Any], Any] = dict(zip(asked, hc.facts(*asked)))
+        probe: Probe = answers[usage]
+        if probe.failed:
+            raise CommandError(hc.name, usage.cmd.line, probe.exited, probe.stderr)
+        if mounted and not answers[is_mounted]:
+            raise srv_not_mounted(hc.name, srv)
+        projects, warnings = (None, []) if fast else _measure(hc, probe.folders, probe.cpus, progress)
+        dockers, error = docker.result()
+    found = None if probe.filesystems.srv_state == "missing" else answers.get(archives)
+    early = [probe.warning] if probe.warning else []
+    return HostDisk(probe.filesystems, projects, dockers, error, tuple(early + warnings), found)
 
 
 def docker_usage(hc: HostContext) -> tuple[DockerUsage | None, str | None]:
@@ -332,36 +398,24 @@ def docker_usage(hc: HostContext) -> tuple[DockerUsage | None, str | None]:
         return None, exc.message
 
 
-def _filesystems_and_projects(hc: HostContext, fast: bool, progress: Progress | None
-                              ) -> tuple[Filesystems, tuple[ProjectSize, ...] | None, list[str]]:
-    srv = hc.host.srv
-    cmd = usage_cmd(srv)
-    probe = hc.run(cmd, check=False)
-    df_text, cpus, folders = split_usage(probe.stdout)
-    filesystems = parse_df(df_text, probe.stderr, srv)
-    if filesystems.root is None:
-        raise CommandError(hc.name, cmd.line, probe.exited, probe.stderr)
-    warnings: list[str] = []
-    if probe.exited != 0 and probe.stderr.strip() and filesystems.srv_state != "missing":
-        warnings.append(probe.stderr.strip().splitlines()[-1])
-    if fast:
-        return filesystems, None, warnings
+def _measure(hc: HostContext, folders: Sequence[str], cpus: int, progress: Progress | None
+             ) -> tuple[tuple[ProjectSize, ...], list[str]]:
+    """Every project folder's sizes, one `du_fact` each, `du_workers` at once; du's complaints."""
     names = [f"{hc.name}:{f}" for f in folders]
     if progress is not None:
         progress.add(names)
 
-    def measure(i: int) -> tuple[str, str]:
+    def measure(i: int) -> tuple[tuple[ProjectSize, ...], str | None]:
         try:
-            r = hc.run(du_cmd(srv, folders[i]), check=False)
-            return r.stdout, (r.stderr.strip().splitlines() or [""])[-1] if r.exited else ""
+            return hc.fact(du_fact(hc.host.srv, folders[i]))
         finally:
             if progress is not None:
                 progress.done(names[i])
 
     with ThreadPoolExecutor(du_workers(cpus, len(folders)), thread_name_prefix=f"du-{hc.name}") as pool:
         answers = list(pool.map(measure, range(len(folders))))
-    warnings += [err for _, err in answers if err]
-    return filesystems, parse_du("".join(out for out, _ in answers)), warnings
+    sizes = sorted((p for found, _ in answers for p in found), key=lambda p: (-p.total, p.path))
+    return tuple(sizes), [err for _, err in answers if err]
 
 
 # --------------------------------------------------------------------------- what Docker holds (disk.prune)
@@ -607,24 +661,72 @@ def skipped_images(srv: str, folder: Skipped) -> ProjectImages:
                          f"discovery skipped this folder ({folder.reason}), so its {folder.compose_file} is not read")
 
 
+def read_project_images(p: Project, reply: Reply) -> ProjectImages:
+    """A project's images (`parse_project_images`) from its file and Compose's answer to `compose config`."""
+    ok = reply.exited == 0
+    tail = (reply.stderr.strip().splitlines() or [f"exit code {reply.exited}"])[-1]
+    return parse_project_images(p.path, p.dir, p.name, p.compose_text, reply.stdout if ok else None,
+                                error=p.error, config_error=None if ok else tail, unset=unset_variables(reply.stderr))
+
+
+def images_fact(fl: compose.Flavour, p: Project, docker_host: str | None = None) -> Fact[ProjectImages]:
+    """How Compose resolves `p`'s file with every profile enabled (Compose v2's ``--profile '*'``; v1 has
+    none: its profiled services stay unresolved), read by `read_project_images`. Every exit code answers;
+    never kept (the resolved file holds the .env's values)."""
+    cmd = compose.config(fl, p, docker_host=docker_host, profiles=() if fl.v1 else ("*",))
+    return Fact("disk.project_images", cmd, lambda r: read_project_images(p, r), answers=None, cache=False)
+
+
 def project_images(hc: HostContext, disc: Discovery) -> tuple[ProjectImages, ...]:
-    """Ask Compose, in one round trip, how it resolves every project's file with every profile enabled
-    (Compose v2's ``--profile '*'``; v1 has none: its profiled services stay unresolved); read their images.
-    A folder discovery skipped with a compose file in it, and a /srv that cannot be entered, are unknown."""
+    """Every project's images: one `images_fact` each, in one round trip. A folder discovery skipped with a
+    compose file in it, and a /srv that cannot be entered, are unknown."""
     out = [skipped_images(disc.srv, s) for s in disc.skipped if s.compose_file]
     if disc.srv_missing:
         out.append(ProjectImages(disc.srv, disc.srv, (), f"{disc.srv} cannot be entered: its projects are unknown"))
-    projects = disc.projects
-    if not projects:
+    if not disc.projects:
         return tuple(out)
     fl = compose.flavour(hc)
-    cmds = [compose.config(fl, p, docker_host=hc.host.docker_host, profiles=() if fl.v1 else ("*",))
-            for p in projects]
-    replies = split_batch(hc.run(batch(cmds)).stdout, len(cmds))
-    for p, r in zip(projects, replies):
-        ok = r.exited == 0
-        tail = (r.stderr.strip().splitlines() or [f"exit code {r.exited}"])[-1]
-        out.append(parse_project_images(p.path, p.dir, p.name, p.compose_text, r.stdout if ok else None,
-                                        error=p.error, config_error=None if ok else tail,
-                                        unset=unset_variables(r.stderr)))
-    return tuple(out)
+    return (*out, *hc.facts(*(images_fact(fl, p, hc.host.docker_host) for p in disc.projects)))
+
+
+def mounted_projects(hc: HostContext, *, with_env: bool = False) -> Discovery:
+    """The projects under the host's /srv (one round trip), which must be mounted (`srv_not_mounted`): an
+    unmounted /srv is a folder of the root disk, and the projects are on the volume the mount would show.
+    `with_env`: their .env files too (never kept)."""
+    srv = hc.host.srv
+    mounted, disc = hc.facts(srv_mounted_fact(srv), discovery_fact(srv, with_env=with_env))
+    if not mounted:
+        raise srv_not_mounted(hc.name, srv)
+    return disc
+
+
+def prune_facts(hc: HostContext) -> tuple[tuple[ProjectImages, ...], DockerState]:
+    """What `disk.prune` plans from, read-only: the images the /srv projects name, Docker's state. On a
+    host whose /srv is not mounted every image the projects name would look unused: it fails instead."""
+    return project_images(hc, mounted_projects(hc)), docker_state(hc)
+
+
+# --------------------------------------------------------------------------- disk.clean
+
+_APP_RECIPE_SCRIPT = 'if [ -f "$1" ]; then printf Y; cat -- "$1"; else printf N; fi'
+
+
+def app_recipe_fact(path: str) -> Fact[str | None]:
+    """The text of an app's own recipe file at `path` (None: there is none)."""
+    return Fact("disk.app_recipe", shell(_APP_RECIPE_SCRIPT, path),
+                lambda r: r.stdout[1:] if r.stdout.startswith("Y") else None)
+
+
+def folder_size_cmd(path: str) -> Cmd:
+    """The bytes a folder holds (``du -s``, one filesystem, no following links)."""
+    return Cmd.of("du", "-sxB1", "--", path)
+
+
+def parse_folder_size(stdout: str) -> int | None:
+    head = stdout.split(None, 1)
+    return int(head[0]) if head and head[0].isdigit() else None
+
+
+def folder_size_fact(path: str) -> Fact[int | None]:
+    """A folder's size in bytes (`folder_size_cmd`), asked afresh each time (before and after a clean-up)."""
+    return Fact("disk.folder_size", folder_size_cmd(path), lambda r: parse_folder_size(r.stdout), cache=False)

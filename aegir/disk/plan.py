@@ -16,14 +16,36 @@ be pullable again. `plan_prune` keeps, unless asked otherwise:
   containers are garbage);
 * every named volume, always; anonymous ones go only with ``--volumes``;
 * every network a remaining container is attached to.
+
+`disk.clean`'s plan is pure too (`plan_clean`): the recipe (the app's own
+file's text, else a shipped one), the compose file's ``x-aegir.clean``, the
+app's ``.env`` -> each step's exact ``compose exec`` line. The plans and what
+acting on them did (`HostPrune`, `PruneResult`, `HostClean`, `CleanResult`)
+are here, for `aegir.disk.steps` (which acts) and `aegir.disk.report`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aegir.disk.facts import DockerState, ProjectImages
+from aegir.compose import cli as compose
+from aegir.compose.discovery import Project
+from aegir.disk.facts import DockerState, DockerUsage, ProjectImages
+from aegir.disk.recipe import (
+    APP_RECIPE,
+    Command,
+    Recipe,
+    apply_override,
+    parse_override,
+    parse_recipe,
+    render,
+    shipped_text,
+)
+from aegir.errors import AegirError
+from aegir.sh import Cmd
 
 #: The kinds of things a prune removes, in the order it removes them.
 KINDS = ("container", "image", "network", "volume", "build cache")
@@ -136,3 +158,139 @@ def plan_prune(state: DockerState, projects: Sequence[ProjectImages], opts: Prun
         return KINDS.index(i.kind), i.name, i.id
 
     return PrunePlan(tuple(sorted(remove, key=order)), tuple(sorted(kept, key=order)), tuple(warnings))
+
+
+@dataclass(frozen=True)
+class HostPrune:
+    """One host's prune plan and Docker's accounting when it was made."""
+
+    plan: PrunePlan
+    before: DockerUsage
+
+
+@dataclass(frozen=True)
+class Done:
+    """One planned removal and how it went (`error` None: removed)."""
+
+    item: Item
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What the prune did on one host: each removal tried, of `planned`; bytes freed per kind from
+    Docker's accounting before and after (`after` None: Docker stopped answering, `stopped` says why,
+    and the removals after that one were not tried)."""
+
+    done: tuple[Done, ...]
+    before: DockerUsage
+    after: DockerUsage | None
+    planned: int = 0
+    stopped: str | None = None
+
+    @property
+    def failed(self) -> tuple[Done, ...]:
+        return tuple(d for d in self.done if d.error)
+
+    @property
+    def removed(self) -> int:
+        """How many planned removals were done."""
+        return sum(1 for d in self.done if not d.error)
+
+    @property
+    def problem(self) -> str | None:
+        """Why the host counts as failed, in one line (None: every planned removal was done)."""
+        if self.stopped is None and not self.failed:
+            return None
+        refused = f"; {len(self.failed)} refused by Docker" if self.failed else ""
+        return f"removed {self.removed} of {self.planned}{refused}" + (f"; {self.stopped}" if self.stopped else "")
+
+    def freed(self) -> dict[str, int] | None:
+        """Bytes freed per line of ``docker system df``, and in all (None: nothing measured after)."""
+        if self.after is None:
+            return None
+        after = self.after
+        out = {k: getattr(self.before, k).size - getattr(after, k).size
+               for k in ("images", "containers", "volumes", "build_cache")}
+        out["total"] = self.before.size - after.size
+        return out
+
+
+# --------------------------------------------------------------------------- disk.clean
+
+
+@dataclass(frozen=True)
+class CleanPlan:
+    """What disk.clean will run for one app on one host."""
+
+    project: Project
+    recipe: Recipe
+    commands: tuple[Command, ...]
+    lines: tuple[str, ...]  # each command's exact line (`compose exec ...`)
+
+
+@dataclass(frozen=True)
+class HostClean:
+    """One host's disk.clean plan: the app's (None: the host has no such app), and the host's projects (for
+    "did you mean" when no host has it)."""
+
+    plan: CleanPlan | None
+    projects: tuple[Project, ...] = ()
+
+
+def exec_cmd(fl: compose.Flavour, p: Project, c: Command, docker_host: str | None) -> Cmd:
+    """A recipe command as it runs: ``compose exec -T`` in the service's container, with the step's timeout."""
+    cmd = compose.exec_(fl, p, c.service, c.argv, user=c.user, stdin=c.stdin, docker_host=docker_host)
+    return dataclasses.replace(cmd, timeout=c.timeout)
+
+
+def plan_clean(p: Project, fl: compose.Flavour, *, own: str | None, recipe_name: str | None, env_text: str,
+               now: float, docker_host: str | None = None, host: str | None = None) -> CleanPlan:
+    """The clean-up of project `p`: `own` (the text of its folder's ``aegir-clean.yml``, None: it has none)
+    unless `recipe_name` (--recipe) names a shipped one; else the shipped one named by --recipe,
+    ``x-aegir.clean.recipe`` or the folder's name; then the compose file's ``x-aegir.clean`` settings and
+    the app's ``.env`` (`env_text`: data, never interpolated from aegir's environment)."""
+    from dotenv import dotenv_values
+
+    if p.error:
+        raise AegirError(f"{p.dir}/{p.error}", host=host)
+    ov = parse_override(p.compose_text, p.compose_path)
+    if own is not None and not recipe_name:
+        recipe = parse_recipe(own, f"{p.dir}/{APP_RECIPE}", p.folder)
+    else:
+        name = recipe_name or ov.recipe or p.folder
+        file, text = shipped_text(name)
+        recipe = parse_recipe(text, file, name)
+    recipe = apply_override(recipe, ov)
+    env = dotenv_values(stream=io.StringIO(env_text), interpolate=False)
+    commands = render(recipe, env, now)
+    return CleanPlan(p, recipe, commands, tuple(exec_cmd(fl, p, c, docker_host).line for c in commands))
+
+
+@dataclass(frozen=True)
+class CleanStep:
+    """One step as it ran: its command line, exit code, time, state (ok, failed, skipped) and output's tail."""
+
+    step: str
+    service: str
+    user: str | None
+    line: str
+    exit_code: int
+    seconds: float
+    state: str  # ok | failed | skipped
+    output: str = ""  # the tail of stdout and stderr
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    """What disk.clean did on one host: each step, and the app folder's size before and after."""
+
+    project: str
+    recipe: str
+    steps: tuple[CleanStep, ...]
+    size_before: int | None
+    size_after: int | None
+
+    @property
+    def failed(self) -> bool:
+        return any(s.state == "failed" for s in self.steps)

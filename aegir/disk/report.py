@@ -1,4 +1,11 @@
-"""The disk report: one fleet table, the largest projects, a fleet total; the same as JSON."""
+"""What the disk tasks print: the tables, the same data in the JSON envelope, the prometheus gauges.
+
+Every JSON document is `aegir.report.envelope` (``{"task", "dry", "hosts":
+[{"host", "status", "error", ...}], "summary"}``); a host that failed or could
+not be reached gets `aegir.report.failed_row` in a table (its ``KIND: reason``
+line in a text report); warnings are `aegir.report.warning` lines on stderr and
+a host's ``"warnings"`` in the JSON.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from aegir import fleet
+from aegir.action import HostRun, Ran, Report
 from aegir.disk.facts import Archive, Filesystem, HostDisk
-from aegir.disk.plan import Item
-from aegir.disk.steps import CleanPlan, CleanResult, HostPrune, PruneResult
-from aegir.report import age, failed_row, host_entry, human, printable, table
+from aegir.disk.plan import CleanResult, HostClean, HostPrune, Item, PruneResult
+from aegir.fleet import Outcome
+from aegir.report import age, envelope, failed_row, human, printable, table, warning
 
 
 def _fs_cell(fs: Any) -> str:
@@ -37,7 +44,7 @@ def archive_cells(a: Archive | None, now: float) -> list[str | None]:
             a.retention]
 
 
-def render(outcomes: Sequence[fleet.Outcome[HostDisk]], top: int, now: float | None = None) -> str:
+def render(outcomes: Sequence[Outcome[HostDisk]], top: int, now: float | None = None) -> str:
     """The fleet table, the projects table, the checkpoint archives, and the fleet total line."""
     now = time.time() if now is None else now
     rows = []
@@ -66,14 +73,15 @@ def render(outcomes: Sequence[fleet.Outcome[HostDisk]], top: int, now: float | N
         out += ["", table(["HOST", "ARCHIVE", *ARCHIVE_HEADERS], arows)]
     t = totals(outcomes)
     srv = f"/srv used {human(t['srv_used'])} of {human(t['srv_size'])}" if t["srv_size"] else "no /srv mounted"
+    answered = [o.value for o in outcomes if o.value is not None]
+    projects = (f"; projects {human(t['projects'])}" if any(d.projects is not None for d in answered)
+                else "; projects not measured (--fast)" if answered else "")
     out += ["", f"fleet: {t['hosts_ok']}/{t['hosts']} hosts; {srv}; docker {human(t['docker_size'])} "
-                f"({human(t['docker_reclaimable'])} reclaimable); "
-                + (f"projects {human(t['projects'])}" if any(o.value and o.value.projects is not None for o in outcomes)
-                   else "projects not measured (--fast)")]
+                f"({human(t['docker_reclaimable'])} reclaimable){projects}"]
     return "\n".join(out)
 
 
-def totals(outcomes: Sequence[fleet.Outcome[HostDisk]]) -> dict[str, int]:
+def totals(outcomes: Sequence[Outcome[HostDisk]]) -> dict[str, int]:
     """Fleet sums over the hosts that answered."""
     vals = [o.value for o in outcomes if o.value is not None]
     return {
@@ -90,20 +98,43 @@ def totals(outcomes: Sequence[fleet.Outcome[HostDisk]]) -> dict[str, int]:
     }
 
 
-def as_json(outcomes: Sequence[fleet.Outcome[HostDisk]], top: int) -> dict[str, Any]:
-    hosts = []
-    for o in outcomes:
+def _warned(o: Outcome[HostDisk], full: Sequence[tuple[str, str]]) -> list[str]:
+    """A host's warnings: what its reads complained of, then its filesystems over ``--warn``."""
+    return [*(o.value.warnings if o.value else ()), *(text for host, text in full if host == o.host.name)]
+
+
+def disk_report(outcomes: Sequence[Outcome[HostDisk]], *, top: int, warn: int | None = None,
+                prometheus_format: bool = False, now: float | None = None) -> Report:
+    """disk.report: the tables (or the prometheus text) and the JSON envelope, the fleet's totals under
+    ``summary``; with `warn`, each filesystem over it is a warning and a problem (exit 1)."""
+    full = too_full(outcomes, warn) if warn is not None else []
+
+    def fields(o: Outcome[HostDisk]) -> dict[str, Any]:
         d = o.value
-        entry = host_entry(o)
-        if d is not None:
-            entry.update(
-                root=d.filesystems.root, srv=d.filesystems.srv, srv_state=d.filesystems.srv_state,
-                docker=d.docker, docker_error=d.docker_error, warnings=d.warnings,
-                projects=None if d.projects is None else list(d.projects[:top]),
-                archives=None if d.archives is None else list(d.archives),
-            )
-        hosts.append(entry)
-    return {"hosts": hosts, "total": totals(outcomes)}
+        if d is None:
+            return {}
+        return {"root": d.filesystems.root, "srv": d.filesystems.srv, "srv_state": d.filesystems.srv_state,
+                "docker": d.docker, "docker_error": d.docker_error, "warnings": _warned(o, full),
+                "projects": None if d.projects is None else list(d.projects[:top]),
+                "archives": None if d.archives is None else list(d.archives)}
+
+    data = envelope("disk.report", outcomes, fields, summary=totals(outcomes))
+    text = prometheus(outcomes) if prometheus_format else render(outcomes, top, now)
+    return Report(data, text, problems=bool(full), warnings=tuple(warning(h, t) for h, t in full),
+                  verbatim=prometheus_format)
+
+
+def left_out(bad: Sequence[Outcome[Any]]) -> str:
+    """``hyp2 unreachable``, ``hyp2, hyp3 unreachable; hyp4 failed``: the hosts no plan was made for."""
+    groups: dict[str, list[str]] = {}
+    for o in bad:
+        groups.setdefault("unreachable" if o.kind == "unreachable" else "failed", []).append(o.host.name)
+    return "; ".join(f"{', '.join(names)} {kind}" for kind, names in groups.items())
+
+
+def failed_line(o: Outcome[Any]) -> str:
+    """``hyp2: UNREACHABLE: reason``: a failed host's row as one line of a text report (escaped)."""
+    return printable(": ".join(map(str, failed_row(o, 2))))
 
 
 # --------------------------------------------------------------------------- disk.prune
@@ -116,126 +147,163 @@ def _kind_counts(items: Sequence[Item]) -> str:
     return ", ".join(f"{n} {k}{'s' if n > 1 and k != 'build cache' else ''}" for k, n in counts.items()) or "nothing"
 
 
-def render_prune_plan(outcomes: Sequence[fleet.Outcome[HostPrune]]) -> str:
+def render_prune_plan(outcomes: Sequence[Outcome[HostRun[HostPrune, Any]]]) -> str:
     """Every item to remove (bytes from Docker's accounting), what is kept on purpose, one line per host."""
-    rows = [[o.host.name, i.kind, i.name, human(i.bytes), i.why] for o in outcomes if o.value
-            for i in o.value.plan.remove]
+    planned = [(o, o.value.plan) for o in outcomes if o.value is not None]
+    rows = [[o.host.name, i.kind, i.name, human(i.bytes), i.why] for o, p in planned for i in p.plan.remove]
     out = [table(["HOST", "REMOVE", "NAME", "SIZE", "WHY"], rows) if rows else "nothing to prune"]
-    kept = [[o.host.name, i.kind, i.name, human(i.bytes), i.why] for o in outcomes if o.value
-            for i in o.value.plan.kept]
+    kept = [[o.host.name, i.kind, i.name, human(i.bytes), i.why] for o, p in planned for i in p.plan.kept]
     if kept:
         out += ["", table(["HOST", "KEEP", "NAME", "SIZE", "WHY"], kept)]
     out.append("")
     for o in outcomes:
         if o.value is None:
-            out.append(f"{o.host.name}: {o.status}")
+            out.append(failed_line(o))
             continue
-        plan = o.value.plan
-        out.append(f"{o.host.name}: {_kind_counts(plan.remove)}; at least {human(plan.bytes)} "
-                   f"(docker holds {human(o.value.before.size)})")
-        out += [f"{o.host.name}: warning: {w}" for w in plan.warnings]
+        p = o.value.plan
+        out.append(printable(f"{o.host.name}: {_kind_counts(p.plan.remove)}; at least {human(p.plan.bytes)} "
+                             f"(docker holds {human(p.before.size)})"))
     return "\n".join(out)
 
 
-def prune_plan_json(outcomes: Sequence[fleet.Outcome[HostPrune]]) -> list[dict[str, Any]]:
-    return [{"host": o.host.name, "status": o.kind, "error": o.error,
-             **({"remove": o.value.plan.remove, "kept": o.value.plan.kept, "warnings": o.value.plan.warnings,
-                 "bytes": o.value.plan.bytes, "before": o.value.before} if o.value else {})}
-            for o in outcomes]
+PRUNE_HEADERS = ["HOST", "KIND", "REMOVED", "BEFORE", "AFTER", "FREED", "STATUS"]
 
 
-def render_prune_result(outcomes: Sequence[fleet.Outcome[PruneResult]]) -> str:
-    """One row per host and kind: removed, failed, bytes freed (Docker's accounting before and after), then
-    the host's total: removals done of those planned, and why not all when so. A host Docker stopped
-    answering for has no "after": its sizes after are ``?``, not guessed."""
+def _prune_rows(o: Outcome[HostRun[HostPrune, PruneResult]]) -> list[list[Any]]:
+    """One host's rows of the prune's result: one per kind (removed, failed, bytes freed), then its total:
+    removals done of those planned, and why not all when so. A host Docker stopped answering for has no
+    "after": its sizes after are ``?``, not guessed."""
+    r = o.value.result if o.value is not None else None
+    if r is None:
+        if o.value is None or not o.ok:
+            return [failed_row(o, len(PRUNE_HEADERS))]
+        held = human(o.value.plan.before.size)
+        return [[o.host.name, "total", "0 of 0", held, held, human(0), "nothing to do"]]
     rows = []
-    for o in outcomes:
-        r = o.value
-        if r is None:
-            rows.append(failed_row(o, 7))
+    freed = r.freed()
+    for kind, usage_key in (("container", "containers"), ("image", "images"), ("volume", "volumes"),
+                            ("build cache", "build_cache"), ("network", None)):
+        mine = [d for d in r.done if d.item.kind == kind]
+        before = getattr(r.before, usage_key).size if usage_key else None
+        after = getattr(r.after, usage_key).size if usage_key and r.after else None
+        if not mine and (r.after is None or before == after):
             continue
-        freed = r.freed()
-        for kind, usage_key in (("container", "containers"), ("image", "images"), ("volume", "volumes"),
-                                ("build cache", "build_cache"), ("network", None)):
-            mine = [d for d in r.done if d.item.kind == kind]
-            before = getattr(r.before, usage_key).size if usage_key else None
-            after = getattr(r.after, usage_key).size if usage_key and r.after else None
-            if not mine and (r.after is None or before == after):
-                continue
-            errors = "; ".join(f"{d.item.name}: {d.error}" for d in mine if d.error)
-            rows.append([o.host.name, kind, str(sum(1 for d in mine if not d.error)), human(before),
-                         "?" if r.after is None and usage_key else human(after),
-                         "-" if not usage_key else human(freed[usage_key]) if freed else "?", errors or "ok"])
-        rows.append([o.host.name, "total", f"{r.removed} of {r.planned}", human(r.before.size),
-                     human(r.after.size) if r.after else "?", human(freed["total"]) if freed else "?",
-                     r.problem or "ok"])
-    return table(["HOST", "KIND", "REMOVED", "BEFORE", "AFTER", "FREED", "STATUS"], rows)
+        errors = "; ".join(f"{d.item.name}: {d.error}" for d in mine if d.error)
+        rows.append([o.host.name, kind, str(sum(1 for d in mine if not d.error)), human(before),
+                     "?" if r.after is None and usage_key else human(after),
+                     "-" if not usage_key else human(freed[usage_key]) if freed else "?", errors or "ok"])
+    rows.append([o.host.name, "total", f"{r.removed} of {r.planned}", human(r.before.size),
+                 human(r.after.size) if r.after else "?", human(freed["total"]) if freed else "?",
+                 r.problem or "ok"])
+    return rows
 
 
-def prune_result_json(outcomes: Sequence[fleet.Outcome[PruneResult]]) -> list[dict[str, Any]]:
-    """Per host: what was removed and what Docker refused, `done` of `planned`, why it `stopped` early, the
-    accounting before and after (None when Docker stopped answering) and the bytes freed."""
-    return [host_entry(o, **({"removed": [d.item for d in o.value.done if not d.error],
-                              "failed": [{"item": d.item, "error": d.error} for d in o.value.failed],
-                              "done": o.value.removed, "planned": o.value.planned, "stopped": o.value.stopped,
-                              "before": o.value.before, "after": o.value.after, "freed": o.value.freed()}
-                             if o.value else {}))
-            for o in outcomes]
+def render_prune_result(outcomes: Sequence[Outcome[HostRun[HostPrune, PruneResult]]]) -> str:
+    """One row per host and kind, then the host's total (`_prune_rows`)."""
+    return table(PRUNE_HEADERS, [row for o in outcomes for row in _prune_rows(o)])
+
+
+def _prune_fields(o: Outcome[HostRun[HostPrune, PruneResult]]) -> dict[str, Any]:
+    """A host's JSON: its plan (what to remove, what is kept and why, its warnings, the bytes, Docker's
+    accounting then), and once acted on, what was removed and what Docker refused, `done` of `planned`, why
+    it `stopped` early, the accounting before and after (None when Docker stopped answering), the bytes freed."""
+    if o.value is None:
+        return {}
+    p, r = o.value.plan, o.value.result
+    out: dict[str, Any] = {"remove": p.plan.remove, "kept": p.plan.kept, "warnings": list(p.plan.warnings),
+                           "bytes": p.plan.bytes, "before": p.before}
+    if r is not None:
+        out.update(removed=[d.item for d in r.done if not d.error],
+                   failed=[{"item": d.item, "error": d.error} for d in r.failed], done=r.removed,
+                   planned=r.planned, stopped=r.stopped, before=r.before, after=r.after, freed=r.freed())
+    return out
+
+
+def prune_report(ran: Ran[HostPrune, PruneResult]) -> Report:
+    """disk.prune: the plan (dry, or nothing to do) or what was done; the JSON envelope; the plans'
+    warnings (a project whose images are unknown) as warning lines."""
+    plans = ran.plans()
+    results = ran.results()
+    freed = [r.freed() for _, r in results]
+    summary = {"hosts": len(ran.outcomes), "pruned": ran.acted, "removals": sum(len(p.plan.remove) for _, p in plans),
+               "bytes": sum(p.plan.bytes for _, p in plans), "removed": sum(r.removed for _, r in results),
+               "freed": sum(f["total"] for f in freed if f) if results and all(freed) else None,
+               "not_pruned": [o.host.name for o in ran.outcomes  # planned for, yet no removal was tried
+                              if ran.acted and (o.value is None or (o.value.result is None and not o.ok))]}
+    text = render_prune_result(ran.outcomes) if ran.acted else render_prune_plan(ran.outcomes)
+    return Report(envelope("disk.prune", ran.outcomes, _prune_fields, dry=ran.dry, summary=summary), text,
+                  warnings=tuple(warning(o.host.name, w) for o, p in plans for w in p.plan.warnings))
 
 
 # --------------------------------------------------------------------------- disk.clean
 
 
-def render_clean_plan(outcomes: Sequence[fleet.Outcome[CleanPlan | None]]) -> str:
+def render_clean_plan(outcomes: Sequence[Outcome[HostRun[HostClean, Any]]]) -> str:
     """Per host: the recipe, and each step's exact command in its container (stdin shown, .env values hidden)."""
     out = []
     for o in outcomes:
-        plan = o.value
-        if plan is None:
-            out.append(f"{o.host.name}: {o.status if not o.ok else 'no such app'}")
+        if o.value is None:
+            out.append(failed_line(o))
             continue
-        out.append(f"{o.host.name}: {plan.project.path}: recipe {plan.recipe.name} ({plan.recipe.file})")
+        plan = o.value.plan.plan
+        if plan is None:
+            out.append(f"{o.host.name}: no such app")
+            continue
+        out.append(printable(f"{o.host.name}: {plan.project.path}: recipe {plan.recipe.name} ({plan.recipe.file})"))
         for c, line in zip(plan.commands, plan.lines):
             who = f" as {c.user}" if c.user else ""
-            out.append(f"  # {c.step} (service {c.service}{who})")
-            out.append(f"  {line}" + (f"  <<< {c.shown_stdin!r}" if c.shown_stdin is not None else ""))
+            out.append(printable(f"  # {c.step} (service {c.service}{who})"))
+            out.append(printable(f"  {line}" + (f"  <<< {c.shown_stdin!r}" if c.shown_stdin is not None else "")))
     return "\n".join(out)
 
 
-def clean_plan_json(outcomes: Sequence[fleet.Outcome[CleanPlan | None]]) -> list[dict[str, Any]]:
-    hosts = []
-    for o in outcomes:
-        entry: dict[str, Any] = {"host": o.host.name, "status": o.kind, "error": o.error}
-        if o.value is not None:
-            p = o.value
-            entry.update(project=p.project.path, recipe=p.recipe.name, recipe_file=p.recipe.file, commands=[
-                {"step": c.step, "service": c.service, "user": c.user, "line": line, "stdin": c.shown_stdin,
-                 "if_missing": c.if_missing} for c, line in zip(p.commands, p.lines)])
-        hosts.append(entry)
-    return hosts
+CLEAN_HEADERS = ["HOST", "STEP", "SERVICE", "EXIT", "TIME", "RESULT"]
 
 
-def render_clean_result(outcomes: Sequence[fleet.Outcome[CleanResult]]) -> str:
+def render_clean_result(outcomes: Sequence[Outcome[HostRun[HostClean, CleanResult]]]) -> str:
     """One row per host and step (exit code, duration), then the app folder's size before and after."""
     rows = []
     sizes = []
     for o in outcomes:
-        r = o.value
+        r = o.value.result if o.value is not None else None
         if r is None:
-            rows.append([o.host.name, None, None, None, None, o.status])
-            continue
+            if o.value is None or not o.ok:
+                rows.append(failed_row(o, len(CLEAN_HEADERS)))
+            continue  # no such app there
         for s in r.steps:
             rows.append([o.host.name, s.step, s.service, str(s.exit_code), f"{s.seconds:.1f}s",
                          s.state + (f": {s.output.splitlines()[-1]}" if s.state == "failed" and s.output else "")])
         freed = None if r.size_before is None or r.size_after is None else r.size_before - r.size_after
-        sizes.append(f"{o.host.name}: {r.project} {human(r.size_before)} -> {human(r.size_after)} "
-                     f"({human(freed)} freed)")
-    return "\n".join([table(["HOST", "STEP", "SERVICE", "EXIT", "TIME", "RESULT"], rows), "", *sizes])
+        sizes.append(printable(f"{o.host.name}: {r.project} {human(r.size_before)} -> {human(r.size_after)} "
+                               f"({human(freed)} freed)"))
+    return "\n".join([table(CLEAN_HEADERS, rows), "", *sizes])
 
 
-def clean_result_json(outcomes: Sequence[fleet.Outcome[CleanResult]]) -> list[dict[str, Any]]:
-    return [{"host": o.host.name, "status": o.kind, "error": o.error,
-             **({"result": o.value} if o.value else {})} for o in outcomes]
+def _clean_fields(o: Outcome[HostRun[HostClean, CleanResult]]) -> dict[str, Any]:
+    """A host's JSON: the app's project and recipe and each command (None: no such app there); once run,
+    `result`: each step's exit code, time and state, the folder's size before and after."""
+    if o.value is None:
+        return {}
+    p, r = o.value.plan.plan, o.value.result
+    if p is None:
+        return {"project": None}
+    out: dict[str, Any] = {
+        "project": p.project.path, "recipe": p.recipe.name, "recipe_file": p.recipe.file,
+        "commands": [{"step": c.step, "service": c.service, "user": c.user, "line": line, "stdin": c.shown_stdin,
+                      "if_missing": c.if_missing} for c, line in zip(p.commands, p.lines)]}
+    if r is not None:
+        out["result"] = r
+    return out
+
+
+def clean_report(ran: Ran[HostClean, CleanResult]) -> Report:
+    """disk.clean: each host's plan (dry, or nothing to do) or what its steps did; the JSON envelope."""
+    results = ran.results()
+    summary = {"hosts": len(ran.outcomes), "ran": ran.acted,
+               "found": [o.host.name for o, p in ran.plans() if p.plan is not None],
+               "failed_steps": sum(1 for _, r in results for s in r.steps if s.state == "failed")}
+    text = render_clean_result(ran.outcomes) if ran.acted else render_clean_plan(ran.outcomes)
+    return Report(envelope("disk.clean", ran.outcomes, _clean_fields, dry=ran.dry, summary=summary), text)
 
 
 # --------------------------------------------------------------------------- --warn, --format prometheus
@@ -251,8 +319,8 @@ def used_percent(fs: Filesystem) -> int:
     return -(-fs.used * 100 // room) if room else 0
 
 
-def too_full(outcomes: Sequence[fleet.Outcome[HostDisk]], pct: int) -> list[str]:
-    """One line per filesystem (/ or /srv) of a host that is more than `pct` % used."""
+def too_full(outcomes: Sequence[Outcome[HostDisk]], pct: int) -> list[tuple[str, str]]:
+    """(host, what) per filesystem (/ or /srv) of a host that is more than `pct` % used."""
     out = []
     for o in outcomes:
         if o.value is None:
@@ -260,8 +328,8 @@ def too_full(outcomes: Sequence[fleet.Outcome[HostDisk]], pct: int) -> list[str]
         fss = o.value.filesystems
         for fs in (fss.root, fss.srv):
             if fs is not None and used_percent(fs) > pct:
-                out.append(f"{o.host.name}: {fs.target} is {used_percent(fs)}% used ({human(fs.free)} free; "
-                           f"warn above {pct}%)")
+                out.append((o.host.name, f"{fs.target} is {used_percent(fs)}% used ({human(fs.free)} free; "
+                                         f"warn above {pct}%)"))
     return out
 
 
@@ -317,7 +385,7 @@ _METRICS = (
 )
 
 
-def prometheus(outcomes: Sequence[fleet.Outcome[HostDisk]]) -> str:
+def prometheus(outcomes: Sequence[Outcome[HostDisk]]) -> str:
     """The report in Prometheus' text format, for node_exporter's textfile collector (every project)."""
     samples: dict[str, list[str]] = {name: [] for name, _ in _METRICS}
     for o in outcomes:

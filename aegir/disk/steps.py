@@ -1,98 +1,88 @@
-"""Acting on a host's disk: the prune (Docker SDK), per-app clean-ups (Compose exec)."""
+"""The disk's changes, one `aegir.action.Action` each: disk.prune (`Prune`), disk.clean (`Clean`).
+
+Each plans from facts only (`aegir.disk.facts`; decisions in `aegir.disk.plan`)
+and acts on what its plan says: the removals (Docker SDK) and the recipes'
+``compose exec`` runs are here and nowhere else in `disk`. A host whose /srv is
+not mounted fails while it is planned: its projects are not there to read.
+
+- `Prune`: plan = Docker's state against what the /srv projects name
+  (`aegir.disk.plan.plan_prune`); act = the removals, kind by kind, never
+  forced (`apply_prune`), then Docker's accounting again (the bytes freed).
+- `Clean`: plan = the app's recipe rendered to exact commands
+  (`aegir.disk.plan.plan_clean`); act = each step in its container, the app
+  folder's size before and after (`run_clean`).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+from aegir import action
 from aegir.compose import cli as compose
-from aegir.compose.discovery import Project, select
-from aegir.compose.status import discover
-from aegir.disk.facts import DockerUsage, docker_state, parse_docker_df, project_images
-from aegir.disk.plan import KINDS, Item, PruneOptions, PrunePlan, plan_prune
-from aegir.disk.recipe import (
-    APP_RECIPE,
-    NOT_FOUND,
-    Command,
-    Recipe,
-    apply_override,
-    parse_override,
-    parse_recipe,
-    render,
-    shipped_text,
+from aegir.compose.discovery import select, unknown_names
+from aegir.disk import report
+from aegir.disk.facts import app_recipe_fact, folder_size_fact, mounted_projects, parse_docker_df, prune_facts
+from aegir.disk.plan import (
+    KINDS,
+    CleanResult,
+    CleanStep,
+    Done,
+    HostClean,
+    HostPrune,
+    Item,
+    PruneOptions,
+    PruneResult,
+    exec_cmd,
+    plan_clean,
+    plan_prune,
 )
-from aegir.errors import AegirError
-from aegir.host import HostContext
-from aegir.sh import Cmd, mask, shell
+from aegir.disk.recipe import APP_RECIPE, NOT_FOUND
+from aegir.errors import AegirError, UsageError
+from aegir.fleet import Outcome
+from aegir.report import human
+from aegir.sh import mask
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aegir.host import HostContext
 
 
-@dataclass(frozen=True)
-class HostPrune:
-    """One host's prune plan and Docker's accounting when it was made."""
-
-    plan: PrunePlan
-    before: DockerUsage
+# --------------------------------------------------------------------------- disk.prune
 
 
-def gather_prune(hc: HostContext, opts: PruneOptions) -> HostPrune:
-    """Facts -> plan, read-only: the /srv projects' images (one round trip; the folders discovery skipped
-    count as unknown), Docker's state (three calls)."""
-    disc = discover(hc)
-    refs = project_images(hc, disc)
-    state = docker_state(hc)
-    plan = plan_prune(state, refs, opts)
-    return HostPrune(plan, state.usage)
+class Prune(action.Action[HostPrune, PruneResult]):
+    """disk.prune on every target: what the /srv projects neither use nor name goes (`aegir.disk.plan`)."""
 
+    label = "disk.prune"
+    verb = "prune"
+    refused = "nothing pruned"
 
-@dataclass(frozen=True)
-class Done:
-    """One planned removal and how it went (`error` None: removed)."""
+    def __init__(self, opts: PruneOptions) -> None:
+        self.opts = opts
 
-    item: Item
-    error: str | None = None
+    def plan(self, hc: HostContext) -> HostPrune:
+        refs, state = prune_facts(hc)
+        return HostPrune(plan_prune(state, refs, self.opts), state.usage)
 
+    def todo(self, plan: HostPrune) -> bool:
+        return bool(plan.plan.remove)
 
-@dataclass(frozen=True)
-class PruneResult:
-    """What the prune did on one host: each removal tried, of `planned`; bytes freed per kind from
-    Docker's accounting before and after (`after` None: Docker stopped answering, `stopped` says why,
-    and the removals after that one were not tried)."""
+    def question(self, plans: Sequence[Outcome[HostPrune]]) -> str | None:
+        busy = [(o.host.name, o.value) for o in plans if o.value is not None and self.todo(o.value)]
+        left = [o for o in plans if not o.ok]
+        return (f"Remove all this on {', '.join(name for name, _ in busy)} "
+                f"(at least {human(sum(p.plan.bytes for _, p in busy))})?"
+                + (f" ({report.left_out(left)}: not pruned)" if left else ""))
 
-    done: tuple[Done, ...]
-    before: DockerUsage
-    after: DockerUsage | None
-    planned: int = 0
-    stopped: str | None = None
+    def act(self, hc: HostContext, plan: HostPrune) -> PruneResult:
+        return apply_prune(hc, plan)
 
-    @property
-    def failed(self) -> tuple[Done, ...]:
-        return tuple(d for d in self.done if d.error)
+    def failed(self, result: PruneResult) -> str | None:
+        return result.problem
 
-    @property
-    def removed(self) -> int:
-        """How many planned removals were done."""
-        return sum(1 for d in self.done if not d.error)
-
-    @property
-    def problem(self) -> str | None:
-        """Why the host counts as failed, in one line (None: every planned removal was done)."""
-        if self.stopped is None and not self.failed:
-            return None
-        refused = f"; {len(self.failed)} refused by Docker" if self.failed else ""
-        return f"removed {self.removed} of {self.planned}{refused}" + (f"; {self.stopped}" if self.stopped else "")
-
-    def freed(self) -> dict[str, int] | None:
-        """Bytes freed per line of ``docker system df``, and in all (None: nothing measured after)."""
-        if self.after is None:
-            return None
-        after = self.after
-        out = {k: getattr(self.before, k).size - getattr(after, k).size
-               for k in ("images", "containers", "volumes", "build_cache")}
-        out["total"] = self.before.size - after.size
-        return out
+    def render(self, ran: action.Ran[HostPrune, PruneResult]) -> action.Report:
+        return report.prune_report(ran)
 
 
 def _api_error(exc: Exception) -> str:
@@ -151,7 +141,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def apply_prune(hc: HostContext, planned: HostPrune) -> PruneResult:
-    """Remove what the plan lists, kind by kind (containers first: they hold images); never forced.
+    """Remove what the plan lists, kind by kind (containers first: they hold images); never forced; then
+    read Docker's accounting again (the verification: what was freed).
 
     A removal Docker refuses (the container started meanwhile, the image got a
     container) is reported with Docker's reason; the others go on. When the
@@ -194,90 +185,53 @@ def apply_prune(hc: HostContext, planned: HostPrune) -> PruneResult:
 
 # --------------------------------------------------------------------------- disk.clean
 
-_APP_RECIPE_SCRIPT = 'if [ -f "$1" ]; then printf Y; cat -- "$1"; else printf N; fi'
 
+class Clean(action.Action[HostClean, CleanResult]):
+    """disk.clean APP on every target that has the app: its recipe's steps in its containers."""
 
-def folder_size_cmd(path: str) -> Cmd:
-    """The bytes a folder holds (``du -s``, one filesystem, no following links)."""
-    return Cmd.of("du", "-sxB1", "--", path)
+    label = "disk.clean"
+    verb = "clean up"
+    refused = "nothing cleaned"
 
+    def __init__(self, app: str, recipe: str | None = None, now: float | None = None) -> None:
+        self.app = app
+        self.recipe = recipe
+        self.now = time.time() if now is None else now  # one time for every host's {days_ago_ms:...}
 
-def parse_folder_size(stdout: str) -> int | None:
-    head = stdout.split(None, 1)
-    return int(head[0]) if head and head[0].isdigit() else None
+    def plan(self, hc: HostContext) -> HostClean:
+        """The app's recipe rendered (one round trip to find the app, one for Compose and its own recipe)."""
+        disc = mounted_projects(hc, with_env=True)
+        chosen, _ = select(disc.projects, (self.app,), host=hc.name)
+        if not chosen:
+            return HostClean(None, disc.projects)
+        p = chosen[0]
+        fl, *own = hc.facts(compose.FLAVOUR, *([] if self.recipe else [app_recipe_fact(f"{p.dir}/{APP_RECIPE}")]))
+        return HostClean(plan_clean(p, fl, own=own[0] if own else None, recipe_name=self.recipe,
+                                    env_text=disc.envs.get(p.path, ""), now=self.now,
+                                    docker_host=hc.host.docker_host, host=hc.name), disc.projects)
 
+    def todo(self, plan: HostClean) -> bool:
+        return plan.plan is not None
 
-@dataclass(frozen=True)
-class CleanPlan:
-    """What disk.clean will run for one app on one host."""
+    def refuse(self, plans: Sequence[Outcome[HostClean]]) -> None:
+        """No host has the app, and every host answered: a usage error, with "did you mean"."""
+        answered = [o.value for o in plans if o.value is not None]
+        if len(answered) == len(plans) and not any(h.plan for h in answered):
+            raise UsageError(unknown_names([self.app], [p for h in answered for p in h.projects], what="app")[0])
 
-    project: Project
-    recipe: Recipe
-    commands: tuple[Command, ...]
-    lines: tuple[str, ...]  # each command's exact line (`compose exec ...`)
+    def question(self, plans: Sequence[Outcome[HostClean]]) -> str | None:
+        found = [o.host.name for o in plans if o.value is not None and o.value.plan is not None]
+        return f"Run these clean-ups on {', '.join(found)}?"
 
+    def act(self, hc: HostContext, plan: HostClean) -> CleanResult:
+        assert plan.plan is not None
+        return run_clean(hc, plan)
 
-def plan_clean(hc: HostContext, app: str, recipe_name: str | None, now: float) -> CleanPlan | None:
-    """Find `app` on the host and render its recipe (None: the host has no such app).
+    def failed(self, result: CleanResult) -> str | None:
+        return "a clean-up step failed" if result.failed else None
 
-    The recipe: ``aegir-clean.yml`` in the app's folder if there is one (and no
-    --recipe), else the shipped one named by --recipe, ``x-aegir.clean.recipe``
-    or the app's folder name; then the compose file's ``x-aegir.clean`` settings.
-    """
-    disc = discover(hc, with_env=True)
-    chosen, _ = select(disc.projects, (app,), host=hc.name)
-    if not chosen:
-        return None
-    p = chosen[0]
-    if p.error:
-        raise AegirError(f"{p.dir}/{p.error}", host=hc.name)
-    ov = parse_override(p.compose_text, p.compose_path)
-    local_file = f"{p.dir}/{APP_RECIPE}"
-    local = hc.run(shell(_APP_RECIPE_SCRIPT, local_file)).stdout if not recipe_name else "N"
-    if local.startswith("Y"):
-        recipe = parse_recipe(local[1:], local_file, p.folder)
-    else:
-        name = recipe_name or ov.recipe or p.folder
-        file, text = shipped_text(name)
-        recipe = parse_recipe(text, file, name)
-    recipe = apply_override(recipe, ov)
-    from dotenv import dotenv_values  # the app's .env: data, never interpolated from our environment
-
-    env = dotenv_values(stream=io.StringIO(disc.envs.get(p.path, "")), interpolate=False)
-    commands = render(recipe, env, now)
-    fl = compose.flavour(hc)
-    lines = tuple(_exec(fl, p, c, hc.host.docker_host).line for c in commands)
-    return CleanPlan(p, recipe, commands, lines)
-
-
-def _exec(fl: compose.Flavour, p: Project, c: Command, docker_host: str | None) -> Cmd:
-    cmd = compose.exec_(fl, p, c.service, c.argv, user=c.user, stdin=c.stdin, docker_host=docker_host)
-    return dataclasses.replace(cmd, timeout=c.timeout)
-
-
-@dataclass(frozen=True)
-class CleanStep:
-    step: str
-    service: str
-    user: str | None
-    line: str
-    exit_code: int
-    seconds: float
-    state: str  # ok | failed | skipped
-    output: str = ""  # the tail of stdout and stderr
-
-
-@dataclass(frozen=True)
-class CleanResult:
-    project: str
-    recipe: str
-    steps: tuple[CleanStep, ...]
-    size_before: int | None
-    size_after: int | None
-
-    @property
-    def failed(self) -> bool:
-        return any(s.state == "failed" for s in self.steps)
+    def render(self, ran: action.Ran[HostClean, CleanResult]) -> action.Report:
+        return report.clean_report(ran)
 
 
 def _tail(text: str, lines: int = 3) -> str:
@@ -285,19 +239,22 @@ def _tail(text: str, lines: int = 3) -> str:
     return "\n".join(kept[-lines:])
 
 
-def run_clean(hc: HostContext, plan: CleanPlan) -> CleanResult:
-    """Run every step in its container (each one whatever the others did), timing it; folder size around."""
+def run_clean(hc: HostContext, planned: HostClean) -> CleanResult:
+    """Run every step in its container (each one whatever the others did), timing it; then the app folder's
+    size again (the verification: what was freed)."""
+    plan = planned.plan
+    assert plan is not None
     p = plan.project
-    before = parse_folder_size(hc.run(folder_size_cmd(p.dir)).stdout)
+    size = folder_size_fact(p.dir)
+    before = hc.fact(size)
     fl = compose.flavour(hc)
     results = []
     for c, line in zip(plan.commands, plan.lines):
         start = time.monotonic()
-        r = hc.run(_exec(fl, p, c, hc.host.docker_host), check=False)
+        r = hc.run(exec_cmd(fl, p, c, hc.host.docker_host), check=False)
         seconds = time.monotonic() - start
         state = "ok" if r.exited == 0 else ("skipped" if r.exited == NOT_FOUND and c.if_missing == "skip"
                                            else "failed")
         output = mask(_tail(r.stdout + "\n" + r.stderr), [c.stdin] if c.stdin else [])
         results.append(CleanStep(c.step, c.service, c.user, line, r.exited, round(seconds, 3), state, output))
-    after = parse_folder_size(hc.run(folder_size_cmd(p.dir)).stdout)
-    return CleanResult(p.path, plan.recipe.name, tuple(results), before, after)
+    return CleanResult(p.path, plan.recipe.name, tuple(results), before, hc.fact(size))

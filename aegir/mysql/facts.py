@@ -4,7 +4,7 @@
   ``SRV/{core,apps,users}`` that holds a ``wal/`` or ``db/`` folder: the size of
   each and its binary log files (size, mtime, name): those in ``wal/``, and those
   in ``db/`` named after a ``<basename>.index`` there (logs kept in the datadir);
-  `parse_wal` reads it, with the archives (`aegir.disk.facts.archive_cmd`: size,
+  `parse_wal` reads it, with the archives (`aegir.disk.facts.archive_fact`: size,
   checkpoints, retention), into `AppWal` rows.
 * `run_state_cmd` reads a checkpoint's state folder (``SRV/conf/aegir/mysql/<kind>-<app>``):
   the log from a byte offset, ``state.json`` and ``result.json``; `parse_run_state`.
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aegir.compose.status import srv_mounted_fact, srv_not_mounted
-from aegir.disk.facts import Archive, archive_cmd, parse_archives
+from aegir.disk.facts import Archive, archive_fact
 from aegir.errors import AegirError
 from aegir.facts import Fact
 from aegir.mysql import onhost
@@ -138,11 +138,6 @@ def with_archives(apps: Sequence[AppWal], archives: Sequence[Archive]) -> tuple[
 def wal_fact(srv: str) -> Fact[tuple[AppWal, ...]]:
     """Every app with a database under `srv` (`wal_cmd`), without its archive (`with_archives`)."""
     return Fact("mysql.wal", wal_cmd(srv), lambda r: parse_wal(r.stdout), cache=False)
-
-
-def archive_fact(srv: str) -> Fact[tuple[Archive, ...]]:
-    """Every app's checkpoint archive under `srv` (`aegir.disk.facts.archive_cmd`)."""
-    return Fact("mysql.archives", archive_cmd(srv), lambda r: parse_archives(r.stdout), cache=False)
 
 
 def read_wal(hc: HostContext) -> tuple[AppWal, ...]:

@@ -1,23 +1,30 @@
-"""Disk: where the space goes on each hypervisor (`/`, `/srv`, Docker, projects), and reclaiming it safely."""
+"""Disk: where the space goes on each hypervisor (`/`, `/srv`, Docker, projects), and reclaiming it safely.
+
+`disk.report` reads (`aegir.tasks.base.fleet_read`); `disk.prune` and
+`disk.clean` are actions (`aegir.disk.steps`), planned on every host, shown,
+stopped there under ``--dry``, confirmed, then acted on and checked. A host
+whose /srv is not mounted fails `disk.prune` and `disk.clean` (its projects
+are not there to read), and `disk.report --warn` (cron must hear of it).
+"""
 
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from invoke import Collection, Exit
+from invoke import Collection, Context, Exit
 
-from aegir.errors import AegirError, UsageError
-from aegir.report import FORMAT_HELP, Progress, check_format, emit, human
+from aegir.errors import UsageError
+from aegir.report import FORMAT_HELP, Progress, check_format
 from aegir.tasks.base import (
     ALL_OR_NOTHING_HELP,
     EXIT_PROBLEM,
     ROLLING_HELP,
-    confirm,
+    act,
     exit_if_failed,
     failed_line,
+    finish,
+    fleet_read,
     is_dry,
     rolling,
     targets,
@@ -25,41 +32,34 @@ from aegir.tasks.base import (
 )
 from aegir.tasks.flags import PERCENT, PROJECT, formats
 
-if TYPE_CHECKING:  # pragma: no cover
-    from aegir import fleet
-    from aegir.disk.steps import PruneResult
-    from aegir.host import HostContext
+if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
+    from aegir.action import Ran
+    from aegir.disk.plan import HostPrune, PruneResult
+    from aegir.disk.steps import Prune
+    from aegir.inventory import Host, Rolling
 
 
 @task(help={"format": FORMAT_HELP + " Also 'prometheus': node_exporter's textfile collector format.",
             "top": "Largest projects to list per host (default 5; every one in prometheus format).",
             "fast": "Filesystems and Docker only: do not measure the project folders (no du).",
-            "warn": "Exit 1 when / or /srv of a host is more than PCT % used (for cron)."},
+            "warn": "Exit 1 when / or /srv of a host is more than PCT % used, or /srv is not mounted (for cron)."},
       kinds={"format": formats("prometheus"), "warn": PERCENT})
-def report(c, format="table", top=5, fast=False, warn=None):
+def report(c: Context, format: str = "table", top: int = 5, fast: bool = False, warn: int | None = None) -> None:
     """Show disk usage per host: /, /srv, Docker (reclaimable), the largest projects.
 
     Project folders are measured with one du each, several at once per host
-    (progress on stderr); --fast skips them.
+    (progress on stderr); --fast skips them. With --warn, a host whose /srv is
+    not mounted is a failed host ("run boot.mount"); without, its row says so.
     """
-    from aegir import fleet
     from aegir.disk.facts import gather  # here, not at the top: inv --list stays quick
-    from aegir.disk.report import as_json, prometheus, render, too_full
+    from aegir.disk.report import disk_report
 
-    fmt = format if format == "prometheus" else check_format(format)
-    top = int(top)
-    pct = None if warn is None else int(warn)
+    fmt = check_format(format, ("prometheus",))
     with Progress("disk.report: project folders measured", []) as progress:
-        outcomes = fleet.each(c, targets(c), lambda hc: gather(hc, fast=fast, progress=progress),
-                              label="disk.report")
-    if fmt == "prometheus":
-        print(prometheus(outcomes), flush=True)
-    else:
-        emit(fmt, data=as_json(outcomes, top), text=render(outcomes, top))
-    full = too_full(outcomes, pct) if pct is not None else []
-    for line in full:
-        print(f"aegir: {line}", file=sys.stderr)
-    exit_if_failed(outcomes, problems=bool(full))
+        outcomes = fleet_read(c, "disk.report", lambda hc: gather(hc, fast=fast, progress=progress,
+                                                                   mounted=warn is not None))
+    shown = disk_report(outcomes, top=int(top), warn=warn, prometheus_format=fmt == "prometheus")
+    finish(c, "table" if fmt == "prometheus" else fmt, shown, outcomes)
 
 
 @task(help={"volumes": "Also remove anonymous volumes no container uses (named volumes: never).",
@@ -67,83 +67,93 @@ def report(c, format="table", top=5, fast=False, warn=None):
             "include_project_containers": "Also remove the stopped service containers of /srv projects.",
             "yes": "Do not ask for confirmation.", "dry": "Show the plan; remove nothing.", "format": FORMAT_HELP,
             "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
-def prune(c, volumes=False, include_project_images=False, include_project_containers=False, yes=False, dry=False,
-          format="table", serial=None, keep_going=False, all_or_nothing=False):
+def prune(c: Context, volumes: bool = False, include_project_images: bool = False,
+          include_project_containers: bool = False, yes: bool = False, dry: bool = False, format: str = "table",
+          serial: str | None = None, keep_going: bool = False, all_or_nothing: bool = False) -> None:
     """Remove Docker garbage: what /srv projects neither use nor name.
 
     Stopped containers, unused images, networks and build cache go; what the
     /srv projects use stays. A plan first, per host, with Docker's own byte
     counts; then, with --yes or a `y` typed at the terminal, the removals
     (never forced) and the bytes freed, from Docker's accounting before and
-    after. A host that could not be reached or planned is left out (a line
-    says so; --all-or-nothing prunes nothing then); one whose daemon stops
-    answering mid-way says how many of its removals were done.
+    after. A host that could not be reached or planned (its /srv not mounted,
+    say) is left out (a line says so; --all-or-nothing prunes nothing then);
+    one whose daemon stops answering mid-way says how many of its removals
+    were done.
     """
-    from aegir import fleet
     from aegir.disk.plan import PruneOptions
-    from aegir.disk.report import prune_plan_json, prune_result_json, render_prune_plan, render_prune_result
-    from aegir.disk.steps import apply_prune, gather_prune
+    from aegir.disk.steps import Prune
 
     fmt = check_format(format)
-    opts = PruneOptions(volumes=volumes, project_images=include_project_images,
-                        project_containers=include_project_containers)
+    action = Prune(PruneOptions(volumes=volumes, project_images=include_project_images,
+                                project_containers=include_project_containers))
     hosts = targets(c)
-    roll = rolling(c, hosts, serial, keep_going)
-    plans = fleet.each(c, hosts, lambda hc: gather_prune(hc, opts), label="disk.prune")
-    todo = [o for o in plans if o.value and o.value.plan.remove]
-    unplanned = fleet.failed(plans)
-    left_out = _left_out(unplanned)
-    if is_dry(c, dry) or not todo or (unplanned and all_or_nothing):
-        emit(fmt, data={"plan": prune_plan_json(plans), "pruned": False}, text=render_prune_plan(plans))
-        if unplanned and todo and not is_dry(c, dry):
-            raise Exit(f"aegir: {left_out}: nothing pruned (--all-or-nothing)", code=EXIT_PROBLEM)
-        if unplanned and len(unplanned) < len(plans) and not is_dry(c, dry):
-            raise Exit(f"aegir: {left_out}: not pruned; nothing to prune on the other hosts", code=EXIT_PROBLEM)
+    dry = is_dry(c, dry)
+    _prune(c, action, hosts, fmt=fmt, dry=dry, yes=yes, all_or_nothing=all_or_nothing,
+           roll=None if dry else rolling(c, hosts, serial, keep_going))
+
+
+def _prune(c: Context, action: Prune, hosts: tuple[Host, ...], *, fmt: str, dry: bool, yes: bool,
+           all_or_nothing: bool, roll: Rolling | None) -> None:
+    """`aegir.action.run` for disk.prune, and the policy for hosts no plan was made for that `run` does not
+    have yet (issue 19; h-faults moves it there): a line naming them; under --serial each counts as a failed
+    host where it stands (an unreachable canary stops the roll); --all-or-nothing shows the plans and prunes
+    nothing. Goes once `run` has it: then this task is `act(c, action, ...)` like disk.clean."""
+    from aegir import action as actions
+    from aegir import fleet
+    from aegir.disk.report import left_out
+    from aegir.errors import AegirError
+    from aegir.host import HostContext
+
+    def planned(hc: HostContext) -> HostPrune:
+        with hc.planning():
+            return action.plan(hc)
+
+    plans = fleet.each(c, hosts, planned, label=action.label)
+    busy = {o.host.name: o.value for o in plans if o.value is not None and action.todo(o.value)}
+    unplanned = {o.host.name: o for o in plans if not o.ok}
+    said = left_out(list(unplanned.values()))
+    as_runs = tuple(actions._as_run(o) for o in plans)
+    if actions.dry_stop(dry, todo=bool(busy)) or (unplanned and all_or_nothing):
+        finish(c, fmt, action.render(actions.Ran(as_runs, dry=dry, acted=False)))
+        if unplanned and busy and not dry:
+            raise Exit(f"aegir: {said}: nothing pruned (--all-or-nothing)", code=EXIT_PROBLEM)
+        if unplanned and len(unplanned) < len(plans) and not dry:
+            raise Exit(f"aegir: {said}: not pruned; nothing to prune on the other hosts", code=EXIT_PROBLEM)
         exit_if_failed(plans)
         return
-    print(render_prune_plan(plans), file=sys.stderr if fmt == "json" else sys.stdout, flush=True)
-    total = sum(o.value.plan.bytes for o in todo if o.value)
-    confirm(f"Remove all this on {', '.join(o.host.name for o in todo)} (at least {human(total)})?"
-            + (f" ({left_out}: not pruned)" if unplanned else ""), yes=yes,
-            label="disk.prune", verb="prune", refused="nothing pruned")
-    by_host = {o.host.name: o.value for o in todo if o.value}
-    failed_plans = {o.host.name: o for o in unplanned}
+    print(action.render(actions.Ran(as_runs, dry=False, acted=False)).text,
+          file=sys.stderr if fmt == "json" else sys.stdout, flush=True)
+    actions.confirm(action.question(plans) or "", yes=yes, label=action.label, verb=action.verb,
+                    refused=action.refused)
 
-    def act(hc: HostContext) -> PruneResult:
-        if hc.name in failed_plans:  # a roll attempts it in its turn, reachable again or not: it counts as failed
-            raise AegirError(f"not pruned: no plan ({failed_plans[hc.name].error})", host=hc.name)
-        return apply_prune(hc, by_host[hc.name])
+    def act_one(hc: HostContext) -> PruneResult:
+        if hc.name in unplanned:  # a roll attempts it in its turn, reachable again or not: it counts as failed
+            raise AegirError(f"not pruned: no plan ({unplanned[hc.name].error})", host=hc.name)
+        plan = busy[hc.name]
+        assert plan is not None
+        return action.act(hc, plan)
 
-    # a roll counts a host it could not plan on as a failed host (an unreachable canary stops it);
-    # all at once, such a host is only left out
-    acting = [o.host for o in plans if o.host.name in by_host or (roll is not None and o.host.name in failed_plans)]
-    acted = {o.host.name: o for o in fleet.each(c, acting, act, label="disk.prune", rolling=roll,
-                                                fails=lambda r: r.problem)}
-    outcomes = [acted.get(o.host.name, o) for o in plans if o.host.name in acted or not o.ok]
-    emit(fmt, data={"plan": prune_plan_json(plans), "pruned": True, "hosts": prune_result_json(outcomes),
-                    "not_pruned": [o.host.name for o in outcomes if o.value is None]},
-         text=render_prune_result(outcomes))
-    bad = [o for o in outcomes if not o.ok and o.host.name not in failed_plans]
+    acting = [o.host for o in plans if o.host.name in busy or (roll is not None and o.host.name in unplanned)]
+    acted = {o.host.name: o for o in fleet.each(c, acting, act_one, label=action.label, rolling=roll,
+                                                fails=action.failed) if o.host.name not in unplanned}
+    ran: Ran[HostPrune, PruneResult] = actions.Ran(tuple(actions._merged(o, acted.get(o.host.name)) for o in plans),
+                                                   dry=False, acted=True)
+    finish(c, fmt, action.render(ran))
+    bad = [o for o in ran.outcomes if not o.ok and o.host.name not in unplanned]
     if unplanned or bad:
         parts = [failed_line(bad).removeprefix("aegir: ")] if bad else []
-        if unplanned:
-            parts.append(f"{left_out}: not pruned" + ("" if bad else "; the other hosts were"))
+        parts += [f"{said}: not pruned" + ("" if bad else "; the other hosts were")] if unplanned else []
         raise Exit("aegir: " + "; ".join(parts), code=EXIT_PROBLEM)
-
-
-def _left_out(bad: Sequence[fleet.Outcome[Any]]) -> str:
-    """``hyp2 unreachable``, ``hyp2, hyp3 unreachable; hyp4 failed``: the hosts no plan was made for."""
-    groups: dict[str, list[str]] = {}
-    for o in bad:
-        groups.setdefault("unreachable" if o.kind == "unreachable" else "failed", []).append(o.host.name)
-    return "; ".join(f"{', '.join(names)} {kind}" for kind, names in groups.items())
 
 
 @task(help={"app": "One app: folder name or kind/folder (e.g. mastodon, users/tube).",
             "recipe": "A shipped recipe to use instead of the app's own (mastodon, synapse, peertube).",
             "yes": "Do not ask for confirmation.", "dry": "Print the exact commands per container; run nothing.",
-            "format": FORMAT_HELP, **ROLLING_HELP}, kinds={"app": PROJECT})
-def clean(c, app, recipe="", yes=False, dry=False, format="table", serial=None, keep_going=False):
+            "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP},
+      kinds={"app": PROJECT})
+def clean(c: Context, app: str, recipe: str = "", yes: bool = False, dry: bool = False, format: str = "table",
+          serial: str | None = None, keep_going: bool = False, all_or_nothing: bool = False) -> None:
     """Run an app's clean-up recipe in its containers; show each step and its result.
 
     Each step's exit code and time, and the app folder's size before and after.
@@ -152,35 +162,14 @@ def clean(c, app, recipe="", yes=False, dry=False, format="table", serial=None, 
     aegir-clean.yml in the app's folder; x-aegir.clean may set its service,
     user and vars. Every target host that has the app runs it.
     """
-    from aegir import fleet
     from aegir.compose.discovery import split_names
-    from aegir.disk.report import clean_plan_json, clean_result_json, render_clean_plan, render_clean_result
-    from aegir.disk.steps import plan_clean, run_clean
+    from aegir.disk.steps import Clean
 
-    fmt = check_format(format)
     wanted = split_names(app)
     if len(wanted) != 1:
         raise UsageError("disk.clean takes exactly one app")
-    now = time.time()
-    hosts = targets(c)
-    roll = rolling(c, hosts, serial, keep_going)
-    plans = fleet.each(c, hosts, lambda hc: plan_clean(hc, wanted[0], recipe or None, now), label="disk.clean")
-    found = [o for o in plans if o.value is not None]
-    if not found and not fleet.failed(plans):
-        raise UsageError(f"no app {wanted[0]!r} on any target host")
-    if fleet.failed(plans) or is_dry(c, dry):
-        emit(fmt, data={"plan": clean_plan_json(plans), "ran": False}, text=render_clean_plan(plans))
-        exit_if_failed(plans)
-        return
-    print(render_clean_plan(plans), file=sys.stderr if fmt == "json" else sys.stdout, flush=True)
-    confirm(f"Run these clean-ups on {', '.join(o.host.name for o in found)}?", yes=yes, label="disk.clean",
-            verb="clean up", refused="nothing cleaned")
-    by_host = {o.host.name: o.value for o in found if o.value}
-    outcomes = fleet.each(c, [o.host for o in found], lambda hc: run_clean(hc, by_host[hc.name]), label="disk.clean",
-                          rolling=roll, fails=lambda r: "a clean-up step failed" if r.failed else None)
-    emit(fmt, data={"plan": clean_plan_json(plans), "ran": True, "hosts": clean_result_json(outcomes)},
-         text=render_clean_result(outcomes))
-    exit_if_failed(outcomes, problems=any(o.value and o.value.failed for o in outcomes))
+    act(c, Clean(wanted[0], recipe or None), fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going,
+        all_or_nothing=all_or_nothing)
 
 
 ns = Collection("disk")

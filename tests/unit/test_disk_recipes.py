@@ -6,6 +6,7 @@ import pytest
 
 from aegir.compose import cli as compose
 from aegir.compose.discovery import Project
+from aegir.disk.facts import folder_size_cmd, parse_folder_size
 from aegir.disk.recipe import (
     RecipeError,
     apply_override,
@@ -15,7 +16,6 @@ from aegir.disk.recipe import (
     shipped,
     shipped_text,
 )
-from aegir.disk.steps import folder_size_cmd, parse_folder_size
 
 NOW = 1_700_000_000.0
 

@@ -115,7 +115,7 @@ def test_too_full_says_which_filesystem_of_which_host_is_over_the_threshold():
     outcomes = [Outcome(Host("hyp1", connection="local"), disk),
                 Outcome(Host("hyp2", connection="local"), error="down", kind="unreachable")]
     assert too_full(outcomes, 25) == []
-    assert too_full(outcomes, 22) == ["hyp1: / is 23% used (79G free; warn above 22%)"]
+    assert too_full(outcomes, 22) == [("hyp1", "/ is 23% used (79G free; warn above 22%)")]
     text = prometheus(outcomes).splitlines()
     assert text[:4] == ["# HELP aegir_disk_report_up 1 when the host answered the disk report, else 0.",
                         "# TYPE aegir_disk_report_up gauge",
