@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from aegir.inventory import Host
 
 
-class HostContext(Protocol):
+class DockerHost(Protocol):
     """What this module needs of `aegir.host.HostContext` (which sits above it)."""
 
     host: "Host"
@@ -115,7 +115,7 @@ def _innermost(exc: BaseException) -> str:
     return f"{type(found).__name__}: {text}" if text else type(found).__name__
 
 
-def dockerd_gone(hc: "HostContext") -> bool:
+def dockerd_gone(hc: "DockerHost") -> bool:
     """True when the host answers that no ``dockerd`` runs any more (a Docker error's likeliest cause);
     False when it does, or when that cannot be asked."""
     try:
@@ -139,7 +139,7 @@ def docker_cli(docker_host: str | None, *args: str) -> Cmd:
 NOT_RUNNING = "Docker is not running (no dockerd process)"
 
 
-def client_for(hc: "HostContext", running: bool | None = None) -> "docker.DockerClient":
+def client_for(hc: "DockerHost", running: bool | None = None) -> "docker.DockerClient":
     """A connected `docker.DockerClient` for `hc`'s host, or `DockerUnavailable`.
 
     A daemon on a Unix socket is asked for only once a ``dockerd`` process runs
@@ -201,7 +201,7 @@ def dockerd_fact() -> Fact[bool]:
     return Fact("docker.dockerd", dockerd_cmd(), lambda r: parse_dockerd(r.exited, r.stderr), None, cache=False)
 
 
-def running_info(hc: "HostContext", running: bool | None = None) -> dict[str, Any]:
+def running_info(hc: "DockerHost", running: bool | None = None) -> dict[str, Any]:
     """Docker's ``info``, asked only once a ``dockerd`` process runs on the host.
 
     A connection to the socket systemd's ``docker.socket`` listens on *starts*
@@ -215,7 +215,7 @@ def running_info(hc: "HostContext", running: bool | None = None) -> dict[str, An
     return hc.docker(running).info()
 
 
-def dockerd_running(hc: "HostContext") -> bool:
+def dockerd_running(hc: "DockerHost") -> bool:
     """Does a ``dockerd`` process run on the host? Asked of /proc, never of Docker's socket."""
     return hc.fact(dockerd_fact())
 
@@ -232,13 +232,13 @@ def _reason(exc: Exception) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _api_timeout(hc: "HostContext") -> float:
+def _api_timeout(hc: "DockerHost") -> float:
     """One Docker API call's deadline: ``timeouts.docker`` (`aegir.host.Deadlines`), else `API_TIMEOUT`."""
     limits = getattr(hc, "limits", None)
     return float(getattr(limits, "docker", None) or API_TIMEOUT)
 
 
-def _over_ssh(hc: "HostContext", command: str) -> "docker.DockerClient":
+def _over_ssh(hc: "DockerHost", command: str) -> "docker.DockerClient":
     import docker
     from docker.errors import DockerException
 
@@ -315,7 +315,7 @@ def _make_adapter_classes() -> tuple[type, type, type]:
 _classes: tuple[type, type, type] | None = None
 
 
-def _DialAdapter(hc: "HostContext", command: str, timeout: float = API_TIMEOUT) -> Any:  # noqa: N802 - a factory
+def _DialAdapter(hc: "DockerHost", command: str, timeout: float = API_TIMEOUT) -> Any:  # noqa: N802 - a factory
     global _classes
     if _classes is None:  # built on first use: importing docker costs ~0.15 s
         _classes = _make_adapter_classes()

@@ -1,7 +1,7 @@
 """Compose lifecycle on one host: plan (exact commands), act (bounded parallel), verify (Docker API).
 
 `plan_host` turns names into `Action`s (one Compose command each,
-from `aegir.compose.cli`); `planned` shows them (``--dry``) or `act_host` has
+from `aegir.compose.commands`); `planned` shows them (``--dry``) or `act_host` has
 `run_steps` run them, several projects at once up to a bound (or one after
 the other, stopping at the first failure, for core); `verify` reads the
 containers again through the Docker API and says whether each project
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aegir import fleet
-from aegir.compose import cli as compose
+from aegir.compose import commands as compose
 from aegir.compose.discovery import Project, name_clashes, select, unknown_names, warnings_about
 from aegir.compose.state import ProjectContainer, project_status
 from aegir.compose.status import (

@@ -5,7 +5,7 @@ addresses, e-mail addresses and secrets of the site come from ``.env`` through
 ``${VAR}`` references. `lint_texts` checks one project's files (pure: text in,
 `Finding`s out, each with file, line and rule); `lint_host` reads the files on
 a host (one round trip for all projects) and adds Compose's own verdict
-(``compose config --quiet``, built by `aegir.compose.cli`).
+(``compose config --quiet``, built by `aegir.compose.commands`).
 
 Rules (``Finding.rule``):
 
@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from aegir import yamldoc
-from aegir.compose import cli as compose
+from aegir.compose import commands as compose
 from aegir.compose.discovery import ENV_FILE, Project, select, warnings_about
 from aegir.compose.status import discover, missing_everywhere, warning_lines
 from aegir.fields import unknown_key

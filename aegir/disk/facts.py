@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aegir import yamldoc
-from aegir.compose import cli as compose
+from aegir.compose import commands as compose
 from aegir.compose.discovery import Discovery, Project, Skipped
 from aegir.compose.lint import refs as refs_in
 from aegir.compose.state import LABEL_ONEOFF, LABEL_PROJECT, LABEL_WORKING_DIR

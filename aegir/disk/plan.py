@@ -31,7 +31,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aegir.compose import cli as compose
+from aegir.compose import commands as compose
 from aegir.compose.discovery import Project
 from aegir.disk.facts import DockerState, DockerUsage, ProjectImages
 from aegir.disk.recipe import (

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from aegir import action
-from aegir.compose import cli as compose
+from aegir.compose import commands as compose
 from aegir.compose.discovery import select, unknown_names
 from aegir.disk import report
 from aegir.disk.facts import app_recipe_fact, folder_size_fact, mounted_projects, parse_docker_df, prune_facts

@@ -123,7 +123,7 @@ def compose_(c, name):
     every target host that has the project (exec -T, top, images...). No
     terminal is allocated: use `exec -T`. Exit 1 when Compose fails on a host.
     """
-    from aegir.compose import cli as compose
+    from aegir.compose import commands as compose
     from aegir.errors import UsageError
     from aegir.tasks.projects import on_each_host
 

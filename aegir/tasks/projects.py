@@ -14,7 +14,7 @@ from invoke import Exit
 
 from aegir import fleet
 from aegir.action import go_on_without
-from aegir.compose import cli as compose
+from aegir.compose import commands as compose
 from aegir.compose.discovery import Project, select, split_names, unknown_names
 from aegir.compose.lifecycle import (
     HostPlan,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from aegir.compose import cli as compose
+from aegir.compose import commands as compose
 from aegir.disk import facts as disk_facts
 from aegir.disk import recipe
 from aegir.dns import check as dns_check

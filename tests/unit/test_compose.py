@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aegir.compose import cli as compose
-from aegir.compose.cli import ComposeMissing, ComposeOutputError, Flavour, PsEntry, parse_detect, parse_ps
+from aegir.compose import commands as compose
+from aegir.compose.commands import ComposeMissing, ComposeOutputError, Flavour, PsEntry, parse_detect, parse_ps
 from aegir.compose.discovery import Project
 from aegir.errors import AegirError
 

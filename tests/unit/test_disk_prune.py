@@ -266,7 +266,7 @@ def test_a_file_is_read_as_compose_resolves_it_with_every_profile_plus_its_liter
 
 
 def test_compose_config_is_asked_with_every_profile_enabled():
-    from aegir.compose import cli as compose
+    from aegir.compose import commands as compose
     from aegir.compose.discovery import Project
 
     p = Project("apps", "cloud", "/srv/apps/cloud", "compose.yaml", env_mode=0o600)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aegir.compose import cli as compose
+from aegir.compose import commands as compose
 from aegir.compose.discovery import Project
 from aegir.disk.facts import folder_size_cmd, parse_folder_size
 from aegir.disk.recipe import (
