@@ -153,11 +153,9 @@ def run(c: Context, action: Action[P, R], hosts: Sequence[Host], *, dry: bool, y
         busy = [o for o in plans if o.value is not None and action.todo(o.value)]
         if dry_stop(dry, todo=bool(busy)):
             return Ran(tuple(_as_run(o) for o in plans), dry=dry, acted=False)
-        unreachable = [o.host.name for o in plans if not o.ok]
-        if all_or_nothing and unreachable:
-            raise RefusedError(f"{action.label}: --all-or-nothing and {', '.join(unreachable)} did not answer; "
-                               "nothing done")
-        go_on_without(plans, [o.host for o in busy], roll=rolling)
+        skipped = go_on_without(plans, [o.host for o in busy], all_or_nothing=all_or_nothing, roll=rolling)
+        if skipped:  # --all-or-nothing and a host could not be planned: the plans are the result, none acted on
+            return Ran(tuple(_merged(o, skipped.get(o.host.name)) for o in plans), dry=False, acted=False)
         question = action.question(plans)
         if question or preview:
             shown = action.render(Ran(tuple(_as_run(o) for o in plans), dry=False, acted=False)).text

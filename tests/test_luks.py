@@ -36,6 +36,10 @@ import yaml
 
 from tests.helpers import ProcScan, run_inv_on_tty
 
+# A passphrase the dry and device-mapper tests never send: unique, so another process on this machine
+# (a test named "..._never_...") cannot hold it in its environment.
+NEVER = "never-" + secrets.token_hex(8)
+
 # Slow enough (~0.35 s a try) that the /proc scan reliably sees every cryptsetup it vouches for.
 ITERATIONS = "1000000"
 
@@ -137,7 +141,7 @@ def test_without_a_terminal_and_without_a_passphrase_it_refuses_clearly(inventor
 
 def test_dry_shows_the_command_and_asks_nothing(inventory, volume):
     device, _ = volume
-    run, scan = unlock(inventory, "--test-passphrase", "--dry", typed=["never"], secrets_=["never"])
+    run, scan = unlock(inventory, "--test-passphrase", "--dry", typed=[NEVER], secrets_=[NEVER])
     assert run.returncode == 0
     assert (run.prompts, run.screen) == (0, "")
     assert result(run)["result"]["state"] == "would"
@@ -146,7 +150,7 @@ def test_dry_shows_the_command_and_asks_nothing(inventory, volume):
 
 
 def test_a_real_unlock_on_this_kernel_stops_at_device_mapper_before_asking(inventory, volume):
-    run, scan = unlock(inventory, typed=["never"], secrets_=["never"])
+    run, scan = unlock(inventory, typed=[NEVER], secrets_=[NEVER])
     assert run.returncode == 1
     assert run.prompts == 0
     assert result(run)["error"].startswith("cannot read the state of mapping 'aegirtest': device-mapper is not "

@@ -121,7 +121,8 @@ def test_one_host_unreachable_the_others_are_pruned_and_the_line_says_so(lab: La
             assert res.returncode == 1, res.stdout + res.stderr
             assert "Traceback" not in res.stderr
             assert data["summary"]["pruned"] is False
-            assert f"aegir: {b.name} unreachable: nothing pruned (--all-or-nothing)" in res.stderr
+            assert (f"aegir: --all-or-nothing: {b.name} (unreachable) could not be planned, so nothing is done on "
+                    f"{a.name}, {c.name}") in res.stderr
             assert all(left(h) == planted[h.name] for h in hosts)
 
             res, data = prune(inventory, "--yes")
@@ -129,7 +130,8 @@ def test_one_host_unreachable_the_others_are_pruned_and_the_line_says_so(lab: La
             b.start_sshd()
         assert res.returncode == 1, res.stdout + res.stderr
         assert "Traceback" not in res.stderr
-        assert res.stderr.strip().endswith(f"aegir: {b.name} unreachable: not pruned; the other hosts were")
+        assert f"aegir: left out: {b.name} (unreachable); going on with {a.name}, {c.name}" in res.stderr
+        assert res.stderr.strip().endswith(f"aegir: failed on {b.name}")
         assert left(a) == left(c) == set()
         assert left(b) == planted[b.name]
         rows = {r["host"]: r for r in data["hosts"]}
@@ -150,7 +152,8 @@ def test_one_host_unreachable_the_others_are_pruned_and_the_line_says_so(lab: La
         finally:
             b.start_sshd()
         assert res.returncode == 1, res.stdout + res.stderr
-        assert res.stderr.strip().endswith(f"aegir: not attempted: {a.name}, {c.name}; {b.name} unreachable: not pruned")
+        assert f"aegir: left out: {b.name} (unreachable); the roll counts it as a failed host" in res.stderr
+        assert res.stderr.strip().endswith(f"aegir: failed on {b.name}; not attempted: {a.name}, {c.name}")
         assert left(a, "again") == planted[a.name] and left(c, "again") == planted[c.name]
         assert [(r["host"], r["status"]) for r in data["hosts"]] == [(b.name, "unreachable"), (a.name, "skipped"),
                                                                       (c.name, "skipped")]

@@ -9,34 +9,19 @@ are not there to read), and `disk.report --warn` (cron must hear of it).
 
 from __future__ import annotations
 
-import sys
-from typing import TYPE_CHECKING
-
-from invoke import Collection, Context, Exit
+from invoke import Collection, Context
 
 from aegir.errors import UsageError
 from aegir.report import FORMAT_HELP, Progress, check_format
 from aegir.tasks.base import (
     ALL_OR_NOTHING_HELP,
-    EXIT_PROBLEM,
     ROLLING_HELP,
     act,
-    exit_if_failed,
-    failed_line,
     finish,
     fleet_read,
-    is_dry,
-    rolling,
-    targets,
     task,
 )
 from aegir.tasks.flags import PERCENT, PROJECT, formats
-
-if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
-    from aegir.action import Ran
-    from aegir.disk.plan import HostPrune, PruneResult
-    from aegir.disk.steps import Prune
-    from aegir.inventory import Host, Rolling
 
 
 @task(help={"format": FORMAT_HELP + " Also 'prometheus': node_exporter's textfile collector format.",
@@ -84,67 +69,10 @@ def prune(c: Context, volumes: bool = False, include_project_images: bool = Fals
     from aegir.disk.plan import PruneOptions
     from aegir.disk.steps import Prune
 
-    fmt = check_format(format)
     action = Prune(PruneOptions(volumes=volumes, project_images=include_project_images,
                                 project_containers=include_project_containers))
-    hosts = targets(c)
-    dry = is_dry(c, dry)
-    _prune(c, action, hosts, fmt=fmt, dry=dry, yes=yes, all_or_nothing=all_or_nothing,
-           roll=None if dry else rolling(c, hosts, serial, keep_going))
-
-
-def _prune(c: Context, action: Prune, hosts: tuple[Host, ...], *, fmt: str, dry: bool, yes: bool,
-           all_or_nothing: bool, roll: Rolling | None) -> None:
-    """`aegir.action.run` for disk.prune, and the policy for hosts no plan was made for that `run` does not
-    have yet (issue 19; h-faults moves it there): a line naming them; under --serial each counts as a failed
-    host where it stands (an unreachable canary stops the roll); --all-or-nothing shows the plans and prunes
-    nothing. Goes once `run` has it: then this task is `act(c, action, ...)` like disk.clean."""
-    from aegir import action as actions
-    from aegir import fleet
-    from aegir.disk.report import left_out
-    from aegir.errors import AegirError
-    from aegir.host import HostContext
-
-    def planned(hc: HostContext) -> HostPrune:
-        with hc.planning():
-            return action.plan(hc)
-
-    plans = fleet.each(c, hosts, planned, label=action.label)
-    busy = {o.host.name: o.value for o in plans if o.value is not None and action.todo(o.value)}
-    unplanned = {o.host.name: o for o in plans if not o.ok}
-    said = left_out(list(unplanned.values()))
-    as_runs = tuple(actions._as_run(o) for o in plans)
-    if actions.dry_stop(dry, todo=bool(busy)) or (unplanned and all_or_nothing):
-        finish(c, fmt, action.render(actions.Ran(as_runs, dry=dry, acted=False)))
-        if unplanned and busy and not dry:
-            raise Exit(f"aegir: {said}: nothing pruned (--all-or-nothing)", code=EXIT_PROBLEM)
-        if unplanned and len(unplanned) < len(plans) and not dry:
-            raise Exit(f"aegir: {said}: not pruned; nothing to prune on the other hosts", code=EXIT_PROBLEM)
-        exit_if_failed(plans)
-        return
-    print(action.render(actions.Ran(as_runs, dry=False, acted=False)).text,
-          file=sys.stderr if fmt == "json" else sys.stdout, flush=True)
-    actions.confirm(action.question(plans) or "", yes=yes, label=action.label, verb=action.verb,
-                    refused=action.refused)
-
-    def act_one(hc: HostContext) -> PruneResult:
-        if hc.name in unplanned:  # a roll attempts it in its turn, reachable again or not: it counts as failed
-            raise AegirError(f"not pruned: no plan ({unplanned[hc.name].error})", host=hc.name)
-        plan = busy[hc.name]
-        assert plan is not None
-        return action.act(hc, plan)
-
-    acting = [o.host for o in plans if o.host.name in busy or (roll is not None and o.host.name in unplanned)]
-    acted = {o.host.name: o for o in fleet.each(c, acting, act_one, label=action.label, rolling=roll,
-                                                fails=action.failed) if o.host.name not in unplanned}
-    ran: Ran[HostPrune, PruneResult] = actions.Ran(tuple(actions._merged(o, acted.get(o.host.name)) for o in plans),
-                                                   dry=False, acted=True)
-    finish(c, fmt, action.render(ran))
-    bad = [o for o in ran.outcomes if not o.ok and o.host.name not in unplanned]
-    if unplanned or bad:
-        parts = [failed_line(bad).removeprefix("aegir: ")] if bad else []
-        parts += [f"{said}: not pruned" + ("" if bad else "; the other hosts were")] if unplanned else []
-        raise Exit("aegir: " + "; ".join(parts), code=EXIT_PROBLEM)
+    act(c, action, fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going,
+        all_or_nothing=all_or_nothing)
 
 
 @task(help={"app": "One app: folder name or kind/folder (e.g. mastodon, users/tube).",
