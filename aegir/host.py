@@ -274,7 +274,7 @@ class HostContext:
         cur: _Current | None = getattr(self._local, "step", None)
         during = f" during {cur.label}" if cur else ""
         if _ssh_error(exc):
-            return AegirError(f"SSH channel failed{during}: {exc or type(exc).__name__}", host=self.name)
+            return AegirError(f"SSH channel failed{during}: {str(exc) or type(exc).__name__}", host=self.name)
         why = docker_failure(exc)
         if why is None:
             return None
@@ -601,7 +601,7 @@ def _connect(conn: Any, host: Host, limits: Deadlines | None = None) -> None:
         raise UnreachableError(f"cannot connect to {where}: timed out after {conn.connect_timeout}s",
                                host=host.name) from None
     except (socket.gaierror, OSError, SSHException, EOFError) as exc:
-        raise UnreachableError(f"cannot connect to {where}: {exc or type(exc).__name__}", host=host.name) from None
+        raise UnreachableError(f"cannot connect to {where}: {str(exc) or type(exc).__name__}", host=host.name) from None
     _no_delay(conn.transport.sock)
     limits = limits or Deadlines()
     link: Any = conn

@@ -110,3 +110,28 @@ def test_making_a_connection_never_writes_into_the_config_other_hosts_read(tmp_p
     assert cfg._config is shared
     assert first.config is not second.config and first.config is not cfg
     assert first.config.timeouts.connect == cfg.timeouts.connect
+
+
+def test_a_server_that_hangs_up_after_its_banner_is_unreachable_with_a_reason_not_an_empty_one(tmp_path):
+    """paramiko raises a bare EOFError() there: its str() is empty, so the reason is the error's name."""
+    import socket
+    import threading
+
+    from aegir.errors import UnreachableError
+    from aegir.host import _connect
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def serve() -> None:
+        s, _ = srv.accept()
+        s.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+        s.recv(100)
+        s.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    host = Host("hyp1", address="127.0.0.1", port=port, known_hosts=str(tmp_path / "kh"))
+    with pytest.raises(UnreachableError) as err:
+        _connect(connection_for(Ctx(config(tmp_path)), host), host)
+    srv.close()
+    assert err.value.message == f"cannot connect to 127.0.0.1:{port}: EOFError"
