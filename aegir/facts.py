@@ -4,7 +4,7 @@
     m, fstab = hc.facts(mounted, fstab_fact)      # one round trip, cached for the run
 
 `HostContext.facts` asks every fact it does not know yet in one round trip
-(`aegir.sh.batch`), keeps the answers for the life of the context, and gives
+(`aegir.sh.Batch`), keeps the answers for the life of the context, and gives
 back the parsed values in order; `HostContext.forget` drops them (after a
 change). An exit code that is not an answer is a `CommandError` naming the
 command. Parsers are pure: tested on recorded output, they never run anything.

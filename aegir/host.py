@@ -354,7 +354,8 @@ class HostContext:
             r = self._run(missing[0].cmd, check=False)
             replies = [sh.Reply(r.stdout, r.stderr, r.exited)]
         elif missing:
-            replies = list(sh.split_batch(self._run(sh.batch([f.cmd for f in missing])).stdout, len(missing)))
+            batch = sh.Batch(tuple(f.cmd for f in missing))
+            replies = list(batch.split(self._run(batch.cmd).stdout))
         fresh = {id(f): f.read(reply, host=self.name) for f, reply in zip(missing, replies)} if missing else {}
         for f in missing:
             if f.cache:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import secrets
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,47 +105,86 @@ def write_file_cmd(path: str, text: str) -> Cmd:
     return Cmd(shell(_WRITE_SCRIPT, path).argv, stdin=text)
 
 
-_BATCH_SCRIPT = r"""for line in "$@"; do
+@dataclass(frozen=True)
+class Boundary:
+    """A marker between the parts of a command's output that host data cannot forge: a fresh random nonce.
+
+    A fixed separator (a control character) can be printed by the host's data itself, a file's
+    name, a log line, a process name in ``ss -p``, and would cut an answer in two. The nonce is
+    made here, for one command; the command line carries it as `arg`, octal escapes that
+    ``printf '%b'`` turns into `text`, so not even a probe that prints command lines prints it.
+    """
+
+    nonce: str = field(default_factory=lambda: secrets.token_hex(12))
+
+    @property
+    def text(self) -> str:
+        """What the command prints between parts."""
+        return f"\x1e{self.nonce}"
+
+    @property
+    def arg(self) -> str:
+        r"""`text` as the argument of ``printf '%b'``: ``\0036\0141…``."""
+        return "".join(f"\\0{ord(ch):03o}" for ch in self.text)
+
+    def split(self, stdout: str) -> list[str]:
+        """`stdout` cut at each boundary."""
+        return stdout.split(self.text)
+
+
+_BATCH_SCRIPT = r"""m=$1; shift
+for line in "$@"; do
   { err=$(eval "$line" 2>&1 >&3 3>&- </dev/null); rc=$?; } 3>&1
-  printf '\036%s\n%s\036' "$rc" "$err"
+  printf '%b%s\n%s%b' "$m" "$rc" "$err" "$m"
 done
 """
 
 
-def batch(cmds: Sequence[Cmd]) -> Cmd:
-    """Several read-only probes in one round trip; `split_batch` gives back each one's answer.
+@dataclass(frozen=True)
+class Batch:
+    """Several read-only probes in one round trip (`cmd`); `split` gives back each one's answer.
 
-    Each command runs in turn, whatever the others' exit codes; its stdout,
-    then ``\\036 EXIT-CODE \\n STDERR \\036``, is printed. The probes must carry
-    no stdin and no timeout of their own.
+    Each command runs in turn, whatever the others' exit codes; its stdout, then
+    the boundary, its exit code, a newline, its stderr and the boundary again, is
+    printed (`Boundary`: a probe's output cannot end an answer early). The probes
+    must carry no stdin and no timeout of their own.
     """
-    if any(c.stdin is not None or c.timeout is not None for c in cmds):
-        raise ValueError("batch: commands with stdin or a timeout cannot be batched")
-    return shell(_BATCH_SCRIPT, *(c.line for c in cmds))
+
+    cmds: tuple[Cmd, ...]
+    boundary: Boundary = field(default_factory=Boundary)
+
+    def __post_init__(self) -> None:
+        if any(c.stdin is not None or c.timeout is not None for c in self.cmds):
+            raise ValueError("batch: commands with stdin or a timeout cannot be batched")
+
+    @property
+    def cmd(self) -> Cmd:
+        """The one command that runs them all; the probes are positional arguments, never in the script."""
+        return shell(_BATCH_SCRIPT, self.boundary.arg, *(c.line for c in self.cmds))
+
+    def split(self, stdout: str) -> tuple[Reply, ...]:
+        """The answers of the commands, in order (`AegirError` if unreadable)."""
+        count = len(self.cmds)
+        parts = self.boundary.split(stdout)
+        try:
+            if len(parts) != 2 * count + 1 or parts[-1]:
+                raise ValueError
+            replies = []
+            for out, tail in zip(parts[0::2], parts[1::2]):
+                code, _, err = tail.partition("\n")
+                replies.append(Reply(out, err, int(code)))
+        except ValueError:
+            raise AegirError(f"cannot read the answers of {count} batched commands: {stdout[-200:]!r}") from None
+        return tuple(replies)
 
 
 @dataclass(frozen=True)
 class Reply:
-    """One command's answer within a `batch`: the fields of an Invoke Result the parsers read."""
+    """One command's answer within a `Batch`: the fields of an Invoke Result the parsers read."""
 
     stdout: str
     stderr: str
     exited: int
-
-
-def split_batch(stdout: str, count: int) -> tuple[Reply, ...]:
-    """The answers of the `count` commands of a `batch`, in order (`AegirError` if unreadable)."""
-    parts = stdout.split("\036")
-    try:
-        if len(parts) != 2 * count + 1 or parts[-1]:
-            raise ValueError
-        replies = []
-        for out, tail in zip(parts[0::2], parts[1::2]):
-            code, _, err = tail.partition("\n")
-            replies.append(Reply(out, err, int(code)))
-    except ValueError:
-        raise AegirError(f"cannot read the answers of {count} batched commands: {stdout[-200:]!r}") from None
-    return tuple(replies)
 
 
 def mask(text: str, secrets: Sequence[str]) -> str:

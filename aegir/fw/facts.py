@@ -25,7 +25,7 @@ from aegir.fw import nft, render
 from aegir.fw.model import Container, bridge_name, parse_container
 from aegir.fw.settings import FwSettings
 from aegir.inventory import Host
-from aegir.sh import Cmd, Reply, shell
+from aegir.sh import Boundary, Cmd, Reply, shell
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
@@ -37,15 +37,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def state_fact(host: Host, settings: FwSettings) -> Fact[nft.State]:
     """The host's firewall state (`nft.State`), in one command, asked afresh each time (it changes under us)."""
-    return Fact("fw.state", nft.probe_cmd(render.override_path(host), settings.state_dir),
-                lambda r: nft.parse_probe(r.stdout), cache=False)
+    b = Boundary()
+    return Fact("fw.state", nft.probe_cmd(render.override_path(host), settings.state_dir, b),
+                lambda r: nft.parse_probe(r.stdout, b), cache=False)
 
 
 def settled_fact(state_dir: str) -> Fact[nft.State]:
     """The state once no load or record is under way (waits for the lock, `nft.SETTLED_TIMEOUT` at most):
     what a failed apply left, asked again."""
-    return Fact("fw.state.settled", nft.probe_cmd("", state_dir, settled=True),
-                lambda r: nft.parse_probe(r.stdout), cache=False)
+    b = Boundary()
+    return Fact("fw.state.settled", nft.probe_cmd("", state_dir, b, settled=True),
+                lambda r: nft.parse_probe(r.stdout, b), cache=False)
 
 
 # --------------------------------------------------------------------------- the watcher's unit

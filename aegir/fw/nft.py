@@ -42,7 +42,7 @@ from typing import Any
 
 from aegir.errors import AegirError
 from aegir.fw import knock
-from aegir.sh import Cmd, shell, write_file_cmd
+from aegir.sh import Boundary, Cmd, shell, write_file_cmd
 
 TABLE = "inet aegir"
 CANDIDATE = "candidate.nft"  # prefix: each apply writes its own candidate-<token>.nft
@@ -58,9 +58,8 @@ LEFTOVERS = (r"\( -name 'candidate-*.nft' -o -name 'candidate-*.nft.aegir-new' -
              r"-o -name 'rollback-*.nft.aegir-new' -o -name 'unverified.aegir-new' \)")
 #: sha256 of an empty listing: the table is not there.
 ABSENT = hashlib.sha256(b"").hexdigest()
-_RS = "\x1e"  # between the proof's two answers
-#: Between the state probe's parts: not `_RS`, which `aegir.sh.batch` puts between batched answers.
-_GS = "\x1d"
+#: Between the proof's two answers: nft's JSON escapes every control character, so its listing holds none.
+_RS = "\x1e"
 #: Hash the live table with its set elements: a hand-edited element is drift too.
 _LIST = "nft -a -s list table inet aegir"
 #: The terse listing (no elements, 3x cheaper on a big table): enough to tell that another load
@@ -93,11 +92,11 @@ _FIND_LEFTOVERS = (rf"""keep=$(sed -n 's/^candidate //p' "$1/{UNVERIFIED}" 2>/de
 find "$1" -maxdepth 1 -type f {LEFTOVERS} -mmin +{LEFTOVER_MINUTES} ! -name "${{keep##*/}}" """)
 
 _PROBE = rf"""for f in "$1" "$2/last-good.nft" "$2/live.sha256" "$2/{VERIFIED}" "$2/{UNVERIFIED}"; do
-  if [ -f "$f" ]; then printf '\035present\n'; cat -- "$f"; else printf '\035absent\n'; fi
+  if [ -f "$f" ]; then printf '%bpresent\n' "$3"; cat -- "$f"; else printf '%babsent\n' "$3"; fi
 done
-printf '\035live\n'; {_LIST} 2>/dev/null | sha256sum
-printf '\035listen\n'; ss -Hltnp 2>/dev/null || echo '?'
-printf '\035leftovers\n'; leftovers() {{ {_FIND_LEFTOVERS}-printf '%f\n' 2>/dev/null; }}; leftovers "$2" || :
+printf '%blive\n' "$3"; {_LIST} 2>/dev/null | sha256sum
+printf '%blisten\n' "$3"; ss -Hltnp 2>/dev/null || echo '?'
+printf '%bleftovers\n' "$3"; leftovers() {{ {_FIND_LEFTOVERS}-printf '%f\n' 2>/dev/null; }}; leftovers "$2" || :
 """
 
 
@@ -109,14 +108,16 @@ _SETTLED = f'exec 9>>"$2/{LOCK}" && flock -s -w 30 9 || exit\n'
 SETTLED_TIMEOUT = 40
 
 
-def probe_cmd(template_path: str, state_dir: str, *, settled: bool = False) -> Cmd:
+def probe_cmd(template_path: str, state_dir: str, boundary: Boundary, *, settled: bool = False) -> Cmd:
     """One round trip: the template override, last good ruleset, its hash, the SSH settings last
     verified by a fresh login, the ``unverified`` marker, the live hash, the listening TCP sockets, the
-    files interrupted runs left. `settled`: first wait until no load or record is under way (at most
-    `SETTLED_TIMEOUT` seconds in all)."""
+    files interrupted runs left, each part after `boundary` (the files and ``ss``'s process names are
+    the host's data: any fixed separator could be among them). `settled`: first wait until no load or
+    record is under way (at most `SETTLED_TIMEOUT` seconds in all)."""
     if settled:
-        return dataclasses.replace(shell(_SETTLED + _PROBE, template_path, state_dir), timeout=SETTLED_TIMEOUT)
-    return shell(_PROBE, template_path, state_dir)
+        return dataclasses.replace(shell(_SETTLED + _PROBE, template_path, state_dir, boundary.arg),
+                                   timeout=SETTLED_TIMEOUT)
+    return shell(_PROBE, template_path, state_dir, boundary.arg)
 
 
 _SWEEP = rf"""exec 9>>"$1/{LOCK}" && flock 9 || exit
@@ -325,7 +326,7 @@ def parse_listeners(text: str) -> dict[int, frozenset[str]] | None:
     if text.strip() == "?":
         return None
     found: dict[int, set[str]] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):  # not splitlines(): it also cuts at \x1c-\x1e, which a process name may hold
         cols = line.split()
         if len(cols) < 4:
             continue
@@ -338,9 +339,9 @@ def parse_listeners(text: str) -> dict[int, frozenset[str]] | None:
     return {p: frozenset(n) for p, n in found.items()}
 
 
-def parse_probe(stdout: str) -> State:
-    """Read `probe_cmd` output."""
-    parts = stdout.split(_GS)[1:]
+def parse_probe(stdout: str, boundary: Boundary) -> State:
+    """Read the output of `probe_cmd` given `boundary`."""
+    parts = boundary.split(stdout)[1:]
     if len(parts) != 8:
         raise AegirError(f"unexpected firewall state probe output: {stdout[:200]!r}")
 

@@ -9,10 +9,12 @@ import pytest
 
 from aegir.errors import AegirError
 from aegir.fw import knock, nft
-from aegir.sh import write_file_cmd
+from aegir.sh import Boundary, write_file_cmd
 
 STATE = "/srv/conf/aegir-fw"
 HASH = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+#: The probe's boundary in these tests; recorded outputs below write it as \x1d (`parse` puts it back).
+B = Boundary("b0" * 12)
 
 
 def test_check_and_apply_read_the_candidate_file_and_apply_holds_the_lock():
@@ -81,19 +83,25 @@ def test_restore_reports_nfts_failure_in_its_exit_code():
 
 
 def test_the_probe_reads_template_last_good_hashes_and_listeners_in_one_command():
-    cmd = nft.probe_cmd("/srv/templates/nftables.nft.j2", STATE)
-    assert cmd.argv[-2:] == ("/srv/templates/nftables.nft.j2", STATE)
+    cmd = nft.probe_cmd("/srv/templates/nftables.nft.j2", STATE, B)
+    assert cmd.argv[-3:] == ("/srv/templates/nftables.nft.j2", STATE, B.arg)
+    assert """printf '%blisten\\n' "$3"; ss -Hltnp""" in cmd.argv[2]  # each part after the boundary
     assert "nft -a -s list table inet aegir 2>/dev/null | sha256sum" in cmd.argv[2]  # with set elements
     assert " -t " not in cmd.argv[2] and "ss -Hltnp" in cmd.argv[2]
     assert '"$2/ssh.verified" "$2/unverified"; do' in cmd.argv[2] and "-printf '%f\\n'" in cmd.argv[2]
     assert "flock" not in cmd.argv[2]  # fw.status never waits
-    settled = nft.probe_cmd("", STATE, settled=True)
+    settled = nft.probe_cmd("", STATE, B, settled=True)
     assert settled.argv[2] == 'exec 9>>"$2/lock" && flock -s -w 30 9 || exit\n' + cmd.argv[2]
     assert (cmd.timeout, settled.timeout) == (None, nft.SETTLED_TIMEOUT)  # a silent host cannot hang the row
 
 
 LISTEN = ("\x1dlisten\nLISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:((\"sshd\",pid=1,fd=3))\n"
           "LISTEN 0 128 [::]:22 [::]:* users:((\"sshd\",pid=1,fd=4))\nLISTEN 0 4096 127.0.0.1:8080 0.0.0.0:*\n")
+
+
+def parse(text: str) -> nft.State:
+    """`nft.parse_probe` of a recorded output written with \x1d for the boundary."""
+    return nft.parse_probe(text.replace("\x1d", B.text), B)
 
 
 def probe(tpl: str = "\x1dabsent\n", last: str = "\x1dabsent\n", kept: str = "\x1dabsent\n",
@@ -103,29 +111,29 @@ def probe(tpl: str = "\x1dabsent\n", last: str = "\x1dabsent\n", kept: str = "\x
 
 
 def test_a_fresh_host_has_nothing_loaded_and_nothing_kept():
-    state = nft.parse_probe(probe())
+    state = parse(probe())
     assert state == nft.State(None, None, None, nft.ABSENT, None,
                               {22: frozenset({"sshd"}), 8080: frozenset()})
     assert (state.live, state.drifted, state.status) == (False, False, "not loaded")
-    assert nft.parse_probe(probe(listen="\x1dlisten\n?\n")).listeners is None  # no ss: unknown
+    assert parse(probe(listen="\x1dlisten\n?\n")).listeners is None  # no ss: unknown
 
 
 def test_a_host_in_sync_has_the_kept_hash_live():
-    state = nft.parse_probe(probe(last="\x1dpresent\ntable inet aegir {}\n", kept=f"\x1dpresent\n{HASH}\n",
+    state = parse(probe(last="\x1dpresent\ntable inet aegir {}\n", kept=f"\x1dpresent\n{HASH}\n",
                                   verified="\x1dpresent\nfp\n", live=HASH))
     assert state.last_good == "table inet aegir {}\n" and state.kept_hash == HASH and state.verified == "fp"
     assert (state.drifted, state.status) == (False, "in sync")
 
 
 def test_a_table_changed_by_hand_or_flushed_by_a_reboot_is_drift():
-    changed = nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=f"\x1dpresent\n{HASH}\n", live="0" * 64))
+    changed = parse(probe(last="\x1dpresent\nx\n", kept=f"\x1dpresent\n{HASH}\n", live="0" * 64))
     assert (changed.drifted, changed.status) == (True, "changed since last apply")
-    rebooted = nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=f"\x1dpresent\n{HASH}\n"))
+    rebooted = parse(probe(last="\x1dpresent\nx\n", kept=f"\x1dpresent\n{HASH}\n"))
     assert (rebooted.drifted, rebooted.status) == (True, "not loaded")
 
 
 def test_a_table_loaded_by_someone_else_is_said_so():
-    state = nft.parse_probe(probe(live=HASH))
+    state = parse(probe(live=HASH))
     assert state.status == "loaded (not by aegir)" and state.drifted
 
 
@@ -136,41 +144,57 @@ OLD = "2" * 64
 def test_a_table_an_apply_loaded_and_never_recorded_is_new_and_unverified():
     marker = f"\x1dpresent\ncandidate {STATE}/candidate-1.nft\nbefore {OLD}\nloaded {NEW}\n"
     kept = f"\x1dpresent\n{OLD}\n"
-    state = nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=kept, live=NEW, marker=marker))
+    state = parse(probe(last="\x1dpresent\nx\n", kept=kept, live=NEW, marker=marker))
     assert state.marker == nft.Marker(f"{STATE}/candidate-1.nft", OLD, NEW)
     assert (state.unverified, state.drifted, state.status) == (True, True, "new ruleset live and unverified")
-    first = nft.parse_probe(probe(live=NEW, marker=marker))  # the very first apply: nothing kept yet
+    first = parse(probe(live=NEW, marker=marker))  # the very first apply: nothing kept yet
     assert first.status == "new ruleset live and unverified"
     # the load was cut off before the marker got its hash: the live table is no longer the one before it
     cut = f"\x1dpresent\ncandidate {STATE}/candidate-1.nft\nbefore {OLD}\n"
-    assert nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=kept, live=NEW, marker=cut)).unverified
-    assert nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=kept, live=OLD, marker=cut)).status == "in sync"
+    assert parse(probe(last="\x1dpresent\nx\n", kept=kept, live=NEW, marker=cut)).unverified
+    assert parse(probe(last="\x1dpresent\nx\n", kept=kept, live=OLD, marker=cut)).status == "in sync"
 
 
 def test_a_marker_that_no_longer_names_the_live_table_says_nothing():
     marker = f"\x1dpresent\ncandidate {STATE}/candidate-1.nft\nbefore {OLD}\nloaded {NEW}\n"
     kept = f"\x1dpresent\n{NEW}\n"  # recorded, the marker not removed yet
-    assert nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=kept, live=NEW, marker=marker)).status == "in sync"
-    edited = nft.parse_probe(probe(last="\x1dpresent\nx\n", kept=f"\x1dpresent\n{OLD}\n", live="3" * 64,
+    assert parse(probe(last="\x1dpresent\nx\n", kept=kept, live=NEW, marker=marker)).status == "in sync"
+    edited = parse(probe(last="\x1dpresent\nx\n", kept=f"\x1dpresent\n{OLD}\n", live="3" * 64,
                                    marker=marker))
     assert (edited.unverified, edited.status) == (False, "changed since last apply")
-    assert not nft.parse_probe(probe(marker=marker)).unverified  # flushed by a reboot: not loaded at all
+    assert not parse(probe(marker=marker)).unverified  # flushed by a reboot: not loaded at all
 
 
 def test_the_probe_lists_the_leftovers_of_interrupted_runs():
-    state = nft.parse_probe(probe(leftovers="candidate-1.nft\nrollback-2.nft.aegir-new\n"))
+    state = parse(probe(leftovers="candidate-1.nft\nrollback-2.nft.aegir-new\n"))
     assert state.leftovers == ("candidate-1.nft", "rollback-2.nft.aegir-new")
-    assert nft.parse_probe(probe()).leftovers == ()
+    assert parse(probe()).leftovers == ()
 
 
 def test_the_host_template_is_read_verbatim():
-    state = nft.parse_probe(probe(tpl="\x1dpresent\n{{ host }}\n\n"))
+    state = parse(probe(tpl="\x1dpresent\n{{ host }}\n\n"))
     assert state.template == "{{ host }}\n\n"
+
+
+def test_host_data_cannot_forge_a_part_of_the_probe():
+    """A process name in ``ss -p`` (any user's listening process), a file's text: the old fixed separator
+    (\\x1d) or another nonce's boundary in them is data, not a part."""
+    other = Boundary("f" * 24).text
+    name = f"x\x1dabsent\x1e{other}leftovers"  # (comm: 15 bytes in truth; the parser does not care)
+    listen = f"LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:((\"{name}\",pid=9,fd=3))\n"
+    g = B.text
+    out = (f"{g}present\n# \x1dabsent{other}absent\n" + f"{g}absent\n" * 4
+           + f"{g}live\n{nft.ABSENT}  -\n{g}listen\n{listen}{g}leftovers\n")
+    state = nft.parse_probe(out, B)
+    assert state.template == f"# \x1dabsent{other}absent\n"
+    assert state.listeners == {22: frozenset({name})} and state.leftovers == ()
 
 
 def test_a_garbled_probe_is_an_error():
     with pytest.raises(AegirError, match="unexpected firewall state probe output"):
-        nft.parse_probe("sh: 1: nft: not found\n")
+        parse("sh: 1: nft: not found\n")
+    with pytest.raises(AegirError, match="unexpected firewall state probe output"):
+        nft.parse_probe(probe(), B)  # the old fixed separator is no boundary
 
 
 def test_the_listing_is_nfts_json():

@@ -89,17 +89,41 @@ def test_a_timeout_is_a_command_error_that_names_the_deadline():
 def test_a_batch_runs_every_probe_in_one_round_trip_and_gives_each_its_own_answer():
     probes = [Cmd.of("printf", "a\nb"), sh.shell("echo out; echo err >&2; exit 3"),
               Cmd(("ls", "--", "/nonexistent"), env={"LC_ALL": "C"}), Cmd.of("echo", "$(reboot); it's")]
-    cmd = sh.batch(probes)
-    assert cmd.argv[-4:] == tuple(p.line for p in probes)  # data as positional arguments, never in the script
-    out = sh.split_batch(sh.run(Context(), cmd, host="local").stdout, len(probes))
+    batch = sh.Batch(tuple(probes))
+    assert batch.cmd.argv[-4:] == tuple(p.line for p in probes)  # data as positional arguments, never in the script
+    out = batch.split(sh.run(Context(), batch.cmd, host="local").stdout)
     assert out[0] == sh.Reply("a\nb", "", 0)
     assert out[1] == sh.Reply("out\n", "err", 3)
     assert out[2].exited == 2 and "No such file or directory" in out[2].stderr and out[2].stdout == ""
     assert out[3] == sh.Reply("$(reboot); it's\n", "", 0)
 
 
+def test_a_batch_is_one_exact_command_line_with_its_boundary_as_printf_escapes():
+    batch = sh.Batch((Cmd.of("echo", "a b"),), sh.Boundary("0f"))
+    assert batch.cmd.line == ("sh -c 'm=$1; shift\nfor line in \"$@\"; do\n"
+                              "  { err=$(eval \"$line\" 2>&1 >&3 3>&- </dev/null); rc=$?; } 3>&1\n"
+                              "  printf '\"'\"'%b%s\\n%s%b'\"'\"' \"$m\" \"$rc\" \"$err\" \"$m\"\ndone\n' "
+                              "sh '\\0036\\0060\\0146' 'echo '\"'\"'a b'\"'\"''")
+    assert sh.Boundary("0f").text == "\x1e0f"
+    assert sh.Boundary().nonce != sh.Boundary().nonce and len(sh.Boundary().nonce) == 24
+
+
+def test_host_data_cannot_end_a_batched_answer_early():
+    """A file name, a log line, a process name may hold the old fixed separator (\\x1e), or what a boundary
+    looks like with another nonce: each answer stays whole, stdout and stderr alike."""
+    forged = "x\x1e0\nforged\x1e" + sh.Boundary("f" * 24).text + "1\nalso forged" + sh.Boundary("f" * 24).text
+    probes = (Cmd.of("printf", "%s", forged), sh.shell('printf "%s" "$1" >&2', forged), Cmd.of("echo", "next"))
+    batch = sh.Batch(probes)
+    assert batch.cmd.argv[4] == batch.boundary.arg and batch.boundary.nonce not in batch.cmd.line  # nor by a `ps`
+    out = batch.split(sh.run(Context(), batch.cmd, host="local").stdout)
+    assert out == (sh.Reply(forged, "", 0), sh.Reply("", forged, 0), sh.Reply("next\n", "", 0))
+
+
 def test_a_batch_refuses_what_it_cannot_carry_and_an_unreadable_answer_is_an_error():
     with pytest.raises(ValueError):
-        sh.batch([Cmd.of("cat", stdin="secret")])
+        sh.Batch((Cmd.of("cat", stdin="secret"),))
+    b = sh.Boundary("ab")
     with pytest.raises(AegirError, match="cannot read the answers of 2 batched commands"):
-        sh.split_batch("x\0360\n\036", 2)
+        sh.Batch((Cmd.of("true"), Cmd.of("true")), b).split(f"x{b.text}0\n{b.text}")
+    with pytest.raises(AegirError, match="cannot read the answers of 1 batched commands"):
+        sh.Batch((Cmd.of("true"),), b).split("x\x1e0\n\x1e")  # the old fixed separator is no boundary
