@@ -158,7 +158,7 @@ for f in state.json result.json; do
   printf '\035%s\n' "$f"; cat "$f" 2>/dev/null
 done
 if [ ! -e lock ] || flock -n lock true 2>/dev/null; then printf '\035lock\nfree'; else printf '\035lock\nheld'; fi
-printf '\035log\n'; tail -c "+$(( $2 + 1 ))" log 2>/dev/null | tr '\036' ' '
+printf '\035log\n'; tail -c "+$(( $2 + 1 ))" log 2>/dev/null
 exit 0
 """
 
@@ -166,7 +166,7 @@ exit 0
 def run_state_cmd(state_dir: str, offset: int = 0) -> Cmd:
     """``state.json``, ``result.json``, whether a run holds the lock, and the log from byte `offset`, of a
     checkpoint's state folder. Reads only: a missing lock file is free (flock would create it); sections
-    are separated by \\035 (\\036 separates batched answers: the log's are blanked)."""
+    are separated by \\035: the JSON files escape it, and the log, which may hold it, is the last section."""
     return shell(_STATE_SCRIPT, state_dir, str(int(offset)))
 
 

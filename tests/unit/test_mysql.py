@@ -216,6 +216,10 @@ def test_a_run_state_says_whether_the_run_finished():
     assert st.lock_held and st.log == "line one\nline two\n"
     assert not st.finished("R2") and st.finished("R1") and not st.finished(None)
     assert parse_run_state("NONE\n").state is None
+    # the log is the host's text, taken whole: a \035 or \036 in it is data (a batch's boundary is not \036)
+    assert parse_run_state("\035state.json\n\035result.json\n\035lock\nfree\035log\na\035log\nb\036c\n").log == \
+        "a\035log\nb\036c\n"
+    assert "tr " not in run_state_cmd("/srv/conf/aegir/mysql/apps-shop").argv[2]
     assert run_state_cmd("/srv/conf/aegir/mysql/apps-shop", 120).argv[-2:] == ("/srv/conf/aegir/mysql/apps-shop",
                                                                                  "120")
 
