@@ -67,10 +67,20 @@ BAD = [
     (["apps.logs", "cloud", "--tail", "ten"], "aegir: apps.logs --tail: expected a whole number (0 or more)"),
     (["boot.guard", "--root", "relative/dir"], "aegir: boot.guard --root: expected an absolute path"),
     (["-t", "soon", "disk.report"], "aegir: --connect-timeout: expected a whole number (1 or more), not 'soon'"),
+    (["fw.render", "--from-json", "/nonexistent/inspect.json"],
+     "aegir: fw.render --from-json: cannot read /nonexistent/inspect.json: No such file or directory"),
+    (["fw.diff", "--template", "/nonexistent/nftables.nft.j2"], "aegir: fw.diff --template: cannot read "),
     # names
     (["apps.new", "a b", "--template", "static"], "aegir: apps.new --names: expected a folder name (letters, "),
     (["apps.up", "cloud;reboot"], "aegir: apps.up --names: invalid project name 'cloud;reboot'"),
     (["apps.logs", "cloud,wiki"], "aegir: apps.logs --names: expected one project"),
+    (["update.apply", "--hold", "BADNAME"], "aegir: update.apply --hold: invalid package name 'BADNAME': "),
+    (["update.apply", "--hold", "ok", "--hold", "docker-ce,Bad"], "aegir: update.apply --hold: invalid package "
+                                                                   "name 'Bad': "),
+    (["mysql.checkpoint", "cloud", "--service", "db;reboot"], "aegir: mysql.checkpoint --service: expected one "
+                                                              "Compose service name"),
+    (["mysql.restore", "cloud", "--at", "x y", "--into", "/srv/scratch"], "aegir: mysql.restore --at: expected a "
+                                                                          "checkpoint's id"),
     # disk.clean of a missing app ("did you mean"): tests/test_disk.py, on a mounted /srv (this one is a plain
     # folder: a host whose /srv is not mounted fails disk.clean before any name is looked for)
     (["apps.logs", "clowd"], "aegir: no project 'clowd' on any target host (did you mean cloud?)"),

@@ -204,6 +204,9 @@ PROJECTS = Kind("NAMES", "project names, comma-separated: folder or kind/folder 
 PROJECT = Kind("NAME", "one project: its folder name or kind/folder (cloud, users/wiki)", _projects(one=True))
 FOLDER = Kind("NAME", "a folder name (letters, digits, '_', '.', '-'; at most 63)", _folder)
 APP_PATH = Kind("NAME", "one app: x, apps/x, users/x or its full path", _app_path)
+SERVICE = Kind("SERVICE", "one Compose service name (letters, digits, '_', '.', '-'; at most 63)",
+               fields.name("service"))
+CHECKPOINT = Kind("ID", "a checkpoint's id (letters, digits, '_', '.', '-') or 'latest'", fields.name("checkpoint"))
 ABS_PATH = Kind("PATH", "an absolute path (starting with /)", _abs_path)
 SERVER = Kind("ADDR[:PORT]", "an IP address, with an optional port (192.0.2.53:5353, [2001:db8::53]:53)", _server)
 SOA_SERIAL = Kind("SERIAL", f"a SOA serial from 1 to {2**32 - 1}", _soa_serial)

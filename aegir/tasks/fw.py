@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, Context
 
-from aegir.errors import AegirError, UsageError
+from aegir.errors import UsageError
 from aegir.report import FORMAT_HELP, check_format
 from aegir.tasks.base import ROLLING_HELP, act, finish, fleet_read, inventory, is_dry, one_host, targets, task
 from aegir.tasks.flags import POSITIVE
@@ -36,19 +36,21 @@ NO_DRY = ("fw.watch applies a ruleset at every change and has no dry run: see wh
           "with `inv fw.diff`")
 
 
-def _read(path: str, what: str = "") -> str:
-    """A local file's text, or `AegirError` saying why not."""
+def _read(path: str, flag: str) -> str:
+    """The text of the local file a flag names (`flag`: ``fw.render --from-json``), or `UsageError` saying why not."""
     try:
         return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AegirError(f"cannot read {what}{path}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{flag}: cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def _template(path: str | None) -> Template | None:
+def _template(path: str | None, task_name: str) -> Template | None:
     """``--template FILE``, read before any host is."""
     from aegir.fw.render import Template
 
-    return Template(_read(path, "template "), path) if path else None
+    return Template(_read(path, f"{task_name} --template"), path) if path else None
 
 
 def _settings(c: Context) -> tuple[tuple[Host, ...], dict[str, FwSettings]]:
@@ -71,10 +73,10 @@ def render(c: Context, from_json: str | None = None, template: str | None = None
     from aegir.fw.settings import for_host
 
     fmt = check_format(format)
-    tpl = _template(template)
+    tpl = _template(template, "fw.render")
     if from_json:
         host = one_host(c, "--from-json describes one host")
-        containers = load_inspect(_read(from_json), from_json)
+        containers = load_inspect(_read(from_json, "fw.render --from-json"), from_json)
         outcomes = [Outcome(host, firewall(host, for_host(inventory(c), host), containers, None, tpl))]
     else:
         hosts, settings = _settings(c)
@@ -89,7 +91,7 @@ def diff(c: Context, template: str | None = None, format: str = "table") -> None
     from aegir.fw import report, steps
 
     fmt = check_format(format)
-    tpl = _template(template)
+    tpl = _template(template, "fw.diff")
     hosts, settings = _settings(c)
     outcomes = fleet_read(c, "fw.diff", lambda hc: steps.firewall_of(hc, settings[hc.name], tpl), hosts=hosts)
     finish(c, fmt, report.diff_report(outcomes), outcomes)
@@ -111,7 +113,7 @@ def apply(c: Context, dry: bool = False, template: str | None = None, format: st
     from aegir.fw.steps import Apply
 
     fmt = check_format(format)
-    tpl = _template(template)
+    tpl = _template(template, "fw.apply")
     hosts, settings = _settings(c)
     act(c, Apply(c, settings, tpl), fmt=fmt, dry=dry, serial=serial, keep_going=keep_going, hosts=hosts)
 

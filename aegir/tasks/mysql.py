@@ -20,7 +20,7 @@ from invoke import Collection, Context
 from aegir.errors import AegirError, UsageError
 from aegir.report import FORMAT_HELP, check_format
 from aegir.tasks.base import act, finish, fleet_read, inventory, one_host, task
-from aegir.tasks.flags import ABS_PATH, APP_PATH, POSITIVE, SIZE, choice, formats
+from aegir.tasks.flags import ABS_PATH, APP_PATH, CHECKPOINT, POSITIVE, SERVICE, SIZE, choice, formats
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
     from aegir.mysql.commands import Options
@@ -66,7 +66,7 @@ def _opts(basedir: str | None, db: str | None, service: str | None, mode: str | 
             "keep": "Keep this many checkpoints in the archive (default: x-aegir.mysql.keep, else all).",
             "dry": "Print the plan with its exact commands; change nothing (nothing installed either).",
             "yes": "Do not ask for confirmation.", "format": FORMAT_HELP},
-      kinds={"path": APP_PATH, "mode": choice("cold", "hot"), "keep": POSITIVE})
+      kinds={"path": APP_PATH, "service": SERVICE, "mode": choice("cold", "hot"), "keep": POSITIVE})
 def checkpoint(c: Context, path: str, basedir: str | None = None, db: str | None = None, service: str | None = None,
                mode: str | None = None, keep: int | None = None, dry: bool = False, yes: bool = False,
                format: str = "table") -> None:
@@ -102,7 +102,7 @@ def status(c: Context, path: str, basedir: str | None = None, db: str | None = N
             "dry": "Check the checkpoint, the chain of logs and the scratch folder, and say what would be "
                    "replayed; write nothing.",
             "format": FORMAT_HELP},
-      kinds={"path": APP_PATH, "into": ABS_PATH})
+      kinds={"path": APP_PATH, "at": CHECKPOINT, "into": ABS_PATH, "service": SERVICE})
 def restore(c: Context, path: str, at: str, into: str, until: str | None = None, service: str | None = None,
             dry: bool = False, format: str = "table") -> None:
     """Rebuild an app's database in a scratch folder: a checkpoint + the logs since."""

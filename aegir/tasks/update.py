@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, Context, Exit
 
-from aegir.errors import UsageError
+from aegir.errors import AegirError, UsageError
 from aegir.report import FORMAT_HELP, check_format, emit
 from aegir.tasks.base import ROLLING_HELP, act, finish, inventory, is_dry, targets, task
 
@@ -102,7 +102,10 @@ def apply(c: Context, yes: bool = False, hold: Sequence[str] | None = None, forc
     from aegir.update.apt import check_package
     from aegir.update.steps import Apply
 
-    holds = tuple(check_package(p) for h in (hold or []) for p in h.split(",") if p)
+    try:
+        holds = tuple(check_package(p) for h in (hold or []) for p in h.split(",") if p)
+    except AegirError as exc:
+        raise UsageError(f"update.apply --hold: {exc.message}") from None
     _, hosts = _configs(c)
     act(c, Apply(hold=holds, force=force), fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going,
         hosts=hosts)
