@@ -16,8 +16,9 @@ same way for every task:
 3. **the dry stop** (`dry_stop`): under ``--dry``, or when no host has anything
    to do, the plans are the result; nothing below it runs, and under ``--dry``
    a line on stderr says so. This is the only place an action stops for ``--dry``;
-4. show the plans, refuse to act on a partly reachable fleet under
-   ``--all-or-nothing``, ask the `question` (or take ``--yes``);
+4. show the plans; under ``--all-or-nothing`` on a partly planned fleet,
+   act on no host (each busy one is "not attempted", `go_on_without`);
+   else ask the `question` (or take ``--yes``);
 5. act on the hosts with something to do: in parallel, rolling
    (``--serial``), or one after another (`Action.serial`: a prompt owns the
    terminal); a host whose planning failed is never acted on: it is left out
@@ -108,6 +109,8 @@ class Action(Generic[P, R]):
     verb: str = "go on"
     #: What the task says when the question is answered no.
     refused: str = "nothing done"
+    #: The command that shows where things stand after a run left a host part-way (``inv apps.status``).
+    see: str | None = None
 
     def plan(self, hc: HostContext) -> P:
         """Read the host's facts and decide what to do there. Reads only (the context refuses commands)."""

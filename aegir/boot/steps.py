@@ -59,8 +59,9 @@ from aegir.boot.plan import (
     verify_problems,
 )
 from aegir.boot.secrets import Prompter, retry
-from aegir.compose.lifecycle import HostPlan, act_host, plan_host, planned
+from aegir.compose.plan import HostPlan, planned_rows
 from aegir.compose.status import HostStatus, gather_status
+from aegir.compose.steps import act_host, plan_host
 from aegir.docker import DockerUnavailable, dockerd_fact, running_info
 from aegir.errors import AegirError, CommandError
 from aegir.facts import Fact
@@ -317,7 +318,7 @@ class Start(Step):
                                       else "no Compose projects found"))
         steps: HostPlan = plan_host(hc, todo, "up")
         return Planned(StepResult(self.name, WOULD, f"start {len(steps.steps)} projects, core first",
-                                  tuple(r.command for r in planned(hc, steps.steps))), True, steps)
+                                  tuple(r.command for r in planned_rows(hc.host, steps.steps))), True, steps)
 
     def act(self, hc: HostContext, plan: Planned) -> StepResult:
         rows = act_host(hc, plan.work.steps)

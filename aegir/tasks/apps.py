@@ -10,7 +10,7 @@ Compose, the fleet and SSH are imported inside the task bodies (from
 
 from __future__ import annotations
 
-from invoke import Collection
+from invoke import Collection, Context
 
 from aegir.errors import AegirError
 from aegir.report import FORMAT_HELP, check_format, emit, failed_row, host_entry, table
@@ -38,69 +38,81 @@ def status(c, names="", format="table"):
                  data=status_json, text=render_status, problems=has_problems)
 
 
-@task(help={"names": NAMES_HELP, "force": "Start even while a core project is down.", "all": ALL_HELP,
-            "dry": DRY_HELP, "parallel": PARALLEL_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
-def up(c, names, force=False, all=False, dry=False, parallel=4, format="table", serial=None, keep_going=False, all_or_nothing=False):
+#: The flags every lifecycle task (up, down, stop, restart, pull, update) shares.
+LIFECYCLE_HELP = {"names": NAMES_HELP, "dry": DRY_HELP, "parallel": PARALLEL_HELP, "format": FORMAT_HELP,
+                  "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP}
+PULL_FAILURES_HELP = "Keep going past images that cannot be pulled."
+
+
+@task(help={**LIFECYCLE_HELP, "force": "Start even while a core project is down.", "all": ALL_HELP})
+def up(c: Context, names: str, force: bool = False, all: bool = False, dry: bool = False, parallel: int = 4,
+       format: str = "table", serial: str | None = None, keep_going: bool = False,
+       all_or_nothing: bool = False) -> None:
     """Bring projects up (`compose up -d`); refuse while core is down unless --force."""
-    from aegir.tasks.projects import act_on_names
+    from aegir.tasks.projects import lifecycle
 
-    act_on_names(c, "apps.up", names, "up", format, dry, parallel, every=all, force=force, serial=serial,
-                 keep_going=keep_going, all_or_nothing=all_or_nothing)
+    lifecycle(c, "apps.up", names, "up", fmt=format, dry=dry, parallel=parallel, every=all, force=force,
+              serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
-@task(help={"names": NAMES_HELP, "all": ALL_HELP, "yes": YES_HELP, "dry": DRY_HELP, "parallel": PARALLEL_HELP,
-            "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
-def down(c, names, all=False, yes=False, dry=False, parallel=4, format="table", serial=None, keep_going=False, all_or_nothing=False):
+@task(help={**LIFECYCLE_HELP, "all": ALL_HELP, "yes": YES_HELP})
+def down(c: Context, names: str, all: bool = False, yes: bool = False, dry: bool = False, parallel: int = 4,
+         format: str = "table", serial: str | None = None, keep_going: bool = False,
+         all_or_nothing: bool = False) -> None:
     """Stop and remove projects' containers (`compose down`; volumes and data stay)."""
-    from aegir.tasks.projects import act_on_names
+    from aegir.tasks.projects import lifecycle
 
-    act_on_names(c, "apps.down", names, "down", format, dry, parallel, every=all, yes=yes, serial=serial,
-                 keep_going=keep_going, all_or_nothing=all_or_nothing)
+    lifecycle(c, "apps.down", names, "down", fmt=format, dry=dry, parallel=parallel, every=all, yes=yes,
+              serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
-@task(help={"names": NAMES_HELP, "all": ALL_HELP, "yes": YES_HELP, "dry": DRY_HELP, "parallel": PARALLEL_HELP,
-            "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
-def stop(c, names, all=False, yes=False, dry=False, parallel=4, format="table", serial=None, keep_going=False, all_or_nothing=False):
+@task(help={**LIFECYCLE_HELP, "all": ALL_HELP, "yes": YES_HELP})
+def stop(c: Context, names: str, all: bool = False, yes: bool = False, dry: bool = False, parallel: int = 4,
+         format: str = "table", serial: str | None = None, keep_going: bool = False,
+         all_or_nothing: bool = False) -> None:
     """Stop projects' containers and keep them (`compose stop`); apps.up restarts."""
-    from aegir.tasks.projects import act_on_names
+    from aegir.tasks.projects import lifecycle
 
-    act_on_names(c, "apps.stop", names, "stop", format, dry, parallel, every=all, yes=yes, serial=serial,
-                 keep_going=keep_going, all_or_nothing=all_or_nothing)
+    lifecycle(c, "apps.stop", names, "stop", fmt=format, dry=dry, parallel=parallel, every=all, yes=yes,
+              serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
-@task(help={"names": NAMES_HELP, "service": SERVICE_HELP, "all": ALL_HELP, "yes": YES_HELP, "dry": DRY_HELP,
-            "parallel": PARALLEL_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
-def restart(c, names, service="", all=False, yes=False, dry=False, parallel=4, format="table", serial=None, keep_going=False, all_or_nothing=False):
+@task(help={**LIFECYCLE_HELP, "service": SERVICE_HELP, "all": ALL_HELP, "yes": YES_HELP})
+def restart(c: Context, names: str, service: str = "", all: bool = False, yes: bool = False, dry: bool = False,
+            parallel: int = 4, format: str = "table", serial: str | None = None, keep_going: bool = False,
+            all_or_nothing: bool = False) -> None:
     """Restart projects, or some of their services (`compose restart`)."""
-    from aegir.tasks.projects import act_on_names
+    from aegir.tasks.projects import lifecycle
 
-    act_on_names(c, "apps.restart", names, "restart", format, dry, parallel, every=all, yes=yes, services=service, serial=serial,
-                 keep_going=keep_going, all_or_nothing=all_or_nothing)
+    lifecycle(c, "apps.restart", names, "restart", fmt=format, dry=dry, parallel=parallel, every=all, yes=yes,
+              services=service, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
-@task(help={"names": NAMES_HELP, "ignore_failures": "Keep going past images that cannot be pulled.",
-            "all": ALL_HELP, "dry": DRY_HELP, "parallel": PARALLEL_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
-def pull(c, names, ignore_failures=False, all=False, dry=False, parallel=4, format="table", serial=None, keep_going=False, all_or_nothing=False):
+@task(help={**LIFECYCLE_HELP, "ignore_failures": PULL_FAILURES_HELP, "all": ALL_HELP})
+def pull(c: Context, names: str, ignore_failures: bool = False, all: bool = False, dry: bool = False,
+         parallel: int = 4, format: str = "table", serial: str | None = None, keep_going: bool = False,
+         all_or_nothing: bool = False) -> None:
     """Pull projects' images (`compose pull`) and say which changed; containers stay."""
-    from aegir.tasks.projects import act_on_names
+    from aegir.tasks.projects import lifecycle
 
-    act_on_names(c, "apps.pull", names, "pull", format, dry, parallel, every=all, ignore_failures=ignore_failures, serial=serial,
-                 keep_going=keep_going, all_or_nothing=all_or_nothing)
+    lifecycle(c, "apps.pull", names, "pull", fmt=format, dry=dry, parallel=parallel, every=all,
+              ignore_failures=ignore_failures, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
-@task(help={"names": NAMES_HELP, "service": SERVICE_HELP, "force": "Update even while a core project is down.",
-            "ignore_failures": "Keep going past images that cannot be pulled.", "dry": DRY_HELP,
-            "parallel": PARALLEL_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
-def update(c, names, service="", force=False, ignore_failures=False, dry=False, parallel=4, format="table", serial=None,
-           keep_going=False, all_or_nothing=False):
+@task(help={**LIFECYCLE_HELP, "service": SERVICE_HELP, "force": "Update even while a core project is down.",
+            "ignore_failures": PULL_FAILURES_HELP})
+def update(c: Context, names: str, service: str = "", force: bool = False, ignore_failures: bool = False,
+           dry: bool = False, parallel: int = 4, format: str = "table", serial: str | None = None,
+           keep_going: bool = False, all_or_nothing: bool = False) -> None:
     """Pull projects' images, then `compose up -d`: recreate only what changed.
 
     Only the containers whose image or configuration changed are recreated.
     """
-    from aegir.tasks.projects import act_on_names
+    from aegir.tasks.projects import lifecycle
 
-    act_on_names(c, "apps.update", names, "update", format, dry, parallel, services=service, force=force,
-                 ignore_failures=ignore_failures, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
+    lifecycle(c, "apps.update", names, "update", fmt=format, dry=dry, parallel=parallel, services=service,
+              force=force, ignore_failures=ignore_failures, serial=serial, keep_going=keep_going,
+              all_or_nothing=all_or_nothing)
 
 
 @task(help={"name": "One project: folder name or kind/folder.", "service": SERVICE_HELP,

@@ -204,13 +204,15 @@ def failed_line(bad: Sequence[HostResult]) -> str:
     return "aegir: " + "; ".join(parts) if parts else ""
 
 
-def finish(c: invoke.Context, fmt: str, report: Report, hosts: Sequence[HostResult] = ()) -> None:
+def finish(c: invoke.Context, fmt: str, report: Report, hosts: Sequence[HostResult] = (), *,
+           see: str | None = None) -> None:
     """Print `report` (the table, or its JSON under ``--format json``) and its warnings on stderr; exit 1
-    when a host of `hosts` failed (a line names them) or the report found problems."""
+    when a host of `hosts` failed (a line names them; `see`: what shows a host left part-way) or the
+    report found problems."""
     emit(fmt, data=report.data, text=report.text, verbatim=report.verbatim)
     for line in report.warnings:
         warn(line)
-    exit_if_failed(hosts, problems=report.problems)
+    exit_if_failed(hosts, problems=report.problems, see=see)
 
 
 def act(c: invoke.Context, action: Action[Any, Any], *, fmt: str, dry: bool = False, yes: bool = False,
@@ -226,7 +228,7 @@ def act(c: invoke.Context, action: Action[Any, Any], *, fmt: str, dry: bool = Fa
     roll = None if dry else rolling(c, hosts, serial, keep_going)
     ran = actions.run(c, action, hosts, dry=dry, yes=yes, rolling=roll, all_or_nothing=all_or_nothing, fmt=fmt,
                       preview=preview)
-    finish(c, fmt, action.render(ran), ran.outcomes)
+    finish(c, fmt, action.render(ran), ran.outcomes, see=action.see)
     return ran
 
 

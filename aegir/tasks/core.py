@@ -7,7 +7,7 @@ the outside (core/front is the front door): it asks first, unless --yes.
 
 from __future__ import annotations
 
-from invoke import Collection
+from invoke import Collection, Context
 
 from aegir.report import FORMAT_HELP
 from aegir.tasks.apps import DRY_HELP, SERVICE_HELP
@@ -18,20 +18,17 @@ NAMES_HELP = "Core projects (folder names, comma-separated). Default: every core
 YES_HELP = "Do not ask before stopping or restarting core projects."
 
 
-def _core(c, label: str, names: str, action: str, *, fmt: str, dry: bool, yes: bool = False,
+def _core(c: Context, label: str, names: str, verb: str, *, fmt: str, dry: bool, yes: bool = False,
           ignore_failures: bool = False, serial: str | None = None, keep_going: bool = False,
           all_or_nothing: bool = False) -> None:
-    from aegir.compose.discovery import split_names
-    from aegir.compose.lifecycle import plan_host
-    from aegir.tasks.projects import act
+    from aegir.tasks.projects import lifecycle
 
-    wanted = split_names(names)
-    act(c, label, wanted, lambda hc: plan_host(hc, wanted, action, kinds=("core",), ignore_failures=ignore_failures),
-        fmt=fmt, dry=dry, yes=yes, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
+    lifecycle(c, label, names, verb, fmt=fmt, dry=dry, yes=yes, ignore_failures=ignore_failures, serial=serial,
+              keep_going=keep_going, all_or_nothing=all_or_nothing, core=True)
 
 
 @task(help={"format": FORMAT_HELP})
-def status(c, format="table"):
+def status(c: Context, format: str = "table") -> None:
     """Show the core projects' state on every host; exit 1 when one is not fully up."""
     from aegir.compose.status import gather_status, has_problems, render_status, status_json
 
@@ -39,30 +36,41 @@ def status(c, format="table"):
                  data=status_json, text=render_status, problems=has_problems)
 
 
-@task(help={"names": NAMES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
-def up(c, names="", dry=False, format="table", serial=None, keep_going=False, all_or_nothing=False):
+#: The flags every core lifecycle task shares.
+LIFECYCLE_HELP = {"names": NAMES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP,
+                  **ROLLING_HELP}
+
+
+@task(help=LIFECYCLE_HELP)
+def up(c: Context, names: str = "", dry: bool = False, format: str = "table", serial: str | None = None,
+       keep_going: bool = False, all_or_nothing: bool = False) -> None:
     """Bring up the core projects one by one, front first; a host stops at a failure."""
-    _core(c, "core.up", names, "up", fmt=format, dry=dry, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
+    _core(c, "core.up", names, "up", fmt=format, dry=dry, serial=serial, keep_going=keep_going,
+          all_or_nothing=all_or_nothing)
 
 
-@task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
-def down(c, names="", yes=False, dry=False, format="table", serial=None, keep_going=False, all_or_nothing=False):
+@task(help={**LIFECYCLE_HELP, "yes": YES_HELP})
+def down(c: Context, names: str = "", yes: bool = False, dry: bool = False, format: str = "table",
+         serial: str | None = None, keep_going: bool = False, all_or_nothing: bool = False) -> None:
     """Stop and remove the core projects' containers, front last (asks first).
 
     Every app goes offline with core/front, its front door.
     """
-    _core(c, "core.down", names, "down", fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
+    _core(c, "core.down", names, "down", fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going,
+          all_or_nothing=all_or_nothing)
 
 
-@task(help={"names": NAMES_HELP, "yes": YES_HELP, "dry": DRY_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
-def restart(c, names="", yes=False, dry=False, format="table", serial=None, keep_going=False, all_or_nothing=False):
+@task(help={**LIFECYCLE_HELP, "yes": YES_HELP})
+def restart(c: Context, names: str = "", yes: bool = False, dry: bool = False, format: str = "table",
+            serial: str | None = None, keep_going: bool = False, all_or_nothing: bool = False) -> None:
     """Restart the core projects one by one, front first (asks: apps are cut off)."""
-    _core(c, "core.restart", names, "restart", fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
+    _core(c, "core.restart", names, "restart", fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going,
+          all_or_nothing=all_or_nothing)
 
 
-@task(help={"names": NAMES_HELP, "ignore_failures": "Keep going past images that cannot be pulled.",
-            "dry": DRY_HELP, "format": FORMAT_HELP, "all_or_nothing": ALL_OR_NOTHING_HELP, **ROLLING_HELP})
-def pull(c, names="", ignore_failures=False, dry=False, format="table", serial=None, keep_going=False, all_or_nothing=False):
+@task(help={**LIFECYCLE_HELP, "ignore_failures": "Keep going past images that cannot be pulled."})
+def pull(c: Context, names: str = "", ignore_failures: bool = False, dry: bool = False, format: str = "table",
+         serial: str | None = None, keep_going: bool = False, all_or_nothing: bool = False) -> None:
     """Pull the core projects' images and say which changed; containers stay."""
     _core(c, "core.pull", names, "pull", fmt=format, dry=dry, ignore_failures=ignore_failures, serial=serial,
           keep_going=keep_going, all_or_nothing=all_or_nothing)
@@ -71,7 +79,7 @@ def pull(c, names="", ignore_failures=False, dry=False, format="table", serial=N
 @task(help={"name": "One core project (folder name).", "service": SERVICE_HELP,
             "follow": "Keep streaming new lines (one host only).", "tail": "Only the last N lines per container."},
       kinds={"name": PROJECT, "tail": LINES})
-def logs(c, name, service="", follow=False, tail=None):
+def logs(c: Context, name: str, service: str = "", follow: bool = False, tail: int | None = None) -> None:
     """Print a core project's logs from every target host that has it."""
     from aegir.tasks.projects import show_logs
 

@@ -1,108 +1,57 @@
-"""The bodies shared by the apps.* and core.* tasks: plan, refuse, confirm, act, verify; per-project commands.
+"""The bodies shared by the apps.* and core.* tasks: the lifecycle action, and per-project commands.
 
 `aegir.tasks.apps` and `aegir.tasks.core` import this module inside their
 task bodies, so that `inv --list` never loads Compose, the fleet or SSH.
+A lifecycle task is a `aegir.compose.steps.Lifecycle` run by
+`aegir.tasks.base.act` (plan every host, refuse names nothing has, stop if
+dry, confirm, act and verify, one report).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from invoke import Exit
+from invoke import Context, Exit
 
-from aegir import fleet
-from aegir.action import go_on_without
 from aegir.compose import commands as compose
 from aegir.compose.discovery import Project, select, split_names, unknown_names
-from aegir.compose.lifecycle import (
-    HostPlan,
-    act_fleet,
-    actions_failed,
-    actions_json,
-    check_core_up,
-    needs_confirmation,
-    plan_fleet,
-    plan_host,
-    render_actions,
-    unknown_everywhere,
-)
 from aegir.compose.status import discover
+from aegir.compose.steps import Lifecycle, stream_each
 from aegir.errors import AegirError, UsageError
-from aegir.host import HostContext, open_context
-from aegir.interrupt import RUN
+from aegir.host import HostContext
 from aegir.layout import PROJECT_KINDS
-from aegir.report import check_format, emit
 from aegir.sh import Cmd
-from aegir.tasks.base import confirm, exit_if_failed, is_dry, rolling, targets
+from aegir.tasks.base import act, fleet_read, is_dry
 
 
-def act(c: Any, label: str, wanted: Sequence[str], planner: Callable[[HostContext], HostPlan], *, fmt: str,
-        dry: bool, yes: bool = False, parallel: int = 4, serial: str | None = None, keep_going: bool = False,
-        all_or_nothing: bool = False) -> None:
-    """The body of every lifecycle task (apps.* and core.*): plan every host, refuse names nothing has
-    (exit 2), confirm a destructive plan, then act (rolling: --serial, or the hosts' group setting) and
-    verify; one table.
+def lifecycle(c: Context, label: str, names: str | None, verb: str, *, fmt: str, dry: bool, parallel: int = 4,
+              every: bool = False, yes: bool = False, services: str = "", force: bool = True,
+              ignore_failures: bool = False, serial: str | None = None, keep_going: bool = False,
+              all_or_nothing: bool = False, core: bool = False) -> None:
+    """apps.up/down/stop/restart/pull/update: NAMES (apps and users), or --all (core too); `core`: core.*
+    (NAMES among the core projects, every one without).
 
     Hosts that could not be reached or planned are left out and the others acted on (one line
     says so), unless ``--all-or-nothing``; in a roll they count as failed hosts. After Ctrl-C
     nothing more starts, and the exit line says how to see and finish (exit 130)."""
-    fmt = check_format(fmt)
-    dry = is_dry(c, dry)
-    hosts = targets(c)
-    roll = None if dry else rolling(c, hosts, serial, keep_going)
-    contexts: dict[str, HostContext] = {}  # one connection per host for both passes
-    try:
-        plans = plan_fleet(c, hosts, planner, label=label, dry=dry, contexts=contexts)
-        unknown = unknown_everywhere(wanted, plans)
-        if unknown:
-            silent = [o.host.name for o in plans if not o.ok]
-            raise UsageError("; ".join(unknown) + (f" (not asked: {', '.join(silent)}, which did not answer)"
-                                                   if silent else "") + "; nothing done")
-        question = None if dry or RUN.stopping else needs_confirmation(plans)
-        if question:
-            print(render_actions(act_fleet(c, plans, dry=True, label=label), dry=True),
-                  file=sys.stderr if fmt == "json" else sys.stdout)
-            confirm(question, yes=yes, label=label, verb=label.split(".", 1)[1] + " them")
-        acting = [o.host for o in plans if o.value is not None and o.value.steps]
-        settled = {} if dry or RUN.stopping else go_on_without(plans, acting, all_or_nothing=all_or_nothing,
-                                                                roll=roll)
-        outcomes = act_fleet(c, plans, dry=dry, parallel=int(parallel), label=label, contexts=contexts, rolling=roll,
-                             settled=settled)
-    finally:
-        fleet.close_all(contexts)
-    emit(fmt, data=actions_json(outcomes, dry=dry), text=render_actions(outcomes, dry=dry))
-    exit_if_failed(outcomes, problems=actions_failed(outcomes), see=f"inv {label.split('.')[0]}.status")
-
-
-def act_on_names(c: Any, label: str, names: str | None, action: str, fmt: str, dry: bool, parallel: int, *,
-                 every: bool = False, yes: bool = False, services: str = "", force: bool = True,
-                 ignore_failures: bool = False, serial: str | None = None, keep_going: bool = False,
-                 all_or_nothing: bool = False) -> None:
-    """apps.up/down/restart/pull/stop/update: NAMES (apps and users), or --all (core too)."""
     wanted = split_names(names)
-    if every and wanted:
+    if not core and every and wanted:
         raise UsageError(f"{label}: --all or names, not both")
-    if not wanted and not every:
+    if not core and not wanted and not every:
         raise UsageError(f"{label}: name at least one project (or --all)")
-    svcs = split_services(services)
-
-    def planner(hc: HostContext) -> HostPlan:
-        plan = plan_host(hc, wanted, action, svcs, ignore_failures=ignore_failures, refuse_core=not every)
-        if plan.steps and not force and not every:
-            check_core_up(hc)
-        return plan
-
-    act(c, label, wanted, planner, fmt=fmt, dry=dry, yes=yes, parallel=parallel, serial=serial, keep_going=keep_going,
-        all_or_nothing=all_or_nothing)
+    action = Lifecycle(label, verb, wanted, kinds=("core",) if core else PROJECT_KINDS,
+                       services=split_services(services), ignore_failures=ignore_failures,
+                       refuse_core=not core and not every, core_first=not core and not force and not every,
+                       parallel=parallel, dry=is_dry(c, dry))
+    act(c, action, fmt=fmt, dry=dry, yes=yes, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 def split_services(services: str) -> tuple[str, ...]:
     return tuple(s for s in services.replace(",", " ").split() if s)
 
 
-def on_each_host(c: Any, label: str, name: str, make: Callable[[HostContext, Project], Cmd], *,
+def on_each_host(c: Context, label: str, name: str, make: Callable[[HostContext, Project], Cmd], *,
                  kinds: Sequence[str] = PROJECT_KINDS, one_host: str | None = None) -> None:
     """Run one project's command (logs, a Compose passthrough) on every target host that has it, output
     streamed (a ``==> HOST PROJECT <==`` header when there are several); exit 1 when one fails.
@@ -113,7 +62,7 @@ def on_each_host(c: Any, label: str, name: str, make: Callable[[HostContext, Pro
     wanted = split_names(name)
     if len(wanted) != 1:
         raise UsageError(f"{label} takes exactly one project")
-    found = fleet.each(c, targets(c), lambda hc: discover(hc).projects, label=label)
+    found = fleet_read(c, label, lambda hc: discover(hc).projects)
     for o in found:
         if not o.ok:
             print(f"{o.host.name}: {o.status}", file=sys.stderr)
@@ -125,22 +74,12 @@ def on_each_host(c: Any, label: str, name: str, make: Callable[[HostContext, Pro
         raise AegirError(f"no project {wanted[0]!r} on any target host that answered")
     if one_host and len(where) > 1:
         raise AegirError(f"{wanted[0]} is on {', '.join(h.name for h, _ in where)}: {one_host}, choose it with -H")
-    bad = []
-    for host, project in where:
-        hc = open_context(c, host)
-        try:
-            cmd = make(hc, project)
-            if len(where) > 1:
-                print(f"==> {host.name} {project.path} <==", flush=True)
-            if hc.run(cmd, stream=True, check=False).exited != 0:
-                bad.append(host.name)
-        finally:
-            hc.close()
+    bad = stream_each(c, where, make)
     if bad or any(not o.ok for o in found):
         raise Exit(f"aegir: failed on {', '.join(bad + [o.host.name for o in found if not o.ok])}", code=1)
 
 
-def show_logs(c: Any, label: str, name: str, service: str, follow: bool, tail: Any, *,
+def show_logs(c: Context, label: str, name: str, service: str, follow: bool, tail: int | str | None, *,
               kinds: Sequence[str] = PROJECT_KINDS) -> None:
     """apps.logs and core.logs: a project's logs from every target host that has it."""
     svcs = split_services(service)
@@ -149,5 +88,3 @@ def show_logs(c: Any, label: str, name: str, service: str, follow: bool, tail: A
     on_each_host(c, label, name, lambda hc, p: compose.logs(
         compose.flavour(hc), p, svcs, follow=follow, tail=None if tail is None else int(tail),
         docker_host=hc.host.docker_host), kinds=kinds, one_host="--follow streams one host" if follow else None)
-
-

@@ -23,7 +23,7 @@ from aegir import fleet, interrupt
 from aegir.action import go_on_without
 from aegir.cli import AegirConfig
 from aegir.compose.discovery import Project, Service, parse_compose_spec, parse_duration
-from aegir.compose.lifecycle import step_deadline
+from aegir.compose.plan import step_deadline
 from aegir.docker import DockerError, docker_failure
 from aegir.errors import AegirError, ConnectionLost, DeadlineExceeded, Interrupted
 from aegir.host import Deadlines, HostContext

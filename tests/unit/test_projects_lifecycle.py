@@ -8,9 +8,11 @@ import time
 from types import SimpleNamespace
 
 from aegir.compose.discovery import Project
-from aegir.compose.lifecycle import Action, ActionResult, HostActions, core_order, render_actions, run_steps
+from aegir.compose.plan import ActionResult, HostActions, Step, core_order
+from aegir.compose.report import lifecycle_table, lifecycle_warnings
 from aegir.compose.state import ProjectStatus
 from aegir.compose.status import HostStatus, has_problems, render_status, status_json
+from aegir.compose.steps import run_steps
 from aegir.compose.templates import ServiceTemplate, parse_list, plan_new
 from aegir.docker import image_ref
 from aegir.fleet import Outcome
@@ -36,8 +38,8 @@ def test_pull_compares_images_as_docker_tags_them_and_never_guesses_an_interpola
         f"x@{digest}", "None", "None"]
 
 
-def steps(n: int) -> list[Action]:
-    return [Action(p(f"app{i}", "apps"), "up", Cmd.of("true")) for i in range(n)]
+def steps(n: int) -> list[Step]:
+    return [Step(p(f"app{i}", "apps"), "up", Cmd.of("true")) for i in range(n)]
 
 
 def test_several_projects_run_at_once_up_to_the_bound_and_results_keep_plan_order():
@@ -77,8 +79,8 @@ H1, H2 = Host("hyp1"), Host("hyp2")
 
 def test_dry_run_tables_show_the_exact_command_of_every_step():
     rows = (ActionResult("apps/cloud", "down", "docker compose -p cloud down", "would"),)
-    text = render_actions([Outcome(H1, HostActions("hyp1", rows)), Outcome(H2, error="cannot connect", kind="unreachable")],
-                          dry=True)
+    text = lifecycle_table([Outcome(H1, HostActions("hyp1", rows)), Outcome(H2, error="cannot connect", kind="unreachable")],
+                           planned=True)
     assert text.splitlines() == [
         "HOST  PROJECT     ACTION  COMMAND (--dry: not run)",
         "----  ----------  ------  ----------------------------",
@@ -90,7 +92,7 @@ def test_dry_run_tables_show_the_exact_command_of_every_step():
 def test_names_no_host_has_are_said_once_for_the_fleet():
     a = Outcome(H1, HostActions("hyp1", (), missing=("clud", "wiki")))
     b = Outcome(H2, HostActions("hyp2", (), missing=("clud",)))
-    assert render_actions([a, b], dry=False).splitlines()[-1] == "warning: not found on any target host: clud"
+    assert lifecycle_warnings([a, b]) == ["warning: not found on any target host: clud"]
 
 
 def status_of(*projects: ProjectStatus) -> HostStatus:
@@ -155,7 +157,7 @@ def test_two_folders_with_one_compose_name_are_warned_about_and_never_acted_on(t
     from invoke import Context
 
     from aegir.cli import AegirConfig
-    from aegir.compose.lifecycle import plan_apps
+    from aegir.compose.steps import plan_host
     from aegir.errors import RefusedError
 
     for path in ("apps/cloud", "users/cloud", "apps/wiki"):
@@ -172,7 +174,7 @@ def test_two_folders_with_one_compose_name_are_warned_about_and_never_acted_on(t
             f"{tmp_path}/users/cloud: Compose project 'cloud' is also apps/cloud: the same project to Compose, "
             "so aegir does not start or stop it; rename one folder"]
         with pytest.raises(RefusedError, match=r"apps/cloud and users/cloud are the same Compose project"):
-            plan_apps(hc, ("users/cloud",), "down")
+            plan_host(hc, ("users/cloud",), "down", refuse_core=True)
     finally:
         hc.close()
 
@@ -194,7 +196,7 @@ def test_a_name_no_host_has_is_one_sentence_with_the_close_ones_difflib_finds():
 
 
 def test_core_goes_first_front_first_to_start_and_last_front_last_to_stop():
-    from aegir.compose.lifecycle import ordered
+    from aegir.compose.plan import ordered
 
     projects = [p("adm"), p("front"), p("cloud", "apps"), p("blog", "users")]
     assert [x.path for x in ordered(projects, "up")] == ["core/front", "core/adm", "apps/cloud", "users/blog"]
@@ -204,14 +206,14 @@ def test_core_goes_first_front_first_to_start_and_last_front_last_to_stop():
 
 
 def _plans(action: str, per_host: dict[str, list[Project]]) -> list[Outcome]:
-    from aegir.compose.lifecycle import HostPlan
+    from aegir.compose.plan import HostPlan
 
-    return [Outcome(Host(name=h), HostPlan(h, action, tuple(Action(x, action, Cmd.of("true")) for x in ps)))
+    return [Outcome(Host(name=h), HostPlan(h, action, tuple(Step(x, action, Cmd.of("true")) for x in ps)))
             for h, ps in per_host.items()]
 
 
 def test_stopping_on_several_hosts_or_touching_core_asks_first_and_nothing_else_does():
-    from aegir.compose.lifecycle import needs_confirmation
+    from aegir.compose.plan import question as needs_confirmation
 
     cloud, front = p("cloud", "apps"), p("front")
     assert needs_confirmation(_plans("down", {"a": [cloud], "b": [cloud]})) == "Down 2 projects on a, b?"
@@ -222,3 +224,87 @@ def test_stopping_on_several_hosts_or_touching_core_asks_first_and_nothing_else_
         "Restart 1 project on a, core included (a:core/front: every app behind it is cut off until it is back)?")
     assert needs_confirmation(_plans("down", {"a": [cloud, front]})) == (
         "Down 2 projects on a, core included (a:core/front: every app behind it is cut off until core.up)?")
+
+
+# --------------------------------------------------------------------------- the Lifecycle action
+
+
+def test_a_name_no_host_has_refuses_the_command_and_says_which_hosts_were_not_asked():
+    from aegir.compose.plan import HostPlan, refusal
+
+    plans = [Outcome(H1, HostPlan("hyp1", "restart", (), ("wikki",), (p("wiki", "apps"),))),
+             Outcome(H2, error="cannot connect", kind="unreachable")]
+    assert refusal(("wiki", "wikki"), plans) == (
+        "no project 'wikki' on any target host (did you mean wiki?) (not asked: hyp2, which did not answer); "
+        "nothing done")
+    assert refusal(("wiki",), plans) is None
+    assert refusal(("wikki",), plans[1:]) is None  # no host answered: nothing to compare with
+
+
+def test_a_lifecycle_run_is_reported_in_the_envelope_with_each_hosts_steps_and_failed_rows_by_failed_row():
+    import json
+    from pathlib import Path
+
+    from aegir.action import HostRun, Ran
+    from aegir.compose.plan import HostPlan
+    from aegir.compose.report import lifecycle_report
+
+    step = Step(p("cloud", "apps"), "down", Cmd.of("docker", "compose", "-p", "cloud", "down"))
+    plan = HostPlan("hyp1", "down", (step,), warnings=("apps/x: no compose file",))
+    done = HostActions("hyp1", (ActionResult("apps/cloud", "down", "docker compose -p cloud down", "done", "down 0/2",
+                                             "no container left"),), warnings=plan.warnings)
+    ran = Ran((Outcome(H1, HostRun(plan, done)), Outcome(H2, error="cannot connect", kind="unreachable")),
+              dry=False, acted=True)
+    shown = lifecycle_report("apps.down", ran)
+    data = shown.data
+    schema = json.loads((Path(__file__).parents[2] / "aegir/report.schema.json").read_text())
+    assert set(schema["required"]) <= set(data) and data["task"] == "apps.down" and data["dry"] is False
+    assert data["hosts"][0] == {
+        "host": "hyp1", "status": "ok", "error": None, "missing": [], "warnings": ["apps/x: no compose file"],
+        "steps": [{"project": "apps/cloud", "action": "down", "command": "docker compose -p cloud down",
+                   "result": "done", "state": "down 0/2", "detail": "no container left"}]}
+    assert data["hosts"][1] == {"host": "hyp2", "status": "unreachable", "error": "cannot connect", "steps": [],
+                                "missing": [], "warnings": []}
+    assert data["summary"] == {"steps": 1, "done": 1, "missing": []}
+    assert shown.warnings == ("warning: hyp1: apps/x: no compose file",)
+    assert not shown.problems
+    assert shown.text.splitlines()[2:] == [
+        "hyp1  apps/cloud  down    done         down 0/2: no container left",
+        "hyp2  -           -       UNREACHABLE  cannot connect"]
+    dry = lifecycle_report("apps.down", Ran((Outcome(H1, HostRun(plan)),), dry=True, acted=False))
+    assert dry.data["dry"] is True and dry.data["hosts"][0]["steps"][0]["result"] == "would"
+    assert dry.text.splitlines()[2] == "hyp1  apps/cloud  down    docker compose -p cloud down"
+
+
+def test_under_all_or_nothing_an_action_acts_on_no_host_while_one_could_not_be_planned(capsys):
+    """Before, `aegir.action.run` refused the whole command (exit 1, no rows); the lifecycle tasks' way is
+    the one policy now: each host it would have acted on is not attempted, with a row saying why."""
+    from invoke import Context
+
+    from aegir import action
+    from aegir.cli import AegirConfig
+    from aegir.errors import AegirError
+
+    acted: list[str] = []
+
+    class Touch(action.Action[str, str]):
+        label = "x.touch"
+
+        def plan(self, hc) -> str:
+            if hc.name == "a":
+                raise AegirError("cannot read /srv", host=hc.name)
+            return "touch"
+
+        def act(self, hc, plan: str) -> str:
+            acted.append(hc.name)
+            return "touched"
+
+    hosts = [Host(n, connection="local") for n in "abc"]
+    ran = action.run(Context(config=AegirConfig(lazy=True)), Touch(), hosts, dry=False, all_or_nothing=True)
+    assert acted == []
+    assert [(o.host.name, o.kind, o.error) for o in ran.outcomes] == [
+        ("a", "failed", "cannot read /srv"),
+        ("b", "skipped", "not attempted: --all-or-nothing and a could not be planned"),
+        ("c", "skipped", "not attempted: --all-or-nothing and a could not be planned")]
+    assert capsys.readouterr().err == (
+        "aegir: --all-or-nothing: a (failed) could not be planned, so nothing is done on b, c\n")

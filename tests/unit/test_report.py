@@ -153,7 +153,8 @@ def test_an_error_line_from_a_task_is_escaped_too():
 def test_the_80_column_fleet_table_of_a_dry_run_shows_the_command_the_path_and_the_unreachable_reason_whole():
     """A snapshot: the --dry COMMAND column and the path in it, and an unreachable host's reason, wrapped
     (at spaces, after '/', at a '-' inside a word) over as many lines as they need; no line past 80."""
-    from aegir.compose.lifecycle import ActionResult, HostActions, render_actions
+    from aegir.compose.plan import ActionResult, HostActions
+    from aegir.compose.report import lifecycle_table
     from aegir.fleet import Outcome
     from aegir.inventory import Host
 
@@ -167,7 +168,7 @@ def test_the_80_column_fleet_table_of_a_dry_run_shows_the_command_the_path_and_t
                 kind="unreachable"),
     ]
     with width(80):
-        text = render_actions(outcomes, dry=True)
+        text = lifecycle_table(outcomes, planned=True)
     assert text == """\
 HOST              PROJECT                ACTION  COMMAND (--dry: not run)
 ----------------  ---------------------  ------  ------------------------------
