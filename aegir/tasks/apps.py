@@ -49,10 +49,11 @@ def up(c: Context, names: str, force: bool = False, all: bool = False, dry: bool
        format: str = "table", serial: str | None = None, keep_going: bool = False,
        all_or_nothing: bool = False) -> None:
     """Bring projects up (`compose up -d`); refuse while core is down unless --force."""
+    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
-    lifecycle(c, "apps.up", names, "up", fmt=format, dry=dry, parallel=parallel, every=all, force=force,
-              serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
+    act(c, lifecycle(c, "apps.up", names, "up", dry=dry, parallel=parallel, every=all, force=force),
+        fmt=format, dry=dry, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={**LIFECYCLE_HELP, "all": ALL_HELP, "yes": YES_HELP})
@@ -60,10 +61,11 @@ def down(c: Context, names: str, all: bool = False, yes: bool = False, dry: bool
          format: str = "table", serial: str | None = None, keep_going: bool = False,
          all_or_nothing: bool = False) -> None:
     """Stop and remove projects' containers (`compose down`; volumes and data stay)."""
+    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
-    lifecycle(c, "apps.down", names, "down", fmt=format, dry=dry, parallel=parallel, every=all, yes=yes,
-              serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
+    act(c, lifecycle(c, "apps.down", names, "down", dry=dry, parallel=parallel, every=all),
+        fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={**LIFECYCLE_HELP, "all": ALL_HELP, "yes": YES_HELP})
@@ -71,10 +73,11 @@ def stop(c: Context, names: str, all: bool = False, yes: bool = False, dry: bool
          format: str = "table", serial: str | None = None, keep_going: bool = False,
          all_or_nothing: bool = False) -> None:
     """Stop projects' containers and keep them (`compose stop`); apps.up restarts."""
+    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
-    lifecycle(c, "apps.stop", names, "stop", fmt=format, dry=dry, parallel=parallel, every=all, yes=yes,
-              serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
+    act(c, lifecycle(c, "apps.stop", names, "stop", dry=dry, parallel=parallel, every=all),
+        fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={**LIFECYCLE_HELP, "service": SERVICE_HELP, "all": ALL_HELP, "yes": YES_HELP})
@@ -82,10 +85,11 @@ def restart(c: Context, names: str, service: str = "", all: bool = False, yes: b
             parallel: int = 4, format: str = "table", serial: str | None = None, keep_going: bool = False,
             all_or_nothing: bool = False) -> None:
     """Restart projects, or some of their services (`compose restart`)."""
+    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
-    lifecycle(c, "apps.restart", names, "restart", fmt=format, dry=dry, parallel=parallel, every=all, yes=yes,
-              services=service, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
+    act(c, lifecycle(c, "apps.restart", names, "restart", dry=dry, parallel=parallel, every=all, services=service),
+        fmt=format, dry=dry, yes=yes, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={**LIFECYCLE_HELP, "ignore_failures": PULL_FAILURES_HELP, "all": ALL_HELP})
@@ -93,10 +97,12 @@ def pull(c: Context, names: str, ignore_failures: bool = False, all: bool = Fals
          parallel: int = 4, format: str = "table", serial: str | None = None, keep_going: bool = False,
          all_or_nothing: bool = False) -> None:
     """Pull projects' images (`compose pull`) and say which changed; containers stay."""
+    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
-    lifecycle(c, "apps.pull", names, "pull", fmt=format, dry=dry, parallel=parallel, every=all,
-              ignore_failures=ignore_failures, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
+    act(c, lifecycle(c, "apps.pull", names, "pull", dry=dry, parallel=parallel, every=all,
+                     ignore_failures=ignore_failures),
+        fmt=format, dry=dry, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={**LIFECYCLE_HELP, "service": SERVICE_HELP, "force": "Update even while a core project is down.",
@@ -108,11 +114,12 @@ def update(c: Context, names: str, service: str = "", force: bool = False, ignor
 
     Only the containers whose image or configuration changed are recreated.
     """
+    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
-    lifecycle(c, "apps.update", names, "update", fmt=format, dry=dry, parallel=parallel, services=service,
-              force=force, ignore_failures=ignore_failures, serial=serial, keep_going=keep_going,
-              all_or_nothing=all_or_nothing)
+    act(c, lifecycle(c, "apps.update", names, "update", dry=dry, parallel=parallel, services=service, force=force,
+                     ignore_failures=ignore_failures),
+        fmt=format, dry=dry, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={"name": "One project: folder name or kind/folder.", "service": SERVICE_HELP,

@@ -21,10 +21,11 @@ YES_HELP = "Do not ask before stopping or restarting core projects."
 def _core(c: Context, label: str, names: str, verb: str, *, fmt: str, dry: bool, yes: bool = False,
           ignore_failures: bool = False, serial: str | None = None, keep_going: bool = False,
           all_or_nothing: bool = False) -> None:
+    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
-    lifecycle(c, label, names, verb, fmt=fmt, dry=dry, yes=yes, ignore_failures=ignore_failures, serial=serial,
-              keep_going=keep_going, all_or_nothing=all_or_nothing, core=True)
+    act(c, lifecycle(c, label, names, verb, dry=dry, ignore_failures=ignore_failures, core=True), fmt=fmt, dry=dry,
+        yes=yes, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
 
 
 @task(help={"format": FORMAT_HELP})

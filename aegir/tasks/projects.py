@@ -2,9 +2,9 @@
 
 `aegir.tasks.apps` and `aegir.tasks.core` import this module inside their
 task bodies, so that `inv --list` never loads Compose, the fleet or SSH.
-A lifecycle task is a `aegir.compose.steps.Lifecycle` run by
-`aegir.tasks.base.act` (plan every host, refuse names nothing has, stop if
-dry, confirm, act and verify, one report).
+A lifecycle task builds its `aegir.compose.steps.Lifecycle` here
+(`lifecycle`) and runs it with `aegir.tasks.base.act` (plan every host,
+refuse names nothing has, stop if dry, confirm, act and verify, one report).
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from aegir.errors import AegirError, UsageError
 from aegir.host import HostContext
 from aegir.layout import PROJECT_KINDS
 from aegir.sh import Cmd
-from aegir.tasks.base import act, fleet_read, is_dry
+from aegir.tasks.base import fleet_read, is_dry
 
 
-def lifecycle(c: Context, label: str, names: str | None, verb: str, *, fmt: str, dry: bool, parallel: int = 4,
-              every: bool = False, yes: bool = False, services: str = "", force: bool = True,
-              ignore_failures: bool = False, serial: str | None = None, keep_going: bool = False,
-              all_or_nothing: bool = False, core: bool = False) -> None:
-    """apps.up/down/stop/restart/pull/update: NAMES (apps and users), or --all (core too); `core`: core.*
-    (NAMES among the core projects, every one without).
+def lifecycle(c: Context, label: str, names: str | None, verb: str, *, dry: bool, parallel: int = 4,
+              every: bool = False, services: str = "", force: bool = True, ignore_failures: bool = False,
+              core: bool = False) -> Lifecycle:
+    """The action of apps.up/down/stop/restart/pull/update: NAMES (apps and users), or --all (core too);
+    `core`: of core.* (NAMES among the core projects, every one without). The task runs it with
+    `aegir.tasks.base.act`.
 
     Hosts that could not be reached or planned are left out and the others acted on (one line
     says so), unless ``--all-or-nothing``; in a roll they count as failed hosts. After Ctrl-C
@@ -40,11 +40,10 @@ def lifecycle(c: Context, label: str, names: str | None, verb: str, *, fmt: str,
         raise UsageError(f"{label}: --all or names, not both")
     if not core and not wanted and not every:
         raise UsageError(f"{label}: name at least one project (or --all)")
-    action = Lifecycle(label, verb, wanted, kinds=("core",) if core else PROJECT_KINDS,
-                       services=split_services(services), ignore_failures=ignore_failures,
-                       refuse_core=not core and not every, core_first=not core and not force and not every,
-                       parallel=parallel, dry=is_dry(c, dry))
-    act(c, action, fmt=fmt, dry=dry, yes=yes, serial=serial, keep_going=keep_going, all_or_nothing=all_or_nothing)
+    return Lifecycle(label, verb, wanted, kinds=("core",) if core else PROJECT_KINDS,
+                     services=split_services(services), ignore_failures=ignore_failures,
+                     refuse_core=not core and not every, core_first=not core and not force and not every,
+                     parallel=parallel, dry=is_dry(c, dry))
 
 
 def split_services(services: str) -> tuple[str, ...]:
