@@ -57,6 +57,7 @@ HOST_KEYS: dict[str, bool] = {
     "port": True,
     "groups": True,
     "srv": True,
+    "srv_mount": True,
     "luks": True,
     "docker_start": True,
     "docker_host": True,
@@ -129,6 +130,9 @@ class Host:
     port: int = 22
     groups: tuple[str, ...] = ()
     srv: str = "/srv"
+    #: False: this /srv is a plain folder on purpose (a test bed, a laptop), not the encrypted volume's mount
+    #: point; the tasks that read projects then read it unmounted (`aegir.compose.status.srv_checked`).
+    srv_mount: bool = True
     luks_device: str | None = None
     luks_name: str = "data"
     docker_start: tuple[str, ...] = DEFAULT_DOCKER_START
@@ -611,6 +615,7 @@ class _Validator:
             port=port,
             groups=tuple(groups),
             srv=srv.rstrip("/") or "/",
+            srv_mount=f.get("srv_mount", fields.boolean, True),
             luks_device=luks_device,
             luks_name=luks_name,
             docker_start=tuple(start),

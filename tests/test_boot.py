@@ -126,7 +126,7 @@ def test_no_probe_connects_to_dockers_socket_while_no_dockerd_runs(vault, invent
     assert hits == "" and heard == "hit\n"  # nothing connected, and the listener did hear a connection
     assert check.returncode == docker.returncode == status.returncode == 1
     assert "data-root" in {i["name"] for i in one(data)["items"]}
-    assert status_data["hosts"][0]["error"] == "Docker is not running (no dockerd process): run boot.docker"
+    assert status_data["hosts"][0]["error"] == "/srv is not mounted: run boot.mount"  # the first thing to do
     assert inventory[1].read_text() == ""
 
 

@@ -156,7 +156,8 @@ def test_tables_fit_80_columns_on_a_pipe_or_columns_and_wrap_the_reason_and_the_
     project = tmp_path / "srv-of-a-collective-with-a-long-name" / "apps" / "nextcloud-office"
     project.mkdir(parents=True)
     (project / "compose.yaml").write_text("services: {}\n")
-    inventory = write_inventory(tmp_path, f"hosts:\n  local:\n    connection: local\n    srv: {project.parent.parent}\n")
+    inventory = write_inventory(tmp_path, f"hosts:\n  local:\n    connection: local\n    srv: {project.parent.parent}\n"
+                                          "    srv_mount: false\n")
     dry = run_inv("-H", f"local,{target}", "apps.up", "nextcloud-office", "--force", "--dry", inventory=inventory,
                   env={"COLUMNS": ""}, timeout=60)  # a pipe, no $COLUMNS: 80
     assert dry.returncode == 1, dry.stderr
@@ -202,7 +203,7 @@ def test_names_may_be_left_out_only_with_all_and_words_after_a_lone_dashdash_rea
     (tmp_path / "apps/site").mkdir(parents=True)
     (tmp_path / "apps/site/compose.yaml").write_text("services: {}\n")
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text(f"hosts:\n  local:\n    connection: local\n    srv: {tmp_path}\n")
+    inventory.write_text(f"hosts:\n  local:\n    connection: local\n    srv: {tmp_path}\n    srv_mount: false\n")
     bare = usage_error("apps.up", inventory=inventory)
     assert bare == "aegir: apps.up: name the projects (NAMES: cloud or cloud,users/wiki) or give --all"
     every = run_inv("apps.up", "--all", "--dry", "--format", "json", inventory=inventory, timeout=60)

@@ -23,6 +23,7 @@ hosts:
   local:
     connection: local
     srv: {srv}
+    srv_mount: false
 """
 #: Hosts nothing answers at (a documentation address, a name that does not resolve): never contacted.
 ELSEWHERE = """\

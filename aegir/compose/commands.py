@@ -183,10 +183,15 @@ def passthrough(fl: Flavour, p: "Project", args: Sequence[str], *, docker_host: 
     The words are passed as argv (quoted by ``shlex.join``), never through a shell;
     the first must be a plain subcommand word (``exec``, ``top``, ``images``...).
     """
+    return _sub(fl, p, docker_host, *check_subcommand(args))
+
+
+def check_subcommand(args: Sequence[str]) -> Sequence[str]:
+    """`args` when a plain Compose subcommand word comes first (``exec``, ``top``…), else `AegirError`."""
     if not args or not re.fullmatch(r"[a-z][a-z-]*", args[0]):
         raise AegirError(f"a Compose subcommand must come first after '--' (exec, top, images...), not "
                          f"{args[0] if args else 'nothing'!r}")
-    return _sub(fl, p, docker_host, *args)
+    return args
 
 
 def restart(fl: Flavour, p: "Project", services: Sequence[str] = (), *, docker_host: str | None = None) -> Cmd:

@@ -48,21 +48,19 @@ import shlex
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
 from aegir import yamldoc
 from aegir.compose import commands as compose
 from aegir.compose.discovery import ENV_FILE, Project, select, warnings_about
-from aegir.compose.status import discover, missing_everywhere, warning_lines
+from aegir.compose.status import discover
 from aegir.fields import unknown_key
 from aegir.layout import PROJECT_KINDS
-from aegir.report import failed_row, host_entry, table
 from aegir.yamldoc import YamlError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from aegir.fleet import Outcome
     from aegir.host import HostContext
 
 RULES = ("yaml", "compose-config", "domain", "email", "public-ip", "secret", "undefined-var",
@@ -650,41 +648,3 @@ def lint_host(hc: "HostContext", names: Sequence[str] = (), kinds: Sequence[str]
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         results = list(pool.map(lambda p: lint_project(hc, p, disc.envs.get(p.path)), chosen))
     return HostLint(hc.name, tuple(results), missing, warnings_about(disc, chosen, kinds, all_of_kinds=not names))
-
-
-# --------------------------------------------------------------------------- the report
-
-
-def render_lint(outcomes: Sequence["Outcome[HostLint]"]) -> str:
-    """One table of findings for the fleet (HOST FILE:LINE RULE MESSAGE), then a summary line."""
-    rows = []
-    for o in outcomes:
-        if o.value is None:
-            rows.append(failed_row(o, 4, at=2, reason_at=3))
-            continue
-        rows.extend([o.host.name, f.where, f.rule, f.message] for p in o.value.projects for f in p.findings)
-    vals = [o.value for o in outcomes if o.value is not None]
-    n_projects = sum(len(v.projects) for v in vals)
-    n_findings = sum(v.findings for v in vals)
-    out = [table(["HOST", "FILE:LINE", "RULE", "MESSAGE"], rows) if rows else "no findings"]
-    out += warning_lines(outcomes)
-    out += ["", f"{n_findings} findings in {n_projects} projects on {len(vals)}/{len(outcomes)} hosts"]
-    return "\n".join(out)
-
-
-def lint_json(outcomes: Sequence["Outcome[HostLint]"]) -> dict[str, Any]:
-    return {
-        "hosts": [host_entry(
-            o,
-            projects=[{"kind": p.kind, "name": p.name, "findings": list(p.findings)}
-                      for p in (o.value.projects if o.value else ())],
-            missing=list(o.value.missing) if o.value else [],
-            warnings=list(o.value.warnings) if o.value else [],
-        ) for o in outcomes],
-        "missing": list(missing_everywhere(outcomes)),
-        "findings": sum(o.value.findings for o in outcomes if o.value),
-    }
-
-
-def has_findings(outcomes: Sequence["Outcome[HostLint]"]) -> bool:
-    return any(o.value is not None and o.value.findings for o in outcomes) or bool(missing_everywhere(outcomes))

@@ -9,20 +9,30 @@ The lifecycle (apps.* and core.* up/down/stop/restart/pull/update):
 `lifecycle_report` (a run of `aegir.compose.steps.Lifecycle`), from
 `lifecycle_outcomes` (each host's rows: the plan's, or what acting did),
 `lifecycle_table` and `lifecycle_json`.
+
+The read and passthrough tasks, each function named after its task:
+apps.lint (``lint_*``), apps.templates (``templates_*``), apps.new
+(``new_*``), apps.compose (``passthrough_*``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aegir.action import Ran, Report
 from aegir.compose.plan import HostActions, HostPlan, planned_rows
-from aegir.compose.status import missing_everywhere
+from aegir.compose.status import missing_everywhere, warning_lines
+from aegir.compose.templates import templates_dir
 from aegir.fleet import Outcome
 from aegir.journal import StepRecord, StepState
 from aegir.report import Result, envelope, failed_row, table, warning
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aegir.compose.lint import HostLint
+    from aegir.compose.passthrough import PassPlan, PassResult
+    from aegir.compose.templates import NewPlan, NewProject, ServiceTemplate
 
 # --------------------------------------------------------------------------- the lifecycle
 
@@ -108,3 +118,141 @@ def _journal_result(state: StepState) -> str:
     """A journaled step's state in a RESULT cell: done, failed, ``running`` (when the host was abandoned),
     ``not started``."""
     return {StepState.DONE: Result.DONE, StepState.FAILED: Result.FAILED}.get(state, str(state))
+
+
+# --------------------------------------------------------------------------- apps.lint
+
+
+def lint_text(outcomes: Sequence[Outcome[HostLint]]) -> str:
+    """One table of findings for the fleet (HOST FILE:LINE RULE MESSAGE), then a summary line."""
+    rows = []
+    for o in outcomes:
+        if o.value is None:
+            rows.append(failed_row(o, 4, at=2, reason_at=3))
+            continue
+        rows.extend([o.host.name, f.where, f.rule, f.message] for p in o.value.projects for f in p.findings)
+    summary = lint_summary(outcomes)
+    out = [table(["HOST", "FILE:LINE", "RULE", "MESSAGE"], rows) if rows else "no findings"]
+    out += warning_lines(outcomes)
+    out += ["", f"{summary['findings']} findings in {summary['projects']} projects on "
+                f"{summary['hosts_ok']}/{summary['hosts']} hosts"]
+    return "\n".join(out)
+
+
+def lint_summary(outcomes: Sequence[Outcome[HostLint]]) -> dict[str, int]:
+    vals = [o.value for o in outcomes if o.value is not None]
+    return {"findings": sum(v.findings for v in vals), "projects": sum(len(v.projects) for v in vals),
+            "hosts": len(outcomes), "hosts_ok": len(vals)}
+
+
+def lint_json(outcomes: Sequence[Outcome[HostLint]]) -> dict[str, Any]:
+    """The envelope: each host's projects and findings; ``missing`` (names no host has) and ``findings``
+    (their count, as in the summary) beside it."""
+    def fields(o: Outcome[HostLint]) -> dict[str, Any]:
+        v = o.value
+        return {"projects": [{"kind": p.kind, "name": p.name, "findings": list(p.findings)}
+                             for p in (v.projects if v else ())],
+                "missing": list(v.missing) if v else [], "warnings": list(v.warnings) if v else []}
+
+    summary = lint_summary(outcomes)
+    return envelope("apps.lint", outcomes, fields, summary=summary, missing=list(missing_everywhere(outcomes)),
+                    findings=summary["findings"])
+
+
+def lint_problems(outcomes: Sequence[Outcome[HostLint]]) -> bool:
+    """Exit 1: a finding, or a name no host has."""
+    return any(o.value is not None and o.value.findings for o in outcomes) or bool(missing_everywhere(outcomes))
+
+
+# --------------------------------------------------------------------------- apps.templates
+
+def templates_text(outcomes: Sequence[Outcome[tuple[ServiceTemplate, ...] | None]]) -> str:
+    """HOST TEMPLATE COMPOSE-FILE .ENV.EXAMPLE CONF/ (a host without SRV/templates says so)."""
+    rows: list[list[Any]] = []
+    for o in outcomes:
+        if not o.ok:
+            rows.append(failed_row(o, 5, at=2))
+        elif o.value is None:
+            rows.append([o.host.name, None, f"no {templates_dir(o.host.srv)}", None, None])
+        else:
+            rows += [[o.host.name, t.name, t.file or "MISSING", "yes" if t.env_example else "no",
+                      "yes" if t.conf else "no"] for t in o.value]
+    return table(["HOST", "TEMPLATE", "COMPOSE FILE", ".ENV.EXAMPLE", "CONF/"], rows) if rows else "no templates"
+
+
+def templates_json(outcomes: Sequence[Outcome[tuple[ServiceTemplate, ...] | None]]) -> dict[str, Any]:
+    """The envelope: each host's ``templates`` (empty when it has no SRV/templates: ``"dir": null``)."""
+    def fields(o: Outcome[tuple[ServiceTemplate, ...] | None]) -> dict[str, Any]:
+        return {"templates": list(o.value or ()),
+                "dir": templates_dir(o.host.srv) if o.ok and o.value is not None else None}
+
+    return envelope("apps.templates", outcomes, fields,
+                    summary={"templates": sum(len(o.value or ()) for o in outcomes)})
+
+
+# --------------------------------------------------------------------------- apps.new
+
+
+def new_report(ran: Ran[NewPlan, NewProject]) -> Report:
+    """HOST PROJECT COMMAND RESULT: the plan (``would``), or each command's result; then what discovery
+    shows of the new project."""
+    rows: list[list[Any]] = []
+    done = {o.host.name: r for o, r in ran.results()}
+    for o, plan in ran.plans():
+        result = done.get(o.host.name)
+        if result is None and not o.ok:  # acting failed before any result
+            rows.append(failed_row(o, 4))
+            continue
+        steps = result.steps if result is not None else tuple((c.line, str(Result.WOULD)) for c in plan.cmds)
+        rows += [[o.host.name, plan.path, line, res] for line, res in steps]
+    rows += [failed_row(o, 4) for o in ran.outcomes if o.value is None]
+    text = table(["HOST", "PROJECT", "COMMAND", "RESULT"], rows)
+    text += "".join(f"\nverified: {r.verified}" for _, r in ran.results() if r.verified)
+
+    def fields(o: Outcome[Any]) -> dict[str, Any]:
+        if o.value is None:
+            return {"result": None}
+        plan, result = o.value.plan, o.value.result
+        return {"result": result if result is not None else
+                {"host": plan.host, "project": plan.path,
+                 "steps": [(c.line, str(Result.WOULD)) for c in plan.cmds], "verified": ""}}
+
+    data = envelope("apps.new", ran.outcomes, fields, dry=ran.dry,
+                    summary={"made": sum(1 for _, r in ran.results() if r.ok)})
+    return Report(data, text)
+
+
+# --------------------------------------------------------------------------- apps.compose
+
+
+def passthrough_report(ran: Ran[PassPlan, PassResult], *, quiet: bool) -> Report:
+    """HOST PROJECT COMMAND RESULT: the plan (``would``: under --dry, before a question), or what ran.
+
+    `quiet` (a read, an exec): after acting only failures get a row, Compose's own output said the rest;
+    the text is empty when nothing failed.
+    """
+    rows: list[list[Any]] = []
+    done = {o.host.name: r for o, r in ran.results()}
+    for o, plan in ran.plans():
+        result = done.get(o.host.name)
+        if result is None:
+            if not ran.acted:
+                rows += [[o.host.name, path, cmd.line, str(Result.WOULD)] for path, _, cmd in plan.runs]
+            elif not o.ok:
+                rows.append(failed_row(o, 4))
+            continue
+        rows += [[o.host.name, path, line, str(Result.DONE) if code == 0 else f"{Result.FAILED}: exited {code}"]
+                 for path, line, code in result.ran if code != 0 or not quiet]
+    rows += [failed_row(o, 4) for o in ran.outcomes if o.value is None]
+    text = table(["HOST", "PROJECT", "COMMAND", "RESULT"], rows) if rows else ""
+
+    def fields(o: Outcome[Any]) -> dict[str, Any]:
+        if o.value is None:
+            return {"runs": []}
+        result = o.value.result
+        if result is None:
+            return {"runs": [{"project": p, "command": c.line, "result": str(Result.WOULD)}
+                             for p, _, c in o.value.plan.runs]}
+        return {"runs": [{"project": p, "command": line, "exited": code} for p, line, code in result.ran]}
+
+    return Report(envelope("apps.compose", ran.outcomes, fields, dry=ran.dry), text)

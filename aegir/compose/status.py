@@ -85,15 +85,33 @@ def srv_not_mounted(host: str, srv: str) -> AegirError:
     return AegirError(f"{srv} is not mounted: run boot.mount", host=host)
 
 
+def srv_checked(hc: "HostContext", *facts: Fact[Any]) -> tuple[Any, ...]:
+    """`facts` of `hc`, read in one round trip with whether its /srv is mounted (`srv_mounted_fact`).
+
+    The one check of every task that reads a host's projects: a host whose
+    /srv is not mounted fails (`srv_not_mounted`: its projects are on the
+    volume the mount would show, not in the root disk's folder), unless its
+    inventory entry says ``srv_mount: false`` (a plain folder on purpose).
+    """
+    if not hc.host.srv_mount:
+        return hc.facts(*facts)
+    mounted, *read = hc.facts(srv_mounted_fact(hc.host.srv), *facts)
+    if not mounted:
+        raise srv_not_mounted(hc.name, hc.host.srv)
+    return tuple(read)
+
+
 def discover(hc: "HostContext", *, with_env: bool = False, fresh: bool = False) -> Discovery:
-    """Discover `hc`'s projects (one round trip; memoised for the run unless `with_env`).
+    """Discover `hc`'s projects (one round trip; memoised for the run unless `with_env`) on a mounted /srv
+    (`srv_checked`: else the host fails).
 
     `fresh` forgets a discovery memoised earlier in this run (after ``apps.new``, say).
     """
     fact = discovery_fact(hc.host.srv, with_env=with_env)
     if fresh:
         hc.forget(fact)
-    return hc.fact(fact)
+    disc: Discovery = srv_checked(hc, fact)[0]
+    return disc
 
 
 def containers(hc: "HostContext") -> tuple[ProjectContainer, ...]:
@@ -117,7 +135,11 @@ def gather_status(hc: "HostContext", names: Sequence[str] | None = (),
     # The discovery round trip and the Docker API (its own SSH channel) overlap.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="status") as pool:
         facts = pool.submit(docker_facts)
-        disc = discover(hc)
+        try:
+            disc = discover(hc)  # an unmounted /srv fails the host first: "run boot.mount" comes before Docker
+        except AegirError:
+            facts.exception()  # let Docker's question end; its answer no longer matters
+            raise
         found, images = facts.result()
     chosen, missing = select(disc.projects, names or (), kinds, host=hc.name)
     now = time.time()

@@ -1,10 +1,12 @@
 """Service templates: ``SRV/templates/T`` -> a new project folder ``SRV/apps/NAME`` (or ``users/``).
 
 A template folder holds a compose file, optionally ``conf/`` and a
-``.env.example``. `plan_new` is the list of commands that make a project
-from it, none of which can overwrite anything: the project folder is made
-with ``mkdir`` (no ``-p``: it fails if the folder exists), everything else
-goes inside it. ``.env`` is installed with mode 0600 from the first byte.
+``.env.example``. `templates_fact` lists them (apps.templates); `plan_new` is
+the list of commands that make a project from one, none of which can
+overwrite anything: the project folder is made with ``mkdir`` (no ``-p``: it
+fails if the folder exists), everything else goes inside it. ``.env`` is
+installed with mode 0600 from the first byte. `NewProjectAction` is apps.new:
+plan (facts only), act, then verify by discovering the new project.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from aegir.action import Action, Ran, Report
 from aegir.compose.discovery import COMPOSE_FILES, ENV_FILE
-from aegir.compose.status import discover
+from aegir.compose.status import discover, srv_checked
 from aegir.errors import AegirError, RefusedError
+from aegir.facts import Fact
 from aegir.report import Result
 from aegir.sh import Cmd, check_name, shell
 
@@ -104,58 +108,107 @@ def plan_new(t: ServiceTemplate, dest: str) -> list[Cmd]:
 # --------------------------------------------------------------------------- on a host
 
 
+def templates_fact(srv: str) -> Fact[tuple[ServiceTemplate, ...] | None]:
+    """The templates under SRV/templates (`list_cmd`, `parse_list`); None when the folder does not exist."""
+    return Fact("compose.templates", list_cmd(srv), lambda r: parse_list(r.stdout, srv))
+
+
+def exists_fact(path: str) -> Fact[bool]:
+    """Whether anything is at `path` (``test -e``), asked afresh each time."""
+    return Fact("compose.exists", Cmd.of("test", "-e", path), lambda r: r.exited == 0, answers=(0, 1), cache=False)
+
+
+def read_templates(hc: HostContext) -> tuple[ServiceTemplate, ...] | None:
+    """apps.templates on one host: its templates (one round trip), on a mounted /srv (`srv_checked`)."""
+    found: tuple[ServiceTemplate, ...] | None = srv_checked(hc, templates_fact(hc.host.srv))[0]
+    return found
+
+
+@dataclass(frozen=True)
+class NewPlan:
+    """apps.new on one host: the template, the project (``apps/NAME``), its folder and the commands."""
+
+    host: str
+    template: ServiceTemplate
+    path: str
+    dest: str
+    cmds: tuple[Cmd, ...]
+
+
 @dataclass(frozen=True)
 class NewProject:
-    """What ``apps.new`` did (or would do) on one host: each command and its result, then the check."""
+    """What ``apps.new`` did on one host: each command and its result, then the check."""
 
     host: str
     project: str  # apps/NAME or users/NAME
-    steps: tuple[tuple[str, str], ...]  # (command line, "would" | "done" | "failed: …" | "not run")
+    steps: tuple[tuple[str, str], ...]  # (command line, "done" | "failed: …" | "not run")
     verified: str = ""  # what discovery shows afterwards
 
     @property
     def ok(self) -> bool:
-        return all(r in (Result.WOULD, Result.DONE) for _, r in self.steps) and not self.verified.startswith("NOT")
+        return all(r == Result.DONE for _, r in self.steps) and not self.verified.startswith("NOT")
 
 
-def list_templates(hc: "HostContext") -> tuple[ServiceTemplate, ...] | None:
-    """The templates of `hc` (one round trip); None when SRV/templates does not exist."""
-    return parse_list(hc.run(list_cmd(hc.host.srv)).stdout, hc.host.srv)
-
-
-def new_project(hc: "HostContext", name: str, template: str, *, users: bool = False, dry: bool = False) -> NewProject:
-    """Make SRV/apps/NAME (or users/NAME) from SRV/templates/TEMPLATE; refuse if it exists."""
+def plan_project(hc: HostContext, name: str, template: str, *, users: bool = False) -> NewPlan:
+    """What making SRV/apps/NAME (or users/NAME) from SRV/templates/TEMPLATE takes; refused when the
+    template is missing or unusable, or the project folder exists. Facts only: one round trip."""
     check_name("template", template)
-    dest = project_dir(hc.host.srv, name, users=users)
-    path = f"{'users' if users else 'apps'}/{name}"
-    listed = list_templates(hc)
+    srv = hc.host.srv
+    dest = project_dir(srv, name, users=users)
+    listed, exists = srv_checked(hc, templates_fact(srv), exists_fact(dest))
     if listed is None:
-        raise AegirError(f"{templates_dir(hc.host.srv)} does not exist", host=hc.name)
+        raise AegirError(f"{templates_dir(srv)} does not exist", host=hc.name)
     found = {t.name: t for t in listed}
     t = found.get(template)
     if t is None:
-        raise AegirError(f"no template {template!r} in {templates_dir(hc.host.srv)} "
-                         f"(have: {', '.join(found) or 'none'})", host=hc.name)
+        raise AegirError(f"no template {template!r} in {templates_dir(srv)} (have: {', '.join(found) or 'none'})",
+                         host=hc.name)
     if t.file is None:
         raise AegirError(f"template {t.dir} has no compose file ({', '.join(COMPOSE_FILES)})", host=hc.name)
-    if hc.run(Cmd.of("test", "-e", dest), check=False).exited == 0:
+    if exists:
         raise RefusedError(f"{dest} already exists: apps.new never overwrites; pick another name", host=hc.name)
-    cmds = plan_new(t, dest)
-    if dry:
-        return NewProject(hc.name, path, tuple((c.line, str(Result.WOULD)) for c in cmds))
-    results: list[tuple[str, str]] = []
-    for cmd in cmds:
-        if results and results[-1][1] != Result.DONE:
-            results.append((cmd.line, "not run"))
-            continue
-        r = hc.run(cmd, check=False)
-        tail = r.stderr.strip().splitlines()
-        results.append((cmd.line, str(Result.DONE) if r.exited == 0 else f"failed: exited {r.exited}: {tail[-1] if tail else ''}"))
-    p = discover(hc, fresh=True).by_path().get(path)
+    return NewPlan(hc.name, t, f"{'users' if users else 'apps'}/{name}", dest, tuple(plan_new(t, dest)))
+
+
+def verify_project(hc: HostContext, plan: NewPlan) -> str:
+    """What discovery shows of the new project (``NOT …`` when it is missing or its .env is not private)."""
+    p = discover(hc, fresh=True).by_path().get(plan.path)
     if p is None:
-        verified = f"NOT found by discovery under {hc.host.srv}"
-    elif t.env_example and p.env_mode != 0o600:
-        verified = f"NOT private: .env has mode {p.env_mode and oct(p.env_mode)}"
-    else:
-        verified = f"{p.path}: {p.file}, services {', '.join(p.expected) or '-'}" + (", .env 0600" if p.env_mode else "")
-    return NewProject(hc.name, path, tuple(results), verified)
+        return f"NOT found by discovery under {hc.host.srv}"
+    if plan.template.env_example and p.env_mode != 0o600:
+        return f"NOT private: .env has mode {p.env_mode and oct(p.env_mode)}"
+    return f"{p.path}: {p.file}, services {', '.join(p.expected) or '-'}" + (", .env 0600" if p.env_mode else "")
+
+
+class NewProjectAction(Action[NewPlan, NewProject]):
+    """apps.new: make a project folder from a template on one host; never overwrite one."""
+
+    label = "apps.new"
+
+    def __init__(self, name: str, template: str, *, users: bool = False) -> None:
+        self.name, self.template, self.users = name, template, users
+
+    def plan(self, hc: HostContext) -> NewPlan:
+        return plan_project(hc, self.name, self.template, users=self.users)
+
+    def act(self, hc: HostContext, plan: NewPlan) -> NewProject:
+        """Each command in turn (none after a failed one), then `verify_project`."""
+        results: list[tuple[str, str]] = []
+        for cmd in plan.cmds:
+            if results and results[-1][1] != Result.DONE:
+                results.append((cmd.line, "not run"))
+                continue
+            r = hc.run(cmd, check=False)
+            tail = r.stderr.strip().splitlines()
+            results.append((cmd.line, str(Result.DONE) if r.exited == 0
+                            else f"failed: exited {r.exited}: {tail[-1] if tail else ''}"))
+        return NewProject(hc.name, plan.path, tuple(results), verify_project(hc, plan))
+
+    def failed(self, result: NewProject) -> str | None:
+        return None if result.ok else (result.verified if result.verified.startswith("NOT") else
+                                       "a command failed: the project folder may be part-made")
+
+    def render(self, ran: Ran[NewPlan, NewProject]) -> Report:
+        from aegir.compose.report import new_report
+
+        return new_report(ran)

@@ -20,7 +20,7 @@ from aegir.compose import commands as compose
 from aegir.compose.discovery import Discovery, Project, Skipped
 from aegir.compose.lint import refs as refs_in
 from aegir.compose.state import LABEL_ONEOFF, LABEL_PROJECT, LABEL_WORKING_DIR
-from aegir.compose.status import discovery_fact, srv_mounted_fact, srv_not_mounted
+from aegir.compose.status import discover, srv_checked
 from aegir.docker import (
     DEFAULT_TAG,
     HUB,
@@ -370,19 +370,17 @@ def gather(hc: HostContext, *, fast: bool = False, progress: Progress | None = N
     archives), then one ``du`` per project, several at once (`du_workers`), each reported to `progress` as it
     ends; ``fast``: no ``du`` and no archive. Docker's accounting is asked meanwhile, over its own channel.
 
-    `mounted`: the host fails unless its /srv is mounted (`srv_not_mounted`), before any ``du``.
+    `mounted`: the host fails unless its /srv is mounted (`srv_checked`), before any ``du``.
     """
     srv = hc.host.srv
-    usage, archives, is_mounted = usage_fact(srv), archive_fact(srv), srv_mounted_fact(srv)
-    asked: list[Fact[Any]] = [usage, *([] if fast else [archives]), *([is_mounted] if mounted else [])]
+    usage, archives = usage_fact(srv), archive_fact(srv)
+    asked: list[Fact[Any]] = [usage, *([] if fast else [archives])]
     with ThreadPoolExecutor(1, thread_name_prefix=f"df-{hc.name}") as side:
         docker = side.submit(docker_usage, hc)
-        answers: dict[Fact[Any], Any] = dict(zip(asked, hc.facts(*asked)))
+        answers: dict[Fact[Any], Any] = dict(zip(asked, srv_checked(hc, *asked) if mounted else hc.facts(*asked)))
         probe: Probe = answers[usage]
         if probe.failed:
             raise CommandError(hc.name, usage.cmd.line, probe.exited, probe.stderr)
-        if mounted and not answers[is_mounted]:
-            raise srv_not_mounted(hc.name, srv)
         projects, warnings = (None, []) if fast else _measure(hc, probe.folders, probe.cpus, progress)
         dockers, error = docker.result()
     found = None if probe.filesystems.srv_state == "missing" else answers.get(archives)
@@ -690,14 +688,10 @@ def project_images(hc: HostContext, disc: Discovery) -> tuple[ProjectImages, ...
 
 
 def mounted_projects(hc: HostContext, *, with_env: bool = False) -> Discovery:
-    """The projects under the host's /srv (one round trip), which must be mounted (`srv_not_mounted`): an
+    """The projects under the host's /srv (one round trip), which must be mounted (`srv_checked`): an
     unmounted /srv is a folder of the root disk, and the projects are on the volume the mount would show.
     `with_env`: their .env files too (never kept)."""
-    srv = hc.host.srv
-    mounted, disc = hc.facts(srv_mounted_fact(srv), discovery_fact(srv, with_env=with_env))
-    if not mounted:
-        raise srv_not_mounted(hc.name, srv)
-    return disc
+    return discover(hc, with_env=with_env)
 
 
 def prune_facts(hc: HostContext) -> tuple[tuple[ProjectImages, ...], DockerState]:

@@ -2,7 +2,7 @@
 
 `names_fact(host)` is one command (the projects' discovery, ``.env`` texts
 included for ``${VAR}`` addresses) and a pure parser (`parse_names`);
-`read_host` asks it with `srv_mounted_fact` in one round trip, and fails the
+`read_host` asks it with whether /srv is mounted in one round trip (`srv_checked`), and fails the
 host when its /srv is not mounted: the folders under an unmounted /srv are the
 root disk's, not the host's projects, and a zone without their names would
 drop them from the fleet's DNS. The fleet is read by the tasks
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aegir.compose.discovery import Discovery
-from aegir.compose.status import discovery_fact, srv_mounted_fact, srv_not_mounted
+from aegir.compose.status import discovery_fact, srv_checked
 from aegir.dns import services
 from aegir.dns.services import Read
 from aegir.facts import Fact
@@ -43,7 +43,5 @@ def names_fact(host: Host) -> Fact[Read]:
 
 def read_host(hc: HostContext) -> Read:
     """`hc`'s published names (one round trip); a host whose /srv is not mounted fails."""
-    mounted, read = hc.facts(srv_mounted_fact(hc.host.srv), names_fact(hc.host))
-    if not mounted:
-        raise srv_not_mounted(hc.name, hc.host.srv)
+    read: Read = srv_checked(hc, names_fact(hc.host))[0]
     return read

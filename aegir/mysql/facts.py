@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aegir.compose.status import srv_mounted_fact, srv_not_mounted
+from aegir.compose.status import srv_checked
 from aegir.disk.facts import Archive, archive_fact
 from aegir.errors import AegirError
 from aegir.facts import Fact
@@ -144,9 +144,7 @@ def read_wal(hc: HostContext) -> tuple[AppWal, ...]:
     """`mysql.wal` of one host: its apps' binary logs and archives, in one round trip with whether /srv is
     mounted (a host whose /srv is not mounted fails: its folders are the root disk's)."""
     srv = hc.host.srv
-    mounted, apps, kept = hc.facts(srv_mounted_fact(srv), wal_fact(srv), archive_fact(srv))
-    if not mounted:
-        raise srv_not_mounted(hc.name, srv)
+    apps, kept = srv_checked(hc, wal_fact(srv), archive_fact(srv))
     return with_archives(apps, kept)
 
 

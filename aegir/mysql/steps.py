@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from aegir import action
-from aegir.compose.status import srv_mounted_fact, srv_not_mounted
+from aegir.compose.status import srv_checked
 from aegir.errors import AegirError, UnreachableError
 from aegir.fleet import Outcome
 from aegir.mysql import facts, onhost
@@ -51,8 +51,7 @@ START_GRACE = 15.0
 
 def mounted(hc: HostContext) -> None:
     """Fail the host when its /srv is not mounted: an unmounted one is the root disk's folder, not its apps."""
-    if not hc.fact(srv_mounted_fact(hc.host.srv)):
-        raise srv_not_mounted(hc.name, hc.host.srv)
+    srv_checked(hc)
 
 
 def install(hc: HostContext) -> str:
@@ -175,10 +174,7 @@ def status_of(hc: HostContext, path: str) -> CheckpointStatus:
         t = onhost.target(full, srv=srv)
     except onhost.CheckpointError as exc:
         raise AegirError(str(exc), host=hc.name) from None
-    is_mounted, exists, first = hc.facts(srv_mounted_fact(srv), facts.exists_fact(full),
-                                         facts.run_state_fact(t.state))
-    if not is_mounted:
-        raise srv_not_mounted(hc.name, srv)
+    exists, first = srv_checked(hc, facts.exists_fact(full), facts.run_state_fact(t.state))
     if first.run is None:
         if not exists:
             raise AegirError(f"no app {full}, and no checkpoint of it", host=hc.name)

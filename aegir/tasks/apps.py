@@ -13,8 +13,8 @@ from __future__ import annotations
 from invoke import Collection, Context
 
 from aegir.errors import AegirError
-from aegir.report import FORMAT_HELP, check_format, emit, failed_row, host_entry, table
-from aegir.tasks.base import ALL_OR_NOTHING_HELP, ROLLING_HELP, exit_if_failed, fleet_report, is_dry, targets, task
+from aegir.report import FORMAT_HELP
+from aegir.tasks.base import ALL_OR_NOTHING_HELP, ROLLING_HELP, act, fleet_report, targets, task
 from aegir.tasks.flags import FOLDER, LINES, PROJECT
 
 NAMES_HELP = "Projects: folder names or kind/folder, comma-separated (e.g. cloud,users/wiki)."
@@ -28,7 +28,7 @@ ALL_HELP = "Every project of every kind instead of NAMES: core first on the way 
 
 
 @task(help={"names": NAMES_HELP + " Default: every project.", "format": FORMAT_HELP})
-def status(c, names="", format="table"):
+def status(c: Context, names: str = "", format: str = "table") -> None:
     """Show every Compose project's state, core first: services, problems, image age."""
     from aegir.compose.discovery import split_names
     from aegir.compose.status import gather_status, has_problems, render_status, status_json
@@ -132,82 +132,65 @@ def logs(c, name, service="", follow=False, tail=None):
     show_logs(c, "apps.logs", name, service, follow, tail)
 
 
-@task(name="compose", help={"name": "One project (any kind: core, apps, users): folder name or kind/folder."},
+@task(name="compose", help={"name": "One project (any kind: core, apps, users): folder name or kind/folder.",
+                            "dry": "Show the exact command on each host and stop (reads too).",
+                            "yes": "Run a subcommand that stops, removes or (re)creates without asking."},
       kinds={"name": PROJECT})
-def compose_(c, name):
+def compose_(c: Context, name: str, dry: bool = False, yes: bool = False) -> None:
     """Run any Compose subcommand for a project: `inv apps.compose NAME -- ps`.
 
     Everything after a lone `--` goes to Compose as it was typed (argv, never a
     shell), with the project's --project-directory/-f/-p/--env-file in front, on
-    every target host that has the project (exec -T, top, images...). No
-    terminal is allocated: use `exec -T`. Exit 1 when Compose fails on a host.
+    every target host that has the project. Reads (ps, logs, config, images,
+    top...) and exec run at once; anything else (down, rm, stop, kill, up,
+    pull, run...) shows the command on each host and asks first (--yes: no
+    question; a core project says so). No terminal is allocated: use `exec -T`.
+    Exit 1 when Compose fails on a host.
     """
-    from aegir.compose import commands as compose
-    from aegir.errors import UsageError
-    from aegir.tasks.projects import on_each_host
+    from aegir.compose.discovery import split_names
+    from aegir.compose.passthrough import Passthrough, check_args
 
-    args = list((c.config.get("aegir") or {}).get("remainder") or [])
-    if not args:
-        raise UsageError("apps.compose: put the Compose subcommand after '--': inv apps.compose NAME -- ps")
-    on_each_host(c, "apps.compose", name, lambda hc, p: compose.passthrough(
-        compose.flavour(hc), p, args, docker_host=hc.host.docker_host))
+    args = check_args(list((c.config.get("aegir") or {}).get("remainder") or []))
+    [wanted] = split_names(name)
+    act(c, Passthrough(wanted, args), fmt="table", dry=dry, yes=yes)
 
 
 @task(help={"names": NAMES_HELP + " Default: every project.", "format": FORMAT_HELP})
-def lint(c, names="", format="table"):
+def lint(c: Context, names: str = "", format: str = "table") -> None:
     """Check that compose files are publishable: site data only through .env values."""
     from aegir.compose.discovery import split_names
-    from aegir.compose.lint import has_findings, lint_host, lint_json, render_lint
+    from aegir.compose.lint import lint_host
+    from aegir.compose.report import lint_json, lint_problems, lint_text
 
     wanted = split_names(names)
     fleet_report(c, format, "apps.lint", lambda hc: lint_host(hc, wanted),
-                 data=lint_json, text=render_lint, problems=has_findings)
+                 data=lint_json, text=lint_text, problems=lint_problems)
 
 
 @task(help={"format": FORMAT_HELP})
-def templates(c, format="table"):
+def templates(c: Context, format: str = "table") -> None:
     """List the service templates under /srv/templates on every host."""
-    from aegir import fleet
-    from aegir.compose.templates import list_templates, templates_dir
+    from aegir.compose.report import templates_json, templates_text
+    from aegir.compose.templates import read_templates
 
-    fmt = check_format(format)
-    outcomes = fleet.each(c, targets(c), list_templates, label="apps.templates")
-    rows = [[o.host.name, t.name, t.file or "MISSING", "yes" if t.env_example else "no", "yes" if t.conf else "no"]
-            for o in outcomes if o.value for t in o.value]
-    rows += [[o.host.name, None, f"no {templates_dir(o.host.srv)}", None, None] for o in outcomes
-             if o.ok and o.value is None]
-    rows += [failed_row(o, 5, at=2) for o in outcomes if not o.ok]
-    data = {"hosts": [host_entry(o, templates=list(o.value or ())) for o in outcomes]}
-    emit(fmt, data=data, text=table(["HOST", "TEMPLATE", "COMPOSE FILE", ".ENV.EXAMPLE", "CONF/"], rows)
-         if rows else "no templates")
-    exit_if_failed(outcomes)
+    fleet_report(c, format, "apps.templates", read_templates, data=templates_json, text=templates_text)
 
 
 @task(help={"name": "The new project's folder name.", "template": "Template folder under /srv/templates.",
             "users": "Make it under /srv/users instead of /srv/apps.", "dry": "Print the commands and stop.",
             "format": FORMAT_HELP}, kinds={"name": FOLDER})
-def new(c, name, template, users=False, dry=False, format="table"):
+def new(c: Context, name: str, template: str, users: bool = False, dry: bool = False, format: str = "table") -> None:
     """Make a project folder from a template; never overwrite one.
 
     The template's .env.example becomes .env (mode 0600); data/ is made empty.
     """
-    from aegir import fleet
-    from aegir.compose.templates import new_project
+    from aegir.compose.templates import NewProjectAction
 
-    fmt = check_format(format)
     hosts = targets(c)
     if len(hosts) != 1:
         raise AegirError(f"apps.new makes a project on one host; choose it with -H (targets: "
                          f"{', '.join(h.name for h in hosts)})")
-    dry = is_dry(c, dry)
-    outcomes = fleet.each(c, hosts, lambda hc: new_project(hc, name, template, users=users, dry=dry),
-                          label="apps.new")
-    rows = [[o.host.name, o.value.project, line, result] for o in outcomes if o.value for line, result in o.value.steps]
-    rows += [failed_row(o, 4) for o in outcomes if not o.ok]
-    text = table(["HOST", "PROJECT", "COMMAND", "RESULT"], rows)
-    text += "".join(f"\nverified: {o.value.verified}" for o in outcomes if o.value and o.value.verified)
-    emit(fmt, data={"dry": dry, "hosts": [host_entry(o, result=o.value) for o in outcomes]}, text=text)
-    exit_if_failed(outcomes, problems=any(o.value is not None and not o.value.ok for o in outcomes))
+    act(c, NewProjectAction(name, template, users=users), fmt=format, dry=dry, hosts=hosts)
 
 
 ns = Collection("apps")

@@ -208,8 +208,10 @@ def finish(c: invoke.Context, fmt: str, report: Report, hosts: Sequence[HostResu
            see: str | None = None) -> None:
     """Print `report` (the table, or its JSON under ``--format json``) and its warnings on stderr; exit 1
     when a host of `hosts` failed (a line names them; `see`: what shows a host left part-way) or the
-    report found problems."""
-    emit(fmt, data=report.data, text=report.text, verbatim=report.verbatim)
+    report found problems. An empty table prints nothing (apps.compose: Compose's own output was the
+    report)."""
+    if fmt == "json" or report.text:
+        emit(fmt, data=report.data, text=report.text, verbatim=report.verbatim)
     for line in report.warnings:
         warn(line)
     exit_if_failed(hosts, problems=report.problems, see=see)

@@ -77,7 +77,7 @@ def test_a_project_in_error_still_reports_what_runs_from_dockers_labels(tmp_path
 def local(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     srv = hostile_srv(tmp_path / "srv")
-    hc = open_context(Context(config=AegirConfig(lazy=True)), Host("local", connection="local", srv=str(srv)))
+    hc = open_context(Context(config=AegirConfig(lazy=True)), Host("local", connection="local", srv=str(srv), srv_mount=False))
     yield srv, hc
     hc.close()
 
@@ -118,7 +118,7 @@ def test_the_program_lints_a_host_with_hostile_files_project_by_project(tmp_path
 
     srv = hostile_srv(tmp_path / "srv")
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text(f"hosts:\n  local:\n    connection: local\n    srv: {srv}\n")
+    inventory.write_text(f"hosts:\n  local:\n    connection: local\n    srv: {srv}\n    srv_mount: false\n")
     res = run_inv("apps.lint", "--format", "json", inventory=inventory, timeout=120,
                   env={"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr

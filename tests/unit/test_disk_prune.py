@@ -348,7 +348,7 @@ def local(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     srv = tmp_path / "srv"
     srv.mkdir()
-    hc = open_context(Context(config=AegirConfig(lazy=True)), Host("local", connection="local", srv=str(srv)))
+    hc = open_context(Context(config=AegirConfig(lazy=True)), Host("local", connection="local", srv=str(srv), srv_mount=False))
     yield srv, hc
     hc.close()
 

@@ -326,7 +326,7 @@ def local(tmp_path, monkeypatch):
     """A local host whose /srv is a temporary folder; Compose from this venv if the plugin is absent."""
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     srv = tmp_path / "srv"
-    hc = open_context(Context(config=AegirConfig(lazy=True)), Host("local", connection="local", srv=str(srv)))
+    hc = open_context(Context(config=AegirConfig(lazy=True)), Host("local", connection="local", srv=str(srv), srv_mount=False))
     yield srv, hc
     hc.close()
 
@@ -398,7 +398,7 @@ def test_lint_never_prints_a_value_of_env_even_in_composes_own_errors(tmp_path):
         write(srv / f"apps/{name}/docker-compose.yml", compose_text)
         write(srv / f"apps/{name}/.env", env_text)
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text(f"hosts:\n  local:\n    connection: local\n    srv: {srv}\n")
+    inventory.write_text(f"hosts:\n  local:\n    connection: local\n    srv: {srv}\n    srv_mount: false\n")
     env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     table = run_inv("apps.lint", inventory=inventory, env=env, timeout=120)
     as_json = run_inv("apps.lint", "--format", "json", inventory=inventory, env=env, timeout=120)

@@ -164,7 +164,7 @@ def test_two_folders_with_one_compose_name_are_warned_about_and_never_acted_on(t
         (tmp_path / path).mkdir(parents=True)
         (tmp_path / path / "docker-compose.yml").write_text("services:\n  web:\n    image: x\n")
     hc = open_context(Context(config=AegirConfig(lazy=True)),
-                            Host("local", connection="local", srv=str(tmp_path)))
+                            Host("local", connection="local", srv=str(tmp_path), srv_mount=False))
     try:
         from aegir.compose.status import discover
 
