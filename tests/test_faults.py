@@ -336,7 +336,7 @@ def test_sshd_killed_mid_up_leaves_a_row_naming_the_step_reached_not_cannot_conn
 
 def test_dockerd_killed_while_compose_restarts_is_a_host_row_with_composes_cause(hosts):
     a, b, c, inv = hosts
-    up = run_inv("apps.compose", "stubborn", "-H", b.name, "--", "up", "-d", inventory=inv)
+    up = run_inv("apps.compose", "stubborn", "-H", b.name, "--yes", "--", "up", "-d", inventory=inv)
     assert up.returncode == 0, up.stderr
     proc = start_inv("apps.restart", "stubborn", "-H", b.name, inventory=inv, env=FAST)
     wait_for("compose restart on the host", lambda: bool(remote(b, "compose", "restart")))
@@ -353,7 +353,7 @@ def test_dockerd_killed_while_aegir_checks_a_restart_is_a_host_row_with_the_caus
     """The Docker API call that fails is aegir's own (its check after `compose restart`): before, this was
     ``BUG internal error ConnectionError`` with a traceback through run_step -> containers."""
     a, b, c, inv = hosts
-    up = run_inv("apps.compose", "flaky", "-H", b.name, "--", "up", "-d", inventory=inv)
+    up = run_inv("apps.compose", "flaky", "-H", b.name, "--yes", "--", "up", "-d", inventory=inv)
     assert up.returncode == 0, up.stderr
     proc = start_inv("apps.restart", "flaky", "-H", b.name, inventory=inv, env=FAST)
     wait_for("compose restart on the host", lambda: bool(remote(b, "compose", "restart")))
