@@ -5,7 +5,8 @@ addresses, e-mail addresses and secrets of the site come from ``.env`` through
 ``${VAR}`` references. `lint_texts` checks one project's files (pure: text in,
 `Finding`s out, each with file, line and rule); `lint_host` reads the files on
 a host (one round trip for all projects) and adds Compose's own verdict
-(``compose config --quiet``, built by `aegir.compose.commands`).
+(``compose config --quiet``, built by `aegir.compose.commands`, asked as `config_fact`s
+in one more round trip).
 
 Rules (``Finding.rule``):
 
@@ -46,7 +47,6 @@ import json
 import re
 import shlex
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,7 @@ from aegir import yamldoc
 from aegir.compose import commands as compose
 from aegir.compose.discovery import ENV_FILE, Project, select, warnings_about
 from aegir.compose.status import discover
+from aegir.facts import Fact
 from aegir.fields import unknown_key
 from aegir.layout import PROJECT_KINDS
 from aegir.yamldoc import YamlError
@@ -619,32 +620,46 @@ class HostLint:
         return sum(len(p.findings) for p in self.projects)
 
 
-def lint_project(hc: "HostContext", p: Project, env_text: str | None) -> ProjectLint:
-    """Lint `p` on `hc`: its texts, then ``compose config --quiet`` (skipped when the YAML is broken)."""
-    if p.error and not p.compose_text:  # tar could not read it: nothing to lint
-        findings = [Finding(p.compose_path, None, "yaml", p.error)]
-    else:
-        findings = lint_texts(p.compose_path, p.compose_text, f"{p.dir}/{ENV_FILE}", env_text, p.env_mode)
-    if not any(f.rule == "yaml" for f in findings):
-        cmd = compose.config_check(compose.flavour(hc), p, docker_host=hc.host.docker_host)
-        result = hc.run(cmd, check=False)
-        extra = config_finding(p.compose_path, result.exited, result.stderr)
-        if extra:  # Compose quotes interpolated values in its errors: `invalid hostPort: <the .env value>`
-            env = parse_env(env_text) if env_text is not None else EnvFile({}, frozenset(), ())
-            findings = [_masked_config(extra, env, p.compose_text), *findings]
+def config_fact(fl: compose.Flavour, p: Project, docker_host: str | None = None) -> Fact[Finding | None]:
+    """Compose's own verdict on `p` (``compose config --quiet``, `config_finding`): every exit code answers;
+    never kept (Compose's errors quote the .env's values)."""
+    cmd = compose.config_check(fl, p, docker_host=docker_host)
+    return Fact("compose.config_check", cmd, lambda r: config_finding(p.compose_path, r.exited, r.stderr),
+                answers=None, cache=False)
+
+
+def text_findings(p: Project, env_text: str | None) -> list[Finding]:
+    """`lint_texts` of `p`'s files (a compose file tar could not read is one ``yaml`` finding)."""
+    if p.error and not p.compose_text:
+        return [Finding(p.compose_path, None, "yaml", p.error)]
+    return lint_texts(p.compose_path, p.compose_text, f"{p.dir}/{ENV_FILE}", env_text, p.env_mode)
+
+
+def lint_project(p: Project, env_text: str | None, findings: Sequence[Finding],
+                 verdict: Finding | None = None) -> ProjectLint:
+    """`p`'s findings: Compose's `verdict` (`config_fact`), masked (Compose quotes interpolated values in
+    its errors: ``invalid hostPort: <the .env value>``), then those of its texts (`text_findings`)."""
+    if verdict is not None:
+        env = parse_env(env_text) if env_text is not None else EnvFile({}, frozenset(), ())
+        findings = [_masked_config(verdict, env, p.compose_text), *findings]
     return ProjectLint(p.kind, p.folder, tuple(findings))
 
 
-def lint_host(hc: "HostContext", names: Sequence[str] = (), kinds: Sequence[str] = PROJECT_KINDS,
-              *, parallel: int = 4) -> HostLint:
-    """Lint the projects of `hc` (all of `kinds`, or those `names` designate).
+def lint_host(hc: "HostContext", names: Sequence[str] = (), kinds: Sequence[str] = PROJECT_KINDS) -> HostLint:
+    """Lint the projects of `hc` (all of `kinds`, or those `names` designate), on a mounted /srv.
 
     The compose files and .env files come in one round trip (`discover_cmd`
-    with the .env texts); ``compose config`` runs once per project, at most
-    `parallel` at a time.
+    with the .env texts); Compose's verdict on every project whose YAML reads
+    (`config_fact`) in one more.
     """
     disc = discover(hc, with_env=True)
     chosen, missing = select(disc.projects, names, kinds, host=hc.name)
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        results = list(pool.map(lambda p: lint_project(hc, p, disc.envs.get(p.path)), chosen))
+    texts = {p.path: text_findings(p, disc.envs.get(p.path)) for p in chosen}
+    asked = [p for p in chosen if not any(f.rule == "yaml" for f in texts[p.path])]
+    verdicts: dict[str, Finding | None] = {}
+    if asked:
+        fl = compose.flavour(hc)
+        verdicts = dict(zip((p.path for p in asked), hc.facts(*(config_fact(fl, p, hc.host.docker_host)
+                                                                 for p in asked))))
+    results = [lint_project(p, disc.envs.get(p.path), texts[p.path], verdicts.get(p.path)) for p in chosen]
     return HostLint(hc.name, tuple(results), missing, warnings_about(disc, chosen, kinds, all_of_kinds=not names))

@@ -14,7 +14,7 @@ projects the host has: no ``compose ps`` per project.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ from aegir.compose.state import (
 from aegir.errors import AegirError
 from aegir.facts import Fact
 from aegir.layout import PROJECT_KINDS
-from aegir.report import age, failed_row, host_entry, table
+from aegir.report import age, envelope, failed_row, host_entry, table
 from aegir.sh import Cmd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -219,24 +219,36 @@ def _counts(outcomes: Sequence["Outcome[HostStatus]"]) -> dict[str, int]:
     }
 
 
+def _host_fields(o: "Outcome[HostStatus]") -> dict[str, Any]:
+    """One host's keys in the JSON: its /srv, projects (core first), orphans, warnings, names it lacks."""
+    v = o.value
+    if v is None:
+        return {}
+    return dict(
+        srv=v.srv,
+        ok=v.ok,
+        projects=[{
+            "kind": p.kind, "name": p.name, "dir": p.dir, "state": p.state, "ok": p.ok,
+            "expected": list(p.expected), "running": list(p.running), "containers": p.containers,
+            "problems": list(p.problems), "image_age_seconds": p.image_age,
+        } for p in sorted(v.projects, key=lambda p: (_kind_order(p.kind), p.name))],
+        orphans=list(v.orphans),
+        warnings=list(v.warnings),
+        missing=list(v.missing),
+    )
+
+
 def status_json(outcomes: Sequence["Outcome[HostStatus]"]) -> dict[str, Any]:
-    """The same report for scripts: ``{"hosts": [...], "missing": [...], "total": {...}}``."""
-    hosts = []
-    for o in outcomes:
-        entry = host_entry(o)
-        v = o.value
-        if v is not None:
-            entry.update(
-                srv=v.srv,
-                ok=v.ok,
-                projects=[{
-                    "kind": p.kind, "name": p.name, "dir": p.dir, "state": p.state, "ok": p.ok,
-                    "expected": list(p.expected), "running": list(p.running), "containers": p.containers,
-                    "problems": list(p.problems), "image_age_seconds": p.image_age,
-                } for p in sorted(v.projects, key=lambda p: (_kind_order(p.kind), p.name))],
-                orphans=list(v.orphans),
-                warnings=list(v.warnings),
-                missing=list(v.missing),
-            )
-        hosts.append(entry)
-    return {"hosts": hosts, "missing": list(missing_everywhere(outcomes)), "total": _counts(outcomes)}
+    """The same report for scripts: ``{"hosts": [...], "missing": [...], "total": {...}}`` (core.status,
+    boot's; `status_envelope` is the envelope of every task)."""
+    return {"hosts": [host_entry(o, **_host_fields(o)) for o in outcomes],
+            "missing": list(missing_everywhere(outcomes)), "total": _counts(outcomes)}
+
+
+def status_envelope(task: str) -> Callable[[Sequence["Outcome[HostStatus]"]], dict[str, Any]]:
+    """The JSON of `task` (``apps.status``): `aegir.report.envelope`, the counts as its summary and
+    ``missing`` (names no host has) beside it."""
+    def data(outcomes: Sequence["Outcome[HostStatus]"]) -> dict[str, Any]:
+        return envelope(task, outcomes, _host_fields, summary=_counts(outcomes),
+                        missing=list(missing_everywhere(outcomes)))
+    return data

@@ -31,11 +31,11 @@ ALL_HELP = "Every project of every kind instead of NAMES: core first on the way 
 def status(c: Context, names: str = "", format: str = "table") -> None:
     """Show every Compose project's state, core first: services, problems, image age."""
     from aegir.compose.discovery import split_names
-    from aegir.compose.status import gather_status, has_problems, render_status, status_json
+    from aegir.compose.status import gather_status, has_problems, render_status, status_envelope
 
     wanted = split_names(names)
     fleet_report(c, format, "apps.status", lambda hc: gather_status(hc, wanted),
-                 data=status_json, text=render_status, problems=has_problems)
+                 data=status_envelope("apps.status"), text=render_status, problems=has_problems)
 
 
 #: The flags every lifecycle task (up, down, stop, restart, pull, update) shares.

@@ -11,7 +11,7 @@ from aegir.compose.discovery import Project
 from aegir.compose.plan import ActionResult, HostActions, Step, core_order
 from aegir.compose.report import lifecycle_table, lifecycle_warnings
 from aegir.compose.state import ProjectStatus
-from aegir.compose.status import HostStatus, has_problems, render_status, status_json
+from aegir.compose.status import HostStatus, has_problems, render_status, status_envelope, status_json
 from aegir.compose.steps import run_steps
 from aegir.compose.templates import ServiceTemplate, parse_list, plan_new
 from aegir.docker import image_ref
@@ -116,6 +116,11 @@ def test_the_status_table_puts_every_core_row_first_then_apps_then_users():
     assert lines[-1] == "3/4 projects up on 2/2 hosts; 1 need attention"
     assert has_problems([a, b]) and not has_problems([b])
     assert status_json([a, b])["hosts"][0]["projects"][1]["problems"] == ["db exited (137)"]
+    data = status_envelope("apps.status")([a, b, Outcome(H2, None, "/srv is not mounted: run boot.mount", "failed")])
+    assert (data["task"], data["dry"], data["summary"], data["missing"]) == (
+        "apps.status", None, {"hosts": 3, "hosts_ok": 2, "projects": 4, "up": 3}, [])
+    assert data["hosts"][0]["projects"] == status_json([a, b])["hosts"][0]["projects"]
+    assert data["hosts"][2] == {"host": "hyp2", "status": "failed", "error": "/srv is not mounted: run boot.mount"}
 
 
 # --------------------------------------------------------------------------- templates
