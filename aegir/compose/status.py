@@ -1,10 +1,12 @@
 """Compose project status for one host and its fleet table: the API `core`, `apps` and `boot` share.
 
-Usage, from any namespace::
+Usage, from any namespace's task (`aegir.tasks.base.fleet_report` runs it on every host)::
 
-    outcomes = fleet.each(c, hosts, lambda hc: gather_status(hc, kinds=("core",)), label="x.status")
-    emit(fmt, data=status_json(outcomes), text=render_status(outcomes))
-    exit_if_failed(outcomes, problems=has_problems(outcomes))
+    fleet_report(c, fmt, "x.status", lambda hc: gather_status(hc, kinds=("core",)),
+                 data=status_envelope("x.status"), text=render_status, problems=has_problems)
+
+A host whose /srv is not mounted fails (`srv_checked`, the one check of every
+task that reads projects).
 
 `gather_status(hc)` costs one SSH round trip (discovery, `discover_cmd`) and
 two Docker API calls (all Compose containers, all images), however many
