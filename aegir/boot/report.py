@@ -40,7 +40,7 @@ def _steps_table(boots: Sequence[HostBoot]) -> str:
     for b in boots:
         rows += [[b.host.name, r.step, *_cells(r)] for r in b.steps]
         if b.failed_at:
-            rows.append([b.host.name, b.failed_at[0], b.kind.upper(), b.failed_at[1]])
+            rows.append([b.host.name, b.failed_at[0], *failed_row(b, 4, at=2, reason_at=3)[2:]])
     return table(HEADERS, rows)
 
 
