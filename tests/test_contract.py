@@ -352,9 +352,10 @@ def place(request: pytest.FixtureRequest, places: dict[str, Place], name: str) -
 CASES = [(where, task) for where in ("lab", "local") for task in TASKS]
 
 
-def shown(run: Run) -> str:
-    return f"inv {shlex.join(run.argv)} exited {run.result.returncode}\n{run.result.stdout[-3000:]}\n" \
-           f"{run.result.stderr[-3000:]}"
+def shown(run: Run, why: str) -> str:
+    """`why`, then the command, its exit code and its output's tails."""
+    return (f"{why}\ninv {shlex.join(run.argv)} exited {run.result.returncode}\n{run.result.stdout[-3000:]}\n"
+            f"{run.result.stderr[-3000:]}")
 
 
 # --------------------------------------------------------------------------- the tests
@@ -367,28 +368,33 @@ SCHEMA = json.loads(importlib.resources.files("aegir").joinpath("report.schema.j
 def test_json_follows_the_schema(request, places, where, task):
     run = run_once(place(request, places, where), task)
     res = run.result
-    assert "Traceback" not in res.stderr, shown(run)
+    assert "Traceback" not in res.stderr, shown(run, "a traceback")
     if res.returncode == 2 and not res.stdout.strip():  # refused before anything ran: one line
-        assert where == "local" and len(res.stderr.strip().splitlines()) == 1, shown(run)
+        assert where == "local", shown(run, "a usage error on the lab host (are ARGS right?)")
+        assert len(res.stderr.strip().splitlines()) == 1, shown(run, "a usage error of more than one line")
         return
-    assert where == "local" or res.returncode in EXITS.get(task, (0, 1)), shown(run)
+    assert where == "local" or res.returncode in EXITS.get(task, (0, 1)), shown(run, "exit code")
     doc = json.loads(res.stdout)
-    jsonschema.validate(doc, SCHEMA)
-    assert doc["task"] == task, shown(run)
-    assert doc["dry"] is (True if dry_run(task) else None), shown(run)
+    try:
+        jsonschema.validate(doc, SCHEMA)
+    except jsonschema.ValidationError as exc:
+        pytest.fail(shown(run, f"not aegir/report.schema.json: {exc.message} at {exc.json_path}"))
+    assert doc["task"] == task, shown(run, "the document names another task")
+    assert doc["dry"] is (True if dry_run(task) else None), shown(run, '"dry" is not what the run was')
 
 
 @pytest.mark.parametrize(("where", "task"), CASES, ids=[f"{w}-{t}" for w, t in CASES])
 def test_a_dry_or_read_only_run_changes_nothing(request, places, where, task):
     run = run_once(place(request, places, where), task)
     res = run.result
-    assert "Traceback" not in res.stderr, shown(run)
-    assert not changes(run.before, run.after), "\n".join(changes(run.before, run.after)) + "\n" + shown(run)
+    assert "Traceback" not in res.stderr, shown(run, "a traceback")
+    changed = changes(run.before, run.after)
+    assert not changed, shown(run, "the host changed:\n" + "\n".join(changed))
     if task in REFUSE_DRY or where == "lab":
-        assert res.returncode in EXITS.get(task, (0, 1)), shown(run)
+        assert res.returncode in EXITS.get(task, (0, 1)), shown(run, "exit code")
     # a dry run that was not refused says it stopped; on the local host a run may fail before its dry stop
     # (dns.zone makes no zone when a host failed: /srv is not mounted), which exit 1 says
     if dry_run(task) and (res.returncode == 0 or (where == "lab" and task not in REFUSE_DRY)):
-        assert DRY_LINE in res.stderr.splitlines(), shown(run)
+        assert DRY_LINE in res.stderr.splitlines(), shown(run, f"a dry run without {DRY_LINE!r} on stderr")
     elif not dry_run(task):
-        assert DRY_LINE not in res.stderr, shown(run)
+        assert DRY_LINE not in res.stderr, shown(run, "a read-only run that says it stopped before acting")
