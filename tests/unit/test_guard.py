@@ -72,9 +72,14 @@ FAILED_WORDS = {"FAILED", "UNREACHABLE"}
 
 def hand_failed_row(node: ast.AST) -> bool:
     """A failed host's row or cell made by hand (`aegir.report.failed_row` makes them): a list or tuple
-    literal holding "FAILED"/"UNREACHABLE", ``str(o.error)``, or ``o.kind.upper()`` (the kind as a cell)."""
+    literal holding "FAILED"/"UNREACHABLE", an f-string spelling the cell (``f"FAILED: {why}"``),
+    ``str(o.error)``, or ``o.kind.upper()`` (the kind as a cell)."""
     if isinstance(node, (ast.List, ast.Tuple)):
         return any(isinstance(e, ast.Constant) and e.value in FAILED_WORDS for e in node.elts)
+    if isinstance(node, ast.JoinedStr):
+        first = node.values[0] if node.values else None
+        return (isinstance(first, ast.Constant) and isinstance(first.value, str)
+                and first.value.startswith(tuple(f"{w}: " for w in FAILED_WORDS)))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "str":
         return len(node.args) == 1 and _is_attr(node.args[0], "error")
     return _calls(node, "upper") and _is_attr(node.func.value, "kind")  # type: ignore[attr-defined]
@@ -189,6 +194,7 @@ def test_hc_run_only_in_steps_and_facts():
     ("hand_failed_row", 'rows.append([o.host.name, "UNREACHABLE", o.error])'),
     ("hand_failed_row", "row = (name, str(o.error))"),
     ("hand_failed_row", 'cell = f"{o.kind.upper()}: {o.error}"'),
+    ("hand_failed_row", 'rows.append([o.host.name, f"UNREACHABLE: {o.error}"])'),
     ("raw_print", "print(result.stdout)"),
     ("fleet_each", "outcomes = fleet.each(c, hosts, fn, label='x')"),
     ("fleet_each", "from aegir.fleet import Outcome, each"),
