@@ -53,7 +53,7 @@ CLOUD = (f"services:\n  web:\n    image: {IMAGE}\n    pull_policy: never\n"
          "  db:\n    image: ${IMAGE}\n    pull_policy: never\n    command: [\"sleep\", \"86400\"]\n"
          "x-aegir:\n  dns:\n    names: [cloud]\n")
 # the clean-up recipe writes into the app's folder: a dry run that ran it would leave data/cleaned behind
-CLEAN = "description: the contract's recipe\nservice: web\nsteps:\n  - name: mark\n    runs: [touch, /data/cleaned]\n"
+CLEAN = "description: the contract's recipe\nservice: web\nsteps:\n  - name: mark\n    run: [touch, /data/cleaned]\n"
 BLOG = f"services:\n  blog:\n    image: {IMAGE}\n    pull_policy: never\n    command: [\"sleep\", \"86400\"]\n"
 PROJECTS = {
     "core/front/docker-compose.yml": FRONT,
@@ -339,6 +339,9 @@ def places(request: pytest.FixtureRequest) -> Iterator[dict[str, Place]]:
     runs = {name: f"{len(p.runs)} runs {sum(r.seconds for r in p.runs.values()):.0f} s, made in {p.made:.0f} s"
             for name, p in found.items()}
     print(f"\ncontract: {time.monotonic() - started:.0f} s in all (the lab's start apart); {runs}")
+    for name, p in found.items():  # what did not plan cleanly, for whoever reads the log
+        print(f"contract: {name}: " + ", ".join(f"{t} exit {r.result.returncode}" for t, r in p.runs.items()
+                                                  if r.result.returncode))
 
 
 def place(request: pytest.FixtureRequest, places: dict[str, Place], name: str) -> Place:
