@@ -121,9 +121,6 @@ ALLOWED: dict[str, dict[str, int]] = {
         "aegir/boot/secrets.py": 1,
         # update.review --dry: the constant DRY_REFRESH line on stderr
         "aegir/tasks/update.py": 1,
-        # disk.prune's own copy of action.run (its docstring: goes once run has the unplanned-hosts policy,
-        # which it now has): the plan shown before the question
-        "aegir/tasks/disk.py": 1,
         # compose (h-lifecycle rewrites it): the dry act_fleet shown before a question, a status line, the
         # "==> host path <==" header of apps.logs
         "aegir/tasks/projects.py": 3,
@@ -131,8 +128,6 @@ ALLOWED: dict[str, dict[str, int]] = {
         "aegir/mysql/onhost.py": 7,
     },
     "fleet_each": {
-        # disk.prune's own plan/act fan-out (see raw_print above): to become base.act(c, action, ...)
-        "aegir/tasks/disk.py": 2,
         # compose (h-lifecycle: lifecycle Actions; h-compose: apps.compose) rewrites these
         "aegir/tasks/projects.py": 1,
         "aegir/tasks/apps.py": 2,
