@@ -40,7 +40,7 @@ def _steps_table(boots: Sequence[HostBoot]) -> str:
     for b in boots:
         rows += [[b.host.name, r.step, *_cells(r)] for r in b.steps]
         if b.failed_at:
-            rows.append([b.host.name, b.failed_at[0], b.kind.upper(), b.failed_at[1]])
+            rows.append([b.host.name, b.failed_at[0], *failed_row(b, 4, at=2, reason_at=3)[2:]])
     return table(HEADERS, rows)
 
 
@@ -67,7 +67,7 @@ def _check_rows(boots: Sequence[HostBoot]) -> list[list[Any]]:
     return rows
 
 
-def boot_report(task: str, boots: Sequence[HostBoot], steps: Sequence[str], *, dry: bool,
+def boot_report(task: str, boots: Sequence[HostBoot], steps: Sequence[str], *, dry: bool | None,
                 extra: dict[str, Any] | None = None, text_after: str = "") -> action.Report:
     """The report of a boot task: `steps` walked on `boots`; one step alone reads as that step's view."""
     single = steps[0] if len(steps) == 1 else None
@@ -80,7 +80,8 @@ def boot_report(task: str, boots: Sequence[HostBoot], steps: Sequence[str], *, d
     if single == "status":
         statuses = _statuses(boots)
         data = status_json(statuses)
-        return action.Report({"task": task, "dry": dry, **data}, render_status(statuses), problems)
+        data = {"task": task, "dry": dry, **data, "summary": data.get("summary", summary)}  # the envelope's keys
+        return action.Report(data, render_status(statuses), problems)
     if single is not None:
         data = envelope(task, boots, lambda b: {"result": b.steps[-1] if b.steps else None}, dry=dry,
                         summary=summary, **(extra or {}))

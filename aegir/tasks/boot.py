@@ -43,16 +43,18 @@ UNLOCK_HELP = {
 # --------------------------------------------------------------------------- the one body of every boot task
 
 
-def _walk(c: Context, task_name: str, steps: Sequence[str], fmt: str, dry: bool, opts: Options | None = None,
-          **extra: Any) -> None:
-    """Walk `steps` (`aegir.boot.steps.walk`) on the targets; print the report; exit 1 when a host is not up."""
+def _walk(c: Context, task_name: str, steps: Sequence[str], fmt: str, dry: bool | None,
+          opts: Options | None = None, **extra: Any) -> None:
+    """Walk `steps` (`aegir.boot.steps.walk`) on the targets; print the report; exit 1 when a host is not up.
+
+    `dry` None: a step that only reads (check, status), whose JSON says ``"dry": null``."""
     from aegir.boot.report import boot_report
     from aegir.boot.steps import Options, walk
 
     fmt = check_format(fmt)
-    dry = is_dry(c, dry)
-    boots = walk(c, targets(c), steps, opts or Options(), dry=dry, fmt=fmt)
-    finish(c, fmt, boot_report(task_name, boots, steps, dry=dry, **extra))
+    acting = None if dry is None else is_dry(c, dry)
+    boots = walk(c, targets(c), steps, opts or Options(), dry=bool(acting), fmt=fmt)
+    finish(c, fmt, boot_report(task_name, boots, steps, dry=acting, **extra))
 
 
 def _prompter(same_passphrase: bool, passphrase_stdin: bool) -> Any:
@@ -91,7 +93,7 @@ def check(c: Context, format: str = "table", min_free: int = MIN_FREE_PERCENT) -
     """Check /srv: its device, its folders, Docker's data-root, the free space."""
     from aegir.boot.steps import Options
 
-    _walk(c, "boot.check", ["check"], format, False, Options(min_free=float(min_free)))
+    _walk(c, "boot.check", ["check"], format, None, Options(min_free=float(min_free)))
 
 
 @task(help={"format": FORMAT_HELP, "dry": DRY_HELP, "min_free": MIN_FREE_HELP, "timeout": TIMEOUT_HELP,
@@ -111,7 +113,7 @@ def docker(c: Context, format: str = "table", dry: bool = False, min_free: int =
 @task(help={"format": FORMAT_HELP})
 def status(c: Context, format: str = "table") -> None:
     """Show every Compose project's state, core first, then apps and users."""
-    _walk(c, "boot.status", ["status"], format, False)
+    _walk(c, "boot.status", ["status"], format, None)
 
 
 @task(help={"format": FORMAT_HELP, "dry": DRY_HELP,
