@@ -82,11 +82,6 @@ class Outcome(Generic[T]):
     def ok(self) -> bool:
         return self.kind == "ok"
 
-    @property
-    def status(self) -> str:
-        """One cell for a table: 'ok', or the kind and reason."""
-        return "ok" if self.ok else f"{self.kind.upper()}: {self.error}"
-
 
 def failed(outcomes: Sequence[Outcome[Any]]) -> list[Outcome[Any]]:
     """The outcomes that are not ok."""

@@ -290,6 +290,11 @@ def failed_row(o: HostResult, width: int, *, at: int = -1, reason_at: int | None
     return row
 
 
+def failed_line(o: HostResult) -> str:
+    """``hyp2: UNREACHABLE: reason``: a failed host's row (`failed_row`) as one line of a text report, escaped."""
+    return printable(": ".join(map(str, failed_row(o, 2))))
+
+
 def jsonable(obj: Any) -> Any:
     """Dataclasses, tuples, addresses -> plain JSON values."""
     if is_dataclass(obj) and not isinstance(obj, type):

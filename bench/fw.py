@@ -1,6 +1,6 @@
 """Benchmark: the firewall, event-driven vs polling, and at scale.
 
-Run as root, under the lab lock: ``flock /tmp/aegir-lab.lock .venv/bin/python bench/fw.py``
+Run as root: ``.venv/bin/python bench/fw.py`` (it waits for the machine's lab lock like the tests)
 (starts its own one-host lab, prefix ``aegirfwb``; ``--samples N`` to change (a)).
 
 (a) Container start -> rule live: a container publishing a port is started on

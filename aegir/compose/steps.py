@@ -28,6 +28,8 @@ say "not started"). The commands run here and nowhere else in compose.
 from __future__ import annotations
 
 import dataclasses
+import shlex
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,9 +37,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aegir import action
+from aegir.action import Action, Ran, Report
 from aegir.compose import commands as compose
 from aegir.compose import report
-from aegir.compose.discovery import Project, warnings_about
+from aegir.compose.discovery import Project, select, unknown_names, warnings_about
+from aegir.compose.passthrough import CHANGE, PassPlan, PassResult, classify
 from aegir.compose.plan import (
     SETTLE_SECONDS,
     STARTING,
@@ -56,6 +60,7 @@ from aegir.compose.plan import (
 )
 from aegir.compose.state import ProjectContainer, project_status
 from aegir.compose.status import HostStatus, containers, discover, discovery_fact, gather_status
+from aegir.compose.templates import NewPlan, NewProject, plan_project, verify_project
 from aegir.docker import image_keys, image_ref
 from aegir.errors import AegirError, Interrupted, RefusedError, UsageError
 from aegir.fleet import Outcome
@@ -393,9 +398,110 @@ def stream_each(c: Context, where: Sequence[tuple[Host, Project]],
         try:
             cmd = make(hc, project)
             if len(where) > 1:
-                print(f"==> {host.name} {project.path} <==", flush=True)
+                report.stream_header(host.name, project.path)
             if hc.run(cmd, stream=True, check=False).exited != 0:
                 bad.append(host.name)
         finally:
             hc.close()
     return bad
+
+
+# --------------------------------------------------------------------------- apps.compose
+
+
+class Passthrough(Action[PassPlan, PassResult]):
+    """Run `args` (Compose's words) for the project `name` on every target host that has it."""
+
+    label = "apps.compose"
+    serial = True  # the output streams to the terminal: one host after another
+    refused = "nothing run"
+
+    def __init__(self, name: str, args: Sequence[str], *, kinds: Sequence[str] = PROJECT_KINDS) -> None:
+        self.name, self.args, self.kinds = name, tuple(args), tuple(kinds)
+        self.kind = classify(self.args)
+        self.verb = "run it"
+        self._headers = False
+
+    def plan(self, hc: HostContext) -> PassPlan:
+        disc = discover(hc)
+        chosen, _ = select(disc.projects, (self.name,), self.kinds, host=hc.name)
+        fl = compose.flavour(hc) if chosen else None
+        runs = tuple((p.path, p.kind, compose.passthrough(fl, p, self.args, docker_host=hc.host.docker_host))
+                     for p in chosen if fl is not None)
+        return PassPlan(hc.name, runs, tuple(p for p in disc.projects if p.kind in self.kinds))
+
+    def todo(self, plan: PassPlan) -> bool:
+        return bool(plan.runs)
+
+    def refuse(self, plans: Sequence[Outcome[PassPlan]]) -> None:
+        """A name no host that answered has: a usage error with "did you mean"; several places: headers."""
+        answered = [o.value for o in plans if o.value is not None]
+        unknown = unknown_names((self.name,), [p for v in answered for p in v.projects])
+        if unknown and answered:
+            raise UsageError(unknown[0])
+        self._headers = sum(len(v.runs) for v in answered) > 1
+
+    def question(self, plans: Sequence[Outcome[PassPlan]]) -> str | None:
+        if self.kind != CHANGE:
+            return None
+        where = [(o.host.name, path, kind) for o in plans if o.value is not None for path, kind, _ in o.value.runs]
+        if not where:
+            return None
+        words = shlex.join(self.args)
+        text = f"Run `compose {words}` for {', '.join(f'{h}:{p}' for h, p, _ in where)}"
+        core = sorted({p for _, p, kind in where if kind == "core"})
+        if core:
+            text += (f" ({', '.join(core)}: a core project, every app goes through it; "
+                     "whatever this stops stays stopped until core.up)")
+        return text + "?"
+
+    def act(self, hc: HostContext, plan: PassPlan) -> PassResult:
+        ran = []
+        for path, _, cmd in plan.runs:
+            if self._headers:
+                report.stream_header(hc.name, path)
+            result = hc.run(cmd, stream=True, check=False)
+            sys.stdout.flush()
+            ran.append((path, cmd.line, result.exited))
+        return PassResult(tuple(ran))
+
+    def failed(self, result: PassResult) -> str | None:
+        return "; ".join(result.failed) or None
+
+    def render(self, ran: Ran[PassPlan, PassResult]) -> Report:
+        return report.passthrough_report(ran, quiet=self.kind != CHANGE)
+
+
+# --------------------------------------------------------------------------- apps.new
+
+
+class NewProjectAction(Action[NewPlan, NewProject]):
+    """apps.new: make a project folder from a template on one host; never overwrite one."""
+
+    label = "apps.new"
+
+    def __init__(self, name: str, template: str, *, users: bool = False) -> None:
+        self.name, self.template, self.users = name, template, users
+
+    def plan(self, hc: HostContext) -> NewPlan:
+        return plan_project(hc, self.name, self.template, users=self.users)
+
+    def act(self, hc: HostContext, plan: NewPlan) -> NewProject:
+        """Each command in turn (none after a failed one), then `verify_project`."""
+        results: list[tuple[str, str]] = []
+        for cmd in plan.cmds:
+            if results and results[-1][1] != Result.DONE:
+                results.append((cmd.line, "not run"))
+                continue
+            r = hc.run(cmd, check=False)
+            tail = r.stderr.strip().splitlines()
+            results.append((cmd.line, str(Result.DONE) if r.exited == 0
+                            else f"failed: exited {r.exited}: {tail[-1] if tail else ''}"))
+        return NewProject(hc.name, plan.path, tuple(results), verify_project(hc, plan))
+
+    def failed(self, result: NewProject) -> str | None:
+        return None if result.ok else (result.verified if result.verified.startswith("NOT") else
+                                       "a command failed: the project folder may be part-made")
+
+    def render(self, ran: Ran[NewPlan, NewProject]) -> Report:
+        return report.new_report(ran)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aegir.action import Action, Ran, Report
 from aegir.compose.discovery import COMPOSE_FILES, ENV_FILE
 from aegir.compose.status import discover, srv_checked
 from aegir.errors import AegirError, RefusedError
@@ -180,35 +179,3 @@ def verify_project(hc: HostContext, plan: NewPlan) -> str:
     return f"{p.path}: {p.file}, services {', '.join(p.expected) or '-'}" + (", .env 0600" if p.env_mode else "")
 
 
-class NewProjectAction(Action[NewPlan, NewProject]):
-    """apps.new: make a project folder from a template on one host; never overwrite one."""
-
-    label = "apps.new"
-
-    def __init__(self, name: str, template: str, *, users: bool = False) -> None:
-        self.name, self.template, self.users = name, template, users
-
-    def plan(self, hc: HostContext) -> NewPlan:
-        return plan_project(hc, self.name, self.template, users=self.users)
-
-    def act(self, hc: HostContext, plan: NewPlan) -> NewProject:
-        """Each command in turn (none after a failed one), then `verify_project`."""
-        results: list[tuple[str, str]] = []
-        for cmd in plan.cmds:
-            if results and results[-1][1] != Result.DONE:
-                results.append((cmd.line, "not run"))
-                continue
-            r = hc.run(cmd, check=False)
-            tail = r.stderr.strip().splitlines()
-            results.append((cmd.line, str(Result.DONE) if r.exited == 0
-                            else f"failed: exited {r.exited}: {tail[-1] if tail else ''}"))
-        return NewProject(hc.name, plan.path, tuple(results), verify_project(hc, plan))
-
-    def failed(self, result: NewProject) -> str | None:
-        return None if result.ok else (result.verified if result.verified.startswith("NOT") else
-                                       "a command failed: the project folder may be part-made")
-
-    def render(self, ran: Ran[NewPlan, NewProject]) -> Report:
-        from aegir.compose.report import new_report
-
-        return new_report(ran)

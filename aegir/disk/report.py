@@ -17,7 +17,7 @@ from aegir.action import HostRun, Ran, Report
 from aegir.disk.facts import Archive, Filesystem, HostDisk
 from aegir.disk.plan import CleanResult, HostClean, HostPrune, Item, PruneResult
 from aegir.fleet import Outcome
-from aegir.report import age, envelope, failed_row, human, printable, table, warning
+from aegir.report import age, envelope, failed_line, failed_row, human, printable, table, warning
 
 
 def _fs_cell(fs: Any) -> str:
@@ -130,11 +130,6 @@ def left_out(bad: Sequence[Outcome[Any]]) -> str:
     for o in bad:
         groups.setdefault("unreachable" if o.kind == "unreachable" else "failed", []).append(o.host.name)
     return "; ".join(f"{', '.join(names)} {kind}" for kind, names in groups.items())
-
-
-def failed_line(o: Outcome[Any]) -> str:
-    """``hyp2: UNREACHABLE: reason``: a failed host's row as one line of a text report (escaped)."""
-    return printable(": ".join(map(str, failed_row(o, 2))))
 
 
 # --------------------------------------------------------------------------- disk.prune

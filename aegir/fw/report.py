@@ -20,7 +20,7 @@ from aegir.fleet import Outcome
 from aegir.fw.facts import UNIT_PATH
 from aegir.fw.model import hostport
 from aegir.fw.plan import Applied, Firewall, Installed, InstallPlan, install_row
-from aegir.report import envelope, failed_row, printable, table, warning
+from aegir.report import envelope, failed_line, failed_row, printable, table, warning
 
 APPLY_HEADERS = ["HOST", "CONTAINERS", "EXPOSURES", "RESULT"]
 STATUS_HEADERS = ["HOST", "LIVE TABLE", "PENDING", "EXPOSURES", "WATCHER", "STATUS"]
@@ -42,11 +42,6 @@ def summary(fw: Firewall) -> dict[str, Any]:
 def warnings(firewalls: Sequence[tuple[str, Firewall]]) -> tuple[str, ...]:
     """What the exposures of each host warn of, one `aegir.report.warning` line each."""
     return tuple(warning(name, w) for name, fw in firewalls for w in fw.exposures.warnings)
-
-
-def failed_line(o: Outcome[Any]) -> str:
-    """``hyp2: UNREACHABLE: reason``: a failed host's row as one line of a text report (escaped)."""
-    return printable(": ".join(map(str, failed_row(o, 2))))
 
 
 def _firewalls(outcomes: Sequence[Outcome[Firewall]]) -> list[tuple[str, Firewall]]:

@@ -148,7 +148,8 @@ def compose_(c: Context, name: str, dry: bool = False, yes: bool = False) -> Non
     Exit 1 when Compose fails on a host.
     """
     from aegir.compose.discovery import split_names
-    from aegir.compose.passthrough import Passthrough, check_args
+    from aegir.compose.passthrough import check_args
+    from aegir.compose.steps import Passthrough
 
     args = check_args(list((c.config.get("aegir") or {}).get("remainder") or []))
     [wanted] = split_names(name)
@@ -184,7 +185,7 @@ def new(c: Context, name: str, template: str, users: bool = False, dry: bool = F
 
     The template's .env.example becomes .env (mode 0600); data/ is made empty.
     """
-    from aegir.compose.templates import NewProjectAction
+    from aegir.compose.steps import NewProjectAction
 
     hosts = targets(c)
     if len(hosts) != 1:

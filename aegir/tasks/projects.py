@@ -9,7 +9,6 @@ refuse names nothing has, stop if dry, confirm, act and verify, one report).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 
 from invoke import Context, Exit
@@ -21,6 +20,7 @@ from aegir.compose.steps import Lifecycle, stream_each
 from aegir.errors import AegirError, UsageError
 from aegir.host import HostContext
 from aegir.layout import PROJECT_KINDS
+from aegir.report import failed_line, warn
 from aegir.sh import Cmd
 from aegir.tasks.base import fleet_read, is_dry
 
@@ -64,7 +64,7 @@ def on_each_host(c: Context, label: str, name: str, make: Callable[[HostContext,
     found = fleet_read(c, label, lambda hc: discover(hc).projects)
     for o in found:
         if not o.ok:
-            print(f"{o.host.name}: {o.status}", file=sys.stderr)
+            warn(failed_line(o))
     unknown = unknown_names(wanted, [p for o in found for p in o.value or () if p.kind in kinds])
     if unknown and any(o.ok for o in found):
         raise UsageError(unknown[0])

@@ -7,8 +7,9 @@ import pytest
 from aegir.action import HostRun, Ran
 from aegir.compose import commands as compose
 from aegir.compose.discovery import Project
-from aegir.compose.passthrough import CHANGE, READ, RUN_THROUGH, PassPlan, PassResult, Passthrough, check_args, classify
+from aegir.compose.passthrough import CHANGE, READ, RUN_THROUGH, PassPlan, PassResult, check_args, classify
 from aegir.compose.report import passthrough_report
+from aegir.compose.steps import Passthrough
 from aegir.errors import UsageError
 from aegir.fleet import Outcome
 from aegir.inventory import Host
