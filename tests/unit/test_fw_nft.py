@@ -269,3 +269,21 @@ def test_a_failed_step_past_the_check_says_how_it_ended_in_one_line():
     assert cause(refused, what) == f"{what} exited 1: /x.nft:3:1-4: Error: syntax error / foo"
     lost = UnreachableError("SSH connection lost while running `sh -c '...'`: EOF", host="hyp1")
     assert cause(lost, what) == f"the SSH connection was lost during {what}"
+
+
+def test_a_connection_lost_mid_step_says_silence_or_close_naming_the_step_not_its_script():
+    """The host's own words for a lost connection (silence: no answer for timeouts.silent), with the step's
+    script (dozens of lines for the proof) named by the step: before, a silent host's row was the proof's
+    whole script, twice, or a bare "the SSH connection was lost" without saying it went silent."""
+    from aegir.errors import ConnectionLost
+    from aegir.fw.steps import cause, named
+    from aegir.sh import shell
+
+    what = "the proof in a scratch network namespace"
+    proof = shell("rest=$(mktemp) || exit\nnft -s list ruleset > \"$rest\"\n", f"{STATE}/candidate-1.nft")
+    silent = ConnectionLost(f"no answer for 5 s while running `{proof.line}`: the connection is lost", host="hyp2")
+    assert cause(silent, what, proof) == f"no answer for 5 s during {what}: the connection is lost"
+    closed = ConnectionLost(f"connection lost while running `{proof.line}`: EOF from the server", host="hyp2")
+    assert cause(closed, what, proof) == f"connection lost during {what}: EOF from the server"
+    assert named("connection lost while running `true`: EOF", proof, what) == "connection lost while running `true`: EOF"
+    assert named(silent.message, None, what) == silent.message
