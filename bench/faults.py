@@ -25,9 +25,10 @@ fault instead stops the first host's sshd before a ``--serial 1`` run:
 - ``canary``: the first host unreachable before the run, ``--serial 1``.
 
 Per run: the exit code, the wall time (and after the fault), whether the faulted host's row is true
-(not "cannot connect" once reached, no "internal error" nor traceback, the cause said; for ``full``, a
-failed row must say "No space left on device", and a row that says done is true when the state after is
-the action's), its containers running after (fw.apply: and whether its live table is the last good one;
+(not "cannot connect" once reached, no "internal error" nor traceback, the cause said: sshd "connection
+lost", drop "no answer", full "No space left on device"; after Ctrl-C, exit 130 and the last lines name the
+host's state; a run that ends 0 despite a dockerd or full fault is true when the state after is the
+action's), its containers running after (fw.apply: and whether its live table is the last good one;
 disk.prune: the junk left of 48), and whether the same command, once the fault is healed, converges
 (exit 0).
 """
@@ -269,12 +270,14 @@ def truth(out: str, err: str, code: int, host: LabHost, fault: str) -> str:
         return "no: says cannot connect"
     if fault == "canary":
         return "yes" if "UNREACHABLE" in text else f"no: {text[-120:]}"
+    if fault == "ctrl-c":  # the row says what the host did (done, interrupted, not started), the last lines agree
+        said = [ln for ln in err.splitlines() if ln.startswith("aegir: interrupted (Ctrl-C): ")]
+        return "yes" if code == 130 and said and host.name in said[0] else f"unclear: {text[-120:]}"
+    if code == 0:  # the fault was not in the action's way (fw.apply needs no Docker past its plan...)
+        return "yes: done" if fault in ("dockerd", "full") else f"no: done despite {fault}? {text[-120:]}"
     if fault == "full":
-        if "No space left on device" in text:
-            return "yes"
-        return "yes: done, no space needed" if code == 0 else f"unclear: {text[-120:]}"
-    causes = {"sshd": ("connection lost", "SSH"), "dockerd": ("Docker", "daemon", "exited"),
-              "drop": ("no answer",), "ctrl-c": ("interrupted", "not started", "abandoned", "done", "Ctrl-C")}
+        return "yes" if "No space left on device" in text else f"no: the cause is not said: {text[-120:]}"
+    causes = {"sshd": ("connection lost",), "dockerd": ("Docker", "daemon", "exited"), "drop": ("no answer",)}
     return "yes" if any(c in text for c in causes[fault]) else f"unclear: {text[-120:]}"
 
 

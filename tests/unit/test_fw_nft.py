@@ -287,3 +287,16 @@ def test_a_connection_lost_mid_step_says_silence_or_close_naming_the_step_not_it
     assert cause(closed, what, proof) == f"connection lost during {what}: EOF from the server"
     assert named("connection lost while running `true`: EOF", proof, what) == "connection lost while running `true`: EOF"
     assert named(silent.message, None, what) == silent.message
+
+
+def test_a_state_file_that_cannot_be_written_says_why(tmp_path):
+    """`put` (the apply's marker, the record): a full /srv says "No space left on device" (before: dash's
+    printf said "I/O error", as for a failing disk). /dev/full is a device every write to fails with ENOSPC."""
+    import subprocess
+
+    (tmp_path / "marker.aegir-new").symlink_to("/dev/full")
+    done = subprocess.run(["sh", "-c", nft._PUT + '\nput "$1" "candidate x"', "sh", str(tmp_path / "marker")],
+                          capture_output=True, text=True, timeout=10)
+    assert done.returncode != 0
+    assert "No space left on device" in done.stderr, done.stderr
+    assert not (tmp_path / "marker").exists()
