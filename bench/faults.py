@@ -132,6 +132,16 @@ def heal_all(host: LabHost) -> None:
     heal(host)
 
 
+def reset_docker(host: LabHost) -> None:
+    """Docker's own state on the host made whole again: its Compose containers removed, and dockerd restarted
+    without its network store (/srv full while Compose wrote it leaves endpoints that no container holds,
+    and every later ``up`` of that project fails: "endpoint with name ... already exists")."""
+    remove_compose_containers(host)
+    host.stop_docker()
+    host.root("/srv/docker/network/files/local-kv.db").unlink(missing_ok=True)
+    host.start_docker()
+
+
 def publish(host: LabHost, port: int) -> None:
     """A running container ``fwpub`` publishing `port` (replacing the previous one): a new exposure."""
     import docker.errors
@@ -198,6 +208,11 @@ def prepare(hosts: list[LabHost], inv: Path, action: str, up: bool, run: int) ->
         h.write("apps/slow/.env", "SLOW=6\n").chmod(0o600)
     if up:
         res = run_inv("apps.up", "--all", inventory=inv, timeout=300)
+        if res.returncode != 0:  # an earlier run's damage (a full /srv: Docker's network store) must not be this one's
+            for h in hosts:
+                reset_docker(h)
+            res = run_inv("core.up", inventory=inv, timeout=300)
+            res = run_inv("apps.up", "--all", inventory=inv, timeout=300) if res.returncode == 0 else res
     else:
         for h in hosts:
             remove_compose_containers(h)
@@ -276,7 +291,7 @@ def truth(out: str, err: str, code: int, host: LabHost, fault: str) -> str:
     if code == 0:  # the fault was not in the action's way (fw.apply needs no Docker past its plan...)
         return "yes: done" if fault in ("dockerd", "full") else f"no: done despite {fault}? {text[-120:]}"
     if fault == "full":
-        return "yes" if "No space left on device" in text else f"no: the cause is not said: {text[-120:]}"
+        return "yes" if "no space left on device" in text.lower() else f"no: the cause is not said: {text[-120:]}"
     causes = {"sshd": ("connection lost",), "dockerd": ("Docker", "daemon", "exited"), "drop": ("no answer",)}
     return "yes" if any(c in text for c in causes[fault]) else f"unclear: {text[-120:]}"
 
