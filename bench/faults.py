@@ -290,8 +290,11 @@ def truth(out: str, err: str, code: int, host: LabHost, fault: str) -> str:
         return "yes" if code == 130 and said and host.name in said[0] else f"unclear: {text[-120:]}"
     if code == 0:  # the fault was not in the action's way (fw.apply needs no Docker past its plan...)
         return "yes: done" if fault in ("dockerd", "full") else f"no: done despite {fault}? {text[-120:]}"
-    if fault == "full":
-        return "yes" if "no space left on device" in text.lower() else f"no: the cause is not said: {text[-120:]}"
+    if fault == "full":  # each failed row of the host says why
+        failed = [ln for ln in mine if " failed " in ln or "FAILED" in ln] or mine
+        said = sum("no space left on device" in ln.lower() for ln in failed)
+        return ("yes" if said == len(failed) else f"partly: {said} of {len(failed)} failed rows say no space left"
+                if said else f"no: the cause is not said: {text[-120:]}")
     causes = {"sshd": ("connection lost",), "dockerd": ("Docker", "daemon", "exited"), "drop": ("no answer",)}
     return "yes" if any(c in text for c in causes[fault]) else f"unclear: {text[-120:]}"
 
