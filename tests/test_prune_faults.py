@@ -11,13 +11,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import run_inv
 from tests.lab import Lab, LabHost
+from tests.test_faults import kill_sshd
 
 pytestmark = pytest.mark.timeout(600)
 BUSYBOX = "aegir-lab/busybox:latest"
@@ -47,11 +48,10 @@ def prune(inventory: Path, *args: str):
     return res, (json.loads(res.stdout) if res.stdout.strip() else None)
 
 
-def kill_dockerd_after(host: LabHost, removals: int, since: int) -> threading.Thread:
-    """Kill the host's dockerd (SIGKILL, as the OOM killer or a crash would) once `removals` of the junk
-    containers were destroyed: Docker's own events, replayed from `since`, so none is missed."""
+def after_removals(host: LabHost, removals: int, since: int, fault: Callable[[], None]) -> threading.Thread:
+    """Run `fault` once `removals` of the junk containers were destroyed: Docker's own events, replayed
+    from `since`, so none is missed."""
     client = host.docker_client(timeout=300)
-    pid = int(host.paths.docker_pid.read_text())
 
     def watch() -> None:
         seen = 0
@@ -60,7 +60,7 @@ def kill_dockerd_after(host: LabHost, removals: int, since: int) -> threading.Th
                                    filters={"type": "container", "event": "destroy", "label": f"{LABEL}=junk"}):
                 seen += 1
                 if seen >= removals:
-                    os.kill(pid, signal.SIGKILL)
+                    fault()
                     return
         except Exception:  # the stream ends with the daemon
             return
@@ -70,6 +70,13 @@ def kill_dockerd_after(host: LabHost, removals: int, since: int) -> threading.Th
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
+
+
+def kill_dockerd_after(host: LabHost, removals: int, since: int) -> threading.Thread:
+    """Kill the host's dockerd (SIGKILL, as the OOM killer or a crash would) once `removals` of the junk
+    containers were destroyed."""
+    pid = int(host.paths.docker_pid.read_text())
+    return after_removals(host, removals, since, lambda: os.kill(pid, signal.SIGKILL))
 
 
 def test_a_daemon_killed_mid_prune_is_a_host_failure_with_its_cause_and_how_far_it_got(lab: Lab,
@@ -99,6 +106,34 @@ def test_a_daemon_killed_mid_prune_is_a_host_failure_with_its_cause_and_how_far_
         # what the row says was removed was; at most one more went while its answer was lost
         assert {i["id"] for i in row["removed"] if i["kind"] == "container"} <= gone
         assert row["done"] <= len(gone) <= row["done"] + 1 < 48
+        res, data = prune(inventory, "--yes")  # the rerun finishes the job
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert left(host) == set()
+
+
+def test_sshd_killed_mid_prune_is_a_lost_connection_not_a_dead_daemon(lab: Lab, tmp_path: Path) -> None:
+    """The Docker API rides on the SSH connection: when sshd dies mid-prune (every session killed), the row
+    says the connection was lost and how far the prune got; the daemon, which runs on, is not blamed (before:
+    "the Docker daemon stopped answering (ConnectionError: ... RemoteDisconnected ...)")."""
+    with lab.extra_host() as host:
+        junk(host, 48)
+        inventory = lab.write_inventory(tmp_path / "hosts.yml", [host])
+        _, dry = prune(inventory, "--dry")
+        planned = len(dry["hosts"][0]["remove"])
+        killer = after_removals(host, 3, int(time.time()) - 1, lambda: kill_sshd(host))
+        try:
+            res, data = prune(inventory, "--yes")
+            killer.join(timeout=10)
+        finally:
+            host.start_sshd()
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "Traceback" not in res.stderr and "internal error" not in res.stdout + res.stderr
+        [row] = data["hosts"]
+        assert row["status"] == "failed", row
+        assert row["error"].startswith(f"removed {row['done']} of {planned}; connection lost"), row
+        assert "daemon" not in row["error"], row
+        assert 3 <= row["done"] < planned, row
+        assert host.docker_running()  # it never stopped
         res, data = prune(inventory, "--yes")  # the rerun finishes the job
         assert res.returncode == 0, res.stdout + res.stderr
         assert left(host) == set()

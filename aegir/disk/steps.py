@@ -39,7 +39,7 @@ from aegir.disk.plan import (
     plan_prune,
 )
 from aegir.disk.recipe import APP_RECIPE, NOT_FOUND
-from aegir.errors import AegirError, UsageError
+from aegir.errors import AegirError, ConnectionLost, UsageError
 from aegir.fleet import Outcome
 from aegir.report import human
 from aegir.sh import mask
@@ -135,6 +135,19 @@ def daemon_gone(exc: BaseException) -> str | None:
     return None
 
 
+def stopped(hc: HostContext, exc: BaseException) -> str | None:
+    """Why the removals stop at `exc` (None: a bug): the SSH connection the Docker API rides on, lost
+    (the host's own words, `HostContext.failure`: no answer for timeouts.silent, or a close and why), else
+    why Docker stopped answering (`daemon_gone`). Before, a killed sshd or a silent host read as a dead
+    daemon."""
+    why = daemon_gone(exc)
+    if why is not None and isinstance(exc, Exception) and not isinstance(exc, AegirError):
+        lost = hc.failure(exc)
+        if isinstance(lost, ConnectionLost):
+            return lost.message.splitlines()[0]
+    return why
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0][:200] if text else "") or "no detail"
@@ -158,7 +171,7 @@ def apply_prune(hc: HostContext, planned: HostPrune) -> PruneResult:
         api = hc.docker().api
         before = parse_docker_df(api.df())
     except Exception as exc:
-        if (why := daemon_gone(exc)) is None:
+        if (why := stopped(hc, exc)) is None:
             raise
         return PruneResult((), planned.before, None, len(plan.remove), why)
     for kind in KINDS:
@@ -171,13 +184,13 @@ def apply_prune(hc: HostContext, planned: HostPrune) -> PruneResult:
             except docker.errors.APIError as exc:
                 done.append(Done(item, _api_error(exc)))
             except Exception as exc:
-                if (why := daemon_gone(exc)) is None:
+                if (why := stopped(hc, exc)) is None:
                     raise
                 return PruneResult(tuple(done), before, None, len(plan.remove), why)
     try:
         after = parse_docker_df(api.df())
     except Exception as exc:
-        if (why := daemon_gone(exc)) is None:
+        if (why := stopped(hc, exc)) is None:
             raise
         return PruneResult(tuple(done), before, None, len(plan.remove), f"{why}, after the last removal")
     return PruneResult(tuple(done), before, after, len(plan.remove))

@@ -159,8 +159,9 @@ def prove_cmd(path: str, port: int = 22, admins: Sequence[str] = (), sources: Se
                  " ".join(map(str, knock.SOURCE_PORTS)), knock.SCRIPT)
 
 
-#: Shell: write $2 (text) to the file $1 atomically (a rename).
-_PUT = """put() { printf '%s\\n' "$2" > "$1.aegir-new" && mv -f -- "$1.aegir-new" "$1"; }"""
+#: Shell: write $2 (text) to the file $1 atomically (a rename). Through cat: dash's printf says "I/O error"
+#: for any failed write, cat says why (a full /srv: "No space left on device").
+_PUT = """put() { printf '%s\\n' "$2" | cat > "$1.aegir-new" && mv -f -- "$1.aegir-new" "$1"; }"""
 
 #: From the lock on, the session may die at any time: hang-ups and broken pipes are ignored until the
 #: marker says what nft did; only then is anything printed.

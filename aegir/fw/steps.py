@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from aegir import action
-from aegir.errors import AegirError, CommandError, RefusedError, UnreachableError
+from aegir.errors import AegirError, CommandError, ConnectionLost, RefusedError, UnreachableError
 from aegir.fw import facts, nft
 from aegir.fw import plan as fwplan
 from aegir.fw import report as fwreport
@@ -171,19 +171,22 @@ def load(hc: HostContext, fw: Firewall) -> tuple[str, str, int]:
     _nft(hc, nft.check_cmd(candidate), candidate)
     ssh = fwplan.ssh_packets(fw.host, fw.settings)
     port, admins, tried = fwplan.proof_args(ssh)
+    prove = nft.prove_cmd(candidate, port, admins, tried)
     try:
-        proved = hc.run(nft.prove_cmd(candidate, port, admins, tried)).stdout
+        proved = hc.run(prove).stdout
     except AegirError as exc:
-        raise _failed(hc, exc, "the proof in a scratch network namespace", fw, candidate, nft_step=True) from None
+        raise _failed(hc, exc, "the proof in a scratch network namespace", fw, candidate, nft_step=True,
+                      cmd=prove) from None
     problems = fwplan.lockout_problems(*nft.parse_proof(proved), port, ssh)
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise RefusedError("refused: this ruleset could lock SSH out: " + "; ".join(problems[:3]) + more
                            + f"; nothing changed (rejected ruleset: {candidate})", host=hc.name)
+    apply_ = nft.apply_cmd(candidate, state_dir, fw.state.live_hash)
     try:
-        out = hc.run(nft.apply_cmd(candidate, state_dir, fw.state.live_hash)).stdout.split()
+        out = hc.run(apply_).stdout.split()
     except AegirError as exc:
-        raise _failed(hc, exc, f"`nft -f {candidate}`", fw, candidate, nft_step=True) from None
+        raise _failed(hc, exc, f"`nft -f {candidate}`", fw, candidate, nft_step=True, cmd=apply_) from None
     swept = int(out[2]) if len(out) == 3 and out[2].isdigit() else 0
     return candidate, out[0] if out else nft.ABSENT, swept
 
@@ -207,12 +210,13 @@ def verify(hc: HostContext, fw: Firewall, candidate: str, loaded: str,
             hc.run(Cmd.of("rm", "-f", "--", candidate), check=False)
             raise RefusedError(f"rolled back: after the apply a new SSH connection failed ({exc.message}); {undone}",
                                host=hc.name) from None
+    keep = nft.keep_cmd(candidate, fw.settings.state_dir, loaded, fw.fingerprint)
     try:
-        return hc.run(nft.keep_cmd(candidate, fw.settings.state_dir, loaded, fw.fingerprint)).stdout.strip()
+        return hc.run(keep).stdout.strip()
     except AegirError as exc:
         first = "applied, and a new SSH login got in" if fresh_login is not None else "applied"
         raise _failed(hc, exc, "recording it as the last good ruleset", fw, candidate,
-                      prefix=f"{first}; then ") from None
+                      prefix=f"{first}; then ", cmd=keep) from None
 
 
 def fresh_login(c: Context, hc: HostContext) -> Callable[[], None] | None:
@@ -276,7 +280,10 @@ def what_is_live(hc: HostContext, fw: Firewall, candidate: str) -> tuple[str, bo
     try:
         now = _settled_state(hc, fw.settings.state_dir)
     except AegirError as exc:
-        return (f"the host did not answer again ({exc.message}): the new ruleset may be live and unverified; "
+        # a failed reconnect repeats the loss the row already says (`cause`): only why it failed is new
+        again = exc.message.removeprefix(f"{hc.journal.lost}; ") if hc.journal.lost else exc.message
+        again = named(again, facts.settled_fact(fw.settings.state_dir).cmd, "asking what is live")
+        return (f"the host did not answer again ({again}): the new ruleset may be live and unverified; "
                 "fw.status says what is live once the host answers"), None
     return nft.after_failure(now, fw.state, fw.text, candidate)
 
@@ -295,8 +302,17 @@ def _settled_state(hc: HostContext, state_dir: str) -> nft.State:
     return hc.fact(fact)
 
 
-def cause(exc: AegirError, what: str) -> str:
-    """Why `what` failed, in one line: nft's own words, or how the session ended."""
+def named(message: str, cmd: Cmd | None, what: str) -> str:
+    """`message` with the command line of `cmd` it quotes (most of fw's steps are scripts of dozens of
+    lines) replaced by what the step is: a row stays one line."""
+    return message.replace(f" while running `{cmd.line}`", f" during {what}") if cmd is not None else message
+
+
+def cause(exc: AegirError, what: str, cmd: Cmd | None = None) -> str:
+    """Why `what` (running `cmd`) failed, in one line: nft's own words, or how the session ended (silence:
+    no answer for timeouts.silent; a close: the connection lost, and why)."""
+    if isinstance(exc, ConnectionLost):
+        return named(exc.message, cmd, what)
     if isinstance(exc, CommandError):
         tail = " / ".join(ln.strip() for ln in exc.stderr.strip().splitlines()[-3:] if ln.strip())
         if exc.exited < 0:
@@ -308,11 +324,11 @@ def cause(exc: AegirError, what: str) -> str:
 
 
 def _failed(hc: HostContext, exc: AegirError, what: str, fw: Firewall, candidate: str, *, nft_step: bool = False,
-            prefix: str = "") -> AegirError:
+            prefix: str = "", cmd: Cmd | None = None) -> AegirError:
     """The error of a step that failed once `candidate` passed ``nft -c``: its cause, then what the host
     says is live now (`what_is_live`). `nft_step`: nft's own refusal there leaves the previous ruleset."""
     truth, new_live = what_is_live(hc, fw, candidate)
-    why = cause(exc, what)
+    why = cause(exc, what, cmd)
     if nft_step and new_live is False and isinstance(exc, CommandError) and exc.exited > 0:
         return NftError(f"{prefix}{why}\n  ({truth}; the rejected ruleset is {candidate})", host=hc.name)
     return AegirError(f"{prefix}{why}: {truth}", host=hc.name)

@@ -269,3 +269,34 @@ def test_a_failed_step_past_the_check_says_how_it_ended_in_one_line():
     assert cause(refused, what) == f"{what} exited 1: /x.nft:3:1-4: Error: syntax error / foo"
     lost = UnreachableError("SSH connection lost while running `sh -c '...'`: EOF", host="hyp1")
     assert cause(lost, what) == f"the SSH connection was lost during {what}"
+
+
+def test_a_connection_lost_mid_step_says_silence_or_close_naming_the_step_not_its_script():
+    """The host's own words for a lost connection (silence: no answer for timeouts.silent), with the step's
+    script (dozens of lines for the proof) named by the step: before, a silent host's row was the proof's
+    whole script, twice, or a bare "the SSH connection was lost" without saying it went silent."""
+    from aegir.errors import ConnectionLost
+    from aegir.fw.steps import cause, named
+    from aegir.sh import shell
+
+    what = "the proof in a scratch network namespace"
+    proof = shell("rest=$(mktemp) || exit\nnft -s list ruleset > \"$rest\"\n", f"{STATE}/candidate-1.nft")
+    silent = ConnectionLost(f"no answer for 5 s while running `{proof.line}`: the connection is lost", host="hyp2")
+    assert cause(silent, what, proof) == f"no answer for 5 s during {what}: the connection is lost"
+    closed = ConnectionLost(f"connection lost while running `{proof.line}`: EOF from the server", host="hyp2")
+    assert cause(closed, what, proof) == f"connection lost during {what}: EOF from the server"
+    assert named("connection lost while running `true`: EOF", proof, what) == "connection lost while running `true`: EOF"
+    assert named(silent.message, None, what) == silent.message
+
+
+def test_a_state_file_that_cannot_be_written_says_why(tmp_path):
+    """`put` (the apply's marker, the record): a full /srv says "No space left on device" (before: dash's
+    printf said "I/O error", as for a failing disk). /dev/full is a device every write to fails with ENOSPC."""
+    import subprocess
+
+    (tmp_path / "marker.aegir-new").symlink_to("/dev/full")
+    done = subprocess.run(["sh", "-c", nft._PUT + '\nput "$1" "candidate x"', "sh", str(tmp_path / "marker")],
+                          capture_output=True, text=True, timeout=10)
+    assert done.returncode != 0
+    assert "No space left on device" in done.stderr, done.stderr
+    assert not (tmp_path / "marker").exists()
