@@ -742,8 +742,9 @@ def _command(value: Any) -> list[str]:
             raise fields.FieldError(str(exc)) from None
     if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
         raise fields.FieldError("must be a command line or an argv list")
-    if any(fields.CONTROL.search(a) for a in value) or not value[0] or value[0].startswith("-"):
-        raise fields.FieldError("must name a program first and hold no control characters (newlines, tabs)")
+    if any(fields.CONTROL.search(a) for a in value) or not all(value) or value[0].startswith("-"):
+        raise fields.FieldError("must name a program first and hold no empty word and no control characters "
+                                "(newlines, tabs)")
     return value
 
 

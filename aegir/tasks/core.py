@@ -31,10 +31,10 @@ def _core(c: Context, label: str, names: str, verb: str, *, fmt: str, dry: bool,
 @task(help={"format": FORMAT_HELP})
 def status(c: Context, format: str = "table") -> None:
     """Show the core projects' state on every host; exit 1 when one is not fully up."""
-    from aegir.compose.status import gather_status, has_problems, render_status, status_json
+    from aegir.compose.status import gather_status, has_problems, render_status, status_envelope
 
     fleet_report(c, format, "core.status", lambda hc: gather_status(hc, kinds=("core",)),
-                 data=status_json, text=render_status, problems=has_problems)
+                 data=status_envelope("core.status"), text=render_status, problems=has_problems)
 
 
 #: The flags every core lifecycle task shares.

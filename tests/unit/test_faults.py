@@ -30,7 +30,7 @@ from aegir.host import Deadlines, HostContext
 from aegir.inventory import Host, parse_serial
 from aegir.journal import Journal, StepState, summary
 from aegir.sh import Cmd
-from aegir.tasks.base import interrupted_line
+from aegir.tasks.exits import interrupted_line
 
 LOCAL = Host("local", connection="local")
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -484,3 +485,11 @@ def test_serial_cuts_the_targets_into_batches(serial, total, batches):
 def test_a_raw_target_ending_in_a_newline_is_refused(word):
     with pytest.raises(TargetError, match="cannot read target"):
         parse_raw_target(word)
+
+
+@pytest.mark.parametrize("value", [["/usr/bin/start", ""], ["", "x"], "start ''"])
+def test_a_docker_start_with_an_empty_word_is_refused(value):
+    """An empty argv word is a mistake in a command line (found by hypothesis: ['/', ''] was accepted)."""
+    text = yaml.safe_dump({"hosts": {"h": {"connection": "local", "docker_start": value}}})
+    with pytest.raises(InventoryError, match="must name a program first and hold no empty word"):
+        parse(text, "hosts.yml").get("h")
