@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aegir.errors import AegirError
 from aegir.facts import Fact
-from aegir.sh import Cmd, shell
+from aegir.sh import Cmd, Reply, shell
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
-    from invoke.runners import Result
 
     from aegir.inventory import Host
 
@@ -41,8 +40,6 @@ class DockerHost(Protocol):
 
     @property
     def name(self) -> str: ...
-
-    def run(self, cmd: Cmd, *, check: bool = True, stream: bool = False) -> "Result": ...
 
     def connect(self) -> None: ...
 
@@ -238,6 +235,16 @@ def _api_timeout(hc: "DockerHost") -> float:
     return float(getattr(limits, "docker", None) or API_TIMEOUT)
 
 
+def why_fact(docker_host: str | None) -> Fact[str]:
+    """Why the daemon does not answer, in the CLI's words (the last line of ``docker version``'s stderr; ""
+    when it answers). Asked afresh: it is asked after a failure."""
+    def last_line(r: Reply) -> str:
+        lines = r.stderr.strip().splitlines()
+        return lines[-1] if lines and r.exited != 0 else ""
+    return Fact("docker.why", docker_cli(docker_host, "version", "--format", "{{.Server.Version}}"), last_line,
+                answers=None, cache=False)
+
+
 def _over_ssh(hc: "DockerHost", command: str) -> "docker.DockerClient":
     import docker
     from docker.errors import DockerException
@@ -254,10 +261,9 @@ def _over_ssh(hc: "DockerHost", command: str) -> "docker.DockerClient":
     try:
         api._version = api._retrieve_server_version()
     except DockerException as exc:
-        # Ask the CLI why: its message names the socket and the cause.
-        probe = hc.run(docker_cli(hc.host.docker_host, "version", "--format", "{{.Server.Version}}"), check=False)
-        detail = (probe.stderr or str(exc)).strip().splitlines()
-        raise DockerException(detail[-1] if detail else str(exc)) from None
+        # Ask the CLI why: its message names the socket and the cause (a read: allowed while planning).
+        why = hc.fact(why_fact(hc.host.docker_host)) or str(exc)
+        raise DockerException(why) from None
     client = docker.DockerClient.__new__(docker.DockerClient)
     client.api = api
     return client

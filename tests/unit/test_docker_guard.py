@@ -59,3 +59,16 @@ def test_a_caller_that_batched_the_dockerd_probe_is_not_asked_again(monkeypatch)
     with pytest.raises(DockerUnavailable, match="no dockerd process"):
         client_for(hc, running=False)  # type: ignore[arg-type]
     assert (hc.asked, opened) == (0, ["docker system dial-stdio"])
+
+
+def test_why_the_daemon_does_not_answer_is_the_clis_last_line_asked_afresh():
+    from aegir.docker import why_fact
+    from aegir.sh import Reply
+
+    fact = why_fact("ssh://root@hyp2")
+    assert fact.cmd.line == "docker -H ssh://root@hyp2 version --format '{{.Server.Version}}'"
+    assert (fact.answers, fact.cache) == (None, False)
+    stderr = "Client: ...\nCannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n"
+    assert fact.parse(Reply("", stderr, 1)) == ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+                                                "Is the docker daemon running?")
+    assert fact.parse(Reply("27.5.1\n", "", 0)) == ""

@@ -122,9 +122,8 @@ ALLOWED: dict[str, dict[str, int]] = {
     },
     "fleet_each": {},
     "hc_run": {
-        # docker.py's probe of the CLI when the SDK cannot connect; notify.py sends the announcement (an act
-        # of update.announce that lives on the shared ground because mysql uses it too)
-        "aegir/docker.py": 1,
+        # notify.py sends the announcement (an act of update.announce and mysql.checkpoint, on the shared
+        # ground because both use it)
         "aegir/notify.py": 1,
     },
 }
