@@ -17,6 +17,7 @@ from aegir.cli import AegirConfig
 from aegir.errors import AegirError
 from aegir.host import HostContext
 from aegir.inventory import Host, parse_serial
+from aegir.report import failed_line
 from aegir.sh import Cmd
 
 
@@ -74,8 +75,8 @@ def test_an_aegir_error_is_a_failed_row_with_its_message(c):
         raise AegirError("refusing: /srv is not mounted", host=hc.name)
 
     [out] = fleet.each(c, [local("x")], fn)
-    assert (out.kind, out.error, out.status) == ("failed", "refusing: /srv is not mounted",
-                                                 "FAILED: refusing: /srv is not mounted")
+    assert (out.kind, out.error, failed_line(out)) == ("failed", "refusing: /srv is not mounted",
+                                                       "x: FAILED: refusing: /srv is not mounted")
 
 
 def test_a_host_whose_ssh_port_is_closed_is_unreachable_with_the_reason(c):
@@ -105,8 +106,8 @@ def test_a_roll_stops_at_the_first_failed_host_and_says_the_rest_were_not_attemp
     kinds, outs = _rolled(c, "a,b,c,d", {"b"}, parse_serial("1"), seen)
     assert seen == ["a", "b"]  # one at a time, in inventory order, nothing after b
     assert kinds == [("a", "ok"), ("b", "failed"), ("c", "skipped"), ("d", "skipped")]
-    assert outs[2].status == ("SKIPPED: not attempted: b failed and --serial 1 stops there; "
-                              "--keep-going goes on past a failed host")
+    assert failed_line(outs[2]) == ("c: SKIPPED: not attempted: b failed and --serial 1 stops there; "
+                                    "--keep-going goes on past a failed host")
     assert [o.host.name for o in fleet.failed(outs)] == ["b", "c", "d"]  # exit 1: not attempted is not done
 
 
