@@ -49,7 +49,6 @@ def up(c: Context, names: str, force: bool = False, all: bool = False, dry: bool
        format: str = "table", serial: str | None = None, keep_going: bool = False,
        all_or_nothing: bool = False) -> None:
     """Bring projects up (`compose up -d`); refuse while core is down unless --force."""
-    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
     act(c, lifecycle(c, "apps.up", names, "up", dry=dry, parallel=parallel, every=all, force=force),
@@ -61,7 +60,6 @@ def down(c: Context, names: str, all: bool = False, yes: bool = False, dry: bool
          format: str = "table", serial: str | None = None, keep_going: bool = False,
          all_or_nothing: bool = False) -> None:
     """Stop and remove projects' containers (`compose down`; volumes and data stay)."""
-    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
     act(c, lifecycle(c, "apps.down", names, "down", dry=dry, parallel=parallel, every=all),
@@ -73,7 +71,6 @@ def stop(c: Context, names: str, all: bool = False, yes: bool = False, dry: bool
          format: str = "table", serial: str | None = None, keep_going: bool = False,
          all_or_nothing: bool = False) -> None:
     """Stop projects' containers and keep them (`compose stop`); apps.up restarts."""
-    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
     act(c, lifecycle(c, "apps.stop", names, "stop", dry=dry, parallel=parallel, every=all),
@@ -85,7 +82,6 @@ def restart(c: Context, names: str, service: str = "", all: bool = False, yes: b
             parallel: int = 4, format: str = "table", serial: str | None = None, keep_going: bool = False,
             all_or_nothing: bool = False) -> None:
     """Restart projects, or some of their services (`compose restart`)."""
-    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
     act(c, lifecycle(c, "apps.restart", names, "restart", dry=dry, parallel=parallel, every=all, services=service),
@@ -97,7 +93,6 @@ def pull(c: Context, names: str, ignore_failures: bool = False, all: bool = Fals
          parallel: int = 4, format: str = "table", serial: str | None = None, keep_going: bool = False,
          all_or_nothing: bool = False) -> None:
     """Pull projects' images (`compose pull`) and say which changed; containers stay."""
-    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
     act(c, lifecycle(c, "apps.pull", names, "pull", dry=dry, parallel=parallel, every=all,
@@ -114,7 +109,6 @@ def update(c: Context, names: str, service: str = "", force: bool = False, ignor
 
     Only the containers whose image or configuration changed are recreated.
     """
-    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
     act(c, lifecycle(c, "apps.update", names, "update", dry=dry, parallel=parallel, services=service, force=force,

@@ -11,7 +11,7 @@ from invoke import Collection, Context
 
 from aegir.report import FORMAT_HELP
 from aegir.tasks.apps import DRY_HELP, SERVICE_HELP
-from aegir.tasks.base import ALL_OR_NOTHING_HELP, ROLLING_HELP, fleet_report, task
+from aegir.tasks.base import ALL_OR_NOTHING_HELP, ROLLING_HELP, act, fleet_report, task
 from aegir.tasks.flags import LINES, PROJECT
 
 NAMES_HELP = "Core projects (folder names, comma-separated). Default: every core project."
@@ -21,7 +21,6 @@ YES_HELP = "Do not ask before stopping or restarting core projects."
 def _core(c: Context, label: str, names: str, verb: str, *, fmt: str, dry: bool, yes: bool = False,
           ignore_failures: bool = False, serial: str | None = None, keep_going: bool = False,
           all_or_nothing: bool = False) -> None:
-    from aegir.tasks.base import act
     from aegir.tasks.projects import lifecycle
 
     act(c, lifecycle(c, label, names, verb, dry=dry, ignore_failures=ignore_failures, core=True), fmt=fmt, dry=dry,
