@@ -62,6 +62,14 @@ def as_run(host: Host, cmd: Cmd) -> Cmd:
     return dataclasses.replace(cmd, sudo=True) if host.sudo and not cmd.sudo else cmd
 
 
+def _escaped() -> dict[str, Any]:
+    """Where a streamed command's output goes: the terminal's streams, through `report.Escaping`."""
+    import sys
+
+    from aegir.report import Escaping
+
+    return {"out": Escaping(sys.stdout), "err": Escaping(sys.stderr)}
+
 class PlanningError(RuntimeError):
     """A command other than a fact ran while a host was planned: a bug in the plan (never the operator's)."""
 
@@ -200,7 +208,8 @@ class HostContext:
         if self.reached and not self.host.is_local and not self.c.is_connected:
             self.connect()  # a reconnect: its failure says the connection was lost, not "cannot connect"
         try:
-            return sh.run(self.c, cmd, host=self.name, check=check, stream=stream, timeout=timeout)
+            return sh.run(self.c, cmd, host=self.name, check=check, stream=stream, timeout=timeout,
+                          **_escaped() if stream else {})
         except DeadlineExceeded as exc:
             limit = cur.deadline if bound_by_step and cur is not None else exc.seconds
             raise DeadlineExceeded(self.name, cmd.line, limit, what=cur.what if cur else "") from None

@@ -326,6 +326,21 @@ def emit(fmt: str, *, data: Any, text: str, out: TextIO | None = None, verbatim:
     out.flush()
 
 
+class Escaping:
+    """A text stream for a host's streamed output (``apps.logs``, ``apps.compose``): every chunk goes to
+    `out` through `printable`, so a log line cannot move the cursor, retitle or clear the terminal."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def write(self, text: str) -> int:
+        self.out.write(printable(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
 def warn(text: str, *, out: TextIO | None = None) -> None:
     """One warning of aegir's on stderr: host text escaped (`printable`), wrapped to `display.width`."""
     print(wrap(printable(text), indent="  "), file=out or sys.stderr, flush=True)

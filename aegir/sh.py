@@ -14,7 +14,7 @@ import secrets
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aegir.errors import AegirError, CommandError, ConnectionLost, DeadlineExceeded
 
@@ -241,10 +241,11 @@ def lost_cause(c: "Context", exc: BaseException | None = None) -> tuple[str, boo
 
 
 def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True, stream: bool = False,
-        timeout: float | None = None) -> "Result":
+        timeout: float | None = None, out: Any = None, err: Any = None) -> "Result":
     """Run `cmd` through `c` (local Context or Fabric Connection), output captured.
 
-    `stream` also prints the output as it comes (``logs --follow``). `timeout`
+    `stream` also prints the output as it comes (``logs --follow``), to `out` and
+    `err` when given (file-like: the caller escapes host text there). `timeout`
     (default: ``cmd.timeout``; None: none) is the command's deadline: past it the
     channel is closed and `DeadlineExceeded` raised.
 
@@ -269,6 +270,7 @@ def run(c: "Context", cmd: Cmd, *, host: str, check: bool = True, stream: bool =
             in_stream=_Feed(cmd.stdin) if cmd.stdin else False,
             echo_stdin=False,
             timeout=deadline,
+            **({"out_stream": out, "err_stream": err} if stream and out is not None else {}),
         )
     except Exception as exc:  # invoke.CommandTimedOut, a dropped SSH connection...
         from invoke.exceptions import CommandTimedOut

@@ -145,3 +145,15 @@ def test_a_value_that_fails_is_a_failed_host_that_keeps_its_value_and_stops_a_ro
     assert outs[2].error == "not attempted: b failed and --serial 1 stops there; --keep-going goes on past a failed host"
     assert [o.host.name for o in fleet.failed(outs)] == ["b", "c"]
 
+
+
+def test_a_streamed_commands_output_reaches_the_terminal_escaped(c, capsys):
+    """apps.logs and apps.compose stream a host's output: a control sequence in it is shown, never acted on."""
+    def fn(hc: HostContext) -> str:
+        return hc.run(Cmd.of("sh", "-c", r"printf 'a\033[2Jb\tc\n'; printf 'e\033]0;title\007\n' >&2"),
+                      stream=True).stdout
+
+    [out] = fleet.each(c, [local("x")], fn)
+    seen = capsys.readouterr()
+    assert (seen.out, seen.err) == ("a\\x1b[2Jb\tc\n", "e\\x1b]0;title\\x07\n")
+    assert out.value == "a\x1b[2Jb\tc\n"  # what aegir parses stays the host's own bytes
