@@ -15,17 +15,21 @@ Zones (every name absolute, lower case):
   zone per host prefix (rounded to a nibble) with a PTR for every admin
   address (-> its rest-domain name) and service address (-> its service record).
 
-Conflicts (a name claimed twice) are problems, never silently resolved.
+Only hosts.yml shapes the zones: the apexes, the name servers, the hosts'
+names and the ``_`` space are the inventory's; projects fill them with the
+names they own (see `build`). Conflicts and violations are problems, one per
+record dropped, never silently resolved.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aegir.dns import names
-from aegir.dns.services import Publication, Read
+from aegir.dns.services import Name, Publication, Read
 from aegir.dns.settings import DnsSettings
 from aegir.inventory import Host
 
@@ -80,79 +84,147 @@ class _Claim:
     origin: str
 
 
+Key = tuple[str, str]  # (host, project): who claims a name
+
+
+def reserved_names(hosts: Sequence[Host], settings: DnsSettings) -> dict[str, str]:
+    """The names only hosts.yml shapes -> what holds each: the zone apexes, the name servers,
+    every host's admin and service names."""
+    d = settings.domains
+    held = {z: f"the apex of the zone {z}" for z in d.all}
+    held.update({n: "a name server of the inventory" for n in d.nameservers})
+    for h in hosts:
+        hn = settings.hosts[h.name]
+        held[names.absolute(hn.label, d.rest)] = f"{h.name}'s admin name"
+        for label in hn.service_labels:
+            held[names.absolute(label, d.service)] = f"{h.name}'s service record"
+    return held
+
+
 def build(hosts: Sequence[Host], settings: DnsSettings, publications: Iterable[Publication], serial: int) -> Plan:
-    """The zones and the problems; `serial` is every zone's SOA serial."""
+    """The zones and the problems; `serial` is every zone's SOA serial.
+
+    Only hosts.yml shapes the zones (`reserved_names`, and anything under ``_``
+    but the SRV records a project declares for its own names); projects fill
+    them: a project owns the names it publishes that no other project, on any
+    host, publishes too. A name two projects claim is dropped for both (each a
+    problem): which one is right is the operator's call, never the order of the
+    hosts, so a host cannot take a name from another by coming first. An MX
+    sits only on a name its project owns, an SRV only under one (or under the
+    apex) and points at the name that declares it. Each violation drops that
+    record alone and is a problem ``HOST: FILE:LINE: sentence``.
+    """
     d = settings.domains
     ttl = d.ttl
     by_name = {h.name: h for h in hosts}
     problems: list[str] = []
     data: dict[str, list[Record]] = {z: [] for z in d.all}
-    claims: dict[str, _Claim] = {}
-    reserved: dict[str, str] = {}  # owner -> what holds it (host records)
+    reserved = reserved_names(hosts, settings)
 
     for h in hosts:
         hn = settings.hosts[h.name]
-        admin = names.absolute(hn.label, d.rest)
-        reserved[admin] = f"{h.name}'s admin name"
-        data[d.rest] += _addresses(admin, [h.admin_ipv4, h.admin_ipv6], ttl)
+        data[d.rest] += _addresses(names.absolute(hn.label, d.rest), [h.admin_ipv4, h.admin_ipv6], ttl)
         for i, label in enumerate(hn.service_labels):
-            owner = names.absolute(label, d.service)
-            reserved[owner] = f"{h.name}'s service record"
-            data[d.service] += _addresses(owner, _pair(h, i), ttl)
+            data[d.service] += _addresses(names.absolute(label, d.service), _pair(h, i), ttl)
+    for ns, addrs in d.glue:
+        data[_zone_of(ns, d.all)] += _addresses(ns, addrs, ttl)
 
+    pubs = [p for p in publications if p.host in by_name]
+
+    def refused(pub: Publication, n: Name, owner: str, what: str) -> str | None:
+        """Why `owner` (of `what`, declared by `n`) is not `pub`'s to hold, as a problem; None when it may be."""
+        try:
+            names.check_absolute(owner)
+        except ValueError as exc:
+            return f"{pub.host}: {n.origin or pub.origin}: {what}{exc}"
+        held = reserved.get(owner)
+        if held is None and names.has_service_label(owner) and not what.startswith("SRV"):
+            held = "under '_', where only SRV records go"
+        return None if held is None else f"{pub.host}: {n.origin or pub.origin}: {what}{owner} is {held}"
+
+    # 1. Who claims which name (names, and the owners of SRV records): the inventory's and too long ones refused.
+    claimers: dict[str, dict[Key, str]] = {}  # owner -> {project: origin of its claim}
+    for pub in pubs:
+        for n in pub.names:
+            zone = d.cname if n.public else d.rest
+            for owner, what in ((names.absolute(n.name, zone), ""),
+                                *((names.absolute(s.owner, zone), "SRV ") for s in n.srv)):
+                why = refused(pub, n, owner, what)
+                if why is not None:
+                    problems.append(why)
+                else:
+                    claimers.setdefault(owner, {}).setdefault((pub.host, pub.project), n.origin or pub.origin)
+    shared = {o: c for o, c in claimers.items() if len(c) > 1}
+    for owner, who in shared.items():
+        for (host, _), origin in who.items():
+            others = "; ".join(f"{h}: {o}" for (h, _), o in who.items() if (h, o) != (host, origin))
+            problems.append(f"{host}: {origin}: {owner} is also claimed by {others}: dropped for both "
+                            "(a name belongs to one project)")
+
+    # 2. Each project's names; its MX and SRV records, at names it owns.
+    claims: dict[str, _Claim] = {}
     extra: dict[str, list[Record]] = {}  # MX/SRV records, by owner
     targets: set[str] = set()
-    for pub in publications:
-        host = by_name.get(pub.host)
-        if host is None:
-            continue
+    for pub in pubs:
+        key = (pub.host, pub.project)
+        owned = {o for o, c in claimers.items() if key in c and o not in shared}
         for n in pub.names:
             zone = d.cname if n.public else d.rest
             owner = names.absolute(n.name, zone)
-            held = reserved.get(owner)
-            if held is not None:
-                problems.append(f"{pub.origin}: {owner} is already {held}")
+            here = n.origin or pub.origin
+            mx = [(names.absolute(o, zone), pref) for o, pref in n.mx]
+            for at, _ in mx:
+                why = refused(pub, n, at, f"MX at {at} -> {owner}: ")
+                if why is None and at not in owned:
+                    why = f"{pub.host}: {here}: MX at {at} -> {owner}: {at} is not a name this project owns"
+                if why is not None:
+                    problems.append(why)
+            if owner not in owned:
                 continue
             claim = claims.get(owner)
-            if claim is not None and (claim.host, claim.index) != (pub.host, pub.address):
-                problems.append(f"{pub.origin}: {owner} is already claimed by {claim.origin}")
+            if claim is not None and claim.index != pub.address:
+                problems.append(f"{pub.host}: {here}: {owner} is already published on another address by "
+                                f"{claim.origin}")
                 continue
             if claim is None:
-                claims[owner] = _Claim(pub.host, pub.address, n.cname, pub.origin)
+                claims[owner] = _Claim(pub.host, pub.address, n.cname, here)
             else:
                 claim.cname = claim.cname and n.cname
-            for mx_owner, pref in n.mx:
-                rec = Record(names.absolute(mx_owner, zone), "MX", f"{pref} {owner}", ttl)
-                extra.setdefault(rec.name, []).append(rec)
-                targets.add(owner)
-            for s in n.srv:
-                rec = Record(names.absolute(s.owner, zone), "SRV", f"{s.priority} {s.weight} {s.port} {owner}", ttl)
-                extra.setdefault(rec.name, []).append(rec)
+            for at, pref in mx:
+                if at in owned and refused(pub, n, at, "") is None:
+                    extra.setdefault(at, []).append(Record(at, "MX", f"{pref} {owner}", ttl))
+                    targets.add(owner)
+            for srv in n.srv:
+                at = names.absolute(srv.owner, zone)
+                parent = ".".join(itertools.dropwhile(lambda lab: lab.startswith("_"), at.split(".")))
+                if at not in owned:
+                    continue
+                if parent not in owned and parent != zone:
+                    problems.append(f"{pub.host}: {here}: SRV {at} -> {owner}: {parent} is not a name this "
+                                    "project owns")
+                    continue
+                extra.setdefault(at, []).append(
+                    Record(at, "SRV", f"{srv.priority} {srv.weight} {srv.port} {owner}", ttl))
                 targets.add(owner)
 
     for owner, recs in extra.items():
-        held = reserved.get(owner)
-        if held is not None and not names.is_under(owner, d.rest):
-            problems.append(f"{owner}: MX/SRV records cannot sit on {held}")
-            continue
-        zone = _zone_of(owner, d.all)
-        data[zone] += recs
+        data[_zone_of(owner, d.all)] += recs
 
     # A CNAME never sits beside other data, and MX/SRV/NS targets never are CNAMEs.
     no_cname = set(extra) | targets | set(d.all) | set(d.nameservers)
     owners: dict[str, tuple[str, int]] = {}
     for owner, claim in claims.items():
         zone = _zone_of(owner, d.all)
-        host = by_name[claim.host]
+        target = by_name[claim.host]
         hn = settings.hosts[claim.host]
         owners[owner] = (claim.host, claim.index)
         if claim.index >= len(hn.service_labels):
-            problems.append(f"{claim.origin}: {claim.host} has no service address #{claim.index + 1}")
+            problems.append(f"{claim.host}: {claim.origin}: {claim.host} has no service address #{claim.index + 1}")
             continue
         if claim.cname and owner not in no_cname:
             data[zone].append(Record(owner, "CNAME", names.absolute(hn.service_labels[claim.index], d.service), ttl))
         else:
-            data[zone] += _addresses(owner, _pair(host, claim.index), ttl)
+            data[zone] += _addresses(owner, _pair(target, claim.index), ttl)
 
     zones = [_zone(origin, role, data[origin], settings, serial)
              for origin, role in ((d.service, "service"), (d.cname, "cname"), (d.rest, "rest"))]

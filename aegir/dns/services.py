@@ -36,7 +36,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aegir import fields, yamldoc
@@ -77,6 +77,7 @@ class Name:
     cname: bool = True  # may be a CNAME (False: its A/AAAA are copied)
     mx: tuple[tuple[str, int], ...] = ()  # (owner, preference) of MX records pointing here
     srv: tuple[Srv, ...] = ()
+    origin: str = field(default="", compare=False)  # file:line of the name in its compose file
 
 
 @dataclass(frozen=True)
@@ -108,22 +109,25 @@ def read(host: Host, project: Project, env: str | None = None) -> Read:
     data = doc.data if isinstance(doc.data, dict) else {}
     pubs: list[Publication] = []
     problems: list[str] = []
-    for got in (_from_extension(host, project, doc, data, env), *_from_labels(host, project, doc, data, env)):
+    for got in (*_from_extension(host, project, doc, data, env), *_from_labels(host, project, doc, data, env)):
         if isinstance(got, Publication):
             pubs.append(got)
-        elif got:
+        else:
             problems.append(got)
     return Read(tuple(pubs), tuple(problems))
 
 
 def _from_extension(host: Host, project: Project, doc: yamldoc.YamlDoc, data: Mapping[str, Any],
-                    env: str | None) -> Publication | str | None:
-    """The file's ``x-aegir: dns:`` as a publication, a problem, or None (there is none)."""
+                    env: str | None) -> list[Publication | str]:
+    """The file's ``x-aegir: dns:`` as a publication and the problems of its names (a bad name is
+    dropped alone), or one problem when the field as a whole is wrong; nothing when there is none."""
     ext = data.get("x-aegir")
     if not isinstance(ext, dict) or "dns" not in ext:
-        return None
+        return []
     at = ("x-aegir", "dns")
     dns = Fields({}, project.compose_path, lambda keys: doc.line(*at, *keys), path=at)
+    parsed: list[Name] = []
+    out: list[Publication | str] = []
     try:
         if not isinstance(ext["dns"], dict):
             raise dns.fail((), "must be a mapping with 'names' (and optionally 'address')")
@@ -135,14 +139,23 @@ def _from_extension(host: Host, project: Project, doc: yamldoc.YamlDoc, data: Ma
             raise dns.fail(("names",), "must list at least one name")
         if len(items) > MAX_NAMES:
             raise dns.fail(("names",), f"more than {MAX_NAMES} names")
-        parsed = tuple(_name(dns.at(("names", i), item)) for i, item in enumerate(items))
         try:
             address = _address(host, data, dns.get("address"), env)
         except FieldError as exc:
             raise dns.fail(exc.at, exc.sentence) from None
+        for i, item in enumerate(items):
+            try:
+                one = _name(dns.at(("names", i), item))
+            except FieldsError as exc:
+                out.append(str(exc))
+                continue
+            parsed.append(replace(one, origin=f"{project.compose_path}:{doc.line(*at, 'names', i) or '?'}"))
     except FieldsError as exc:
-        return str(exc)
-    return Publication(host.name, project.path, address, parsed, f"{project.compose_path}:{doc.line(*at)}")
+        return [str(exc)]
+    if parsed:
+        out.insert(0, Publication(host.name, project.path, address, tuple(parsed),
+                                  f"{project.compose_path}:{doc.line(*at)}"))
+    return out
 
 
 def _from_labels(host: Host, project: Project, doc: yamldoc.YamlDoc, data: Mapping[str, Any],
@@ -172,7 +185,8 @@ def _from_labels(host: Host, project: Project, doc: yamldoc.YamlDoc, data: Mappi
             parsed = []
             for w in words:
                 try:
-                    parsed.append(Name(names.check_relative(w), flags[LABEL_PUBLIC], flags[LABEL_CNAME]))
+                    parsed.append(Name(names.check_relative(w), flags[LABEL_PUBLIC], flags[LABEL_CNAME],
+                                       origin=where(LABEL_NAMES).rsplit(": ", 1)[0]))
                 except ValueError as exc:
                     raise FieldError(str(exc), (LABEL_NAMES,)) from None
             address = _address(host, {"services": {sname: svc}}, None, env)

@@ -8,7 +8,10 @@ belong in ``defaults:``; a host may name itself and its service addresses::
         service_domain: tedomum.in     # per-host service records: hyp1.tedomum.in A/AAAA
         cname_domain: tedomum.net      # one CNAME per service name -> its service record
         rest_domain: tedomum.org       # admin names, reverse names, non-public services
-        nameservers: [ns1.tedomum.org, ns2.tedomum.org]   # NS of every zone (default: ns1.<rest_domain>)
+        nameservers:                   # NS of every zone (default: ns1.<rest_domain>)
+          - hyp1.tedomum.org           # a host's admin name: its addresses are the zone's glue
+          - {name: ns2.tedomum.org, ipv4: 192.0.2.53, ipv6: 2001:db8::53}   # in a zone: its addresses
+          - ns.example.net             # outside the fleet's zones: no address needed
         hostmaster: hostmaster@tedomum.org               # SOA contact (default: hostmaster@<rest_domain>)
         ttl: 3600
     hosts:
@@ -16,6 +19,11 @@ belong in ``defaults:``; a host may name itself and its service addresses::
         dns:
           name: hyp1                   # its label in rest_domain and service_domain (default: host name)
           service_names: [hyp1, hyp1-2] # one label per service address (default: NAME, NAME-2, ...)
+
+A name server inside one of the three zones needs its addresses in that zone
+(servers refuse a zone whose in-zone NS has none): it is a host's admin or
+service name, or its entry gives ``ipv4``/``ipv6``; else the inventory is
+refused, naming the server and the zone.
 
 Mistakes are `InventoryError`s pointing at the line (as for ``fw:``).
 """
@@ -28,7 +36,7 @@ from typing import Any
 
 from aegir import fields
 from aegir.dns import names
-from aegir.fields import Fields
+from aegir.fields import IP, FieldError, Fields
 from aegir.inventory import Host, Inventory
 
 FLEET_KEYS = ("service_domain", "cname_domain", "rest_domain", "nameservers", "hostmaster", "ttl")
@@ -36,6 +44,7 @@ HOST_KEYS = ("name", "service_names")
 KEYS = FLEET_KEYS + HOST_KEYS
 DOMAIN_KEYS = ("service_domain", "cname_domain", "rest_domain")
 DEFAULT_TTL = 3600
+NS_KEYS = ("name", "ipv4", "ipv6")
 MAX_TTL = 2**31 - 1
 
 
@@ -49,6 +58,8 @@ class Domains:
     nameservers: tuple[str, ...]
     hostmaster: str  # the SOA RNAME, as a DNS name: hostmaster.tedomum.org.
     ttl: int = DEFAULT_TTL
+    #: (name server, its addresses) for the in-zone name servers hosts.yml gives addresses to
+    glue: tuple[tuple[str, tuple[IP, ...]], ...] = ()
 
     @property
     def all(self) -> tuple[str, ...]:
@@ -100,6 +111,7 @@ def for_inventory(inv: Inventory) -> DnsSettings:
     assert fleet is not None  # an inventory has at least one host
     domains = _domains(inv, *sections[0])
     _distinct_labels(sections, per_host)
+    _in_zone_servers_have_addresses(domains, per_host, sections[0][1])
     return DnsSettings(domains, per_host)
 
 
@@ -114,14 +126,59 @@ def _domains(inv: Inventory, host: Host, sec: Fields) -> Domains:
     for a, b in ((x, y) for i, x in enumerate(DOMAIN_KEYS) for y in DOMAIN_KEYS[i + 1:]):
         if names.is_under(got[a], got[b]) or names.is_under(got[b], got[a]):
             raise sec.fail((b,), f"{got[b]} and {a} {got[a]} must be distinct, neither inside the other")
-    nameservers = sec.get("nameservers", fields.list_of(names.domain, "name servers"),
-                          [f"ns1.{got['rest_domain']}"])
-    if not nameservers:
+    servers = sec.get("nameservers", fields.list_of(_nameserver, "name servers"),
+                      [(f"ns1.{got['rest_domain']}", ())])
+    if not servers:
         raise sec.fail(("nameservers",), "must list at least one name server")
+    nameservers = [n for n, _ in servers]
+    for i, n in enumerate(nameservers):
+        if n in nameservers[:i]:
+            raise sec.fail(("nameservers", i), f"lists {n} twice")
     hostmaster = sec.get("hostmaster", _rname) or _rname(f"hostmaster@{got['rest_domain'].rstrip('.')}")
     ttl = sec.get("ttl", lambda v: int(fields.duration(v, most=MAX_TTL, whole_seconds=True)), DEFAULT_TTL)
     return Domains(got["service_domain"], got["cname_domain"], got["rest_domain"], tuple(nameservers),
-                   hostmaster, ttl)
+                   hostmaster, ttl, tuple((n, a) for n, a in servers if a))
+
+
+def _nameserver(value: object) -> tuple[str, tuple[IP, ...]]:
+    """A name server: its name, or ``{name, ipv4, ipv6}`` (its addresses, for the zone holding it)."""
+    if not isinstance(value, dict):
+        return names.domain(value), ()
+    unknown = sorted(set(map(str, value)) - set(NS_KEYS))
+    if unknown or "name" not in value:
+        raise ValueError(f"a name server is a name or a mapping with name, ipv4, ipv6, not {value!r}")
+    addrs: list[IP] = []
+    for key, version in (("ipv4", 4), ("ipv6", 6)):
+        if value.get(key) is not None:
+            try:
+                addrs.append(fields.ip(value[key], version))
+            except FieldError as exc:
+                raise ValueError(f"{key}: {exc.sentence}") from None
+    return names.domain(value["name"]), tuple(addrs)
+
+
+def _in_zone_servers_have_addresses(d: Domains, hosts: Mapping[str, HostNames], sec: Fields) -> None:
+    """Every name server inside one of the zones has addresses there (hosts.yml's, or its entry's):
+    a server refuses a zone whose in-zone NS has no address record."""
+    known = {names.absolute(h.label, d.rest) for h in hosts.values()}
+    known |= {names.absolute(lab, d.service) for h in hosts.values() for lab in h.service_labels}
+    glue = dict(d.glue)
+    for i, ns in enumerate(d.nameservers):
+        zone = next((z for z in d.all if names.is_under(ns, z)), None)
+        if zone is None:
+            if ns in glue:
+                raise sec.fail(("nameservers", i), f"{ns} is outside the fleet's zones: its addresses are "
+                               "not the fleet's to publish (give its name only)")
+            continue
+        if ns in known and ns in glue:
+            raise sec.fail(("nameservers", i), f"{ns} is a host's name: its addresses are hosts.yml's "
+                           "(give its name only)")
+        if ns == zone:
+            raise sec.fail(("nameservers", i), f"{ns} is a zone apex, not a name server's name")
+        if ns not in known and ns not in glue:
+            raise sec.fail(("nameservers", i), f"{ns} is a name server inside the zone {zone} with no address "
+                           f"(A or AAAA) in hosts.yml: the zone {zone} would not load; write "
+                           f"{{name: {ns.rstrip('.')}, ipv4: ADDR, ipv6: ADDR}} or name a host's admin name")
 
 
 def _rname(contact: object) -> str:
