@@ -67,7 +67,7 @@ def _labels(text: str, *, underscore: bool = False) -> str:
         try:
             out.append(label(one, underscore=underscore))
         except ValueError as exc:
-            raise ValueError(f"{text!r}: {exc}") from None
+            raise ValueError(f"{text!r}: {exc}" if "." in text else str(exc)) from None
     return ".".join(out)
 
 

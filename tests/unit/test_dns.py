@@ -97,7 +97,7 @@ def test_a_host_names_itself_and_its_service_records():
     ("  hyp3:\n" + PAIR3 + "    dns:\n      service_names: [a, b]\n",
      "hosts.yml:25: hyp3: dns.service_names: lists 2 label(s) for 1 service address(es)"),
     ("  hyp3:\n    dns: {name: hyp1}\n", "hosts.yml:21: hyp3: dns.name: 'hyp1' is already hyp1's name"),
-    ("  hyp3:\n    dns: {name: 'bad_label'}\n", "hosts.yml:21: hyp3: dns.name: 'bad_label': 'bad_label' is not a DNS label"),
+    ("  hyp3:\n    dns: {name: 'bad_label'}\n", "hosts.yml:21: hyp3: dns.name: 'bad_label' is not a DNS label"),
 ])
 def test_settings_mistakes_point_at_their_line(extra, message):
     assert error(extra).startswith(message)
@@ -157,7 +157,7 @@ def test_no_ports_and_no_address_means_the_first_service_address():
 
 @pytest.mark.parametrize("body, message", [
     ("x-aegir:\n  dns:\n    names: [Bad_Name]\n",
-     "/srv/apps/cloud/docker-compose.yml:3: x-aegir.dns.names[0].name: 'Bad_Name': 'Bad_Name' is not a DNS label "
+     "/srv/apps/cloud/docker-compose.yml:3: x-aegir.dns.names[0].name: 'Bad_Name' is not a DNS label "
      "(letters, digits, '-' inside, at most 63)"),
     ("x-aegir:\n  dns:\n    address: 192.0.2.99\n    names: [a]\n",
      "/srv/apps/cloud/docker-compose.yml:3: x-aegir.dns.address: 192.0.2.99 is not one of hyp1's service addresses"),
