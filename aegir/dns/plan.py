@@ -23,8 +23,10 @@ record dropped, never silently resolved.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import itertools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -57,6 +59,10 @@ class Zone:
     @property
     def soa(self) -> Record:
         return self.records[0]
+
+    @property
+    def serial(self) -> int:
+        return int(self.soa.data.split()[2])
 
 
 @dataclass(frozen=True)
@@ -294,6 +300,43 @@ def _reverse(hosts: Sequence[Host], settings: DnsSettings, serial: int) -> list[
             zone = reverse_zone_of(addr, h.ipv6_prefix)
             by_zone.setdefault(zone, []).append(Record(addr.reverse_pointer + ".", "PTR", target, d.ttl))
     return [_zone(z, "reverse", recs, settings, serial) for z, recs in sorted(by_zone.items())]
+
+
+#: The SOA serial as `aegir.dns.zonefile.render` writes it: owner, TTL, IN SOA, mname, rname, then the serial.
+SOA_SERIAL_RE = re.compile(r"^\S+\s+\d+\s+IN\s+SOA\s+\S+\s+\S+\s+(\d{1,10})\s", re.MULTILINE)
+SERIALS = 2**32  # a SOA serial is a 32-bit number
+
+
+def with_serial(zone: Zone, serial: int) -> Zone:
+    """`zone` whose SOA holds `serial`."""
+    mname, rname, _, *timers = zone.soa.data.split()
+    soa = dataclasses.replace(zone.soa, data=" ".join([mname, rname, str(serial), *timers]))
+    return dataclasses.replace(zone, records=(soa, *zone.records[1:]))
+
+
+def serial_of(text: str | None) -> int | None:
+    """The SOA serial of a zone file aegir wrote (None: no file, or no SOA line it can read)."""
+    m = SOA_SERIAL_RE.search(text or "")
+    return int(m[1]) if m and 0 < int(m[1]) < SERIALS else None
+
+
+def next_serial(day: str, old: int | None, changed: bool) -> int:
+    """The serial of a zone, ``YYYYMMDDnn``: `old` while the zone text (but its serial) is unchanged;
+    else the first of `day` (``YYYYMMDD``), or `old` + 1 when that is not above `old` (a second change
+    the same day, or a serial set by hand ahead of the date).
+
+    >>> next_serial("20261207", None, True), next_serial("20261207", 2026120703, False)
+    (2026120700, 2026120703)
+    >>> next_serial("20261207", 2026120703, True), next_serial("20261207", 2026113005, True)
+    (2026120704, 2026120700)
+    """
+    if old is not None and not changed:
+        return old
+    first = int(day) * 100
+    serial = first if old is None or old < first else old + 1
+    if serial >= SERIALS:
+        raise ValueError(f"the serial after {old} is past {SERIALS - 1}: set one with --serial")
+    return serial
 
 
 def records(plan: Plan) -> list[Record]:

@@ -58,16 +58,17 @@ def warnings(plan: Plan) -> tuple[str, ...]:
 
 def zone_data(zone: Zone, file: ZoneFile | None = None) -> dict[str, Any]:
     written = {"file": file.path, "result": file.result} if file else {}
-    return {"origin": zone.origin, "role": zone.role,
+    return {"origin": zone.origin, "role": zone.role, "serial": zone.serial,
             "records": [{"name": r.name, "type": r.type, "ttl": r.ttl, "data": r.data} for r in zone.records],
             "text": render(zone), **written}
 
 
-def zone_report(outcomes: Sequence[Outcome[Read]], plan: Plan, zones: Sequence[Zone], serial: int, *, dry: bool,
+def zone_report(outcomes: Sequence[Outcome[Read]], plan: Plan, zones: Sequence[Zone], *, dry: bool,
                 files: Sequence[ZoneFile] | None = None) -> Report:
     """The zones as text (or, with `files`, the table of their files), and the JSON of both."""
     by_origin = {f.zone.origin: f for f in files or ()}
-    summary = {"serial": serial, "zones": len(zones), "records": sum(len(z.records) for z in zones),
+    serials = sorted({z.serial for z in zones})
+    summary = {"serial": max(serials, default=None), "serials": serials, "zones": len(zones), "records": sum(len(z.records) for z in zones),
                "problems": len(plan.problems)}
     data = envelope("dns.zone", outcomes, host_fields, dry=dry, summary=summary,
                     zones=[zone_data(z, by_origin.get(z.origin)) for z in zones], problems=list(plan.problems))

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aegir.dns.plan import Zone
+from aegir.dns.plan import Zone, next_serial, serial_of, with_serial
 from aegir.dns.zonefile import canonical, file_name, parse, render
 from aegir.errors import AegirError, UsageError
 from aegir.report import Result
@@ -37,15 +37,29 @@ class ZoneFile:
     result: str
 
 
-def plan_files(out: str, zones: Sequence[Zone]) -> tuple[ZoneFile, ...]:
-    """Each zone's file in folder `out` and whether it needs writing (reads only; the folder may not exist)."""
+def plan_files(out: str, zones: Sequence[Zone], day: str | None = None) -> tuple[ZoneFile, ...]:
+    """Each zone's file in folder `out` and whether it needs writing (reads only; the folder may not exist).
+
+    With `day` (``YYYYMMDD``), each zone's serial is chosen against its file
+    (`aegir.dns.plan.next_serial`): the file's own while the zone text but its serial is the same,
+    else the next one; without, the zones keep the serial they have (``--serial``).
+    """
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {out}: not a directory")
     files = []
     for z in zones:
-        path, text = folder / file_name(z.origin), render(z)
-        files.append(ZoneFile(z, str(path), text, Result.OK if _read(path) == text else Result.WOULD))
+        path = folder / file_name(z.origin)
+        old = _read(path)
+        if day is not None:
+            before = serial_of(old)
+            same = before is not None and render(with_serial(z, before)) == old
+            try:
+                z = with_serial(z, next_serial(day, before, not same))
+            except ValueError as exc:
+                raise AegirError(f"{path}: {exc}") from None
+        text = render(z)
+        files.append(ZoneFile(z, str(path), text, Result.OK if old == text else Result.WOULD))
     return tuple(files)
 
 

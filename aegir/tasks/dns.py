@@ -51,7 +51,8 @@ def _names(c: Context, fmt: str, label: str, inv: Inventory, *, dry: bool | None
 
 @task(help={"domain": "Print only this zone (a domain or a reverse zone, as listed in the JSON).",
             "out": "Write one FILE per zone (<zone>.zone) in this local directory, and list them.",
-            "serial": "The SOA serial (default: the current Unix time, which only grows).",
+            "serial": "The SOA serial of every zone (default: YYYYMMDDnn, today's first, or with --out the "
+                      "file's own while the zone is unchanged, else the next).",
             "format": FORMAT_HELP,
             "dry": "With --out: read the hosts, say which files would be written; write nothing."},
       kinds={"serial": SOA_SERIAL}, long_only=("serial",))
@@ -64,7 +65,8 @@ def zone(c: Context, domain: str | None = None, out: str | None = None, serial: 
 
     fmt = check_format(format)
     dry = is_dry(c, dry)
-    number = int(time.time()) if serial is None else int(serial)  # flags.SOA_SERIAL read it: 1 to 2**32 - 1
+    day = time.strftime("%Y%m%d", time.gmtime())
+    number = int(day) * 100 if serial is None else int(serial)  # flags.SOA_SERIAL read it: 1 to 2**32 - 1
     if not 0 < number < SERIALS:
         raise UsageError(f"dns.zone --serial {serial}: must be from 1 to {SERIALS - 1}")
     inv, settings = _settings(c)
@@ -77,11 +79,12 @@ def zone(c: Context, domain: str | None = None, out: str | None = None, serial: 
     outcomes = _names(c, fmt, "dns.zone", inv, dry=dry, stopped="no zone made")
     built = plan.fleet(inv.hosts, settings, [(o.host.name, o.value) for o in outcomes if o.value], number)
     zones = [z for z in built.zones if chosen in (None, z.origin)]
-    files = steps.plan_files(out, zones) if out else None
+    files = steps.plan_files(out, zones, day if serial is None else None) if out else None
+    zones = [f.zone for f in files] if files is not None else zones
     todo = files is not None and any(f.result == Result.WOULD for f in files)
     if not dry_stop(dry, todo=todo) and files is not None:
         files = steps.write_files(files)
-    finish(c, fmt, report.zone_report(outcomes, built, zones, number, dry=dry, files=files), outcomes)
+    finish(c, fmt, report.zone_report(outcomes, built, zones, dry=dry, files=files), outcomes)
 
 
 @task(help={"server": "ADDR[:PORT] of the authoritative server or resolver to ask (default: this machine's resolver).",

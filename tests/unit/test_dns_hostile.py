@@ -192,3 +192,52 @@ def test_name_server_entries_are_checked(nameservers, message):
 def test_name_servers_outside_the_zones_or_hosts_need_no_address():
     _, s = load("[hyp1.tedomum.org, hyp2.tedomum.in, ns.example.com]")
     assert (s.domains.nameservers, s.domains.glue) == (("hyp1.tedomum.org.", "hyp2.tedomum.in.", "ns.example.com."), ())
+
+
+# --------------------------------------------------------------------------- the serial
+
+
+@pytest.mark.parametrize("day, old, changed, serial", [
+    ("20261207", None, True, 2026120700),  # no zone yet: the day's first
+    ("20261207", 2026120700, False, 2026120700),  # unchanged: the same, whatever the day
+    ("20261209", 2026120700, False, 2026120700),
+    ("20261207", 2026120700, True, 2026120701),  # changed the same day: the next
+    ("20261209", 2026120705, True, 2026120900),  # changed another day: that day's first
+    ("20261207", 4000000000, True, 4000000001),  # set by hand ahead of the date: still grows
+    ("20261207", 7, True, 2026120700),  # a Unix-time or small serial of an older aegir: the date's is above
+])
+def test_the_serial_is_the_date_and_a_count_moved_on_only_by_a_change(day, old, changed, serial):
+    assert plan.next_serial(day, old, changed) == serial
+
+
+def test_a_serial_past_32_bits_is_refused():
+    with pytest.raises(ValueError) as exc:
+        plan.next_serial("20261207", 4294967295, True)
+    assert str(exc.value) == "the serial after 4294967295 is past 4294967295: set one with --serial"
+
+
+def test_zone_files_keep_their_serial_until_their_text_changes(tmp_path):
+    from aegir.dns import steps, zonefile
+
+    def files(day: str, text: str = "x-aegir: {dns: {names: [cloud]}}\n") -> list[tuple[str, int, str]]:
+        zones = build("hyp1", text).zones[:3]
+        return [(f.path.rsplit("/", 1)[1], f.zone.serial, f.result) for f in steps.write_files(
+            steps.plan_files(str(tmp_path), zones, day))]
+
+    assert files("20261207") == [("tedomum.in.zone", 2026120700, "done"), ("tedomum.net.zone", 2026120700, "done"),
+                                 ("tedomum.org.zone", 2026120700, "done")]
+    assert plan.serial_of((tmp_path / "tedomum.net.zone").read_text()) == 2026120700
+    assert files("20261207") == [("tedomum.in.zone", 2026120700, "ok"), ("tedomum.net.zone", 2026120700, "ok"),
+                                 ("tedomum.org.zone", 2026120700, "ok")]
+    assert files("20261208") == [("tedomum.in.zone", 2026120700, "ok"), ("tedomum.net.zone", 2026120700, "ok"),
+                                 ("tedomum.org.zone", 2026120700, "ok")]
+    changed = "x-aegir: {dns: {names: [cloud, files]}}\n"  # only the cname zone changes
+    assert files("20261207", changed) == [("tedomum.in.zone", 2026120700, "ok"),
+                                          ("tedomum.net.zone", 2026120701, "done"), ("tedomum.org.zone", 2026120700, "ok")]
+    assert files("20261209") == [("tedomum.in.zone", 2026120700, "ok"), ("tedomum.net.zone", 2026120900, "done"),
+                                 ("tedomum.org.zone", 2026120700, "ok")]
+    zone = build("hyp1", changed).zones[1]
+    assert [f.zone.serial for f in steps.plan_files(str(tmp_path), [zone])] == [2026120700]  # --serial: as given
+    (tmp_path / "tedomum.net.zone").write_text(zonefile.render(plan.with_serial(zone, 55)).replace("cloud", "clod"))
+    assert [(f.zone.serial, f.result) for f in steps.plan_files(str(tmp_path), [zone], "20261209")] == [
+        (2026120900, "would")]  # edited by hand: changed
