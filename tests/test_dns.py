@@ -1,7 +1,8 @@
 """dns.zone and dns.check end to end: zones generated from a 3-host lab inventory and the projects on
-the hosts are loaded by a real authoritative server (Knot DNS, started here on a loopback port), and
-dns.check against it finds no difference; each edit of one served record is reported as exactly
-that record. ``--dry`` writes no file; a host whose /srv is not mounted fails, and no zone is made.
+the hosts load in BIND's and NSD's zone checkers and in two real authoritative servers (Knot DNS and NSD,
+started here on loopback ports), and dns.check against each finds no difference; each edit of one served
+record is reported as exactly that record. The default serial is YYYYMMDDnn, moved on only by a change.
+``--dry`` writes no file; a host whose /srv is not mounted fails, and no zone is made.
 
 The projects live under /srv/dnstest on the session lab's hosts (the inventory's ``srv:``), so other
 tests' /srv/apps never see them; /srv/dnstest is bind-mounted on itself there, since dns reads the
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ import yaml
 
 from aegir.action import DRY_LINE
 from tests.helpers import run_inv, usage_error, write_inventory
-from tests.knot import Knot
+from tests.knot import Knot, Nsd, zones_refused
 from tests.lab import Lab
 
 SRV = "dnstest"
@@ -43,7 +45,7 @@ PROJECTS = {
             x-aegir:
               dns:
                 names:
-                  - {name: mail, cname: false, mx: ["@"]}
+                  - {name: mail, cname: false, mx: [mail]}
                   - {name: webmail}
             """,
     },
@@ -80,30 +82,40 @@ PROJECTS = {
             """,
     },
 }
-@pytest.fixture(scope="module")
-def inventory(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The 3-host lab inventory with a dns: section, its projects written under each host's /srv/dnstest."""
+def lab_inventory(lab: Lab, tmp_path_factory: pytest.TempPathFactory, srv: str, dns: Mapping[str, object],
+                  projects: Mapping[str, Mapping[str, str]], envs: Mapping[str, str] = {}) -> Iterator[Path]:
+    """A 3-host lab inventory with `dns` as its dns: section, `projects` (host -> folder -> compose text,
+    ``{service4}``/``{service6}`` filled in) written under each host's /srv/`srv`, bind-mounted on itself."""
     hosts = [lab.host(n) for n in ("hyp1", "hyp2", "hyp3")]
     data = lab.inventory_data(hosts)
-    data["defaults"]["dns"] = DNS
+    data["defaults"]["dns"] = dict(dns)
     for h in hosts:
-        data["hosts"][h.name]["srv"] = f"/srv/{SRV}"
-        for path, text in PROJECTS[h.name].items():
+        data["hosts"][h.name]["srv"] = f"/srv/{srv}"
+        for path, text in projects.get(h.name, {}).items():
             body = text.replace("{service4}", str(h.addresses.service_ipv4)).replace(
                 "{service6}", str(h.addresses.service_ipv6))
-            h.write(f"{SRV}/{path}/docker-compose.yml", "\n".join(ln[12:] for ln in body.splitlines()) + "\n")
-    hyp2 = lab.host("hyp2")
-    hyp2.write(f"{SRV}/apps/chat/.env", f"SERVICE_IPV4={hyp2.addresses.service_ipv4}\n")
+            h.write(f"{srv}/{path}/docker-compose.yml", "\n".join(ln[12:] for ln in body.splitlines()) + "\n")
+    for where, text in envs.items():
+        host, path = where.split(":", 1)
+        lab.host(host).write(f"{srv}/{path}/.env", text.format(**{
+            "SERVICE_IPV4": lab.host(host).addresses.service_ipv4}))
     path = tmp_path_factory.mktemp("dns") / "hosts.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     try:
         for h in hosts:
-            h.run(["mount", "--bind", f"/srv/{SRV}", f"/srv/{SRV}"])
+            h.run(["mount", "--bind", f"/srv/{srv}", f"/srv/{srv}"])
         yield path
     finally:
         for h in hosts:
-            h.run(["umount", f"/srv/{SRV}"], check=False)
-            shutil.rmtree(h.root(f"/srv/{SRV}"), ignore_errors=True)
+            h.run(["umount", f"/srv/{srv}"], check=False)
+            shutil.rmtree(h.root(f"/srv/{srv}"), ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def inventory(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The 3-host lab inventory with a dns: section, its projects written under each host's /srv/dnstest."""
+    yield from lab_inventory(lab, tmp_path_factory, SRV, DNS, PROJECTS,
+                             {"hyp2:apps/chat": "SERVICE_IPV4={SERVICE_IPV4}\n"})
 
 
 @pytest.fixture(scope="module")
@@ -117,13 +129,19 @@ def zones(inventory: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="module")
 def knot(zones: dict) -> Iterator[Knot]:
-    if shutil.which("knotd") is None:
-        pytest.fail("knotd is not installed (Debian package knot; scripts/test-all installs it)")
     with Knot.serving(zones["dir"], [z["origin"] for z in zones["zones"]], serial=1) as server:
         yield server
 
 
-def check(knot: Knot, inventory: Path, *extra: str) -> tuple[int, dict]:
+@pytest.fixture(scope="module")
+def nsd(zones: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nsd]:
+    d = tmp_path_factory.mktemp("nsd")
+    shutil.copytree(zones["dir"] / "zones", d / "zones")
+    with Nsd.serving(d, [z["origin"] for z in zones["zones"]], serial=1) as server:
+        yield server
+
+
+def check(knot: Knot | Nsd, inventory: Path, *extra: str) -> tuple[int, dict]:
     done = run_inv("dns.check", "--server", knot.server, "-f", "json", *extra, inventory=inventory)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     return done.returncode, json.loads(done.stdout)
@@ -138,7 +156,7 @@ def test_the_zones_hold_every_projects_names(zones):
     assert {(n, t) for n, t, _ in records} >= {
         ("cloud.tedomum.net.", "CNAME"), ("files.tedomum.net.", "CNAME"), ("webmail.tedomum.net.", "CNAME"),
         ("wiki.tedomum.net.", "CNAME"), ("mail.tedomum.net.", "A"), ("mail.tedomum.net.", "AAAA"),
-        ("tedomum.net.", "MX"), ("_matrix._tcp.tedomum.net.", "SRV"), ("_xmpp-server._tcp.tedomum.net.", "SRV"),
+        ("mail.tedomum.net.", "MX"), ("_matrix._tcp.tedomum.net.", "SRV"), ("_xmpp-server._tcp.tedomum.net.", "SRV"),
         ("matrix.tedomum.net.", "AAAA"), ("irc.tedomum.org.", "CNAME"), ("hyp3.tedomum.in.", "AAAA"),
         ("hyp1.tedomum.org.", "A")}
     assert ("cloud.tedomum.net.", "CNAME", "hyp1.tedomum.in.") in records
@@ -147,12 +165,18 @@ def test_the_zones_hold_every_projects_names(zones):
     assert len([z for z in zones["zones"] if z["origin"].endswith(".ip6.arpa.")]) == 3
 
 
-def test_a_server_loaded_with_the_zones_has_no_difference(knot, inventory):
-    code, report = check(knot, inventory)
+def test_every_zone_loads_in_bind_and_nsd(zones):
+    assert zones_refused(zones["dir"] / "zones", [z["origin"] for z in zones["zones"]]) == {}
+
+
+@pytest.mark.parametrize("server", ["knot", "nsd"])
+def test_a_server_loaded_with_the_zones_has_no_difference(server, inventory, request):
+    served = request.getfixturevalue(server)
+    code, report = check(served, inventory)
     assert (code, report["differences"], report["notes"], report["problems"]) == (0, [], [], [])
     assert report["summary"]["checked"] > 30 and report["summary"]["ok"] is True
     assert [(h["host"], h["status"]) for h in report["hosts"]] == [("hyp1", "ok"), ("hyp2", "ok"), ("hyp3", "ok")]
-    table = run_inv("dns.check", "--server", knot.server, inventory=inventory)
+    table = run_inv("dns.check", "--server", served.server, inventory=inventory)
     assert table.returncode == 0 and "no difference" in table.stdout, table.stdout + table.stderr
 
 
@@ -211,9 +235,25 @@ def test_a_second_run_with_the_same_serial_writes_nothing(inventory, tmp_path):
     assert {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in out.iterdir()} == before
 
 
+def test_the_default_serial_is_the_date_and_moves_on_only_with_a_change(inventory, tmp_path):
+    out = tmp_path / "zones"
+    first = run_inv("dns.zone", "--out", str(out), "-f", "json", inventory=inventory)
+    assert first.returncode == 0, first.stdout + first.stderr
+    day = int(time.strftime("%Y%m%d", time.gmtime())) * 100
+    assert {(z["serial"], z["result"]) for z in json.loads(first.stdout)["zones"]} == {(day, "done")}
+    cname = out / "tedomum.net.zone"
+    cname.write_text(cname.read_text().replace("wiki.tedomum.net.", "old.tedomum.net."))  # the file drifts
+    again = run_inv("dns.zone", "--out", str(out), "-f", "json", inventory=inventory)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {(z["origin"], z["serial"], z["result"]) for z in json.loads(again.stdout)["zones"]
+            if z["result"] != "ok" or z["serial"] != day} == {("tedomum.net.", day + 1, "done")}
+    assert zones_refused(out, [z["origin"] for z in json.loads(again.stdout)["zones"]]) == {}
+
+
 LOCAL = """\
 defaults:
-  dns: {{service_domain: tedomum.in, cname_domain: tedomum.net, rest_domain: tedomum.org}}
+  dns: {{service_domain: tedomum.in, cname_domain: tedomum.net, rest_domain: tedomum.org,
+        nameservers: [local.tedomum.org]}}
 hosts:
   local:
     connection: local
