@@ -73,7 +73,7 @@ remote-control:
 """
 
 #: The offline checkers that refuse a zone their server would not load (exit status 1, the reason on stdout).
-CHECKERS = {"bind": ["named-checkzone", "-q"], "nsd": ["nsd-checkzone"]}
+CHECKERS = {"bind": ["named-checkzone"], "nsd": ["nsd-checkzone"]}
 
 
 def free_port() -> int:

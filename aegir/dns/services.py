@@ -10,9 +10,10 @@ as ``${VAR}`` from the project's ``.env``)::
         address: ${SERVICE_IPV4}     # optional: which of the host's service addresses
         names:
           - cloud                    # cloud.<cname_domain> CNAME <host's service record>
+          - lists
           - name: mail
             cname: false             # A/AAAA copied instead of a CNAME
-            mx: ["@"]                # <cname_domain> MX 10 mail.<cname_domain>
+            mx: [lists]              # lists.<cname_domain> MX 10 mail.<cname_domain> (a name it owns)
           - name: matrix
             srv: ["_matrix._tcp:8448"]   # _matrix._tcp.<cname_domain> SRV 10 0 8448 matrix.<cname_domain>
           - {name: bnc, public: false}   # in the rest domain instead
@@ -28,7 +29,8 @@ A service may instead carry labels, for plain names on the address its own
           aegir.dns.public: "false"       # optional: in the rest domain
 
 The file is data from a host: a mistake is one problem naming the file and
-line, and never stops the other projects' names.
+line, and never stops the other projects' names (a bad name drops that name
+alone). Which names a project may own is `aegir.dns.plan.build`'s rule.
 """
 
 from __future__ import annotations
