@@ -27,7 +27,7 @@ from tests.lab import Lab
 
 SRV = "dnstest"
 DNS = {"service_domain": "tedomum.in", "cname_domain": "tedomum.net", "rest_domain": "tedomum.org",
-       "nameservers": ["hyp1.tedomum.org"], "ttl": 300}
+       "nameservers": ["hyp1.tedomum.org"], "ttl": 300, "mx": {"tedomum.net": ["mail.tedomum.net"]}}
 PROJECTS = {
     "hyp1": {
         "apps/cloud": """\
@@ -156,7 +156,7 @@ def test_the_zones_hold_every_projects_names(zones):
     assert {(n, t) for n, t, _ in records} >= {
         ("cloud.tedomum.net.", "CNAME"), ("files.tedomum.net.", "CNAME"), ("webmail.tedomum.net.", "CNAME"),
         ("wiki.tedomum.net.", "CNAME"), ("mail.tedomum.net.", "A"), ("mail.tedomum.net.", "AAAA"),
-        ("mail.tedomum.net.", "MX"), ("_matrix._tcp.tedomum.net.", "SRV"), ("_xmpp-server._tcp.tedomum.net.", "SRV"),
+        ("mail.tedomum.net.", "MX"), ("tedomum.net.", "MX"), ("_matrix._tcp.tedomum.net.", "SRV"), ("_xmpp-server._tcp.tedomum.net.", "SRV"),
         ("matrix.tedomum.net.", "AAAA"), ("irc.tedomum.org.", "CNAME"), ("hyp3.tedomum.in.", "AAAA"),
         ("hyp1.tedomum.org.", "A")}
     assert ("cloud.tedomum.net.", "CNAME", "hyp1.tedomum.in.") in records

@@ -27,6 +27,7 @@ PLANS = {
     "projects": lambda: unit.the_plan(unit.COMPOSE, unit.LABELLED),
     "takeover": lambda: hostile.build("hyp2", hostile.TAKEOVER),
     "too long": lambda: hostile.build("hyp1", f"x-aegir: {{dns: {{names: [ok, '{hostile.LONG}']}}}}\n"),
+    "apex mx": lambda: plan.build(hostile.with_mx()[0].hosts, hostile.with_mx()[1], [], 1),
 }
 
 

@@ -215,6 +215,9 @@ def build(hosts: Sequence[Host], settings: DnsSettings, publications: Iterable[P
 
     for owner, recs in extra.items():
         data[_zone_of(owner, d.all)] += recs
+    for apex, mail, pref in d.mx:
+        data[apex].append(Record(apex, "MX", f"{pref} {mail}", ttl))
+        targets.add(mail)
 
     # A CNAME never sits beside other data, and MX/SRV/NS targets never are CNAMEs.
     no_cname = set(extra) | targets | set(d.all) | set(d.nameservers)
@@ -231,6 +234,12 @@ def build(hosts: Sequence[Host], settings: DnsSettings, publications: Iterable[P
             data[zone].append(Record(owner, "CNAME", names.absolute(hn.service_labels[claim.index], d.service), ttl))
         else:
             data[zone] += _addresses(owner, _pair(target, claim.index), ttl)
+
+    have = {r.name for recs in data.values() for r in recs if r.type in ADDRESS_TYPES}
+    for apex, mail, _ in d.mx:
+        if any(names.is_under(mail, z) for z in d.all) and mail not in have:
+            problems.append(f"hosts.yml: dns.mx: {apex} MX {mail}: no address record for {mail} in the "
+                            "zones (no project publishes it)")
 
     zones = [_zone(origin, role, data[origin], settings, serial)
              for origin, role in ((d.service, "service"), (d.cname, "cname"), (d.rest, "rest"))]

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -231,15 +231,20 @@ def _name(item: Fields) -> Name:
 
 
 def _mx(spec: Any) -> tuple[str, int]:
-    """``OWNER [PREFERENCE]`` (like ``@`` or ``@ 10``): the owner and the preference (default 10)."""
+    """``OWNER [PREFERENCE]`` (like ``lists`` or ``lists 10``): the owner and the preference (default 10)."""
+    return mx_spec(spec, names.check_relative, "OWNER", "lists")
+
+
+def mx_spec(spec: Any, name: Callable[[str], str], what: str, example: str) -> tuple[str, int]:
+    """``NAME [PREFERENCE]``: `name`'s reading of NAME, and the preference (default 10); ValueError."""
     m = MX_RE.match(spec) if isinstance(spec, str) else None
     if not m:
-        raise ValueError(f"{spec!r} is not 'OWNER' or 'OWNER PREFERENCE' (like '@' or '@ 10')")
+        raise ValueError(f"{spec!r} is not '{what}' or '{what} PREFERENCE' (like '{example}' or '{example} 10')")
     try:
         prio = fields.whole(m["prio"] or 10, most=UINT16, text=True)
     except FieldError as exc:
         raise ValueError(f"{spec!r}: the preference {exc}") from None
-    return names.check_relative(m["owner"]), prio
+    return name(m["owner"]), prio
 
 
 def _srv(spec: Any) -> Srv:

@@ -14,6 +14,8 @@ belong in ``defaults:``; a host may name itself and its service addresses::
           - ns.example.net             # outside the fleet's zones: no address needed
         hostmaster: hostmaster@tedomum.org               # SOA contact (default: hostmaster@<rest_domain>)
         ttl: 3600
+        mx:                            # a zone apex's MX records: the inventory's, never a project's
+          tedomum.net: [mail.tedomum.net, "mx2.example.org 20"]
     hosts:
       hyp1:
         dns:
@@ -36,10 +38,11 @@ from typing import Any
 
 from aegir import fields
 from aegir.dns import names
+from aegir.dns.services import mx_spec
 from aegir.fields import IP, FieldError, Fields
 from aegir.inventory import Host, Inventory
 
-FLEET_KEYS = ("service_domain", "cname_domain", "rest_domain", "nameservers", "hostmaster", "ttl")
+FLEET_KEYS = ("service_domain", "cname_domain", "rest_domain", "nameservers", "hostmaster", "ttl", "mx")
 HOST_KEYS = ("name", "service_names")
 KEYS = FLEET_KEYS + HOST_KEYS
 DOMAIN_KEYS = ("service_domain", "cname_domain", "rest_domain")
@@ -60,6 +63,8 @@ class Domains:
     ttl: int = DEFAULT_TTL
     #: (name server, its addresses) for the in-zone name servers hosts.yml gives addresses to
     glue: tuple[tuple[str, tuple[IP, ...]], ...] = ()
+    #: (zone apex, target, preference) of the apexes' MX records
+    mx: tuple[tuple[str, str, int], ...] = ()
 
     @property
     def all(self) -> tuple[str, ...]:
@@ -136,8 +141,31 @@ def _domains(inv: Inventory, host: Host, sec: Fields) -> Domains:
             raise sec.fail(("nameservers", i), f"lists {n} twice")
     hostmaster = sec.get("hostmaster", _rname) or _rname(f"hostmaster@{got['rest_domain'].rstrip('.')}")
     ttl = sec.get("ttl", lambda v: int(fields.duration(v, most=MAX_TTL, whole_seconds=True)), DEFAULT_TTL)
+    zones = (got["service_domain"], got["cname_domain"], got["rest_domain"])
+    mx = sec.get("mx", lambda v: _apex_mx(v, zones), ())
     return Domains(got["service_domain"], got["cname_domain"], got["rest_domain"], tuple(nameservers),
-                   hostmaster, ttl, tuple((n, a) for n, a in servers if a))
+                   hostmaster, ttl, tuple((n, a) for n, a in servers if a), mx)
+
+
+def _apex_mx(value: object, zones: tuple[str, ...]) -> tuple[tuple[str, str, int], ...]:
+    """``{ZONE: [TARGET [PREFERENCE], ...]}``: the MX records at the apex of one of the fleet's zones."""
+    if not isinstance(value, dict):
+        raise ValueError("must map a zone to its mail servers, like {tedomum.net: [mail.tedomum.net]}")
+    out = []
+    for key, targets in value.items():
+        try:
+            zone = names.domain(key)
+        except ValueError as exc:
+            raise FieldError(str(exc), (key,)) from None
+        if zone not in zones:
+            raise FieldError(f"{zone} is not one of the fleet's zones ({', '.join(zones)})", (key,))
+        try:
+            specs = fields.list_of(lambda s: mx_spec(s, names.domain, "NAME", "mail.tedomum.net"),
+                                   "mail servers")(targets)
+        except FieldError as exc:
+            raise FieldError(exc.sentence, (key, *exc.at)) from None
+        out += [(zone, target, pref) for target, pref in specs]
+    return tuple(out)
 
 
 def _nameserver(value: object) -> tuple[str, tuple[IP, ...]]:

@@ -241,3 +241,45 @@ def test_zone_files_keep_their_serial_until_their_text_changes(tmp_path):
     (tmp_path / "tedomum.net.zone").write_text(zonefile.render(plan.with_serial(zone, 55)).replace("cloud", "clod"))
     assert [(f.zone.serial, f.result) for f in steps.plan_files(str(tmp_path), [zone], "20261209")] == [
         (2026120900, "would")]  # edited by hand: changed
+
+
+# --------------------------------------------------------------------------- the apex's MX: hosts.yml's
+
+APEX_MX = "    mx: {tedomum.net: [mail.tedomum.net, 'mx2.example.org 20']}\n"
+
+
+def with_mx(mx: str = APEX_MX) -> tuple[inventory.Inventory, dnssettings.DnsSettings]:
+    text = INV.format(nameservers=GLUED).replace("hosts:\n", mx + "hosts:\n", 1)
+    inv = inventory.parse(text, "hosts.yml")
+    return inv, dnssettings.for_inventory(inv)
+
+
+def test_the_apex_mx_is_the_inventorys_and_its_target_gets_addresses_not_a_cname():
+    inv, s = with_mx()
+    assert s.domains.mx == (("tedomum.net.", "mail.tedomum.net.", 10), ("tedomum.net.", "mx2.example.org.", 20))
+    read = services.read(inv.get("hyp1"), Project("apps", "mail", "/srv/apps/mail", "docker-compose.yml",
+                                                  compose_text="x-aegir: {dns: {names: [mail]}}\n"))
+    p = plan.fleet(inv.hosts, s, [("hyp1", read)], 1)
+    assert p.problems == ()
+    assert {r for r in records(p) if r[0] in ("tedomum.net.", "mail.tedomum.net.") and r[1] != "SOA"} == {
+        ("tedomum.net.", "NS", "ns1.tedomum.org."), ("tedomum.net.", "NS", "ns2.tedomum.org."),
+        ("tedomum.net.", "MX", "10 mail.tedomum.net."), ("tedomum.net.", "MX", "20 mx2.example.org."),
+        ("mail.tedomum.net.", "A", "192.0.2.111"), ("mail.tedomum.net.", "AAAA", "2001:db8:0:100::11")}
+    alone = plan.fleet(inv.hosts, s, [], 1)
+    assert alone.problems == ("hosts.yml: dns.mx: tedomum.net. MX mail.tedomum.net.: no address record for "
+                              "mail.tedomum.net. in the zones (no project publishes it)",)
+
+
+@pytest.mark.parametrize("mx, message", [
+    ("    mx: {other.net: [mail.tedomum.net]}\n", "hosts.yml:7: hyp1: dns.mx.other.net: other.net. is not one of "
+                                                  "the fleet's zones (tedomum.in., tedomum.net., tedomum.org.)"),
+    ("    mx: {tedomum.net: ['mail.tedomum.net x']}\n", "hosts.yml:7: hyp1: dns.mx.tedomum.net[0]: 'mail.tedomum.net x' "
+                                                     "is not 'NAME' or 'NAME PREFERENCE' (like 'mail.tedomum.net' or "
+                                                     "'mail.tedomum.net 10')"),
+    ("    mx: [mail.tedomum.net]\n", "hosts.yml:7: hyp1: dns.mx: must map a zone to its mail servers, like "
+                                    "{tedomum.net: [mail.tedomum.net]}"),
+])
+def test_apex_mx_mistakes_point_at_their_line(mx, message):
+    with pytest.raises(InventoryError) as exc:
+        with_mx(mx)
+    assert str(exc.value) == message
