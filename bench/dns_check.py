@@ -39,7 +39,8 @@ PROJECTS = 60
 
 
 def fleet() -> plan.Plan:
-    lines = ["defaults:", "  dns: {service_domain: tedomum.in, cname_domain: tedomum.net, rest_domain: tedomum.org}",
+    lines = ["defaults:", "  dns: {service_domain: tedomum.in, cname_domain: tedomum.net, rest_domain: tedomum.org,",
+             "        nameservers: [hyp1.tedomum.org]}",
              "hosts:"]
     for i in range(1, HOSTS + 1):
         lines += [f"  hyp{i}:", f"    admin_ipv4: 198.51.100.{i}", f"    service_ipv4: [198.51.100.{100 + i}]",

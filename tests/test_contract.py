@@ -71,7 +71,7 @@ SHOP = {"apps/shop/docker-compose.yml": shop.COMPOSE}
 #: Files a running service writes by itself: the lab host's MariaDB datadir and binary logs.
 LIVE = ("/srv/apps/shop/db", "/srv/apps/shop/wal")
 DNS = {"service_domain": "contract.test", "cname_domain": "contract.net", "rest_domain": "contract.org",
-       "nameservers": ["ns1.contract.org"], "hostmaster": "hostmaster@contract.org"}
+       "nameservers": [{"name": "ns1.contract.org", "ipv4": "192.0.2.53"}], "hostmaster": "hostmaster@contract.org"}
 
 #: The arguments of the tasks that need some (or that the contract wants to reach their plan). ``{out}``: a
 #: folder of the operator's machine that is snapshotted too. After ``--``: the task's remainder.

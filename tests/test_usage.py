@@ -19,6 +19,7 @@ defaults:
     service_domain: tedomum.in
     cname_domain: tedomum.net
     rest_domain: tedomum.org
+    nameservers: [ns.example.com]
 hosts:
   local:
     connection: local
