@@ -27,8 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task 
     from aegir.fleet import Outcome
     from aegir.inventory import Inventory
 
-SERIALS = 2**32  # a SOA serial is a 32-bit number; 0 is left out
-
 
 def _settings(c: Context) -> tuple[Inventory, DnsSettings]:
     """The inventory and its ``dns:`` settings (`InventoryError`, exit 2, before any host is read)."""
@@ -67,8 +65,8 @@ def zone(c: Context, domain: str | None = None, out: str | None = None, serial: 
     dry = is_dry(c, dry)
     day = time.strftime("%Y%m%d", time.gmtime())
     number = int(day) * 100 if serial is None else int(serial)  # flags.SOA_SERIAL read it: 1 to 2**32 - 1
-    if not 0 < number < SERIALS:
-        raise UsageError(f"dns.zone --serial {serial}: must be from 1 to {SERIALS - 1}")
+    if not 0 < number < plan.SERIALS:
+        raise UsageError(f"dns.zone --serial {serial}: must be from 1 to {plan.SERIALS - 1}")
     inv, settings = _settings(c)
     origins = plan.origins(inv.hosts, settings)
     chosen = None if domain is None else plan.as_origin(domain)
