@@ -95,15 +95,17 @@ Key = tuple[str, str]  # (host, project): who claims a name
 
 def reserved_names(hosts: Sequence[Host], settings: DnsSettings) -> dict[str, str]:
     """The names only hosts.yml shapes -> what holds each: the zone apexes, the name servers,
-    every host's admin and service names."""
+    every host's admin and service labels in each domain (its admin name and service records first)."""
     d = settings.domains
     held = {z: f"the apex of the zone {z}" for z in d.all}
     held.update({n: "a name server of the inventory" for n in d.nameservers})
     for h in hosts:
         hn = settings.hosts[h.name]
-        held[names.absolute(hn.label, d.rest)] = f"{h.name}'s admin name"
-        for label in hn.service_labels:
+        for label in hn.service_labels:  # a host's labels name it in every domain, whatever a project says
+            held.update({names.absolute(label, z): f"{h.name}'s service label" for z in (d.cname, d.rest)})
             held[names.absolute(label, d.service)] = f"{h.name}'s service record"
+        held.update({names.absolute(hn.label, z): f"{h.name}'s admin label" for z in (d.cname, d.service)})
+        held[names.absolute(hn.label, d.rest)] = f"{h.name}'s admin name"
     return held
 
 

@@ -130,6 +130,8 @@ def test_the_takeover_project_gets_no_record_three_rows_and_its_honest_names_ren
 @pytest.mark.parametrize("entry, row", [
     ("{name: '@'}", "tedomum.net. is the apex of the zone tedomum.net."),
     ("{name: hyp1, public: false}", "hyp1.tedomum.org. is hyp1's admin name"),
+    ("{name: hyp1}", "hyp1.tedomum.net. is hyp1's admin label"),
+    ("{name: hyp2}", "hyp2.tedomum.net. is hyp2's admin label"),
     ("{name: ok, mx: ['@']}", "MX at tedomum.net. -> ok.tedomum.net.: tedomum.net. is the apex of the zone "
                               "tedomum.net."),
     ("{name: ok, mx: [other]}", "MX at other.tedomum.net. -> ok.tedomum.net.: other.tedomum.net. is not a name "
