@@ -166,7 +166,8 @@ def build(hosts: Sequence[Host], settings: DnsSettings, publications: Iterable[P
     for owner, who in shared.items():
         for (host, _), origin in who.items():
             others = "; ".join(f"{h}: {o}" for (h, _), o in who.items() if (h, o) != (host, origin))
-            problems.append(f"{host}: {origin}: {owner} is also claimed by {others}: dropped for both "
+            each = "both" if len(who) == 2 else f"all {len(who)}"
+            problems.append(f"{host}: {origin}: {owner} is also claimed by {others}: dropped for {each} "
                             "(a name belongs to one project)")
 
     # 2. Each project's names; its MX and SRV records, at names it owns.
@@ -199,7 +200,7 @@ def build(hosts: Sequence[Host], settings: DnsSettings, publications: Iterable[P
             else:
                 claim.cname = claim.cname and n.cname
             for at, pref in mx:
-                if at in owned and refused(pub, n, at, "") is None:
+                if at in owned:
                     extra.setdefault(at, []).append(Record(at, "MX", f"{pref} {owner}", ttl))
                     targets.add(owner)
             for srv in n.srv:
@@ -226,7 +227,7 @@ def build(hosts: Sequence[Host], settings: DnsSettings, publications: Iterable[P
     owners: dict[str, tuple[str, int]] = {}
     for owner, claim in claims.items():
         zone = _zone_of(owner, d.all)
-        target = by_name[claim.host]
+        holder = by_name[claim.host]
         hn = settings.hosts[claim.host]
         owners[owner] = (claim.host, claim.index)
         if claim.index >= len(hn.service_labels):
@@ -235,7 +236,7 @@ def build(hosts: Sequence[Host], settings: DnsSettings, publications: Iterable[P
         if claim.cname and owner not in no_cname:
             data[zone].append(Record(owner, "CNAME", names.absolute(hn.service_labels[claim.index], d.service), ttl))
         else:
-            data[zone] += _addresses(owner, _pair(target, claim.index), ttl)
+            data[zone] += _addresses(owner, _pair(holder, claim.index), ttl)
 
     have = {r.name for recs in data.values() for r in recs if r.type in ADDRESS_TYPES}
     for apex, mail, _ in d.mx:
