@@ -227,7 +227,7 @@ def parse_showhold(stdout: str) -> tuple[str, ...]:
 
 # --------------------------------------------------------------------------- dpkg -S
 
-_ALIASES = (("/lib/", "/usr/lib/"), ("/bin/", "/usr/bin/"), ("/sbin/", "/usr/sbin/"), ("/lib64/", "/usr/lib64/"))
+ALIASES = (("/lib/", "/usr/lib/"), ("/bin/", "/usr/bin/"), ("/sbin/", "/usr/sbin/"), ("/lib64/", "/usr/lib64/"))
 
 
 def path_aliases(path: str) -> tuple[str, ...]:
@@ -237,7 +237,7 @@ def path_aliases(path: str) -> tuple[str, ...]:
     units in /lib/systemd/system, Debian 13 ones in /usr/lib/systemd/system,
     and systemd may report either.
     """
-    for short, long in _ALIASES:
+    for short, long in ALIASES:
         if path.startswith(short):
             return (path, long + path[len(short):])
         if path.startswith(long):
@@ -479,18 +479,33 @@ def parse_package_info(stdout: str) -> dict[str, PackageInfo]:
 
 # --------------------------------------------------------------------------- needrestart
 
-_NEEDRESTART_SCRIPT = """\
-me=$(stat -Lc %d:%i /)
+#: Mapped files that are not code an upgrade replaces (an awk regex, as needrestart skips them).
+IGNORED_MAPS = r"^\/(memfd:|dev\/|SYSV|run\/|tmp\/|var\/tmp\/)"
+
+#: Sets ``$self`` to `` PID PID `` : the running shell and its ancestors in its cgroup (its SSH session),
+#: which map the shell and sshd and are gone once the session ends: not daemons to restart.
+SELF_SCRIPT = """\
+p=$$ own=$(cat /proc/$$/cgroup 2>/dev/null) self=' '
+while [ "${p:-0}" -gt 1 ] && [ "$(cat /proc/$p/cgroup 2>/dev/null)" = "$own" ]; do
+  self="$self$p "
+  q=
+  while read -r k v; do [ "$k" = PPid: ] && q=$v && break; done < /proc/$p/status
+  p=$q
+done
+"""
+
+_NEEDRESTART_SCRIPT = SELF_SCRIPT + r"""me=$(stat -Lc %d:%i /)
 grep -l ' (deleted)$' /proc/[0-9]*/maps 2>/dev/null | while read -r maps; do
   d=${maps%/maps}
+  case $self in *" ${d#/proc/} "*) continue;; esac
   [ "$(stat -Lc %d:%i "$d/root/" 2>/dev/null)" = "$me" ] || continue
-  files=$(awk '$6 ~ /^\\// && $NF == "(deleted)" && $6 !~ /^\\/(memfd:|dev\\/|SYSV|run\\/|tmp\\/|var\\/tmp\\/)/ {print $6}' "$d/maps" 2>/dev/null | sort -u | tr '\\n' ' ')
+  files=$(awk '$6 ~ /^\// && $NF == "(deleted)" && $6 !~ /__IGNORED__/ {print $6}' "$d/maps" 2>/dev/null | sort -u | tr '\n' ' ')
   [ -n "$files" ] || continue
-  unit=$(sed -n 's#^[0-9]*:[^:]*:.*/\\([^/]*\\.service\\)$#\\1#p' "$d/cgroup" 2>/dev/null | head -n 1)
-  printf '%s\\t%s\\t%s\\t%s\\n' "${d#/proc/}" "$(cat "$d/comm" 2>/dev/null)" "${unit:--}" "$files"
+  unit=$(sed -n 's#^[0-9]*:[^:]*:.*/\([^/]*\.service\)$#\1#p' "$d/cgroup" 2>/dev/null | head -n 1)
+  printf '%s\t%s\t%s\t%s\n' "${d#/proc/}" "$(cat "$d/comm" 2>/dev/null)" "${unit:--}" "$files"
 done
 exit 0
-"""
+""".replace("__IGNORED__", IGNORED_MAPS)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,13 @@ shown under the first:
 - ``security``: apt takes it from a security archive.
 - ``other``: none of those (restarts of non-crucial units are mentioned).
 
+A package whose files a running process maps now leaves that process on the
+old code (`aegir.update.mapped`): when the process is Docker's engine
+(dockerd, containerd, a shim) the package is ``docker``, when its unit is
+crucial it is ``crucial`` ("libssl3: containerd.service maps
+/usr/lib/x86_64-linux-gnu/libssl.so.3"); other processes are mentioned. A
+unit the upgrade's maintainer scripts restart is not left stale.
+
 ``docker`` and ``crucial`` packages make the upgrade *risky*, and so does a
 dist-upgrade that removes a Docker engine package (`HostReview.docker_removals`).
 """
@@ -25,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aegir.update.apt import PackageInfo, Simulation, Unit
+from aegir.update.mapped import Mapped, MapsScan, Needrestart, restart_outlook
 from aegir.update.scripts import Restart, restarts
 from aegir.update.settings import UpdateConfig
 
@@ -49,6 +57,8 @@ class HostFacts:
     docker_error: str | None = None
     dist: bool = False
     systemd: bool = True  # False: systemd is not running, unit states are unknown
+    maps: MapsScan = field(default_factory=MapsScan)
+    needrestart: Needrestart | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,8 @@ class PackageReview:
     reasons: tuple[str, ...]
     restarts: tuple[str, ...] = ()  # units its upgrade restarts
     crucial: tuple[str, ...] = ()  # those of them that are active and crucial
+    stale: tuple[Mapped, ...] = ()  # the processes its upgrade leaves on the old code
+    stale_risky: tuple[str, ...] = ()  # "libssl3: containerd.service maps /usr/lib/...": Docker's or crucial
 
     @property
     def kind(self) -> str:
@@ -87,10 +99,20 @@ class HostReview:
     docker_error: str | None = None
     dist: bool = False
     warnings: tuple[str, ...] = ()
+    stale: tuple[Mapped, ...] = ()  # every process the upgrade leaves on the old code
+    stale_before: tuple[tuple[int, str], ...] = ()  # (pid, file) stale already at the review
+    needrestart: Needrestart | None = None
+    outlook: str | None = None  # who restarts the stale services (`aegir.update.mapped.restart_outlook`)
+    scanned: int = 0  # processes whose maps were read
 
     @property
     def risky(self) -> bool:
         return any(p.risky for p in self.packages) or bool(self.docker_removals)
+
+    @property
+    def stale_risky(self) -> tuple[str, ...]:
+        """``libssl3: containerd.service maps /usr/lib/...``: what leaves Docker or a crucial unit stale."""
+        return tuple(r for p in self.packages for r in p.stale_risky)
 
     def of_kind(self, kind: str) -> tuple[PackageReview, ...]:
         return tuple(p for p in self.packages if p.kind == kind)
@@ -100,8 +122,8 @@ class HostReview:
         return {p.name: (p.old, p.new) for p in self.packages}
 
     def effects(self) -> tuple[str, ...]:
-        """What the upgrade does that users notice, one phrase each."""
-        out = []
+        """What the upgrade does that users notice, one phrase each: what it leaves stale first."""
+        out = list(self.stale_risky)
         if self.docker_removals:
             out.append("would stop docker: removes " + ", ".join(self.docker_removals))
         docker = self.of_kind("docker")
@@ -121,7 +143,7 @@ class HostReview:
             return "nothing to upgrade"
         effects = self.effects()
         if effects:
-            return "; ".join(effects)
+            return "; ".join((*effects, *((self.outlook,) if self.outlook and self.stale_risky else ())))
         reboot = " (reboot needed after)" if self.of_kind("reboot") else ""
         return f"{len(self.packages)} upgrade{'s' if len(self.packages) != 1 else ''}, nothing risky{reboot}"
 
@@ -166,6 +188,7 @@ def classify(facts: HostFacts, config: UpdateConfig) -> HostReview:
             shipped_by.setdefault(p, set()).add(unit)
     crucial = set(config.crucial_units)
     note = _live_restore_note(facts.live_restore, facts.docker_error)
+    predicted = stale_after(facts)
     reviews = []
     for up in facts.simulation.upgrades:
         info = facts.packages.get(up.name) or PackageInfo(up.name)
@@ -197,6 +220,24 @@ def classify(facts: HostFacts, config: UpdateConfig) -> HostReview:
                     kinds.append("docker")
                 reasons.append(f"restarts {r.unit} ({r}); {note}")
                 explained.add(r.unit)
+        stale = tuple(m for m in predicted if m.package == up.name)
+        stale_risky = []
+        others: list[str] = []
+        for who, rows in _by_who(stale).items():
+            m, files = rows[0], list(dict.fromkeys(r.file for r in rows))
+            text = f"{up.name}: {who} maps {files[0]}" + (f" (+{len(files) - 1} more)" if len(files) > 1 else "")
+            crucial_unit = bool(m.unit and _names(m.unit, units) & crucial)
+            if m.docker or crucial_unit:
+                kind = "docker" if m.docker else "crucial"
+                if kind not in kinds:
+                    kinds.append(kind)
+                stale_risky.append(text)
+                reasons.append(text)
+            else:
+                others.append(who)
+        if others:
+            reasons.append(f"leaves {len(others)} other process{'es' if len(others) != 1 else ''} on the old code "
+                           f"until restarted: {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}")
         crucial_restarts = []
         for r in restarted:
             info_u = units.get(r.unit)
@@ -231,10 +272,12 @@ def classify(facts: HostFacts, config: UpdateConfig) -> HostReview:
             if not any(r.startswith("restarts") for r in reasons):
                 reasons.append("restarts nothing crucial")
         reviews.append(PackageReview(up.name, up.old, up.new, up.origin, tuple(kinds), tuple(reasons),
-                                     tuple(r.unit for r in restarted), tuple(crucial_restarts)))
+                                     tuple(r.unit for r in restarted), tuple(crucial_restarts), stale,
+                                     tuple(stale_risky)))
     order = {k: i for i, k in enumerate(KINDS)}
     reviews.sort(key=lambda p: (order[p.kind], p.name))
     held = set(facts.held)
+    services = tuple(dict.fromkeys(m.unit for m in predicted if m.unit))
     return HostReview(
         packages=tuple(reviews),
         held=tuple(sorted(held)),
@@ -248,7 +291,30 @@ def classify(facts: HostFacts, config: UpdateConfig) -> HostReview:
         warnings=() if facts.systemd else (
             "systemd is not running: unit states and Docker's unit dependencies are unknown; "
             "restarts of crucial units are counted as risky",),
+        stale=predicted,
+        stale_before=facts.maps.stale_before,
+        needrestart=facts.needrestart,
+        outlook=(restart_outlook(facts.needrestart, services, facts.live_restore)
+                 if facts.needrestart is not None and services else None),
+        scanned=facts.maps.scanned,
     )
+
+
+def stale_after(facts: HostFacts) -> tuple[Mapped, ...]:
+    """The processes the upgrade leaves on the old code: those mapping a file it replaces, less those whose
+    unit its maintainer scripts restart (when systemd runs: without it, deb-systemd-invoke restarts nothing)."""
+    if not facts.systemd:
+        return facts.maps.mapped
+    restarted = {r.unit for up in facts.simulation.upgrades
+                 for r in restarts((facts.packages.get(up.name) or PackageInfo(up.name)).scripts)}
+    return tuple(m for m in facts.maps.mapped if not (m.unit and _names(m.unit, facts.units) & restarted))
+
+
+def _by_who(rows: Sequence[Mapped]) -> dict[str, list[Mapped]]:
+    out: dict[str, list[Mapped]] = {}
+    for m in rows:
+        out.setdefault(m.who, []).append(m)
+    return out
 
 
 def fleet_summary(results: Sequence[tuple[str, HostReview | None, str | None]]) -> str:

@@ -45,6 +45,14 @@ from aegir.update.apt import (
 )
 from aegir.update.classify import DOCKER_UNITS, HostFacts, docker_dependencies
 from aegir.update.install import exact_simulate_cmd
+from aegir.update.mapped import (
+    MapsScan,
+    Needrestart,
+    maps_cmd,
+    needrestart_conf_cmd,
+    parse_maps,
+    parse_needrestart_conf,
+)
 from aegir.update.records import ANNOUNCE_PATH, REVIEW_PATH, AnnounceRecord, ReviewRecord, read_cmd
 from aegir.update.settings import UpdateConfig
 
@@ -139,6 +147,16 @@ def stale_fact() -> Fact[tuple[StaleProcess, ...]]:
     return Fact("update.stale", needrestart_cmd(), lambda r: parse_needrestart(r.stdout), cache=False)
 
 
+def maps_fact(packages: list[str]) -> Fact[MapsScan]:
+    """The host's processes mapping files that upgrading `packages` replaces (`aegir.update.mapped`)."""
+    return Fact("update.maps", maps_cmd(packages), lambda r: parse_maps(r.stdout), cache=False)
+
+
+def needrestart_fact() -> Fact[Needrestart]:
+    """Whether needrestart is installed, run by apt, and in which mode."""
+    return Fact("update.needrestart", needrestart_conf_cmd(), lambda r: parse_needrestart_conf(r.stdout), cache=False)
+
+
 # --------------------------------------------------------------------------- systemd and dpkg
 
 
@@ -210,18 +228,22 @@ def live_restore(hc: HostContext, running: bool | None = None) -> tuple[bool | N
 def read_review(hc: HostContext, config: UpdateConfig, *, dist: bool = False) -> HostFacts:
     """Everything `aegir.update.classify.classify` needs of `hc`'s host, read-only, in three round trips at most.
 
-    1. the simulation, the holds, the Docker and crucial units, whether dockerd runs;
-    2. the new packages (downloaded and read), and the units Docker depends on not asked yet;
+    1. the simulation, the holds, the Docker and crucial units, whether dockerd runs, needrestart's setup;
+    2. the new packages (downloaded and read), the processes mapping files they replace, and the units
+       Docker depends on not asked yet;
     3. the units the new packages ship not asked yet, and the packages owning the units Docker depends on.
     """
     asked = list(dict.fromkeys([*DOCKER_UNITS, *config.crucial_units]))
-    simulation, held, first, running = hc.facts(simulation_fact(dist), held_fact(), units_fact(asked), dockerd_fact())
+    simulation, held, first, running, restarter = hc.facts(simulation_fact(dist), held_fact(), units_fact(asked),
+                                                           dockerd_fact(), needrestart_fact())
     units: dict[str, Unit] = dict(first.units)
     wanted = {u.name: u.new for u in simulation.upgrades}
     missing = [u for u in docker_dependencies(units) if u not in units] if first.systemd else []
-    second: list[Fact[Any]] = ([packages_fact(wanted)] if wanted else []) + ([units_fact(missing)] if missing else [])
+    second: list[Fact[Any]] = [packages_fact(wanted), maps_fact(list(wanted))] if wanted else []
+    second += [units_fact(missing)] if missing else []
     answers = list(hc.facts(*second)) if second else []
     packages: dict[str, PackageInfo] = answers.pop(0) if wanted else {}
+    maps: MapsScan = answers.pop(0) if wanted else MapsScan()
     if missing:
         units.update(answers.pop(0).units)
     shipped = [u for u in dict.fromkeys(u for p in packages.values() for u in p.units) if u not in units]
@@ -236,4 +258,5 @@ def read_review(hc: HostContext, config: UpdateConfig, *, dist: bool = False) ->
     by_path = answers.pop(0) if fragments else {}
     unit_owners = {u: by_path[p] for u, p in fragments.items()}
     restore, docker_error = live_restore(hc, running) if simulation.upgrades else (None, None)
-    return HostFacts(simulation, held, packages, units, unit_owners, restore, docker_error, dist, first.systemd)
+    return HostFacts(simulation, held, packages, units, unit_owners, restore, docker_error, dist, first.systemd,
+                     maps, restarter)

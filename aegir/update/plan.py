@@ -24,6 +24,7 @@ from aegir.errors import RefusedError
 from aegir.update.apt import Simulation, StaleProcess
 from aegir.update.classify import HostReview
 from aegir.update.install import InstallRun, differences, installed
+from aegir.update.mapped import Comparison, compare
 from aegir.update.records import (
     AnnounceRecord,
     ReviewRecord,
@@ -54,6 +55,7 @@ def record_of(review: HostReview, *, now: float, by: str) -> ReviewRecord:
         effects=review.effects(),
         reasons={p.name: p.reasons for p in review.packages},
         held=review.held, by=by, removals=review.removals,
+        stale=tuple(sorted((m.pid, m.file, m.who) for m in review.stale)), stale_before=review.stale_before,
     )
 
 
@@ -140,6 +142,7 @@ class ApplyResult:
     notes: tuple[str, ...] = field(default=())
     differences: tuple[str, ...] = ()  # where apt failed, or dpkg's state differs from the review
     removed: tuple[str, ...] = ()
+    prediction: Comparison = field(default_factory=Comparison)  # the review's stale processes against `stale`
 
     @property
     def containers_lost(self) -> tuple[str, ...]:
@@ -187,9 +190,11 @@ def apply_result(p: ApplyPlan, run: InstallRun, log: str, before: tuple[tuple[st
                               if before_error else None, after.left_error) if n)
     upgraded = {k: v for k, v in p.upgrading.items() if run.after.get(k, ("", ""))[0] == v[1]}
     removed = tuple(r for r in p.removing if not installed(run.after.get(r, ("", "un"))[1]))
+    prediction = compare(p.record.stale, p.record.stale_before,
+                         {s.pid: (s.unit or f"pid {s.pid} ({s.command})", s.files) for s in after.stale})
     return ApplyResult(upgraded, log, after.docker_error is None, after.docker_error, after.projects,
-                       after.project_problems, names, after.containers, after.stale, after.left, notes,
-                       install_problems(run, p), removed)
+                       after.project_problems, names, after.containers, after.stale, after.left,
+                       (*notes, *prediction.notes()), install_problems(run, p), removed, prediction)
 
 
 # --------------------------------------------------------------------------- announce

@@ -8,7 +8,8 @@
 - ``update-announce.json``: the last announcement (message, when, and the
   digest of the package set it announced). A risky upgrade needs one for the
   reviewed set, or ``--force``.
-- ``update-apply.json``: the last apply (log path, what was upgraded); the
+- ``update-apply.json``: the last apply (log path, what was upgraded, the
+  review's prediction of stale processes against what was found); the
   review it used is renamed ``update-review.applied.json``.
 
 Times are the controller's clock (epoch seconds), written and compared by the
@@ -103,6 +104,18 @@ def _strings(d: Mapping[str, Any], key: str, host: str | None,
     return tuple(values)
 
 
+def _rows(d: Mapping[str, Any], key: str, kinds: tuple[type, ...], host: str | None) -> tuple[Any, ...]:
+    """A list of fixed-shape rows (``[pid, file, who]``), each checked; () when absent."""
+    out = []
+    for row in _typed(d, key, list, host, []):
+        if (not isinstance(row, list) or len(row) != len(kinds)
+                or not all(isinstance(v, k) and not isinstance(v, bool) for v, k in zip(row, kinds))):
+            shape = ", ".join(k.__name__ for k in kinds)
+            raise _fail(f"'{key}'", f"must hold [{shape}] rows, not {str(row)[:60]!r}", host)
+        out.append(tuple(row))
+    return tuple(out)
+
+
 def _versions(d: Mapping[str, Any], host: str | None) -> dict[str, tuple[str | None, str]]:
     out: dict[str, tuple[str | None, str]] = {}
     for name, pair in _typed(d, "versions", dict, host).items():
@@ -137,6 +150,8 @@ class ReviewRecord:
     held: tuple[str, ...] = ()
     by: str = ""
     removals: tuple[str, ...] = ()  # packages a dist-upgrade removes
+    stale: tuple[tuple[int, str, str], ...] = ()  # (pid, file, who): what the upgrade leaves on old code
+    stale_before: tuple[tuple[int, str], ...] = ()  # (pid, file): stale already at the review
 
     @property
     def digest(self) -> str:
@@ -149,6 +164,11 @@ class ReviewRecord:
         data["reasons"] = {k: list(v) for k, v in self.reasons.items()}
         for key in ("risky", "effects", "held", "removals"):
             data[key] = list(data[key])
+        for key in ("stale", "stale_before"):  # absent when empty: records written before they existed still check
+            if data[key]:
+                data[key] = [list(row) for row in data[key]]
+            else:
+                del data[key]
         return data
 
     @property
@@ -191,6 +211,7 @@ class ReviewRecord:
             risky=risky, effects=_strings(d, "effects", host),
             reasons={str(k): _strings(reasons, k, host) for k in reasons},
             held=_strings(d, "held", host, check_package), by=_typed(d, "by", str, host, ""), removals=removals,
+            stale=_rows(d, "stale", (int, str, str), host), stale_before=_rows(d, "stale_before", (int, str), host),
         )
         stored = _typed(d, "checksum", str, host)
         if stored != record.checksum:
@@ -226,11 +247,13 @@ class AnnounceRecord:
 
 
 def apply_record(now: float, log: str, upgraded: Versions, removed: Sequence[str], held: Sequence[str],
-                 problems: Sequence[str], review: str) -> str:
+                 problems: Sequence[str], review: str, prediction: Mapping[str, Any] | None = None) -> str:
     """The text of ``update-apply.json``: when, the transcript, what was upgraded and removed, what was held,
-    the problems the checks found, and the checksum of the review it applied."""
+    the problems the checks found, the checksum of the review it applied, and how the review's prediction
+    of stale processes compared with what was found (`aegir.update.mapped.Comparison`)."""
     return json.dumps({"time": now, "log": log, "upgraded": {k: list(v) for k, v in upgraded.items()},
-                       "removed": list(removed), "held": list(held), "problems": list(problems), "review": review},
+                       "removed": list(removed), "held": list(held), "problems": list(problems), "review": review,
+                       "prediction": dict(prediction or {})},
                       indent=2, sort_keys=True) + "\n"
 
 

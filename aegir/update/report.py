@@ -64,9 +64,32 @@ def class_counts(r: HostReview) -> str:
     return f"{len(r.packages)} upgrades: " + ", ".join(f"{n} {k}" for k, n in counts if n)
 
 
+def stale_rows(host: str, r: HostReview, *, every: bool = False) -> tuple[list[list[Any]], int]:
+    """A row per package and process the upgrade leaves on the old code (Docker's and crucial ones; every one
+    with `every`), and how many others were not listed."""
+    rows: list[list[Any]] = []
+    hidden = 0
+    for p in r.packages:
+        seen: set[str] = set()
+        for m in p.stale:
+            risky = p.risky and any(t.startswith(f"{p.name}: {m.who} maps ") for t in p.stale_risky)
+            if m.who in seen or not (risky or every):
+                hidden += m.who not in seen
+                seen.add(m.who)
+                continue
+            seen.add(m.who)
+            rows.append([host, p.name, m.who, m.command, m.file, "docker" if m.docker else
+                         "crucial" if risky else "-"])
+    return rows, hidden
+
+
 def render_review(outcomes: Sequence[Outcome[Any]], *, every: bool = False) -> str:
-    """What needs a decision first: the risky and reboot packages, held, kept back and removed ones;
-    then a count per class and host, a row per host, the fleet line. `every`: a row for every package."""
+    """What needs a decision first: the processes the upgrade leaves on old code and who restarts them; the
+    risky and reboot packages, held, kept back and removed ones; then a count per class and host, a row
+    per host, the fleet line. `every`: a row for every package and every stale process."""
+    stale: list[list[Any]] = []
+    outlooks: list[str] = []
+    others: list[str] = []
     rows: list[list[Any]] = []
     hosts: list[list[Any]] = []
     counts: list[str] = []
@@ -76,6 +99,13 @@ def render_review(outcomes: Sequence[Outcome[Any]], *, every: bool = False) -> s
         if r is None:
             hosts.append(failed_row(o, 5))
             continue
+        found, hidden = stale_rows(o.host.name, r, every=every)
+        stale += found
+        if r.outlook:
+            outlooks.append(f"{o.host.name}: {r.outlook}")
+        if hidden:
+            others.append(f"{o.host.name}: {hidden} other process{'es' if hidden != 1 else ''} left on the old code "
+                          "(update.review --all lists them)")
         for p in r.packages:
             if every or needs_decision(p):
                 rows.append([o.host.name, p.name, p.old or "(new)", p.new, *([p.origin or None] if every else []),
@@ -95,6 +125,11 @@ def render_review(outcomes: Sequence[Outcome[Any]], *, every: bool = False) -> s
             counts.append(f"{o.host.name}: {class_counts(r)}"
                           + (f" ({hidden} not listed: update.review --all lists every package)" if hidden else ""))
     out = []
+    if stale or outlooks or others:
+        out += ["Left on the old code by the upgrade (until restarted):"]
+        if stale:
+            out += [table(["HOST", "PACKAGE", "PROCESS", "COMMAND", "MAPS", "WHOSE"], stale)]
+        out += [*outlooks, *others, ""]
     if rows:
         head = ["HOST", "PACKAGE", "OLD", "NEW", *(["ORIGIN"] if every else []), "KIND", "WHY"]
         out += [table(head, rows), ""]
@@ -118,6 +153,14 @@ def _review_fields(o: Outcome[Any]) -> dict[str, Any]:
         "docker_removals": list(r.docker_removals),
         "docker_dependencies": {k: list(v) for k, v in r.docker_deps.items()},
         "recorded": o.value.result, "digest": record.digest, "warnings": list(r.warnings),
+        "stale": [{"process": m.command, "pid": m.pid, "unit": m.unit, "file": m.file, "package": m.package,
+                   "docker": m.docker} for m in r.stale],
+        "stale_risky": list(r.stale_risky), "processes_scanned": r.scanned,
+        "needrestart": None if r.needrestart is None else {
+            "installed": r.needrestart.installed, "run_by_apt": r.needrestart.run_by_apt,
+            "mode": r.needrestart.mode, "mode_from": r.needrestart.source,
+            "restarts_by_itself": r.needrestart.restarts},
+        "restart_outlook": r.outlook,
     }
 
 
@@ -222,7 +265,7 @@ def _apply_fields(o: Outcome[Any]) -> dict[str, Any]:
                    needs_restart=[{"pid": s.pid, "command": s.command, "unit": s.unit, "files": list(s.files)}
                                   for s in r.stale],
                    left=list(r.left), problems=list(r.problems), notes=list(r.notes),
-                   differences=list(r.differences))
+                   differences=list(r.differences), prediction=r.prediction.as_dict())
     return out
 
 

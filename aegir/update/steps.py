@@ -232,7 +232,8 @@ class Apply(action.Action[ApplyPlan, ApplyResult]):
         hc.run(retire_review_cmd())
         result = apply_result(plan, run, log, before, check_after(hc, plan, docker_answered=before[1] is None))
         hc.run(write_file_cmd(APPLY_PATH, apply_record(now, log, result.upgraded, result.removed, plan.hold,
-                                                       result.problems, plan.record.checksum)))
+                                                       result.problems, plan.record.checksum,
+                                                       result.prediction.as_dict())))
         return result
 
     def failed(self, result: ApplyResult) -> str | None:
