@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -97,9 +98,12 @@ def test_review_classifies_each_upgrade_from_real_apt_and_dpkg(deb):
 def test_review_prints_a_table_and_one_fleet_line_and_exits_by_risk(deb):
     res, _ = inv(deb, "update.review")
     assert res.returncode == 1, res.stderr
-    assert res.stdout.strip().splitlines()[-1] == (
-        "2 hosts: hyp4 would restart docker via aegir-lab-dockdep, containerd; would restart "
-        "aegir-lab-beacon.service via aegir-lab-beacon; hyp5 nothing to upgrade")
+    # the running containerd and the app's shim map files containerd's upgrade replaces: said first
+    assert re.fullmatch(
+        r"2 hosts: hyp4 containerd: pid \d+ \(containerd\) maps /usr/bin/containerd; containerd: pid \d+ "
+        r"\(containerd-shim\) maps /usr/bin/containerd-shim-runc-v2; would restart docker via aegir-lab-dockdep, "
+        r"containerd; would restart aegir-lab-beacon.service via aegir-lab-beacon; hyp5 nothing to upgrade",
+        res.stdout.strip().splitlines()[-1]), res.stdout
     assert "aegir-lab-held" in res.stdout and "held (apt-mark hold): not upgraded" in res.stdout
     assert run_inv("-H", "hyp5", "update.review", inventory=deb["inventory"]).returncode == 0
     closed = "root@127.0.0.1:1"  # nothing listens there: refused at once
@@ -200,7 +204,8 @@ def test_announce_tells_users_per_service_through_the_host_command(deb):
     [host] = data["hosts"]
     assert host["notifier"] == "command" and host["response"] == "exit 0: delivered"
     told = deb["busy"].root("/var/tmp/aegir-announcement").read_text()
-    assert told.startswith("Upgrades tonight.\nWhen: 22:00 UTC\nhyp4: 6 packages upgraded; would restart docker via")
+    assert told.startswith("Upgrades tonight.\nWhen: 22:00 UTC\nhyp4: 6 packages upgraded; containerd: pid ")
+    assert "; would restart docker via aegir-lab-dockdep, containerd; " in told
     assert "  - apps/web: stops and restarts with Docker (aegir-lab-dockdep, containerd): about a minute" in told
     assert "  - aegir-lab-beacon.service: restarts (aegir-lab-beacon): a few seconds" in told
     recorded = json.loads(deb["busy"].root("/var/lib/aegir/update-announce.json").read_text())
@@ -236,16 +241,8 @@ def test_announce_can_post_json_to_an_http_notifier(deb, tmp_path):
     assert "hyp5: 0 packages upgraded; no service interruption expected" in doc["text"]
 
 
-def _publish(host: LabHost, debs: list[Path], scratch: Path) -> None:
-    """`debs` added to the host's repository, and the host's package lists refreshed (a timer's job)."""
-    repo = host.root(lab_packages.REPO_DIR)
-    built = write_repo(scratch / "repo", [*repo.glob("*.deb"), *debs], lab_packages.LAB_RELEASE)
-    subprocess.run(["cp", "-a", f"{built}/.", str(repo)], check=True)  # apt-ftparchive cannot index in /proc/<pid>/root
-    host.run(["apt-get", "update", "-q"], timeout=120)
-
-
 def _publish_newer_libaegirlab1(host: LabHost, scratch: Path) -> None:
-    _publish(host, [build(FakePackage("libaegirlab1", "1.0-3", files={"/usr/lib/aegir-lab/libaegirlab.so.1": "1.0-3\n"}),
+    debian_root.publish(host, [build(FakePackage("libaegirlab1", "1.0-3", files={"/usr/lib/aegir-lab/libaegirlab.so.1": "1.0-3\n"}),
                           scratch)], scratch)
 
 
@@ -273,6 +270,9 @@ def test_apply_upgrades_for_real_then_checks_docker_the_apps_and_stale_processes
     # the running containerd and the app's shim still map the binaries the upgrade replaced
     assert sorted((p["command"], p["files"]) for p in host["needs_restart"]) == [
         ("containerd", ["/usr/bin/containerd"]), ("containerd-shim", ["/usr/bin/containerd-shim-runc-v2"])]
+    # ... as the review foresaw (issue 24), and the apply's record keeps the comparison
+    assert host["prediction"] == {"predicted": 2, "found": 2, "exact": True, "missed": [], "wrong": []}
+    assert json.loads(busy.root("/var/lib/aegir/update-apply.json").read_text())["prediction"] == host["prediction"]
     log = busy.root(host["log"]).read_text()
     assert "apt-get install " in log.splitlines()[0] and "libaegirlab1=1.0-2" in log.splitlines()[0]
     assert "Setting up containerd (" in log and "# exit 0" in log
@@ -423,7 +423,7 @@ def test_a_difference_between_dpkg_and_the_review_after_the_install_is_a_failure
     quiet = deb["quiet"]
     broken = build(FakePackage("libaegirlab1", "1.0-9", postinst="#!/bin/sh\necho 'aegir lab: failing on purpose' >&2\nexit 1\n",
                                files={"/usr/lib/aegir-lab/libaegirlab.so.1": "1.0-9\n"}), tmp_path)
-    _publish(quiet, [broken], tmp_path)
+    debian_root.publish(quiet, [broken], tmp_path)
     assert run_inv("-H", "hyp5", "update.review", inventory=deb["inventory"]).returncode == 1
     res, data = inv(deb, "-H", "hyp5", "update.apply", "--yes", "--hold", "containerd,aegir-lab-dockdep,aegir-lab-beacon",
                     "--format", "json")

@@ -44,10 +44,14 @@ def _operator() -> str:
 def review(c: Context, refresh: bool = False, dist: bool = False, all_: bool = False, format: str = "table") -> None:
     """Review what `apt upgrade` would restart (Docker, crucial daemons), and why.
 
+    It leads with the running processes the upgrade leaves on old code (those
+    mapping a file it replaces, e.g. a library: Docker's daemons and crucial
+    units make it risky) and whether needrestart restarts them by itself.
     The review is recorded on each host (/var/lib/aegir/update-review.json) for
-    update.apply, except under the program's --dry (which also skips --refresh).
-    Exit 0: nothing risky, 1: an upgrade restarts Docker or a crucial unit,
-    2: a host could not be reviewed.
+    update.apply, which compares the stale processes it finds with it, except
+    under the program's --dry (which also skips --refresh).
+    Exit 0: nothing risky, 1: an upgrade restarts Docker or a crucial unit or
+    leaves one on old code, 2: a host could not be reviewed.
     """
     from aegir.update import steps
     from aegir.update.report import DRY_REFRESH, review_exit

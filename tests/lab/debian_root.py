@@ -189,6 +189,14 @@ def publish_upgrades(host_root: Path, containerd_deb: Path, scratch: Path) -> li
     return [*plain, *security]
 
 
+def publish(host, debs: list[Path], scratch: Path) -> None:
+    """`debs` added to the host's repository, and the host's package lists refreshed (a timer's job)."""
+    repo = host.root(lab_packages.REPO_DIR)
+    built = aptrepo.write_repo(scratch / "repo", [*repo.glob("*.deb"), *debs], lab_packages.LAB_RELEASE)
+    subprocess.run(["cp", "-a", f"{built}/.", str(repo)], check=True)  # apt-ftparchive cannot index in /proc/<pid>/root
+    host.run(["apt-get", "update", "-q"], timeout=120)
+
+
 def _deb_field(deb: Path, name: str) -> str:
     return subprocess.run(["dpkg-deb", "-f", str(deb), name], check=True, capture_output=True,
                           text=True).stdout.strip()
