@@ -54,7 +54,9 @@ def test_a_network_placed_outside_the_prefix_is_found(lab, hyp1, stray):
     assert code == 1
     assert report["problems"] == [
         {"host": "hyp1", "role": "network stray",
-         "problem": f"Docker network 'stray': IPv6 subnet {stray} is outside the host's prefix {prefix}"},
+         "problem": f"Docker network 'stray': IPv6 subnet {stray} is outside the host's prefix {prefix}: recreate it "
+                    "with a subnet of the prefix (for the networks Docker creates: daemon.json's "
+                    "\"default-address-pools\")"},
         {"host": "hyp1", "role": "container strayer",
          "problem": f"container 'strayer': global IPv6 {six} is outside the host's prefix {prefix}"},
     ]
@@ -73,3 +75,28 @@ def test_a_service_ipv6_missing_on_the_host_is_found(lab, hyp1):
     assert report["problems"] == [{"host": "hyp1", "role": "service 1", "problem":
                                    f"service IPv6 {six} (twin of {hyp1.addresses.service_ipv4}) is not configured "
                                    "on the host"}]
+
+
+def test_docker_left_with_its_userland_proxy_and_a_network_outside_the_prefix_get_one_row_each(lab):
+    """Docker's posture (issue 25): a host whose daemon.json turns the userland proxy on, with a network whose
+    IPv6 subnet lies outside the host's /56: one problem row each, naming the key to change."""
+    with lab.extra_host() as host:
+        conf = json.loads(host.paths.docker_config.read_text())
+        assert net_plan(lab, host)[1]["problems"] == []  # the lab's settings are aegir's: no row
+        host.paths.docker_config.write_text(json.dumps({**conf, "userland-proxy": True}))
+        host.stop_docker()
+        host.start_docker()
+        outside = f"2001:db8:0:{(host.addresses.index + 0x80):x}00::/64"
+        host.run(["docker", "network", "create", "--ipv6", "--subnet", "172.31.251.0/24", "--subnet", outside, "far"])
+        code, report = net_plan(lab, host)
+    prefix = host.addresses.ipv6_prefix
+    assert code == 1
+    assert report["problems"] == [
+        {"host": host.name, "role": "docker userland-proxy",
+         "problem": f'userland-proxy is true: set "userland-proxy": false in {host.paths.docker_config} '
+                    "(the proxy hides the client's address from containers)"},
+        {"host": host.name, "role": "network far",
+         "problem": f"Docker network 'far': IPv6 subnet {outside} is outside the host's prefix {prefix}: recreate it "
+                    "with a subnet of the prefix (for the networks Docker creates: daemon.json's "
+                    "\"default-address-pools\")"},
+    ]

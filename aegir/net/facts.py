@@ -1,5 +1,6 @@
-"""What net.plan reads from a host: its configured addresses (``ip -j addr``), and through the Docker
-SDK its networks' subnets and its running containers' addresses. Parsers are pure."""
+"""What net.plan reads from a host: its configured addresses (``ip -j addr``), Docker's network settings
+(`aegir.net.posture`), and through the Docker SDK its networks' subnets, its running containers' addresses,
+its version and data-root. Parsers are pure."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aegir.docker import DockerNetwork, dockerd_fact, parse_networks
 from aegir.errors import AegirError
 from aegir.facts import Fact
+from aegir.net.posture import DockerConfig, config_fact
 from aegir.sh import Cmd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,6 +38,9 @@ class NetFacts:
     docker: bool  # dockerd runs (else networks and containers are unknown)
     networks: tuple[DockerNetwork, ...] = ()
     containers: tuple[ContainerAddress, ...] = ()
+    config: DockerConfig | None = None  # dockerd's flags and daemon.json
+    version: str | None = None  # Docker's, when it runs
+    data_root: str | None = None  # the running daemon's
 
 
 def addresses_cmd() -> Cmd:
@@ -88,10 +93,13 @@ def _addr(text: Any, version: int) -> Addr | None:
 
 
 def gather(hc: "HostContext") -> NetFacts:
-    """The host's addresses; its Docker networks and running containers when dockerd runs."""
+    """The host's addresses and Docker's settings; its Docker networks, running containers, version and
+    data-root when dockerd runs."""
     # One round trip; dockerd is asked of /proc: a socket-activated Docker is not started by a report.
-    addresses, running = hc.facts(addresses_fact(), dockerd_fact())
+    addresses, running, config = hc.facts(addresses_fact(), dockerd_fact(), config_fact())
     if not running:
-        return NetFacts(addresses, False)
+        return NetFacts(addresses, False, config=config)
     api = hc.docker(running=True).api
-    return NetFacts(addresses, True, parse_networks(api.networks()), parse_containers(api.containers()))
+    info = api.info()
+    return NetFacts(addresses, True, parse_networks(api.networks()), parse_containers(api.containers()), config,
+                    str(info.get("ServerVersion") or "") or None, str(info.get("DockerRootDir") or "") or None)

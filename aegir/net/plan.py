@@ -4,7 +4,10 @@ One row per address or subnet: each host's admin pair and prefix, each service
 pair, each Docker network, each running container. A row's `problem` says
 what the inventory alone cannot see: a Docker network's IPv6 subnet or a
 container's global IPv6 outside the host's prefix, a service IPv4 whose IPv6
-twin is not configured on the host, prefixes of two hosts that overlap.
+twin is not configured on the host, prefixes of two hosts that overlap, and
+each of Docker's settings that differs from what aegir's firewall and
+addressing need (`aegir.net.posture`: a ``docker KEY`` row naming the
+daemon.json key to change).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aegir.inventory import Host
+from aegir.net import posture
 from aegir.net.facts import NetFacts
 
 
@@ -47,6 +51,10 @@ def rows(host: Host, facts: NetFacts | None) -> list[Row]:
         out.append(Row(host.name, f"service {i + 1}", _s(v4), _s(v6), None, problem))
     if facts is None:
         return out
+    if facts.config is not None:
+        found = posture.problems(facts.config, prefix=prefix, srv=host.srv, version=facts.version,
+                                 data_root=facts.data_root)
+        out += [Row(host.name, f"docker {key}", None, None, facts.config.file, problem) for key, problem in found]
     if not facts.docker:
         out.append(Row(host.name, "docker", None, None, None, None,
                        "Docker is not running: its networks and containers were not checked"))
@@ -54,14 +62,23 @@ def rows(host: Host, facts: NetFacts | None) -> list[Row]:
     for net in facts.networks:
         subnets4 = ", ".join(str(s) for s in net.subnets if s.version == 4) or None
         subnets6 = ", ".join(str(s) for s in net.ipv6) or None
+        outside = _outside([s for s in net.ipv6], prefix, f"Docker network {net.name!r}: IPv6 subnet")
         out.append(Row(host.name, f"network {net.name}", subnets4, subnets6, None,
-                       _outside([s for s in net.ipv6], prefix, f"Docker network {net.name!r}: IPv6 subnet")))
+                       outside and prefix and f"{outside}: {_fix(net.name)}" or outside))
     for c in facts.containers:
         if c.ipv4 is None and c.ipv6 is None:
             continue
         out.append(Row(host.name, f"container {c.container}", _s(c.ipv4), _s(c.ipv6), c.network,
                        _outside([c.ipv6] if c.ipv6 else [], prefix, f"container {c.container!r}: global IPv6")))
     return out
+
+
+def _fix(network: str) -> str:
+    """How to bring a network's IPv6 subnet into the host's prefix."""
+    if network == "bridge":  # Docker's default network takes its IPv6 subnet from the daemon's setting
+        return "set daemon.json's \"fixed-cidr-v6\" to a /64 of the prefix"
+    return ("recreate it with a subnet of the prefix (for the networks Docker creates: daemon.json's "
+            "\"default-address-pools\")")
 
 
 def _outside(items: Sequence[ipaddress.IPv6Network | ipaddress.IPv6Address], prefix: ipaddress.IPv6Network | None,

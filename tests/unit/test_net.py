@@ -62,7 +62,8 @@ def test_what_lies_outside_the_prefix_and_a_missing_twin_are_problems():
     assert problems(got) == [
         ("service 1", "service IPv6 2001:db8:0:100::11 (twin of 192.0.2.111) is not configured on the host"),
         ("network stray", "Docker network 'stray': IPv6 subnet 2001:db8:0:f000::/64 is outside the host's prefix "
-                          "2001:db8:0:100::/56"),
+                          "2001:db8:0:100::/56: recreate it with a subnet of the prefix (for the networks Docker "
+                          "creates: daemon.json's \"default-address-pools\")"),
         ("container odd", "container 'odd': global IPv6 2001:db8:0:f000::2 is outside the host's prefix "
                           "2001:db8:0:100::/56"),
     ]
