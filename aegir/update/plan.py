@@ -55,7 +55,7 @@ def record_of(review: HostReview, *, now: float, by: str) -> ReviewRecord:
         effects=review.effects(),
         reasons={p.name: p.reasons for p in review.packages},
         held=review.held, by=by, removals=review.removals,
-        stale=tuple(sorted((m.pid, m.file, m.who) for m in review.stale)), stale_before=review.stale_before,
+        stale=tuple(sorted((m.pid, m.file, m.who, m.package) for m in review.stale)), stale_before=review.stale_before,
     )
 
 
@@ -190,7 +190,8 @@ def apply_result(p: ApplyPlan, run: InstallRun, log: str, before: tuple[tuple[st
                               if before_error else None, after.left_error) if n)
     upgraded = {k: v for k, v in p.upgrading.items() if run.after.get(k, ("", ""))[0] == v[1]}
     removed = tuple(r for r in p.removing if not installed(run.after.get(r, ("", "un"))[1]))
-    prediction = compare(p.record.stale, p.record.stale_before,
+    prediction = compare([(pid, f, who) for pid, f, who, pkg in p.record.stale if pkg in upgraded],
+                         p.record.stale_before,
                          {s.pid: (s.unit or f"pid {s.pid} ({s.command})", s.files) for s in after.stale})
     return ApplyResult(upgraded, log, after.docker_error is None, after.docker_error, after.projects,
                        after.project_problems, names, after.containers, after.stale, after.left,

@@ -105,7 +105,7 @@ def _strings(d: Mapping[str, Any], key: str, host: str | None,
 
 
 def _rows(d: Mapping[str, Any], key: str, kinds: tuple[type, ...], host: str | None) -> tuple[Any, ...]:
-    """A list of fixed-shape rows (``[pid, file, who]``), each checked; () when absent."""
+    """A list of fixed-shape rows (``[pid, file, who, package]``), each checked; () when absent."""
     out = []
     for row in _typed(d, key, list, host, []):
         if (not isinstance(row, list) or len(row) != len(kinds)
@@ -150,7 +150,7 @@ class ReviewRecord:
     held: tuple[str, ...] = ()
     by: str = ""
     removals: tuple[str, ...] = ()  # packages a dist-upgrade removes
-    stale: tuple[tuple[int, str, str], ...] = ()  # (pid, file, who): what the upgrade leaves on old code
+    stale: tuple[tuple[int, str, str, str], ...] = ()  # (pid, file, who, package): left on old code by the upgrade
     stale_before: tuple[tuple[int, str], ...] = ()  # (pid, file): stale already at the review
 
     @property
@@ -211,7 +211,7 @@ class ReviewRecord:
             risky=risky, effects=_strings(d, "effects", host),
             reasons={str(k): _strings(reasons, k, host) for k in reasons},
             held=_strings(d, "held", host, check_package), by=_typed(d, "by", str, host, ""), removals=removals,
-            stale=_rows(d, "stale", (int, str, str), host), stale_before=_rows(d, "stale_before", (int, str), host),
+            stale=_rows(d, "stale", (int, str, str, str), host), stale_before=_rows(d, "stale_before", (int, str), host),
         )
         stored = _typed(d, "checksum", str, host)
         if stored != record.checksum:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from aegir.update.apt import StaleProcess
 from aegir.update.classify import classify
 from aegir.update.mapped import (
     Comparison,
@@ -136,8 +137,8 @@ def test_a_library_mapped_by_containerd_or_a_crucial_unit_is_risky_with_the_proc
                                   f"libaegirlab1: ssh.service maps {LIB}")
     assert review.headline().startswith(f"libaegirlab1: containerd.service maps {LIB}; libaegirlab1: ssh.service")
     assert record_of(review, now=1.0, by="t").stale == (
-        (101, LIB, "ssh.service"), (102, LIB, "ssh.service"), (202, LIB, "containerd.service"),
-        (404, LIB, "cron.service"))
+        (101, LIB, "ssh.service", "libaegirlab1"), (102, LIB, "ssh.service", "libaegirlab1"),
+        (202, LIB, "containerd.service", "libaegirlab1"), (404, LIB, "cron.service", "libaegirlab1"))
 
 
 def test_a_library_only_a_non_crucial_process_maps_is_mentioned_not_risky_and_one_nobody_maps_is_plain():
@@ -218,10 +219,24 @@ def test_the_review_record_keeps_the_prediction_and_a_record_without_it_still_ch
     review = lab_with((Mapped(202, "containerd", "containerd.service", LIB, "libaegirlab1"),), systemd=False)
     record = record_of(review, now=1.0, by="t")
     back = ReviewRecord.from_json(record.to_json())
-    assert back == record and back.stale == ((202, LIB, "containerd.service"),)
+    assert back == record and back.stale == ((202, LIB, "containerd.service", "libaegirlab1"),)
     assert back.stale_before == ((7, "/usr/lib/old.so"),)
     plain = replace(record, stale=(), stale_before=())
     assert "stale" not in plain.to_json() and ReviewRecord.from_json(plain.to_json()) == plain
     bad = plain.to_json().replace('"by"', '"stale": [[1, 2]], "by"')
-    with pytest.raises(Exception, match="'stale' must hold \\[int, str, str\\] rows"):
+    with pytest.raises(Exception, match="'stale' must hold \\[int, str, str, str\\] rows"):
         ReviewRecord.from_json(bad)
+
+
+def test_the_apply_compares_only_what_it_upgraded_a_held_package_predicts_nothing():
+    from aegir.update.install import InstallRun
+    from aegir.update.plan import ApplyPlan, Checked, apply_result
+
+    record = ReviewRecord(time=1.0, dist=False, versions={"libaegirlab1": ("1.0-1", "1.0-2"), "libz1": ("1", "2")},
+                          stale=((202, LIB, "containerd.service", "libaegirlab1"),
+                                 (303, "/usr/lib/libz.so.1", "cron.service", "libz1")))
+    plan = ApplyPlan(record, {"libz1": ("1", "2")}, hold=("libaegirlab1",))
+    run = InstallRun(0, after={"libz1": ("2", "ii"), "libaegirlab1": ("1.0-1", "ii")})
+    after = Checked((), None, stale=(StaleProcess(303, "cron", "cron.service", ("/usr/lib/libz.so.1",)),))
+    result = apply_result(plan, run, "/var/log/aegir/x.log", ((), None), after)
+    assert result.prediction == Comparison(1, 1)  # containerd's library was held: not a false prediction
