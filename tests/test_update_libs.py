@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -240,15 +241,23 @@ def test_a_miss_and_a_false_prediction_are_reported_and_recorded(libs):
 
 
 def _timed(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> float:
+    return _timed_cpu(argv, cwd=cwd, env=env)[0]
+
+
+def _timed_cpu(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall time, and CPU time (user + system) of `argv` and every process it waited for."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     took = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert done.returncode in (0, 1), done.stdout + done.stderr
-    return took
+    return took, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def test_the_maps_scan_costs_well_under_a_second_with_300_processes(libs, tmp_path):
-    """Figures (printed; -s shows them): the scan alone on a host with at least 300 processes, and
+    """Figures (printed; -s shows them): the scan alone on a host with at least 300 processes (its CPU time
+    asserted: well under a second), and
     ``update.review`` of one host end to end. With $AEGIR_REVIEW_BEFORE=<git ref>, the same review by that
     ref's code too, alternated in this run (the "before" of issue 24)."""
     auto = libs["auto"]
@@ -265,7 +274,7 @@ def test_the_maps_scan_costs_well_under_a_second_with_300_processes(libs, tmp_pa
     processes = len([p for p in os.listdir("/proc") if p.isdigit()])
     assert processes >= 300
     scan = list(maps_cmd(["libaegirmap1", "libaegirquiet1"]).argv)
-    scans = [_timed(auto.command(scan)) for _ in range(5)]
+    scans, cpus = zip(*(_timed_cpu(auto.command(scan)) for _ in range(5)))
     env = {**os.environ, "AEGIR_INVENTORY": str(libs["inventory"]), "COLUMNS": "200"}
     after_argv = [sys.executable, "-m", "aegir", "-H", auto.name, "update.review"]
     before_ref = os.environ.get("AEGIR_REVIEW_BEFORE")
@@ -281,9 +290,12 @@ def test_the_maps_scan_costs_well_under_a_second_with_300_processes(libs, tmp_pa
             if before_ref:
                 figures["before"].append(_timed(after_argv, cwd=Path(before_dir), env=env))
     medians = {k: statistics.median(v) for k, v in figures.items()}
-    print(f"\nmaps scan on {auto.name} ({processes} processes): median {statistics.median(scans) * 1000:.0f} ms "
-          f"(runs: {', '.join(f'{s * 1000:.0f}' for s in scans)} ms, nsenter included)")
+    print(f"\nmaps scan on {auto.name} ({processes} processes): CPU median {statistics.median(cpus) * 1000:.0f} ms "
+          f"(runs: {', '.join(f'{s * 1000:.0f}' for s in cpus)}), wall median {statistics.median(scans) * 1000:.0f} ms "
+          f"(runs: {', '.join(f'{s * 1000:.0f}' for s in scans)}), nsenter included; load average "
+          f"{os.getloadavg()[0]:.1f}")
     for k, v in medians.items():
         print(f"update.review -H {auto.name} ({k}{': ' + before_ref if k == 'before' else ''}): median {v:.3f} s "
               f"(runs: {', '.join(f'{t:.3f}' for t in figures[k])})")
-    assert statistics.median(scans) < 1.0
+    # CPU time: the machine running the lab is shared, its wall times say how busy it is
+    assert statistics.median(cpus) < 0.5
