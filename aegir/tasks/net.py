@@ -2,7 +2,10 @@
 
 Every host is dual stack: an admin IPv4, service IPv4s, an IPv6 prefix (a
 /56) holding the admin IPv6 and one service IPv6 per service IPv4, and a
-global IPv6 inside that prefix for every container.
+global IPv6 inside that prefix for every container. Docker's own settings are
+checked against what aegir's firewall and this plan assume (no userland
+proxy, no iptables/ip6tables, ipv6 with fixed-cidr-v6 in the prefix, data on
+/srv): a deviation is a problem row naming the daemon.json key to change.
 """
 
 from __future__ import annotations
