@@ -41,6 +41,8 @@ RISKY = ("docker", "crucial")
 DOCKER_UNITS = ("docker.service", "docker.socket")
 #: Dependencies through which restarting (or stopping) a unit restarts (or stops) Docker.
 RESTART_DEPS = ("Requires", "BindsTo", "Requisite", "PartOf")
+#: How an effect that restarts Docker begins (the announcement reads which packages follow).
+DOCKER_RESTART = "would restart docker via "
 _RESTARTABLE = (".service", ".socket")
 
 
@@ -75,6 +77,12 @@ class PackageReview:
     crucial: tuple[str, ...] = ()  # those of them that are active and crucial
     stale: tuple[Mapped, ...] = ()  # the processes its upgrade leaves on the old code
     stale_risky: tuple[str, ...] = ()  # "libssl3: containerd.service maps /usr/lib/...": Docker's or crucial
+    stale_docker_only: bool = False  # "docker" only because it leaves Docker on old code: it restarts nothing
+
+    @property
+    def restarts_docker(self) -> bool:
+        """Its upgrade restarts (or stops) Docker: a Docker package, or one restarting a unit Docker needs."""
+        return "docker" in self.kinds and not self.stale_docker_only
 
     @property
     def kind(self) -> str:
@@ -126,9 +134,9 @@ class HostReview:
         out = list(self.stale_risky)
         if self.docker_removals:
             out.append("would stop docker: removes " + ", ".join(self.docker_removals))
-        docker = self.of_kind("docker")
+        docker = [p for p in self.of_kind("docker") if p.restarts_docker]
         if docker:
-            out.append("would restart docker via " + ", ".join(p.name for p in docker))
+            out.append(DOCKER_RESTART + ", ".join(p.name for p in docker))
         crucial: dict[str, list[str]] = {}
         for p in self.of_kind("crucial"):
             for u in p.crucial:
@@ -220,6 +228,7 @@ def classify(facts: HostFacts, config: UpdateConfig) -> HostReview:
                     kinds.append("docker")
                 reasons.append(f"restarts {r.unit} ({r}); {note}")
                 explained.add(r.unit)
+        restarting_docker = "docker" in kinds
         stale = tuple(m for m in predicted if m.package == up.name)
         stale_risky = []
         others: list[str] = []
@@ -273,7 +282,7 @@ def classify(facts: HostFacts, config: UpdateConfig) -> HostReview:
                 reasons.append("restarts nothing crucial")
         reviews.append(PackageReview(up.name, up.old, up.new, up.origin, tuple(kinds), tuple(reasons),
                                      tuple(r.unit for r in restarted), tuple(crucial_restarts), stale,
-                                     tuple(stale_risky)))
+                                     tuple(stale_risky), "docker" in kinds and not restarting_docker))
     order = {k: i for i, k in enumerate(KINDS)}
     reviews.sort(key=lambda p: (order[p.kind], p.name))
     held = set(facts.held)

@@ -22,7 +22,7 @@ from typing import Any
 from aegir.compose.state import LABEL_PROJECT, LABEL_WORKING_DIR
 from aegir.errors import RefusedError
 from aegir.update.apt import Simulation, StaleProcess
-from aegir.update.classify import HostReview
+from aegir.update.classify import DOCKER_RESTART, HostReview
 from aegir.update.install import InstallRun, differences, installed
 from aegir.update.mapped import Comparison, compare
 from aegir.update.records import (
@@ -226,7 +226,8 @@ def services_of(containers: Sequence[Any], srv: str) -> tuple[str, ...]:
 def interruptions(record: ReviewRecord, services: Sequence[str], live_restore: bool | None) -> tuple[Interruption, ...]:
     """What each service should expect from the reviewed upgrade."""
     out: list[Interruption] = []
-    docker = [p for p in record.risky if record.kinds.get(p) == "docker"]
+    via = next((e for e in record.effects if e.startswith(DOCKER_RESTART)), "")  # not "leaves Docker on old code"
+    docker = via[len(DOCKER_RESTART):].split(", ") if via else []
     if docker:
         if live_restore:
             expected = "keeps running (live-restore); Docker's API pauses for a few seconds"

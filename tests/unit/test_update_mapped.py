@@ -136,6 +136,12 @@ def test_a_library_mapped_by_containerd_or_a_crucial_unit_is_risky_with_the_proc
     assert review.stale_risky == (f"libaegirlab1: containerd.service maps {LIB}",
                                   f"libaegirlab1: ssh.service maps {LIB}")
     assert review.headline().startswith(f"libaegirlab1: containerd.service maps {LIB}; libaegirlab1: ssh.service")
+    # it leaves Docker on old code, it does not restart it: neither the effects nor the announcement say so
+    assert lib.stale_docker_only and not lib.restarts_docker
+    assert "would restart docker via aegir-lab-dockdep, containerd" in review.effects()
+    from aegir.update.plan import interruptions
+    cuts = interruptions(record_of(review, now=1.0, by="t"), ["apps/web"], False)
+    assert cuts[0].expected == "stops and restarts with Docker (aegir-lab-dockdep, containerd): about a minute"
     assert record_of(review, now=1.0, by="t").stale == (
         (101, LIB, "ssh.service", "libaegirlab1"), (102, LIB, "ssh.service", "libaegirlab1"),
         (202, LIB, "containerd.service", "libaegirlab1"), (404, LIB, "cron.service", "libaegirlab1"))
