@@ -242,26 +242,28 @@ def restart_outlook(nr: Needrestart, units: Sequence[str], live_restore: bool | 
     unattended-upgrades.
     """
     what = ", ".join(units)
-    if not nr.installed:
-        return f"needrestart absent: {what} keep the old code until restarted by hand"
-    if not nr.run_by_apt:
-        return f"needrestart installed but apt does not run it: {what} keep the old code until restarted by hand"
     mode = f"needrestart ({MODES[nr.mode]}, {nr.source})"
-    if nr.mode == "a":
+    if not nr.installed:
+        out = f"needrestart absent: {what} keep the old code until restarted by hand"
+    elif not nr.run_by_apt:
+        out = f"needrestart installed but apt does not run it: {what} keep the old code until restarted by hand"
+    elif nr.mode == "a":
         out = (f"{mode} restarts {what} right after a plain `apt upgrade`; "
                "update.apply runs it list-only: restart them by hand")
     elif nr.mode == "i":
         out = f"{mode} asks whether to restart {what} after `apt upgrade`; update.apply runs it list-only"
     else:
         out = f"{mode} restarts nothing: {what} keep the old code until restarted by hand"
-    docker = [u for u in units if u in DOCKER_ENGINE_UNITS]
-    if docker and nr.mode in ("a", "i"):
+    docker = [u for u in units if u in ("docker.service", "docker.socket")]
+    if docker:
         if live_restore:
             out += f"; restarting {', '.join(docker)}: containers keep running (live-restore is on)"
         elif live_restore is False:
             out += f"; restarting {', '.join(docker)} stops and restarts every container (live-restore is off)"
         else:
-            out += f"; restarting {', '.join(docker)}: live-restore unknown"
+            out += f"; restarting {', '.join(docker)}: live-restore unknown, containers may stop"
+    if "containerd.service" in units:
+        out += "; restarting containerd.service: containers keep running (their shims outlive it)"
     return out
 
 

@@ -193,17 +193,22 @@ def test_needrestarts_mode_the_last_setting_wins_and_apt_runs_it():
 
 def test_the_outlook_says_who_restarts_what_and_what_it_means_for_containers():
     auto = parse_needrestart_conf(NR_CONF)
-    assert restart_outlook(auto, ["containerd.service", "ssh.service"], False) == (
-        "needrestart (automatic, /etc/needrestart/conf.d/50-auto.conf) restarts containerd.service, ssh.service "
+    assert restart_outlook(auto, ["docker.service", "ssh.service"], False) == (
+        "needrestart (automatic, /etc/needrestart/conf.d/50-auto.conf) restarts docker.service, ssh.service "
         "right after a plain `apt upgrade`; update.apply runs it list-only: restart them by hand; restarting "
-        "containerd.service stops and restarts every container (live-restore is off)")
-    assert restart_outlook(auto, ["containerd.service"], True).endswith(
-        "restarting containerd.service: containers keep running (live-restore is on)")
+        "docker.service stops and restarts every container (live-restore is off)")
+    assert restart_outlook(auto, ["docker.service"], True).endswith(
+        "restarting docker.service: containers keep running (live-restore is on)")
+    assert restart_outlook(auto, ["containerd.service"], False).endswith(
+        "restarting containerd.service: containers keep running (their shims outlive it)")
     assert restart_outlook(Needrestart(), ["ssh.service"], None) == (
         "needrestart absent: ssh.service keep the old code until restarted by hand")
+    assert restart_outlook(Needrestart(), ["docker.service"], True) == (
+        "needrestart absent: docker.service keep the old code until restarted by hand; restarting docker.service: "
+        "containers keep running (live-restore is on)")
     assert restart_outlook(Needrestart(True, False), ["ssh.service"], None).startswith(
         "needrestart installed but apt does not run it")
-    review = lab_with((Mapped(202, "containerd", "containerd.service", LIB, "libaegirlab1"),), systemd=False, nr=auto)
+    review = lab_with((Mapped(202, "dockerd", "docker.service", LIB, "libaegirlab1"),), systemd=False, nr=auto)
     assert review.outlook is not None and review.outlook.startswith("needrestart (automatic")
     assert review.headline().endswith("(live-restore is off)")
 
