@@ -193,6 +193,17 @@ class Needrestart:
     run_by_apt: bool = False
     mode: str = DEFAULT_MODE
     source: str = "default"
+    skipped: tuple[str, ...] = ()  # its ``override_rc`` patterns set to 0: services it never restarts by itself
+
+    def skips(self, unit: str) -> bool:
+        """Whether one of the `skipped` patterns (Perl regexes, read as Python's) matches `unit`."""
+        for pattern in self.skipped:
+            try:
+                if re.search(pattern, unit):
+                    return True
+            except re.error:
+                continue
+        return False
 
     @property
     def restarts(self) -> bool:
@@ -203,23 +214,26 @@ class Needrestart:
 NEEDRESTART_SCRIPT = f"""\
 [ -x {NEEDRESTART_BIN} ] && echo installed
 grep -sH -e needrestart {APT_CONF_D}/*
-grep -sH -e 'nrconf{{restart}}' {NEEDRESTART_CONF} {NEEDRESTART_CONF_D}/*.conf
+grep -sH -e 'nrconf{{restart}}' -e '=> *0' {NEEDRESTART_CONF} {NEEDRESTART_CONF_D}/*.conf
 exit 0
 """
 
 
 def needrestart_conf_cmd() -> Cmd:
-    """Whether needrestart is installed, the apt lines that run it, the lines that set its mode."""
+    """Whether needrestart is installed, the apt lines that run it, the lines that set its mode and the
+    services it leaves alone (``qr(...) => 0``)."""
     return shell(NEEDRESTART_SCRIPT)
 
 
 _MODE_RE = re.compile(r"""^\s*\$nrconf\{restart\}\s*=\s*(['"])([ail])\1\s*;""")
+_SKIP_RE = re.compile(r"^\s*qr\((.+)\)\s*=>\s*0\s*,?\s*$")
 
 
 def parse_needrestart_conf(stdout: str) -> Needrestart:
     """`needrestart_conf_cmd`'s answer: the last ``$nrconf{restart}`` set wins (needrestart.conf, then conf.d)."""
     installed = run_by_apt = False
     mode, source = DEFAULT_MODE, "default"
+    skipped: list[str] = []
     for line in stdout.splitlines():
         if line == "installed":
             installed = True
@@ -231,7 +245,9 @@ def parse_needrestart_conf(stdout: str) -> Needrestart:
                 run_by_apt = True
         elif m := _MODE_RE.match(text):
             mode, source = m.group(2), path
-    return Needrestart(installed, run_by_apt, mode, source)
+        elif m := _SKIP_RE.match(text):
+            skipped.append(m.group(1))
+    return Needrestart(installed, run_by_apt, mode, source, tuple(skipped))
 
 
 def restart_outlook(nr: Needrestart, units: Sequence[str], live_restore: bool | None) -> str:
@@ -247,13 +263,17 @@ def restart_outlook(nr: Needrestart, units: Sequence[str], live_restore: bool | 
         out = f"needrestart absent: {what} keep the old code until restarted by hand"
     elif not nr.run_by_apt:
         out = f"needrestart installed but apt does not run it: {what} keep the old code until restarted by hand"
-    elif nr.mode == "a":
-        out = (f"{mode} restarts {what} right after a plain `apt upgrade`; "
-               "update.apply runs it list-only: restart them by hand")
-    elif nr.mode == "i":
-        out = f"{mode} asks whether to restart {what} after `apt upgrade`; update.apply runs it list-only"
-    else:
+    elif nr.mode == "l":
         out = f"{mode} restarts nothing: {what} keep the old code until restarted by hand"
+    else:
+        takes = [u for u in units if not nr.skips(u)]
+        left = [u for u in units if nr.skips(u)]
+        does = "restarts" if nr.mode == "a" else "asks whether to restart"
+        out = (f"{mode} {does} {', '.join(takes)} right after a plain `apt upgrade`" if takes
+               else f"{mode} restarts none of them")
+        if left:
+            out += f", not {', '.join(left)} (its override_rc)"
+        out += "; update.apply runs it list-only: restart them by hand"
     docker = [u for u in units if u in ("docker.service", "docker.socket")]
     if docker:
         if live_restore:

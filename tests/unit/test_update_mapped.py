@@ -175,11 +175,16 @@ installed
 /usr/lib/needrestart/apt-pinvoke -m u || true"; };
 /etc/needrestart/needrestart.conf:#$nrconf{restart} = 'i';
 /etc/needrestart/conf.d/50-auto.conf:$nrconf{restart} = 'a';
+/etc/needrestart/needrestart.conf:    qr(^dbus) => 0,
+/etc/needrestart/needrestart.conf:    qr(^getty@.+\\.service) => 0,
+/etc/needrestart/needrestart.conf:    qr(^systemd-logind) => 0,
 """
+SKIPPED = ("^dbus", "^getty@.+\\.service", "^systemd-logind")
 
 
 def test_needrestarts_mode_the_last_setting_wins_and_apt_runs_it():
-    assert parse_needrestart_conf(NR_CONF) == Needrestart(True, True, "a", "/etc/needrestart/conf.d/50-auto.conf")
+    assert parse_needrestart_conf(NR_CONF) == Needrestart(True, True, "a", "/etc/needrestart/conf.d/50-auto.conf",
+                                                          SKIPPED)
     assert parse_needrestart_conf(NR_CONF).restarts
     assert parse_needrestart_conf("") == Needrestart(False, False, "i", "default")
     commented = "installed\n/etc/apt/apt.conf.d/99needrestart:// DPkg::Post-Invoke {\"needrestart\"; };\n"
@@ -187,7 +192,7 @@ def test_needrestarts_mode_the_last_setting_wins_and_apt_runs_it():
     assert needrestart_conf_cmd().argv[2] == (
         "[ -x /usr/sbin/needrestart ] && echo installed\n"
         "grep -sH -e needrestart /etc/apt/apt.conf.d/*\n"
-        "grep -sH -e 'nrconf{restart}' /etc/needrestart/needrestart.conf /etc/needrestart/conf.d/*.conf\n"
+        "grep -sH -e 'nrconf{restart}' -e '=> *0' /etc/needrestart/needrestart.conf /etc/needrestart/conf.d/*.conf\n"
         "exit 0\n")
 
 
@@ -197,6 +202,10 @@ def test_the_outlook_says_who_restarts_what_and_what_it_means_for_containers():
         "needrestart (automatic, /etc/needrestart/conf.d/50-auto.conf) restarts docker.service, ssh.service "
         "right after a plain `apt upgrade`; update.apply runs it list-only: restart them by hand; restarting "
         "docker.service stops and restarts every container (live-restore is off)")
+    assert restart_outlook(auto, ["ssh.service", "dbus.service", "systemd-logind.service"], None) == (
+        "needrestart (automatic, /etc/needrestart/conf.d/50-auto.conf) restarts ssh.service right after a plain "
+        "`apt upgrade`, not dbus.service, systemd-logind.service (its override_rc); update.apply runs it "
+        "list-only: restart them by hand")
     assert restart_outlook(auto, ["docker.service"], True).endswith(
         "restarting docker.service: containers keep running (live-restore is on)")
     assert restart_outlook(auto, ["containerd.service"], False).endswith(
