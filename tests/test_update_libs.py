@@ -43,6 +43,8 @@ QUIET = "/usr/lib/aegir-lab/libaegirquiet.so.1"
 DAEMON = "/usr/sbin/aegir-lab-mapd"
 UNIT = "aegir-lab-mapd.service"
 PIDFILE = "/run/aegir-lab-mapd.pid"
+#: update.review runs timed per version (the lab's machine is shared: its figures are noisy).
+REVIEWS = int(os.environ.get("AEGIR_REVIEW_RUNS", "5"))
 
 _LIB_C = "int aegirmap_version(void) { return %d; }\n"
 _DAEMON_C = f"""\
@@ -285,7 +287,7 @@ def test_the_maps_scan_costs_well_under_a_second_with_300_processes(libs, tmp_pa
                                      check=True, capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", before_dir], input=archive, check=True)
             figures["before"] = []
-        for _ in range(5):
+        for _ in range(REVIEWS):
             figures["after"].append(_timed(after_argv, cwd=REPO, env=env))
             if before_ref:
                 figures["before"].append(_timed(after_argv, cwd=Path(before_dir), env=env))
@@ -295,7 +297,7 @@ def test_the_maps_scan_costs_well_under_a_second_with_300_processes(libs, tmp_pa
           f"(runs: {', '.join(f'{s * 1000:.0f}' for s in scans)}), nsenter included; load average "
           f"{os.getloadavg()[0]:.1f}")
     for k, v in medians.items():
-        print(f"update.review -H {auto.name} ({k}{': ' + before_ref if k == 'before' else ''}): median {v:.3f} s "
-              f"(runs: {', '.join(f'{t:.3f}' for t in figures[k])})")
+        print(f"update.review -H {auto.name} ({k}{': ' + before_ref if k == 'before' else ''}): median {v:.3f} s, "
+              f"fastest {min(figures[k]):.3f} s (runs: {', '.join(f'{t:.3f}' for t in figures[k])})")
     # CPU time: the machine running the lab is shared, its wall times say how busy it is
     assert statistics.median(cpus) < 0.5
