@@ -187,23 +187,3 @@ def problems(cfg: DockerConfig, *, prefix: ipaddress.IPv6Network | None, srv: st
         out.append(("data-root", f"data-root {root} ({how}) is not on {srv}: {change}"))
     return out
 
-
-def wanted_json(cfg: DockerConfig, *, prefix: ipaddress.IPv6Network | None, srv: str) -> dict[str, Any] | None:
-    """The daemon.json aegir would write: the file's keys with the network keys set as aegir needs them
-    (None: it cannot say, e.g. no prefix in hosts.yml for fixed-cidr-v6 and none set in the prefix)."""
-    out = dict(cfg.settings)
-    out.update(WANTED)
-    fixed = out.get("fixed-cidr-v6")
-    try:
-        inside = fixed is not None and prefix is not None and ipaddress.IPv6Network(str(fixed)).subnet_of(prefix)
-    except ValueError:
-        inside = False
-    if not inside:
-        if prefix is None:
-            return None
-        out["fixed-cidr-v6"] = str(next(prefix.subnets(new_prefix=64)))
-    root = str(out.get("data-root") or "")
-    if not (root == srv or root.startswith(srv.rstrip("/") + "/")):
-        out["data-root"] = srv.rstrip("/") + "/docker"
-    return out
-
