@@ -7,7 +7,12 @@ or a `YamlError` with a line and one sentence: never a traceback (control
 characters, deep nesting), never a hang (an "alias bomb" whose expansion
 would exceed `MAX_NODES` is refused before anything walks it; more than
 `MAX_DEPTH` open brackets in a row are refused before PyYAML scans them, even
-inside a quoted string, where no real file has them).
+inside a quoted string, where no real file has them). A text longer than
+`limits.YAML_BYTES`, or whose scalars add up to more than `limits.YAML_EXPANDED`
+characters with every alias counted at each use, is refused too: the sizes are
+added up while the tree is composed (an alias adds its anchor's total, known
+once), so nothing is expanded to measure it and a caller that joins or copies
+the values (``str()`` of a list of aliases) stays within the limit.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from aegir import limits
 from aegir.errors import AegirError
 
 #: Nodes a document may expand to (aliases counted at each use) and how deep it may nest.
@@ -64,6 +70,9 @@ def load(text: str) -> YamlDoc:
     A key written twice in one mapping is an error at its second line (YAML
     says it is one; PyYAML would silently keep the last).
     """
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if size > limits.YAML_BYTES.value:
+        raise YamlError(None, limits.YAML_BYTES.over(f"the text has {size:,} bytes"))
     run = _OPENERS.search(text)
     if run:  # PyYAML scans ahead 1,024 characters per open bracket, at O(depth) each: refuse before it starts
         raise YamlError(text.count("\n", 0, run.start()) + 1, f"nested deeper than {MAX_DEPTH} levels")
@@ -104,10 +113,18 @@ def _reader_error(text: str, exc: yaml.reader.ReaderError) -> YamlError:
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, remembering which node it was building when a constructor failed."""
+    """PyYAML's safe loader, remembering which node it was building when a constructor failed,
+    and adding up the characters of the scalars it composes (aliases at each use)."""
 
     building: yaml.Node | None = None
     depth = 0
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.expanded = 0  # characters of the scalars so far, aliases counted at each use
+        self.nodes = 0  # nodes so far, aliases counted at each use
+        self.sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (its nodes, its characters), once composed
+        self.most = limits.YAML_EXPANDED.value
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         # Refuse deep nesting while composing: PyYAML's scanner costs O(depth) per token and
@@ -116,7 +133,28 @@ class _Loader(yaml.SafeLoader):
         try:
             if self.depth > MAX_DEPTH:
                 raise YamlError(self.peek_event().start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
-            return super().compose_node(parent, index)
+            alias = self.check_event(yaml.AliasEvent)
+            line = self.peek_event().start_mark.line + 1
+            before = (self.nodes, self.expanded)
+            node = super().compose_node(parent, index)
+            if node is None:
+                return None
+            if alias:
+                if id(node) not in self.sizes:  # its anchor is still being composed: it contains itself
+                    raise YamlError(node.start_mark.line + 1, "a recursive alias")
+                self.nodes += self.sizes[id(node)][0]
+                self.expanded += self.sizes[id(node)][1]
+            else:
+                self.nodes += 1
+                self.expanded += len(node.value) if isinstance(node, yaml.ScalarNode) else 0
+            if self.nodes > MAX_NODES:
+                raise YamlError(line, f"the document expands to more than {MAX_NODES} nodes (aliases used over and over?)")
+            if self.expanded > self.most:
+                raise YamlError(line, limits.YAML_EXPANDED.over(
+                    f"with its aliases expanded, the text's scalars reach {self.expanded:,} characters"))
+            if not alias:
+                self.sizes[id(node)] = (self.nodes - before[0], self.expanded - before[1])
+            return node
         finally:
             self.depth -= 1
 

@@ -259,31 +259,58 @@ def _argument_secrets(argv: Sequence[str], *, split: bool) -> list[tuple[int, st
     `argv` is an exec-form list, or (`split`) one command line. Caught:
     ``--password=hunter2``, ``--db-pass hunter2``, ``DB_PASSWORD=x run``, and the
     same inside a script argument (``sh -c "mysqld --password=x"``).
+
+    Linear in the distinct items: an item written again (a YAML alias used 1,000
+    times) is split and read once; only a flag ending an item looks at the next one.
     """
-    if not any(_SECRETISH.search(item) for item in argv):  # shlex reads ~100 kB/s: skip what cannot match
+    distinct = set(argv)
+    if not any(_SECRETISH.search(item) for item in distinct):  # shlex reads ~100 kB/s: skip what cannot match
         return []
-    tokens: list[tuple[int, str]] = []
+    read: dict[tuple[str, bool], tuple[list[str], list[str], str | None]] = {}
+    items = []
     for i, item in enumerate(argv):
-        if split or (" " in item.strip() and i > 0):  # a command line, or a script inside an argv
-            try:
-                words = shlex.split(item)
-            except ValueError:
-                words = item.split()
-            tokens.extend((i, w) for w in words)
-        else:
-            tokens.append((i, item))
+        script = split or (" " in item.strip() and i > 0)  # a command line, or a script inside an argv
+        found = read.get((item, script))
+        if found is None:
+            found = read[(item, script)] = _item_secrets(item, script)
+        items.append(found)
     out: list[tuple[int, str]] = []
-    for n, (i, tok) in enumerate(tokens):
+    following = ""  # the first word of the items after this one
+    firsts = []
+    for words, _, _ in reversed(items):
+        firsts.append(following)
+        following = words[0] if words else following
+    for i, ((_, messages, last_flag), value) in enumerate(zip(items, reversed(firsts))):
+        out.extend((i, message) for message in messages)
+        if last_flag is not None and not value.startswith("-") and _is_literal(value):
+            out.append((i, _literal_secret(last_flag)))
+    return out
+
+
+def _item_secrets(item: str, script: bool) -> tuple[list[str], list[str], str | None]:
+    """One argv item: its words, the messages about them (each once: they all name the item's line),
+    and its last word when that is a secret flag whose value is the next item's first word."""
+    if script:
+        try:
+            words = shlex.split(item)
+        except ValueError:
+            words = item.split()
+    else:
+        words = [item]
+    messages: list[str] = []
+    for n, tok in enumerate(words):
         flag = _FLAG.fullmatch(tok)
         if flag and looks_secret(flag.group(1).lstrip("-")):
-            value = flag.group(2) if flag.group(2) is not None else (tokens[n + 1][1] if n + 1 < len(tokens) else "")
+            if flag.group(2) is None and n + 1 == len(words):
+                return words, list(dict.fromkeys(messages)), flag.group(1)
+            value = flag.group(2) if flag.group(2) is not None else words[n + 1]
             if (flag.group(2) is not None or not value.startswith("-")) and _is_literal(value):
-                out.append((i, _literal_secret(flag.group(1))))
+                messages.append(_literal_secret(flag.group(1)))
             continue
         assign = _ASSIGN.fullmatch(tok)
         if assign and looks_secret(assign.group(1)) and _is_literal(assign.group(2)):
-            out.append((i, _literal_secret(assign.group(1))))
-    return out
+            messages.append(_literal_secret(assign.group(1)))
+    return words, list(dict.fromkeys(messages)), None
 
 
 def _literal_secret(key: str) -> str:
@@ -340,6 +367,7 @@ class _Scalar:
     value: str
     line: int
     in_list: bool
+    node: int = 0  # id() of its YAML node: an alias yields the same node again
 
 
 def _scalars(node: yaml.Node, keys: tuple[str, ...] = (), seen: set[int] | None = None) -> Iterator[_Scalar]:
@@ -351,7 +379,7 @@ def _scalars(node: yaml.Node, keys: tuple[str, ...] = (), seen: set[int] | None 
         for k, v in node.value:
             kname = str(k.value) if isinstance(k, yaml.ScalarNode) else "?"
             if isinstance(v, yaml.ScalarNode):
-                yield _Scalar((*keys, kname), kname, str(v.value), _line(v), False)
+                yield _Scalar((*keys, kname), kname, str(v.value), _line(v), False, id(v))
             else:
                 yield from _scalars(v, (*keys, kname), seen)
     elif isinstance(node, yaml.SequenceNode):
@@ -359,7 +387,7 @@ def _scalars(node: yaml.Node, keys: tuple[str, ...] = (), seen: set[int] | None 
             if isinstance(item, yaml.ScalarNode):
                 value = str(item.value)
                 key = value.split("=", 1)[0] if "=" in value and _NAME.fullmatch(value.split("=", 1)[0].replace(".", "_").replace("-", "_")) else None
-                yield _Scalar(keys, key, value, _line(item), True)
+                yield _Scalar(keys, key, value, _line(item), True, id(item))
             else:
                 yield from _scalars(item, keys, seen)
 
@@ -527,8 +555,20 @@ def _findings(compose_file: str, compose_text: str, env_file: str, env_text: str
         return [Finding(compose_file, exc.line, "yaml", exc.problem)]
     data, root = doc.data, doc.node
     scalars = list(_scalars(root)) if root is not None else []
-    used: set[str] = set(env.refs)
+    argvs: dict[tuple[str, ...], list[_Scalar]] = {}  # exec-form lists, by the keys leading to them
     for s in scalars:
+        if s.in_list and s.keys and s.keys[-1] in _COMMAND_KEYS:
+            argvs.setdefault(s.keys, []).append(s)
+    used: set[str] = set(env.refs)
+    done: set[tuple[int, tuple[str, ...], str | None, bool]] = set()
+    for s in scalars:
+        if s.keys and s.keys[-1] in _COMMAND_KEYS and s.in_list and s is argvs[s.keys][0]:
+            argv = argvs[s.keys]  # an exec-form list is read once, as one argv
+            found.extend(Finding(compose_file, argv[i].line, "secret", message)
+                         for i, message in _argument_secrets([t.value for t in argv], split=False))
+        if (s.node, s.keys, s.key, s.in_list) in done:  # an alias of a scalar read here already: same findings
+            continue
+        done.add((s.node, s.keys, s.key, s.in_list))
         for r in refs(s.value):
             used.add(r.name)
             if not r.has_default and r.name not in env.keys:
@@ -541,11 +581,9 @@ def _findings(compose_file: str, compose_text: str, env_file: str, env_text: str
                 found.append(Finding(compose_file, s.line, "secret", _literal_secret(s.key)))
         if s.keys and s.keys[-1] in _SKIP_LITERALS and not s.in_list:
             continue
-        if s.keys and s.keys[-1] in _COMMAND_KEYS:  # "--password hunter2": a flag, then its value
-            argv = [s] if not s.in_list else [t for t in scalars if t.keys == s.keys and t.in_list]
-            if s is argv[0]:  # an exec-form list is read once, as one argv
-                found.extend(Finding(compose_file, argv[i].line, "secret", message)
-                             for i, message in _argument_secrets([t.value for t in argv], split=not s.in_list))
+        if s.keys and s.keys[-1] in _COMMAND_KEYS and not s.in_list:  # "--password hunter2": a flag, then its value
+            found.extend(Finding(compose_file, s.line, "secret", message)
+                         for _, message in _argument_secrets([s.value], split=True))
         text = s.value.split("=", 1)[1] if s.in_list and s.key else s.value
         shift = len(s.value) - len(text)
         for rule, literal, offset in _literals(text):

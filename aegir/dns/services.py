@@ -184,6 +184,8 @@ def _from_labels(host: Host, project: Project, doc: yamldoc.YamlDoc, data: Mappi
             words = str(labels[LABEL_NAMES]).replace(",", " ").split()
             if not words:
                 raise FieldError("names no name", (LABEL_NAMES,))
+            if len(words) > MAX_NAMES:
+                raise FieldError(f"names more than {MAX_NAMES} names", (LABEL_NAMES,))
             parsed = []
             for w in words:
                 try:
