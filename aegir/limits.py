@@ -53,6 +53,8 @@ class LimitError(AegirError):
 YAML_BYTES = Limit("YAML_BYTES", 1024 * 1024, "bytes")
 #: Characters of all scalars of one YAML document, aliases counted at each use (refused while composing).
 YAML_EXPANDED = Limit("YAML_EXPANDED", 16 * 1024 * 1024, "characters")
+#: Bytes of a host's firewall template.
+TEMPLATE_BYTES = Limit("TEMPLATE_BYTES", 1024 * 1024, "bytes")
 #: Characters a host's firewall template may produce (output and every string or list it builds).
 TEMPLATE_OUTPUT = Limit("TEMPLATE_OUTPUT", 32 * 1024 * 1024, "characters")
 #: Milliseconds a host's firewall template may take to render.
@@ -60,4 +62,4 @@ TEMPLATE_MS = Limit("TEMPLATE_MS", 5_000, "ms")
 #: Loop iterations a host's firewall template may make (all loops of one rendering together).
 TEMPLATE_LOOPS = Limit("TEMPLATE_LOOPS", 1_000_000, "iterations")
 
-ALL = (YAML_BYTES, YAML_EXPANDED, TEMPLATE_OUTPUT, TEMPLATE_MS, TEMPLATE_LOOPS)
+ALL = (YAML_BYTES, YAML_EXPANDED, TEMPLATE_BYTES, TEMPLATE_OUTPUT, TEMPLATE_MS, TEMPLATE_LOOPS)

@@ -17,6 +17,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from aegir import limits
 from aegir.errors import AegirError
 from aegir.fw.model import Exposures, admin_addresses
 from aegir.fw.settings import FwSettings, Rule
@@ -67,16 +68,24 @@ def comment(text: str) -> str:
     return "".join(ch if " " <= ch <= "~" else "?" for ch in str(text))
 
 
-@lru_cache(maxsize=8)
 def _compile(source: str, origin: str) -> "jinja2.Template":
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if size > limits.TEMPLATE_BYTES.value:
+        raise TemplateError(f"{origin}: template refused: {limits.TEMPLATE_BYTES.over(f'it has {size:,} bytes')}")
+    return _compiled(source, origin)
+
+
+@lru_cache(maxsize=8)
+def _compiled(source: str, origin: str) -> "jinja2.Template":
     import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from aegir.fw.sandbox import BudgetedEnvironment, guarded
 
     # A host's template is data from that host: sandboxed, so it can arrange the values it is
-    # given and nothing more (no attribute walk to os.popen on the operator's machine).
-    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                                        autoescape=False)
-    env.filters["elements"] = elements
+    # given and nothing more (no attribute walk to os.popen on the operator's machine), and
+    # within a render budget (aegir.fw.sandbox: what it builds, its loops, its time).
+    env = BudgetedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["elements"] = guarded("elements", elements)
     try:
         return env.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
@@ -133,11 +142,15 @@ def render(host: Host, settings: FwSettings, exposures: Exposures, template: Tem
     import jinja2
     from jinja2.exceptions import SecurityError
 
+    from aegir.fw.sandbox import Refused, rendering
+
     tpl = template or packaged()
     compiled = _compile(tpl.source, tpl.origin)
     values = context(host, settings, exposures, bridges)
     try:
-        return compiled.render(values)
+        return rendering(compiled.generate(values))
+    except Refused as exc:
+        raise TemplateError(f"{tpl.origin}:{_line(tpl) or '?'}: template refused: {exc}") from None
     except SecurityError as exc:
         raise TemplateError(f"{tpl.origin}:{_line(tpl) or '?'}: template refused: it reaches outside the "
                             f"values it is given ({exc}); nothing was run") from None

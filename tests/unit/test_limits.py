@@ -136,3 +136,82 @@ def test_more_than_256_label_names_is_one_problem():
     got = services.read(dns_host(), Project("apps", "x", "/srv/apps/x", "docker-compose.yml", compose_text=text))
     assert got == services.Read(problems=(
         "/srv/apps/x/docker-compose.yml:5: label aegir.dns.names: names more than 256 names",))
+
+
+# --------------------------------------------------------------------------- the firewall template
+
+FW = "hyp1:/srv/templates/nftables.nft.j2"
+OUTPUT = "over the limit of 33,554,432 characters (AEGIR_LIMIT_TEMPLATE_OUTPUT)"
+
+
+def fw_refusal(source: str) -> str:
+    from aegir.fw import plan as fwplan
+    from aegir.fw import render
+    from tests.unit.test_fw_render import HOST, SETTINGS, containers
+
+    with pytest.raises(render.TemplateError) as err:
+        fwplan.firewall(HOST, SETTINGS, containers(), template=render.Template(source, FW))
+    return str(err.value)
+
+
+@pytest.mark.parametrize(("source", "refused"), [
+    ("# ok\n{{ 'x' * 400000000 }}\n", f"2: template refused: '*' would bring what the template builds to "
+                                      f"400,000,005 characters, {OUTPUT}"),  # the first line's 5, output
+    ("{{ [0] * 400000000 }}\n", f"1: template refused: '*' would bring what the template builds to "
+                                f"400,000,000 characters, {OUTPUT}"),
+    ("{{ 9 ** 999999 }}\n", "1: template refused: '**' would make a number of more than 100,000 bits"),
+    ("{% set a = 'x' * 9000000 %}{{ a ~ a ~ a ~ a }}\n",
+     f"1: template refused: '~' would bring what the template builds to 45,000,000 characters, {OUTPUT}"),
+    ("{{ 'x'|center(400000000) }}\n", f"1: template refused: the filter center would bring what the template "
+                                      f"builds to 400,000,000 characters, {OUTPUT}"),
+    ("{{ 'x'.ljust(400000000) }}\n", f"1: template refused: str.ljust would bring what the template builds to "
+                                     f"400,000,000 characters, {OUTPUT}"),
+    ("{{ '%400000000s' % 1 }}\n", f"1: template refused: '%' would bring what the template builds to "
+                                  f"400,000,013 characters, {OUTPUT}"),
+    ("{{ '{:>400000000}'.format(1) }}\n", f"1: template refused: str.format would bring what the template builds "
+                                          f"to 400,000,015 characters, {OUTPUT}"),
+    ("{{ [1]|batch(400000000, 'x')|list }}\n", f"1: template refused: the filter batch would bring what the "
+                                               f"template builds to 400,000,006 characters, {OUTPUT}"),
+    ("{% set a = 'x' * 1000000 %}{% set b = [a, a, a, a, a, a] %}{{ [b, b, b, b, b, b] }}\n",
+     f"1: template refused: the output would bring what the template builds to 37,000,098 characters, {OUTPUT}"),
+    ("{% set a = 'x' * 100 %}{% set s %}{% for i in range(1000000) %}{{ a }}{% endfor %}{% endset %}\n",
+     f"1: template refused: the output would bring what the template builds to 33,554,500 characters, {OUTPUT}"),
+    ("{% for i in range(100000) %}\n{% for j in range(100000) %}{% endfor %}{% endfor %}\n",
+     "2: template refused: range() of 100,000 items after 900,010 iterations, over the limit of 1,000,000 "
+     "iterations (AEGIR_LIMIT_TEMPLATE_LOOPS)"),
+    ("{% set a = [0] * 1000 %}{% for i in a %}{% for j in a %}{% for k in a %}{% endfor %}{% endfor %}{% endfor %}",
+     "1: template refused: its loops reach 1,000,001 iterations, over the limit of 1,000,000 iterations "
+     "(AEGIR_LIMIT_TEMPLATE_LOOPS)"),
+])
+def test_a_template_bomb_is_refused_naming_host_file_line_and_limit(source, refused):
+    assert fw_refusal(source) == f"{FW}:{refused}"
+
+
+def test_a_slow_template_is_refused_at_its_time_limit(monkeypatch):
+    monkeypatch.setenv("AEGIR_LIMIT_TEMPLATE_MS", "50")
+    assert fw_refusal("{% for i in range(1000000) %}{{ (dnat[4] * 100)|sort|length }}{% endfor %}\n") == (
+        f"{FW}:1: template refused: rendering took more than 50 ms, over the limit of 50 ms (AEGIR_LIMIT_TEMPLATE_MS)")
+
+
+def test_the_template_limits_are_settable(monkeypatch):
+    monkeypatch.setenv("AEGIR_LIMIT_TEMPLATE_OUTPUT", "1000")
+    assert fw_refusal("{{ 'x' * 1001 }}\n") == (
+        f"{FW}:1: template refused: '*' would bring what the template builds to 1,001 characters, "
+        "over the limit of 1,000 characters (AEGIR_LIMIT_TEMPLATE_OUTPUT)")
+    monkeypatch.setenv("AEGIR_LIMIT_TEMPLATE_LOOPS", "10")
+    assert fw_refusal("{% for i in range(11) %}{% endfor %}\n") == (
+        f"{FW}:1: template refused: range() of 11 items after 0 iterations, over the limit of 10 iterations "
+        "(AEGIR_LIMIT_TEMPLATE_LOOPS)")
+
+
+def test_a_template_over_its_byte_limit_is_refused_before_it_is_compiled():
+    assert fw_refusal("#" * (1024 * 1024 + 1)) == (
+        f"{FW}: template refused: it has 1,048,577 bytes, over the limit of 1,048,576 bytes (AEGIR_LIMIT_TEMPLATE_BYTES)")
+
+
+def test_the_shipped_template_renders_within_its_budget_as_before():
+    from aegir.fw import plan as fwplan
+    from tests.unit.test_fw_render import HOST, SETTINGS, containers
+
+    text = fwplan.firewall(HOST, SETTINGS, containers()).text
+    assert text.startswith("# aegir firewall for hyp1") and "map dnat4" in text
