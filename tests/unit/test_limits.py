@@ -176,6 +176,11 @@ def fw_refusal(source: str) -> str:
      f"1: template refused: the output would bring what the template builds to 37,000,098 characters, {OUTPUT}"),
     ("{% set a = 'x' * 100 %}{% set s %}{% for i in range(1000000) %}{{ a }}{% endfor %}{% endset %}\n",
      f"1: template refused: the output would bring what the template builds to 33,554,500 characters, {OUTPUT}"),
+    ("{{ lipsum(1000000) }}\n", f"1: template refused: lipsum() would bring what the template builds to "
+                                 f"1,600,000,000 characters, {OUTPUT}"),
+    ("{% set a = 'x' * 1000000 %}{{ ''.join(([a] * 40)|map('lower')) }}\n",
+     f"1: template refused: the filter lower would bring what the template builds to 34,000,040 characters, "
+     f"{OUTPUT}"),
     ("{% for i in range(100000) %}\n{% for j in range(100000) %}{% endfor %}{% endfor %}\n",
      "2: template refused: range() of 100,000 items after 900,010 iterations, over the limit of 1,000,000 "
      "iterations (AEGIR_LIMIT_TEMPLATE_LOOPS)"),
@@ -215,3 +220,34 @@ def test_the_shipped_template_renders_within_its_budget_as_before():
 
     text = fwplan.firewall(HOST, SETTINGS, containers()).text
     assert text.startswith("# aegir firewall for hyp1") and "map dnat4" in text
+
+
+#: Templates using loops (loop.*, else, recursive, filtered), ~, macros and call blocks, set blocks,
+#: filter blocks, the operators and filters the budget intercepts: each renders as in the plain sandbox.
+ORDINARY = [
+    "{% for x in items %}{{ loop.index }}/{{ loop.length }}/{{ loop.revindex }}{{ ',' if not loop.last }}{% endfor %}",
+    "{% for k, v in d|dictsort %}{{ k }}={{ v }};{% endfor %}{% for x in items if x > 1 %}{{ x }}{% endfor %}",
+    "{% for x in [] %}{{ x }}{% else %}none{% endfor %}",
+    "{% for x in tree recursive %}{{ x.n }}{% if x.c %}[{{ loop(x.c) }}]{% endif %}{% endfor %}",
+    "{{ items|join(', ') }} {{ items|map('string')|join('-') }} {{ 'a' ~ 1 ~ none }} {{ ','.join(['a']|map('upper')) }}",
+    "{{ '%s-%d' % ('a', 3) }} {{ '{}:{}'.format('a', 2) }} {{ 'ab'|center(6) }}|{{ 'x\ny'|indent(2) }}",
+    "{% macro m(a) %}<{{ a }}{{ caller() if caller is defined }}>{% endmacro %}{{ m(1) }}{% call m(2) %}c{% endcall %}",
+    "{% set ns = namespace(t=0) %}{% for i in range(5) %}{% set ns.t = ns.t + i %}{% endfor %}{{ ns.t }} {{ 2 ** 10 }}"
+    " {{ 7 // 2 }} {{ 7 / 2 }} {{ [1, 2] + [3] }} {{ 'ab' * 2 }} {{ 3 * 4 }}",
+    "{% filter upper %}abc{% endfilter %} {{ items|batch(2)|list }} {{ items|slice(2)|list }} {{ items|sum }}",
+    "{{ items|tojson }} {{ items|first }} {{ items|reverse|list }} {{ 'a,b'.split(',') }} {{ lipsum(1)|length > 9 }}",
+    "{% set x %}block{{ 1 }}{% endset %}{{ x }} {{ items|select('odd')|list }} {{ 'x'.ljust(3) }}|",
+]
+
+
+@pytest.mark.parametrize("source", ORDINARY)
+def test_the_budget_changes_nothing_a_template_renders_within_it(source):
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from aegir.fw.sandbox import BudgetedEnvironment, rendering
+
+    values = {"items": [1, 2, 3], "d": {"b": 2, "a": 1}, "tree": [{"n": 1, "c": [{"n": 2, "c": []}]}]}
+    plain = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined).from_string(source).render(values)
+    budgeted = BudgetedEnvironment(undefined=jinja2.StrictUndefined).from_string(source)
+    assert rendering(budgeted.generate(values)) == plain
