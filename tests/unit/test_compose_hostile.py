@@ -36,6 +36,9 @@ HOSTILE = {
     "bomb": (BOMB, 6, "expands to more than"),
     "recursive": ("services: &s\n  web: *s\n", 1, "a recursive alias"),
     "python": ("services:\n  web: !!python/object/apply:os.system [id]\n", 2, "could not determine a constructor"),
+    # 0.4 MB that aliases expand to 400 MB: refused while composing, at the line that passes the limit
+    "aliases": ("x-a: &a \"" + "x" * 100_000 + "\"\nservices: {web: [" + ", ".join(["*a"] * 4000) + "]}\n", 2,
+                "over the limit of 16,777,216 characters (AEGIR_LIMIT_YAML_EXPANDED)"),
 }
 GOOD = "services:\n  web:\n    image: aegir-lab/busybox:latest\n"
 
