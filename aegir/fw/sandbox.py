@@ -120,13 +120,15 @@ def size(value: Any, most: int) -> int:
 
 #: Numbers in a %-format or a str.format spec: widths and precisions make the text that long.
 _DIGITS = re.compile(r"\d+")
+_NESTED = re.compile(r"\{[^{}]*\{")
 
 
 def _format_size(fmt: str, args: Any, most: int) -> int:
     """An upper bound of ``fmt % args`` / ``fmt.format(*args)``: the text, its widths, the values."""
     values = args if isinstance(args, (tuple, list)) else (args,)
+    from_values = "*" in fmt or _NESTED.search(fmt) is not None  # '%*d', '{0:{1}}': a width among the values
     widths = sum(int(d) for d in _DIGITS.findall(fmt) if len(d) < 12) + (
-        sum(abs(v) for v in values if isinstance(v, int) and not isinstance(v, bool)) if "*" in fmt else 0)
+        sum(abs(v) for v in values if isinstance(v, int) and not isinstance(v, bool)) if from_values else 0)
     return len(fmt) + widths + sum(size(v, most) for v in values) * max(1, fmt.count("%") + fmt.count("{"))
 
 

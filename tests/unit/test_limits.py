@@ -170,6 +170,10 @@ def fw_refusal(source: str) -> str:
                                   f"400,000,013 characters, {OUTPUT}"),
     ("{{ '{:>400000000}'.format(1) }}\n", f"1: template refused: str.format would bring what the template builds "
                                           f"to 400,000,015 characters, {OUTPUT}"),
+    ("{{ '{0:{1}}'.format(1, 400000000) }}\n", f"1: template refused: str.format would bring what the template "
+                                                f"builds to 400,000,033 characters, {OUTPUT}"),
+    ("{{ '%*d' % (400000000, 1) }}\n", f"1: template refused: '%' would bring what the template builds to "
+                                      f"400,000,016 characters, {OUTPUT}"),
     ("{{ [1]|batch(400000000, 'x')|list }}\n", f"1: template refused: the filter batch would bring what the "
                                                f"template builds to 400,000,006 characters, {OUTPUT}"),
     ("{% set a = 'x' * 1000000 %}{% set b = [a, a, a, a, a, a] %}{{ [b, b, b, b, b, b] }}\n",
