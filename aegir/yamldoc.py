@@ -224,7 +224,8 @@ class _PyLoader(_Checks, yaml.SafeLoader):
 
 def _c_loader() -> Callable[[str], Any] | None:
     """Events from libyaml (about 5 times as fast: 0.6 s against 3.3 s for 100,000 nodes, measured on a
-    shared machine), composed in Python as above, so the same limits hold while composing; None when PyYAML was built without libyaml."""
+    shared machine), composed in Python as above, so the same limits hold while composing; None when
+    PyYAML was built without libyaml."""
     if CParser is None:  # pragma: no cover
         return None
 
