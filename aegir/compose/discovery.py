@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aegir import yamldoc
+from aegir import limits, yamldoc
 from aegir.errors import AegirError
 from aegir.layout import PROJECT_KINDS
 from aegir.sh import Cmd, check_name, shell
@@ -131,6 +131,7 @@ class Discovery:
 _DISCOVER_SCRIPT = """\
 cd "$1" 2>/dev/null || { echo X; exit 0; }
 with_env=$2
+max=$3
 nl='
 '
 tab='\t'
@@ -151,6 +152,17 @@ for kind in core apps users; do
   done
 done
 stat -c 'M %a %n' -- core/*/.env apps/*/.env users/*/.env 2>/dev/null
+set -f
+big=$(find -L "$@" -maxdepth 0 -type f -size +"$max"c -printf '%s\t%p\n' 2>/dev/null)
+if [ -n "$big" ]; then
+  for f do
+    shift
+    case "$nl$big$nl" in *"$tab$f$nl"*) ;; *) set -- "$@" "$f" ;; esac
+  done
+  ifs=$IFS; IFS=$nl
+  for line in $big; do printf 'L\t%s\n' "$line"; done
+  IFS=$ifs
+fi
 [ "$#" -eq 0 ] && exit 0
 printf 'T\\t'
 tar -chf - -- "$@" 2>/dev/null | base64 | tr -d '\\n'
@@ -166,10 +178,12 @@ def discover_cmd(srv: str, *, with_env: bool = False) -> Cmd:
     (and, only `with_env`, of every ``.env``: lint reads them, status never does).
     Lines: ``P<TAB>kind/folder<TAB>file[,file…]``, ``N<TAB>kind/folder`` (no compose
     file), ``B<TAB>kind<TAB>file[,file…]`` (a folder whose name holds a tab or a newline),
-    ``M mode kind/folder/.env``, ``T<TAB>base64(tar)``, ``X`` (no SRV). Hidden folders
+    ``M mode kind/folder/.env``, ``L<TAB>bytes<TAB>kind/folder/file`` (a file over
+    `limits.YAML_BYTES`, left out of the tar: the host sends no more than that per file),
+    ``T<TAB>base64(tar)``, ``X`` (no SRV). Hidden folders
     are listed too: one that holds a compose file is a skipped folder, not an absent one.
     """
-    return shell(_DISCOVER_SCRIPT, srv, "env" if with_env else "")
+    return shell(_DISCOVER_SCRIPT, srv, "env" if with_env else "", str(limits.YAML_BYTES.value))
 
 
 def _untar(b64: str) -> dict[str, bytes]:
@@ -198,9 +212,13 @@ def parse_discovery(stdout: str, srv: str) -> Discovery:
     members: dict[str, bytes] = {}
     warnings: list[str] = []
     skipped: list[Skipped] = []
+    too_big: dict[str, int] = {}
     for line in stdout.splitlines():
         tag, _, rest = line.partition("\t")
         parts = rest.split("\t")
+        if tag == "L" and len(parts) == 2 and parts[0].isdigit():
+            too_big[parts[1]] = int(parts[0])
+            continue
         if tag == "X":
             return Discovery(srv, (), (f"{srv} does not exist or cannot be entered",), srv_missing=True)
         if tag == "T":
@@ -237,12 +255,15 @@ def parse_discovery(stdout: str, srv: str) -> Discovery:
         path = f"{kind}/{folder}"
         raw = members.get(f"{path}/{files[0]}")
         project, notes = _project(srv, kind, folder, files, modes.get(path, "-"),
-                                  None if raw is None else raw.decode("utf-8", "replace"))
+                                  None if raw is None else raw.decode("utf-8", "replace"),
+                                  too_big.get(f"{path}/{files[0]}"))
         projects.append(project)
         warnings.extend(notes)
         env = members.get(f"{path}/{ENV_FILE}")
         if env is not None:
             envs[path] = env.decode("utf-8", "replace")
+        elif f"{path}/{ENV_FILE}" in too_big:
+            warnings.append(f"{srv}/{path}/{ENV_FILE}: not read: {_over_limit(too_big[f'{path}/{ENV_FILE}'])}")
     order = {k: i for i, k in enumerate(PROJECT_KINDS)}
     projects.sort(key=lambda p: (order[p.kind], p.folder))
     clashes = name_clashes(projects)
@@ -267,7 +288,13 @@ def name_clashes(projects: Iterable[Project]) -> dict[str, tuple[str, ...]]:
     return {n: tuple(paths) for n, paths in by_name.items() if len(paths) > 1}
 
 
-def _project(srv: str, kind: str, folder: str, files: list[str], mode: str, text: str | None) -> tuple[Project, list[str]]:
+def _over_limit(size: int) -> str:
+    """What `yamldoc.load` says of a text of `size` bytes over `limits.YAML_BYTES`."""
+    return limits.YAML_BYTES.over(f"the text has {size:,} bytes")
+
+
+def _project(srv: str, kind: str, folder: str, files: list[str], mode: str, text: str | None,
+             too_big: int | None = None) -> tuple[Project, list[str]]:
     d = f"{srv}/{kind}/{folder}"
     notes: list[str] = []
     file = files[0]
@@ -275,7 +302,8 @@ def _project(srv: str, kind: str, folder: str, files: list[str], mode: str, text
         notes.append(f"{d}: several compose files ({', '.join(files)}); using {file}, as Compose does")
     env_mode = int(mode, 8) if re.fullmatch(r"[0-7]{3,4}", mode) else None
     if text is None:
-        return Project(kind, folder, d, file, env_mode, error=f"{file}: cannot read it"), notes
+        why = f":?: {_over_limit(too_big)}" if too_big is not None else ": cannot read it"
+        return Project(kind, folder, d, file, env_mode, error=f"{file}{why}"), notes
     spec = parse_compose_spec(text)
     if spec.error:
         return Project(kind, folder, d, file, env_mode, error=f"{file}:{spec.error}", compose_text=text), notes

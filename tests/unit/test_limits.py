@@ -285,3 +285,35 @@ def test_libyaml_events_give_what_pyyamls_give_or_pyyaml_says_why_not(text):
     if not yamldoc._PARSERS_DIFFER.search(text):  # libyaml's answer is taken: a value or a limit as PyYAML's
         assert outcome(lambda t: yamldoc._load(t, yamldoc._FAST)) in (python, "libyaml refused")
     assert outcome(yamldoc.load) == python  # what load() answers is what PyYAML's own parser makes of the text
+
+
+# --------------------------------------------------------------------------- discovery on the host
+
+
+def test_a_compose_file_or_env_over_the_byte_limit_stays_on_the_host_and_is_that_projects_error(tmp_path, monkeypatch):
+    import subprocess
+
+    from aegir.compose.discovery import discover_cmd, parse_discovery
+
+    monkeypatch.setenv("AEGIR_LIMIT_YAML_BYTES", "100")
+    srv = tmp_path / "srv"
+    for folder, text in (("big", "services: {web: {image: x}}\n#" + "x" * 120 + "\n"),
+                         ("ok", "services: {web: {image: x}}\n"), ("ig", "services: {web: {image: y}}\n")):
+        (srv / "apps" / folder).mkdir(parents=True)
+        (srv / "apps" / folder / "docker-compose.yml").write_text(text)
+    (srv / "apps/ok/.env").write_text("A=" + "y" * 200 + "\n")
+    cmd = discover_cmd(str(srv), with_env=True)
+    assert cmd.argv[3:] == ("sh", str(srv), "env", "100")
+    out = subprocess.run(cmd.line, shell=True, capture_output=True, text=True, check=True).stdout
+    assert [line for line in out.splitlines() if line.startswith("L")] == [
+        "L\t150\tapps/big/docker-compose.yml", "L\t203\tapps/ok/.env"]
+    found = parse_discovery(out, str(srv))
+    by_path = found.by_path()
+    assert by_path["apps/big"].error == ("docker-compose.yml:?: the text has 150 bytes, over the limit of 100 bytes "
+                                         "(AEGIR_LIMIT_YAML_BYTES)")
+    assert by_path["apps/big"].compose_text == ""
+    assert by_path["apps/ok"].error is None and by_path["apps/ok"].expected == ("web",)
+    assert by_path["apps/ig"].error is None  # "apps/ig/…" is within "apps/big/…": matched as a whole path
+    assert f"{srv}/apps/ok/.env: not read: the text has 203 bytes, over the limit of 100 bytes " \
+           "(AEGIR_LIMIT_YAML_BYTES)" in found.warnings
+    assert "apps/ok" not in found.envs

@@ -62,8 +62,8 @@ def run_discovery(srv: Path, with_env: bool = False) -> str:
 
 def test_discovery_is_one_sh_command_taking_the_srv_path_as_data():
     cmd = discover_cmd("/srv")
-    assert cmd.argv[:2] == ("sh", "-c") and cmd.argv[3:] == ("sh", "/srv", "")
-    assert discover_cmd("/srv", with_env=True).argv[3:] == ("sh", "/srv", "env")
+    assert cmd.argv[:2] == ("sh", "-c") and cmd.argv[3:] == ("sh", "/srv", "", "1048576")  # limits.YAML_BYTES
+    assert discover_cmd("/srv", with_env=True).argv[3:] == ("sh", "/srv", "env", "1048576")
 
 
 def test_discovery_finds_every_project_folder_with_its_kind_in_start_order(srv):
