@@ -187,6 +187,12 @@ def fw_refusal(source: str) -> str:
     ("{% set a = 'x' * 1000000 %}{{ ''.join(([a] * 40)|map('lower')) }}\n",
      f"1: template refused: the filter lower would bring what the template builds to 34,000,040 characters, "
      f"{OUTPUT}"),
+    ("{% set a = 'x' %}{{ ([[a] * 10000] * 3000)|sum(start=[])|length }}\n",  # one pass, not 3,000 copies
+     "1: template refused: the filter sum brings its loop iterations and list items to 30,000,000, over the "
+     "limit of 1,000,000 iterations (AEGIR_LIMIT_TEMPLATE_LOOPS)"),
+    ("{{ [range(999999)|list, range(999999)|list]|length }}\n",
+     "1: template refused: range() of 999,999 items after 999,999 iterations, over the limit of 1,000,000 "
+     "iterations (AEGIR_LIMIT_TEMPLATE_LOOPS)"),
     ("{% for i in range(100000) %}\n{% for j in range(100000) %}{% endfor %}{% endfor %}\n",
      "2: template refused: range() of 100,000 items after 900,010 iterations, over the limit of 1,000,000 "
      "iterations (AEGIR_LIMIT_TEMPLATE_LOOPS)"),
@@ -241,7 +247,8 @@ ORDINARY = [
     "{% macro m(a) %}<{{ a }}{{ caller() if caller is defined }}>{% endmacro %}{{ m(1) }}{% call m(2) %}c{% endcall %}",
     "{% set ns = namespace(t=0) %}{% for i in range(5) %}{% set ns.t = ns.t + i %}{% endfor %}{{ ns.t }} {{ 2 ** 10 }}"
     " {{ 7 // 2 }} {{ 7 / 2 }} {{ [1, 2] + [3] }} {{ 'ab' * 2 }} {{ 3 * 4 }}",
-    "{% filter upper %}abc{% endfilter %} {{ items|batch(2)|list }} {{ items|slice(2)|list }} {{ items|sum }}",
+    "{% filter upper %}abc{% endfilter %} {{ items|batch(2)|list }} {{ items|slice(2)|list }} {{ items|sum }}"
+    " {{ [[1], [2, 3]]|sum(start=[0]) }} {{ [[1], [2]]|sum(start=[], attribute=0) if false }}",
     "{{ items|tojson }} {{ items|first }} {{ items|reverse|list }} {{ 'a,b'.split(',') }} {{ lipsum(1)|length > 9 }}",
     "{% set x %}block{{ 1 }}{% endset %}{{ x }} {{ items|select('odd')|list }} {{ 'x'.ljust(3) }}|",
 ]
