@@ -59,7 +59,8 @@ TEMPLATE_BYTES = Limit("TEMPLATE_BYTES", 1024 * 1024, "bytes")
 TEMPLATE_OUTPUT = Limit("TEMPLATE_OUTPUT", 32 * 1024 * 1024, "characters")
 #: Milliseconds a host's firewall template may take to render.
 TEMPLATE_MS = Limit("TEMPLATE_MS", 5_000, "ms")
-#: Loop iterations a host's firewall template may make (all loops of one rendering together).
+#: Loop iterations a host's firewall template may make (all loops of one rendering together, and the items
+#: of the lists its filters make).
 TEMPLATE_LOOPS = Limit("TEMPLATE_LOOPS", 1_000_000, "iterations")
 
 ALL = (YAML_BYTES, YAML_EXPANDED, TEMPLATE_BYTES, TEMPLATE_OUTPUT, TEMPLATE_MS, TEMPLATE_LOOPS)
