@@ -464,20 +464,50 @@ class _RefuseUnknown:
         )
 
 
-def guard_host_keys(conn: Any, host: Host, known: KnownHosts) -> None:
-    """Check `conn`'s host key, and every gateway hop's, against `known` only.
+_known_cache: dict[str, tuple[tuple[int, int], KnownHosts, Any]] = {}  # path -> (mtime, size), read, HostKeys
+_known_lock = threading.Lock()
+
+
+def known_hosts_of(path: str) -> tuple[KnownHosts, Any]:
+    """`read_known_hosts(path)` and paramiko's `HostKeys` holding its trusted entries: read once per run
+    (again only when the file changed), not once per host: a fleet of N hosts shares one file of
+    N lines, and reading it per host made the run's cost grow as N squared (200 hosts: 40,000 lines
+    parsed). Every connection looks its key up in the one `HostKeys` (read-only: aegir's policy
+    never adds a key)."""
+    from paramiko.hostkeys import HostKeys
+
+    try:
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = (-1, -1)
+    with _known_lock:
+        cached = _known_cache.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1], cached[2]
+        known = read_known_hosts(path)
+        keys = HostKeys()
+        keys._entries = list(known.entries)  # type: ignore[attr-defined]  # what HostKeys.load() builds
+        _known_cache[path] = (stamp, known, keys)
+        return known, keys
+
+
+def guard_host_keys(conn: Any, host: Host, known: KnownHosts, keys: Any = None) -> None:
+    """Check `conn`'s host key, and every gateway hop's, against `known` only (`keys`: its paramiko
+    `HostKeys`, shared by every connection of the run; built here when not given).
 
     Fabric gives each connection, the ``ProxyJump`` hops it builds included,
     paramiko's auto-add policy: every hop gets aegir's refusing one instead.
     """
     from fabric import Connection
+    from paramiko.hostkeys import HostKeys
 
+    if keys is None:
+        keys = HostKeys()
+        keys._entries = list(known.entries)  # type: ignore[attr-defined]
     hop = ""
     while isinstance(conn, Connection):
-        keys = conn.client.get_host_keys()
-        for entry in known.entries:
-            for name in entry.hostnames:
-                keys.add(name, entry.key.get_name(), entry.key)
+        conn.client._host_keys = keys  # paramiko looks the server's key up there (SSHClient.connect)
         conn.client.set_missing_host_key_policy(_RefuseUnknown(host, known, conn.host, int(conn.port), hop))
         conn, hop = conn.gateway, "gateway "
 
@@ -499,11 +529,12 @@ def connect_kwargs(config: Any, host: Host) -> dict[str, Any] | None:
 def connection_for(c: "Context", host: Host) -> Any:
     """A Fabric `Connection` to `host`, not yet open, checking host keys on every hop.
 
-    Each connection gets a config of its own (a clone of the run's Fabric config, under a
-    millisecond): Fabric's ``Connection()`` writes one key into the config it is given, and
-    Invoke rebuilds a config from empty on every write, so connections sharing one config
-    saw it empty now and then while another host's connection was made ("No attribute or
-    config key found for 'gateway'", 4 hosts of 30 in one lab run).
+    Each connection gets a config of its own (a clone of the run's Fabric config, ~1 ms):
+    Fabric's ``Connection()`` writes keys into the config it is given (``inline_ssh_env``,
+    a Context attribute, at least), and Invoke rebuilds a config from empty on every write,
+    so connections sharing one config saw it empty now and then while another host's
+    connection was made ("No attribute or config key found for 'gateway'", 4 hosts of 30 in
+    one lab run).
     """
     from fabric import Connection
 
@@ -515,7 +546,7 @@ def connection_for(c: "Context", host: Host) -> Any:
         config=config,
         connect_kwargs=connect_kwargs(config, host),
     )
-    guard_host_keys(conn, host, read_known_hosts(os.path.expanduser(host.known_hosts)))
+    guard_host_keys(conn, host, *known_hosts_of(os.path.expanduser(host.known_hosts)))
     return conn
 
 
@@ -577,6 +608,11 @@ def fabric_config(config: Any) -> Any:
         if connect is not None and twin.timeouts.connect is None:  # Fabric's default (None) went over ours
             twin.timeouts.connect = connect
         twin.load_ssh_config()
+        # Read the ssh_config files once: Fabric's clone() (a ProxyJump hop's config) calls
+        # load_ssh_config() on the config it clones, which parses the files again and *appends*
+        # their entries to the same SSHConfig: a clone per host made every later lookup and copy
+        # longer (N hosts: O(N^2)). The clones get the parsed object (Fabric's "explicit object").
+        twin._given_explicit_object = True
         _fabric_configs.append((config, twin))
         return twin
 

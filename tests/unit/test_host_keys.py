@@ -112,6 +112,24 @@ def test_making_a_connection_never_writes_into_the_config_other_hosts_read(tmp_p
     assert first.config.timeouts.connect == cfg.timeouts.connect
 
 
+def test_a_run_reads_the_ssh_config_files_once_however_many_hosts_it_connects_to(tmp_path):
+    """Fabric's clone() parses the ssh_config files again into the config it clones, appending: a clone per
+    host made each lookup longer than the last (200 hosts: 400 copies of the system's Host blocks)."""
+    from invoke import Config as InvokeConfig
+
+    from aegir.host import fabric_config
+
+    path = tmp_path / "ssh_config"
+    path.write_text("Host 192.0.2.*\n  User ops\n")
+    twin = fabric_config(InvokeConfig(overrides={"ssh_config_path": str(path)}))
+    before = len(twin.base_ssh_config._config)
+    for _ in range(5):
+        twin.clone()
+    assert len(twin.base_ssh_config._config) == before
+    conn = connection_for(Ctx(twin), Host("hyp1", address="192.0.2.1", known_hosts=str(tmp_path / "kh")))
+    assert conn.user == "ops"
+
+
 def test_a_server_that_hangs_up_after_its_banner_is_unreachable_with_a_reason_not_an_empty_one(tmp_path):
     """paramiko raises a bare EOFError() there: its str() is empty, so the reason is the error's name."""
     import socket
