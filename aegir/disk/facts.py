@@ -29,6 +29,7 @@ from aegir.docker import (
     DockerUnavailable,
     ImageRef,
     InvalidReference,
+    dockerd_fact,
     image_keys,
     parse_image_ref,
     parse_networks,
@@ -373,25 +374,31 @@ def gather(hc: HostContext, *, fast: bool = False, progress: Progress | None = N
     `mounted`: the host fails unless its /srv is mounted (`srv_checked`), before any ``du``.
     """
     srv = hc.host.srv
-    usage, archives = usage_fact(srv), archive_fact(srv)
-    asked: list[Fact[Any]] = [usage, *([] if fast else [archives])]
-    with ThreadPoolExecutor(1, thread_name_prefix=f"df-{hc.name}") as side:
-        docker = side.submit(docker_usage, hc)
-        answers: dict[Fact[Any], Any] = dict(zip(asked, srv_checked(hc, *asked) if mounted else hc.facts(*asked)))
-        probe: Probe = answers[usage]
-        if probe.failed:
-            raise CommandError(hc.name, usage.cmd.line, probe.exited, probe.stderr)
+    usage, archives, dockerd = usage_fact(srv), archive_fact(srv), dockerd_fact()
+    asked: list[Fact[Any]] = [usage, *([] if fast else [archives]), dockerd]
+    answers: dict[Fact[Any], Any] = dict(zip(asked, srv_checked(hc, *asked) if mounted else hc.facts(*asked)))
+    probe: Probe = answers[usage]
+    if probe.failed:
+        raise CommandError(hc.name, usage.cmd.line, probe.exited, probe.stderr)
+    running: bool = answers[dockerd]
+    if not running:  # no dockerd: nothing to ask over a second channel (and no thread to start)
+        dockers, error = docker_usage(hc, running)
         projects, warnings = (None, []) if fast else _measure(hc, probe.folders, probe.cpus, progress)
-        dockers, error = docker.result()
+    else:
+        with ThreadPoolExecutor(1, thread_name_prefix=f"df-{hc.name}") as side:
+            docker = side.submit(docker_usage, hc, running)
+            projects, warnings = (None, []) if fast else _measure(hc, probe.folders, probe.cpus, progress)
+            dockers, error = docker.result()
     found = None if probe.filesystems.srv_state == "missing" else answers.get(archives)
     early = [probe.warning] if probe.warning else []
     return HostDisk(probe.filesystems, projects, dockers, error, tuple(early + warnings), found)
 
 
-def docker_usage(hc: HostContext) -> tuple[DockerUsage | None, str | None]:
-    """Docker's ``/system/df`` of the host, or why Docker did not answer."""
+def docker_usage(hc: HostContext, running: bool | None = None) -> tuple[DockerUsage | None, str | None]:
+    """Docker's ``/system/df`` of the host, or why Docker did not answer (`running`: whether a dockerd
+    runs, when the caller asked already: `aegir.docker.dockerd_fact`)."""
     try:
-        return parse_docker_df(hc.docker().df()), None
+        return parse_docker_df(hc.docker(running).df()), None
     except DockerUnavailable as exc:
         return None, exc.message
 
