@@ -39,7 +39,7 @@ SECONDS_INT = count(1, "SECONDS")
 
 #: The fleet's defaults, under ``aegir`` in the config.
 AEGIR_DEFAULTS: dict[str, object] = {"hosts": None, "exclude": None, "inventory": None, "dry": False, "parallel": 32,
-                                     "remainder": []}
+                                     "processes": None, "process_hosts": 250, "remainder": []}
 
 
 class AegirConfig(Config):

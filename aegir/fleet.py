@@ -19,6 +19,14 @@ A host that was reached and then failed (a lost connection, a dead Docker
 daemon, a deadline) is ``failed``, never ``unreachable``: its outcome carries
 the host's step journal (`aegir.journal`), what was done and what was not.
 
+Beyond one core: a read-only pass that says its results can travel (``processes=True``:
+picklable values) over more than ``aegir.process_hosts`` hosts (default 250) is split in
+contiguous chunks, one forked worker process each (at most ``aegir.processes``, default
+the machine's cores), each running the thread path on its chunk and sending its outcomes
+back as data (pickled, the host by its index); the fleet's per-host CPU (SSH handshakes,
+paramiko's packets, parsing) is then spread over the cores instead of one GIL. Smaller
+fleets keep the thread path (a fork and the pickling cost more than they save there).
+
 Ctrl-C (`aegir.interrupt`): while hosts work in parallel, the first one starts
 no new host (those left are ``skipped``, "not started"); running hosts stop
 before their next step (``interrupted``); after ``timeouts.interrupt`` seconds,
@@ -28,6 +36,7 @@ running from its journal ("abandoned while running ...: it may be half-done").
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -100,6 +109,8 @@ def each(
     fails: Callable[[T], str | None] | None = None,
     contexts: dict[str, HostContext] | None = None,
     settled: Mapping[str, Outcome[T]] | None = None,
+    processes: bool = False,
+    progress_stream: Any = None,
 ) -> list[Outcome[T]]:
     """Run ``fn(hc)`` on every host in parallel; one `Outcome` per host, in order.
 
@@ -126,9 +137,15 @@ def each(
 
     `settled` (host name -> `Outcome`): hosts whose outcome is known already
     (a plan pass's failure); they are not run, and count as they are in a roll.
+
+    `processes`: `fn`'s values can be pickled, so a large fleet may be split over worker
+    processes (see the module's docstring); never with `serial`, `rolling`, `contexts` or `settled`.
     """
     if limit is None:
         limit = int((c.config.get("aegir") or {}).get("parallel") or DEFAULT_LIMIT)
+    workers = _workers(c, len(hosts)) if processes and not (serial or rolling or contexts is not None or settled) else 1
+    if workers > 1:
+        return _in_processes(c, hosts, fn, workers, label=label, limit=limit, fails=fails)
     limit = max(1, min(limit, len(hosts) or 1))
     live: dict[str, HostContext] = {}  # the hosts at work, for the journal of one that is abandoned
 
@@ -204,7 +221,7 @@ def each(
                 progress.done(h.name, "abandoned")
         return out
 
-    with RUN.guard(grace), Progress(label, [h.name for h in hosts]) as progress:
+    with RUN.guard(grace), Progress(label, [h.name for h in hosts], stream=progress_stream) as progress:
         pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="aegir")
         try:
             if rolling is None:
@@ -212,6 +229,156 @@ def each(
             return _roll(lambda group: batch(pool, group), hosts, rolling, progress)
         finally:  # abandoned: the threads still running are left behind (the program exits without them)
             pool.shutdown(wait=not RUN.abandoned, cancel_futures=True)
+
+
+def _workers(c: "Context", n: int) -> int:
+    """How many worker processes `n` hosts get: 1 (the thread path) up to ``aegir.process_hosts`` hosts,
+    else one per that many hosts, at most ``aegir.processes`` (default: the machine's cores)."""
+    settings = c.config.get("aegir") or {}
+    per = max(1, int(settings.get("process_hosts") or PROCESS_HOSTS))
+    most = int(settings.get("processes") or os.cpu_count() or 1)
+    if n <= per or most <= 1 or not hasattr(os, "fork"):
+        return 1
+    return min(most, -(-n // per))
+
+
+#: Hosts per worker process (``aegir.process_hosts``): fewer hosts than this are read by threads alone.
+PROCESS_HOSTS = 250
+
+#: Seconds a worker process has, once the fleet stopped waiting (Ctrl-C), to send what it has.
+WORKER_GRACE = 2.0
+
+
+def _in_processes(c: "Context", hosts: Sequence[Host], fn: Callable[[HostContext], T], workers: int, *,
+                  label: str, limit: int, fails: Callable[[T], str | None] | None) -> list[Outcome[T]]:
+    """`each` over `workers` forked processes, one contiguous chunk of `hosts` each, outcomes in order.
+
+    A worker runs the thread path on its chunk and writes its outcomes to a pipe, pickled (the host
+    by its index in `hosts`: an inventory entry holds read-only mappings, which do not pickle), then
+    leaves with ``os._exit``. Ctrl-C: the workers ignore SIGINT (a terminal sends it to the whole group,
+    a ``kill -INT`` to the parent alone) and the parent passes on each Ctrl-C it counts as a SIGUSR1,
+    so every worker stops starting hosts, then abandons its running steps, exactly as the parent does
+    (`aegir.interrupt`; quiet: the parent alone says so), and sends what it has; the parent waits
+    `WORKER_GRACE` seconds more after abandoning, then ends the workers still at work (by pid) and
+    reports their hosts abandoned.
+    """
+    import pickle
+    import selectors
+    import signal
+
+    from aegir.host import fabric_config
+
+    fabric_config(c.config)  # Fabric, paramiko and the operator's ssh_config: once, before the fork
+    size = -(-len(hosts) // workers)
+    chunks = [list(range(i, min(i + size, len(hosts)))) for i in range(0, len(hosts), size)]
+    grace = Deadlines.of(c.config).interrupt
+    out: dict[int, Outcome[T]] = {}
+    with RUN.guard(grace), Progress(label, [h.name for h in hosts]) as progress:
+        children: dict[int, tuple[int, list[int], bytearray]] = {}  # read fd -> (pid, indexes, bytes)
+        for chunk in chunks:
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the worker
+                os.close(r)
+                _worker(c, [hosts[i] for i in chunk], chunk, fn, w, label=label, limit=limit, fails=fails)
+            os.close(w)
+            children[r] = (pid, chunk, bytearray())
+        sel = selectors.DefaultSelector()
+        for r in children:
+            sel.register(r, selectors.EVENT_READ)
+        abandoned_at: float | None = None
+        told = 0  # Ctrl-Cs passed on to the workers (they ignore SIGINT: see `_worker`)
+        live = set(children)
+        while live:
+            while told < (2 if RUN.abandoned else 1 if RUN.stopping else 0):
+                told += 1
+                for fd in live:
+                    os.kill(children[fd][0], signal.SIGUSR1)
+            for key, _ in sel.select(timeout=0.1):
+                r = key.fd if isinstance(key.fd, int) else key.fd.fileno()
+                pid, chunk, data = children[r]
+                got = os.read(r, 1 << 20)
+                if got:
+                    data += got
+                    continue
+                sel.unregister(r)
+                live.discard(r)
+                os.close(r)
+                os.waitpid(pid, 0)
+                for i, outcome in _unpickled(pickle, bytes(data), hosts, chunk):
+                    out[i] = outcome
+                    progress.done(hosts[i].name, outcome.kind)
+            if RUN.stopping and not RUN.abandoned and RUN.grace_over(grace):
+                RUN.abandon()
+            if RUN.abandoned:
+                abandoned_at = abandoned_at or time.monotonic()
+                if time.monotonic() - abandoned_at > WORKER_GRACE:
+                    for fd in list(live):
+                        pid, chunk, _ = children[fd]
+                        sel.unregister(fd)
+                        live.discard(fd)
+                        os.close(fd)
+                        os.kill(pid, signal.SIGKILL)
+                        os.waitpid(pid, 0)
+                        for i in chunk:
+                            out[i] = Outcome(hosts[i], error="abandoned (Ctrl-C): its worker process was ended "
+                                             "before it answered: it may be half-done", kind="interrupted")
+                            progress.done(hosts[i].name, "abandoned")
+        sel.close()
+    return [out[i] for i in range(len(hosts))]
+
+
+def _worker(c: "Context", hosts: list[Host], indexes: list[int], fn: Callable[[HostContext], T], w: int, *,
+            label: str, limit: int, fails: Callable[[T], str | None] | None) -> None:
+    """A worker process of `_in_processes`: the thread path on `hosts`, outcomes pickled to fd `w`; never returns."""
+    import io
+    import pickle
+    import signal
+
+    code = 0
+    try:
+        RUN.quiet = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, lambda signum, frame: RUN.interrupt())
+        # Fresh streams: a thread of the parent may have held the old ones' locks at the fork.
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), errors="backslashreplace",
+                                      line_buffering=True)
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), errors="backslashreplace")
+        quiet = io.StringIO()
+        outcomes = each(c, hosts, fn, label=label, limit=limit, fails=fails, progress_stream=quiet)
+        sent = []
+        for i, o in zip(indexes, outcomes):
+            try:
+                sent.append(pickle.dumps((i, o.value, o.error, o.kind, o.seconds, o.steps)))
+            except Exception as exc:  # a value that cannot travel: a bug of the task that asked for processes
+                sent.append(pickle.dumps((i, None, f"internal error: the result could not be sent back "
+                                             f"from the worker process: {exc}", "bug", o.seconds, o.steps)))
+        data = pickle.dumps(sent)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(w, view):]
+    except BaseException:  # anything else: the parent reports the chunk's hosts as failed
+        traceback.print_exc(file=sys.stderr)
+        code = 1
+    finally:
+        try:
+            sys.stderr.flush()
+        except Exception:
+            pass
+        os._exit(code)
+
+
+def _unpickled(pickle: Any, data: bytes, hosts: Sequence[Host], chunk: list[int]) -> list[tuple[int, Outcome[Any]]]:
+    """The outcomes a worker sent for the hosts at `chunk`; a worker that died says so on each of its hosts."""
+    try:
+        rows = [pickle.loads(one) for one in pickle.loads(data)] if data else []
+    except Exception as exc:
+        rows, why = [], f"{type(exc).__name__}: {exc}"
+    else:
+        why = "it exited before it said anything"
+    got = {i: Outcome(hosts[i], value, error, kind, seconds, steps) for i, value, error, kind, seconds, steps in rows}
+    return [(i, got.get(i) or Outcome(hosts[i], error=f"internal error: its worker process failed ({why})",
+                                      kind="bug")) for i in chunk]
 
 
 def _wait(futures: Sequence[Future[Any]], grace: float) -> None:

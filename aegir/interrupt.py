@@ -43,6 +43,7 @@ class Interrupt:
         self.grace: float | None = None  # what the guarding fleet run gives running steps after Ctrl-C
         self.count = 0
         self.first_at: float | None = None  # time.monotonic() of the first Ctrl-C
+        self.quiet = False  # a worker process of the fleet (`aegir.fleet`): its parent says what Ctrl-C does
 
     @property
     def stopping(self) -> bool:
@@ -103,6 +104,8 @@ class Interrupt:
             raise KeyboardInterrupt
         first = not self.stopping
         self.interrupt()
+        if self.quiet:
+            return
         grace = f"get {self.grace:g} s to finish" if self.grace is not None else "may finish"
         _say(f"aegir: interrupted: no new host or step starts; running steps {grace} "
              "(Ctrl-C again abandons them)" if first else

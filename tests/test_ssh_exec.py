@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -18,10 +19,11 @@ from invoke import Context
 
 from aegir.cli import AegirConfig
 from aegir.errors import CommandError, DeadlineExceeded
+from aegir.fleet import WORKER_GRACE
 from aegir.host import HostContext, open_context
 from aegir.inventory import load
 from aegir.sh import Cmd, shell
-from tests.helpers import run_inv
+from tests.helpers import read_table, run_inv, start_inv
 from tests.lab.sshonly import SshOnlyLab
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the cheap lab needs root")
@@ -97,3 +99,52 @@ def test_disk_report_reads_every_cheap_host(cheap):
     hosts = json.loads(res.stdout)["hosts"]
     assert sorted(h["host"] for h in hosts) == ["c1", "c2", "c3"]
     assert all(h["status"] == "ok" for h in hosts), hosts
+
+
+# --------------------------------------------------------------------------- worker processes (aegir.fleet)
+
+#: Two worker processes for any fleet of more than one host (the default engages them past 250 hosts).
+PROCESSES = {"AEGIR_AEGIR_PROCESSES": "2", "AEGIR_AEGIR_PROCESS_HOSTS": "1"}
+
+
+def test_worker_processes_read_the_fleet_as_the_threads_do_in_inventory_order(cheap):
+    args = ("-H", "cheap", "disk.report", "--format", "json")
+    threads = run_inv(*args, inventory=cheap.inventory_path)
+    workers = run_inv(*args, inventory=cheap.inventory_path, env=PROCESSES)
+    assert (threads.returncode, workers.returncode) == (0, 0), workers.stderr
+
+    def rows(res):
+        return [(h["host"], h["status"], h["error"], h["root"]["size"]) for h in json.loads(res.stdout)["hosts"]]
+
+    assert rows(workers) == rows(threads)
+    assert [r[0] for r in rows(workers)] == ["c1", "c2", "c3"]
+    assert "Traceback" not in workers.stderr
+
+
+@pytest.fixture(scope="module")
+def stuck() -> Iterator[SshOnlyLab]:
+    """Three cheap hosts; every command on c2 sleeps 30 s instead (a host that never answers)."""
+    with SshOnlyLab.start(3, force={"c2": "sleep 30"}) as lab:
+        yield lab
+
+
+def test_ctrl_c_reaches_every_worker_once_and_the_run_ends_after_the_grace_with_each_hosts_row(stuck):
+    """One SIGINT to the program alone (as `kill -INT`; a terminal sends it to every process of the
+    group, which the workers ignore): c1 and c3 answered, c2 (its worker's other host) is abandoned
+    after the 1 s grace, in one table, with one line saying what Ctrl-C does, exit 130."""
+    proc = start_inv("-H", "cheap", "disk.report", inventory=stuck.inventory_path,
+                     env={**PROCESSES, "AEGIR_TIMEOUTS_INTERRUPT": "1"})
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    ended = time.monotonic()
+    assert proc.returncode == 130, out + err
+    assert ended - sent < 1 + WORKER_GRACE + 1.5, f"{ended - sent:.1f} s"
+    assert err.count("aegir: interrupted: no new host or step starts") == 1, err
+    rows = {r["HOST"]: r for r in read_table(out)}
+    assert sorted(rows) == ["c1", "c2", "c3"], out
+    assert rows["c2"]["STATUS"].startswith("INTERRUPTED: abandoned (Ctrl-C)"), out
+    # c1 shares c2's worker: its row comes back only because that worker was told to abandon c2 and answer
+    assert "abandoned" not in rows["c1"]["STATUS"] and "abandoned" not in rows["c3"]["STATUS"], out
+    assert "Traceback" not in err

@@ -222,18 +222,21 @@ def fleet_report(c: invoke.Context, fmt: str, label: str, fn: Callable[[HostCont
 
 
 def fleet_read(c: invoke.Context, label: str, fn: Callable[[HostContext], T], *,
-               hosts: Sequence[Host] | None = None, serial: bool = False) -> list[Outcome[T]]:
+               hosts: Sequence[Host] | None = None, serial: bool = False,
+               processes: bool = False) -> list[Outcome[T]]:
     """`fn` on every target (or on `hosts`) in parallel, one outcome per host: the reads of a report.
 
     `fleet_report` prints them; a task whose report is fleet-wide (the DNS
     zones of every host's names) reads here, then builds it; its only change,
     if any, is on the operator's machine, after `aegir.action.dry_stop`.
     `serial`: one host after another, without a progress line (`fn` prints as
-    it reads: mysql.status follows a checkpoint's log).
+    it reads: mysql.status follows a checkpoint's log). `processes`: `fn`'s values pickle, so a large
+    fleet may be read by several worker processes (`aegir.fleet`).
     """
     from aegir import fleet
 
-    return fleet.each(c, targets(c) if hosts is None else hosts, fn, label=label, serial=serial)
+    return fleet.each(c, targets(c) if hosts is None else hosts, fn, label=label, serial=serial,
+                      processes=processes)
 
 
 def confirm(question: str, *, yes: bool, label: str, verb: str, refused: str = "nothing done") -> None:

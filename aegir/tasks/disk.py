@@ -42,7 +42,7 @@ def report(c: Context, format: str = "table", top: int = 5, fast: bool = False, 
     fmt = check_format(format, ("prometheus",))
     with Progress("disk.report: project folders measured", []) as progress:
         outcomes = fleet_read(c, "disk.report", lambda hc: gather(hc, fast=fast, progress=progress,
-                                                                   mounted=warn is not None))
+                                                                   mounted=warn is not None), processes=True)
     shown = disk_report(outcomes, top=int(top), warn=warn, prometheus_format=fmt == "prometheus")
     finish(c, "table" if fmt == "prometheus" else fmt, shown, outcomes)
 
