@@ -32,6 +32,7 @@ Each figure is the median of `REPEAT` runs.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -83,7 +84,7 @@ def on_host() -> None:
 def main() -> None:
     from tests.lab import Lab
 
-    with Lab.start(1, prefix="aegirbench") as lab:
+    with Lab.start(1, prefix="aegirbench", wait=float(os.environ.get("AEGIR_LAB_WAIT", "600"))) as lab:
         host = lab.hosts[0]
         host.write("core/front/docker-compose.yml", COMPOSE)
         names = [f"app{i:02d}" for i in range(PROJECTS - 1)]
