@@ -314,7 +314,7 @@ def _exec(c: Any, line: str, stdin: str | None, deadline: float | None) -> "Resu
     if not c.is_connected:
         c.open()
     ends = None if deadline is None else time.monotonic() + deadline
-    chan = c.transport.open_session(timeout=deadline)
+    chan = c.transport.open_session()  # as Fabric opens one (a silent peer: TCP_USER_TIMEOUT ends it)
     out: list[bytes] = []
     err: list[bytes] = []
     try:
