@@ -280,7 +280,8 @@ def _in_processes(c: "Context", hosts: Sequence[Host], fn: Callable[[HostContext
             pid = os.fork()
             if pid == 0:  # the worker
                 os.close(r)
-                _worker(c, [hosts[i] for i in chunk], chunk, fn, w, label=label, limit=limit, fails=fails)
+                _worker(c, [hosts[i] for i in chunk], chunk, fn, w, label=label, fails=fails,
+                        limit=max(1, limit // len(chunks)))  # `limit` hosts at once in all, as threads
             os.close(w)
             children[r] = (pid, chunk, bytearray())
         sel = selectors.DefaultSelector()
