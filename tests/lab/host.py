@@ -130,6 +130,13 @@ class LabHost:
     def docker_running(self) -> bool:
         return self.run(["docker", "version"], check=False).returncode == 0
 
+    def start_charon(self) -> None:
+        """Start strongSwan's charon (kernel-libipsec: the lab's kernel has no ESP) and load /etc/swanctl."""
+        self.run([str(self.paths.bin / "start-charon")], timeout=30)
+
+    def stop_charon(self) -> None:
+        self.run([str(self.paths.bin / "stop-charon")], timeout=40)
+
     def start_sshd(self) -> None:
         self.run([str(self.paths.bin / "start-sshd")])
 
