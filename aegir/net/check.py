@@ -108,9 +108,11 @@ def _packets_out(sas: Sas, peer: str) -> int:
 
 def _sa_state(an: str, asas: Sas, bn: str, bsas: Sas) -> tuple[str, str | None]:
     """UP when both ends hold an established SA with an installed child to the other; else DOWN and why."""
-    for me, sas, peer in ((an, asas, bn), (bn, bsas, an)):
+    ends = ((an, asas, bn), (bn, bsas, an))
+    for me, sas, _ in ends:  # a charon that does not answer says more than its peer's retrying SA
         if sas.down:
             return DOWN, f"{me}: {sas.down}"
+    for me, sas, peer in ends:
         mine = sas.of(conn_name(peer))
         if not mine:
             return DOWN, f"{me}: no SA to {peer}"

@@ -194,7 +194,8 @@ def test_a_pair_is_up_when_both_ends_hold_the_sa_and_the_ping_went_through_it():
     [pair] = check.pairs(read, around)
     assert pair.down and pair.reason == ("hyp2's container b (2001:db8:0:201::2) answered, but not through the SA "
                                          "(its counters did not move): in clear")
-    stopped = [read[0], Outcome(h2, CheckFacts(swanctl.Sas(down="charon does not answer: refused"), p2))]
+    retrying = CheckFacts(swanctl.Sas((swanctl.IkeSa("aegir-hyp2", "CONNECTING"),)), p1)
+    stopped = [Outcome(h1, retrying), Outcome(h2, CheckFacts(swanctl.Sas(down="charon does not answer: refused"), p2))]
     assert check.to_ping(stopped) == {}
     assert check.pairs(stopped, {}) == [check.Pair("hyp1", "hyp2", "down",
                                                    reason="hyp2: charon does not answer: refused")]
