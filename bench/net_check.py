@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import REPO, operator_env, run_ok  # noqa: E402
 from tests.lab import Lab  # noqa: E402
+from tests.test_mesh import libipsec_sources  # noqa: E402
 
 IMAGE = "aegir-lab/busybox:latest"
 PROBE = "meshprobe"
@@ -39,7 +40,7 @@ def main() -> None:
         inv = [sys.executable, "-m", "aegir"]
         for h in lab.hosts:
             h.run(["docker", "run", "-d", "--name", PROBE, IMAGE, "sleep", "3600"])
-            h.start_charon()
+            h.start_charon(libipsec_sources(lab, h))
         run_ok([*inv, "net.keys"], env)
         run_ok([*inv, "net.mesh"], env)
         deadline = time.monotonic() + 90

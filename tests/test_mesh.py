@@ -25,7 +25,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from aegir import inventory
+from aegir.net import mesh as mesh_plan
+from aegir.net import settings
 from tests.helpers import run_inv
 from tests.lab import Lab, LabHost
 
@@ -106,19 +110,29 @@ def swanctl_conns(host: LabHost) -> str:
     return host.run(["swanctl", "--list-conns"], check=False).stdout
 
 
+def libipsec_sources(lab: Lab, host: LabHost) -> list[str]:
+    """One address of `host` in each network its tunnels carry (`LabHost.start_charon` says why)."""
+    inv = inventory.load(str(lab.inventory_path))
+    carried = mesh_plan.carried(inv.get(host.name), settings.for_host(inv, inv.get(host.name)))
+    return [str(n[-2]) for n in carried]
+
+
 @pytest.fixture(scope="module")
 def mesh(lab: Lab) -> Iterator[list[LabHost]]:
     """charon and a busybox container on each host; everything net.* left is removed afterwards."""
     hosts = [lab.host(n) for n in ("hyp1", "hyp2", "hyp3")]
+    sources = {h.name: libipsec_sources(lab, h) for h in hosts}
     try:
         for h in hosts:
             h.run(["docker", "rm", "-f", PROBE], check=False)
             h.run(["docker", "run", "-d", "--name", PROBE, IMAGE, "sleep", "3600"])
-            h.start_charon()
+            h.start_charon(sources[h.name])
         yield hosts
     finally:
         for h in hosts:
             h.stop_charon()
+            for a in sources[h.name]:
+                h.run(["ip", "-6", "addr", "del", f"{a}/128", "dev", "lo"], check=False)
             h.run(["docker", "rm", "-f", PROBE], check=False)
             for d in ("conf.d", "pubkey", "private"):
                 for f in (h.paths.swanctl / d).glob("aegir*"):
@@ -149,6 +163,21 @@ def test_keys_are_made_on_each_host_once(lab, mesh):
     assert again == 0, out2 + err2
     assert [h["result"] for h in json.loads(out2)["hosts"]] == ["ok", "ok", "ok"]
     assert [h["fingerprint"] for h in json.loads(out2)["hosts"]] == [h["fingerprint"] for h in report["hosts"]]
+
+
+def test_a_tunnel_that_would_carry_an_admin_address_is_refused_on_every_host(lab, mesh, tmp_path):
+    data = lab.inventory_data(lab.hosts)
+    admin = lab.host("hyp3").addresses.admin_ipv4
+    data["hosts"]["hyp1"]["mesh"] = {"carry": [f"{admin}/32"]}
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(data))
+    done = run_inv("net.mesh", inventory=path, timeout=120)
+    Runs.outputs += [done.stdout, done.stderr]
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (f"net.mesh: refused, a tunnel would carry an SSH path: hyp1: traffic selector {admin}/32 (hyp1's) "
+            f"holds hyp3's admin address {admin}") in done.stderr
+    for h in mesh:
+        assert not h.root(CONF).exists()
 
 
 def test_dry_shows_the_diff_and_changes_nothing(lab, mesh):
@@ -257,7 +286,7 @@ def test_charon_stopped_on_hyp2_downs_its_two_pairs(lab, mesh):
         code, out, err = inv(lab, "net.check")
         assert code == 1 and "2 of 3 pair(s) down" in out, out + err
     finally:
-        hyp2.start_charon()
+        hyp2.start_charon()  # its addresses on lo are still there
     wait_all_up(lab, 90)
 
 

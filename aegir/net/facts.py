@@ -180,13 +180,13 @@ def sas_fact() -> Fact[swanctl.Sas]:
 
 
 def ping_cmd(pid: int, address: str) -> Cmd:
-    """One echo request from inside the network namespace of process `pid` (a container) to `address`.
+    """One echo request from inside the network namespace of process `pid` (a container) to `address`
+    (``-W 2`` bounds it: a batched fact carries no deadline of its own).
 
     >>> ping_cmd(4242, "2001:db8:0:301::2").line
     'nsenter --target 4242 --net -- ping -6 -n -c 1 -W 2 2001:db8:0:301::2'
     """
-    return Cmd.of("nsenter", "--target", str(pid), "--net", "--", "ping", "-6", "-n", "-c", "1", "-W", "2", address,
-                  timeout=10)
+    return Cmd.of("nsenter", "--target", str(pid), "--net", "--", "ping", "-6", "-n", "-c", "1", "-W", "2", address)
 
 
 def ping_fact(pid: int, address: str) -> Fact[bool]:

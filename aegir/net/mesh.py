@@ -35,6 +35,8 @@ PRIVATE_KEY = f"{SWANCTL}/private/aegir.key"
 #: What the stock Debian plugins (gmp, aes, sha2) all speak; the kernel's ESP does it too.
 PROPOSALS = "aes256-sha256-modp3072"
 KEY_BITS = 3072
+#: What --dry shows for the public key of a host that has no key pair yet.
+KEY_PLACEHOLDER = "# the public key `inv net.keys` will make on this host\n"
 PEM_RE = re.compile(r"-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]{40,2000}-----END PUBLIC KEY-----\n?")
 
 
@@ -115,16 +117,22 @@ def ike_addresses(host: Host) -> tuple[Addr, ...]:
     return tuple(a for a in (host.admin_ipv6, host.admin_ipv4) if a is not None)
 
 
+def keeps(me: str, peer: str, members: Sequence[Member]) -> bool:
+    """Whether `me` keeps the SA with `peer` up (starts it on load, restarts it when it dies): the host first in
+    the inventory of the two."""
+    order = [h.name for h, _ in members]
+    return order.index(me) < order.index(peer)
+
+
 def render(me: Member, members: Sequence[Member]) -> str:
     """`me`'s ``conf.d/aegir-mesh.conf``: one connection per other member."""
     host, settings = me
-    order = [h.name for h, _ in members]
     lines = [f"# aegir net.mesh: the IPsec mesh of {host.name}, from hosts.yml; every apply rewrites it",
              "connections {"]
     for peer, peer_settings in members:
         if peer.name == host.name:
             continue
-        starts = order.index(host.name) < order.index(peer.name)
+        starts = keeps(host.name, peer.name, members)
         conn = conn_name(peer.name)
         lines += [
             f"  {conn} {{",
@@ -209,6 +217,7 @@ class MeshPlan:
     loaded: tuple[str, ...]
     wanted: tuple[str, ...]
     unsafe: tuple[str, ...] = ()
+    answers: tuple[str, ...] = ()  # the connections the peer keeps: started from here once after a load
 
     @property
     def changed(self) -> tuple[FileChange, ...]:
@@ -234,8 +243,9 @@ def plan(me: Member, members: Sequence[Member], pubkeys: dict[str, str], files: 
         wanted[pubkey_path(h.name)] = pubkeys[h.name]
     changes = tuple(FileChange(p, files.get(p), text) for p, text in wanted.items())
     conns = tuple(conn_name(h.name) for h, _ in members if h.name != host.name)
+    answers = tuple(conn_name(h.name) for h, _ in members if h.name != host.name and keeps(h.name, host.name, members))
     return MeshPlan(host.name, changes, tuple(c for c in loaded if c.startswith("aegir-")), conns,
-                    unsafe(me, members, operator))
+                    unsafe(me, members, operator), answers)
 
 
 def wanted_paths(members: Sequence[Member]) -> list[str]:

@@ -6,7 +6,8 @@ operator's disk); only the public key is ever read (``pki --pub``).
 
 `Mesh` writes each host's ``conf.d/aegir-mesh.conf`` and every member's public
 key (atomically, `aegir.sh.write_file_cmd`), loads them (``swanctl --load-all``),
-then a *new* SSH login must get in (`aegir.host.fresh_login`, as fw.apply): if
+starts once the SAs its peers keep (a keeper that loaded first tried a host
+that did not know it yet, and gave up), then a *new* SSH login must get in (`aegir.host.fresh_login`, as fw.apply): if
 not, the files it had are put back and loaded again. Its plan refuses, for the
 whole fleet, a traffic selector holding an admin address or the operator's
 session (`aegir.net.mesh.unsafe`).
@@ -96,6 +97,15 @@ class Keys(action.Action[KeyPlan, KeyResult]):
 # --------------------------------------------------------------------------- net.mesh
 
 
+def initiate_cmd(conn: str) -> Cmd:
+    """Start `conn`'s child SA; after 3 s swanctl leaves charon to it (a peer that is away is not waited for).
+
+    >>> initiate_cmd("aegir-hyp1").line
+    'swanctl --initiate --child aegir-hyp1 --timeout 3'
+    """
+    return facts.swanctl_cmd("--initiate", "--child", conn, "--timeout", "3")
+
+
 @dataclass(frozen=True)
 class MeshResult:
     result: Result
@@ -137,6 +147,8 @@ class Mesh(action.Action[MeshPlan, MeshResult]):
         for f in plan.changed:
             hc.run(write_file_cmd(f.path, f.after))
         hc.run(facts.swanctl_cmd("--load-all", "--noprompt"))
+        for conn in plan.answers:  # its keeper may have tried before this host knew it, and given up
+            hc.run(initiate_cmd(conn), check=False)
         check = fresh_login(self.c, hc)
         if check is not None:
             try:

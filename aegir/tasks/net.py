@@ -17,7 +17,7 @@ from invoke import Collection, Context
 
 from aegir.errors import RefusedError
 from aegir.report import FORMAT_HELP, check_format, warn, warning
-from aegir.tasks.base import ROLLING_HELP, act, finish, fleet_read, fleet_report, inventory, targets, task
+from aegir.tasks.base import ROLLING_HELP, act, finish, fleet_read, fleet_report, inventory, is_dry, targets, task
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.inventory import Host
@@ -77,6 +77,7 @@ def mesh(c: Context, dry: bool = False, format: str = "table", serial: str | Non
     are put back.
     """
     from aegir.net import facts
+    from aegir.net import mesh as mesh_plan
     from aegir.net.steps import Mesh
 
     hosts, members = _members(c, "net.mesh")
@@ -86,10 +87,12 @@ def mesh(c: Context, dry: bool = False, format: str = "table", serial: str | Non
         raise RefusedError(f"net.mesh: cannot read the public key of {', '.join(failed)}: every member's key goes "
                            "into every host's configuration; nothing changed")
     keyless = [o.host.name for o in read if o.value is None]
-    if keyless:
+    if keyless and not is_dry(c, dry):
         raise RefusedError(f"net.mesh: {', '.join(keyless)} has no IKE key pair yet: run `inv -H "
                            f"{','.join(keyless)} net.keys` first; nothing changed")
-    pubkeys = {o.host.name: o.value for o in read if o.value is not None}
+    for name in keyless:  # --dry shows the rest of the plan
+        warn(warning(name, "no IKE key pair yet (`inv net.keys` makes it): its public key is a placeholder"))
+    pubkeys = {o.host.name: o.value or mesh_plan.KEY_PLACEHOLDER for o in read}
     act(c, Mesh(c, members, pubkeys), fmt=format, dry=dry, serial=serial, keep_going=keep_going, hosts=hosts)
 
 

@@ -115,6 +115,8 @@ def test_the_plan_is_empty_when_files_and_loaded_connections_match():
     assert not same.todo
     assert mesh.plan(MEMBERS[1], MEMBERS, pubkeys, files, []).todo  # charon restarted without loading
     fresh = mesh.plan(MEMBERS[1], MEMBERS, pubkeys, {}, [])
+    assert fresh.answers == ("aegir-hyp1",)  # hyp1 keeps the pair's SA: hyp2 starts it once after its load
+    assert mesh.plan(MEMBERS[0], MEMBERS, pubkeys, {}, []).answers == ()
     assert [f.path for f in fresh.changed] == ["/etc/swanctl/conf.d/aegir-mesh.conf",
                                                "/etc/swanctl/pubkey/aegir-hyp1.pub",
                                                "/etc/swanctl/pubkey/aegir-hyp2.pub"]
