@@ -201,3 +201,23 @@ def test_a_pair_is_up_when_both_ends_hold_the_sa_and_the_ping_went_through_it():
     assert check.to_ping(stopped) == {}
     assert check.pairs(stopped, {}) == [check.Pair("hyp1", "hyp2", "down",
                                                    reason="hyp2: charon does not answer: refused")]
+
+
+def test_net_check_report_is_one_row_per_pair_and_follows_the_schema():
+    import importlib.resources
+    import json
+
+    import jsonschema
+
+    from aegir.net import report
+
+    h1, h2 = INV.get("hyp1"), INV.get("hyp2")
+    read = [Outcome(h1, CheckFacts(_sas("aegir-hyp2", 5), None, "Docker is not running")),
+            Outcome(h2, error="no answer", kind="unreachable")]
+    pairs = check.pairs(read, {})
+    out = report.check_report(read, pairs)
+    assert out.problems
+    assert "hyp1 <-> hyp2" in out.text and "1 of 1 pair(s) down" in out.text
+    assert out.data["pairs"][0]["reason"] == "hyp2 could not be read (unreachable: no answer)"
+    schema = json.loads(importlib.resources.files("aegir").joinpath("report.schema.json").read_text())
+    jsonschema.validate(json.loads(json.dumps(out.data, default=str)), schema)
