@@ -38,6 +38,7 @@ PROBE = "meshprobe"
 KEY = "/etc/swanctl/private/aegir.key"
 CONF = "/etc/swanctl/conf.d/aegir-mesh.conf"
 ETH_P_ALL = 0x0003
+SOL_PACKET, PACKET_ADD_MEMBERSHIP, PACKET_MR_PROMISC = 263, 1, 1
 
 pytestmark = pytest.mark.skipif(not Path("/etc/swanctl").is_dir() or shutil.which("charon-systemd") is None,
                                 reason="strongSwan (strongswan-swanctl, charon-systemd) is not installed")
@@ -218,6 +219,9 @@ def test_applying_again_changes_nothing(lab, mesh):
 def capture(bridge: str, seconds: float, frames: list[bytes], ready: threading.Event) -> None:
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as s:
         s.bind((bridge, 0))
+        # promiscuous: the bridge then hands up a copy of the frames it forwards between the hosts' ports too
+        mreq = struct.pack("iHH8s", socket.if_nametoindex(bridge), PACKET_MR_PROMISC, 0, b"")
+        s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         s.settimeout(0.2)
         ready.set()
         end = time.monotonic() + seconds
