@@ -50,3 +50,25 @@ class Fact(Generic[T]):
             return self.parse(reply)
         except AegirError as exc:
             raise exc.on(host) from None
+
+
+# --------------------------------------------------------------------------- small text files
+
+
+def cat_cmd(path: str) -> Cmd:
+    """``cat -- PATH`` in the C locale: a small text file (exit 1 and a message: absent)."""
+    return Cmd(("cat", "--", path), env={"LC_ALL": "C"})
+
+
+def parse_cat(stdout: str, stderr: str, exited: int) -> str | None:
+    """The file's text, None when it does not exist; raise on any other failure."""
+    if exited == 0:
+        return stdout
+    if "No such file or directory" in stderr:
+        return None
+    raise AegirError(f"cannot read file: {stderr.strip() or f'cat exited {exited}'}")
+
+
+def file_fact(path: str) -> Fact[str | None]:
+    """The text of `path` on the host (None: absent)."""
+    return Fact("file", cat_cmd(path), lambda r: parse_cat(r.stdout, r.stderr, r.exited), (0, 1), cache=False)

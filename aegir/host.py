@@ -32,7 +32,7 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -733,3 +733,20 @@ def _no_delay(sock: Any) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+
+
+def fresh_login(c: Context, hc: HostContext) -> Callable[[], None] | None:
+    """A check that a *new* SSH connection still gets in (None for the local host).
+
+    fw.apply and net.mesh run it after each host's change. The running session
+    survives any ruleset or IPsec policy (connection tracking), so it is the way back: a wrong ``ssh_port`` or ``admin_sources`` that leaves out the
+    operator's own address would pass every static check and lock out the next
+    login.
+    """
+    if hc.host.is_local:
+        return None
+
+    def check() -> None:
+        open_context(c, hc.host).close()
+
+    return check

@@ -47,7 +47,7 @@ T = TypeVar("T")
 SEARCH_PATHS = ("./hosts.yml", "/etc/aegir/hosts.yml")
 DEFAULT_DOCKER_START = ("systemctl", "start", "docker")
 #: Sections validated by the namespace that owns them.
-SECTIONS = ("fw", "update", "dns")
+SECTIONS = ("fw", "update", "dns", "mesh")
 
 #: Keys a host may set, and whether `defaults:` may set them too.
 HOST_KEYS: dict[str, bool] = {

@@ -150,11 +150,12 @@ def test_every_task_can_be_run_by_the_contract():
 
 
 #: The parts of /etc aegir reads or writes (grep aegir/ for /etc): fw.install's unit and boot.guard's drop-in
-#: (systemd/system), Docker's daemon.json, the inventory's search path, what boot.mount/unlock read, and apt's
-#: configuration and state (update.apply). Not all of /etc: this machine's /etc (which lab hosts share) changes
-#: for reasons of its own (other sessions installing packages).
+#: (systemd/system), Docker's daemon.json, the inventory's search path, what boot.mount/unlock read, apt's
+#: configuration and state (update.apply), strongSwan's keys and connections (net.keys, net.mesh). Not all of
+#: /etc: this machine's /etc (which lab hosts share) changes for reasons of its own (other sessions installing
+#: packages).
 AEGIR_ETC = ("/etc/systemd/system", "/etc/docker", "/etc/aegir", "/etc/fstab", "/etc/crypttab", "/etc/apt",
-             "/etc/hostname")
+             "/etc/hostname", "/etc/swanctl")
 #: aegir's state and logs on a host (update's review and transcripts), dpkg's record of installed packages.
 AEGIR_VAR = ("/var/lib/aegir", "/var/log/aegir", "/var/lib/dpkg/status")
 

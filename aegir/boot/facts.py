@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aegir.errors import AegirError
-from aegir.facts import Fact
+from aegir.facts import Fact, cat_cmd, file_fact, parse_cat  # noqa: F401 (cat_cmd, file_fact, parse_cat: re-exported)
 from aegir.layout import SRV_FOLDERS
 from aegir.sh import Cmd, Reply, check_name
 
@@ -246,20 +246,6 @@ class DataRoot:
     running: bool = False
 
 
-def cat_cmd(path: str) -> Cmd:
-    """``cat -- PATH`` in the C locale: a small text file (exit 1 and a message: absent)."""
-    return Cmd(("cat", "--", path), env=_C)
-
-
-def parse_cat(stdout: str, stderr: str, exited: int) -> str | None:
-    """The file's text, None when it does not exist; raise on any other failure."""
-    if exited == 0:
-        return stdout
-    if "No such file or directory" in stderr:
-        return None
-    raise AegirError(f"cannot read file: {stderr.strip() or f'cat exited {exited}'}")
-
-
 def daemon_json_cmd() -> Cmd:
     """Docker's daemon configuration file (`parse_cat`, then `parse_daemon_json`)."""
     return cat_cmd(DAEMON_JSON)
@@ -317,11 +303,6 @@ def is_luks_fact(device: str) -> Fact[bool]:
     """Does `device` hold a LUKS header?"""
     return Fact("boot.is_luks", is_luks_cmd(device), lambda r: parse_is_luks(device, r.exited, r.stderr), None,
                 cache=False)
-
-
-def file_fact(path: str) -> Fact[str | None]:
-    """The text of `path` on the host (None: absent)."""
-    return Fact("boot.file", cat_cmd(path), lambda r: parse_cat(r.stdout, r.stderr, r.exited), (0, 1), cache=False)
 
 
 def daemon_json_fact() -> Fact[str | None]:

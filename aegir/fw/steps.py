@@ -35,6 +35,7 @@ from aegir.fw import report as fwreport
 from aegir.fw.plan import Applied, Firewall, Installed, InstallPlan
 from aegir.fw.render import Template
 from aegir.fw.settings import FwSettings, for_host
+from aegir.host import fresh_login
 from aegir.inventory import Inventory
 from aegir.report import Result
 from aegir.sh import Cmd
@@ -217,24 +218,6 @@ def verify(hc: HostContext, fw: Firewall, candidate: str, loaded: str,
         first = "applied, and a new SSH login got in" if fresh_login is not None else "applied"
         raise _failed(hc, exc, "recording it as the last good ruleset", fw, candidate,
                       prefix=f"{first}; then ", cmd=keep) from None
-
-
-def fresh_login(c: Context, hc: HostContext) -> Callable[[], None] | None:
-    """A check that a *new* SSH connection still gets in (None for the local host).
-
-    The running session survives any ruleset (connection tracking), so it is
-    the way back: a wrong ``ssh_port`` or ``admin_sources`` that leaves out the
-    operator's own address would pass every static check and lock out the next
-    login.
-    """
-    if hc.host.is_local:
-        return None
-    from aegir.host import open_context
-
-    def check() -> None:
-        open_context(c, hc.host).close()
-
-    return check
 
 
 def sweep(hc: HostContext, fw: Firewall) -> int:

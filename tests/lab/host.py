@@ -130,6 +130,21 @@ class LabHost:
     def docker_running(self) -> bool:
         return self.run(["docker", "version"], check=False).returncode == 0
 
+    def start_charon(self, sources: Sequence[str] = ()) -> None:
+        """Start strongSwan's charon (kernel-libipsec: the lab's kernel has no ESP) and load /etc/swanctl.
+
+        `sources`: addresses put on ``lo`` first. kernel-libipsec routes each remote network into its TUN
+        device with a source address taken from the local traffic selector, and fails the child SA when
+        one local network holds no address of the host (the kernel's own IPsec needs no route): give it
+        one address in each network the host's tunnels carry.
+        """
+        for a in sources:
+            self.run(["ip", "-6", "addr", "replace", f"{a}/128", "dev", "lo"])
+        self.run([str(self.paths.bin / "start-charon")], timeout=30)
+
+    def stop_charon(self) -> None:
+        self.run([str(self.paths.bin / "stop-charon")], timeout=40)
+
     def start_sshd(self) -> None:
         self.run([str(self.paths.bin / "start-sshd")])
 

@@ -21,7 +21,7 @@ import yaml
 
 from tests.lab import net, teardown
 from tests.lab.host import Client, LabHost
-from tests.lab.hostfiles import HostOptions, HostPaths, SrvKind, write_host_files
+from tests.lab.hostfiles import HostOptions, HostPaths, SrvKind, has_swanctl, write_host_files
 from tests.lab.images import Image, busybox_image
 from tests.lab.keys import keygen, known_hosts_lines, public_key
 from tests.lab.plan import MAX_INDEX, LabNames, check_host_name, check_prefix
@@ -213,7 +213,9 @@ class Lab:
                 "service_ipv6": [str(a.service_ipv6)],
             }
             entries[h.name] = entry
-        defaults = {"user": "root", "known_hosts": str(self.known_hosts), "identity": str(self.identity)}
+        defaults: dict[str, Any] = {"user": "root", "known_hosts": str(self.known_hosts), "identity": str(self.identity)}
+        if any(has_swanctl(h.options) for h in hosts):
+            defaults["mesh"] = {"encap": True}  # kernel-libipsec sends ESP inside UDP (see hostfiles.charon_config)
         return {"defaults": defaults, "hosts": entries}
 
     # -- internals ------------------------------------------------------------------
