@@ -41,6 +41,7 @@ from aegir import fleet
 from aegir.errors import RefusedError
 from aegir.fleet import Outcome
 from aegir.inventory import Host, Rolling
+from aegir.report import ask, say
 
 if TYPE_CHECKING:  # pragma: no cover
     from invoke import Context
@@ -162,7 +163,7 @@ def run(c: Context, action: Action[P, R], hosts: Sequence[Host], *, dry: bool, y
         question = action.question(plans)
         if question or preview:
             shown = action.render(Ran(tuple(_as_run(o) for o in plans), dry=False, acted=False)).text
-            print(shown, file=sys.stderr if fmt == "json" else sys.stdout, flush=True)
+            say(shown, err=fmt == "json")
         if question:
             confirm(question, yes=yes, label=action.label, verb=action.verb, refused=action.refused)
         by_host = {o.host.name: o.value for o in busy}
@@ -240,13 +241,12 @@ def go_on_without(plans: Sequence[Outcome[Any]], acting: Sequence[Host], *, all_
     left_out = ", ".join(f"{o.host.name} ({o.kind})" for o in bad)
     names = ", ".join(h.name for h in acting)
     if all_or_nothing:
-        print(f"aegir: --all-or-nothing: {left_out} could not be planned, so nothing is done on {names}",
-              file=sys.stderr)
+        say(f"aegir: --all-or-nothing: {left_out} could not be planned, so nothing is done on {names}", err=True)
         why = f"not attempted: --all-or-nothing and {', '.join(o.host.name for o in bad)} could not be planned"
         return {h.name: Outcome(h, error=why, kind="skipped") for h in acting}
     then = ("the roll counts it as a failed host" if len(bad) == 1 else "the roll counts them as failed hosts"
             ) if roll is not None else f"going on with {names}"
-    print(f"aegir: left out: {left_out}; {then} (--all-or-nothing: act on none)", file=sys.stderr)
+    say(f"aegir: left out: {left_out}; {then} (--all-or-nothing: act on none)", err=True)
     return {}
 
 
@@ -263,5 +263,5 @@ def confirm(question: str, *, yes: bool, label: str, verb: str, refused: str = "
         return
     if not sys.stdin.isatty():
         raise RefusedError(f"{label}: stdin is not a terminal; pass --yes to {verb} without a prompt")
-    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+    if ask(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
         raise Declined(refused)

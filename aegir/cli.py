@@ -164,7 +164,7 @@ class AegirProgram(Program):
             words = host_completions(self.core.remainder, self.args.inventory.value)
             if words is not None:
                 for word in words:
-                    print(word)
+                    report.say(word)
                 raise Exit
         with self.usage_errors():
             try:
@@ -386,7 +386,7 @@ def main() -> None:
         code = exc.code
     if RUN.count:
         if code != EXIT_INTERRUPTED:  # Ctrl-C outside a fleet run (a prompt): Invoke exited 1 without a word
-            print("aegir: interrupted (Ctrl-C)", file=sys.stderr)
+            report.say("aegir: interrupted (Ctrl-C)", err=True)
         code = EXIT_INTERRUPTED
     if RUN.abandoned:  # threads still wait on abandoned hosts: do not wait for them at exit
         for stream in (sys.stdout, sys.stderr):

@@ -4,6 +4,13 @@ Every report goes through `emit`: ``--format table`` (default) prints one
 table per section, ``--format json`` prints the same data as one JSON
 document. Progress goes to stderr only, and only when work lasts more than a
 second, so a quick report prints nothing but its table.
+
+This module is the one sink of the terminal: every character aegir writes there
+leaves through `emit`, `say`, `warn`, `ask`, `Progress` or `Escaping`, each of
+which passes it through `printable` (JSON escapes its own text), so text from a
+host cannot act on the terminal however it reached the message. The guard test
+(tests/unit/test_guard.py, ``raw_output``) counts every ``print``, ``input`` and
+``sys.stdout/stderr.write`` elsewhere.
 """
 
 from __future__ import annotations
@@ -118,14 +125,27 @@ def configure(*, stream: TextIO | None = None) -> None:
 
 
 #: Characters a terminal acts on rather than shows (C0 and C1 controls but newline and tab, DEL,
-#: bidirectional overrides): text from a host (stderr, compose output, apt lines) is shown escaped.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: bidirectional marks, embeddings, overrides and isolates), and lone surrogates (a byte that was not UTF-8,
+#: kept by ``surrogateescape``; it could not even be written to a UTF-8 stream): text from a host (stderr,
+#: compose output, apt lines, folder names) is shown escaped.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for the byte that was not UTF-8
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
 
 
 def printable(text: str) -> str:
-    """`text` with every control character a terminal would act on written as an escape (``\\x1b``)."""
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                         else f"\\u{ord(m.group()):04x}", text)
+    """`text` with every control character a terminal would act on written as an escape (``\\x1b``,
+    ``\\u202e``); newlines and tabs are kept (a ruleset stays a ruleset). Valid text of any script is left
+    as it is; a byte that was not UTF-8 is shown as ``\\xNN`` when it was kept (``surrogateescape``), as
+    U+FFFD when the decoder replaced it (Invoke's and Docker's: both decode with "replace")."""
+    return _CONTROLS.sub(_escape, text)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, width: int | None = None) -> str:
@@ -320,10 +340,32 @@ def emit(fmt: str, *, data: Any, text: str, out: TextIO | None = None, verbatim:
     wrapped (`wrap`, continuation lines indented), unless `verbatim`: text another
     program reads (a ruleset, a zone, a diff, a unit file) is printed as it is."""
     out = out or sys.stdout
-    if fmt != "json" and not verbatim and display.width:
+    if fmt == "json":
+        print(dumps(data), file=out)  # json.dumps writes every control and non-ASCII character as \\uXXXX
+        out.flush()
+        return
+    text = printable(text)  # tables escape their cells; a summary, a ruleset, a diff are escaped here
+    if not verbatim and display.width:
         text = "\n".join(wrap(line, indent="  ") if len(line) > display.width else line for line in text.split("\n"))
-    print(dumps(data) if fmt == "json" else text, file=out)
+    print(text, file=out)
     out.flush()
+
+
+def say(text: str, *, err: bool = False, out: TextIO | None = None) -> None:
+    """One line (or several) of aegir's own on stdout (stderr with `err`, or `out`), host text in it escaped:
+    a plan shown before a question, a line saying what a run does, a followed log."""
+    stream = out or (sys.stderr if err else sys.stdout)
+    print(printable(text), file=stream, flush=True)
+
+
+def ask(question: str) -> str:
+    """The operator's answer to `question` (escaped: it names the hosts' projects), read from stdin.
+    An end of input (Ctrl-D, stdin closed) is the empty answer: no."""
+    try:
+        return input(printable(question))
+    except EOFError:
+        sys.stdout.write("\n")
+        return ""
 
 
 class Escaping:
@@ -358,8 +400,8 @@ class Progress(Background):
 
     def __init__(self, label: str, names: Sequence[str], *, delay: float = 1.0,
                  every: float = 1.0, stream: TextIO | None = None) -> None:
-        self.label = label
-        self.pending = list(names)
+        self.label = printable(label)
+        self.pending = [printable(n) for n in names]  # host and folder names: shown escaped
         self.total = len(names)
         self.delay = delay
         self.every = every
@@ -379,11 +421,12 @@ class Progress(Background):
     def add(self, names: Sequence[str]) -> None:
         """More work, learnt on the way (the projects of a host once it has answered)."""
         with self._lock:
-            self.pending.extend(names)
+            self.pending.extend(printable(n) for n in names)
             self.total += len(names)
 
     def done(self, name: str, how: str = "done") -> None:
         """`name` finished; `how` is a word for the non-terminal line (ok, failed, not attempted...)."""
+        name, how = printable(name), printable(how)
         with self._lock:
             if name not in self.pending:
                 return

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from aegir.errors import RefusedError
+from aegir.report import printable, say
 
 TTY = "/dev/tty"
 TRIES = 3
@@ -55,7 +56,7 @@ def read_secret(prompt: str, tty: str = TTY) -> str:
         quiet[3] &= ~termios.ECHO  # lflags: no echo, canonical line editing kept
         termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
         try:
-            term.write(prompt)
+            term.write(printable(prompt))
             line = term.readline()
         finally:
             termios.tcsetattr(fd, termios.TCSAFLUSH, old)
@@ -94,8 +95,8 @@ class Prompter:
             passphrase = read_secret(prompt, self.tty)
         else:
             if attempt > 1:
-                print(f"{host}: wrong passphrase, reading try {attempt} of {self.tries} "
-                      "from standard input", file=self.notes, flush=True)
+                say(f"{host}: wrong passphrase, reading try {attempt} of {self.tries} from standard input",
+                    out=self.notes)
             line = self.stream.readline()
             if not line:
                 raise NoPassphrase("no passphrase left on standard input (--passphrase-stdin)")

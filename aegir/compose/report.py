@@ -27,7 +27,7 @@ from aegir.compose.status import missing_everywhere, warning_lines
 from aegir.compose.templates import templates_dir
 from aegir.fleet import Outcome
 from aegir.journal import StepRecord, StepState
-from aegir.report import Result, envelope, failed_row, printable, table, warning
+from aegir.report import Result, envelope, failed_row, say, table, warning
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.compose.lint import HostLint
@@ -261,4 +261,4 @@ def passthrough_report(ran: Ran[PassPlan, PassResult], *, quiet: bool) -> Report
 def stream_header(host: str, path: str) -> None:
     """``==> HOST PROJECT <==`` on stdout before a host's streamed output when several stream (logs,
     apps.compose); the project path is the host's data, so it is escaped."""
-    print(f"==> {printable(host)} {printable(path)} <==", flush=True)
+    say(f"==> {host} {path} <==")

@@ -11,7 +11,6 @@ line on stderr (fw.status shows them in its STATUS column instead).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +19,7 @@ from aegir.fleet import Outcome
 from aegir.fw.facts import UNIT_PATH
 from aegir.fw.model import hostport
 from aegir.fw.plan import Applied, Firewall, Installed, InstallPlan, install_row
-from aegir.report import envelope, failed_line, failed_row, printable, table, warning
+from aegir.report import envelope, failed_line, failed_row, printable, say, table, warning
 
 APPLY_HEADERS = ["HOST", "CONTAINERS", "EXPOSURES", "RESULT"]
 STATUS_HEADERS = ["HOST", "LIVE TABLE", "PENDING", "EXPOSURES", "WATCHER", "STATUS"]
@@ -70,7 +69,7 @@ def failures(outcomes: Sequence[Outcome[Any]]) -> None:
     """The hosts that could not be rendered, one line each on stderr (stdout holds rulesets only)."""
     for o in outcomes:
         if not o.ok:
-            print(failed_line(o), file=sys.stderr)
+            say(failed_line(o), err=True)
 
 
 def diff_report(outcomes: Sequence[Outcome[Firewall]]) -> Report:
@@ -230,4 +229,4 @@ def install_report(ran: Ran[InstallPlan, Installed]) -> Report:
 
 def watch_log(line: str) -> None:
     """One line of fw.watch's log on stdout (escaped: it quotes the host's and Docker's words)."""
-    print(printable(line), flush=True)
+    say(line)

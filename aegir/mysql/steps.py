@@ -14,12 +14,11 @@ stops the following, never the checkpoint: `mysql.status` reattaches
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from aegir import action
+from aegir import action, report
 from aegir.compose.status import srv_checked
 from aegir.errors import AegirError, UnreachableError
 from aegir.fleet import Outcome
@@ -37,7 +36,6 @@ from aegir.mysql.plan import (
     entry_problem,
 )
 from aegir.notify import Notifier, send
-from aegir.report import printable
 from aegir.sh import Reply, write_file_cmd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,10 +60,8 @@ def install(hc: HostContext) -> str:
 
 
 def say(line: str, out: TextIO | None = None) -> None:
-    """One line of what a run does (announce, the program's log) on stderr, host text escaped."""
-    out = out or sys.stderr
-    out.write(printable(line) + "\n")
-    out.flush()
+    """One line of what a run does (announce, the program's log) on stderr (or `out`), host text escaped."""
+    report.say(line, err=True, out=out)
 
 
 # --------------------------------------------------------------------------- mysql.checkpoint

@@ -18,7 +18,7 @@ import invoke
 from invoke import Argument, Exit
 
 from aegir.errors import AegirError, InventoryError, TargetError, UsageError
-from aegir.report import HostResult, check_format, emit, printable, warn
+from aegir.report import HostResult, check_format, emit, printable, say, warn
 from aegir.tasks.exits import EXIT_PROBLEM, exit_if_failed
 from aegir.tasks.flags import PROJECT_PARAMS, Bound, Kind, kind_for, letter_for
 
@@ -88,7 +88,7 @@ def _say_dry() -> None:
     """After a task that stopped at the dry stop (`aegir.action.run`), say on stderr that nothing changed."""
     act = sys.modules.get("aegir.action")  # never imported by `inv --list`: only tasks that act load it
     if act is not None and act.stopped_dry():
-        print(act.DRY_LINE, file=sys.stderr, flush=True)
+        say(act.DRY_LINE, err=True)
 
 
 class AegirTask(invoke.Task):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from invoke import Exit
 
-from aegir.report import HostResult
+from aegir.report import HostResult, printable
 
 EXIT_PROBLEM = 1
 
@@ -24,12 +24,12 @@ def exit_if_failed(outcomes: Sequence[HostResult], *, problems: bool = False, se
     from aegir.interrupt import EXIT_INTERRUPTED, RUN
 
     if RUN.count:
-        raise Exit(interrupted_line(outcomes, see), code=EXIT_INTERRUPTED)
+        raise Exit(printable(interrupted_line(outcomes, see)), code=EXIT_INTERRUPTED)
     bad = [o for o in outcomes if o.kind != "ok"]
     if bad or problems:
         unsure = [o.host.name for o in bad if getattr(o, "unsure", False)]
         hint = (f"aegir: {', '.join(unsure)} may be part-way: {_next(see)}\n" if unsure else "")
-        raise Exit((hint + hosts_line(bad)) or None, code=EXIT_PROBLEM)
+        raise Exit(printable(hint + hosts_line(bad)) or None, code=EXIT_PROBLEM)
 
 
 def hosts_line(bad: Sequence[HostResult]) -> str:

@@ -20,7 +20,7 @@ from aegir.compose.steps import Lifecycle, stream_each
 from aegir.errors import AegirError, UsageError
 from aegir.host import HostContext
 from aegir.layout import PROJECT_KINDS
-from aegir.report import failed_line, warn
+from aegir.report import failed_line, printable, warn
 from aegir.sh import Cmd
 from aegir.tasks.base import fleet_read, is_dry
 
@@ -75,7 +75,7 @@ def on_each_host(c: Context, label: str, name: str, make: Callable[[HostContext,
         raise AegirError(f"{wanted[0]} is on {', '.join(h.name for h, _ in where)}: {one_host}, choose it with -H")
     bad = stream_each(c, where, make)
     if bad or any(not o.ok for o in found):
-        raise Exit(f"aegir: failed on {', '.join(bad + [o.host.name for o in found if not o.ok])}", code=1)
+        raise Exit(printable(f"aegir: failed on {', '.join(bad + [o.host.name for o in found if not o.ok])}"), code=1)
 
 
 def show_logs(c: Context, label: str, name: str, service: str, follow: bool, tail: int | str | None, *,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import socket
-import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING
 from invoke import Collection, Context, Exit
 
 from aegir.errors import AegirError, UsageError
-from aegir.report import FORMAT_HELP, check_format, emit
+from aegir.report import FORMAT_HELP, check_format, emit, say
 from aegir.tasks.base import ROLLING_HELP, act, finish, inventory, is_dry, targets, task
 
 if TYPE_CHECKING:  # pragma: no cover - the area's code is imported by the task that runs (inv --list stays quick)
@@ -60,7 +59,7 @@ def review(c: Context, refresh: bool = False, dist: bool = False, all_: bool = F
     configs, hosts = _configs(c)
     dry = is_dry(c)
     if refresh and dry:
-        print(DRY_REFRESH, file=sys.stderr)
+        say(DRY_REFRESH, err=True)
     step = steps.Review(configs, dist=dist, now=time.time(), by=_operator(), every=all_)
     ran = steps.review(c, hosts, step, refresh=refresh, dry=dry, fmt=fmt)
     shown = step.render(ran)

@@ -247,3 +247,68 @@ def test_progress_rewritten_in_place_on_a_terminal_stays_on_one_line_of_the_widt
     shown = [line for line in slow.getvalue().split("\r\033[K") if line.strip()]
     assert shown and all(len(line.rstrip("\n")) <= 39 for line in shown), shown
     assert shown[0].startswith("disk.report: project folders measu") and shown[0].rstrip("\n").endswith("…")
+
+
+#: What a hostile host plants in its data: a screen clear, an OSC 52 clipboard write ended by BEL, a C1 CSI,
+#: a bidi override and isolate, a carriage return, a byte that was not UTF-8 (kept by surrogateescape).
+HOSTILE = "a\x1b[2Jb\x1b]52;c;ZWNobyBwd25lZA==\x07c\x9b31md\u202eexe.txt\u2066e\rf\udc9bg"
+HOSTILE_SHOWN = "a\\x1b[2Jb\\x1b]52;c;ZWNobyBwd25lZA==\\x07c\\x9b31md\\u202eexe.txt\\u2066e\\x0df\\x9bg"
+
+
+def raw_controls(text: str) -> list[str]:
+    """The characters of `text` a terminal would act on (newline and tab apart)."""
+    return [ch for ch in text if (ord(ch) < 0x20 and ch not in "\n\t") or 0x7f <= ord(ch) <= 0x9f
+            or 0x202a <= ord(ch) <= 0x202e or 0x2066 <= ord(ch) <= 0x2069 or 0xd800 <= ord(ch) <= 0xdfff]
+
+
+def test_every_control_a_terminal_acts_on_is_escaped_and_valid_text_of_any_script_is_kept():
+    from aegir.report import printable
+
+    assert printable(HOSTILE) == HOSTILE_SHOWN
+    assert printable("café naïve 日本語 Ωμέγα 🙂 \ufffd") == "café naïve 日本語 Ωμέγα 🙂 \ufffd"
+    assert printable("\u200e\u200f\u061c\u202a\u2069") == "\\u200e\\u200f\\u061c\\u202a\\u2069"
+    assert printable("\ud83d") == "\\ud83d"  # a lone high surrogate: not a byte, shown as the code point
+    assert printable(printable(HOSTILE)) == HOSTILE_SHOWN  # escaping twice changes nothing more
+
+
+def test_emit_escapes_the_text_of_every_report_and_keeps_a_ruleset_a_ruleset():
+    """A summary line or a verbatim text (a ruleset with a host's comment) is escaped where it leaves;
+    newlines and tabs stay, so the ruleset still reads as one. JSON keeps the host's text as data."""
+    from aegir.report import emit
+
+    ruleset = f"table inet aegir {{\n\t# {HOSTILE}\n\tchain input {{\n\t}}\n}}"
+    for verbatim in (True, False):
+        out = io.StringIO()
+        emit("table", data=None, text=ruleset, out=out, verbatim=verbatim)
+        assert out.getvalue() == ruleset.replace(HOSTILE, HOSTILE_SHOWN) + "\n"
+    out = io.StringIO()
+    emit("json", data={"name": HOSTILE}, text="", out=out)
+    assert not raw_controls(out.getvalue()) and json.loads(out.getvalue()) == {"name": HOSTILE}
+
+
+def test_say_ask_and_progress_escape_what_they_show(monkeypatch):
+    from aegir import report
+
+    err = io.StringIO()
+    report.say(f"hyp1: {HOSTILE}", out=err)
+    assert err.getvalue() == f"hyp1: {HOSTILE_SHOWN}\n"
+    prompts = []
+    monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or "n")
+    assert report.ask(f"Stop {HOSTILE}? [y/N] ") == "n" and prompts == [f"Stop {HOSTILE_SHOWN}? [y/N] "]
+
+    def ended(prompt: str) -> str:
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", ended)
+    assert report.ask("Go on? ") == ""  # Ctrl-D: the empty answer, no
+    shown = Terminal()
+    with Progress("disk.report", [HOSTILE], delay=0.01, every=0.01, stream=shown) as p:
+        p.add([f"apps/{HOSTILE}"])
+        time.sleep(0.1)
+        p.done(HOSTILE, "ok")
+    assert HOSTILE_SHOWN in shown.getvalue() and raw_controls(shown.getvalue().replace("\r\033[K", "")) == []
+    lines = io.StringIO()
+    with Progress("disk.report", [HOSTILE], delay=0.01, stream=lines) as p:
+        time.sleep(0.05)
+        p.done(HOSTILE, f"failed {HOSTILE}")
+    assert lines.getvalue() == f"disk.report: {HOSTILE_SHOWN} failed {HOSTILE_SHOWN} (1/1)\n"
