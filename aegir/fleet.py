@@ -50,7 +50,7 @@ from aegir.host import Deadlines, HostContext, open_context
 from aegir.interrupt import RUN
 from aegir.inventory import Host, Rolling
 from aegir.journal import StepRecord, StepState, in_states, summary
-from aegir.report import Progress
+from aegir.report import Progress, say
 
 if TYPE_CHECKING:  # pragma: no cover
     from invoke import Context
@@ -192,7 +192,8 @@ def each(
             if err is not None:  # Docker or SSH failing under the host: its failure, not a bug of aegir's
                 return Outcome(host, error=_with_steps(err.message, steps()), kind="failed", seconds=took(),
                                steps=steps())
-            traceback.print_exc(file=sys.stderr)  # a bug: keep the other hosts' results, show the traceback
+            # a bug: keep the other hosts' results, show the traceback (escaped: its message may quote a host)
+            say(traceback.format_exc().rstrip("\n"), err=True)
             return Outcome(host, error=f"internal error {type(exc).__name__}: {exc}", kind="bug",
                            seconds=took(), steps=steps())
         finally:
@@ -359,7 +360,7 @@ def _worker(c: "Context", hosts: list[Host], indexes: list[int], fn: Callable[[H
         while view:
             view = view[os.write(w, view):]
     except BaseException:  # anything else: the parent reports the chunk's hosts as failed
-        traceback.print_exc(file=sys.stderr)
+        say(traceback.format_exc().rstrip("\n"), err=True)
         code = 1
     finally:
         try:

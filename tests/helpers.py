@@ -222,6 +222,19 @@ def run_inv_on_tty(*args: str, inventory: str | os.PathLike[str], typed: Sequenc
                       answered)
 
 
+def answered_at_a_terminal(inventory: str | os.PathLike[str], answer: str, *args: str,
+                           timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``inv ARGS`` with a pseudo-terminal as stdin, `answer` typed ahead (output still captured)."""
+    master, slave = os.openpty()
+    try:
+        os.write(master, answer.encode() + b"\n")
+        return subprocess.run([sys.executable, "-m", "aegir", *args], cwd=REPO, stdin=slave, capture_output=True,
+                              text=True, timeout=timeout, env={**os.environ, "COLUMNS": WIDE, "AEGIR_INVENTORY": str(inventory)})
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 class ProcScan(Background):
     """Scan every process's command line and environment, in a thread, for secrets.
 

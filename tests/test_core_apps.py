@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from aegir.compose.state import LABEL_PROJECT, LABEL_SERVICE, LABEL_WORKING_DIR
-from tests.helpers import REPO, remove_compose_containers, run_inv
+from tests.helpers import REPO, answered_at_a_terminal, remove_compose_containers, run_inv
 from tests.lab import Lab, LabHost
 
 IMAGE = "aegir-lab/busybox:latest"
@@ -426,18 +426,6 @@ def test_a_name_matching_nothing_refuses_the_whole_command_before_any_action(two
     assert {h.name: started_at(h, "/srv/apps/wiki") for h in (a, b)} == before  # wiki was not restarted
     status = inv_json(inv, "apps.status", "--names", "wiki,wikki")  # a report keeps warning
     assert status.returncode == 1 and data(status)["missing"] == ["wikki"]
-
-
-def answered_at_a_terminal(inventory: Path, answer: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``inv ARGS`` with a pseudo-terminal as stdin, `answer` typed ahead (output still captured)."""
-    master, slave = os.openpty()
-    try:
-        os.write(master, answer.encode() + b"\n")
-        return subprocess.run([sys.executable, "-m", "aegir", *args], cwd=REPO, stdin=slave, capture_output=True,
-                              text=True, timeout=120, env={**os.environ, "AEGIR_INVENTORY": str(inventory)})
-    finally:
-        os.close(master)
-        os.close(slave)
 
 
 def test_stopping_on_several_hosts_is_refused_without_a_terminal_or_yes_and_asked_at_one(two):

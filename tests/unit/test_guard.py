@@ -88,8 +88,8 @@ def raw_output(node: ast.AST) -> bool:
         return False
     if isinstance(node.func, ast.Name):
         return node.func.id in ("print", "input")
-    if _calls(node, "write", "os"):
-        return True
+    if _calls(node, "write", "os"):  # to the terminal's descriptors; a pipe to another process is not output
+        return bool(node.args) and isinstance(node.args[0], ast.Constant) and node.args[0].value in (1, 2)
     if not _is_attr(node.func, "write"):
         return False
     target = node.func.value  # type: ignore[attr-defined]
@@ -180,6 +180,7 @@ def test_hc_run_only_in_steps_and_facts():
     ("raw_output", "sys.stderr.write(line)"),
     ("raw_output", "sys.stdout.buffer.write(data)"),
     ("raw_output", "os.write(2, line)"),
+    ("raw_output", "os.write(1, data)"),
     ("fleet_each", "outcomes = fleet.each(c, hosts, fn, label='x')"),
     ("fleet_each", "from aegir.fleet import Outcome, each"),
     ("hc_run", "out = parse(hc.run(cmd).stdout)"),
@@ -195,6 +196,7 @@ def test_each_rule_matches_what_it_names(rule, source):
     ("raw_output", "emit(fmt, data=d, text=t)"),
     ("raw_output", "out.write(printable(text))"),
     ("raw_output", "say(line, err=True)"),
+    ("raw_output", "os.write(w, pickled)"),
     ("fleet_each", "for o in each(outcomes): pass"),
     ("hc_run", "hc.facts(fact)"),
 ])
