@@ -12,8 +12,9 @@ carries `HOSTILE` (a screen clear, an OSC 52 clipboard write ended by BEL, a C1 
 Every task of the collection (`tests.test_contract.TASKS`, so a new task is in) runs through the real ``inv``
 as the contract runs it (its --dry, --yes), once with ``--format json`` (where it takes it) and once as a
 table; the tasks that take a project run on the hostile one too (refused as a usage error that quotes the
-name: project names are checked first); the confirmation questions are answered "n" at a real terminal. Each output must be valid UTF-8 with no character a terminal acts on but newline and
-tab (`raw_controls`); JSON keeps the host's text as data (json escapes it).
+name: project names are checked first); the confirmation questions are answered "n" at a real terminal.
+Each output must be valid UTF-8 with no character a terminal acts on but newline and tab (`raw_controls`);
+JSON keeps the host's text as data (json escapes it).
 """
 
 from __future__ import annotations
