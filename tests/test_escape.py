@@ -146,13 +146,15 @@ def test_the_hosts_text_is_there_escaped_not_lost(hostile):
     assert data["hosts"][0]["result"]["error"] == f"copy failed: {HOSTILE}"
 
 
-@pytest.mark.parametrize("argv", [["mysql.checkpoint", "shop"], ["apps.stop", "--all"]],
-                         ids=["mysql.checkpoint", "apps.stop"])
-def test_no_at_a_question_is_a_clean_not_confirmed_with_the_question_escaped(hostile, argv):
-    """The question (and the plan shown before it) names the host's projects; "n" does nothing, says so in
-    one line, exit 1 as every declined question: no traceback, no "internal error" row."""
+@pytest.mark.parametrize(("argv", "answer"), [(["mysql.checkpoint", "shop"], "n"), (["apps.stop", "--all"], "n"),
+                                               (["mysql.checkpoint", "shop"], "\x04")],
+                         ids=["mysql.checkpoint", "apps.stop", "mysql.checkpoint-ctrl-d"])
+def test_no_at_a_question_is_a_clean_not_confirmed_with_the_question_escaped(hostile, argv, answer):
+    """The question (and the plan shown before it) names the host's projects; "n" (or Ctrl-D: the input
+    ends) does nothing, says so in one line, exit 1 as every declined question: no traceback, no "internal
+    error" row."""
     inventory, _ = hostile
-    said_no = answered_at_a_terminal(inventory, "n", *argv)
+    said_no = answered_at_a_terminal(inventory, answer, *argv)
     clean(said_no, argv)
     assert said_no.returncode == 1, said_no.stdout + said_no.stderr
     assert "[y/N]" in said_no.stdout
