@@ -48,6 +48,7 @@ TABLE = "inet aegir"
 CANDIDATE = "candidate.nft"  # prefix: each apply writes its own candidate-<token>.nft
 LAST_GOOD = "last-good.nft"
 VERIFIED = "ssh.verified"
+STRUCTURE = "structure.sha256"
 UNVERIFIED = "unverified"
 LOCK = "lock"
 #: Minutes after which a file of an apply's own kinds (`LEFTOVERS`) is left over from an interrupted run: a
@@ -65,6 +66,9 @@ _LIST = "nft -a -s list table inet aegir"
 #: The terse listing (no elements, 3x cheaper on a big table): enough to tell that another load
 #: replaced the table (its handle changes) between an apply and its record.
 _TERSE = "nft -a -t -s list table inet aegir"
+#: The structure of the whole ruleset (every table, chain, rule and set definition; no named set's elements,
+#: no handles): what the proof proved, unchanged by an element-only change (`elements_cmd`).
+_STRUCTURE = "nft -t -s list ruleset"
 
 
 # --------------------------------------------------------------------------- commands
@@ -203,7 +207,9 @@ t=$({_TERSE} | sha256sum) || exit
 if [ "${{t%% *}}" != "$3" ]; then echo "the live table changed since this apply (another fw.apply or fw.watch?)" >&2; exit 3; fi
 h=$({_LIST} | sha256sum) || exit
 h=${{h%% *}}
-mv -f -- "$1" "$2/last-good.nft" && put "$2/{VERIFIED}" "$4" && put "$2/live.sha256" "$h" || exit
+s=$({_STRUCTURE} | sha256sum) || exit
+mv -f -- "$1" "$2/last-good.nft" && put "$2/{VERIFIED}" "$4" && put "$2/{STRUCTURE}" "${{s%% *}}" \
+  && put "$2/live.sha256" "$h" || exit
 rm -f -- "$2/{UNVERIFIED}"
 printf '%s\n' "$h"
 """
@@ -211,8 +217,9 @@ printf '%s\n' "$h"
 
 def keep_cmd(candidate: str, state_dir: str, live_hash: str, verified: str) -> Cmd:
     """After the checks passed: promote the candidate to last good, record the SSH settings it was
-    verified with and the live hash (last: that is what makes it recorded), drop the ``unverified``
-    marker; refuse if the live table is not the one this apply loaded."""
+    verified with, the structure of the whole ruleset it was proved in (`STRUCTURE`) and the live hash
+    (last: that is what makes it recorded), drop the ``unverified`` marker; refuse if the live table is
+    not the one this apply loaded."""
     return shell(_KEEP, candidate, state_dir, live_hash, verified)
 
 
@@ -222,7 +229,7 @@ if [ -n "$1" ]; then nft -f "$1" || exit; else nft delete table inet aegir || ex
 h=$({_LIST} 2>/dev/null | sha256sum) && h=${{h%% *}}
 if [ -n "$1" ]; then put "$2/live.sha256" "$h"; rm -f -- "$1"
 else rm -f -- "$2/last-good.nft" "$2/live.sha256" "$2/{VERIFIED}"; fi
-rm -f -- "$2/{UNVERIFIED}"
+rm -f -- "$2/{UNVERIFIED}" "$2/{STRUCTURE}"
 """
 
 
@@ -230,6 +237,39 @@ def restore_cmd(path: str | None, state_dir: str) -> Cmd:
     """Load PATH (the last good ruleset) again, or delete aegir's table when there is none; the exit
     code says whether nft did it."""
     return shell(_RESTORE, path or "", state_dir)
+
+
+#: Exit code of `elements_cmd` when the host is not the one the change was planned against: nothing changed,
+#: the full path decides.
+NOT_ELEMENTS = 75
+
+_ELEMENTS = rf"""trap '' HUP PIPE
+e=$(mktemp) || exit
+trap 'rm -f -- "$e"' EXIT
+cat > "$e" || exit
+exec 9>>"$2/{LOCK}" && flock 9 || exit
+{_PUT}
+no() {{ echo "aegir: not element-only: $1" >&2; exit {NOT_ELEMENTS}; }}
+[ -e "$2/{UNVERIFIED}" ] && no "an unverified load is live"
+h=$({_LIST} | sha256sum) || exit
+[ "${{h%% *}}" = "$(cat -- "$2/live.sha256" 2>/dev/null)" ] || no "the live table changed since the last apply"
+s=$({_STRUCTURE} | sha256sum) || exit
+[ "${{s%% *}}" = "$(cat -- "$2/{STRUCTURE}" 2>/dev/null)" ] || no "the ruleset's structure (chains, sets, the host's other tables) is not the one last proved"
+nft -f "$e" || exit
+h=$({_LIST} | sha256sum) && h=${{h%% *}} && mv -f -- "$1" "$2/last-good.nft" && put "$2/live.sha256" "$h" || exit
+printf '%s
+' "$h"
+"""
+
+
+def elements_cmd(candidate: str, state_dir: str, script: str) -> Cmd:
+    """The element-only apply, under the lock: if no unverified load is live, the live table is the one
+    last recorded and the whole ruleset's structure the one last proved (else exit `NOT_ELEMENTS`,
+    nothing changed), ``nft -f`` `script` (sent on stdin: element adds and deletes, one transaction),
+    then record `candidate` (the new ruleset's text, written before) as the last good one and the live
+    hash; prints that hash. The SSH settings verified and the structure stay: an element of a container
+    set changes neither."""
+    return dataclasses.replace(shell(_ELEMENTS, candidate, state_dir), stdin=script)
 
 
 # --------------------------------------------------------------------------- state

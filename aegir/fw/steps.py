@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from aegir import action
 from aegir.errors import AegirError, CommandError, ConnectionLost, RefusedError, UnreachableError
-from aegir.fw import facts, nft
+from aegir.fw import delta, facts, nft
 from aegir.fw import plan as fwplan
 from aegir.fw import report as fwreport
 from aegir.fw.plan import Applied, Firewall, Installed, InstallPlan
@@ -137,8 +137,12 @@ class Install(action.Action[InstallPlan, Installed]):
 
 
 def apply(hc: HostContext, fw: Firewall, fresh_login: Callable[[], None] | None = None, *,
-          unattended: bool = False) -> Applied:
+          unattended: bool = False, full: bool = False) -> Applied:
     """Apply `fw` on its host (nothing to do when it is live and verified); raise and change nothing on error.
+
+    A change of container-set elements only (`fwplan.elements_only`) is one ``nft -f`` of element adds and
+    deletes (`load_elements`), each added key checked first (`fwplan.elements_refusal`); anything else, or
+    `full`, takes the full path: the proof in a scratch namespace (`load`), then the fresh login (`verify`).
 
     `fresh_login` opens a new SSH connection after the load (None on the local
     host: the operator is there). `unattended` (fw.watch: nobody to check a
@@ -151,10 +155,38 @@ def apply(hc: HostContext, fw: Firewall, fresh_login: Callable[[], None] | None 
     start = time.monotonic()
     if not fw.load:
         return Applied(False, reason="nothing to do", swept=sweep(hc, fw))
+    change = "a full resync" if full else fwplan.elements_only(fw)
+    if isinstance(change, delta.Delta):
+        fwplan.elements_refusal(fw, change)
+        live_hash, change = load_elements(hc, fw, change)
+        if live_hash is not None:
+            added, removed = nft.changed_lines(fw.state.last_good, fw.text)
+            return Applied(True, added, removed, time.monotonic() - start, fwplan.reason(fw), live_hash,
+                           elements=True)
     candidate, loaded, swept = load(hc, fw)
     live_hash = verify(hc, fw, candidate, loaded, fresh_login)
     added, removed = nft.changed_lines(fw.state.last_good, fw.text)
-    return Applied(True, added, removed, time.monotonic() - start, fwplan.reason(fw), live_hash, swept)
+    return Applied(True, added, removed, time.monotonic() - start, fwplan.reason(fw), live_hash, swept,
+                   full_because=change)
+
+
+def load_elements(hc: HostContext, fw: Firewall, change: delta.Delta) -> tuple[str | None, str]:
+    """The element-only apply: write the new ruleset's text as this apply's candidate, then, under the lock,
+    ``nft -f`` the element changes and record the candidate as the last good ruleset (`nft.elements_cmd`).
+    The live hash; or None and why, when the host is not the one planned against (nothing changed: the
+    caller takes the full path)."""
+    state_dir = fw.settings.state_dir
+    candidate = nft.candidate_path(state_dir)
+    hc.run(nft.write_cmd(candidate, fw.text))
+    cmd = nft.elements_cmd(candidate, state_dir, change.script())
+    try:
+        return hc.run(cmd).stdout.strip(), ""
+    except CommandError as exc:
+        if exc.exited != nft.NOT_ELEMENTS:
+            raise _failed(hc, exc, "the element-only `nft -f`", fw, candidate, nft_step=True, cmd=cmd) from None
+        hc.run(Cmd.of("rm", "-f", "--", candidate), check=False)
+        why = exc.stderr.strip().splitlines()[-1:] or ["the host is not as planned"]
+        return None, why[0].removeprefix("aegir: not element-only: ")
 
 
 def load(hc: HostContext, fw: Firewall) -> tuple[str, str, int]:

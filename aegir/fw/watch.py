@@ -12,6 +12,8 @@ The loop, for one host:
 3. every `resync` seconds, resync fully (catches anything missed, and a ruleset
    changed by hand); a resync that failed, or an event whose container could
    not be inspected, is retried sooner (`backoff_min` doubling up to `backoff_max`);
+   what events change is applied as element changes when it is only that
+   (`aegir.fw.steps.apply`), what a resync changes always with the full proof;
 4. when the stream breaks (the daemon restarts), reconnect with exponential
    backoff and resync fully;
 5. `stop()` (SIGTERM) ends the loop after the current step.
@@ -182,7 +184,8 @@ class Watcher:
                     self.log(f"{reason}: in sync, nothing to do ({len(fw.exposures.items)} exposures)")
                 self.applied = fw.exposures
                 return
-            done = fwsteps.apply(self.hc, fw, unattended=True)  # only the SSH settings a fresh login verified
+            # only the SSH settings a fresh login verified; a resync always takes the full proof
+            done = fwsteps.apply(self.hc, fw, unattended=True, full=reason != "events")
         except AegirError as exc:
             self.log(f"{reason}: apply failed: {exc.message}")
             # what the host holds is unknown now (applied, not recorded?): re-read it soon
@@ -195,7 +198,8 @@ class Watcher:
                              live_hash=done.live_hash or self.state.live_hash, marker=None, leftovers=())
         what = " ".join([*(f"+{a}" for a in added), *(f"-{r}" for r in removed)]) or \
             f"ruleset {done.reason}"
-        self.log(f"{reason}: applied in {done.seconds:.2f}s, {len(fw.exposures.items)} exposures: {what}")
+        path = "elements only" if done.elements else f"full proof: {done.full_because}"
+        self.log(f"{reason}: applied in {done.seconds:.2f}s ({path}), {len(fw.exposures.items)} exposures: {what}")
 
     def _connect(self) -> None:
         self._disconnect()

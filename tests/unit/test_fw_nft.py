@@ -69,7 +69,9 @@ def test_keep_promotes_the_candidate_only_if_the_live_table_is_the_one_this_appl
     assert 'if [ "${t%% *}" != "$3" ]' in cmd.argv[2]  # the terse hash apply_cmd printed
     assert "nft -a -s list table inet aegir | sha256sum" in cmd.argv[2]  # recorded: with set elements
     # the live hash last (it is what makes the table "in sync"), then the marker goes
-    assert ('mv -f -- "$1" "$2/last-good.nft" && put "$2/ssh.verified" "$4" && put "$2/live.sha256" "$h" || exit\n'
+    assert ('s=$(nft -t -s list ruleset | sha256sum) || exit\n'
+            'mv -f -- "$1" "$2/last-good.nft" && put "$2/ssh.verified" "$4" && put "$2/structure.sha256" "${s%% *}" \\\n'
+            '  && put "$2/live.sha256" "$h" || exit\n'
             'rm -f -- "$2/unverified"\n') in cmd.argv[2]
     assert cmd.argv[2].index("flock 9") < cmd.argv[2].index("mv -f")
 
@@ -79,7 +81,8 @@ def test_restore_reports_nfts_failure_in_its_exit_code():
     gone = nft.restore_cmd(None, STATE)
     assert again.argv[3:] == ("sh", f"{STATE}/rollback-1.nft", STATE) and gone.argv[3:] == ("sh", "", STATE)
     assert 'nft -f "$1" || exit; else nft delete table inet aegir || exit; fi' in again.argv[2]
-    assert again.argv[2].endswith('rm -f -- "$2/unverified"\n')  # put back: nothing unverified is live
+    # put back: nothing unverified is live; no structure counts as proved, so the next apply proves again
+    assert again.argv[2].endswith('rm -f -- "$2/unverified" "$2/structure.sha256"\n')
 
 
 def test_the_probe_reads_template_last_good_hashes_and_listeners_in_one_command():
