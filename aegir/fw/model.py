@@ -376,6 +376,7 @@ def expose(containers: Iterable[Container], host: Host, ssh_port: int | None = N
                                             6: tuple(a for a in host.service_ipv6 if a not in admin)}
     running = sorted((c for c in containers if c.running), key=lambda c: (c.name, c.id))
     items: dict[tuple[int, int, str, int], Exposure] = {}
+    ranks: dict[int, tuple[int, int]] = {}
     warnings: list[str] = [f"{a} is a service address but also where SSH reaches the host: nothing is published on it"
                            for a in (*host.service_ipv4, *host.service_ipv6) if a in admin]
 
@@ -401,13 +402,17 @@ def expose(containers: Iterable[Container], host: Host, ssh_port: int | None = N
                          f"{b.proto}/{hostport(addr, b.host_port)} is not published")
                     continue
                 e = Exposure(addr, b.proto, b.host_port, c.name, target, b.container_port)
-                other = items.get(e.key)
+                r = ranks.get(id(addr))  # a host has few addresses, the same objects: ranked once
+                if r is None:
+                    r = ranks[id(addr)] = _rank(addr)
+                k = (*r, b.proto, b.host_port)  # e.key
+                other = items.get(k)
                 if other is not None:
                     if other != e:
                         warn(f"{c.name}: {b.proto}/{hostport(addr, b.host_port)} is already "
                              f"published by {other.container}: kept {other.container}'s")
                     continue
-                items[e.key] = e
+                items[k] = e
     ordered = [items[k] for k in sorted(items)]
     return Exposures(tuple(ordered), tuple(running), tuple(warnings))
 

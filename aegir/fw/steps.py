@@ -191,7 +191,8 @@ def load_elements(hc: HostContext, fw: Firewall, change: delta.Delta) -> tuple[s
 
 def load(hc: HostContext, fw: Firewall) -> tuple[str, str, int]:
     """The checked atomic apply (steps 1 above): the candidate's path, the terse hash of the table nft
-    loaded (what `nft.keep_cmd` compares), and how many files of interrupted runs were deleted."""
+    loaded (what `nft.keep_cmd` compares) and its full hash (what it records), and how many files of
+    interrupted runs were deleted."""
     assert fw.state is not None
     state_dir = fw.settings.state_dir
     foreign = nft.foreign_statements(fw.text)
@@ -220,7 +221,7 @@ def load(hc: HostContext, fw: Firewall) -> tuple[str, str, int]:
     except AegirError as exc:
         raise _failed(hc, exc, f"`nft -f {candidate}`", fw, candidate, nft_step=True, cmd=apply_) from None
     swept = int(out[2]) if len(out) == 3 and out[2].isdigit() else 0
-    return candidate, out[0] if out else nft.ABSENT, swept
+    return candidate, " ".join(out[:2]) if len(out) >= 2 else f"{nft.ABSENT} {nft.ABSENT}", swept
 
 
 def verify(hc: HostContext, fw: Firewall, candidate: str, loaded: str,
@@ -242,7 +243,8 @@ def verify(hc: HostContext, fw: Firewall, candidate: str, loaded: str,
             hc.run(Cmd.of("rm", "-f", "--", candidate), check=False)
             raise RefusedError(f"rolled back: after the apply a new SSH connection failed ({exc.message}); {undone}",
                                host=hc.name) from None
-    keep = nft.keep_cmd(candidate, fw.settings.state_dir, loaded, fw.fingerprint)
+    terse, _, full = loaded.partition(" ")
+    keep = nft.keep_cmd(candidate, fw.settings.state_dir, terse, fw.fingerprint, full)
     try:
         return hc.run(keep).stdout.strip()
     except AegirError as exc:
