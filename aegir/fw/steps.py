@@ -137,7 +137,7 @@ class Install(action.Action[InstallPlan, Installed]):
 
 
 def apply(hc: HostContext, fw: Firewall, fresh_login: Callable[[], None] | None = None, *,
-          unattended: bool = False, full: bool = False) -> Applied:
+          unattended: bool = False, full: bool = False, again: bool = False) -> Applied:
     """Apply `fw` on its host (nothing to do when it is live and verified); raise and change nothing on error.
 
     A change of container-set elements only (`fwplan.elements_only`) is one ``nft -f`` of element adds and
@@ -146,16 +146,18 @@ def apply(hc: HostContext, fw: Firewall, fresh_login: Callable[[], None] | None 
 
     `fresh_login` opens a new SSH connection after the load (None on the local
     host: the operator is there). `unattended` (fw.watch: nobody to check a
-    login) applies only the SSH settings a fresh login verified.
+    login) applies only the SSH settings a fresh login verified. `again` (fw.watch's resync after
+    element-only changes): load and prove the ruleset even when it is the live one.
     """
     assert fw.state is not None, "applying needs the host's state (firewall_of)"
     if unattended:
         fwplan.unattended_refusal(fw)
     fwplan.preflight(fw)
     start = time.monotonic()
-    if not fw.load:
+    if not fw.load and not again:
         return Applied(False, reason="nothing to do", swept=sweep(hc, fw))
-    change = "a full resync" if full else fwplan.elements_only(fw)
+    change = "proved again after element-only changes" if again else "a full resync" if full \
+        else fwplan.elements_only(fw)
     if isinstance(change, delta.Delta):
         fwplan.elements_refusal(fw, change)
         live_hash, change = load_elements(hc, fw, change)
@@ -166,8 +168,8 @@ def apply(hc: HostContext, fw: Firewall, fresh_login: Callable[[], None] | None 
     candidate, loaded, swept = load(hc, fw)
     live_hash = verify(hc, fw, candidate, loaded, fresh_login)
     added, removed = nft.changed_lines(fw.state.last_good, fw.text)
-    return Applied(True, added, removed, time.monotonic() - start, fwplan.reason(fw), live_hash, swept,
-                   full_because=change)
+    why = "proved again" if again and not fw.load else fwplan.reason(fw)
+    return Applied(True, added, removed, time.monotonic() - start, why, live_hash, swept, full_because=change)
 
 
 def load_elements(hc: HostContext, fw: Firewall, change: delta.Delta) -> tuple[str | None, str]:
