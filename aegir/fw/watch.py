@@ -60,7 +60,8 @@ class Options:
     """How the watcher paces itself (seconds)."""
 
     resync: float = 300.0
-    debounce: float = 0.1
+    #: An element-only apply takes a few tens of ms: waiting longer to batch a burst costs more than it saves.
+    debounce: float = 0.02
     max_delay: float = 0.5
     backoff_min: float = 0.5
     backoff_max: float = 30.0
