@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 
 from aegir.errors import RefusedError
@@ -106,16 +107,21 @@ def elements_only(fw: Firewall) -> delta.Delta | str:
         return f"the live table is {state.status}"
     if state.verified != fw.fingerprint:
         return "SSH settings a fresh login did not verify"
-    tpl = fw.tpl or render.packaged()
-    bare = render.render(fw.host, fw.settings, Exposures((), ()), tpl, fw.bridges)
-    sentinel = render.render(fw.host, fw.settings, _SENTINEL, tpl, fw.bridges)
-    ours = delta.container_sets(delta.shape(bare), delta.shape(sentinel))
+    ours = _container_sets(fw.host, fw.settings, fw.tpl or render.packaged(), fw.bridges)
     found = delta.diff(delta.shape(state.last_good), delta.shape(fw.text), ours)
     if isinstance(found, delta.Delta):
         unknown = delta.problems(found, guard(fw.host, fw.settings.ssh_port))[1]
         if unknown:
             return f"an element of a shape the incremental path does not check ({unknown[0]})"
     return found
+
+
+@lru_cache(maxsize=8)  # fw.watch asks at every event: the same host, settings, template and bridges
+def _container_sets(host: Host, settings: FwSettings, tpl: render.Template, bridges: tuple[str, ...]) -> frozenset[str]:
+    """The sets the template fills from the containers (`delta.container_sets`)."""
+    bare = render.render(host, settings, Exposures((), ()), tpl, bridges)
+    sentinel = render.render(host, settings, _SENTINEL, tpl, bridges)
+    return delta.container_sets(delta.shape(bare), delta.shape(sentinel))
 
 
 def elements_refusal(fw: Firewall, change: delta.Delta) -> None:
