@@ -251,8 +251,8 @@ NOT_ELEMENTS = 75
 
 _ELEMENTS = rf"""trap '' HUP PIPE
 e=$(mktemp) || exit
-trap 'rm -f -- "$e"' EXIT
-cat > "$e" || exit
+trap 'rm -f -- "$e" "$1"' EXIT
+awk -v b="$3" -v e="$e" -v c="$1" 'f {{ print > c; next }} $0 == b {{ f = 1; next }} {{ print > e }}' || exit
 exec 9>>"$2/{LOCK}" && flock 9 || exit
 {_PUT}
 no() {{ echo "aegir: not element-only: $1" >&2; exit {NOT_ELEMENTS}; }}
@@ -268,14 +268,17 @@ printf '%s
 """
 
 
-def elements_cmd(candidate: str, state_dir: str, script: str) -> Cmd:
-    """The element-only apply, under the lock: if no unverified load is live, the live table is the one
-    last recorded and the whole ruleset's structure the one last proved (else exit `NOT_ELEMENTS`,
-    nothing changed), ``nft -f`` `script` (sent on stdin: element adds and deletes, one transaction),
-    then record `candidate` (the new ruleset's text, written before) as the last good one and the live
-    hash; prints that hash. The SSH settings verified and the structure stay: an element of a container
-    set changes neither."""
-    return dataclasses.replace(shell(_ELEMENTS, candidate, state_dir), stdin=script)
+def elements_cmd(candidate: str, state_dir: str, script: str, text: str) -> Cmd:
+    """The element-only apply, in one round trip: `script` (element adds and deletes) and `text` (the
+    new ruleset, ending in a newline) arrive on stdin, split at a line no rendered ruleset holds (a
+    fresh `Boundary`), `text` as `candidate`. Then, under the lock: if no unverified load is live, the
+    live table is the one last recorded and the whole ruleset's structure the one last proved (else
+    exit `NOT_ELEMENTS`, nothing changed), ``nft -f`` `script` (one transaction), then record
+    `candidate` as the last good ruleset and the live hash; prints that hash. The SSH settings
+    verified and the structure stay: an element of a container set changes neither."""
+    assert text.endswith("\n") and script.endswith("\n"), "awk writes whole lines"
+    b = Boundary().text
+    return dataclasses.replace(shell(_ELEMENTS, candidate, state_dir, b), stdin=f"{script}{b}\n{text}")
 
 
 # --------------------------------------------------------------------------- state

@@ -107,6 +107,8 @@ def elements_only(fw: Firewall) -> delta.Delta | str:
         return f"the live table is {state.status}"
     if state.verified != fw.fingerprint:
         return "SSH settings a fresh login did not verify"
+    if not fw.text.endswith("\n"):
+        return "the ruleset does not end with a newline"  # nft.elements_cmd sends it as lines
     ours = _container_sets(fw.host, fw.settings, fw.tpl or render.packaged(), fw.bridges)
     found = delta.diff(delta.shape(state.last_good), delta.shape(fw.text), ours)
     if isinstance(found, delta.Delta):

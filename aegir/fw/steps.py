@@ -173,20 +173,18 @@ def apply(hc: HostContext, fw: Firewall, fresh_login: Callable[[], None] | None 
 
 
 def load_elements(hc: HostContext, fw: Firewall, change: delta.Delta) -> tuple[str | None, str]:
-    """The element-only apply: write the new ruleset's text as this apply's candidate, then, under the lock,
-    ``nft -f`` the element changes and record the candidate as the last good ruleset (`nft.elements_cmd`).
-    The live hash; or None and why, when the host is not the one planned against (nothing changed: the
-    caller takes the full path)."""
+    """The element-only apply, one command (`nft.elements_cmd`): the new ruleset's text lands as this apply's
+    candidate, then, under the lock, ``nft -f`` of the element changes and the candidate recorded as the
+    last good ruleset. The live hash; or None and why, when the host is not the one planned against
+    (nothing changed: the caller takes the full path)."""
     state_dir = fw.settings.state_dir
     candidate = nft.candidate_path(state_dir)
-    hc.run(nft.write_cmd(candidate, fw.text))
-    cmd = nft.elements_cmd(candidate, state_dir, change.script())
+    cmd = nft.elements_cmd(candidate, state_dir, change.script(), fw.text)
     try:
         return hc.run(cmd).stdout.strip(), ""
     except CommandError as exc:
         if exc.exited != nft.NOT_ELEMENTS:
             raise _failed(hc, exc, "the element-only `nft -f`", fw, candidate, nft_step=True, cmd=cmd) from None
-        hc.run(Cmd.of("rm", "-f", "--", candidate), check=False)
         why = exc.stderr.strip().splitlines()[-1:] or ["the host is not as planned"]
         return None, why[0].removeprefix("aegir: not element-only: ")
 

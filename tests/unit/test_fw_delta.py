@@ -141,9 +141,12 @@ def test_a_line_of_an_elements_block_that_is_not_one_element_is_structure():
 
 
 def test_the_element_apply_checks_the_host_under_the_lock_and_sends_the_elements_on_stdin():
-    cmd = nft.elements_cmd("/srv/conf/aegir-fw/candidate-1.nft", "/srv/conf/aegir-fw", "add element x\n")
-    assert cmd.argv[3:] == ("sh", "/srv/conf/aegir-fw/candidate-1.nft", "/srv/conf/aegir-fw")
-    assert cmd.stdin == "add element x\n"
+    cmd = nft.elements_cmd("/srv/conf/aegir-fw/candidate-1.nft", "/srv/conf/aegir-fw", "add element x\n",
+                           "table inet aegir {\n}\n")
+    boundary = cmd.argv[-1]
+    assert cmd.argv[3:] == ("sh", "/srv/conf/aegir-fw/candidate-1.nft", "/srv/conf/aegir-fw", boundary)
+    assert boundary.startswith("\x1e") and len(boundary) == 25  # a fresh nonce: no ruleset line is it
+    assert cmd.stdin == f"add element x\n{boundary}\ntable inet aegir {{\n}}\n"
     script = cmd.argv[2]
     assert script.index("flock 9") < script.index('[ -e "$2/unverified" ] && no') \
         < script.index('"$(cat -- "$2/live.sha256" 2>/dev/null)" ] || no') \
@@ -151,3 +154,18 @@ def test_the_element_apply_checks_the_host_under_the_lock_and_sends_the_elements
         < script.index('"$(cat -- "$2/structure.sha256" 2>/dev/null)" ] || no') < script.index('nft -f "$e" || exit')
     assert 'mv -f -- "$1" "$2/last-good.nft" && put "$2/live.sha256" "$h" || exit' in script
     assert f"exit {nft.NOT_ELEMENTS}" in script
+
+
+def test_the_element_apply_splits_its_stdin_into_the_elements_and_the_ruleset(tmp_path):
+    """The script's first step, run for real (awk): the elements to a temporary file, the ruleset's text,
+    byte for byte, to the candidate."""
+    import subprocess
+
+    text = "table inet aegir {\n\tset s {  # note\n\t}\n}\n"
+    cmd = nft.elements_cmd(str(tmp_path / "candidate-1.nft"), str(tmp_path), "add element inet aegir s { 1 }\n", text)
+    split = cmd.argv[2].split("exec 9>>", 1)[0].replace("trap 'rm -f -- \"$e\" \"$1\"' EXIT", "") \
+        + 'cat "$e"\nrm -f -- "$e"\n'
+    done = subprocess.run(["sh", "-c", split, *cmd.argv[3:]], input=cmd.stdin, capture_output=True, text=True,
+                          timeout=10)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "add element inet aegir s { 1 }\n", "")
+    assert (tmp_path / "candidate-1.nft").read_text() == text
