@@ -6,6 +6,8 @@
 - `before_docker`: the ruleset with no container published that boot.docker
   loads first;
 - `preflight`, `unattended_refusal`: what fw.apply refuses before anything is sent;
+- `elements_only`, `elements_refusal`: whether a change is container-set elements
+  only (`aegir.fw.delta`), and the keys it may not add;
 - `plan_install`: the commands that bring the watcher's unit to "written,
   enabled, running" (`InstallPlan`).
 

@@ -15,6 +15,12 @@ fw.watch use too:
    under the lock, the live table must still be the one loaded: only then is it
    kept as the last good ruleset with the SSH settings the login proved.
 
+A change of the container sets' elements only (`aegir.fw.plan.elements_only`: a
+container started, stopped, re-addressed) skips both: each key it adds is checked
+(`aegir.fw.plan.elements_refusal`), then one ``nft -f`` of element deletes and
+adds runs under the lock once the host confirmed that the live table and the
+whole ruleset's structure are the ones last proved (`load_elements`).
+
 Whatever fails once the candidate passed ``nft -c``, the host is asked again
 what is live (`what_is_live`: the same session, else a new one) before the row
 says so. The files interrupted runs left are deleted under the lock on the way.
