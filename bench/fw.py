@@ -175,9 +175,30 @@ SCALE = textwrap.dedent("""\
 """)
 
 
+def latency(lab: Any, host: Any, work: Path, aegir: str, samples: int) -> None:
+    """(a): start -> answer with fw.watch, then with fw.apply polling; prints median, p95, max and ratios."""
+    # fw.watch applies only SSH settings an fw.apply verified: one first, as an operator would
+    subprocess.run(host.command(["sh", "-c", f"cd {REPO} && {aegir} fw.apply"]), check=True, capture_output=True)
+    watch = inside(host, f"exec {aegir} fw.watch --resync 300", work / "watch.log")
+    time.sleep(3)
+    event = latencies(lab, host, work / "wait.py", 20000, samples, within=10, spread=1.5)
+    end(watch)
+    poll = inside(host, f"while :; do {aegir} fw.apply >/dev/null 2>&1; sleep {POLL_EVERY:g}; done",
+                  work / "poll.log")
+    polled = latencies(lab, host, work / "wait.py", 21000, samples, within=POLL_EVERY * 2 + 5, spread=POLL_EVERY)
+    end(poll)
+    print(f"(a) container start -> port answering the client namespace, {samples} samples each")
+    for name, values in (("fw.watch (Docker events)", event), (f"fw.apply every {POLL_EVERY:g} s", polled)):
+        print(f"  {name:26} median {statistics.median(values):6.3f} s   p95 {p95(values):6.3f} s   "
+              f"max {max(values):6.3f} s")
+    print(f"  ratio polling/event: median {statistics.median(polled) / statistics.median(event):.0f}x, "
+          f"p95 {p95(polled) / p95(event):.0f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=SAMPLES, help=f"samples per mode in (a) (default {SAMPLES})")
+    parser.add_argument("--scale-only", action="store_true", help="run (b) only")
     args = parser.parse_args()
     import yaml
 
@@ -194,25 +215,8 @@ def main() -> None:
         (work / "local.yml").write_text(yaml.safe_dump({"hosts": {host.name: {**local, "connection": "local"}}}))
         aegir = f"{sys.executable} -m aegir --inventory {work / 'local.yml'}"
 
-        # fw.watch applies only SSH settings an fw.apply verified: one first, as an operator would
-        subprocess.run(host.command(["sh", "-c", f"cd {REPO} && {aegir} fw.apply"]), check=True,
-                       capture_output=True)
-        watch = inside(host, f"exec {aegir} fw.watch --resync 300", work / "watch.log")
-        time.sleep(3)
-        event = latencies(lab, host, work / "wait.py", 20000, args.samples, within=10, spread=1.5)
-        end(watch)
-        poll = inside(host, f"while :; do {aegir} fw.apply >/dev/null 2>&1; sleep {POLL_EVERY:g}; done",
-                      work / "poll.log")
-        polled = latencies(lab, host, work / "wait.py", 21000, args.samples, within=POLL_EVERY * 2 + 5,
-                           spread=POLL_EVERY)
-        end(poll)
-
-        print(f"(a) container start -> port answering the client namespace, {args.samples} samples each")
-        for name, values in (("fw.watch (Docker events)", event), (f"fw.apply every {POLL_EVERY:g} s", polled)):
-            print(f"  {name:26} median {statistics.median(values):6.3f} s   p95 {p95(values):6.3f} s   "
-                  f"max {max(values):6.3f} s")
-        print(f"  ratio polling/event: median {statistics.median(polled) / statistics.median(event):.0f}x, "
-              f"p95 {p95(polled) / p95(event):.0f}x")
+        if not args.scale_only:
+            latency(lab, host, work, aegir, args.samples)
 
         for name in [c for c in host.run(["docker", "ps", "-aq"]).stdout.split()]:
             host.run(["docker", "rm", "-f", name])
