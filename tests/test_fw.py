@@ -546,8 +546,11 @@ def test_a_session_cut_right_after_nft_f_says_the_new_ruleset_is_live_and_unveri
             if aged:
                 fw.host.run(["touch", "-d", "-1 hour", f"{FW_STATE}/{name}"])
 
-    fw.docker("run", "-d", "--name", "cut", "-p", "8090:80", "-v", "/srv/fwtest/www:/www", IMAGE,
-              "httpd", "-f", "-p", "80", "-h", "/www")
+    # on a network of its own: a new bridge changes the chains, so the apply takes the full path (a container
+    # on an existing network is element-only: no candidate loaded by `nft -f` to cut the session after)
+    fw.docker("network", "create", "cutnet")
+    fw.docker("run", "-d", "--name", "cut", "--network", "cutnet", "-p", "8090:80", "-v", "/srv/fwtest/www:/www",
+              IMAGE, "httpd", "-f", "-p", "80", "-h", "/www")
     before = state_files(fw)
     fw.host.run(["cp", "/usr/sbin/nft", "/srv/fwtest/nft.real"])
     wrapper = fw.host.write("fwtest/nft", CUTTING_NFT.replace("@INIT@", str(fw.host.pid)))
@@ -597,6 +600,7 @@ def test_a_session_cut_right_after_nft_f_says_the_new_ruleset_is_live_and_unveri
         assert fw.apply()["result"] == "nothing to do"
     finally:
         fw.host.run(["docker", "rm", "-f", "cut"], check=False)
+        fw.host.run(["docker", "network", "rm", "cutnet"], check=False)
         for name in young + foreign:
             fw.host.run(["rm", "-f", f"{FW_STATE}/{name}"])
     assert fw.apply()["result"].startswith("applied")
@@ -621,9 +625,11 @@ def test_status_lists_what_each_host_publishes(served: FwLab) -> None:
 class Watch:
     """``fw.watch`` running inside the lab host (nsenter), with a local inventory."""
 
-    def __init__(self, fw: FwLab, log: Path) -> None:
+    def __init__(self, fw: FwLab, log: Path, path: str = "") -> None:
         self.log = log
         cmd = f"cd {REPO} && exec {sys.executable} -m aegir --inventory {fw.local_inventory} fw.watch --resync 30"
+        if path:  # folders searched first (a shim that counts the commands it runs)
+            cmd = f"PATH={path}:$PATH && {cmd}"
         self.proc = subprocess.Popen(fw.host.command(["sh", "-c", cmd]), stdout=log.open("w"),
                                      stderr=subprocess.STDOUT)
 
@@ -730,3 +736,100 @@ def test_watch_refuses_ssh_settings_no_fresh_login_verified(served: FwLab, tmp_p
         proc.wait(timeout=10)
     assert fw.apply()["result"].startswith("applied")
     assert_ssh_works(fw)
+
+
+# --------------------------------------------------------------------------- the incremental path
+
+WWW = ["-v", "/srv/fwtest/www:/www", IMAGE, "httpd", "-f", "-p", "80", "-h", "/www"]
+
+
+def unshare_shim(fw: FwLab) -> tuple[str, Path]:
+    """A folder holding an ``unshare`` that logs each run (then runs the real one): the proof in a scratch
+    namespace is ``unshare -n``; the log (seen from outside the host)."""
+    real = fw.host.run(["sh", "-c", "command -v unshare"]).stdout.strip()
+    shim = fw.host.write("fwtest/shim/unshare", f'#!/bin/sh\necho "$*" >> /srv/fwtest/unshare.log\nexec {real} "$@"\n')
+    os.chmod(shim, 0o755)
+    log = fw.host.write("fwtest/unshare.log", "")
+    return "/srv/fwtest/shim", log
+
+
+def proved_fully(fw: FwLab) -> None:
+    """Load the ruleset with the full proof (the table gone: drift), so the structure proved is recorded."""
+    fw.host.run(["nft", "delete", "table", "inet", "aegir"], check=False)
+    assert fw.apply()["path"] == "full"
+
+
+def test_a_container_start_is_elements_only_and_an_admin_change_runs_the_full_proof(served: FwLab,
+                                                                                   tmp_path: Path) -> None:
+    fw = served
+    proved_fully(fw)
+    shim, proofs = unshare_shim(fw)
+    watch = Watch(fw, tmp_path / "watch.log", path=shim)
+    try:
+        watch.wait_for(" start: ")
+        proofs.write_text("")  # from here on, what the container's start and stop ran
+        up = reachable_after(fw, 8484, ["run", "-d", "--name", "inc1", "-p", "8484:80", *WWW])
+        watch.wait_for("+inc1 tcp/")
+        [line] = [ln for ln in watch.log.read_text().splitlines() if "+inc1 tcp/" in ln]
+        assert " events: applied in " in line and "(elements only)" in line, line
+        assert f"{fw.service4} . tcp . 8484 : " in fw.host.run(["nft", "list", "map", "inet", "aegir", "dnat4"]).stdout
+        fw.docker("rm", "-f", "inc1")
+        watch.wait_for("-inc1 tcp/")
+        [line] = [ln for ln in watch.log.read_text().splitlines() if "-inc1 tcp/" in ln]
+        assert "(elements only)" in line, line
+        assert proofs.read_text() == ""  # no scratch namespace: no proof ran
+        print(f"fw.watch, elements only: container start -> reachable {up:.3f} s")
+    finally:
+        watch.proc.send_signal(signal.SIGTERM)
+        watch.proc.wait(timeout=10)
+        fw.host.run(["docker", "rm", "-f", "inc1"], check=False)
+    # an admin address goes (admin_ipv6): the full proof, with the shim on the PATH of a local fw.apply
+    data = yaml.safe_load(fw.local_inventory.read_text())
+    del data["hosts"]["fw"]["admin_ipv6"]
+    changed = tmp_path / "local.yml"
+    changed.write_text(yaml.safe_dump(data))
+    cmd = f"PATH={shim}:$PATH && cd {REPO} && exec {sys.executable} -m aegir --inventory {changed} fw.apply --format json"
+    done = fw.host.run(["sh", "-c", cmd], check=False, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = envelope(done, "fw.apply", dry=False)["hosts"][0]
+    assert (row["path"], row["full_because"]) == ("full", "SSH settings a fresh login did not verify"), row
+    assert proofs.read_text().startswith("-n sh -c "), proofs.read_text()
+    row = fw.apply()  # the admin address back: the full proof again, and the fresh login
+    assert (row["path"], row["full_because"]) == ("full", "SSH settings a fresh login did not verify"), row
+
+
+#: A host template that, once a container publishes 8585, also DNATs the SSH port of the admin IPv4 (which
+#: the model never publishes) in the same map: an element-only change.
+EVIL = """{%- set ns = namespace(on=false) -%}
+{%- for d in dnat[4] %}{% if " . tcp . 8585 : " in d %}{% set ns.on = true %}{% endif %}{% endfor -%}
+{%- set extra = ["ADMIN . tcp . 22 : 10.9.9.9 . 22"] if ns.on else [] -%}
+"""
+
+
+def test_an_element_that_would_dnat_the_ssh_port_of_an_admin_address_is_refused_by_the_watcher(
+        served: FwLab, tmp_path: Path) -> None:
+    fw = served
+    admin = str(fw.host.addresses.admin_ipv4)
+    packaged = (REPO / "aegir/fw/nftables.nft.j2").read_text()
+    shown = "{{- dnat[v] | elements(dnat_notes[v]) }}"
+    assert shown in packaged
+    fw.host.write(TEMPLATE, EVIL.replace("ADMIN", admin)
+                  + packaged.replace(shown, "{{- (dnat[v] + (extra if v == 4 else [])) | elements }}"))
+    proved_fully(fw)  # no container on 8585: the template adds nothing, the proof passes
+    watch = Watch(fw, tmp_path / "watch.log")
+    try:
+        watch.wait_for(" start: ")
+        before = fw.live()
+        fw.docker("run", "-d", "--name", "evil", "-p", "8585:80", *WWW)
+        watch.wait_for("apply failed")
+        assert (f"events: apply failed: refused: dnat4: tcp/{admin}:22 would DNAT the SSH port of the admin "
+                f"address {admin}; nothing changed") in watch.log.read_text()
+        assert fw.live() == before and f"{admin} . tcp . 22" not in fw.live()
+        assert_ssh_works(fw)
+    finally:
+        watch.proc.send_signal(signal.SIGTERM)
+        watch.proc.wait(timeout=10)
+        fw.host.run(["docker", "rm", "-f", "evil"], check=False)
+        fw.host.run(["rm", "-f", f"/srv/{TEMPLATE}"])
+    fw.apply()  # aegir's template again (the same ruleset when no container is published): SSH works
+    assert f"{admin} . tcp . 22" not in fw.live()

@@ -19,6 +19,8 @@ Its pure building blocks:
   ``<srv>/templates/nftables.nft.j2``.
 - `nft`: the nft commands as data (check, atomic load under a lock, listing,
   the last good ruleset kept on the host), the state they read, parsed.
+- `delta`: a ruleset read as structure + set elements; whether a change is elements of
+  the container sets only, the ``nft -f`` of those elements, every added key checked.
 - `safety`: evaluates a ruleset (nft's JSON) for one packet: proves SSH to the
   admin addresses is never dropped, the operator's address and port unknown.
 - `knock`: the kernel's answer: real SSH connections from varied sources and

@@ -22,6 +22,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -329,18 +330,53 @@ def ssh_anywhere(host: Host) -> bool:
     return not (named[4] or named[6])
 
 
+@dataclass(frozen=True)
+class Guard:
+    """What `expose` never publishes, as a check of one published key (host address, proto, port): the
+    incremental path (`aegir.fw.delta`) runs it on every element it adds to a DNAT map."""
+
+    service: frozenset[Addr]  # the service addresses that are not admin ones
+    admin: frozenset[Addr]  # `admin_addresses`: where SSH always reaches the host
+    ssh_port: int | None
+    ssh_anywhere: bool  # `ssh_anywhere`: SSH may arrive on any address of the host
+
+    def dnat_problem(self, addr: Addr, proto: str, port: int) -> str | None:
+        """Why `addr`:`port`/`proto` may not be DNATed to a container (None: `expose` could publish it)."""
+        where = f"{proto}/{hostport(addr, port)}"
+        ssh = proto == "tcp" and port == self.ssh_port
+        if addr in self.admin:
+            if ssh:
+                return f"{where} would DNAT the SSH port of the admin address {addr}"
+            return f"{where}: {addr} is an admin address; containers are published on service addresses only"
+        if ssh and self.ssh_anywhere:
+            return f"{where} is the SSH port and SSH may arrive on any address of this host"
+        if addr not in self.service:
+            return f"{where}: {addr} is not a service address of this host"
+        if proto not in ("tcp", "udp", "sctp"):
+            return f"{where}: {proto} is not tcp, udp or sctp"
+        return None
+
+
+def guard(host: Host, ssh_port: int | None) -> Guard:
+    """The host's `Guard` for `ssh_port`."""
+    admin = frozenset(a for v in (4, 6) for a in admin_addresses(host)[v])
+    service: tuple[Addr, ...] = (*host.service_ipv4, *host.service_ipv6)
+    return Guard(frozenset(a for a in service if a not in admin), admin, ssh_port, ssh_anywhere(host))
+
+
 def expose(containers: Iterable[Container], host: Host, ssh_port: int | None = None) -> Exposures:
     """The exposures of `host` given its containers (running ones only).
 
     With `ssh_port`, a tcp binding on that port is never published on an
     address SSH may arrive on (`ssh_anywhere`: then on no address at all).
     """
-    admin = {a for v in (4, 6) for a in admin_addresses(host)[v]}
-    guard_ssh = ssh_port is not None and ssh_anywhere(host)
+    g = guard(host, ssh_port)
+    admin, guard_ssh = g.admin, g.ssh_anywhere and ssh_port is not None
     service: dict[int, tuple[Addr, ...]] = {4: tuple(a for a in host.service_ipv4 if a not in admin),
                                             6: tuple(a for a in host.service_ipv6 if a not in admin)}
     running = sorted((c for c in containers if c.running), key=lambda c: (c.name, c.id))
     items: dict[tuple[int, int, str, int], Exposure] = {}
+    ranks: dict[int, tuple[int, int]] = {}
     warnings: list[str] = [f"{a} is a service address but also where SSH reaches the host: nothing is published on it"
                            for a in (*host.service_ipv4, *host.service_ipv6) if a in admin]
 
@@ -366,18 +402,22 @@ def expose(containers: Iterable[Container], host: Host, ssh_port: int | None = N
                          f"{b.proto}/{hostport(addr, b.host_port)} is not published")
                     continue
                 e = Exposure(addr, b.proto, b.host_port, c.name, target, b.container_port)
-                other = items.get(e.key)
+                r = ranks.get(id(addr))  # a host has few addresses, the same objects: ranked once
+                if r is None:
+                    r = ranks[id(addr)] = _rank(addr)
+                k = (*r, b.proto, b.host_port)  # e.key
+                other = items.get(k)
                 if other is not None:
                     if other != e:
                         warn(f"{c.name}: {b.proto}/{hostport(addr, b.host_port)} is already "
                              f"published by {other.container}: kept {other.container}'s")
                     continue
-                items[e.key] = e
+                items[k] = e
     ordered = [items[k] for k in sorted(items)]
     return Exposures(tuple(ordered), tuple(running), tuple(warnings))
 
 
-def _host_addresses(b: Binding, service: Mapping[int, Sequence[Addr]], admin: set[Addr], name: str,
+def _host_addresses(b: Binding, service: Mapping[int, Sequence[Addr]], admin: AbstractSet[Addr], name: str,
                     warn: Any) -> tuple[Addr, ...]:
     shown = f"[{b.host_ip}]" if ":" in b.host_ip else b.host_ip or "*"
     where = f"{name}: {b.proto}/{shown}:{b.host_port}"

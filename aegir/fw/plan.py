@@ -6,6 +6,8 @@
 - `before_docker`: the ruleset with no container published that boot.docker
   loads first;
 - `preflight`, `unattended_refusal`: what fw.apply refuses before anything is sent;
+- `elements_only`, `elements_refusal`: whether a change is container-set elements
+  only (`aegir.fw.delta`), and the keys it may not add;
 - `plan_install`: the commands that bring the watcher's unit to "written,
   enabled, running" (`InstallPlan`).
 
@@ -14,14 +16,16 @@ Nothing here reads a host or runs a command.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 
 from aegir.errors import RefusedError
-from aegir.fw import knock, nft, render, safety
+from aegir.fw import delta, knock, nft, render, safety
 from aegir.fw.facts import UNIT, UNIT_PATH, UnitState
-from aegir.fw.model import Container, Exposures, admin_addresses, bridges_of, expose
+from aegir.fw.model import Container, Exposure, Exposures, admin_addresses, bridges_of, expose, guard
 from aegir.fw.settings import FwSettings
 from aegir.inventory import Host
 from aegir.report import Result
@@ -40,6 +44,8 @@ class Firewall:
     text: str
     template: str  # where the template came from
     state: nft.State | None = None  # None when rendered offline
+    tpl: render.Template | None = None  # the template itself, and the bridges it was rendered with
+    bridges: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -82,7 +88,53 @@ def firewall(host: Host, settings: FwSettings, containers: Iterable[Container], 
     tpl = template or template_of(host, state)
     found = bridges_of(containers) if bridges is None else bridges
     return Firewall(host, settings, exposures, render.render(host, settings, exposures, tpl, found),
-                    tpl.origin, state)
+                    tpl.origin, state, tpl, tuple(found))
+
+
+#: One exposure per family on addresses no host has: which sets the containers fill (`delta.container_sets`).
+_SENTINEL = Exposures(tuple(Exposure(ipaddress.ip_address(a), "tcp", 1, "aegir-sentinel", ipaddress.ip_address(t), 1)
+                            for a, t in (("0.0.0.1", "0.0.0.2"), ("::1:1", "::1:2"))), ())
+
+
+def elements_only(fw: Firewall) -> delta.Delta | str:
+    """The change from the live, proved ruleset to `fw` as elements of its container sets only (a
+    `delta.Delta`, whose adds `elements_refusal` checks), or why the full path runs (a sentence).
+
+    Element-only needs: the live table is the last good one (not drifted, not unverified), its SSH
+    settings the ones a fresh login verified, and the same structure line for line (`delta.diff`)."""
+    state = fw.state
+    if state is None or state.last_good is None:
+        return "no last good ruleset"
+    if not state.live or state.drifted or state.unverified:
+        return f"the live table is {state.status}"
+    if state.verified != fw.fingerprint:
+        return "SSH settings a fresh login did not verify"
+    if not fw.text.endswith("\n"):
+        return "the ruleset does not end with a newline"  # nft.elements_cmd sends it as lines
+    ours = _container_sets(fw.host, fw.settings, fw.tpl or render.packaged(), fw.bridges)
+    found = delta.diff(delta.shape(state.last_good), delta.shape(fw.text), ours)
+    if isinstance(found, delta.Delta):
+        unknown = delta.problems(found, guard(fw.host, fw.settings.ssh_port))[1]
+        if unknown:
+            return f"an element of a shape the incremental path does not check ({unknown[0]})"
+    return found
+
+
+@lru_cache(maxsize=8)  # fw.watch asks at every event: the same host, settings, template and bridges
+def _container_sets(host: Host, settings: FwSettings, tpl: render.Template, bridges: tuple[str, ...]) -> frozenset[str]:
+    """The sets the template fills from the containers (`delta.container_sets`)."""
+    bare = render.render(host, settings, Exposures((), ()), tpl, bridges)
+    sentinel = render.render(host, settings, _SENTINEL, tpl, bridges)
+    return delta.container_sets(delta.shape(bare), delta.shape(sentinel))
+
+
+def elements_refusal(fw: Firewall, change: delta.Delta) -> None:
+    """Refuse an element-only change that adds a key the model never publishes (a DNAT of the SSH port on
+    an admin address...): `RefusedError` naming the elements; nothing is sent."""
+    refused = delta.problems(change, guard(fw.host, fw.settings.ssh_port))[0]
+    if refused:
+        more = f" (and {len(refused) - 3} more)" if len(refused) > 3 else ""
+        raise RefusedError("refused: " + "; ".join(refused[:3]) + more + "; nothing changed", host=fw.host.name)
 
 
 def before_docker(host: Host, settings: FwSettings, state: nft.State) -> Firewall | None:
@@ -240,7 +292,8 @@ def lockout_problems(listing: dict, answer: str, port: int, ssh: Sequence[safety
 @dataclass(frozen=True)
 class Applied:
     """What fw.apply did on a host: changed or not, the ruleset's line changes, how long it took, why it
-    loaded (`reason`), the live table's hash when it changed, how many files of interrupted runs it deleted."""
+    loaded (`reason`), the live table's hash when it changed, how many files of interrupted runs it deleted,
+    which path it took (element changes only, or the full proof and why)."""
 
     changed: bool
     added: tuple[str, ...] = ()
@@ -249,6 +302,8 @@ class Applied:
     reason: str = ""
     live_hash: str | None = None
     swept: int = 0
+    elements: bool = False  # applied as element changes only (no proof, no fresh login: `elements_only`)
+    full_because: str = ""  # why the full proof ran, when it did
 
 
 @dataclass(frozen=True)

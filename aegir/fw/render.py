@@ -118,6 +118,14 @@ def context(host: Host, settings: FwSettings, exposures: Exposures,
         return found
 
     dnat = {v: exposures.of(v) for v in (4, 6)}
+    notes: dict[str, str] = {}  # a container's name, made a comment once (it publishes several ports)
+
+    def note(name: str) -> str:
+        found = notes.get(name)
+        if found is None:
+            found = notes[name] = comment(name)
+        return found
+
     return {
         "host": host.name,
         "ssh_port": settings.ssh_port,
@@ -129,7 +137,7 @@ def context(host: Host, settings: FwSettings, exposures: Exposures,
         "interfaces": list(settings.container_interfaces or bridges or FALLBACK_INTERFACES),
         "dnat": {v: [f"{t(e.host_addr)} . {e.proto} . {e.host_port} : {t(e.target_addr)} . {e.target_port}"
                      for e in dnat[v]] for v in (4, 6)},
-        "dnat_notes": {v: [comment(e.container) for e in dnat[v]] for v in (4, 6)},
+        "dnat_notes": {v: [note(e.container) for e in dnat[v]] for v in (4, 6)},
         # IPv6 only: an IPv4 container address is private, reached through the dnat maps alone
         "exposed": {6: [f"{t(a)} . {p} . {port}" for a, p, port in exposures.targets(6)]},
         "warnings": [comment(w) for w in exposures.warnings],

@@ -154,8 +154,9 @@ def apply_result(fw: Firewall, done: Applied | None, *, dry: bool) -> str:
         gone = f"; would remove {leftovers} leftover file{'s' if leftovers > 1 else ''} of interrupted runs" \
             if dry and leftovers else ""
         return "nothing to do" + gone
-    result = (f"applied in {done.seconds:.2f}s ({done.reason}: +{len(done.added)} -{len(done.removed)} lines)"
-              if done.changed else "nothing to do")
+    path = "elements only" if done.elements else "full proof"
+    result = (f"applied in {done.seconds:.2f}s ({done.reason}, {path}: +{len(done.added)} -{len(done.removed)} "
+              "lines)" if done.changed else "nothing to do")
     if done.swept:
         result += f"; removed {done.swept} leftover file{'s' if done.swept > 1 else ''} of interrupted runs"
     return result
@@ -180,7 +181,9 @@ def apply_report(ran: Ran[Firewall, Applied]) -> Report:
         fw, done = o.value.plan, o.value.result
         return {"result": apply_result(fw, done, dry=ran.dry), "changed": done.changed if done else fw.changed,
                 **summary(fw), "added": list(done.added) if done else [],
-                "removed": list(done.removed) if done else []}
+                "removed": list(done.removed) if done else [],
+                "path": None if done is None or not done.changed else "elements" if done.elements else "full",
+                "full_because": done.full_because if done and done.changed and not done.elements else None}
 
     planned = [(o.host.name, p) for o, p in ran.plans()]
     changed = sum(bool(f.get("changed")) for f in map(fields, ran.outcomes))

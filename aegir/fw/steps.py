@@ -15,6 +15,12 @@ fw.watch use too:
    under the lock, the live table must still be the one loaded: only then is it
    kept as the last good ruleset with the SSH settings the login proved.
 
+A change of the container sets' elements only (`aegir.fw.plan.elements_only`: a
+container started, stopped, re-addressed) skips both: each key it adds is checked
+(`aegir.fw.plan.elements_refusal`), then one ``nft -f`` of element deletes and
+adds runs under the lock once the host confirmed that the live table and the
+whole ruleset's structure are the ones last proved (`load_elements`).
+
 Whatever fails once the candidate passed ``nft -c``, the host is asked again
 what is live (`what_is_live`: the same session, else a new one) before the row
 says so. The files interrupted runs left are deleted under the lock on the way.
@@ -29,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from aegir import action
 from aegir.errors import AegirError, CommandError, ConnectionLost, RefusedError, UnreachableError
-from aegir.fw import facts, nft
+from aegir.fw import delta, facts, nft
 from aegir.fw import plan as fwplan
 from aegir.fw import report as fwreport
 from aegir.fw.plan import Applied, Firewall, Installed, InstallPlan
@@ -138,29 +144,62 @@ class Install(action.Action[InstallPlan, Installed]):
 
 
 def apply(hc: HostContext, fw: Firewall, fresh_login: Callable[[], None] | None = None, *,
-          unattended: bool = False) -> Applied:
+          unattended: bool = False, full: bool = False, again: bool = False) -> Applied:
     """Apply `fw` on its host (nothing to do when it is live and verified); raise and change nothing on error.
+
+    A change of container-set elements only (`fwplan.elements_only`) is one ``nft -f`` of element adds and
+    deletes (`load_elements`), each added key checked first (`fwplan.elements_refusal`); anything else, or
+    `full`, takes the full path: the proof in a scratch namespace (`load`), then the fresh login (`verify`).
 
     `fresh_login` opens a new SSH connection after the load (None on the local
     host: the operator is there). `unattended` (fw.watch: nobody to check a
-    login) applies only the SSH settings a fresh login verified.
+    login) applies only the SSH settings a fresh login verified. `again` (fw.watch's resync after
+    element-only changes): load and prove the ruleset even when it is the live one.
     """
     assert fw.state is not None, "applying needs the host's state (firewall_of)"
     if unattended:
         fwplan.unattended_refusal(fw)
     fwplan.preflight(fw)
     start = time.monotonic()
-    if not fw.load:
+    if not fw.load and not again:
         return Applied(False, reason="nothing to do", swept=sweep(hc, fw))
+    change = "proved again after element-only changes" if again else "a full resync" if full \
+        else fwplan.elements_only(fw)
+    if isinstance(change, delta.Delta):
+        fwplan.elements_refusal(fw, change)
+        live_hash, change = load_elements(hc, fw, change)
+        if live_hash is not None:
+            added, removed = nft.changed_lines(fw.state.last_good, fw.text)
+            return Applied(True, added, removed, time.monotonic() - start, fwplan.reason(fw), live_hash,
+                           elements=True)
     candidate, loaded, swept = load(hc, fw)
     live_hash = verify(hc, fw, candidate, loaded, fresh_login)
     added, removed = nft.changed_lines(fw.state.last_good, fw.text)
-    return Applied(True, added, removed, time.monotonic() - start, fwplan.reason(fw), live_hash, swept)
+    why = "proved again" if again and not fw.load else fwplan.reason(fw)
+    return Applied(True, added, removed, time.monotonic() - start, why, live_hash, swept, full_because=change)
+
+
+def load_elements(hc: HostContext, fw: Firewall, change: delta.Delta) -> tuple[str | None, str]:
+    """The element-only apply, one command (`nft.elements_cmd`): the new ruleset's text lands as this apply's
+    candidate, then, under the lock, ``nft -f`` of the element changes and the candidate recorded as the
+    last good ruleset. The live hash; or None and why, when the host is not the one planned against
+    (nothing changed: the caller takes the full path)."""
+    state_dir = fw.settings.state_dir
+    candidate = nft.candidate_path(state_dir)
+    cmd = nft.elements_cmd(candidate, state_dir, change.script(), fw.text)
+    try:
+        return hc.run(cmd).stdout.strip(), ""
+    except CommandError as exc:
+        if exc.exited != nft.NOT_ELEMENTS:
+            raise _failed(hc, exc, "the element-only `nft -f`", fw, candidate, nft_step=True, cmd=cmd) from None
+        why = exc.stderr.strip().splitlines()[-1:] or ["the host is not as planned"]
+        return None, why[0].removeprefix("aegir: not element-only: ")
 
 
 def load(hc: HostContext, fw: Firewall) -> tuple[str, str, int]:
     """The checked atomic apply (steps 1 above): the candidate's path, the terse hash of the table nft
-    loaded (what `nft.keep_cmd` compares), and how many files of interrupted runs were deleted."""
+    loaded (what `nft.keep_cmd` compares) and its full hash (what it records), and how many files of
+    interrupted runs were deleted."""
     assert fw.state is not None
     state_dir = fw.settings.state_dir
     foreign = nft.foreign_statements(fw.text)
@@ -189,7 +228,7 @@ def load(hc: HostContext, fw: Firewall) -> tuple[str, str, int]:
     except AegirError as exc:
         raise _failed(hc, exc, f"`nft -f {candidate}`", fw, candidate, nft_step=True, cmd=apply_) from None
     swept = int(out[2]) if len(out) == 3 and out[2].isdigit() else 0
-    return candidate, out[0] if out else nft.ABSENT, swept
+    return candidate, " ".join(out[:2]) if len(out) >= 2 else f"{nft.ABSENT} {nft.ABSENT}", swept
 
 
 def verify(hc: HostContext, fw: Firewall, candidate: str, loaded: str,
@@ -211,7 +250,8 @@ def verify(hc: HostContext, fw: Firewall, candidate: str, loaded: str,
             hc.run(Cmd.of("rm", "-f", "--", candidate), check=False)
             raise RefusedError(f"rolled back: after the apply a new SSH connection failed ({exc.message}); {undone}",
                                host=hc.name) from None
-    keep = nft.keep_cmd(candidate, fw.settings.state_dir, loaded, fw.fingerprint)
+    terse, _, full = loaded.partition(" ")
+    keep = nft.keep_cmd(candidate, fw.settings.state_dir, terse, fw.fingerprint, full)
     try:
         return hc.run(keep).stdout.strip()
     except AegirError as exc:

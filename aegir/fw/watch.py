@@ -12,6 +12,9 @@ The loop, for one host:
 3. every `resync` seconds, resync fully (catches anything missed, and a ruleset
    changed by hand); a resync that failed, or an event whose container could
    not be inspected, is retried sooner (`backoff_min` doubling up to `backoff_max`);
+   what events change is applied as element changes when it is only that
+   (`aegir.fw.steps.apply`), what a resync changes always with the full proof,
+   and a resync after element-only changes loads and proves the ruleset again;
 4. when the stream breaks (the daemon restarts), reconnect with exponential
    backoff and resync fully;
 5. `stop()` (SIGTERM) ends the loop after the current step.
@@ -57,7 +60,8 @@ class Options:
     """How the watcher paces itself (seconds)."""
 
     resync: float = 300.0
-    debounce: float = 0.1
+    #: An element-only apply takes a few tens of ms: waiting longer to batch a burst costs more than it saves.
+    debounce: float = 0.02
     max_delay: float = 0.5
     backoff_min: float = 0.5
     backoff_max: float = 30.0
@@ -94,6 +98,7 @@ class Watcher:
         self.settings = for_host(inv, hc.host)
         self._last_resync = time.monotonic()
         self._retry: float | None = None  # seconds until the next try after a failed resync
+        self._unproved = False  # element-only changes applied since the last full proof
 
     # -- public ---------------------------------------------------------------
 
@@ -177,25 +182,29 @@ class Watcher:
         try:
             fw = fwplan.firewall(self.hc.host, self.settings, self.containers.values(), self.state,
                                  bridges=self.bridges)
-            if not fw.changed:
+            again = self._unproved and reason != "events"  # a resync proves element-only changes as a whole
+            if not fw.changed and not again:
                 if reason in ("start", "reconnected"):
                     self.log(f"{reason}: in sync, nothing to do ({len(fw.exposures.items)} exposures)")
                 self.applied = fw.exposures
                 return
-            done = fwsteps.apply(self.hc, fw, unattended=True)  # only the SSH settings a fresh login verified
+            # only the SSH settings a fresh login verified; a resync always takes the full proof
+            done = fwsteps.apply(self.hc, fw, unattended=True, full=reason != "events", again=again)
         except AegirError as exc:
             self.log(f"{reason}: apply failed: {exc.message}")
             # what the host holds is unknown now (applied, not recorded?): re-read it soon
             self.state = None
             self._retry = min(self._retry * 2, self.opt.backoff_max) if self._retry else self.opt.backoff_min
             return
+        self._unproved = done.elements or (self._unproved and not done.changed)
         added, removed = changes(self.applied, fw.exposures)
         self.applied = fw.exposures
         self.state = replace(self.state, last_good=fw.text, kept_hash=done.live_hash,
                              live_hash=done.live_hash or self.state.live_hash, marker=None, leftovers=())
         what = " ".join([*(f"+{a}" for a in added), *(f"-{r}" for r in removed)]) or \
             f"ruleset {done.reason}"
-        self.log(f"{reason}: applied in {done.seconds:.2f}s, {len(fw.exposures.items)} exposures: {what}")
+        path = "elements only" if done.elements else f"full proof: {done.full_because}"
+        self.log(f"{reason}: applied in {done.seconds:.2f}s ({path}), {len(fw.exposures.items)} exposures: {what}")
 
     def _connect(self) -> None:
         self._disconnect()

@@ -148,10 +148,10 @@ def install(c: Context, dry: bool = False, format: str = "table", serial: str | 
 
 
 @task(help={"resync": "Seconds between full resyncs (default 300).",
-            "debounce": "Milliseconds of quiet that end a burst of events (default 100).",
+            "debounce": "Milliseconds of quiet that end a burst of events (default 20).",
             "max_delay": "Longest wait after an event before applying, in milliseconds (default 500)."},
       kinds={"resync": POSITIVE, "debounce": POSITIVE, "max_delay": POSITIVE})
-def watch(c: Context, resync: int = 300, debounce: int = 100, max_delay: int = 500) -> None:
+def watch(c: Context, resync: int = 300, debounce: int = 20, max_delay: int = 500) -> None:
     """Keep one host's firewall in step with its containers until SIGTERM (no --dry).
 
     On Docker events. A loop that applies at every change, as fw.apply does but

@@ -41,7 +41,7 @@ def test_the_result_cell_says_what_was_done_or_would_be():
     assert apply_result(left, None, dry=True) == "nothing to do; would remove 2 leftover files of interrupted runs"
     done = fwplan.Applied(True, ("a",), ("b", "c"), 0.123, "changed", "1" * 64, 1)
     assert apply_result(new, done, dry=False) == \
-        "applied in 0.12s (changed: +1 -2 lines); removed 1 leftover file of interrupted runs"
+        "applied in 0.12s (changed, full proof: +1 -2 lines); removed 1 leftover file of interrupted runs"
     assert apply_result(left, fwplan.Applied(False, reason="nothing to do", swept=2), dry=False) == \
         "nothing to do; removed 2 leftover files of interrupted runs"
 
@@ -61,7 +61,7 @@ def test_the_apply_report_is_the_envelope_with_a_failed_host_in_its_row():
     ), dry=False, acted=True)
     report = apply_report(ran)
     rows = report.text.splitlines()
-    assert rows[2].split() == ["hyp1", "4", "14", "applied", "in", "0.50s", "(changed:", "+1", "-0", "lines)"]
+    assert rows[2].split() == ["hyp1", "4", "14", "applied", "in", "0.50s", "(changed,", "full", "proof:", "+1", "-0", "lines)"]
     assert rows[3].split(None, 3) == ["hyp2", "-", "-", "FAILED: refused: nothing listens"]
     hyp1, hyp2 = report.data["hosts"]
     assert (report.data["task"], report.data["dry"], report.data["summary"]) == ("fw.apply", False,

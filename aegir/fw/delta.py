@@ -1,0 +1,177 @@
+"""Pure: is a new ruleset the live one plus or minus elements of its container sets, and which elements.
+
+A rendered ruleset is read as its `Shape`: its structure (every line but set
+elements and comments: the table, the chains and their rules, each set's and
+map's definition) and the elements of each named set or map, as the
+``elements`` filter of `aegir.fw.render` writes them (one a line). A line of
+an elements block that is not one plain element goes to the structure, so
+whatever this reader does not understand takes the full path.
+
+`diff` compares the last good ruleset (proved, live) with the new one. The
+change is element-only (`Delta`) when the structures are the same line for
+line and every set whose elements changed is a *container set*: one whose
+elements come from the containers (the template puts the exposures there: the
+sets that differ between the template rendered with no container and with a
+sentinel one, `container_sets`). Anything else (a chain, a rule, a set's
+definition, an admin address, an allow-list, the interfaces) is a `str`: why
+the full proof runs.
+
+`problems` validates every element a `Delta` adds with the model's own rule
+(`aegir.fw.model.Guard`: no DNAT of the SSH port on an admin address, no DNAT
+on an address that is not a service one...). `script` is the one ``nft -f``
+transaction: every delete, then every add.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from aegir.fw.model import Guard
+
+#: ``set NAME {`` or ``map NAME {`` opening a named set's block.
+_OPEN = re.compile(r"^\s*(?:set|map)\s+([A-Za-z_][A-Za-z0-9_]*)\s*\{")
+#: One element as `render.elements` writes it: no braces, no separators, no quotes (then: structure).
+_ELEMENT = re.compile(r"[^{};,\"#]+")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A ruleset's structure (its lines but elements and comments) and each named set's elements."""
+
+    structure: tuple[str, ...]
+    sets: Mapping[str, tuple[str, ...]]
+
+
+def shape(text: str) -> Shape:
+    """Read a rendered ruleset (see the module's docstring)."""
+    structure: list[str] = []
+    sets: dict[str, tuple[str, ...]] = {}
+    name: str | None = None
+    block: list[str] | None = None
+    for line in text.split("\n"):
+        code = line.partition("#")[0].strip()
+        if block is not None:
+            if code == "}":
+                assert name is not None
+                sets[name] = (*sets.get(name, ()), *block)
+                block = None
+                continue
+            item = code.removesuffix(",").strip()
+            if _ELEMENT.fullmatch(item):
+                block.append(" ".join(item.split()))
+                continue
+            structure.append(line)  # not one plain element: structure, so the full path decides
+            continue
+        if not code:
+            continue  # a comment (the warnings) or an empty line
+        opened = _OPEN.match(code)
+        if opened:
+            name = opened.group(1)
+            sets.setdefault(name, ())
+        elif code == "elements = {" and name is not None:
+            block = []
+            continue
+        structure.append(line.rstrip())
+    return Shape(tuple(structure), sets)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The elements to delete and to add, per set: a ruleset change that changes nothing else."""
+
+    delete: Mapping[str, tuple[str, ...]]
+    add: Mapping[str, tuple[str, ...]]
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.delete.values()) and not any(self.add.values())
+
+    def count(self) -> tuple[int, int]:
+        """How many elements are added, and deleted."""
+        return sum(map(len, self.add.values())), sum(map(len, self.delete.values()))
+
+    def script(self, table: str = "inet aegir") -> str:
+        """The ``nft -f`` file: every delete first (a map's element by its key), then every add; one
+        transaction, so a re-addressed container's key is deleted and added again atomically."""
+        lines = [f"delete element {table} {name} {{ {', '.join(key(e) for e in items)} }}"
+                 for name, items in sorted(self.delete.items()) if items]
+        lines += [f"add element {table} {name} {{ {', '.join(items)} }}"
+                  for name, items in sorted(self.add.items()) if items]
+        return "\n".join(lines) + "\n"
+
+
+def key(element: str) -> str:
+    """A map element's key (``k : v`` -> ``k``); a set element is its own key."""
+    return element.partition(" : ")[0]
+
+
+def container_sets(bare: Shape, sentinel: Shape) -> frozenset[str]:
+    """The sets whose elements come from the containers: those that differ between the ruleset rendered
+    with no container and with a sentinel one."""
+    return frozenset(n for n in sentinel.sets.keys() | bare.sets.keys() if sentinel.sets.get(n) != bare.sets.get(n))
+
+
+def diff(old: Shape, new: Shape, containers: Iterable[str]) -> Delta | str:
+    """The element-only change from `old` to `new`, or why it is not one (then the full proof runs)."""
+    if old.structure != new.structure:
+        return "the structure changed (chains, rules, set definitions or interfaces)"
+    ours = set(containers)
+    delete: dict[str, tuple[str, ...]] = {}
+    add: dict[str, tuple[str, ...]] = {}
+    for name in sorted(old.sets.keys() | new.sets.keys()):
+        before, after = old.sets.get(name, ()), new.sets.get(name, ())
+        if before == after:
+            continue
+        if name not in ours:
+            return f"the elements of {name} changed (not a container set)"
+        was, now = set(before), set(after)
+        keys_after = {key(e) for e in after}
+        if len(keys_after) != len(after) or len({key(e) for e in before}) != len(before):
+            return f"{name} holds one key twice"
+        delete[name] = tuple(e for e in before if e not in now)
+        add[name] = tuple(e for e in after if e not in was)
+    return Delta(delete, add)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _port(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) < 65536 else None
+
+
+def problems(delta: Delta, guard: Guard) -> tuple[list[str], list[str]]:
+    """Every element `delta` adds, checked: (refusals, unknown). A DNAT key (``addr . proto . port : ...``)
+    gets the model's check (`Guard.dnat_problem`); a container address (``addr . proto . port``) may not
+    be one of the host's own. An element of another shape is unknown: the full proof decides."""
+    refused: list[str] = []
+    unknown: list[str] = []
+    own = guard.admin | guard.service
+    for name, items in sorted(delta.add.items()):
+        for e in items:
+            left, sep, right = e.partition(" : ")
+            parts = left.split(" . ")
+            addr = _address(parts[0]) if len(parts) == 3 else None
+            port = _port(parts[2]) if len(parts) == 3 else None
+            if addr is None or port is None:
+                unknown.append(f"{name}: {e}")
+                continue
+            if sep:
+                target = right.split(" . ")
+                to = _address(target[0]) if len(target) == 2 else None
+                if to is None or to.version != addr.version or _port(target[1]) is None:
+                    unknown.append(f"{name}: {e}")
+                    continue
+                why = guard.dnat_problem(addr, parts[1], port)
+            else:
+                why = f"{e}: {addr} is an address of the host, not a container's" if addr in own else None
+            if why:
+                refused.append(f"{name}: {why}")
+    return refused, unknown

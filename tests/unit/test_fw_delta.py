@@ -1,0 +1,171 @@
+"""The incremental path: which ruleset changes are container-set elements only, and the keys they add, checked."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from aegir.errors import RefusedError
+from aegir.fw import delta, nft
+from aegir.fw import plan as fwplan
+from aegir.fw.model import parse_container
+from aegir.fw.render import Template, packaged
+from bench.fw import synthetic_inspect
+from tests.unit.test_fw_render import HOST, SETTINGS
+
+ADMIN4 = "198.51.100.11"
+
+
+def containers(n: int, **changes: str) -> list:
+    """`n` synthetic containers; `changes` re-address one (``app1="10.9.9.9"``)."""
+    data = synthetic_inspect(n)
+    for d in data:
+        if d["Name"].lstrip("/") in changes:
+            d["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] = changes[d["Name"].lstrip("/")]
+    return [parse_container(d) for d in data]
+
+
+def live(n: int, host=HOST, settings=SETTINGS, template: Template | None = None, **changes: str) -> nft.State:
+    """A host whose live, verified, proved ruleset is the one of `n` containers."""
+    old = fwplan.firewall(host, settings, containers(n, **changes), None, template, bridges=("docker0",))
+    return nft.State(None, old.text, "h", "h", old.fingerprint)
+
+
+def planned(n: int, state: nft.State, host=HOST, settings=SETTINGS, template: Template | None = None,
+            bridges: tuple[str, ...] = ("docker0",), **changes: str) -> fwplan.Firewall:
+    return fwplan.firewall(host, settings, containers(n, **changes), state, template, bridges)
+
+
+def test_a_container_started_is_its_elements_added_in_one_transaction():
+    change = fwplan.elements_only(planned(2, live(1)))
+    assert isinstance(change, delta.Delta)
+    assert change.script() == (
+        "add element inet aegir dnat4 { 198.51.100.101 . tcp . 10003 : 10.128.0.3 . 80, "
+        "198.51.100.101 . tcp . 10004 : 10.128.0.3 . 81, 198.51.100.101 . tcp . 10005 : 10.128.0.3 . 82 }\n"
+        "add element inet aegir dnat6 { 2001:db8:0:100::11 . tcp . 10003 : 2001:db8:0:1ff::3 . 80, "
+        "2001:db8:0:100::11 . tcp . 10004 : 2001:db8:0:1ff::3 . 81, "
+        "2001:db8:0:100::11 . tcp . 10005 : 2001:db8:0:1ff::3 . 82 }\n"
+        "add element inet aegir exposed6 { 2001:db8:0:1ff::3 . tcp . 80, 2001:db8:0:1ff::3 . tcp . 81, "
+        "2001:db8:0:1ff::3 . tcp . 82 }\n")
+
+
+def test_the_last_container_stopped_and_one_re_addressed_are_deletes_then_adds():
+    gone = fwplan.elements_only(planned(0, live(1)))
+    assert isinstance(gone, delta.Delta) and gone.count() == (0, 9)
+    assert gone.script().splitlines()[0] == ("delete element inet aegir dnat4 { 198.51.100.101 . tcp . 10000, "
+                                             "198.51.100.101 . tcp . 10001, 198.51.100.101 . tcp . 10002 }")
+    moved = fwplan.elements_only(planned(2, live(2), app1="10.9.9.9"))
+    assert isinstance(moved, delta.Delta)
+    lines = moved.script().splitlines()
+    assert lines == [
+        "delete element inet aegir dnat4 { 198.51.100.101 . tcp . 10003, 198.51.100.101 . tcp . 10004, "
+        "198.51.100.101 . tcp . 10005 }",
+        "add element inet aegir dnat4 { 198.51.100.101 . tcp . 10003 : 10.9.9.9 . 80, "
+        "198.51.100.101 . tcp . 10004 : 10.9.9.9 . 81, 198.51.100.101 . tcp . 10005 : 10.9.9.9 . 82 }"]
+
+
+def test_admin_addresses_allow_lists_and_interfaces_take_the_full_proof():
+    state = live(1)
+    admin = dataclasses.replace(HOST, admin_ipv4=__import__("ipaddress").ip_address("198.51.100.13"))
+    # an admin address: the SSH settings a fresh login verified are not these
+    assert fwplan.elements_only(planned(2, state, host=admin)) == "SSH settings a fresh login did not verify"
+    # an allow-list: not a container set, even with the SSH settings unchanged
+    more = dataclasses.replace(SETTINGS, input=SETTINGS.input * 2 + SETTINGS.output[:1])
+    assert fwplan.elements_only(planned(2, state, settings=more)) == "the elements of in4 changed (not a container set)"
+    # a new Docker network: the chains name its bridge
+    assert fwplan.elements_only(planned(2, state, bridges=("docker0", "br-0123456789ab"))) == \
+        "the structure changed (chains, rules, set definitions or interfaces)"
+
+
+def test_the_live_table_must_be_the_last_good_verified_one():
+    state = live(1)
+    assert fwplan.elements_only(planned(2, dataclasses.replace(state, live_hash="other"))) == \
+        "the live table is changed since last apply"
+    assert fwplan.elements_only(planned(2, dataclasses.replace(state, last_good=None))) == "no last good ruleset"
+    assert fwplan.elements_only(planned(2, dataclasses.replace(state, verified="x"))) == \
+        "SSH settings a fresh login did not verify"
+
+
+def test_a_template_writing_a_rule_of_the_containers_takes_the_full_proof():
+    tpl = packaged().source.replace("\t\tct status dnat accept\n",
+                                    "\t\tct status dnat accept\n{% for d in dnat[4] %}\t\tcounter\n{% endfor %}")
+    template = Template(tpl, "host.j2")
+    assert fwplan.elements_only(planned(2, live(1, template=template), template=template)) == \
+        "the structure changed (chains, rules, set definitions or interfaces)"
+
+
+BAD = f"{{% set extra = [\"{ADMIN4} . tcp . 22 : 10.128.0.99 . 22\"] if dnat[4] else [] %}}"
+
+
+def test_a_key_that_would_dnat_the_ssh_port_of_an_admin_address_is_refused():
+    template = Template(BAD + packaged().source.replace("{{- dnat[v] | elements(dnat_notes[v]) }}",
+                                                        "{{- (dnat[v] + (extra if v == 4 else [])) | elements }}"),
+                        "host.j2")
+    fw = planned(1, live(0, template=template), template=template)
+    change = fwplan.elements_only(fw)
+    assert isinstance(change, delta.Delta)
+    with pytest.raises(RefusedError) as exc:
+        fwplan.elements_refusal(fw, change)
+    assert exc.value.message == (f"refused: dnat4: tcp/{ADMIN4}:22 would DNAT the SSH port of the admin address "
+                                 f"{ADMIN4}; nothing changed")
+
+
+@pytest.mark.parametrize(("element", "why"), [
+    ("198.51.100.11 . udp . 53 : 10.0.0.1 . 53",
+     "udp/198.51.100.11:53: 198.51.100.11 is an admin address; containers are published on service addresses only"),
+    ("192.0.2.7 . tcp . 80 : 10.0.0.1 . 80", "tcp/192.0.2.7:80: 192.0.2.7 is not a service address of this host"),
+    ("2001:db8:0:100::1 . tcp . 22 : 2001:db8::5 . 22",
+     "tcp/[2001:db8:0:100::1]:22 would DNAT the SSH port of the admin address 2001:db8:0:100::1"),
+])
+def test_every_added_dnat_key_gets_the_models_check(element: str, why: str):
+    from aegir.fw.model import guard
+
+    refused, unknown = delta.problems(delta.Delta({}, {"dnat4": (element,)}), guard(HOST, SETTINGS.ssh_port))
+    assert (refused, unknown) == ([f"dnat4: {why}"], [])
+
+
+def test_an_element_of_another_shape_is_left_to_the_full_proof():
+    from aegir.fw.model import guard
+
+    odd = delta.Delta({}, {"dnat4": ("198.51.100.101 . tcp . 80-90 : 10.0.0.1 . 80",)})
+    assert delta.problems(odd, guard(HOST, SETTINGS.ssh_port)) == ([], ["dnat4: " + odd.add["dnat4"][0]])
+
+
+def test_a_line_of_an_elements_block_that_is_not_one_element_is_structure():
+    text = "table inet aegir {\n\tset s {\n\t\ttype ipv4_addr\n\t\telements = {\n\t\t\t192.0.2.1, 192.0.2.2\n" \
+           "\t\t\t192.0.2.3,  # note\n\t\t}\n\t}\n}\n"
+    found = delta.shape(text)
+    assert found.sets == {"s": ("192.0.2.3",)}
+    assert "\t\t\t192.0.2.1, 192.0.2.2" in found.structure
+
+
+def test_the_element_apply_checks_the_host_under_the_lock_and_sends_the_elements_on_stdin():
+    cmd = nft.elements_cmd("/srv/conf/aegir-fw/candidate-1.nft", "/srv/conf/aegir-fw", "add element x\n",
+                           "table inet aegir {\n}\n")
+    boundary = cmd.argv[-1]
+    assert cmd.argv[3:] == ("sh", "/srv/conf/aegir-fw/candidate-1.nft", "/srv/conf/aegir-fw", boundary)
+    assert boundary.startswith("\x1e") and len(boundary) == 25  # a fresh nonce: no ruleset line is it
+    assert cmd.stdin == f"add element x\n{boundary}\ntable inet aegir {{\n}}\n"
+    script = cmd.argv[2]
+    assert script.index("flock 9") < script.index('[ -e "$2/unverified" ] && no') \
+        < script.index('"$(cat -- "$2/live.sha256" 2>/dev/null)" ] || no') \
+        < script.index("nft -t -s list ruleset | sha256sum") \
+        < script.index('"$(cat -- "$2/structure.sha256" 2>/dev/null)" ] || no') < script.index('nft -f "$e" || exit')
+    assert 'mv -f -- "$1" "$2/last-good.nft" && put "$2/live.sha256" "$h" || exit' in script
+    assert f"exit {nft.NOT_ELEMENTS}" in script
+
+
+def test_the_element_apply_splits_its_stdin_into_the_elements_and_the_ruleset(tmp_path):
+    """The script's first step, run for real (awk): the elements to a temporary file, the ruleset's text,
+    byte for byte, to the candidate."""
+    import subprocess
+
+    text = "table inet aegir {\n\tset s {  # note\n\t}\n}\n"
+    cmd = nft.elements_cmd(str(tmp_path / "candidate-1.nft"), str(tmp_path), "add element inet aegir s { 1 }\n", text)
+    split = cmd.argv[2].split("exec 9>>", 1)[0].replace("trap 'rm -f -- \"$e\" \"$1\"' EXIT", "") \
+        + 'cat "$e"\nrm -f -- "$e"\n'
+    done = subprocess.run(["sh", "-c", split, *cmd.argv[3:]], input=cmd.stdin, capture_output=True, text=True,
+                          timeout=10)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "add element inet aegir s { 1 }\n", "")
+    assert (tmp_path / "candidate-1.nft").read_text() == text
