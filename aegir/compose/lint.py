@@ -43,7 +43,6 @@ from __future__ import annotations
 import functools
 import io
 import ipaddress
-import json
 import re
 import shlex
 from collections.abc import Callable, Iterator, Sequence
@@ -59,6 +58,7 @@ from aegir.compose.status import discover
 from aegir.facts import Fact
 from aegir.fields import unknown_key
 from aegir.layout import PROJECT_KINDS
+from aegir.sh import masker
 from aegir.yamldoc import YamlError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -419,7 +419,7 @@ class EnvFile:
 
     @functools.cached_property
     def _sub(self) -> Callable[[str, str], str]:
-        return _masker(self.values)
+        return masker(self.values)
 
 
 def parse_env(text: str) -> EnvFile:
@@ -449,57 +449,6 @@ def parse_env(text: str) -> EnvFile:
         seen[key] = None if value is None else "".join(atom.resolve(seen) for atom in parse_variables(value))
         values.add(seen[key] or "")
     return EnvFile(keys, frozenset(used), tuple(errors), tuple(sorted(v for v in values if v.strip())))
-
-
-def mask_values(text: str, values: Sequence[str]) -> str:
-    """Replace each of `values` in `text` by ``****``, longest first.
-
-    A value shorter than 4 characters is masked only as a whole word (so that
-    ``PORT=80`` does not turn ``line 180`` into ``line 1****``); longer ones wherever they appear.
-    """
-    return _masker(tuple(values))("****", text)
-
-
-@functools.lru_cache(maxsize=32)
-def _masker(values: tuple[str, ...]) -> Callable[[str, str], str]:
-    """A ``sub(replacement, text)`` for one .env's values, built once.
-
-    Leftmost, then longest value wins, as a regex alternation would; but values
-    are looked up by their first 4 characters, so 20,000 values cost no more
-    per character than 20 (a 20,000-way alternation took 28 s for one lint).
-    """
-    forms = {v.strip() for v in values} | {json.dumps(v.strip(), ensure_ascii=False)[1:-1] for v in values}
-    by_head: dict[str, list[str]] = {}
-    short: set[str] = set()
-    for w in sorted((w for w in forms if w), key=len, reverse=True):
-        if len(w) >= 4:
-            by_head.setdefault(w[:4], []).append(w)
-        else:
-            short.add(w)
-
-    def word_edge(text: str, i: int) -> bool:
-        return i <= 0 or i >= len(text) or not (text[i - 1].isalnum() and text[i].isalnum())
-
-    def sub(replacement: str, text: str) -> str:
-        grams = {text[i:i + k] for k in (1, 2, 3, 4) for i in range(len(text) - k + 1)}
-        if grams.isdisjoint(by_head) and grams.isdisjoint(short):  # most messages: no value in them at all
-            return text
-        out: list[str] = []
-        i = 0
-        while i < len(text):
-            hit = next((w for w in by_head.get(text[i:i + 4], ()) if text.startswith(w, i)), None)
-            if hit is None and short:
-                hit = next((text[i:i + k] for k in (3, 2, 1) if i + k <= len(text) and text[i:i + k] in short
-                            and word_edge(text, i) and word_edge(text, i + k)), None)
-            if hit is None:
-                out.append(text[i])
-                i += 1
-            else:
-                out.append(replacement)
-                i += len(hit)
-        return "".join(out)
-
-    return sub
 
 
 def _uses_env_file(data: object) -> bool:

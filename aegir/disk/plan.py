@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aegir.compose import commands as compose
 from aegir.compose.discovery import Project
+from aegir.compose.lint import looks_secret, parse_env
 from aegir.disk.facts import DockerState, DockerUsage, ProjectImages
 from aegir.disk.recipe import (
     APP_RECIPE,
@@ -45,7 +46,7 @@ from aegir.disk.recipe import (
     shipped_text,
 )
 from aegir.errors import AegirError
-from aegir.sh import Cmd
+from aegir.sh import Cmd, mask_values
 
 #: The kinds of things a prune removes, in the order it removes them.
 KINDS = ("container", "image", "network", "volume", "build cache")
@@ -227,6 +228,9 @@ class CleanPlan:
     recipe: Recipe
     commands: tuple[Command, ...]
     lines: tuple[str, ...]  # each command's exact line (`compose exec ...`)
+    #: What no output may show: every value of the app's .env (as written and as interpolated) and each
+    #: step's whole stdin; `aegir.sh.mask_values` masks them in the step outputs and in the whole report.
+    secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -264,7 +268,21 @@ def plan_clean(p: Project, fl: compose.Flavour, *, own: str | None, recipe_name:
     recipe = apply_override(recipe, ov)
     env = dotenv_values(stream=io.StringIO(env_text), interpolate=False)
     commands = render(recipe, env, now)
-    return CleanPlan(p, recipe, commands, tuple(exec_cmd(fl, p, c, docker_host).line for c in commands))
+    lines = tuple(exec_cmd(fl, p, c, docker_host).line for c in commands)
+    shown = "\n".join((p.path, recipe.name, recipe.file, *lines, *(c.step for c in commands),
+                       *(c.shown_stdin or "" for c in commands)))
+    return CleanPlan(p, recipe, commands, lines, clean_secrets(env_text, env, commands, shown))
+
+
+def clean_secrets(env_text: str, env: Mapping[str, str | None], commands: Sequence[Command], shown: str) \
+        -> tuple[str, ...]:
+    """What disk.clean's output may never show: each step's whole stdin, every value of a secret-looking
+    .env key (`looks_secret`: ``POSTGRES_PASSWORD``), and every other .env value (as written and as
+    interpolated) unless the plan shows it from the recipe and compose file alone (`shown`: a user name
+    that is also the service's name, ``synapse``, stays readable)."""
+    secret = {v.strip() for k, v in env.items() if v and v.strip() and looks_secret(k)}
+    values = {v for v in parse_env(env_text).values if v in secret or mask_values(shown, (v,)) == shown}
+    return tuple(sorted(secret | values | {c.stdin for c in commands if c.stdin}))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from aegir.action import HostRun, Ran, Report
 from aegir.disk.facts import Archive, Filesystem, HostDisk
 from aegir.disk.plan import CleanResult, HostClean, HostPrune, Item, PruneResult
 from aegir.fleet import Outcome
-from aegir.report import age, envelope, failed_line, failed_row, human, printable, table, warning
+from aegir.report import age, envelope, failed_line, failed_row, human, jsonable, printable, table, warning
+from aegir.sh import mask_data, mask_values
 
 
 def _fs_cell(fs: Any) -> str:
@@ -298,7 +299,10 @@ def clean_report(ran: Ran[HostClean, CleanResult]) -> Report:
                "found": [o.host.name for o, p in ran.plans() if p.plan is not None],
                "failed_steps": sum(1 for _, r in results for s in r.steps if s.state == "failed")}
     text = render_clean_result(ran.outcomes) if ran.acted else render_clean_plan(ran.outcomes)
-    return Report(envelope("disk.clean", ran.outcomes, _clean_fields, dry=ran.dry, summary=summary), text)
+    data = envelope("disk.clean", ran.outcomes, _clean_fields, dry=ran.dry, summary=summary)
+    # The one boundary every byte of this report passes: no .env value or stdin of any host's plan in it.
+    secrets = sorted({s for _, p in ran.plans() if p.plan is not None for s in p.plan.secrets})
+    return Report(mask_data(jsonable(data), secrets), mask_values(text, secrets))
 
 
 # --------------------------------------------------------------------------- --warn, --format prometheus

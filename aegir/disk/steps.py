@@ -40,9 +40,10 @@ from aegir.disk.plan import (
 )
 from aegir.disk.recipe import APP_RECIPE, NOT_FOUND
 from aegir.errors import AegirError, ConnectionLost, UsageError
+from aegir.fields import Answer
 from aegir.fleet import Outcome
 from aegir.report import human
-from aegir.sh import mask
+from aegir.sh import mask_values
 
 if TYPE_CHECKING:  # pragma: no cover
     from aegir.host import HostContext
@@ -95,7 +96,8 @@ def _remove(api: Any, item: Item) -> None:
     if item.kind == "container":
         api.remove_container(item.id)
     elif item.kind == "image":
-        tags = [t for t in (api.inspect_image(item.id).get("RepoTags") or ()) if t != "<none>:<none>"]
+        tags = [t for t in Answer(api.inspect_image(item.id), "docker inspect")["RepoTags"].texts()
+                if t != "<none>:<none>"]
         for tag in tags:  # untag one by one: the last untag deletes the image (no -f needed)
             api.remove_image(tag)
         if not tags:
@@ -268,6 +270,6 @@ def run_clean(hc: HostContext, planned: HostClean) -> CleanResult:
         seconds = time.monotonic() - start
         state = "ok" if r.exited == 0 else ("skipped" if r.exited == NOT_FOUND and c.if_missing == "skip"
                                            else "failed")
-        output = mask(_tail(r.stdout + "\n" + r.stderr), [c.stdin] if c.stdin else [])
+        output = mask_values(_tail(r.stdout + "\n" + r.stderr), plan.secrets)
         results.append(CleanStep(c.step, c.service, c.user, line, r.exited, round(seconds, 3), state, output))
     return CleanResult(p.path, plan.recipe.name, tuple(results), before, hc.fact(size))

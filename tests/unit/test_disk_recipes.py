@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from aegir.compose import commands as compose
 from aegir.compose.discovery import Project
 from aegir.disk.facts import folder_size_cmd, parse_folder_size
+from aegir.disk.plan import plan_clean
 from aegir.disk.recipe import (
     RecipeError,
     apply_override,
@@ -16,6 +19,7 @@ from aegir.disk.recipe import (
     shipped,
     shipped_text,
 )
+from aegir.sh import mask_values
 
 NOW = 1_700_000_000.0
 
@@ -48,6 +52,10 @@ def test_synapse_sends_its_admin_token_on_stdin_and_purges_before_a_time_in_mill
     assert purge.shown_stdin == "Authorization: Bearer <.env SYNAPSE_ADMIN_TOKEN>\n"
     assert not any("tok" in a or "pw" in a for c in (purge, compressor) for a in c.argv)
     assert compressor.if_missing == "skip" and compressor.stdin == "postgresql://u:pw@db/d\n"
+    # The URL stays on stdin inside the container too: the compressor's Python module is handed it, where the
+    # synapse_auto_compressor program would take it in its own argv (-p URL), readable by every process.
+    assert compressor.argv[:2] == ("python3", "-c") and compressor.argv[3:] == ("500", "100")
+    assert "run_compression(sys.stdin.readline().strip()" in compressor.argv[2] and "-p" not in compressor.argv
 
 
 def test_peertube_answers_prune_storages_question_on_stdin():
@@ -110,3 +118,43 @@ def test_exec_and_config_are_compose_commands_of_the_project():
 def test_a_folder_size_is_one_du():
     assert folder_size_cmd("/srv/apps/toot").line == "du -sxB1 -- /srv/apps/toot"
     assert parse_folder_size("1048576\t/srv/apps/toot\n") == 1048576 and parse_folder_size("") is None
+
+
+def test_clean_secrets_are_the_stdins_secret_keys_and_env_values_the_plan_does_not_show_by_itself():
+    fl = compose.Flavour(("docker", "compose"), "2.40.3")
+    p = Project("apps", "matrix", "/srv/apps/matrix", "docker-compose.yml",
+                compose_text="services:\n  synapse:\n    image: x\n")
+    env_text = ("SYNAPSE_ADMIN_TOKEN=tok-1\nPOSTGRES_USER=synapse\nPOSTGRES_PASSWORD=synapse\n"
+                "POSTGRES_DB=matrix\nGREETING=hello ${POSTGRES_DB}\n")
+    plan = plan_clean(p, fl, own=None, recipe_name="synapse", env_text=env_text, now=NOW)
+    assert plan.secrets == (
+        "Authorization: Bearer tok-1\n",
+        "hello ${POSTGRES_DB}",  # as written, and as Compose interpolates it
+        "hello matrix",
+        "postgresql://synapse:synapse@db/matrix\n",
+        "synapse",  # a user name the plan shows (the service), but also the value of POSTGRES_PASSWORD
+        "tok-1",
+    )  # not "matrix": the plan shows it by itself (the project's path)
+    assert mask_values("connecting to postgresql://synapse:synapse@db/matrix failed", plan.secrets) == \
+        "connecting to **** failed"
+
+
+def test_clean_report_masks_every_secret_in_text_and_json():
+    from aegir.action import HostRun, Ran
+    from aegir.disk.plan import CleanResult, CleanStep, HostClean
+    from aegir.disk.report import clean_report
+    from aegir.fleet import Outcome
+    from aegir.inventory import Host
+
+    fl = compose.Flavour(("docker", "compose"), "2.40.3")
+    p = Project("apps", "matrix", "/srv/apps/matrix", "docker-compose.yml", compose_text="services: {}\n")
+    plan = plan_clean(p, fl, own=None, recipe_name="synapse", now=NOW,
+                      env_text="SYNAPSE_ADMIN_TOKEN=tok-1\nPOSTGRES_USER=u\nPOSTGRES_PASSWORD=pw-22\nPOSTGRES_DB=d\n")
+    step = CleanStep("state compressor", "synapse", None, "python3 -c ... pw-22", 1, 0.5, "failed",
+                     "RuntimeError: cannot connect as u with pw-22")
+    result = CleanResult("apps/matrix", "synapse", (step,), 10, 10)
+    ran = Ran((Outcome(Host("hyp1"), value=HostRun(HostClean(plan), result)),), dry=False, acted=True)
+    rep = clean_report(ran)
+    assert "pw-22" not in rep.text and "pw-22" not in json.dumps(rep.data)
+    assert "failed: RuntimeError: cannot connect as **** with ****" in rep.text
+    assert rep.data["hosts"][0]["result"]["steps"][0]["line"] == "python3 -c ... ****"

@@ -22,12 +22,12 @@ from aegir.compose.lint import (
     lint_host,
     lint_texts,
     looks_secret,
-    mask_values,
     parse_env,
     refs,
 )
 from aegir.host import open_context
 from aegir.inventory import Host
+from aegir.sh import mask_values
 from tests.helpers import run_inv
 
 C = "/srv/apps/x/docker-compose.yml"
