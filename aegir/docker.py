@@ -18,12 +18,13 @@ import ipaddress
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aegir.errors import AegirError
 from aegir.facts import Fact
+from aegir.fields import Answer
 from aegir.sh import Cmd, Reply, shell
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -352,18 +353,18 @@ class DockerNetwork:
         return self.name in BUILTIN_NETWORKS
 
 
-def parse_networks(rows: Iterable[Mapping[str, Any]]) -> tuple[DockerNetwork, ...]:
-    """The Docker API's network list (``api.networks()``), by name; a subnet that is not one is left out."""
+def parse_networks(rows: Any) -> tuple[DockerNetwork, ...]:
+    """The Docker API's network list (``api.networks()``), by name; a subnet that is not one is left out.
+    A list of another shape is `aegir.fields.ShapeError`."""
     out = []
-    for row in rows:
+    for row in Answer(rows, "docker /networks").items():
         subnets = []
-        for cfg in ((row.get("IPAM") or {}).get("Config") or []):
+        for cfg in row["IPAM"]["Config"].items():
             try:
-                subnets.append(ipaddress.ip_network(str(cfg.get("Subnet")), strict=False))
+                subnets.append(ipaddress.ip_network(cfg["Subnet"].text(), strict=False))
             except ValueError:
                 continue
-        out.append(DockerNetwork(str(row.get("Name", "?")), str(row.get("Id") or ""), str(row.get("Driver") or ""),
-                                 tuple(subnets)))
+        out.append(DockerNetwork(row["Name"].text() or "?", row["Id"].text(), row["Driver"].text(), tuple(subnets)))
     return tuple(sorted(out, key=lambda n: n.name))
 
 

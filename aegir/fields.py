@@ -9,6 +9,11 @@ Two levels, used together:
   `choice`, `text`, `ip`, `network`, `address` (what SSH may be pointed at),
   and `list_of` one of them. `unknown_key` is the one
   sentence for a key nobody reads, with "did you mean" (difflib).
+- **`Answer`** reads what a host answered (Docker API JSON, a program's JSON
+  result) by path, checking each value's type on the way: a value of a shape its
+  writer never gives raises `ShapeError` (``docker /system/df: Images[3].Size:
+  expected a number, got a string``), so a host's bad answer is that host's
+  failed row, never a traceback. Absent and null values read as empty.
 - **`Fields`** is one mapping of a document read key by key: a value its
   parser refuses becomes ``file:line: HEAD: PATH.KEY: sentence`` at the line the
   document's line map (`aegir.yamldoc.YamlDoc.line`) gives for that key, the
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -237,6 +243,117 @@ def unknown_key(key: Any, known: Iterable[str], what: str = "key") -> str:
     close = difflib.get_close_matches(str(key), known, n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
     return f"unknown {what} {key!r} ({hint})"
+
+
+# --------------------------------------------------------------------------- a host's answer, by shape
+
+
+class ShapeError(AegirError):
+    """A host's answer of a shape its writer never gives: ``WHAT: PATH: expected X, got Y``."""
+
+
+def read_json(text: str, what: str) -> Any:
+    """`text` read as JSON, or `ShapeError` naming `what` (``cannot read WHAT: ...``): also for nesting too
+    deep for Python's parser (a RecursionError, not a ValueError)."""
+    import json
+
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise ShapeError(f"cannot read {what}: {reason}") from None
+
+
+_KINDS = {"a mapping": Mapping, "a list": list, "a string": str}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One value of a host's answer and where it sits (`what` names the answer: ``docker /networks``).
+
+    ``Answer(rows, "docker /networks").items()`` -> one `Answer` per row; ``row["IPAM"]["Config"]`` walks
+    into mappings (an absent key reads as null); `text`, `number`, `flag`, `mapping`, `items`, `pairs` read
+    the value as that type, null as empty, anything else as `ShapeError`. Python's ``json`` also reads
+    ``NaN`` and ``Infinity``: `number` refuses them.
+    """
+
+    value: Any
+    what: str
+    path: tuple[Any, ...] = ()
+
+    def fail(self, expected: str) -> ShapeError:
+        """The error for this value not being `expected` (``a list``)."""
+        where = f"{self.what}: {_label(self.path)}" if self.path else self.what
+        number = isinstance(self.value, (int, float)) and not isinstance(self.value, bool)
+        got = (repr(self.value) if len(str(self.value)) <= 24 else "a number too large") if number \
+            else kind_of(self.value)
+        return ShapeError(f"{where}: expected {expected}, got {got}")
+
+    def _as(self, expected: str) -> Any:
+        if self.value is not None and not isinstance(self.value, _KINDS[expected]):
+            raise self.fail(expected)
+        return self.value
+
+    def __getitem__(self, key: str) -> Answer:
+        """The value at `key` of this mapping (null when absent)."""
+        return Answer((self._as("a mapping") or {}).get(key), self.what, (*self.path, key))
+
+    def get(self, key: str) -> Any:
+        """The raw value at `key` (this being a mapping), for a caller that only compares it."""
+        return self[key].value
+
+    def mapping(self) -> Mapping[Any, Any]:
+        return self._as("a mapping") or {}
+
+    def present(self, expected: str = "a value") -> Answer:
+        """This value, which must be there (not null)."""
+        if self.value is None:
+            raise self.fail(expected)
+        return self
+
+    def pairs(self) -> list[tuple[str, Answer]]:
+        """A mapping's (key, value) pairs, sorted by key."""
+        return [(str(k), Answer(v, self.what, (*self.path, str(k))))
+                for k, v in sorted(self.mapping().items(), key=lambda kv: str(kv[0]))]
+
+    def items(self) -> list[Answer]:
+        """A list's items."""
+        return [Answer(v, self.what, (*self.path, i)) for i, v in enumerate(self._as("a list") or ())]
+
+    def texts(self) -> list[str]:
+        """A list of strings (none of them null)."""
+        return [i.present("a string").text() for i in self.items()]
+
+    def text(self, default: str = "") -> str:
+        """A string (`default` when null)."""
+        value = self._as("a string")
+        return default if value is None else value
+
+    def number(self, default: int = 0) -> int:
+        """A whole number (an integer, or a finite float: JSON has one kind of number); `default` when null."""
+        if self.value is None:
+            return default
+        return self.value if isinstance(self.value, int) and not isinstance(self.value, bool) else int(self.real())
+
+    def real(self, default: float = 0.0) -> float:
+        """A finite number, as a float; `default` when null."""
+        value = self.value
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail("a number")
+        try:
+            if not math.isfinite(value):
+                raise OverflowError(value)
+            return float(value)
+        except OverflowError:  # an int too large for a float, too
+            raise self.fail("a finite number") from None
+
+    def flag(self) -> bool:
+        """A boolean (false when null)."""
+        if self.value is not None and not isinstance(self.value, bool):
+            raise self.fail("true or false")
+        return bool(self.value)
 
 
 # --------------------------------------------------------------------------- one mapping, located

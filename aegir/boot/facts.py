@@ -30,6 +30,7 @@ from typing import Any
 
 from aegir.errors import AegirError
 from aegir.facts import Fact, cat_cmd, file_fact, parse_cat  # noqa: F401 (cat_cmd, file_fact, parse_cat: re-exported)
+from aegir.fields import Answer
 from aegir.layout import SRV_FOLDERS
 from aegir.sh import Cmd, Reply, check_name
 
@@ -257,15 +258,15 @@ def parse_daemon_json(text: str | None) -> DataRoot:
         return DataRoot(None, "unknown")
     try:
         conf = json.loads(text)
-    except ValueError as exc:
-        raise AegirError(f"{DAEMON_JSON} is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise AegirError(f"{DAEMON_JSON} is not valid JSON: {exc or 'nested too deeply'}") from None
     path = (conf.get("data-root") or conf.get("graph")) if isinstance(conf, dict) else None
     return DataRoot(path, DAEMON_JSON) if isinstance(path, str) and path else DataRoot(None, "unknown")
 
 
 def parse_docker_info(info: Mapping[str, Any]) -> DataRoot:
     """The data-root a running daemon reports (``docker info``: ``DockerRootDir``)."""
-    return DataRoot(info.get("DockerRootDir") or None, "docker info", running=True)
+    return DataRoot(Answer(info, "docker info")["DockerRootDir"].text() or None, "docker info", running=True)
 
 
 # --------------------------------------------------------------------------- as facts (aegir.facts)

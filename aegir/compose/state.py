@@ -14,11 +14,12 @@ Unit-tested on recorded API output in tests/unit/data/compose_*.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aegir.compose.discovery import Discovery, Project
+from aegir.fields import Answer
 from aegir.layout import PROJECT_KINDS
 
 #: The labels Compose puts on every container it makes.
@@ -55,39 +56,41 @@ _EXIT_RE = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")
 _HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
 
-def parse_containers(rows: Iterable[Mapping[str, Any]]) -> tuple[ProjectContainer, ...]:
+def parse_containers(rows: Any) -> tuple[ProjectContainer, ...]:
     """Read ``client.api.containers(all=True, filters={"label": LABEL_PROJECT})``.
 
     The list endpoint has no exit code or health field: both come from its
     ``Status`` text (``Exited (137) 2 minutes ago``, ``Up 5 minutes (unhealthy)``).
+    A list of another shape is `aegir.fields.ShapeError`.
     """
     out = []
-    for r in rows:
-        labels = r.get("Labels") or {}
-        if LABEL_PROJECT not in labels:
+    for r in Answer(rows, "docker /containers/json").items():
+        labels = r["Labels"]
+        if LABEL_PROJECT not in labels.mapping():
             continue
-        status = str(r.get("Status") or "")
+        status = r["Status"].text()
         m = _EXIT_RE.match(status)
         h = _HEALTH_RE.search(status)
-        names = r.get("Names") or []
+        names = r["Names"].texts()
         out.append(ProjectContainer(
-            id=str(r.get("Id") or "")[:12],
+            id=r["Id"].text()[:12],
             name=(names[0].lstrip("/") if names else ""),
-            project=labels.get(LABEL_PROJECT, ""),
-            working_dir=labels.get(LABEL_WORKING_DIR, ""),
-            service=labels.get(LABEL_SERVICE, ""),
-            state=str(r.get("State") or "").lower(),
+            project=labels[LABEL_PROJECT].text(),
+            working_dir=labels[LABEL_WORKING_DIR].text(),
+            service=labels[LABEL_SERVICE].text(),
+            state=r["State"].text().lower(),
             health=("starting" if h.group(1) == "health: starting" else h.group(1)) if h else "",
             exit_code=int(m.group(1)) if m else None,
-            image_id=str(r.get("ImageID") or ""),
-            oneoff=str(labels.get(LABEL_ONEOFF, "False")).lower() == "true",
+            image_id=r["ImageID"].text(),
+            oneoff=labels[LABEL_ONEOFF].text("False").lower() == "true",
         ))
     return tuple(sorted(out, key=lambda c: (c.working_dir, c.service, c.name)))
 
 
-def image_created(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+def image_created(rows: Any) -> dict[str, int]:
     """``client.api.images()`` -> image ID -> creation time (Unix seconds)."""
-    return {str(r.get("Id")): int(r.get("Created") or 0) for r in rows if r.get("Id")}
+    return {r["Id"].text(): r["Created"].number() for r in Answer(rows, "docker /images/json").items()
+            if r["Id"].text()}
 
 
 # --------------------------------------------------------------------------- status

@@ -63,6 +63,7 @@ from aegir.compose.status import HostStatus, containers, discover, discovery_fac
 from aegir.compose.templates import NewPlan, NewProject, plan_project, verify_project
 from aegir.docker import image_keys, image_ref
 from aegir.errors import AegirError, Interrupted, RefusedError, UsageError
+from aegir.fields import Answer
 from aegir.fleet import Outcome
 from aegir.host import HostContext, open_context
 from aegir.interrupt import RUN
@@ -287,11 +288,11 @@ def _images_of(hc: HostContext, p: Project) -> dict[str, str]:
     each to, by its RepoTags or RepoDigests ("" when not present)."""
     refs = {str(r): r for s in p.services if s.image and (r := image_ref(s.image))}
     out = dict.fromkeys(sorted(refs), "")
-    for img in hc.docker().api.images():
-        keys = image_keys(img.get("RepoTags") or (), img.get("RepoDigests") or ())
+    for img in Answer(hc.docker().api.images(), "docker /images/json").items():
+        keys = image_keys(img["RepoTags"].texts(), img["RepoDigests"].texts())
         for text, ref in refs.items():
             if ref.key in keys:
-                out[text] = img["Id"]
+                out[text] = img["Id"].text()
     return out
 
 
@@ -302,7 +303,7 @@ def _started(hc: HostContext, p: Project, services: Sequence[str],
     out = {}
     for c in containers(hc) if found is None else found:
         if c.working_dir == p.dir and not c.oneoff and (not services or c.service in services):
-            out[c.id] = api.inspect_container(c.id)["State"]["StartedAt"]
+            out[c.id] = Answer(api.inspect_container(c.id), "docker inspect")["State"]["StartedAt"].text()
     return out
 
 

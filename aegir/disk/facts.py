@@ -10,7 +10,7 @@ one host for `disk.report`, `prune_facts` for `disk.prune`'s plan;
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +36,7 @@ from aegir.docker import (
 )
 from aegir.errors import CommandError
 from aegir.facts import Fact
+from aegir.fields import Answer
 from aegir.host import HostContext
 from aegir.layout import PROJECT_KINDS, PROJECT_PARTS
 from aegir.report import Progress
@@ -229,46 +230,44 @@ class DockerUsage:
                 + self.volumes.reclaimable + self.build_cache.reclaimable)
 
 
-def parse_docker_df(df: Mapping[str, Any]) -> DockerUsage:
+def parse_docker_df(df: Any) -> DockerUsage:
     """Docker's ``/system/df`` answer -> the four lines of ``docker system df``.
 
     Same arithmetic as the docker CLI: images reclaim what no container uses,
     containers what stopped ones wrote, volumes what no container references,
-    build cache what is neither in use nor shared.
+    build cache what is neither in use nor shared. An answer of another shape is
+    `aegir.fields.ShapeError` (``docker /system/df: Images[3].Size: expected a number, got a string``).
     """
-    images = df.get("Images") or []
-    layers = int(df.get("LayersSize") or 0)
-    used_images = [i for i in images if (i.get("Containers") or 0) > 0]
-    in_use = sum(max(0, (i.get("Size") or 0) - max(0, i.get("SharedSize") or 0)) for i in used_images)
-    containers = df.get("Containers") or []
-    volumes = df.get("Volumes") or []
+    return _usage(Answer(df, DF_ANSWER))
 
-    def vsize(v: Mapping[str, Any]) -> int:
-        return max(0, ((v.get("UsageData") or {}).get("Size")) or 0)
 
-    def vrefs(v: Mapping[str, Any]) -> int:
-        return max(0, ((v.get("UsageData") or {}).get("RefCount")) or 0)
+#: How errors name Docker's ``/system/df`` answer.
+DF_ANSWER = "docker /system/df"
 
-    cache = df.get("BuildCache") or []
+
+def _usage(df: Answer) -> DockerUsage:
+    images = [(i["Containers"].number() > 0, max(0, i["Size"].number() - max(0, i["SharedSize"].number())))
+              for i in df["Images"].items()]  # (used, unique bytes)
+    layers = df["LayersSize"].number()
+    used_images = [unique for used, unique in images if used]
+    in_use = sum(used_images)
+    containers = df["Containers"].items()
+    volumes = df["Volumes"].items()
+    sizes = [max(0, v["UsageData"]["Size"].number()) for v in volumes]
+    refs = [max(0, v["UsageData"]["RefCount"].number()) for v in volumes]
+    rw = [(c["SizeRw"].number(), c["State"].text() == "running") for c in containers]
+    cache = [(b["Size"].number(), b["InUse"].flag(), b["Shared"].flag()) for b in df["BuildCache"].items()]
     return DockerUsage(
         images=Usage(len(images), len(used_images), layers, max(0, layers - in_use)),
-        containers=Usage(
-            len(containers),
-            sum(1 for c in containers if c.get("State") == "running"),
-            sum(c.get("SizeRw") or 0 for c in containers),
-            sum(c.get("SizeRw") or 0 for c in containers if c.get("State") != "running"),
-        ),
-        volumes=Usage(
-            len(volumes),
-            sum(1 for v in volumes if vrefs(v) > 0),
-            sum(vsize(v) for v in volumes),
-            sum(vsize(v) for v in volumes if vrefs(v) == 0),
-        ),
+        containers=Usage(len(rw), sum(1 for _, running in rw if running), sum(size for size, _ in rw),
+                         sum(size for size, running in rw if not running)),
+        volumes=Usage(len(volumes), sum(1 for r in refs if r > 0), sum(sizes),
+                      sum(s for s, r in zip(sizes, refs) if r == 0)),
         build_cache=Usage(
             len(cache),
-            sum(1 for b in cache if b.get("InUse")),
-            sum(b.get("Size") or 0 for b in cache if not b.get("Shared")),
-            sum(b.get("Size") or 0 for b in cache if not b.get("InUse") and not b.get("Shared")),
+            sum(1 for _, in_use, _ in cache if in_use),
+            sum(size for size, _, shared in cache if not shared),
+            sum(size for size, in_use, shared in cache if not in_use and not shared),
         ),
     )
 
@@ -497,48 +496,48 @@ class DockerState:
     usage: DockerUsage
 
 
-def _labels(row: Mapping[str, Any]) -> Mapping[str, str]:
-    return row.get("Labels") or {}
-
-
-def parse_docker_state(df: Mapping[str, Any], containers: Sequence[Mapping[str, Any]],
-                       networks: Sequence[Mapping[str, Any]]) -> DockerState:
+def parse_docker_state(df: Any, containers: Any, networks: Any) -> DockerState:
     """``/system/df``, ``/containers/json?all=1`` and ``/networks`` -> `DockerState`.
 
     Sizes come from df (Docker's accounting); a container's networks and
-    volumes from the container list (df's rows may lack them).
+    volumes from the container list (df's rows may lack them). An answer of
+    another shape is `aegir.fields.ShapeError`.
     """
+    d = Answer(df, DF_ANSWER)
     images = tuple(sorted((DockerImage(
-        id=str(i.get("Id") or ""),
-        tags=tuple(t for t in (i.get("RepoTags") or ()) if t != "<none>:<none>"),
-        digests=tuple(d for d in (i.get("RepoDigests") or ()) if d != "<none>@<none>"),
-        size=int(i.get("Size") or 0), shared=max(0, int(i.get("SharedSize") or 0)),
-        containers=max(0, int(i.get("Containers") or 0)),
-    ) for i in df.get("Images") or ()), key=lambda i: (i.name, i.id)))
-    sizes = {str(c.get("Id")): int(c.get("SizeRw") or 0) for c in df.get("Containers") or ()}
+        id=i["Id"].text(),
+        tags=tuple(t for t in i["RepoTags"].texts() if t != "<none>:<none>"),
+        digests=tuple(t for t in i["RepoDigests"].texts() if t != "<none>@<none>"),
+        size=i["Size"].number(), shared=max(0, i["SharedSize"].number()),
+        containers=max(0, i["Containers"].number()),
+    ) for i in d["Images"].items()), key=lambda i: (i.name, i.id)))
+    sizes = {c["Id"].text(): c["SizeRw"].number() for c in d["Containers"].items()}
     out = []
-    for c in containers:
-        labels = _labels(c)
-        nets = ((c.get("NetworkSettings") or {}).get("Networks") or {}).values()
-        names = c.get("Names") or []
+    for c in Answer(containers, "docker /containers/json").items():
+        labels = c["Labels"]
+        names = c["Names"].texts()
+        cid = c["Id"].text()
         out.append(DockerContainer(
-            id=str(c.get("Id") or ""), name=names[0].lstrip("/") if names else "",
-            image_id=str(c.get("ImageID") or ""), state=str(c.get("State") or "").lower(),
-            working_dir=labels.get(LABEL_WORKING_DIR, ""), project=labels.get(LABEL_PROJECT, ""),
-            oneoff=str(labels.get(LABEL_ONEOFF, "False")).lower() == "true",
-            size_rw=sizes.get(str(c.get("Id")), 0),
-            networks=tuple(sorted(str(n.get("NetworkID")) for n in nets if n.get("NetworkID"))),
-            volumes=tuple(sorted(str(m["Name"]) for m in c.get("Mounts") or () if m.get("Type") == "volume"
-                                 and m.get("Name"))),
+            id=cid, name=names[0].lstrip("/") if names else "",
+            image_id=c["ImageID"].text(), state=c["State"].text().lower(),
+            working_dir=labels[LABEL_WORKING_DIR].text(), project=labels[LABEL_PROJECT].text(),
+            oneoff=labels[LABEL_ONEOFF].text("False").lower() == "true",
+            size_rw=sizes.get(cid, 0),
+            networks=tuple(sorted(n for _, net in c["NetworkSettings"]["Networks"].pairs()
+                                  if (n := net["NetworkID"].text()))),
+            volumes=tuple(sorted(m["Name"].text() for m in c["Mounts"].items()
+                                 if m["Type"].text() == "volume" and m["Name"].text())),
         ))
-    vols = tuple(sorted((DockerVolume(
-        name=str(v.get("Name")),
-        anonymous=LABEL_ANONYMOUS_VOLUME in _labels(v)
-        or (bool(_HEX64.match(str(v.get("Name")))) and "com.docker.compose.volume" not in _labels(v)),
-        size=max(0, int((v.get("UsageData") or {}).get("Size") or 0)),
-    ) for v in df.get("Volumes") or ()), key=lambda v: v.name))
-    return DockerState(images, tuple(sorted(out, key=lambda c: c.name)), parse_networks(networks), vols,
-                       parse_docker_df(df))
+    vols = []
+    for v in d["Volumes"].items():
+        name, volume_labels = v["Name"].text(), v["Labels"].mapping()
+        vols.append(DockerVolume(
+            name=name,
+            anonymous=LABEL_ANONYMOUS_VOLUME in volume_labels
+            or (bool(_HEX64.match(name)) and "com.docker.compose.volume" not in volume_labels),
+            size=max(0, v["UsageData"]["Size"].number())))
+    return DockerState(images, tuple(sorted(out, key=lambda c: c.name)), parse_networks(networks),
+                       tuple(sorted(vols, key=lambda v: v.name)), _usage(d))
 
 
 def docker_state(hc: HostContext) -> DockerState:

@@ -32,6 +32,7 @@ An app's compose file may choose and tune its recipe::
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -126,10 +127,20 @@ def _vars(value: Any) -> dict[str, str]:
     for k, v in value.items():
         if not isinstance(k, str) or not _VAR.match(k):
             raise FieldError(f"invalid var name {k!r}", (k,))
+        if isinstance(v, float) and not math.isfinite(v) or isinstance(v, str) and not _finite(v):
+            raise FieldError(f"var {k!r}: {v!r} is not a number (infinite or NaN)", (k,))
         if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, str) and not v.strip()):
             raise FieldError(f"var {k!r} must be a number or a word", (k,))
         out[k] = str(v)
     return out
+
+
+def _finite(text: str) -> bool:
+    """False for a word Python reads as an infinite or NaN float (``inf``, ``nan``, ``1e400``), else True."""
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return True  # a word, not a number
 
 
 def _run(value: Any) -> list[str]:
@@ -264,11 +275,13 @@ def _render(text: str, variables: Mapping[str, str], env: Mapping[str, str | Non
             return variables[kind]
         if kind == "days_ago_ms":
             try:
-                days = float(variables[arg])
+                ms = (now - float(variables[arg]) * 86400) * 1000
             except ValueError:
-                raise RecipeError(file, line, f"{{days_ago_ms:{arg}}}: {arg} = {variables[arg]!r} is not a number") \
-                    from None
-            return str(int((now - days * 86400) * 1000))
+                ms = math.nan
+            if not math.isfinite(ms):  # a word, or a number of days no clock reaches
+                raise RecipeError(file, line, f"{{days_ago_ms:{arg}}}: {arg} = {variables[arg]!r} is not a number "
+                                              "of days")
+            return str(int(ms))
         if hide:
             return f"<.env {arg}>"
         value = env.get(arg)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aegir.errors import AegirError
 from aegir.facts import Fact
+from aegir.fields import Answer
 from aegir.fw import nft, render
 from aegir.fw.model import Container, bridge_name, parse_container
 from aegir.fw.settings import FwSettings
@@ -135,9 +136,9 @@ def running_containers(client: docker.DockerClient) -> list[Container]:
     from docker.errors import NotFound
 
     out = []
-    for summary in client.api.containers(quiet=True):
+    for summary in Answer(client.api.containers(quiet=True), "docker /containers/json").items():
         try:
-            out.append(parse_container(client.api.inspect_container(summary["Id"])))
+            out.append(parse_container(client.api.inspect_container(summary["Id"].present().text())))
         except NotFound:
             continue
     return out

@@ -216,6 +216,8 @@ def parse_container(data: Mapping[str, Any]) -> Container:
     above 65535, non-ASCII digits, an address that is not one) is refused with
     `InspectError` naming the container and the field.
     """
+    if not isinstance(data, Mapping):
+        raise InspectError(f"docker inspect: expected an object, got {type(data).__name__}")
     name = _name(data)
     where = f"container {name!r}"
     settings = _mapping(data.get("NetworkSettings"), f"{where}: NetworkSettings")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from aegir.compose.status import srv_checked
 from aegir.disk.facts import Archive, archive_fact
 from aegir.errors import AegirError
 from aegir.facts import Fact
+from aegir.fields import Answer
 from aegir.mysql import onhost
 from aegir.mysql.commands import Options, plan_cmd, restore_plan_cmd
 from aegir.sh import Cmd, Reply, shell
@@ -201,8 +202,9 @@ def parse_run_state(stdout: str) -> RunState:
     for part in stdout.split("\035", 4)[1:]:
         name, _, body = part.partition("\n")
         found[name] = body
-    return RunState(_json(found.get("state.json", "")), _json(found.get("result.json", "")), found.get("log", ""),
-                    found.get("lock", "").strip() == "held")
+    result = _json(found.get("result.json", ""))
+    return RunState(_json(found.get("state.json", "")), result and check_result(result, "checkpoint result.json"),
+                    found.get("log", ""), found.get("lock", "").strip() == "held")
 
 
 def _json(text: str) -> Mapping[str, Any] | None:
@@ -210,9 +212,57 @@ def _json(text: str) -> Mapping[str, Any] | None:
         return None
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise AegirError(f"unreadable checkpoint state: {text[:120]!r}") from None
     return value if isinstance(value, dict) else None
+
+
+# --------------------------------------------------------------------------- the program's answers, by shape
+# The reports read these answers' fields as numbers, lists and mappings: each is checked here, where the
+# answer is read, so that a host's bad answer is its failed row (`aegir.fields.ShapeError`).
+
+
+def check_result(value: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+    """A checkpoint run's result (``result.json``, the program's ``run`` answer), its shape checked."""
+    a = Answer(value, what)
+    for key in ("wal_before", "wal_after"):
+        a[key].real()
+    if "downtime" in value:  # shown as seconds: a null is no number either
+        a["downtime"].present("a number").real()
+    a["archived"].items()
+    a["removed"].texts()
+    for s in a["steps"].items():
+        s["step"].present()
+        s["seconds"].present().real()
+    rec = a["recovered"]
+    if isinstance(rec.value, Mapping):
+        rec["did"].texts()
+    return value
+
+
+def _check_plan(a: Answer) -> None:
+    a["target"].mapping()
+    a["login"].mapping()
+    a["dependents"].texts()
+    for s in a["steps"].items():
+        s["name"].present()
+        s["what"].present()
+        s["commands"].items()
+
+
+def _check_restore_plan(a: Answer) -> None:
+    a["chain"].texts()
+    start = a["start"].items()
+    if a["start"].value is not None and len(start) != 2:
+        raise a["start"].fail("a list of a file and a position")
+
+
+def _check_restored(a: Answer) -> None:
+    a["replayed"].texts()
+
+
+_CHECKS: dict[str, Callable[[Answer], None]] = {
+    "plan": _check_plan, "restore-plan": _check_restore_plan, "restore": _check_restored}
 
 
 def log_size_fact(state_dir: str) -> Fact[int]:
@@ -244,10 +294,12 @@ def parse_program(reply: Reply, verb: str) -> Mapping[str, Any]:
     if reply.exited == 0:
         try:
             value = json.loads((reply.stdout.strip().splitlines() or [""])[-1])
-        except ValueError:
+        except (ValueError, RecursionError):
             value = None
         if not isinstance(value, dict):
             raise AegirError(f"mysql-checkpoint {verb} printed no JSON: {reply.stdout[-200:]!r}")
+        if verb in _CHECKS:
+            _CHECKS[verb](Answer(value, f"mysql-checkpoint {verb}"))
         return value
     said = reply.stderr.strip()
     at = said.rfind("mysql-checkpoint: ")

@@ -5,14 +5,14 @@ its version and data-root. Parsers are pure."""
 from __future__ import annotations
 
 import ipaddress
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aegir.docker import DockerNetwork, dockerd_fact, parse_networks
 from aegir.errors import AegirError
 from aegir.facts import Fact
+from aegir.fields import Answer, read_json
 from aegir.net import mesh, swanctl
 from aegir.net.posture import DockerConfig, config_fact
 from aegir.sh import Cmd, shell
@@ -55,15 +55,12 @@ def addresses_cmd() -> Cmd:
 
 def parse_addresses(stdout: str) -> frozenset[Addr]:
     """``ip -j addr show`` -> every address configured on an interface."""
-    try:
-        links = json.loads(stdout or "[]")
-    except ValueError as exc:
-        raise AegirError(f"cannot read `ip -j addr show`: {exc}") from None
+    links = read_json(stdout or "[]", "`ip -j addr show`")
     out: set[Addr] = set()
-    for link in links if isinstance(links, list) else ():
-        for info in (link.get("addr_info") or []) if isinstance(link, dict) else ():
+    for link in Answer(links, "`ip -j addr show`").items():
+        for info in link["addr_info"].items():
             try:
-                out.add(ipaddress.ip_address(str(info.get("local"))))
+                out.add(ipaddress.ip_address(info["local"].text()))
             except ValueError:
                 continue
     return frozenset(out)
@@ -73,15 +70,16 @@ def addresses_fact() -> Fact[frozenset[Addr]]:
     return Fact("net.addresses", addresses_cmd(), lambda r: parse_addresses(r.stdout))
 
 
-def parse_containers(rows: Iterable[Mapping[str, Any]]) -> tuple[ContainerAddress, ...]:
-    """The Docker API's (running) container list -> their addresses per network."""
+def parse_containers(rows: Any) -> tuple[ContainerAddress, ...]:
+    """The Docker API's (running) container list -> their addresses per network (`aegir.fields.ShapeError`
+    for a list of another shape)."""
     out = []
-    for row in rows:
-        name = ((row.get("Names") or ["?"])[0] or "?").lstrip("/")
-        nets = ((row.get("NetworkSettings") or {}).get("Networks") or {})
-        for net, ep in sorted(nets.items()):
-            ep = ep or {}
-            out.append(ContainerAddress(name, net, _addr(ep.get("IPAddress"), 4), _addr(ep.get("GlobalIPv6Address"), 6)))  # type: ignore[arg-type]
+    for row in Answer(rows, "docker /containers/json").items():
+        names = row["Names"].texts()
+        name = (names[0] if names else "").lstrip("/") or "?"
+        for net, ep in row["NetworkSettings"]["Networks"].pairs():
+            out.append(ContainerAddress(name, net, _addr(ep["IPAddress"].text(), 4),  # type: ignore[arg-type]
+                                        _addr(ep["GlobalIPv6Address"].text(), 6)))  # type: ignore[arg-type]
     return tuple(sorted(out, key=lambda c: (c.container, c.network)))
 
 

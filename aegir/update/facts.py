@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aegir.docker import DockerUnavailable, dockerd_fact, running_info
 from aegir.errors import STDERR_TAIL_LINES, AegirError, RefusedError
 from aegir.facts import Fact
+from aegir.fields import Answer, ShapeError
 from aegir.sh import Reply
 from aegir.update.apt import (
     PackageInfo,
@@ -219,7 +220,10 @@ def live_restore(hc: HostContext, running: bool | None = None) -> tuple[bool | N
         return None, exc.message
     except Exception as exc:  # the SDK's errors: the review goes on without it
         return None, f"Docker info failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-    return bool(info.get("LiveRestoreEnabled")), None
+    try:
+        return Answer(info, "docker info")["LiveRestoreEnabled"].flag(), None
+    except ShapeError as exc:
+        return None, exc.message
 
 
 # --------------------------------------------------------------------------- the review's reads

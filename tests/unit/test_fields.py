@@ -166,3 +166,41 @@ def test_fields_raise_the_callers_error_with_its_head():
         f.get("port", fields.port)
     assert str(err.value) == "hosts.yml:7: hyp1: fw.port: 0 is not a port number from 1 to 65535"
     assert err.value.problem == "hyp1: fw.port: 0 is not a port number from 1 to 65535"
+
+
+# --------------------------------------------------------------------------- Answer: a host's answer, by shape
+
+
+def test_an_answer_reads_by_path_and_null_or_absent_reads_as_empty():
+    rows = fields.Answer([{"Name": "x", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8"}]}, "Size": 2.0}, {}], "docker")
+    first, second = rows.items()
+    assert first["Name"].text() == "x" and first["IPAM"]["Config"].items()[0]["Subnet"].text() == "10.0.0.0/8"
+    assert first["Size"].number() == 2 and first["Missing"].number(7) == 7 and second["Name"].text("?") == "?"
+    assert second["Labels"].pairs() == [] and second["Names"].texts() == [] and not second["InUse"].flag()
+
+
+@pytest.mark.parametrize(("value", "read", "message"), [
+    ("x", lambda a: a.items(), "docker /networks: expected a list, got a string"),
+    ([{"IPAM": []}], lambda a: a.items()[0]["IPAM"]["Config"], "docker /networks: [0].IPAM: expected a mapping, got a list"),
+    ([{"Size": "12"}], lambda a: a.items()[0]["Size"].number(), "docker /networks: [0].Size: expected a number, got a string"),
+    ([{"Size": float("nan")}], lambda a: a.items()[0]["Size"].number(),
+     "docker /networks: [0].Size: expected a finite number, got nan"),
+    ([{"Size": 10**400}], lambda a: a.items()[0]["Size"].real(),
+     "docker /networks: [0].Size: expected a finite number, got a number too large"),
+    ([{"Names": ["a", None]}], lambda a: a.items()[0]["Names"].texts(),
+     "docker /networks: [0].Names[1]: expected a string, got null"),
+    ([{"InUse": "yes"}], lambda a: a.items()[0]["InUse"].flag(), "docker /networks: [0].InUse: expected true or false, got a string"),
+    ([{}], lambda a: a.items()[0]["step"].present(), "docker /networks: [0].step: expected a value, got null"),
+])
+def test_an_answer_of_another_shape_is_a_shape_error_naming_the_answer_and_the_path(value, read, message):
+    with pytest.raises(fields.ShapeError) as exc:
+        read(fields.Answer(value, "docker /networks"))
+    assert str(exc.value) == message
+
+
+def test_read_json_refuses_text_and_nesting_too_deep_for_python():
+    assert fields.read_json('{"a": [1]}', "x") == {"a": [1]}
+    with pytest.raises(fields.ShapeError, match=r"^cannot read `ip -j addr`: Expecting value"):
+        fields.read_json("nope", "`ip -j addr`")
+    with pytest.raises(fields.ShapeError, match=r"^cannot read `ip -j addr`: nested too deeply$"):
+        fields.read_json("[" * 100_000, "`ip -j addr`")
