@@ -763,7 +763,8 @@ def test_a_recipe_file_with_a_mistake_is_reported_with_its_file_and_line(apps):
 #: Stand-ins for what the synapse recipe runs, each slow enough (2 s) for the /proc scan to see it, each failing
 #: the way the real one does when the database refuses: printing what it was given, secrets too.
 SYNAPSE_STANDINS = {
-    "curl": '#!/bin/sh\nin=$(cat)\nsleep 2\necho "curl: (22) 401 Unauthorized; sent $in" >&2\nexit 22\n',
+    # curl, also showing a value the container has from an env_file: other than .env.
+    "curl": '#!/bin/sh\nin=$(cat)\nsleep 2\necho "curl: (22) 401 Unauthorized; sent $in; with $SIGNING" >&2\nexit 22\n',
     # The compressor's Python module (the recipe's `python3 -c ...`): the URL on stdin, put in its error.
     "python3": '#!/bin/sh\nread -r url\nsleep 2\necho "RuntimeError: Error occured while connecting to $url" >&2\n'
                'exit 1\n',
@@ -778,16 +779,20 @@ CHAT = """services:
   synapse:
     image: lab/synapse-standin:1
     command: ["sleep", "86400"]
+    env_file: [signing.env]
 """
 
 
 def test_clean_synapse_shows_no_env_secret_in_output_json_plan_or_any_process_argv(apps):
-    """The synapse recipe with a password and a token in .env, both steps failing and printing them: neither
-    appears in stdout, stderr, the JSON, the --dry plan, nor in the command line of any process while it runs."""
+    """The synapse recipe with a password and a token in .env and a key in another env_file:, both steps failing
+    and printing them: none appears in stdout, stderr, the JSON, the --dry plan, nor in the command line of any
+    process while it runs."""
     host, inv = apps
-    password, token = "pg-" + secrets.token_hex(8), "tok-" + secrets.token_hex(8)
+    password, token, signing = ("pg-" + secrets.token_hex(8), "tok-" + secrets.token_hex(8),
+                                "sig-" + secrets.token_hex(8))
     build_context(host, "lab/synapse-standin:1", {"Dockerfile": SYNAPSE_DOCKERFILE, **SYNAPSE_STANDINS})
     host.write("apps/chat/docker-compose.yml", CHAT)
+    host.write("apps/chat/signing.env", f"SIGNING={signing}\n")
     host.write("apps/chat/.env", f"SYNAPSE_ADMIN_TOKEN={token}\nPOSTGRES_USER=synapse\n"
                                  f"POSTGRES_PASSWORD={password}\nPOSTGRES_DB=synapse\n")
     try:
@@ -797,20 +802,20 @@ def test_clean_synapse_shows_no_env_secret_in_output_json_plan_or_any_process_ar
         dry_json = run_inv("disk.clean", "chat", "--recipe", "synapse", "--dry", "--format", "json", inventory=inv)
         assert dry.returncode == dry_json.returncode == 0, dry.stdout + dry.stderr
         assert "exec -T synapse python3 -c" in dry.stdout  # the plan is still readable: user and service shown
-        with ProcScan(password, token, watch="synapse_auto_compressor", where=("cmdline",)) as scan:
+        with ProcScan(password, token, signing, watch="synapse_auto_compressor", where=("cmdline",)) as scan:
             table = run_inv("disk.clean", "chat", "--recipe", "synapse", "--yes", inventory=inv)
-        with ProcScan(password, token, watch="synapse_auto_compressor", where=("cmdline",)) as scan_json:
+        with ProcScan(password, token, signing, watch="synapse_auto_compressor", where=("cmdline",)) as scan_json:
             res = run_inv("disk.clean", "chat", "--recipe", "synapse", "--yes", "--format", "json", inventory=inv)
         assert table.returncode == res.returncode == 1, table.stdout + table.stderr
         [row] = envelope(res.stdout, "disk.clean", dry=False)["hosts"]
         assert [(s["step"], s["exit_code"], s["state"]) for s in row["result"]["steps"]] == [
             ("purge remote media cache", 22, "failed"), ("state compressor", 1, "failed")]
         # The steps did print the secrets: the output says where, masked (here the whole stdin, token and all).
-        assert row["result"]["steps"][0]["output"] == "curl: (22) 401 Unauthorized; sent ****"
+        assert row["result"]["steps"][0]["output"] == "curl: (22) 401 Unauthorized; sent ****; with ****"
         assert row["result"]["steps"][1]["output"] == "RuntimeError: Error occured while connecting to ****"
         assert "connecting to ****" in table.stdout
         for run in (dry, dry_json, table, res):
-            for secret in (password, token):
+            for secret in (password, token, signing):
                 assert secret not in run.stdout + run.stderr
         assert scan.watched and scan_json.watched  # the scan saw the compressor step run
         assert scan.hits == scan_json.hits == [], f"a secret was visible in /proc: {scan.hits + scan_json.hits}"

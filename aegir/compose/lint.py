@@ -451,17 +451,23 @@ def parse_env(text: str) -> EnvFile:
     return EnvFile(keys, frozenset(used), tuple(errors), tuple(sorted(v for v in values if v.strip())))
 
 
-def _uses_env_file(data: object) -> bool:
-    """True when a service loads .env wholesale (``env_file: .env``)."""
+def env_files(data: object) -> list[str]:
+    """Every ``env_file:`` path the services of a compose file's data name (as written, in order, once each)."""
+    out: list[str] = []
     services = data.get("services") if isinstance(data, dict) else None
     for svc in (services or {}).values() if isinstance(services, dict) else ():
         ef = svc.get("env_file") if isinstance(svc, dict) else None
         items = ef if isinstance(ef, list) else [ef]
         for item in items:
             path = item.get("path") if isinstance(item, dict) else item
-            if isinstance(path, str) and path.strip() in (ENV_FILE, f"./{ENV_FILE}"):
-                return True
-    return False
+            if isinstance(path, str) and path.strip() and path.strip() not in out:
+                out.append(path.strip())
+    return out
+
+
+def _uses_env_file(data: object) -> bool:
+    """True when a service loads .env wholesale (``env_file: .env``)."""
+    return any(path in (ENV_FILE, f"./{ENV_FILE}") for path in env_files(data))
 
 
 def lint_texts(compose_file: str, compose_text: str, env_file: str, env_text: str | None,

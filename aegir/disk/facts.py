@@ -717,6 +717,24 @@ def app_recipe_fact(path: str) -> Fact[str | None]:
                 lambda r: r.stdout[1:] if r.stdout.startswith("Y") else None)
 
 
+#: At most this much of each ``env_file:`` is read (its values are masked in disk.clean's output, never shown).
+ENV_FILE_BYTES = 1 << 20
+_ENV_FILES_SCRIPT = f"""cd "$1" 2>/dev/null || exit 0
+shift
+for f in "$@"; do printf '\\035%s\\n' "$f"; head -c {ENV_FILE_BYTES} -- "$f" 2>/dev/null; done
+exit 0
+"""
+
+
+def env_files_fact(folder: str, paths: Sequence[str]) -> Fact[dict[str, str]]:
+    """The texts of a project's ``env_file:`` files (`paths`, relative to its `folder`) by path; a file that
+    cannot be read is empty. Asked afresh: they hold secrets, never kept."""
+    def parse(r: Reply) -> dict[str, str]:
+        parts = (part.partition("\n") for part in r.stdout.split("\035")[1:])
+        return {name: text for name, _, text in parts}
+    return Fact("disk.env_files", shell(_ENV_FILES_SCRIPT, folder, *paths), parse, cache=False)
+
+
 def folder_size_cmd(path: str) -> Cmd:
     """The bytes a folder holds (``du -s``, one filesystem, no following links)."""
     return Cmd.of("du", "-sxB1", "--", path)

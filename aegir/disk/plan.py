@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from aegir import yamldoc
 from aegir.compose import commands as compose
-from aegir.compose.discovery import Project
-from aegir.compose.lint import looks_secret, parse_env
+from aegir.compose.discovery import ENV_FILE, Project
+from aegir.compose.lint import env_files, looks_secret, parse_env
 from aegir.disk.facts import DockerState, DockerUsage, ProjectImages
 from aegir.disk.recipe import (
     APP_RECIPE,
@@ -47,6 +48,7 @@ from aegir.disk.recipe import (
 )
 from aegir.errors import AegirError
 from aegir.sh import Cmd, mask_values
+from aegir.yamldoc import YamlError
 
 #: The kinds of things a prune removes, in the order it removes them.
 KINDS = ("container", "image", "network", "volume", "build cache")
@@ -248,12 +250,24 @@ def exec_cmd(fl: compose.Flavour, p: Project, c: Command, docker_host: str | Non
     return dataclasses.replace(cmd, timeout=c.timeout)
 
 
+def env_file_paths(p: Project) -> list[str]:
+    """The ``env_file:`` files of `p`'s services other than its .env (read with it: their values are masked
+    too); none when the compose file cannot be read (`plan_clean` then says why)."""
+    try:
+        data = yamldoc.load(p.compose_text).data
+    except YamlError:
+        return []
+    return [f for f in env_files(data) if f not in (ENV_FILE, f"./{ENV_FILE}")]
+
+
 def plan_clean(p: Project, fl: compose.Flavour, *, own: str | None, recipe_name: str | None, env_text: str,
-               now: float, docker_host: str | None = None, host: str | None = None) -> CleanPlan:
+               now: float, docker_host: str | None = None, host: str | None = None,
+               env_file_texts: Sequence[str] = ()) -> CleanPlan:
     """The clean-up of project `p`: `own` (the text of its folder's ``aegir-clean.yml``, None: it has none)
     unless `recipe_name` (--recipe) names a shipped one; else the shipped one named by --recipe,
     ``x-aegir.clean.recipe`` or the folder's name; then the compose file's ``x-aegir.clean`` settings and
-    the app's ``.env`` (`env_text`: data, never interpolated from aegir's environment)."""
+    the app's ``.env`` (`env_text`: data, never interpolated from aegir's environment); `env_file_texts`: the
+    texts of its other ``env_file:`` files, whose values are masked like the .env's."""
     from dotenv import dotenv_values
 
     if p.error:
@@ -271,17 +285,23 @@ def plan_clean(p: Project, fl: compose.Flavour, *, own: str | None, recipe_name:
     lines = tuple(exec_cmd(fl, p, c, docker_host).line for c in commands)
     shown = "\n".join((p.path, recipe.name, recipe.file, *lines, *(c.step for c in commands),
                        *(c.shown_stdin or "" for c in commands)))
-    return CleanPlan(p, recipe, commands, lines, clean_secrets(env_text, env, commands, shown))
+    return CleanPlan(p, recipe, commands, lines, clean_secrets((env_text, *env_file_texts), commands, shown))
 
 
-def clean_secrets(env_text: str, env: Mapping[str, str | None], commands: Sequence[Command], shown: str) \
-        -> tuple[str, ...]:
+def clean_secrets(env_texts: Sequence[str], commands: Sequence[Command], shown: str) -> tuple[str, ...]:
     """What disk.clean's output may never show: each step's whole stdin, every value of a secret-looking
-    .env key (`looks_secret`: ``POSTGRES_PASSWORD``), and every other .env value (as written and as
-    interpolated) unless the plan shows it from the recipe and compose file alone (`shown`: a user name
-    that is also the service's name, ``synapse``, stays readable)."""
-    secret = {v.strip() for k, v in env.items() if v and v.strip() and looks_secret(k)}
-    values = {v for v in parse_env(env_text).values if v in secret or mask_values(shown, (v,)) == shown}
+    key (`looks_secret`: ``POSTGRES_PASSWORD``) of the .env and the other ``env_file:`` files
+    (`env_texts`), and every other value of theirs (as written and as interpolated) unless the plan shows
+    it from the recipe and compose file alone (`shown`: a user name that is also the service's name,
+    ``synapse``, stays readable)."""
+    from dotenv import dotenv_values
+
+    secret: set[str] = set()
+    values: set[str] = set()
+    for text in env_texts:
+        env = dotenv_values(stream=io.StringIO(text), interpolate=False)
+        secret |= {v.strip() for k, v in env.items() if v and v.strip() and looks_secret(k)}
+        values |= {v for v in parse_env(text).values if mask_values(shown, (v,)) == shown}
     return tuple(sorted(secret | values | {c.stdin for c in commands if c.stdin}))
 
 

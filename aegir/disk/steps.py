@@ -23,7 +23,14 @@ from aegir import action
 from aegir.compose import commands as compose
 from aegir.compose.discovery import select, unknown_names
 from aegir.disk import report
-from aegir.disk.facts import app_recipe_fact, folder_size_fact, mounted_projects, parse_docker_df, prune_facts
+from aegir.disk.facts import (
+    app_recipe_fact,
+    env_files_fact,
+    folder_size_fact,
+    mounted_projects,
+    parse_docker_df,
+    prune_facts,
+)
 from aegir.disk.plan import (
     KINDS,
     CleanResult,
@@ -34,6 +41,7 @@ from aegir.disk.plan import (
     Item,
     PruneOptions,
     PruneResult,
+    env_file_paths,
     exec_cmd,
     plan_clean,
     plan_prune,
@@ -220,10 +228,14 @@ class Clean(action.Action[HostClean, CleanResult]):
         if not chosen:
             return HostClean(None, disc.projects)
         p = chosen[0]
-        fl, *own = hc.facts(compose.FLAVOUR, *([] if self.recipe else [app_recipe_fact(f"{p.dir}/{APP_RECIPE}")]))
-        return HostClean(plan_clean(p, fl, own=own[0] if own else None, recipe_name=self.recipe,
+        paths = env_file_paths(p)
+        own = [] if self.recipe else [app_recipe_fact(f"{p.dir}/{APP_RECIPE}")]
+        fl, *found = hc.facts(compose.FLAVOUR, *own, *([env_files_fact(p.dir, paths)] if paths else []))
+        texts = list(found.pop().values()) if paths else []
+        return HostClean(plan_clean(p, fl, own=found[0] if found else None, recipe_name=self.recipe,
                                     env_text=disc.envs.get(p.path, ""), now=self.now,
-                                    docker_host=hc.host.docker_host, host=hc.name), disc.projects)
+                                    docker_host=hc.host.docker_host, host=hc.name, env_file_texts=texts),
+                         disc.projects)
 
     def todo(self, plan: HostClean) -> bool:
         return plan.plan is not None

@@ -8,8 +8,8 @@ import pytest
 
 from aegir.compose import commands as compose
 from aegir.compose.discovery import Project
-from aegir.disk.facts import folder_size_cmd, parse_folder_size
-from aegir.disk.plan import plan_clean
+from aegir.disk.facts import env_files_fact, folder_size_cmd, parse_folder_size
+from aegir.disk.plan import env_file_paths, plan_clean
 from aegir.disk.recipe import (
     RecipeError,
     apply_override,
@@ -19,7 +19,7 @@ from aegir.disk.recipe import (
     shipped,
     shipped_text,
 )
-from aegir.sh import mask_values
+from aegir.sh import Reply, mask_values
 
 NOW = 1_700_000_000.0
 
@@ -158,3 +158,16 @@ def test_clean_report_masks_every_secret_in_text_and_json():
     assert "pw-22" not in rep.text and "pw-22" not in json.dumps(rep.data)
     assert "failed: RuntimeError: cannot connect as **** with ****" in rep.text
     assert rep.data["hosts"][0]["result"]["steps"][0]["line"] == "python3 -c ... ****"
+
+
+def test_env_file_values_are_secrets_too_and_the_env_files_are_read_in_one_command():
+    fl = compose.Flavour(("docker", "compose"), "2.40.3")
+    text = "services:\n  synapse:\n    env_file: [.env, signing.env, {path: ./more.env, required: false}]\n"
+    p = Project("apps", "matrix", "/srv/apps/matrix", "docker-compose.yml", compose_text=text)
+    assert env_file_paths(p) == ["signing.env", "./more.env"]
+    env = "SYNAPSE_ADMIN_TOKEN=t1\nPOSTGRES_USER=u\nPOSTGRES_PASSWORD=p1\nPOSTGRES_DB=d\n"
+    plan = plan_clean(p, fl, own=None, recipe_name="synapse", env_text=env, now=NOW,
+                      env_file_texts=["SIGNING_KEY=ed25519 a_bcd xyz\nCOLOUR=matrix\n"])
+    assert "ed25519 a_bcd xyz" in plan.secrets and "matrix" not in plan.secrets  # shown: the project's path
+    assert env_files_fact("/srv/apps/matrix", ["signing.env"]).cmd.line.endswith("sh /srv/apps/matrix signing.env")
+    assert env_files_fact("/srv/apps/matrix", ["a.env"]).parse(Reply("\035a.env\nK=v\n", "", 0)) == {"a.env": "K=v\n"}
