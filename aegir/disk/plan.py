@@ -230,8 +230,8 @@ class CleanPlan:
     recipe: Recipe
     commands: tuple[Command, ...]
     lines: tuple[str, ...]  # each command's exact line (`compose exec ...`)
-    #: What no output may show: every value of the app's .env (as written and as interpolated) and each
-    #: step's whole stdin; `aegir.sh.mask_values` masks them in the step outputs and in the whole report.
+    #: What no output may show (`clean_secrets`): values of the app's .env and env_file: files, each step's
+    #: whole stdin; `aegir.sh.mask_values` masks them in the step outputs and in the whole report.
     secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
 
 
@@ -293,7 +293,8 @@ def clean_secrets(env_texts: Sequence[str], commands: Sequence[Command], shown: 
     key (`looks_secret`: ``POSTGRES_PASSWORD``) of the .env and the other ``env_file:`` files
     (`env_texts`), and every other value of theirs (as written and as interpolated) unless the plan shows
     it from the recipe and compose file alone (`shown`: a user name that is also the service's name,
-    ``synapse``, stays readable)."""
+    ``synapse``, stays readable) or it is too plain to hide (`_plain`: ``DEBUG=1`` would turn every exit
+    code 1 and size 1.5M of the report into ``****``)."""
     from dotenv import dotenv_values
 
     secret: set[str] = set()
@@ -301,8 +302,27 @@ def clean_secrets(env_texts: Sequence[str], commands: Sequence[Command], shown: 
     for text in env_texts:
         env = dotenv_values(stream=io.StringIO(text), interpolate=False)
         secret |= {v.strip() for k, v in env.items() if v and v.strip() and looks_secret(k)}
-        values |= {v for v in parse_env(text).values if mask_values(shown, (v,)) == shown}
+        values |= {v for v in parse_env(text).values if not _plain(v) and mask_values(shown, (v,)) == shown}
     return tuple(sorted(secret | values | {c.stdin for c in commands if c.stdin}))
+
+
+_PLAIN_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "none", "null"})
+
+
+def _plain(value: str) -> bool:
+    """A value of a key that does not look secret, too plain to hide: under 4 characters, a number, a boolean.
+
+    >>> [_plain(v) for v in ("1", "8008", "0.5", "True", "matrix", "hunter2")]
+    [True, True, True, True, False, False]
+    """
+    v = value.strip()
+    if len(v) < 4 or v.lower() in _PLAIN_WORDS:
+        return True
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

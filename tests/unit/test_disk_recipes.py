@@ -156,7 +156,7 @@ def test_clean_report_masks_every_secret_in_text_and_json():
     ran = Ran((Outcome(Host("hyp1"), value=HostRun(HostClean(plan), result)),), dry=False, acted=True)
     rep = clean_report(ran)
     assert "pw-22" not in rep.text and "pw-22" not in json.dumps(rep.data)
-    assert "failed: RuntimeError: cannot connect as **** with ****" in rep.text
+    assert "failed: RuntimeError: cannot connect as u with ****" in rep.text  # u: too plain to hide
     assert rep.data["hosts"][0]["result"]["steps"][0]["line"] == "python3 -c ... ****"
 
 
@@ -171,3 +171,15 @@ def test_env_file_values_are_secrets_too_and_the_env_files_are_read_in_one_comma
     assert "ed25519 a_bcd xyz" in plan.secrets and "matrix" not in plan.secrets  # shown: the project's path
     assert env_files_fact("/srv/apps/matrix", ["signing.env"]).cmd.line.endswith("sh /srv/apps/matrix signing.env")
     assert env_files_fact("/srv/apps/matrix", ["a.env"]).parse(Reply("\035a.env\nK=v\n", "", 0)) == {"a.env": "K=v\n"}
+
+
+def test_plain_values_of_keys_that_do_not_look_secret_stay_readable_in_the_report():
+    fl = compose.Flavour(("docker", "compose"), "2.40.3")
+    p = Project("apps", "matrix", "/srv/apps/matrix", "docker-compose.yml", compose_text="services: {}\n")
+    env = ("SYNAPSE_ADMIN_TOKEN=1234\nPOSTGRES_USER=u\nPOSTGRES_PASSWORD=pw\nPOSTGRES_DB=d\nDEBUG=1\n"
+           "PORT=8008\nFLAG=true\nNAME=wiki-one\n")
+    plan = plan_clean(p, fl, own=None, recipe_name="synapse", env_text=env, now=NOW)
+    # 1234 and pw: values of secret keys, however plain; wiki-one: a value the plan does not show
+    assert {"1234", "pw", "wiki-one"} <= set(plan.secrets) and not {"1", "8008", "true", "d", "u"} & set(plan.secrets)
+    assert mask_values("exit 1 after 8008 ms, 1.5M freed; pw wrong", plan.secrets) == \
+        "exit 1 after 8008 ms, 1.5M freed; **** wrong"
