@@ -99,9 +99,9 @@ def gather(hc: "HostContext") -> NetFacts:
     if not running:
         return NetFacts(addresses, False, config=config)
     api = hc.docker(running=True).api
-    info = api.info()
+    info = Answer(api.info(), "docker info")
     return NetFacts(addresses, True, parse_networks(api.networks()), parse_containers(api.containers()), config,
-                    str(info.get("ServerVersion") or "") or None, str(info.get("DockerRootDir") or "") or None)
+                    info["ServerVersion"].text() or None, info["DockerRootDir"].text() or None)
 
 
 # --------------------------------------------------------------------------- the IPsec mesh (net.keys, net.mesh, net.check)
@@ -235,8 +235,8 @@ def check_read(hc: "HostContext") -> CheckFacts:
     api = hc.docker(running=True).api
     for c in parse_containers(api.containers()):
         if c.ipv6 is not None and prefix is not None and c.ipv6 in prefix:
-            pid = (api.inspect_container(c.container).get("State") or {}).get("Pid")
-            if isinstance(pid, int) and pid > 0:
+            pid = Answer(api.inspect_container(c.container), "docker inspect")["State"]["Pid"].number()
+            if pid > 0:
                 return CheckFacts(sas, Probe(c.container, c.ipv6, pid))
     return CheckFacts(sas, None, f"no running container with a global IPv6 in {prefix}")
 
