@@ -386,7 +386,13 @@ def _exec(c: Any, line: str, stdin: str | None, deadline: float | None) -> "Resu
         fd = chan.fileno()  # paramiko's pipe: readable while either stream holds data, or at EOF/close
         chan.exec_command(line)
         if stdin:
-            chan.sendall(stdin.encode())
+            # A host that never reads its stdin must not hold this thread past the deadline either.
+            chan.settimeout(None if ends is None else max(0.001, ends - time.monotonic()))
+            try:
+                chan.sendall(stdin.encode())
+            except TimeoutError:
+                raise CommandTimedOut(Result(command=line, exited=-1), timeout=deadline or 0) from None  # type: ignore[arg-type]  # Invoke's hint says int
+            chan.settimeout(None)
             chan.shutdown_write()
         while True:
             if chan.recv_ready():

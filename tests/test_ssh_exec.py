@@ -70,6 +70,15 @@ def test_past_its_deadline_a_command_is_cut_and_says_so_and_the_connection_serve
     assert hc.run(Cmd.of("echo", "still here")).stdout == "still here\n"
 
 
+def test_a_command_that_never_reads_its_stdin_is_cut_at_its_deadline_too(hc):
+    """8 MB of stdin is beyond the SSH window: sending it waits on the host, and that wait has the deadline."""
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        hc.run(Cmd.of("sleep", "30", stdin="x" * 8_000_000, timeout=1))
+    assert time.monotonic() - started < 5
+    assert hc.run(Cmd.of("echo", "still here")).stdout == "still here\n"
+
+
 def test_a_captured_command_starts_no_thread(hc):
     """Invoke's runner started three per command (stdout, stderr, stdin), a fleet's main CPU cost."""
     hc.run(Cmd.of("true"))
