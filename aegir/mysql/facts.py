@@ -152,11 +152,14 @@ def read_wal(hc: HostContext) -> tuple[AppWal, ...]:
 # --------------------------------------------------------------------------- a checkpoint run's state
 
 
+# The order is the proof: state.json, then the lock, then result.json. A run writes state.json after it takes
+# the lock and its result before it lets the lock go, so a lock seen free after a state.json that names the
+# run means its result (if it wrote one) is there when result.json is read. Read the other way round, a run
+# that ends between the two reads looks dead with no result.
 _STATE_SCRIPT = r"""cd "$1" 2>/dev/null || { printf 'NONE\n'; exit 0; }
-for f in state.json result.json; do
-  printf '\035%s\n' "$f"; cat "$f" 2>/dev/null
-done
+printf '\035state.json\n'; cat state.json 2>/dev/null
 if [ ! -e lock ] || flock -n lock true 2>/dev/null; then printf '\035lock\nfree'; else printf '\035lock\nheld'; fi
+printf '\035result.json\n'; cat result.json 2>/dev/null
 printf '\035log\n'; tail -c "+$(( $2 + 1 ))" log 2>/dev/null
 exit 0
 """

@@ -62,7 +62,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 KINDS = ("core", "apps", "users")
@@ -1408,12 +1408,23 @@ def _plan_main(t: Target, a: argparse.Namespace, log: Log) -> int:
     return 0
 
 
+def _take(lock: IO[str], tries: int = 20, pause: float = 0.05) -> bool:
+    """Take the app's lock; False when another run holds it. A reader probing whether a run is alive
+    (`flock -n lock true`, mysql.status and the operator's follow) holds it for a moment: a lock still taken
+    after a second is a run's."""
+    for _ in range(tries):
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            time.sleep(pause)
+    return False
+
+
 def _checkpoint_main(t: Target, a: argparse.Namespace, log: Log) -> int:
     run_id = a.run or now_id()
     lock = open(Path(t.state) / "lock", "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _take(lock):
         log(f"run {run_id}: another checkpoint of {t.path} is running; not starting")
         return _result(t, {"run": run_id, "ok": False, "error": "another checkpoint of this app is running"})
     log(f"run {run_id}: checkpoint of {t.path} (pid {os.getpid()})")

@@ -224,6 +224,26 @@ def test_a_run_state_says_whether_the_run_finished():
                                                                                  "120")
 
 
+def test_a_run_that_ends_while_its_state_is_read_is_seen_finished_not_dead(tmp_path: Path):
+    # The run's guardian writes its result and exits between the reader's looks: simulated by a `flock`
+    # that finishes the run while it probes the lock. The reader must then see the result (read after the
+    # lock), not "no result, lock free": that read order made a killed run look dead with no result (CI).
+    state, bin_ = tmp_path / "state", tmp_path / "bin"
+    state.mkdir(), bin_.mkdir()
+    (state / "state.json").write_text('{"run": "R2", "step": "dependents"}')
+    (state / "lock").write_text("")
+    (state / "log").write_text("run R2: the worker died (signal 9)\n")
+    flock = bin_ / "flock"
+    flock.write_text('#!/bin/sh\nprintf \'{"run": "R2", "ok": false}\' > result.json\nrm -f state.json\nexit 0\n')
+    flock.chmod(0o755)
+    cmd = run_state_cmd(str(state))
+    done = subprocess.run(cmd.argv, capture_output=True, text=True, check=True,
+                          env={"PATH": f"{bin_}:/usr/bin:/bin"})
+    st = parse_run_state(done.stdout)
+    assert not st.lock_held and st.state == {"run": "R2", "step": "dependents"}
+    assert st.finished("R2"), done.stdout
+
+
 # --------------------------------------------------------------------------- planning reads only
 
 
@@ -360,3 +380,19 @@ def test_following_a_run_prints_its_log_escaped_and_a_dropped_session_says_how_t
         steps.follow(dropped, "/srv/conf/aegir/mysql/apps-shop", "R", app="/srv/apps/shop")  # type: ignore[arg-type]
     assert err.value.message == ("SSH connection lost; the checkpoint goes on on the host: reattach with "
                                  "`inv -H hyp1 mysql.status /srv/apps/shop`")
+
+
+def test_a_run_waits_out_a_readers_probe_of_its_lock_but_not_another_run(tmp_path: Path):
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    hold = "import fcntl, sys, time; f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX); print(1, flush=True); " \
+           "time.sleep(float(sys.argv[2]))"
+    for held, taken in ((0.3, True), (30.0, False)):  # a probe lets go within a second; a run does not
+        other = subprocess.Popen([sys.executable, "-c", hold, str(lock), str(held)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert other.stdout is not None and other.stdout.readline() == "1\n"
+            with open(lock, "w") as f:
+                assert onhost._take(f) is taken
+        finally:
+            other.kill()
+            other.wait()
