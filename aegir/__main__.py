@@ -1,5 +1,5 @@
-"""``python -m aegir`` is the same program as ``inv`` and ``aegir``."""
+"""``python -m aegir`` is the same program as ``inv`` and ``aegir`` (`aegir.launch`: warm when asked)."""
 
-from aegir.cli import main
+from aegir.launch import main
 
 main()

@@ -40,8 +40,9 @@ def operator_env(**extra: str) -> dict[str, str]:
     ``PYTHONDONTWRITEBYTECODE``, under which every ``inv`` compiles aegir's
     modules anew (about 60 ms a run) as no installed aegir does. So the variable
     is dropped and aegir and tasks.py are compiled once, here, before timing.
+    ``AEGIR_WARM`` is dropped too: a figure is a cold command's unless a bench asks for the warm agent.
     """
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "AEGIR_WARM")}
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "aegir"), str(REPO / "tasks.py")],
                    env=env, check=True, capture_output=True)
     return {**env, **extra}

@@ -17,7 +17,8 @@ discovery round trip and two Docker API calls (containers, images).
    hypervisor does not: the line says it.
 3. End to end, a fresh process each: ``ssh root@host '<loop>'`` vs
    ``inv -H host apps.status`` (Python start-up and the SSH login included).
-   Target: >= 10x. And ``inv --list`` against ``python -c pass``: the start-up
+   Target: >= 10x. The same with the warm agent (``AEGIR_WARM``, `aegir.launch`): one command after
+   the first, and ten in a row cold vs warm. And ``inv --list`` against ``python -c pass``: the start-up
    every task pays before its first command (target: <= 0.15 s extra).
    In the same run ``ssh root@host true``, an SSH login and nothing else: the
    target is ``inv -H host apps.status`` within `BREATH` (0.10 s) of it. Where
@@ -133,6 +134,7 @@ def main() -> None:
         ours_e2e = median(lambda: subprocess.run(inv + ["apps.status"], cwd=REPO, env=env, check=True,
                                                  capture_output=True))
         ssh_true = median(lambda: subprocess.run(ssh + ["true"], check=True, capture_output=True))
+        warm_e2e, ten_cold, ten_warm = warm_figures(inv + ["apps.status"], env)
         handshake = median(lambda: open_context(c, target).close())
         inventory = median(lambda: load(str(lab.inventory_path)))
         imports = median(lambda: subprocess.run(
@@ -156,6 +158,9 @@ def main() -> None:
     print(f"ratio loop/apps.status (end to end): {loop_e2e / ours_e2e:.1f}x (target >= {E2E_TARGET:g}x)")
     print(f"  one SSH login, same run: `ssh host true` {ssh_true:.3f} s; `inv -H {host.name} apps.status` "
           f"{ours_e2e:.3f} s: {ours_e2e - ssh_true:+.3f} s over it (target <= +{BREATH:g} s)")
+    print(f"  warm agent (AEGIR_WARM, opt-in; a command after the first): `inv -H {host.name} apps.status` "
+          f"{warm_e2e:.3f} s: {warm_e2e - ssh_true:+.3f} s over `ssh host true` (target <= +{BREATH:g} s); "
+          f"ten in a row: {ten_cold:.2f} s cold, {ten_warm:.2f} s warm ({ten_cold / ten_warm:.2f}x)")
     print(f"  where it goes: python -c pass {bare:.3f} s; + the program's imports to `inv --list` "
           f"{listing - bare:.3f} s; python + aegir + Fabric/paramiko + Docker SDK imported {imports:.3f} s; "
           f"inventory read {inventory:.3f} s; SSH handshake + login {handshake:.3f} s; status over the open "
@@ -163,6 +168,44 @@ def main() -> None:
     print(f"start-up: python -c pass {bare:.3f} s, inv --list {listing:.3f} s, extra {listing - bare:.3f} s "
           f"(target <= {LIST_TARGET:g} s)")
     print(f"for information: apps.up of {PROJECTS - 1} projects, 8 at a time: {up_time:.2f} s")
+
+
+def warm_figures(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """`argv` served by a warm agent (`aegir.launch`, its own runtime folder): the median of `REPEAT` runs
+    after the first, and ten runs in a row cold vs warm (the first warm one starts the agent)."""
+    import re
+    import shutil
+    import tempfile
+
+    from aegir import launch
+
+    run = Path(tempfile.mkdtemp(prefix="aw-", dir="/tmp"))
+    warm = {**env, "AEGIR_WARM": "120", "XDG_RUNTIME_DIR": str(run)}
+    log = run / "aegir" / launch.LOG
+    try:
+        def ten(e: dict[str, str]) -> float:
+            start = time.perf_counter()
+            for _ in range(10):
+                subprocess.run(argv, cwd=REPO, env=e, check=True, capture_output=True)
+            return time.perf_counter() - start
+
+        ten_warm = ten(warm)  # the first starts the agent: what an operator's first ten commands cost
+        ten_cold = ten(env)
+        deadline = time.monotonic() + 60
+        while "serves" not in (log.read_text() if log.is_file() else ""):
+            assert time.monotonic() < deadline, "the warm agent did not start"
+            time.sleep(0.1)
+        before = log.read_text().count("served pid")
+        one = median(lambda: subprocess.run(argv, cwd=REPO, env=warm, check=True, capture_output=True))
+        assert log.read_text().count("served pid") - before >= REPEAT, "not served by the warm agent"
+        return one, ten_cold, ten_warm
+    finally:
+        for pid in re.findall(r"agent pid (\d+) serves", log.read_text() if log.is_file() else ""):
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(run, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import termios
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -160,7 +160,8 @@ class TtyRun:
 
 
 def run_inv_on_tty(*args: str, inventory: str | os.PathLike[str], typed: Sequence[str] = (),
-                   terminal: bool = True, input: str = "", timeout: float = 120) -> TtyRun:
+                   terminal: bool = True, input: str = "", timeout: float = 120,
+                   env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None) -> TtyRun:
     """Run ``inv ARGS`` with a real pseudo-terminal as its controlling terminal.
 
     /dev/tty in the program is the pty's slave side; stdin/stdout/stderr are
@@ -178,9 +179,9 @@ def run_inv_on_tty(*args: str, inventory: str | os.PathLike[str], typed: Sequenc
             fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
             os.close(fd)
 
-    full_env = {**os.environ, "COLUMNS": WIDE, "AEGIR_INVENTORY": str(inventory)}
+    full_env = {**os.environ, "COLUMNS": WIDE, "AEGIR_INVENTORY": str(inventory), **(env or {})}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "aegir", *args], cwd=str(REPO), env=full_env,
+        proc = subprocess.Popen([sys.executable, "-m", "aegir", *args], cwd=str(cwd or REPO), env=full_env,
                                 stdin=subprocess.PIPE, stdout=out, stderr=err, text=True,
                                 start_new_session=True, preexec_fn=take_terminal)
         assert proc.stdin is not None

@@ -29,19 +29,28 @@ from aegir.errors import RefusedError
 from aegir.report import printable, say
 
 TTY = "/dev/tty"
+#: The terminal's device when the program runs in a warm agent's child (`aegir.launch`), which has no
+#: controlling terminal of its own: the command that handed it over names its own.
+TTY_ENV = "AEGIR_TTY"
 TRIES = 3
+
+
+def terminal() -> str:
+    """The path of the operator's terminal: ``/dev/tty``, or the device `aegir.launch` names."""
+    return os.environ.get(TTY_ENV) or TTY
 
 
 class NoPassphrase(RefusedError):
     """No passphrase could be read: no terminal, end of input, or an empty line."""
 
 
-def read_secret(prompt: str, tty: str = TTY) -> str:
+def read_secret(prompt: str, tty: str | None = None) -> str:
     """Write `prompt` on the terminal and read one line with echo off.
 
     The terminal's settings are restored whatever happens (Ctrl-C included).
     Raises `NoPassphrase` when there is no terminal or the input ends.
     """
+    tty = tty or terminal()
     try:
         fd = os.open(tty, os.O_RDWR | os.O_NOCTTY)
     except OSError as exc:
@@ -77,7 +86,7 @@ class Prompter:
 
     same: bool = False
     stream: TextIO | None = None
-    tty: str = TTY
+    tty: str = field(default_factory=terminal)
     tries: int = TRIES
     notes: TextIO = field(default_factory=lambda: sys.stderr)
     _shared: str | None = field(default=None, repr=False)
