@@ -223,6 +223,8 @@ def _wait(conn: socket.socket) -> int | None:
         if not chunk:
             break
         data += chunk
+        if b"exit " in data and data.endswith(b"\n"):
+            break
     conn.close()
     lines = data.decode(errors="replace").split()
     if lines[:1] != ["run"]:
@@ -279,7 +281,7 @@ def agent(path: Path, idle: float) -> None:
             if listener.fileno() in ready:
                 conn, _ = listener.accept()
                 last = time.monotonic()
-                _serve(listener, conn, children, path.parent)
+                _serve(listener, conn, children, path.parent, (wake_r, wake_w))
             if children:
                 last = time.monotonic()
             elif time.monotonic() - last > idle or _replaced(path, mine):
@@ -319,7 +321,8 @@ def _reap(children: dict[int, socket.socket]) -> None:
         conn.close()
 
 
-def _serve(listener: socket.socket, conn: socket.socket, children: dict[int, socket.socket], where: Path) -> None:
+def _serve(listener: socket.socket, conn: socket.socket, children: dict[int, socket.socket], where: Path,
+           own: tuple[int, ...]) -> None:
     """Read one command (its fds, argv, environment) and fork the child that runs it."""
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _, uid, _ = struct.unpack("3i", creds)
@@ -339,7 +342,13 @@ def _serve(listener: socket.socket, conn: socket.socket, children: dict[int, soc
         return
     pid = os.fork()
     if pid == 0:
+        # the child keeps only its command's socket: a copy of another command's would keep that command
+        # waiting for its end after its exit code
         listener.close()
+        for other in children.values():
+            other.close()
+        for fd in own:
+            os.close(fd)
         _child(conn, request, fds)
     for fd in fds:
         os.close(fd)

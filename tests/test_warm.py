@@ -238,3 +238,24 @@ def test_an_agent_that_closes_before_it_runs_the_command_leaves_it_to_run_cold(w
         closer.join(10)
         assert not closer.is_alive()  # it did connect to the fake agent
     assert done.returncode == 0 and "Available tasks" in done.stdout and done.stderr == ""
+
+
+def test_two_commands_at_once_each_end_with_their_own_child(warm: dict[str, str], tasks_dir: Path):
+    inv("--list", env=warm, cwd=tasks_dir)
+    until_listening(warm)
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, "-m", "aegir", "probe", *args], cwd=str(tasks_dir), env=warm,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        assert proc.stdout is not None and json.loads(proc.stdout.readline())["ppid"] != os.getpid()
+        return proc
+
+    short = start("--sleep", "2", "--code", "4")
+    long = start("--sleep", "30")  # forked while the short one runs
+    try:
+        # the short one ends with its own child, not with the long one (whose child held a copy of the
+        # short one's socket)
+        assert short.wait(timeout=20) == 4 and long.poll() is None
+    finally:
+        long.kill()
+        long.wait()
