@@ -30,7 +30,6 @@ Python start, this module and the fork.
 from __future__ import annotations
 
 import array
-import hashlib
 import json
 import os
 import select
@@ -39,11 +38,14 @@ import site
 import socket
 import stat
 import struct
-import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
-from typing import Any, NoReturn
+
+TYPE_CHECKING = False  # typing is not imported at run time: this module's imports are a warm command's cost
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 #: Opt in: seconds the agent waits for the next command before it exits.
 ENV = "AEGIR_WARM"
@@ -77,12 +79,13 @@ def idle_seconds(environ: dict[str, str] | os._Environ[str] | None = None) -> fl
 
 
 def code_key(package: Path = PACKAGE, executable: str = sys.executable) -> str:
-    """A hash of the interpreter and of every file of the package (path, size, mtime in ns): a new
-    agent for new code."""
-    digest = hashlib.sha256(f"{executable}\0{sys.version}\0{package}".encode())
+    """A checksum of the interpreter and of every file of the package (path, size, mtime in ns): a new
+    agent for new code. (CRC-32 and Adler-32, not a cryptographic hash: it tells versions apart, the
+    socket's folder keeps others out; hashlib would cost a warm command 4 ms of import.)"""
+    text = [f"{executable}\0{sys.version}\0{package}"]
     for entry in site.getsitepackages():  # a package installed or upgraded changes its folder's mtime
         try:
-            digest.update(f"{entry}\0{os.stat(entry).st_mtime_ns}\0".encode())
+            text.append(f"{entry}\0{os.stat(entry).st_mtime_ns}")
         except OSError:
             pass
     for root, dirs, files in os.walk(package):
@@ -90,8 +93,9 @@ def code_key(package: Path = PACKAGE, executable: str = sys.executable) -> str:
         for name in sorted(files):
             if name.endswith((".py", ".j2", ".txt", ".json", ".yml", ".yaml", ".sh")):
                 st = os.stat(os.path.join(root, name))
-                digest.update(f"{os.path.join(root, name)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    return digest.hexdigest()[:24]
+                text.append(f"{os.path.join(root, name)}\0{st.st_size}\0{st.st_mtime_ns}")
+    data = "\0".join(text).encode(errors="surrogateescape")
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}{len(data):x}"
 
 
 def folder(environ: dict[str, str] | os._Environ[str] | None = None) -> Path:
@@ -240,6 +244,8 @@ def _wait(conn: socket.socket) -> int | None:
 def spawn(path: Path, idle: float) -> None:
     """Start an agent for `path` in the background (its own session, no terminal); it serves the
     next command."""
+    import subprocess
+
     subprocess.Popen([sys.executable, "-m", "aegir.launch", "--agent", str(path), repr(idle)],
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                      start_new_session=True, close_fds=True, cwd="/")
