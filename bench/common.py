@@ -10,12 +10,17 @@ the repository on ``sys.path`` before it imports this module or aegir::
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,3 +59,37 @@ def run_ok(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[
     if res.returncode != 0:
         raise SystemExit(f"bench: {' '.join(argv[2:])} exited {res.returncode}:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
     return res
+
+
+@contextlib.contextmanager
+def warm_agent(env: dict[str, str], idle: float = 120) -> Iterator[tuple[dict[str, str], Callable[[], int]]]:
+    """`env` with the warm agent on (``AEGIR_WARM``, `aegir.launch`) in a runtime folder of its own, and a
+    function counting the commands it served (a bench asserts its figures were served warm). Every agent
+    started is killed at the end, the folder removed."""
+    from aegir import launch
+
+    run = Path(tempfile.mkdtemp(prefix="aw-", dir="/tmp"))  # short: a Unix socket's path is <= 107 bytes
+    log = run / "aegir" / launch.LOG
+
+    def text() -> str:
+        return log.read_text() if log.is_file() else ""
+
+    try:
+        yield {**env, "AEGIR_WARM": f"{idle:g}", "XDG_RUNTIME_DIR": str(run)}, lambda: text().count("served pid")
+    finally:
+        for pid in re.findall(r"agent pid (\d+) serves", text()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def until_agent(served_env: dict[str, str], timeout: float = 60) -> None:
+    """Wait until the warm agent of `served_env` listens (the first command started it)."""
+    from aegir import launch
+
+    log = Path(served_env["XDG_RUNTIME_DIR"]) / "aegir" / launch.LOG
+    deadline = time.monotonic() + timeout
+    while "serves" not in (log.read_text() if log.is_file() else ""):
+        if time.monotonic() > deadline:
+            raise SystemExit("the warm agent did not start")
+        time.sleep(0.1)

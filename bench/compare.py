@@ -37,7 +37,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import REPO, operator_env  # noqa: E402
+from bench.common import REPO, operator_env, until_agent, warm_agent  # noqa: E402
 from bench.status import REPEAT, median  # noqa: E402
 
 HOSTS = 3
@@ -98,8 +98,9 @@ def main() -> None:
             cf_env = operator_env(HOME=str(home), NO_COLOR="1", COLUMNS="200")
             cf_env.pop("CF_CONFIG", None)
 
-            def aegir(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-                return subprocess.run([sys.executable, "-m", "aegir", *args], cwd=REPO, env=aegir_env,
+            def aegir(*args: str, check: bool = True, env: dict[str, str] | None = None
+                      ) -> subprocess.CompletedProcess[str]:
+                return subprocess.run([sys.executable, "-m", "aegir", *args], cwd=REPO, env=env or aegir_env,
                                       capture_output=True, text=True, check=check, stdin=subprocess.DEVNULL)
 
             def farm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -121,6 +122,13 @@ def main() -> None:
             cf_restart = median(lambda: farm("restart", APP))
             aegir_restart = median(lambda: aegir("apps.restart", APP))
             aegir_plan = median(lambda: aegir("apps.restart", APP, "--dry"))
+            with warm_agent(aegir_env) as (warm_env, served):  # opt-in: a command after the first
+                aegir("--list", env=warm_env)
+                until_agent(warm_env)
+                before = served()
+                warm_status = median(lambda: aegir("apps.status", env=warm_env))
+                warm_restart = median(lambda: aegir("apps.restart", APP, env=warm_env))
+                assert served() - before >= 2 * REPEAT, "not served by the warm agent"
             for host in lab.hosts:  # a quiet host stops cleanly
                 host.run(["sh", "-c", "docker rm -f $(docker ps -aq)"], timeout=120)
 
@@ -131,6 +139,8 @@ def main() -> None:
     print(f"  restart of one app: `cf restart {APP}` {cf_restart:.3f} s, `inv apps.restart {APP}` "
           f"(every host planned, then verified) {aegir_restart:.3f} s")
     print(f"ratio cf/aegir (restart): {cf_restart / aegir_restart:.2f}x (target >= {TARGET_RESTART:g}x: no slower)")
+    print(f"  with the warm agent (AEGIR_WARM, opt-in; a command after the first): status {warm_status:.3f} s "
+          f"({cf_status / warm_status:.2f}x), restart {warm_restart:.3f} s ({cf_restart / warm_restart:.2f}x)")
     print(f"for information: `inv apps.restart {APP} --dry` (start-up, every host planned, nothing done) "
           f"{aegir_plan:.3f} s")
 

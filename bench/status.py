@@ -48,7 +48,7 @@ from aegir.cli import AegirConfig  # noqa: E402
 from aegir.compose.status import gather_status  # noqa: E402
 from aegir.host import HostContext, open_context  # noqa: E402
 from aegir.inventory import Host, load  # noqa: E402
-from bench.common import REPO, median_seconds, operator_env  # noqa: E402
+from bench.common import REPO, median_seconds, operator_env, until_agent, warm_agent  # noqa: E402
 
 REPEAT = 5
 PROJECTS = 30
@@ -171,41 +171,22 @@ def main() -> None:
 
 
 def warm_figures(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
-    """`argv` served by a warm agent (`aegir.launch`, its own runtime folder): the median of `REPEAT` runs
-    after the first, and ten runs in a row cold vs warm (the first warm one starts the agent)."""
-    import re
-    import shutil
-    import tempfile
+    """`argv` served by a warm agent (`bench.common.warm_agent`): the median of `REPEAT` runs after the
+    first, and ten runs in a row cold vs warm (the first warm one starts the agent)."""
+    def ten(e: dict[str, str]) -> float:
+        start = time.perf_counter()
+        for _ in range(10):
+            subprocess.run(argv, cwd=REPO, env=e, check=True, capture_output=True)
+        return time.perf_counter() - start
 
-    from aegir import launch
-
-    run = Path(tempfile.mkdtemp(prefix="aw-", dir="/tmp"))
-    warm = {**env, "AEGIR_WARM": "120", "XDG_RUNTIME_DIR": str(run)}
-    log = run / "aegir" / launch.LOG
-    try:
-        def ten(e: dict[str, str]) -> float:
-            start = time.perf_counter()
-            for _ in range(10):
-                subprocess.run(argv, cwd=REPO, env=e, check=True, capture_output=True)
-            return time.perf_counter() - start
-
+    with warm_agent(env) as (warm, served):
         ten_warm = ten(warm)  # the first starts the agent: what an operator's first ten commands cost
         ten_cold = ten(env)
-        deadline = time.monotonic() + 60
-        while "serves" not in (log.read_text() if log.is_file() else ""):
-            assert time.monotonic() < deadline, "the warm agent did not start"
-            time.sleep(0.1)
-        before = log.read_text().count("served pid")
+        until_agent(warm)
+        before = served()
         one = median(lambda: subprocess.run(argv, cwd=REPO, env=warm, check=True, capture_output=True))
-        assert log.read_text().count("served pid") - before >= REPEAT, "not served by the warm agent"
-        return one, ten_cold, ten_warm
-    finally:
-        for pid in re.findall(r"agent pid (\d+) serves", log.read_text() if log.is_file() else ""):
-            try:
-                os.kill(int(pid), 9)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(run, ignore_errors=True)
+        assert served() - before >= REPEAT, "not served by the warm agent"
+    return one, ten_cold, ten_warm
 
 
 if __name__ == "__main__":
