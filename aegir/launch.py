@@ -57,7 +57,7 @@ TTY_ENV = "AEGIR_TTY"
 LOG = "agent.log"
 #: The signals a command passes to its child.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-#: The modules the agent imports before it serves (the ones a command pays for).
+#: The modules the agent imports before it serves (the ones a command pays for), besides all of aegir's.
 PRELOAD = ("aegir.cli", "aegir.tasks", "fabric", "paramiko", "docker", "docker.transport.sshconn", "urllib3",
            "requests", "yaml", "tabulate", "dotenv", "jinja2", "jinja2.sandbox")
 PACKAGE = Path(__file__).resolve().parent
@@ -258,13 +258,14 @@ def agent(path: Path, idle: float) -> None:
     """Import what commands need, listen at `path`, fork a child per command, exit after `idle` seconds
     without one (or when another agent took `path`)."""
     import importlib
+    import pkgutil
 
-    for name in PRELOAD:
+    own = [m.name for m in pkgutil.walk_packages([str(PACKAGE)], "aegir.") if m.name != "aegir.__main__"]
+    for name in (*PRELOAD, *own):  # every module of aegir: the tasks import theirs when they run
         try:
             importlib.import_module(name)
-        except ImportError:
+        except Exception:  # noqa: BLE001 - a module that fails here fails the same way in the command
             pass
-    sys.stdout.flush()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     temporary = path.with_name(f".{os.getpid()}")  # shorter than the socket's name: it fits too
     temporary.unlink(missing_ok=True)
