@@ -447,9 +447,14 @@ def _streams() -> None:
         setattr(sys, name, io.TextIOWrapper(raw, encoding=old.encoding, errors=old.errors, line_buffering=line))
 
 
+#: The signals a terminal sends to its whole foreground job (Ctrl-C, Ctrl-\\): passed to the child's process
+#: group, so that the commands it runs get them as they would have in a cold run.
+JOB_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
+
+
 def _watch(conn: socket.socket) -> None:
-    """A thread that raises in this process each signal the command passes on, and kills it when the
-    command is gone."""
+    """A thread that raises in this process each signal the command passes on (Ctrl-C and Ctrl-\\ in
+    its process group, as a terminal does), and kills it when the command is gone."""
     import threading
 
     def run() -> None:
@@ -466,7 +471,10 @@ def _watch(conn: socket.socket) -> None:
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
                 if line.strip().isdigit() and int(line) in {int(s) for s in FORWARDED}:
-                    os.kill(os.getpid(), int(line))
+                    if int(line) in {int(s) for s in JOB_SIGNALS}:
+                        os.killpg(os.getpgrp(), int(line))  # this child leads its group (setsid)
+                    else:
+                        os.kill(os.getpid(), int(line))
 
     threading.Thread(target=run, name="aegir-warm", daemon=True).start()
 

@@ -42,6 +42,13 @@ PROBE = textwrap.dedent("""\
         sys.exit(code)
 
     @task
+    def spawn(c):
+        import subprocess
+        sleeper = subprocess.Popen(["sleep", "60"])
+        print(json.dumps({"pid": os.getpid(), "sleeper": sleeper.pid}), flush=True)
+        sleeper.wait()
+
+    @task
     def secret(c):
         from aegir.boot.secrets import read_secret
         print("read", len(read_secret("pw: ")), "characters", flush=True)
@@ -259,3 +266,20 @@ def test_two_commands_at_once_each_end_with_their_own_child(warm: dict[str, str]
     finally:
         long.kill()
         long.wait()
+
+
+def test_ctrl_c_reaches_what_the_warm_child_runs_as_a_terminal_sends_it_to_the_job(warm: dict[str, str],
+                                                                                   tasks_dir: Path):
+    inv("--list", env=warm, cwd=tasks_dir)
+    until_listening(warm)
+    proc = subprocess.Popen([sys.executable, "-m", "aegir", "spawn"], cwd=str(tasks_dir), env=warm,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout is not None
+    seen = json.loads(proc.stdout.readline())
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: the terminal signals the command's job; the command, its child's
+    assert proc.wait(timeout=10) == 130
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{seen['sleeper']}").exists() and \
+            Path(f"/proc/{seen['sleeper']}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline, "the command the warm child ran outlived Ctrl-C"
+        time.sleep(0.05)
