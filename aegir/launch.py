@@ -208,14 +208,30 @@ def _terminal() -> str | None:
 
 def _wait(conn: socket.socket) -> int | None:
     """Pass signals to the child until the agent says how it ended: its exit code. None when the agent
-    closed before it started the child (it was exiting): the command was not run, run it cold."""
+    closed before it started the child (it was exiting): the command was not run, run it cold.
+
+    Ctrl-Z stops the child's process group, then this command (the shell sees its job stopped); the
+    shell's ``fg`` or ``bg`` continues this command, which continues the child's group."""
+    child = 0
+
     def forward(signum: int, _frame: Any) -> None:
         try:
             conn.sendall(b"%d\n" % signum)
         except OSError:
             pass
 
+    def stop(_signum: int, _frame: Any) -> None:
+        if child:
+            _signal_group(child, signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    def resume(_signum: int, _frame: Any) -> None:
+        if child:
+            _signal_group(child, signal.SIGCONT)
+
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, stop)
+    previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, resume)
     data = b""
     while True:
         try:
@@ -227,18 +243,28 @@ def _wait(conn: socket.socket) -> int | None:
         if not chunk:
             break
         data += chunk
+        words = data.decode(errors="replace").split()
+        if not child and len(words) >= 2 and words[0] == "run" and words[1].isdigit():
+            child = int(words[1])
         if b"exit " in data and data.endswith(b"\n"):
             break
     conn.close()
-    lines = data.decode(errors="replace").split()
-    if lines[:1] != ["run"]:
+    words = data.decode(errors="replace").split()
+    if words[:1] != ["run"]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         return None
-    if len(lines) == 3 and lines[1] == "exit" and lines[2].lstrip("-").isdigit():
-        return int(lines[2])
+    if len(words) == 4 and words[2] == "exit" and words[3].lstrip("-").isdigit():
+        return int(words[3])
     sys.stderr.write("aegir: the warm agent ended without this command's exit code\n")
     return 1
+
+
+def _signal_group(leader: int, sig: int) -> None:
+    try:
+        os.killpg(leader, sig)
+    except OSError:  # it ended meanwhile
+        pass
 
 
 def spawn(path: Path, idle: float) -> None:
@@ -361,7 +387,7 @@ def _serve(listener: socket.socket, conn: socket.socket, children: dict[int, soc
         os.close(fd)
     children[pid] = conn
     try:
-        conn.sendall(b"run\n")  # the command is now this child's: no cold run of it any more
+        conn.sendall(b"run %d\n" % pid)  # the command is now this child's: no cold run of it any more
     except OSError:
         pass
     _log(where, f"served pid {pid}")

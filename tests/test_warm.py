@@ -283,3 +283,32 @@ def test_ctrl_c_reaches_what_the_warm_child_runs_as_a_terminal_sends_it_to_the_j
             Path(f"/proc/{seen['sleeper']}/stat").read_text().split()[2] != "Z":
         assert time.monotonic() < deadline, "the command the warm child ran outlived Ctrl-C"
         time.sleep(0.05)
+
+
+def test_ctrl_z_stops_the_warm_child_with_its_command_and_fg_continues_both(warm: dict[str, str], tasks_dir: Path):
+    inv("--list", env=warm, cwd=tasks_dir)
+    until_listening(warm)
+    proc = subprocess.Popen([sys.executable, "-m", "aegir", "spawn"], cwd=str(tasks_dir), env=warm,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout is not None
+    seen = json.loads(proc.stdout.readline())
+
+    def state(pid: int) -> str:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+    def until(pids: list[int], wanted: set[str]) -> None:
+        deadline = time.monotonic() + 10
+        while not all(state(p) in wanted for p in pids):
+            assert time.monotonic() < deadline, [state(p) for p in pids]
+            time.sleep(0.05)
+
+    try:
+        proc.send_signal(signal.SIGTSTP)  # Ctrl-Z
+        until([proc.pid, seen["pid"], seen["sleeper"]], {"T"})
+        proc.send_signal(signal.SIGCONT)  # the shell's fg
+        until([proc.pid, seen["pid"], seen["sleeper"]], {"S", "R"})
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
+    finally:
+        proc.kill()
+        proc.wait()
