@@ -5,9 +5,10 @@
 fw.watch use too:
 
 1. `load`, the checked atomic apply: refuse statements reaching beyond
-   ``table inet aegir``; write this apply's own candidate; ``nft -c -f``; load
-   it in a scratch network namespace next to the host's other tables and prove
-   that SSH to the admin addresses gets through the whole ruleset; ``nft -f``
+   ``table inet aegir``; write this apply's own candidate; load it in a scratch
+   network namespace next to the host's other tables (what nft refuses stops
+   there: no separate ``nft -c``) and prove that SSH to the admin addresses
+   gets through the whole ruleset; ``nft -f``
    (one transaction, under the state folder's lock, between two writes of the
    ``unverified`` marker);
 2. `verify`: a *new* SSH login must get in (`fresh_login`; on failure the last
@@ -21,7 +22,7 @@ container started, stopped, re-addressed) skips both: each key it adds is checke
 adds runs under the lock once the host confirmed that the live table and the
 whole ruleset's structure are the ones last proved (`load_elements`).
 
-Whatever fails once the candidate passed ``nft -c``, the host is asked again
+Whatever fails once nft loaded the candidate in the scratch namespace, the host is asked again
 what is live (`what_is_live`: the same session, else a new one) before the row
 says so. The files interrupted runs left are deleted under the lock on the way.
 """
@@ -208,12 +209,24 @@ def load(hc: HostContext, fw: Firewall) -> tuple[str, str, int]:
                            + "); nothing changed", host=hc.name)
     candidate = nft.candidate_path(state_dir)
     hc.run(nft.write_cmd(candidate, fw.text))
-    _nft(hc, nft.check_cmd(candidate), candidate)
+    # No ``nft -c`` of its own: the proof's first step is ``nft -f`` of the candidate in the scratch
+    # namespace, next to the host's other tables: the same parser and the same kernel validation, so a
+    # ruleset nft refuses is refused there, nothing live changed (`NOT_LOADED`). And one the live kernel
+    # refuses all the same changes nothing either: ``nft -f`` is one transaction (a file failing at any
+    # statement, in the parser or in the kernel, applies none of it).
     ssh = fwplan.ssh_packets(fw.host, fw.settings)
     port, admins, tried = fwplan.proof_args(ssh)
     prove = nft.prove_cmd(candidate, port, admins, tried)
     try:
         proved = hc.run(prove).stdout
+    except CommandError as exc:
+        if exc.exited == nft.NOT_LOADED:
+            said = exc.message.replace(f"`{exc.command}` exited {exc.exited}",
+                                       f"`nft -f {candidate}` refused it (in a scratch network namespace)", 1)
+            raise NftError(f"{said}\n  (nothing changed: the live ruleset is the previous one; the rejected ruleset "
+                           f"is {candidate})", host=hc.name) from None
+        raise _failed(hc, exc, "the proof in a scratch network namespace", fw, candidate, nft_step=True,
+                      cmd=prove) from None
     except AegirError as exc:
         raise _failed(hc, exc, "the proof in a scratch network namespace", fw, candidate, nft_step=True,
                       cmd=prove) from None
@@ -296,7 +309,7 @@ def rollback(hc: HostContext, state: nft.State, state_dir: str) -> str:
 
 
 def what_is_live(hc: HostContext, fw: Firewall, candidate: str) -> tuple[str, bool | None]:
-    """After a failure once `candidate` passed ``nft -c``: ask the host what is live, through the same
+    """After a failure once nft loaded `candidate` in the scratch namespace: ask the host what is live, through the same
     session or, when it died, a new one (once any load under way ended); `nft.after_failure` says it.
     None: the host did not answer, or neither ruleset is live."""
     assert fw.state is not None
@@ -348,19 +361,11 @@ def cause(exc: AegirError, what: str, cmd: Cmd | None = None) -> str:
 
 def _failed(hc: HostContext, exc: AegirError, what: str, fw: Firewall, candidate: str, *, nft_step: bool = False,
             prefix: str = "", cmd: Cmd | None = None) -> AegirError:
-    """The error of a step that failed once `candidate` passed ``nft -c``: its cause, then what the host
+    """The error of a step that failed once nft loaded `candidate` in the scratch namespace: its cause, then what the host
     says is live now (`what_is_live`). `nft_step`: nft's own refusal there leaves the previous ruleset."""
     truth, new_live = what_is_live(hc, fw, candidate)
     why = cause(exc, what, cmd)
     if nft_step and new_live is False and isinstance(exc, CommandError) and exc.exited > 0:
         return NftError(f"{prefix}{why}\n  ({truth}; the rejected ruleset is {candidate})", host=hc.name)
     return AegirError(f"{prefix}{why}: {truth}", host=hc.name)
-
-
-def _nft(hc: HostContext, cmd: Cmd, candidate: str) -> str:
-    try:
-        return hc.run(cmd).stdout
-    except CommandError as exc:
-        raise NftError(f"{exc.message}\n  (nothing changed: the live ruleset is the previous one; "
-                       f"the rejected ruleset is {candidate})", host=hc.name) from None
 

@@ -60,6 +60,12 @@ def test_the_proof_loads_the_candidate_next_to_the_hosts_other_tables_which_it_m
     assert 'python3 -c "$7" "$3" "$4" "$5" "$6"' in script  # the kernel's answer, after the JSON listing
     # every table but aegir's (the candidate replaces it: listing and loading its elements would be waste)
     assert '[ "$f $n" = "inet aegir" ] || nft -s list table "$f" "$n" || exit 1; done; }\nothers > "$rest"' in script
+    # the tables' names from the terse listing: ``nft list tables`` fetches every set element
+    assert 'others() { nft -t -s list ruleset | sed -n "s/^table \\(.*\\) {\\$/\\1/p" | while read -r f n; do' in script
+    assert "nft list tables" not in script
+    # no `nft -c` before it: the proof's own load refuses what nft refuses, and says so by its exit code
+    assert ('nft -f "$1" >/dev/null || { echo "aegir: the ruleset does not load next to the host\'"\'"\'s other '
+            f'tables" >&2; exit {nft.NOT_LOADED}; }}') in script
     assert script.index('nft -f "$2"') < script.index("was=$(others | sha256sum)") \
         < script.index('nft -f "$1" >/dev/null ||') < script.index("now=$(others | sha256sum)") \
         < script.index('if [ "$now" != "$was" ]') < script.index("nft -s -j list ruleset")
@@ -88,12 +94,30 @@ def test_restore_reports_nfts_failure_in_its_exit_code():
     assert again.argv[2].endswith('rm -f -- "$2/unverified" "$2/structure.sha256"\n')
 
 
+def test_the_live_hash_is_the_terse_listing_and_every_sets_elements_read_over_netlink():
+    assert nft._LIVE == ("live() { nft -t -s list ruleset | awk '/^table inet aegir /,/^}/'; "
+                         f"python3 -c '{nft.ELEMENTS_HASH}' 2>/dev/null || nft -s list table inet aegir 2>/dev/null; }}")
+    assert "'" not in nft.ELEMENTS_HASH  # quoted in single quotes
+    compile(nft.ELEMENTS_HASH, "elements", "exec")
+    # the sets of table inet aegir (NFT_MSG_GETSET: 10, family inet: 1), then each one's elements (GETSETELEM:
+    # 13), without expiration (5) and expressions (7, 11): state, not the ruleset
+    assert 'table = b"aegir\\0"' in nft.ELEMENTS_HASH and 'b"\\1\\0\\0\\0"' in nft.ELEMENTS_HASH
+    assert "dump(10, attr(1, table))" in nft.ELEMENTS_HASH and "dump(13, attr(1, table), attr(2, name))" in nft.ELEMENTS_HASH
+    assert "if t not in (5, 7, 11)" in nft.ELEMENTS_HASH
+    # every hash of the live table is that one: the probe's, the apply's, the rollback's, the element-only path's
+    scripts = [nft.probe_cmd("", STATE, B).argv[2], nft.apply_cmd("c", STATE).argv[2], nft.restore_cmd("r", STATE).argv[2],
+               nft.elements_cmd("c", STATE, "x\n", "y\n").argv[2]]
+    for script in scripts:
+        assert nft._LIVE in script and "nft -a -s list table" not in script
+        assert script.count("live | sha256sum") + script.count("live 2>/dev/null | sha256sum") in (1, 2)
+
+
 def test_the_probe_reads_template_last_good_hashes_and_listeners_in_one_command():
     cmd = nft.probe_cmd("/srv/templates/nftables.nft.j2", STATE, B)
     assert cmd.argv[-3:] == ("/srv/templates/nftables.nft.j2", STATE, B.arg)
     assert """printf '%blisten\\n' "$3"; ss -Hltnp""" in cmd.argv[2]  # each part after the boundary
-    assert "nft -a -s list table inet aegir 2>/dev/null | sha256sum" in cmd.argv[2]  # with set elements
-    assert " -t " not in cmd.argv[2] and "ss -Hltnp" in cmd.argv[2]
+    assert cmd.argv[2].startswith(nft._LIVE + "\n")
+    assert """printf '%blive\\n' "$3"; live 2>/dev/null | sha256sum""" in cmd.argv[2]  # with set elements
     assert '"$2/ssh.verified" "$2/unverified"; do' in cmd.argv[2] and "-printf '%f\\n'" in cmd.argv[2]
     assert "flock" not in cmd.argv[2]  # fw.status never waits
     settled = nft.probe_cmd("", STATE, B, settled=True)
