@@ -344,18 +344,18 @@ class Guard:
 
     def dnat_problem(self, addr: Addr, proto: str, port: int) -> str | None:
         """Why `addr`:`port`/`proto` may not be DNATed to a container (None: `expose` could publish it)."""
-        where = f"{proto}/{hostport(addr, port)}"
         ssh = proto == "tcp" and port == self.ssh_port
         if addr in self.admin:
             if ssh:
-                return f"{where} would DNAT the SSH port of the admin address {addr}"
-            return f"{where}: {addr} is an admin address; containers are published on service addresses only"
+                return f"{proto}/{hostport(addr, port)} would DNAT the SSH port of the admin address {addr}"
+            return (f"{proto}/{hostport(addr, port)}: {addr} is an admin address; containers are published on "
+                    "service addresses only")
         if ssh and self.ssh_anywhere:
-            return f"{where} is the SSH port and SSH may arrive on any address of this host"
+            return f"{proto}/{hostport(addr, port)} is the SSH port and SSH may arrive on any address of this host"
         if addr not in self.service:
-            return f"{where}: {addr} is not a service address of this host"
+            return f"{proto}/{hostport(addr, port)}: {addr} is not a service address of this host"
         if proto not in ("tcp", "udp", "sctp"):
-            return f"{where}: {proto} is not tcp, udp or sctp"
+            return f"{proto}/{hostport(addr, port)}: {proto} is not tcp, udp or sctp"
         return None
 
 

@@ -128,6 +128,18 @@ def _container_sets(host: Host, settings: FwSettings, tpl: render.Template, brid
     return delta.container_sets(delta.shape(bare), delta.shape(sentinel))
 
 
+def checked_elements(fw: Firewall) -> str:
+    """``delete element`` statements (`delta.Delta.script`) of every container-set element of `fw` that the
+    model's own check accepts (`delta.accepted`: what the element-only path checks of what it adds), or ''
+    when there is none: the full proof deletes them in its scratch namespace once its knock ran, so that
+    its evaluator does not read them again (`nft.prove_cmd` says why that changes no answer)."""
+    ours = _container_sets(fw.host, fw.settings, fw.tpl or render.packaged(), fw.bridges)
+    sets = delta.shape(fw.text).sets
+    change = delta.Delta(delta.accepted({n: sets[n] for n in sorted(ours) if n in sets},
+                                        guard(fw.host, fw.settings.ssh_port)), {})
+    return "" if change.empty else change.script()
+
+
 def elements_refusal(fw: Firewall, change: delta.Delta) -> None:
     """Refuse an element-only change that adds a key the model never publishes (a DNAT of the SSH port on
     an admin address...): `RefusedError` naming the elements; nothing is sent."""

@@ -216,7 +216,7 @@ def load(hc: HostContext, fw: Firewall) -> tuple[str, str, int]:
     # statement, in the parser or in the kernel, applies none of it).
     ssh = fwplan.ssh_packets(fw.host, fw.settings)
     port, admins, tried = fwplan.proof_args(ssh)
-    prove = nft.prove_cmd(candidate, port, admins, tried)
+    prove = nft.prove_cmd(candidate, port, admins, tried, fwplan.checked_elements(fw))
     try:
         proved = hc.run(prove).stdout
     except CommandError as exc:

@@ -146,7 +146,7 @@ def test_the_element_apply_checks_the_host_under_the_lock_and_sends_the_elements
     boundary = cmd.argv[-1]
     assert cmd.argv[3:] == ("sh", "/srv/conf/aegir-fw/candidate-1.nft", "/srv/conf/aegir-fw", boundary)
     assert boundary.startswith("\x1e") and len(boundary) == 25  # a fresh nonce: no ruleset line is it
-    assert cmd.stdin == f"add element x\n{boundary}\ntable inet aegir {{\n}}\n"
+    assert cmd.stdin == nft.packed(f"add element x\n{boundary}\ntable inet aegir {{\n}}\n")
     script = cmd.argv[2]
     assert script.index("flock 9") < script.index('[ -e "$2/unverified" ] && no') \
         < script.index('"$(cat -- "$2/live.sha256" 2>/dev/null)" ] || no') \

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import re
+import subprocess
 import time
 
 import pytest
@@ -48,8 +51,19 @@ def test_each_apply_writes_a_candidate_of_its_own_atomically_and_on_stdin():
     first, second = nft.candidate_path(STATE), nft.candidate_path(STATE)
     assert first != second and re.fullmatch(rf"{STATE}/candidate-[0-9a-f]{{12}}\.nft", first)
     cmd = nft.write_cmd(first, "table inet aegir {}\n")
-    assert cmd == write_file_cmd(first, "table inet aegir {}\n")
-    assert cmd.stdin == "table inet aegir {}\n" and "table" not in cmd.line
+    assert cmd.argv[2] == write_file_cmd(first, "").argv[2].replace("cat >", "base64 -d | gzip -dc >")
+    assert cmd.stdin == nft.packed("table inet aegir {}\n") and "table" not in cmd.line
+    assert gzip.decompress(base64.b64decode(cmd.stdin)) == b"table inet aegir {}\n"
+
+
+def test_a_ruleset_written_packed_lands_byte_for_byte(tmp_path):
+    text = "".join(f"\t\t198.51.100.1 . tcp . {p} : 10.0.0.{p % 250} . 80,  # caf\u00e9 {p}\n" for p in range(1, 20000))
+    cmd = nft.write_cmd(str(tmp_path / "sub" / "candidate-1.nft"), text)
+    assert len(cmd.stdin or "") < len(text) / 5
+    done = subprocess.run(["sh", "-c", *cmd.argv[2:]], input=cmd.stdin, capture_output=True, text=True, timeout=10)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (tmp_path / "sub" / "candidate-1.nft").read_text(encoding="utf-8") == text
+    assert oct((tmp_path / "sub" / "candidate-1.nft").stat().st_mode & 0o777) == "0o644"
 
 
 def test_the_proof_loads_the_candidate_next_to_the_hosts_other_tables_which_it_may_not_change():

@@ -7,6 +7,7 @@ what the kernel accepted, not the template's text.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
@@ -310,11 +311,57 @@ def kernel_answer(text: str, packets: list, tmp_path: Path) -> list[str]:
     admins = sorted({str(p.daddr) for p in packets if not p.outbound})
     peers = {p.saddr.version: p.saddr.nets for p in packets if isinstance(p.saddr, Peer)}
     cmd = nft.prove_cmd(str(path), 22, admins, knock.sources(peers, {}))
-    done = subprocess.run(cmd.argv, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(cmd.argv, input=cmd.stdin, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     listing, _, answer = done.stdout.partition("\x1e")
     assert json.loads(listing)["nftables"]
     return knock.problems(answer, 22)
+
+
+def proof_of(fw, tmp_path: Path, checked: str) -> tuple[Ruleset, list[str]]:
+    """`nft.prove_cmd` of `fw` run here as on a host, `checked` deleted before the listing: what the
+    evaluator reads, and the knock's problems."""
+    from aegir.fw import knock, nft
+
+    path = tmp_path / "candidate.nft"
+    path.write_text(fw.text)
+    port, admins, tried = fwplan.proof_args(fwplan.ssh_packets(fw.host, fw.settings))
+    cmd = nft.prove_cmd(str(path), port, admins, tried, checked)
+    done = subprocess.run(cmd.argv, input=cmd.stdin, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    listing, answer = nft.parse_proof(done.stdout)
+    return Ruleset.from_json(listing), knock.problems(answer, port)
+
+
+@needs_nft
+@pytest.mark.skipif(not shutil.which("python3") or not shutil.which("nsenter"), reason="needs python3 and nsenter")
+def test_the_proof_lists_the_container_elements_the_model_checked_only_when_the_kernel_did_not_hold_them(tmp_path):
+    from tests.unit.test_fw_render import HOST, SETTINGS, containers
+
+    fw = fwplan.firewall(HOST, SETTINGS, containers())
+    checked = fwplan.checked_elements(fw)
+    assert checked.startswith("delete element inet aegir dnat4 { ") and " . tcp . 8080" in checked
+    rs, knocked = proof_of(fw, tmp_path, checked)
+    assert knocked == [] and ssh_problems(rs, fwplan.ssh_packets(fw.host, fw.settings)) == []
+    assert not rs.sets["inet aegir dnat4"].get("elem") and "inet aegir in4" in rs.sets  # the rest: all there
+    # one element the kernel does not hold: nothing deleted (one transaction), the evaluator reads them all
+    every = proof_of(fw, tmp_path, "")[0].sets["inet aegir dnat4"]["elem"]
+    rs, _ = proof_of(fw, tmp_path, checked.replace(" . tcp . 8080", " . tcp . 8090"))
+    assert rs.sets["inet aegir dnat4"]["elem"] == every and len(every) > 5
+
+
+def test_an_element_the_model_refuses_stays_in_the_listing_the_evaluator_reads():
+    from tests.unit.test_fw_render import HOST, SETTINGS, containers
+
+    fw = fwplan.firewall(HOST, SETTINGS, containers())
+    admin = "198.51.100.11"  # hyp1's admin_ipv4
+    evil = f"{admin} . tcp . 22 : 10.9.9.9 . 22"
+    text = fw.text.replace(" . tcp . 8080 : 172.30.0.2 . 80", f" . tcp . 8080 : 172.30.0.2 . 80,\n\t\t\t{evil}", 1)
+    assert evil in text
+    checked = fwplan.checked_elements(dataclasses.replace(fw, text=text))
+    assert " . tcp . 8080" in checked and f"{admin} . tcp . 22" not in checked
+    odd = text.replace(evil, "198.51.100.010 . tcp . 81 : 10.9.9.9 . 22")  # not written as nft writes it back
+    assert "198.51.100.010" not in fwplan.checked_elements(dataclasses.replace(fw, text=odd))
 
 
 @needs_nft
