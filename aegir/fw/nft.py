@@ -113,12 +113,15 @@ for name in sorted(v for m in dump(10, attr(1, table)) for t, v in attrs(m) if t
     h.update(attr(1, name) + struct.pack("=I", len(elems)) + b"".join(attr(2, e) for e in elems))
 print("elements", h.hexdigest())
 """
+#: Shell: the host's own ``python3`` (Debian's), else the first on the PATH; run ``-I -S`` (no user site, no
+#: environment, no site module: 10 ms to start, not 20 to 90 with a pyenv shim on the PATH).
+_PYTHON = 'py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3'
 #: Shell: ``live``, what the live hash hashes: the table's stateless terse listing (its chains, rules and
 #: set definitions, no handle: the same ruleset loaded again is the same table) and its elements
 #: (`ELEMENTS_HASH`; nft's own listing of the table where the host has no python3). Nothing when the table
 #: is absent (`ABSENT`). A hand-edited element is drift too.
-_LIVE = (f"""live() {{ nft -t -s list ruleset | awk '/^table inet aegir /,/^}}/'; """
-         f"""python3 -c '{ELEMENTS_HASH}' 2>/dev/null || nft -s list table inet aegir 2>/dev/null; }}""")
+_LIVE = (f"""live() {{ nft -t -s list ruleset | awk '/^table inet aegir /,/^}}/'; {_PYTHON}; """
+         f""""$py" -I -S -c '{ELEMENTS_HASH}' 2>/dev/null || nft -s list table inet aegir 2>/dev/null; }}""")
 #: The terse listing (no elements): enough to tell that another load replaced the table (its handle
 #: changes) between an apply and its record. Cut from the terse listing of the whole ruleset, which
 #: fetches no set element at all (``list table -t`` still does: 0.4 s of CPU at 40,000 elements).
@@ -561,6 +564,17 @@ def diff(old: str | None, new: str, *, name: str = "ruleset") -> str:
 def changed_lines(old: str | None, new: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The lines added and removed between two rulesets, stripped (comments kept)."""
     before, after = (old or "").splitlines(), new.splitlines()
+    if before == after:
+        return (), ()
+    # the lines both share at the start and at the end are no change: only what lies between is matched
+    # (45,000 lines, a few of them changed: 0.12 s less)
+    head, most = 0, min(len(before), len(after))
+    while head < most and before[head] == after[head]:
+        head += 1
+    tail = 0
+    while tail < most - head and before[-1 - tail] == after[-1 - tail]:
+        tail += 1
+    before, after = before[head:len(before) - tail], after[head:len(after) - tail]
     sm = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
     added: list[str] = []
     removed: list[str] = []

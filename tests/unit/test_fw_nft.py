@@ -110,7 +110,8 @@ def test_restore_reports_nfts_failure_in_its_exit_code():
 
 def test_the_live_hash_is_the_terse_listing_and_every_sets_elements_read_over_netlink():
     assert nft._LIVE == ("live() { nft -t -s list ruleset | awk '/^table inet aegir /,/^}/'; "
-                         f"python3 -c '{nft.ELEMENTS_HASH}' 2>/dev/null || nft -s list table inet aegir 2>/dev/null; }}")
+                         "py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3; "
+                         f""""$py" -I -S -c '{nft.ELEMENTS_HASH}' 2>/dev/null || nft -s list table inet aegir 2>/dev/null; }}""")
     assert "'" not in nft.ELEMENTS_HASH  # quoted in single quotes
     compile(nft.ELEMENTS_HASH, "elements", "exec")
     # the sets of table inet aegir (NFT_MSG_GETSET: 10, family inet: 1), then each one's elements (GETSETELEM:
