@@ -109,7 +109,7 @@ def test_restore_reports_nfts_failure_in_its_exit_code():
 
 
 def test_the_live_hash_is_the_terse_listing_and_every_sets_elements_read_over_netlink():
-    assert nft._LIVE == ("live() { nft -t -s list ruleset | awk '/^table inet aegir /,/^}/'; "
+    assert nft._LIVE == ("live() { nft -a -t -s list ruleset | awk '/^table inet aegir /,/^}/'; "
                          "py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3; "
                          f""""$py" -I -S -c '{nft.ELEMENTS_HASH}' 2>/dev/null || nft -s list table inet aegir 2>/dev/null; }}""")
     assert "'" not in nft.ELEMENTS_HASH  # quoted in single quotes
@@ -345,3 +345,20 @@ def test_a_state_file_that_cannot_be_written_says_why(tmp_path):
     assert done.returncode != 0
     assert "No space left on device" in done.stderr, done.stderr
     assert not (tmp_path / "marker").exists()
+
+
+def test_the_probe_sends_the_last_good_ruleset_packed_and_reads_it_back_byte_for_byte(tmp_path):
+    """The probe run here for real (its nft and ss reads change nothing): the last good ruleset travels
+    gzipped in base64, a seventh of its bytes; the other files as they are."""
+    text = "".join(f"\t\t198.51.100.1 . tcp . {p} : 10.0.0.{p % 250} . 80,  # caf\u00e9 {p}\n" for p in range(1, 5000))
+    (tmp_path / "last-good.nft").write_text(text, encoding="utf-8")
+    (tmp_path / "ssh.verified").write_text("fp\n")
+    b = Boundary()
+    cmd = nft.probe_cmd(str(tmp_path / "none.j2"), str(tmp_path), b)
+    done = subprocess.run(cmd.argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout) < len(text) / 5 and f"{b.text}packed\n" in done.stdout
+    state = nft.parse_probe(done.stdout, b)
+    assert (state.template, state.last_good, state.verified) == (None, text, "fp")
+    with pytest.raises(AegirError, match="unexpected firewall state probe output: the last good ruleset"):
+        nft.parse_probe(done.stdout.replace(f"{b.text}packed\nH4sI", f"{b.text}packed\nH5sI"), b)
