@@ -239,7 +239,8 @@ unshare -n sh -c '
     t=$(nft -t -s list ruleset | sed -n "s/^table \(.*\) {\$/table \1/p" | tr "\n" " ")
     echo "aegir: refused: the ruleset creates or changes tables other than inet aegir: $t" >&2; exit 4
   fi
-  if command -v python3 >/dev/null; then k=$(python3 -c "$7" "$3" "$4" "$5" "$6") || exit; else k="no python3"; fi
+  py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+  if command -v "$py" >/dev/null; then k=$("$py" -I -S -c "$7" "$3" "$4" "$5" "$6") || exit; else k="no python3"; fi
   [ -s "$8" ] && nft -f "$8" 2>/dev/null
   nft -s -j list ruleset
   printf "\036%s\n" "$k"

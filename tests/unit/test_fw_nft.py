@@ -71,7 +71,13 @@ def test_the_proof_loads_the_candidate_next_to_the_hosts_other_tables_which_it_m
     cmd = nft.prove_cmd(f"{STATE}/candidate.nft", 2222, ["192.0.2.1", "2001:db8::1"], ["203.0.113.1"])
     assert cmd.argv[3:] == ("sh", f"{STATE}/candidate.nft", "2222", "192.0.2.1 2001:db8::1", "203.0.113.1",
                             "0 1022 61000", knock.SCRIPT)
-    assert 'python3 -c "$7" "$3" "$4" "$5" "$6"' in script  # the kernel's answer, after the JSON listing
+    assert f'  {nft._PYTHON}\n  if command -v "$py" >/dev/null; then k=$("$py" -I -S -c "$7" "$3" "$4" "$5" "$6")' \
+        in script  # the kernel's answer, through the whole ruleset: before the checked elements go
+    assert script.index('k=$("$py" -I -S -c "$7"') < script.index('[ -s "$8" ] && nft -f "$8" 2>/dev/null') \
+        < script.index("nft -s -j list ruleset") < script.index('printf "\\036%s\\n" "$k"')
+    assert script.startswith('rest=$(mktemp) || exit\nchecked=$(mktemp) || exit\n'
+                             'trap \'rm -f -- "$rest" "$checked"\' EXIT\nbase64 -d | gzip -dc > "$checked" || exit\n')
+    assert cmd.stdin == nft.packed("") and nft.prove_cmd("p", checked="x\n").stdin == nft.packed("x\n")
     # every table but aegir's (the candidate replaces it: listing and loading its elements would be waste)
     assert '[ "$f $n" = "inet aegir" ] || nft -s list table "$f" "$n" || exit 1; done; }\nothers > "$rest"' in script
     # the tables' names from the terse listing: ``nft list tables`` fetches every set element
