@@ -7,10 +7,10 @@ The host keeps its firewall state under ``FwSettings.state_dir``
   own; left there when nft rejects it);
 - ``last-good.nft``: the last ruleset applied and verified (a fresh SSH login
   got in after it);
-- ``live.sha256``: the hash of the live table (`_LIVE`: its terse listing and
-  every set's elements, read over netlink) right after that apply, which tells
-  whether the live table was changed since: gone, edited, an element added by
-  hand;
+- ``live.sha256``: the hash of the live table (`_LIVE`: its terse listing with
+  handles and every set's elements, read over netlink) right after that apply,
+  which tells whether the live table was changed since: gone, recreated,
+  edited, an element added by hand;
 - ``ssh.verified``: the SSH settings (port, admin addresses and sources) that
   fresh login proved; `fw.watch` refuses to apply other ones;
 - ``unverified``: written (atomically, under the lock) before ``nft -f`` and
@@ -72,8 +72,9 @@ _TERSE = "nft -a -t -s list ruleset | awk '/^table inet aegir /,/^}/'"
 #: netlink (``NFT_MSG_GETSETELEM`` dumps) by the host's ``python3``: each set's name, then its elements' own
 #: attributes (key, key end, data, flags, timeout, comment, object), sorted; without the expiration and the
 #: per-element expressions (counters: state, as ``nft -s`` leaves out). nft's listing of the same elements
-#: costs 1 s of CPU at 45,000 elements, printing each; this, 0.2 s. Prints one line or nothing (exit 1: no
-#: such table, no python3, an error). No single quote: it is quoted in `_LIVE`.
+#: costs 1 s of CPU at 45,000 elements, printing each; this, 0.1 s. Prints one line or nothing (exit 1: no
+#: such table, no python3, an error; a dump torn by a concurrent change is asked again). No single quote: it
+#: is quoted in `_LIVE`.
 ELEMENTS_HASH = r"""
 import hashlib, socket, struct, sys
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)
@@ -145,9 +146,9 @@ def candidate_path(state_dir: str) -> str:
 
 
 def packed(text: str) -> str:
-    """`text` gzipped (level 1) in base64, as `write_cmd` and `elements_cmd` send a ruleset: a seventh of its size
-    (2.6 MB at 5,000 containers x 3 ports: 0.38 MB, 20 ms to pack). Over SSH that is the bytes sent; locally,
-    Invoke feeds stdin 64 KiB per 10 ms (0.43 s for the whole ruleset, 0.06 s packed)."""
+    """`text` gzipped (level 1) in base64, as `write_cmd`, `elements_cmd` and `prove_cmd` send it: a seventh of
+    a ruleset's size (2.6 MB at 5,000 containers x 3 ports: 0.38 MB, 20 ms to pack). Over SSH that is the
+    bytes sent; locally, Invoke feeds stdin 64 KiB per 10 ms (0.43 s for the whole ruleset, 0.06 s packed)."""
     return base64.b64encode(gzip.compress(text.encode(), 1, mtime=0)).decode("ascii")
 
 

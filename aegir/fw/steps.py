@@ -22,9 +22,9 @@ container started, stopped, re-addressed) skips both: each key it adds is checke
 adds runs under the lock once the host confirmed that the live table and the
 whole ruleset's structure are the ones last proved (`load_elements`).
 
-Whatever fails once nft loaded the candidate in the scratch namespace, the host is asked again
-what is live (`what_is_live`: the same session, else a new one) before the row
-says so. The files interrupted runs left are deleted under the lock on the way.
+Whatever fails once nft loaded the candidate in the scratch namespace, the
+host is asked again what is live (`what_is_live`: the same session, else a new
+one) before the row says so. The files interrupted runs left are deleted under the lock on the way.
 """
 
 from __future__ import annotations
@@ -309,9 +309,9 @@ def rollback(hc: HostContext, state: nft.State, state_dir: str) -> str:
 
 
 def what_is_live(hc: HostContext, fw: Firewall, candidate: str) -> tuple[str, bool | None]:
-    """After a failure once nft loaded `candidate` in the scratch namespace: ask the host what is live, through the same
-    session or, when it died, a new one (once any load under way ended); `nft.after_failure` says it.
-    None: the host did not answer, or neither ruleset is live."""
+    """After a failure once nft loaded `candidate` in the scratch namespace: ask the host what is live,
+    through the same session or, when it died, a new one (once any load under way ended);
+    `nft.after_failure` says it. None: the host did not answer, or neither ruleset is live."""
     assert fw.state is not None
     try:
         now = _settled_state(hc, fw.settings.state_dir)
@@ -361,8 +361,9 @@ def cause(exc: AegirError, what: str, cmd: Cmd | None = None) -> str:
 
 def _failed(hc: HostContext, exc: AegirError, what: str, fw: Firewall, candidate: str, *, nft_step: bool = False,
             prefix: str = "", cmd: Cmd | None = None) -> AegirError:
-    """The error of a step that failed once nft loaded `candidate` in the scratch namespace: its cause, then what the host
-    says is live now (`what_is_live`). `nft_step`: nft's own refusal there leaves the previous ruleset."""
+    """The error of a step that failed once nft loaded `candidate` in the scratch namespace: its cause,
+    then what the host says is live now (`what_is_live`). `nft_step`: nft's own refusal there leaves the
+    previous ruleset."""
     truth, new_live = what_is_live(hc, fw, candidate)
     why = cause(exc, what, cmd)
     if nft_step and new_live is False and isinstance(exc, CommandError) and exc.exited > 0:
