@@ -170,16 +170,22 @@ def problems(delta: Delta, guard: Guard) -> tuple[list[str], list[str]]:
 
 def accepted(sets: Mapping[str, Iterable[str]], guard: Guard) -> dict[str, tuple[str, ...]]:
     """The elements of `sets` that pass `problems`' check (known shape, nothing refused) with every address
-    written as nft and Python write it back (`_canonical`; else it is not one of them): those the full
-    proof's evaluator need not read again (`aegir.fw.nft.prove_cmd`)."""
+    and port written as nft and Python write it back (`_canonical`, `_canonical_port`; else it is not one of
+    them): those the full proof's evaluator need not read again (`aegir.fw.nft.prove_cmd`)."""
     own = guard.admin | guard.service
     seen: dict[str, Addr | None] = {}  # the host's few service addresses, in every DNAT key
 
     def address(text: str) -> Addr | None:
         return seen[text] if text in seen else seen.setdefault(text, _canonical(text))
 
-    return {name: tuple(e for e in items if _check(e, guard, own, address) == (True, None))
+    return {name: tuple(e for e in items if _check(e, guard, own, address, _canonical_port) == (True, None))
             for name, items in sets.items()}
+
+
+def _canonical_port(text: str) -> int | None:
+    """`_port`, for a port written as nft writes it back only (``010`` is not 10 for every reader)."""
+    port = _port(text)
+    return port if port is not None and str(port) == text else None
 
 
 def _canonical(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -195,19 +201,19 @@ def _canonical(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
     return ipaddress.IPv6Address(packed) if family == socket.AF_INET6 else ipaddress.IPv4Address(packed)
 
 
-def _check(e: str, guard: Guard, own: frozenset, address: Callable[[str], Addr | None] = lambda t: _address(t)
-           ) -> tuple[bool, str | None]:
+def _check(e: str, guard: Guard, own: frozenset, address: Callable[[str], Addr | None] = lambda t: _address(t),
+           port_of: Callable[[str], int | None] = lambda t: _port(t)) -> tuple[bool, str | None]:
     """One element: (of a shape `problems` knows, why it is refused or None)."""
     left, sep, right = e.partition(" : ")
     parts = left.split(" . ")
     addr = address(parts[0]) if len(parts) == 3 else None
-    port = _port(parts[2]) if len(parts) == 3 else None
+    port = port_of(parts[2]) if len(parts) == 3 else None
     if addr is None or port is None:
         return False, None
     if sep:
         target = right.split(" . ")
         to = address(target[0]) if len(target) == 2 else None
-        if to is None or to.version != addr.version or _port(target[1]) is None:
+        if to is None or to.version != addr.version or port_of(target[1]) is None:
             return False, None
         return True, guard.dnat_problem(addr, parts[1], port)
     return True, (f"{e}: {addr} is an address of the host, not a container's" if addr in own else None)

@@ -360,8 +360,16 @@ def test_an_element_the_model_refuses_stays_in_the_listing_the_evaluator_reads()
     assert evil in text
     checked = fwplan.checked_elements(dataclasses.replace(fw, text=text))
     assert " . tcp . 8080" in checked and f"{admin} . tcp . 22" not in checked
-    odd = text.replace(evil, "198.51.100.010 . tcp . 81 : 10.9.9.9 . 22")  # not written as nft writes it back
-    assert "198.51.100.010" not in fwplan.checked_elements(dataclasses.replace(fw, text=odd))
+
+    def checked(element: str) -> bool:
+        found = fwplan.checked_elements(dataclasses.replace(fw, text=text.replace(evil, element)))
+        key = element.split(" : ")[0]
+        return f" {key}," in found or f" {key} }}" in found
+
+    assert checked("198.51.100.101 . tcp . 4444 : 10.9.9.9 . 22")
+    for odd in ("198.51.100.010 . tcp . 4444 : 10.9.9.9 . 22", "198.51.100.101 . tcp . 04444 : 10.9.9.9 . 22",
+                "198.51.100.101 . tcp . 4444 : 10.9.9.9 . 022"):  # not written as nft writes it back: not checked
+        assert not checked(odd), odd
 
 
 @needs_nft
