@@ -13,7 +13,7 @@ that every host has a ruleset change to apply; for disk.prune 48 never-started c
 each host); the action runs over the three hosts with the default settings but ``timeouts.silent`` = 5 s;
 the fault hits the second host as soon as the act is under way there: a Compose command of the act runs
 (the lifecycle actions), the proof of this apply's candidate runs (fw.apply: after its state probe, the
-write and ``nft -c``, before ``nft -f``), or Docker destroyed 3 of its containers to prune (disk.prune). The canary
+write and the proof, before ``nft -f``), or Docker destroyed 3 of its containers to prune (disk.prune). The canary
 fault instead stops the first host's sshd before a ``--serial 1`` run:
 
 - ``sshd``: sshd stopped and every session's sshd killed (SIGKILL);
@@ -230,7 +230,7 @@ def prepare(hosts: list[LabHost], inv: Path, action: str, up: bool, run: int) ->
 
 def acting(action: str, host: LabHost) -> tuple[str, Callable[[], bool], Callable[[], None]]:
     """What shows `action`'s act under way on `host`: its description, the check, and what ends the watch."""
-    if action == "fw.apply":  # past the state probe, the write and `nft -c`: the longest step before `nft -f`
+    if action == "fw.apply":  # past the state probe, the write and the proof: the longest step before `nft -f`
         return "the proof of the apply's candidate", lambda: bool(remote(host, "/candidate-", "unshare -n")), \
             lambda: None
     if action == "disk.prune":

@@ -3,7 +3,8 @@
 Only published ports reach containers (DNAT to the container, IPv4 and IPv6),
 containers reach each other and the Internet, the host accepts SSH on its admin
 addresses (always), the ICMP the network needs and its inventory allow-lists.
-`fw.apply` checks with ``nft -c`` and swaps ``table inet aegir`` atomically;
+`fw.apply` proves the ruleset in a scratch network namespace (it loads there, and real SSH packets
+reach the admin addresses) and swaps ``table inet aegir`` atomically;
 `fw.watch` does it on every container change, and `fw.install` makes it a
 systemd service on each host (`fw.status` says whether it runs).
 
@@ -101,12 +102,12 @@ def diff(c: Context, template: str | None = None, format: str = "table") -> None
             **ROLLING_HELP})
 def apply(c: Context, dry: bool = False, template: str | None = None, format: str = "table",
           serial: str | None = None, keep_going: bool = False) -> None:
-    """Check each host's ruleset with `nft -c` and apply it atomically if it changed.
+    """Prove each host's ruleset in a scratch network namespace and apply it atomically if it changed.
 
     After an apply, a new SSH connection must get in; if it does not (say an
     admin_sources that leaves out this machine), the last good ruleset is put
     back through the running session and the host's row says so. When anything
-    fails past `nft -c` (the session lost right after `nft -f`, say), the row
+    fails past the proof (the session lost right after `nft -f`, say), the row
     says what the host holds, asked again: "new ruleset live and unverified"
     until the next apply checks it (fw.status says so too).
     """
