@@ -20,8 +20,10 @@ Safety:
 - Ctrl-C and other signals the command gets are passed to the child; when the command dies (killed, its
   terminal closed), its child is killed (SIGKILL) as the command itself would have been.
 - The exit code is the child's (128 + N for a signal N), read by the agent with ``waitpid``.
-- Anything wrong with the warm path (no agent, a stale socket, an unsafe folder) runs the command the
-  ordinary way; an unsafe folder is said on stderr.
+- Anything wrong with the warm path (no agent, a stale socket, an unsafe folder, an agent that does not
+  greet within `GREETING` seconds) runs the command the ordinary way; an unsafe folder is said on stderr.
+  A command is run once: it sends its request only after the agent's greeting, and runs cold only when
+  no child said it took the command over.
 
 This module imports only the standard library until it runs the program: a command served warm costs a
 Python start, this module and the fork.
@@ -62,6 +64,9 @@ PRELOAD = ("aegir.cli", "aegir.tasks", "fabric", "paramiko", "docker", "docker.t
            "requests", "yaml", "tabulate", "dotenv", "jinja2", "jinja2.sandbox")
 PACKAGE = Path(__file__).resolve().parent
 _HEADER = struct.Struct("!I")
+#: What the agent says once it accepted a command, and how long a command waits for it before it runs cold.
+HELLO = b"aegir-warm 1\n"
+GREETING = 3.0
 
 
 class Unsafe(Exception):
@@ -175,6 +180,12 @@ def served(path: Path) -> int | None:
     os.umask(mask)
     request = json.dumps({"argv": sys.argv, "env": env, "cwd": os.getcwd(), "umask": mask}).encode()
     try:
+        # Nothing is sent before the agent says it reads: an agent that does not (busy, stopped, exiting)
+        # leaves the command to run cold, and never gets a request to run it a second time.
+        conn.settimeout(GREETING)
+        if conn.recv(len(HELLO)) != HELLO:
+            raise OSError("no greeting")
+        conn.settimeout(None)
         conn.sendmsg([_HEADER.pack(len(request)) + request],
                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
     except OSError:
@@ -364,6 +375,7 @@ def _serve(listener: socket.socket, conn: socket.socket, children: dict[int, soc
         if uid != os.getuid():
             raise ValueError(f"a peer of uid {uid}")
         conn.settimeout(5.0)
+        conn.sendall(HELLO)
         request, fds = _receive(conn)
         if len(fds) != 3:
             raise ValueError("not three standard streams")
@@ -386,10 +398,6 @@ def _serve(listener: socket.socket, conn: socket.socket, children: dict[int, soc
     for fd in fds:
         os.close(fd)
     children[pid] = conn
-    try:
-        conn.sendall(b"run %d\n" % pid)  # the command is now this child's: no cold run of it any more
-    except OSError:
-        pass
     _log(where, f"served pid {pid}")
 
 
@@ -425,6 +433,8 @@ def _child(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> NoRe
     the program. Its exit code reaches the command through the agent's waitpid."""
     code = 1
     try:
+        # First of all: the command is now this child's (it must not run it cold any more), and its pid.
+        conn.sendall(b"run %d\n" % os.getpid())
         os.setsid()
         for sig in (signal.SIGCHLD, *FORWARDED):
             signal.signal(sig, signal.SIG_DFL)

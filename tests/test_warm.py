@@ -226,25 +226,38 @@ def test_a_warm_child_reads_the_passphrase_from_the_commands_terminal(warm: dict
     assert none.returncode == 1 and "no terminal to read the passphrase from (/dev/tty" in none.stderr
 
 
-def test_an_agent_that_closes_before_it_runs_the_command_leaves_it_to_run_cold(warm: dict[str, str]):
-    # an agent on its way out (idle, or replaced) may accept a command and close: the command must run
+@pytest.mark.parametrize("fake", ["closes after the request", "never greets"])
+def test_an_agent_that_does_not_run_the_command_leaves_it_to_run_cold_and_once(warm: dict[str, str], fake: str):
+    # an agent on its way out (idle, or replaced) may accept a command and close; one that is stuck never
+    # greets: the command runs cold, and a stuck agent never got the request (it cannot run it twice)
     where = launch.folder(warm)
     path = launch.socket_path(where, launch.code_key())
+    got: list[bytes] = []
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
         listener.bind(str(path))
         listener.listen(1)
 
-        def close_one() -> None:
+        def fake_agent() -> None:
             conn, _ = listener.accept()
-            conn.recv(65536)
+            if fake == "closes after the request":
+                conn.sendall(launch.HELLO)
+                got.append(conn.recv(65536))
+            else:
+                time.sleep(launch.GREETING + 1)  # stuck past the command's patience, then it reads
+                conn.settimeout(5)
+                got.append(conn.recv(65536))
             conn.close()
 
-        closer = threading.Thread(target=close_one)
-        closer.start()
+        agent = threading.Thread(target=fake_agent)
+        agent.start()
         done = inv("--list", env=warm, cwd="/")
-        closer.join(10)
-        assert not closer.is_alive()  # it did connect to the fake agent
+        agent.join(15)
+        assert not agent.is_alive()
     assert done.returncode == 0 and "Available tasks" in done.stdout and done.stderr == ""
+    if fake == "closes after the request":
+        assert b'"argv"' in got[0]  # it had the request, and closed before running it
+    else:
+        assert got == [b""]  # nothing was sent to the agent that did not greet
 
 
 def test_two_commands_at_once_each_end_with_their_own_child(warm: dict[str, str], tasks_dir: Path):
