@@ -102,7 +102,7 @@ def diff(c: Context, template: str | None = None, format: str = "table") -> None
             **ROLLING_HELP})
 def apply(c: Context, dry: bool = False, template: str | None = None, format: str = "table",
           serial: str | None = None, keep_going: bool = False) -> None:
-    """Prove each host's ruleset in a scratch network namespace and apply it atomically if it changed.
+    """Prove each host's ruleset in a scratch namespace and apply it if it changed.
 
     After an apply, a new SSH connection must get in; if it does not (say an
     admin_sources that leaves out this machine), the last good ruleset is put
