@@ -156,7 +156,27 @@ class AegirProgram(Program):
 
     def parse_tasks(self) -> None:
         with self.usage_errors():
+            self._help_after_task()
             super().parse_tasks()
+
+    def _help_after_task(self) -> None:
+        """``inv TASK --help`` is ``inv --help TASK``, also for a task that takes NAMES: Invoke's parser gives
+        the word to the task's first missing positional argument ("invalid project name '--help'"). The
+        task is the last task name before the flag (``-h`` too, unless the task has a ``-h`` of its own);
+        nothing after ``--`` counts."""
+        argv = list(self.core.unparsed)
+        end = argv.index("--") if "--" in argv else len(argv)
+        if not {"--help", "-h"} & set(argv[:end]):
+            return
+        contexts = self._make_parser().contexts
+        task = None
+        for word in argv[:end]:
+            if word in contexts:
+                task = word
+            elif task is not None and (word == "--help" or (word == "-h" and "-h" not in contexts[task].flags)):
+                self.args.help.value = task
+                self.core.unparsed = []
+                return
 
     def parse_cleanup(self) -> None:
         """Invoke's, plus shell completion of host and group names after -H and --exclude."""

@@ -58,6 +58,23 @@ def test_help_shows_every_flag_with_the_value_its_parser_reads_and_fits_80_colum
                 assert value in " ".join(arg.help.split()), (name, flag, value)
 
 
+@pytest.mark.parametrize("name", TASKS)
+def test_help_after_the_task_is_the_tasks_help_even_where_it_takes_names(name, capsys):
+    # Invoke's parser gave `--help` after a task to its NAMES: "invalid project name '--help'", exit 2
+    want = help_of(name, capsys)
+    takes_names = any(long_name(a) == "names" for a in arguments(name))
+    for argv in ([name, "--help"], [name, "-h"], *([[name, "cloud", "--help"]] if takes_names else [])):
+        make_program().run(["inv", *argv], exit=False)
+        assert capsys.readouterr().out == want, argv
+
+
+def test_help_after_a_double_dash_is_the_commands_word(capsys):
+    with pytest.raises(SystemExit) as exited:
+        make_program().run(["inv", "apps.compose", "cloud", "--", "--help"])
+    assert exited.value.code == 2
+    assert "a Compose subcommand must come first after '--'" in capsys.readouterr().err
+
+
 def test_dns_check_timeout_takes_a_value_and_says_so(capsys):
     assert "--timeout=SECONDS" in help_of("dns.check", capsys)  # was `-t, --timeout`, shown as a bare flag
 
