@@ -10,12 +10,20 @@ from collections import defaultdict
 import pytest
 from invoke import Argument
 
+from aegir import report
 from aegir.cli import AegirContext, make_program, metavar
 from aegir.tasks import namespace
 from aegir.tasks.flags import LETTERS, PROGRAM_LETTERS, Bound
 from tests.helpers import REPO
 
 TASKS = sorted(namespace.task_names)
+
+
+@pytest.fixture(autouse=True)
+def _display_width_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program run that gets as far as a task sets the process's display width (`report.configure`):
+    put back afterwards, so that later unit tests see the renderers' default (no limit)."""
+    monkeypatch.setattr(report.display, "width", report.display.width)
 
 
 def arguments(name: str) -> list[Argument]:
