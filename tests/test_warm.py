@@ -106,6 +106,35 @@ def until_listening(env: dict[str, str]) -> Path:
     return where
 
 
+def warmed(env: dict[str, str], tasks_dir: Path) -> Path:
+    """A first command has started the agent, which now listens; its folder."""
+    inv("--list", env=env, cwd=tasks_dir)
+    return until_listening(env)
+
+
+def started(env: dict[str, str], tasks_dir: Path, *args: str) -> tuple[subprocess.Popen[str], dict]:
+    """``inv ARGS`` running in `tasks_dir` (no terminal), and the first line its task printed (JSON)."""
+    proc = subprocess.Popen([sys.executable, "-m", "aegir", *args], cwd=str(tasks_dir), env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout is not None
+    return proc, json.loads(proc.stdout.readline())
+
+
+def state(pid: int) -> str:
+    """A process's state letter from /proc (``Z`` a zombie, ``T`` stopped); ``X`` when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "X"
+
+
+def until_gone(pid: int, why: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while state(pid) not in ("X", "Z"):
+        assert time.monotonic() < deadline, why
+        time.sleep(0.05)
+
+
 def test_a_warm_command_is_the_cold_command(warm: dict[str, str], tasks_dir: Path):
     cold = inv("probe", "--code", "3", env={**warm, "AEGIR_WARM": "", "PROBE": "x y"}, cwd=tasks_dir,
                input="first line\nsecond\n")
@@ -134,22 +163,15 @@ def test_a_warm_command_is_the_cold_command(warm: dict[str, str], tasks_dir: Pat
 
 def test_ctrl_c_reaches_the_warm_child_and_a_killed_command_takes_its_child_along(warm: dict[str, str],
                                                                                  tasks_dir: Path):
-    inv("--list", env=warm, cwd=tasks_dir)
-    until_listening(warm)
+    warmed(warm, tasks_dir)
     outcomes = []
     for sig in (signal.SIGINT, signal.SIGKILL):
-        proc = subprocess.Popen([sys.executable, "-m", "aegir", "probe", "--sleep", "60"], cwd=str(tasks_dir),
-                                env=warm, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
-                                start_new_session=True)
-        assert proc.stdout is not None
-        child = json.loads(proc.stdout.readline())["pid"]
+        proc, seen = started(warm, tasks_dir, "probe", "--sleep", "60")
+        child = seen["pid"]
         assert child != proc.pid
         proc.send_signal(sig)
         code = proc.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{child}").exists() and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z":
-            assert time.monotonic() < deadline, f"the warm child {child} outlived its command ({sig.name})"
-            time.sleep(0.05)
+        until_gone(child, f"the warm child {child} outlived its command ({sig.name})")
         outcomes.append(code)
     assert outcomes == [130, -signal.SIGKILL]
 
@@ -178,10 +200,7 @@ def test_an_idle_agent_exits_and_removes_its_socket(warm: dict[str, str]):
     inv("--list", env=env, cwd="/")
     where = until_listening(env)
     [pid] = agents(where)
-    deadline = time.monotonic() + 20
-    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
-        assert time.monotonic() < deadline, "the agent did not exit when idle"
-        time.sleep(0.1)
+    until_gone(pid, "the agent did not exit when idle", timeout=20)
     assert not list(where.glob("*.sock")) and f"agent pid {pid} exits" in (where / launch.LOG).read_text()
 
 
@@ -216,8 +235,7 @@ def test_a_warm_command_over_ssh_reads_the_host_as_the_cold_one(warm: dict[str, 
 
 
 def test_a_warm_child_reads_the_passphrase_from_the_commands_terminal(warm: dict[str, str], tasks_dir: Path):
-    inv("--list", env=warm, cwd=tasks_dir)
-    where = until_listening(warm)
+    where = warmed(warm, tasks_dir)
     done = run_inv_on_tty("secret", inventory="/nonexistent", typed=["hunter2"], env=warm, cwd=tasks_dir)
     assert served(where) == 1
     assert (done.returncode, done.stdout, done.prompts) == (0, "read 7 characters\n", 1), done
@@ -261,17 +279,10 @@ def test_an_agent_that_does_not_run_the_command_leaves_it_to_run_cold_and_once(w
 
 
 def test_two_commands_at_once_each_end_with_their_own_child(warm: dict[str, str], tasks_dir: Path):
-    inv("--list", env=warm, cwd=tasks_dir)
-    until_listening(warm)
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen([sys.executable, "-m", "aegir", "probe", *args], cwd=str(tasks_dir), env=warm,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, start_new_session=True)
-        assert proc.stdout is not None and json.loads(proc.stdout.readline())["ppid"] != os.getpid()
-        return proc
-
-    short = start("--sleep", "2", "--code", "4")
-    long = start("--sleep", "30")  # forked while the short one runs
+    warmed(warm, tasks_dir)
+    short, seen_short = started(warm, tasks_dir, "probe", "--sleep", "2", "--code", "4")
+    long, seen_long = started(warm, tasks_dir, "probe", "--sleep", "30")  # forked while the short one runs
+    assert seen_short["ppid"] != os.getpid() and seen_long["ppid"] != os.getpid()  # both served warm
     try:
         # the short one ends with its own child, not with the long one (whose child held a copy of the
         # short one's socket)
@@ -283,31 +294,16 @@ def test_two_commands_at_once_each_end_with_their_own_child(warm: dict[str, str]
 
 def test_ctrl_c_reaches_what_the_warm_child_runs_as_a_terminal_sends_it_to_the_job(warm: dict[str, str],
                                                                                    tasks_dir: Path):
-    inv("--list", env=warm, cwd=tasks_dir)
-    until_listening(warm)
-    proc = subprocess.Popen([sys.executable, "-m", "aegir", "spawn"], cwd=str(tasks_dir), env=warm,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    assert proc.stdout is not None
-    seen = json.loads(proc.stdout.readline())
+    warmed(warm, tasks_dir)
+    proc, seen = started(warm, tasks_dir, "spawn")
     proc.send_signal(signal.SIGINT)  # Ctrl-C: the terminal signals the command's job; the command, its child's
     assert proc.wait(timeout=10) == 130
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{seen['sleeper']}").exists() and \
-            Path(f"/proc/{seen['sleeper']}/stat").read_text().split()[2] != "Z":
-        assert time.monotonic() < deadline, "the command the warm child ran outlived Ctrl-C"
-        time.sleep(0.05)
+    until_gone(seen["sleeper"], "the command the warm child ran outlived Ctrl-C")
 
 
 def test_ctrl_z_stops_the_warm_child_with_its_command_and_fg_continues_both(warm: dict[str, str], tasks_dir: Path):
-    inv("--list", env=warm, cwd=tasks_dir)
-    until_listening(warm)
-    proc = subprocess.Popen([sys.executable, "-m", "aegir", "spawn"], cwd=str(tasks_dir), env=warm,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    assert proc.stdout is not None
-    seen = json.loads(proc.stdout.readline())
-
-    def state(pid: int) -> str:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    warmed(warm, tasks_dir)
+    proc, seen = started(warm, tasks_dir, "spawn")
 
     def until(pids: list[int], wanted: set[str]) -> None:
         deadline = time.monotonic() + 10
