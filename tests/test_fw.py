@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -340,6 +341,24 @@ def test_a_broken_template_or_an_nft_error_leaves_the_live_ruleset(served: FwLab
             assert fw.get(f"http://{fw.service4}:8080/hello") == "hello"
             assert_ssh_works(fw)
         assert "nothing changed" in done.stdout
+        # nft's words name the candidate and its line (the proof loads its text, lines where they were)
+        fw.host.write(TEMPLATE, list(broken)[1])
+        assert re.search(r"/srv/conf/aegir-fw/candidate-[0-9a-f]{12}\.nft:6:\d+-\d+: Error: syntax error",
+                         fw.inv("fw.apply").stdout)
+        # container elements the proof leaves out (the model's check accepts them) that nft refuses live: a
+        # template whose dnat4 holds no port in its data. One transaction: nothing changed either
+        packaged = (REPO / "aegir" / "fw" / "nftables.nft.j2").read_text()
+        odd = packaged.replace("type ipv{{ v }}_addr . inet_proto . inet_service : ipv{{ v }}_addr . inet_service",
+                               "type ipv{{ v }}_addr . inet_proto . inet_service : ipv{{ v }}_addr")
+        assert odd != packaged
+        fw.host.write(TEMPLATE, odd)
+        done = fw.inv("fw.apply")
+        assert done.returncode == 1 and "FAILED: `nft -f /srv/conf/aegir-fw/candidate-" in done.stdout
+        assert re.search(r"candidate-[0-9a-f]{12}\.nft:\d+:\d+-\d+: Error: .* \. tcp \. 8080 : ", done.stdout)
+        assert "(nothing changed: the live ruleset is the previous one; the rejected ruleset is " in done.stdout
+        assert fw.live() == live
+        assert fw.get(f"http://{fw.service4}:8080/hello") == "hello"
+        assert_ssh_works(fw)
     finally:
         fw.host.root(f"/srv/{TEMPLATE}").unlink()
     assert fw.apply()["result"] == "nothing to do"

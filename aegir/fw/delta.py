@@ -79,6 +79,38 @@ def shape(text: str) -> Shape:
     return Shape(tuple(structure), sets)
 
 
+def blanked(text: str, drop: Mapping[str, Iterable[str]]) -> str:
+    """`text` with the line of each element of `drop` (per set: elements as `shape` reads them) made empty, and
+    an ``elements = {`` block left with no element blanked whole (nft refuses an empty one). Read as `shape`
+    reads it, so a line `shape` takes for structure is never blanked; every other line stays where it was:
+    nft's ``file:line`` in an error is the same as in `text`."""
+    lines = text.split("\n")
+    name: str | None = None
+    start: int | None = None  # the line opening the current elements block
+    kept = 0
+    wanted = {n: frozenset(items) for n, items in drop.items()}
+    for i, line in enumerate(lines):
+        code = line.partition("#")[0].strip()
+        if start is not None:
+            if code == "}":
+                if not kept:
+                    lines[start] = lines[i] = ""
+                start = None
+                continue
+            item = code.removesuffix(",").strip()
+            if name is not None and _ELEMENT.fullmatch(item) and " ".join(item.split()) in wanted.get(name, ()):
+                lines[i] = ""
+            elif code:
+                kept += 1  # an element not dropped, or what nft reads in a block: the block stays
+            continue
+        opened = _OPEN.match(code)
+        if opened:
+            name = opened.group(1)
+        elif code == "elements = {" and name is not None:
+            start, kept = i, 0
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Delta:
     """The elements to delete and to add, per set: a ruleset change that changes nothing else."""

@@ -221,11 +221,12 @@ def sweep_cmd(state_dir: str) -> Cmd:
 
 #: The proof's ``others``: each table but aegir's, listed (stateless). Their names come from the terse listing of
 #: the whole ruleset, which fetches no set element (``nft list tables`` fetches them all: 0.35 s of CPU at
-#: 45,000 elements, twice per proof).
+#: 45,000 elements, twice per proof). nft's errors about the proof's text name the candidate ($1): its lines
+#: are the candidate's (`aegir.fw.plan.proof_text` blanks lines, it moves none).
 _PROVE = r"""rest=$(mktemp) || exit
-checked=$(mktemp) || exit
-trap 'rm -f -- "$rest" "$checked"' EXIT
-base64 -d | gzip -dc > "$checked" || exit
+proved=$(mktemp) || exit
+trap 'rm -f -- "$rest" "$proved" "$proved.err"' EXIT
+base64 -d | gzip -dc > "$proved" || exit
 others() { nft -t -s list ruleset | sed -n "s/^table \(.*\) {\$/\1/p" | while read -r f n; do
   [ "$f $n" = "inet aegir" ] || nft -s list table "$f" "$n" || exit 1; done; }
 others > "$rest" || exit
@@ -234,7 +235,8 @@ unshare -n sh -c '
     [ "$f $n" = "inet aegir" ] || nft -s list table "$f" "$n" || exit 1; done; }
   nft -f "$2" >/dev/null || { echo "aegir: the host'"'"'s other tables do not load in a scratch namespace: the whole ruleset cannot be proved" >&2; exit 5; }
   was=$(others | sha256sum) || exit 5
-  nft -f "$1" >/dev/null || { echo "aegir: the ruleset does not load next to the host'"'"'s other tables" >&2; exit 65; }
+  nft -f "$8" >/dev/null 2>"$8.err" || { sed "s|^$8:|$1:|" "$8.err" >&2
+    echo "aegir: the ruleset does not load next to the host'"'"'s other tables" >&2; exit 65; }
   now=$(others | sha256sum) || exit 6
   if [ "$now" != "$was" ]; then
     t=$(nft -t -s list ruleset | sed -n "s/^table \(.*\) {\$/table \1/p" | tr "\n" " ")
@@ -242,10 +244,9 @@ unshare -n sh -c '
   fi
   py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3
   if command -v "$py" >/dev/null; then k=$("$py" -I -S -c "$7" "$3" "$4" "$5" "$6") || exit; else k="no python3"; fi
-  [ -s "$8" ] && nft -f "$8" 2>/dev/null
   nft -s -j list ruleset
   printf "\036%s\n" "$k"
-' sh "$1" "$rest" "$2" "$3" "$4" "$5" "$6" "$checked"
+' sh "$1" "$rest" "$2" "$3" "$4" "$5" "$6" "$proved"
 """
 
 
@@ -254,24 +255,22 @@ unshare -n sh -c '
 NOT_LOADED = 65
 
 
-def prove_cmd(path: str, port: int = 22, admins: Sequence[str] = (), sources: Sequence[str] = (),
-              checked: str = "") -> Cmd:
+def prove_cmd(path: str, text: str, port: int = 22, admins: Sequence[str] = (), sources: Sequence[str] = ()) -> Cmd:
     """In a scratch network namespace (nothing live changes): load the host's other tables (every table
-    but aegir's, which PATH replaces), then PATH, as they would be live, and refuse PATH if the other
-    tables are not the same after it (a table of its own, or a change to theirs); knock with real SSH
-    connections from `sources` to `admins` (`knock.SCRIPT`; ``no python3`` without it), the whole ruleset
-    loaded; then ``nft -f`` `checked` (sent `packed` on stdin: ``delete element`` statements of the
-    container-set elements the model's check accepted, `aegir.fw.plan.checked_elements`) and print the
-    whole ruleset as nft's JSON, ``\\x1e`` and the knock's answer.
+    but aegir's, which the candidate PATH replaces), then `text` (sent `packed` on stdin; nft's errors name
+    PATH), as they would be live, and refuse it if the other tables are not the same after it (a table of
+    its own, or a change to theirs); knock with real SSH connections from `sources` to `admins`
+    (`knock.SCRIPT`; ``no python3`` without it); print the whole ruleset as nft's JSON, ``\\x1e`` and the
+    knock's answer.
 
-    Deleting them first spares the listing of what makes it slow (1.1 s of nft's CPU at 45,000 elements, then
-    as long again in the evaluator) and changes no answer: the kernel held each one (a delete of an element
-    it does not hold fails the whole transaction, which deletes none, and the evaluator then reads every
-    one); each one passed the check the element-only path applies to the elements it adds, which no SSH
-    packet to an admin address can match (a DNAT key on a service address, a container's address); and
-    the knock ran before, on the whole ruleset."""
+    `text` is `aegir.fw.plan.proof_text`: the candidate without the container-set elements the model's check
+    accepts. What it leaves out changes no answer: each element passed the check the element-only path
+    applies to the elements it adds, which no SSH packet to an admin address can match (a DNAT key on a
+    service address, a container's address); and it spares what makes a big ruleset slow (at 45,000
+    elements: 0.4 s of nft's CPU to load them here, 1.1 s to list them, as long again in the evaluator).
+    nft loads them live with the rest (`apply_cmd`: one transaction; what it refuses there changes nothing)."""
     return dataclasses.replace(shell(_PROVE, path, str(port), " ".join(admins), " ".join(sources),
-                                     " ".join(map(str, knock.SOURCE_PORTS)), knock.SCRIPT), stdin=packed(checked))
+                                     " ".join(map(str, knock.SOURCE_PORTS)), knock.SCRIPT), stdin=packed(text))
 
 
 #: Shell: write $2 (text) to the file $1 atomically (a rename). Through cat: dash's printf says "I/O error"

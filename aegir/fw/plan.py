@@ -8,6 +8,7 @@
 - `preflight`, `unattended_refusal`: what fw.apply refuses before anything is sent;
 - `elements_only`, `elements_refusal`: whether a change is container-set elements
   only (`aegir.fw.delta`), and the keys it may not add;
+- `proof_text`: what the full proof loads in its scratch namespace;
 - `plan_install`: the commands that bring the watcher's unit to "written,
   enabled, running" (`InstallPlan`).
 
@@ -128,16 +129,18 @@ def _container_sets(host: Host, settings: FwSettings, tpl: render.Template, brid
     return delta.container_sets(delta.shape(bare), delta.shape(sentinel))
 
 
-def checked_elements(fw: Firewall) -> str:
-    """``delete element`` statements (`delta.Delta.script`) of every container-set element of `fw` that the
-    model's own check accepts (`delta.accepted`: what the element-only path checks of what it adds), or ''
-    when there is none: the full proof deletes them in its scratch namespace once its knock ran, so that
-    its evaluator does not read them again (`nft.prove_cmd` says why that changes no answer)."""
+def proof_text(fw: Firewall) -> str:
+    """What the full proof loads in its scratch namespace (`nft.prove_cmd`): `fw`'s ruleset without the
+    container-set elements the model's own check accepts (`delta.accepted`: what the element-only path checks
+    of every element it adds; their lines blanked, `delta.blanked`, so nft's ``file:line`` stays the
+    candidate's). The knock and the evaluator then see everything that can bear on SSH to an admin address
+    (the chains, every other set, the elements the check does not accept), and nft does not load, list and
+    read 45,000 elements that cannot; those are loaded live with the rest, in the same one-transaction
+    ``nft -f``, as the element-only path loads the ones it adds."""
     ours = _container_sets(fw.host, fw.settings, fw.tpl or render.packaged(), fw.bridges)
     sets = delta.shape(fw.text).sets
-    change = delta.Delta(delta.accepted({n: sets[n] for n in sorted(ours) if n in sets},
-                                        guard(fw.host, fw.settings.ssh_port)), {})
-    return "" if change.empty else change.script()
+    checked = delta.accepted({n: sets[n] for n in sorted(ours) if n in sets}, guard(fw.host, fw.settings.ssh_port))
+    return delta.blanked(fw.text, checked) if any(checked.values()) else fw.text
 
 
 def elements_refusal(fw: Firewall, change: delta.Delta) -> None:

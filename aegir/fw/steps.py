@@ -8,7 +8,8 @@ fw.watch use too:
    ``table inet aegir``; write this apply's own candidate; load it in a scratch
    network namespace next to the host's other tables (what nft refuses stops
    there: no separate ``nft -c``) and prove that SSH to the admin addresses
-   gets through the whole ruleset; ``nft -f``
+   gets through the whole ruleset (but the container elements the model's own
+   check accepts: `aegir.fw.plan.proof_text`); ``nft -f``
    (one transaction, under the state folder's lock, between two writes of the
    ``unverified`` marker);
 2. `verify`: a *new* SSH login must get in (`fresh_login`; on failure the last
@@ -209,14 +210,15 @@ def load(hc: HostContext, fw: Firewall) -> tuple[str, str, int]:
                            + "); nothing changed", host=hc.name)
     candidate = nft.candidate_path(state_dir)
     hc.run(nft.write_cmd(candidate, fw.text))
-    # No ``nft -c`` of its own: the proof's first step is ``nft -f`` of the candidate in the scratch
-    # namespace, next to the host's other tables: the same parser and the same kernel validation, so a
-    # ruleset nft refuses is refused there, nothing live changed (`NOT_LOADED`). And one the live kernel
-    # refuses all the same changes nothing either: ``nft -f`` is one transaction (a file failing at any
-    # statement, in the parser or in the kernel, applies none of it).
+    # No ``nft -c`` of its own: the proof's first step is ``nft -f`` of the candidate (but the container
+    # elements the model's check accepts, `fwplan.proof_text`) in the scratch namespace, next to the host's
+    # other tables: the same parser and the same kernel validation, so a ruleset nft refuses is refused
+    # there, nothing live changed (`NOT_LOADED`). And one the live kernel refuses all the same (one of those
+    # elements, say) changes nothing either: ``nft -f`` is one transaction (a file failing at any statement,
+    # in the parser or in the kernel, applies none of it), and the row says nft's words and what is live.
     ssh = fwplan.ssh_packets(fw.host, fw.settings)
     port, admins, tried = fwplan.proof_args(ssh)
-    prove = nft.prove_cmd(candidate, port, admins, tried, fwplan.checked_elements(fw))
+    prove = nft.prove_cmd(candidate, fwplan.proof_text(fw), port, admins, tried)
     try:
         proved = hc.run(prove).stdout
     except CommandError as exc:

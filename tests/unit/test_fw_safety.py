@@ -310,23 +310,23 @@ def kernel_answer(text: str, packets: list, tmp_path: Path) -> list[str]:
     path.write_text(text)
     admins = sorted({str(p.daddr) for p in packets if not p.outbound})
     peers = {p.saddr.version: p.saddr.nets for p in packets if isinstance(p.saddr, Peer)}
-    cmd = nft.prove_cmd(str(path), 22, admins, knock.sources(peers, {}))
+    cmd = nft.prove_cmd(str(path), text, 22, admins, knock.sources(peers, {}))
     done = subprocess.run(cmd.argv, input=cmd.stdin, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    listing, _, answer = done.stdout.partition("\x1e")
-    assert json.loads(listing)["nftables"]
+    listing, answer = nft.parse_proof(done.stdout)
+    assert listing["nftables"]
     return knock.problems(answer, 22)
 
 
-def proof_of(fw, tmp_path: Path, checked: str) -> tuple[Ruleset, list[str]]:
-    """`nft.prove_cmd` of `fw` run here as on a host, `checked` deleted before the listing: what the
-    evaluator reads, and the knock's problems."""
+def proof_of(fw, tmp_path: Path, text: str) -> tuple[Ruleset, list[str]]:
+    """`nft.prove_cmd` of `fw`'s candidate, loading `text`, run here as on a host: what the evaluator reads,
+    and the knock's problems."""
     from aegir.fw import knock, nft
 
     path = tmp_path / "candidate.nft"
     path.write_text(fw.text)
     port, admins, tried = fwplan.proof_args(fwplan.ssh_packets(fw.host, fw.settings))
-    cmd = nft.prove_cmd(str(path), port, admins, tried, checked)
+    cmd = nft.prove_cmd(str(path), text, port, admins, tried)
     done = subprocess.run(cmd.argv, input=cmd.stdin, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     listing, answer = nft.parse_proof(done.stdout)
@@ -335,22 +335,58 @@ def proof_of(fw, tmp_path: Path, checked: str) -> tuple[Ruleset, list[str]]:
 
 @needs_nft
 @pytest.mark.skipif(not shutil.which("python3") or not shutil.which("nsenter"), reason="needs python3 and nsenter")
-def test_the_proof_lists_the_container_elements_the_model_checked_only_when_the_kernel_did_not_hold_them(tmp_path):
+def test_the_proof_leaves_out_the_container_elements_the_model_checked_and_nothing_else(tmp_path):
     from tests.unit.test_fw_render import HOST, SETTINGS, containers
 
     fw = fwplan.firewall(HOST, SETTINGS, containers())
-    checked = fwplan.checked_elements(fw)
-    assert checked.startswith("delete element inet aegir dnat4 { ") and " . tcp . 8080" in checked
-    rs, knocked = proof_of(fw, tmp_path, checked)
+    text = fwplan.proof_text(fw)
+    # every line where it was (nft's file:line in an error is the candidate's), the checked elements blank
+    assert len(text.split("\n")) == len(fw.text.split("\n"))
+    assert " . tcp . 8080 : 172.30.0.2 . 80" in fw.text and " . tcp . 8080 : " not in text
+    assert [a for a, b in zip(fw.text.split("\n"), text.split("\n")) if a != b and b]  == []
+    rs, knocked = proof_of(fw, tmp_path, text)
     assert knocked == [] and ssh_problems(rs, fwplan.ssh_packets(fw.host, fw.settings)) == []
-    assert not rs.sets["inet aegir dnat4"].get("elem") and "inet aegir in4" in rs.sets  # the rest: all there
-    # one element the kernel does not hold: nothing deleted (one transaction), the evaluator reads them all
-    every = proof_of(fw, tmp_path, "")[0].sets["inet aegir dnat4"]["elem"]
-    rs, _ = proof_of(fw, tmp_path, checked.replace(" . tcp . 8080", " . tcp . 8090"))
-    assert rs.sets["inet aegir dnat4"]["elem"] == every and len(every) > 5
+    for name in ("dnat4", "dnat6", "exposed6"):  # the container sets: their checked elements left out
+        assert not rs.sets[f"inet aegir {name}"].get("elem"), name
+    whole, _ = proof_of(fw, tmp_path, fw.text)
+    assert len(whole.sets["inet aegir dnat4"]["elem"]) > 5
+    for name in ("admin4", "admin6", "in4", "out4"):  # the other sets: all there
+        assert rs.sets[f"inet aegir {name}"].get("elem") == whole.sets[f"inet aegir {name}"].get("elem"), name
+    assert rs.sets["inet aegir admin4"]["elem"]
 
 
-def test_an_element_the_model_refuses_stays_in_the_listing_the_evaluator_reads():
+def test_blanking_elements_keeps_every_line_where_it_was_and_no_empty_block():
+    from aegir.fw import delta
+
+    text = ("table inet aegir {\n\tset a {\n\t\ttype ipv4_addr\n\t\telements = {\n\t\t\t10.0.0.1,  # web\n"
+            "\n\t\t\t10.0.0.2\n\t\t}\n\t}\n\tset b {\n\t\telements = {\n\t\t\t10.0.0.1,\n\t\t\t10.0.0.3, 10.0.0.4,\n"
+            "\t\t}\n\t}\n\tchain c {\n\t\tip saddr 10.0.0.1 accept\n\t}\n}\n")
+    # a's block loses both elements: the block goes (nft refuses `elements = { }`); b keeps the line
+    # `shape` reads as structure (two elements on one line); the rule naming the address is no element
+    assert delta.blanked(text, {"a": ["10.0.0.1", "10.0.0.2"], "b": ["10.0.0.1", "10.0.0.3"]}) == (
+        "table inet aegir {\n\tset a {\n\t\ttype ipv4_addr\n\n\n\n\n\n\t}\n\tset b {\n\t\telements = {\n\n"
+        "\t\t\t10.0.0.3, 10.0.0.4,\n\t\t}\n\t}\n\tchain c {\n\t\tip saddr 10.0.0.1 accept\n\t}\n}\n")
+    assert delta.blanked(text, {"a": ["10.0.0.2"]}).split("\n")[4:8] == ["\t\t\t10.0.0.1,  # web", "", "", "\t\t}"]
+    assert delta.blanked(text, {}) == text == delta.blanked(text, {"c": ["10.0.0.1"]})
+
+
+@needs_nft
+def test_nfts_words_about_the_proofs_text_name_the_candidate_and_its_line(tmp_path):
+    from aegir.fw import nft
+    from tests.unit.test_fw_render import HOST, SETTINGS, containers
+
+    fw = fwplan.firewall(HOST, SETTINGS, containers())
+    broken = fw.text.replace("\tchain forward {", "\tchain forward {\n\t\tip saddr 1.2.3 accept", 1)
+    line = broken.split("\n").index("\t\tip saddr 1.2.3 accept") + 1
+    path = tmp_path / "candidate-1.nft"
+    cmd = nft.prove_cmd(str(path), fwplan.proof_text(dataclasses.replace(fw, text=broken)), 22, ["198.51.100.11"])
+    done = subprocess.run(cmd.argv, input=cmd.stdin, capture_output=True, text=True, timeout=60)
+    assert done.returncode == nft.NOT_LOADED, done.stderr
+    assert done.stderr.startswith(f"{path}:{line}:"), done.stderr
+    assert done.stderr.rstrip().endswith("aegir: the ruleset does not load next to the host's other tables")
+
+
+def test_an_element_the_model_refuses_stays_in_the_proof():
     from tests.unit.test_fw_render import HOST, SETTINGS, containers
 
     fw = fwplan.firewall(HOST, SETTINGS, containers())
@@ -358,13 +394,11 @@ def test_an_element_the_model_refuses_stays_in_the_listing_the_evaluator_reads()
     evil = f"{admin} . tcp . 22 : 10.9.9.9 . 22"
     text = fw.text.replace(" . tcp . 8080 : 172.30.0.2 . 80", f" . tcp . 8080 : 172.30.0.2 . 80,\n\t\t\t{evil}", 1)
     assert evil in text
-    checked = fwplan.checked_elements(dataclasses.replace(fw, text=text))
-    assert " . tcp . 8080" in checked and f"{admin} . tcp . 22" not in checked
+    proved = fwplan.proof_text(dataclasses.replace(fw, text=text))
+    assert " . tcp . 8080 : 172.30.0.2 . 80" not in proved and f"\t\t\t{evil},  # " in proved
 
     def checked(element: str) -> bool:
-        found = fwplan.checked_elements(dataclasses.replace(fw, text=text.replace(evil, element)))
-        key = element.split(" : ")[0]
-        return f" {key}," in found or f" {key} }}" in found
+        return element not in fwplan.proof_text(dataclasses.replace(fw, text=text.replace(evil, element)))
 
     assert checked("198.51.100.101 . tcp . 4444 : 10.9.9.9 . 22")
     for odd in ("198.51.100.010 . tcp . 4444 : 10.9.9.9 . 22", "198.51.100.101 . tcp . 04444 : 10.9.9.9 . 22",
