@@ -542,11 +542,17 @@ _FOREIGN = re.compile(r"^\s*(?:(?P<flush>flush\s+ruleset)|(?P<include>include)\b
                       r"|(?P<table>table\s+(?!inet\s+aegir\b)\S+))", re.M)
 
 
+#: A word every `_FOREIGN` match holds (its first): a line without any cannot match.
+_VERBS = re.compile(r"flush|include|destroy|add|create|delete|insert|replace|reset|rename|list|table")
+
+
 def foreign_statements(text: str) -> list[str]:
     """The lines of a ruleset that touch something else than ``table inet aegir`` (``file:line: text``
     is up to the caller); comments are ignored."""
     found = []
     for n, line in enumerate(text.splitlines(), 1):
+        if not _VERBS.search(line):
+            continue  # no word a foreign statement starts with (an element line): no need to split it
         code = line.split("#", 1)[0]
         for part in code.split(";"):
             if _FOREIGN.match(part):
@@ -584,6 +590,8 @@ def changed_lines(old: str | None, new: str) -> tuple[tuple[str, ...], tuple[str
     while tail < most - head and before[-1 - tail] == after[-1 - tail]:
         tail += 1
     before, after = before[head:len(before) - tail], after[head:len(after) - tail]
+    if not before or not after:  # only added, or only removed (the first apply: 60,000 lines, no index of them)
+        return tuple(ln.strip() for ln in after if ln.strip()), tuple(ln.strip() for ln in before if ln.strip())
     sm = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
     added: list[str] = []
     removed: list[str] = []

@@ -371,3 +371,22 @@ def test_the_probe_sends_the_last_good_ruleset_packed_and_reads_it_back_byte_for
     assert (state.template, state.last_good, state.verified) == (None, text, "fp")
     with pytest.raises(AegirError, match="unexpected firewall state probe output: the last good ruleset"):
         nft.parse_probe(done.stdout.replace(f"{b.text}packed\nH4sI", f"{b.text}packed\nH5sI"), b)
+
+
+def test_the_word_filter_before_the_foreign_statement_check_skips_no_line_that_matches():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    words = st.sampled_from(["flush", "ruleset", "include", "destroy", "add", "create", "delete", "insert", "replace",
+                             "reset", "rename", "list", "table", "chain", "rule", "set", "map", "element", "inet",
+                             "aegir", "ip", "other", "{", "}", ";", "#", "\t", "1.2.3.4", ".", "tcp", ",", "Table"])
+
+    def unfiltered(text: str) -> list[str]:  # foreign_statements as it was, every line split and matched
+        return [f"line {n}: {part.strip()}" for n, line in enumerate(text.splitlines(), 1)
+                for part in line.split("#", 1)[0].split(";") if nft._FOREIGN.match(part)]
+
+    @given(st.lists(st.lists(words, max_size=8).map(" ".join), max_size=6).map("\n".join))
+    def same(text: str) -> None:
+        assert nft.foreign_statements(text) == unfiltered(text)
+
+    same()
