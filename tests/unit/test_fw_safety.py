@@ -417,3 +417,28 @@ def test_the_kernel_answers_with_real_packets_from_varied_sources_and_ports(tmp_
     text, packets = hostile("tcp dport 22 tcp sport != 1022 drop")
     found = kernel_answer(text, packets, tmp_path)
     assert found and not any("(source port 1022)" in p for p in found)
+
+
+@needs_nft
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="needs the host's python3")
+def test_the_element_hash_is_the_one_of_every_elements_attributes_written_again(tmp_path):
+    """`nft.ELEMENTS_HASH` hashes an element of no left-out attribute as the kernel sent it: the same hash as
+    writing every attribute again (what it did before), with elements that carry timeouts and counters too."""
+    from aegir.fw import nft
+    from tests.unit.test_fw_render import HOST, SETTINGS, containers
+
+    again = nft.ELEMENTS_HASH.replace(
+        "for e in elements(v))", "for e in (b\"\".join(attr(t, w) for t, w in attrs(x) if t not in (5, 7, 11))"
+                                 " for _, x in attrs(v)))", 1)
+    assert again != nft.ELEMENTS_HASH
+    (tmp_path / "r.nft").write_text(fwplan.firewall(HOST, SETTINGS, containers()).text)
+    (tmp_path / "a.py").write_text(nft.ELEMENTS_HASH)
+    (tmp_path / "b.py").write_text(again)
+    script = ('nft -f "$1/r.nft" && nft add set inet aegir t "{ type ipv4_addr; flags timeout; counter; }" '
+              '&& nft add element inet aegir t "{ 192.0.2.1 timeout 1h, 192.0.2.2 }" '
+              '&& for f in a b; do /usr/bin/python3 -I -S "$1/$f.py"; done')
+    done = subprocess.run(["unshare", "-n", "sh", "-c", script, "sh", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()
+    assert first == second and first.startswith("elements ")
