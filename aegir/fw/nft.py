@@ -594,6 +594,32 @@ def diff(old: str | None, new: str, *, name: str = "ruleset") -> str:
                                         f"{name} (last good)", f"{name} (new)", n=2))
 
 
+def _walked(before: list[str], after: list[str], added: list[str], removed: list[str]) -> bool:
+    """The diff of two line lists where no line moved, in one walk: a line missing from the other side is
+    added or removed, equal lines are kept. False (and the lists half filled) at the first pair of unequal
+    lines that both occur on the other side: a move, or a repeated line, where only a real diff can tell.
+    Elements only (a container started at 5,000: 30,000 lines between the first change and the last):
+    0.02 s, where `difflib` took 0.2 s."""
+    old, new = set(before), set(after)
+    i = j = 0
+    while i < len(before) and j < len(after):
+        if before[i] == after[j]:
+            i, j = i + 1, j + 1
+        elif before[i] not in new:
+            removed.append(before[i].strip())
+            i += 1
+        elif after[j] not in old:
+            added.append(after[j].strip())
+            j += 1
+        else:
+            return False
+    removed += [ln.strip() for ln in before[i:]]
+    added += [ln.strip() for ln in after[j:]]
+    added[:] = [ln for ln in added if ln]
+    removed[:] = [ln for ln in removed if ln]
+    return True
+
+
 def changed_lines(old: str | None, new: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The lines added and removed between two rulesets, stripped (comments kept)."""
     before, after = (old or "").splitlines(), new.splitlines()
@@ -610,9 +636,12 @@ def changed_lines(old: str | None, new: str) -> tuple[tuple[str, ...], tuple[str
     before, after = before[head:len(before) - tail], after[head:len(after) - tail]
     if not before or not after:  # only added, or only removed (the first apply: 60,000 lines, no index of them)
         return tuple(ln.strip() for ln in after if ln.strip()), tuple(ln.strip() for ln in before if ln.strip())
-    sm = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
     added: list[str] = []
     removed: list[str] = []
+    if _walked(before, after, added, removed):
+        return tuple(added), tuple(removed)
+    sm = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
+    added, removed = [], []
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
         if tag in ("delete", "replace"):
             removed += [ln.strip() for ln in before[i1:i2] if ln.strip()]

@@ -390,3 +390,48 @@ def test_the_word_filter_before_the_foreign_statement_check_skips_no_line_that_m
         assert nft.foreign_statements(text) == unfiltered(text)
 
     same()
+
+
+def test_the_line_diff_walk_gives_what_difflib_gives():
+    import difflib
+    from collections import Counter
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    def reference(old: str, new: str) -> tuple[tuple[str, ...], tuple[str, ...]]:  # changed_lines before the walk
+        before, after = old.splitlines(), new.splitlines()
+        added: list[str] = []
+        removed: list[str] = []
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
+            if tag in ("delete", "replace"):
+                removed += [ln.strip() for ln in before[i1:i2] if ln.strip()]
+            if tag in ("insert", "replace"):
+                added += [ln.strip() for ln in after[j1:j2] if ln.strip()]
+        return tuple(added), tuple(removed)
+
+    lines = st.lists(st.sampled_from(["a", "b", "c", "}", "", " d", "e ", "\tf", "g # x"]), max_size=12)
+
+    @settings(max_examples=400)
+    @given(lines, lines, st.lists(st.tuples(st.integers(0, 12), st.booleans(), st.integers(0, 99)), max_size=6))
+    def same(old: list[str], new: list[str], edits: list[tuple[int, bool, int]]) -> None:
+        # random pairs, and a text with lines only inserted or deleted (the element-only shape)
+        edited = list(old)
+        for at, insert, n in edits:
+            if insert:
+                edited.insert(min(at, len(edited)), f"new{n}")
+            elif edited:
+                del edited[min(at, len(edited) - 1)]
+        for a, b in ((old, new), (old, edited), (edited, old)):
+            added, removed = nft.changed_lines("\n".join(a), "\n".join(b))
+            want = reference("\n".join(a), "\n".join(b))
+            # a diff: what it adds and removes turns the one into the other (as multisets of lines) ...
+            kept = Counter(ln.strip() for ln in a if ln.strip())
+            assert kept - Counter(removed) + Counter(added) == Counter(ln.strip() for ln in b if ln.strip())
+            assert not Counter(removed) - kept
+            # ... never longer than difflib's; the same where no line repeats (which repeat is kept may differ)
+            assert len(added) + len(removed) <= len(want[0]) + len(want[1]), (a, b)
+            if len(set(a)) == len(a) and len(set(b)) == len(b):
+                assert (added, removed) == want, (a, b)
+
+    same()
