@@ -202,35 +202,74 @@ def problems(delta: Delta, guard: Guard) -> tuple[list[str], list[str]]:
 
 def accepted(sets: Mapping[str, Iterable[str]], guard: Guard) -> dict[str, tuple[str, ...]]:
     """The elements of `sets` that pass `problems`' check (known shape, nothing refused) with every address
-    and port written as nft and Python write it back (`_canonical`, `_canonical_port`; else it is not one of
-    them): those the full proof's evaluator need not read again (`aegir.fw.nft.prove_cmd`)."""
-    own = guard.admin | guard.service
-    seen: dict[str, Addr | None] = {}  # the host's few service addresses, in every DNAT key
+    and port written as nft and Python write it back (else it is not one of them): those the full proof's
+    evaluator need not read again (`aegir.fw.nft.prove_cmd`).
 
-    def address(text: str) -> Addr | None:
-        return seen[text] if text in seen else seen.setdefault(text, _canonical(text))
+    The answer is `_check`'s (``(True, None)``) with canonical addresses and ports only, 2-3 times faster
+    (45,000 elements in 0.05 s), by these shortcuts that give the same answer:
 
-    return {name: tuple(e for e in items if _check(e, guard, own, address, _canonical_port) == (True, None))
-            for name, items in sets.items()}
+    - An address is the text `_packed` accepts: canonical for the family its text names (a colon: IPv6),
+      as bytes, no `ipaddress` object; the element's two addresses must name the same family (what
+      comparing the versions of the two objects compared). Its bytes are remembered by text: a DNAT key
+      holds one of the host's few service addresses, a container's address comes back once per port.
+    - A port is as nft writes it back (`_port_text`): no int is made.
+    - A set element's address may not be the host's own: its bytes are compared (an IPv4 and an IPv6
+      address never have the same length, as an IPv4Address never equals an IPv6Address).
+    - A DNAT key's verdict (`Guard.dnat_problem` is None or not) reads the port only as "is it the SSH
+      port", so it is remembered by (address, proto, port == SSH port): the host has 2-4 service
+      addresses, a few protocols, and tens of thousands of ports.
+    """
+    own = frozenset(a.packed for a in guard.admin | guard.service)
+    ssh = None if guard.ssh_port is None else str(guard.ssh_port)
+    addresses: dict[str, bytes | None] = {}
+    keys: dict[tuple[str, str, bool], bool] = {}
+
+    def address(text: str) -> bytes | None:
+        if text in addresses:
+            return addresses[text]
+        found = addresses[text] = _packed(text)
+        return found
+
+    def ok(e: str) -> bool:
+        left, sep, right = e.partition(" : ")
+        parts = left.split(" . ")
+        if len(parts) != 3:
+            return False
+        addr, proto, port = parts
+        packed = address(addr)
+        if packed is None or not _port_text(port):
+            return False
+        if not sep:
+            return packed not in own
+        target = right.split(" . ")
+        if len(target) != 2 or (":" in target[0]) != (":" in addr) or address(target[0]) is None \
+                or not _port_text(target[1]):
+            return False
+        k = (addr, proto, port == ssh)
+        verdict = keys.get(k)
+        if verdict is None:
+            verdict = keys[k] = guard.dnat_problem(ipaddress.ip_address(packed), proto, int(port)) is None
+        return verdict
+
+    return {name: tuple(e for e in items if ok(e)) for name, items in sets.items()}
 
 
-def _canonical_port(text: str) -> int | None:
-    """`_port`, for a port written as nft writes it back only (``010`` is not 10 for every reader)."""
-    port = _port(text)
-    return port if port is not None and str(port) == text else None
+def _port_text(text: str) -> bool:
+    """Is `text` a port as nft and Python write it back: 1-65535 in ASCII digits, no leading zero (``010`` is
+    not 10 for every reader; ``٨`` is a digit to `str.isdigit`, not to nft)? Five digits compare as text as
+    they do as numbers: no int is made."""
+    return text.isdigit() and text.isascii() and text[0] != "0" and (len(text) < 5 or len(text) == 5 and text <= "65535")
 
 
-def _canonical(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """`_address`, for an address in its canonical form only (what ``inet_ntop`` prints), 10 times faster:
-    45,000 elements are checked in 0.1 s."""
+def _packed(text: str) -> bytes | None:
+    """The address `text` names if it is written as ``inet_ntop`` prints it (else None), as bytes: 10 times
+    faster than an `ipaddress` object. The family is the text's: a colon, IPv6 (``::ffff:1.2.3.4`` too)."""
     family = socket.AF_INET6 if ":" in text else socket.AF_INET
     try:
         packed = socket.inet_pton(family, text)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL or a lone surrogate in the text
         return None
-    if socket.inet_ntop(family, packed) != text:
-        return None
-    return ipaddress.IPv6Address(packed) if family == socket.AF_INET6 else ipaddress.IPv4Address(packed)
+    return packed if socket.inet_ntop(family, packed) == text else None
 
 
 def _check(e: str, guard: Guard, own: frozenset, address: Callable[[str], Addr | None] = lambda t: _address(t),
