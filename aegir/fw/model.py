@@ -386,27 +386,41 @@ def expose(containers: Iterable[Container], host: Host, ssh_port: int | None = N
         if msg not in warnings:
             warnings.append(msg)
 
+    # A binding's host addresses depend on its host address text only (a warning names the binding too):
+    # those of a text that warns of nothing ("", 0.0.0.0, ::, a service address...) are found once
+    published: dict[str, tuple[Addr, ...]] = {}
+
     for c in running:
         if not c.bindings:
             continue
         if not c.networks or all(n.ipv4 is None and n.ipv6 is None for n in c.networks):
             warn(f"{c.name}: no container address (host or none network): its ports are not published")
             continue
+        targets: dict[int, Addr | None] = {}  # the container's address per family, looked up once
         for b in c.bindings:
             if guard_ssh and b.proto == "tcp" and b.host_port == ssh_port:
                 warn(f"{c.name}: tcp/{b.host_port} is the SSH port and SSH may arrive on any address of this "
                      "host (its address is a name, or it has no admin address): not published")
                 continue
-            for addr in _host_addresses(b, service, admin, c.name, warn):
-                target = c.address(addr.version)
+            addresses = published.get(b.host_ip)
+            if addresses is None:
+                said: list[str] = []
+                addresses = _host_addresses(b, service, admin, c.name, said.append)
+                for msg in said:
+                    warn(msg)
+                if not said:
+                    published[b.host_ip] = addresses
+            for addr in addresses:
+                r = ranks.get(id(addr))  # the host's few addresses, the same objects: ranked once
+                if r is None:
+                    r = ranks[id(addr)] = _rank(addr)
+                version = r[0]
+                target = targets[version] if version in targets else targets.setdefault(version, c.address(version))
                 if target is None:
-                    warn(f"{c.name}: no IPv{addr.version} address: "
+                    warn(f"{c.name}: no IPv{version} address: "
                          f"{b.proto}/{hostport(addr, b.host_port)} is not published")
                     continue
                 e = Exposure(addr, b.proto, b.host_port, c.name, target, b.container_port)
-                r = ranks.get(id(addr))  # a host has few addresses, the same objects: ranked once
-                if r is None:
-                    r = ranks[id(addr)] = _rank(addr)
                 k = (*r, b.proto, b.host_port)  # e.key
                 other = items.get(k)
                 if other is not None:
@@ -421,25 +435,31 @@ def expose(containers: Iterable[Container], host: Host, ssh_port: int | None = N
 
 def _host_addresses(b: Binding, service: Mapping[int, Sequence[Addr]], admin: AbstractSet[Addr], name: str,
                     warn: Any) -> tuple[Addr, ...]:
-    shown = f"[{b.host_ip}]" if ":" in b.host_ip else b.host_ip or "*"
-    where = f"{name}: {b.proto}/{shown}:{b.host_port}"
+    """The host addresses `b` is published on: of the host's service addresses (these objects: `expose`
+    ranks them by identity), the ones it names; `warn` says why none."""
+
+    def where() -> str:
+        shown = f"[{b.host_ip}]" if ":" in b.host_ip else b.host_ip or "*"
+        return f"{name}: {b.proto}/{shown}:{b.host_port}"
+
     if b.host_ip in ("", "0.0.0.0", "::"):
         versions = (4, 6) if b.host_ip == "" else (4,) if b.host_ip == "0.0.0.0" else (6,)
         found = tuple(a for v in versions for a in service[v])
         if not found:
-            warn(f"{where}: the host has no service address to publish it on")
+            warn(f"{where()}: the host has no service address to publish it on")
         return found
     try:
         addr = ipaddress.ip_address(b.host_ip)
     except ValueError:
-        warn(f"{where}: {b.host_ip!r} is not an address")
+        warn(f"{where()}: {b.host_ip!r} is not an address")
         return ()
-    if addr in service[addr.version]:
-        return (addr,)
+    for a in service[addr.version]:
+        if a == addr:
+            return (a,)
     if addr.is_loopback:
         return ()  # bound to the host itself on purpose: nothing to publish
     if addr in admin:
-        warn(f"{where}: {addr} is the admin address; containers are published on service addresses only")
+        warn(f"{where()}: {addr} is the admin address; containers are published on service addresses only")
     else:
-        warn(f"{where}: {addr} is not a service address of this host")
+        warn(f"{where()}: {addr} is not a service address of this host")
     return ()
