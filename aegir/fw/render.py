@@ -10,6 +10,8 @@ same bytes), which is what "nothing changed" is measured against.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aegir import limits
 from aegir.errors import AegirError
-from aegir.fw.model import Exposures, admin_addresses
+from aegir.fw.model import Addr, Exposures, admin_addresses
 from aegir.fw.settings import FwSettings, Rule
 from aegir.inventory import Host
 
@@ -68,6 +70,20 @@ def comment(text: str) -> str:
     return "".join(ch if " " <= ch <= "~" else "?" for ch in str(text))
 
 
+def address_text(a: Addr) -> str:
+    """``str(a)``, 3 times faster: ``inet_ntop`` prints an address as `ipaddress` does (lower-case hex, no
+    leading zero, the longest run of two zero groups or more as ``::``, the first of equal runs), but for
+    an IPv6 address it prints with an IPv4 tail (``::ffff:1.2.3.4``: a dot) or one with a scope id: those
+    are `ipaddress`'s own text."""
+    if isinstance(a, ipaddress.IPv4Address):
+        return socket.inet_ntop(socket.AF_INET, a.packed)
+    if a.scope_id is None:
+        found = socket.inet_ntop(socket.AF_INET6, a.packed)
+        if "." not in found:
+            return found
+    return str(a)
+
+
 def _compile(source: str, origin: str) -> "jinja2.Template":
     size = len(source.encode("utf-8", "surrogatepass"))
     if size > limits.TEMPLATE_BYTES.value:
@@ -108,23 +124,13 @@ def context(host: Host, settings: FwSettings, exposures: Exposures,
 
     admin = admin_addresses(host)
     # str() (and hash()) of an address is slow, and the same few objects come back (a host has few
-    # addresses, a container one or two): remember them by identity for this rendering
-    text: dict[int, str] = {}
-
-    def t(a: Any) -> str:
-        found = text.get(id(a))
-        if found is None:
-            found = text[id(a)] = str(a)
-        return found
-
+    # addresses, a container one or two): their text is made once per object, looked up by identity
+    objects = {id(e.host_addr): e.host_addr for e in exposures.items}
+    objects.update((id(e.target_addr), e.target_addr) for e in exposures.items)
+    text = {i: address_text(a) for i, a in objects.items()}
     dnat = {v: exposures.of(v) for v in (4, 6)}
-    notes: dict[str, str] = {}  # a container's name, made a comment once (it publishes several ports)
-
-    def note(name: str) -> str:
-        found = notes.get(name)
-        if found is None:
-            found = notes[name] = comment(name)
-        return found
+    # a container's name, made a comment once (it publishes several ports)
+    notes = {name: comment(name) for name in {e.container for e in exposures.items}}
 
     return {
         "host": host.name,
@@ -135,11 +141,12 @@ def context(host: Host, settings: FwSettings, exposures: Exposures,
         "inputs": {v: rules(settings.input, v) for v in (4, 6)},
         "outputs": {v: rules(settings.output, v) for v in (4, 6)},
         "interfaces": list(settings.container_interfaces or bridges or FALLBACK_INTERFACES),
-        "dnat": {v: [f"{t(e.host_addr)} . {e.proto} . {e.host_port} : {t(e.target_addr)} . {e.target_port}"
-                     for e in dnat[v]] for v in (4, 6)},
-        "dnat_notes": {v: [note(e.container) for e in dnat[v]] for v in (4, 6)},
+        "dnat": {v: [f"{text[id(e.host_addr)]} . {e.proto} . {e.host_port} : {text[id(e.target_addr)]} . "
+                     f"{e.target_port}" for e in dnat[v]] for v in (4, 6)},
+        "dnat_notes": {v: [notes[e.container] for e in dnat[v]] for v in (4, 6)},
         # IPv6 only: an IPv4 container address is private, reached through the dnat maps alone
-        "exposed": {6: [f"{t(a)} . {p} . {port}" for a, p, port in exposures.targets(6)]},
+        "exposed": {6: [f"{text.get(id(a)) or address_text(a)} . {p} . {port}"
+                        for a, p, port in exposures.targets(6)]},
         "warnings": [comment(w) for w in exposures.warnings],
     }
 

@@ -183,3 +183,24 @@ def test_hundreds_of_mixed_containers_render_to_the_reviewed_ruleset(changes: di
     assert len(fw.exposures.items) > 250 and len(fw.exposures.warnings) > 300
     seen = "\n".join([fw.text, *map(str, fw.exposures.items), *fw.exposures.warnings])
     assert hashlib.sha256(seen.encode("utf-8", "surrogatepass")).hexdigest() == digest
+
+
+def test_an_address_is_written_as_ipaddress_writes_it():
+    """`render.address_text` is ``str()`` of the address, for any address of either family (IPv4 tails,
+    zero runs, scope ids included)."""
+    import ipaddress
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    v6 = st.one_of(st.integers(0, 2**128 - 1), st.integers(0, 2**48 - 1), st.integers(0, 2**32 - 1).map(lambda i: i | (0xffff << 32)),
+                   st.lists(st.sampled_from([0, 0, 0, 1, 0xffff]), min_size=8, max_size=8)
+                   .map(lambda g: int("".join(f"{x:04x}" for x in g), 16))).map(ipaddress.IPv6Address)
+    scoped = st.sampled_from(["fe80::1%eth0", "::ffff:1.2.3.4%1", "2001:db8::1%x"]).map(ipaddress.IPv6Address)
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.one_of(st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address), v6, scoped))
+    def same(a) -> None:
+        assert render.address_text(a) == str(a)
+
+    same()
