@@ -396,7 +396,6 @@ def expose(containers: Iterable[Container], host: Host, ssh_port: int | None = N
         if not c.networks or all(n.ipv4 is None and n.ipv6 is None for n in c.networks):
             warn(f"{c.name}: no container address (host or none network): its ports are not published")
             continue
-        targets: dict[int, Addr | None] = {}  # the container's address per family, looked up once
         for b in c.bindings:
             if guard_ssh and b.proto == "tcp" and b.host_port == ssh_port:
                 warn(f"{c.name}: tcp/{b.host_port} is the SSH port and SSH may arrive on any address of this "
@@ -415,7 +414,7 @@ def expose(containers: Iterable[Container], host: Host, ssh_port: int | None = N
                 if r is None:
                     r = ranks[id(addr)] = _rank(addr)
                 version = r[0]
-                target = targets[version] if version in targets else targets.setdefault(version, c.address(version))
+                target = c.address(version)
                 if target is None:
                     warn(f"{c.name}: no IPv{version} address: "
                          f"{b.proto}/{hostport(addr, b.host_port)} is not published")
