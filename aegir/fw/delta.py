@@ -29,6 +29,7 @@ import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from aegir.fw.model import Guard
 
@@ -48,35 +49,8 @@ class Shape:
 
 def shape(text: str) -> Shape:
     """Read a rendered ruleset (see the module's docstring)."""
-    structure: list[str] = []
-    sets: dict[str, tuple[str, ...]] = {}
-    name: str | None = None
-    block: list[str] | None = None
-    for line in text.split("\n"):
-        code = line.partition("#")[0].strip()
-        if block is not None:
-            if code == "}":
-                assert name is not None
-                sets[name] = (*sets.get(name, ()), *block)
-                block = None
-                continue
-            item = code.removesuffix(",").strip()
-            if _ELEMENT.fullmatch(item):
-                block.append(" ".join(item.split()))
-                continue
-            structure.append(line)  # not one plain element: structure, so the full path decides
-            continue
-        if not code:
-            continue  # a comment (the warnings) or an empty line
-        opened = _OPEN.match(code)
-        if opened:
-            name = opened.group(1)
-            sets.setdefault(name, ())
-        elif code == "elements = {" and name is not None:
-            block = []
-            continue
-        structure.append(line.rstrip())
-    return Shape(tuple(structure), sets)
+    read = _read(text)
+    return Shape(read.structure, dict(read.sets))
 
 
 def blanked(text: str, drop: Mapping[str, Iterable[str]]) -> str:
@@ -85,30 +59,77 @@ def blanked(text: str, drop: Mapping[str, Iterable[str]]) -> str:
     reads it, so a line `shape` takes for structure is never blanked; every other line stays where it was:
     nft's ``file:line`` in an error is the same as in `text`."""
     lines = text.split("\n")
+    for block in _read(text).blocks:
+        wanted = frozenset(drop.get(block.name, ()))
+        kept = block.others  # what nft reads in a block that is no element: the block stays
+        for i, element in block.elements:
+            if element in wanted:
+                lines[i] = ""
+            else:
+                kept += 1
+        if not kept and block.end is not None:
+            lines[block.start] = lines[block.end] = ""
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """An ``elements = {`` block of a named set or map, as `_read` found it."""
+
+    name: str
+    start: int  # the line opening it
+    end: int | None  # the line closing it (None: the text ends inside it)
+    elements: tuple[tuple[int, str], ...]  # (line, the element as `shape` reads it)
+    others: int  # its lines that are no element but hold something nft reads (structure, for `shape`)
+
+
+@dataclass(frozen=True)
+class _Read:
+    structure: tuple[str, ...]
+    sets: Mapping[str, tuple[str, ...]]
+    blocks: tuple[_Block, ...]
+
+
+@lru_cache(maxsize=2)
+def _read(text: str) -> _Read:
+    """A ruleset read once for `shape` and `blanked` (`aegir.fw.plan.proof_text` asks both of the same
+    60,000 lines; `elements_only` asks `shape` of it too): its structure, its sets' elements, its blocks."""
+    structure: list[str] = []
+    sets: dict[str, tuple[str, ...]] = {}
+    blocks: list[_Block] = []
     name: str | None = None
-    start: int | None = None  # the line opening the current elements block
-    kept = 0
-    wanted = {n: frozenset(items) for n, items in drop.items()}
-    for i, line in enumerate(lines):
+    block: list[tuple[int, str]] | None = None
+    start = others = 0
+    for i, line in enumerate(text.split("\n")):
         code = line.partition("#")[0].strip()
-        if start is not None:
+        if block is not None:
+            assert name is not None
             if code == "}":
-                if not kept:
-                    lines[start] = lines[i] = ""
-                start = None
+                sets[name] = (*sets.get(name, ()), *(e for _, e in block))
+                blocks.append(_Block(name, start, i, tuple(block), others))
+                block = None
                 continue
             item = code.removesuffix(",").strip()
-            if name is not None and _ELEMENT.fullmatch(item) and " ".join(item.split()) in wanted.get(name, ()):
-                lines[i] = ""
-            elif code:
-                kept += 1  # an element not dropped, or what nft reads in a block: the block stays
+            if _ELEMENT.fullmatch(item):
+                block.append((i, " ".join(item.split())))
+                continue
+            structure.append(line)  # not one plain element: structure, so the full path decides
+            others += bool(code)
             continue
+        if not code:
+            continue  # a comment (the warnings) or an empty line
         opened = _OPEN.match(code)
         if opened:
             name = opened.group(1)
+            sets.setdefault(name, ())
         elif code == "elements = {" and name is not None:
-            start, kept = i, 0
-    return "\n".join(lines)
+            block, start, others = [], i, 0
+            continue
+        structure.append(line.rstrip())
+    if block is not None:
+        assert name is not None
+        blocks.append(_Block(name, start, None, tuple(block), others))
+    return _Read(tuple(structure), sets, tuple(blocks))
 
 
 @dataclass(frozen=True)

@@ -295,3 +295,117 @@ def test_accepted_is_its_old_definition_on_a_rendered_ruleset():
     g = guard(HOST, SETTINGS.ssh_port)
     found = delta.accepted(sets, g)
     assert found == old_accepted(sets, g) and sum(map(len, found.values())) >= 300 * 3 * 3
+
+
+# --------------------------------------------------------------------------- delta.shape and delta.blanked, read once
+
+
+def old_shape(text: str) -> delta.Shape:
+    """`delta.shape` as it was (its own reading of every line)."""
+    structure: list[str] = []
+    sets: dict[str, tuple[str, ...]] = {}
+    name: str | None = None
+    block: list[str] | None = None
+    for line in text.split("\n"):
+        code = line.partition("#")[0].strip()
+        if block is not None:
+            if code == "}":
+                assert name is not None
+                sets[name] = (*sets.get(name, ()), *block)
+                block = None
+                continue
+            item = code.removesuffix(",").strip()
+            if delta._ELEMENT.fullmatch(item):
+                block.append(" ".join(item.split()))
+                continue
+            structure.append(line)
+            continue
+        if not code:
+            continue
+        opened = delta._OPEN.match(code)
+        if opened:
+            name = opened.group(1)
+            sets.setdefault(name, ())
+        elif code == "elements = {" and name is not None:
+            block = []
+            continue
+        structure.append(line.rstrip())
+    return delta.Shape(tuple(structure), sets)
+
+
+def old_blanked(text: str, drop) -> str:
+    """`delta.blanked` as it was (its own reading of every line)."""
+    lines = text.split("\n")
+    name: str | None = None
+    start: int | None = None
+    kept = 0
+    wanted = {n: frozenset(items) for n, items in drop.items()}
+    for i, line in enumerate(lines):
+        code = line.partition("#")[0].strip()
+        if start is not None:
+            if code == "}":
+                if not kept:
+                    lines[start] = lines[i] = ""
+                start = None
+                continue
+            item = code.removesuffix(",").strip()
+            if name is not None and delta._ELEMENT.fullmatch(item) and " ".join(item.split()) in wanted.get(name, ()):
+                lines[i] = ""
+            elif code:
+                kept += 1
+            continue
+        opened = delta._OPEN.match(code)
+        if opened:
+            name = opened.group(1)
+        elif code == "elements = {" and name is not None:
+            start, kept = i, 0
+    return "\n".join(lines)
+
+
+def _ruleset_texts():
+    """Ruleset texts of the lines `render` writes and of lines it never writes: sets and maps opened, blocks
+    opened, closed or left open, elements with notes, odd spacing, several on a line, quotes, comments."""
+    from hypothesis import strategies as st
+
+    element = st.sampled_from(["10.0.0.1", "198.51.100.101 . tcp . 80 : 10.128.0.3 . 80", "2001:db8::3 . tcp . 81",
+                               "10.0.0.1  .  tcp . 80", "a\tb", "x"])
+    line = st.one_of(
+        st.sampled_from(["table inet aegir {", "\tset in4 {", "\tmap dnat4 {", "\tset exposed6 {", "set  s2{",
+                         "\t\ttype ipv4_addr", "\t\telements = {", "elements = {", "\t\t}", "\t}", "}", "", "  ",
+                         "# a warning", "\t\t# a note", "\tchain input {", "\t\tct state established accept",
+                         "\t\t\t}  # closed", "\t\telements = { 10.0.0.1 }", "\t\t\t\"quoted\",", "\t\t\t{ x },"]),
+        st.tuples(st.sampled_from(["\t\t\t", "", "  ", "\t"]), element, st.sampled_from([",", "", ",,", " ,"]),
+                  st.sampled_from(["", "  # app1", "# x", " #"])).map("".join),
+        st.tuples(element, element).map(lambda ab: f"\t\t\t{ab[0]}, {ab[1]}"),
+        st.text(alphabet="{};,# \t.a1", max_size=8))
+    block = st.tuples(st.sampled_from(["\tset in4 {", "\tmap dnat4 {", ""]), st.lists(line, max_size=6)).map(
+        lambda b: "\n".join([b[0], "\t\telements = {", *b[1], "\t\t}"]))
+    return st.lists(line | block, max_size=40).map("\n".join)
+
+
+def test_shape_and_blanked_read_a_ruleset_once_as_they_did_each():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_ruleset_texts(), st.data())
+    def same(text: str, data) -> None:
+        before = old_shape(text)
+        assert delta.shape(text) == before
+        drop = {n: data.draw(st.just(items) | st.lists(st.sampled_from([*items, "10.0.0.1", "x"]), unique=True))
+                for n, items in before.sets.items()}
+        drop["absent"] = ["10.0.0.1"]
+        assert delta.blanked(text, drop) == old_blanked(text, drop)
+        assert delta.shape(text) == before  # read from the cache: the same answer
+
+    same()
+
+
+def test_shape_and_blanked_of_a_rendered_ruleset_are_as_they_were():
+    fw = fwplan.firewall(HOST, SETTINGS, containers(300), None, None, bridges=("docker0",))
+    before = old_shape(fw.text)
+    assert delta.shape(fw.text) == before and sum(map(len, before.sets.values())) >= 300 * 3 * 3
+    some = {n: items[::2] for n, items in before.sets.items()}
+    every = dict(before.sets)
+    for drop in (some, every, {}):
+        assert delta.blanked(fw.text, drop) == old_blanked(fw.text, drop)
