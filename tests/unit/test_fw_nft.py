@@ -396,11 +396,18 @@ def test_the_line_diff_walk_gives_what_difflib_gives():
     import difflib
     from collections import Counter
 
-    from hypothesis import given, settings
+    from hypothesis import example, given, settings
     from hypothesis import strategies as st
 
     def reference(old: str, new: str) -> tuple[tuple[str, ...], tuple[str, ...]]:  # changed_lines before the walk
         before, after = old.splitlines(), new.splitlines()
+        head, most = 0, min(len(before), len(after))  # what both share at the start and the end is no change
+        while head < most and before[head] == after[head]:
+            head += 1
+        tail = 0
+        while tail < most - head and before[-1 - tail] == after[-1 - tail]:
+            tail += 1
+        before, after = before[head:len(before) - tail], after[head:len(after) - tail]
         added: list[str] = []
         removed: list[str] = []
         for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
@@ -412,8 +419,9 @@ def test_the_line_diff_walk_gives_what_difflib_gives():
 
     lines = st.lists(st.sampled_from(["a", "b", "c", "}", "", " d", "e ", "\tf", "g # x"]), max_size=12)
 
-    @settings(max_examples=400)
+    @settings(max_examples=1000)
     @given(lines, lines, st.lists(st.tuples(st.integers(0, 12), st.booleans(), st.integers(0, 99)), max_size=6))
+    @example(["b", "b", "a", "b", "a"], [], [(4, False, 0), (3, True, 0), (0, False, 0)])  # the shared start
     def same(old: list[str], new: list[str], edits: list[tuple[int, bool, int]]) -> None:
         # random pairs, and a text with lines only inserted or deleted (the element-only shape)
         edited = list(old)
