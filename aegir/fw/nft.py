@@ -253,7 +253,7 @@ unshare -n sh -c '
     [ "$f $n" = "inet aegir" ] || nft -s list table "$f" "$n" || exit 1; done; }
   nft -f "$2" >/dev/null || { echo "aegir: the host'"'"'s other tables do not load in a scratch namespace: the whole ruleset cannot be proved" >&2; exit 5; }
   was=$(others | sha256sum) || exit 5
-  nft -f "$8" >/dev/null 2>"$8.err" || { sed "s|^$8:|$1:|" "$8.err" >&2
+  nft -f "$8" >/dev/null 2>"$8.err" || { p="$8" c="$1" awk "$9" "$8.err" >&2
     echo "aegir: the ruleset does not load next to the host'"'"'s other tables" >&2; exit 65; }
   now=$(others | sha256sum) || exit 6
   if [ "$now" != "$was" ]; then
@@ -264,8 +264,11 @@ unshare -n sh -c '
   if command -v "$py" >/dev/null; then k=$("$py" -I -S -c "$7" "$3" "$4" "$5" "$6") || exit; else k="no python3"; fi
   nft -s -j list ruleset
   printf "\036%s\n" "$k"
-' sh "$1" "$rest" "$2" "$3" "$4" "$5" "$6" "$proved"
+' sh "$1" "$rest" "$2" "$3" "$4" "$5" "$6" "$proved" "$7"
 """
+#: awk: nft's words about the proof's text ($p), about the candidate ($c) instead: each line that starts with
+#: ``$p:`` starts with ``$c:`` (paths from the environment: awk reads no escape in them, unlike ``sed s||``).
+_RENAME = 'index($0, ENVIRON["p"] ":") == 1 { $0 = ENVIRON["c"] substr($0, length(ENVIRON["p"]) + 1) } { print }'
 
 
 #: Exit code of `prove_cmd` when nft refuses to load the candidate (nft's own words on stderr): nothing live
@@ -288,7 +291,8 @@ def prove_cmd(path: str, text: str, port: int = 22, admins: Sequence[str] = (), 
     elements: 0.4 s of nft's CPU to load them here, 1.1 s to list them, as long again in the evaluator).
     nft loads them live with the rest (`apply_cmd`: one transaction; what it refuses there changes nothing)."""
     return dataclasses.replace(shell(_PROVE, path, str(port), " ".join(admins), " ".join(sources),
-                                     " ".join(map(str, knock.SOURCE_PORTS)), knock.SCRIPT), stdin=packed(text))
+                                     " ".join(map(str, knock.SOURCE_PORTS)), knock.SCRIPT, _RENAME),
+                               stdin=packed(text))
 
 
 #: Shell: write $2 (text) to the file $1 atomically (a rename). Through cat: dash's printf says "I/O error"

@@ -70,7 +70,7 @@ def test_the_proof_loads_the_candidate_next_to_the_hosts_other_tables_which_it_m
     script = nft.prove_cmd(f"{STATE}/candidate.nft", "").argv[2]
     cmd = nft.prove_cmd(f"{STATE}/candidate.nft", "x\n", 2222, ["192.0.2.1", "2001:db8::1"], ["203.0.113.1"])
     assert cmd.argv[3:] == ("sh", f"{STATE}/candidate.nft", "2222", "192.0.2.1 2001:db8::1", "203.0.113.1",
-                            "0 1022 61000", knock.SCRIPT)
+                            "0 1022 61000", knock.SCRIPT, nft._RENAME)
     assert f'  {nft._PYTHON}\n  if command -v "$py" >/dev/null; then k=$("$py" -I -S -c "$7" "$3" "$4" "$5" "$6")' \
         in script  # the kernel's answer, through the whole ruleset the proof loaded
     assert script.index('k=$("$py" -I -S -c "$7"') < script.index("nft -s -j list ruleset") \
@@ -80,14 +80,14 @@ def test_the_proof_loads_the_candidate_next_to_the_hosts_other_tables_which_it_m
                              'trap \'rm -f -- "$rest" "$proved" "$proved.err"\' EXIT\n'
                              'base64 -d | gzip -dc > "$proved" || exit\n')
     assert cmd.stdin == nft.packed("x\n")
-    assert script.endswith('\n\' sh "$1" "$rest" "$2" "$3" "$4" "$5" "$6" "$proved"\n')
+    assert script.endswith('\n\' sh "$1" "$rest" "$2" "$3" "$4" "$5" "$6" "$proved" "$7"\n')
     # every table but aegir's (the candidate replaces it: listing and loading its elements would be waste)
     assert '[ "$f $n" = "inet aegir" ] || nft -s list table "$f" "$n" || exit 1; done; }\nothers > "$rest"' in script
     # the tables' names from the terse listing: ``nft list tables`` fetches every set element
     assert 'others() { nft -t -s list ruleset | sed -n "s/^table \\(.*\\) {\\$/\\1/p" | while read -r f n; do' in script
     assert "nft list tables" not in script
     # no `nft -c` before it: the proof's own load refuses what nft refuses, and says so by its exit code
-    assert ('nft -f "$8" >/dev/null 2>"$8.err" || { sed "s|^$8:|$1:|" "$8.err" >&2\n    echo "aegir: the ruleset '
+    assert ('nft -f "$8" >/dev/null 2>"$8.err" || { p="$8" c="$1" awk "$9" "$8.err" >&2\n    echo "aegir: the ruleset '
             f'does not load next to the host\'"\'"\'s other tables" >&2; exit {nft.NOT_LOADED}; }}') in script
     assert script.index('nft -f "$2"') < script.index("was=$(others | sha256sum)") \
         < script.index('nft -f "$8" >/dev/null 2>') < script.index("now=$(others | sha256sum)") \

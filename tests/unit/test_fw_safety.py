@@ -378,7 +378,7 @@ def test_nfts_words_about_the_proofs_text_name_the_candidate_and_its_line(tmp_pa
     fw = fwplan.firewall(HOST, SETTINGS, containers())
     broken = fw.text.replace("\tchain forward {", "\tchain forward {\n\t\tip saddr 1.2.3 accept", 1)
     line = broken.split("\n").index("\t\tip saddr 1.2.3 accept") + 1
-    path = tmp_path / "candidate-1.nft"
+    path = tmp_path / "a|b&c\\d" / "candidate-1.nft"  # what sed's s||| would read as its own
     cmd = nft.prove_cmd(str(path), fwplan.proof_text(dataclasses.replace(fw, text=broken)), 22, ["198.51.100.11"])
     done = subprocess.run(cmd.argv, input=cmd.stdin, capture_output=True, text=True, timeout=60)
     assert done.returncode == nft.NOT_LOADED, done.stderr
