@@ -2,7 +2,9 @@
 
 `SCRIPT` is a Python program sent as a command argument (data, never built
 from host input) and run by the host's ``python3`` inside the scratch network
-namespace where `nft.prove_cmd` loaded the whole ruleset that would be live:
+namespace where `nft.prove_cmd` loaded the whole ruleset that would be live (but the
+container elements the model's own check accepts, which no SSH packet to an admin
+address can match: `aegir.fw.plan.proof_text`):
 
 - a veth pair joins it to a second, nested namespace playing the operator;
 - the admin addresses go on the near end, the operator's source addresses on
