@@ -400,14 +400,7 @@ def test_the_line_diff_walk_gives_what_difflib_gives():
     from hypothesis import strategies as st
 
     def reference(old: str, new: str) -> tuple[tuple[str, ...], tuple[str, ...]]:  # changed_lines before the walk
-        before, after = old.splitlines(), new.splitlines()
-        head, most = 0, min(len(before), len(after))  # what both share at the start and the end is no change
-        while head < most and before[head] == after[head]:
-            head += 1
-        tail = 0
-        while tail < most - head and before[-1 - tail] == after[-1 - tail]:
-            tail += 1
-        before, after = before[head:len(before) - tail], after[head:len(after) - tail]
+        before, after = nft._trimmed(old.splitlines(), new.splitlines())  # the same lines as changed_lines
         added: list[str] = []
         removed: list[str] = []
         for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
